@@ -1,0 +1,370 @@
+//! Tern's configuration.
+//!
+//! One TOML file, every key optional: a missing file or an empty file gives the embedded
+//! defaults. Unknown keys and bad values are refused with a message that names the key
+//! (serde's `deny_unknown_fields` plus [`Config::validate`]). Every key is documented in
+//! `docs/config.md`; a test there checks that the documented example parses.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+mod listen;
+pub use listen::{Listen, Service};
+
+/// Errors while loading or validating configuration. Each names the file or key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The name this server announces in greetings, EHLO and Received headers.
+    pub hostname: String,
+    /// Where the store, the generated certificate and the admin socket live.
+    pub data_dir: PathBuf,
+    pub listen: Listen,
+    pub tls: Tls,
+    pub smtp: Smtp,
+    pub directory: Directory,
+    pub store: Store,
+    pub log: Log,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: system_hostname(),
+            data_dir: PathBuf::from("./tern-data"),
+            listen: Listen::default(),
+            tls: Tls::default(),
+            smtp: Smtp::default(),
+            directory: Directory::default(),
+            store: Store::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+/// TLS certificate and key. When both are absent a self-signed pair is generated under
+/// `data_dir/tls/` on first start.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// SMTP receive limits and timeouts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Smtp {
+    /// Largest message accepted, in bytes (advertised in SIZE).
+    pub max_message_size: u64,
+    /// Recipients per transaction.
+    pub max_recipients: usize,
+    /// Longest command line, CRLF included.
+    pub max_line_length: usize,
+    /// Idle timeout while waiting for a command or for more message data.
+    pub timeout_seconds: u64,
+    /// Protocol errors tolerated in one session before it is closed.
+    pub max_errors: u32,
+    /// Concurrent SMTP connections, all listeners together.
+    pub max_connections: usize,
+    /// Concurrent SMTP connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Networks exempt from the per-IP connection limit (CIDR), like Postfix's mynetworks.
+    pub limit_exempt: Vec<String>,
+    /// Message bytes held in memory by all sessions together before new data is refused
+    /// with `452 4.3.1`.
+    pub max_inflight_bytes: u64,
+}
+
+impl Default for Smtp {
+    fn default() -> Self {
+        Smtp {
+            max_message_size: 50 * 1024 * 1024,
+            max_recipients: 100,
+            max_line_length: 2048,
+            timeout_seconds: 300,
+            max_errors: 20,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            limit_exempt: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            max_inflight_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// Address handling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Directory {
+    /// The character that separates a sub-address: `user+tag@domain` reaches `user`.
+    /// Empty string turns plus-addressing off.
+    pub plus_separator: String,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Directory {
+            plus_separator: "+".into(),
+        }
+    }
+}
+
+/// Embedded store tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Store {
+    /// Block cache size in MiB.
+    pub cache_mb: u64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store { cache_mb: 64 }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A tracing filter: `info`, `debug`, `tern_smtp=debug,info`, ... `RUST_LOG` overrides it.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names the source in error messages.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Moves every listener to loopback high ports, for running as a normal user:
+    /// SMTP 2525, submission 2587, submissions 2465, IMAP 1143, IMAPS 1993, POP3 1110,
+    /// POP3S 1995, HTTP 8080.
+    pub fn apply_dev_ports(&mut self) {
+        self.listen = Listen::dev();
+    }
+
+    /// Checks values that the TOML types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_hostname(&self.hostname)?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => return Err(invalid("tls.key", "tls.cert is set but tls.key is not")),
+            (None, Some(_)) => return Err(invalid("tls.cert", "tls.key is set but tls.cert is not")),
+            _ => {}
+        }
+        let s = &self.smtp;
+        if s.max_message_size < 1024 {
+            return Err(invalid("smtp.max_message_size", "must be at least 1024 bytes"));
+        }
+        if s.max_recipients == 0 {
+            return Err(invalid("smtp.max_recipients", "must be at least 1"));
+        }
+        if s.max_line_length < 512 {
+            // RFC 5321 §4.5.3.1.4: a command line is at least 512 octets.
+            return Err(invalid("smtp.max_line_length", "must be at least 512 (RFC 5321 §4.5.3.1.4)"));
+        }
+        if s.timeout_seconds == 0 {
+            return Err(invalid("smtp.timeout_seconds", "must be at least 1"));
+        }
+        if s.max_connections == 0 {
+            return Err(invalid("smtp.max_connections", "must be at least 1"));
+        }
+        if s.max_connections_per_ip == 0 {
+            return Err(invalid("smtp.max_connections_per_ip", "must be at least 1"));
+        }
+        if s.max_inflight_bytes < s.max_message_size {
+            return Err(invalid(
+                "smtp.max_inflight_bytes",
+                "must be at least smtp.max_message_size",
+            ));
+        }
+        for net in &s.limit_exempt {
+            Cidr::parse(net).map_err(|m| invalid("smtp.limit_exempt", format!("{net:?}: {m}")))?;
+        }
+        if self.directory.plus_separator.chars().count() > 1 {
+            return Err(invalid("directory.plus_separator", "must be one character or empty"));
+        }
+        if let Some(c) = self.directory.plus_separator.chars().next()
+            && (c.is_alphanumeric() || c == '@' || c == '.' || c.is_whitespace())
+        {
+            return Err(invalid(
+                "directory.plus_separator",
+                format!("{c:?} cannot separate a sub-address"),
+            ));
+        }
+        if self.store.cache_mb == 0 {
+            return Err(invalid("store.cache_mb", "must be at least 1"));
+        }
+        tracing_filter_sanity(&self.log.level)?;
+        Ok(())
+    }
+
+    /// Parsed `smtp.limit_exempt` (validated already, so unparsable entries cannot occur).
+    pub fn limit_exempt(&self) -> Vec<Cidr> {
+        self.smtp
+            .limit_exempt
+            .iter()
+            .filter_map(|n| Cidr::parse(n).ok())
+            .collect()
+    }
+
+    /// The plus-addressing separator, if any.
+    pub fn plus_separator(&self) -> Option<char> {
+        self.directory.plus_separator.chars().next()
+    }
+}
+
+fn tracing_filter_sanity(level: &str) -> Result<(), ConfigError> {
+    if level.trim().is_empty() {
+        return Err(invalid("log.level", "must not be empty"));
+    }
+    if level.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("log.level", "must not contain spaces"));
+    }
+    Ok(())
+}
+
+/// The host name of the machine, or `localhost` if it has none usable.
+pub fn system_hostname() -> String {
+    let name = gethostname::gethostname().to_string_lossy().trim().to_ascii_lowercase();
+    if validate_hostname(&name).is_ok() {
+        name
+    } else {
+        "localhost".into()
+    }
+}
+
+fn validate_hostname(name: &str) -> Result<(), ConfigError> {
+    let ascii = idna::domain_to_ascii(name)
+        .map_err(|_| invalid("hostname", format!("{name:?} is not a valid host name")))?;
+    if ascii.is_empty() || ascii.len() > 253 {
+        return Err(invalid("hostname", "must be 1 to 253 characters"));
+    }
+    for label in ascii.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(invalid("hostname", format!("{name:?} is not a valid host name")));
+        }
+    }
+    Ok(())
+}
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `::1/128`; a bare address is a /32 or /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Cidr, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr.parse().map_err(|_| "not an IP address".to_string())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("prefix length must be 0..={max}"))?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A socket address that is on the loopback interface.
+pub fn is_loopback(addr: &SocketAddr) -> bool {
+    match addr.ip() {
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,128 @@
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+/// The protocols Tern listens for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    Smtp,
+    Submission,
+    Submissions,
+    Imap,
+    Imaps,
+    Pop3,
+    Pop3s,
+    Http,
+}
+
+impl Service {
+    pub const ALL: [Service; 8] = [
+        Service::Smtp,
+        Service::Submission,
+        Service::Submissions,
+        Service::Imap,
+        Service::Imaps,
+        Service::Pop3,
+        Service::Pop3s,
+        Service::Http,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Smtp => "smtp",
+            Service::Submission => "submission",
+            Service::Submissions => "submissions",
+            Service::Imap => "imap",
+            Service::Imaps => "imaps",
+            Service::Pop3 => "pop3",
+            Service::Pop3s => "pop3s",
+            Service::Http => "http",
+        }
+    }
+
+    /// The standard port (RFC 5321, 6409, 8314, 9051, 1939) and the `--dev` port.
+    pub fn ports(self) -> (u16, u16) {
+        match self {
+            Service::Smtp => (25, 2525),
+            Service::Submission => (587, 2587),
+            Service::Submissions => (465, 2465),
+            Service::Imap => (143, 1143),
+            Service::Imaps => (993, 1993),
+            Service::Pop3 => (110, 1110),
+            Service::Pop3s => (995, 1995),
+            Service::Http => (8080, 8080),
+        }
+    }
+}
+
+/// Listening sockets, one list per service; an empty list turns the service off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    pub smtp: Vec<SocketAddr>,
+    pub submission: Vec<SocketAddr>,
+    pub submissions: Vec<SocketAddr>,
+    pub imap: Vec<SocketAddr>,
+    pub imaps: Vec<SocketAddr>,
+    pub pop3: Vec<SocketAddr>,
+    pub pop3s: Vec<SocketAddr>,
+    pub http: Vec<SocketAddr>,
+}
+
+fn any(port: u16) -> Vec<SocketAddr> {
+    vec![
+        SocketAddr::from(([0, 0, 0, 0], port)),
+        SocketAddr::from(([0u16; 8], port)),
+    ]
+}
+
+fn loopback(port: u16) -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([127, 0, 0, 1], port))]
+}
+
+impl Default for Listen {
+    /// Standard ports on every IPv4 and IPv6 address; HTTP (metrics, health) on loopback only.
+    fn default() -> Self {
+        let mut l = Listen::build(|s| any(s.ports().0));
+        l.http = loopback(Service::Http.ports().0);
+        l
+    }
+}
+
+impl Listen {
+    fn build(f: impl Fn(Service) -> Vec<SocketAddr>) -> Listen {
+        Listen {
+            smtp: f(Service::Smtp),
+            submission: f(Service::Submission),
+            submissions: f(Service::Submissions),
+            imap: f(Service::Imap),
+            imaps: f(Service::Imaps),
+            pop3: f(Service::Pop3),
+            pop3s: f(Service::Pop3s),
+            http: f(Service::Http),
+        }
+    }
+
+    /// Every service on 127.0.0.1 at its high `--dev` port.
+    pub fn dev() -> Listen {
+        Listen::build(|s| loopback(s.ports().1))
+    }
+
+    pub fn addrs(&self, service: Service) -> &[SocketAddr] {
+        match service {
+            Service::Smtp => &self.smtp,
+            Service::Submission => &self.submission,
+            Service::Submissions => &self.submissions,
+            Service::Imap => &self.imap,
+            Service::Imaps => &self.imaps,
+            Service::Pop3 => &self.pop3,
+            Service::Pop3s => &self.pop3s,
+            Service::Http => &self.http,
+        }
+    }
+
+    /// Whether this is the built-in default address for the service (an IPv6 wildcard default
+    /// may be skipped on hosts without IPv6).
+    pub fn is_default_wildcard(service: Service, addr: &SocketAddr) -> bool {
+        service != Service::Http && any(service.ports().0).contains(addr)
+    }
+}

@@ -1,0 +1,312 @@
+//! The message summary: everything IMAP, POP3 and the admin tools need to know about a
+//! message without parsing it again. It is computed once at delivery with mail-parser and
+//! cached in the store, keyed by the message's content hash.
+//!
+//! The summary is a *cache*: [`SUMMARY_VERSION`] changes whenever its shape or content does,
+//! and a store that finds an older version recomputes it from the stored message.
+
+use mail_parser::{Address, HeaderName, HeaderValue, MessageParser, MessagePart, MimeHeaders, PartType};
+use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+/// Bump when [`MessageSummary`] changes.
+pub const SUMMARY_VERSION: u16 = 1;
+
+/// MIME nesting deeper than this is summarised as an opaque leaf, so hostile messages cannot
+/// make the summary (or an IMAP BODYSTRUCTURE built from it) unbounded.
+pub const MAX_DEPTH: usize = 48;
+/// At most this many parts are described; the rest of a multipart is left out.
+pub const MAX_PARTS: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSummary {
+    pub version: u16,
+    pub size: u64,
+    /// `Date:` as Unix seconds, if present and valid.
+    pub date: Option<i64>,
+    /// Decoded subject (RFC 2047), for listings and sorting.
+    pub subject: String,
+    /// Decoded first `From:` address as `Name <addr>` or `addr`.
+    pub from: String,
+    /// `Message-ID` without angle brackets.
+    pub message_id: Option<String>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    /// Raw header values for the IMAP ENVELOPE (RFC 9051 §7.5.2).
+    pub envelope: RawEnvelope,
+    pub body: BodyPart,
+}
+
+/// The ten ENVELOPE fields as they appear in the header (unfolded, encoded words intact).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawEnvelope {
+    pub date: Option<String>,
+    pub subject: Option<String>,
+    pub from: Option<String>,
+    pub sender: Option<String>,
+    pub reply_to: Option<String>,
+    pub to: Option<String>,
+    pub cc: Option<String>,
+    pub bcc: Option<String>,
+    pub in_reply_to: Option<String>,
+    pub message_id: Option<String>,
+}
+
+/// One MIME part, with byte offsets into the stored message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyPart {
+    /// Lower-case `type/subtype` pieces; `text/plain` when absent (RFC 2045 §5.2).
+    pub media_type: String,
+    pub subtype: String,
+    /// Content-Type parameters (RFC 2231 continuations joined).
+    pub params: Vec<(String, String)>,
+    pub id: Option<String>,
+    pub description: Option<String>,
+    /// Content-Transfer-Encoding as written, lower-case; `None` means 7bit.
+    pub encoding: Option<String>,
+    pub disposition: Option<(String, Vec<(String, String)>)>,
+    pub language: Vec<String>,
+    pub location: Option<String>,
+    pub md5: Option<String>,
+    /// Where the part's header starts, its body starts, and its body ends.
+    pub offset_header: u64,
+    pub offset_body: u64,
+    pub offset_end: u64,
+    /// Lines in the (encoded) body.
+    pub lines: u64,
+    pub kind: PartKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PartKind {
+    Leaf,
+    Multipart(Vec<BodyPart>),
+    /// message/rfc822 (or global) whose content was parsed in place.
+    Message(Box<RawEnvelope>, Box<BodyPart>),
+}
+
+impl MessageSummary {
+    /// Whether any part is an attachment (for listings).
+    pub fn has_attachment(&self) -> bool {
+        fn walk(p: &BodyPart) -> bool {
+            match &p.kind {
+                PartKind::Leaf => p.disposition.as_ref().is_some_and(|(d, _)| d == "attachment"),
+                PartKind::Multipart(children) => children.iter().any(walk),
+                PartKind::Message(_, inner) => walk(inner),
+            }
+        }
+        walk(&self.body)
+    }
+}
+
+/// Parses a message and summarises it. Never fails: unparsable input becomes a single
+/// text/plain leaf covering the whole message.
+pub fn summarize(raw: &[u8]) -> MessageSummary {
+    let parsed = MessageParser::default().parse(raw);
+    let Some(message) = parsed else {
+        return MessageSummary {
+            version: SUMMARY_VERSION,
+            size: raw.len() as u64,
+            date: None,
+            subject: String::new(),
+            from: String::new(),
+            message_id: None,
+            in_reply_to: vec![],
+            references: vec![],
+            envelope: RawEnvelope::default(),
+            body: plain_leaf(raw, 0, 0, raw.len() as u64),
+        };
+    };
+    let mut budget = MAX_PARTS;
+    let body = match message.parts.first() {
+        Some(root) => build_part(raw, &message.parts, root, 0, &mut budget),
+        None => plain_leaf(raw, 0, 0, raw.len() as u64),
+    };
+    let from = message
+        .from()
+        .and_then(first_address)
+        .map(|(name, addr)| match name {
+            Some(n) if !n.is_empty() => format!("{n} <{addr}>"),
+            _ => addr,
+        })
+        .unwrap_or_default();
+    MessageSummary {
+        version: SUMMARY_VERSION,
+        size: raw.len() as u64,
+        date: message.date().map(|d| d.to_timestamp()),
+        subject: message.subject().map(clean_line).unwrap_or_default(),
+        from: clean_line(&from),
+        message_id: message.message_id().map(str::to_string),
+        in_reply_to: id_list(message.in_reply_to()),
+        references: id_list(message.references()),
+        envelope: message.parts.first().map(|p| raw_envelope(raw, p)).unwrap_or_default(),
+        body,
+    }
+}
+
+fn first_address(addr: &Address<'_>) -> Option<(Option<String>, String)> {
+    let a = match addr {
+        Address::List(list) => list.first()?,
+        Address::Group(groups) => groups.iter().flat_map(|g| g.addresses.iter()).next()?,
+    };
+    Some((a.name.as_deref().map(str::to_string), a.address.as_deref()?.to_string()))
+}
+
+fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
+    match value {
+        HeaderValue::Text(t) => vec![t.to_string()],
+        HeaderValue::TextList(l) => l.iter().map(|s| s.to_string()).collect(),
+        _ => vec![],
+    }
+}
+
+/// Control characters (and so CR/LF) removed, for one-line displays.
+fn clean_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+/// A raw header value, unfolded (RFC 5322 §2.2.3: CRLF before WSP removed) and trimmed.
+fn raw_value(raw: &[u8], start: u32, end: u32) -> String {
+    let bytes = raw.get(start as usize..end as usize).unwrap_or_default();
+    let text = String::from_utf8_lossy(bytes);
+    let unfolded: String = text.chars().filter(|&c| c != '\r' && c != '\n').collect();
+    unfolded.trim().to_string()
+}
+
+fn raw_envelope(raw: &[u8], part: &MessagePart<'_>) -> RawEnvelope {
+    let find = |name: HeaderName<'static>| {
+        part.headers
+            .iter()
+            .find(|h| h.name == name)
+            .map(|h| raw_value(raw, h.offset_start, h.offset_end))
+    };
+    RawEnvelope {
+        date: find(HeaderName::Date),
+        subject: find(HeaderName::Subject),
+        from: find(HeaderName::From),
+        sender: find(HeaderName::Sender),
+        reply_to: find(HeaderName::ReplyTo),
+        to: find(HeaderName::To),
+        cc: find(HeaderName::Cc),
+        bcc: find(HeaderName::Bcc),
+        in_reply_to: find(HeaderName::InReplyTo),
+        message_id: find(HeaderName::MessageId),
+    }
+}
+
+fn count_lines(raw: &[u8], start: u64, end: u64) -> u64 {
+    let body = raw.get(start as usize..end as usize).unwrap_or_default();
+    let mut n = body.iter().filter(|&&b| b == b'\n').count() as u64;
+    if !body.is_empty() && body.last() != Some(&b'\n') {
+        n += 1;
+    }
+    n
+}
+
+fn plain_leaf(raw: &[u8], header: u64, body: u64, end: u64) -> BodyPart {
+    BodyPart {
+        media_type: "text".into(),
+        subtype: "plain".into(),
+        params: vec![("charset".into(), "us-ascii".into())],
+        id: None,
+        description: None,
+        encoding: None,
+        disposition: None,
+        language: vec![],
+        location: None,
+        md5: None,
+        offset_header: header,
+        offset_body: body,
+        offset_end: end,
+        lines: count_lines(raw, body, end),
+        kind: PartKind::Leaf,
+    }
+}
+
+fn attributes(attrs: Option<&[mail_parser::Attribute<'_>]>) -> Vec<(String, String)> {
+    attrs
+        .unwrap_or_default()
+        .iter()
+        .map(|a| (a.name.to_ascii_lowercase(), a.value.to_string()))
+        .collect()
+}
+
+fn build_part(
+    raw: &[u8],
+    parts: &[MessagePart<'_>],
+    part: &MessagePart<'_>,
+    depth: usize,
+    budget: &mut usize,
+) -> BodyPart {
+    *budget = budget.saturating_sub(1);
+    let (media_type, subtype, params) = match part.content_type() {
+        Some(ct) => (
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().map(str::to_ascii_lowercase).unwrap_or_default(),
+            attributes(ct.attributes()),
+        ),
+        None => ("text".to_string(), "plain".to_string(), vec![("charset".into(), "us-ascii".into())]),
+    };
+    let (media_type, subtype) = match (&part.body, subtype.is_empty()) {
+        // A multipart without a subtype is treated as multipart/mixed (RFC 2046 §5.1.3).
+        (PartType::Multipart(_), true) => ("multipart".to_string(), "mixed".to_string()),
+        (_, true) if media_type == "text" => (media_type, "plain".into()),
+        (_, true) => ("application".into(), "octet-stream".into()),
+        _ => (media_type, subtype),
+    };
+    let (header, body, end) = (part.offset_header as u64, part.offset_body as u64, part.offset_end as u64);
+    let kind = if depth >= MAX_DEPTH {
+        PartKind::Leaf
+    } else {
+        match &part.body {
+            PartType::Multipart(ids) => {
+                let mut children = Vec::with_capacity(ids.len().min(64));
+                for id in ids {
+                    if *budget == 0 {
+                        break;
+                    }
+                    if let Some(child) = parts.get(*id as usize) {
+                        children.push(build_part(raw, parts, child, depth + 1, budget));
+                    }
+                }
+                PartKind::Multipart(children)
+            }
+            // Only a message parsed in place has offsets into our bytes; an encoded one
+            // (base64 message/rfc822, not allowed by RFC 2046 §5.2.1) stays a leaf.
+            PartType::Message(inner) if matches!(inner.raw_message, Cow::Borrowed(_)) => match inner.parts.first() {
+                Some(root) => PartKind::Message(
+                    Box::new(raw_envelope(raw, root)),
+                    Box::new(build_part(raw, &inner.parts, root, depth + 1, budget)),
+                ),
+                None => PartKind::Leaf,
+            },
+            _ => PartKind::Leaf,
+        }
+    };
+    BodyPart {
+        media_type,
+        subtype,
+        params,
+        id: part.content_id().map(|s| format!("<{s}>")),
+        description: part.content_description().map(str::to_string),
+        encoding: part.content_transfer_encoding().map(str::to_ascii_lowercase),
+        disposition: part
+            .content_disposition()
+            .map(|d| (d.ctype().to_ascii_lowercase(), attributes(d.attributes()))),
+        language: id_list(part.content_language()),
+        location: part.content_location().map(str::to_string),
+        md5: part
+            .headers
+            .iter()
+            .find(|h| h.name.as_str().eq_ignore_ascii_case("Content-MD5"))
+            .map(|h| raw_value(raw, h.offset_start, h.offset_end)),
+        offset_header: header,
+        offset_body: body,
+        offset_end: end,
+        lines: count_lines(raw, body, end),
+        kind,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+//! Keyspaces and key layouts of the embedded store. All integers are big-endian so that
+//! lexicographic key order is numeric order.
+
+use crate::model::{AccountId, BlobHash, MailboxId};
+
+/// On-disk format of the embedded store. Every change ships a migration and a test that
+/// opens a store written by the previous version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Message contents are split into chunks of this size.
+pub const CHUNK_SIZE: usize = 64 * 1024;
+
+pub mod ks {
+    /// Format version and id counters.
+    pub const META: &str = "meta";
+    /// domain name → Domain (JSON)
+    pub const DOMAINS: &str = "domains";
+    /// account id → Account (JSON)
+    pub const ACCOUNTS: &str = "accounts";
+    /// address → account id
+    pub const ACCOUNT_NAMES: &str = "account_names";
+    /// address → Alias (JSON)
+    pub const ALIASES: &str = "aliases";
+    /// mailbox id → Mailbox (JSON)
+    pub const MAILBOXES: &str = "mailboxes";
+    /// account id ++ mailbox name → mailbox id
+    pub const MAILBOX_NAMES: &str = "mailbox_names";
+    /// mailbox id ++ uid → MessageEntry (versioned postcard)
+    pub const MESSAGES: &str = "messages";
+    /// blob hash ++ chunk index → bytes
+    pub const BLOBS: &str = "blobs";
+    /// blob hash → refcount u32 ++ size u64
+    pub const BLOB_REFS: &str = "blob_refs";
+    /// blob hash → MessageSummary (versioned postcard)
+    pub const SUMMARIES: &str = "summaries";
+    /// delivery id → DeliveryEnvelope (JSON)
+    pub const ENVELOPES: &str = "envelopes";
+    /// account id ++ 16 bytes of BLAKE3(Message-ID) → thread id
+    pub const THREADS: &str = "threads";
+    /// mailbox id ++ uid → modseq of the expunge (for QRESYNC VANISHED)
+    pub const EXPUNGED: &str = "expunged";
+}
+
+pub fn u64_key(v: u64) -> [u8; 8] {
+    v.to_be_bytes()
+}
+
+pub fn read_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
+pub fn mailbox_name_key(account: AccountId, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + name.len());
+    k.extend_from_slice(&account.to_be_bytes());
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+pub fn message_key(mailbox: MailboxId, uid: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&mailbox.to_be_bytes());
+    k[8..].copy_from_slice(&uid.to_be_bytes());
+    k
+}
+
+pub fn uid_of_message_key(key: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(key.get(8..12)?.try_into().ok()?))
+}
+
+pub fn chunk_key(hash: &BlobHash, index: u32) -> [u8; 36] {
+    let mut k = [0u8; 36];
+    k[..32].copy_from_slice(&hash.0);
+    k[32..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+pub fn thread_key(account: AccountId, message_id: &str) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&account.to_be_bytes());
+    k[8..].copy_from_slice(&blake3::hash(message_id.as_bytes()).as_bytes()[..16]);
+    k
+}
+
+/// refcount ++ size
+pub fn blob_ref_value(count: u32, size: u64) -> [u8; 12] {
+    let mut v = [0u8; 12];
+    v[..4].copy_from_slice(&count.to_be_bytes());
+    v[4..].copy_from_slice(&size.to_be_bytes());
+    v
+}
+
+pub fn read_blob_ref(bytes: &[u8]) -> Option<(u32, u64)> {
+    let count = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?);
+    let size = u64::from_be_bytes(bytes.get(4..12)?.try_into().ok()?);
+    Some((count, size))
+}
+
+/// Counters kept in META.
+pub mod counter {
+    pub const ACCOUNT: &str = "seq.account";
+    pub const MAILBOX: &str = "seq.mailbox";
+    pub const EMAIL: &str = "seq.email";
+    pub const DELIVERY: &str = "seq.delivery";
+    pub const UIDVALIDITY: &str = "seq.uidvalidity";
+}
+pub const META_FORMAT: &str = "format";

@@ -1,0 +1,395 @@
+//! The embedded backend: one fjall database (LSM-tree: write-ahead journal, memtables,
+//! SSTables) in `data_dir/store`, one writer thread with group commit, and readers on the
+//! blocking thread pool.
+
+mod codec;
+mod keys;
+mod writer;
+
+pub use keys::FORMAT_VERSION;
+
+use crate::error::{StoreError, StoreResult};
+use crate::model::*;
+use crate::{MessageSummary, Store};
+use async_trait::async_trait;
+use codec::*;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
+use keys::ks;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use writer::{Op, OpResult, Request, Writer};
+
+/// Open database handles, shared by the writer and the readers.
+pub(crate) struct Engine {
+    db: Database,
+    meta: Keyspace,
+    domains: Keyspace,
+    accounts: Keyspace,
+    account_names: Keyspace,
+    aliases: Keyspace,
+    mailboxes: Keyspace,
+    mailbox_names: Keyspace,
+    messages: Keyspace,
+    blobs: Keyspace,
+    blob_refs: Keyspace,
+    summaries: Keyspace,
+    envelopes: Keyspace,
+    threads: Keyspace,
+    expunged: Keyspace,
+}
+
+impl Engine {
+    fn open(path: &Path, cache_mb: u64) -> StoreResult<Engine> {
+        std::fs::create_dir_all(path).map_err(|e| StoreError::Engine(fjall::Error::Io(e)))?;
+        let db = Database::builder(path)
+            .cache_size(cache_mb * 1024 * 1024)
+            // Tern decides when the journal is synced (group commit); no background fsyncs.
+            .manual_journal_persist(true)
+            .open()
+            .map_err(|e| match e {
+                fjall::Error::Locked => StoreError::Locked(path.display().to_string()),
+                e => StoreError::Engine(e),
+            })?;
+        let plain = KeyspaceCreateOptions::default;
+        let open = |name: &str| db.keyspace(name, plain);
+        let engine = Engine {
+            meta: open(ks::META)?,
+            domains: open(ks::DOMAINS)?,
+            accounts: open(ks::ACCOUNTS)?,
+            account_names: open(ks::ACCOUNT_NAMES)?,
+            aliases: open(ks::ALIASES)?,
+            mailboxes: open(ks::MAILBOXES)?,
+            mailbox_names: open(ks::MAILBOX_NAMES)?,
+            messages: open(ks::MESSAGES)?,
+            // Message contents are large: keep them out of the LSM's compaction path.
+            blobs: db.keyspace(ks::BLOBS, || {
+                KeyspaceCreateOptions::default().with_kv_separation(Some(KvSeparationOptions::default()))
+            })?,
+            blob_refs: open(ks::BLOB_REFS)?,
+            summaries: open(ks::SUMMARIES)?,
+            envelopes: open(ks::ENVELOPES)?,
+            threads: open(ks::THREADS)?,
+            expunged: open(ks::EXPUNGED)?,
+            db,
+        };
+        engine.check_format()?;
+        Ok(engine)
+    }
+
+    /// Records the format version in a new store; refuses a store of another version.
+    fn check_format(&self) -> StoreResult<()> {
+        match self.meta.get(keys::META_FORMAT)? {
+            Some(v) => {
+                let found = v
+                    .as_ref()
+                    .try_into()
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::corrupt("format version", "bad length"))?;
+                if found != FORMAT_VERSION {
+                    return Err(StoreError::Format { found, supported: FORMAT_VERSION });
+                }
+            }
+            None => {
+                self.meta.insert(keys::META_FORMAT, FORMAT_VERSION.to_be_bytes())?;
+                self.db.persist(PersistMode::SyncAll)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
+        self.accounts.get(keys::u64_key(id))?.map(|v| from_json("account", &v)).transpose()
+    }
+
+    fn mailbox(&self, id: MailboxId) -> StoreResult<Option<Mailbox>> {
+        self.mailboxes.get(keys::u64_key(id))?.map(|v| from_json("mailbox", &v)).transpose()
+    }
+
+    fn account_mailboxes(&self, account: AccountId) -> StoreResult<Vec<Mailbox>> {
+        let mut out = Vec::new();
+        for item in self.mailbox_names.prefix(keys::u64_key(account)) {
+            let value = item.value()?;
+            let id = keys::read_u64(&value).ok_or_else(|| StoreError::corrupt("mailbox name", "bad id"))?;
+            if let Some(m) = self.mailbox(id)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    fn message_uids(&self, mailbox: MailboxId) -> StoreResult<Vec<u32>> {
+        let mut out = Vec::new();
+        for item in self.messages.prefix(keys::u64_key(mailbox)) {
+            let key = item.key()?;
+            out.push(keys::uid_of_message_key(&key).ok_or_else(|| StoreError::corrupt("message key", "short"))?);
+        }
+        Ok(out)
+    }
+
+    fn list_json<T: serde::de::DeserializeOwned>(&self, keyspace: &Keyspace, what: &str) -> StoreResult<Vec<T>> {
+        let mut out = Vec::new();
+        for item in keyspace.iter() {
+            out.push(from_json(what, &item.value()?)?);
+        }
+        Ok(out)
+    }
+
+    fn blob(&self, hash: &BlobHash) -> StoreResult<Option<Vec<u8>>> {
+        let Some((count, size)) = self.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref) else {
+            return Ok(None);
+        };
+        if count == 0 {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(size as usize);
+        for item in self.blobs.prefix(hash.0) {
+            out.extend_from_slice(&item.value()?);
+        }
+        if out.len() as u64 != size {
+            return Err(StoreError::corrupt(format!("message content {hash}"), format!("{} bytes, expected {size}", out.len())));
+        }
+        Ok(Some(out))
+    }
+}
+
+/// The embedded store. Cheap to clone.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    engine: Arc<Engine>,
+    tx: mpsc::Sender<Request>,
+    changes: broadcast::Sender<StoreChange>,
+    writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    closed: Arc<AtomicBool>,
+    /// Cleared by the writer when an fsync fails (fjall then refuses writes for good).
+    healthy: Arc<AtomicBool>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `path` and starts its writer thread. Blocking.
+    pub fn open(path: &Path, cache_mb: u64) -> StoreResult<EmbeddedStore> {
+        let engine = Arc::new(Engine::open(path, cache_mb)?);
+        let (changes, _) = broadcast::channel(4096);
+        let healthy = Arc::new(AtomicBool::new(true));
+        let writer = Writer::new(Arc::clone(&engine), changes.clone(), Arc::clone(&healthy))?;
+        let (tx, rx) = mpsc::channel(4096);
+        let handle = std::thread::Builder::new()
+            .name("tern-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| StoreError::Task(format!("cannot start the store writer: {e}")))?;
+        Ok(EmbeddedStore {
+            engine,
+            tx,
+            changes,
+            writer: Arc::new(Mutex::new(Some(handle))),
+            closed: Arc::new(AtomicBool::new(false)),
+            healthy,
+        })
+    }
+
+    async fn write(&self, op: Op) -> StoreResult<OpResult> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Request { op, reply }).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let engine = Arc::clone(&self.engine);
+        tokio::task::spawn_blocking(move || f(&engine))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn unexpected<T>() -> StoreResult<T> {
+    Err(StoreError::Task("unexpected writer reply".into()))
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn domain_list(&self) -> StoreResult<Vec<Domain>> {
+        self.read(|e| e.list_json(&e.domains, "domain")).await
+    }
+
+    async fn domain_get(&self, name: &str) -> StoreResult<Option<Domain>> {
+        let name = name.to_string();
+        self.read(move |e| e.domains.get(name.as_bytes())?.map(|v| from_json("domain", &v)).transpose()).await
+    }
+
+    async fn domain_put(&self, domain: Domain) -> StoreResult<()> {
+        self.write(Op::DomainPut(domain)).await.map(|_| ())
+    }
+
+    async fn domain_remove(&self, name: &str) -> StoreResult<bool> {
+        match self.write(Op::DomainRemove(name.to_string())).await? {
+            OpResult::Bool(b) => Ok(b),
+            _ => unexpected(),
+        }
+    }
+
+    async fn account_list(&self) -> StoreResult<Vec<Account>> {
+        self.read(|e| e.list_json(&e.accounts, "account")).await
+    }
+
+    async fn account_get(&self, id: AccountId) -> StoreResult<Option<Account>> {
+        self.read(move |e| e.account(id)).await
+    }
+
+    async fn account_by_address(&self, address: &str) -> StoreResult<Option<Account>> {
+        let address = address.to_string();
+        self.read(move |e| match e.account_names.get(address.as_bytes())?.as_deref().and_then(keys::read_u64) {
+            Some(id) => e.account(id),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn account_create(&self, account: NewAccount, mailboxes: Vec<NewMailbox>) -> StoreResult<Account> {
+        match self.write(Op::AccountCreate(account, mailboxes)).await? {
+            OpResult::Account(a) => Ok(a),
+            _ => unexpected(),
+        }
+    }
+
+    async fn account_update(&self, account: Account) -> StoreResult<()> {
+        self.write(Op::AccountUpdate(account)).await.map(|_| ())
+    }
+
+    async fn account_remove(&self, id: AccountId) -> StoreResult<bool> {
+        match self.write(Op::AccountRemove(id)).await? {
+            OpResult::Bool(b) => Ok(b),
+            _ => unexpected(),
+        }
+    }
+
+    async fn alias_list(&self) -> StoreResult<Vec<Alias>> {
+        self.read(|e| e.list_json(&e.aliases, "alias")).await
+    }
+
+    async fn alias_get(&self, address: &str) -> StoreResult<Option<Alias>> {
+        let address = address.to_string();
+        self.read(move |e| e.aliases.get(address.as_bytes())?.map(|v| from_json("alias", &v)).transpose()).await
+    }
+
+    async fn alias_put(&self, alias: Alias) -> StoreResult<()> {
+        self.write(Op::AliasPut(alias)).await.map(|_| ())
+    }
+
+    async fn alias_remove(&self, address: &str) -> StoreResult<bool> {
+        match self.write(Op::AliasRemove(address.to_string())).await? {
+            OpResult::Bool(b) => Ok(b),
+            _ => unexpected(),
+        }
+    }
+
+    async fn mailbox_list(&self, account: AccountId) -> StoreResult<Vec<Mailbox>> {
+        self.read(move |e| e.account_mailboxes(account)).await
+    }
+
+    async fn mailbox_get(&self, id: MailboxId) -> StoreResult<Option<Mailbox>> {
+        self.read(move |e| e.mailbox(id)).await
+    }
+
+    async fn mailbox_by_name(&self, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>> {
+        let name = name.to_string();
+        self.read(move |e| match e.mailbox_names.get(keys::mailbox_name_key(account, &name))?.as_deref().and_then(keys::read_u64) {
+            Some(id) => e.mailbox(id),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn mailbox_create(&self, account: AccountId, mailbox: NewMailbox) -> StoreResult<Mailbox> {
+        match self.write(Op::MailboxCreate(account, mailbox)).await? {
+            OpResult::Mailbox(m) => Ok(m),
+            _ => unexpected(),
+        }
+    }
+
+    async fn deliver(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt> {
+        match self.write(Op::Deliver(Box::new(delivery))).await? {
+            OpResult::Receipt(r) => Ok(r),
+            _ => unexpected(),
+        }
+    }
+
+    async fn message_list(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageEntry>> {
+        self.read(move |e| {
+            let mut out = Vec::new();
+            for item in e.messages.prefix(keys::u64_key(mailbox)) {
+                out.push(decode_message(&item.value()?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn message_get(&self, mailbox: MailboxId, uid: u32) -> StoreResult<Option<MessageEntry>> {
+        self.read(move |e| e.messages.get(keys::message_key(mailbox, uid))?.map(|v| decode_message(&v)).transpose())
+            .await
+    }
+
+    async fn expunge(&self, mailbox: MailboxId, uids: Vec<u32>) -> StoreResult<Vec<u32>> {
+        match self.write(Op::Expunge(mailbox, uids)).await? {
+            OpResult::Uids(u) => Ok(u),
+            _ => unexpected(),
+        }
+    }
+
+    async fn blob_get(&self, hash: BlobHash) -> StoreResult<Option<Vec<u8>>> {
+        self.read(move |e| e.blob(&hash)).await
+    }
+
+    async fn blob_refcount(&self, hash: BlobHash) -> StoreResult<u32> {
+        self.read(move |e| Ok(e.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref).map(|r| r.0).unwrap_or(0)))
+            .await
+    }
+
+    async fn summary_get(&self, hash: BlobHash) -> StoreResult<Option<MessageSummary>> {
+        self.read(move |e| {
+            if let Some(bytes) = e.summaries.get(hash.0)?
+                && let Some(summary) = decode_summary(&bytes)?
+            {
+                return Ok(Some(summary));
+            }
+            // Missing or of an older version: derive it again from the content.
+            Ok(e.blob(&hash)?.map(|raw| tern_mime::summarize(&raw)))
+        })
+        .await
+    }
+
+    async fn envelope_get(&self, delivery_id: u64) -> StoreResult<Option<DeliveryEnvelope>> {
+        self.read(move |e| e.envelopes.get(keys::u64_key(delivery_id))?.map(|v| from_json("envelope", &v)).transpose())
+            .await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<StoreChange> {
+        self.changes.subscribe()
+    }
+
+    fn is_healthy(&self) -> bool {
+        !self.closed.load(Ordering::Relaxed) && !self.tx.is_closed() && self.healthy.load(Ordering::Relaxed)
+    }
+
+    async fn shutdown(&self) -> StoreResult<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let result = self.write(Op::Shutdown).await.map(|_| ());
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            tokio::task::spawn_blocking(move || handle.join())
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?
+                .map_err(|_| StoreError::Task("store writer panicked".into()))?;
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,218 @@
+use super::*;
+use crate::Store;
+
+fn msg(subject: &str, extra: &str) -> Vec<u8> {
+    format!("From: a@example.org\r\nSubject: {subject}\r\n{extra}\r\nbody of {subject}\r\n").into_bytes()
+}
+
+fn delivery(raw: Vec<u8>, targets: Vec<DeliveryTarget>) -> Delivery {
+    let envelope = DeliveryEnvelope { mail_from: Some("a@example.org".into()), received_at: now_unix(), ..Default::default() };
+    Delivery::prepare(raw, envelope, targets)
+}
+
+async fn account(store: &EmbeddedStore, address: &str) -> Account {
+    store
+        .account_create(
+            NewAccount { address: address.into(), password_hash: "x".into(), quota_bytes: None },
+            default_mailboxes(),
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn accounts_get_default_mailboxes_and_names_are_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let a = account(&store, "alice@example.org").await;
+    let names: Vec<String> = store.mailbox_list(a.id).await.unwrap().into_iter().map(|m| m.name).collect();
+    for n in ["INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"] {
+        assert!(names.contains(&n.to_string()), "{n} missing from {names:?}");
+    }
+    let junk = store.mailbox_by_name(a.id, "Junk").await.unwrap().unwrap();
+    assert_eq!(junk.special_use, Some(SpecialUse::Junk));
+    let dup = store
+        .account_create(NewAccount { address: "alice@example.org".into(), password_hash: "y".into(), quota_bytes: None }, vec![])
+        .await;
+    assert!(matches!(dup, Err(StoreError::Exists(_))));
+    assert_eq!(store.account_by_address("alice@example.org").await.unwrap().unwrap().id, a.id);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn content_is_stored_once_and_freed_with_the_last_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let a = account(&store, "a@example.org").await;
+    let b = account(&store, "b@example.org").await;
+    let d = delivery(msg("shared", ""), vec![DeliveryTarget::inbox(a.id), DeliveryTarget::inbox(b.id), DeliveryTarget::inbox(a.id)]);
+    let hash = d.hash;
+    let receipt = store.deliver(d).await.unwrap();
+    assert_eq!(receipt.copies.len(), 2, "one copy per mailbox even when targeted twice");
+    assert_eq!(store.blob_refcount(hash).await.unwrap(), 2);
+    let copy_a = &receipt.copies[0];
+    let copy_b = &receipt.copies[1];
+    assert_eq!(store.expunge(copy_a.mailbox, vec![copy_a.uid]).await.unwrap(), vec![copy_a.uid]);
+    assert_eq!(store.blob_refcount(hash).await.unwrap(), 1);
+    assert!(store.blob_get(hash).await.unwrap().is_some());
+    store.expunge(copy_b.mailbox, vec![copy_b.uid, 999]).await.unwrap();
+    assert_eq!(store.blob_refcount(hash).await.unwrap(), 0);
+    assert_eq!(store.blob_get(hash).await.unwrap(), None);
+    let inbox = store.mailbox_get(copy_b.mailbox).await.unwrap().unwrap();
+    assert_eq!((inbox.total, inbox.unseen, inbox.size), (0, 0, 0));
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn uids_increase_are_never_reused_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inbox_id, validity) = {
+        let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+        let a = account(&store, "a@example.org").await;
+        let mut uids = vec![];
+        for i in 0..3 {
+            let r = store.deliver(delivery(msg(&format!("m{i}"), ""), vec![DeliveryTarget::inbox(a.id)])).await.unwrap();
+            uids.push(r.copies[0].uid);
+        }
+        assert_eq!(uids, vec![1, 2, 3]);
+        let inbox = store.mailbox_by_name(a.id, INBOX).await.unwrap().unwrap();
+        store.expunge(inbox.id, vec![3]).await.unwrap();
+        store.shutdown().await.unwrap();
+        (inbox.id, inbox.uid_validity)
+    };
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let a = store.account_by_address("a@example.org").await.unwrap().unwrap();
+    let r = store.deliver(delivery(msg("m4", ""), vec![DeliveryTarget::inbox(a.id)])).await.unwrap();
+    assert_eq!(r.copies[0].uid, 4, "UID 3 was expunged and must not come back");
+    let inbox = store.mailbox_get(inbox_id).await.unwrap().unwrap();
+    assert_eq!(inbox.uid_validity, validity);
+    assert_eq!(inbox.total, 3);
+    let uids: Vec<u32> = store.message_list(inbox_id).await.unwrap().iter().map(|m| m.uid).collect();
+    assert_eq!(uids, vec![1, 2, 4]);
+    let b = account(&store, "b@example.org").await;
+    assert!(b.id > a.id, "account ids continue after reopen");
+    let b_inbox = store.mailbox_by_name(b.id, INBOX).await.unwrap().unwrap();
+    assert!(b_inbox.uid_validity > validity, "every mailbox gets a new UIDVALIDITY");
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn large_message_round_trips_through_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let a = account(&store, "a@example.org").await;
+    let mut raw = b"Subject: big\r\n\r\n".to_vec();
+    for i in 0..50_000 {
+        raw.extend_from_slice(format!("line {i} of a big message\r\n").as_bytes());
+    }
+    let d = delivery(raw.clone(), vec![DeliveryTarget::inbox(a.id)]);
+    let hash = d.hash;
+    let r = store.deliver(d).await.unwrap();
+    assert_eq!(store.blob_get(hash).await.unwrap().unwrap(), raw);
+    let entry = store.message_get(r.copies[0].mailbox, r.copies[0].uid).await.unwrap().unwrap();
+    assert_eq!(entry.size, raw.len() as u64);
+    assert_eq!(store.summary_get(hash).await.unwrap().unwrap().subject, "big");
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_get_distinct_uids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let a = account(&store, "a@example.org").await;
+    let mut tasks = vec![];
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.deliver(delivery(msg(&format!("c{i}"), ""), vec![DeliveryTarget::inbox(a.id)])).await.unwrap().copies[0].uid
+        }));
+    }
+    let mut uids = vec![];
+    for t in tasks {
+        uids.push(t.await.unwrap());
+    }
+    uids.sort();
+    assert_eq!(uids, (1..=200).collect::<Vec<u32>>());
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn replies_join_the_thread_of_their_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let a = account(&store, "a@example.org").await;
+    let deliver = |raw| {
+        let store = store.clone();
+        async move {
+            let r = store.deliver(delivery(raw, vec![DeliveryTarget::inbox(a.id)])).await.unwrap();
+            store.message_get(r.copies[0].mailbox, r.copies[0].uid).await.unwrap().unwrap().thread_id
+        }
+    };
+    let t1 = deliver(msg("root", "Message-ID: <root@x>\r\n")).await;
+    let t2 = deliver(msg("re", "Message-ID: <re@x>\r\nIn-Reply-To: <root@x>\r\n")).await;
+    let t3 = deliver(msg("re re", "Message-ID: <rere@x>\r\nReferences: <root@x> <re@x>\r\n")).await;
+    let other = deliver(msg("other", "Message-ID: <other@x>\r\n")).await;
+    assert_eq!(t1, t2);
+    assert_eq!(t1, t3);
+    assert_ne!(t1, other);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn account_removal_frees_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let a = account(&store, "a@example.org").await;
+    let d = delivery(msg("gone", ""), vec![DeliveryTarget::inbox(a.id)]);
+    let hash = d.hash;
+    store.deliver(d).await.unwrap();
+    assert!(store.account_remove(a.id).await.unwrap());
+    assert_eq!(store.blob_refcount(hash).await.unwrap(), 0);
+    assert!(store.account_by_address("a@example.org").await.unwrap().is_none());
+    assert!(store.mailbox_list(a.id).await.unwrap().is_empty());
+    assert!(!store.account_remove(a.id).await.unwrap());
+    // The address can be used again, with fresh mailboxes.
+    let again = account(&store, "a@example.org").await;
+    assert_ne!(again.id, a.id);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn special_use_target_falls_back_to_inbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let a = store
+        .account_create(NewAccount { address: "a@x.org".into(), password_hash: "x".into(), quota_bytes: None }, vec![NewMailbox::new(INBOX, None)])
+        .await
+        .unwrap();
+    let target = DeliveryTarget { mailbox: MailboxSelector::SpecialUse(SpecialUse::Junk), ..DeliveryTarget::inbox(a.id) };
+    let r = store.deliver(delivery(msg("spam", ""), vec![target])).await.unwrap();
+    let inbox = store.mailbox_by_name(a.id, INBOX).await.unwrap().unwrap();
+    assert_eq!(r.copies[0].mailbox, inbox.id);
+    store.shutdown().await.unwrap();
+}
+
+#[test]
+fn a_second_process_is_refused_and_other_formats_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    {
+        let _first = EmbeddedStore::open(dir.path(), 8).unwrap();
+        match EmbeddedStore::open(dir.path(), 8) {
+            Err(StoreError::Locked(_)) => {}
+            Err(e) => panic!("expected Locked, got {e}"),
+            Ok(_) => panic!("expected Locked, got a second store"),
+        }
+        rt.block_on(_first.shutdown()).unwrap();
+    }
+    {
+        let engine = Engine::open(dir.path(), 8).unwrap();
+        engine.meta.insert(keys::META_FORMAT, 99u32.to_be_bytes()).unwrap();
+        engine.db.persist(PersistMode::SyncAll).unwrap();
+    }
+    match EmbeddedStore::open(dir.path(), 8) {
+        Err(StoreError::Format { found: 99, supported: FORMAT_VERSION }) => {}
+        Err(e) => panic!("expected a format error, got {e}"),
+        Ok(_) => panic!("a store of another format was opened"),
+    }
+}

@@ -1,0 +1,496 @@
+//! The single writer of the embedded store.
+//!
+//! Every mutation is sent here and applied in arrival order, each as its own atomic fjall
+//! batch; then one fsync covers every batch of the group and all callers are answered
+//! (group commit). One writer means UID and id allocation need no locks, and a caller's reply
+//! always means "on disk".
+
+use super::codec::*;
+use super::keys::{self, counter};
+use super::Engine;
+use crate::error::{StoreError, StoreResult};
+use crate::model::*;
+use fjall::{OwnedWriteBatch, PersistMode};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// The most requests applied before one fsync.
+const MAX_GROUP: usize = 512;
+/// References looked at when threading a message.
+const MAX_THREAD_REFS: usize = 64;
+
+pub(crate) enum Op {
+    DomainPut(Domain),
+    DomainRemove(String),
+    AccountCreate(NewAccount, Vec<NewMailbox>),
+    AccountUpdate(Account),
+    AccountRemove(AccountId),
+    AliasPut(Alias),
+    AliasRemove(String),
+    MailboxCreate(AccountId, NewMailbox),
+    Deliver(Box<Delivery>),
+    Expunge(MailboxId, Vec<u32>),
+    Shutdown,
+}
+
+pub(crate) enum OpResult {
+    Unit,
+    Bool(bool),
+    Account(Account),
+    Mailbox(Mailbox),
+    Receipt(DeliveryReceipt),
+    Uids(Vec<u32>),
+}
+
+pub(crate) struct Request {
+    pub op: Op,
+    pub reply: oneshot::Sender<StoreResult<OpResult>>,
+}
+
+struct Counters {
+    account: u64,
+    mailbox: u64,
+    email: u64,
+    delivery: u64,
+    uidvalidity: u64,
+}
+
+pub(crate) struct Writer {
+    engine: Arc<Engine>,
+    counters: Counters,
+    changes: broadcast::Sender<StoreChange>,
+    healthy: Arc<AtomicBool>,
+}
+
+impl Writer {
+    pub fn new(engine: Arc<Engine>, changes: broadcast::Sender<StoreChange>, healthy: Arc<AtomicBool>) -> StoreResult<Writer> {
+        let read = |name: &str| -> StoreResult<u64> {
+            Ok(engine.meta.get(name)?.as_deref().and_then(keys::read_u64).unwrap_or(0))
+        };
+        let counters = Counters {
+            account: read(counter::ACCOUNT)?,
+            mailbox: read(counter::MAILBOX)?,
+            email: read(counter::EMAIL)?,
+            delivery: read(counter::DELIVERY)?,
+            uidvalidity: read(counter::UIDVALIDITY)?,
+        };
+        Ok(Writer { engine, counters, changes, healthy })
+    }
+
+    /// Runs until a Shutdown request or until every sender is gone.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        let mut group: Vec<Request> = Vec::with_capacity(MAX_GROUP);
+        let mut replies = Vec::with_capacity(MAX_GROUP);
+        let mut changes = Vec::new();
+        loop {
+            let Some(first) = rx.blocking_recv() else { break };
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
+                }
+            }
+            let started = Instant::now();
+            let mut shutdown = false;
+            let size = group.len();
+            for req in group.drain(..) {
+                if matches!(req.op, Op::Shutdown) {
+                    shutdown = true;
+                    replies.push((req.reply, Ok(OpResult::Unit)));
+                    continue;
+                }
+                let result = self.apply(req.op, &mut changes);
+                if let Err(e) = &result {
+                    tracing::warn!(error = %e, "store operation failed");
+                }
+                replies.push((req.reply, result));
+            }
+            // One fsync for the whole group: nothing is acknowledged before it returns.
+            let persisted = self.engine.db.persist(PersistMode::SyncAll);
+            metrics::histogram!("tern_store_commit_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!("tern_store_commit_group_size").record(size as f64);
+            match &persisted {
+                Ok(()) => {
+                    for c in changes.drain(..) {
+                        let _ = self.changes.send(c);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store fsync failed; the store refuses further writes");
+                    self.healthy.store(false, Ordering::SeqCst);
+                    changes.clear();
+                }
+            }
+            for (reply, result) in replies.drain(..) {
+                let result = match (&persisted, result) {
+                    (Err(e), Ok(_)) => Err(StoreError::Task(format!("fsync failed: {e}"))),
+                    (_, r) => r,
+                };
+                let _ = reply.send(result);
+            }
+            if shutdown {
+                break;
+            }
+        }
+        if let Err(e) = self.engine.db.persist(PersistMode::SyncAll) {
+            tracing::error!(error = %e, "final store flush failed");
+        }
+    }
+
+    fn apply(&mut self, op: Op, changes: &mut Vec<StoreChange>) -> StoreResult<OpResult> {
+        match op {
+            Op::DomainPut(d) => {
+                self.engine.domains.insert(d.name.as_bytes(), to_json(&d)?)?;
+                changes.push(StoreChange::Directory);
+                Ok(OpResult::Unit)
+            }
+            Op::DomainRemove(name) => {
+                let existed = self.engine.domains.contains_key(name.as_bytes())?;
+                if existed {
+                    self.engine.domains.remove(name.as_bytes())?;
+                    changes.push(StoreChange::Directory);
+                }
+                Ok(OpResult::Bool(existed))
+            }
+            Op::AccountCreate(new, mailboxes) => self.account_create(new, mailboxes, changes).map(OpResult::Account),
+            Op::AccountUpdate(account) => {
+                let stored = self.engine.account(account.id)?.ok_or_else(|| StoreError::NotFound(format!("account {}", account.id)))?;
+                if stored.address != account.address {
+                    return Err(StoreError::corrupt("account update", "the address of an account cannot change"));
+                }
+                self.engine.accounts.insert(keys::u64_key(account.id), to_json(&account)?)?;
+                changes.push(StoreChange::Directory);
+                Ok(OpResult::Unit)
+            }
+            Op::AccountRemove(id) => self.account_remove(id, changes).map(OpResult::Bool),
+            Op::AliasPut(alias) => {
+                self.engine.aliases.insert(alias.address.as_bytes(), to_json(&alias)?)?;
+                changes.push(StoreChange::Directory);
+                Ok(OpResult::Unit)
+            }
+            Op::AliasRemove(address) => {
+                let existed = self.engine.aliases.contains_key(address.as_bytes())?;
+                if existed {
+                    self.engine.aliases.remove(address.as_bytes())?;
+                    changes.push(StoreChange::Directory);
+                }
+                Ok(OpResult::Bool(existed))
+            }
+            Op::MailboxCreate(account, new) => {
+                if self.engine.account(account)?.is_none() {
+                    return Err(StoreError::NotFound(format!("account {account}")));
+                }
+                let mut batch = self.engine.db.batch();
+                let mailbox = self.mailbox_create(&mut batch, account, new)?;
+                self.save_counters(&mut batch);
+                batch.commit()?;
+                changes.push(StoreChange::Account { account });
+                Ok(OpResult::Mailbox(mailbox))
+            }
+            Op::Deliver(d) => self.deliver(*d, changes).map(OpResult::Receipt),
+            Op::Expunge(mailbox, uids) => self.expunge(mailbox, uids, changes).map(OpResult::Uids),
+            Op::Shutdown => Ok(OpResult::Unit),
+        }
+    }
+
+    fn save_counters(&self, batch: &mut OwnedWriteBatch) {
+        let c = &self.counters;
+        for (name, value) in [
+            (counter::ACCOUNT, c.account),
+            (counter::MAILBOX, c.mailbox),
+            (counter::EMAIL, c.email),
+            (counter::DELIVERY, c.delivery),
+            (counter::UIDVALIDITY, c.uidvalidity),
+        ] {
+            batch.insert(&self.engine.meta, name, keys::u64_key(value).to_vec());
+        }
+    }
+
+    fn account_create(&mut self, new: NewAccount, mailboxes: Vec<NewMailbox>, changes: &mut Vec<StoreChange>) -> StoreResult<Account> {
+        let e = Arc::clone(&self.engine);
+        if e.account_names.contains_key(new.address.as_bytes())? {
+            return Err(StoreError::Exists(format!("account {}", new.address)));
+        }
+        self.counters.account += 1;
+        let account = Account {
+            id: self.counters.account,
+            address: new.address,
+            password_hash: new.password_hash,
+            quota_bytes: new.quota_bytes,
+            created: now_unix(),
+        };
+        let mut batch = e.db.batch();
+        batch.insert(&e.accounts, keys::u64_key(account.id).to_vec(), to_json(&account)?);
+        batch.insert(&e.account_names, account.address.as_bytes().to_vec(), keys::u64_key(account.id).to_vec());
+        let mut names = HashSet::new();
+        for m in mailboxes {
+            if names.insert(m.name.clone()) {
+                self.mailbox_create(&mut batch, account.id, m)?;
+            }
+        }
+        self.save_counters(&mut batch);
+        batch.commit()?;
+        changes.push(StoreChange::Directory);
+        Ok(account)
+    }
+
+    /// Adds a mailbox to `batch` (the caller commits).
+    fn mailbox_create(&mut self, batch: &mut OwnedWriteBatch, account: AccountId, new: NewMailbox) -> StoreResult<Mailbox> {
+        let e = &self.engine;
+        let name_key = keys::mailbox_name_key(account, &new.name);
+        if e.mailbox_names.contains_key(&name_key)? {
+            return Err(StoreError::Exists(format!("mailbox {}", new.name)));
+        }
+        self.counters.mailbox += 1;
+        // UIDVALIDITY: strictly increasing across all mailboxes ever created, starting from
+        // the clock, so a mailbox re-created under an old name never reuses a value.
+        self.counters.uidvalidity = (self.counters.uidvalidity + 1).max(now_unix().clamp(1, u32::MAX as i64) as u64);
+        if self.counters.uidvalidity > u32::MAX as u64 {
+            self.counters.uidvalidity = 1;
+        }
+        let mailbox = Mailbox {
+            id: self.counters.mailbox,
+            account,
+            name: new.name,
+            special_use: new.special_use,
+            subscribed: new.subscribed,
+            uid_validity: self.counters.uidvalidity as u32,
+            uid_next: 1,
+            highest_modseq: 1,
+            total: 0,
+            unseen: 0,
+            size: 0,
+        };
+        batch.insert(&e.mailboxes, keys::u64_key(mailbox.id).to_vec(), to_json(&mailbox)?);
+        batch.insert(&e.mailbox_names, name_key, keys::u64_key(mailbox.id).to_vec());
+        Ok(mailbox)
+    }
+
+    fn resolve_mailbox(&self, account: AccountId, selector: &MailboxSelector) -> StoreResult<Option<MailboxId>> {
+        let e = &self.engine;
+        let by_name = |name: &str| -> StoreResult<Option<MailboxId>> {
+            Ok(e.mailbox_names.get(keys::mailbox_name_key(account, name))?.as_deref().and_then(keys::read_u64))
+        };
+        let found = match selector {
+            MailboxSelector::Inbox => None,
+            MailboxSelector::Name(name) => by_name(name)?,
+            MailboxSelector::Id(id) => e.mailbox(*id)?.filter(|m| m.account == account).map(|m| m.id),
+            MailboxSelector::SpecialUse(use_) => {
+                e.account_mailboxes(account)?.into_iter().find(|m| m.special_use == Some(*use_)).map(|m| m.id)
+            }
+        };
+        match found {
+            Some(id) => Ok(Some(id)),
+            None => by_name(INBOX),
+        }
+    }
+
+    fn thread_for(
+        &self,
+        batch: &mut OwnedWriteBatch,
+        cache: &mut HashMap<(AccountId, String), u64>,
+        account: AccountId,
+        summary: &tern_mime::MessageSummary,
+        email_id: u64,
+    ) -> StoreResult<u64> {
+        let e = &self.engine;
+        let related: Vec<&String> = summary.references.iter().chain(summary.in_reply_to.iter()).take(MAX_THREAD_REFS).collect();
+        let mut found = None;
+        for id in &related {
+            if let Some(t) = cache.get(&(account, (*id).clone())) {
+                found = Some(*t);
+                break;
+            }
+            if let Some(t) = e.threads.get(keys::thread_key(account, id))?.as_deref().and_then(keys::read_u64) {
+                found = Some(t);
+                break;
+            }
+        }
+        let thread = found.unwrap_or(email_id);
+        for id in summary.message_id.iter().chain(related.iter().copied()) {
+            if cache.contains_key(&(account, id.clone())) || e.threads.contains_key(keys::thread_key(account, id))? {
+                continue;
+            }
+            batch.insert(&e.threads, keys::thread_key(account, id).to_vec(), keys::u64_key(thread).to_vec());
+            cache.insert((account, id.clone()), thread);
+        }
+        Ok(thread)
+    }
+
+    fn deliver(&mut self, d: Delivery, changes: &mut Vec<StoreChange>) -> StoreResult<DeliveryReceipt> {
+        let e = Arc::clone(&self.engine);
+        let mut batch = e.db.batch();
+        self.counters.delivery += 1;
+        let delivery_id = self.counters.delivery;
+        let size = d.raw.len() as u64;
+        let mut mailboxes: HashMap<MailboxId, Mailbox> = HashMap::new();
+        let mut threads = HashMap::new();
+        let mut copies = Vec::new();
+        let mut skipped = Vec::new();
+        for target in &d.targets {
+            let Some(mailbox_id) = self.resolve_mailbox(target.account, &target.mailbox)? else {
+                skipped.push(target.account);
+                continue;
+            };
+            if mailboxes.contains_key(&mailbox_id) {
+                continue; // one copy per mailbox, however many recipients lead there
+            }
+            let Some(mut mailbox) = e.mailbox(mailbox_id)? else {
+                skipped.push(target.account);
+                continue;
+            };
+            let uid = mailbox.uid_next;
+            mailbox.uid_next = mailbox.uid_next.checked_add(1).ok_or_else(|| StoreError::corrupt("mailbox", "UID space exhausted"))?;
+            mailbox.highest_modseq += 1;
+            mailbox.total += 1;
+            if !target.flags.contains(Flags::SEEN) {
+                mailbox.unseen += 1;
+            }
+            mailbox.size += size;
+            self.counters.email += 1;
+            let email_id = self.counters.email;
+            let thread_id = self.thread_for(&mut batch, &mut threads, target.account, &d.summary, email_id)?;
+            let entry = MessageEntry {
+                mailbox: mailbox_id,
+                uid,
+                blob: d.hash,
+                size,
+                internal_date: d.envelope.received_at,
+                flags: target.flags,
+                keywords: target.keywords.clone(),
+                modseq: mailbox.highest_modseq,
+                email_id,
+                thread_id,
+                delivery_id,
+            };
+            batch.insert(&e.messages, keys::message_key(mailbox_id, uid).to_vec(), encode_message(&entry)?);
+            copies.push(StoredCopy { account: target.account, mailbox: mailbox_id, uid });
+            mailboxes.insert(mailbox_id, mailbox);
+        }
+        if !copies.is_empty() {
+            let n = copies.len() as u32;
+            match e.blob_refs.get(d.hash.0)?.as_deref().and_then(keys::read_blob_ref) {
+                Some((count, stored_size)) if count > 0 => {
+                    batch.insert(&e.blob_refs, d.hash.0.to_vec(), keys::blob_ref_value(count + n, stored_size).to_vec());
+                }
+                _ => {
+                    for (i, chunk) in d.raw.chunks(keys::CHUNK_SIZE).enumerate() {
+                        batch.insert(&e.blobs, keys::chunk_key(&d.hash, i as u32).to_vec(), chunk.to_vec());
+                    }
+                    batch.insert(&e.blob_refs, d.hash.0.to_vec(), keys::blob_ref_value(n, size).to_vec());
+                    batch.insert(&e.summaries, d.hash.0.to_vec(), encode_summary(&d.summary)?);
+                }
+            }
+            batch.insert(&e.envelopes, keys::u64_key(delivery_id).to_vec(), to_json(&d.envelope)?);
+        }
+        for mailbox in mailboxes.values() {
+            batch.insert(&e.mailboxes, keys::u64_key(mailbox.id).to_vec(), to_json(mailbox)?);
+            changes.push(StoreChange::Mailbox { account: mailbox.account, mailbox: mailbox.id });
+        }
+        self.save_counters(&mut batch);
+        batch.commit()?;
+        Ok(DeliveryReceipt { delivery_id, copies, skipped })
+    }
+
+    /// Removes messages from a mailbox inside `batch`, adjusting counters; returns the removed
+    /// entries. Blob references are collected into `released`.
+    fn remove_messages(
+        &self,
+        batch: &mut OwnedWriteBatch,
+        mailbox: &mut Mailbox,
+        uids: &[u32],
+        released: &mut HashMap<BlobHash, u32>,
+        record_vanished: bool,
+    ) -> StoreResult<Vec<u32>> {
+        let e = &self.engine;
+        let mut removed = Vec::new();
+        if !uids.is_empty() {
+            mailbox.highest_modseq += 1;
+        }
+        for &uid in uids {
+            let key = keys::message_key(mailbox.id, uid);
+            let Some(bytes) = e.messages.get(key)? else { continue };
+            let entry = decode_message(&bytes)?;
+            batch.remove(&e.messages, key.to_vec());
+            if record_vanished {
+                batch.insert(&e.expunged, key.to_vec(), keys::u64_key(mailbox.highest_modseq).to_vec());
+            }
+            mailbox.total = mailbox.total.saturating_sub(1);
+            if !entry.flags.contains(Flags::SEEN) {
+                mailbox.unseen = mailbox.unseen.saturating_sub(1);
+            }
+            mailbox.size = mailbox.size.saturating_sub(entry.size);
+            *released.entry(entry.blob).or_default() += 1;
+            removed.push(uid);
+        }
+        Ok(removed)
+    }
+
+    /// Drops references to contents, freeing those that reach zero.
+    fn release_blobs(&self, batch: &mut OwnedWriteBatch, released: HashMap<BlobHash, u32>) -> StoreResult<()> {
+        let e = &self.engine;
+        for (hash, n) in released {
+            let Some((count, size)) = e.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref) else {
+                tracing::warn!(blob = %hash, "released a message content with no reference count");
+                continue;
+            };
+            if count > n {
+                batch.insert(&e.blob_refs, hash.0.to_vec(), keys::blob_ref_value(count - n, size).to_vec());
+            } else {
+                let chunks = size.div_ceil(keys::CHUNK_SIZE as u64).max(1);
+                for i in 0..chunks {
+                    batch.remove(&e.blobs, keys::chunk_key(&hash, i as u32).to_vec());
+                }
+                batch.remove(&e.blob_refs, hash.0.to_vec());
+                batch.remove(&e.summaries, hash.0.to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    fn expunge(&mut self, mailbox_id: MailboxId, uids: Vec<u32>, changes: &mut Vec<StoreChange>) -> StoreResult<Vec<u32>> {
+        let e = Arc::clone(&self.engine);
+        let mut mailbox = e.mailbox(mailbox_id)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox_id}")))?;
+        let mut batch = e.db.batch();
+        let mut released = HashMap::new();
+        let removed = self.remove_messages(&mut batch, &mut mailbox, &uids, &mut released, true)?;
+        if removed.is_empty() {
+            return Ok(removed);
+        }
+        self.release_blobs(&mut batch, released)?;
+        batch.insert(&e.mailboxes, keys::u64_key(mailbox.id).to_vec(), to_json(&mailbox)?);
+        batch.commit()?;
+        changes.push(StoreChange::Mailbox { account: mailbox.account, mailbox: mailbox.id });
+        Ok(removed)
+    }
+
+    fn account_remove(&mut self, id: AccountId, changes: &mut Vec<StoreChange>) -> StoreResult<bool> {
+        let e = Arc::clone(&self.engine);
+        let Some(account) = e.account(id)? else { return Ok(false) };
+        let mut batch = e.db.batch();
+        let mut released = HashMap::new();
+        for mut mailbox in e.account_mailboxes(id)? {
+            let uids: Vec<u32> = e.message_uids(mailbox.id)?;
+            self.remove_messages(&mut batch, &mut mailbox, &uids, &mut released, false)?;
+            for item in e.expunged.prefix(keys::u64_key(mailbox.id)) {
+                batch.remove(&e.expunged, item.key()?);
+            }
+            batch.remove(&e.mailboxes, keys::u64_key(mailbox.id).to_vec());
+            batch.remove(&e.mailbox_names, keys::mailbox_name_key(id, &mailbox.name));
+        }
+        for item in e.threads.prefix(keys::u64_key(id)) {
+            batch.remove(&e.threads, item.key()?);
+        }
+        self.release_blobs(&mut batch, released)?;
+        batch.remove(&e.accounts, keys::u64_key(id).to_vec());
+        batch.remove(&e.account_names, account.address.as_bytes().to_vec());
+        batch.commit()?;
+        changes.push(StoreChange::Account { account: id });
+        changes.push(StoreChange::Directory);
+        Ok(true)
+    }
+}

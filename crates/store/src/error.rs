@@ -1,0 +1,27 @@
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store I/O error: {0}")]
+    Engine(#[from] fjall::Error),
+    #[error("store record {what} is corrupt: {detail}")]
+    Corrupt { what: String, detail: String },
+    #[error("store format version {found} is not supported by this Tern (supports {supported})")]
+    Format { found: u32, supported: u32 },
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("store is shut down")]
+    Closed,
+    #[error("store is locked by another process (is `tern serve` running on this data directory?): {0}")]
+    Locked(String),
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    pub(crate) fn corrupt(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt { what: what.into(), detail: detail.to_string() }
+    }
+}

@@ -1,0 +1,73 @@
+//! The store: directory records, mailboxes, messages, message contents and (later) the queue.
+//!
+//! Everything that persists goes through the [`Store`] trait so that the embedded backend
+//! (default, [`embedded::EmbeddedStore`] on fjall) and the PostgreSQL backend of cluster mode
+//! are interchangeable. Every mutating call returns only after its effects are durable (fsync,
+//! shared with concurrent callers: group commit).
+
+pub mod embedded;
+mod error;
+mod model;
+
+pub use error::{StoreError, StoreResult};
+pub use model::*;
+pub use tern_mime::MessageSummary;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+/// Persistent state of a Tern server. Methods that change state are durable on return.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- directory ---
+    async fn domain_list(&self) -> StoreResult<Vec<Domain>>;
+    async fn domain_get(&self, name: &str) -> StoreResult<Option<Domain>>;
+    /// Creates or replaces a domain.
+    async fn domain_put(&self, domain: Domain) -> StoreResult<()>;
+    async fn domain_remove(&self, name: &str) -> StoreResult<bool>;
+
+    async fn account_list(&self) -> StoreResult<Vec<Account>>;
+    async fn account_get(&self, id: AccountId) -> StoreResult<Option<Account>>;
+    async fn account_by_address(&self, address: &str) -> StoreResult<Option<Account>>;
+    /// Creates an account and its initial mailboxes atomically.
+    async fn account_create(&self, account: NewAccount, mailboxes: Vec<NewMailbox>) -> StoreResult<Account>;
+    /// Replaces an account's record (password, quota); the address cannot change.
+    async fn account_update(&self, account: Account) -> StoreResult<()>;
+    /// Removes an account with all its mailboxes and messages.
+    async fn account_remove(&self, id: AccountId) -> StoreResult<bool>;
+
+    async fn alias_list(&self) -> StoreResult<Vec<Alias>>;
+    async fn alias_get(&self, address: &str) -> StoreResult<Option<Alias>>;
+    async fn alias_put(&self, alias: Alias) -> StoreResult<()>;
+    async fn alias_remove(&self, address: &str) -> StoreResult<bool>;
+
+    // --- mailboxes ---
+    async fn mailbox_list(&self, account: AccountId) -> StoreResult<Vec<Mailbox>>;
+    async fn mailbox_get(&self, id: MailboxId) -> StoreResult<Option<Mailbox>>;
+    async fn mailbox_by_name(&self, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>>;
+    async fn mailbox_create(&self, account: AccountId, mailbox: NewMailbox) -> StoreResult<Mailbox>;
+
+    // --- messages ---
+    /// Stores one message for every target (content stored once) and records its envelope.
+    async fn deliver(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt>;
+    /// Every message of a mailbox in UID order.
+    async fn message_list(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageEntry>>;
+    async fn message_get(&self, mailbox: MailboxId, uid: u32) -> StoreResult<Option<MessageEntry>>;
+    /// Removes messages; returns the UIDs that were present. Contents whose last copy went
+    /// are freed.
+    async fn expunge(&self, mailbox: MailboxId, uids: Vec<u32>) -> StoreResult<Vec<u32>>;
+    /// The raw message with this content hash.
+    async fn blob_get(&self, hash: BlobHash) -> StoreResult<Option<Vec<u8>>>;
+    /// How many stored messages share this content (0 when it is gone).
+    async fn blob_refcount(&self, hash: BlobHash) -> StoreResult<u32>;
+    async fn summary_get(&self, hash: BlobHash) -> StoreResult<Option<MessageSummary>>;
+    async fn envelope_get(&self, delivery_id: u64) -> StoreResult<Option<DeliveryEnvelope>>;
+
+    // --- operation ---
+    /// Changes as they are committed, for IMAP IDLE and friends.
+    fn subscribe(&self) -> broadcast::Receiver<StoreChange>;
+    /// Whether the store can take writes (false after an I/O failure poisoned it).
+    fn is_healthy(&self) -> bool;
+    /// Flushes and stops the writer; later writes fail.
+    async fn shutdown(&self) -> StoreResult<()>;
+}

@@ -1,0 +1,315 @@
+//! The records the store keeps. Directory records and mailboxes are JSON (small, rarely
+//! written, easy to extend with `#[serde(default)]`); message entries and summaries are
+//! compact postcard behind a version byte.
+
+use serde::{Deserialize, Serialize};
+
+pub type AccountId = u64;
+pub type MailboxId = u64;
+
+/// BLAKE3 of a message's bytes: the key its content is stored under, once.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BlobHash(pub [u8; 32]);
+
+impl BlobHash {
+    pub fn of(bytes: &[u8]) -> BlobHash {
+        BlobHash(*blake3::hash(bytes).as_bytes())
+    }
+
+    pub fn parse(hex_text: &str) -> Option<BlobHash> {
+        let bytes = hex::decode(hex_text).ok()?;
+        Some(BlobHash(bytes.try_into().ok()?))
+    }
+}
+
+impl std::fmt::Display for BlobHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for BlobHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BlobHash({})", &hex::encode(self.0)[..16])
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A domain Tern receives mail for. `name` is lower-case ASCII (IDNA A-labels).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Domain {
+    pub name: String,
+    /// Where mail for unknown local parts goes (an address), if anywhere.
+    #[serde(default)]
+    pub catch_all: Option<String>,
+    #[serde(default)]
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    /// Canonical address: lower-case local part, A-label domain.
+    pub address: String,
+    /// PHC string (argon2id).
+    pub password_hash: String,
+    /// Storage limit in bytes; `None` is unlimited.
+    #[serde(default)]
+    pub quota_bytes: Option<u64>,
+    #[serde(default)]
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    pub address: String,
+    pub password_hash: String,
+    pub quota_bytes: Option<u64>,
+}
+
+/// One address that forwards to one or more targets (local or external addresses).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alias {
+    pub address: String,
+    pub targets: Vec<String>,
+}
+
+/// RFC 6154 special-use attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SpecialUse {
+    All,
+    Archive,
+    Drafts,
+    Flagged,
+    Junk,
+    Sent,
+    Trash,
+}
+
+impl SpecialUse {
+    pub fn attribute(self) -> &'static str {
+        match self {
+            SpecialUse::All => "\\All",
+            SpecialUse::Archive => "\\Archive",
+            SpecialUse::Drafts => "\\Drafts",
+            SpecialUse::Flagged => "\\Flagged",
+            SpecialUse::Junk => "\\Junk",
+            SpecialUse::Sent => "\\Sent",
+            SpecialUse::Trash => "\\Trash",
+        }
+    }
+}
+
+pub const INBOX: &str = "INBOX";
+
+/// The mailboxes every new account starts with.
+pub fn default_mailboxes() -> Vec<NewMailbox> {
+    vec![
+        NewMailbox::new(INBOX, None),
+        NewMailbox::new("Sent", Some(SpecialUse::Sent)),
+        NewMailbox::new("Drafts", Some(SpecialUse::Drafts)),
+        NewMailbox::new("Trash", Some(SpecialUse::Trash)),
+        NewMailbox::new("Junk", Some(SpecialUse::Junk)),
+        NewMailbox::new("Archive", Some(SpecialUse::Archive)),
+    ]
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMailbox {
+    pub name: String,
+    pub special_use: Option<SpecialUse>,
+    pub subscribed: bool,
+}
+
+impl NewMailbox {
+    pub fn new(name: &str, special_use: Option<SpecialUse>) -> NewMailbox {
+        NewMailbox { name: name.to_string(), special_use, subscribed: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mailbox {
+    pub id: MailboxId,
+    pub account: AccountId,
+    /// Full hierarchical name with `/` separators; `INBOX` is always spelled so.
+    pub name: String,
+    #[serde(default)]
+    pub special_use: Option<SpecialUse>,
+    #[serde(default)]
+    pub subscribed: bool,
+    pub uid_validity: u32,
+    /// The UID the next message will get; never decreases, so UIDs are never reused.
+    pub uid_next: u32,
+    pub highest_modseq: u64,
+    /// Messages in the mailbox.
+    pub total: u32,
+    /// Messages without `\Seen`.
+    pub unseen: u32,
+    /// Sum of message sizes (RFC 8438 STATUS=SIZE).
+    pub size: u64,
+}
+
+/// System flags as bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Flags(pub u8);
+
+impl Flags {
+    pub const SEEN: Flags = Flags(1);
+    pub const ANSWERED: Flags = Flags(2);
+    pub const FLAGGED: Flags = Flags(4);
+    pub const DELETED: Flags = Flags(8);
+    pub const DRAFT: Flags = Flags(16);
+
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub fn insert(&mut self, other: Flags) {
+        self.0 |= other.0;
+    }
+    pub fn remove(&mut self, other: Flags) {
+        self.0 &= !other.0;
+    }
+    pub fn union(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+}
+
+/// One message in one mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageEntry {
+    pub mailbox: MailboxId,
+    pub uid: u32,
+    pub blob: BlobHash,
+    pub size: u64,
+    /// IMAP INTERNALDATE: when the message arrived, Unix seconds.
+    pub internal_date: i64,
+    pub flags: Flags,
+    pub keywords: Vec<String>,
+    pub modseq: u64,
+    /// Unique per stored message (RFC 8474 EMAILID).
+    pub email_id: u64,
+    /// Conversation (RFC 8474 THREADID).
+    pub thread_id: u64,
+    /// The delivery (SMTP transaction or APPEND) that created it.
+    pub delivery_id: u64,
+}
+
+/// Where in an account a delivered message goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MailboxSelector {
+    Inbox,
+    /// The mailbox carrying this special use (INBOX if the account has none).
+    SpecialUse(SpecialUse),
+    Id(MailboxId),
+    /// By name (INBOX if it does not exist).
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryTarget {
+    pub account: AccountId,
+    pub mailbox: MailboxSelector,
+    pub flags: Flags,
+    pub keywords: Vec<String>,
+}
+
+impl DeliveryTarget {
+    pub fn inbox(account: AccountId) -> DeliveryTarget {
+        DeliveryTarget { account, mailbox: MailboxSelector::Inbox, flags: Flags::default(), keywords: vec![] }
+    }
+}
+
+/// The SMTP envelope of a delivery, kept with the message (DSN parameters, RFC 3461).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryEnvelope {
+    /// Reverse path; `None` is `<>`.
+    pub mail_from: Option<String>,
+    pub recipients: Vec<EnvelopeRecipient>,
+    /// RET: `FULL` or `HDRS`.
+    #[serde(default)]
+    pub ret: Option<String>,
+    #[serde(default)]
+    pub envid: Option<String>,
+    /// BODY: `7BIT`, `8BITMIME`.
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub smtputf8: bool,
+    #[serde(default)]
+    pub client_ip: Option<String>,
+    #[serde(default)]
+    pub helo: Option<String>,
+    /// e.g. `TLSv1.3 TLS13_AES_256_GCM_SHA384`.
+    #[serde(default)]
+    pub tls: Option<String>,
+    #[serde(default)]
+    pub authenticated_as: Option<String>,
+    /// `smtp`, `submission`, `imap-append`, ...
+    #[serde(default)]
+    pub source: String,
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvelopeRecipient {
+    /// The address as given in RCPT TO.
+    pub address: String,
+    /// RFC 3461 ORCPT (type, address).
+    #[serde(default)]
+    pub orcpt: Option<(String, String)>,
+    /// RFC 3461 NOTIFY as written (`SUCCESS,FAILURE`, `NEVER`).
+    #[serde(default)]
+    pub notify: Option<String>,
+}
+
+/// A message to store: content once, one copy per target.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub raw: std::sync::Arc<Vec<u8>>,
+    pub hash: BlobHash,
+    pub summary: tern_mime::MessageSummary,
+    pub envelope: DeliveryEnvelope,
+    pub targets: Vec<DeliveryTarget>,
+}
+
+impl Delivery {
+    /// Hashes and summarises `raw` (CPU work: call it off the async runtime for big messages).
+    pub fn prepare(raw: Vec<u8>, envelope: DeliveryEnvelope, targets: Vec<DeliveryTarget>) -> Delivery {
+        let hash = BlobHash::of(&raw);
+        let summary = tern_mime::summarize(&raw);
+        Delivery { raw: std::sync::Arc::new(raw), hash, summary, envelope, targets }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCopy {
+    pub account: AccountId,
+    pub mailbox: MailboxId,
+    pub uid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReceipt {
+    pub delivery_id: u64,
+    pub copies: Vec<StoredCopy>,
+    /// Targets whose account no longer exists.
+    pub skipped: Vec<AccountId>,
+}
+
+/// A committed change, broadcast to interested sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChange {
+    /// Messages were added, removed or changed in a mailbox.
+    Mailbox { account: AccountId, mailbox: MailboxId },
+    /// Mailboxes were created, renamed or removed, or the account itself changed.
+    Account { account: AccountId },
+    /// Domains, accounts or aliases changed.
+    Directory,
+}
