@@ -1,0 +1,349 @@
+//! The directory: who Tern receives mail for, and where an address leads.
+//!
+//! Addresses are compared in a canonical form: the local part lower-cased (Unicode), the domain
+//! as lower-case IDNA A-labels. Resolution order for `local@domain` (domain local):
+//! the account, then an alias, then the plus-address base (`user+tag` → `user`), then the
+//! domain's catch-all. Aliases expand recursively with a depth limit and loop detection.
+
+mod address;
+mod password;
+
+pub use address::{canonical_address, canonical_domain, AddressError};
+pub use password::{generate_password, hash_password, verify_password};
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use tern_store::{Account, AccountId, Alias, Domain, NewAccount, Store, StoreError};
+
+/// How deep alias chains may go.
+const MAX_ALIAS_DEPTH: usize = 8;
+/// How many targets one address may expand to.
+const MAX_EXPANSION: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("domain {0} is not served here (add it with `tern domain add {0}`)")]
+    UnknownDomain(String),
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("domain {domain} still has {what}; remove them first")]
+    DomainInUse { domain: String, what: String },
+    #[error("password hashing failed: {0}")]
+    Password(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, DirectoryError>;
+
+/// Where an address leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// The domain is not one of ours.
+    NotLocal,
+    /// Our domain, but nobody by that name.
+    Unknown,
+    /// Local accounts (deduplicated) and external addresses to forward to.
+    Deliver { accounts: Vec<AccountId>, external: Vec<String> },
+}
+
+#[derive(Clone)]
+pub struct Directory {
+    store: Arc<dyn Store>,
+    plus_separator: Option<char>,
+}
+
+impl Directory {
+    pub fn new(store: Arc<dyn Store>, plus_separator: Option<char>) -> Directory {
+        Directory { store, plus_separator }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    // --- domains ---
+
+    pub async fn domain_add(&self, name: &str, catch_all: Option<&str>) -> Result<Domain> {
+        let name = canonical_domain(name)?;
+        if self.store.domain_get(&name).await?.is_some() {
+            return Err(DirectoryError::Exists(format!("domain {name}")));
+        }
+        let catch_all = catch_all.map(canonical_address).transpose()?;
+        let domain = Domain { name, catch_all, created: tern_store::now_unix() };
+        self.store.domain_put(domain.clone()).await?;
+        Ok(domain)
+    }
+
+    pub async fn domain_set_catch_all(&self, name: &str, catch_all: Option<&str>) -> Result<Domain> {
+        let name = canonical_domain(name)?;
+        let mut domain = self.store.domain_get(&name).await?.ok_or_else(|| DirectoryError::UnknownDomain(name.clone()))?;
+        domain.catch_all = catch_all.map(canonical_address).transpose()?;
+        self.store.domain_put(domain.clone()).await?;
+        Ok(domain)
+    }
+
+    pub async fn domain_list(&self) -> Result<Vec<Domain>> {
+        let mut list = self.store.domain_list().await?;
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(list)
+    }
+
+    /// Removes a domain that has no accounts and no aliases left.
+    pub async fn domain_remove(&self, name: &str) -> Result<()> {
+        let name = canonical_domain(name)?;
+        if self.store.domain_get(&name).await?.is_none() {
+            return Err(DirectoryError::UnknownDomain(name));
+        }
+        let suffix = format!("@{name}");
+        let users = self.store.account_list().await?.into_iter().filter(|a| a.address.ends_with(&suffix)).count();
+        let aliases = self.store.alias_list().await?.into_iter().filter(|a| a.address.ends_with(&suffix)).count();
+        if users + aliases > 0 {
+            return Err(DirectoryError::DomainInUse { domain: name, what: format!("{users} user(s) and {aliases} alias(es)") });
+        }
+        self.store.domain_remove(&name).await?;
+        Ok(())
+    }
+
+    pub async fn is_local_domain(&self, domain: &str) -> Result<bool> {
+        let Ok(name) = canonical_domain(domain) else { return Ok(false) };
+        Ok(self.store.domain_get(&name).await?.is_some())
+    }
+
+    async fn require_domain(&self, address: &str) -> Result<()> {
+        let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        if self.store.domain_get(domain).await?.is_none() {
+            return Err(DirectoryError::UnknownDomain(domain.to_string()));
+        }
+        Ok(())
+    }
+
+    // --- users ---
+
+    /// Creates a user with INBOX and the special-use mailboxes. Without a password one is
+    /// generated and returned.
+    pub async fn user_add(&self, email: &str, password: Option<&str>) -> Result<(Account, Option<String>)> {
+        let address = canonical_address(email)?;
+        self.require_domain(&address).await?;
+        if self.store.alias_get(&address).await?.is_some() {
+            return Err(DirectoryError::Exists(format!("alias {address}")));
+        }
+        let generated = match password {
+            Some(_) => None,
+            None => Some(generate_password()),
+        };
+        let password = password.or(generated.as_deref()).unwrap_or_default();
+        if password.is_empty() {
+            return Err(DirectoryError::Invalid("the password must not be empty".into()));
+        }
+        let password_hash = hash_password_blocking(password.to_string()).await?;
+        let account = self
+            .store
+            .account_create(NewAccount { address: address.clone(), password_hash, quota_bytes: None }, tern_store::default_mailboxes())
+            .await
+            .map_err(|e| match e {
+                StoreError::Exists(_) => DirectoryError::Exists(format!("user {address}")),
+                e => e.into(),
+            })?;
+        Ok((account, generated))
+    }
+
+    pub async fn user_set_password(&self, email: &str, password: Option<&str>) -> Result<Option<String>> {
+        let address = canonical_address(email)?;
+        let mut account = self.store.account_by_address(&address).await?.ok_or_else(|| DirectoryError::NotFound(format!("user {address}")))?;
+        let generated = match password {
+            Some(_) => None,
+            None => Some(generate_password()),
+        };
+        let password = password.or(generated.as_deref()).unwrap_or_default();
+        if password.is_empty() {
+            return Err(DirectoryError::Invalid("the password must not be empty".into()));
+        }
+        account.password_hash = hash_password_blocking(password.to_string()).await?;
+        self.store.account_update(account).await?;
+        Ok(generated)
+    }
+
+    pub async fn user_remove(&self, email: &str) -> Result<()> {
+        let address = canonical_address(email)?;
+        let account = self.store.account_by_address(&address).await?.ok_or_else(|| DirectoryError::NotFound(format!("user {address}")))?;
+        self.store.account_remove(account.id).await?;
+        Ok(())
+    }
+
+    pub async fn user_list(&self) -> Result<Vec<Account>> {
+        let mut list = self.store.account_list().await?;
+        list.sort_by(|a, b| a.address.cmp(&b.address));
+        Ok(list)
+    }
+
+    pub async fn user_get(&self, email: &str) -> Result<Option<Account>> {
+        let Ok(address) = canonical_address(email) else { return Ok(None) };
+        Ok(self.store.account_by_address(&address).await?)
+    }
+
+    /// Checks a login. Runs argon2 off the async runtime.
+    pub async fn authenticate(&self, email: &str, password: &str) -> Result<Option<Account>> {
+        let Some(account) = self.user_get(email).await? else {
+            return Ok(None);
+        };
+        let hash = account.password_hash.clone();
+        let password = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .map_err(|e| DirectoryError::Password(e.to_string()))?;
+        Ok(ok.then_some(account))
+    }
+
+    // --- aliases ---
+
+    /// Adds targets to an alias (creating it).
+    pub async fn alias_add(&self, address: &str, targets: &[String]) -> Result<Alias> {
+        let address = canonical_address(address)?;
+        self.require_domain(&address).await?;
+        if self.store.account_by_address(&address).await?.is_some() {
+            return Err(DirectoryError::Exists(format!("user {address} (an alias cannot shadow a user)")));
+        }
+        if targets.is_empty() {
+            return Err(DirectoryError::Invalid("an alias needs at least one target".into()));
+        }
+        let mut alias = self.store.alias_get(&address).await?.unwrap_or(Alias { address: address.clone(), targets: vec![] });
+        for t in targets {
+            let t = canonical_address(t)?;
+            if t == address {
+                return Err(DirectoryError::Invalid(format!("alias {address} cannot point at itself")));
+            }
+            if !alias.targets.contains(&t) {
+                alias.targets.push(t);
+            }
+        }
+        self.store.alias_put(alias.clone()).await?;
+        Ok(alias)
+    }
+
+    /// Removes one target, or the whole alias when `target` is `None` (or its last target goes).
+    pub async fn alias_remove(&self, address: &str, target: Option<&str>) -> Result<()> {
+        let address = canonical_address(address)?;
+        let mut alias = self.store.alias_get(&address).await?.ok_or_else(|| DirectoryError::NotFound(format!("alias {address}")))?;
+        match target {
+            None => {
+                self.store.alias_remove(&address).await?;
+            }
+            Some(t) => {
+                let t = canonical_address(t)?;
+                let before = alias.targets.len();
+                alias.targets.retain(|x| *x != t);
+                if alias.targets.len() == before {
+                    return Err(DirectoryError::NotFound(format!("target {t} of alias {address}")));
+                }
+                if alias.targets.is_empty() {
+                    self.store.alias_remove(&address).await?;
+                } else {
+                    self.store.alias_put(alias).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn alias_list(&self) -> Result<Vec<Alias>> {
+        let mut list = self.store.alias_list().await?;
+        list.sort_by(|a, b| a.address.cmp(&b.address));
+        Ok(list)
+    }
+
+    // --- resolution ---
+
+    /// Where mail for `address` goes. `address` may be in any case, with a U-label domain.
+    pub async fn resolve(&self, address: &str) -> Result<Resolution> {
+        let Ok(address) = canonical_address(address) else {
+            return Ok(Resolution::Unknown);
+        };
+        let domain = address.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
+        if self.store.domain_get(&domain).await?.is_none() {
+            return Ok(Resolution::NotLocal);
+        }
+        let mut accounts = Vec::new();
+        let mut external = Vec::new();
+        let mut visited = HashSet::new();
+        self.expand(&address, 0, &mut visited, &mut accounts, &mut external).await?;
+        if accounts.is_empty() && external.is_empty() {
+            return Ok(Resolution::Unknown);
+        }
+        Ok(Resolution::Deliver { accounts, external })
+    }
+
+    /// Expands one local address; iterative over alias targets to keep futures small.
+    async fn expand(
+        &self,
+        start: &str,
+        depth: usize,
+        visited: &mut HashSet<String>,
+        accounts: &mut Vec<AccountId>,
+        external: &mut Vec<String>,
+    ) -> Result<()> {
+        let mut work = vec![(start.to_string(), depth)];
+        while let Some((address, depth)) = work.pop() {
+            if depth > MAX_ALIAS_DEPTH || !visited.insert(address.clone()) || visited.len() > MAX_EXPANSION {
+                if depth > MAX_ALIAS_DEPTH {
+                    tracing::warn!(%address, "alias chain too deep; ignoring the rest");
+                }
+                continue;
+            }
+            let Some((local, domain)) = address.rsplit_once('@') else { continue };
+            let domain_record = match self.store.domain_get(domain).await? {
+                Some(d) => d,
+                None => {
+                    if !external.contains(&address) {
+                        external.push(address.clone());
+                    }
+                    continue;
+                }
+            };
+            let mut candidates = vec![address.clone()];
+            if let Some(sep) = self.plus_separator
+                && let Some((base, _tag)) = local.split_once(sep)
+                && !base.is_empty()
+            {
+                candidates.push(format!("{base}@{domain}"));
+            }
+            let mut found = false;
+            for candidate in &candidates {
+                if let Some(account) = self.store.account_by_address(candidate).await? {
+                    if !accounts.contains(&account.id) {
+                        accounts.push(account.id);
+                    }
+                    found = true;
+                    break;
+                }
+                if let Some(alias) = self.store.alias_get(candidate).await? {
+                    for t in alias.targets {
+                        work.push((t, depth + 1));
+                    }
+                    found = true;
+                    break;
+                }
+            }
+            if !found && let Some(catch_all) = domain_record.catch_all {
+                work.push((catch_all, depth + 1));
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn hash_password_blocking(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| DirectoryError::Password(e.to_string()))?
+        .map_err(DirectoryError::Password)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,131 @@
+use std::net::IpAddr;
+use tern_store::{AccountId, Flags, MailboxSelector};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// e.g. `TLSv1.3`
+    pub version: String,
+    /// e.g. `TLS13_AES_256_GCM_SHA384`
+    pub cipher: String,
+}
+
+/// Facts about the SMTP session that carried the message.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub session_id: String,
+    pub client_ip: IpAddr,
+    pub client_port: u16,
+    /// EHLO/HELO argument.
+    pub helo: String,
+    /// Whether the client said EHLO (ESMTP) rather than HELO.
+    pub esmtp: bool,
+    pub tls: Option<TlsInfo>,
+    pub authenticated_as: Option<String>,
+    /// This server's name.
+    pub local_hostname: String,
+    /// `smtp`, `submission`, ...
+    pub service: &'static str,
+}
+
+/// One accepted recipient and where its copy goes.
+#[derive(Debug, Clone)]
+pub struct Recipient {
+    /// As given in RCPT TO.
+    pub address: String,
+    pub orcpt: Option<(String, String)>,
+    pub notify: Option<String>,
+    /// Local accounts this address resolved to.
+    pub accounts: Vec<AccountId>,
+    /// Which mailbox of those accounts (stages may redirect, e.g. to Junk).
+    pub mailbox: MailboxSelector,
+    pub flags: Flags,
+    pub keywords: Vec<String>,
+}
+
+/// Everything the stages see and may change.
+#[derive(Debug)]
+pub struct MessageContext {
+    pub session: SessionInfo,
+    /// Transaction id, in logs and the Received header.
+    pub queue_id: String,
+    /// Reverse path; `None` is `<>`.
+    pub mail_from: Option<String>,
+    pub recipients: Vec<Recipient>,
+    pub ret: Option<String>,
+    pub envid: Option<String>,
+    pub body: Option<String>,
+    pub smtputf8: bool,
+    /// Unix seconds when the data was complete.
+    pub received_at: i64,
+    /// The message as received (CRLF line endings, unstuffed).
+    pub message: Vec<u8>,
+    /// Header fields added by stages, each a full `Name: value\r\n` (folded); the last added
+    /// ends up on top, as trace fields should (RFC 5321 §4.4).
+    added_headers: Vec<String>,
+    /// Free-form results of stages (for logs and later stages).
+    pub tags: Vec<(String, String)>,
+}
+
+impl MessageContext {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        session: SessionInfo,
+        queue_id: String,
+        mail_from: Option<String>,
+        recipients: Vec<Recipient>,
+        message: Vec<u8>,
+        received_at: i64,
+    ) -> MessageContext {
+        MessageContext {
+            session,
+            queue_id,
+            mail_from,
+            recipients,
+            ret: None,
+            envid: None,
+            body: None,
+            smtputf8: false,
+            received_at,
+            message,
+            added_headers: Vec::new(),
+            tags: Vec::new(),
+        }
+    }
+
+    /// Prepends a header field. `value` may contain folded lines (CRLF + WSP) but nothing else
+    /// that ends a line.
+    pub fn prepend_header(&mut self, name: &str, value: &str) {
+        let clean: String = value
+            .split("\r\n")
+            .map(|l| l.replace(['\r', '\n'], " "))
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        self.added_headers.push(format!("{name}: {clean}\r\n"));
+    }
+
+    pub fn tag(&mut self, key: &str, value: impl Into<String>) {
+        self.tags.push((key.to_string(), value.into()));
+    }
+
+    /// The message as it will be stored: added headers (newest first) then the original.
+    pub fn final_message(&self) -> Vec<u8> {
+        let extra: usize = self.added_headers.iter().map(String::len).sum();
+        let mut out = Vec::with_capacity(extra + self.message.len());
+        for h in self.added_headers.iter().rev() {
+            out.extend_from_slice(h.as_bytes());
+        }
+        out.extend_from_slice(&self.message);
+        out
+    }
+
+    /// Consumes the context's message bytes into the stored form without copying the body
+    /// twice.
+    pub fn take_final_message(&mut self) -> Vec<u8> {
+        if self.added_headers.is_empty() {
+            return std::mem::take(&mut self.message);
+        }
+        let out = self.final_message();
+        self.message = Vec::new();
+        out
+    }
+}

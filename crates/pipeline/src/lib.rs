@@ -1,0 +1,110 @@
+//! The message pipeline.
+//!
+//! After the last byte of a message arrives and before anything is committed, the message
+//! passes through an ordered list of [`Stage`]s. Each stage sees the whole [`MessageContext`]
+//! (session facts, envelope, message) and returns a [`Verdict`]: continue, accept now, reject
+//! with a reply, or defer with a temporary reply; it may also add headers, tag the message, or
+//! redirect recipients to another mailbox. New capabilities (authentication results, virus and
+//! spam scanning, Sieve, quarantine) are new stages; the SMTP session does not change.
+
+mod context;
+mod deliver;
+pub mod stages;
+
+pub use context::{MessageContext, Recipient, SessionInfo, TlsInfo};
+pub use deliver::deliver_locally;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// A protocol-neutral refusal: SMTP reply code, enhanced status code and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: u16,
+    pub enhanced: (u8, u16, u16),
+    pub text: String,
+}
+
+impl Refusal {
+    pub fn new(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Refusal {
+        Refusal { code, enhanced, text: text.into() }
+    }
+}
+
+/// What a stage decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on with the next stage.
+    Continue,
+    /// Deliver now; later stages are skipped.
+    Accept,
+    /// Refuse the message permanently (5xx).
+    Reject(Refusal),
+    /// Refuse the message for now (4xx); the client retries.
+    Defer(Refusal),
+}
+
+#[async_trait]
+pub trait Stage: Send + Sync {
+    /// Short name for logs and metrics.
+    fn name(&self) -> &'static str;
+    async fn process(&self, ctx: &mut MessageContext) -> Verdict;
+}
+
+/// How the pipeline as a whole decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Deliver,
+    Reject { stage: &'static str, refusal: Refusal },
+    Defer { stage: &'static str, refusal: Refusal },
+}
+
+#[derive(Clone, Default)]
+pub struct Pipeline {
+    stages: Vec<Arc<dyn Stage>>,
+}
+
+impl Pipeline {
+    pub fn new() -> Pipeline {
+        Pipeline::default()
+    }
+
+    pub fn with(mut self, stage: impl Stage + 'static) -> Pipeline {
+        self.stages.push(Arc::new(stage));
+        self
+    }
+
+    pub fn stage_names(&self) -> Vec<&'static str> {
+        self.stages.iter().map(|s| s.name()).collect()
+    }
+
+    pub async fn run(&self, ctx: &mut MessageContext) -> Outcome {
+        for stage in &self.stages {
+            let verdict = stage.process(ctx).await;
+            match verdict {
+                Verdict::Continue => {}
+                Verdict::Accept => {
+                    tracing::debug!(stage = stage.name(), "stage accepted the message");
+                    return Outcome::Deliver;
+                }
+                Verdict::Reject(refusal) => {
+                    metrics::counter!("tern_pipeline_rejected_total", "stage" => stage.name()).increment(1);
+                    return Outcome::Reject { stage: stage.name(), refusal };
+                }
+                Verdict::Defer(refusal) => {
+                    metrics::counter!("tern_pipeline_deferred_total", "stage" => stage.name()).increment(1);
+                    return Outcome::Defer { stage: stage.name(), refusal };
+                }
+            }
+        }
+        Outcome::Deliver
+    }
+}
+
+/// The stages of the inbound path in this version: trace headers.
+pub fn inbound() -> Pipeline {
+    Pipeline::new().with(stages::ReceivedHeader).with(stages::ReturnPath)
+}
+
+#[cfg(test)]
+mod tests;

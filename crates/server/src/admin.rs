@@ -1,0 +1,266 @@
+//! Administration: the operations behind `tern domain|user|alias|mail ...`.
+//!
+//! While the server runs it owns the store (one process per database), so the CLI sends its
+//! request over a Unix socket in the data directory (mode 0600) and the server executes it.
+//! When no server runs, the CLI opens the store itself and calls [`execute`] directly: both
+//! paths run the same code.
+//!
+//! Wire format: the request is one JSON line; the reply is one JSON line `{"ok":..,"len":N}`
+//! followed by N bytes of output (text, or a raw message for `mail show`).
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tern_directory::Directory;
+use tern_store::INBOX;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+pub const SOCKET_NAME: &str = "admin.sock";
+/// Requests are small; anything longer is refused.
+const MAX_REQUEST: usize = 64 * 1024;
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SOCKET_NAME)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AdminRequest {
+    Ping,
+    DomainAdd { name: String, catch_all: Option<String> },
+    DomainCatchAll { name: String, target: Option<String> },
+    DomainList,
+    DomainRemove { name: String },
+    UserAdd { email: String, password: Option<String> },
+    UserPasswd { email: String, password: Option<String> },
+    UserList,
+    UserRemove { email: String },
+    AliasAdd { address: String, targets: Vec<String> },
+    AliasList,
+    AliasRemove { address: String, target: Option<String> },
+    MailList { email: String, mailbox: Option<String> },
+    MailShow { email: String, mailbox: String, uid: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminReply {
+    pub ok: bool,
+    pub output: Vec<u8>,
+}
+
+impl AdminReply {
+    fn ok(text: impl Into<String>) -> AdminReply {
+        AdminReply { ok: true, output: text.into().into_bytes() }
+    }
+    fn err(text: impl std::fmt::Display) -> AdminReply {
+        AdminReply { ok: false, output: format!("{text}\n").into_bytes() }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ReplyHeader {
+    ok: bool,
+    len: usize,
+}
+
+/// Runs one request against the directory and store.
+pub async fn execute(dir: &Directory, req: AdminRequest) -> AdminReply {
+    match run(dir, req).await {
+        Ok(reply) => reply,
+        Err(e) => AdminReply::err(e),
+    }
+}
+
+async fn run(dir: &Directory, req: AdminRequest) -> anyhow::Result<AdminReply> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    match req {
+        AdminRequest::Ping => out.push_str("pong\n"),
+        AdminRequest::DomainAdd { name, catch_all } => {
+            let d = dir.domain_add(&name, catch_all.as_deref()).await?;
+            writeln!(out, "added domain {}", d.name)?;
+            if dir.resolve(&format!("postmaster@{}", d.name)).await? == tern_directory::Resolution::Unknown {
+                writeln!(out, "hint: create postmaster@{} (a user or an alias): RFC 5321 requires it", d.name)?;
+            }
+        }
+        AdminRequest::DomainCatchAll { name, target } => {
+            let d = dir.domain_set_catch_all(&name, target.as_deref()).await?;
+            match d.catch_all {
+                Some(t) => writeln!(out, "catch-all of {} is {t}", d.name)?,
+                None => writeln!(out, "{} has no catch-all", d.name)?,
+            }
+        }
+        AdminRequest::DomainList => {
+            for d in dir.domain_list().await? {
+                match d.catch_all {
+                    Some(c) => writeln!(out, "{}\tcatch-all={c}", d.name)?,
+                    None => writeln!(out, "{}", d.name)?,
+                }
+            }
+        }
+        AdminRequest::DomainRemove { name } => {
+            dir.domain_remove(&name).await?;
+            writeln!(out, "removed domain {name}")?;
+        }
+        AdminRequest::UserAdd { email, password } => {
+            let (account, generated) = dir.user_add(&email, password.as_deref()).await?;
+            writeln!(out, "added user {}", account.address)?;
+            if let Some(p) = generated {
+                writeln!(out, "password: {p}")?;
+            }
+        }
+        AdminRequest::UserPasswd { email, password } => {
+            let generated = dir.user_set_password(&email, password.as_deref()).await?;
+            writeln!(out, "password changed for {email}")?;
+            if let Some(p) = generated {
+                writeln!(out, "password: {p}")?;
+            }
+        }
+        AdminRequest::UserList => {
+            let store = dir.store();
+            for a in dir.user_list().await? {
+                let (mut count, mut bytes) = (0u64, 0u64);
+                for m in store.mailbox_list(a.id).await? {
+                    count += u64::from(m.total);
+                    bytes += m.size;
+                }
+                writeln!(out, "{}\tmessages={count}\tbytes={bytes}", a.address)?;
+            }
+        }
+        AdminRequest::UserRemove { email } => {
+            dir.user_remove(&email).await?;
+            writeln!(out, "removed user {email} and all its mail")?;
+        }
+        AdminRequest::AliasAdd { address, targets } => {
+            let a = dir.alias_add(&address, &targets).await?;
+            writeln!(out, "{} -> {}", a.address, a.targets.join(", "))?;
+        }
+        AdminRequest::AliasList => {
+            for a in dir.alias_list().await? {
+                writeln!(out, "{}\t{}", a.address, a.targets.join(","))?;
+            }
+        }
+        AdminRequest::AliasRemove { address, target } => {
+            dir.alias_remove(&address, target.as_deref()).await?;
+            writeln!(out, "removed")?;
+        }
+        AdminRequest::MailList { email, mailbox } => {
+            let store = dir.store();
+            let mailbox = find_mailbox(dir, &email, mailbox.as_deref().unwrap_or(INBOX)).await?;
+            for m in store.message_list(mailbox.id).await? {
+                let summary = store.summary_get(m.blob).await?;
+                let (from, subject) = summary.map(|s| (s.from, s.subject)).unwrap_or_default();
+                writeln!(out, "{}\t{}\t{}\t{}\t{}", m.uid, format_date(m.internal_date), m.size, one_line(&from), one_line(&subject))?;
+            }
+        }
+        AdminRequest::MailShow { email, mailbox, uid } => {
+            let store = dir.store();
+            let mailbox = find_mailbox(dir, &email, &mailbox).await?;
+            let entry = store
+                .message_get(mailbox.id, uid)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no message with UID {uid} in {}", mailbox.name))?;
+            let raw = store.blob_get(entry.blob).await?.ok_or_else(|| anyhow::anyhow!("message content missing"))?;
+            return Ok(AdminReply { ok: true, output: raw });
+        }
+    }
+    Ok(AdminReply::ok(out))
+}
+
+async fn find_mailbox(dir: &Directory, email: &str, name: &str) -> anyhow::Result<tern_store::Mailbox> {
+    let account = dir.user_get(email).await?.ok_or_else(|| anyhow::anyhow!("no user {email}"))?;
+    let name = if name.eq_ignore_ascii_case(INBOX) { INBOX } else { name };
+    dir.store()
+        .mailbox_by_name(account.id, name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("{email} has no mailbox {name}"))
+}
+
+fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+fn format_date(unix: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    t.format(&f).unwrap_or_default()
+}
+
+/// Serves admin requests on the Unix socket until `shutdown`.
+pub async fn serve_socket(path: PathBuf, dir: Directory, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+    // We hold the store lock, so no other server owns this socket: a leftover is stale.
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)
+        .map_err(|e| anyhow::anyhow!("cannot bind admin socket {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tokio::spawn(async move {
+        loop {
+            let conn = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                c = listener.accept() => c,
+            };
+            let Ok((stream, _)) = conn else { continue };
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                if let Err(e) = handle(stream, dir).await {
+                    tracing::debug!(error = %e, "admin connection failed");
+                }
+            });
+        }
+        let _ = std::fs::remove_file(&path);
+    });
+    Ok(())
+}
+
+async fn handle(stream: tokio::net::UnixStream, dir: Directory) -> anyhow::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
+    let mut line = String::new();
+    reader.read_line(&mut line).await?;
+    let reply = match serde_json::from_str::<AdminRequest>(&line) {
+        Ok(req) => {
+            tracing::info!(request = ?redact(&req), "admin request");
+            execute(&dir, req).await
+        }
+        Err(e) => AdminReply::err(format!("bad admin request: {e}")),
+    };
+    let header = serde_json::to_string(&ReplyHeader { ok: reply.ok, len: reply.output.len() })?;
+    write.write_all(header.as_bytes()).await?;
+    write.write_all(b"\n").await?;
+    write.write_all(&reply.output).await?;
+    write.shutdown().await?;
+    Ok(())
+}
+
+/// The request without passwords, for logs.
+fn redact(req: &AdminRequest) -> AdminRequest {
+    match req {
+        AdminRequest::UserAdd { email, password } => {
+            AdminRequest::UserAdd { email: email.clone(), password: password.as_ref().map(|_| "***".into()) }
+        }
+        AdminRequest::UserPasswd { email, password } => {
+            AdminRequest::UserPasswd { email: email.clone(), password: password.as_ref().map(|_| "***".into()) }
+        }
+        other => other.clone(),
+    }
+}
+
+/// Sends a request to a running server. `Err` with `NotFound`/`ConnectionRefused` means no
+/// server is listening.
+pub async fn send(path: &Path, req: &AdminRequest) -> std::io::Result<AdminReply> {
+    let stream = tokio::net::UnixStream::connect(path).await?;
+    let (read, mut write) = stream.into_split();
+    let mut body = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+    body.push(b'\n');
+    write.write_all(&body).await?;
+    let mut reader = BufReader::new(read);
+    let mut header = String::new();
+    reader.read_line(&mut header).await?;
+    let header: ReplyHeader = serde_json::from_str(&header).map_err(std::io::Error::other)?;
+    let mut output = vec![0; header.len];
+    reader.read_exact(&mut output).await?;
+    Ok(AdminReply { ok: header.ok, output })
+}

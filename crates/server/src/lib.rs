@@ -1,0 +1,167 @@
+//! `tern serve`: opens the store, binds every configured listener, and runs until SIGTERM or
+//! SIGINT; then stops accepting, lets sessions finish their transaction, flushes the store and
+//! exits.
+
+pub mod admin;
+mod http;
+mod listen;
+
+use anyhow::Context;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tern_config::{Config, Service};
+use tern_directory::Directory;
+use tern_smtp::{SmtpServer, SmtpSettings, limits::ConnectionLimits};
+use tern_store::Store;
+use tern_store::embedded::EmbeddedStore;
+use tokio_util::sync::CancellationToken;
+
+/// How long in-flight sessions get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Written in the data directory once every listener is bound: pid and actual addresses
+/// (useful with port 0 in tests and for scripts).
+pub const RUN_FILE: &str = "run.json";
+
+pub fn store_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("store")
+}
+
+/// Opens the embedded store of a data directory (blocking).
+pub fn open_store(config: &Config) -> anyhow::Result<EmbeddedStore> {
+    let path = store_path(&config.data_dir);
+    EmbeddedStore::open(&path, config.store.cache_mb).with_context(|| format!("cannot open the store in {}", path.display()))
+}
+
+fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+        .context("metrics buckets")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    metrics::describe_counter!("tern_smtp_connections_total", "SMTP connections accepted by the listener");
+    metrics::describe_gauge!("tern_smtp_connections_active", "SMTP sessions in progress");
+    metrics::describe_counter!("tern_smtp_connections_refused_total", "SMTP connections refused by connection limits");
+    metrics::describe_counter!("tern_smtp_messages_accepted_total", "Messages accepted (committed) by SMTP");
+    metrics::describe_counter!("tern_smtp_messages_refused_total", "Messages refused after data, by reason");
+    metrics::describe_counter!("tern_smtp_recipients_refused_total", "RCPT TO refused, by reason");
+    metrics::describe_counter!("tern_smtp_bytes_received_total", "Bytes read from SMTP clients");
+    metrics::describe_counter!("tern_smtp_message_bytes_total", "Bytes of accepted messages");
+    metrics::describe_histogram!("tern_store_commit_seconds", "Time to apply and fsync one group commit");
+    metrics::describe_histogram!("tern_store_commit_group_size", "Store operations per group commit");
+    Ok(handle)
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    tern_tls::install_crypto_provider();
+    let metrics = install_metrics()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+
+    let store_config = config.clone();
+    let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || open_store(&store_config)).await??);
+    let directory = Directory::new(Arc::clone(&store), config.plus_separator());
+
+    let cert = tern_tls::ensure_certificate(config.tls.cert.as_deref(), config.tls.key.as_deref(), &config.data_dir, &config.hostname)
+        .context("TLS certificate (config keys tls.cert / tls.key)")?;
+    let tls = tern_tls::TlsAcceptor::from(tern_tls::server_config(&cert).context("TLS certificate (config keys tls.cert / tls.key)")?);
+
+    let shutdown = CancellationToken::new();
+    let ready = Arc::new(AtomicBool::new(false));
+    let mut bound: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+
+    // SMTP (port 25).
+    let smtp_limits = ConnectionLimits::new(config.smtp.max_connections, config.smtp.max_connections_per_ip, config.limit_exempt());
+    let smtp = SmtpServer::new(
+        SmtpSettings::from_config(&config, "smtp"),
+        directory.clone(),
+        tern_pipeline::inbound(),
+        Some(tls.clone()),
+        smtp_limits,
+        config.smtp.max_inflight_bytes,
+        shutdown.clone(),
+    );
+    let mut smtp_tasks = Vec::new();
+    for listener in listen::bind_service(&config.listen, Service::Smtp)? {
+        bound.entry("smtp").or_default().push(listener.local_addr()?.to_string());
+        smtp_tasks.push(tokio::spawn(Arc::clone(&smtp).serve(listener)));
+    }
+
+    // HTTP: metrics and health.
+    let http_state = http::HttpState { metrics, store: Arc::clone(&store), ready: Arc::clone(&ready) };
+    for listener in listen::bind_service(&config.listen, Service::Http)? {
+        bound.entry("http").or_default().push(listener.local_addr()?.to_string());
+        let router = http::router(http_state.clone());
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(token.cancelled_owned()).await {
+                tracing::error!(error = %e, "HTTP listener failed");
+            }
+        });
+    }
+
+    let not_yet: Vec<&str> = [Service::Submission, Service::Submissions, Service::Imap, Service::Imaps, Service::Pop3, Service::Pop3s]
+        .into_iter()
+        .filter(|s| !config.listen.addrs(*s).is_empty())
+        .map(Service::name)
+        .collect();
+    if !not_yet.is_empty() {
+        tracing::warn!(services = ?not_yet, "configured listeners are not available in this version of Tern and stay closed");
+    }
+
+    admin::serve_socket(admin::socket_path(&config.data_dir), directory.clone(), shutdown.clone()).await?;
+
+    let run_file = config.data_dir.join(RUN_FILE);
+    let state = serde_json::json!({ "pid": std::process::id(), "listeners": bound });
+    write_atomically(&run_file, serde_json::to_vec_pretty(&state)?.as_slice())?;
+    ready.store(true, Ordering::SeqCst);
+    tracing::info!(hostname = %config.hostname, data_dir = %config.data_dir.display(), listeners = ?bound, "Tern is ready");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections; finishing transactions in progress");
+    ready.store(false, Ordering::SeqCst);
+    shutdown.cancel();
+    for t in smtp_tasks {
+        let _ = t.await;
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, smtp.drain()).await.is_err() {
+        tracing::warn!("some sessions did not finish within {SHUTDOWN_GRACE:?}; closing them");
+    }
+    store.shutdown().await.context("flushing the store")?;
+    let _ = std::fs::remove_file(&run_file);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

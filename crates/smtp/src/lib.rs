@@ -1,0 +1,158 @@
+//! SMTP service: accepts connections, enforces connection limits, and runs one
+//! [`session`] state machine per connection. The session hands complete messages to the
+//! pipeline and commits them to the store before answering `250`.
+
+mod session;
+mod stream;
+pub mod limits;
+
+use limits::{ConnectionLimits, LimitExceeded};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tern_directory::Directory;
+use tern_pipeline::Pipeline;
+use tern_store::Store;
+use tern_tls::TlsAcceptor;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Per-service SMTP settings.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub hostname: String,
+    /// `smtp` (port 25) now; `submission` later.
+    pub service: &'static str,
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_line_length: usize,
+    pub timeout: Duration,
+    pub max_errors: u32,
+}
+
+impl SmtpSettings {
+    pub fn from_config(config: &tern_config::Config, service: &'static str) -> SmtpSettings {
+        SmtpSettings {
+            hostname: config.hostname.clone(),
+            service,
+            max_message_size: config.smtp.max_message_size,
+            max_recipients: config.smtp.max_recipients,
+            max_line_length: config.smtp.max_line_length,
+            timeout: Duration::from_secs(config.smtp.timeout_seconds),
+            max_errors: config.smtp.max_errors,
+        }
+    }
+}
+
+/// State shared by all SMTP sessions of one service.
+pub struct SmtpServer {
+    pub(crate) settings: SmtpSettings,
+    pub(crate) directory: Directory,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) limits: Arc<ConnectionLimits>,
+    /// Message bytes held by all sessions, in KiB permits.
+    pub(crate) inflight: Arc<Semaphore>,
+    pub(crate) shutdown: CancellationToken,
+    tracker: TaskTracker,
+    next_session: AtomicU64,
+}
+
+impl SmtpServer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: SmtpSettings,
+        directory: Directory,
+        pipeline: Pipeline,
+        tls: Option<TlsAcceptor>,
+        limits: Arc<ConnectionLimits>,
+        max_inflight_bytes: u64,
+        shutdown: CancellationToken,
+    ) -> Arc<SmtpServer> {
+        let permits = (max_inflight_bytes / 1024).clamp(1, Semaphore::MAX_PERMITS as u64) as usize;
+        Arc::new(SmtpServer {
+            store: Arc::clone(directory.store()),
+            settings,
+            directory,
+            pipeline,
+            tls,
+            limits,
+            inflight: Arc::new(Semaphore::new(permits)),
+            shutdown,
+            tracker: TaskTracker::new(),
+            next_session: AtomicU64::new(1),
+        })
+    }
+
+    /// Accepts connections until shutdown.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let service = self.settings.service;
+        loop {
+            let accepted = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let server = Arc::clone(&self);
+                    self.tracker.spawn(async move { server.connection(stream, peer).await });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(service, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Waits until every session has ended (after shutdown was signalled).
+    pub async fn drain(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    async fn connection(self: Arc<Self>, mut stream: tokio::net::TcpStream, peer: SocketAddr) {
+        let service = self.settings.service;
+        metrics::counter!("tern_smtp_connections_total", "service" => service).increment(1);
+        let slot = match self.limits.acquire(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                let reason = match why {
+                    LimitExceeded::Total => "total",
+                    LimitExceeded::PerIp => "per_ip",
+                };
+                metrics::counter!("tern_smtp_connections_refused_total", "service" => service, "reason" => reason).increment(1);
+                tracing::info!(service, client = %peer, reason, "connection refused: too many connections");
+                let msg = format!("421 4.7.0 {} Too many connections, try again later\r\n", self.settings.hostname);
+                let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(msg.as_bytes())).await;
+                return;
+            }
+        };
+        let id = format!("{:x}", self.next_session.fetch_add(1, Ordering::Relaxed));
+        let gauge = metrics::gauge!("tern_smtp_connections_active", "service" => service);
+        gauge.increment(1.0);
+        let span = tracing::info_span!("smtp", sid = %id, client = %peer, service);
+        let session = session::Session::new(Arc::clone(&self), stream::Stream::Plain(stream), peer, id);
+        tracing::Instrument::instrument(session.run(), span).await;
+        gauge.decrement(1.0);
+        drop(slot);
+    }
+}
+
+/// A transaction id for logs and Received headers: time-ordered and unique per process.
+pub fn new_queue_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:011X}{:05X}", millis & 0xFFF_FFFF_FFFF, n & 0xFFFFF)
+}

@@ -1,0 +1,741 @@
+//! One SMTP session: an explicit state machine over a (possibly upgraded) stream.
+//!
+//! States: no greeting exchanged yet (`helo == None`), ready (`tx == None`), and in a
+//! transaction (`tx == Some`) collecting recipients, then message data via DATA or BDAT.
+//! Replies are buffered and written when the session is about to wait for input, which gives
+//! PIPELINING (RFC 2920) its batching for free.
+
+use crate::stream::Stream;
+use crate::SmtpServer;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tern_directory::Resolution;
+use tern_pipeline::{MessageContext, Outcome, Recipient, SessionInfo, TlsInfo};
+use tern_smtp_proto::{
+    Body, Command, DataDecoder, DataOutcome, ForwardPath, LineBuffer, LineEndingCheck, LineEvent, MailFrom, Mailbox,
+    RcptTo, Reply, parse_command,
+};
+use tern_store::{Flags, MailboxSelector};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
+
+/// Read buffer per session. Small, so that thousands of idle sessions stay cheap.
+const READ_CHUNK: usize = 16 * 1024;
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the main loop should do after a command.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// Why reading stopped.
+enum ReadEnd {
+    Eof,
+    Timeout,
+    Shutdown,
+    Error(std::io::Error),
+}
+
+struct Transaction {
+    mail: MailFrom,
+    recipients: Vec<Recipient>,
+    bdat: Option<Chunked>,
+}
+
+/// Message data arriving in BDAT chunks.
+struct Chunked {
+    data: Vec<u8>,
+    size: u64,
+    check: LineEndingCheck,
+    memory: Memory,
+    /// A chunk was refused; the rest of the transaction is refused until RSET/MAIL.
+    failed: bool,
+}
+
+/// Bytes of message data held against the server-wide budget.
+struct Memory {
+    server: Arc<SmtpServer>,
+    permit: Option<OwnedSemaphorePermit>,
+    held_kib: u32,
+    exhausted: bool,
+}
+
+impl Memory {
+    fn new(server: Arc<SmtpServer>) -> Memory {
+        Memory { server, permit: None, held_kib: 0, exhausted: false }
+    }
+
+    /// Grows the reservation to cover `bytes`; false (and marked exhausted) if the server is
+    /// out of budget.
+    fn cover(&mut self, bytes: usize) -> bool {
+        if self.exhausted {
+            return false;
+        }
+        let need = bytes.div_ceil(1024).min(u32::MAX as usize) as u32;
+        if need <= self.held_kib {
+            return true;
+        }
+        match Arc::clone(&self.server.inflight).try_acquire_many_owned(need - self.held_kib) {
+            Ok(p) => {
+                match &mut self.permit {
+                    Some(existing) => existing.merge(p),
+                    None => self.permit = Some(p),
+                }
+                self.held_kib = need;
+                true
+            }
+            Err(_) => {
+                self.exhausted = true;
+                self.permit = None;
+                self.held_kib = 0;
+                false
+            }
+        }
+    }
+}
+
+pub(crate) struct Session<S> {
+    server: Arc<SmtpServer>,
+    conn: Stream<S>,
+    lines: LineBuffer,
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+    peer: SocketAddr,
+    id: String,
+    helo: Option<String>,
+    esmtp: bool,
+    tx: Option<Transaction>,
+    errors: u32,
+    tls: Option<TlsInfo>,
+}
+
+fn reply(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Reply {
+    Reply::new(code, enhanced, text)
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub(crate) fn new(server: Arc<SmtpServer>, conn: Stream<S>, peer: SocketAddr, id: String) -> Session<S> {
+        let max_line = server.settings.max_line_length;
+        let tls = conn.tls_info().map(|(version, cipher)| TlsInfo { version, cipher });
+        Session {
+            server,
+            conn,
+            lines: LineBuffer::new(max_line),
+            out: Vec::with_capacity(512),
+            scratch: vec![0; READ_CHUNK],
+            peer,
+            id,
+            helo: None,
+            esmtp: false,
+            tx: None,
+            errors: 0,
+            tls,
+        }
+    }
+
+    fn send(&mut self, r: Reply) {
+        if r.code >= 400 && r.code != 421 {
+            self.errors += 1;
+            tracing::debug!(reply = %r, "refused");
+        }
+        r.write_to(&mut self.out);
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            let result = tokio::time::timeout(self.server.settings.timeout, self.conn.write_all(&self.out)).await;
+            self.out.clear();
+            match result {
+                Ok(r) => r?,
+                Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timeout")),
+            }
+            self.conn.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Flushes pending replies, then reads once into the scratch buffer.
+    async fn read_some(&mut self, allow_shutdown: bool) -> Result<usize, ReadEnd> {
+        self.flush().await.map_err(ReadEnd::Error)?;
+        let timeout = self.server.settings.timeout;
+        let shutdown = self.server.shutdown.clone();
+        let read = tokio::time::timeout(timeout, self.conn.read(&mut self.scratch));
+        let result = if allow_shutdown {
+            tokio::select! {
+                r = read => r,
+                _ = shutdown.cancelled() => return Err(ReadEnd::Shutdown),
+            }
+        } else {
+            read.await
+        };
+        match result {
+            Err(_) => Err(ReadEnd::Timeout),
+            Ok(Ok(0)) => Err(ReadEnd::Eof),
+            Ok(Ok(n)) => {
+                metrics::counter!("tern_smtp_bytes_received_total", "service" => self.server.settings.service)
+                    .increment(n as u64);
+                Ok(n)
+            }
+            Ok(Err(e)) => Err(ReadEnd::Error(e)),
+        }
+    }
+
+    /// Tells the client why the session ends (where it can still listen).
+    fn farewell(&mut self, end: &ReadEnd) {
+        let host = self.server.settings.hostname.clone();
+        match end {
+            ReadEnd::Timeout => {
+                tracing::info!("idle timeout");
+                self.send(reply(421, (4, 4, 2), format!("{host} Error: timeout exceeded")));
+            }
+            ReadEnd::Shutdown => self.send(reply(421, (4, 3, 2), format!("{host} Service shutting down, try again later"))),
+            ReadEnd::Eof => tracing::debug!("client closed the connection"),
+            ReadEnd::Error(e) => tracing::debug!(error = %e, "connection error"),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        tracing::debug!("connected");
+        let host = self.server.settings.hostname.clone();
+        self.send(Reply::plain(220, vec![format!("{host} ESMTP Tern")]));
+        loop {
+            if self.errors >= self.server.settings.max_errors {
+                tracing::info!(errors = self.errors, "too many errors; closing");
+                self.send(reply(421, (4, 7, 0), format!("{host} Error: too many errors")));
+                break;
+            }
+            let event = match self.lines.next_line() {
+                Some(event) => event,
+                None => match self.read_some(self.tx.is_none()).await {
+                    Ok(n) => {
+                        let data = self.scratch[..n].to_vec();
+                        self.lines.extend(&data);
+                        continue;
+                    }
+                    Err(end) => {
+                        self.farewell(&end);
+                        break;
+                    }
+                },
+            };
+            let flow = match event {
+                LineEvent::TooLong => {
+                    self.send(reply(500, (5, 5, 2), "Line too long"));
+                    Flow::Continue
+                }
+                LineEvent::Line(line) => self.command(&line).await,
+            };
+            if flow == Flow::Close {
+                break;
+            }
+            if self.server.shutdown.is_cancelled() && self.tx.is_none() {
+                self.send(reply(421, (4, 3, 2), format!("{host} Service shutting down, try again later")));
+                break;
+            }
+        }
+        let _ = self.flush().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.shutdown()).await;
+        tracing::debug!("disconnected");
+    }
+
+    async fn command(&mut self, line: &[u8]) -> Flow {
+        let command = match parse_command(line) {
+            Ok(c) => c,
+            Err(e) => {
+                self.send(e.reply());
+                return Flow::Continue;
+            }
+        };
+        match command {
+            Command::Ehlo(name) | Command::Helo(name) if !valid_helo(&name) => {
+                self.send(reply(501, (5, 5, 4), "Invalid domain name"));
+            }
+            Command::Ehlo(name) => {
+                self.tx = None;
+                self.esmtp = true;
+                let ehlo = self.ehlo_lines();
+                self.helo = Some(name);
+                self.send(Reply::plain(250, ehlo));
+            }
+            Command::Helo(name) => {
+                self.tx = None;
+                self.esmtp = false;
+                self.helo = Some(name);
+                let host = self.server.settings.hostname.clone();
+                self.send(Reply::plain(250, vec![host]));
+            }
+            Command::Mail(mail) => self.mail(mail),
+            Command::Rcpt(rcpt) => self.rcpt(rcpt).await,
+            Command::Data => return self.data().await,
+            Command::Bdat { size, last } => return self.bdat(size, last).await,
+            Command::Rset => {
+                self.tx = None;
+                self.send(reply(250, (2, 0, 0), "Ok"));
+            }
+            Command::Noop => self.send(reply(250, (2, 0, 0), "Ok")),
+            Command::Quit => {
+                self.send(reply(221, (2, 0, 0), "Bye"));
+                return Flow::Close;
+            }
+            Command::Help => self.send(reply(
+                214,
+                (2, 0, 0),
+                "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY STARTTLS (see RFC 5321)",
+            )),
+            // RFC 5321 §3.5.3: 252 when we will not verify but will accept.
+            Command::Vrfy(_) => {
+                self.send(reply(252, (2, 5, 2), "Cannot VRFY user, but will accept message and attempt delivery"))
+            }
+            Command::Expn(_) => self.send(reply(502, (5, 5, 1), "EXPN not available")),
+            Command::StartTls => return self.starttls().await,
+            Command::Auth { .. } => self.send(reply(502, (5, 5, 1), "AUTH not available on this port")),
+        }
+        Flow::Continue
+    }
+
+    fn ehlo_lines(&self) -> Vec<String> {
+        let s = &self.server.settings;
+        let mut lines = vec![
+            s.hostname.clone(),
+            "PIPELINING".into(),
+            format!("SIZE {}", s.max_message_size),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+        ];
+        if self.server.tls.is_some() && !self.conn.is_tls() {
+            lines.push("STARTTLS".into());
+        }
+        lines.push("CHUNKING".into());
+        lines.push("DSN".into());
+        lines
+    }
+
+    fn mail(&mut self, mail: MailFrom) {
+        if self.helo.is_none() {
+            return self.send(reply(503, (5, 5, 1), "Send EHLO/HELO first"));
+        }
+        if self.tx.is_some() {
+            return self.send(reply(503, (5, 5, 1), "Nested MAIL command"));
+        }
+        if let Some(size) = mail.size
+            && size > self.server.settings.max_message_size
+        {
+            return self.send(reply(552, (5, 3, 4), "Message size exceeds fixed maximum message size"));
+        }
+        if mail.body == Some(Body::BinaryMime) {
+            return self.send(reply(555, (5, 5, 4), "BODY=BINARYMIME is not supported"));
+        }
+        if !mail.smtputf8 && mail.sender.as_ref().is_some_and(Mailbox::is_utf8) {
+            // RFC 6531 §3.5
+            return self.send(reply(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8"));
+        }
+        if !self.esmtp && (mail.size.is_some() || mail.body.is_some() || mail.smtputf8 || mail.ret.is_some() || mail.envid.is_some()) {
+            return self.send(reply(555, (5, 5, 4), "Parameters require EHLO"));
+        }
+        self.tx = Some(Transaction { mail, recipients: Vec::new(), bdat: None });
+        self.send(reply(250, (2, 1, 0), "Ok"));
+    }
+
+    async fn rcpt(&mut self, rcpt: RcptTo) {
+        let Some(tx) = &self.tx else {
+            return self.send(reply(503, (5, 5, 1), "Need MAIL command"));
+        };
+        if tx.bdat.is_some() {
+            return self.send(reply(503, (5, 5, 1), "RCPT not allowed during BDAT"));
+        }
+        if tx.recipients.len() >= self.server.settings.max_recipients {
+            return self.send(reply(452, (4, 5, 3), "Too many recipients"));
+        }
+        let smtputf8 = tx.mail.smtputf8;
+        let resolution = match &rcpt.recipient {
+            ForwardPath::Postmaster => self.resolve_postmaster().await.map(|r| ("postmaster".to_string(), r)),
+            ForwardPath::Mailbox(m) => {
+                if !smtputf8 && m.is_utf8() {
+                    return self.send(reply(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8"));
+                }
+                // No routing through us: address literals, and the %-hack, bang paths or an
+                // @ inside a quoted local part (all old ways to ask for relaying) are refused
+                // before any lookup.
+                if m.domain_literal || m.local.contains(['%', '!', '@']) {
+                    tracing::info!(rcpt = %m, "relay attempt refused");
+                    metrics::counter!("tern_smtp_recipients_refused_total", "reason" => "relay").increment(1);
+                    return self.send(reply(554, (5, 7, 1), "Relay access denied"));
+                }
+                let address = format!("{}@{}", m.local, m.domain);
+                self.server.directory.resolve(&address).await.map(|r| (address, r))
+            }
+        };
+        let (address, resolution) = match resolution {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "recipient lookup failed");
+                return self.send(reply(451, (4, 3, 0), "Temporary lookup failure, try again later"));
+            }
+        };
+        let accounts = match resolution {
+            Resolution::NotLocal => {
+                tracing::info!(rcpt = %address, "relay attempt refused");
+                metrics::counter!("tern_smtp_recipients_refused_total", "reason" => "relay").increment(1);
+                return self.send(reply(554, (5, 7, 1), "Relay access denied"));
+            }
+            Resolution::Unknown => {
+                tracing::info!(rcpt = %address, "unknown recipient");
+                metrics::counter!("tern_smtp_recipients_refused_total", "reason" => "unknown").increment(1);
+                return self.send(reply(550, (5, 1, 1), "Recipient address rejected: User unknown"));
+            }
+            Resolution::Deliver { external, .. } if !external.is_empty() => {
+                // Forwarding needs the outbound queue; until it exists, refuse temporarily
+                // rather than accept mail we could not pass on.
+                tracing::warn!(rcpt = %address, targets = ?external, "alias forwards to external addresses; outbound delivery is not available");
+                return self.send(reply(451, (4, 3, 0), "Forwarding to external addresses is not available, try again later"));
+            }
+            Resolution::Deliver { accounts, .. } => accounts,
+        };
+        let notify = rcpt.notify.map(|n| {
+            if n.never {
+                "NEVER".to_string()
+            } else {
+                [(n.success, "SUCCESS"), (n.failure, "FAILURE"), (n.delay, "DELAY")]
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, w)| *w)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+        });
+        if let Some(tx) = &mut self.tx {
+            tx.recipients.push(Recipient {
+                address,
+                orcpt: rcpt.orcpt,
+                notify,
+                accounts,
+                mailbox: MailboxSelector::Inbox,
+                flags: Flags::default(),
+                keywords: vec![],
+            });
+        }
+        self.send(reply(250, (2, 1, 5), "Ok"));
+    }
+
+    /// `<Postmaster>` must always be accepted (RFC 5321 §4.5.1): postmaster at our host name,
+    /// else at any of our domains.
+    async fn resolve_postmaster(&self) -> Result<Resolution, tern_directory::DirectoryError> {
+        let d = &self.server.directory;
+        let first = d.resolve(&format!("postmaster@{}", self.server.settings.hostname)).await?;
+        if matches!(first, Resolution::Deliver { .. }) {
+            return Ok(first);
+        }
+        for domain in d.domain_list().await? {
+            let r = d.resolve(&format!("postmaster@{}", domain.name)).await?;
+            if matches!(r, Resolution::Deliver { .. }) {
+                return Ok(r);
+            }
+        }
+        Ok(Resolution::Unknown)
+    }
+
+    /// Checks that a transaction can take message data now.
+    fn data_precheck(&self, bdat: bool) -> Option<Reply> {
+        match &self.tx {
+            None => Some(reply(503, (5, 5, 1), "Need MAIL command")),
+            Some(tx) if tx.recipients.is_empty() => Some(reply(554, (5, 5, 1), "No valid recipients")),
+            Some(tx) if !bdat && tx.bdat.is_some() => Some(reply(503, (5, 5, 1), "DATA not allowed after BDAT")),
+            Some(tx) if tx.bdat.as_ref().is_some_and(|c| c.failed) => {
+                Some(reply(503, (5, 5, 1), "Transaction failed; send RSET"))
+            }
+            _ => None,
+        }
+    }
+
+    async fn data(&mut self) -> Flow {
+        if let Some(r) = self.data_precheck(false) {
+            self.send(r);
+            return Flow::Continue;
+        }
+        self.send(Reply::plain(354, vec!["End data with <CR><LF>.<CR><LF>".into()]));
+        let limit = self.server.settings.max_message_size.min(usize::MAX as u64) as usize;
+        let mut decoder = DataDecoder::new(limit);
+        let mut memory = Memory::new(Arc::clone(&self.server));
+        // Data may already be buffered (pipelined right behind DATA by a careless client).
+        let buffered = self.lines.buffered().to_vec();
+        let used = decoder.feed(&buffered);
+        self.lines.consume(used);
+        Self::account(&mut decoder, &mut memory);
+        while !decoder.is_done() {
+            match self.read_some(false).await {
+                Ok(n) => {
+                    let used = decoder.feed(&self.scratch[..n]);
+                    if used < n {
+                        let rest = self.scratch[used..n].to_vec();
+                        self.lines.extend(&rest);
+                    }
+                    Self::account(&mut decoder, &mut memory);
+                }
+                Err(end) => {
+                    tracing::info!("connection lost during DATA; nothing was accepted");
+                    self.farewell(&end);
+                    return Flow::Close;
+                }
+            }
+        }
+        let outcome = decoder.finish();
+        let r = match outcome {
+            DataOutcome::Message(raw) => self.finish_message(raw).await,
+            DataOutcome::TooLarge { size } => {
+                self.refused("size", size);
+                reply(552, (5, 3, 4), "Message size exceeds fixed maximum message size")
+            }
+            DataOutcome::BareLineEnding => {
+                self.refused("bare_line_ending", 0);
+                reply(554, (5, 6, 0), "Message refused: bare CR or LF in message data (RFC 5321 §2.3.8); use CRLF")
+            }
+            DataOutcome::Abandoned => {
+                self.refused("memory", 0);
+                reply(452, (4, 3, 1), "Insufficient system storage, try again later")
+            }
+        };
+        drop(memory);
+        self.tx = None;
+        self.send(r);
+        Flow::Continue
+    }
+
+    fn account(decoder: &mut DataDecoder, memory: &mut Memory) {
+        if !memory.cover(decoder.stored()) {
+            decoder.abandon();
+        }
+    }
+
+    fn refused(&mut self, reason: &'static str, size: u64) {
+        tracing::info!(reason, size, "message refused");
+        metrics::counter!("tern_smtp_messages_refused_total", "service" => self.server.settings.service, "reason" => reason)
+            .increment(1);
+        self.tx = None;
+    }
+
+    async fn bdat(&mut self, size: u64, last: bool) -> Flow {
+        let precheck = self.data_precheck(true);
+        // The chunk follows the command whatever we answer: read it (RFC 3030 §4.2) so that
+        // its bytes can never be taken for commands.
+        let max = self.server.settings.max_message_size;
+        let server = Arc::clone(&self.server);
+        let mut sink = match (&precheck, self.tx.as_mut()) {
+            (None, Some(tx)) => Some(tx.bdat.get_or_insert_with(|| Chunked {
+                data: Vec::new(),
+                size: 0,
+                check: LineEndingCheck::default(),
+                memory: Memory::new(server),
+                failed: false,
+            })),
+            _ => None,
+        };
+        let mut remaining = size;
+        // Take what is already buffered first.
+        let buffered = self.lines.buffered();
+        let take = remaining.min(buffered.len() as u64) as usize;
+        if take > 0 {
+            if let Some(chunk) = sink.as_deref_mut() {
+                store_chunk(chunk, &buffered[..take], max);
+            }
+            self.lines.consume(take);
+            remaining -= take as u64;
+        }
+        drop(sink);
+        while remaining > 0 {
+            match self.read_some(false).await {
+                Ok(n) => {
+                    let take = remaining.min(n as u64) as usize;
+                    if let Some(chunk) = self.tx.as_mut().and_then(|t| t.bdat.as_mut()).filter(|_| precheck.is_none()) {
+                        store_chunk(chunk, &self.scratch[..take], max);
+                    }
+                    if take < n {
+                        let rest = self.scratch[take..n].to_vec();
+                        self.lines.extend(&rest);
+                    }
+                    remaining -= take as u64;
+                }
+                Err(end) => {
+                    tracing::info!("connection lost during BDAT; nothing was accepted");
+                    self.farewell(&end);
+                    return Flow::Close;
+                }
+            }
+        }
+        if let Some(r) = precheck {
+            self.send(r);
+            return Flow::Continue;
+        }
+        let Some(chunk) = self.tx.as_mut().and_then(|t| t.bdat.as_mut()) else {
+            return Flow::Continue;
+        };
+        if chunk.size > max {
+            chunk.failed = true;
+            let size = chunk.size;
+            self.refused("size", size);
+            self.send(reply(552, (5, 3, 4), "Message size exceeds fixed maximum message size"));
+            return Flow::Continue;
+        }
+        if chunk.memory.exhausted {
+            chunk.failed = true;
+            self.refused("memory", 0);
+            self.send(reply(452, (4, 3, 1), "Insufficient system storage, try again later"));
+            return Flow::Continue;
+        }
+        if !last {
+            let msg = format!("{size} octets received");
+            self.send(reply(250, (2, 0, 0), msg));
+            return Flow::Continue;
+        }
+        if chunk.check.has_bare() {
+            self.refused("bare_line_ending", 0);
+            self.send(reply(554, (5, 6, 0), "Message refused: bare CR or LF in message data; use CRLF"));
+            return Flow::Continue;
+        }
+        let raw = std::mem::take(&mut chunk.data);
+        let r = self.finish_message(raw).await;
+        self.tx = None;
+        self.send(r);
+        Flow::Continue
+    }
+
+    /// Runs the pipeline and commits; the reply is positive only once the message is durable.
+    async fn finish_message(&mut self, raw: Vec<u8>) -> Reply {
+        let Some(tx) = self.tx.take() else {
+            return reply(503, (5, 5, 1), "Need MAIL command");
+        };
+        let queue_id = crate::new_queue_id();
+        let size = raw.len();
+        let session = SessionInfo {
+            session_id: self.id.clone(),
+            client_ip: self.peer.ip(),
+            client_port: self.peer.port(),
+            helo: self.helo.clone().unwrap_or_default(),
+            esmtp: self.esmtp,
+            tls: self.tls.clone(),
+            authenticated_as: None,
+            local_hostname: self.server.settings.hostname.clone(),
+            service: self.server.settings.service,
+        };
+        let mail_from = tx.mail.sender.as_ref().map(|m| m.to_path_string());
+        let mut ctx = MessageContext::new(session, queue_id.clone(), mail_from, tx.recipients, raw, tern_store::now_unix());
+        ctx.ret = tx.mail.ret.map(|r| match r {
+            tern_smtp_proto::Ret::Full => "FULL".to_string(),
+            tern_smtp_proto::Ret::Hdrs => "HDRS".to_string(),
+        });
+        ctx.envid = tx.mail.envid.clone();
+        ctx.body = tx.mail.body.map(|b| match b {
+            Body::SevenBit => "7BIT".to_string(),
+            Body::EightBitMime => "8BITMIME".to_string(),
+            Body::BinaryMime => "BINARYMIME".to_string(),
+        });
+        ctx.smtputf8 = tx.mail.smtputf8;
+        match self.server.pipeline.run(&mut ctx).await {
+            Outcome::Deliver => {}
+            Outcome::Reject { stage, refusal } | Outcome::Defer { stage, refusal } => {
+                tracing::info!(queue_id, stage, code = refusal.code, text = %refusal.text, "message refused by pipeline");
+                metrics::counter!("tern_smtp_messages_refused_total", "service" => self.server.settings.service, "reason" => stage).increment(1);
+                return reply(refusal.code, refusal.enhanced, refusal.text);
+            }
+        }
+        let started = std::time::Instant::now();
+        match tern_pipeline::deliver_locally(&self.server.store, &mut ctx).await {
+            Ok(receipt) => {
+                let rcpts: Vec<&str> = ctx.recipients.iter().map(|r| r.address.as_str()).collect();
+                tracing::info!(
+                    queue_id,
+                    from = ctx.mail_from.as_deref().unwrap_or("<>"),
+                    rcpts = ?rcpts,
+                    size,
+                    copies = receipt.copies.len(),
+                    tls = ctx.session.tls.as_ref().map(|t| t.version.as_str()).unwrap_or("none"),
+                    commit_ms = started.elapsed().as_millis() as u64,
+                    "message accepted"
+                );
+                metrics::counter!("tern_smtp_messages_accepted_total", "service" => self.server.settings.service).increment(1);
+                metrics::counter!("tern_smtp_message_bytes_total", "service" => self.server.settings.service).increment(size as u64);
+                reply(250, (2, 0, 0), format!("Ok: queued as {queue_id}"))
+            }
+            Err(e) => {
+                tracing::error!(queue_id, error = %e, "commit failed; message not accepted");
+                metrics::counter!("tern_smtp_messages_refused_total", "service" => self.server.settings.service, "reason" => "store").increment(1);
+                reply(451, (4, 3, 0), "Temporary local problem, try again later")
+            }
+        }
+    }
+
+    async fn starttls(&mut self) -> Flow {
+        let Some(acceptor) = self.server.tls.clone() else {
+            self.send(reply(502, (5, 5, 1), "STARTTLS not available"));
+            return Flow::Continue;
+        };
+        if self.conn.is_tls() {
+            self.send(reply(503, (5, 5, 1), "Already using TLS"));
+            return Flow::Continue;
+        }
+        self.send(reply(220, (2, 0, 0), "Ready to start TLS"));
+        if self.flush().await.is_err() {
+            return Flow::Close;
+        }
+        // CVE-2011-0411: anything the client sent after STARTTLS in plaintext must not be
+        // executed inside the TLS session.
+        if !self.lines.is_empty() {
+            tracing::warn!(bytes = self.lines.buffered().len(), "discarding plaintext pipelined after STARTTLS");
+            metrics::counter!("tern_smtp_starttls_injection_total").increment(1);
+            self.lines.clear();
+        }
+        let Stream::Plain(plain) = std::mem::replace(&mut self.conn, Stream::Upgrading) else {
+            return Flow::Close;
+        };
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(plain)).await {
+            Ok(Ok(tls)) => {
+                self.conn = Stream::Tls(Box::new(tls));
+                let (version, cipher) = self.conn.tls_info().unwrap_or_default();
+                tracing::debug!(version, cipher, "TLS established");
+                self.tls = Some(TlsInfo { version, cipher });
+                // RFC 3207 §4.2: forget everything learned before TLS.
+                self.helo = None;
+                self.esmtp = false;
+                self.tx = None;
+                Flow::Continue
+            }
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "TLS handshake failed");
+                Flow::Close
+            }
+            Err(_) => {
+                tracing::info!("TLS handshake timed out");
+                Flow::Close
+            }
+        }
+    }
+}
+
+/// Appends BDAT content within the size limit and the memory budget.
+fn store_chunk(chunk: &mut Chunked, bytes: &[u8], max: u64) {
+    chunk.size += bytes.len() as u64;
+    chunk.check.feed(bytes);
+    if chunk.size > max || chunk.memory.exhausted {
+        chunk.data = Vec::new();
+        return;
+    }
+    if chunk.memory.cover(chunk.data.len() + bytes.len()) {
+        chunk.data.extend_from_slice(bytes);
+    } else {
+        chunk.data = Vec::new();
+    }
+}
+
+/// EHLO/HELO argument: a domain or an address literal (RFC 5321 §4.1.1.1). Lenient on the
+/// domain's shape (many clients send bare host names), strict on characters.
+fn valid_helo(name: &str) -> bool {
+    if let Some(lit) = name.strip_prefix('[') {
+        return lit.ends_with(']') && lit.len() > 1;
+    }
+    !name.is_empty()
+        && name.len() <= 255
+        && name.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '.' || c == '_')
+}

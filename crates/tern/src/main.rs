@@ -1,0 +1,224 @@
+//! The `tern` command: `tern serve` runs the server; the other subcommands administer it,
+//! through the running server's admin socket or, when it is stopped, on the store directly.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tern_config::Config;
+use tern_server::admin::{self, AdminRequest};
+
+#[derive(Parser)]
+#[command(name = "tern", version, about = "Tern: a complete mail server in one binary")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Configuration file (TOML). Without it, the embedded defaults are used.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides `data_dir` of the config).
+    #[arg(long, short = 'd', global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Listen on 127.0.0.1 high ports (SMTP 2525, submission 2587, submissions 2465,
+        /// IMAP 1143, IMAPS 1993, POP3 1110, POP3S 1995, HTTP 8080): no root needed.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Check the configuration and print it with every default filled in.
+    Config,
+    /// Manage domains.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage aliases.
+    #[command(subcommand)]
+    Alias(AliasCmd),
+    /// Look at stored mail.
+    #[command(subcommand)]
+    Mail(MailCmd),
+}
+
+#[derive(Subcommand)]
+enum DomainCmd {
+    /// Receive mail for a domain.
+    Add {
+        domain: String,
+        /// Deliver mail for unknown local parts to this address.
+        #[arg(long, value_name = "ADDRESS")]
+        catch_all: Option<String>,
+    },
+    /// Set or clear (no ADDRESS) the catch-all address of a domain.
+    CatchAll { domain: String, address: Option<String> },
+    List,
+    /// Stop receiving mail for a domain (it must have no users or aliases left).
+    Remove { domain: String },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create a user with INBOX, Sent, Drafts, Trash, Junk and Archive. Prints a generated
+    /// password unless --password-stdin is given.
+    Add {
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Change a password (generated unless --password-stdin).
+    Passwd {
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    List,
+    /// Remove a user and all of its mail.
+    Remove { email: String },
+}
+
+#[derive(Subcommand)]
+enum AliasCmd {
+    /// Forward an address to one or more local or external addresses.
+    Add {
+        address: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    List,
+    /// Remove an alias, or one of its targets.
+    Remove { address: String, target: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum MailCmd {
+    /// One line per message: UID, date, size, from, subject (tab-separated).
+    List { email: String, mailbox: Option<String> },
+    /// The raw message as stored, headers included.
+    Show { email: String, mailbox: String, uid: u32 },
+}
+
+fn load_config(global: &Global) -> anyhow::Result<Config> {
+    let mut config = match &global.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(data) = &global.data {
+        config.data_dir = data.clone();
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn read_password_stdin() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        anyhow::bail!("empty password on stdin");
+    }
+    Ok(password)
+}
+
+fn init_logging(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    // The storage engine narrates recovery at INFO; keep it to warnings unless asked.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("fjall=warn,lsm_tree=warn,{}", config.log.level)));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        tern_config::LogFormat::Json => builder.json().init(),
+        tern_config::LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tern: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    let mut config = load_config(&cli.global)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("tern").build()?;
+    let request = match cli.command {
+        Command::Serve { dev } => {
+            if dev {
+                config.apply_dev_ports();
+            }
+            init_logging(&config);
+            runtime.block_on(tern_server::serve(config))?;
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        Command::Config => {
+            println!("{config:#?}");
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        Command::Domain(cmd) => match cmd {
+            DomainCmd::Add { domain, catch_all } => AdminRequest::DomainAdd { name: domain, catch_all },
+            DomainCmd::CatchAll { domain, address } => AdminRequest::DomainCatchAll { name: domain, target: address },
+            DomainCmd::List => AdminRequest::DomainList,
+            DomainCmd::Remove { domain } => AdminRequest::DomainRemove { name: domain },
+        },
+        Command::User(cmd) => match cmd {
+            UserCmd::Add { email, password_stdin } => {
+                let password = if password_stdin { Some(read_password_stdin()?) } else { None };
+                AdminRequest::UserAdd { email, password }
+            }
+            UserCmd::Passwd { email, password_stdin } => {
+                let password = if password_stdin { Some(read_password_stdin()?) } else { None };
+                AdminRequest::UserPasswd { email, password }
+            }
+            UserCmd::List => AdminRequest::UserList,
+            UserCmd::Remove { email } => AdminRequest::UserRemove { email },
+        },
+        Command::Alias(cmd) => match cmd {
+            AliasCmd::Add { address, targets } => AdminRequest::AliasAdd { address, targets },
+            AliasCmd::List => AdminRequest::AliasList,
+            AliasCmd::Remove { address, target } => AdminRequest::AliasRemove { address, target },
+        },
+        Command::Mail(cmd) => match cmd {
+            MailCmd::List { email, mailbox } => AdminRequest::MailList { email, mailbox },
+            MailCmd::Show { email, mailbox, uid } => AdminRequest::MailShow { email, mailbox, uid },
+        },
+    };
+    let reply = runtime.block_on(administer(&config, request))?;
+    let mut out = if reply.ok { Box::new(std::io::stdout()) as Box<dyn Write> } else { Box::new(std::io::stderr()) };
+    out.write_all(&reply.output)?;
+    out.flush()?;
+    Ok(if reply.ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
+}
+
+/// Sends the request to the running server, or executes it on the store when none runs.
+async fn administer(config: &Config, request: AdminRequest) -> anyhow::Result<admin::AdminReply> {
+    let socket = admin::socket_path(&config.data_dir);
+    match admin::send(&socket, &request).await {
+        Ok(reply) => return Ok(reply),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {}
+        Err(e) => return Err(e).with_context(|| format!("talking to the server at {}", socket.display())),
+    }
+    let store_config = config.clone();
+    let store = tokio::task::spawn_blocking(move || tern_server::open_store(&store_config)).await??;
+    let store: Arc<dyn tern_store::Store> = Arc::new(store);
+    let directory = tern_directory::Directory::new(Arc::clone(&store), config.plus_separator());
+    let reply = admin::execute(&directory, request).await;
+    store.shutdown().await?;
+    Ok(reply)
+}

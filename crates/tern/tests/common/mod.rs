@@ -1,0 +1,370 @@
+//! Test harness: runs the real `tern` binary on loopback ports and talks to it over the wire.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tern");
+pub const HOSTNAME: &str = "mx.tern.test";
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+    pub smtp: SocketAddr,
+    pub http: SocketAddr,
+    pub log_path: PathBuf,
+}
+
+impl TestServer {
+    /// A server with a config whose listeners are on ephemeral loopback ports; `extra` is
+    /// appended TOML (tables only). Not started yet.
+    pub fn new(extra: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let config_path = dir.path().join("tern.toml");
+        let config = format!(
+            "hostname = \"{HOSTNAME}\"\ndata_dir = \"{}\"\n[listen]\nsmtp = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nsubmission = []\nsubmissions = []\nimap = []\nimaps = []\npop3 = []\npop3s = []\n{extra}\n",
+            data.display()
+        );
+        std::fs::write(&config_path, config).expect("write config");
+        let log_path = dir.path().join("serve.log");
+        TestServer { dir, config_path, child: None, smtp: "0.0.0.0:0".parse().unwrap(), http: "0.0.0.0:0".parse().unwrap(), log_path }
+    }
+
+    /// The usual set-up: domain `example.test`, users alice and bob (password `secret`), then start.
+    pub fn started(extra: &str) -> TestServer {
+        let mut s = TestServer::new(extra);
+        s.ok(&["domain", "add", "example.test"]);
+        s.ok_stdin(&["user", "add", "alice@example.test", "--password-stdin"], "secret\n");
+        s.ok_stdin(&["user", "add", "bob@example.test", "--password-stdin"], "secret\n");
+        s.launch();
+        s
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_stdin(args, "")
+    }
+
+    pub fn cli_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run tern");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().expect("wait tern")
+    }
+
+    /// Runs a CLI command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.ok_stdin(args, "")
+    }
+
+    pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.cli_stdin(args, stdin);
+        assert!(out.status.success(), "tern {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `tern serve` and waits until it has written its run file.
+    pub fn launch(&mut self) {
+        let run_file = self.data_dir().join("run.json");
+        let _ = std::fs::remove_file(&run_file);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("serve")
+            .env("RUST_LOG", "info,fjall=warn,lsm_tree=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn tern serve");
+        let pid = child.id();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&run_file)
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                && v["pid"].as_u64() == Some(u64::from(pid))
+            {
+                self.smtp = v["listeners"]["smtp"][0].as_str().unwrap().parse().unwrap();
+                self.http = v["listeners"]["http"][0].as_str().unwrap().parse().unwrap();
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("tern serve exited early ({status}):\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "tern serve did not become ready:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        unsafe_kill(child.id(), "TERM");
+        wait_timeout(&mut child, Duration::from_secs(40)).unwrap_or_else(|| panic!("tern did not stop:\n{}", self.log()))
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        unsafe_kill(child.id(), "KILL");
+        let _ = child.wait();
+    }
+
+    /// Resident memory of the server in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn smtp(&self) -> Client<TcpStream> {
+        Client::connect(self.smtp)
+    }
+
+    /// Lines of `tern mail list` for a user's mailbox.
+    pub fn mail_list(&self, user: &str, mailbox: &str) -> Vec<String> {
+        self.ok(&["mail", "list", user, mailbox]).lines().map(str::to_string).collect()
+    }
+
+    pub fn mail_show(&self, user: &str, mailbox: &str, uid: u32) -> Vec<u8> {
+        let out = self.cli(&["mail", "show", user, mailbox, &uid.to_string()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(self.http).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (code, body)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn unsafe_kill(pid: u32, signal: &str) {
+    let _ = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An SMTP reply: code and text lines.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+/// A deliberately simple, blocking SMTP client that sends exactly the bytes it is given.
+pub struct Client<S: Read + Write> {
+    pub stream: S,
+    buf: Vec<u8>,
+}
+
+impl Client<TcpStream> {
+    pub fn connect(addr: SocketAddr) -> Client<TcpStream> {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Client { stream, buf: Vec::new() }
+    }
+
+    /// Hands the socket over for a TLS handshake (nothing may be buffered).
+    pub fn into_tls(self) -> Client<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+        assert!(self.buf.is_empty(), "server sent data before the handshake");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny))
+            .with_no_client_auth();
+        let conn = rustls::ClientConnection::new(Arc::new(config), HOSTNAME.try_into().unwrap()).unwrap();
+        let mut stream = rustls::StreamOwned::new(conn, self.stream);
+        stream.conn.complete_io(&mut stream.sock).expect("TLS handshake");
+        Client { stream, buf: Vec::new() }
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+        self.stream.flush().unwrap();
+    }
+
+    /// Reads one reply; `None` when the server closed the connection.
+    pub fn try_reply(&mut self) -> Option<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.read_line()?;
+            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad reply line {line:?}"));
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line.get(4..).unwrap_or("").to_string());
+            if last {
+                return Some(Reply { code, lines });
+            }
+        }
+    }
+
+    pub fn reply(&mut self) -> Reply {
+        self.try_reply().expect("connection closed while waiting for a reply")
+    }
+
+    fn read_line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..i + 2).take(i).collect();
+                return Some(String::from_utf8_lossy(&line).into_owned());
+            }
+            let mut chunk = [0u8; 4096];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    pub fn cmd(&mut self, line: &str) -> Reply {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// Sends a command and asserts the reply code.
+    pub fn expect(&mut self, line: &str, code: u16) -> Reply {
+        let r = self.cmd(line);
+        assert_eq!(r.code, code, "{line} -> {r:?}");
+        r
+    }
+
+    pub fn greeting(&mut self) -> Reply {
+        let r = self.reply();
+        assert_eq!(r.code, 220, "{r:?}");
+        r
+    }
+
+    /// Greeting + EHLO.
+    pub fn hello(&mut self) -> Reply {
+        self.greeting();
+        self.expect("EHLO client.test", 250)
+    }
+
+    /// MAIL, RCPTs (each must be accepted), DATA with the (already stuffed) body; returns the
+    /// final reply.
+    pub fn transaction(&mut self, from: &str, to: &[&str], data: &[u8]) -> Reply {
+        self.expect(&format!("MAIL FROM:<{from}>"), 250);
+        for r in to {
+            self.expect(&format!("RCPT TO:<{r}>"), 250);
+        }
+        self.expect("DATA", 354);
+        self.send(data);
+        self.reply()
+    }
+}
+
+#[derive(Debug)]
+struct AcceptAny;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A small RFC 5322 message (CRLF, terminated with `.CRLF`).
+pub fn simple_message(subject: &str) -> Vec<u8> {
+    format!("From: sender@remote.test\r\nTo: alice@example.test\r\nSubject: {subject}\r\nMessage-ID: <{subject}@remote.test>\r\n\r\nHello {subject}.\r\n.\r\n").into_bytes()
+}
+
+/// Runs a Python script from tests/clients with arguments; returns stdout.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
+    let out = Command::new("python3").arg(path).args(args).output().expect("python3");
+    assert!(out.status.success(), "{script} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether an external program is available (tests that need it say so when it is not).
+pub fn have(program: &str) -> bool {
+    Command::new("sh").arg("-c").arg(format!("command -v {program}")).output().map(|o| o.status.success()).unwrap_or(false)
+}

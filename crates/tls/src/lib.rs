@@ -1,0 +1,177 @@
+//! TLS configuration shared by SMTP, submission, IMAP and POP3.
+//!
+//! One crypto provider (aws-lc-rs) for the whole process; TLS 1.2 and 1.3 only; TLS 1.2
+//! cipher suites are ECDHE only (forward secrecy) — rustls offers nothing else, and
+//! [`server_config`] checks it. Without a configured certificate, a self-signed one for the
+//! host name is generated under `data_dir/tls/` on first start and reused afterwards.
+
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use tokio_rustls::{TlsAcceptor, server::TlsStream};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("no certificate found in {0}")]
+    NoCertificate(PathBuf),
+    #[error("no private key found in {0}")]
+    NoKey(PathBuf),
+    #[error("certificate generation failed: {0}")]
+    Generate(String),
+    #[error("TLS configuration rejected: {0}")]
+    Config(String),
+}
+
+/// Installs aws-lc-rs as the process-wide provider. Safe to call more than once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// Paths of the certificate and key actually used, and whether they were generated now.
+#[derive(Debug, Clone)]
+pub struct CertPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub generated: bool,
+}
+
+/// Returns the configured certificate paths, or the self-signed pair under `data_dir/tls`
+/// (generating it for `hostname` when absent).
+pub fn ensure_certificate(cert: Option<&Path>, key: Option<&Path>, data_dir: &Path, hostname: &str) -> Result<CertPaths, TlsError> {
+    if let (Some(cert), Some(key)) = (cert, key) {
+        return Ok(CertPaths { cert: cert.to_path_buf(), key: key.to_path_buf(), generated: false });
+    }
+    let dir = data_dir.join("tls");
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    if cert.exists() && key.exists() {
+        return Ok(CertPaths { cert, key, generated: false });
+    }
+    std::fs::create_dir_all(&dir).map_err(|source| TlsError::Write { path: dir.clone(), source })?;
+    let mut names = vec![hostname.to_string()];
+    if hostname != "localhost" {
+        names.push("localhost".into());
+    }
+    let generated = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    write_private(&key, generated.signing_key.serialize_pem().as_bytes())?;
+    std::fs::write(&cert, generated.cert.pem()).map_err(|source| TlsError::Write { path: cert.clone(), source })?;
+    tracing::info!(cert = %cert.display(), "generated a self-signed certificate for {hostname}; configure [tls] cert/key for a real one");
+    Ok(CertPaths { cert, key, generated: true })
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut f = options.open(path).map_err(|source| TlsError::Write { path: path.to_path_buf(), source })?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|source| TlsError::Write { path: path.to_path_buf(), source })
+}
+
+/// Loads PEM files into a server configuration.
+pub fn server_config(paths: &CertPaths) -> Result<Arc<ServerConfig>, TlsError> {
+    let read_err = |path: &Path, e: &dyn std::fmt::Display| TlsError::Read { path: path.to_path_buf(), message: e.to_string() };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&paths.cert)
+        .map_err(|e| read_err(&paths.cert, &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| read_err(&paths.cert, &e))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(paths.cert.clone()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&paths.key).map_err(|e| match e {
+        rustls_pki_types::pem::Error::NoItemsFound => TlsError::NoKey(paths.key.clone()),
+        e => read_err(&paths.key, &e),
+    })?;
+    let provider = Arc::new(forward_secret_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![];
+    Ok(Arc::new(config))
+}
+
+/// aws-lc-rs with only ECDHE suites for TLS 1.2 (TLS 1.3 is always forward secret).
+fn forward_secret_provider() -> CryptoProvider {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.cipher_suites.retain(|s| match s {
+        rustls::SupportedCipherSuite::Tls13(_) => true,
+        rustls::SupportedCipherSuite::Tls12(s12) => {
+            let name = format!("{:?}", s12.common.suite);
+            name.contains("_ECDHE_")
+        }
+    });
+    provider
+}
+
+/// Version and cipher of an established session, as shown in Received headers and logs.
+pub fn session_info(conn: &rustls::ServerConnection) -> (String, String) {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
+        Some(v) => format!("{v:?}"),
+        None => "unknown".to_string(),
+    };
+    let cipher = conn
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()))
+        .unwrap_or_else(|| "unknown".into());
+    (version, cipher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_once_and_loads() {
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let first = ensure_certificate(None, None, dir.path(), "mx.example.org").unwrap();
+        assert!(first.generated);
+        let second = ensure_certificate(None, None, dir.path(), "mx.example.org").unwrap();
+        assert!(!second.generated, "the generated pair is reused");
+        server_config(&second).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&second.key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "private key must not be readable by others");
+        }
+    }
+
+    #[test]
+    fn only_forward_secret_suites() {
+        let p = forward_secret_provider();
+        assert!(!p.cipher_suites.is_empty());
+        for s in &p.cipher_suites {
+            let name = format!("{:?}", s.suite());
+            assert!(name.starts_with("TLS13_") || name.contains("_ECDHE_"), "{name}");
+        }
+    }
+
+    #[test]
+    fn bad_files_are_reported() {
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("c.pem");
+        let key = dir.path().join("k.pem");
+        std::fs::write(&cert, "not pem").unwrap();
+        std::fs::write(&key, "not pem").unwrap();
+        let paths = CertPaths { cert, key, generated: false };
+        assert!(matches!(server_config(&paths), Err(TlsError::NoCertificate(_))));
+    }
+}
