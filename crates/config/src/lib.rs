@@ -16,10 +16,7 @@ pub use listen::{Listen, Service};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key `{key}`: {message}")]
@@ -27,10 +24,7 @@ pub enum ConfigError {
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        message: message.into(),
-    }
+    ConfigError::Invalid { key: key.to_string(), message: message.into() }
 }
 
 /// The whole configuration.
@@ -125,9 +119,7 @@ pub struct Directory {
 
 impl Default for Directory {
     fn default() -> Self {
-        Directory {
-            plus_separator: "+".into(),
-        }
+        Directory { plus_separator: "+".into() }
     }
 }
 
@@ -157,10 +149,7 @@ pub struct Log {
 
 impl Default for Log {
     fn default() -> Self {
-        Log {
-            level: "info".into(),
-            format: LogFormat::Text,
-        }
+        Log { level: "info".into(), format: LogFormat::Text }
     }
 }
 
@@ -174,20 +163,16 @@ pub enum LogFormat {
 impl Config {
     /// Parses TOML text; `origin` names the source in error messages.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: origin.to_path_buf(), message: e.to_string() })?;
         config.validate()?;
         Ok(config)
     }
 
     /// Reads a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         Config::from_toml(&text, path)
     }
 
@@ -230,10 +215,7 @@ impl Config {
             return Err(invalid("smtp.max_connections_per_ip", "must be at least 1"));
         }
         if s.max_inflight_bytes < s.max_message_size {
-            return Err(invalid(
-                "smtp.max_inflight_bytes",
-                "must be at least smtp.max_message_size",
-            ));
+            return Err(invalid("smtp.max_inflight_bytes", "must be at least smtp.max_message_size"));
         }
         for net in &s.limit_exempt {
             Cidr::parse(net).map_err(|m| invalid("smtp.limit_exempt", format!("{net:?}: {m}")))?;
@@ -244,10 +226,7 @@ impl Config {
         if let Some(c) = self.directory.plus_separator.chars().next()
             && (c.is_alphanumeric() || c == '@' || c == '.' || c.is_whitespace())
         {
-            return Err(invalid(
-                "directory.plus_separator",
-                format!("{c:?} cannot separate a sub-address"),
-            ));
+            return Err(invalid("directory.plus_separator", format!("{c:?} cannot separate a sub-address")));
         }
         if self.store.cache_mb == 0 {
             return Err(invalid("store.cache_mb", "must be at least 1"));
@@ -258,11 +237,7 @@ impl Config {
 
     /// Parsed `smtp.limit_exempt` (validated already, so unparsable entries cannot occur).
     pub fn limit_exempt(&self) -> Vec<Cidr> {
-        self.smtp
-            .limit_exempt
-            .iter()
-            .filter_map(|n| Cidr::parse(n).ok())
-            .collect()
+        self.smtp.limit_exempt.iter().filter_map(|n| Cidr::parse(n).ok()).collect()
     }
 
     /// The plus-addressing separator, if any.
@@ -284,16 +259,12 @@ fn tracing_filter_sanity(level: &str) -> Result<(), ConfigError> {
 /// The host name of the machine, or `localhost` if it has none usable.
 pub fn system_hostname() -> String {
     let name = gethostname::gethostname().to_string_lossy().trim().to_ascii_lowercase();
-    if validate_hostname(&name).is_ok() {
-        name
-    } else {
-        "localhost".into()
-    }
+    if validate_hostname(&name).is_ok() { name } else { "localhost".into() }
 }
 
 fn validate_hostname(name: &str) -> Result<(), ConfigError> {
-    let ascii = idna::domain_to_ascii(name)
-        .map_err(|_| invalid("hostname", format!("{name:?} is not a valid host name")))?;
+    let ascii =
+        idna::domain_to_ascii(name).map_err(|_| invalid("hostname", format!("{name:?} is not a valid host name")))?;
     if ascii.is_empty() || ascii.len() > 253 {
         return Err(invalid("hostname", "must be 1 to 253 characters"));
     }
@@ -326,11 +297,9 @@ impl Cidr {
         let addr: std::net::IpAddr = addr.parse().map_err(|_| "not an IP address".to_string())?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("prefix length must be 0..={max}"))?,
+            Some(p) => {
+                p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("prefix length must be 0..={max}"))?
+            }
             None => max,
         };
         Ok(Cidr { addr, prefix })
@@ -360,9 +329,7 @@ impl Cidr {
 pub fn is_loopback(addr: &SocketAddr) -> bool {
     match addr.ip() {
         std::net::IpAddr::V4(v4) => v4.is_loopback(),
-        std::net::IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
+        std::net::IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
     }
 }
 

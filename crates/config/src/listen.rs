@@ -69,10 +69,7 @@ pub struct Listen {
 }
 
 fn any(port: u16) -> Vec<SocketAddr> {
-    vec![
-        SocketAddr::from(([0, 0, 0, 0], port)),
-        SocketAddr::from(([0u16; 8], port)),
-    ]
+    vec![SocketAddr::from(([0, 0, 0, 0], port)), SocketAddr::from(([0u16; 8], port))]
 }
 
 fn loopback(port: u16) -> Vec<SocketAddr> {

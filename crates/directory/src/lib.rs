@@ -8,7 +8,7 @@
 mod address;
 mod password;
 
-pub use address::{canonical_address, canonical_domain, AddressError};
+pub use address::{AddressError, canonical_address, canonical_domain};
 pub use password::{generate_password, hash_password, verify_password};
 
 use std::collections::HashSet;
@@ -83,7 +83,8 @@ impl Directory {
 
     pub async fn domain_set_catch_all(&self, name: &str, catch_all: Option<&str>) -> Result<Domain> {
         let name = canonical_domain(name)?;
-        let mut domain = self.store.domain_get(&name).await?.ok_or_else(|| DirectoryError::UnknownDomain(name.clone()))?;
+        let mut domain =
+            self.store.domain_get(&name).await?.ok_or_else(|| DirectoryError::UnknownDomain(name.clone()))?;
         domain.catch_all = catch_all.map(canonical_address).transpose()?;
         self.store.domain_put(domain.clone()).await?;
         Ok(domain)
@@ -105,7 +106,10 @@ impl Directory {
         let users = self.store.account_list().await?.into_iter().filter(|a| a.address.ends_with(&suffix)).count();
         let aliases = self.store.alias_list().await?.into_iter().filter(|a| a.address.ends_with(&suffix)).count();
         if users + aliases > 0 {
-            return Err(DirectoryError::DomainInUse { domain: name, what: format!("{users} user(s) and {aliases} alias(es)") });
+            return Err(DirectoryError::DomainInUse {
+                domain: name,
+                what: format!("{users} user(s) and {aliases} alias(es)"),
+            });
         }
         self.store.domain_remove(&name).await?;
         Ok(())
@@ -145,7 +149,10 @@ impl Directory {
         let password_hash = hash_password_blocking(password.to_string()).await?;
         let account = self
             .store
-            .account_create(NewAccount { address: address.clone(), password_hash, quota_bytes: None }, tern_store::default_mailboxes())
+            .account_create(
+                NewAccount { address: address.clone(), password_hash, quota_bytes: None },
+                tern_store::default_mailboxes(),
+            )
             .await
             .map_err(|e| match e {
                 StoreError::Exists(_) => DirectoryError::Exists(format!("user {address}")),
@@ -156,7 +163,11 @@ impl Directory {
 
     pub async fn user_set_password(&self, email: &str, password: Option<&str>) -> Result<Option<String>> {
         let address = canonical_address(email)?;
-        let mut account = self.store.account_by_address(&address).await?.ok_or_else(|| DirectoryError::NotFound(format!("user {address}")))?;
+        let mut account = self
+            .store
+            .account_by_address(&address)
+            .await?
+            .ok_or_else(|| DirectoryError::NotFound(format!("user {address}")))?;
         let generated = match password {
             Some(_) => None,
             None => Some(generate_password()),
@@ -172,7 +183,11 @@ impl Directory {
 
     pub async fn user_remove(&self, email: &str) -> Result<()> {
         let address = canonical_address(email)?;
-        let account = self.store.account_by_address(&address).await?.ok_or_else(|| DirectoryError::NotFound(format!("user {address}")))?;
+        let account = self
+            .store
+            .account_by_address(&address)
+            .await?
+            .ok_or_else(|| DirectoryError::NotFound(format!("user {address}")))?;
         self.store.account_remove(account.id).await?;
         Ok(())
     }
@@ -213,7 +228,8 @@ impl Directory {
         if targets.is_empty() {
             return Err(DirectoryError::Invalid("an alias needs at least one target".into()));
         }
-        let mut alias = self.store.alias_get(&address).await?.unwrap_or(Alias { address: address.clone(), targets: vec![] });
+        let mut alias =
+            self.store.alias_get(&address).await?.unwrap_or(Alias { address: address.clone(), targets: vec![] });
         for t in targets {
             let t = canonical_address(t)?;
             if t == address {
@@ -230,7 +246,11 @@ impl Directory {
     /// Removes one target, or the whole alias when `target` is `None` (or its last target goes).
     pub async fn alias_remove(&self, address: &str, target: Option<&str>) -> Result<()> {
         let address = canonical_address(address)?;
-        let mut alias = self.store.alias_get(&address).await?.ok_or_else(|| DirectoryError::NotFound(format!("alias {address}")))?;
+        let mut alias = self
+            .store
+            .alias_get(&address)
+            .await?
+            .ok_or_else(|| DirectoryError::NotFound(format!("alias {address}")))?;
         match target {
             None => {
                 self.store.alias_remove(&address).await?;

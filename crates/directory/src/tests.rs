@@ -38,7 +38,12 @@ async fn aliases_expand_recursively_to_local_and_external_targets() {
     let (alice, _) = d.user_add("alice@example.org", Some("pw")).await.unwrap();
     let (bob, _) = d.user_add("bob@example.org", Some("pw")).await.unwrap();
     d.alias_add("team@example.org", &["alice@example.org".into(), "staff@example.org".into()]).await.unwrap();
-    d.alias_add("staff@example.org", &["bob@example.org".into(), "carol@external.test".into(), "team@example.org".into()]).await.unwrap();
+    d.alias_add(
+        "staff@example.org",
+        &["bob@example.org".into(), "carol@external.test".into(), "team@example.org".into()],
+    )
+    .await
+    .unwrap();
     match d.resolve("Team@example.org").await.unwrap() {
         Resolution::Deliver { mut accounts, external } => {
             accounts.sort();
@@ -47,7 +52,10 @@ async fn aliases_expand_recursively_to_local_and_external_targets() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(d.alias_add("alice@example.org", &["bob@example.org".into()]).await, Err(DirectoryError::Exists(_))));
+    assert!(matches!(
+        d.alias_add("alice@example.org", &["bob@example.org".into()]).await,
+        Err(DirectoryError::Exists(_))
+    ));
     d.alias_remove("team@example.org", Some("alice@example.org")).await.unwrap();
     assert_eq!(accounts(&d.resolve("team@example.org").await.unwrap()), vec![bob.id]);
     d.alias_remove("team@example.org", None).await.unwrap();

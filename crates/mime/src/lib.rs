@@ -175,10 +175,7 @@ fn raw_value(raw: &[u8], start: u32, end: u32) -> String {
 
 fn raw_envelope(raw: &[u8], part: &MessagePart<'_>) -> RawEnvelope {
     let find = |name: HeaderName<'static>| {
-        part.headers
-            .iter()
-            .find(|h| h.name == name)
-            .map(|h| raw_value(raw, h.offset_start, h.offset_end))
+        part.headers.iter().find(|h| h.name == name).map(|h| raw_value(raw, h.offset_start, h.offset_end))
     };
     RawEnvelope {
         date: find(HeaderName::Date),
@@ -224,11 +221,7 @@ fn plain_leaf(raw: &[u8], header: u64, body: u64, end: u64) -> BodyPart {
 }
 
 fn attributes(attrs: Option<&[mail_parser::Attribute<'_>]>) -> Vec<(String, String)> {
-    attrs
-        .unwrap_or_default()
-        .iter()
-        .map(|a| (a.name.to_ascii_lowercase(), a.value.to_string()))
-        .collect()
+    attrs.unwrap_or_default().iter().map(|a| (a.name.to_ascii_lowercase(), a.value.to_string())).collect()
 }
 
 fn build_part(
@@ -290,9 +283,7 @@ fn build_part(
         id: part.content_id().map(|s| format!("<{s}>")),
         description: part.content_description().map(str::to_string),
         encoding: part.content_transfer_encoding().map(str::to_ascii_lowercase),
-        disposition: part
-            .content_disposition()
-            .map(|d| (d.ctype().to_ascii_lowercase(), attributes(d.attributes()))),
+        disposition: part.content_disposition().map(|d| (d.ctype().to_ascii_lowercase(), attributes(d.attributes()))),
         language: id_list(part.content_language()),
         location: part.content_location().map(str::to_string),
         md5: part

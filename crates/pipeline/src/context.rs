@@ -95,11 +95,7 @@ impl MessageContext {
     /// Prepends a header field. `value` may contain folded lines (CRLF + WSP) but nothing else
     /// that ends a line.
     pub fn prepend_header(&mut self, name: &str, value: &str) {
-        let clean: String = value
-            .split("\r\n")
-            .map(|l| l.replace(['\r', '\n'], " "))
-            .collect::<Vec<_>>()
-            .join("\r\n");
+        let clean: String = value.split("\r\n").map(|l| l.replace(['\r', '\n'], " ")).collect::<Vec<_>>().join("\r\n");
         self.added_headers.push(format!("{name}: {clean}\r\n"));
     }
 

@@ -29,7 +29,12 @@ pub async fn deliver_locally(store: &Arc<dyn Store>, ctx: &mut MessageContext) -
     let mut targets = Vec::new();
     for r in &ctx.recipients {
         for account in &r.accounts {
-            targets.push(DeliveryTarget { account: *account, mailbox: r.mailbox.clone(), flags: r.flags, keywords: r.keywords.clone() });
+            targets.push(DeliveryTarget {
+                account: *account,
+                mailbox: r.mailbox.clone(),
+                flags: r.flags,
+                keywords: r.keywords.clone(),
+            });
         }
     }
     let delivery = tokio::task::spawn_blocking(move || Delivery::prepare(raw, envelope, targets))

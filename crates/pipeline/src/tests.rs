@@ -25,7 +25,14 @@ fn ctx(recipients: usize, tls: bool) -> MessageContext {
             keywords: vec![],
         })
         .collect();
-    MessageContext::new(session, "Q1".into(), Some("s@client.example".into()), rcpts, b"Subject: t\r\n\r\nhi\r\n".to_vec(), 1_790_000_000)
+    MessageContext::new(
+        session,
+        "Q1".into(),
+        Some("s@client.example".into()),
+        rcpts,
+        b"Subject: t\r\n\r\nhi\r\n".to_vec(),
+        1_790_000_000,
+    )
 }
 
 #[tokio::test]

@@ -149,7 +149,15 @@ async fn run(dir: &Directory, req: AdminRequest) -> anyhow::Result<AdminReply> {
             for m in store.message_list(mailbox.id).await? {
                 let summary = store.summary_get(m.blob).await?;
                 let (from, subject) = summary.map(|s| (s.from, s.subject)).unwrap_or_default();
-                writeln!(out, "{}\t{}\t{}\t{}\t{}", m.uid, format_date(m.internal_date), m.size, one_line(&from), one_line(&subject))?;
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}",
+                    m.uid,
+                    format_date(m.internal_date),
+                    m.size,
+                    one_line(&from),
+                    one_line(&subject)
+                )?;
             }
         }
         AdminRequest::MailShow { email, mailbox, uid } => {
@@ -169,10 +177,7 @@ async fn run(dir: &Directory, req: AdminRequest) -> anyhow::Result<AdminReply> {
 async fn find_mailbox(dir: &Directory, email: &str, name: &str) -> anyhow::Result<tern_store::Mailbox> {
     let account = dir.user_get(email).await?.ok_or_else(|| anyhow::anyhow!("no user {email}"))?;
     let name = if name.eq_ignore_ascii_case(INBOX) { INBOX } else { name };
-    dir.store()
-        .mailbox_by_name(account.id, name)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("{email} has no mailbox {name}"))
+    dir.store().mailbox_by_name(account.id, name).await?.ok_or_else(|| anyhow::anyhow!("{email} has no mailbox {name}"))
 }
 
 fn one_line(s: &str) -> String {
@@ -186,7 +191,11 @@ fn format_date(unix: i64) -> String {
 }
 
 /// Serves admin requests on the Unix socket until `shutdown`.
-pub async fn serve_socket(path: PathBuf, dir: Directory, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+pub async fn serve_socket(
+    path: PathBuf,
+    dir: Directory,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
     // We hold the store lock, so no other server owns this socket: a leftover is stale.
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)

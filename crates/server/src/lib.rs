@@ -32,7 +32,8 @@ pub fn store_path(data_dir: &Path) -> PathBuf {
 /// Opens the embedded store of a data directory (blocking).
 pub fn open_store(config: &Config) -> anyhow::Result<EmbeddedStore> {
     let path = store_path(&config.data_dir);
-    EmbeddedStore::open(&path, config.store.cache_mb).with_context(|| format!("cannot open the store in {}", path.display()))
+    EmbeddedStore::open(&path, config.store.cache_mb)
+        .with_context(|| format!("cannot open the store in {}", path.display()))
 }
 
 fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
@@ -66,16 +67,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || open_store(&store_config)).await??);
     let directory = Directory::new(Arc::clone(&store), config.plus_separator());
 
-    let cert = tern_tls::ensure_certificate(config.tls.cert.as_deref(), config.tls.key.as_deref(), &config.data_dir, &config.hostname)
-        .context("TLS certificate (config keys tls.cert / tls.key)")?;
-    let tls = tern_tls::TlsAcceptor::from(tern_tls::server_config(&cert).context("TLS certificate (config keys tls.cert / tls.key)")?);
+    let cert = tern_tls::ensure_certificate(
+        config.tls.cert.as_deref(),
+        config.tls.key.as_deref(),
+        &config.data_dir,
+        &config.hostname,
+    )
+    .context("TLS certificate (config keys tls.cert / tls.key)")?;
+    let tls = tern_tls::TlsAcceptor::from(
+        tern_tls::server_config(&cert).context("TLS certificate (config keys tls.cert / tls.key)")?,
+    );
 
     let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
     let mut bound: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
 
     // SMTP (port 25).
-    let smtp_limits = ConnectionLimits::new(config.smtp.max_connections, config.smtp.max_connections_per_ip, config.limit_exempt());
+    let smtp_limits =
+        ConnectionLimits::new(config.smtp.max_connections, config.smtp.max_connections_per_ip, config.limit_exempt());
     let smtp = SmtpServer::new(
         SmtpSettings::from_config(&config, "smtp"),
         directory.clone(),
@@ -104,11 +113,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
 
-    let not_yet: Vec<&str> = [Service::Submission, Service::Submissions, Service::Imap, Service::Imaps, Service::Pop3, Service::Pop3s]
-        .into_iter()
-        .filter(|s| !config.listen.addrs(*s).is_empty())
-        .map(Service::name)
-        .collect();
+    let not_yet: Vec<&str> =
+        [Service::Submission, Service::Submissions, Service::Imap, Service::Imaps, Service::Pop3, Service::Pop3s]
+            .into_iter()
+            .filter(|s| !config.listen.addrs(*s).is_empty())
+            .map(Service::name)
+            .collect();
     if !not_yet.is_empty() {
         tracing::warn!(services = ?not_yet, "configured listeners are not available in this version of Tern and stay closed");
     }

@@ -98,9 +98,7 @@ pub fn parse_forward_path(text: &str) -> Result<Parsed<ForwardPath>, &'static st
 }
 
 fn strip_brackets(text: &str) -> Result<&str, &'static str> {
-    text.strip_prefix('<')
-        .and_then(|t| t.strip_suffix('>'))
-        .ok_or("address must be enclosed in <>")
+    text.strip_prefix('<').and_then(|t| t.strip_suffix('>')).ok_or("address must be enclosed in <>")
 }
 
 /// Splits off an A-d-l source route (`@a,@b:`), validating its domains.
@@ -170,7 +168,10 @@ fn parse_domain(domain: &str) -> Result<(), &'static str> {
             // General-address-literal (RFC 5321 §4.1.3) is syntactically allowed; we accept the
             // tag:content form but nothing will ever route to it.
             let (tag, content) = lit.split_once(':').ok_or("bad address literal")?;
-            if tag.is_empty() || content.is_empty() || !content.bytes().all(|b| (33..=90).contains(&b) || (94..=126).contains(&b)) {
+            if tag.is_empty()
+                || content.is_empty()
+                || !content.bytes().all(|b| (33..=90).contains(&b) || (94..=126).contains(&b))
+            {
                 return Err("bad address literal");
             }
         }
@@ -214,7 +215,19 @@ mod tests {
 
     #[test]
     fn bad_addresses() {
-        for s in ["", "@x.org", "a@", "a..b@x.org", ".a@x.org", "a b@x.org", "a@x..org", "a@-x.org", "\"a@x.org", "a@[1.2.3]", "a@b@c.org"] {
+        for s in [
+            "",
+            "@x.org",
+            "a@",
+            "a..b@x.org",
+            ".a@x.org",
+            "a b@x.org",
+            "a@x..org",
+            "a@-x.org",
+            "\"a@x.org",
+            "a@[1.2.3]",
+            "a@b@c.org",
+        ] {
             assert!(parse_mailbox(s).is_err(), "{s} should be refused");
         }
     }

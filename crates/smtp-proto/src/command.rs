@@ -13,7 +13,10 @@ pub enum Command {
     Rcpt(RcptTo),
     Data,
     /// RFC 3030 CHUNKING.
-    Bdat { size: u64, last: bool },
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     Rset,
     Noop,
     Quit,
@@ -22,7 +25,10 @@ pub enum Command {
     Expn(String),
     StartTls,
     /// RFC 4954.
-    Auth { mechanism: String, initial: Option<String> },
+    Auth {
+        mechanism: String,
+        initial: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,12 +100,8 @@ impl ParseError {
             ParseError::Unrecognized => Reply::new(500, (5, 5, 1), "Command unrecognized"),
             ParseError::Syntax(m) => Reply::new(501, (5, 5, 4), format!("Syntax error: {m}")),
             ParseError::BadSender(m) => Reply::new(501, (5, 1, 7), format!("Bad sender address syntax: {m}")),
-            ParseError::BadRecipient(m) => {
-                Reply::new(501, (5, 1, 3), format!("Bad recipient address syntax: {m}"))
-            }
-            ParseError::UnknownParameter(p) => {
-                Reply::new(555, (5, 5, 4), format!("Unsupported parameter {p}"))
-            }
+            ParseError::BadRecipient(m) => Reply::new(501, (5, 1, 3), format!("Bad recipient address syntax: {m}")),
+            ParseError::UnknownParameter(p) => Reply::new(555, (5, 5, 4), format!("Unsupported parameter {p}")),
             ParseError::BadParameter(m) => Reply::new(501, (5, 5, 4), format!("Bad parameter: {m}")),
         }
     }
@@ -195,7 +197,8 @@ fn valid_keyword(k: &str) -> bool {
 }
 
 fn parse_mail(args: &str) -> Result<Command, ParseError> {
-    let (path, rest) = split_path_and_params(args, "FROM:").ok_or(ParseError::Syntax("expected MAIL FROM:<address>"))?;
+    let (path, rest) =
+        split_path_and_params(args, "FROM:").ok_or(ParseError::Syntax("expected MAIL FROM:<address>"))?;
     let parsed = address::parse_reverse_path(path).map_err(ParseError::BadSender)?;
     let mut mail = MailFrom { sender: parsed.value, source_route: parsed.source_route, ..MailFrom::default() };
     for (key, value) in params(rest) {

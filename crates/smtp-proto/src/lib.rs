@@ -11,7 +11,7 @@ mod line;
 mod reply;
 pub mod xtext;
 
-pub use address::{Mailbox, parse_forward_path, parse_mailbox, parse_reverse_path, ForwardPath};
+pub use address::{ForwardPath, Mailbox, parse_forward_path, parse_mailbox, parse_reverse_path};
 pub use command::{Body, Command, MailFrom, Notify, ParseError, RcptTo, Ret, parse_command};
 pub use data::{DataDecoder, DataOutcome, LineEndingCheck};
 pub use line::{LineBuffer, LineEvent};

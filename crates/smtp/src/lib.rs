@@ -2,9 +2,9 @@
 //! [`session`] state machine per connection. The session hands complete messages to the
 //! pipeline and commits them to the store before answering `250`.
 
+pub mod limits;
 mod session;
 mod stream;
-pub mod limits;
 
 use limits::{ConnectionLimits, LimitExceeded};
 use std::net::SocketAddr;
@@ -128,7 +128,8 @@ impl SmtpServer {
                     LimitExceeded::Total => "total",
                     LimitExceeded::PerIp => "per_ip",
                 };
-                metrics::counter!("tern_smtp_connections_refused_total", "service" => service, "reason" => reason).increment(1);
+                metrics::counter!("tern_smtp_connections_refused_total", "service" => service, "reason" => reason)
+                    .increment(1);
                 tracing::info!(service, client = %peer, reason, "connection refused: too many connections");
                 let msg = format!("421 4.7.0 {} Too many connections, try again later\r\n", self.settings.hostname);
                 let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(msg.as_bytes())).await;
@@ -149,10 +150,8 @@ impl SmtpServer {
 /// A transaction id for logs and Received headers: time-ordered and unique per process.
 pub fn new_queue_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let millis =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{:011X}{:05X}", millis & 0xFFF_FFFF_FFFF, n & 0xFFFFF)
 }

@@ -5,8 +5,8 @@
 //! Replies are buffered and written when the session is about to wait for input, which gives
 //! PIPELINING (RFC 2920) its batching for free.
 
-use crate::stream::Stream;
 use crate::SmtpServer;
+use crate::stream::Stream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -191,7 +191,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 tracing::info!("idle timeout");
                 self.send(reply(421, (4, 4, 2), format!("{host} Error: timeout exceeded")));
             }
-            ReadEnd::Shutdown => self.send(reply(421, (4, 3, 2), format!("{host} Service shutting down, try again later"))),
+            ReadEnd::Shutdown => {
+                self.send(reply(421, (4, 3, 2), format!("{host} Service shutting down, try again later")))
+            }
             ReadEnd::Eof => tracing::debug!("client closed the connection"),
             ReadEnd::Error(e) => tracing::debug!(error = %e, "connection error"),
         }
@@ -333,7 +335,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             // RFC 6531 §3.5
             return self.send(reply(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8"));
         }
-        if !self.esmtp && (mail.size.is_some() || mail.body.is_some() || mail.smtputf8 || mail.ret.is_some() || mail.envid.is_some()) {
+        if !self.esmtp
+            && (mail.size.is_some()
+                || mail.body.is_some()
+                || mail.smtputf8
+                || mail.ret.is_some()
+                || mail.envid.is_some())
+        {
             return self.send(reply(555, (5, 5, 4), "Parameters require EHLO"));
         }
         self.tx = Some(Transaction { mail, recipients: Vec::new(), bdat: None });
@@ -391,7 +399,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 // Forwarding needs the outbound queue; until it exists, refuse temporarily
                 // rather than accept mail we could not pass on.
                 tracing::warn!(rcpt = %address, targets = ?external, "alias forwards to external addresses; outbound delivery is not available");
-                return self.send(reply(451, (4, 3, 0), "Forwarding to external addresses is not available, try again later"));
+                return self.send(reply(
+                    451,
+                    (4, 3, 0),
+                    "Forwarding to external addresses is not available, try again later",
+                ));
             }
             Resolution::Deliver { accounts, .. } => accounts,
         };
@@ -519,37 +531,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     async fn bdat(&mut self, size: u64, last: bool) -> Flow {
         let precheck = self.data_precheck(true);
-        // The chunk follows the command whatever we answer: read it (RFC 3030 §4.2) so that
-        // its bytes can never be taken for commands.
         let max = self.server.settings.max_message_size;
-        let server = Arc::clone(&self.server);
-        let mut sink = match (&precheck, self.tx.as_mut()) {
-            (None, Some(tx)) => Some(tx.bdat.get_or_insert_with(|| Chunked {
+        if precheck.is_none()
+            && let Some(tx) = self.tx.as_mut()
+        {
+            let server = Arc::clone(&self.server);
+            tx.bdat.get_or_insert_with(|| Chunked {
                 data: Vec::new(),
                 size: 0,
                 check: LineEndingCheck::default(),
                 memory: Memory::new(server),
                 failed: false,
-            })),
-            _ => None,
-        };
+            });
+        }
+        let accepting = precheck.is_none();
+        // The chunk follows the command whatever we answer: read it (RFC 3030 §4.2) so that
+        // its bytes can never be taken for commands. Buffered bytes come first.
         let mut remaining = size;
-        // Take what is already buffered first.
-        let buffered = self.lines.buffered();
-        let take = remaining.min(buffered.len() as u64) as usize;
+        let take = remaining.min(self.lines.buffered().len() as u64) as usize;
         if take > 0 {
-            if let Some(chunk) = sink.as_deref_mut() {
-                store_chunk(chunk, &buffered[..take], max);
+            if accepting && let Some(chunk) = self.tx.as_mut().and_then(|t| t.bdat.as_mut()) {
+                store_chunk(chunk, &self.lines.buffered()[..take], max);
             }
             self.lines.consume(take);
             remaining -= take as u64;
         }
-        drop(sink);
         while remaining > 0 {
             match self.read_some(false).await {
                 Ok(n) => {
                     let take = remaining.min(n as u64) as usize;
-                    if let Some(chunk) = self.tx.as_mut().and_then(|t| t.bdat.as_mut()).filter(|_| precheck.is_none()) {
+                    if accepting && let Some(chunk) = self.tx.as_mut().and_then(|t| t.bdat.as_mut()) {
                         store_chunk(chunk, &self.scratch[..take], max);
                     }
                     if take < n {
@@ -621,7 +632,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             service: self.server.settings.service,
         };
         let mail_from = tx.mail.sender.as_ref().map(|m| m.to_path_string());
-        let mut ctx = MessageContext::new(session, queue_id.clone(), mail_from, tx.recipients, raw, tern_store::now_unix());
+        let mut ctx =
+            MessageContext::new(session, queue_id.clone(), mail_from, tx.recipients, raw, tern_store::now_unix());
         ctx.ret = tx.mail.ret.map(|r| match r {
             tern_smtp_proto::Ret::Full => "FULL".to_string(),
             tern_smtp_proto::Ret::Hdrs => "HDRS".to_string(),
@@ -655,8 +667,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     commit_ms = started.elapsed().as_millis() as u64,
                     "message accepted"
                 );
-                metrics::counter!("tern_smtp_messages_accepted_total", "service" => self.server.settings.service).increment(1);
-                metrics::counter!("tern_smtp_message_bytes_total", "service" => self.server.settings.service).increment(size as u64);
+                metrics::counter!("tern_smtp_messages_accepted_total", "service" => self.server.settings.service)
+                    .increment(1);
+                metrics::counter!("tern_smtp_message_bytes_total", "service" => self.server.settings.service)
+                    .increment(size as u64);
                 reply(250, (2, 0, 0), format!("Ok: queued as {queue_id}"))
             }
             Err(e) => {

@@ -3,8 +3,8 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tern_tls::TlsStream;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub enum Stream<S> {
     Plain(S),

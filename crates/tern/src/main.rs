@@ -63,10 +63,15 @@ enum DomainCmd {
         catch_all: Option<String>,
     },
     /// Set or clear (no ADDRESS) the catch-all address of a domain.
-    CatchAll { domain: String, address: Option<String> },
+    CatchAll {
+        domain: String,
+        address: Option<String>,
+    },
     List,
     /// Stop receiving mail for a domain (it must have no users or aliases left).
-    Remove { domain: String },
+    Remove {
+        domain: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -86,7 +91,9 @@ enum UserCmd {
     },
     List,
     /// Remove a user and all of its mail.
-    Remove { email: String },
+    Remove {
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,7 +106,10 @@ enum AliasCmd {
     },
     List,
     /// Remove an alias, or one of its targets.
-    Remove { address: String, target: Option<String> },
+    Remove {
+        address: String,
+        target: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

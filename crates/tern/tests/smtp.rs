@@ -19,7 +19,8 @@ fn delivers_to_user_alias_catch_all_and_plus_address() {
     c.expect("QUIT", 221);
     let alice: Vec<String> = s.mail_list("alice@example.test", "INBOX");
     let bob: Vec<String> = s.mail_list("bob@example.test", "INBOX");
-    let subjects = |lines: &[String]| lines.iter().map(|l| l.rsplit('\t').next().unwrap().to_string()).collect::<Vec<_>>();
+    let subjects =
+        |lines: &[String]| lines.iter().map(|l| l.rsplit('\t').next().unwrap().to_string()).collect::<Vec<_>>();
     assert_eq!(subjects(&alice), vec!["direct", "alias", "plus"]);
     assert_eq!(subjects(&bob), vec!["alias", "catchall"]);
     // UIDs count from 1 per mailbox; the line shows UID, date, size, from, subject.
@@ -63,7 +64,9 @@ fn command_sequence_errors_and_misc_commands() {
     c.greeting();
     assert_eq!(c.cmd("MAIL FROM:<a@b.test>").code, 503, "MAIL before EHLO");
     let ehlo = c.expect("EHLO client.test", 250);
-    for ext in ["PIPELINING", "SIZE 52428800", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "STARTTLS", "CHUNKING", "DSN"] {
+    for ext in
+        ["PIPELINING", "SIZE 52428800", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "STARTTLS", "CHUNKING", "DSN"]
+    {
         assert!(ehlo.lines.iter().any(|l| l == ext), "{ext} missing from {ehlo:?}");
     }
     assert_eq!(c.cmd("RCPT TO:<alice@example.test>").code, 503);
@@ -145,7 +148,11 @@ fn bdat_chunks_and_their_bytes_are_never_commands() {
     c.send(part2);
     assert_eq!(c.reply().code, 250);
     let raw = s.mail_show("alice@example.test", "INBOX", 1);
-    assert!(raw.ends_with(b"Subject: chunked\r\n\r\nline one\r\n.leading dot stays\r\n"), "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        raw.ends_with(b"Subject: chunked\r\n\r\nline one\r\n.leading dot stays\r\n"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
 
     // A BDAT that is refused (no transaction) still has its chunk read: the command-like
     // bytes inside it must not run.
@@ -335,7 +342,10 @@ fn tls_below_1_2_and_non_forward_secret_suites_are_refused() {
     let handshake = |args: &str| {
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(format!("printf 'QUIT\\r\\n' | timeout 10 openssl s_client -starttls smtp {args} -connect {} 2>&1; true", s.smtp))
+            .arg(format!(
+                "printf 'QUIT\\r\\n' | timeout 10 openssl s_client -starttls smtp {args} -connect {} 2>&1; true",
+                s.smtp
+            ))
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -368,7 +378,20 @@ fn dot_stuffing_round_trips_through_smtplib() {
 fn smtplib_starttls_and_multiple_recipients() {
     let s = TestServer::started("");
     let port = s.smtp.port().to_string();
-    let out = python("smtp_send.py", &["--port", &port, "--starttls", "--to", "alice@example.test", "--to", "bob@example.test", "--body", "Subject: py\r\n\r\nfrom python\r\n"]);
+    let out = python(
+        "smtp_send.py",
+        &[
+            "--port",
+            &port,
+            "--starttls",
+            "--to",
+            "alice@example.test",
+            "--to",
+            "bob@example.test",
+            "--body",
+            "Subject: py\r\n\r\nfrom python\r\n",
+        ],
+    );
     assert!(out.contains("250"), "{out}");
     for user in ["alice@example.test", "bob@example.test"] {
         let raw = String::from_utf8(s.mail_show(user, "INBOX", 1)).unwrap();
@@ -385,7 +408,8 @@ fn lettre_sends_over_starttls() {
     let s = TestServer::started("");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let tls = TlsParameters::builder(HOSTNAME.to_string()).dangerous_accept_invalid_certs(true).build_rustls().unwrap();
+        let tls =
+            TlsParameters::builder(HOSTNAME.to_string()).dangerous_accept_invalid_certs(true).build_rustls().unwrap();
         let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
             .port(s.smtp.port())
             .tls(Tls::Required(tls))
@@ -413,7 +437,16 @@ fn swaks_pipelining_and_tls() {
     let server = s.smtp.to_string();
     for extra in [&["--pipeline"][..], &["--tls"][..]] {
         let out = std::process::Command::new("swaks")
-            .args(["--server", &server, "--to", "alice@example.test", "--from", "x@remote.test", "--header", "Subject: swaks"])
+            .args([
+                "--server",
+                &server,
+                "--to",
+                "alice@example.test",
+                "--from",
+                "x@remote.test",
+                "--header",
+                "Subject: swaks",
+            ])
             .args(extra)
             .output()
             .unwrap();
@@ -472,7 +505,12 @@ fn postmaster_without_domain_is_accepted() {
     c.send(&simple_message("pm"));
     assert_eq!(c.reply().code, 250);
     let raw = String::from_utf8(s.mail_show("alice@example.test", "INBOX", 1)).unwrap();
-    assert!(raw.starts_with("Return-Path: <>\r\nReceived: from client.test ([127.0.0.1])\r\n\tby mx.tern.test (Tern) with ESMTP id "), "{raw}");
+    assert!(
+        raw.starts_with(
+            "Return-Path: <>\r\nReceived: from client.test ([127.0.0.1])\r\n\tby mx.tern.test (Tern) with ESMTP id "
+        ),
+        "{raw}"
+    );
 }
 
 #[test]

@@ -45,7 +45,12 @@ pub struct CertPaths {
 
 /// Returns the configured certificate paths, or the self-signed pair under `data_dir/tls`
 /// (generating it for `hostname` when absent).
-pub fn ensure_certificate(cert: Option<&Path>, key: Option<&Path>, data_dir: &Path, hostname: &str) -> Result<CertPaths, TlsError> {
+pub fn ensure_certificate(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    data_dir: &Path,
+    hostname: &str,
+) -> Result<CertPaths, TlsError> {
     if let (Some(cert), Some(key)) = (cert, key) {
         return Ok(CertPaths { cert: cert.to_path_buf(), key: key.to_path_buf(), generated: false });
     }
@@ -81,7 +86,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
 
 /// Loads PEM files into a server configuration.
 pub fn server_config(paths: &CertPaths) -> Result<Arc<ServerConfig>, TlsError> {
-    let read_err = |path: &Path, e: &dyn std::fmt::Display| TlsError::Read { path: path.to_path_buf(), message: e.to_string() };
+    let read_err =
+        |path: &Path, e: &dyn std::fmt::Display| TlsError::Read { path: path.to_path_buf(), message: e.to_string() };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&paths.cert)
         .map_err(|e| read_err(&paths.cert, &e))?
         .collect::<Result<_, _>>()
@@ -125,10 +131,7 @@ pub fn session_info(conn: &rustls::ServerConnection) -> (String, String) {
         Some(v) => format!("{v:?}"),
         None => "unknown".to_string(),
     };
-    let cipher = conn
-        .negotiated_cipher_suite()
-        .map(|s| format!("{:?}", s.suite()))
-        .unwrap_or_else(|| "unknown".into());
+    let cipher = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_else(|| "unknown".into());
     (version, cipher)
 }
 

@@ -27,10 +27,7 @@ fn address_literal(ip: IpAddr) -> String {
 /// Keeps a value from the network usable inside a header comment: printable, no parentheses
 /// or backslashes, bounded.
 fn comment_safe(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_control() && !matches!(c, '(' | ')' | '\\'))
-        .take(255)
-        .collect()
+    s.chars().filter(|c| !c.is_control() && !matches!(c, '(' | ')' | '\\')).take(255).collect()
 }
 
 /// Adds `Received:` with the client's HELO and address, the protocol (RFC 3848 with the
@@ -62,9 +59,18 @@ impl Stage for ReceivedHeader {
         }
         let helo = comment_safe(&s.helo);
         let helo = if helo.is_empty() || helo.contains(' ') { "unknown".to_string() } else { helo };
-        let mut value = format!("from {helo} ({})\r\n\tby {} (Tern) with {with} id {}", address_literal(s.client_ip), s.local_hostname, ctx.queue_id);
+        let mut value = format!(
+            "from {helo} ({})\r\n\tby {} (Tern) with {with} id {}",
+            address_literal(s.client_ip),
+            s.local_hostname,
+            ctx.queue_id
+        );
         if let Some(tls) = &s.tls {
-            value.push_str(&format!("\r\n\t(using {} with cipher {})", comment_safe(&tls.version), comment_safe(&tls.cipher)));
+            value.push_str(&format!(
+                "\r\n\t(using {} with cipher {})",
+                comment_safe(&tls.version),
+                comment_safe(&tls.cipher)
+            ));
         }
         if let [only] = ctx.recipients.as_slice() {
             value.push_str(&format!("\r\n\tfor <{}>", only.address.replace(['\r', '\n', '<', '>'], "")));

@@ -25,8 +25,7 @@ fn simple_commands_case_insensitive() {
 
 #[test]
 fn mail_from_with_parameters() {
-    let Command::Mail(m) = ok("MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=x+2By")
-    else {
+    let Command::Mail(m) = ok("MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=x+2By") else {
         panic!()
     };
     assert_eq!(m.sender.unwrap().local, "a");
@@ -46,8 +45,7 @@ fn mail_from_with_parameters() {
 
 #[test]
 fn rcpt_to_with_dsn() {
-    let Command::Rcpt(r) = ok("RCPT TO:<u@d.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;u+2Bx@d.example")
-    else {
+    let Command::Rcpt(r) = ok("RCPT TO:<u@d.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;u+2Bx@d.example") else {
         panic!()
     };
     assert!(r.notify.unwrap().success && r.notify.unwrap().failure);

@@ -10,7 +10,10 @@ fn decode(input: &[u8]) -> (DataOutcome, usize) {
 
 #[test]
 fn simple_message_and_empty_message() {
-    assert_eq!(decode(b"Subject: x\r\n\r\nbody\r\n.\r\n").0, DataOutcome::Message(b"Subject: x\r\n\r\nbody\r\n".to_vec()));
+    assert_eq!(
+        decode(b"Subject: x\r\n\r\nbody\r\n.\r\n").0,
+        DataOutcome::Message(b"Subject: x\r\n\r\nbody\r\n".to_vec())
+    );
     assert_eq!(decode(b".\r\n").0, DataOutcome::Message(vec![]));
 }
 
@@ -57,7 +60,14 @@ fn smuggling_terminators_do_not_end_data() {
 
 #[test]
 fn bare_cr_and_lf_anywhere_are_detected() {
-    for input in [&b"a\nb\r\n.\r\n"[..], b"a\rb\r\n.\r\n", b"\n.\r\n.\r\n", b"a\r\r\n.\r\n", b".\n.\r\n.\r\n", b"x\r\n.\rx\r\n.\r\n"] {
+    for input in [
+        &b"a\nb\r\n.\r\n"[..],
+        b"a\rb\r\n.\r\n",
+        b"\n.\r\n.\r\n",
+        b"a\r\r\n.\r\n",
+        b".\n.\r\n.\r\n",
+        b"x\r\n.\rx\r\n.\r\n",
+    ] {
         assert_eq!(decode(input).0, DataOutcome::BareLineEnding, "{:?}", String::from_utf8_lossy(input));
     }
 }

@@ -148,7 +148,10 @@ impl Engine {
             out.extend_from_slice(&item.value()?);
         }
         if out.len() as u64 != size {
-            return Err(StoreError::corrupt(format!("message content {hash}"), format!("{} bytes, expected {size}", out.len())));
+            return Err(StoreError::corrupt(
+                format!("message content {hash}"),
+                format!("{} bytes, expected {size}", out.len()),
+            ));
         }
         Ok(Some(out))
     }
@@ -199,9 +202,7 @@ impl EmbeddedStore {
         f: impl FnOnce(&Engine) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
         let engine = Arc::clone(&self.engine);
-        tokio::task::spawn_blocking(move || f(&engine))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || f(&engine)).await.map_err(|e| StoreError::Task(e.to_string()))?
     }
 }
 
@@ -296,9 +297,11 @@ impl Store for EmbeddedStore {
 
     async fn mailbox_by_name(&self, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>> {
         let name = name.to_string();
-        self.read(move |e| match e.mailbox_names.get(keys::mailbox_name_key(account, &name))?.as_deref().and_then(keys::read_u64) {
-            Some(id) => e.mailbox(id),
-            None => Ok(None),
+        self.read(move |e| {
+            match e.mailbox_names.get(keys::mailbox_name_key(account, &name))?.as_deref().and_then(keys::read_u64) {
+                Some(id) => e.mailbox(id),
+                None => Ok(None),
+            }
         })
         .await
     }
@@ -345,8 +348,10 @@ impl Store for EmbeddedStore {
     }
 
     async fn blob_refcount(&self, hash: BlobHash) -> StoreResult<u32> {
-        self.read(move |e| Ok(e.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref).map(|r| r.0).unwrap_or(0)))
-            .await
+        self.read(move |e| {
+            Ok(e.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref).map(|r| r.0).unwrap_or(0))
+        })
+        .await
     }
 
     async fn summary_get(&self, hash: BlobHash) -> StoreResult<Option<MessageSummary>> {

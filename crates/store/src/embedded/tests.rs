@@ -6,7 +6,8 @@ fn msg(subject: &str, extra: &str) -> Vec<u8> {
 }
 
 fn delivery(raw: Vec<u8>, targets: Vec<DeliveryTarget>) -> Delivery {
-    let envelope = DeliveryEnvelope { mail_from: Some("a@example.org".into()), received_at: now_unix(), ..Default::default() };
+    let envelope =
+        DeliveryEnvelope { mail_from: Some("a@example.org".into()), received_at: now_unix(), ..Default::default() };
     Delivery::prepare(raw, envelope, targets)
 }
 
@@ -32,7 +33,10 @@ async fn accounts_get_default_mailboxes_and_names_are_unique() {
     let junk = store.mailbox_by_name(a.id, "Junk").await.unwrap().unwrap();
     assert_eq!(junk.special_use, Some(SpecialUse::Junk));
     let dup = store
-        .account_create(NewAccount { address: "alice@example.org".into(), password_hash: "y".into(), quota_bytes: None }, vec![])
+        .account_create(
+            NewAccount { address: "alice@example.org".into(), password_hash: "y".into(), quota_bytes: None },
+            vec![],
+        )
         .await;
     assert!(matches!(dup, Err(StoreError::Exists(_))));
     assert_eq!(store.account_by_address("alice@example.org").await.unwrap().unwrap().id, a.id);
@@ -45,7 +49,10 @@ async fn content_is_stored_once_and_freed_with_the_last_copy() {
     let store = EmbeddedStore::open(dir.path(), 8).unwrap();
     let a = account(&store, "a@example.org").await;
     let b = account(&store, "b@example.org").await;
-    let d = delivery(msg("shared", ""), vec![DeliveryTarget::inbox(a.id), DeliveryTarget::inbox(b.id), DeliveryTarget::inbox(a.id)]);
+    let d = delivery(
+        msg("shared", ""),
+        vec![DeliveryTarget::inbox(a.id), DeliveryTarget::inbox(b.id), DeliveryTarget::inbox(a.id)],
+    );
     let hash = d.hash;
     let receipt = store.deliver(d).await.unwrap();
     assert_eq!(receipt.copies.len(), 2, "one copy per mailbox even when targeted twice");
@@ -71,7 +78,8 @@ async fn uids_increase_are_never_reused_and_survive_reopen() {
         let a = account(&store, "a@example.org").await;
         let mut uids = vec![];
         for i in 0..3 {
-            let r = store.deliver(delivery(msg(&format!("m{i}"), ""), vec![DeliveryTarget::inbox(a.id)])).await.unwrap();
+            let r =
+                store.deliver(delivery(msg(&format!("m{i}"), ""), vec![DeliveryTarget::inbox(a.id)])).await.unwrap();
             uids.push(r.copies[0].uid);
         }
         assert_eq!(uids, vec![1, 2, 3]);
@@ -124,7 +132,9 @@ async fn concurrent_deliveries_get_distinct_uids() {
     for i in 0..200 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store.deliver(delivery(msg(&format!("c{i}"), ""), vec![DeliveryTarget::inbox(a.id)])).await.unwrap().copies[0].uid
+            store.deliver(delivery(msg(&format!("c{i}"), ""), vec![DeliveryTarget::inbox(a.id)])).await.unwrap().copies
+                [0]
+            .uid
         }));
     }
     let mut uids = vec![];
@@ -182,10 +192,14 @@ async fn special_use_target_falls_back_to_inbox() {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path(), 8).unwrap();
     let a = store
-        .account_create(NewAccount { address: "a@x.org".into(), password_hash: "x".into(), quota_bytes: None }, vec![NewMailbox::new(INBOX, None)])
+        .account_create(
+            NewAccount { address: "a@x.org".into(), password_hash: "x".into(), quota_bytes: None },
+            vec![NewMailbox::new(INBOX, None)],
+        )
         .await
         .unwrap();
-    let target = DeliveryTarget { mailbox: MailboxSelector::SpecialUse(SpecialUse::Junk), ..DeliveryTarget::inbox(a.id) };
+    let target =
+        DeliveryTarget { mailbox: MailboxSelector::SpecialUse(SpecialUse::Junk), ..DeliveryTarget::inbox(a.id) };
     let r = store.deliver(delivery(msg("spam", ""), vec![target])).await.unwrap();
     let inbox = store.mailbox_by_name(a.id, INBOX).await.unwrap().unwrap();
     assert_eq!(r.copies[0].mailbox, inbox.id);

@@ -5,9 +5,9 @@
 //! (group commit). One writer means UID and id allocation need no locks, and a caller's reply
 //! always means "on disk".
 
+use super::Engine;
 use super::codec::*;
 use super::keys::{self, counter};
-use super::Engine;
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
 use fjall::{OwnedWriteBatch, PersistMode};
@@ -66,7 +66,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn new(engine: Arc<Engine>, changes: broadcast::Sender<StoreChange>, healthy: Arc<AtomicBool>) -> StoreResult<Writer> {
+    pub fn new(
+        engine: Arc<Engine>,
+        changes: broadcast::Sender<StoreChange>,
+        healthy: Arc<AtomicBool>,
+    ) -> StoreResult<Writer> {
         let read = |name: &str| -> StoreResult<u64> {
             Ok(engine.meta.get(name)?.as_deref().and_then(keys::read_u64).unwrap_or(0))
         };
@@ -158,7 +162,10 @@ impl Writer {
             }
             Op::AccountCreate(new, mailboxes) => self.account_create(new, mailboxes, changes).map(OpResult::Account),
             Op::AccountUpdate(account) => {
-                let stored = self.engine.account(account.id)?.ok_or_else(|| StoreError::NotFound(format!("account {}", account.id)))?;
+                let stored = self
+                    .engine
+                    .account(account.id)?
+                    .ok_or_else(|| StoreError::NotFound(format!("account {}", account.id)))?;
                 if stored.address != account.address {
                     return Err(StoreError::corrupt("account update", "the address of an account cannot change"));
                 }
@@ -210,7 +217,12 @@ impl Writer {
         }
     }
 
-    fn account_create(&mut self, new: NewAccount, mailboxes: Vec<NewMailbox>, changes: &mut Vec<StoreChange>) -> StoreResult<Account> {
+    fn account_create(
+        &mut self,
+        new: NewAccount,
+        mailboxes: Vec<NewMailbox>,
+        changes: &mut Vec<StoreChange>,
+    ) -> StoreResult<Account> {
         let e = Arc::clone(&self.engine);
         if e.account_names.contains_key(new.address.as_bytes())? {
             return Err(StoreError::Exists(format!("account {}", new.address)));
@@ -239,7 +251,12 @@ impl Writer {
     }
 
     /// Adds a mailbox to `batch` (the caller commits).
-    fn mailbox_create(&mut self, batch: &mut OwnedWriteBatch, account: AccountId, new: NewMailbox) -> StoreResult<Mailbox> {
+    fn mailbox_create(
+        &mut self,
+        batch: &mut OwnedWriteBatch,
+        account: AccountId,
+        new: NewMailbox,
+    ) -> StoreResult<Mailbox> {
         let e = &self.engine;
         let name_key = keys::mailbox_name_key(account, &new.name);
         if e.mailbox_names.contains_key(&name_key)? {
@@ -298,7 +315,8 @@ impl Writer {
         email_id: u64,
     ) -> StoreResult<u64> {
         let e = &self.engine;
-        let related: Vec<&String> = summary.references.iter().chain(summary.in_reply_to.iter()).take(MAX_THREAD_REFS).collect();
+        let related: Vec<&String> =
+            summary.references.iter().chain(summary.in_reply_to.iter()).take(MAX_THREAD_REFS).collect();
         let mut found = None;
         for id in &related {
             if let Some(t) = cache.get(&(account, (*id).clone())) {
@@ -344,7 +362,8 @@ impl Writer {
                 continue;
             };
             let uid = mailbox.uid_next;
-            mailbox.uid_next = mailbox.uid_next.checked_add(1).ok_or_else(|| StoreError::corrupt("mailbox", "UID space exhausted"))?;
+            mailbox.uid_next =
+                mailbox.uid_next.checked_add(1).ok_or_else(|| StoreError::corrupt("mailbox", "UID space exhausted"))?;
             mailbox.highest_modseq += 1;
             mailbox.total += 1;
             if !target.flags.contains(Flags::SEEN) {
@@ -375,7 +394,11 @@ impl Writer {
             let n = copies.len() as u32;
             match e.blob_refs.get(d.hash.0)?.as_deref().and_then(keys::read_blob_ref) {
                 Some((count, stored_size)) if count > 0 => {
-                    batch.insert(&e.blob_refs, d.hash.0.to_vec(), keys::blob_ref_value(count + n, stored_size).to_vec());
+                    batch.insert(
+                        &e.blob_refs,
+                        d.hash.0.to_vec(),
+                        keys::blob_ref_value(count + n, stored_size).to_vec(),
+                    );
                 }
                 _ => {
                     for (i, chunk) in d.raw.chunks(keys::CHUNK_SIZE).enumerate() {
@@ -452,9 +475,15 @@ impl Writer {
         Ok(())
     }
 
-    fn expunge(&mut self, mailbox_id: MailboxId, uids: Vec<u32>, changes: &mut Vec<StoreChange>) -> StoreResult<Vec<u32>> {
+    fn expunge(
+        &mut self,
+        mailbox_id: MailboxId,
+        uids: Vec<u32>,
+        changes: &mut Vec<StoreChange>,
+    ) -> StoreResult<Vec<u32>> {
         let e = Arc::clone(&self.engine);
-        let mut mailbox = e.mailbox(mailbox_id)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox_id}")))?;
+        let mut mailbox =
+            e.mailbox(mailbox_id)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox_id}")))?;
         let mut batch = e.db.batch();
         let mut released = HashMap::new();
         let removed = self.remove_messages(&mut batch, &mut mailbox, &uids, &mut released, true)?;

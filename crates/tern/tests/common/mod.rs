@@ -33,7 +33,14 @@ impl TestServer {
         );
         std::fs::write(&config_path, config).expect("write config");
         let log_path = dir.path().join("serve.log");
-        TestServer { dir, config_path, child: None, smtp: "0.0.0.0:0".parse().unwrap(), http: "0.0.0.0:0".parse().unwrap(), log_path }
+        TestServer {
+            dir,
+            config_path,
+            child: None,
+            smtp: "0.0.0.0:0".parse().unwrap(),
+            http: "0.0.0.0:0".parse().unwrap(),
+            log_path,
+        }
     }
 
     /// The usual set-up: domain `example.test`, users alice and bob (password `secret`), then start.
@@ -75,7 +82,12 @@ impl TestServer {
 
     pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
         let out = self.cli_stdin(args, stdin);
-        assert!(out.status.success(), "tern {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "tern {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -125,7 +137,8 @@ impl TestServer {
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
         unsafe_kill(child.id(), "TERM");
-        wait_timeout(&mut child, Duration::from_secs(40)).unwrap_or_else(|| panic!("tern did not stop:\n{}", self.log()))
+        wait_timeout(&mut child, Duration::from_secs(40))
+            .unwrap_or_else(|| panic!("tern did not stop:\n{}", self.log()))
     }
 
     /// SIGKILL: the crash case.
@@ -228,12 +241,13 @@ impl Client<TcpStream> {
     /// Hands the socket over for a TLS handshake (nothing may be buffered).
     pub fn into_tls(self) -> Client<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
         assert!(self.buf.is_empty(), "server sent data before the handshake");
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny))
-            .with_no_client_auth();
+        let config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAny))
+                .with_no_client_auth();
         let conn = rustls::ClientConnection::new(Arc::new(config), HOSTNAME.try_into().unwrap()).unwrap();
         let mut stream = rustls::StreamOwned::new(conn, self.stream);
         stream.conn.complete_io(&mut stream.sock).expect("TLS handshake");
@@ -252,7 +266,8 @@ impl<S: Read + Write> Client<S> {
         let mut lines = Vec::new();
         loop {
             let line = self.read_line()?;
-            let code: u16 = line.get(..3).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad reply line {line:?}"));
+            let code: u16 =
+                line.get(..3).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad reply line {line:?}"));
             let last = line.as_bytes().get(3) != Some(&b'-');
             lines.push(line.get(4..).unwrap_or("").to_string());
             if last {
@@ -360,11 +375,21 @@ pub fn simple_message(subject: &str) -> Vec<u8> {
 pub fn python(script: &str, args: &[&str]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
     let out = Command::new("python3").arg(path).args(args).output().expect("python3");
-    assert!(out.status.success(), "{script} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Whether an external program is available (tests that need it say so when it is not).
 pub fn have(program: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {program}")).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }

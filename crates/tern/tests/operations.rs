@@ -1,0 +1,221 @@
+//! Operating Tern: the CLI with and without a running server, configuration errors, crash
+//! safety (kill -9), graceful shutdown.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn cli_works_with_the_server_stopped_and_running() {
+    let mut s = TestServer::new("");
+    // Stopped: the CLI opens the store itself.
+    assert!(
+        s.ok(&["domain", "add", "Example.TEST", "--catch-all", "alice@example.test"])
+            .contains("added domain example.test")
+    );
+    let out = s.ok(&["user", "add", "alice@example.test"]);
+    let password = out.lines().find_map(|l| l.strip_prefix("password: ")).expect("a generated password is printed");
+    assert_eq!(password.len(), 20);
+    s.ok_stdin(&["user", "add", "bob@example.test", "--password-stdin"], "bobs password\n");
+    s.ok(&["alias", "add", "info@example.test", "bob@example.test", "alice@example.test"]);
+    assert_eq!(s.ok(&["domain", "list"]), "example.test\tcatch-all=alice@example.test\n");
+    assert_eq!(s.ok(&["alias", "list"]), "info@example.test\tbob@example.test,alice@example.test\n");
+    let dup = s.cli(&["user", "add", "ALICE@example.test"]);
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    let unknown_domain = s.cli(&["user", "add", "x@nowhere.test"]);
+    assert!(!unknown_domain.status.success());
+
+    // Running: the same commands go through the admin socket.
+    s.launch();
+    assert!(s.data_dir().join("admin.sock").exists());
+    s.ok_stdin(&["user", "add", "carol@example.test", "--password-stdin"], "carols password\n");
+    let users = s.ok(&["user", "list"]);
+    assert_eq!(
+        users.lines().map(|l| l.split('\t').next().unwrap()).collect::<Vec<_>>(),
+        vec!["alice@example.test", "bob@example.test", "carol@example.test"]
+    );
+    let mut c = s.smtp();
+    c.hello();
+    assert_eq!(
+        c.transaction("x@remote.test", &["carol@example.test"], &simple_message("tocarol")).code,
+        250,
+        "a user added through the socket receives mail at once"
+    );
+    assert_eq!(c.transaction("x@remote.test", &["info@example.test"], &simple_message("toinfo")).code, 250);
+    c.expect("QUIT", 221);
+    assert_eq!(s.mail_list("carol@example.test", "INBOX").len(), 1);
+    s.ok(&["alias", "remove", "info@example.test", "alice@example.test"]);
+    assert_eq!(s.ok(&["alias", "list"]), "info@example.test\tbob@example.test\n");
+    s.ok_stdin(&["user", "passwd", "bob@example.test", "--password-stdin"], "new password\n");
+    let still_in_use = s.cli(&["domain", "remove", "example.test"]);
+    assert!(!still_in_use.status.success(), "a domain with users cannot be removed");
+    assert!(s.ok(&["user", "list"]).contains("bob@example.test\tmessages=1\tbytes="));
+    assert!(s.stop().success());
+
+    // Stopped again: everything done through the socket is on disk.
+    assert_eq!(s.mail_list("bob@example.test", "INBOX").len(), 1);
+    s.ok(&["user", "remove", "carol@example.test"]);
+    assert!(!s.ok(&["user", "list"]).contains("carol"));
+    let show = s.cli(&["mail", "show", "bob@example.test", "INBOX", "99"]);
+    assert!(!show.status.success());
+    assert!(String::from_utf8_lossy(&show.stderr).contains("no message with UID 99"));
+}
+
+#[test]
+fn new_users_get_the_special_use_mailboxes() {
+    let s = TestServer::started("");
+    for mailbox in ["INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"] {
+        let out = s.cli(&["mail", "list", "alice@example.test", mailbox]);
+        assert!(out.status.success(), "{mailbox}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(!s.cli(&["mail", "list", "alice@example.test", "Nope"]).status.success());
+}
+
+#[test]
+fn bad_config_is_refused_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (text, key) in [
+        ("hostnam = \"x.test\"\n", "hostnam"),
+        ("[listen]\nsmtp = [\"nonsense\"]\n", "smtp"),
+        ("[smtp]\nmax_recipients = 0\n", "smtp.max_recipients"),
+        ("[smtp]\ntimeout_seconds = \"ten\"\n", "timeout_seconds"),
+        ("[tls]\ncert = \"/nonexistent.pem\"\n", "tls.key"),
+    ] {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(BIN).arg("--config").arg(&path).arg("serve").output().unwrap();
+        assert!(!out.status.success(), "{text} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "error for {text:?} does not name {key}: {err}");
+    }
+    let missing =
+        std::process::Command::new(BIN).args(["--config", "/nonexistent/tern.toml", "serve"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/tern.toml"));
+}
+
+#[test]
+fn a_port_in_use_is_reported_with_its_config_key() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let s = TestServer::new("");
+    let text = std::fs::read_to_string(&s.config_path)
+        .unwrap()
+        .replace("smtp = [\"127.0.0.1:0\"]", &format!("smtp = [\"127.0.0.1:{port}\"]"));
+    std::fs::write(&s.config_path, text).unwrap();
+    let out = s.cli(&["serve"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen.smtp") && err.contains(&port.to_string()), "{err}");
+}
+
+#[test]
+fn acknowledged_mail_survives_kill_9() {
+    let mut s = TestServer::started("");
+    let addr = s.smtp;
+    // Several clients deliver as fast as they can; the server is killed while they do. Every
+    // message that got its 250 must be there after restart.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut c = Client::connect(addr);
+                c.hello();
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) && i > 0 {
+                        break;
+                    }
+                    let subject = format!("t{t}m{i}");
+                    c.send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n");
+                    let replies: Option<Vec<u16>> = (0..3).map(|_| c.try_reply().map(|r| r.code)).collect();
+                    if replies.as_deref() != Some(&[250, 250, 354]) {
+                        break;
+                    }
+                    c.send(&simple_message(&subject));
+                    match c.try_reply() {
+                        Some(r) if r.code == 250 => acked.push(subject),
+                        _ => break,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    s.kill9();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<String> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    eprintln!("{} messages acknowledged before kill -9", acked.len());
+    assert!(acked.len() > 20, "too few messages before the kill ({}) to mean anything", acked.len());
+    // Restart on the same data: the journal is replayed.
+    s.launch();
+    let stored: std::collections::HashSet<String> =
+        s.mail_list("alice@example.test", "INBOX").iter().map(|l| l.rsplit('\t').next().unwrap().to_string()).collect();
+    let lost: Vec<&String> = acked.iter().filter(|a| !stored.contains(*a)).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged messages lost after kill -9: {lost:?}", lost.len(), acked.len());
+    // And the store still works: UIDs continue, new mail is accepted.
+    let mut c = s.smtp();
+    c.hello();
+    assert_eq!(c.transaction("x@remote.test", &["alice@example.test"], &simple_message("after")).code, 250);
+    let list = s.mail_list("alice@example.test", "INBOX");
+    let uids: Vec<u32> = list.iter().map(|l| l.split('\t').next().unwrap().parse().unwrap()).collect();
+    assert!(uids.windows(2).all(|w| w[0] < w[1]), "UIDs must stay strictly increasing: {uids:?}");
+}
+
+#[test]
+fn sigterm_lets_the_transaction_in_progress_finish() {
+    let mut s = TestServer::started("");
+    let mut c = s.smtp();
+    c.hello();
+    c.expect("MAIL FROM:<x@remote.test>", 250);
+    c.expect("RCPT TO:<alice@example.test>", 250);
+    c.expect("DATA", 354);
+    c.send(b"Subject: inflight\r\n\r\nfirst half\r\n");
+    // Shut down while the message is half sent.
+    std::process::Command::new("kill").arg("-TERM").arg(s.pid().to_string()).status().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // New connections are no longer accepted...
+    assert!(std::net::TcpStream::connect(s.smtp).is_err(), "listener still accepting after SIGTERM");
+    // ...but the transaction in progress completes and is acknowledged.
+    c.send(b"second half\r\n.\r\n");
+    let r = c.reply();
+    assert_eq!(r.code, 250, "{r:?}");
+    let bye = c.reply();
+    assert_eq!(bye.code, 421, "the session is then closed: {bye:?}");
+    assert!(s.stop().success(), "{}", s.log());
+    assert_eq!(s.mail_list("alice@example.test", "INBOX").len(), 1);
+}
+
+#[test]
+fn embedded_defaults_generate_a_certificate_and_default_data_dir() {
+    // `tern serve --dev` with no config and no --data: data goes to ./tern-data.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--dev"])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run_file = dir.path().join("tern-data/run.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !run_file.exists() {
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            // Another process may hold the dev ports; that is the only acceptable failure.
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("Address already in use"), "tern serve --dev did not start: {err}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run_file).unwrap()).unwrap();
+    assert_eq!(state["listeners"]["smtp"][0], "127.0.0.1:2525");
+    assert!(dir.path().join("tern-data/tls/cert.pem").exists());
+    assert!(dir.path().join("tern-data/tls/key.pem").exists());
+    std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(child.wait().unwrap().success());
+}
