@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# SMTP ingest benchmark, Tern and Postfix side by side in one run: N messages of SIZE bytes
+# at each concurrency, fsync on for both (Tern always; Postfix by default). Runs are
+# interleaved (Tern, Postfix, Tern, ...) so both see the same machine state.
+#
+# Needs the Postfix peer of the shared harness running (../shared/bench/peers-setup.sh);
+# without it only Tern is measured.
+#
+#   RUNS=3 N=10000 SIZE=10240 CONC="1 8 32" bench/run-smtp.sh
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PEERS="${PEERS_DIR:-$HERE/../../shared/bench}"
+RUNS="${RUNS:-3}"
+N="${N:-10000}"
+SIZE="${SIZE:-10240}"
+CONC="${CONC:-1 8 32}"
+OUT="${OUT:-$HERE/results/$(date +%Y%m%d-%H%M%S)-smtp}"
+TMP="${TMPDIR:-/tmp}"
+PF_PID="$TMP/bench-postfix/spool/pid/master.pid"
+mkdir -p "$OUT/tern" "$OUT/postfix"
+
+"$HERE/tern-bench.sh" start
+TERN_PID="$("$HERE/tern-bench.sh" pid)"
+have_postfix=0
+if [ -s "$PF_PID" ] && kill -0 "$(tr -dc 0-9 <"$PF_PID")" 2>/dev/null; then have_postfix=1; fi
+
+{
+  echo "date: $(date -Is)"
+  echo "tern: $(git -C "$HERE/.." rev-parse --short HEAD) release build"
+  command -v postconf >/dev/null && echo "postfix: $(postconf -h mail_version 2>/dev/null)"
+  echo "python: $(python3 --version)"
+  echo "cpus: $(nproc)  kernel: $(uname -r)"
+} >"$OUT/env.txt"
+
+quiet() { [ -x "$PEERS/wait_quiet.py" ] && python3 "$PEERS/wait_quiet.py" >>"$OUT/commands.log" 2>&1 || true; }
+
+for run in $(seq 1 "$RUNS"); do
+  for c in $CONC; do
+    quiet
+    cmd=(python3 "$HERE/clients/smtp_load.py" --host 127.0.0.1 --port 12050 -n "$N" -c "$c" --size "$SIZE"
+         --rcpt 'user{i}@bench.test' --users 1:50 --server-pid "$TERN_PID" --label tern --drain-cmd true --json "$OUT/tern/smtp.jsonl"
+        )
+    echo "${cmd[*]}" >>"$OUT/commands.log"
+    "${cmd[@]}" --quiet
+    if [ "$have_postfix" = 1 ]; then
+      "$PEERS/peers-reset-mail.sh" >/dev/null 2>&1 || true
+      quiet
+      cmd=(python3 "$HERE/clients/smtp_load.py" --host 127.0.0.1 --port 12025 -n "$N" -c "$c" --size "$SIZE"
+           --rcpt 'user{i}@bench.test' --users 1:50 --server-pid "@$PF_PID" --label postfix
+           --drain-cmd "$PEERS/peers-drain-wait.sh" --json "$OUT/postfix/smtp.jsonl")
+      echo "${cmd[*]}" >>"$OUT/commands.log"
+      "${cmd[@]}" --quiet
+    fi
+  done
+done
+dirs=("$OUT/tern")
+[ "$have_postfix" = 1 ] && dirs+=("$OUT/postfix")
+python3 "$HERE/clients/summarize.py" "${dirs[@]}" | tee "$OUT/summary.md"

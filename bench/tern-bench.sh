@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# A release Tern for benchmarks, set up like the peers of the shared bench harness:
+# SMTP on 127.0.0.1:12050, HTTP on 127.0.0.1:12059, domain bench.test, users
+# user1..user50@bench.test with password passN. State lives in $BENCH_TERN_DIR.
+#
+#   bench/tern-bench.sh start    # build (release) if needed, create users, start
+#   bench/tern-bench.sh stop
+#   bench/tern-bench.sh reset    # stop and delete all state
+#   bench/tern-bench.sh pid      # print the server pid
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tern-target}"
+TERN="${TERN_BIN:-$CARGO_TARGET_DIR/release/tern}"
+DIR="${BENCH_TERN_DIR:-${TMPDIR:-/tmp}/bench-tern}"
+SMTP_PORT="${BENCH_TERN_SMTP_PORT:-12050}"
+HTTP_PORT="${BENCH_TERN_HTTP_PORT:-12059}"
+NUSERS="${BENCH_NUSERS:-50}"
+CONFIG="$DIR/tern.toml"
+
+pid() { [ -s "$DIR/tern.pid" ] && kill -0 "$(cat "$DIR/tern.pid")" 2>/dev/null && cat "$DIR/tern.pid"; }
+
+start() {
+  if pid >/dev/null; then echo "tern already running (pid $(pid))"; return; fi
+  [ -x "$TERN" ] || (cd "$ROOT" && cargo build --release -p tern)
+  mkdir -p "$DIR"
+  cat >"$CONFIG" <<CONF
+hostname = "tern.bench.test"
+data_dir = "$DIR/data"
+[listen]
+smtp = ["127.0.0.1:$SMTP_PORT"]
+http = ["127.0.0.1:$HTTP_PORT"]
+submission = []
+submissions = []
+imap = []
+imaps = []
+pop3 = []
+pop3s = []
+[smtp]
+max_connections = 10000
+[log]
+level = "warn"
+CONF
+  if [ ! -d "$DIR/data/store" ]; then
+    "$TERN" --config "$CONFIG" domain add bench.test >/dev/null
+    for i in $(seq 1 "$NUSERS"); do
+      echo "pass$i" | "$TERN" --config "$CONFIG" user add "user$i@bench.test" --password-stdin >/dev/null
+    done
+  fi
+  ulimit -n 65536 2>/dev/null || true
+  nohup "$TERN" --config "$CONFIG" serve >>"$DIR/tern.log" 2>&1 &
+  echo $! >"$DIR/tern.pid"
+  for _ in $(seq 1 100); do
+    [ -s "$DIR/data/run.json" ] && break
+    sleep 0.1
+  done
+  echo "tern running (pid $(cat "$DIR/tern.pid")) smtp 127.0.0.1:$SMTP_PORT"
+}
+
+stop() {
+  local p
+  if p=$(pid); then
+    kill -TERM "$p"
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$DIR/tern.pid"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  reset) stop; rm -rf "$DIR" ;;
+  pid) pid ;;
+  *) echo "usage: $0 start|stop|reset|pid" >&2; exit 2 ;;
+esac
