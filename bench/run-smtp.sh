@@ -27,7 +27,7 @@ if [ -s "$PF_PID" ] && kill -0 "$(tr -dc 0-9 <"$PF_PID")" 2>/dev/null; then have
 {
   echo "date: $(date -Is)"
   echo "tern: $(git -C "$HERE/.." rev-parse --short HEAD) release build"
-  command -v postconf >/dev/null && echo "postfix: $(postconf -h mail_version 2>/dev/null)"
+  command -v postconf >/dev/null && echo "postfix: $(postconf -d -h mail_version 2>/dev/null)"
   echo "python: $(python3 --version)"
   echo "cpus: $(nproc)  kernel: $(uname -r)"
 } >"$OUT/env.txt"

@@ -53,6 +53,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every message of a mailbox in UID order.
     async fn message_list(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageEntry>>;
     async fn message_get(&self, mailbox: MailboxId, uid: u32) -> StoreResult<Option<MessageEntry>>;
+    /// What changed in a mailbox after `since_modseq`: messages added or changed since (in UID
+    /// order) and UIDs expunged since.
+    async fn mailbox_changes(&self, mailbox: MailboxId, since_modseq: u64) -> StoreResult<MailboxChanges>;
     /// Removes messages; returns the UIDs that were present. Contents whose last copy went
     /// are freed.
     async fn expunge(&self, mailbox: MailboxId, uids: Vec<u32>) -> StoreResult<Vec<u32>>;

@@ -300,6 +300,14 @@ pub struct DeliveryReceipt {
     pub skipped: Vec<AccountId>,
 }
 
+/// Answer to [`crate::Store::mailbox_changes`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MailboxChanges {
+    pub changed: Vec<MessageEntry>,
+    pub expunged: Vec<u32>,
+    pub highest_modseq: u64,
+}
+
 /// A committed change, broadcast to interested sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreChange {

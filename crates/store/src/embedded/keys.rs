@@ -37,7 +37,10 @@ pub mod ks {
     pub const ENVELOPES: &str = "envelopes";
     /// account id ++ 16 bytes of BLAKE3(Message-ID) → thread id
     pub const THREADS: &str = "threads";
-    /// mailbox id ++ uid → modseq of the expunge (for QRESYNC VANISHED)
+    /// mailbox id ++ modseq ++ uid → (empty): every message by the modseq of its last change,
+    /// so "what changed since modseq X" (CONDSTORE, QRESYNC, IDLE) is one range scan
+    pub const CHANGES: &str = "changes";
+    /// mailbox id ++ modseq ++ uid → (empty): expunged messages (QRESYNC VANISHED)
     pub const EXPUNGED: &str = "expunged";
 }
 
@@ -65,6 +68,21 @@ pub fn message_key(mailbox: MailboxId, uid: u32) -> [u8; 12] {
 
 pub fn uid_of_message_key(key: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(key.get(8..12)?.try_into().ok()?))
+}
+
+/// mailbox ++ modseq ++ uid, for CHANGES and EXPUNGED.
+pub fn modseq_key(mailbox: MailboxId, modseq: u64, uid: u32) -> [u8; 20] {
+    let mut k = [0u8; 20];
+    k[..8].copy_from_slice(&mailbox.to_be_bytes());
+    k[8..16].copy_from_slice(&modseq.to_be_bytes());
+    k[16..].copy_from_slice(&uid.to_be_bytes());
+    k
+}
+
+pub fn read_modseq_key(key: &[u8]) -> Option<(u64, u32)> {
+    let modseq = u64::from_be_bytes(key.get(8..16)?.try_into().ok()?);
+    let uid = u32::from_be_bytes(key.get(16..20)?.try_into().ok()?);
+    Some((modseq, uid))
 }
 
 pub fn chunk_key(hash: &BlobHash, index: u32) -> [u8; 36] {

@@ -37,6 +37,7 @@ pub(crate) struct Engine {
     summaries: Keyspace,
     envelopes: Keyspace,
     threads: Keyspace,
+    changes: Keyspace,
     expunged: Keyspace,
 }
 
@@ -71,6 +72,7 @@ impl Engine {
             summaries: open(ks::SUMMARIES)?,
             envelopes: open(ks::ENVELOPES)?,
             threads: open(ks::THREADS)?,
+            changes: open(ks::CHANGES)?,
             expunged: open(ks::EXPUNGED)?,
             db,
         };
@@ -126,6 +128,30 @@ impl Engine {
             out.push(keys::uid_of_message_key(&key).ok_or_else(|| StoreError::corrupt("message key", "short"))?);
         }
         Ok(out)
+    }
+
+    /// Messages changed (or added) and messages expunged after `since`, in UID order.
+    fn changes_since(&self, mailbox: MailboxId, since: u64) -> StoreResult<MailboxChanges> {
+        let highest_modseq = self.mailbox(mailbox)?.map(|m| m.highest_modseq).unwrap_or(0);
+        let start = keys::modseq_key(mailbox, since.saturating_add(1), 0);
+        let end = keys::modseq_key(mailbox, u64::MAX, u32::MAX);
+        let mut changed = Vec::new();
+        for item in self.changes.range(start..=end) {
+            let key = item.key()?;
+            let (_, uid) = keys::read_modseq_key(&key).ok_or_else(|| StoreError::corrupt("change key", "short"))?;
+            if let Some(v) = self.messages.get(keys::message_key(mailbox, uid))? {
+                changed.push(decode_message(&v)?);
+            }
+        }
+        changed.sort_by_key(|m| m.uid);
+        let mut expunged = Vec::new();
+        for item in self.expunged.range(start..=end) {
+            let key = item.key()?;
+            let (_, uid) = keys::read_modseq_key(&key).ok_or_else(|| StoreError::corrupt("expunge key", "short"))?;
+            expunged.push(uid);
+        }
+        expunged.sort_unstable();
+        Ok(MailboxChanges { changed, expunged, highest_modseq })
     }
 
     fn list_json<T: serde::de::DeserializeOwned>(&self, keyspace: &Keyspace, what: &str) -> StoreResult<Vec<T>> {
@@ -334,6 +360,10 @@ impl Store for EmbeddedStore {
     async fn message_get(&self, mailbox: MailboxId, uid: u32) -> StoreResult<Option<MessageEntry>> {
         self.read(move |e| e.messages.get(keys::message_key(mailbox, uid))?.map(|v| decode_message(&v)).transpose())
             .await
+    }
+
+    async fn mailbox_changes(&self, mailbox: MailboxId, since_modseq: u64) -> StoreResult<MailboxChanges> {
+        self.read(move |e| e.changes_since(mailbox, since_modseq)).await
     }
 
     async fn expunge(&self, mailbox: MailboxId, uids: Vec<u32>) -> StoreResult<Vec<u32>> {

@@ -230,3 +230,29 @@ fn a_second_process_is_refused_and_other_formats_are_refused() {
         Ok(_) => panic!("a store of another format was opened"),
     }
 }
+
+#[tokio::test]
+async fn changes_since_a_modseq() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let a = account(&store, "a@example.org").await;
+    let inbox = store.mailbox_by_name(a.id, INBOX).await.unwrap().unwrap();
+    for i in 0..3 {
+        store.deliver(delivery(msg(&format!("m{i}"), ""), vec![DeliveryTarget::inbox(a.id)])).await.unwrap();
+    }
+    let all = store.mailbox_changes(inbox.id, 0).await.unwrap();
+    assert_eq!(all.changed.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(all.expunged.is_empty());
+    let mark = all.highest_modseq;
+    assert_eq!(store.mailbox_changes(inbox.id, mark).await.unwrap().changed.len(), 0);
+    store.expunge(inbox.id, vec![2]).await.unwrap();
+    store.deliver(delivery(msg("m3", ""), vec![DeliveryTarget::inbox(a.id)])).await.unwrap();
+    let since = store.mailbox_changes(inbox.id, mark).await.unwrap();
+    assert_eq!(since.expunged, vec![2]);
+    assert_eq!(since.changed.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![4]);
+    assert!(since.highest_modseq > mark);
+    // Everything still listed from the start, except what is gone.
+    let all = store.mailbox_changes(inbox.id, 0).await.unwrap();
+    assert_eq!(all.changed.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 3, 4]);
+    store.shutdown().await.unwrap();
+}

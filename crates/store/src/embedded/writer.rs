@@ -387,6 +387,7 @@ impl Writer {
                 delivery_id,
             };
             batch.insert(&e.messages, keys::message_key(mailbox_id, uid).to_vec(), encode_message(&entry)?);
+            batch.insert(&e.changes, keys::modseq_key(mailbox_id, entry.modseq, uid).to_vec(), Vec::new());
             copies.push(StoredCopy { account: target.account, mailbox: mailbox_id, uid });
             mailboxes.insert(mailbox_id, mailbox);
         }
@@ -439,8 +440,13 @@ impl Writer {
             let Some(bytes) = e.messages.get(key)? else { continue };
             let entry = decode_message(&bytes)?;
             batch.remove(&e.messages, key.to_vec());
+            batch.remove(&e.changes, keys::modseq_key(mailbox.id, entry.modseq, uid).to_vec());
             if record_vanished {
-                batch.insert(&e.expunged, key.to_vec(), keys::u64_key(mailbox.highest_modseq).to_vec());
+                batch.insert(
+                    &e.expunged,
+                    keys::modseq_key(mailbox.id, mailbox.highest_modseq, uid).to_vec(),
+                    Vec::new(),
+                );
             }
             mailbox.total = mailbox.total.saturating_sub(1);
             if !entry.flags.contains(Flags::SEEN) {
