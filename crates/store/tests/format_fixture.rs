@@ -35,13 +35,21 @@ async fn write_v1_fixture() {
     store.domain_put(Domain { name: "example.org".into(), catch_all: None, created: 1 }).await.unwrap();
     let a = store
         .account_create(
-            NewAccount { address: "alice@example.org".into(), password_hash: "$argon2id$fixture".into(), quota_bytes: None },
+            NewAccount {
+                address: "alice@example.org".into(),
+                password_hash: "$argon2id$fixture".into(),
+                quota_bytes: None,
+            },
             default_mailboxes(),
         )
         .await
         .unwrap();
-    store.alias_put(Alias { address: "info@example.org".into(), targets: vec!["alice@example.org".into()] }).await.unwrap();
-    let envelope = DeliveryEnvelope { mail_from: Some("a@example.org".into()), received_at: 1_790_000_000, ..Default::default() };
+    store
+        .alias_put(Alias { address: "info@example.org".into(), targets: vec!["alice@example.org".into()] })
+        .await
+        .unwrap();
+    let envelope =
+        DeliveryEnvelope { mail_from: Some("a@example.org".into()), received_at: 1_790_000_000, ..Default::default() };
     store.deliver(Delivery::prepare(MESSAGE.to_vec(), envelope, vec![DeliveryTarget::inbox(a.id)])).await.unwrap();
     store.shutdown().await.unwrap();
 }
@@ -63,7 +71,14 @@ async fn opens_a_store_written_by_format_1() {
     assert_eq!(store.mailbox_changes(inbox.id, 0).await.unwrap().changed.len(), 1);
     // And it keeps working: UIDs continue.
     let envelope = DeliveryEnvelope { received_at: now_unix(), ..Default::default() };
-    let r = store.deliver(Delivery::prepare(b"Subject: new\r\n\r\nx\r\n".to_vec(), envelope, vec![DeliveryTarget::inbox(alice.id)])).await.unwrap();
+    let r = store
+        .deliver(Delivery::prepare(
+            b"Subject: new\r\n\r\nx\r\n".to_vec(),
+            envelope,
+            vec![DeliveryTarget::inbox(alice.id)],
+        ))
+        .await
+        .unwrap();
     assert_eq!(r.copies[0].uid, 2);
     store.shutdown().await.unwrap();
 }
