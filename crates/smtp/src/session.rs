@@ -213,8 +213,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Some(event) => event,
                 None => match self.read_some(self.tx.is_none()).await {
                     Ok(n) => {
-                        let data = self.scratch[..n].to_vec();
-                        self.lines.extend(&data);
+                        self.lines.extend(&self.scratch[..n]);
                         continue;
                     }
                     Err(end) => {
@@ -473,18 +472,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut decoder = DataDecoder::new(limit);
         let mut memory = Memory::new(Arc::clone(&self.server));
         // Data may already be buffered (pipelined right behind DATA by a careless client).
-        let buffered = self.lines.buffered().to_vec();
-        let used = decoder.feed(&buffered);
+        let used = decoder.feed(self.lines.buffered());
         self.lines.consume(used);
         Self::account(&mut decoder, &mut memory);
         while !decoder.is_done() {
             match self.read_some(false).await {
                 Ok(n) => {
                     let used = decoder.feed(&self.scratch[..n]);
-                    if used < n {
-                        let rest = self.scratch[used..n].to_vec();
-                        self.lines.extend(&rest);
-                    }
+                    self.lines.extend(&self.scratch[used..n]);
                     Self::account(&mut decoder, &mut memory);
                 }
                 Err(end) => {
@@ -563,10 +558,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     if accepting && let Some(chunk) = self.tx.as_mut().and_then(|t| t.bdat.as_mut()) {
                         store_chunk(chunk, &self.scratch[..take], max);
                     }
-                    if take < n {
-                        let rest = self.scratch[take..n].to_vec();
-                        self.lines.extend(&rest);
-                    }
+                    self.lines.extend(&self.scratch[take..n]);
                     remaining -= take as u64;
                 }
                 Err(end) => {
