@@ -1,0 +1,290 @@
+//! Command framing: assembles one command from its lines and literals (RFC 9051 §4.3),
+//! answering when a continuation is needed, with every size bounded.
+//!
+//! Oversized input never grows memory: an over-long line is dropped up to its end; an
+//! oversized synchronizing literal is refused before the client sends it; an oversized
+//! non-synchronizing literal (LITERAL+/-, RFC 7888 §4) is read and discarded when that is
+//! reasonable, else the connection must be closed.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest line between literals, CRLF included.
+    pub max_line: usize,
+    /// Largest literal in any command but APPEND.
+    pub max_literal: usize,
+    /// Largest literal in APPEND (the message).
+    pub max_append_literal: usize,
+    /// Most literals in one command.
+    pub max_literals: usize,
+    /// Largest oversized non-synchronizing literal we read and throw away rather than close
+    /// the connection.
+    pub max_discard: u64,
+}
+
+impl Limits {
+    /// Before authentication: small (Cyrus CVE-2024-34055 and Stalwart CVE-2025-61600 are
+    /// what unbounded pre-authentication buffers lead to).
+    pub fn unauthenticated() -> Limits {
+        Limits { max_line: 8 * 1024, max_literal: 4096, max_append_literal: 0, max_literals: 4, max_discard: 0 }
+    }
+
+    pub fn authenticated(append_limit: usize) -> Limits {
+        Limits {
+            max_line: 64 * 1024,
+            max_literal: 64 * 1024,
+            max_append_literal: append_limit,
+            max_literals: 1024,
+            max_discard: (append_limit as u64).saturating_mul(2),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete command: its lines and literals exactly as received, without the final
+    /// CRLF.
+    Command(Vec<u8>),
+    /// A synchronizing literal was announced and accepted: send a continuation request.
+    Continue,
+    /// A line was longer than the limit; the command was dropped.
+    TooLong { tag: Option<String> },
+    /// A literal was larger than allowed. For a synchronizing literal nothing more comes;
+    /// a non-synchronizing one has been read and dropped.
+    LiteralTooBig { tag: Option<String>, sync: bool },
+    /// A non-synchronizing literal too large to discard: say BYE and close.
+    Fatal { tag: Option<String> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Reading a command line.
+    Line,
+    /// Reading literal data.
+    Literal { remaining: usize },
+    /// Dropping an oversized non-synchronizing literal.
+    SkipLiteral { remaining: u64 },
+    /// Dropping input up to the end of the line, then reporting `pending`.
+    Skip,
+}
+
+#[derive(Debug)]
+pub struct CommandFramer {
+    cmd: Vec<u8>,
+    /// Where the line being read starts in `cmd` (after the last literal).
+    line_start: usize,
+    state: State,
+    limits: Limits,
+    literals: usize,
+    /// What to report when a skip ends.
+    pending: Option<Frame>,
+    /// The last bytes of a skipped line, to notice a literal announced at its end.
+    skip_tail: Vec<u8>,
+}
+
+fn tag_of(bytes: &[u8]) -> Option<String> {
+    let end = bytes.iter().position(|&b| b == b' ' || b == b'\r' || b == b'\n').unwrap_or(bytes.len());
+    let tag = &bytes[..end];
+    let ok =
+        !tag.is_empty() && tag.len() <= 64 && tag.iter().all(|&b| b.is_ascii_graphic() && !b"+(){%*\"\\]".contains(&b));
+    if ok { String::from_utf8(tag.to_vec()).ok() } else { None }
+}
+
+/// Parses a literal announcement at the end of a line (without CRLF):
+/// `{n}`, `{n+}`, `~{n}`, `~{n+}`. Returns (size, synchronizing).
+pub fn literal_marker(line: &[u8]) -> Option<(u64, bool)> {
+    let body = line.strip_suffix(b"}")?;
+    let open = memchr::memrchr(b'{', body)?;
+    let mut digits = &body[open + 1..];
+    let sync = match digits.strip_suffix(b"+") {
+        Some(d) => {
+            digits = d;
+            false
+        }
+        None => true,
+    };
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok().map(|n| (n, sync))
+}
+
+/// Whether the command being assembled is an APPEND (whose literal is the message).
+fn is_append(cmd: &[u8]) -> bool {
+    let mut words = cmd.split(|&b| b == b' ');
+    words.next();
+    words.next().is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"))
+}
+
+impl CommandFramer {
+    pub fn new(limits: Limits) -> CommandFramer {
+        CommandFramer {
+            cmd: Vec::new(),
+            line_start: 0,
+            state: State::Line,
+            limits,
+            literals: 0,
+            pending: None,
+            skip_tail: Vec::new(),
+        }
+    }
+
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Whether a command is partly assembled (the client owes bytes).
+    pub fn in_command(&self) -> bool {
+        !self.cmd.is_empty() || self.state != State::Line
+    }
+
+    /// Bytes held for the command being assembled.
+    pub fn held(&self) -> usize {
+        self.cmd.len()
+    }
+
+    /// Drops a partly assembled command.
+    pub fn reset(&mut self) {
+        self.cmd = Vec::new();
+        self.line_start = 0;
+        self.state = State::Line;
+        self.literals = 0;
+        self.pending = None;
+        self.skip_tail.clear();
+    }
+
+    fn skip(&mut self, report: Frame) {
+        self.reset();
+        self.pending = Some(report);
+        self.state = State::Skip;
+    }
+
+    /// Takes bytes from the front of `input` until a frame is complete; `None` means more
+    /// input is needed (everything given was consumed).
+    pub fn next(&mut self, input: &mut Vec<u8>) -> Option<Frame> {
+        loop {
+            match self.state {
+                State::Line => {
+                    let line_len = self.cmd.len() - self.line_start;
+                    let Some(lf) = memchr::memchr(b'\n', input) else {
+                        if line_len + input.len() > self.limits.max_line {
+                            let tag = tag_of(if self.cmd.is_empty() { input } else { &self.cmd });
+                            input.clear();
+                            self.skip(Frame::TooLong { tag });
+                        } else {
+                            self.cmd.append(input);
+                        }
+                        return None;
+                    };
+                    if line_len + lf + 1 > self.limits.max_line {
+                        let tag = tag_of(if self.cmd.is_empty() { input } else { &self.cmd });
+                        input.drain(..=lf);
+                        self.reset();
+                        return Some(Frame::TooLong { tag });
+                    }
+                    self.cmd.extend(input.drain(..=lf));
+                    self.cmd.pop();
+                    if self.cmd.last() == Some(&b'\r') {
+                        self.cmd.pop();
+                    }
+                    let Some((size, sync)) = literal_marker(&self.cmd[self.line_start..]) else {
+                        let cmd = std::mem::take(&mut self.cmd);
+                        self.reset();
+                        return Some(Frame::Command(cmd));
+                    };
+                    let limit = if is_append(&self.cmd) {
+                        self.limits.max_append_literal.max(self.limits.max_literal)
+                    } else {
+                        self.limits.max_literal
+                    };
+                    self.literals += 1;
+                    let tag = tag_of(&self.cmd);
+                    if size > limit as u64 || self.literals > self.limits.max_literals {
+                        if sync {
+                            self.reset();
+                            return Some(Frame::LiteralTooBig { tag, sync: true });
+                        }
+                        if size > self.limits.max_discard {
+                            self.reset();
+                            return Some(Frame::Fatal { tag });
+                        }
+                        self.skip(Frame::LiteralTooBig { tag, sync: false });
+                        self.state = State::SkipLiteral { remaining: size };
+                        continue;
+                    }
+                    // Keep the CRLF after the marker: the parser reads `{n}\r\n` + data.
+                    self.cmd.extend_from_slice(b"\r\n");
+                    self.state = State::Literal { remaining: size as usize };
+                    if sync {
+                        return Some(Frame::Continue);
+                    }
+                }
+                State::Literal { remaining } => {
+                    if remaining == 0 {
+                        self.state = State::Line;
+                        self.line_start = self.cmd.len();
+                        continue;
+                    }
+                    if input.is_empty() {
+                        return None;
+                    }
+                    let take = remaining.min(input.len());
+                    self.cmd.extend(input.drain(..take));
+                    self.state = State::Literal { remaining: remaining - take };
+                }
+                State::SkipLiteral { remaining } => {
+                    let take = remaining.min(input.len() as u64) as usize;
+                    input.drain(..take);
+                    let left = remaining - take as u64;
+                    if left > 0 {
+                        self.state = State::SkipLiteral { remaining: left };
+                        return None;
+                    }
+                    self.state = State::Skip;
+                }
+                State::Skip => {
+                    let Some(lf) = memchr::memchr(b'\n', input) else {
+                        self.remember_tail(input);
+                        input.clear();
+                        return None;
+                    };
+                    let (line, _) = input.split_at(lf);
+                    self.remember_tail(line);
+                    input.drain(..=lf);
+                    let mut tail = std::mem::take(&mut self.skip_tail);
+                    if tail.last() == Some(&b'\r') {
+                        tail.pop();
+                    }
+                    // The skipped line announced another literal: its data is not commands.
+                    if let Some((size, false)) = literal_marker(&tail) {
+                        if size > self.limits.max_discard {
+                            let tag = match self.pending.take() {
+                                Some(Frame::LiteralTooBig { tag, .. } | Frame::TooLong { tag }) => tag,
+                                _ => None,
+                            };
+                            self.reset();
+                            return Some(Frame::Fatal { tag });
+                        }
+                        self.state = State::SkipLiteral { remaining: size };
+                        continue;
+                    }
+                    let report = self.pending.take();
+                    self.reset();
+                    return report;
+                }
+            }
+        }
+    }
+
+    fn remember_tail(&mut self, bytes: &[u8]) {
+        self.skip_tail.extend_from_slice(&bytes[bytes.len().saturating_sub(32)..]);
+        let excess = self.skip_tail.len().saturating_sub(32);
+        self.skip_tail.drain(..excess);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,12 @@
+//! IMAP as pure functions on bytes: framing of commands with literals ([`CommandFramer`]),
+//! parsing into typed [`Command`]s, and encoding of response values. No I/O here; the
+//! session state machine lives in `tern-imap`.
+
+pub mod encode;
+mod frame;
+mod parse;
+mod types;
+
+pub use frame::{CommandFramer, Frame, Limits, literal_marker};
+pub use parse::{ParseError, Tagged, days_from_civil, parse_command};
+pub use types::*;

@@ -1,0 +1,323 @@
+use super::*;
+
+fn ok(s: &str) -> Command {
+    match parse_command(s.as_bytes()) {
+        Ok(t) => t.command,
+        Err(e) => panic!("{s}: {e:?}"),
+    }
+}
+
+fn bad(s: &str) -> ParseError {
+    parse_command(s.as_bytes()).expect_err(s)
+}
+
+fn range(a: u32, b: u32) -> SeqRange {
+    SeqRange(SeqNumber::Value(a), SeqNumber::Value(b))
+}
+
+#[test]
+fn simple_commands() {
+    assert_eq!(parse_command(b"a1 NOOP").unwrap(), Tagged { tag: "a1".into(), command: Command::Noop });
+    assert_eq!(ok("x capability"), Command::Capability);
+    assert_eq!(ok("x LOGOUT"), Command::Logout);
+    assert_eq!(bad("x NOOP extra").tag.as_deref(), Some("x"));
+    assert_eq!(bad("NOOP").tag, None);
+    assert_eq!(bad("+ NOOP").tag, None);
+    assert!(bad("x FROB").message.contains("unknown command"));
+}
+
+#[test]
+fn login_with_quoted_atom_and_literal() {
+    assert_eq!(ok("a LOGIN alice \"p a\\\"ss\""), Command::Login { user: "alice".into(), password: "p a\"ss".into() });
+    assert_eq!(
+        ok("a LOGIN {5}\r\nalice {3+}\r\npw\n"),
+        Command::Login { user: "alice".into(), password: "pw\n".into() }
+    );
+    assert!(bad("a LOGIN {9}\r\nalice").message.contains("literal shorter"));
+    assert!(bad("a LOGIN \"unterminated").message.contains("unterminated"));
+}
+
+#[test]
+fn select_with_condstore_and_qresync() {
+    assert_eq!(
+        ok("a SELECT INBOX"),
+        Command::Select { mailbox: "INBOX".into(), read_only: false, condstore: false, qresync: None }
+    );
+    assert_eq!(
+        ok("a EXAMINE \"Sent Items\" (CONDSTORE)"),
+        Command::Select { mailbox: "Sent Items".into(), read_only: true, condstore: true, qresync: None }
+    );
+    let Command::Select { qresync: Some(q), .. } =
+        ok("a SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211,214:541))")
+    else {
+        panic!()
+    };
+    assert_eq!(q.uid_validity, 67890007);
+    assert_eq!(q.mod_seq, 20050715194045000);
+    assert!(q.known_uids.unwrap().contains(100, 1000));
+    let Command::Select { qresync: Some(q), .. } = ok("a SELECT INBOX (QRESYNC (1 2 1:9 (1,5 10,50)))") else {
+        panic!()
+    };
+    assert!(q.seq_match.is_some());
+    let Command::Select { qresync: Some(q), .. } = ok("a SELECT INBOX (QRESYNC (1 2))") else { panic!() };
+    assert!(q.known_uids.is_none());
+}
+
+#[test]
+fn fetch_attributes() {
+    let Command::Fetch { uid, set, attrs, .. } = ok(
+        "a UID FETCH 1:*,7 (FLAGS BODY.PEEK[HEADER.FIELDS (From Subject)]<0.100> BODY[1.2.MIME] BINARY.PEEK[1] BINARY.SIZE[2] RFC822.SIZE)",
+    ) else {
+        panic!()
+    };
+    assert!(uid);
+    assert_eq!(set, SequenceSet::Ranges(vec![SeqRange(SeqNumber::Value(1), SeqNumber::Last), range(7, 7)]));
+    assert_eq!(attrs[0], FetchAttr::Flags);
+    assert_eq!(
+        attrs[1],
+        FetchAttr::BodySection {
+            peek: true,
+            section: Section {
+                part: vec![],
+                text: Some(SectionText::HeaderFields(vec!["From".into(), "Subject".into()]))
+            },
+            partial: Some((0, 100))
+        }
+    );
+    assert_eq!(
+        attrs[2],
+        FetchAttr::BodySection {
+            peek: false,
+            section: Section { part: vec![1, 2], text: Some(SectionText::Mime) },
+            partial: None
+        }
+    );
+    assert_eq!(attrs[3], FetchAttr::Binary { peek: true, part: vec![1], partial: None });
+    assert_eq!(attrs[4], FetchAttr::BinarySize(vec![2]));
+    assert_eq!(
+        ok("a FETCH 1 ALL"),
+        Command::Fetch {
+            uid: false,
+            set: SequenceSet::Ranges(vec![range(1, 1)]),
+            attrs: vec![FetchAttr::Flags, FetchAttr::InternalDate, FetchAttr::Rfc822Size, FetchAttr::Envelope],
+            changed_since: None,
+            vanished: false
+        }
+    );
+    let Command::Fetch { attrs, .. } = ok("a FETCH 1 BODY[]") else { panic!() };
+    assert_eq!(attrs, vec![FetchAttr::BodySection { peek: false, section: Section::default(), partial: None }]);
+    let Command::Fetch { attrs, .. } = ok("a FETCH 1 (BODY BODYSTRUCTURE BODY[2.TEXT] BODY[3])") else { panic!() };
+    assert_eq!(attrs[0], FetchAttr::Body);
+    assert_eq!(
+        attrs[2],
+        FetchAttr::BodySection {
+            peek: false,
+            section: Section { part: vec![2], text: Some(SectionText::Text) },
+            partial: None
+        }
+    );
+    let Command::Fetch { changed_since, vanished, .. } = ok("a UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12345 VANISHED)")
+    else {
+        panic!()
+    };
+    assert_eq!((changed_since, vanished), (Some(12345), true));
+    assert!(bad("a FETCH 1:* (FLAGS) (VANISHED)").message.contains("VANISHED"));
+    assert!(bad("a FETCH 0 FLAGS").message.contains("zero"));
+    assert!(bad("a FETCH 1 BODY[MIME]").message.contains("bad section"));
+    assert!(bad("a FETCH 1 (FLAGS").message.contains("expected"));
+}
+
+#[test]
+fn store_copy_move_expunge() {
+    assert_eq!(
+        ok("a STORE 2:4 +FLAGS.SILENT (\\deleted $Junk)"),
+        Command::Store {
+            uid: false,
+            set: SequenceSet::Ranges(vec![range(2, 4)]),
+            mode: StoreMode::Add,
+            silent: true,
+            flags: vec![Flag("\\Deleted".into()), Flag("$Junk".into())],
+            unchanged_since: None
+        }
+    );
+    let Command::Store { unchanged_since, mode, flags, .. } =
+        ok("a UID STORE 1 (UNCHANGEDSINCE 5) -FLAGS \\Seen \\Flagged")
+    else {
+        panic!()
+    };
+    assert_eq!((unchanged_since, mode, flags.len()), (Some(5), StoreMode::Remove, 2));
+    assert!(bad("a STORE 1 +FLAGS (\\Recent)").message.contains("Recent"));
+    assert_eq!(
+        ok("a UID MOVE 1:3 Trash"),
+        Command::Move { uid: true, set: SequenceSet::Ranges(vec![range(1, 3)]), mailbox: "Trash".into() }
+    );
+    assert_eq!(
+        ok("a COPY $ Archive"),
+        Command::Copy { uid: false, set: SequenceSet::Saved, mailbox: "Archive".into() }
+    );
+    assert_eq!(ok("a UID EXPUNGE 4:5"), Command::Expunge { uids: Some(SequenceSet::Ranges(vec![range(4, 5)])) });
+    assert_eq!(ok("a EXPUNGE"), Command::Expunge { uids: None });
+}
+
+#[test]
+fn search_programs() {
+    let Command::Search { key, returns, charset, uid } = ok(
+        "a UID SEARCH RETURN (MIN COUNT SAVE) CHARSET UTF-8 OR FROM alice (SUBJECT \"hi there\" SINCE 1-Feb-2024) NOT DELETED 1:5 UID 3 HEADER X-Spam yes LARGER 10 MODSEQ 7",
+    ) else {
+        panic!()
+    };
+    assert!(uid);
+    assert_eq!(charset.as_deref(), Some("UTF-8"));
+    assert_eq!(returns, Some(vec![SearchReturn::Min, SearchReturn::Count, SearchReturn::Save]));
+    let SearchKey::And(keys) = key else { panic!() };
+    assert_eq!(
+        keys[0],
+        SearchKey::Or(
+            Box::new(SearchKey::From("alice".into())),
+            Box::new(SearchKey::And(vec![
+                SearchKey::Subject("hi there".into()),
+                SearchKey::Since(Date { year: 2024, month: 2, day: 1 })
+            ]))
+        )
+    );
+    assert_eq!(keys[1], SearchKey::Not(Box::new(SearchKey::Deleted)));
+    assert_eq!(keys[2], SearchKey::SequenceSet(SequenceSet::Ranges(vec![range(1, 5)])));
+    assert_eq!(keys[4], SearchKey::Header("X-Spam".into(), "yes".into()));
+    assert_eq!(keys[6], SearchKey::ModSeq(7));
+    assert_eq!(
+        ok("a SEARCH BODY {3}\r\nfoo"),
+        Command::Search { uid: false, charset: None, key: SearchKey::Body("foo".into()), returns: None }
+    );
+    assert_eq!(
+        ok("a SEARCH ON \"3-Mar-2025\""),
+        Command::Search {
+            uid: false,
+            charset: None,
+            key: SearchKey::On(Date { year: 2025, month: 3, day: 3 }),
+            returns: None
+        }
+    );
+    assert!(bad("a SEARCH FROBNICATE").message.contains("unknown search key"));
+    assert!(bad("a SEARCH SINCE 32-Jan-2020").message.contains("invalid date"));
+    let deep = format!("a SEARCH {}ALL{}", "(".repeat(100), ")".repeat(100));
+    assert!(bad(&deep).message.contains("nested too deeply"));
+    let deep_not = format!("a SEARCH {}ALL", "NOT ".repeat(1000));
+    assert!(bad(&deep_not).message.contains("nested too deeply"));
+}
+
+#[test]
+fn list_variants() {
+    assert_eq!(
+        ok("a LIST \"\" *"),
+        Command::List {
+            selection: vec![],
+            reference: "".into(),
+            patterns: vec!["*".into()],
+            returns: vec![],
+            lsub: false,
+            extended: false
+        }
+    );
+    assert_eq!(
+        ok("a LSUB \"\" %"),
+        Command::List {
+            selection: vec![],
+            reference: "".into(),
+            patterns: vec!["%".into()],
+            returns: vec![],
+            lsub: true,
+            extended: false
+        }
+    );
+    let Command::List { selection, patterns, returns, extended, .. } = ok(
+        "a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (INBOX \"Sent*\" %/%) RETURN (CHILDREN SPECIAL-USE STATUS (MESSAGES UNSEEN SIZE))",
+    ) else {
+        panic!()
+    };
+    assert!(extended);
+    assert_eq!(selection, vec![ListSelect::Subscribed, ListSelect::RecursiveMatch]);
+    assert_eq!(patterns, vec!["INBOX", "Sent*", "%/%"]);
+    assert_eq!(returns[2], ListReturn::Status(vec![StatusItem::Messages, StatusItem::Unseen, StatusItem::Size]));
+    assert!(bad("a LIST (RECURSIVEMATCH) \"\" *").message.contains("RECURSIVEMATCH"));
+}
+
+#[test]
+fn append_create_status_id_sort_thread_misc() {
+    let Command::Append { mailbox, flags, date, message } =
+        ok("a APPEND Drafts (\\Draft) \"17-Jul-1996 02:44:25 -0700\" {6}\r\nhello!")
+    else {
+        panic!()
+    };
+    assert_eq!((mailbox.as_str(), flags.len(), message.as_slice()), ("Drafts", 1, &b"hello!"[..]));
+    let date = date.unwrap();
+    assert_eq!(date.zone_minutes, -420);
+    assert_eq!(date.unix, 837_596_665);
+    assert!(parse_command(b"a APPEND INBOX \"x\"").is_err(), "APPEND without a literal");
+    assert_eq!(
+        ok("a APPEND INBOX ~{2}\r\nhi"),
+        Command::Append { mailbox: "INBOX".into(), flags: vec![], date: None, message: b"hi".to_vec() }
+    );
+    assert_eq!(
+        ok("a CREATE Lists (USE (\\Archive))"),
+        Command::Create { mailbox: "Lists".into(), special_use: vec!["\\Archive".into()] }
+    );
+    assert_eq!(
+        ok("a STATUS INBOX (MESSAGES UIDNEXT HIGHESTMODSEQ)"),
+        Command::Status {
+            mailbox: "INBOX".into(),
+            items: vec![StatusItem::Messages, StatusItem::UidNext, StatusItem::HighestModSeq]
+        }
+    );
+    assert_eq!(
+        ok("a ID (\"name\" \"mutt\" \"version\" NIL)"),
+        Command::Id(vec![("name".into(), Some("mutt".into())), ("version".into(), None)])
+    );
+    assert_eq!(ok("a ID NIL"), Command::Id(vec![]));
+    assert_eq!(ok("a ENABLE CONDSTORE qresync"), Command::Enable(vec!["CONDSTORE".into(), "QRESYNC".into()]));
+    assert_eq!(
+        ok("a AUTHENTICATE PLAIN AGFsaWNlAHB3"),
+        Command::Authenticate { mechanism: "PLAIN".into(), initial: Some("AGFsaWNlAHB3".into()) }
+    );
+    assert_eq!(ok("a AUTHENTICATE plain"), Command::Authenticate { mechanism: "PLAIN".into(), initial: None });
+    let Command::Sort { criteria, key, .. } = ok("a UID SORT (REVERSE DATE SUBJECT) UTF-8 UNSEEN") else { panic!() };
+    assert_eq!(
+        criteria,
+        vec![
+            SortCriterion { reverse: true, key: SortKey::Date },
+            SortCriterion { reverse: false, key: SortKey::Subject }
+        ]
+    );
+    assert_eq!(key, SearchKey::Unseen);
+    assert_eq!(
+        ok("a THREAD REFERENCES US-ASCII ALL"),
+        Command::Thread {
+            uid: false,
+            algorithm: ThreadAlgorithm::References,
+            charset: "US-ASCII".into(),
+            key: SearchKey::All
+        }
+    );
+    assert_eq!(ok("a COMPRESS DEFLATE"), Command::Compress("DEFLATE".into()));
+    assert_eq!(ok("a GETQUOTAROOT INBOX"), Command::GetQuotaRoot("INBOX".into()));
+    assert_eq!(ok("a SETQUOTA \"\" (STORAGE 512)"), Command::SetQuota("".into()));
+    assert_eq!(ok("a RENAME a b"), Command::Rename { from: "a".into(), to: "b".into() });
+}
+
+#[test]
+fn dates() {
+    assert_eq!(days_from_civil(1970, 1, 1), 0);
+    assert_eq!(days_from_civil(2000, 3, 1), 11017);
+    assert_eq!(days_from_civil(1969, 12, 31), -1);
+}
+
+proptest::proptest! {
+    #[test]
+    fn never_panics(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+        let _ = parse_command(&data);
+    }
+
+    #[test]
+    fn never_panics_on_plausible_commands(s in "a (UID )?(FETCH|SEARCH|STORE|LIST|SELECT|APPEND|STATUS|SORT|THREAD|ID) [ -~]{0,80}") {
+        let _ = parse_command(s.as_bytes());
+    }
+}

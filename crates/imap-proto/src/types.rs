@@ -1,0 +1,389 @@
+//! Typed IMAP commands (RFC 9051, RFC 3501 and the extensions Tern supports).
+
+/// A message number or UID, or `*` (the largest one in the mailbox).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqNumber {
+    Value(u32),
+    Last,
+}
+
+/// `a:b` or a single number (`a == b`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqRange(pub SeqNumber, pub SeqNumber);
+
+/// A sequence set, or `$` (the saved search result, RFC 5182).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SequenceSet {
+    Ranges(Vec<SeqRange>),
+    Saved,
+}
+
+impl SequenceSet {
+    /// Whether `n` is in the set, with `last` standing for `*`. `$` is never matched here.
+    pub fn contains(&self, n: u32, last: u32) -> bool {
+        match self {
+            SequenceSet::Saved => false,
+            SequenceSet::Ranges(ranges) => ranges.iter().any(|SeqRange(a, b)| {
+                let v = |x: &SeqNumber| match x {
+                    SeqNumber::Value(v) => *v,
+                    SeqNumber::Last => last,
+                };
+                let (lo, hi) = (v(a).min(v(b)), v(a).max(v(b)));
+                (lo..=hi).contains(&n)
+            }),
+        }
+    }
+}
+
+/// A flag: system flags keep their backslash (`\Seen`); keywords are atoms.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Flag(pub String);
+
+impl Flag {
+    pub fn is_system(&self) -> bool {
+        self.0.starts_with('\\')
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SectionText {
+    Header,
+    HeaderFields(Vec<String>),
+    HeaderFieldsNot(Vec<String>),
+    Text,
+    Mime,
+}
+
+/// `BODY[1.2.HEADER.FIELDS (From)]`: part path (empty = whole message) and text specifier.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Section {
+    pub part: Vec<u32>,
+    pub text: Option<SectionText>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchAttr {
+    Envelope,
+    Flags,
+    InternalDate,
+    Rfc822,
+    Rfc822Header,
+    Rfc822Size,
+    Rfc822Text,
+    /// BODY without section: the non-extensible structure.
+    Body,
+    BodyStructure,
+    Uid,
+    BodySection {
+        peek: bool,
+        section: Section,
+        partial: Option<(u32, u32)>,
+    },
+    /// RFC 3516 BINARY[part]<partial>.
+    Binary {
+        peek: bool,
+        part: Vec<u32>,
+        partial: Option<(u32, u32)>,
+    },
+    BinarySize(Vec<u32>),
+    /// RFC 7162.
+    ModSeq,
+    /// RFC 8474.
+    EmailId,
+    ThreadId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchKey {
+    All,
+    Answered,
+    Bcc(String),
+    Before(Date),
+    Body(String),
+    Cc(String),
+    Deleted,
+    Draft,
+    Flagged,
+    From(String),
+    Header(String, String),
+    Keyword(String),
+    Larger(u64),
+    New,
+    Not(Box<SearchKey>),
+    Old,
+    On(Date),
+    Or(Box<SearchKey>, Box<SearchKey>),
+    Recent,
+    Seen,
+    SentBefore(Date),
+    SentOn(Date),
+    SentSince(Date),
+    Since(Date),
+    Smaller(u64),
+    Subject(String),
+    Text(String),
+    To(String),
+    Uid(SequenceSet),
+    Unanswered,
+    Undeleted,
+    Undraft,
+    Unflagged,
+    Unkeyword(String),
+    Unseen,
+    SequenceSet(SequenceSet),
+    /// A parenthesised list: all must match.
+    And(Vec<SearchKey>),
+    /// RFC 7162: MODSEQ [entry-name entry-type] n.
+    ModSeq(u64),
+    /// RFC 8474.
+    EmailId(String),
+    ThreadId(String),
+}
+
+/// A calendar date (IMAP `date`): year, month 1-12, day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+}
+
+/// A date-time with zone (IMAP `date-time`), as seconds since the epoch and the zone in
+/// minutes east of UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateTime {
+    pub unix: i64,
+    pub zone_minutes: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchReturn {
+    Min,
+    Max,
+    All,
+    Count,
+    Save,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusItem {
+    Messages,
+    Recent,
+    UidNext,
+    UidValidity,
+    Unseen,
+    Deleted,
+    Size,
+    HighestModSeq,
+    AppendLimit,
+    MailboxId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    Replace,
+    Add,
+    Remove,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListSelect {
+    Subscribed,
+    Remote,
+    RecursiveMatch,
+    SpecialUse,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListReturn {
+    Subscribed,
+    Children,
+    SpecialUse,
+    Status(Vec<StatusItem>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Arrival,
+    Cc,
+    Date,
+    From,
+    Size,
+    Subject,
+    To,
+    DisplayFrom,
+    DisplayTo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortCriterion {
+    pub reverse: bool,
+    pub key: SortKey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadAlgorithm {
+    OrderedSubject,
+    References,
+}
+
+/// RFC 7162 §3.2.5 SELECT (QRESYNC (...)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QresyncParams {
+    pub uid_validity: u32,
+    pub mod_seq: u64,
+    pub known_uids: Option<SequenceSet>,
+    pub seq_match: Option<(SequenceSet, SequenceSet)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Capability,
+    Noop,
+    Logout,
+    StartTls,
+    Authenticate {
+        mechanism: String,
+        initial: Option<String>,
+    },
+    Login {
+        user: String,
+        password: String,
+    },
+    Enable(Vec<String>),
+    Select {
+        mailbox: String,
+        read_only: bool,
+        condstore: bool,
+        qresync: Option<QresyncParams>,
+    },
+    Create {
+        mailbox: String,
+        special_use: Vec<String>,
+    },
+    Delete(String),
+    Rename {
+        from: String,
+        to: String,
+    },
+    Subscribe(String),
+    Unsubscribe(String),
+    List {
+        selection: Vec<ListSelect>,
+        reference: String,
+        patterns: Vec<String>,
+        returns: Vec<ListReturn>,
+        lsub: bool,
+        extended: bool,
+    },
+    Namespace,
+    Status {
+        mailbox: String,
+        items: Vec<StatusItem>,
+    },
+    Append {
+        mailbox: String,
+        flags: Vec<Flag>,
+        date: Option<DateTime>,
+        message: Vec<u8>,
+    },
+    Idle,
+    Check,
+    Close,
+    Unselect,
+    Expunge {
+        uids: Option<SequenceSet>,
+    },
+    Search {
+        uid: bool,
+        charset: Option<String>,
+        key: SearchKey,
+        returns: Option<Vec<SearchReturn>>,
+    },
+    Fetch {
+        uid: bool,
+        set: SequenceSet,
+        attrs: Vec<FetchAttr>,
+        changed_since: Option<u64>,
+        vanished: bool,
+    },
+    Store {
+        uid: bool,
+        set: SequenceSet,
+        mode: StoreMode,
+        silent: bool,
+        flags: Vec<Flag>,
+        unchanged_since: Option<u64>,
+    },
+    Copy {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: String,
+    },
+    Move {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: String,
+    },
+    Id(Vec<(String, Option<String>)>),
+    GetQuota(String),
+    GetQuotaRoot(String),
+    SetQuota(String),
+    Sort {
+        uid: bool,
+        criteria: Vec<SortCriterion>,
+        charset: String,
+        key: SearchKey,
+    },
+    Thread {
+        uid: bool,
+        algorithm: ThreadAlgorithm,
+        charset: String,
+        key: SearchKey,
+    },
+    Compress(String),
+}
+
+impl Command {
+    /// The command name, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Capability => "CAPABILITY",
+            Command::Noop => "NOOP",
+            Command::Logout => "LOGOUT",
+            Command::StartTls => "STARTTLS",
+            Command::Authenticate { .. } => "AUTHENTICATE",
+            Command::Login { .. } => "LOGIN",
+            Command::Enable(_) => "ENABLE",
+            Command::Select { read_only: false, .. } => "SELECT",
+            Command::Select { read_only: true, .. } => "EXAMINE",
+            Command::Create { .. } => "CREATE",
+            Command::Delete(_) => "DELETE",
+            Command::Rename { .. } => "RENAME",
+            Command::Subscribe(_) => "SUBSCRIBE",
+            Command::Unsubscribe(_) => "UNSUBSCRIBE",
+            Command::List { lsub: true, .. } => "LSUB",
+            Command::List { .. } => "LIST",
+            Command::Namespace => "NAMESPACE",
+            Command::Status { .. } => "STATUS",
+            Command::Append { .. } => "APPEND",
+            Command::Idle => "IDLE",
+            Command::Check => "CHECK",
+            Command::Close => "CLOSE",
+            Command::Unselect => "UNSELECT",
+            Command::Expunge { .. } => "EXPUNGE",
+            Command::Search { .. } => "SEARCH",
+            Command::Fetch { .. } => "FETCH",
+            Command::Store { .. } => "STORE",
+            Command::Copy { .. } => "COPY",
+            Command::Move { .. } => "MOVE",
+            Command::Id(_) => "ID",
+            Command::GetQuota(_) => "GETQUOTA",
+            Command::GetQuotaRoot(_) => "GETQUOTAROOT",
+            Command::SetQuota(_) => "SETQUOTA",
+            Command::Sort { .. } => "SORT",
+            Command::Thread { .. } => "THREAD",
+            Command::Compress(_) => "COMPRESS",
+        }
+    }
+}
