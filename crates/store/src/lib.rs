@@ -46,6 +46,16 @@ pub trait Store: Send + Sync + 'static {
     async fn mailbox_get(&self, id: MailboxId) -> StoreResult<Option<Mailbox>>;
     async fn mailbox_by_name(&self, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>>;
     async fn mailbox_create(&self, account: AccountId, mailbox: NewMailbox) -> StoreResult<Mailbox>;
+    /// Renames a mailbox and everything below it (`from/...`); INBOX is special: its messages
+    /// move to a new mailbox `to` and INBOX stays, empty (RFC 9051 §6.3.6). Missing parents
+    /// of `to` are created.
+    async fn mailbox_rename(&self, account: AccountId, from: &str, to: &str) -> StoreResult<()>;
+    /// Deletes a mailbox and its messages (not INBOX, not one with children).
+    async fn mailbox_delete(&self, account: AccountId, name: &str) -> StoreResult<()>;
+    async fn mailbox_subscribe(&self, account: AccountId, name: &str, subscribed: bool) -> StoreResult<()>;
+    /// Claims the `\Recent` messages of a mailbox for one session: returns the first UID that
+    /// is recent to the caller and marks everything up to UIDNEXT as no longer recent.
+    async fn mailbox_claim_recent(&self, mailbox: MailboxId) -> StoreResult<u32>;
 
     // --- messages ---
     /// Stores one message for every target (content stored once) and records its envelope.
@@ -59,6 +69,26 @@ pub trait Store: Send + Sync + 'static {
     /// Removes messages; returns the UIDs that were present. Contents whose last copy went
     /// are freed.
     async fn expunge(&self, mailbox: MailboxId, uids: Vec<u32>) -> StoreResult<Vec<u32>>;
+    /// Changes system flags and keywords. With `unchanged_since`, messages whose modseq is
+    /// higher are left alone and reported as conflicts.
+    async fn set_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: Vec<u32>,
+        mode: FlagMode,
+        flags: Flags,
+        keywords: Vec<String>,
+        unchanged_since: Option<u64>,
+    ) -> StoreResult<FlagUpdate>;
+    /// Copies messages (flags and keywords kept) to another mailbox of the same account;
+    /// with `remove_source` it is a move: the copies and the expunge commit together.
+    async fn copy_messages(
+        &self,
+        from: MailboxId,
+        uids: Vec<u32>,
+        to: MailboxId,
+        remove_source: bool,
+    ) -> StoreResult<CopyResult>;
     /// The raw message with this content hash.
     async fn blob_get(&self, hash: BlobHash) -> StoreResult<Option<Vec<u8>>>;
     /// How many stored messages share this content (0 when it is gone).

@@ -151,7 +151,20 @@ pub struct Mailbox {
     pub unseen: u32,
     /// Sum of message sizes (RFC 8438 STATUS=SIZE).
     pub size: u64,
+    /// Messages with `\Deleted` (RFC 9051 STATUS DELETED).
+    #[serde(default)]
+    pub deleted: u32,
+    /// Messages with UID at or above this are `\Recent` to the next session that claims them
+    /// (IMAP4rev1).
+    #[serde(default)]
+    pub recent_uid: u32,
+    /// Keywords in use in this mailbox (for the FLAGS response), at most [`MAX_KEYWORDS`].
+    #[serde(default)]
+    pub keywords: Vec<String>,
 }
+
+/// Distinct keywords a mailbox can hold.
+pub const MAX_KEYWORDS: usize = 128;
 
 /// System flags as bits.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -176,6 +189,34 @@ impl Flags {
     pub fn union(self, other: Flags) -> Flags {
         Flags(self.0 | other.0)
     }
+}
+
+/// How a flag update combines with the current flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagMode {
+    Replace,
+    Add,
+    Remove,
+}
+
+/// Result of a flag update.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagUpdate {
+    /// Messages whose flags changed, with their new flags and modseq.
+    pub updated: Vec<MessageEntry>,
+    /// UIDs not updated because they changed after UNCHANGEDSINCE (RFC 7162 §3.1.3).
+    pub conflicts: Vec<u32>,
+    /// UIDs that no longer exist.
+    pub missing: Vec<u32>,
+    /// New keywords were refused because the mailbox holds too many.
+    pub keywords_refused: bool,
+}
+
+/// Result of a copy or move: (source UID, new UID) pairs and the target's UIDVALIDITY.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyResult {
+    pub uid_validity: u32,
+    pub pairs: Vec<(u32, u32)>,
 }
 
 /// One message in one mailbox.

@@ -339,6 +339,53 @@ impl Store for EmbeddedStore {
         }
     }
 
+    async fn mailbox_rename(&self, account: AccountId, from: &str, to: &str) -> StoreResult<()> {
+        self.write(Op::MailboxRename { account, from: from.to_string(), to: to.to_string() }).await.map(|_| ())
+    }
+
+    async fn mailbox_delete(&self, account: AccountId, name: &str) -> StoreResult<()> {
+        self.write(Op::MailboxDelete { account, name: name.to_string() }).await.map(|_| ())
+    }
+
+    async fn mailbox_subscribe(&self, account: AccountId, name: &str, subscribed: bool) -> StoreResult<()> {
+        self.write(Op::MailboxSubscribe { account, name: name.to_string(), subscribed }).await.map(|_| ())
+    }
+
+    async fn mailbox_claim_recent(&self, mailbox: MailboxId) -> StoreResult<u32> {
+        match self.write(Op::ClaimRecent(mailbox)).await? {
+            OpResult::Uid(u) => Ok(u),
+            _ => unexpected(),
+        }
+    }
+
+    async fn set_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: Vec<u32>,
+        mode: FlagMode,
+        flags: Flags,
+        keywords: Vec<String>,
+        unchanged_since: Option<u64>,
+    ) -> StoreResult<FlagUpdate> {
+        match self.write(Op::SetFlags { mailbox, uids, mode, flags, keywords, unchanged_since }).await? {
+            OpResult::Flags(f) => Ok(f),
+            _ => unexpected(),
+        }
+    }
+
+    async fn copy_messages(
+        &self,
+        from: MailboxId,
+        uids: Vec<u32>,
+        to: MailboxId,
+        remove_source: bool,
+    ) -> StoreResult<CopyResult> {
+        match self.write(Op::Copy { from, uids, to, remove_source }).await? {
+            OpResult::Copied(c) => Ok(c),
+            _ => unexpected(),
+        }
+    }
+
     async fn deliver(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt> {
         match self.write(Op::Deliver(Box::new(delivery))).await? {
             OpResult::Receipt(r) => Ok(r),

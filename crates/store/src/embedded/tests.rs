@@ -256,3 +256,126 @@ async fn changes_since_a_modseq() {
     assert_eq!(all.changed.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 3, 4]);
     store.shutdown().await.unwrap();
 }
+
+async fn inbox_with(store: &EmbeddedStore, n: usize) -> (Account, Mailbox) {
+    let a = account(store, "a@example.org").await;
+    for i in 0..n {
+        store.deliver(delivery(msg(&format!("m{i}"), ""), vec![DeliveryTarget::inbox(a.id)])).await.unwrap();
+    }
+    let inbox = store.mailbox_by_name(a.id, INBOX).await.unwrap().unwrap();
+    (a, inbox)
+}
+
+#[tokio::test]
+async fn flags_change_counters_and_modseq() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let (_a, inbox) = inbox_with(&store, 3).await;
+    let u = store
+        .set_flags(
+            inbox.id,
+            vec![1, 2, 9],
+            FlagMode::Add,
+            Flags::SEEN.union(Flags::DELETED),
+            vec!["$Junk".into(), "$junk".into()],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(u.updated.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(u.missing, vec![9]);
+    assert_eq!(u.updated[0].keywords, vec!["$Junk".to_string()]);
+    let m = store.mailbox_get(inbox.id).await.unwrap().unwrap();
+    assert_eq!((m.unseen, m.deleted), (1, 2));
+    assert_eq!(m.keywords, vec!["$Junk".to_string()]);
+    assert!(m.highest_modseq > inbox.highest_modseq);
+    let modseq = u.updated[0].modseq;
+    // Nothing changes: no new modseq.
+    let again = store.set_flags(inbox.id, vec![1], FlagMode::Add, Flags::SEEN, vec![], None).await.unwrap();
+    assert!(again.updated.is_empty());
+    // UNCHANGEDSINCE below the message's modseq is a conflict.
+    let c =
+        store.set_flags(inbox.id, vec![1, 3], FlagMode::Remove, Flags::SEEN, vec![], Some(modseq - 1)).await.unwrap();
+    assert_eq!(c.conflicts, vec![1]);
+    assert_eq!(c.updated.iter().map(|m| m.uid).collect::<Vec<_>>(), Vec::<u32>::new(), "3 was not seen");
+    let r = store.set_flags(inbox.id, vec![1], FlagMode::Replace, Flags::FLAGGED, vec![], Some(modseq)).await.unwrap();
+    assert_eq!(r.updated[0].flags, Flags::FLAGGED);
+    assert!(r.updated[0].keywords.is_empty());
+    let m = store.mailbox_get(inbox.id).await.unwrap().unwrap();
+    assert_eq!((m.unseen, m.deleted), (2, 1));
+    let changed = store.mailbox_changes(inbox.id, modseq).await.unwrap();
+    assert_eq!(changed.changed.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1]);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn copy_and_move_keep_flags_and_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let (a, inbox) = inbox_with(&store, 3).await;
+    let archive = store.mailbox_by_name(a.id, "Archive").await.unwrap().unwrap();
+    store.set_flags(inbox.id, vec![1], FlagMode::Add, Flags::FLAGGED, vec!["work".into()], None).await.unwrap();
+    let first = store.message_get(inbox.id, 1).await.unwrap().unwrap();
+    let copied = store.copy_messages(inbox.id, vec![1, 2, 77], archive.id, false).await.unwrap();
+    assert_eq!(copied.pairs, vec![(1, 1), (2, 2)]);
+    assert_eq!(copied.uid_validity, archive.uid_validity);
+    let copy = store.message_get(archive.id, 1).await.unwrap().unwrap();
+    assert_eq!((copy.flags, copy.keywords.clone()), (first.flags, first.keywords.clone()));
+    assert_ne!(copy.email_id, first.email_id);
+    assert_eq!(store.blob_refcount(first.blob).await.unwrap(), 2);
+    let moved = store.copy_messages(inbox.id, vec![1, 3], archive.id, true).await.unwrap();
+    assert_eq!(moved.pairs, vec![(1, 3), (3, 4)]);
+    assert_eq!(store.blob_refcount(first.blob).await.unwrap(), 2, "a move does not change reference counts");
+    assert_eq!(
+        store.message_get(archive.id, 3).await.unwrap().unwrap().email_id,
+        first.email_id,
+        "EMAILID survives a move"
+    );
+    let inbox_now = store.mailbox_get(inbox.id).await.unwrap().unwrap();
+    assert_eq!(inbox_now.total, 1);
+    let vanished = store.mailbox_changes(inbox.id, inbox.highest_modseq).await.unwrap();
+    assert_eq!(vanished.expunged, vec![1, 3]);
+    let archive_now = store.mailbox_get(archive.id).await.unwrap().unwrap();
+    assert_eq!((archive_now.total, archive_now.uid_next), (4, 5));
+    // Copy into the same mailbox.
+    let same = store.copy_messages(archive.id, vec![1], archive.id, false).await.unwrap();
+    assert_eq!(same.pairs, vec![(1, 5)]);
+    assert_eq!(store.mailbox_get(archive.id).await.unwrap().unwrap().total, 5);
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn rename_delete_subscribe_recent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let (a, inbox) = inbox_with(&store, 2).await;
+    // CREATE a/b/c makes a and a/b.
+    store.mailbox_create(a.id, NewMailbox::new("Work/2024/Q1", None)).await.unwrap();
+    assert!(store.mailbox_by_name(a.id, "Work").await.unwrap().is_some());
+    assert!(store.mailbox_by_name(a.id, "Work/2024").await.unwrap().is_some());
+    let q1 = store.mailbox_by_name(a.id, "Work/2024/Q1").await.unwrap().unwrap();
+    store.mailbox_rename(a.id, "Work", "Old/Work").await.unwrap();
+    let moved = store.mailbox_by_name(a.id, "Old/Work/2024/Q1").await.unwrap().unwrap();
+    assert_eq!((moved.id, moved.uid_validity), (q1.id, q1.uid_validity));
+    assert!(store.mailbox_by_name(a.id, "Work").await.unwrap().is_none());
+    assert!(store.mailbox_by_name(a.id, "Old").await.unwrap().is_some());
+    assert!(matches!(store.mailbox_rename(a.id, "Old", "Sent").await, Err(StoreError::Exists(_))));
+    assert!(matches!(store.mailbox_delete(a.id, "Old").await, Err(StoreError::Exists(_))), "has children");
+    // Renaming INBOX moves its messages and leaves it empty.
+    store.mailbox_rename(a.id, INBOX, "Saved").await.unwrap();
+    let saved = store.mailbox_by_name(a.id, "Saved").await.unwrap().unwrap();
+    assert_eq!(saved.total, 2);
+    let inbox_now = store.mailbox_get(inbox.id).await.unwrap().unwrap();
+    assert_eq!((inbox_now.total, inbox_now.uid_validity), (0, inbox.uid_validity));
+    let blob = store.message_list(saved.id).await.unwrap()[0].blob;
+    store.mailbox_delete(a.id, "Saved").await.unwrap();
+    assert_eq!(store.blob_refcount(blob).await.unwrap(), 0);
+    store.mailbox_subscribe(a.id, "Sent", false).await.unwrap();
+    assert!(!store.mailbox_by_name(a.id, "Sent").await.unwrap().unwrap().subscribed);
+    // \Recent: the first claim gets everything, the next nothing.
+    store.deliver(delivery(msg("new", ""), vec![DeliveryTarget::inbox(a.id)])).await.unwrap();
+    assert_eq!(store.mailbox_claim_recent(inbox.id).await.unwrap(), 1);
+    let next = store.mailbox_get(inbox.id).await.unwrap().unwrap().uid_next;
+    assert_eq!(store.mailbox_claim_recent(inbox.id).await.unwrap(), next);
+    store.shutdown().await.unwrap();
+}

@@ -33,6 +33,35 @@ pub(crate) enum Op {
     MailboxCreate(AccountId, NewMailbox),
     Deliver(Box<Delivery>),
     Expunge(MailboxId, Vec<u32>),
+    SetFlags {
+        mailbox: MailboxId,
+        uids: Vec<u32>,
+        mode: FlagMode,
+        flags: Flags,
+        keywords: Vec<String>,
+        unchanged_since: Option<u64>,
+    },
+    Copy {
+        from: MailboxId,
+        uids: Vec<u32>,
+        to: MailboxId,
+        remove_source: bool,
+    },
+    MailboxRename {
+        account: AccountId,
+        from: String,
+        to: String,
+    },
+    MailboxDelete {
+        account: AccountId,
+        name: String,
+    },
+    MailboxSubscribe {
+        account: AccountId,
+        name: String,
+        subscribed: bool,
+    },
+    ClaimRecent(MailboxId),
     Shutdown,
 }
 
@@ -43,6 +72,9 @@ pub(crate) enum OpResult {
     Mailbox(Mailbox),
     Receipt(DeliveryReceipt),
     Uids(Vec<u32>),
+    Flags(FlagUpdate),
+    Copied(CopyResult),
+    Uid(u32),
 }
 
 pub(crate) struct Request {
@@ -192,6 +224,8 @@ impl Writer {
                     return Err(StoreError::NotFound(format!("account {account}")));
                 }
                 let mut batch = self.engine.db.batch();
+                // RFC 9051 §6.3.4: create the superiors a hierarchical name needs.
+                self.create_parents(&mut batch, account, &new.name, &mut HashSet::new())?;
                 let mailbox = self.mailbox_create(&mut batch, account, new)?;
                 self.save_counters(&mut batch);
                 batch.commit()?;
@@ -200,6 +234,33 @@ impl Writer {
             }
             Op::Deliver(d) => self.deliver(*d, changes).map(OpResult::Receipt),
             Op::Expunge(mailbox, uids) => self.expunge(mailbox, uids, changes).map(OpResult::Uids),
+            Op::SetFlags { mailbox, uids, mode, flags, keywords, unchanged_since } => {
+                self.set_flags(mailbox, uids, mode, flags, keywords, unchanged_since, changes).map(OpResult::Flags)
+            }
+            Op::Copy { from, uids, to, remove_source } => {
+                self.copy(from, uids, to, remove_source, changes).map(OpResult::Copied)
+            }
+            Op::MailboxRename { account, from, to } => {
+                self.mailbox_rename(account, &from, &to, changes).map(|_| OpResult::Unit)
+            }
+            Op::MailboxDelete { account, name } => self.mailbox_delete(account, &name, changes).map(|_| OpResult::Unit),
+            Op::MailboxSubscribe { account, name, subscribed } => {
+                let mut mailbox = self.mailbox_named(account, &name)?;
+                mailbox.subscribed = subscribed;
+                self.engine.mailboxes.insert(keys::u64_key(mailbox.id), to_json(&mailbox)?)?;
+                changes.push(StoreChange::Account { account });
+                Ok(OpResult::Unit)
+            }
+            Op::ClaimRecent(id) => {
+                let mut mailbox =
+                    self.engine.mailbox(id)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {id}")))?;
+                let first = mailbox.recent_uid.max(1);
+                if mailbox.recent_uid != mailbox.uid_next {
+                    mailbox.recent_uid = mailbox.uid_next;
+                    self.engine.mailboxes.insert(keys::u64_key(id), to_json(&mailbox)?)?;
+                }
+                Ok(OpResult::Uid(first))
+            }
             Op::Shutdown => Ok(OpResult::Unit),
         }
     }
@@ -281,6 +342,9 @@ impl Writer {
             total: 0,
             unseen: 0,
             size: 0,
+            deleted: 0,
+            recent_uid: 1,
+            keywords: Vec::new(),
         };
         batch.insert(&e.mailboxes, keys::u64_key(mailbox.id).to_vec(), to_json(&mailbox)?);
         batch.insert(&e.mailbox_names, name_key, keys::u64_key(mailbox.id).to_vec());
@@ -369,6 +433,10 @@ impl Writer {
             if !target.flags.contains(Flags::SEEN) {
                 mailbox.unseen += 1;
             }
+            if target.flags.contains(Flags::DELETED) {
+                mailbox.deleted += 1;
+            }
+            let keywords = register_keywords(&mut mailbox, &target.keywords);
             mailbox.size += size;
             self.counters.email += 1;
             let email_id = self.counters.email;
@@ -380,7 +448,7 @@ impl Writer {
                 size,
                 internal_date: d.envelope.received_at,
                 flags: target.flags,
-                keywords: target.keywords.clone(),
+                keywords,
                 modseq: mailbox.highest_modseq,
                 email_id,
                 thread_id,
@@ -452,6 +520,9 @@ impl Writer {
             if !entry.flags.contains(Flags::SEEN) {
                 mailbox.unseen = mailbox.unseen.saturating_sub(1);
             }
+            if entry.flags.contains(Flags::DELETED) {
+                mailbox.deleted = mailbox.deleted.saturating_sub(1);
+            }
             mailbox.size = mailbox.size.saturating_sub(entry.size);
             *released.entry(entry.blob).or_default() += 1;
             removed.push(uid);
@@ -503,6 +574,324 @@ impl Writer {
         Ok(removed)
     }
 
+    fn mailbox_named(&self, account: AccountId, name: &str) -> StoreResult<Mailbox> {
+        let id = self
+            .engine
+            .mailbox_names
+            .get(keys::mailbox_name_key(account, name))?
+            .as_deref()
+            .and_then(keys::read_u64)
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+        self.engine.mailbox(id)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn set_flags(
+        &mut self,
+        mailbox_id: MailboxId,
+        uids: Vec<u32>,
+        mode: FlagMode,
+        flags: Flags,
+        keywords: Vec<String>,
+        unchanged_since: Option<u64>,
+        changes: &mut Vec<StoreChange>,
+    ) -> StoreResult<FlagUpdate> {
+        let e = Arc::clone(&self.engine);
+        let mut mailbox =
+            e.mailbox(mailbox_id)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox_id}")))?;
+        let mut result = FlagUpdate::default();
+        let before = mailbox.keywords.len();
+        let mut unique: Vec<String> = Vec::new();
+        for k in keywords {
+            if !unique.iter().any(|x| x.eq_ignore_ascii_case(&k)) {
+                unique.push(k);
+            }
+        }
+        let keywords = register_keywords(&mut mailbox, &unique);
+        result.keywords_refused = keywords.len() < unique.len();
+        let new_modseq = mailbox.highest_modseq + 1;
+        let mut batch = e.db.batch();
+        for uid in uids {
+            let key = keys::message_key(mailbox_id, uid);
+            let Some(bytes) = e.messages.get(key)? else {
+                result.missing.push(uid);
+                continue;
+            };
+            let mut entry = decode_message(&bytes)?;
+            if let Some(since) = unchanged_since
+                && entry.modseq > since
+            {
+                result.conflicts.push(uid);
+                continue;
+            }
+            let old_flags = entry.flags;
+            let old_keywords = entry.keywords.clone();
+            match mode {
+                FlagMode::Replace => {
+                    entry.flags = flags;
+                    entry.keywords = keywords.clone();
+                }
+                FlagMode::Add => {
+                    entry.flags.insert(flags);
+                    for k in &keywords {
+                        if !entry.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                            entry.keywords.push(k.clone());
+                        }
+                    }
+                }
+                FlagMode::Remove => {
+                    entry.flags.remove(flags);
+                    entry.keywords.retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
+                }
+            }
+            if entry.flags == old_flags && entry.keywords == old_keywords {
+                continue;
+            }
+            for (flag, counter) in [(Flags::SEEN, 0), (Flags::DELETED, 1)] {
+                let (was, is) = (old_flags.contains(flag), entry.flags.contains(flag));
+                if was == is {
+                    continue;
+                }
+                match (counter, is) {
+                    (0, true) => mailbox.unseen = mailbox.unseen.saturating_sub(1),
+                    (0, false) => mailbox.unseen += 1,
+                    (_, true) => mailbox.deleted += 1,
+                    (_, false) => mailbox.deleted = mailbox.deleted.saturating_sub(1),
+                }
+            }
+            batch.remove(&e.changes, keys::modseq_key(mailbox_id, entry.modseq, uid).to_vec());
+            entry.modseq = new_modseq;
+            batch.insert(&e.changes, keys::modseq_key(mailbox_id, new_modseq, uid).to_vec(), Vec::new());
+            batch.insert(&e.messages, key.to_vec(), encode_message(&entry)?);
+            result.updated.push(entry);
+        }
+        if !result.updated.is_empty() || mailbox.keywords.len() != before {
+            if !result.updated.is_empty() {
+                mailbox.highest_modseq = new_modseq;
+            }
+            batch.insert(&e.mailboxes, keys::u64_key(mailbox_id).to_vec(), to_json(&mailbox)?);
+            batch.commit()?;
+            changes.push(StoreChange::Mailbox { account: mailbox.account, mailbox: mailbox_id });
+        }
+        Ok(result)
+    }
+
+    fn copy(
+        &mut self,
+        from: MailboxId,
+        uids: Vec<u32>,
+        to: MailboxId,
+        remove_source: bool,
+        changes: &mut Vec<StoreChange>,
+    ) -> StoreResult<CopyResult> {
+        let e = Arc::clone(&self.engine);
+        let mut source = e.mailbox(from)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {from}")))?;
+        let mut target = e.mailbox(to)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {to}")))?;
+        if source.account != target.account {
+            return Err(StoreError::NotFound(format!("mailbox {to}")));
+        }
+        if from == to && remove_source {
+            return Ok(CopyResult { uid_validity: target.uid_validity, pairs: vec![] });
+        }
+        let mut batch = e.db.batch();
+        let pairs = if from == to {
+            // COPY into the same mailbox: source and target are one record.
+            let mut same = source.clone();
+            let pairs = self.copy_in(&mut batch, &mut source, &mut same, &uids, false)?;
+            target = same;
+            pairs
+        } else {
+            self.copy_in(&mut batch, &mut source, &mut target, &uids, remove_source)?
+        };
+        if pairs.is_empty() {
+            return Ok(CopyResult { uid_validity: target.uid_validity, pairs });
+        }
+        batch.insert(&e.mailboxes, keys::u64_key(to).to_vec(), to_json(&target)?);
+        if remove_source {
+            batch.insert(&e.mailboxes, keys::u64_key(from).to_vec(), to_json(&source)?);
+            changes.push(StoreChange::Mailbox { account: source.account, mailbox: from });
+        }
+        self.save_counters(&mut batch);
+        batch.commit()?;
+        changes.push(StoreChange::Mailbox { account: target.account, mailbox: to });
+        Ok(CopyResult { uid_validity: target.uid_validity, pairs })
+    }
+
+    /// Copies (or moves) messages between two mailbox records inside `batch`; the caller
+    /// writes the records and commits.
+    fn copy_in(
+        &mut self,
+        batch: &mut OwnedWriteBatch,
+        source: &mut Mailbox,
+        target: &mut Mailbox,
+        uids: &[u32],
+        remove_source: bool,
+    ) -> StoreResult<Vec<(u32, u32)>> {
+        let e = Arc::clone(&self.engine);
+        let mut pairs = Vec::new();
+        let mut added_refs: HashMap<BlobHash, u32> = HashMap::new();
+        let mut moved = Vec::new();
+        let modseq = target.highest_modseq + 1;
+        for &uid in uids {
+            let Some(bytes) = e.messages.get(keys::message_key(source.id, uid))? else { continue };
+            let old = decode_message(&bytes)?;
+            let new_uid = target.uid_next;
+            target.uid_next =
+                target.uid_next.checked_add(1).ok_or_else(|| StoreError::corrupt("mailbox", "UID space exhausted"))?;
+            target.total += 1;
+            if !old.flags.contains(Flags::SEEN) {
+                target.unseen += 1;
+            }
+            if old.flags.contains(Flags::DELETED) {
+                target.deleted += 1;
+            }
+            target.size += old.size;
+            let keywords = register_keywords(target, &old.keywords);
+            self.counters.email += 1;
+            let entry = MessageEntry {
+                mailbox: target.id,
+                uid: new_uid,
+                modseq,
+                // A moved message keeps its EMAILID (RFC 8474 §5.1); a copy gets a new one.
+                email_id: if remove_source { old.email_id } else { self.counters.email },
+                keywords,
+                ..old.clone()
+            };
+            batch.insert(&e.messages, keys::message_key(target.id, new_uid).to_vec(), encode_message(&entry)?);
+            batch.insert(&e.changes, keys::modseq_key(target.id, modseq, new_uid).to_vec(), Vec::new());
+            *added_refs.entry(old.blob).or_default() += 1;
+            pairs.push((uid, new_uid));
+            moved.push(uid);
+        }
+        if pairs.is_empty() {
+            return Ok(pairs);
+        }
+        target.highest_modseq = modseq;
+        let mut released = HashMap::new();
+        if remove_source {
+            self.remove_messages(batch, source, &moved, &mut released, true)?;
+        }
+        // Net reference change per content: + copies, - removed originals.
+        for (hash, added) in added_refs {
+            let removed = released.remove(&hash).unwrap_or(0);
+            let (count, size) = e.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref).ok_or_else(|| {
+                StoreError::corrupt(format!("content {hash}"), "copied message without reference count")
+            })?;
+            batch.insert(
+                &e.blob_refs,
+                hash.0.to_vec(),
+                keys::blob_ref_value((count + added).saturating_sub(removed), size).to_vec(),
+            );
+        }
+        self.release_blobs(batch, released)?;
+        Ok(pairs)
+    }
+
+    /// Creates `name`'s missing parents in `batch`.
+    fn create_parents(
+        &mut self,
+        batch: &mut OwnedWriteBatch,
+        account: AccountId,
+        name: &str,
+        created: &mut HashSet<String>,
+    ) -> StoreResult<()> {
+        let mut prefix = String::new();
+        let parts: Vec<&str> = name.split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            if created.contains(&prefix)
+                || self.engine.mailbox_names.contains_key(keys::mailbox_name_key(account, &prefix))?
+            {
+                continue;
+            }
+            self.mailbox_create(batch, account, NewMailbox::new(&prefix, None))?;
+            created.insert(prefix.clone());
+        }
+        Ok(())
+    }
+
+    fn mailbox_rename(
+        &mut self,
+        account: AccountId,
+        from: &str,
+        to: &str,
+        changes: &mut Vec<StoreChange>,
+    ) -> StoreResult<()> {
+        let e = Arc::clone(&self.engine);
+        if e.mailbox_names.contains_key(keys::mailbox_name_key(account, to))? {
+            return Err(StoreError::Exists(format!("mailbox {to}")));
+        }
+        let source = self.mailbox_named(account, from)?;
+        let mut batch = e.db.batch();
+        let mut created = HashSet::new();
+        self.create_parents(&mut batch, account, to, &mut created)?;
+        if from == INBOX {
+            // RFC 9051 §6.3.6: the messages move to a new mailbox; INBOX stays, empty. One
+            // batch: a crash leaves either the old state or the new one.
+            let mut inbox = source;
+            let mut target = self.mailbox_create(&mut batch, account, NewMailbox::new(to, None))?;
+            let uids = e.message_uids(inbox.id)?;
+            self.copy_in(&mut batch, &mut inbox, &mut target, &uids, true)?;
+            batch.insert(&e.mailboxes, keys::u64_key(inbox.id).to_vec(), to_json(&inbox)?);
+            batch.insert(&e.mailboxes, keys::u64_key(target.id).to_vec(), to_json(&target)?);
+            self.save_counters(&mut batch);
+            batch.commit()?;
+            changes.push(StoreChange::Account { account });
+            changes.push(StoreChange::Mailbox { account, mailbox: inbox.id });
+            return Ok(());
+        }
+        let child_prefix = format!("{from}/");
+        let mut renamed = vec![source];
+        for m in e.account_mailboxes(account)? {
+            if m.name.starts_with(&child_prefix) {
+                renamed.push(m);
+            }
+        }
+        for mut m in renamed {
+            let new_name = format!("{to}{}", &m.name[from.len()..]);
+            if e.mailbox_names.contains_key(keys::mailbox_name_key(account, &new_name))? {
+                return Err(StoreError::Exists(format!("mailbox {new_name}")));
+            }
+            batch.remove(&e.mailbox_names, keys::mailbox_name_key(account, &m.name));
+            batch.insert(&e.mailbox_names, keys::mailbox_name_key(account, &new_name), keys::u64_key(m.id).to_vec());
+            m.name = new_name;
+            batch.insert(&e.mailboxes, keys::u64_key(m.id).to_vec(), to_json(&m)?);
+        }
+        self.save_counters(&mut batch);
+        batch.commit()?;
+        changes.push(StoreChange::Account { account });
+        Ok(())
+    }
+
+    fn mailbox_delete(&mut self, account: AccountId, name: &str, changes: &mut Vec<StoreChange>) -> StoreResult<()> {
+        let e = Arc::clone(&self.engine);
+        if name == INBOX {
+            return Err(StoreError::corrupt("mailbox delete", "INBOX cannot be deleted"));
+        }
+        let mut mailbox = self.mailbox_named(account, name)?;
+        let child_prefix = format!("{name}/");
+        if e.account_mailboxes(account)?.iter().any(|m| m.name.starts_with(&child_prefix)) {
+            return Err(StoreError::Exists(format!("mailbox {name} has children")));
+        }
+        let mut batch = e.db.batch();
+        let mut released = HashMap::new();
+        let uids = e.message_uids(mailbox.id)?;
+        self.remove_messages(&mut batch, &mut mailbox, &uids, &mut released, false)?;
+        for item in e.expunged.prefix(keys::u64_key(mailbox.id)) {
+            batch.remove(&e.expunged, item.key()?);
+        }
+        self.release_blobs(&mut batch, released)?;
+        batch.remove(&e.mailboxes, keys::u64_key(mailbox.id).to_vec());
+        batch.remove(&e.mailbox_names, keys::mailbox_name_key(account, name));
+        batch.commit()?;
+        changes.push(StoreChange::Account { account });
+        changes.push(StoreChange::Mailbox { account, mailbox: mailbox.id });
+        Ok(())
+    }
+
     fn account_remove(&mut self, id: AccountId, changes: &mut Vec<StoreChange>) -> StoreResult<bool> {
         let e = Arc::clone(&self.engine);
         let Some(account) = e.account(id)? else { return Ok(false) };
@@ -528,4 +917,25 @@ impl Writer {
         changes.push(StoreChange::Directory);
         Ok(true)
     }
+}
+
+/// Adds new keywords to the mailbox's registry (up to [`MAX_KEYWORDS`]); returns the keywords
+/// that may be stored (known ones in the registry's spelling, new ones that fitted).
+fn register_keywords(mailbox: &mut Mailbox, wanted: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for k in wanted {
+        let known = mailbox.keywords.iter().find(|x| x.eq_ignore_ascii_case(k)).cloned();
+        let k = match known {
+            Some(k) => k,
+            None if mailbox.keywords.len() < MAX_KEYWORDS => {
+                mailbox.keywords.push(k.clone());
+                k.clone()
+            }
+            None => continue,
+        };
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
 }
