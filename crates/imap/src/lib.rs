@@ -1,0 +1,5 @@
+//! The IMAP service (RFC 9051 IMAP4rev2 and RFC 3501 IMAP4rev1 behaviour).
+
+pub mod address;
+pub mod render;
+pub mod section;
