@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
 /// Bump when [`MessageSummary`] changes.
-pub const SUMMARY_VERSION: u16 = 1;
+pub const SUMMARY_VERSION: u16 = 2;
 
 /// MIME nesting deeper than this is summarised as an opaque leaf, so hostile messages cannot
 /// make the summary (or an IMAP BODYSTRUCTURE built from it) unbounded.
@@ -35,7 +35,36 @@ pub struct MessageSummary {
     /// Raw header values for the IMAP ENVELOPE (RFC 9051 §7.5.2).
     pub envelope: RawEnvelope,
     pub body: BodyPart,
+    /// Decoded addresses of From, To, Cc, Bcc (for SEARCH and SORT), at most
+    /// [`MAX_ADDRESSES`] each.
+    pub from_addrs: Vec<Addr>,
+    pub to_addrs: Vec<Addr>,
+    pub cc_addrs: Vec<Addr>,
+    pub bcc_addrs: Vec<Addr>,
+    /// The calendar day of the `Date:` header as the sender wrote it (days since
+    /// 1970-01-01, time and zone disregarded: SENTON/SENTBEFORE/SENTSINCE).
+    pub sent_day: Option<i64>,
 }
+
+/// A decoded address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addr {
+    pub name: Option<String>,
+    pub address: String,
+}
+
+impl Addr {
+    /// `Name <address>` or `address`.
+    pub fn display(&self) -> String {
+        match &self.name {
+            Some(n) if !n.is_empty() => format!("{n} <{}>", self.address),
+            _ => self.address.clone(),
+        }
+    }
+}
+
+/// Addresses kept per header in the summary.
+pub const MAX_ADDRESSES: usize = 100;
 
 /// The ten ENVELOPE fields as they appear in the header (unfolded, encoded words intact).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +144,11 @@ pub fn summarize(raw: &[u8]) -> MessageSummary {
             references: vec![],
             envelope: RawEnvelope::default(),
             body: plain_leaf(raw, 0, 0, raw.len() as u64),
+            from_addrs: vec![],
+            to_addrs: vec![],
+            cc_addrs: vec![],
+            bcc_addrs: vec![],
+            sent_day: None,
         };
     };
     let mut budget = MAX_PARTS;
@@ -141,7 +175,37 @@ pub fn summarize(raw: &[u8]) -> MessageSummary {
         references: id_list(message.references()),
         envelope: message.parts.first().map(|p| raw_envelope(raw, p)).unwrap_or_default(),
         body,
+        from_addrs: addr_list(message.from()),
+        to_addrs: addr_list(message.to()),
+        cc_addrs: addr_list(message.cc()),
+        bcc_addrs: addr_list(message.bcc()),
+        sent_day: message.date().map(|d| days_from_civil(i64::from(d.year), i64::from(d.month), i64::from(d.day))),
     }
+}
+
+fn addr_list(addr: Option<&Address<'_>>) -> Vec<Addr> {
+    let Some(addr) = addr else { return vec![] };
+    let list: Vec<&mail_parser::Addr<'_>> = match addr {
+        Address::List(list) => list.iter().collect(),
+        Address::Group(groups) => groups.iter().flat_map(|g| g.addresses.iter()).collect(),
+    };
+    list.into_iter()
+        .take(MAX_ADDRESSES)
+        .map(|a| Addr {
+            name: a.name.as_deref().map(clean_line),
+            address: a.address.as_deref().map(clean_line).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
 }
 
 fn first_address(addr: &Address<'_>) -> Option<(Option<String>, String)> {

@@ -11,6 +11,9 @@ fn simple_message() {
     assert_eq!(s.message_id.as_deref(), Some("id1@example.org"));
     assert_eq!(s.references, vec!["r1@x".to_string(), "r2@x".to_string()]);
     assert_eq!(s.date, Some(1751364000));
+    assert_eq!(s.sent_day, Some(1751364000 / 86400));
+    assert_eq!(s.from_addrs, vec![Addr { name: Some("Jörg".into()), address: "jorg@example.org".into() }]);
+    assert_eq!(s.to_addrs[0].display(), "a@example.net");
     assert_eq!(s.envelope.from.as_deref(), Some("=?utf-8?q?J=C3=B6rg?= <jorg@example.org>"));
     assert_eq!(s.envelope.subject.as_deref(), Some("Hello there"));
     assert_eq!((s.body.media_type.as_str(), s.body.subtype.as_str()), ("text", "plain"));

@@ -1,0 +1,268 @@
+//! The selected mailbox as one session sees it: message sequence numbers, flags it has
+//! reported, and changes made by others that it has not reported yet.
+
+use crate::notify::MailboxSignal;
+use std::sync::Arc;
+use tern_imap_proto::{SeqNumber, SeqRange, SequenceSet};
+use tern_store::{MailboxChanges, MailboxId, MessageEntry};
+
+pub struct View {
+    pub id: MailboxId,
+    pub name: String,
+    pub read_only: bool,
+    pub uid_validity: u32,
+    /// In sequence order (ascending UID). Includes messages expunged by others until that is
+    /// reported.
+    pub messages: Vec<MessageEntry>,
+    /// Changes up to this modseq are reflected in `messages`.
+    pub highest_modseq: u64,
+    /// Messages with UID at or above this are `\Recent` in this session (IMAP4rev1).
+    pub first_recent: u32,
+    /// Expunged by another session, not yet reported (UIDs, ascending).
+    pub pending_expunged: Vec<u32>,
+    pub signal: Arc<MailboxSignal>,
+    pub seen_version: u64,
+}
+
+/// What changed since the client last heard, to be reported as untagged responses.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Sequence numbers to report as EXPUNGE, in the order to send them.
+    pub expunged_seqs: Vec<u32>,
+    /// UIDs that vanished (for QRESYNC clients, instead of `expunged_seqs`).
+    pub vanished: Vec<u32>,
+    /// New message count, when it grew.
+    pub exists: Option<u32>,
+    /// Indices of messages whose flags changed.
+    pub flag_changes: Vec<usize>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum SetError {
+    /// A message number beyond the mailbox (RFC 9051 §6.4.8).
+    BadSequence,
+}
+
+impl View {
+    pub fn max_uid(&self) -> u32 {
+        self.messages.last().map(|m| m.uid).unwrap_or(0)
+    }
+
+    pub fn index_of(&self, uid: u32) -> Option<usize> {
+        self.messages.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    pub fn is_recent(&self, uid: u32) -> bool {
+        uid >= self.first_recent
+    }
+
+    pub fn recent_count(&self) -> u32 {
+        self.messages.iter().filter(|m| m.uid >= self.first_recent).count() as u32
+    }
+
+    pub fn is_expunged(&self, uid: u32) -> bool {
+        self.pending_expunged.binary_search(&uid).is_ok()
+    }
+
+    /// Indices (ascending, unique) of the messages a set names.
+    pub fn resolve(&self, set: &SequenceSet, uid: bool, saved: &[u32]) -> Result<Vec<usize>, SetError> {
+        let ranges = match set {
+            SequenceSet::Saved => {
+                // `$` holds UIDs (RFC 5182 §2.1).
+                let mut out: Vec<usize> = saved.iter().filter_map(|u| self.index_of(*u)).collect();
+                out.sort_unstable();
+                out.dedup();
+                return Ok(out);
+            }
+            SequenceSet::Ranges(r) => r,
+        };
+        let mut out = Vec::new();
+        if uid {
+            let max = self.max_uid();
+            for SeqRange(a, b) in ranges {
+                let v = |x: &SeqNumber| match x {
+                    SeqNumber::Value(v) => *v,
+                    SeqNumber::Last => max,
+                };
+                let (lo, hi) = (v(a).min(v(b)), v(a).max(v(b)));
+                let start = self.messages.partition_point(|m| m.uid < lo);
+                let end = self.messages.partition_point(|m| m.uid <= hi);
+                out.extend(start..end);
+            }
+        } else {
+            let n = self.messages.len() as u32;
+            for SeqRange(a, b) in ranges {
+                let v = |x: &SeqNumber| match x {
+                    SeqNumber::Value(v) => Ok(*v),
+                    SeqNumber::Last => Ok(n),
+                };
+                let (a, b) = (v(a)?, v(b)?);
+                if n == 0 {
+                    continue;
+                }
+                if a > n || b > n {
+                    return Err(SetError::BadSequence);
+                }
+                let (lo, hi) = (a.min(b), a.max(b));
+                out.extend((lo as usize - 1)..(hi as usize));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Takes in what changed in the store. Expunges are reported only when `allow_expunge`
+    /// (never during FETCH, STORE or SEARCH: RFC 9051 §7.5.1); until then the messages stay
+    /// in the view.
+    pub fn apply(&mut self, changes: MailboxChanges, allow_expunge: bool, vanished: bool) -> Report {
+        let mut report = Report::default();
+        for uid in changes.expunged {
+            if self.index_of(uid).is_some() && !self.is_expunged(uid) {
+                let at = self.pending_expunged.partition_point(|u| *u < uid);
+                self.pending_expunged.insert(at, uid);
+            }
+        }
+        let before = self.messages.len();
+        for entry in changes.changed {
+            if let Some(i) = self.index_of(entry.uid) {
+                if self.is_expunged(entry.uid) {
+                    continue;
+                }
+                let old = &self.messages[i];
+                if old.flags != entry.flags || old.keywords != entry.keywords {
+                    report.flag_changes.push(i);
+                }
+                self.messages[i] = entry;
+            } else if entry.uid > self.max_uid() {
+                self.messages.push(entry);
+            }
+        }
+        if self.messages.len() > before {
+            report.exists = Some(self.messages.len() as u32);
+        }
+        self.highest_modseq = self.highest_modseq.max(changes.highest_modseq);
+        if allow_expunge {
+            self.take_expunges(&mut report, vanished);
+        }
+        report
+    }
+
+    /// Removes the pending expunges from the view and says how to report them.
+    pub fn take_expunges(&mut self, report: &mut Report, vanished: bool) {
+        if self.pending_expunged.is_empty() {
+            return;
+        }
+        let gone = std::mem::take(&mut self.pending_expunged);
+        // Flag changes refer to indices; recompute them after removal.
+        let changed_uids: Vec<u32> = report.flag_changes.iter().map(|&i| self.messages[i].uid).collect();
+        for uid in &gone {
+            if let Some(i) = self.index_of(*uid) {
+                if !vanished {
+                    report.expunged_seqs.push(i as u32 + 1);
+                }
+                self.messages.remove(i);
+            }
+        }
+        if vanished {
+            report.vanished = gone;
+        }
+        report.flag_changes = changed_uids.iter().filter_map(|u| self.index_of(*u)).collect();
+    }
+
+    /// Removes messages this session expunged itself (already reported by the caller).
+    pub fn remove_uids(&mut self, uids: &[u32]) -> Vec<u32> {
+        let mut seqs = Vec::new();
+        for uid in uids {
+            if let Some(i) = self.index_of(*uid) {
+                seqs.push(i as u32 + 1);
+                self.messages.remove(i);
+            }
+            if let Ok(p) = self.pending_expunged.binary_search(uid) {
+                self.pending_expunged.remove(p);
+            }
+        }
+        seqs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_store::{BlobHash, Flags};
+
+    fn entry(uid: u32, flags: Flags, modseq: u64) -> MessageEntry {
+        MessageEntry {
+            mailbox: 1,
+            uid,
+            blob: BlobHash([0; 32]),
+            size: 10,
+            internal_date: 0,
+            flags,
+            keywords: vec![],
+            modseq,
+            email_id: uid as u64,
+            thread_id: 1,
+            delivery_id: 1,
+        }
+    }
+
+    fn view(uids: &[u32]) -> View {
+        View {
+            id: 1,
+            name: "INBOX".into(),
+            read_only: false,
+            uid_validity: 1,
+            messages: uids.iter().map(|&u| entry(u, Flags::default(), 1)).collect(),
+            highest_modseq: 1,
+            first_recent: 100,
+            pending_expunged: vec![],
+            signal: Arc::new(MailboxSignal::default()),
+            seen_version: 0,
+        }
+    }
+
+    fn set(ranges: &[(u32, Option<u32>)]) -> SequenceSet {
+        SequenceSet::Ranges(
+            ranges
+                .iter()
+                .map(|(a, b)| SeqRange(SeqNumber::Value(*a), b.map(SeqNumber::Value).unwrap_or(SeqNumber::Last)))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn resolving_sets() {
+        let v = view(&[3, 5, 9, 12]);
+        assert_eq!(v.resolve(&set(&[(2, Some(3))]), false, &[]).unwrap(), vec![1, 2]);
+        assert_eq!(v.resolve(&set(&[(3, None)]), false, &[]).unwrap(), vec![2, 3]);
+        assert_eq!(v.resolve(&set(&[(5, Some(5))]), false, &[]), Err(SetError::BadSequence));
+        assert_eq!(v.resolve(&set(&[(4, Some(10))]), true, &[]).unwrap(), vec![1, 2]);
+        assert_eq!(v.resolve(&set(&[(13, None)]), true, &[]).unwrap(), vec![3], "13:* includes the largest UID");
+        assert_eq!(v.resolve(&set(&[(1, Some(1)), (1, Some(3))]), false, &[]).unwrap(), vec![0, 1, 2]);
+        assert_eq!(v.resolve(&SequenceSet::Saved, false, &[9, 3, 77]).unwrap(), vec![0, 2]);
+        assert_eq!(view(&[]).resolve(&set(&[(1, None)]), false, &[]).unwrap(), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn expunges_wait_until_allowed() {
+        let mut v = view(&[1, 2, 3, 4]);
+        let changes = MailboxChanges {
+            changed: vec![entry(3, Flags::SEEN, 5), entry(5, Flags::default(), 6)],
+            expunged: vec![2, 4],
+            highest_modseq: 6,
+        };
+        let r = v.apply(changes, false, false);
+        assert_eq!(r.exists, Some(5), "expunged messages still count until reported");
+        assert_eq!(r.flag_changes, vec![2]);
+        assert!(r.expunged_seqs.is_empty());
+        assert_eq!(v.pending_expunged, vec![2, 4]);
+        let r = v.apply(MailboxChanges { highest_modseq: 6, ..Default::default() }, true, false);
+        assert_eq!(r.expunged_seqs, vec![2, 3], "each number as it is after the previous expunge");
+        assert_eq!(v.messages.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![1, 3, 5]);
+        let mut v = view(&[1, 2, 3]);
+        let r = v.apply(MailboxChanges { expunged: vec![1, 3], highest_modseq: 2, ..Default::default() }, true, true);
+        assert_eq!(r.vanished, vec![1, 3]);
+        assert!(r.expunged_seqs.is_empty());
+    }
+}

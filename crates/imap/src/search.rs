@@ -1,0 +1,667 @@
+//! SEARCH keys (RFC 9051 §6.4.4), SORT and THREAD (RFC 5256) evaluated over messages whose
+//! data the session loaded. Pure: the caller loads what [`needs`] says and passes it in.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use tern_imap_proto::{Date, SearchKey, SequenceSet, SortCriterion, SortKey, days_from_civil};
+use tern_mime::MessageSummary;
+use tern_store::{Flags, MessageEntry};
+
+/// What a search needs besides the message entry.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Needs {
+    pub summary: bool,
+    /// Raw header (HEADER key, TEXT).
+    pub header: bool,
+    /// Decoded body text (BODY, TEXT).
+    pub text: bool,
+}
+
+pub fn needs(key: &SearchKey) -> Needs {
+    let mut n = Needs::default();
+    fn walk(k: &SearchKey, n: &mut Needs) {
+        match k {
+            SearchKey::Bcc(_)
+            | SearchKey::Cc(_)
+            | SearchKey::From(_)
+            | SearchKey::To(_)
+            | SearchKey::Subject(_)
+            | SearchKey::SentBefore(_)
+            | SearchKey::SentOn(_)
+            | SearchKey::SentSince(_) => n.summary = true,
+            SearchKey::Header(..) => n.header = true,
+            SearchKey::Body(_) => n.text = true,
+            SearchKey::Text(_) => {
+                n.text = true;
+                n.header = true;
+            }
+            SearchKey::Not(k) => walk(k, n),
+            SearchKey::Or(a, b) => {
+                walk(a, n);
+                walk(b, n);
+            }
+            SearchKey::And(ks) => ks.iter().for_each(|k| walk(k, n)),
+            _ => {}
+        }
+    }
+    walk(key, &mut n);
+    n
+}
+
+/// Everything known about one message during a search.
+pub struct Candidate<'a> {
+    pub entry: &'a MessageEntry,
+    pub seq: u32,
+    pub summary: Option<Arc<MessageSummary>>,
+    /// Header block, lower-cased, decoded and raw (for HEADER and TEXT).
+    pub header: Option<String>,
+    /// Decoded text of the body, lower-cased.
+    pub text: Option<String>,
+}
+
+/// Facts about the mailbox the keys refer to.
+pub struct Scope<'a> {
+    pub last_seq: u32,
+    pub last_uid: u32,
+    pub first_recent: u32,
+    pub saved: &'a [u32],
+}
+
+fn contains(haystack: &str, needle: &str) -> bool {
+    needle.is_empty() || haystack.contains(&needle.to_lowercase())
+}
+
+fn addr_match(list: &[tern_mime::Addr], raw: Option<&str>, needle: &str) -> bool {
+    let needle = needle.to_lowercase();
+    list.iter().any(|a| a.display().to_lowercase().contains(&needle)) || raw.is_some_and(|r| r.to_lowercase().contains(&needle))
+}
+
+fn day_of(unix: i64) -> i64 {
+    unix.div_euclid(86400)
+}
+
+fn date_days(d: &Date) -> i64 {
+    days_from_civil(i64::from(d.year), i64::from(d.month), i64::from(d.day))
+}
+
+fn in_set(set: &SequenceSet, n: u32, last: u32, saved: &[u32], saved_as_uid: bool, uid: u32) -> bool {
+    match set {
+        SequenceSet::Saved => saved_as_uid && saved.binary_search(&uid).is_ok() || !saved_as_uid && saved.contains(&uid),
+        s => s.contains(n, last),
+    }
+}
+
+/// Whether a message matches a key.
+pub fn matches(key: &SearchKey, c: &Candidate<'_>, scope: &Scope<'_>) -> bool {
+    let e = c.entry;
+    let f = |flag: Flags| e.flags.contains(flag);
+    let summary = c.summary.as_deref();
+    match key {
+        SearchKey::All => true,
+        SearchKey::Answered => f(Flags::ANSWERED),
+        SearchKey::Deleted => f(Flags::DELETED),
+        SearchKey::Draft => f(Flags::DRAFT),
+        SearchKey::Flagged => f(Flags::FLAGGED),
+        SearchKey::Seen => f(Flags::SEEN),
+        SearchKey::Unanswered => !f(Flags::ANSWERED),
+        SearchKey::Undeleted => !f(Flags::DELETED),
+        SearchKey::Undraft => !f(Flags::DRAFT),
+        SearchKey::Unflagged => !f(Flags::FLAGGED),
+        SearchKey::Unseen => !f(Flags::SEEN),
+        SearchKey::Recent => e.uid >= scope.first_recent,
+        SearchKey::New => e.uid >= scope.first_recent && !f(Flags::SEEN),
+        SearchKey::Old => e.uid < scope.first_recent,
+        SearchKey::Keyword(k) => keyword(e, k),
+        SearchKey::Unkeyword(k) => !keyword(e, k),
+        SearchKey::Larger(n) => e.size > *n,
+        SearchKey::Smaller(n) => e.size < *n,
+        SearchKey::Before(d) => day_of(e.internal_date) < date_days(d),
+        SearchKey::On(d) => day_of(e.internal_date) == date_days(d),
+        SearchKey::Since(d) => day_of(e.internal_date) >= date_days(d),
+        SearchKey::SentBefore(d) => summary.and_then(|s| s.sent_day).is_some_and(|day| day < date_days(d)),
+        SearchKey::SentOn(d) => summary.and_then(|s| s.sent_day).is_some_and(|day| day == date_days(d)),
+        SearchKey::SentSince(d) => summary.and_then(|s| s.sent_day).is_some_and(|day| day >= date_days(d)),
+        SearchKey::From(s) => summary.is_some_and(|m| addr_match(&m.from_addrs, m.envelope.from.as_deref(), s)),
+        SearchKey::To(s) => summary.is_some_and(|m| addr_match(&m.to_addrs, m.envelope.to.as_deref(), s)),
+        SearchKey::Cc(s) => summary.is_some_and(|m| addr_match(&m.cc_addrs, m.envelope.cc.as_deref(), s)),
+        SearchKey::Bcc(s) => summary.is_some_and(|m| addr_match(&m.bcc_addrs, m.envelope.bcc.as_deref(), s)),
+        SearchKey::Subject(s) => summary.is_some_and(|m| {
+            contains(&m.subject.to_lowercase(), s) || m.envelope.subject.as_deref().is_some_and(|r| contains(&r.to_lowercase(), s))
+        }),
+        SearchKey::Header(name, value) => c.header.as_deref().is_some_and(|h| header_match(h, name, value)),
+        SearchKey::Body(s) => c.text.as_deref().is_some_and(|t| contains(t, s)),
+        SearchKey::Text(s) => {
+            c.text.as_deref().is_some_and(|t| contains(t, s)) || c.header.as_deref().is_some_and(|h| contains(h, s))
+        }
+        SearchKey::Uid(set) => in_set(set, e.uid, scope.last_uid, scope.saved, true, e.uid),
+        SearchKey::SequenceSet(set) => in_set(set, c.seq, scope.last_seq, scope.saved, true, e.uid),
+        SearchKey::Not(k) => !matches(k, c, scope),
+        SearchKey::Or(a, b) => matches(a, c, scope) || matches(b, c, scope),
+        SearchKey::And(ks) => ks.iter().all(|k| matches(k, c, scope)),
+        SearchKey::ModSeq(m) => e.modseq >= *m,
+        SearchKey::EmailId(id) => object_id("M", e.email_id) == *id,
+        SearchKey::ThreadId(id) => object_id("T", e.thread_id) == *id,
+    }
+}
+
+fn keyword(e: &MessageEntry, k: &str) -> bool {
+    let flag = match k.to_ascii_lowercase().as_str() {
+        "\\seen" => Some(Flags::SEEN),
+        "\\answered" => Some(Flags::ANSWERED),
+        "\\flagged" => Some(Flags::FLAGGED),
+        "\\deleted" => Some(Flags::DELETED),
+        "\\draft" => Some(Flags::DRAFT),
+        _ => None,
+    };
+    match flag {
+        Some(f) => e.flags.contains(f),
+        None => e.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)),
+    }
+}
+
+/// RFC 8474 object ids: a letter and the number in hex.
+pub fn object_id(prefix: &str, n: u64) -> String {
+    format!("{prefix}{n:016x}")
+}
+
+/// HEADER name value: a field with that name whose value contains the string (an empty
+/// string matches any message that has the field). `header` is lower-cased "name: value"
+/// lines, unfolded.
+fn header_match(header: &str, name: &str, value: &str) -> bool {
+    let name = name.to_lowercase();
+    let value = value.to_lowercase();
+    header.lines().any(|line| {
+        line.split_once(':').is_some_and(|(n, v)| n.trim() == name && v.contains(&value))
+    })
+}
+
+/// Unfolds a raw header block and decodes encoded words in it, lower-cased, one field per
+/// line ("name: value").
+pub fn header_text(raw_header: &[u8]) -> String {
+    let mut out = String::new();
+    let text = String::from_utf8_lossy(raw_header);
+    for line in text.split('\n') {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            out.push(' ');
+            out.push_str(line.trim_start());
+        } else {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(line);
+        }
+    }
+    // Decoded forms of the structured fields, so encoded words match as text.
+    if let Some(parsed) = mail_parser::MessageParser::default().parse_headers(raw_header) {
+        for h in parsed.headers() {
+            let decoded = match h.value() {
+                mail_parser::HeaderValue::Text(t) => t.to_string(),
+                mail_parser::HeaderValue::TextList(l) => l.join(" "),
+                mail_parser::HeaderValue::Address(a) => match a {
+                    mail_parser::Address::List(l) => {
+                        l.iter().map(|x| format!("{} {}", x.name.as_deref().unwrap_or(""), x.address.as_deref().unwrap_or(""))).collect::<Vec<_>>().join(", ")
+                    }
+                    mail_parser::Address::Group(g) => g
+                        .iter()
+                        .flat_map(|g| g.addresses.iter())
+                        .map(|x| format!("{} {}", x.name.as_deref().unwrap_or(""), x.address.as_deref().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                },
+                _ => continue,
+            };
+            out.push('\n');
+            out.push_str(h.name());
+            out.push_str(": ");
+            out.push_str(&decoded);
+        }
+    }
+    out.to_lowercase()
+}
+
+/// Decoded text of every text part (charsets converted, base64 and quoted-printable undone),
+/// lower-cased.
+pub fn body_text(raw: &[u8]) -> String {
+    let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
+        return String::from_utf8_lossy(raw).to_lowercase();
+    };
+    let mut out = String::new();
+    collect_text(&message, &mut out, 0);
+    out.to_lowercase()
+}
+
+fn collect_text(message: &mail_parser::Message<'_>, out: &mut String, depth: usize) {
+    for part in &message.parts {
+        match &part.body {
+            mail_parser::PartType::Text(t) | mail_parser::PartType::Html(t) => {
+                out.push_str(t);
+                out.push('\n');
+            }
+            mail_parser::PartType::Message(inner) if depth < 8 => collect_text(inner, out, depth + 1),
+            _ => {}
+        }
+    }
+}
+
+/// RFC 5256 §2.1 base subject, lower-cased for comparison.
+pub fn base_subject(subject: &str) -> String {
+    subject_info(subject).0
+}
+
+/// Base subject and whether extraction removed a reply/forward marker (RFC 5256 §2.1: a
+/// `re:`/`fw:`/`fwd:` leader, a `(fwd)` trailer or a `[fwd: ...]` wrapper).
+pub fn subject_info(subject: &str) -> (String, bool) {
+    let mut s: String = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut reply = false;
+    loop {
+        // (2) trailing "(fwd)" and white space.
+        loop {
+            let t = s.trim_end();
+            if t.len() >= 5 && t.is_char_boundary(t.len() - 5) && t[t.len() - 5..].eq_ignore_ascii_case("(fwd)") {
+                s = t[..t.len() - 5].to_string();
+                reply = true;
+            } else {
+                s = t.to_string();
+                break;
+            }
+        }
+        // (3) leading subj-refwd ("re", "fw", "fwd", optional [blob]s, ":") and leading
+        // [blob]s that leave something behind; repeated.
+        loop {
+            let t = s.trim_start().to_string();
+            let lower = t.to_ascii_lowercase();
+            let bytes = t.as_bytes();
+            let mut next = None;
+            for prefix in ["fwd", "fw", "re"] {
+                if !lower.starts_with(prefix) {
+                    continue;
+                }
+                let mut i = prefix.len();
+                while i < bytes.len() && bytes[i] == b' ' {
+                    i += 1;
+                }
+                while i < bytes.len() && bytes[i] == b'[' {
+                    match t[i..].find(']') {
+                        Some(close) => i += close + 1,
+                        None => break,
+                    }
+                    while i < bytes.len() && bytes[i] == b' ' {
+                        i += 1;
+                    }
+                }
+                if bytes.get(i) == Some(&b':') {
+                    next = Some(t[i + 1..].to_string());
+                    reply = true;
+                    break;
+                }
+            }
+            if next.is_none()
+                && t.starts_with('[')
+                && let Some(close) = t.find(']')
+            {
+                let after = t[close + 1..].trim_start();
+                if !after.is_empty() {
+                    next = Some(after.to_string());
+                }
+            }
+            match next {
+                Some(n) => s = n,
+                None => {
+                    s = t;
+                    break;
+                }
+            }
+        }
+        // (5) "[fwd: ... ]" wrapper.
+        let lower = s.to_ascii_lowercase();
+        if lower.starts_with("[fwd:") && s.ends_with(']') {
+            s = s[5..s.len() - 1].to_string();
+            reply = true;
+            continue;
+        }
+        break;
+    }
+    (s.trim().to_lowercase(), reply)
+}
+
+/// Data SORT and THREAD look at.
+pub struct SortItem {
+    pub seq: u32,
+    pub uid: u32,
+    pub entry_size: u64,
+    pub internal_date: i64,
+    pub summary: Arc<MessageSummary>,
+}
+
+fn first_mailbox(list: &[tern_mime::Addr]) -> String {
+    list.first().map(|a| a.address.split('@').next().unwrap_or("").to_lowercase()).unwrap_or_default()
+}
+
+fn display(list: &[tern_mime::Addr]) -> String {
+    list.first()
+        .map(|a| match &a.name {
+            Some(n) if !n.trim().is_empty() => n.to_lowercase(),
+            _ => a.address.to_lowercase(),
+        })
+        .unwrap_or_default()
+}
+
+/// The sent date for SORT DATE: the Date header, or the internal date without one
+/// (RFC 5256 §3).
+fn sort_date(i: &SortItem) -> i64 {
+    i.summary.date.unwrap_or(i.internal_date)
+}
+
+/// Orders messages by the criteria, ties by sequence number (RFC 5256 §3).
+pub fn sort(items: &mut [SortItem], criteria: &[SortCriterion]) {
+    let mut subject_cache: HashMap<u32, String> = HashMap::new();
+    for i in items.iter() {
+        if criteria.iter().any(|c| c.key == SortKey::Subject) {
+            subject_cache.insert(i.seq, base_subject(&i.summary.subject));
+        }
+    }
+    items.sort_by(|a, b| {
+        for c in criteria {
+            let ord = match c.key {
+                SortKey::Arrival => a.internal_date.cmp(&b.internal_date),
+                SortKey::Date => sort_date(a).cmp(&sort_date(b)),
+                SortKey::Size => a.entry_size.cmp(&b.entry_size),
+                SortKey::From => first_mailbox(&a.summary.from_addrs).cmp(&first_mailbox(&b.summary.from_addrs)),
+                SortKey::To => first_mailbox(&a.summary.to_addrs).cmp(&first_mailbox(&b.summary.to_addrs)),
+                SortKey::Cc => first_mailbox(&a.summary.cc_addrs).cmp(&first_mailbox(&b.summary.cc_addrs)),
+                SortKey::DisplayFrom => display(&a.summary.from_addrs).cmp(&display(&b.summary.from_addrs)),
+                SortKey::DisplayTo => display(&a.summary.to_addrs).cmp(&display(&b.summary.to_addrs)),
+                SortKey::Subject => subject_cache.get(&a.seq).cmp(&subject_cache.get(&b.seq)),
+            };
+            let ord = if c.reverse { ord.reverse() } else { ord };
+            if ord != std::cmp::Ordering::Equal {
+                return ord;
+            }
+        }
+        a.seq.cmp(&b.seq)
+    });
+}
+
+/// A thread tree: a message (by the caller's number) and its children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadNode {
+    pub id: Option<u32>,
+    pub children: Vec<ThreadNode>,
+}
+
+/// THREAD=ORDEREDSUBJECT (RFC 5256 §2.2): messages grouped by base subject, threads ordered
+/// by their first message's date, each a flat list of children under the first.
+pub fn thread_ordered_subject(items: &[SortItem], number: impl Fn(&SortItem) -> u32) -> Vec<ThreadNode> {
+    let mut sorted: Vec<&SortItem> = items.iter().collect();
+    sorted.sort_by(|a, b| base_subject(&a.summary.subject).cmp(&base_subject(&b.summary.subject)).then(sort_date(a).cmp(&sort_date(b))).then(a.seq.cmp(&b.seq)));
+    let mut groups: Vec<Vec<&SortItem>> = Vec::new();
+    let mut last: Option<String> = None;
+    for i in sorted {
+        let subject = base_subject(&i.summary.subject);
+        if last.as_ref() == Some(&subject) {
+            if let Some(g) = groups.last_mut() {
+                g.push(i);
+            }
+        } else {
+            groups.push(vec![i]);
+            last = Some(subject);
+        }
+    }
+    groups.sort_by(|a, b| sort_date(a[0]).cmp(&sort_date(b[0])).then(a[0].seq.cmp(&b[0].seq)));
+    groups
+        .into_iter()
+        .map(|g| ThreadNode {
+            id: Some(number(g[0])),
+            children: g[1..].iter().map(|i| ThreadNode { id: Some(number(i)), children: vec![] }).collect(),
+        })
+        .collect()
+}
+
+struct Container {
+    item: Option<usize>,
+    parent: Option<usize>,
+    children: Vec<usize>,
+}
+
+fn is_ancestor(containers: &[Container], ancestor: usize, mut node: usize) -> bool {
+    for _ in 0..containers.len() + 1 {
+        if node == ancestor {
+            return true;
+        }
+        match containers[node].parent {
+            Some(p) => node = p,
+            None => return false,
+        }
+    }
+    true
+}
+
+fn set_parent(containers: &mut [Container], child: usize, parent: usize) {
+    if let Some(old) = containers[child].parent.take() {
+        containers[old].children.retain(|&x| x != child);
+    }
+    containers[child].parent = Some(parent);
+    containers[parent].children.push(child);
+}
+
+/// THREAD=REFERENCES (RFC 5256 §2.2).
+pub fn thread_references(items: &[SortItem], number: impl Fn(&SortItem) -> u32) -> Vec<ThreadNode> {
+    let mut containers: Vec<Container> = Vec::new();
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    let new_container = |containers: &mut Vec<Container>| {
+        containers.push(Container { item: None, parent: None, children: vec![] });
+        containers.len() - 1
+    };
+    // (1) Containers and links from References (or the first In-Reply-To).
+    for (idx, item) in items.iter().enumerate() {
+        let s = &item.summary;
+        let own = match &s.message_id {
+            Some(id) => match by_id.get(id).copied() {
+                // A duplicate Message-ID gets a container of its own.
+                Some(c) if containers[c].item.is_some() => new_container(&mut containers),
+                Some(c) => c,
+                None => {
+                    let c = new_container(&mut containers);
+                    by_id.insert(id.clone(), c);
+                    c
+                }
+            },
+            None => new_container(&mut containers),
+        };
+        containers[own].item = Some(idx);
+        let refs: Vec<&String> = if s.references.is_empty() { s.in_reply_to.iter().take(1).collect() } else { s.references.iter().collect() };
+        let mut prev: Option<usize> = None;
+        for r in refs {
+            let c = match by_id.get(r.as_str()).copied() {
+                Some(c) => c,
+                None => {
+                    let c = new_container(&mut containers);
+                    by_id.insert(r.clone(), c);
+                    c
+                }
+            };
+            // (1.A) link consecutive references unless that makes a loop or c has a parent.
+            if let Some(p) = prev
+                && containers[c].parent.is_none()
+                && p != c
+                && !is_ancestor(&containers, c, p)
+            {
+                set_parent(&mut containers, c, p);
+            }
+            prev = Some(c);
+        }
+        // (1.B) the last reference is the parent of this message.
+        match prev {
+            Some(p) if p != own && !is_ancestor(&containers, own, p) => set_parent(&mut containers, own, p),
+            _ => {
+                if let Some(old) = containers[own].parent.take() {
+                    containers[old].children.retain(|&x| x != own);
+                }
+            }
+        }
+    }
+    // (2) The root set; (3) pruning of empty containers.
+    fn prune(containers: &mut [Container], nodes: Vec<usize>, at_root: bool) -> Vec<usize> {
+        let mut out = Vec::new();
+        for n in nodes {
+            let children = std::mem::take(&mut containers[n].children);
+            let children = prune(containers, children, false);
+            for &c in &children {
+                containers[c].parent = Some(n);
+            }
+            containers[n].children = children.clone();
+            if containers[n].item.is_none() {
+                if children.is_empty() {
+                    continue;
+                }
+                if !at_root || children.len() == 1 {
+                    for &c in &children {
+                        containers[c].parent = None;
+                    }
+                    out.extend(children);
+                    continue;
+                }
+            }
+            out.push(n);
+        }
+        out
+    }
+    let roots: Vec<usize> = (0..containers.len()).filter(|&c| containers[c].parent.is_none()).collect();
+    let roots = prune(&mut containers, roots, true);
+    // (4) and (6): siblings by date; a dummy dates from its first child.
+    fn date_of(containers: &[Container], items: &[SortItem], c: usize) -> (i64, u32) {
+        match containers[c].item {
+            Some(i) => (sort_date(&items[i]), items[i].seq),
+            None => containers[c].children.first().map(|&f| date_of(containers, items, f)).unwrap_or((i64::MAX, u32::MAX)),
+        }
+    }
+    fn sort_tree(containers: &mut [Container], items: &[SortItem], node: usize, depth: usize) {
+        let mut children = std::mem::take(&mut containers[node].children);
+        if depth < 10_000 {
+            for &c in &children {
+                sort_tree(containers, items, c, depth + 1);
+            }
+        }
+        children.sort_by_key(|&c| date_of(containers, items, c));
+        containers[node].children = children;
+    }
+    for &r in &roots {
+        sort_tree(&mut containers, items, r, 0);
+    }
+    // (5) Group the roots by base subject.
+    let info = |c: usize, containers: &[Container]| -> (String, bool) {
+        let i = containers[c].item.or_else(|| containers[c].children.first().and_then(|&f| containers[f].item));
+        i.map(|i| subject_info(&items[i].summary.subject)).unwrap_or_default()
+    };
+    let mut table: HashMap<String, usize> = HashMap::new();
+    for &r in &roots {
+        let (subject, reply) = info(r, &containers);
+        if subject.is_empty() {
+            continue;
+        }
+        match table.get(&subject).copied() {
+            None => {
+                table.insert(subject, r);
+            }
+            Some(cur) => {
+                let cur_dummy = containers[cur].item.is_none();
+                let (_, cur_reply) = info(cur, &containers);
+                if !cur_dummy && (containers[r].item.is_none() || (cur_reply && !reply)) {
+                    table.insert(subject, r);
+                }
+            }
+        }
+    }
+    let mut top: Vec<usize> = Vec::new();
+    for &r in &roots {
+        let (subject, reply) = info(r, &containers);
+        let Some(&t) = table.get(&subject).filter(|_| !subject.is_empty()) else {
+            top.push(r);
+            continue;
+        };
+        if t == r {
+            top.push(r);
+            continue;
+        }
+        let t_dummy = containers[t].item.is_none();
+        let r_dummy = containers[r].item.is_none();
+        let (_, t_reply) = info(t, &containers);
+        if t_dummy && r_dummy {
+            let children = std::mem::take(&mut containers[r].children);
+            for c in children {
+                containers[c].parent = None;
+                set_parent(&mut containers, c, t);
+            }
+        } else if t_dummy || (!t_dummy && reply && !t_reply) {
+            set_parent(&mut containers, r, t);
+        } else {
+            let d = new_container(&mut containers);
+            set_parent(&mut containers, t, d);
+            set_parent(&mut containers, r, d);
+            table.insert(subject, d);
+            top.retain(|&x| x != t);
+            top.push(d);
+        }
+    }
+    let mut top: Vec<usize> = top.into_iter().filter(|&t| containers[t].parent.is_none()).collect();
+    for &t in &top {
+        sort_tree(&mut containers, items, t, 0);
+    }
+    top.sort_by_key(|&t| date_of(&containers, items, t));
+    fn build(containers: &[Container], node: usize, items: &[SortItem], number: &dyn Fn(&SortItem) -> u32, depth: usize) -> ThreadNode {
+        ThreadNode {
+            id: containers[node].item.map(|i| number(&items[i])),
+            children: if depth > 10_000 {
+                vec![]
+            } else {
+                containers[node].children.iter().map(|&c| build(containers, c, items, number, depth + 1)).collect()
+            },
+        }
+    }
+    top.into_iter().map(|t| build(&containers, t, items, &number, 0)).collect()
+}
+
+/// THREAD response syntax: `(1 2)(3 (4)(5))`. A chain of single children is written flat.
+pub fn write_threads(out: &mut Vec<u8>, threads: &[ThreadNode]) {
+    fn node(out: &mut Vec<u8>, n: &ThreadNode, depth: usize) {
+        out.push(b'(');
+        chain(out, n, depth);
+        out.push(b')');
+    }
+    fn chain(out: &mut Vec<u8>, n: &ThreadNode, depth: usize) {
+        let mut cur = n;
+        let mut first = true;
+        loop {
+            if let Some(id) = cur.id {
+                if !first {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(id.to_string().as_bytes());
+                first = false;
+            }
+            match cur.children.as_slice() {
+                [] => return,
+                [only] if depth < 10_000 => cur = only,
+                many => {
+                    if !first {
+                        out.push(b' ');
+                    }
+                    for c in many {
+                        node(out, c, depth + 1);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+    for t in threads {
+        node(out, t, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests;
