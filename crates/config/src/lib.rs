@@ -38,6 +38,9 @@ pub struct Config {
     pub listen: Listen,
     pub tls: Tls,
     pub smtp: Smtp,
+    pub imap: Imap,
+    pub auth: Auth,
+    pub limits: Limits,
     pub directory: Directory,
     pub store: Store,
     pub log: Log,
@@ -51,6 +54,9 @@ impl Default for Config {
             listen: Listen::default(),
             tls: Tls::default(),
             smtp: Smtp::default(),
+            imap: Imap::default(),
+            auth: Auth::default(),
+            limits: Limits::default(),
             directory: Directory::default(),
             store: Store::default(),
             log: Log::default(),
@@ -85,8 +91,6 @@ pub struct Smtp {
     pub max_connections: usize,
     /// Concurrent SMTP connections from one IP address.
     pub max_connections_per_ip: usize,
-    /// Networks exempt from the per-IP connection limit (CIDR), like Postfix's mynetworks.
-    pub limit_exempt: Vec<String>,
     /// Message bytes held in memory by all sessions together before new data is refused
     /// with `452 4.3.1`.
     pub max_inflight_bytes: u64,
@@ -102,9 +106,68 @@ impl Default for Smtp {
             max_errors: 20,
             max_connections: 1000,
             max_connections_per_ip: 50,
-            limit_exempt: vec!["127.0.0.0/8".into(), "::1/128".into()],
             max_inflight_bytes: 1024 * 1024 * 1024,
         }
+    }
+}
+
+/// IMAP sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Imap {
+    /// Autologout of an authenticated session without activity (RFC 9051 §5.4: at least 30
+    /// minutes).
+    pub timeout_seconds: u64,
+    /// Concurrent IMAP connections in total.
+    pub max_connections: usize,
+    /// Concurrent IMAP connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// How often an IDLE session gets `* OK Still here` so NAT does not drop it.
+    pub idle_keepalive_seconds: u64,
+}
+
+impl Default for Imap {
+    fn default() -> Self {
+        Imap {
+            timeout_seconds: 1800,
+            max_connections: 10_000,
+            max_connections_per_ip: 100,
+            idle_keepalive_seconds: 120,
+        }
+    }
+}
+
+/// Client authentication (IMAP, POP3, submission).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Allow passwords without TLS from loopback addresses (local tools, tests, benchmarks).
+    /// Over any other address, login is refused until STARTTLS or on the implicit-TLS ports.
+    pub plaintext_on_loopback: bool,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth { plaintext_on_loopback: true }
+    }
+}
+
+/// Limits shared by every service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Networks (CIDR) exempt from per-address connection limits and login bans, like
+    /// Postfix's mynetworks.
+    pub exempt: Vec<String>,
+    /// Failed logins from one address within 10 minutes before it is banned.
+    pub auth_failures_before_ban: u32,
+    /// How long a ban lasts.
+    pub ban_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { exempt: vec!["127.0.0.0/8".into(), "::1/128".into()], auth_failures_before_ban: 10, ban_seconds: 900 }
     }
 }
 
@@ -217,8 +280,21 @@ impl Config {
         if s.max_inflight_bytes < s.max_message_size {
             return Err(invalid("smtp.max_inflight_bytes", "must be at least smtp.max_message_size"));
         }
-        for net in &s.limit_exempt {
-            Cidr::parse(net).map_err(|m| invalid("smtp.limit_exempt", format!("{net:?}: {m}")))?;
+        for net in &self.limits.exempt {
+            Cidr::parse(net).map_err(|m| invalid("limits.exempt", format!("{net:?}: {m}")))?;
+        }
+        if self.limits.auth_failures_before_ban == 0 {
+            return Err(invalid("limits.auth_failures_before_ban", "must be at least 1"));
+        }
+        let i = &self.imap;
+        if i.timeout_seconds < 60 {
+            return Err(invalid("imap.timeout_seconds", "must be at least 60"));
+        }
+        if i.max_connections == 0 || i.max_connections_per_ip == 0 {
+            return Err(invalid("imap.max_connections", "limits must be at least 1"));
+        }
+        if i.idle_keepalive_seconds == 0 {
+            return Err(invalid("imap.idle_keepalive_seconds", "must be at least 1"));
         }
         if self.directory.plus_separator.chars().count() > 1 {
             return Err(invalid("directory.plus_separator", "must be one character or empty"));
@@ -235,9 +311,9 @@ impl Config {
         Ok(())
     }
 
-    /// Parsed `smtp.limit_exempt` (validated already, so unparsable entries cannot occur).
+    /// Parsed `limits.exempt` (validated already, so unparsable entries cannot occur).
     pub fn limit_exempt(&self) -> Vec<Cidr> {
-        self.smtp.limit_exempt.iter().filter_map(|n| Cidr::parse(n).ok()).collect()
+        self.limits.exempt.iter().filter_map(|n| Cidr::parse(n).ok()).collect()
     }
 
     /// The plus-addressing separator, if any.

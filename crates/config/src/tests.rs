@@ -55,8 +55,10 @@ fn bad_values_are_refused_with_their_key() {
     assert!(e.contains("hostname"), "{e}");
     let e = parse("[tls]\ncert = \"/x.pem\"").unwrap_err().to_string();
     assert!(e.contains("tls.key"), "{e}");
-    let e = parse("[smtp]\nlimit_exempt = [\"10.0.0.0/33\"]").unwrap_err().to_string();
-    assert!(e.contains("smtp.limit_exempt"), "{e}");
+    let e = parse("[limits]\nexempt = [\"10.0.0.0/33\"]").unwrap_err().to_string();
+    assert!(e.contains("limits.exempt"), "{e}");
+    let e = parse("[imap]\ntimeout_seconds = 5").unwrap_err().to_string();
+    assert!(e.contains("imap.timeout_seconds"), "{e}");
     let e = parse("[log]\nformat = \"xml\"").unwrap_err().to_string();
     assert!(e.contains("format"), "{e}");
     let e = parse("[directory]\nplus_separator = \"ab\"").unwrap_err().to_string();

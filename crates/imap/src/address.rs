@@ -5,7 +5,12 @@
 /// One IMAP address structure, or a group marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImapAddress {
-    Mailbox { name: Option<String>, route: Option<String>, mailbox: String, host: String },
+    Mailbox {
+        name: Option<String>,
+        route: Option<String>,
+        mailbox: String,
+        host: String,
+    },
     /// Start of a group: `(NIL NIL "name" NIL)`.
     GroupStart(String),
     /// End of a group: `(NIL NIL NIL NIL)`.
@@ -265,7 +270,12 @@ pub fn parse_address_list(raw: &str) -> Vec<ImapAddress> {
             continue;
         }
         if !phrase.is_empty() && (p.peek().is_none() || p.is(',') || p.is(';')) {
-            out.push(ImapAddress::Mailbox { name: None, route: None, mailbox: local_text(&phrase), host: MISSING_DOMAIN.to_string() });
+            out.push(ImapAddress::Mailbox {
+                name: None,
+                route: None,
+                mailbox: local_text(&phrase),
+                host: MISSING_DOMAIN.to_string(),
+            });
             continue;
         }
         // Garbage: skip it.
@@ -295,10 +305,24 @@ mod tests {
             parse_address_list("\"Doe, John\" <john.doe@example.org>, =?utf-8?q?J=C3=B6rg?= <j@x.de>"),
             vec![mb(Some("Doe, John"), "john.doe", "example.org"), mb(Some("=?utf-8?q?J=C3=B6rg?="), "j", "x.de")]
         );
-        assert_eq!(parse_address_list("Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>"), vec![mb(Some("Pete"), "pete", "silly.test")]);
-        assert_eq!(parse_address_list("<@a.test,@b.test:joe@c.test>"), vec![ImapAddress::Mailbox { name: None, route: Some("@a.test,@b.test".into()), mailbox: "joe".into(), host: "c.test".into() }]);
+        assert_eq!(
+            parse_address_list("Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>"),
+            vec![mb(Some("Pete"), "pete", "silly.test")]
+        );
+        assert_eq!(
+            parse_address_list("<@a.test,@b.test:joe@c.test>"),
+            vec![ImapAddress::Mailbox {
+                name: None,
+                route: Some("@a.test,@b.test".into()),
+                mailbox: "joe".into(),
+                host: "c.test".into()
+            }]
+        );
         assert_eq!(parse_address_list("\"quoted local\"@x.test"), vec![mb(None, "quoted local", "x.test")]);
-        assert_eq!(parse_address_list("Mary Smith <mary@[192.0.2.1]>"), vec![mb(Some("Mary Smith"), "mary", "[192.0.2.1]")]);
+        assert_eq!(
+            parse_address_list("Mary Smith <mary@[192.0.2.1]>"),
+            vec![mb(Some("Mary Smith"), "mary", "[192.0.2.1]")]
+        );
         assert_eq!(parse_address_list("J. R. Smith <jrs@x.test>"), vec![mb(Some("J. R. Smith"), "jrs", "x.test")]);
     }
 
@@ -315,8 +339,14 @@ mod tests {
                 mb(None, "solo", "x.test"),
             ]
         );
-        assert_eq!(parse_address_list("undisclosed-recipients:;"), vec![ImapAddress::GroupStart("undisclosed-recipients".into()), ImapAddress::GroupEnd]);
-        assert_eq!(parse_address_list("unclosed: a@b.c"), vec![ImapAddress::GroupStart("unclosed".into()), mb(None, "a", "b.c"), ImapAddress::GroupEnd]);
+        assert_eq!(
+            parse_address_list("undisclosed-recipients:;"),
+            vec![ImapAddress::GroupStart("undisclosed-recipients".into()), ImapAddress::GroupEnd]
+        );
+        assert_eq!(
+            parse_address_list("unclosed: a@b.c"),
+            vec![ImapAddress::GroupStart("unclosed".into()), mb(None, "a", "b.c"), ImapAddress::GroupEnd]
+        );
     }
 
     #[test]

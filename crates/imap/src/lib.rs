@@ -3,6 +3,6 @@
 pub mod address;
 pub mod mailbox;
 pub mod notify;
-pub mod search;
 pub mod render;
+pub mod search;
 pub mod section;

@@ -240,7 +240,10 @@ mod tests {
     fn simple_text_structure() {
         let raw = b"Subject: x\r\n\r\nline 1\r\nline 2\r\n";
         assert_eq!(bs_of(raw, false), "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 16 2)");
-        assert_eq!(bs_of(raw, true), "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 16 2 NIL NIL NIL NIL)");
+        assert_eq!(
+            bs_of(raw, true),
+            "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 16 2 NIL NIL NIL NIL)"
+        );
     }
 
     #[test]

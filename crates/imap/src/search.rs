@@ -73,7 +73,8 @@ fn contains(haystack: &str, needle: &str) -> bool {
 
 fn addr_match(list: &[tern_mime::Addr], raw: Option<&str>, needle: &str) -> bool {
     let needle = needle.to_lowercase();
-    list.iter().any(|a| a.display().to_lowercase().contains(&needle)) || raw.is_some_and(|r| r.to_lowercase().contains(&needle))
+    list.iter().any(|a| a.display().to_lowercase().contains(&needle))
+        || raw.is_some_and(|r| r.to_lowercase().contains(&needle))
 }
 
 fn day_of(unix: i64) -> i64 {
@@ -86,7 +87,9 @@ fn date_days(d: &Date) -> i64 {
 
 fn in_set(set: &SequenceSet, n: u32, last: u32, saved: &[u32], saved_as_uid: bool, uid: u32) -> bool {
     match set {
-        SequenceSet::Saved => saved_as_uid && saved.binary_search(&uid).is_ok() || !saved_as_uid && saved.contains(&uid),
+        SequenceSet::Saved => {
+            saved_as_uid && saved.binary_search(&uid).is_ok() || !saved_as_uid && saved.contains(&uid)
+        }
         s => s.contains(n, last),
     }
 }
@@ -126,7 +129,8 @@ pub fn matches(key: &SearchKey, c: &Candidate<'_>, scope: &Scope<'_>) -> bool {
         SearchKey::Cc(s) => summary.is_some_and(|m| addr_match(&m.cc_addrs, m.envelope.cc.as_deref(), s)),
         SearchKey::Bcc(s) => summary.is_some_and(|m| addr_match(&m.bcc_addrs, m.envelope.bcc.as_deref(), s)),
         SearchKey::Subject(s) => summary.is_some_and(|m| {
-            contains(&m.subject.to_lowercase(), s) || m.envelope.subject.as_deref().is_some_and(|r| contains(&r.to_lowercase(), s))
+            contains(&m.subject.to_lowercase(), s)
+                || m.envelope.subject.as_deref().is_some_and(|r| contains(&r.to_lowercase(), s))
         }),
         SearchKey::Header(name, value) => c.header.as_deref().is_some_and(|h| header_match(h, name, value)),
         SearchKey::Body(s) => c.text.as_deref().is_some_and(|t| contains(t, s)),
@@ -170,9 +174,7 @@ pub fn object_id(prefix: &str, n: u64) -> String {
 fn header_match(header: &str, name: &str, value: &str) -> bool {
     let name = name.to_lowercase();
     let value = value.to_lowercase();
-    header.lines().any(|line| {
-        line.split_once(':').is_some_and(|(n, v)| n.trim() == name && v.contains(&value))
-    })
+    header.lines().any(|line| line.split_once(':').is_some_and(|(n, v)| n.trim() == name && v.contains(&value)))
 }
 
 /// Unfolds a raw header block and decodes encoded words in it, lower-cased, one field per
@@ -202,9 +204,11 @@ pub fn header_text(raw_header: &[u8]) -> String {
                 mail_parser::HeaderValue::Text(t) => t.to_string(),
                 mail_parser::HeaderValue::TextList(l) => l.join(" "),
                 mail_parser::HeaderValue::Address(a) => match a {
-                    mail_parser::Address::List(l) => {
-                        l.iter().map(|x| format!("{} {}", x.name.as_deref().unwrap_or(""), x.address.as_deref().unwrap_or(""))).collect::<Vec<_>>().join(", ")
-                    }
+                    mail_parser::Address::List(l) => l
+                        .iter()
+                        .map(|x| format!("{} {}", x.name.as_deref().unwrap_or(""), x.address.as_deref().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     mail_parser::Address::Group(g) => g
                         .iter()
                         .flat_map(|g| g.addresses.iter())
@@ -397,7 +401,12 @@ pub struct ThreadNode {
 /// by their first message's date, each a flat list of children under the first.
 pub fn thread_ordered_subject(items: &[SortItem], number: impl Fn(&SortItem) -> u32) -> Vec<ThreadNode> {
     let mut sorted: Vec<&SortItem> = items.iter().collect();
-    sorted.sort_by(|a, b| base_subject(&a.summary.subject).cmp(&base_subject(&b.summary.subject)).then(sort_date(a).cmp(&sort_date(b))).then(a.seq.cmp(&b.seq)));
+    sorted.sort_by(|a, b| {
+        base_subject(&a.summary.subject)
+            .cmp(&base_subject(&b.summary.subject))
+            .then(sort_date(a).cmp(&sort_date(b)))
+            .then(a.seq.cmp(&b.seq))
+    });
     let mut groups: Vec<Vec<&SortItem>> = Vec::new();
     let mut last: Option<String> = None;
     for i in sorted {
@@ -473,7 +482,11 @@ pub fn thread_references(items: &[SortItem], number: impl Fn(&SortItem) -> u32) 
             None => new_container(&mut containers),
         };
         containers[own].item = Some(idx);
-        let refs: Vec<&String> = if s.references.is_empty() { s.in_reply_to.iter().take(1).collect() } else { s.references.iter().collect() };
+        let refs: Vec<&String> = if s.references.is_empty() {
+            s.in_reply_to.iter().take(1).collect()
+        } else {
+            s.references.iter().collect()
+        };
         let mut prev: Option<usize> = None;
         for r in refs {
             let c = match by_id.get(r.as_str()).copied() {
@@ -536,7 +549,9 @@ pub fn thread_references(items: &[SortItem], number: impl Fn(&SortItem) -> u32) 
     fn date_of(containers: &[Container], items: &[SortItem], c: usize) -> (i64, u32) {
         match containers[c].item {
             Some(i) => (sort_date(&items[i]), items[i].seq),
-            None => containers[c].children.first().map(|&f| date_of(containers, items, f)).unwrap_or((i64::MAX, u32::MAX)),
+            None => {
+                containers[c].children.first().map(|&f| date_of(containers, items, f)).unwrap_or((i64::MAX, u32::MAX))
+            }
         }
     }
     fn sort_tree(containers: &mut [Container], items: &[SortItem], node: usize, depth: usize) {
@@ -612,7 +627,13 @@ pub fn thread_references(items: &[SortItem], number: impl Fn(&SortItem) -> u32) 
         sort_tree(&mut containers, items, t, 0);
     }
     top.sort_by_key(|&t| date_of(&containers, items, t));
-    fn build(containers: &[Container], node: usize, items: &[SortItem], number: &dyn Fn(&SortItem) -> u32, depth: usize) -> ThreadNode {
+    fn build(
+        containers: &[Container],
+        node: usize,
+        items: &[SortItem],
+        number: &dyn Fn(&SortItem) -> u32,
+        depth: usize,
+    ) -> ThreadNode {
         ThreadNode {
             id: containers[node].item.map(|i| number(&items[i])),
             children: if depth > 10_000 {

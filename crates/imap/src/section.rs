@@ -209,7 +209,10 @@ mod tests {
         assert_eq!(sec(&[], None), MSG);
         assert!(sec(&[], Some(SectionText::Header)).ends_with(b"boundary=\"XX\"\r\n\r\n"));
         assert!(sec(&[], Some(SectionText::Text)).starts_with(b"preamble\r\n--XX"));
-        assert_eq!(sec(&[], Some(SectionText::HeaderFields(vec!["SUBJECT".into(), "x-none".into()]))), b"Subject: outer\r\n folded\r\n\r\n");
+        assert_eq!(
+            sec(&[], Some(SectionText::HeaderFields(vec!["SUBJECT".into(), "x-none".into()]))),
+            b"Subject: outer\r\n folded\r\n\r\n"
+        );
         let not = sec(&[], Some(SectionText::HeaderFieldsNot(vec!["subject".into(), "content-type".into()])));
         assert_eq!(not, b"From: a@b.c\r\n\r\n");
     }
@@ -222,7 +225,10 @@ mod tests {
         assert_eq!(sec(&[2], Some(SectionText::HeaderFields(vec!["Subject".into()]))), b"Subject: inner\r\n\r\n");
         assert!(sec(&[2], Some(SectionText::Text)).starts_with(b"--YY\r\n"));
         assert_eq!(sec(&[2, 1], None), b"inner text");
-        assert_eq!(sec(&[2, 2], Some(SectionText::Mime)), b"Content-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n");
+        assert_eq!(
+            sec(&[2, 2], Some(SectionText::Mime)),
+            b"Content-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        );
         assert_eq!(sec(&[3], None), b"AAEC/w==");
         assert_eq!(sec(&[4], None), b"<none>");
         assert_eq!(sec(&[1, 1], None), b"<none>");

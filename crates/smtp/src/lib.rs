@@ -2,16 +2,14 @@
 //! [`session`] state machine per connection. The session hands complete messages to the
 //! pipeline and commits them to the store before answering `250`.
 
-pub mod limits;
 mod session;
-mod stream;
 
-use limits::{ConnectionLimits, LimitExceeded};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tern_directory::Directory;
+use tern_guard::{ConnectionLimits, LimitExceeded};
 use tern_pipeline::Pipeline;
 use tern_store::Store;
 use tern_tls::TlsAcceptor;
@@ -140,7 +138,7 @@ impl SmtpServer {
         let gauge = metrics::gauge!("tern_smtp_connections_active", "service" => service);
         gauge.increment(1.0);
         let span = tracing::info_span!("smtp", sid = %id, client = %peer, service);
-        let session = session::Session::new(Arc::clone(&self), stream::Stream::Plain(stream), peer, id);
+        let session = session::Session::new(Arc::clone(&self), tern_tls::Stream::Plain(stream), peer, id);
         tracing::Instrument::instrument(session.run(), span).await;
         gauge.decrement(1.0);
         drop(slot);

@@ -6,7 +6,6 @@
 //! PIPELINING (RFC 2920) its batching for free.
 
 use crate::SmtpServer;
-use crate::stream::Stream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +16,7 @@ use tern_smtp_proto::{
     RcptTo, Reply, parse_command,
 };
 use tern_store::{Flags, MailboxSelector};
+use tern_tls::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -116,7 +116,7 @@ fn reply(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Reply 
     Reply::new(code, enhanced, text)
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
     pub(crate) fn new(server: Arc<SmtpServer>, conn: Stream<S>, peer: SocketAddr, id: String) -> Session<S> {
         let max_line = server.settings.max_line_length;
         let tls = conn.tls_info().map(|(version, cipher)| TlsInfo { version, cipher });

@@ -293,7 +293,7 @@ fn too_many_errors_closes_the_session() {
 
 #[test]
 fn connection_limits_per_ip() {
-    let s = TestServer::started("[smtp]\nmax_connections_per_ip = 2\nlimit_exempt = []\n");
+    let s = TestServer::started("[smtp]\nmax_connections_per_ip = 2\n[limits]\nexempt = []\n");
     let mut a = s.smtp();
     a.greeting();
     let mut b = s.smtp();

@@ -12,6 +12,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod stream;
+
+pub use stream::{Io, Stream};
 pub use tokio_rustls::{TlsAcceptor, server::TlsStream};
 
 #[derive(Debug, thiserror::Error)]

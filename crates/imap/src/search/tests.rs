@@ -3,7 +3,19 @@ use tern_imap_proto::{SeqNumber, SeqRange};
 use tern_store::BlobHash;
 
 fn entry(uid: u32, flags: Flags, size: u64, date: i64) -> MessageEntry {
-    MessageEntry { mailbox: 1, uid, blob: BlobHash([0; 32]), size, internal_date: date, flags, keywords: vec!["work".into()], modseq: uid as u64, email_id: uid as u64, thread_id: 1, delivery_id: 1 }
+    MessageEntry {
+        mailbox: 1,
+        uid,
+        blob: BlobHash([0; 32]),
+        size,
+        internal_date: date,
+        flags,
+        keywords: vec!["work".into()],
+        modseq: uid as u64,
+        email_id: uid as u64,
+        thread_id: 1,
+        delivery_id: 1,
+    }
 }
 
 fn summary(raw: &str) -> Arc<MessageSummary> {
@@ -21,7 +33,9 @@ fn needs_are_minimal() {
 #[test]
 fn flag_size_date_set_and_header_keys() {
     let e = entry(7, Flags::SEEN.union(Flags::FLAGGED), 1000, 1_700_000_000);
-    let s = summary("From: \"Jörg Müller\" <jm@example.org>\r\nTo: =?utf-8?q?Ann?= <ann@x.test>\r\nSubject: Re: Quarterly report\r\nDate: Mon, 13 Nov 2023 23:30:00 -0800\r\nX-Priority: 1 (High)\r\n\r\nbody\r\n");
+    let s = summary(
+        "From: \"Jörg Müller\" <jm@example.org>\r\nTo: =?utf-8?q?Ann?= <ann@x.test>\r\nSubject: Re: Quarterly report\r\nDate: Mon, 13 Nov 2023 23:30:00 -0800\r\nX-Priority: 1 (High)\r\n\r\nbody\r\n",
+    );
     let header = header_text(b"From: \"J\xc3\xb6rg M\xc3\xbcller\" <jm@example.org>\r\nTo: =?utf-8?q?Ann?= <ann@x.test>\r\nX-Priority: 1 (High)\r\n\r\n");
     let c = Candidate { entry: &e, seq: 3, summary: Some(s), header: Some(header), text: Some("hello world".into()) };
     let scope = Scope { last_seq: 5, last_uid: 9, first_recent: 8, saved: &[] };
@@ -33,18 +47,30 @@ fn flag_size_date_set_and_header_keys() {
     assert!(m(SearchKey::Larger(999)) && !m(SearchKey::Larger(1000)) && m(SearchKey::Smaller(1001)));
     // 1_700_000_000 is 2023-11-14 UTC.
     assert!(m(SearchKey::On(Date { year: 2023, month: 11, day: 14 })));
-    assert!(m(SearchKey::Since(Date { year: 2023, month: 11, day: 14 })) && !m(SearchKey::Before(Date { year: 2023, month: 11, day: 14 })));
+    assert!(
+        m(SearchKey::Since(Date { year: 2023, month: 11, day: 14 }))
+            && !m(SearchKey::Before(Date { year: 2023, month: 11, day: 14 }))
+    );
     // The Date header's own calendar day, zone disregarded: 13 Nov.
     assert!(m(SearchKey::SentOn(Date { year: 2023, month: 11, day: 13 })));
-    assert!(m(SearchKey::From("müller".into())) && m(SearchKey::From("JM@EXAMPLE".into())) && !m(SearchKey::From("bob".into())));
+    assert!(
+        m(SearchKey::From("müller".into()))
+            && m(SearchKey::From("JM@EXAMPLE".into()))
+            && !m(SearchKey::From("bob".into()))
+    );
     assert!(m(SearchKey::To("ann".into())));
     assert!(m(SearchKey::Subject("quarterly".into())));
-    assert!(m(SearchKey::Header("x-priority".into(), "high".into())) && m(SearchKey::Header("X-PRIORITY".into(), "".into())));
+    assert!(
+        m(SearchKey::Header("x-priority".into(), "high".into()))
+            && m(SearchKey::Header("X-PRIORITY".into(), "".into()))
+    );
     assert!(!m(SearchKey::Header("x-absent".into(), "".into())));
     assert!(m(SearchKey::Body("WORLD".into())) && !m(SearchKey::Body("mars".into())));
     assert!(m(SearchKey::Text("ann".into())));
     let set = |a, b| SequenceSet::Ranges(vec![SeqRange(SeqNumber::Value(a), b)]);
-    assert!(m(SearchKey::SequenceSet(set(2, SeqNumber::Value(4)))) && !m(SearchKey::SequenceSet(set(4, SeqNumber::Last))));
+    assert!(
+        m(SearchKey::SequenceSet(set(2, SeqNumber::Value(4)))) && !m(SearchKey::SequenceSet(set(4, SeqNumber::Last)))
+    );
     assert!(m(SearchKey::Uid(set(9, SeqNumber::Last))) == false && m(SearchKey::Uid(set(7, SeqNumber::Value(7)))));
     assert!(m(SearchKey::Or(Box::new(SearchKey::Deleted), Box::new(SearchKey::Seen))));
     assert!(!m(SearchKey::Not(Box::new(SearchKey::All))));
@@ -82,7 +108,10 @@ fn sorting() {
     let order = |items: &[SortItem]| items.iter().map(|i| i.seq).collect::<Vec<_>>();
     sort(&mut items, &[SortCriterion { reverse: false, key: SortKey::Subject }]);
     assert_eq!(order(&items), vec![2, 1, 3]);
-    sort(&mut items, &[SortCriterion { reverse: false, key: SortKey::From }, SortCriterion { reverse: true, key: SortKey::Date }]);
+    sort(
+        &mut items,
+        &[SortCriterion { reverse: false, key: SortKey::From }, SortCriterion { reverse: true, key: SortKey::Date }],
+    );
     assert_eq!(order(&items), vec![3, 2, 1]);
     sort(&mut items, &[SortCriterion { reverse: false, key: SortKey::Arrival }]);
     assert_eq!(order(&items), vec![3, 2, 1]);
@@ -100,15 +129,30 @@ fn threads_text(t: &[ThreadNode]) -> String {
 fn threading_by_references() {
     let items = vec![
         item(1, "Message-ID: <a@x>\r\nSubject: topic\r\nDate: Mon, 13 Nov 2023 01:00:00 +0000\r\n\r\n"),
-        item(2, "Message-ID: <b@x>\r\nIn-Reply-To: <a@x>\r\nSubject: Re: topic\r\nDate: Mon, 13 Nov 2023 02:00:00 +0000\r\n\r\n"),
+        item(
+            2,
+            "Message-ID: <b@x>\r\nIn-Reply-To: <a@x>\r\nSubject: Re: topic\r\nDate: Mon, 13 Nov 2023 02:00:00 +0000\r\n\r\n",
+        ),
         item(3, "Message-ID: <c@x>\r\nSubject: other\r\nDate: Mon, 13 Nov 2023 03:00:00 +0000\r\n\r\n"),
-        item(4, "Message-ID: <d@x>\r\nReferences: <a@x> <b@x>\r\nSubject: Re: topic\r\nDate: Mon, 13 Nov 2023 04:00:00 +0000\r\n\r\n"),
-        item(5, "Message-ID: <e@x>\r\nReferences: <a@x>\r\nSubject: Re: topic\r\nDate: Mon, 13 Nov 2023 05:00:00 +0000\r\n\r\n"),
+        item(
+            4,
+            "Message-ID: <d@x>\r\nReferences: <a@x> <b@x>\r\nSubject: Re: topic\r\nDate: Mon, 13 Nov 2023 04:00:00 +0000\r\n\r\n",
+        ),
+        item(
+            5,
+            "Message-ID: <e@x>\r\nReferences: <a@x>\r\nSubject: Re: topic\r\nDate: Mon, 13 Nov 2023 05:00:00 +0000\r\n\r\n",
+        ),
         // Same subject, no references: grouped under the thread by subject.
         item(6, "Message-ID: <f@x>\r\nSubject: Re: other\r\nDate: Mon, 13 Nov 2023 06:00:00 +0000\r\n\r\n"),
         // Parent missing from the mailbox: two replies to it share a dummy.
-        item(7, "Message-ID: <g@x>\r\nReferences: <missing@x>\r\nSubject: lost\r\nDate: Mon, 13 Nov 2023 07:00:00 +0000\r\n\r\n"),
-        item(8, "Message-ID: <h@x>\r\nReferences: <missing@x>\r\nSubject: lost\r\nDate: Mon, 13 Nov 2023 08:00:00 +0000\r\n\r\n"),
+        item(
+            7,
+            "Message-ID: <g@x>\r\nReferences: <missing@x>\r\nSubject: lost\r\nDate: Mon, 13 Nov 2023 07:00:00 +0000\r\n\r\n",
+        ),
+        item(
+            8,
+            "Message-ID: <h@x>\r\nReferences: <missing@x>\r\nSubject: lost\r\nDate: Mon, 13 Nov 2023 08:00:00 +0000\r\n\r\n",
+        ),
     ];
     let t = thread_references(&items, |i| i.seq);
     assert_eq!(threads_text(&t), "(1 (2 4)(5))(3 6)((7)(8))");

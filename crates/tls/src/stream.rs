@@ -1,29 +1,56 @@
-//! A connection that starts in plaintext and may become TLS (STARTTLS) or start as TLS.
+//! A connection that starts in plaintext and may become TLS (STARTTLS) or start as TLS, and
+//! may later be wrapped (IMAP COMPRESS=DEFLATE).
 
+use crate::TlsStream;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tern_tls::TlsStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Any byte stream a session can talk over.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
 
 pub enum Stream<S> {
     Plain(S),
     Tls(Box<TlsStream<S>>),
-    /// Only while the TLS handshake owns the socket.
+    /// A layer over the connection (compression); TLS facts are kept in `tls`.
+    Wrapped {
+        inner: Box<dyn Io>,
+        tls: Option<(String, String)>,
+    },
+    /// Only while the TLS handshake or a wrapping owns the socket.
     Upgrading,
 }
 
-impl<S> Stream<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Stream<S> {
     pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
+        match self {
+            Stream::Tls(_) => true,
+            Stream::Wrapped { tls, .. } => tls.is_some(),
+            _ => false,
+        }
     }
 
     /// TLS version and cipher, if this is a TLS stream.
     pub fn tls_info(&self) -> Option<(String, String)> {
         match self {
-            Stream::Tls(t) => Some(tern_tls::session_info(t.get_ref().1)),
+            Stream::Tls(t) => Some(crate::session_info(t.get_ref().1)),
+            Stream::Wrapped { tls, .. } => tls.clone(),
             _ => None,
         }
+    }
+
+    /// Puts a layer over the stream.
+    pub fn wrap(&mut self, layer: impl FnOnce(Box<dyn Io>) -> Box<dyn Io>) {
+        let tls = self.tls_info();
+        let inner: Box<dyn Io> = match std::mem::replace(self, Stream::Upgrading) {
+            Stream::Plain(s) => Box::new(s),
+            Stream::Tls(t) => t,
+            Stream::Wrapped { inner, .. } => inner,
+            Stream::Upgrading => return,
+        };
+        *self = Stream::Wrapped { inner: layer(inner), tls };
     }
 }
 
@@ -36,6 +63,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Wrapped { inner, .. } => Pin::new(inner.as_mut()).poll_read(cx, buf),
             Stream::Upgrading => Poll::Ready(Err(closed())),
         }
     }
@@ -46,6 +74,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Wrapped { inner, .. } => Pin::new(inner.as_mut()).poll_write(cx, buf),
             Stream::Upgrading => Poll::Ready(Err(closed())),
         }
     }
@@ -54,6 +83,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Wrapped { inner, .. } => Pin::new(inner.as_mut()).poll_flush(cx),
             Stream::Upgrading => Poll::Ready(Err(closed())),
         }
     }
@@ -62,6 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Wrapped { inner, .. } => Pin::new(inner.as_mut()).poll_shutdown(cx),
             Stream::Upgrading => Poll::Ready(Ok(())),
         }
     }
