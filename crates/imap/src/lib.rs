@@ -1,4 +1,5 @@
-//! The IMAP service (RFC 9051 IMAP4rev2 and RFC 3501 IMAP4rev1 behaviour).
+//! The IMAP service: IMAP4rev2 (RFC 9051) for clients that enable it, IMAP4rev1 (RFC 3501)
+//! behaviour for the others, and the extensions real clients use.
 
 pub mod address;
 mod compress;
@@ -7,3 +8,198 @@ pub mod notify;
 pub mod render;
 pub mod search;
 pub mod section;
+mod session;
+
+use notify::Notifier;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tern_directory::Directory;
+use tern_guard::{AuthGuard, ConnectionLimits, LimitExceeded};
+use tern_mime::MessageSummary;
+use tern_store::{BlobHash, Store, StoreResult};
+use tern_tls::TlsAcceptor;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// IMAP settings from the configuration.
+#[derive(Debug, Clone)]
+pub struct ImapSettings {
+    pub hostname: String,
+    /// Autologout after authentication.
+    pub timeout: Duration,
+    /// Time allowed to log in.
+    pub login_timeout: Duration,
+    pub idle_keepalive: Duration,
+    /// Largest message APPEND accepts (advertised as APPENDLIMIT).
+    pub append_limit: u64,
+    pub plaintext_on_loopback: bool,
+}
+
+impl ImapSettings {
+    pub fn from_config(config: &tern_config::Config) -> ImapSettings {
+        ImapSettings {
+            hostname: config.hostname.clone(),
+            timeout: Duration::from_secs(config.imap.timeout_seconds),
+            login_timeout: Duration::from_secs(180),
+            idle_keepalive: Duration::from_secs(config.imap.idle_keepalive_seconds),
+            append_limit: config.smtp.max_message_size,
+            plaintext_on_loopback: config.auth.plaintext_on_loopback,
+        }
+    }
+}
+
+/// Summaries are read for every ENVELOPE, BODYSTRUCTURE, SEARCH and SORT: keep the recent
+/// ones in memory (first in, first out, bounded).
+pub(crate) struct SummaryCache {
+    map: Mutex<(HashMap<BlobHash, Arc<MessageSummary>>, VecDeque<BlobHash>)>,
+    capacity: usize,
+}
+
+impl SummaryCache {
+    fn new(capacity: usize) -> SummaryCache {
+        SummaryCache { map: Mutex::new((HashMap::new(), VecDeque::new())), capacity }
+    }
+
+    pub(crate) async fn get(&self, store: &Arc<dyn Store>, hash: BlobHash) -> StoreResult<Option<Arc<MessageSummary>>> {
+        if let Some(s) = self.map.lock().unwrap_or_else(|p| p.into_inner()).0.get(&hash) {
+            return Ok(Some(Arc::clone(s)));
+        }
+        let Some(summary) = store.summary_get(hash).await? else { return Ok(None) };
+        let summary = Arc::new(summary);
+        let mut guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let (map, order) = &mut *guard;
+        if map.insert(hash, Arc::clone(&summary)).is_none() {
+            order.push_back(hash);
+            while order.len() > self.capacity {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
+            }
+        }
+        Ok(Some(summary))
+    }
+}
+
+pub struct ImapServer {
+    pub(crate) settings: ImapSettings,
+    pub(crate) directory: Directory,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) tls: Option<TlsAcceptor>,
+    limits: Arc<ConnectionLimits>,
+    pub(crate) auth: Arc<AuthGuard>,
+    pub(crate) notifier: Arc<Notifier>,
+    pub(crate) summaries: SummaryCache,
+    pub(crate) shutdown: CancellationToken,
+    tracker: TaskTracker,
+    next_session: AtomicU64,
+}
+
+impl ImapServer {
+    pub fn new(
+        settings: ImapSettings,
+        directory: Directory,
+        tls: Option<TlsAcceptor>,
+        limits: Arc<ConnectionLimits>,
+        auth: Arc<AuthGuard>,
+        shutdown: CancellationToken,
+    ) -> Arc<ImapServer> {
+        let store = Arc::clone(directory.store());
+        let notifier = Arc::new(Notifier::default());
+        tokio::spawn(Arc::clone(&notifier).dispatch(store.subscribe()));
+        Arc::new(ImapServer {
+            settings,
+            directory,
+            store,
+            tls,
+            limits,
+            auth,
+            notifier,
+            summaries: SummaryCache::new(50_000),
+            shutdown,
+            tracker: TaskTracker::new(),
+            next_session: AtomicU64::new(1),
+        })
+    }
+
+    /// Accepts connections until shutdown; `implicit_tls` for port 993 (RFC 8314).
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, implicit_tls: bool) {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let server = Arc::clone(&self);
+                    self.tracker.spawn(async move { server.connection(stream, peer, implicit_tls).await });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "IMAP accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    pub async fn drain(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    async fn connection(self: Arc<Self>, mut stream: tokio::net::TcpStream, peer: SocketAddr, implicit_tls: bool) {
+        let service = if implicit_tls { "imaps" } else { "imap" };
+        metrics::counter!("tern_imap_connections_total", "service" => service).increment(1);
+        let refuse = |why: &str| format!("* BYE [UNAVAILABLE] {why}\r\n");
+        let slot = match self.limits.acquire(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                let reason = if why == LimitExceeded::Total { "total" } else { "per_ip" };
+                tracing::info!(client = %peer, reason, "IMAP connection refused: too many connections");
+                if !implicit_tls {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        stream.write_all(refuse("Too many connections").as_bytes()),
+                    )
+                    .await;
+                }
+                return;
+            }
+        };
+        if let tern_guard::AuthVerdict::Banned(_) = self.auth.check(peer.ip()) {
+            if !implicit_tls {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    stream.write_all(refuse("Too many failed logins, try later").as_bytes()),
+                )
+                .await;
+            }
+            return;
+        }
+        let conn = if implicit_tls {
+            let Some(acceptor) = self.tls.clone() else { return };
+            match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tern_tls::Stream::Tls(Box::new(tls)),
+                _ => {
+                    tracing::debug!(client = %peer, "IMAPS handshake failed");
+                    return;
+                }
+            }
+        } else {
+            tern_tls::Stream::Plain(stream)
+        };
+        let id = format!("{:x}", self.next_session.fetch_add(1, Ordering::Relaxed));
+        let gauge = metrics::gauge!("tern_imap_connections_active");
+        gauge.increment(1.0);
+        let span = tracing::info_span!("imap", sid = %id, client = %peer);
+        let session = session::Session::new(Arc::clone(&self), conn, peer);
+        tracing::Instrument::instrument(session.run(), span).await;
+        gauge.decrement(1.0);
+        drop(slot);
+    }
+}

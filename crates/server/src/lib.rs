@@ -101,6 +101,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         smtp_tasks.push(tokio::spawn(Arc::clone(&smtp).serve(listener)));
     }
 
+    // IMAP (143 with STARTTLS, 993 implicit TLS).
+    let auth_guard = Arc::new(tern_guard::AuthGuard::from_config(&config));
+    let imap_limits =
+        ConnectionLimits::new(config.imap.max_connections, config.imap.max_connections_per_ip, config.limit_exempt());
+    let imap = tern_imap::ImapServer::new(
+        tern_imap::ImapSettings::from_config(&config),
+        directory.clone(),
+        Some(tls.clone()),
+        imap_limits,
+        Arc::clone(&auth_guard),
+        shutdown.clone(),
+    );
+    let mut imap_tasks = Vec::new();
+    for (service, implicit) in [(Service::Imap, false), (Service::Imaps, true)] {
+        for listener in listen::bind_service(&config.listen, service)? {
+            bound.entry(service.name()).or_default().push(listener.local_addr()?.to_string());
+            imap_tasks.push(tokio::spawn(Arc::clone(&imap).serve(listener, implicit)));
+        }
+    }
+
     // HTTP: metrics and health.
     let http_state = http::HttpState { metrics, store: Arc::clone(&store), ready: Arc::clone(&ready) };
     for listener in listen::bind_service(&config.listen, Service::Http)? {
@@ -114,12 +134,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
 
-    let not_yet: Vec<&str> =
-        [Service::Submission, Service::Submissions, Service::Imap, Service::Imaps, Service::Pop3, Service::Pop3s]
-            .into_iter()
-            .filter(|s| !config.listen.addrs(*s).is_empty())
-            .map(Service::name)
-            .collect();
+    let not_yet: Vec<&str> = [Service::Submission, Service::Submissions, Service::Pop3, Service::Pop3s]
+        .into_iter()
+        .filter(|s| !config.listen.addrs(*s).is_empty())
+        .map(Service::name)
+        .collect();
     if !not_yet.is_empty() {
         tracing::warn!(services = ?not_yet, "configured listeners are not available in this version of Tern and stay closed");
     }
@@ -136,10 +155,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: no new connections; finishing transactions in progress");
     ready.store(false, Ordering::SeqCst);
     shutdown.cancel();
-    for t in smtp_tasks {
+    for t in smtp_tasks.into_iter().chain(imap_tasks) {
         let _ = t.await;
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, smtp.drain()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, async { tokio::join!(smtp.drain(), imap.drain()) }).await.is_err() {
         tracing::warn!("some sessions did not finish within {SHUTDOWN_GRACE:?}; closing them");
     }
     store.shutdown().await.context("flushing the store")?;

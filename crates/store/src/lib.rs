@@ -63,6 +63,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every message of a mailbox in UID order.
     async fn message_list(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageEntry>>;
     async fn message_get(&self, mailbox: MailboxId, uid: u32) -> StoreResult<Option<MessageEntry>>;
+    /// How many messages have a UID of at least `uid`.
+    async fn message_count_from(&self, mailbox: MailboxId, uid: u32) -> StoreResult<u32>;
     /// What changed in a mailbox after `since_modseq`: messages added or changed since (in UID
     /// order) and UIDs expunged since.
     async fn mailbox_changes(&self, mailbox: MailboxId, since_modseq: u64) -> StoreResult<MailboxChanges>;

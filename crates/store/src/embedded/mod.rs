@@ -409,6 +409,20 @@ impl Store for EmbeddedStore {
             .await
     }
 
+    async fn message_count_from(&self, mailbox: MailboxId, uid: u32) -> StoreResult<u32> {
+        self.read(move |e| {
+            let start = keys::message_key(mailbox, uid);
+            let end = keys::message_key(mailbox, u32::MAX);
+            let mut n = 0u32;
+            for item in e.messages.range(start..=end) {
+                item.key()?;
+                n += 1;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn mailbox_changes(&self, mailbox: MailboxId, since_modseq: u64) -> StoreResult<MailboxChanges> {
         self.read(move |e| e.changes_since(mailbox, since_modseq)).await
     }

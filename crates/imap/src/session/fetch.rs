@@ -1,0 +1,323 @@
+//! FETCH (RFC 9051 §6.4.5, §7.5.2) with BINARY (RFC 3516), CONDSTORE/QRESYNC modifiers
+//! (RFC 7162) and OBJECTID items (RFC 8474).
+
+use super::{Done, Session};
+use crate::render;
+use crate::search::object_id;
+use crate::section::{self, BinaryError};
+use std::collections::HashSet;
+use std::sync::Arc;
+use tern_imap_proto::encode;
+use tern_imap_proto::{FetchAttr, Section, SectionText, SequenceSet};
+use tern_store::{FlagMode, Flags, StoreError};
+
+fn needs_summary(a: &FetchAttr) -> bool {
+    !matches!(
+        a,
+        FetchAttr::Flags
+            | FetchAttr::InternalDate
+            | FetchAttr::Rfc822Size
+            | FetchAttr::Uid
+            | FetchAttr::ModSeq
+            | FetchAttr::EmailId
+            | FetchAttr::ThreadId
+            | FetchAttr::Rfc822
+    )
+}
+
+fn needs_raw(a: &FetchAttr) -> bool {
+    matches!(
+        a,
+        FetchAttr::Rfc822
+            | FetchAttr::Rfc822Header
+            | FetchAttr::Rfc822Text
+            | FetchAttr::BodySection { .. }
+            | FetchAttr::Binary { .. }
+            | FetchAttr::BinarySize(_)
+    )
+}
+
+/// Whether fetching this sets `\Seen` (RFC 9051 §6.4.5).
+fn sets_seen(a: &FetchAttr) -> bool {
+    matches!(
+        a,
+        FetchAttr::Rfc822
+            | FetchAttr::Rfc822Text
+            | FetchAttr::BodySection { peek: false, .. }
+            | FetchAttr::Binary { peek: false, .. }
+    )
+}
+
+fn astring(out: &mut Vec<u8>, s: &str) {
+    if !s.is_empty() && s.bytes().all(|c| c > 0x20 && c < 0x7f && !b"(){%*\"\\]".contains(&c)) {
+        out.extend_from_slice(s.as_bytes());
+    } else {
+        encode::string(out, s.as_bytes(), false);
+    }
+}
+
+/// The section spec as echoed in the response: `1.2.HEADER.FIELDS (From To)`.
+fn section_spec(out: &mut Vec<u8>, section: &Section) {
+    let part: Vec<String> = section.part.iter().map(u32::to_string).collect();
+    out.extend_from_slice(part.join(".").as_bytes());
+    let text = match &section.text {
+        None => return,
+        Some(t) => t,
+    };
+    if !section.part.is_empty() {
+        out.push(b'.');
+    }
+    match text {
+        SectionText::Header => out.extend_from_slice(b"HEADER"),
+        SectionText::Text => out.extend_from_slice(b"TEXT"),
+        SectionText::Mime => out.extend_from_slice(b"MIME"),
+        SectionText::HeaderFields(names) | SectionText::HeaderFieldsNot(names) => {
+            out.extend_from_slice(if matches!(text, SectionText::HeaderFields(_)) {
+                b"HEADER.FIELDS ("
+            } else {
+                b"HEADER.FIELDS.NOT ("
+            });
+            for (i, n) in names.iter().enumerate() {
+                if i > 0 {
+                    out.push(b' ');
+                }
+                astring(out, n);
+            }
+            out.push(b')');
+        }
+    }
+}
+
+fn partial_slice(data: &[u8], partial: Option<(u32, u32)>) -> &[u8] {
+    match partial {
+        None => data,
+        Some((start, len)) => {
+            let start = (start as usize).min(data.len());
+            let end = start.saturating_add(len as usize).min(data.len());
+            &data[start..end]
+        }
+    }
+}
+
+/// Decoded part content; `Err` names an unknown transfer encoding. A part that does not
+/// exist is empty.
+fn binary(
+    summary: &Option<Arc<tern_mime::MessageSummary>>,
+    raw: Option<&[u8]>,
+    part: &[u32],
+) -> Result<Vec<u8>, String> {
+    match (summary, raw) {
+        (Some(s), Some(raw)) => match section::binary_section(raw, &s.body, part) {
+            Ok(d) => Ok(d),
+            Err(BinaryError::UnknownEncoding(cte)) => Err(cte),
+            Err(BinaryError::NoSuchPart) => Ok(Vec::new()),
+        },
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn part_path(part: &[u32]) -> String {
+    part.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
+}
+
+impl Session {
+    pub(super) async fn fetch(
+        &mut self,
+        uid: bool,
+        set: SequenceSet,
+        attrs: Vec<FetchAttr>,
+        changed_since: Option<u64>,
+        vanished: bool,
+    ) -> Result<Done, StoreError> {
+        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
+        let indices = match view.resolve(&set, uid, &self.saved) {
+            Ok(i) => i,
+            Err(_) => return Ok(Done::bad("Message sequence number out of range")),
+        };
+        if changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
+            self.condstore = true;
+        }
+        if vanished && !self.qresync {
+            return Ok(Done::bad("VANISHED needs ENABLE QRESYNC"));
+        }
+        let id = view.id;
+        let max = view.max_uid();
+        let read_only = view.read_only;
+        let unseen: Vec<u32> = indices
+            .iter()
+            .map(|&i| &view.messages[i])
+            .filter(|m| !m.flags.contains(Flags::SEEN))
+            .map(|m| m.uid)
+            .collect();
+        if let (true, Some(since)) = (vanished, changed_since) {
+            // RFC 7162 §3.2.6: expunged UIDs in the set, since the given modseq.
+            let changes = self.server.store.mailbox_changes(id, since).await?;
+            let gone: Vec<u32> = changes.expunged.into_iter().filter(|u| set.contains(*u, max.max(*u))).collect();
+            if !gone.is_empty() {
+                self.untagged(&format!("VANISHED (EARLIER) {}", super::messages::uid_set_text(&gone)));
+            }
+        }
+        // Set \Seen first, so the responses carry the new flags.
+        let mut seen_now: HashSet<u32> = HashSet::new();
+        if !read_only && attrs.iter().any(sets_seen) {
+            if !unseen.is_empty() {
+                let update = self.server.store.set_flags(id, unseen, FlagMode::Add, Flags::SEEN, vec![], None).await?;
+                if let Some(view) = self.view.as_mut() {
+                    for entry in update.updated {
+                        if let Some(i) = view.index_of(entry.uid) {
+                            seen_now.insert(entry.uid);
+                            view.messages[i] = entry;
+                        }
+                    }
+                }
+            }
+        }
+        let want_summary = attrs.iter().any(needs_summary);
+        let want_raw = attrs.iter().any(needs_raw);
+        let mut missing = false;
+        for i in indices {
+            let Some(view) = &self.view else { break };
+            let Some(m) = view.messages.get(i).cloned() else { continue };
+            if changed_since.is_some_and(|c| m.modseq <= c) {
+                continue;
+            }
+            let summary =
+                if want_summary { self.server.summaries.get(&self.server.store, m.blob).await? } else { None };
+            let raw = if want_raw { self.server.store.blob_get(m.blob).await? } else { None };
+            if (want_summary && summary.is_none()) || (want_raw && raw.is_none()) {
+                // Expunged by another session and gone from the store.
+                missing = true;
+                continue;
+            }
+            let Some(view) = &self.view else { break };
+            let flags = self.flags_text(&m, view);
+            let mut items: Vec<Vec<u8>> = Vec::new();
+            if uid && !attrs.contains(&FetchAttr::Uid) {
+                items.push(format!("UID {}", m.uid).into_bytes());
+            }
+            for a in &attrs {
+                let mut item = Vec::new();
+                match a {
+                    FetchAttr::Flags => item.extend_from_slice(format!("FLAGS ({flags})").as_bytes()),
+                    FetchAttr::Uid => item.extend_from_slice(format!("UID {}", m.uid).as_bytes()),
+                    FetchAttr::InternalDate => item.extend_from_slice(
+                        format!("INTERNALDATE \"{}\"", encode::date_time(m.internal_date, 0)).as_bytes(),
+                    ),
+                    FetchAttr::Rfc822Size => item.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes()),
+                    FetchAttr::ModSeq => item.extend_from_slice(format!("MODSEQ ({})", m.modseq).as_bytes()),
+                    FetchAttr::EmailId => {
+                        item.extend_from_slice(format!("EMAILID ({})", object_id("M", m.email_id)).as_bytes())
+                    }
+                    FetchAttr::ThreadId => {
+                        item.extend_from_slice(format!("THREADID ({})", object_id("T", m.thread_id)).as_bytes())
+                    }
+                    FetchAttr::Envelope => {
+                        item.extend_from_slice(b"ENVELOPE ");
+                        if let Some(s) = &summary {
+                            render::envelope(&mut item, &s.envelope, self.style());
+                        }
+                    }
+                    FetchAttr::Body | FetchAttr::BodyStructure => {
+                        let extended = matches!(a, FetchAttr::BodyStructure);
+                        item.extend_from_slice(if extended { b"BODYSTRUCTURE " } else { b"BODY " });
+                        if let Some(s) = &summary {
+                            render::body_structure(&mut item, &s.body, extended, self.style());
+                        }
+                    }
+                    FetchAttr::Rfc822 => {
+                        item.extend_from_slice(b"RFC822 ");
+                        encode::literal(&mut item, raw.as_deref().unwrap_or_default());
+                    }
+                    FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => {
+                        let raw = raw.as_deref().unwrap_or_default();
+                        let body_at = summary.as_ref().map(|s| s.body.offset_body as usize).unwrap_or(0).min(raw.len());
+                        if matches!(a, FetchAttr::Rfc822Header) {
+                            item.extend_from_slice(b"RFC822.HEADER ");
+                            encode::literal(&mut item, &raw[..body_at]);
+                        } else {
+                            item.extend_from_slice(b"RFC822.TEXT ");
+                            encode::literal(&mut item, &raw[body_at..]);
+                        }
+                    }
+                    FetchAttr::BodySection { section, partial, .. } => {
+                        item.extend_from_slice(b"BODY[");
+                        section_spec(&mut item, section);
+                        item.push(b']');
+                        if let Some((start, _)) = partial {
+                            item.extend_from_slice(format!("<{start}>").as_bytes());
+                        }
+                        item.push(b' ');
+                        let data = match (&summary, raw.as_deref()) {
+                            (Some(s), Some(raw)) => section::body_section(raw, &s.body, section),
+                            _ => None,
+                        };
+                        match data {
+                            Some(d) => encode::literal(&mut item, partial_slice(&d, *partial)),
+                            None => encode::literal(&mut item, b""),
+                        }
+                    }
+                    FetchAttr::Binary { part, partial, .. } => {
+                        let decoded = match binary(&summary, raw.as_deref(), part) {
+                            Ok(d) => d,
+                            Err(cte) => {
+                                return Ok(
+                                    Done::no(format!("Unknown content transfer encoding {cte}")).code("UNKNOWN-CTE")
+                                );
+                            }
+                        };
+                        item.extend_from_slice(format!("BINARY[{}]", part_path(part)).as_bytes());
+                        if let Some((start, _)) = partial {
+                            item.extend_from_slice(format!("<{start}>").as_bytes());
+                        }
+                        item.push(b' ');
+                        let data = partial_slice(&decoded, *partial);
+                        if data.contains(&0) {
+                            item.extend_from_slice(format!("~{{{}}}\r\n", data.len()).as_bytes());
+                            item.extend_from_slice(data);
+                        } else {
+                            encode::literal(&mut item, data);
+                        }
+                    }
+                    FetchAttr::BinarySize(part) => {
+                        let decoded = match binary(&summary, raw.as_deref(), part) {
+                            Ok(d) => d,
+                            Err(cte) => {
+                                return Ok(
+                                    Done::no(format!("Unknown content transfer encoding {cte}")).code("UNKNOWN-CTE")
+                                );
+                            }
+                        };
+                        item.extend_from_slice(
+                            format!("BINARY.SIZE[{}] {}", part_path(part), decoded.len()).as_bytes(),
+                        );
+                    }
+                }
+                if !item.is_empty() {
+                    items.push(item);
+                }
+            }
+            if seen_now.contains(&m.uid) && !attrs.contains(&FetchAttr::Flags) {
+                items.push(format!("FLAGS ({flags})").into_bytes());
+            }
+            if self.condstore && !attrs.contains(&FetchAttr::ModSeq) {
+                items.push(format!("MODSEQ ({})", m.modseq).into_bytes());
+            }
+            self.out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+            for (k, item) in items.iter().enumerate() {
+                if k > 0 {
+                    self.out.push(b' ');
+                }
+                self.out.extend_from_slice(item);
+            }
+            self.out.extend_from_slice(b")\r\n");
+            if self.maybe_flush().await.is_err() {
+                self.closing = true;
+                return Ok(Done::no("Connection lost"));
+            }
+        }
+        if missing {
+            return Ok(Done::ok("Some messages were expunged by another session").code("EXPUNGEISSUED"));
+        }
+        Ok(Done::ok("FETCH completed"))
+    }
+}

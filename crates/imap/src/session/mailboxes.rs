@@ -1,0 +1,500 @@
+//! Mailbox commands: SELECT/EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, LIST, LSUB, STATUS,
+//! CLOSE/UNSELECT, GETQUOTA/GETQUOTAROOT.
+
+use super::{Done, Session};
+use crate::mailbox::View;
+use crate::search::object_id;
+use tern_imap_proto::encode;
+use tern_imap_proto::{ListReturn, ListSelect, QresyncParams, StatusItem};
+use tern_store::{Flags, INBOX, Mailbox, NewMailbox, SpecialUse, StoreError};
+
+/// Characters not allowed in mailbox names (wildcards, controls).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= 255
+        && !name.starts_with('/')
+        && !name.ends_with('/')
+        && !name.contains("//")
+        && !name.chars().any(|c| c.is_control() || c == '*' || c == '%')
+}
+
+/// Wildcard match of a LIST pattern: `*` anything, `%` anything but the delimiter.
+pub(crate) fn pattern_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // Dynamic programming over (pattern, name) positions: O(p·n), no backtracking blow-up.
+    let mut dp = vec![vec![false; n.len() + 1]; p.len() + 1];
+    dp[p.len()][n.len()] = true;
+    for i in (0..p.len()).rev() {
+        for j in (0..=n.len()).rev() {
+            dp[i][j] = match p[i] {
+                '*' => dp[i + 1][j] || (j < n.len() && dp[i][j + 1]),
+                '%' => dp[i + 1][j] || (j < n.len() && n[j] != '/' && dp[i][j + 1]),
+                c => j < n.len() && n[j] == c && dp[i + 1][j + 1],
+            };
+        }
+    }
+    dp[0][0]
+}
+
+fn special_use_of(attr: &str) -> Option<SpecialUse> {
+    Some(match attr.to_ascii_lowercase().as_str() {
+        "\\all" => SpecialUse::All,
+        "\\archive" => SpecialUse::Archive,
+        "\\drafts" => SpecialUse::Drafts,
+        "\\flagged" => SpecialUse::Flagged,
+        "\\junk" => SpecialUse::Junk,
+        "\\sent" => SpecialUse::Sent,
+        "\\trash" => SpecialUse::Trash,
+        _ => return None,
+    })
+}
+
+impl Session {
+    /// The store's name for a mailbox name from the wire (modified UTF-7 unless UTF-8 is
+    /// enabled; INBOX in any case).
+    pub(crate) fn mailbox_name(&self, wire: &str) -> Result<String, Done> {
+        let name = if self.utf8 {
+            wire.to_string()
+        } else {
+            encode::utf7_decode(wire).ok_or_else(|| Done::bad("Mailbox name is not valid modified UTF-7"))?
+        };
+        let name = if name.eq_ignore_ascii_case(INBOX) {
+            INBOX.to_string()
+        } else if name.len() > 6 && name.is_char_boundary(6) && name[..6].eq_ignore_ascii_case("INBOX/") {
+            format!("INBOX/{}", &name[6..])
+        } else {
+            name
+        };
+        if !valid_name(&name) {
+            return Err(Done::no("Invalid mailbox name").code("CANNOT"));
+        }
+        Ok(name)
+    }
+
+    pub(crate) fn write_mailbox(&mut self, name: &str) {
+        let utf8 = self.utf8;
+        encode::mailbox(&mut self.out, name, utf8);
+    }
+
+    fn account_id(&self) -> u64 {
+        self.account.as_ref().map(|a| a.id).unwrap_or(0)
+    }
+
+    pub(crate) async fn find_mailbox(&self, name: &str) -> Result<Option<Mailbox>, StoreError> {
+        self.server.store.mailbox_by_name(self.account_id(), name).await
+    }
+
+    pub(super) async fn select(
+        &mut self,
+        wire: &str,
+        read_only: bool,
+        condstore: bool,
+        qresync: Option<QresyncParams>,
+    ) -> Result<Done, StoreError> {
+        if qresync.is_some() && !self.qresync {
+            return Ok(Done::bad("QRESYNC parameter needs ENABLE QRESYNC first"));
+        }
+        if condstore {
+            self.condstore = true;
+        }
+        // Selecting deselects, even when the new SELECT fails (RFC 9051 §6.3.2).
+        if self.view.take().is_some() && (self.qresync || self.rev2) {
+            self.untagged("OK [CLOSED] Previous mailbox closed");
+        }
+        let name = match self.mailbox_name(wire) {
+            Ok(n) => n,
+            Err(done) => return Ok(done),
+        };
+        let Some(mailbox) = self.find_mailbox(&name).await? else {
+            return Ok(Done::no("No such mailbox").code("NONEXISTENT"));
+        };
+        let signal = self.server.notifier.signal(mailbox.id);
+        let seen_version = signal.version();
+        let first_recent = if read_only || self.rev2 {
+            mailbox.recent_uid.max(1)
+        } else {
+            self.server.store.mailbox_claim_recent(mailbox.id).await?
+        };
+        let messages = self.server.store.message_list(mailbox.id).await?;
+        let mut view = View {
+            id: mailbox.id,
+            name: mailbox.name.clone(),
+            read_only,
+            uid_validity: mailbox.uid_validity,
+            messages,
+            highest_modseq: mailbox.highest_modseq,
+            first_recent: if self.rev2 { u32::MAX } else { first_recent },
+            pending_expunged: Vec::new(),
+            signal,
+            seen_version,
+        };
+        view.highest_modseq = view.highest_modseq.max(view.messages.iter().map(|m| m.modseq).max().unwrap_or(0));
+        let mut flags = vec!["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        flags.extend(mailbox.keywords.iter().cloned());
+        self.untagged(&format!("FLAGS ({})", flags.join(" ")));
+        if read_only {
+            self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
+        } else {
+            let more = if mailbox.keywords.len() < tern_store::MAX_KEYWORDS { " \\*" } else { "" };
+            self.untagged(&format!("OK [PERMANENTFLAGS ({}{more})] Flags permitted", flags.join(" ")));
+        }
+        self.untagged(&format!("{} EXISTS", view.messages.len()));
+        if !self.rev2 {
+            self.untagged(&format!("{} RECENT", view.recent_count()));
+            if let Some(i) = view.messages.iter().position(|m| !m.flags.contains(Flags::SEEN)) {
+                self.untagged(&format!("OK [UNSEEN {}] First unseen", i + 1));
+            }
+        }
+        self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", mailbox.uid_validity));
+        self.untagged(&format!("OK [UIDNEXT {}] Predicted next UID", mailbox.uid_next));
+        self.untagged(&format!("OK [HIGHESTMODSEQ {}] Highest", view.highest_modseq));
+        self.untagged(&format!("OK [MAILBOXID ({})] Ok", object_id("F", mailbox.id)));
+        if let Some(q) = qresync
+            && q.uid_validity == mailbox.uid_validity
+        {
+            self.qresync_resync(&view, &q).await?;
+        }
+        self.view = Some(view);
+        self.saved.clear();
+        let code = if read_only { "READ-ONLY" } else { "READ-WRITE" };
+        Ok(Done::ok(if read_only { "EXAMINE completed" } else { "SELECT completed" }).code(code))
+    }
+
+    /// RFC 7162 §3.2.5: what changed since the client's modseq, as VANISHED (EARLIER) and
+    /// FETCH responses.
+    async fn qresync_resync(&mut self, view: &View, q: &QresyncParams) -> Result<(), StoreError> {
+        let changes = self.server.store.mailbox_changes(view.id, q.mod_seq).await?;
+        let known = |uid: u32| match &q.known_uids {
+            Some(set) => set.contains(uid, u32::MAX),
+            None => true,
+        };
+        let vanished: Vec<u32> = changes.expunged.iter().copied().filter(|u| known(*u)).collect();
+        if !vanished.is_empty() {
+            self.untagged(&format!("VANISHED (EARLIER) {}", crate::session::messages::uid_set_text(&vanished)));
+        }
+        for entry in &changes.changed {
+            if let Some(i) = view.index_of(entry.uid)
+                && known(entry.uid)
+            {
+                let flags = self.flags_text(entry, view);
+                self.untagged(&format!(
+                    "{} FETCH (UID {} FLAGS ({flags}) MODSEQ ({}))",
+                    i + 1,
+                    entry.uid,
+                    entry.modseq
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn close(&mut self, expunge: bool) -> Result<Done, StoreError> {
+        let Some(view) = self.view.take() else { return Ok(Done::bad("No mailbox selected")) };
+        if expunge && !view.read_only {
+            let deleted: Vec<u32> = view
+                .messages
+                .iter()
+                .filter(|m| m.flags.contains(Flags::DELETED) && !view.is_expunged(m.uid))
+                .map(|m| m.uid)
+                .collect();
+            if !deleted.is_empty() {
+                self.server.store.expunge(view.id, deleted).await?;
+            }
+        }
+        Ok(Done::ok(if expunge { "CLOSE completed" } else { "UNSELECT completed" }))
+    }
+
+    pub(super) async fn create(&mut self, wire: &str, special_use: &[String]) -> Result<Done, StoreError> {
+        // A trailing delimiter only declares the intent to create children (RFC 9051 §6.3.4).
+        let wire = wire.strip_suffix('/').unwrap_or(wire);
+        let name = match self.mailbox_name(wire) {
+            Ok(n) => n,
+            Err(done) => return Ok(done),
+        };
+        if name == INBOX {
+            return Ok(Done::no("INBOX always exists").code("ALREADYEXISTS"));
+        }
+        let use_ = match special_use {
+            [] => None,
+            [one] => match special_use_of(one) {
+                Some(u) => Some(u),
+                None => return Ok(Done::no(format!("Unsupported special use {one}")).code("USEATTR")),
+            },
+            _ => return Ok(Done::no("One special use per mailbox").code("USEATTR")),
+        };
+        match self.server.store.mailbox_create(self.account_id(), NewMailbox::new(&name, use_)).await {
+            Ok(_) => Ok(Done::ok("CREATE completed")),
+            Err(StoreError::Exists(_)) => Ok(Done::no("Mailbox already exists").code("ALREADYEXISTS")),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) async fn delete(&mut self, wire: &str) -> Result<Done, StoreError> {
+        let name = match self.mailbox_name(wire) {
+            Ok(n) => n,
+            Err(done) => return Ok(done),
+        };
+        if name == INBOX {
+            return Ok(Done::no("INBOX cannot be deleted").code("CANNOT"));
+        }
+        match self.server.store.mailbox_delete(self.account_id(), &name).await {
+            Ok(()) => {
+                if self.view.as_ref().is_some_and(|v| v.name == name) {
+                    self.view = None;
+                    self.untagged("OK [CLOSED] Mailbox deleted");
+                }
+                Ok(Done::ok("DELETE completed"))
+            }
+            Err(StoreError::NotFound(_)) => Ok(Done::no("No such mailbox").code("NONEXISTENT")),
+            Err(StoreError::Exists(_)) => Ok(Done::no("Mailbox has children; delete them first").code("HASCHILDREN")),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) async fn rename(&mut self, from: &str, to: &str) -> Result<Done, StoreError> {
+        let (from, to) = match (self.mailbox_name(from), self.mailbox_name(to)) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(d), _) | (_, Err(d)) => return Ok(d),
+        };
+        if to == INBOX || to.starts_with("INBOX/") && from == INBOX {
+            return Ok(Done::no("Cannot rename to that name").code("CANNOT"));
+        }
+        if to.starts_with(&format!("{from}/")) {
+            return Ok(Done::no("Cannot move a mailbox below itself").code("CANNOT"));
+        }
+        match self.server.store.mailbox_rename(self.account_id(), &from, &to).await {
+            Ok(()) => {
+                if let Some(v) = self.view.as_mut()
+                    && from != INBOX
+                    && (v.name == from || v.name.starts_with(&format!("{from}/")))
+                {
+                    v.name = format!("{to}{}", &v.name[from.len()..]);
+                }
+                Ok(Done::ok("RENAME completed"))
+            }
+            Err(StoreError::NotFound(_)) => Ok(Done::no("No such mailbox").code("NONEXISTENT")),
+            Err(StoreError::Exists(_)) => Ok(Done::no("Target mailbox exists").code("ALREADYEXISTS")),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) async fn subscribe(&mut self, wire: &str, on: bool) -> Result<Done, StoreError> {
+        let name = match self.mailbox_name(wire) {
+            Ok(n) => n,
+            Err(done) => return Ok(done),
+        };
+        match self.server.store.mailbox_subscribe(self.account_id(), &name, on).await {
+            Ok(()) => Ok(Done::ok(if on { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" })),
+            Err(StoreError::NotFound(_)) if !on => Ok(Done::ok("UNSUBSCRIBE completed")),
+            Err(StoreError::NotFound(_)) => Ok(Done::no("No such mailbox").code("NONEXISTENT")),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) async fn list(
+        &mut self,
+        selection: &[ListSelect],
+        reference: &str,
+        patterns: &[String],
+        returns: &[ListReturn],
+        lsub: bool,
+        extended: bool,
+    ) -> Result<Done, StoreError> {
+        let done = || Done::ok(if lsub { "LSUB completed" } else { "LIST completed" });
+        if patterns.len() == 1 && patterns[0].is_empty() && !extended {
+            // LIST "" "": the hierarchy delimiter and root (RFC 9051 §6.3.9).
+            if lsub {
+                return Ok(done());
+            }
+            self.untagged("LIST (\\Noselect) \"/\" \"\"");
+            return Ok(done());
+        }
+        let decode = |s: &str| if self.utf8 { Some(s.to_string()) } else { encode::utf7_decode(s) };
+        let Some(reference) = decode(reference) else { return Ok(Done::bad("Bad modified UTF-7")) };
+        let mut full_patterns = Vec::new();
+        for p in patterns {
+            let Some(p) = decode(p) else { return Ok(Done::bad("Bad modified UTF-7")) };
+            if p.is_empty() {
+                continue;
+            }
+            let full = if reference.is_empty() || p.starts_with('/') {
+                p
+            } else if reference.ends_with('/') {
+                format!("{reference}{p}")
+            } else {
+                format!("{reference}/{p}")
+            };
+            // INBOX is case-insensitive in patterns too.
+            let full = if full.len() >= 5 && full.is_char_boundary(5) && full[..5].eq_ignore_ascii_case(INBOX) {
+                format!("{INBOX}{}", &full[5..])
+            } else {
+                full
+            };
+            full_patterns.push(full);
+        }
+        let subscribed_only = lsub || selection.contains(&ListSelect::Subscribed);
+        let recursive = selection.contains(&ListSelect::RecursiveMatch);
+        let special_only = selection.contains(&ListSelect::SpecialUse);
+        let want_subscribed = subscribed_only || returns.contains(&ListReturn::Subscribed);
+        let status_items: Option<Vec<StatusItem>> = returns.iter().find_map(|r| match r {
+            ListReturn::Status(items) => Some(items.clone()),
+            _ => None,
+        });
+        let mut all = self.server.store.mailbox_list(self.account_id()).await?;
+        all.sort_by(|a, b| (a.name != INBOX).cmp(&(b.name != INBOX)).then(a.name.cmp(&b.name)));
+        for m in &all {
+            let matched = full_patterns.iter().any(|p| pattern_match(p, &m.name));
+            if !matched {
+                continue;
+            }
+            let prefix = format!("{}/", m.name);
+            let children: Vec<&Mailbox> = all.iter().filter(|c| c.name.starts_with(&prefix)).collect();
+            let mut child_info = false;
+            if subscribed_only && !m.subscribed {
+                // RECURSIVEMATCH: a parent whose descendants match the selection.
+                if recursive && children.iter().any(|c| c.subscribed) {
+                    child_info = true;
+                } else {
+                    continue;
+                }
+            }
+            if special_only && m.special_use.is_none() {
+                continue;
+            }
+            let mut attrs: Vec<&str> = Vec::new();
+            if !lsub {
+                attrs.push(if children.is_empty() { "\\HasNoChildren" } else { "\\HasChildren" });
+                if let Some(u) = m.special_use {
+                    attrs.push(u.attribute());
+                }
+            }
+            if want_subscribed && m.subscribed && !lsub {
+                attrs.push("\\Subscribed");
+            }
+            self.out.extend_from_slice(
+                format!("* {} ({}) \"/\" ", if lsub { "LSUB" } else { "LIST" }, attrs.join(" ")).as_bytes(),
+            );
+            self.write_mailbox(&m.name);
+            if child_info {
+                self.out.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
+            self.out.extend_from_slice(b"\r\n");
+            if let Some(items) = &status_items
+                && !child_info
+            {
+                self.write_status(m, items).await?;
+            }
+        }
+        Ok(done())
+    }
+
+    async fn write_status(&mut self, m: &Mailbox, items: &[StatusItem]) -> Result<(), StoreError> {
+        let mut parts = Vec::new();
+        for item in items {
+            let text = match item {
+                StatusItem::Messages => format!("MESSAGES {}", m.total),
+                StatusItem::Recent => {
+                    format!("RECENT {}", self.server.store.message_count_from(m.id, m.recent_uid.max(1)).await?)
+                }
+                StatusItem::UidNext => format!("UIDNEXT {}", m.uid_next),
+                StatusItem::UidValidity => format!("UIDVALIDITY {}", m.uid_validity),
+                StatusItem::Unseen => format!("UNSEEN {}", m.unseen),
+                StatusItem::Deleted => format!("DELETED {}", m.deleted),
+                StatusItem::Size => format!("SIZE {}", m.size),
+                StatusItem::HighestModSeq => {
+                    self.condstore = true;
+                    format!("HIGHESTMODSEQ {}", m.highest_modseq)
+                }
+                StatusItem::AppendLimit => format!("APPENDLIMIT {}", self.server.settings.append_limit),
+                StatusItem::MailboxId => format!("MAILBOXID ({})", object_id("F", m.id)),
+            };
+            parts.push(text);
+        }
+        self.out.extend_from_slice(b"* STATUS ");
+        self.write_mailbox(&m.name);
+        self.out.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+        Ok(())
+    }
+
+    pub(super) async fn status(&mut self, wire: &str, items: &[StatusItem]) -> Result<Done, StoreError> {
+        let name = match self.mailbox_name(wire) {
+            Ok(n) => n,
+            Err(done) => return Ok(done),
+        };
+        let Some(m) = self.find_mailbox(&name).await? else {
+            return Ok(Done::no("No such mailbox").code("NONEXISTENT"));
+        };
+        self.write_status(&m, items).await?;
+        Ok(Done::ok("STATUS completed"))
+    }
+
+    async fn usage(&self) -> Result<u64, StoreError> {
+        Ok(self.server.store.mailbox_list(self.account_id()).await?.iter().map(|m| m.size).sum())
+    }
+
+    pub(super) async fn quota_root(&mut self, wire: &str) -> Result<Done, StoreError> {
+        let name = match self.mailbox_name(wire) {
+            Ok(n) => n,
+            Err(done) => return Ok(done),
+        };
+        if self.find_mailbox(&name).await?.is_none() {
+            return Ok(Done::no("No such mailbox").code("NONEXISTENT"));
+        }
+        let limit = self.account.as_ref().and_then(|a| a.quota_bytes);
+        self.out.extend_from_slice(b"* QUOTAROOT ");
+        self.write_mailbox(&name);
+        if limit.is_some() {
+            self.out.extend_from_slice(b" \"\"");
+        }
+        self.out.extend_from_slice(b"\r\n");
+        if let Some(limit) = limit {
+            let used = self.usage().await?;
+            self.untagged(&format!("QUOTA \"\" (STORAGE {} {})", used.div_ceil(1024), limit / 1024));
+        }
+        Ok(Done::ok("GETQUOTAROOT completed"))
+    }
+
+    pub(super) async fn quota(&mut self, root: &str) -> Result<Done, StoreError> {
+        let limit = self.account.as_ref().and_then(|a| a.quota_bytes);
+        match limit {
+            Some(limit) if root.is_empty() => {
+                let used = self.usage().await?;
+                self.untagged(&format!("QUOTA \"\" (STORAGE {} {})", used.div_ceil(1024), limit / 1024));
+                Ok(Done::ok("GETQUOTA completed"))
+            }
+            _ => Ok(Done::no("No such quota root").code("NONEXISTENT")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        assert!(pattern_match("*", "a/b/c"));
+        assert!(pattern_match("%", "INBOX"));
+        assert!(!pattern_match("%", "a/b"));
+        assert!(pattern_match("a/%", "a/b"));
+        assert!(!pattern_match("a/%", "a/b/c"));
+        assert!(pattern_match("a*c", "a/b/c"));
+        assert!(pattern_match("%/%", "x/y"));
+        assert!(!pattern_match("INBOX", "Inbox"));
+        assert!(pattern_match("Sent*", "Sent Items"));
+        let long = "*".repeat(200) + "x";
+        assert!(!pattern_match(&long, &"y".repeat(255)), "no exponential backtracking");
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("Work/2024"));
+        for bad in ["", "/a", "a/", "a//b", "a*", "a%", "a\nb"] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+    }
+}

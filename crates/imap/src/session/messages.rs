@@ -1,0 +1,373 @@
+//! Message commands: STORE, COPY, MOVE, EXPUNGE, APPEND, and reporting what other sessions
+//! changed.
+
+use super::{Done, Session};
+use crate::mailbox::{SetError, View};
+use tern_imap_proto::{DateTime, Flag, SequenceSet, StoreMode};
+use tern_store::{
+    Delivery, DeliveryEnvelope, DeliveryTarget, FlagMode, Flags, MailboxSelector, MessageEntry, StoreError,
+};
+
+/// `1:3,5,7:8` from ascending UIDs.
+pub(crate) fn uid_set_text(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            end += 1;
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Splits IMAP flags into system flag bits and keywords; `Err` names an unknown system flag.
+pub(crate) fn split_flags(flags: &[Flag]) -> Result<(Flags, Vec<String>), String> {
+    let mut bits = Flags::default();
+    let mut keywords = Vec::new();
+    for f in flags {
+        match f.0.as_str() {
+            "\\Seen" => bits.insert(Flags::SEEN),
+            "\\Answered" => bits.insert(Flags::ANSWERED),
+            "\\Flagged" => bits.insert(Flags::FLAGGED),
+            "\\Deleted" => bits.insert(Flags::DELETED),
+            "\\Draft" => bits.insert(Flags::DRAFT),
+            other if other.starts_with('\\') => return Err(other.to_string()),
+            keyword => keywords.push(keyword.to_string()),
+        }
+    }
+    Ok((bits, keywords))
+}
+
+impl Session {
+    pub(crate) fn flags_text(&self, entry: &MessageEntry, view: &View) -> String {
+        let mut parts: Vec<&str> = Vec::new();
+        for (flag, name) in [
+            (Flags::SEEN, "\\Seen"),
+            (Flags::ANSWERED, "\\Answered"),
+            (Flags::FLAGGED, "\\Flagged"),
+            (Flags::DELETED, "\\Deleted"),
+            (Flags::DRAFT, "\\Draft"),
+        ] {
+            if entry.flags.contains(flag) {
+                parts.push(name);
+            }
+        }
+        for k in &entry.keywords {
+            parts.push(k);
+        }
+        if !self.rev2 && view.is_recent(entry.uid) {
+            parts.push("\\Recent");
+        }
+        parts.join(" ")
+    }
+
+    /// Reports changes by other sessions: EXPUNGE/VANISHED (when allowed), EXISTS, RECENT,
+    /// and FETCH of changed flags (with UID, and MODSEQ once CONDSTORE is on).
+    pub(crate) async fn report_changes(&mut self, allow_expunge: bool, force: bool) -> Result<(), StoreError> {
+        let Some(view) = self.view.as_mut() else { return Ok(()) };
+        let version = view.signal.version();
+        let pending = allow_expunge && !view.pending_expunged.is_empty();
+        if !force && version == view.seen_version && !pending {
+            return Ok(());
+        }
+        view.seen_version = version;
+        let (id, since) = (view.id, view.highest_modseq);
+        if self.server.store.mailbox_get(id).await?.is_none() {
+            self.untagged("BYE The selected mailbox was deleted");
+            self.closing = true;
+            return Ok(());
+        }
+        let changes = self.server.store.mailbox_changes(id, since).await?;
+        let Some(view) = self.view.as_mut() else { return Ok(()) };
+        let report = view.apply(changes, allow_expunge, self.qresync);
+        if !report.vanished.is_empty() {
+            self.untagged(&format!("VANISHED {}", uid_set_text(&report.vanished)));
+        }
+        for seq in &report.expunged_seqs {
+            self.untagged(&format!("{seq} EXPUNGE"));
+        }
+        let Some(view) = self.view.take() else { return Ok(()) };
+        if report.exists.is_some() {
+            self.untagged(&format!("{} EXISTS", view.messages.len()));
+            if !self.rev2 {
+                self.untagged(&format!("{} RECENT", view.recent_count()));
+            }
+        }
+        for &i in &report.flag_changes {
+            let m = &view.messages[i];
+            let flags = self.flags_text(m, &view);
+            let modseq = if self.condstore { format!(" MODSEQ ({})", m.modseq) } else { String::new() };
+            self.untagged(&format!("{} FETCH (UID {} FLAGS ({flags}){modseq})", i + 1, m.uid));
+        }
+        self.view = Some(view);
+        Ok(())
+    }
+
+    fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<usize>, Done> {
+        let Some(view) = &self.view else { return Err(Done::bad("No mailbox selected")) };
+        view.resolve(set, uid, &self.saved)
+            .map_err(|SetError::BadSequence| Done::bad("Message sequence number out of range"))
+    }
+
+    pub(super) async fn expunge(&mut self, uids: Option<SequenceSet>) -> Result<Done, StoreError> {
+        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
+        if view.read_only {
+            return Ok(Done::no("Mailbox is read-only").code("READ-ONLY"));
+        }
+        let within = match &uids {
+            Some(set) => match view.resolve(set, true, &self.saved) {
+                Ok(i) => Some(i),
+                Err(_) => return Ok(Done::bad("Bad UID set")),
+            },
+            None => None,
+        };
+        let candidates: Vec<u32> = match within {
+            Some(indices) => indices
+                .into_iter()
+                .map(|i| &view.messages[i])
+                .filter(|m| m.flags.contains(Flags::DELETED))
+                .map(|m| m.uid)
+                .collect(),
+            None => view.messages.iter().filter(|m| m.flags.contains(Flags::DELETED)).map(|m| m.uid).collect(),
+        };
+        let candidates: Vec<u32> = candidates.into_iter().filter(|u| !view.is_expunged(*u)).collect();
+        let id = view.id;
+        if candidates.is_empty() {
+            return Ok(Done::ok("EXPUNGE completed"));
+        }
+        let removed = self.server.store.expunge(id, candidates).await?;
+        self.report_own_expunges(&removed);
+        Ok(Done::ok("EXPUNGE completed"))
+    }
+
+    fn report_own_expunges(&mut self, removed: &[u32]) {
+        let Some(view) = self.view.as_mut() else { return };
+        let seqs = view.remove_uids(removed);
+        if self.qresync {
+            if !removed.is_empty() {
+                self.untagged(&format!("VANISHED {}", uid_set_text(removed)));
+            }
+        } else {
+            for seq in seqs {
+                self.untagged(&format!("{seq} EXPUNGE"));
+            }
+        }
+    }
+
+    pub(super) async fn store_flags(
+        &mut self,
+        uid: bool,
+        set: SequenceSet,
+        mode: StoreMode,
+        silent: bool,
+        flags: Vec<Flag>,
+        unchanged_since: Option<u64>,
+    ) -> Result<Done, StoreError> {
+        let indices = match self.resolve(&set, uid) {
+            Ok(i) => i,
+            Err(done) => return Ok(done),
+        };
+        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
+        if view.read_only {
+            return Ok(Done::no("Mailbox is read-only").code("READ-ONLY"));
+        }
+        let (bits, keywords) = match split_flags(&flags) {
+            Ok(f) => f,
+            Err(unknown) => return Ok(Done::bad(format!("Unknown system flag {unknown}"))),
+        };
+        if unchanged_since.is_some() {
+            self.condstore = true;
+        }
+        let uids: Vec<u32> = indices.iter().map(|&i| view.messages[i].uid).collect();
+        let mode = match mode {
+            StoreMode::Replace => FlagMode::Replace,
+            StoreMode::Add => FlagMode::Add,
+            StoreMode::Remove => FlagMode::Remove,
+        };
+        let id = view.id;
+        let update = self.server.store.set_flags(id, uids.clone(), mode, bits, keywords, unchanged_since).await?;
+        let Some(mut view) = self.view.take() else { return Ok(Done::bad("No mailbox selected")) };
+        let mut changed = std::collections::HashSet::new();
+        for entry in update.updated {
+            if let Some(i) = view.index_of(entry.uid) {
+                changed.insert(entry.uid);
+                view.messages[i] = entry;
+            }
+        }
+        for &i in &indices {
+            let m = &view.messages[i];
+            if update.conflicts.contains(&m.uid) || view.is_expunged(m.uid) {
+                continue;
+            }
+            let must = unchanged_since.is_some() && changed.contains(&m.uid);
+            if silent && !must {
+                continue;
+            }
+            let flags = self.flags_text(m, &view);
+            let uid_part = if uid { format!(" UID {}", m.uid) } else { String::new() };
+            let modseq = if self.condstore { format!(" MODSEQ ({})", m.modseq) } else { String::new() };
+            self.untagged(&format!("{} FETCH (FLAGS ({flags}){uid_part}{modseq})", i + 1));
+        }
+        let conflicts: Vec<u32> = if uid {
+            update.conflicts.clone()
+        } else {
+            update.conflicts.iter().filter_map(|u| view.index_of(*u).map(|i| i as u32 + 1)).collect()
+        };
+        self.view = Some(view);
+        if update.keywords_refused {
+            return Ok(Done::no("Too many keywords in this mailbox").code("LIMIT"));
+        }
+        if !conflicts.is_empty() {
+            return Ok(Done::ok("Conditional STORE failed for some messages")
+                .code(format!("MODIFIED {}", uid_set_text(&conflicts))));
+        }
+        Ok(Done::ok("STORE completed"))
+    }
+
+    pub(super) async fn copy(
+        &mut self,
+        uid: bool,
+        set: SequenceSet,
+        wire: &str,
+        move_: bool,
+    ) -> Result<Done, StoreError> {
+        let indices = match self.resolve(&set, uid) {
+            Ok(i) => i,
+            Err(done) => return Ok(done),
+        };
+        let name = match self.mailbox_name(wire) {
+            Ok(n) => n,
+            Err(done) => return Ok(done),
+        };
+        let Some(target) = self.find_mailbox(&name).await? else {
+            return Ok(Done::no("No such mailbox").code("TRYCREATE"));
+        };
+        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
+        if move_ && view.read_only {
+            return Ok(Done::no("Mailbox is read-only").code("READ-ONLY"));
+        }
+        let uids: Vec<u32> = indices.iter().map(|&i| view.messages[i].uid).filter(|u| !view.is_expunged(*u)).collect();
+        let id = view.id;
+        let verb = if move_ { "MOVE" } else { "COPY" };
+        if uids.is_empty() {
+            return Ok(Done::ok(format!("{verb} completed")));
+        }
+        if move_ && target.id == id {
+            return Ok(Done::no("Source and destination are the same mailbox").code("CANNOT"));
+        }
+        let result = self.server.store.copy_messages(id, uids, target.id, move_).await?;
+        if result.pairs.is_empty() {
+            return Ok(Done::no("The messages no longer exist").code("EXPUNGEISSUED"));
+        }
+        let src: Vec<u32> = result.pairs.iter().map(|p| p.0).collect();
+        let dst: Vec<u32> = result.pairs.iter().map(|p| p.1).collect();
+        let copyuid = format!("COPYUID {} {} {}", result.uid_validity, uid_set_text(&src), uid_set_text(&dst));
+        if move_ {
+            // RFC 6851 §4.3: COPYUID in an untagged OK before the expunges.
+            self.untagged(&format!("OK [{copyuid}] Moved"));
+            self.report_own_expunges(&src);
+            return Ok(Done::ok("MOVE completed"));
+        }
+        Ok(Done::ok("COPY completed").code(copyuid))
+    }
+
+    pub(super) async fn append(
+        &mut self,
+        wire: &str,
+        flags: Vec<Flag>,
+        date: Option<DateTime>,
+        message: Vec<u8>,
+    ) -> Result<Done, StoreError> {
+        let name = match self.mailbox_name(wire) {
+            Ok(n) => n,
+            Err(done) => return Ok(done),
+        };
+        let Some(mailbox) = self.find_mailbox(&name).await? else {
+            return Ok(Done::no("No such mailbox").code("TRYCREATE"));
+        };
+        if message.is_empty() {
+            return Ok(Done::no("Empty message"));
+        }
+        if message.len() as u64 > self.server.settings.append_limit {
+            return Ok(Done::no("Message too large").code("TOOBIG"));
+        }
+        let (bits, keywords) = match split_flags(&flags) {
+            Ok(f) => f,
+            Err(unknown) => return Ok(Done::bad(format!("Unknown system flag {unknown}"))),
+        };
+        let Some(account) = self.account.clone() else { return Ok(Done::bad("Log in first")) };
+        if let Some(limit) = account.quota_bytes {
+            let used: u64 = self.server.store.mailbox_list(account.id).await?.iter().map(|m| m.size).sum();
+            if used + message.len() as u64 > limit {
+                return Ok(Done::no("Quota exceeded").code("OVERQUOTA"));
+            }
+        }
+        let received_at = date.map(|d| d.unix).unwrap_or_else(tern_store::now_unix);
+        let envelope = DeliveryEnvelope {
+            authenticated_as: Some(account.address.clone()),
+            source: "imap-append".into(),
+            received_at,
+            ..Default::default()
+        };
+        let target =
+            DeliveryTarget { account: account.id, mailbox: MailboxSelector::Id(mailbox.id), flags: bits, keywords };
+        let delivery = tokio::task::spawn_blocking(move || {
+            Delivery::prepare(normalize_line_endings(message), envelope, vec![target])
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?;
+        let receipt = self.server.store.deliver(delivery).await?;
+        let Some(copy) = receipt.copies.first() else {
+            return Ok(Done::no("The mailbox no longer exists").code("TRYCREATE"));
+        };
+        Ok(Done::ok("APPEND completed").code(format!("APPENDUID {} {}", mailbox.uid_validity, copy.uid)))
+    }
+}
+
+/// Messages are stored with CRLF line endings (RFC 5322 §2.1); clients that APPEND with bare
+/// LF get them converted, so POP3 and IMAP return CRLF-exact text.
+fn normalize_line_endings(mut raw: Vec<u8>) -> Vec<u8> {
+    let bare_lf = raw.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') || raw.first() == Some(&b'\n');
+    if !bare_lf {
+        return raw;
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
+    let mut prev = 0u8;
+    for b in raw.drain(..) {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_and_line_endings() {
+        assert_eq!(uid_set_text(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(uid_set_text(&[4]), "4");
+        assert_eq!(uid_set_text(&[]), "");
+        assert_eq!(normalize_line_endings(b"a\nb\r\nc\n".to_vec()), b"a\r\nb\r\nc\r\n");
+        assert_eq!(normalize_line_endings(b"a\r\nb\r\n".to_vec()), b"a\r\nb\r\n");
+        let (bits, kw) = split_flags(&[Flag("\\Seen".into()), Flag("$Label1".into())]).unwrap();
+        assert_eq!((bits, kw), (Flags::SEEN, vec!["$Label1".to_string()]));
+        assert!(split_flags(&[Flag("\\Bogus".into())]).is_err());
+    }
+}

@@ -1,0 +1,514 @@
+//! One IMAP session: the state machine of RFC 9051 §3 (not authenticated → authenticated →
+//! selected → logout) over a plaintext, TLS or compressed stream.
+//!
+//! Every command returns a [`Done`]; before its tagged line is written, changes made by
+//! other sessions are reported at the points the RFC allows (never EXPUNGE during FETCH,
+//! STORE or SEARCH by sequence number).
+
+mod auth;
+mod fetch;
+mod idle;
+mod mailboxes;
+mod messages;
+mod query;
+
+use crate::ImapServer;
+use crate::mailbox::View;
+use crate::render::Style;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tern_imap_proto::{Command, CommandFramer, Frame, Limits, parse_command};
+use tern_store::Account;
+use tern_tls::Stream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reply buffer size above which output is written out during a long command.
+const FLUSH_AT: usize = 256 * 1024;
+
+/// How a command ended.
+pub(crate) struct Done {
+    status: Status,
+    code: Option<String>,
+    text: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Ok,
+    No,
+    Bad,
+}
+
+impl Done {
+    pub(crate) fn ok(text: impl Into<String>) -> Done {
+        Done { status: Status::Ok, code: None, text: text.into() }
+    }
+    pub(crate) fn no(text: impl Into<String>) -> Done {
+        Done { status: Status::No, code: None, text: text.into() }
+    }
+    pub(crate) fn bad(text: impl Into<String>) -> Done {
+        Done { status: Status::Bad, code: None, text: text.into() }
+    }
+    pub(crate) fn code(mut self, code: impl Into<String>) -> Done {
+        self.code = Some(code.into());
+        self
+    }
+}
+
+/// What the main loop does next.
+#[derive(PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    Close,
+}
+
+pub(crate) struct Session {
+    pub(crate) server: Arc<ImapServer>,
+    pub(crate) conn: Stream<TcpStream>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) framer: CommandFramer,
+    pub(crate) inbuf: Vec<u8>,
+    pub(crate) out: Vec<u8>,
+    pub(crate) account: Option<Account>,
+    pub(crate) view: Option<View>,
+    pub(crate) condstore: bool,
+    pub(crate) qresync: bool,
+    pub(crate) rev2: bool,
+    pub(crate) utf8: bool,
+    pub(crate) compressed: bool,
+    /// RFC 5182 saved search result (UIDs, ascending).
+    pub(crate) saved: Vec<u32>,
+    /// Set when the session must end after the current command (BYE sent).
+    pub(crate) closing: bool,
+    /// The current command already wrote its tagged line (STARTTLS, COMPRESS switch layers
+    /// right after it).
+    pub(crate) tagged_sent: bool,
+}
+
+impl Session {
+    pub(crate) fn new(server: Arc<ImapServer>, conn: Stream<TcpStream>, peer: SocketAddr) -> Session {
+        Session {
+            server,
+            conn,
+            peer,
+            framer: CommandFramer::new(Limits::unauthenticated()),
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            account: None,
+            view: None,
+            condstore: false,
+            qresync: false,
+            rev2: false,
+            utf8: false,
+            compressed: false,
+            saved: Vec::new(),
+            closing: false,
+            tagged_sent: false,
+        }
+    }
+
+    pub(crate) fn style(&self) -> Style {
+        Style { utf8: self.utf8 }
+    }
+
+    pub(crate) fn line(&mut self, text: &str) {
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    pub(crate) fn untagged(&mut self, text: &str) {
+        self.out.extend_from_slice(b"* ");
+        self.line(text);
+    }
+
+    pub(crate) fn tagged(&mut self, tag: &str, done: Done) {
+        let status = match done.status {
+            Status::Ok => "OK",
+            Status::No => "NO",
+            Status::Bad => "BAD",
+        };
+        let text: String = done.text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let line = match &done.code {
+            Some(code) => format!("{tag} {status} [{code}] {text}"),
+            None => format!("{tag} {status} {text}"),
+        };
+        self.line(&line);
+    }
+
+    pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let result = tokio::time::timeout(self.server.settings.timeout, async {
+            self.conn.write_all(&out).await?;
+            self.conn.flush().await
+        })
+        .await;
+        // Keep a small buffer around, not the biggest response ever sent.
+        self.out = out;
+        self.out.clear();
+        if self.out.capacity() > 64 * 1024 {
+            self.out.shrink_to(4096);
+        }
+        match result {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timeout")),
+        }
+    }
+
+    /// Writes out a large response in pieces.
+    pub(crate) async fn maybe_flush(&mut self) -> std::io::Result<()> {
+        if self.out.len() >= FLUSH_AT { self.flush().await } else { Ok(()) }
+    }
+
+    pub(crate) fn capabilities(&self) -> String {
+        let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "SASL-IR", "ID", "ENABLE"];
+        if self.account.is_none() {
+            caps.push("LITERAL-");
+            if self.server.tls.is_some() && !self.conn.is_tls() {
+                caps.push("STARTTLS");
+            }
+            if self.may_login() {
+                caps.push("AUTH=PLAIN");
+            } else {
+                caps.push("LOGINDISABLED");
+            }
+            return caps.join(" ");
+        }
+        caps.extend([
+            "LITERAL+",
+            "IDLE",
+            "NAMESPACE",
+            "UIDPLUS",
+            "MOVE",
+            "UNSELECT",
+            "CHILDREN",
+            "SPECIAL-USE",
+            "CREATE-SPECIAL-USE",
+            "LIST-EXTENDED",
+            "LIST-STATUS",
+            "CONDSTORE",
+            "QRESYNC",
+            "ESEARCH",
+            "SEARCHRES",
+            "SORT",
+            "SORT=DISPLAY",
+            "THREAD=ORDEREDSUBJECT",
+            "THREAD=REFERENCES",
+            "STATUS=SIZE",
+            "OBJECTID",
+            "QUOTA",
+            "QUOTA=RES-STORAGE",
+            "BINARY",
+            "UTF8=ACCEPT",
+        ]);
+        let mut s = caps.join(" ");
+        s.push_str(&format!(" APPENDLIMIT={}", self.server.settings.append_limit));
+        if !self.compressed {
+            s.push_str(" COMPRESS=DEFLATE");
+        }
+        s
+    }
+
+    /// Whether passwords may be sent now: over TLS, or from loopback when allowed.
+    pub(crate) fn may_login(&self) -> bool {
+        self.conn.is_tls() || (self.server.settings.plaintext_on_loopback && tern_config::is_loopback(&self.peer))
+    }
+
+    pub(crate) async fn run(mut self) {
+        tracing::debug!("connected");
+        let caps = self.capabilities();
+        self.untagged(&format!("OK [CAPABILITY {caps}] Tern IMAP ready"));
+        loop {
+            if self.closing {
+                break;
+            }
+            let frame = match self.framer.next(&mut self.inbuf) {
+                Some(f) => f,
+                None => match self.read_more().await {
+                    Ok(()) => continue,
+                    Err(why) => {
+                        if let Some(bye) = why {
+                            self.untagged(&bye);
+                        }
+                        break;
+                    }
+                },
+            };
+            let flow = match frame {
+                Frame::Continue => {
+                    self.line("+ Ready for literal data");
+                    Flow::Continue
+                }
+                Frame::TooLong { tag } => {
+                    let tag = tag.unwrap_or_else(|| "*".into());
+                    self.tagged(&tag, Done::bad("Command line too long").code("TOOBIG"));
+                    Flow::Continue
+                }
+                Frame::LiteralTooBig { tag, sync } => {
+                    let tag = tag.unwrap_or_else(|| "*".into());
+                    let done = if sync { Done::no("Literal too large") } else { Done::bad("Literal too large") };
+                    self.tagged(&tag, done.code("TOOBIG"));
+                    Flow::Continue
+                }
+                Frame::Fatal { .. } => {
+                    self.untagged("BYE [TOOBIG] Literal too large");
+                    Flow::Close
+                }
+                Frame::Command(bytes) => self.command(&bytes).await,
+            };
+            if flow == Flow::Close {
+                break;
+            }
+        }
+        let _ = self.flush().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.shutdown()).await;
+        tracing::debug!("disconnected");
+    }
+
+    /// Reads more input. `Err(Some(text))` ends the session with that BYE.
+    pub(crate) async fn read_more(&mut self) -> Result<(), Option<String>> {
+        if self.flush().await.is_err() {
+            return Err(None);
+        }
+        let timeout =
+            if self.account.is_some() { self.server.settings.timeout } else { self.server.settings.login_timeout };
+        // Small reads while idle keep idle sessions cheap; grow while data flows.
+        let want = if self.framer.in_command() { 64 * 1024 } else { 1024 };
+        if self.inbuf.capacity() - self.inbuf.len() < want {
+            self.inbuf.reserve(want);
+        }
+        let shutdown = self.server.shutdown.clone();
+        let in_command = self.framer.in_command();
+        let read = tokio::time::timeout(timeout, self.conn.read_buf(&mut self.inbuf));
+        let result = tokio::select! {
+            r = read => r,
+            _ = shutdown.cancelled(), if !in_command => return Err(Some("BYE [UNAVAILABLE] Server shutting down".into())),
+        };
+        match result {
+            Err(_) => Err(Some("BYE Autologout; idle for too long".into())),
+            Ok(Ok(0)) | Ok(Err(_)) => Err(None),
+            Ok(Ok(_)) => {
+                if !self.framer.in_command() && self.inbuf.capacity() > 256 * 1024 && self.inbuf.len() < 1024 {
+                    self.inbuf.shrink_to(4096);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads one raw line (AUTHENTICATE responses, DONE after IDLE).
+    pub(crate) async fn read_line(&mut self) -> Result<Vec<u8>, Option<String>> {
+        loop {
+            match self.framer.next(&mut self.inbuf) {
+                Some(Frame::Command(line)) => return Ok(line),
+                Some(Frame::Continue) => {
+                    // A literal where a plain line was expected: refuse it.
+                    self.framer.reset();
+                    return Ok(Vec::new());
+                }
+                Some(_) => return Ok(Vec::new()),
+                None => self.read_more().await?,
+            }
+        }
+    }
+
+    async fn command(&mut self, bytes: &[u8]) -> Flow {
+        let tagged = match parse_command(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let tag = e.tag.unwrap_or_else(|| "*".into());
+                tracing::debug!(error = %e.message, "bad command");
+                self.tagged(&tag, Done::bad(format!("Syntax error: {}", e.message)));
+                return Flow::Continue;
+            }
+        };
+        let tag = tagged.tag;
+        let command = tagged.command;
+        let name = command.name();
+        tracing::debug!(tag = %tag, command = name, "command");
+        metrics::counter!("tern_imap_commands_total", "command" => name).increment(1);
+        // EXPUNGE responses must wait during FETCH, STORE and SEARCH by sequence number.
+        let allow_expunge = !matches!(
+            command,
+            Command::Fetch { uid: false, .. }
+                | Command::Store { uid: false, .. }
+                | Command::Search { uid: false, .. }
+                | Command::Sort { uid: false, .. }
+                | Command::Thread { uid: false, .. }
+        );
+        let logout = matches!(command, Command::Logout);
+        let result = Box::pin(self.execute(&tag, command)).await;
+        let done = match result {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "command failed");
+                Done::no("Temporary server failure, try again").code("SERVERBUG")
+            }
+        };
+        if !logout
+            && done.status != Status::Bad
+            && self.view.is_some()
+            && let Err(e) = self.report_changes(allow_expunge, false).await
+        {
+            tracing::warn!(error = %e, "cannot report mailbox changes");
+        }
+        if !std::mem::take(&mut self.tagged_sent) {
+            self.tagged(&tag, done);
+        }
+        if logout || self.closing { Flow::Close } else { Flow::Continue }
+    }
+
+    async fn execute(&mut self, tag: &str, command: Command) -> Result<Done, tern_store::StoreError> {
+        // Commands valid in any state.
+        match command {
+            Command::Capability => {
+                let caps = self.capabilities();
+                self.untagged(&format!("CAPABILITY {caps}"));
+                return Ok(Done::ok("CAPABILITY completed"));
+            }
+            Command::Noop => return Ok(Done::ok("NOOP completed")),
+            Command::Logout => {
+                self.untagged("BYE Tern logging out");
+                return Ok(Done::ok("LOGOUT completed"));
+            }
+            Command::Id(params) => {
+                if !params.is_empty() {
+                    tracing::info!(client_id = ?params, "client identified itself");
+                }
+                self.untagged(&format!("ID (\"name\" \"Tern\" \"version\" \"{}\")", env!("CARGO_PKG_VERSION")));
+                return Ok(Done::ok("ID completed"));
+            }
+            _ => {}
+        }
+        if self.account.is_none() {
+            return match command {
+                Command::StartTls => Ok(self.starttls(tag).await),
+                Command::Login { user, password } => self.login(&user, &password).await,
+                Command::Authenticate { mechanism, initial } => self.authenticate(&mechanism, initial).await,
+                _ => Ok(Done::bad("Log in first")),
+            };
+        }
+        match command {
+            Command::StartTls | Command::Login { .. } | Command::Authenticate { .. } => {
+                Ok(Done::bad("Already logged in"))
+            }
+            Command::Enable(caps) => Ok(self.enable(caps)),
+            Command::Select { mailbox, read_only, condstore, qresync } => {
+                self.select(&mailbox, read_only, condstore, qresync).await
+            }
+            Command::Create { mailbox, special_use } => self.create(&mailbox, &special_use).await,
+            Command::Delete(mailbox) => self.delete(&mailbox).await,
+            Command::Rename { from, to } => self.rename(&from, &to).await,
+            Command::Subscribe(mailbox) => self.subscribe(&mailbox, true).await,
+            Command::Unsubscribe(mailbox) => self.subscribe(&mailbox, false).await,
+            Command::List { selection, reference, patterns, returns, lsub, extended } => {
+                self.list(&selection, &reference, &patterns, &returns, lsub, extended).await
+            }
+            Command::Namespace => {
+                self.untagged("NAMESPACE ((\"\" \"/\")) NIL NIL");
+                Ok(Done::ok("NAMESPACE completed"))
+            }
+            Command::Status { mailbox, items } => self.status(&mailbox, &items).await,
+            Command::Append { mailbox, flags, date, message } => self.append(&mailbox, flags, date, message).await,
+            Command::Idle => self.idle(tag).await,
+            Command::GetQuotaRoot(mailbox) => self.quota_root(&mailbox).await,
+            Command::GetQuota(root) => self.quota(&root).await,
+            Command::SetQuota(_) => Ok(Done::no("Quotas are set by the administrator").code("NOPERM")),
+            Command::Compress(algorithm) => Ok(self.compress(tag, &algorithm).await),
+            other => {
+                if self.view.is_none() {
+                    return Ok(Done::bad("No mailbox selected"));
+                }
+                match other {
+                    Command::Check => Ok(Done::ok("CHECK completed")),
+                    Command::Close => self.close(true).await,
+                    Command::Unselect => self.close(false).await,
+                    Command::Expunge { uids } => self.expunge(uids).await,
+                    Command::Search { uid, charset, key, returns } => {
+                        self.search(tag, uid, charset, key, returns).await
+                    }
+                    Command::Fetch { uid, set, attrs, changed_since, vanished } => {
+                        self.fetch(uid, set, attrs, changed_since, vanished).await
+                    }
+                    Command::Store { uid, set, mode, silent, flags, unchanged_since } => {
+                        self.store_flags(uid, set, mode, silent, flags, unchanged_since).await
+                    }
+                    Command::Copy { uid, set, mailbox } => self.copy(uid, set, &mailbox, false).await,
+                    Command::Move { uid, set, mailbox } => self.copy(uid, set, &mailbox, true).await,
+                    Command::Sort { uid, criteria, charset, key } => self.sort(uid, criteria, &charset, key).await,
+                    Command::Thread { uid, algorithm, charset, key } => {
+                        self.thread(uid, algorithm, &charset, key).await
+                    }
+                    _ => Ok(Done::bad("Command not valid in this state")),
+                }
+            }
+        }
+    }
+
+    fn enable(&mut self, caps: Vec<String>) -> Done {
+        if self.view.is_some() {
+            // RFC 5161 §3.1: ENABLE is for the authenticated state.
+            return Done::bad("ENABLE is not allowed while a mailbox is selected");
+        }
+        let mut enabled = Vec::new();
+        for c in caps {
+            let on = match c.as_str() {
+                "CONDSTORE" => {
+                    self.condstore = true;
+                    true
+                }
+                "QRESYNC" => {
+                    self.qresync = true;
+                    self.condstore = true;
+                    true
+                }
+                "IMAP4REV2" => {
+                    self.rev2 = true;
+                    self.utf8 = true;
+                    true
+                }
+                "UTF8=ACCEPT" => {
+                    self.utf8 = true;
+                    true
+                }
+                _ => false,
+            };
+            if on && !enabled.contains(&c) {
+                enabled.push(c);
+            }
+        }
+        let names: Vec<&str> = enabled
+            .iter()
+            .map(|c| match c.as_str() {
+                "IMAP4REV2" => "IMAP4rev2",
+                other => other,
+            })
+            .collect();
+        self.untagged(&format!("ENABLED {}", names.join(" ")).trim_end().to_string());
+        Done::ok("ENABLE completed")
+    }
+
+    async fn compress(&mut self, tag: &str, algorithm: &str) -> Done {
+        if self.compressed {
+            return Done::no("Compression already active").code("COMPRESSIONACTIVE");
+        }
+        if algorithm != "DEFLATE" {
+            return Done::bad("Only DEFLATE is supported");
+        }
+        // The OK goes out uncompressed; everything after it is compressed (RFC 4978 §3).
+        self.tagged(tag, Done::ok("DEFLATE active"));
+        self.tagged_sent = true;
+        if self.flush().await.is_err() {
+            self.closing = true;
+            return Done::ok("DEFLATE active");
+        }
+        self.conn.wrap(|inner| Box::new(crate::compress::Deflate::new(inner)));
+        self.compressed = true;
+        self.tagged_sent = true;
+        Done::ok("DEFLATE active")
+    }
+}
