@@ -181,6 +181,19 @@ impl Directory {
         Ok(generated)
     }
 
+    /// Sets (or clears) a user's storage limit in bytes.
+    pub async fn user_set_quota(&self, email: &str, bytes: Option<u64>) -> Result<()> {
+        let address = canonical_address(email)?;
+        let mut account = self
+            .store
+            .account_by_address(&address)
+            .await?
+            .ok_or_else(|| DirectoryError::NotFound(format!("user {address}")))?;
+        account.quota_bytes = bytes;
+        self.store.account_update(account).await?;
+        Ok(())
+    }
+
     pub async fn user_remove(&self, email: &str) -> Result<()> {
         let address = canonical_address(email)?;
         let account = self

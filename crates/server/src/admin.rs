@@ -34,6 +34,7 @@ pub enum AdminRequest {
     UserPasswd { email: String, password: Option<String> },
     UserList,
     UserRemove { email: String },
+    UserQuota { email: String, bytes: Option<u64> },
     AliasAdd { address: String, targets: Vec<String> },
     AliasList,
     AliasRemove { address: String, target: Option<String> },
@@ -123,7 +124,15 @@ async fn run(dir: &Directory, req: AdminRequest) -> anyhow::Result<AdminReply> {
                     count += u64::from(m.total);
                     bytes += m.size;
                 }
-                writeln!(out, "{}\tmessages={count}\tbytes={bytes}", a.address)?;
+                let quota = a.quota_bytes.map(|q| format!("\tquota={q}")).unwrap_or_default();
+                writeln!(out, "{}\tmessages={count}\tbytes={bytes}{quota}", a.address)?;
+            }
+        }
+        AdminRequest::UserQuota { email, bytes } => {
+            dir.user_set_quota(&email, bytes).await?;
+            match bytes {
+                Some(b) => writeln!(out, "quota of {email} is {b} bytes")?,
+                None => writeln!(out, "{email} has no quota")?,
             }
         }
         AdminRequest::UserRemove { email } => {

@@ -94,6 +94,11 @@ enum UserCmd {
     Remove {
         email: String,
     },
+    /// Set the storage limit of a user in bytes, or remove it with `none`.
+    Quota {
+        email: String,
+        bytes: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -198,6 +203,13 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             }
             UserCmd::List => AdminRequest::UserList,
             UserCmd::Remove { email } => AdminRequest::UserRemove { email },
+            UserCmd::Quota { email, bytes } => {
+                let bytes = match bytes.as_str() {
+                    "none" | "unlimited" => None,
+                    n => Some(n.parse::<u64>().with_context(|| format!("{n:?} is not a number of bytes or `none`"))?),
+                };
+                AdminRequest::UserQuota { email, bytes }
+            }
         },
         Command::Alias(cmd) => match cmd {
             AliasCmd::Add { address, targets } => AdminRequest::AliasAdd { address, targets },

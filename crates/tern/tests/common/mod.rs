@@ -17,6 +17,8 @@ pub struct TestServer {
     child: Option<Child>,
     pub smtp: SocketAddr,
     pub http: SocketAddr,
+    pub imap: SocketAddr,
+    pub imaps: SocketAddr,
     pub log_path: PathBuf,
 }
 
@@ -28,19 +30,13 @@ impl TestServer {
         let data = dir.path().join("data");
         let config_path = dir.path().join("tern.toml");
         let config = format!(
-            "hostname = \"{HOSTNAME}\"\ndata_dir = \"{}\"\n[listen]\nsmtp = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nsubmission = []\nsubmissions = []\nimap = []\nimaps = []\npop3 = []\npop3s = []\n{extra}\n",
+            "hostname = \"{HOSTNAME}\"\ndata_dir = \"{}\"\n[listen]\nsmtp = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\nsubmission = []\nsubmissions = []\npop3 = []\npop3s = []\n{extra}\n",
             data.display()
         );
         std::fs::write(&config_path, config).expect("write config");
         let log_path = dir.path().join("serve.log");
-        TestServer {
-            dir,
-            config_path,
-            child: None,
-            smtp: "0.0.0.0:0".parse().unwrap(),
-            http: "0.0.0.0:0".parse().unwrap(),
-            log_path,
-        }
+        let unset: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        TestServer { dir, config_path, child: None, smtp: unset, http: unset, imap: unset, imaps: unset, log_path }
     }
 
     /// The usual set-up: domain `example.test`, users alice and bob (password `secret`), then start.
@@ -115,6 +111,9 @@ impl TestServer {
             {
                 self.smtp = v["listeners"]["smtp"][0].as_str().unwrap().parse().unwrap();
                 self.http = v["listeners"]["http"][0].as_str().unwrap().parse().unwrap();
+                let addr = |name: &str| v["listeners"][name][0].as_str().and_then(|a| a.parse().ok());
+                self.imap = addr("imap").unwrap_or(self.imap);
+                self.imaps = addr("imaps").unwrap_or(self.imaps);
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -161,6 +160,38 @@ impl TestServer {
 
     pub fn smtp(&self) -> Client<TcpStream> {
         Client::connect(self.smtp)
+    }
+
+    /// An IMAP connection, greeting read.
+    pub fn imap(&self) -> Imap<TcpStream> {
+        let mut c = Imap { c: Client::connect(self.imap), next: 0 };
+        let greeting = c.line();
+        assert!(greeting.starts_with("* OK"), "{greeting}");
+        c
+    }
+
+    /// An IMAP connection logged in as `user` (password `secret`).
+    pub fn imap_login(&self, user: &str) -> Imap<TcpStream> {
+        let mut c = self.imap();
+        c.ok(&format!("LOGIN {user} secret"));
+        c
+    }
+
+    /// Delivers a message over SMTP to one recipient.
+    pub fn deliver(&self, to: &str, message: &[u8]) {
+        let mut c = self.smtp();
+        c.hello();
+        let mut data = Vec::new();
+        for line in message.split_inclusive(|&b| b == b'\n') {
+            if line.first() == Some(&b'.') {
+                data.push(b'.');
+            }
+            data.extend_from_slice(line);
+        }
+        data.extend_from_slice(b".\r\n");
+        let r = c.transaction("sender@remote.test", &[to], &data);
+        assert_eq!(r.code, 250, "{r:?}");
+        c.expect("QUIT", 221);
     }
 
     /// Lines of `tern mail list` for a user's mailbox.
@@ -232,6 +263,10 @@ pub struct Client<S: Read + Write> {
 }
 
 impl Client<TcpStream> {
+    pub fn from_stream(stream: TcpStream) -> Client<TcpStream> {
+        Client { stream, buf: Vec::new() }
+    }
+
     pub fn connect(addr: SocketAddr) -> Client<TcpStream> {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -392,4 +427,111 @@ pub fn have(program: &str) -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
+}
+
+/// A raw IMAP client: sends a tagged command, collects the untagged lines (literals inlined)
+/// up to the tagged completion.
+pub struct Imap<S: Read + Write> {
+    pub c: Client<S>,
+    pub next: u32,
+}
+
+/// Responses to one command.
+#[derive(Debug)]
+pub struct ImapReply {
+    /// Untagged responses and continuation requests, literals inlined.
+    pub lines: Vec<String>,
+    /// The tagged completion, without the tag.
+    pub done: String,
+}
+
+impl ImapReply {
+    pub fn ok(&self) -> bool {
+        self.done.starts_with("OK")
+    }
+    pub fn all(&self) -> String {
+        self.lines.join("\n")
+    }
+    /// Untagged lines starting with `prefix` (after "* ").
+    pub fn untagged(&self, prefix: &str) -> Vec<&str> {
+        self.lines.iter().filter_map(|l| l.strip_prefix("* ")).filter(|l| l.starts_with(prefix)).collect()
+    }
+}
+
+impl<S: Read + Write> Imap<S> {
+    /// One response line with any literals it announces appended.
+    pub fn line(&mut self) -> String {
+        let mut line = self.c.raw_line().expect("connection closed");
+        loop {
+            let Some(open) = line.rfind('{') else { break };
+            let Some(n) =
+                line.strip_suffix('}').and_then(|l| l[open + 1..].trim_end_matches('+').parse::<usize>().ok())
+            else {
+                break;
+            };
+            let lit = self.c.read_exact(n);
+            line.push_str("\r\n");
+            line.push_str(&String::from_utf8_lossy(&lit));
+            let rest = self.c.raw_line().expect("connection closed");
+            line.push_str(&rest);
+        }
+        line
+    }
+
+    pub fn send_line(&mut self, line: &str) {
+        self.c.send(format!("{line}\r\n").as_bytes());
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.c.send(bytes);
+    }
+
+    /// Sends `command` with a fresh tag and reads until its completion.
+    pub fn run(&mut self, command: &str) -> ImapReply {
+        self.next += 1;
+        let tag = format!("t{}", self.next);
+        self.send_line(&format!("{tag} {command}"));
+        self.finish(&tag)
+    }
+
+    /// Reads responses until the tagged completion for `tag`.
+    pub fn finish(&mut self, tag: &str) -> ImapReply {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line();
+            if let Some(done) = line.strip_prefix(&format!("{tag} ")) {
+                return ImapReply { lines, done: done.to_string() };
+            }
+            lines.push(line);
+        }
+    }
+
+    pub fn ok(&mut self, command: &str) -> ImapReply {
+        let r = self.run(command);
+        assert!(r.ok(), "{command} -> {r:?}");
+        r
+    }
+
+    pub fn tag(&mut self) -> String {
+        self.next += 1;
+        format!("t{}", self.next)
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    /// One CRLF-terminated line (without CRLF); `None` at end of stream.
+    pub fn raw_line(&mut self) -> Option<String> {
+        self.read_line()
+    }
+
+    pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => panic!("connection closed inside a literal"),
+                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+            }
+        }
+        self.buf.drain(..n).collect()
+    }
 }

@@ -1,0 +1,505 @@
+//! IMAP end to end: the real binary on loopback, driven by a raw client that checks exact
+//! responses; other tests use imaplib, async-imap, mbsync.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+const MULTIPART: &str = "From: \"Ann Example\" <ann@remote.test>\r\nTo: alice@example.test, Bob <bob@example.test>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= and report\r\nDate: Tue, 01 Jul 2025 10:00:00 +0200\r\nMessage-ID: <m1@remote.test>\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello Alice,\r\nsee the attachment.\r\n--B\r\nContent-Type: text/plain; charset=utf-8; name=\"secret.txt\"\r\nContent-Disposition: attachment; filename=\"secret.txt\"\r\nContent-Transfer-Encoding: base64\r\n\r\nVGhlIHBhc3N3b3JkIGlzIHN3b3JkZmlzaC4K\r\n--B--\r\n";
+
+fn simple(subject: &str) -> String {
+    format!(
+        "From: sender@remote.test\r\nTo: alice@example.test\r\nSubject: {subject}\r\nMessage-ID: <{subject}@remote.test>\r\nDate: Tue, 01 Jul 2025 10:00:00 +0000\r\n\r\nBody of {subject}.\r\n"
+    )
+}
+
+#[test]
+fn capabilities_login_and_authenticate() {
+    let s = TestServer::started("");
+    let mut c = s.imap();
+    let caps = c.ok("CAPABILITY");
+    let line = caps.untagged("CAPABILITY")[0].to_string();
+    for cap in ["IMAP4rev1", "IMAP4rev2", "STARTTLS", "LITERAL-", "SASL-IR", "AUTH=PLAIN", "ID", "ENABLE"] {
+        assert!(line.split(' ').any(|c| c == cap), "{cap} missing before login: {line}");
+    }
+    assert!(!line.contains("LITERAL+"), "LITERAL+ and LITERAL- must not both be advertised");
+    let bad = c.run("LOGIN alice@example.test wrong");
+    assert!(bad.done.starts_with("NO [AUTHENTICATIONFAILED]"), "{bad:?}");
+    assert!(c.run("SELECT INBOX").done.starts_with("BAD"), "SELECT before login");
+    // AUTHENTICATE PLAIN with an initial response (SASL-IR): \0alice@example.test\0secret.
+    let r = c.ok("AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=");
+    assert!(r.done.contains("[CAPABILITY IMAP4rev1 IMAP4rev2"), "{r:?}");
+    let caps = c.ok("CAPABILITY").untagged("CAPABILITY")[0].to_string();
+    for cap in [
+        "IDLE",
+        "UIDPLUS",
+        "MOVE",
+        "CONDSTORE",
+        "QRESYNC",
+        "ESEARCH",
+        "SEARCHRES",
+        "SORT",
+        "THREAD=REFERENCES",
+        "THREAD=ORDEREDSUBJECT",
+        "LIST-EXTENDED",
+        "LIST-STATUS",
+        "SPECIAL-USE",
+        "CREATE-SPECIAL-USE",
+        "STATUS=SIZE",
+        "OBJECTID",
+        "QUOTA",
+        "COMPRESS=DEFLATE",
+        "LITERAL+",
+        "NAMESPACE",
+        "UNSELECT",
+        "CHILDREN",
+    ] {
+        assert!(caps.split(' ').any(|c| c == cap), "{cap} missing after login: {caps}");
+    }
+    assert!(caps.contains("APPENDLIMIT="));
+    assert!(c.run("LOGIN alice@example.test secret").done.starts_with("BAD"), "second login");
+    let id = c.ok("ID (\"name\" \"test\")");
+    assert!(id.untagged("ID")[0].contains("\"Tern\""));
+    c.ok("LOGOUT");
+    // AUTHENTICATE with a continuation.
+    let mut c = s.imap();
+    let tag = c.tag();
+    c.send_line(&format!("{tag} AUTHENTICATE PLAIN"));
+    assert_eq!(c.line(), "+ ");
+    c.send_line("AGJvYkBleGFtcGxlLnRlc3QAc2VjcmV0");
+    assert!(c.finish(&tag).ok());
+}
+
+#[test]
+fn passwords_need_tls_unless_loopback_is_allowed() {
+    let s = TestServer::started("[auth]\nplaintext_on_loopback = false\n");
+    let mut c = s.imap();
+    let caps = c.ok("CAPABILITY").untagged("CAPABILITY")[0].to_string();
+    assert!(caps.contains("LOGINDISABLED") && !caps.contains("AUTH=PLAIN"), "{caps}");
+    let r = c.run("LOGIN alice@example.test secret");
+    assert!(r.done.starts_with("NO [PRIVACYREQUIRED]"), "{r:?}");
+    // STARTTLS with an injected command behind it: the injected command must not run.
+    let tag = c.tag();
+    c.send_line(&format!("{tag} STARTTLS\r\nx1 LOGIN alice@example.test secret"));
+    assert!(c.finish(&tag).ok());
+    let mut t = Imap { c: c.c.into_tls(), next: 100 };
+    let caps = t.ok("CAPABILITY").untagged("CAPABILITY")[0].to_string();
+    assert!(caps.contains("AUTH=PLAIN") && !caps.contains("STARTTLS"), "{caps}");
+    assert!(t.run("SELECT INBOX").done.starts_with("BAD"), "the injected LOGIN must not have run");
+    t.ok("LOGIN alice@example.test secret");
+    t.ok("SELECT INBOX");
+}
+
+#[test]
+fn implicit_tls_port() {
+    let s = TestServer::started("[auth]\nplaintext_on_loopback = false\n");
+    let stream = std::net::TcpStream::connect(s.imaps).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let c = Client::from_stream(stream).into_tls();
+    let mut t = Imap { c, next: 0 };
+    assert!(t.line().starts_with("* OK [CAPABILITY"));
+    t.ok("LOGIN alice@example.test secret");
+    t.ok("SELECT INBOX");
+}
+
+#[test]
+fn select_fetch_envelope_bodystructure_and_sections() {
+    let s = TestServer::started("");
+    s.deliver("alice@example.test", MULTIPART.as_bytes());
+    let mut c = s.imap_login("alice@example.test");
+    let sel = c.ok("SELECT INBOX");
+    assert!(sel.done.starts_with("OK [READ-WRITE]"), "{sel:?}");
+    assert!(sel.lines.contains(&"* 1 EXISTS".to_string()), "{sel:?}");
+    assert!(sel.lines.contains(&"* 1 RECENT".to_string()), "{sel:?}");
+    assert!(sel.all().contains("* OK [UIDVALIDITY "), "{sel:?}");
+    assert!(sel.all().contains("* OK [UIDNEXT 2]"), "{sel:?}");
+    assert!(sel.all().contains("* OK [HIGHESTMODSEQ "), "{sel:?}");
+    assert!(sel.all().contains("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)"), "{sel:?}");
+    let env = c.ok("FETCH 1 ENVELOPE");
+    assert_eq!(
+        env.lines[0],
+        "* 1 FETCH (ENVELOPE (\"Tue, 01 Jul 2025 10:00:00 +0200\" \"=?utf-8?q?Gr=C3=BC=C3=9Fe?= and report\" ((\"Ann Example\" NIL \"ann\" \"remote.test\")) ((\"Ann Example\" NIL \"ann\" \"remote.test\")) ((\"Ann Example\" NIL \"ann\" \"remote.test\")) ((NIL NIL \"alice\" \"example.test\")(\"Bob\" NIL \"bob\" \"example.test\")) NIL NIL NIL \"<m1@remote.test>\"))"
+    );
+    let bs = c.ok("UID FETCH 1 (BODYSTRUCTURE)");
+    assert_eq!(
+        bs.lines[0],
+        "* 1 FETCH (UID 1 BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 33 2 NIL NIL NIL NIL)(\"text\" \"plain\" (\"charset\" \"utf-8\" \"name\" \"secret.txt\") NIL NIL \"base64\" 36 1 NIL (\"attachment\" (\"filename\" \"secret.txt\")) NIL NIL) \"mixed\" (\"boundary\" \"B\") NIL NIL NIL))"
+    );
+    let body = c.ok("FETCH 1 (BODY.PEEK[1] BODY.PEEK[2.MIME] BINARY.PEEK[2] BINARY.SIZE[2] BODY.PEEK[HEADER.FIELDS (Subject)] BODY.PEEK[]<0.4>)");
+    let text = body.all();
+    assert!(text.contains("BODY[1] {33}\r\nHello Alice,\r\nsee the attachment."), "{text}");
+    assert!(text.contains("BODY[2.MIME] {"), "{text}");
+    assert!(text.contains("BINARY[2] {27}\r\nThe password is swordfish.\n"), "{text}");
+    assert!(text.contains("BINARY.SIZE[2] 27"), "{text}");
+    assert!(
+        text.contains("BODY[HEADER.FIELDS (Subject)] {51}\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= and report\r\n\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("BODY[]<0> {4}\r\nRetu"), "{text}");
+    assert!(!text.contains("\\Seen"), "PEEK must not set \\Seen: {text}");
+    let seen = c.ok("FETCH 1 (BODY[TEXT])");
+    assert!(seen.all().contains("FLAGS (\\Seen \\Recent)"), "fetching the body sets \\Seen and reports it: {seen:?}");
+    let fast = c.ok("FETCH 1 (FAST UID)");
+    assert!(fast.lines[0].contains("INTERNALDATE \"") && fast.lines[0].contains("RFC822.SIZE "), "{fast:?}");
+    assert!(c.run("FETCH 2 FLAGS").done.starts_with("BAD"), "sequence number beyond EXISTS");
+    assert!(c.ok("UID FETCH 5:9 FLAGS").lines.is_empty(), "unknown UIDs are no error");
+    let r822 = c.ok("FETCH 1 (RFC822.HEADER RFC822.TEXT)").all();
+    assert!(r822.contains("RFC822.HEADER {") && r822.contains("RFC822.TEXT {"), "{r822}");
+    let ids = c.ok("FETCH 1 (EMAILID THREADID)").all();
+    assert!(ids.contains("EMAILID (M") && ids.contains("THREADID (T"), "{ids}");
+}
+
+#[test]
+fn two_sessions_see_each_others_changes_at_the_right_moments() {
+    let s = TestServer::started("");
+    for i in 0..3 {
+        s.deliver("alice@example.test", simple(&format!("m{i}")).as_bytes());
+    }
+    let mut a = s.imap_login("alice@example.test");
+    let mut b = s.imap_login("alice@example.test");
+    a.ok("SELECT INBOX");
+    b.ok("SELECT INBOX");
+    b.ok("STORE 2 +FLAGS (\\Deleted \\Flagged)");
+    b.ok("EXPUNGE");
+    // During FETCH by sequence number no EXPUNGE may be sent; the flag change may.
+    let f = a.ok("FETCH 1:3 (FLAGS)");
+    assert!(!f.all().contains("EXPUNGE"), "{f:?}");
+    assert_eq!(f.untagged("2 FETCH").len(), 1, "message 2 still exists for this session: {f:?}");
+    let n = a.ok("NOOP");
+    assert!(n.lines.contains(&"* 2 EXPUNGE".to_string()), "{n:?}");
+    // Flags changed by the other session arrive as FETCH with UID.
+    b.ok("STORE 1 +FLAGS (\\Answered)");
+    let n = a.ok("NOOP");
+    assert!(n.all().contains("* 1 FETCH (UID 1 FLAGS (\\Answered"), "{n:?}");
+    // New mail: EXISTS.
+    s.deliver("alice@example.test", simple("m3").as_bytes());
+    let n = a.ok("NOOP");
+    assert!(n.lines.contains(&"* 3 EXISTS".to_string()), "{n:?}");
+    let uids = a.ok("UID SEARCH ALL");
+    assert_eq!(uids.untagged("SEARCH")[0], "SEARCH 1 3 4");
+}
+
+#[test]
+fn idle_wakes_within_a_second_of_smtp_delivery() {
+    let s = TestServer::started("");
+    let mut a = s.imap_login("alice@example.test");
+    a.ok("SELECT INBOX");
+    let tag = a.tag();
+    a.send_line(&format!("{tag} IDLE"));
+    assert_eq!(a.line(), "+ idling");
+    let started = Instant::now();
+    s.deliver("alice@example.test", simple("pushed").as_bytes());
+    let delivered = started.elapsed();
+    let line = a.line();
+    let woke = started.elapsed();
+    assert_eq!(line, "* 1 EXISTS");
+    assert!(woke - delivered < Duration::from_secs(1), "IDLE took {:?} after delivery", woke - delivered);
+    a.send_line("DONE");
+    let done = a.finish(&tag);
+    assert!(done.ok(), "{done:?}");
+}
+
+#[test]
+fn idle_keepalive_and_bad_termination() {
+    let s = TestServer::started("[imap]\nidle_keepalive_seconds = 1\n");
+    let mut a = s.imap_login("alice@example.test");
+    let tag = a.tag();
+    a.send_line(&format!("{tag} IDLE"));
+    assert_eq!(a.line(), "+ idling");
+    assert_eq!(a.line(), "* OK Still here");
+    a.send_line("NOPE");
+    assert!(a.finish(&tag).done.starts_with("BAD"));
+    a.ok("NOOP");
+}
+
+#[test]
+fn append_is_durable_across_restart() {
+    let mut s = TestServer::started("");
+    let mut c = s.imap_login("alice@example.test");
+    let msg = "From: me@example.test\r\nSubject: draft\r\n\r\nwork in progress\r\n";
+    let tag = c.tag();
+    c.send_line(&format!(
+        "{tag} APPEND Drafts (\\Draft \\Seen $Todo) \"05-Jan-2025 13:14:15 +0100\" {{{}}}",
+        msg.len()
+    ));
+    assert!(c.line().starts_with("+ "));
+    c.send(msg.as_bytes());
+    c.send_line("");
+    let r = c.finish(&tag);
+    assert!(r.done.starts_with("OK [APPENDUID "), "{r:?}");
+    let uid: u32 = r.done.split(' ').nth(3).unwrap().trim_end_matches(']').parse().unwrap();
+    // Non-synchronizing literal (LITERAL+), bare LF converted to CRLF.
+    let lf = "Subject: lf\n\nline\n";
+    let r = c.run(&format!("APPEND INBOX {{{}+}}\r\n{lf}", lf.len()));
+    assert!(r.ok(), "{r:?}");
+    assert!(c.run("APPEND Nowhere {1+}\r\nx").done.starts_with("NO [TRYCREATE]"));
+    s.kill9();
+    s.launch();
+    let mut c = s.imap_login("alice@example.test");
+    c.ok("SELECT Drafts");
+    let f = c.ok(&format!("UID FETCH {uid} (FLAGS INTERNALDATE BODY.PEEK[])"));
+    let text = f.all();
+    assert!(text.contains("FLAGS (\\Seen \\Draft $Todo \\Recent)"), "first SELECT after APPEND sees \\Recent: {text}");
+    assert!(text.contains("INTERNALDATE \"05-Jan-2025 12:14:15 +0000\""), "{text}");
+    assert!(text.contains(&format!("BODY[] {{{}}}\r\n{msg}", msg.len())), "{text}");
+    c.ok("SELECT INBOX");
+    let f = c.ok("FETCH 1 BODY.PEEK[]").all();
+    assert!(f.contains("Subject: lf\r\n\r\nline\r\n"), "{f}");
+}
+
+#[test]
+fn condstore_and_qresync_resynchronisation() {
+    let s = TestServer::started("");
+    for i in 0..4 {
+        s.deliver("alice@example.test", simple(&format!("q{i}")).as_bytes());
+    }
+    let mut a = s.imap_login("alice@example.test");
+    a.ok("ENABLE QRESYNC");
+    let sel = a.ok("SELECT INBOX");
+    let all = sel.all();
+    let validity: u32 = all.split("[UIDVALIDITY ").nth(1).unwrap().split(']').next().unwrap().parse().unwrap();
+    let modseq: u64 = all.split("[HIGHESTMODSEQ ").nth(1).unwrap().split(']').next().unwrap().parse().unwrap();
+    a.ok("LOGOUT");
+    // Meanwhile another client changes flags and expunges.
+    let mut b = s.imap_login("alice@example.test");
+    b.ok("SELECT INBOX");
+    b.ok("UID STORE 3 +FLAGS (\\Seen)");
+    b.ok("UID STORE 2 +FLAGS (\\Deleted)");
+    b.ok("EXPUNGE");
+    // UID 3 changed after `modseq`: UNCHANGEDSINCE modseq fails for it with MODIFIED; UID 1
+    // did not change and is updated.
+    let r = b.ok(&format!("UID STORE 1,3 (UNCHANGEDSINCE {modseq}) +FLAGS (\\Flagged)"));
+    assert!(r.done.starts_with("OK [MODIFIED 3]"), "{r:?}");
+    assert!(r.all().contains("UID 1 MODSEQ ("), "UNCHANGEDSINCE reports MODSEQ: {r:?}");
+    b.ok("UID STORE 1 -FLAGS (\\Flagged)");
+    let r = b.ok("FETCH 1 (MODSEQ)");
+    assert!(r.lines[0].contains("MODSEQ ("), "{r:?}");
+    b.ok("LOGOUT");
+    let mut a = s.imap_login("alice@example.test");
+    a.ok("ENABLE QRESYNC");
+    let sel = a.ok(&format!("SELECT INBOX (QRESYNC ({validity} {modseq}))"));
+    let text = sel.all();
+    assert!(text.contains("* VANISHED (EARLIER) 2"), "{text}");
+    assert!(text.contains("FETCH (UID 3 FLAGS (\\Seen) MODSEQ ("), "{text}");
+    assert!(!text.contains("UID 4 FLAGS"), "unchanged messages are not sent: {text}");
+    // CHANGEDSINCE with VANISHED.
+    let f = a.ok(&format!("UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)"));
+    let text = f.all();
+    assert!(text.contains("* VANISHED (EARLIER) 2"), "{text}");
+    assert!(text.contains("UID 3"), "{text}");
+    // Expunges by others arrive as VANISHED for QRESYNC clients.
+    let mut b = s.imap_login("alice@example.test");
+    b.ok("SELECT INBOX");
+    b.ok("UID STORE 4 +FLAGS (\\Deleted)");
+    b.ok("UID EXPUNGE 4");
+    let n = a.ok("NOOP");
+    assert!(n.lines.contains(&"* VANISHED 4".to_string()), "{n:?}");
+}
+
+#[test]
+fn search_keys_esearch_searchres_and_base64_body() {
+    let s = TestServer::started("");
+    s.deliver("alice@example.test", MULTIPART.as_bytes());
+    s.deliver("alice@example.test", simple("weekly report").as_bytes());
+    s.deliver("alice@example.test", simple("lunch").as_bytes());
+    let mut c = s.imap_login("alice@example.test");
+    c.ok("SELECT INBOX");
+    c.ok("STORE 3 +FLAGS (\\Flagged)");
+    let q = |c: &mut Imap<_>, query: &str| {
+        c.ok(query).untagged("SEARCH").first().map(|l| l.to_string()).unwrap_or_default()
+    };
+    // The password is only in a base64-encoded attachment: BODY search decodes it.
+    assert_eq!(q(&mut c, "SEARCH BODY swordfish"), "SEARCH 1");
+    assert_eq!(q(&mut c, "SEARCH TEXT SWORDFISH"), "SEARCH 1");
+    assert_eq!(q(&mut c, "SEARCH BODY VGhl"), "SEARCH", "raw base64 must not match");
+    // Encoded words in headers are decoded for searching.
+    assert_eq!(q(&mut c, "SEARCH CHARSET UTF-8 SUBJECT {7+}\r\ngrüße"), "SEARCH 1");
+    assert!(c.run("SEARCH SUBJECT grüße").done.starts_with("BAD"), "8-bit atoms are not IMAP");
+    assert_eq!(q(&mut c, "SEARCH SUBJECT report"), "SEARCH 1 2");
+    assert_eq!(q(&mut c, "SEARCH FROM \"Ann Example\""), "SEARCH 1");
+    assert_eq!(q(&mut c, "SEARCH TO bob@example"), "SEARCH 1");
+    assert_eq!(q(&mut c, "SEARCH HEADER Message-ID lunch"), "SEARCH 3");
+    assert_eq!(q(&mut c, "SEARCH FLAGGED"), "SEARCH 3");
+    assert_eq!(q(&mut c, "SEARCH OR FLAGGED SUBJECT weekly"), "SEARCH 2 3");
+    assert_eq!(q(&mut c, "SEARCH NOT FLAGGED LARGER 200"), "SEARCH 1 2");
+    assert_eq!(q(&mut c, "SEARCH SENTON 1-Jul-2025"), "SEARCH 1 2 3");
+    assert_eq!(q(&mut c, "SEARCH 2:* UNFLAGGED"), "SEARCH 2");
+    assert_eq!(q(&mut c, "UID SEARCH UID 2:3"), "SEARCH 2 3");
+    assert!(c.run("SEARCH CHARSET KOI8-R ALL").done.starts_with("NO [BADCHARSET"));
+    assert!(c.run("SEARCH FROBNICATE").done.starts_with("BAD"));
+    let e = c.ok("SEARCH RETURN (MIN MAX COUNT ALL) SUBJECT report");
+    assert!(e.lines[0].ends_with("MIN 1 MAX 2 COUNT 2 ALL 1:2"), "{e:?}");
+    let e = c.ok("UID SEARCH RETURN (COUNT) NOT ALL");
+    assert!(e.lines[0].ends_with("UID COUNT 0"), "{e:?}");
+    // SEARCHRES: save, then use $.
+    let saved = c.ok("SEARCH RETURN (SAVE) SUBJECT report");
+    assert!(saved.lines.is_empty(), "SAVE alone returns nothing: {saved:?}");
+    let f = c.ok("FETCH $ (UID)");
+    assert_eq!(f.lines.len(), 2, "{f:?}");
+    // IMAP4rev2 answers SEARCH with ESEARCH.
+    let mut r2 = s.imap_login("alice@example.test");
+    r2.ok("ENABLE IMAP4rev2");
+    r2.ok("SELECT INBOX");
+    let e = r2.ok("SEARCH FLAGGED");
+    assert!(e.lines[0].starts_with("* ESEARCH (TAG \"") && e.lines[0].ends_with(" ALL 3"), "{e:?}");
+}
+
+#[test]
+fn sort_and_thread() {
+    let s = TestServer::started("");
+    s.deliver("alice@example.test", b"From: zed@x.test\r\nSubject: b topic\r\nMessage-ID: <a@x>\r\nDate: Mon, 13 Nov 2023 10:00:00 +0000\r\n\r\nx\r\n");
+    s.deliver("alice@example.test", b"From: amy@x.test\r\nSubject: Re: b topic\r\nMessage-ID: <b@x>\r\nIn-Reply-To: <a@x>\r\nDate: Mon, 13 Nov 2023 11:00:00 +0000\r\n\r\nx\r\n");
+    s.deliver("alice@example.test", b"From: bob@x.test\r\nSubject: a topic\r\nMessage-ID: <c@x>\r\nDate: Mon, 13 Nov 2023 09:00:00 +0000\r\n\r\nx\r\n");
+    let mut c = s.imap_login("alice@example.test");
+    c.ok("SELECT INBOX");
+    assert_eq!(c.ok("SORT (SUBJECT) UTF-8 ALL").untagged("SORT")[0], "SORT 3 1 2");
+    assert_eq!(c.ok("SORT (FROM) UTF-8 ALL").untagged("SORT")[0], "SORT 2 3 1");
+    assert_eq!(c.ok("UID SORT (REVERSE DATE) UTF-8 ALL").untagged("SORT")[0], "SORT 2 1 3");
+    assert_eq!(c.ok("THREAD REFERENCES UTF-8 ALL").untagged("THREAD")[0], "THREAD (3)(1 2)");
+    assert_eq!(c.ok("THREAD ORDEREDSUBJECT UTF-8 ALL").untagged("THREAD")[0], "THREAD (3)(1 2)");
+}
+
+#[test]
+fn copy_move_expunge_with_uidplus() {
+    let s = TestServer::started("");
+    for i in 0..4 {
+        s.deliver("alice@example.test", simple(&format!("c{i}")).as_bytes());
+    }
+    let mut c = s.imap_login("alice@example.test");
+    c.ok("SELECT INBOX");
+    let r = c.ok("COPY 1:2 Archive");
+    assert!(r.done.starts_with("OK [COPYUID ") && r.done.contains(" 1:2 1:2]"), "{r:?}");
+    assert!(c.run("COPY 1 Nowhere").done.starts_with("NO [TRYCREATE]"));
+    let m = c.ok("UID MOVE 3 Trash");
+    assert!(m.lines[0].starts_with("* OK [COPYUID ") && m.lines[0].contains(" 3 1]"), "{m:?}");
+    assert_eq!(m.lines[1], "* 3 EXPUNGE", "{m:?}");
+    c.ok("STORE 1:2 +FLAGS.SILENT (\\Deleted)");
+    let u = c.ok("UID EXPUNGE 1");
+    assert_eq!(u.lines, vec!["* 1 EXPUNGE"], "only UID 1, though 2 is deleted too");
+    let st = c.ok("STATUS Archive (MESSAGES UIDNEXT UNSEEN SIZE DELETED)");
+    assert!(st.lines[0].starts_with("* STATUS Archive (MESSAGES 2 UIDNEXT 3 UNSEEN 2 SIZE "), "{st:?}");
+    c.ok("CLOSE");
+    c.ok("SELECT INBOX");
+    assert_eq!(c.ok("UID SEARCH ALL").untagged("SEARCH")[0], "SEARCH 4", "CLOSE expunged the other deleted message");
+    c.ok("EXAMINE INBOX");
+    assert!(c.run("STORE 1 +FLAGS (\\Seen)").done.starts_with("NO"), "read-only");
+}
+
+#[test]
+fn mailbox_management_list_extended_status_and_names() {
+    let s = TestServer::started("");
+    let mut c = s.imap_login("alice@example.test");
+    c.ok("CREATE Projects/Tern/Design");
+    c.ok("CREATE \"Lists\" (USE (\\Flagged))");
+    assert!(c.run("CREATE Projects").done.starts_with("NO [ALREADYEXISTS]"));
+    assert!(c.run("CREATE inbox").done.starts_with("NO [ALREADYEXISTS]"));
+    let l = c.ok("LIST \"\" \"*\"");
+    let all = l.all();
+    assert!(all.contains("* LIST (\\HasNoChildren) \"/\" INBOX"), "{all}");
+    assert!(all.contains("* LIST (\\HasChildren) \"/\" Projects"), "{all}");
+    assert!(all.contains("* LIST (\\HasNoChildren) \"/\" Projects/Tern/Design"), "{all}");
+    assert!(all.contains("* LIST (\\HasNoChildren \\Flagged) \"/\" Lists"), "{all}");
+    assert_eq!(c.ok("LIST \"\" \"Projects/%\"").lines, vec!["* LIST (\\HasChildren) \"/\" Projects/Tern"]);
+    assert_eq!(c.ok("LIST \"\" \"\"").lines, vec!["* LIST (\\Noselect) \"/\" \"\""]);
+    let special = c.ok("LIST (SPECIAL-USE) \"\" \"*\"");
+    assert_eq!(special.lines.len(), 6, "{special:?}");
+    let with_status = c.ok("LIST \"\" (INBOX Sent) RETURN (STATUS (MESSAGES UNSEEN) SUBSCRIBED)");
+    assert!(with_status.all().contains("* STATUS INBOX (MESSAGES 0 UNSEEN 0)"), "{with_status:?}");
+    assert!(with_status.all().contains("\\Subscribed"), "{with_status:?}");
+    assert!(c.run("DELETE Projects").done.starts_with("NO [HASCHILDREN]"));
+    c.ok("RENAME Projects Old");
+    assert!(c.ok("LIST \"\" Old/*").all().contains("Old/Tern/Design"));
+    c.ok("DELETE Old/Tern/Design");
+    assert!(c.run("DELETE Old/Tern/Design").done.starts_with("NO [NONEXISTENT]"));
+    assert!(c.run("DELETE INBOX").done.starts_with("NO"));
+    c.ok("UNSUBSCRIBE Lists");
+    let lsub = c.ok("LSUB \"\" *");
+    assert!(!lsub.all().contains("Lists") && lsub.all().contains("INBOX"), "{lsub:?}");
+    // Modified UTF-7 for classic clients, UTF-8 after ENABLE UTF8=ACCEPT.
+    c.ok("CREATE Entw&APw-rfe");
+    assert!(c.ok("LIST \"\" Entw*").all().contains("\"/\" Entw&APw-rfe"));
+    let mut u = s.imap_login("alice@example.test");
+    u.ok("ENABLE UTF8=ACCEPT");
+    assert!(u.ok("LIST \"\" Entw*").all().contains("\"/\" \"Entwürfe\""));
+    assert!(c.ok("NAMESPACE").lines[0] == "* NAMESPACE ((\"\" \"/\")) NIL NIL");
+}
+
+#[test]
+fn quota_reports_usage_and_limit() {
+    let s = TestServer::started("");
+    s.ok(&["user", "quota", "alice@example.test", "1048576"]);
+    s.deliver("alice@example.test", simple("q").as_bytes());
+    let mut c = s.imap_login("alice@example.test");
+    let r = c.ok("GETQUOTAROOT INBOX");
+    assert_eq!(r.lines[0], "* QUOTAROOT INBOX \"\"");
+    assert_eq!(r.lines[1], "* QUOTA \"\" (STORAGE 1 1024)");
+    assert!(c.run("SETQUOTA \"\" (STORAGE 10)").done.starts_with("NO"));
+    let big = "x".repeat(1_100_000);
+    let r = c.run(&format!("APPEND INBOX {{{}+}}\r\n{big}", big.len()));
+    assert!(r.done.starts_with("NO [OVERQUOTA]"), "{r:?}");
+}
+
+#[test]
+fn bad_input_gets_bad_and_the_session_continues() {
+    let s = TestServer::started("");
+    let mut c = s.imap();
+    for bad in ["", "NOOP", "a1 FROB", "a2 SELECT", "a3 FETCH", "a4 LOGIN \"unterminated", "a5 NOOP NOOP", "* NOOP"] {
+        c.send_line(bad);
+        let line = c.line();
+        assert!(line.contains("BAD"), "{bad:?} -> {line}");
+    }
+    c.ok("NOOP");
+    // Before login, literals are small and LITERAL- applies: 4 KiB non-synchronizing max.
+    let tag = c.tag();
+    c.send_line(&format!("{tag} LOGIN {{100000}}"));
+    assert!(c.finish(&tag).done.starts_with("NO [TOOBIG]"));
+    let big = "y".repeat(5000);
+    c.send(format!("x9 LOGIN {{5000+}}\r\n{big} pw\r\n").as_bytes());
+    let line = c.line();
+    assert!(line.starts_with("* BYE [TOOBIG]") || line.starts_with("x9 BAD [TOOBIG]"), "{line}");
+    // A 10 MB line after login.
+    let mut c = s.imap_login("alice@example.test");
+    let before = s.rss_kib();
+    let mut line = b"x1 SEARCH SUBJECT ".to_vec();
+    line.extend(std::iter::repeat_n(b'z', 10 * 1024 * 1024));
+    line.extend_from_slice(b"\r\n");
+    c.c.send(&line);
+    assert!(c.line().starts_with("x1 BAD [TOOBIG]"));
+    c.ok("NOOP");
+    let deep = format!("SEARCH {}ALL{}", "(".repeat(500), ")".repeat(500));
+    assert!(c.run(&deep).done.starts_with("BAD"));
+    assert!(s.rss_kib() < before + 32 * 1024, "memory grew");
+    c.ok("SELECT INBOX");
+    assert!(c.run("FETCH 1:* (BODY[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22.23.24.25.26.27.28.29.30.31.32.33.34.35.36.37.38.39.40.41.42.43.44.45.46.47.48.49.50.51.52.53.54.55.56.57.58.59.60.61.62.63.64.65])").done.starts_with("BAD"));
+}
+
+#[test]
+fn compress_deflate_with_python() {
+    let s = TestServer::started("");
+    s.deliver("alice@example.test", simple("compressed").as_bytes());
+    let out = python("imap_compress.py", &["--port", &s.imap.port().to_string()]);
+    assert!(out.contains("compressed fetch ok"), "{out}");
+}
+
+#[test]
+fn imaplib_client_workflow() {
+    let s = TestServer::started("");
+    s.deliver("alice@example.test", MULTIPART.as_bytes());
+    s.deliver("alice@example.test", simple("second").as_bytes());
+    let out = python("imap_workflow.py", &["--port", &s.imap.port().to_string()]);
+    assert!(out.contains("workflow ok"), "{out}");
+}
+
+#[test]
+fn unknown_mailbox_and_states() {
+    let s = TestServer::started("");
+    let mut c = s.imap_login("alice@example.test");
+    assert!(c.run("SELECT Nope").done.starts_with("NO [NONEXISTENT]"));
+    assert!(c.run("FETCH 1 FLAGS").done.starts_with("BAD"), "FETCH without a selected mailbox");
+    assert!(c.run("STATUS Nope (MESSAGES)").done.starts_with("NO [NONEXISTENT]"));
+    c.ok("SELECT INBOX");
+    assert!(c.run("ENABLE CONDSTORE").done.starts_with("BAD"), "ENABLE after SELECT");
+    c.ok("UNSELECT");
+    assert!(c.run("CLOSE").done.starts_with("BAD"));
+}
