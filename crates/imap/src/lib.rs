@@ -55,8 +55,10 @@ impl ImapSettings {
 
 /// Summaries are read for every ENVELOPE, BODYSTRUCTURE, SEARCH and SORT: keep the recent
 /// ones in memory (first in, first out, bounded).
+type CacheState = (HashMap<BlobHash, Arc<MessageSummary>>, VecDeque<BlobHash>);
+
 pub(crate) struct SummaryCache {
-    map: Mutex<(HashMap<BlobHash, Arc<MessageSummary>>, VecDeque<BlobHash>)>,
+    map: Mutex<CacheState>,
     capacity: usize,
 }
 

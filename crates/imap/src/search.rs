@@ -611,7 +611,7 @@ pub fn thread_references(items: &[SortItem], number: impl Fn(&SortItem) -> u32) 
                 containers[c].parent = None;
                 set_parent(&mut containers, c, t);
             }
-        } else if t_dummy || (!t_dummy && reply && !t_reply) {
+        } else if t_dummy || (reply && !t_reply) {
             set_parent(&mut containers, r, t);
         } else {
             let d = new_container(&mut containers);

@@ -71,7 +71,7 @@ fn flag_size_date_set_and_header_keys() {
     assert!(
         m(SearchKey::SequenceSet(set(2, SeqNumber::Value(4)))) && !m(SearchKey::SequenceSet(set(4, SeqNumber::Last)))
     );
-    assert!(m(SearchKey::Uid(set(9, SeqNumber::Last))) == false && m(SearchKey::Uid(set(7, SeqNumber::Value(7)))));
+    assert!(!m(SearchKey::Uid(set(9, SeqNumber::Last))) && m(SearchKey::Uid(set(7, SeqNumber::Value(7)))));
     assert!(m(SearchKey::Or(Box::new(SearchKey::Deleted), Box::new(SearchKey::Seen))));
     assert!(!m(SearchKey::Not(Box::new(SearchKey::All))));
     assert!(m(SearchKey::ModSeq(7)) && !m(SearchKey::ModSeq(8)));

@@ -8,7 +8,7 @@ use tern_tls::Stream;
 
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let clean: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if clean.len() % 4 != 0
+    if !clean.len().is_multiple_of(4)
         || clean.iter().any(|b| !(b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/' || *b == b'='))
     {
         return None;

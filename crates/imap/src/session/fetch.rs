@@ -159,15 +159,13 @@ impl Session {
         }
         // Set \Seen first, so the responses carry the new flags.
         let mut seen_now: HashSet<u32> = HashSet::new();
-        if !read_only && attrs.iter().any(sets_seen) {
-            if !unseen.is_empty() {
-                let update = self.server.store.set_flags(id, unseen, FlagMode::Add, Flags::SEEN, vec![], None).await?;
-                if let Some(view) = self.view.as_mut() {
-                    for entry in update.updated {
-                        if let Some(i) = view.index_of(entry.uid) {
-                            seen_now.insert(entry.uid);
-                            view.messages[i] = entry;
-                        }
+        if !read_only && attrs.iter().any(sets_seen) && !unseen.is_empty() {
+            let update = self.server.store.set_flags(id, unseen, FlagMode::Add, Flags::SEEN, vec![], None).await?;
+            if let Some(view) = self.view.as_mut() {
+                for entry in update.updated {
+                    if let Some(i) = view.index_of(entry.uid) {
+                        seen_now.insert(entry.uid);
+                        view.messages[i] = entry;
                     }
                 }
             }

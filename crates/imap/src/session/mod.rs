@@ -488,7 +488,7 @@ impl Session {
                 other => other,
             })
             .collect();
-        self.untagged(&format!("ENABLED {}", names.join(" ")).trim_end().to_string());
+        self.untagged(format!("ENABLED {}", names.join(" ")).trim_end());
         Done::ok("ENABLE completed")
     }
 

@@ -462,13 +462,9 @@ impl<S: Read + Write> Imap<S> {
     /// One response line with any literals it announces appended.
     pub fn line(&mut self) -> String {
         let mut line = self.c.raw_line().expect("connection closed");
-        loop {
-            let Some(open) = line.rfind('{') else { break };
-            let Some(n) =
-                line.strip_suffix('}').and_then(|l| l[open + 1..].trim_end_matches('+').parse::<usize>().ok())
-            else {
-                break;
-            };
+        while let Some(n) = line.rfind('{').and_then(|open| {
+            line.strip_suffix('}').and_then(|l| l[open + 1..].trim_end_matches('+').parse::<usize>().ok())
+        }) {
             let lit = self.c.read_exact(n);
             line.push_str("\r\n");
             line.push_str(&String::from_utf8_lossy(&lit));
