@@ -6,9 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-command -v swaks >/dev/null 2>&1 || missing+=(swaks)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-command -v python3 >/dev/null 2>&1 || missing+=(python3)
+need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need swaks swaks
+need openssl openssl
+need python3 python3
+need mbsync isync
+need offlineimap offlineimap3
 if ((${#missing[@]})); then
   echo "installing test dependencies: ${missing[*]}"
   sudo=""
