@@ -11,10 +11,32 @@ use tern_store::{Flags, MessageEntry};
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Needs {
     pub summary: bool,
-    /// Raw header (HEADER key, TEXT).
+    /// Header text (HEADER key, TEXT).
     pub header: bool,
-    /// Decoded body text (BODY, TEXT).
+    /// Decoded body text (BODY, TEXT) unless the full-text index answers.
     pub text: bool,
+}
+
+/// The strings of BODY (false) and TEXT (true) keys, lower-cased.
+pub fn text_needles(key: &SearchKey) -> Vec<(String, bool)> {
+    fn walk(k: &SearchKey, out: &mut Vec<(String, bool)>) {
+        match k {
+            SearchKey::Body(s) => out.push((s.to_lowercase(), false)),
+            SearchKey::Text(s) => out.push((s.to_lowercase(), true)),
+            SearchKey::Not(k) => walk(k, out),
+            SearchKey::Or(a, b) => {
+                walk(a, out);
+                walk(b, out);
+            }
+            SearchKey::And(ks) => ks.iter().for_each(|k| walk(k, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(key, &mut out);
+    out.sort();
+    out.dedup();
+    out
 }
 
 pub fn needs(key: &SearchKey) -> Needs {
@@ -65,6 +87,13 @@ pub struct Scope<'a> {
     pub last_uid: u32,
     pub first_recent: u32,
     pub saved: &'a [u32],
+    /// Full-text index answers per (lower-cased string, with header).
+    pub text_index: &'a HashMap<(String, bool), tern_store::TextMatches>,
+}
+
+/// The index's answer for a BODY/TEXT string on this message, if it has one.
+pub fn indexed(scope: &Scope<'_>, needle: &str, with_header: bool, entry: &MessageEntry) -> Option<bool> {
+    scope.text_index.get(&(needle.to_lowercase(), with_header)).and_then(|t| t.lookup(&entry.blob))
 }
 
 fn contains(haystack: &str, needle: &str) -> bool {
@@ -133,10 +162,16 @@ pub fn matches(key: &SearchKey, c: &Candidate<'_>, scope: &Scope<'_>) -> bool {
                 || m.envelope.subject.as_deref().is_some_and(|r| contains(&r.to_lowercase(), s))
         }),
         SearchKey::Header(name, value) => c.header.as_deref().is_some_and(|h| header_match(h, name, value)),
-        SearchKey::Body(s) => c.text.as_deref().is_some_and(|t| contains(t, s)),
-        SearchKey::Text(s) => {
-            c.text.as_deref().is_some_and(|t| contains(t, s)) || c.header.as_deref().is_some_and(|h| contains(h, s))
-        }
+        SearchKey::Body(s) => match indexed(scope, s, false, e) {
+            Some(answer) => answer,
+            None => c.text.as_deref().is_some_and(|t| contains(t, s)),
+        },
+        SearchKey::Text(s) => match indexed(scope, s, true, e) {
+            Some(answer) => answer,
+            None => {
+                c.text.as_deref().is_some_and(|t| contains(t, s)) || c.header.as_deref().is_some_and(|h| contains(h, s))
+            }
+        },
         SearchKey::Uid(set) => in_set(set, e.uid, scope.last_uid, scope.saved, true, e.uid),
         SearchKey::SequenceSet(set) => in_set(set, c.seq, scope.last_seq, scope.saved, true, e.uid),
         SearchKey::Not(k) => !matches(k, c, scope),
@@ -177,79 +212,7 @@ fn header_match(header: &str, name: &str, value: &str) -> bool {
     header.lines().any(|line| line.split_once(':').is_some_and(|(n, v)| n.trim() == name && v.contains(&value)))
 }
 
-/// Unfolds a raw header block and decodes encoded words in it, lower-cased, one field per
-/// line ("name: value").
-pub fn header_text(raw_header: &[u8]) -> String {
-    let mut out = String::new();
-    let text = String::from_utf8_lossy(raw_header);
-    for line in text.split('\n') {
-        let line = line.trim_end_matches('\r');
-        if line.is_empty() {
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            out.push(' ');
-            out.push_str(line.trim_start());
-        } else {
-            if !out.is_empty() {
-                out.push('\n');
-            }
-            out.push_str(line);
-        }
-    }
-    // Decoded forms of the structured fields, so encoded words match as text.
-    if let Some(parsed) = mail_parser::MessageParser::default().parse_headers(raw_header) {
-        for h in parsed.headers() {
-            let decoded = match h.value() {
-                mail_parser::HeaderValue::Text(t) => t.to_string(),
-                mail_parser::HeaderValue::TextList(l) => l.join(" "),
-                mail_parser::HeaderValue::Address(a) => match a {
-                    mail_parser::Address::List(l) => l
-                        .iter()
-                        .map(|x| format!("{} {}", x.name.as_deref().unwrap_or(""), x.address.as_deref().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    mail_parser::Address::Group(g) => g
-                        .iter()
-                        .flat_map(|g| g.addresses.iter())
-                        .map(|x| format!("{} {}", x.name.as_deref().unwrap_or(""), x.address.as_deref().unwrap_or("")))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                },
-                _ => continue,
-            };
-            out.push('\n');
-            out.push_str(h.name());
-            out.push_str(": ");
-            out.push_str(&decoded);
-        }
-    }
-    out.to_lowercase()
-}
-
-/// Decoded text of every text part (charsets converted, base64 and quoted-printable undone),
-/// lower-cased.
-pub fn body_text(raw: &[u8]) -> String {
-    let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
-        return String::from_utf8_lossy(raw).to_lowercase();
-    };
-    let mut out = String::new();
-    collect_text(&message, &mut out, 0);
-    out.to_lowercase()
-}
-
-fn collect_text(message: &mail_parser::Message<'_>, out: &mut String, depth: usize) {
-    for part in &message.parts {
-        match &part.body {
-            mail_parser::PartType::Text(t) | mail_parser::PartType::Html(t) => {
-                out.push_str(t);
-                out.push('\n');
-            }
-            mail_parser::PartType::Message(inner) if depth < 8 => collect_text(inner, out, depth + 1),
-            _ => {}
-        }
-    }
-}
+pub use tern_mime::text::{body_text, header_text};
 
 /// RFC 5256 §2.1 base subject, lower-cased for comparison.
 pub fn base_subject(subject: &str) -> String {

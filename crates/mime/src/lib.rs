@@ -5,6 +5,8 @@
 //! The summary is a *cache*: [`SUMMARY_VERSION`] changes whenever its shape or content does,
 //! and a store that finds an older version recomputes it from the stored message.
 
+pub mod text;
+
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser, MessagePart, MimeHeaders, PartType};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;

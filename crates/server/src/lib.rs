@@ -30,10 +30,10 @@ pub fn store_path(data_dir: &Path) -> PathBuf {
     data_dir.join("store")
 }
 
-/// Opens the embedded store of a data directory (blocking).
-pub fn open_store(config: &Config) -> anyhow::Result<EmbeddedStore> {
+/// Opens the embedded store of a data directory (blocking); `full_text` runs the indexer.
+pub fn open_store(config: &Config, full_text: bool) -> anyhow::Result<EmbeddedStore> {
     let path = store_path(&config.data_dir);
-    EmbeddedStore::open(&path, config.store.cache_mb)
+    EmbeddedStore::open_with(&path, config.store.cache_mb, full_text)
         .with_context(|| format!("cannot open the store in {}", path.display()))
 }
 
@@ -54,6 +54,12 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
     metrics::describe_counter!("tern_smtp_message_bytes_total", "Bytes of accepted messages");
     metrics::describe_histogram!("tern_store_commit_seconds", "Time to apply and fsync one group commit");
     metrics::describe_histogram!("tern_store_commit_group_size", "Store operations per group commit");
+    metrics::describe_counter!("tern_fts_indexed_total", "Message contents added to the full-text index");
+    metrics::describe_counter!("tern_imap_commands_total", "IMAP commands by name");
+    metrics::describe_counter!("tern_imap_connections_total", "IMAP connections accepted");
+    metrics::describe_gauge!("tern_imap_connections_active", "IMAP sessions in progress");
+    metrics::describe_counter!("tern_auth_failures_total", "Failed logins by service");
+    metrics::describe_counter!("tern_auth_bans_total", "Addresses banned after failed logins");
     Ok(handle)
 }
 
@@ -65,7 +71,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
 
     let store_config = config.clone();
-    let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || open_store(&store_config)).await??);
+    let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || open_store(&store_config, true)).await??);
     let directory = Directory::new(Arc::clone(&store), config.plus_separator());
 
     let cert = tern_tls::ensure_certificate(

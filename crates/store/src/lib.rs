@@ -97,6 +97,10 @@ pub trait Store: Send + Sync + 'static {
     async fn blob_refcount(&self, hash: BlobHash) -> StoreResult<u32>;
     async fn summary_get(&self, hash: BlobHash) -> StoreResult<Option<MessageSummary>>;
     async fn envelope_get(&self, delivery_id: u64) -> StoreResult<Option<DeliveryEnvelope>>;
+    /// Contents whose decoded text contains `needle` (case-insensitive): body text, or header
+    /// and body with `with_header`. `None` when the backend cannot look it up (too short a
+    /// string, no index); the caller then scans.
+    async fn text_search(&self, needle: &str, with_header: bool) -> StoreResult<Option<TextMatches>>;
 
     // --- operation ---
     /// Changes as they are committed, for IMAP IDLE and friends.

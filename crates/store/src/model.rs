@@ -341,6 +341,24 @@ pub struct DeliveryReceipt {
     pub skipped: Vec<AccountId>,
 }
 
+/// Answer to [`crate::Store::text_search`]: contents whose text contains the string, by
+/// [`tern_fts::content_key`], and contents the index cannot answer for yet (to be scanned).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextMatches {
+    pub matched: std::collections::HashSet<u128>,
+    pub unindexed: std::collections::HashSet<BlobHash>,
+}
+
+impl TextMatches {
+    /// `Some(answer)` when the index knows, `None` when the content must be scanned.
+    pub fn lookup(&self, hash: &BlobHash) -> Option<bool> {
+        if self.unindexed.contains(hash) {
+            return None;
+        }
+        Some(self.matched.contains(&tern_fts::content_key(&hash.0)))
+    }
+}
+
 /// Answer to [`crate::Store::mailbox_changes`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MailboxChanges {

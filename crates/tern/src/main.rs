@@ -237,7 +237,7 @@ async fn administer(config: &Config, request: AdminRequest) -> anyhow::Result<ad
         Err(e) => return Err(e).with_context(|| format!("talking to the server at {}", socket.display())),
     }
     let store_config = config.clone();
-    let store = tokio::task::spawn_blocking(move || tern_server::open_store(&store_config)).await??;
+    let store = tokio::task::spawn_blocking(move || tern_server::open_store(&store_config, false)).await??;
     let store: Arc<dyn tern_store::Store> = Arc::new(store);
     let directory = tern_directory::Directory::new(Arc::clone(&store), config.plus_separator());
     let reply = admin::execute(&directory, request).await;

@@ -326,6 +326,22 @@ fn search_keys_esearch_searchres_and_base64_body() {
     assert_eq!(q(&mut c, "SEARCH SENTON 1-Jul-2025"), "SEARCH 1 2 3");
     assert_eq!(q(&mut c, "SEARCH 2:* UNFLAGGED"), "SEARCH 2");
     assert_eq!(q(&mut c, "UID SEARCH UID 2:3"), "SEARCH 2 3");
+    // Once the full-text index has caught up, the answers come from it and are the same.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, metrics) = s.http_get("/metrics");
+        if metrics.contains("tern_fts_indexed_total 3") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the index did not catch up: {metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(q(&mut c, "SEARCH BODY swordfish"), "SEARCH 1");
+    assert_eq!(q(&mut c, "SEARCH BODY VGhl"), "SEARCH");
+    assert_eq!(q(&mut c, "SEARCH TEXT SWORDFISH"), "SEARCH 1");
+    assert_eq!(q(&mut c, "SEARCH TEXT \"weekly report\""), "SEARCH 2");
+    assert_eq!(q(&mut c, "SEARCH NOT BODY lunch"), "SEARCH 1 2");
+    assert_eq!(q(&mut c, "SEARCH BODY lu"), "SEARCH 3", "short strings are scanned");
     assert!(c.run("SEARCH CHARSET KOI8-R ALL").done.starts_with("NO [BADCHARSET"));
     assert!(c.run("SEARCH FROBNICATE").done.starts_with("BAD"));
     let e = c.ok("SEARCH RETURN (MIN MAX COUNT ALL) SUBJECT report");

@@ -38,7 +38,8 @@ fn flag_size_date_set_and_header_keys() {
     );
     let header = header_text(b"From: \"J\xc3\xb6rg M\xc3\xbcller\" <jm@example.org>\r\nTo: =?utf-8?q?Ann?= <ann@x.test>\r\nX-Priority: 1 (High)\r\n\r\n");
     let c = Candidate { entry: &e, seq: 3, summary: Some(s), header: Some(header), text: Some("hello world".into()) };
-    let scope = Scope { last_seq: 5, last_uid: 9, first_recent: 8, saved: &[] };
+    let no_index = HashMap::new();
+    let scope = Scope { last_seq: 5, last_uid: 9, first_recent: 8, saved: &[], text_index: &no_index };
     let m = |k: SearchKey| matches(&k, &c, &scope);
     assert!(m(SearchKey::Seen) && m(SearchKey::Flagged) && !m(SearchKey::Unseen) && m(SearchKey::Undeleted));
     assert!(m(SearchKey::Old) && !m(SearchKey::Recent) && !m(SearchKey::New));

@@ -3,12 +3,23 @@
 use super::messages::uid_set_text;
 use super::{Done, Session};
 use crate::search::{self, Candidate, Scope, SortItem};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tern_imap_proto::{SearchKey, SearchReturn, SortCriterion, ThreadAlgorithm};
 use tern_store::StoreError;
 
 fn charset_ok(charset: &str) -> bool {
     charset.eq_ignore_ascii_case("UTF-8") || charset.eq_ignore_ascii_case("US-ASCII")
+}
+
+fn has_header_key(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::Header(..) => true,
+        SearchKey::Not(k) => has_header_key(k),
+        SearchKey::Or(a, b) => has_header_key(a) || has_header_key(b),
+        SearchKey::And(ks) => ks.iter().any(has_header_key),
+        _ => false,
+    }
 }
 
 fn has_modseq(key: &SearchKey) -> bool {
@@ -26,32 +37,40 @@ impl Session {
     async fn evaluate(&self, key: &SearchKey) -> Result<Vec<usize>, StoreError> {
         let Some(view) = &self.view else { return Ok(vec![]) };
         let needs = search::needs(key);
+        // BODY/TEXT: one index lookup per string; only contents the index cannot answer for
+        // are scanned below.
+        let needles = search::text_needles(key);
+        let mut text_index = HashMap::new();
+        for (needle, with_header) in &needles {
+            if let Some(found) = self.server.store.text_search(needle, *with_header).await? {
+                text_index.insert((needle.clone(), *with_header), found);
+            }
+        }
+        let header_key = has_header_key(key);
         let scope = Scope {
             last_seq: view.messages.len() as u32,
             last_uid: view.max_uid(),
             first_recent: view.first_recent,
             saved: &self.saved,
+            text_index: &text_index,
         };
         let mut out = Vec::new();
         for (i, entry) in view.messages.iter().enumerate() {
-            let summary = if needs.summary || needs.header {
-                self.server.summaries.get(&self.server.store, entry.blob).await?
-            } else {
-                None
-            };
-            let (header, text) = if needs.header || needs.text {
+            let summary =
+                if needs.summary { self.server.summaries.get(&self.server.store, entry.blob).await? } else { None };
+            let scan = needs.text && needles.iter().any(|(n, h)| search::indexed(&scope, n, *h, entry).is_none());
+            let (header, text) = if scan || header_key {
                 match self.server.store.blob_get(entry.blob).await? {
-                    Some(raw) => {
-                        let body_at = summary.as_ref().map(|s| s.body.offset_body as usize).unwrap_or(0);
-                        let want = needs;
-                        tokio::task::spawn_blocking(move || {
-                            let header = want.header.then(|| search::header_text(&raw[..body_at.min(raw.len())]));
-                            let text = want.text.then(|| search::body_text(&raw));
-                            (header, text)
-                        })
-                        .await
-                        .map_err(|e| StoreError::Task(e.to_string()))?
-                    }
+                    Some(raw) => tokio::task::spawn_blocking(move || {
+                        if scan {
+                            let (h, b) = tern_mime::text::search_texts(&raw);
+                            (Some(h), Some(b))
+                        } else {
+                            (Some(tern_mime::text::header_text(&raw[..tern_mime::text::header_len(&raw)])), None)
+                        }
+                    })
+                    .await
+                    .map_err(|e| StoreError::Task(e.to_string()))?,
                     None => (None, None),
                 }
             } else {

@@ -42,6 +42,11 @@ pub mod ks {
     pub const CHANGES: &str = "changes";
     /// mailbox id ++ modseq ++ uid → (empty): expunged messages (QRESYNC VANISHED)
     pub const EXPUNGED: &str = "expunged";
+    /// blob hash → (empty, or "scan" for text too large to index): contents the full-text
+    /// index does not have yet
+    pub const FTS_PENDING: &str = "fts_pending";
+    /// blob hash → (empty): freed contents to remove from the full-text index
+    pub const FTS_REMOVED: &str = "fts_removed";
 }
 
 pub fn u64_key(v: u64) -> [u8; 8] {

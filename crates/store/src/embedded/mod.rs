@@ -3,6 +3,7 @@
 //! blocking thread pool.
 
 mod codec;
+mod fts;
 mod keys;
 mod writer;
 
@@ -39,6 +40,8 @@ pub(crate) struct Engine {
     threads: Keyspace,
     changes: Keyspace,
     expunged: Keyspace,
+    fts_pending: Keyspace,
+    fts_removed: Keyspace,
 }
 
 impl Engine {
@@ -74,6 +77,8 @@ impl Engine {
             threads: open(ks::THREADS)?,
             changes: open(ks::CHANGES)?,
             expunged: open(ks::EXPUNGED)?,
+            fts_pending: open(ks::FTS_PENDING)?,
+            fts_removed: open(ks::FTS_REMOVED)?,
             db,
         };
         engine.check_format()?;
@@ -193,11 +198,21 @@ pub struct EmbeddedStore {
     closed: Arc<AtomicBool>,
     /// Cleared by the writer when an fsync fails (fjall then refuses writes for good).
     healthy: Arc<AtomicBool>,
+    fts: Option<Arc<tern_fts::FtsIndex>>,
+    indexer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    stop_indexer: Arc<AtomicBool>,
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store in `path` and starts its writer thread. Blocking.
+    /// Opens (or creates) the store in `path` and starts its writer thread and full-text
+    /// indexer. Blocking.
     pub fn open(path: &Path, cache_mb: u64) -> StoreResult<EmbeddedStore> {
+        EmbeddedStore::open_with(path, cache_mb, true)
+    }
+
+    /// Like [`EmbeddedStore::open`]; without `full_text` no indexer runs and text searches
+    /// scan (for short-lived administrative use).
+    pub fn open_with(path: &Path, cache_mb: u64, full_text: bool) -> StoreResult<EmbeddedStore> {
         let engine = Arc::new(Engine::open(path, cache_mb)?);
         let (changes, _) = broadcast::channel(4096);
         let healthy = Arc::new(AtomicBool::new(true));
@@ -207,6 +222,26 @@ impl EmbeddedStore {
             .name("tern-store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Task(format!("cannot start the store writer: {e}")))?;
+        // The full-text index lives next to the store's files and is maintained in the
+        // background; without it searches scan.
+        let stop_indexer = Arc::new(AtomicBool::new(false));
+        let opened = if full_text { fts::open(&path.join("fts"), &engine).map(Some) } else { Ok(None) };
+        let (fts, indexer) = match opened {
+            Ok(None) => (None, None),
+            Ok(Some(index)) => {
+                let index = Arc::new(index);
+                let (e, i, t, stop) = (Arc::clone(&engine), Arc::clone(&index), tx.clone(), Arc::clone(&stop_indexer));
+                let handle = std::thread::Builder::new()
+                    .name("tern-fts-indexer".into())
+                    .spawn(move || fts::run(e, i, t, stop))
+                    .map_err(|e| StoreError::Task(format!("cannot start the indexer: {e}")))?;
+                (Some(index), Some(handle))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "full-text index unavailable; SEARCH BODY/TEXT will scan");
+                (None, None)
+            }
+        };
         Ok(EmbeddedStore {
             engine,
             tx,
@@ -214,6 +249,9 @@ impl EmbeddedStore {
             writer: Arc::new(Mutex::new(Some(handle))),
             closed: Arc::new(AtomicBool::new(false)),
             healthy,
+            fts,
+            indexer: Arc::new(Mutex::new(indexer)),
+            stop_indexer,
         })
     }
 
@@ -463,6 +501,12 @@ impl Store for EmbeddedStore {
             .await
     }
 
+    async fn text_search(&self, needle: &str, with_header: bool) -> StoreResult<Option<TextMatches>> {
+        let Some(index) = self.fts.clone() else { return Ok(None) };
+        let needle = needle.to_string();
+        self.read(move |e| fts::search(e, &index, &needle, with_header).map_err(StoreError::Task)).await
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<StoreChange> {
         self.changes.subscribe()
     }
@@ -474,6 +518,11 @@ impl Store for EmbeddedStore {
     async fn shutdown(&self) -> StoreResult<()> {
         if self.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
+        }
+        self.stop_indexer.store(true, Ordering::SeqCst);
+        let indexer = self.indexer.lock().ok().and_then(|mut h| h.take());
+        if let Some(indexer) = indexer {
+            let _ = tokio::task::spawn_blocking(move || indexer.join()).await;
         }
         let result = self.write(Op::Shutdown).await.map(|_| ());
         let handle = self.writer.lock().ok().and_then(|mut h| h.take());

@@ -379,3 +379,53 @@ async fn rename_delete_subscribe_recent() {
     assert_eq!(store.mailbox_claim_recent(inbox.id).await.unwrap(), next);
     store.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn full_text_index_catches_up_and_answers_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let a = account(&store, "a@example.org").await;
+    let d1 = delivery(msg("one", "X-Tag: alpha\r\n"), vec![DeliveryTarget::inbox(a.id)]);
+    let d2 = delivery(
+        b"Subject: two\r\nContent-Transfer-Encoding: base64\r\n\r\nc2VjcmV0IHN3b3JkZmlzaA==\r\n".to_vec(),
+        vec![DeliveryTarget::inbox(a.id)],
+    );
+    let (h1, h2) = (d1.hash, d2.hash);
+    store.deliver(d1).await.unwrap();
+    store.deliver(d2).await.unwrap();
+    // Right after delivery the contents may not be indexed: they are reported as such.
+    let early = store.text_search("swordfish", false).await.unwrap().unwrap();
+    assert!(early.lookup(&h2) != Some(false), "an unindexed content must not be reported as not matching");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let m = store.text_search("swordfish", false).await.unwrap().unwrap();
+        if m.unindexed.is_empty() {
+            assert_eq!(m.lookup(&h2), Some(true), "decoded base64 text is indexed");
+            assert_eq!(m.lookup(&h1), Some(false));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "index did not catch up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let header = store.text_search("alpha", true).await.unwrap().unwrap();
+    assert_eq!(header.lookup(&h1), Some(true));
+    assert_eq!(
+        store.text_search("alpha", false).await.unwrap().unwrap().lookup(&h1),
+        Some(false),
+        "BODY does not see the header"
+    );
+    assert_eq!(store.text_search("ab", false).await.unwrap(), None, "too short for the index");
+    // Freed contents leave the index.
+    let inbox = store.mailbox_by_name(a.id, INBOX).await.unwrap().unwrap();
+    store.expunge(inbox.id, vec![2]).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let m = store.text_search("swordfish", false).await.unwrap().unwrap();
+        if m.matched.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "removal not applied");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    store.shutdown().await.unwrap();
+}

@@ -62,6 +62,12 @@ pub(crate) enum Op {
         subscribed: bool,
     },
     ClaimRecent(MailboxId),
+    /// The full-text indexer committed these: (pending contents indexed, removals applied).
+    FtsDone {
+        indexed: Vec<BlobHash>,
+        scan_only: Vec<BlobHash>,
+        removed: Vec<BlobHash>,
+    },
     Shutdown,
 }
 
@@ -260,6 +266,21 @@ impl Writer {
                     self.engine.mailboxes.insert(keys::u64_key(id), to_json(&mailbox)?)?;
                 }
                 Ok(OpResult::Uid(first))
+            }
+            Op::FtsDone { indexed, scan_only, removed } => {
+                let e = &self.engine;
+                let mut batch = e.db.batch();
+                for h in indexed {
+                    batch.remove(&e.fts_pending, h.0.to_vec());
+                }
+                for h in scan_only {
+                    batch.insert(&e.fts_pending, h.0.to_vec(), super::fts::SCAN_ONLY.to_vec());
+                }
+                for h in removed {
+                    batch.remove(&e.fts_removed, h.0.to_vec());
+                }
+                batch.commit()?;
+                Ok(OpResult::Unit)
             }
             Op::Shutdown => Ok(OpResult::Unit),
         }
@@ -475,6 +496,7 @@ impl Writer {
                     }
                     batch.insert(&e.blob_refs, d.hash.0.to_vec(), keys::blob_ref_value(n, size).to_vec());
                     batch.insert(&e.summaries, d.hash.0.to_vec(), encode_summary(&d.summary)?);
+                    batch.insert(&e.fts_pending, d.hash.0.to_vec(), Vec::new());
                 }
             }
             batch.insert(&e.envelopes, keys::u64_key(delivery_id).to_vec(), to_json(&d.envelope)?);
@@ -547,6 +569,8 @@ impl Writer {
                 }
                 batch.remove(&e.blob_refs, hash.0.to_vec());
                 batch.remove(&e.summaries, hash.0.to_vec());
+                batch.remove(&e.fts_pending, hash.0.to_vec());
+                batch.insert(&e.fts_removed, hash.0.to_vec(), Vec::new());
             }
         }
         Ok(())
