@@ -519,3 +519,45 @@ fn unknown_mailbox_and_states() {
     c.ok("UNSELECT");
     assert!(c.run("CLOSE").done.starts_with("BAD"));
 }
+
+#[test]
+fn hostile_mime_structures_are_bounded() {
+    let s = TestServer::started("");
+    let mut deep = String::new();
+    for i in 0..3000 {
+        deep.push_str(&format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"));
+    }
+    deep.push_str("\r\nleaf\r\n");
+    s.deliver("alice@example.test", format!("Subject: deep\r\n{deep}").as_bytes());
+    let mut wide = String::from("Subject: wide\r\nContent-Type: multipart/mixed; boundary=\"w\"\r\n\r\n");
+    for _ in 0..20_000 {
+        wide.push_str("--w\r\nContent-Type: text/plain\r\n\r\nx\r\n");
+    }
+    wide.push_str("--w--\r\n");
+    s.deliver("alice@example.test", wide.as_bytes());
+    let mut c = s.imap_login("alice@example.test");
+    c.ok("SELECT INBOX");
+    let bs = c.ok("FETCH 1:2 (BODYSTRUCTURE BODY.PEEK[1.1.1.1])");
+    assert_eq!(bs.untagged("1 FETCH").len() + bs.untagged("2 FETCH").len(), 2);
+    assert!(bs.all().len() < 2_000_000, "bounded structure output");
+    c.ok("SEARCH BODY leaf");
+    c.ok("NOOP");
+}
+
+#[test]
+fn failed_logins_are_slowed_then_banned() {
+    let s = TestServer::started("[limits]\nexempt = []\nauth_failures_before_ban = 3\nban_seconds = 60\n");
+    let mut c = s.imap();
+    let started = Instant::now();
+    for _ in 0..2 {
+        assert!(c.run("LOGIN alice@example.test wrong").done.starts_with("NO [AUTHENTICATIONFAILED]"));
+    }
+    assert!(started.elapsed() >= Duration::from_millis(1400), "failures are answered slowly ({:?})", started.elapsed());
+    assert!(c.run("LOGIN alice@example.test wrong").done.starts_with("NO"));
+    // Banned now, even with the right password, and new connections are turned away.
+    let r = c.run("LOGIN alice@example.test secret");
+    assert!(r.done.starts_with("NO [UNAVAILABLE]"), "{r:?}");
+    let mut again = Client::connect(s.imap);
+    let line = again.raw_line().unwrap();
+    assert!(line.starts_with("* BYE"), "{line}");
+}
