@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A release Tern for benchmarks, set up like the peers of the shared bench harness:
-# SMTP on 127.0.0.1:12050, HTTP on 127.0.0.1:12059, domain bench.test, users
+# SMTP on 127.0.0.1:12050, IMAP on :12051, POP3 on :12052, HTTP on :12059, domain bench.test, users
 # user1..user50@bench.test with password passN. State lives in $BENCH_TERN_DIR.
 #
 #   bench/tern-bench.sh start    # build (release) if needed, create users, start
@@ -14,6 +14,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tern-target}"
 TERN="${TERN_BIN:-$CARGO_TARGET_DIR/release/tern}"
 DIR="${BENCH_TERN_DIR:-${TMPDIR:-/tmp}/bench-tern}"
 SMTP_PORT="${BENCH_TERN_SMTP_PORT:-12050}"
+IMAP_PORT="${BENCH_TERN_IMAP_PORT:-12051}"
+POP3_PORT="${BENCH_TERN_POP3_PORT:-12052}"
 HTTP_PORT="${BENCH_TERN_HTTP_PORT:-12059}"
 NUSERS="${BENCH_NUSERS:-50}"
 CONFIG="$DIR/tern.toml"
@@ -32,12 +34,15 @@ smtp = ["127.0.0.1:$SMTP_PORT"]
 http = ["127.0.0.1:$HTTP_PORT"]
 submission = []
 submissions = []
-imap = []
+imap = ["127.0.0.1:$IMAP_PORT"]
 imaps = []
 pop3 = []
 pop3s = []
 [smtp]
 max_connections = 10000
+[imap]
+max_connections = 20000
+max_connections_per_ip = 20000
 [log]
 level = "warn"
 CONF

@@ -144,11 +144,14 @@ pub struct Auth {
     /// Allow passwords without TLS from loopback addresses (local tools, tests, benchmarks).
     /// Over any other address, login is refused until STARTTLS or on the implicit-TLS ports.
     pub plaintext_on_loopback: bool,
+    /// How long a verified login is remembered, so reconnecting clients skip the argon2
+    /// verification (0 = always verify).
+    pub login_cache_seconds: u64,
 }
 
 impl Default for Auth {
     fn default() -> Self {
-        Auth { plaintext_on_loopback: true }
+        Auth { plaintext_on_loopback: true, login_cache_seconds: 300 }
     }
 }
 

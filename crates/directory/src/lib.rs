@@ -6,6 +6,7 @@
 //! domain's catch-all. Aliases expand recursively with a depth limit and loop detection.
 
 mod address;
+mod cache;
 mod password;
 
 pub use address::{AddressError, canonical_address, canonical_domain};
@@ -57,11 +58,21 @@ pub enum Resolution {
 pub struct Directory {
     store: Arc<dyn Store>,
     plus_separator: Option<char>,
+    logins: Arc<cache::LoginCache>,
 }
 
 impl Directory {
     pub fn new(store: Arc<dyn Store>, plus_separator: Option<char>) -> Directory {
-        Directory { store, plus_separator }
+        Directory::with_login_cache(store, plus_separator, std::time::Duration::from_secs(300))
+    }
+
+    /// With a cache of verified logins kept for `ttl` (zero turns it off).
+    pub fn with_login_cache(
+        store: Arc<dyn Store>,
+        plus_separator: Option<char>,
+        ttl: std::time::Duration,
+    ) -> Directory {
+        Directory { store, plus_separator, logins: Arc::new(cache::LoginCache::new(ttl)) }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -216,16 +227,23 @@ impl Directory {
         Ok(self.store.account_by_address(&address).await?)
     }
 
-    /// Checks a login. Runs argon2 off the async runtime.
+    /// Checks a login. argon2 runs off the async runtime; a login verified in the last few
+    /// minutes with the same password and stored hash is not verified again.
     pub async fn authenticate(&self, email: &str, password: &str) -> Result<Option<Account>> {
         let Some(account) = self.user_get(email).await? else {
             return Ok(None);
         };
+        if self.logins.verified(&account.address, &account.password_hash, password) {
+            return Ok(Some(account));
+        }
         let hash = account.password_hash.clone();
-        let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        let pw = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
             .await
             .map_err(|e| DirectoryError::Password(e.to_string()))?;
+        if ok {
+            self.logins.remember(&account.address, &account.password_hash, password);
+        }
         Ok(ok.then_some(account))
     }
 

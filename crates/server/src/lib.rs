@@ -72,7 +72,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     let store_config = config.clone();
     let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || open_store(&store_config, true)).await??);
-    let directory = Directory::new(Arc::clone(&store), config.plus_separator());
+    let directory = Directory::with_login_cache(
+        Arc::clone(&store),
+        config.plus_separator(),
+        Duration::from_secs(config.auth.login_cache_seconds),
+    );
 
     let cert = tern_tls::ensure_certificate(
         config.tls.cert.as_deref(),

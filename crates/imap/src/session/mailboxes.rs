@@ -111,7 +111,8 @@ impl Session {
         };
         let signal = self.server.notifier.signal(mailbox.id);
         let seen_version = signal.version();
-        let first_recent = if read_only || self.rev2 {
+        let first_recent = if read_only || self.rev2 || mailbox.recent_uid >= mailbox.uid_next {
+            // Nothing to claim (or not ours to claim): no write.
             mailbox.recent_uid.max(1)
         } else {
             self.server.store.mailbox_claim_recent(mailbox.id).await?

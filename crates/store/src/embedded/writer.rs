@@ -137,6 +137,7 @@ impl Writer {
                 }
             }
             let started = Instant::now();
+            let seqno_before = self.engine.db.seqno();
             let mut shutdown = false;
             let size = group.len();
             for req in group.drain(..) {
@@ -151,8 +152,10 @@ impl Writer {
                 }
                 replies.push((req.reply, result));
             }
-            // One fsync for the whole group: nothing is acknowledged before it returns.
-            let persisted = self.engine.db.persist(PersistMode::SyncAll);
+            // One fsync for the whole group: nothing is acknowledged before it returns. A group
+            // that wrote nothing (reads of the writer's state, refused operations) needs none.
+            let wrote = self.engine.db.seqno() != seqno_before;
+            let persisted = if wrote { self.engine.db.persist(PersistMode::SyncAll) } else { Ok(()) };
             metrics::histogram!("tern_store_commit_seconds").record(started.elapsed().as_secs_f64());
             metrics::histogram!("tern_store_commit_group_size").record(size as f64);
             match &persisted {
