@@ -12,6 +12,8 @@ need openssl openssl
 need python3 python3
 need mbsync isync
 need offlineimap offlineimap3
+need fetchmail fetchmail
+need mpop mpop
 if ((${#missing[@]})); then
   echo "installing test dependencies: ${missing[*]}"
   sudo=""

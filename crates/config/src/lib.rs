@@ -39,6 +39,7 @@ pub struct Config {
     pub tls: Tls,
     pub smtp: Smtp,
     pub imap: Imap,
+    pub pop3: Pop3,
     pub auth: Auth,
     pub limits: Limits,
     pub directory: Directory,
@@ -55,6 +56,7 @@ impl Default for Config {
             tls: Tls::default(),
             smtp: Smtp::default(),
             imap: Imap::default(),
+            pop3: Pop3::default(),
             auth: Auth::default(),
             limits: Limits::default(),
             directory: Directory::default(),
@@ -134,6 +136,22 @@ impl Default for Imap {
             max_connections_per_ip: 100,
             idle_keepalive_seconds: 120,
         }
+    }
+}
+
+/// POP3 sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pop3 {
+    /// Inactivity allowed (RFC 1939 §3: at least 10 minutes).
+    pub timeout_seconds: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for Pop3 {
+    fn default() -> Self {
+        Pop3 { timeout_seconds: 600, max_connections: 10_000, max_connections_per_ip: 100 }
     }
 }
 
@@ -295,6 +313,12 @@ impl Config {
         }
         if i.max_connections == 0 || i.max_connections_per_ip == 0 {
             return Err(invalid("imap.max_connections", "limits must be at least 1"));
+        }
+        if self.pop3.timeout_seconds < 60 {
+            return Err(invalid("pop3.timeout_seconds", "must be at least 60"));
+        }
+        if self.pop3.max_connections == 0 || self.pop3.max_connections_per_ip == 0 {
+            return Err(invalid("pop3.max_connections", "limits must be at least 1"));
         }
         if i.idle_keepalive_seconds == 0 {
             return Err(invalid("imap.idle_keepalive_seconds", "must be at least 1"));

@@ -1,11 +1,9 @@
 //! The IMAP service: IMAP4rev2 (RFC 9051) for clients that enable it, IMAP4rev1 (RFC 3501)
 //! behaviour for the others, and the extensions real clients use.
 
-pub mod address;
 mod compress;
 pub mod mailbox;
 pub mod notify;
-pub mod render;
 pub mod search;
 pub mod section;
 mod session;
@@ -67,6 +65,33 @@ impl SummaryCache {
         SummaryCache { map: Mutex::new((HashMap::new(), VecDeque::new())), capacity }
     }
 
+    /// Loads every summary of `hashes` that is not cached yet, in one store call per chunk.
+    pub(crate) async fn prefetch(&self, store: &Arc<dyn Store>, hashes: &[BlobHash]) -> StoreResult<()> {
+        let missing: Vec<BlobHash> = {
+            let guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            let mut seen = std::collections::HashSet::new();
+            hashes.iter().filter(|h| !guard.0.contains_key(*h) && seen.insert(**h)).copied().collect()
+        };
+        for chunk in missing.chunks(1024) {
+            let loaded = store.summary_get_many(chunk.to_vec()).await?;
+            let mut guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            let (map, order) = &mut *guard;
+            for (hash, summary) in chunk.iter().zip(loaded) {
+                if let Some(s) = summary
+                    && map.insert(*hash, Arc::new(s)).is_none()
+                {
+                    order.push_back(*hash);
+                }
+            }
+            while order.len() > self.capacity {
+                if let Some(old) = order.pop_front() {
+                    map.remove(&old);
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn get(&self, store: &Arc<dyn Store>, hash: BlobHash) -> StoreResult<Option<Arc<MessageSummary>>> {
         if let Some(s) = self.map.lock().unwrap_or_else(|p| p.into_inner()).0.get(&hash) {
             return Ok(Some(Arc::clone(s)));
@@ -112,7 +137,8 @@ impl ImapServer {
     ) -> Arc<ImapServer> {
         let store = Arc::clone(directory.store());
         let notifier = Arc::new(Notifier::default());
-        tokio::spawn(Arc::clone(&notifier).dispatch(store.subscribe()));
+        let hook = Arc::clone(&notifier);
+        store.on_change(Arc::new(move |change| hook.changed(change)));
         Arc::new(ImapServer {
             settings,
             directory,

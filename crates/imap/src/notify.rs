@@ -1,12 +1,13 @@
-//! Change signals for selected mailboxes. One dispatcher reads the store's change feed and
-//! wakes only the sessions that have the changed mailbox selected, so ten thousand idle
-//! sessions cost nothing when unrelated mail arrives.
+//! Change signals for selected mailboxes. The store calls [`Notifier::changed`] for every
+//! committed change before it answers the session that made it, and only the sessions that
+//! have that mailbox selected wake up, so ten thousand idle sessions cost nothing when
+//! unrelated mail arrives.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tern_store::{MailboxId, StoreChange};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 
 #[derive(Default)]
 pub struct MailboxSignal {
@@ -62,26 +63,11 @@ impl Notifier {
         }
     }
 
-    fn bump_all(&self) {
-        let signals: Vec<Arc<MailboxSignal>> = {
-            let map = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-            map.values().filter_map(Weak::upgrade).collect()
-        };
-        for s in signals {
-            s.bump();
-        }
-    }
-
-    /// Forwards store changes to the signals until the feed closes.
-    pub async fn dispatch(self: Arc<Self>, mut feed: broadcast::Receiver<StoreChange>) {
-        loop {
-            match feed.recv().await {
-                Ok(StoreChange::Mailbox { mailbox, .. }) => self.bump(mailbox),
-                Ok(_) => {}
-                // Missed changes: wake everyone, they re-read what changed.
-                Err(broadcast::error::RecvError::Lagged(_)) => self.bump_all(),
-                Err(broadcast::error::RecvError::Closed) => break,
-            }
+    /// Called by the store for every committed change, before the client that made it is
+    /// answered.
+    pub fn changed(&self, change: &StoreChange) {
+        if let StoreChange::Mailbox { mailbox, .. } = change {
+            self.bump(*mailbox);
         }
     }
 }

@@ -91,19 +91,34 @@ pub struct Scope<'a> {
     pub text_index: &'a HashMap<(String, bool), tern_store::TextMatches>,
 }
 
-/// The index's answer for a BODY/TEXT string on this message, if it has one.
+/// The index's answer for a (lower-cased) BODY/TEXT string on this message, if it has one.
 pub fn indexed(scope: &Scope<'_>, needle: &str, with_header: bool, entry: &MessageEntry) -> Option<bool> {
-    scope.text_index.get(&(needle.to_lowercase(), with_header)).and_then(|t| t.lookup(&entry.blob))
+    scope.text_index.get(&(needle.to_string(), with_header)).and_then(|t| t.lookup(&entry.blob))
 }
 
+/// `needle` is already lower-cased (see [`lowercase`]).
 fn contains(haystack: &str, needle: &str) -> bool {
-    needle.is_empty() || haystack.contains(&needle.to_lowercase())
+    needle.is_empty() || haystack.contains(needle)
 }
 
-fn addr_match(list: &[tern_mime::Addr], raw: Option<&str>, needle: &str) -> bool {
-    let needle = needle.to_lowercase();
-    list.iter().any(|a| a.display().to_lowercase().contains(&needle))
-        || raw.is_some_and(|r| r.to_lowercase().contains(&needle))
+/// Lower-cases every string of a search program once, so matching allocates nothing per
+/// message (texts in summaries and indexes are lower-cased already).
+pub fn lowercase(key: &SearchKey) -> SearchKey {
+    let lc = |s: &String| s.to_lowercase();
+    match key {
+        SearchKey::Bcc(s) => SearchKey::Bcc(lc(s)),
+        SearchKey::Body(s) => SearchKey::Body(lc(s)),
+        SearchKey::Cc(s) => SearchKey::Cc(lc(s)),
+        SearchKey::From(s) => SearchKey::From(lc(s)),
+        SearchKey::Subject(s) => SearchKey::Subject(lc(s)),
+        SearchKey::Text(s) => SearchKey::Text(lc(s)),
+        SearchKey::To(s) => SearchKey::To(lc(s)),
+        SearchKey::Header(n, v) => SearchKey::Header(lc(n), lc(v)),
+        SearchKey::Not(k) => SearchKey::Not(Box::new(lowercase(k))),
+        SearchKey::Or(a, b) => SearchKey::Or(Box::new(lowercase(a)), Box::new(lowercase(b))),
+        SearchKey::And(ks) => SearchKey::And(ks.iter().map(lowercase).collect()),
+        other => other.clone(),
+    }
 }
 
 fn day_of(unix: i64) -> i64 {
@@ -153,14 +168,11 @@ pub fn matches(key: &SearchKey, c: &Candidate<'_>, scope: &Scope<'_>) -> bool {
         SearchKey::SentBefore(d) => summary.and_then(|s| s.sent_day).is_some_and(|day| day < date_days(d)),
         SearchKey::SentOn(d) => summary.and_then(|s| s.sent_day).is_some_and(|day| day == date_days(d)),
         SearchKey::SentSince(d) => summary.and_then(|s| s.sent_day).is_some_and(|day| day >= date_days(d)),
-        SearchKey::From(s) => summary.is_some_and(|m| addr_match(&m.from_addrs, m.envelope.from.as_deref(), s)),
-        SearchKey::To(s) => summary.is_some_and(|m| addr_match(&m.to_addrs, m.envelope.to.as_deref(), s)),
-        SearchKey::Cc(s) => summary.is_some_and(|m| addr_match(&m.cc_addrs, m.envelope.cc.as_deref(), s)),
-        SearchKey::Bcc(s) => summary.is_some_and(|m| addr_match(&m.bcc_addrs, m.envelope.bcc.as_deref(), s)),
-        SearchKey::Subject(s) => summary.is_some_and(|m| {
-            contains(&m.subject.to_lowercase(), s)
-                || m.envelope.subject.as_deref().is_some_and(|r| contains(&r.to_lowercase(), s))
-        }),
+        SearchKey::From(s) => summary.is_some_and(|m| contains(&m.search.from, s)),
+        SearchKey::To(s) => summary.is_some_and(|m| contains(&m.search.to, s)),
+        SearchKey::Cc(s) => summary.is_some_and(|m| contains(&m.search.cc, s)),
+        SearchKey::Bcc(s) => summary.is_some_and(|m| contains(&m.search.bcc, s)),
+        SearchKey::Subject(s) => summary.is_some_and(|m| contains(&m.search.subject, s)),
         SearchKey::Header(name, value) => c.header.as_deref().is_some_and(|h| header_match(h, name, value)),
         SearchKey::Body(s) => match indexed(scope, s, false, e) {
             Some(answer) => answer,
@@ -207,9 +219,7 @@ pub fn object_id(prefix: &str, n: u64) -> String {
 /// string matches any message that has the field). `header` is lower-cased "name: value"
 /// lines, unfolded.
 fn header_match(header: &str, name: &str, value: &str) -> bool {
-    let name = name.to_lowercase();
-    let value = value.to_lowercase();
-    header.lines().any(|line| line.split_once(':').is_some_and(|(n, v)| n.trim() == name && v.contains(&value)))
+    header.lines().any(|line| line.split_once(':').is_some_and(|(n, v)| n.trim() == name && v.contains(value)))
 }
 
 pub use tern_mime::text::{body_text, header_text};

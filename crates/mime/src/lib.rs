@@ -5,6 +5,8 @@
 //! The summary is a *cache*: [`SUMMARY_VERSION`] changes whenever its shape or content does,
 //! and a store that finds an older version recomputes it from the stored message.
 
+pub mod address;
+pub mod imap;
 pub mod text;
 
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser, MessagePart, MimeHeaders, PartType};
@@ -12,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 
 /// Bump when [`MessageSummary`] changes.
-pub const SUMMARY_VERSION: u16 = 2;
+pub const SUMMARY_VERSION: u16 = 3;
 
 /// MIME nesting deeper than this is summarised as an opaque leaf, so hostile messages cannot
 /// make the summary (or an IMAP BODYSTRUCTURE built from it) unbounded.
@@ -46,6 +48,31 @@ pub struct MessageSummary {
     /// The calendar day of the `Date:` header as the sender wrote it (days since
     /// 1970-01-01, time and zone disregarded: SENTON/SENTBEFORE/SENTSINCE).
     pub sent_day: Option<i64>,
+    /// ENVELOPE, BODY and BODYSTRUCTURE as IMAP sends them to clients without UTF-8.
+    pub imap: ImapForms,
+    /// Lower-cased header texts SEARCH compares with.
+    pub search: SearchForms,
+}
+
+/// Pre-rendered IMAP data items.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImapForms {
+    pub envelope: String,
+    pub body: String,
+    pub bodystructure: String,
+    /// Some rendered text had 8-bit characters (sent as literals): a UTF-8 client gets them
+    /// rendered again as quoted strings.
+    pub eight_bit: bool,
+}
+
+/// Decoded and raw header values, lower-cased, for SEARCH FROM/TO/CC/BCC/SUBJECT.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchForms {
+    pub subject: String,
+    pub from: String,
+    pub to: String,
+    pub cc: String,
+    pub bcc: String,
 }
 
 /// A decoded address.
@@ -135,7 +162,7 @@ impl MessageSummary {
 pub fn summarize(raw: &[u8]) -> MessageSummary {
     let parsed = MessageParser::default().parse(raw);
     let Some(message) = parsed else {
-        return MessageSummary {
+        return finish(MessageSummary {
             version: SUMMARY_VERSION,
             size: raw.len() as u64,
             date: None,
@@ -151,7 +178,9 @@ pub fn summarize(raw: &[u8]) -> MessageSummary {
             cc_addrs: vec![],
             bcc_addrs: vec![],
             sent_day: None,
-        };
+            imap: ImapForms::default(),
+            search: SearchForms::default(),
+        });
     };
     let mut budget = MAX_PARTS;
     let body = match message.parts.first() {
@@ -166,7 +195,7 @@ pub fn summarize(raw: &[u8]) -> MessageSummary {
             _ => addr,
         })
         .unwrap_or_default();
-    MessageSummary {
+    finish(MessageSummary {
         version: SUMMARY_VERSION,
         size: raw.len() as u64,
         date: message.date().map(|d| d.to_timestamp()),
@@ -182,7 +211,43 @@ pub fn summarize(raw: &[u8]) -> MessageSummary {
         cc_addrs: addr_list(message.cc()),
         bcc_addrs: addr_list(message.bcc()),
         sent_day: message.date().map(|d| days_from_civil(i64::from(d.year), i64::from(d.month), i64::from(d.day))),
-    }
+        imap: ImapForms::default(),
+        search: SearchForms::default(),
+    })
+}
+
+/// Fills in the derived forms (rendered IMAP items, lower-cased search texts).
+fn finish(mut s: MessageSummary) -> MessageSummary {
+    let ascii = imap::Style { utf8: false };
+    let mut envelope = Vec::new();
+    imap::envelope(&mut envelope, &s.envelope, ascii);
+    let mut body = Vec::new();
+    imap::body_structure(&mut body, &s.body, false, ascii);
+    let mut bodystructure = Vec::new();
+    imap::body_structure(&mut bodystructure, &s.body, true, ascii);
+    let eight_bit = [&envelope, &body, &bodystructure].iter().any(|b| !b.is_ascii());
+    s.imap = ImapForms {
+        envelope: String::from_utf8_lossy(&envelope).into_owned(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        bodystructure: String::from_utf8_lossy(&bodystructure).into_owned(),
+        eight_bit,
+    };
+    let addrs = |list: &[Addr], raw: &Option<String>| {
+        let mut t: String = list.iter().map(Addr::display).collect::<Vec<_>>().join(", ");
+        if let Some(r) = raw {
+            t.push('\n');
+            t.push_str(r);
+        }
+        t.to_lowercase()
+    };
+    s.search = SearchForms {
+        subject: s.subject.to_lowercase(),
+        from: addrs(&s.from_addrs, &s.envelope.from),
+        to: addrs(&s.to_addrs, &s.envelope.to),
+        cc: addrs(&s.cc_addrs, &s.envelope.cc),
+        bcc: addrs(&s.bcc_addrs, &s.envelope.bcc),
+    };
+    s
 }
 
 fn addr_list(addr: Option<&Address<'_>>) -> Vec<Addr> {

@@ -131,6 +131,24 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
 
+    // POP3 (110 with STLS, 995 implicit TLS).
+    let pop3_limits =
+        ConnectionLimits::new(config.pop3.max_connections, config.pop3.max_connections_per_ip, config.limit_exempt());
+    let pop3 = tern_pop3::Pop3Server::new(
+        tern_pop3::Pop3Settings::from_config(&config),
+        directory.clone(),
+        Some(tls.clone()),
+        pop3_limits,
+        Arc::clone(&auth_guard),
+        shutdown.clone(),
+    );
+    for (service, implicit) in [(Service::Pop3, false), (Service::Pop3s, true)] {
+        for listener in listen::bind_service(&config.listen, service)? {
+            bound.entry(service.name()).or_default().push(listener.local_addr()?.to_string());
+            imap_tasks.push(tokio::spawn(Arc::clone(&pop3).serve(listener, implicit)));
+        }
+    }
+
     // HTTP: metrics and health.
     let http_state = http::HttpState { metrics, store: Arc::clone(&store), ready: Arc::clone(&ready) };
     for listener in listen::bind_service(&config.listen, Service::Http)? {
@@ -168,7 +186,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for t in smtp_tasks.into_iter().chain(imap_tasks) {
         let _ = t.await;
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, async { tokio::join!(smtp.drain(), imap.drain()) }).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, async { tokio::join!(smtp.drain(), imap.drain(), pop3.drain()) })
+        .await
+        .is_err()
+    {
         tracing::warn!("some sessions did not finish within {SHUTDOWN_GRACE:?}; closing them");
     }
     store.shutdown().await.context("flushing the store")?;

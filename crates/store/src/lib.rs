@@ -14,6 +14,9 @@ pub use model::*;
 pub use tern_mime::MessageSummary;
 
 use async_trait::async_trait;
+
+/// See [`Store::on_change`].
+pub type ChangeHook = std::sync::Arc<dyn Fn(&StoreChange) + Send + Sync>;
 use tokio::sync::broadcast;
 
 /// Persistent state of a Tern server. Methods that change state are durable on return.
@@ -96,6 +99,8 @@ pub trait Store: Send + Sync + 'static {
     /// How many stored messages share this content (0 when it is gone).
     async fn blob_refcount(&self, hash: BlobHash) -> StoreResult<u32>;
     async fn summary_get(&self, hash: BlobHash) -> StoreResult<Option<MessageSummary>>;
+    /// Summaries of many contents in one go (one blocking task instead of one per content).
+    async fn summary_get_many(&self, hashes: Vec<BlobHash>) -> StoreResult<Vec<Option<MessageSummary>>>;
     async fn envelope_get(&self, delivery_id: u64) -> StoreResult<Option<DeliveryEnvelope>>;
     /// Contents whose decoded text contains `needle` (case-insensitive): body text, or header
     /// and body with `with_header`. `None` when the backend cannot look it up (too short a
@@ -105,6 +110,10 @@ pub trait Store: Send + Sync + 'static {
     // --- operation ---
     /// Changes as they are committed, for IMAP IDLE and friends.
     fn subscribe(&self) -> broadcast::Receiver<StoreChange>;
+    /// Registers a function called with every committed change before the caller that made
+    /// it is answered, so a session that sees the answer also sees the change. It must be
+    /// quick and must not block.
+    fn on_change(&self, hook: ChangeHook);
     /// Whether the store can take writes (false after an I/O failure poisoned it).
     fn is_healthy(&self) -> bool;
     /// Flushes and stops the writer; later writes fail.

@@ -40,7 +40,7 @@ fn flag_size_date_set_and_header_keys() {
     let c = Candidate { entry: &e, seq: 3, summary: Some(s), header: Some(header), text: Some("hello world".into()) };
     let no_index = HashMap::new();
     let scope = Scope { last_seq: 5, last_uid: 9, first_recent: 8, saved: &[], text_index: &no_index };
-    let m = |k: SearchKey| matches(&k, &c, &scope);
+    let m = |k: SearchKey| matches(&lowercase(&k), &c, &scope);
     assert!(m(SearchKey::Seen) && m(SearchKey::Flagged) && !m(SearchKey::Unseen) && m(SearchKey::Undeleted));
     assert!(m(SearchKey::Old) && !m(SearchKey::Recent) && !m(SearchKey::New));
     assert!(m(SearchKey::Keyword("WORK".into())) && m(SearchKey::Unkeyword("home".into())));

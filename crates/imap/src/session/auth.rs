@@ -6,14 +6,10 @@ use tern_imap_proto::Limits;
 use tern_store::StoreError;
 use tern_tls::Stream;
 
+/// Strict base64 (RFC 4648) of a SASL response.
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let clean: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if !clean.len().is_multiple_of(4)
-        || clean.iter().any(|b| !(b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/' || *b == b'='))
-    {
-        return None;
-    }
-    Some(crate::section::decode_base64(&clean))
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()
 }
 
 impl Session {

@@ -2,13 +2,13 @@
 //! (RFC 7162) and OBJECTID items (RFC 8474).
 
 use super::{Done, Session};
-use crate::render;
 use crate::search::object_id;
 use crate::section::{self, BinaryError};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tern_imap_proto::encode;
 use tern_imap_proto::{FetchAttr, Section, SectionText, SequenceSet};
+use tern_mime::imap as render;
 use tern_store::{FlagMode, Flags, StoreError};
 
 fn needs_summary(a: &FetchAttr) -> bool {
@@ -173,7 +173,16 @@ impl Session {
         let want_summary = attrs.iter().any(needs_summary);
         let want_raw = attrs.iter().any(needs_raw);
         let mut missing = false;
-        for i in indices {
+        for (n, &i) in indices.iter().enumerate() {
+            // Summaries are loaded a chunk at a time, in one store call each.
+            if want_summary && n % 512 == 0 {
+                let end = (n + 512).min(indices.len());
+                let hashes: Vec<_> = match &self.view {
+                    Some(v) => indices[n..end].iter().filter_map(|&k| v.messages.get(k).map(|m| m.blob)).collect(),
+                    None => Vec::new(),
+                };
+                self.server.summaries.prefetch(&self.server.store, &hashes).await?;
+            }
             let Some(view) = &self.view else { break };
             let Some(m) = view.messages.get(i).cloned() else { continue };
             if changed_since.is_some_and(|c| m.modseq <= c) {
@@ -212,14 +221,24 @@ impl Session {
                     FetchAttr::Envelope => {
                         item.extend_from_slice(b"ENVELOPE ");
                         if let Some(s) = &summary {
-                            render::envelope(&mut item, &s.envelope, self.style());
+                            if self.utf8 && s.imap.eight_bit {
+                                render::envelope(&mut item, &s.envelope, self.style());
+                            } else {
+                                item.extend_from_slice(s.imap.envelope.as_bytes());
+                            }
                         }
                     }
                     FetchAttr::Body | FetchAttr::BodyStructure => {
                         let extended = matches!(a, FetchAttr::BodyStructure);
                         item.extend_from_slice(if extended { b"BODYSTRUCTURE " } else { b"BODY " });
                         if let Some(s) = &summary {
-                            render::body_structure(&mut item, &s.body, extended, self.style());
+                            if self.utf8 && s.imap.eight_bit {
+                                render::body_structure(&mut item, &s.body, extended, self.style());
+                            } else if extended {
+                                item.extend_from_slice(s.imap.bodystructure.as_bytes());
+                            } else {
+                                item.extend_from_slice(s.imap.body.as_bytes());
+                            }
                         }
                     }
                     FetchAttr::Rfc822 => {

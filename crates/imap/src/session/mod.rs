@@ -14,11 +14,11 @@ mod query;
 
 use crate::ImapServer;
 use crate::mailbox::View;
-use crate::render::Style;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tern_imap_proto::{Command, CommandFramer, Frame, Limits, parse_command};
+use tern_mime::imap::Style;
 use tern_store::Account;
 use tern_tls::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -36,6 +36,7 @@ impl Session {
     /// Indices of the messages of the selected mailbox that match `key`.
     async fn evaluate(&self, key: &SearchKey) -> Result<Vec<usize>, StoreError> {
         let Some(view) = &self.view else { return Ok(vec![]) };
+        let key = &search::lowercase(key);
         let needs = search::needs(key);
         // BODY/TEXT: one index lookup per string; only contents the index cannot answer for
         // are scanned below.
@@ -56,6 +57,11 @@ impl Session {
         };
         let mut out = Vec::new();
         for (i, entry) in view.messages.iter().enumerate() {
+            if needs.summary && i % 512 == 0 {
+                let hashes: Vec<_> =
+                    view.messages[i..(i + 512).min(view.messages.len())].iter().map(|m| m.blob).collect();
+                self.server.summaries.prefetch(&self.server.store, &hashes).await?;
+            }
             let summary =
                 if needs.summary { self.server.summaries.get(&self.server.store, entry.blob).await? } else { None };
             let scan = needs.text && needles.iter().any(|(n, h)| search::indexed(&scope, n, *h, entry).is_none());
@@ -184,7 +190,12 @@ impl Session {
     async fn sort_items(&self, matched: &[usize]) -> Result<Vec<SortItem>, StoreError> {
         let Some(view) = &self.view else { return Ok(vec![]) };
         let mut items = Vec::with_capacity(matched.len());
-        for &i in matched {
+        for (n, &i) in matched.iter().enumerate() {
+            if n % 512 == 0 {
+                let hashes: Vec<_> =
+                    matched[n..(n + 512).min(matched.len())].iter().map(|&k| view.messages[k].blob).collect();
+                self.server.summaries.prefetch(&self.server.store, &hashes).await?;
+            }
             let m = &view.messages[i];
             let summary = match self.server.summaries.get(&self.server.store, m.blob).await? {
                 Some(s) => s,

@@ -52,8 +52,42 @@ fn hash_of(key: &[u8]) -> Option<BlobHash> {
     Some(BlobHash(key.try_into().ok()?))
 }
 
+/// Background work runs at nice 15, so indexing yields to sessions when the machine is busy
+/// and catches up when it is not.
+const NICE: libc::c_int = 15;
+
+#[cfg(target_os = "linux")]
+fn renice(tid: libc::pid_t) {
+    // SAFETY: setpriority only reads its arguments; with PRIO_PROCESS and a thread id Linux
+    // changes the nice value of that one thread.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE) } != 0 {
+        tracing::debug!(tid, "could not lower a background thread's priority");
+    }
+}
+
+/// This thread, and tantivy's indexing and merge threads (found by name in /proc), which
+/// do most of the work.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions.
+        renice(unsafe { libc::gettid() });
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return };
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let background = comm.starts_with("thrd-tantivy")
+                || comm.starts_with("merge_thread")
+                || comm.starts_with("segment_updater");
+            if background && let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) {
+                renice(tid);
+            }
+        }
+    }
+}
+
 /// The indexer thread: runs until `stop`.
 pub(crate) fn run(engine: Arc<Engine>, index: Arc<FtsIndex>, writer: mpsc::Sender<Request>, stop: Arc<AtomicBool>) {
+    lower_priority();
     while !stop.load(Ordering::Relaxed) {
         let mut pending = Vec::new();
         for item in engine.fts_pending.iter() {
@@ -103,11 +137,13 @@ pub(crate) fn run(engine: Arc<Engine>, index: Arc<FtsIndex>, writer: mpsc::Sende
         for h in &removed {
             index.delete(&h.0);
         }
+        // tantivy starts new worker threads after a commit: keep them all in the background.
         if let Err(e) = index.commit() {
             tracing::error!(error = %e, "full-text index commit failed; retrying");
             std::thread::sleep(Duration::from_secs(1));
             continue;
         }
+        lower_priority();
         metrics::counter!("tern_fts_indexed_total").increment(indexed.len() as u64);
         let (reply, done) = oneshot::channel();
         if writer.blocking_send(Request { op: Op::FtsDone { indexed, scan_only, removed }, reply }).is_err() {

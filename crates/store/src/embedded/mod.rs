@@ -167,6 +167,16 @@ impl Engine {
         Ok(out)
     }
 
+    /// The summary, and whether it had to be derived again (missing or of an older version).
+    fn summary(&self, hash: &BlobHash) -> StoreResult<(Option<MessageSummary>, bool)> {
+        if let Some(bytes) = self.summaries.get(hash.0)?
+            && let Some(summary) = decode_summary(&bytes)?
+        {
+            return Ok((Some(summary), false));
+        }
+        Ok((self.blob(hash)?.map(|raw| tern_mime::summarize(&raw)), true))
+    }
+
     fn blob(&self, hash: &BlobHash) -> StoreResult<Option<Vec<u8>>> {
         let Some((count, size)) = self.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref) else {
             return Ok(None);
@@ -198,6 +208,7 @@ pub struct EmbeddedStore {
     closed: Arc<AtomicBool>,
     /// Cleared by the writer when an fsync fails (fjall then refuses writes for good).
     healthy: Arc<AtomicBool>,
+    hooks: Arc<std::sync::RwLock<Vec<crate::ChangeHook>>>,
     fts: Option<Arc<tern_fts::FtsIndex>>,
     indexer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
     stop_indexer: Arc<AtomicBool>,
@@ -216,7 +227,8 @@ impl EmbeddedStore {
         let engine = Arc::new(Engine::open(path, cache_mb)?);
         let (changes, _) = broadcast::channel(4096);
         let healthy = Arc::new(AtomicBool::new(true));
-        let writer = Writer::new(Arc::clone(&engine), changes.clone(), Arc::clone(&healthy))?;
+        let hooks: Arc<std::sync::RwLock<Vec<crate::ChangeHook>>> = Arc::default();
+        let writer = Writer::new(Arc::clone(&engine), changes.clone(), Arc::clone(&hooks), Arc::clone(&healthy))?;
         let (tx, rx) = mpsc::channel(4096);
         let handle = std::thread::Builder::new()
             .name("tern-store-writer".into())
@@ -249,6 +261,7 @@ impl EmbeddedStore {
             writer: Arc::new(Mutex::new(Some(handle))),
             closed: Arc::new(AtomicBool::new(false)),
             healthy,
+            hooks,
             fts,
             indexer: Arc::new(Mutex::new(indexer)),
             stop_indexer,
@@ -484,16 +497,35 @@ impl Store for EmbeddedStore {
     }
 
     async fn summary_get(&self, hash: BlobHash) -> StoreResult<Option<MessageSummary>> {
-        self.read(move |e| {
-            if let Some(bytes) = e.summaries.get(hash.0)?
-                && let Some(summary) = decode_summary(&bytes)?
-            {
-                return Ok(Some(summary));
-            }
-            // Missing or of an older version: derive it again from the content.
-            Ok(e.blob(&hash)?.map(|raw| tern_mime::summarize(&raw)))
-        })
-        .await
+        Ok(self.summary_get_many(vec![hash]).await?.pop().flatten())
+    }
+
+    async fn summary_get_many(&self, hashes: Vec<BlobHash>) -> StoreResult<Vec<Option<MessageSummary>>> {
+        let (summaries, rederived) = self
+            .read(move |e| {
+                let mut out = Vec::with_capacity(hashes.len());
+                let mut rederived = Vec::new();
+                for h in &hashes {
+                    let (summary, fresh) = e.summary(h)?;
+                    if fresh && let Some(s) = &summary {
+                        rederived.push((*h, encode_summary(s)?));
+                    }
+                    out.push(summary);
+                }
+                Ok((out, rederived))
+            })
+            .await?;
+        // Summaries of an older version are stored again in the current one, in the
+        // background: this read does not wait for a write.
+        if !rederived.is_empty() {
+            let store = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.write(Op::PutSummaries(rederived)).await {
+                    tracing::debug!(error = %e, "could not store upgraded summaries");
+                }
+            });
+        }
+        Ok(summaries)
     }
 
     async fn envelope_get(&self, delivery_id: u64) -> StoreResult<Option<DeliveryEnvelope>> {
@@ -509,6 +541,10 @@ impl Store for EmbeddedStore {
 
     fn subscribe(&self) -> broadcast::Receiver<StoreChange> {
         self.changes.subscribe()
+    }
+
+    fn on_change(&self, hook: crate::ChangeHook) {
+        self.hooks.write().unwrap_or_else(|p| p.into_inner()).push(hook);
     }
 
     fn is_healthy(&self) -> bool {

@@ -429,3 +429,27 @@ async fn full_text_index_catches_up_and_answers_exactly() {
     }
     store.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn summaries_of_an_older_version_are_derived_again_and_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let a = account(&store, "a@example.org").await;
+    let d = delivery(msg("old", ""), vec![DeliveryTarget::inbox(a.id)]);
+    let hash = d.hash;
+    store.deliver(d).await.unwrap();
+    // Pretend an older Tern wrote it: version 0.
+    store.engine.summaries.insert(hash.0, [0u8, 0, 1, 2, 3]).unwrap();
+    let got = store.summary_get_many(vec![hash]).await.unwrap();
+    assert_eq!(got[0].as_ref().unwrap().subject, "old");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let bytes = store.engine.summaries.get(hash.0).unwrap().unwrap();
+        if decode_summary(&bytes).unwrap().is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the upgraded summary was not stored");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    store.shutdown().await.unwrap();
+}

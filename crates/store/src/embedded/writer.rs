@@ -62,6 +62,8 @@ pub(crate) enum Op {
         subscribed: bool,
     },
     ClaimRecent(MailboxId),
+    /// Summaries derived again in the current version.
+    PutSummaries(Vec<(BlobHash, Vec<u8>)>),
     /// The full-text indexer committed these: (pending contents indexed, removals applied).
     FtsDone {
         indexed: Vec<BlobHash>,
@@ -100,6 +102,7 @@ pub(crate) struct Writer {
     engine: Arc<Engine>,
     counters: Counters,
     changes: broadcast::Sender<StoreChange>,
+    hooks: Arc<std::sync::RwLock<Vec<crate::ChangeHook>>>,
     healthy: Arc<AtomicBool>,
 }
 
@@ -107,6 +110,7 @@ impl Writer {
     pub fn new(
         engine: Arc<Engine>,
         changes: broadcast::Sender<StoreChange>,
+        hooks: Arc<std::sync::RwLock<Vec<crate::ChangeHook>>>,
         healthy: Arc<AtomicBool>,
     ) -> StoreResult<Writer> {
         let read = |name: &str| -> StoreResult<u64> {
@@ -119,7 +123,7 @@ impl Writer {
             delivery: read(counter::DELIVERY)?,
             uidvalidity: read(counter::UIDVALIDITY)?,
         };
-        Ok(Writer { engine, counters, changes, healthy })
+        Ok(Writer { engine, counters, changes, hooks, healthy })
     }
 
     /// Runs until a Shutdown request or until every sender is gone.
@@ -160,7 +164,11 @@ impl Writer {
             metrics::histogram!("tern_store_commit_group_size").record(size as f64);
             match &persisted {
                 Ok(()) => {
+                    let hooks = self.hooks.read().unwrap_or_else(|p| p.into_inner());
                     for c in changes.drain(..) {
+                        for hook in hooks.iter() {
+                            hook(&c);
+                        }
                         let _ = self.changes.send(c);
                     }
                 }
@@ -269,6 +277,18 @@ impl Writer {
                     self.engine.mailboxes.insert(keys::u64_key(id), to_json(&mailbox)?)?;
                 }
                 Ok(OpResult::Uid(first))
+            }
+            Op::PutSummaries(list) => {
+                let e = &self.engine;
+                let mut batch = e.db.batch();
+                for (hash, bytes) in list {
+                    // Only for contents that still exist.
+                    if e.blob_refs.contains_key(hash.0)? {
+                        batch.insert(&e.summaries, hash.0.to_vec(), bytes);
+                    }
+                }
+                batch.commit()?;
+                Ok(OpResult::Unit)
             }
             Op::FtsDone { indexed, scan_only, removed } => {
                 let e = &self.engine;

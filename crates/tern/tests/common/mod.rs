@@ -19,6 +19,8 @@ pub struct TestServer {
     pub http: SocketAddr,
     pub imap: SocketAddr,
     pub imaps: SocketAddr,
+    pub pop3: SocketAddr,
+    pub pop3s: SocketAddr,
     pub log_path: PathBuf,
 }
 
@@ -30,13 +32,24 @@ impl TestServer {
         let data = dir.path().join("data");
         let config_path = dir.path().join("tern.toml");
         let config = format!(
-            "hostname = \"{HOSTNAME}\"\ndata_dir = \"{}\"\n[listen]\nsmtp = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\nsubmission = []\nsubmissions = []\npop3 = []\npop3s = []\n{extra}\n",
+            "hostname = \"{HOSTNAME}\"\ndata_dir = \"{}\"\n[listen]\nsmtp = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\npop3 = [\"127.0.0.1:0\"]\npop3s = [\"127.0.0.1:0\"]\nsubmission = []\nsubmissions = []\n{extra}\n",
             data.display()
         );
         std::fs::write(&config_path, config).expect("write config");
         let log_path = dir.path().join("serve.log");
         let unset: SocketAddr = "0.0.0.0:0".parse().unwrap();
-        TestServer { dir, config_path, child: None, smtp: unset, http: unset, imap: unset, imaps: unset, log_path }
+        TestServer {
+            dir,
+            config_path,
+            child: None,
+            smtp: unset,
+            http: unset,
+            imap: unset,
+            imaps: unset,
+            pop3: unset,
+            pop3s: unset,
+            log_path,
+        }
     }
 
     /// The usual set-up: domain `example.test`, users alice and bob (password `secret`), then start.
@@ -114,6 +127,8 @@ impl TestServer {
                 let addr = |name: &str| v["listeners"][name][0].as_str().and_then(|a| a.parse().ok());
                 self.imap = addr("imap").unwrap_or(self.imap);
                 self.imaps = addr("imaps").unwrap_or(self.imaps);
+                self.pop3 = addr("pop3").unwrap_or(self.pop3);
+                self.pop3s = addr("pop3s").unwrap_or(self.pop3s);
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {

@@ -1,9 +1,10 @@
-//! ENVELOPE, BODY and BODYSTRUCTURE (RFC 9051 §7.5.2) rendered from the message summary
-//! computed at delivery.
+//! ENVELOPE, BODY and BODYSTRUCTURE (RFC 9051 §7.5.2) rendered from the message summary.
+//! Rendered once when the summary is made (for clients without UTF-8) and again only for
+//! UTF-8 clients when the message has 8-bit text.
 
 use crate::address::{ImapAddress, parse_address_list};
+use crate::{BodyPart, PartKind, RawEnvelope};
 use tern_imap_proto::encode::{nstring, string};
-use tern_mime::{BodyPart, PartKind, RawEnvelope};
 
 /// Output options that depend on the session.
 #[derive(Debug, Clone, Copy)]
@@ -204,14 +205,14 @@ mod tests {
     const ASCII: Style = Style { utf8: false };
 
     fn env_of(raw: &[u8]) -> String {
-        let s = tern_mime::summarize(raw);
+        let s = crate::summarize(raw);
         let mut out = Vec::new();
         envelope(&mut out, &s.envelope, ASCII);
         String::from_utf8(out).unwrap()
     }
 
     fn bs_of(raw: &[u8], extended: bool) -> String {
-        let s = tern_mime::summarize(raw);
+        let s = crate::summarize(raw);
         let mut out = Vec::new();
         body_structure(&mut out, &s.body, extended, ASCII);
         String::from_utf8(out).unwrap()

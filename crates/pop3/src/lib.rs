@@ -1,0 +1,163 @@
+//! The POP3 service: the user's INBOX as a maildrop (RFC 1939), with CAPA (RFC 2449), STLS
+//! (RFC 2595), AUTH PLAIN (RFC 5034) and implicit TLS (RFC 8314).
+//!
+//! A session snapshots the INBOX at login. DELE only marks; the messages are expunged in the
+//! UPDATE state after QUIT, in one durable store operation, before `+OK` is sent — a dropped
+//! connection removes nothing. One POP3 session per mailbox at a time (`[IN-USE]`); IMAP
+//! sessions keep working and see the expunges.
+
+pub mod proto;
+mod session;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tern_directory::Directory;
+use tern_guard::{AuthGuard, ConnectionLimits, LimitExceeded};
+use tern_store::{MailboxId, Store};
+use tern_tls::TlsAcceptor;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, Clone)]
+pub struct Pop3Settings {
+    pub hostname: String,
+    /// Inactivity allowed (RFC 1939 §3: at least 10 minutes).
+    pub timeout: Duration,
+    pub plaintext_on_loopback: bool,
+}
+
+impl Pop3Settings {
+    pub fn from_config(config: &tern_config::Config) -> Pop3Settings {
+        Pop3Settings {
+            hostname: config.hostname.clone(),
+            timeout: Duration::from_secs(config.pop3.timeout_seconds),
+            plaintext_on_loopback: config.auth.plaintext_on_loopback,
+        }
+    }
+}
+
+/// Mailboxes held by a POP3 session.
+#[derive(Default)]
+pub(crate) struct Locks {
+    held: Mutex<HashSet<MailboxId>>,
+}
+
+/// Releases a mailbox lock when the session ends, however it ends.
+pub(crate) struct LockGuard {
+    locks: Arc<Locks>,
+    mailbox: MailboxId,
+}
+
+impl Locks {
+    pub(crate) fn try_lock(self: &Arc<Self>, mailbox: MailboxId) -> Option<LockGuard> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.insert(mailbox).then(|| LockGuard { locks: Arc::clone(self), mailbox })
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.locks.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.mailbox);
+    }
+}
+
+pub struct Pop3Server {
+    pub(crate) settings: Pop3Settings,
+    pub(crate) directory: Directory,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) tls: Option<TlsAcceptor>,
+    limits: Arc<ConnectionLimits>,
+    pub(crate) auth: Arc<AuthGuard>,
+    pub(crate) locks: Arc<Locks>,
+    pub(crate) shutdown: CancellationToken,
+    tracker: TaskTracker,
+    next_session: AtomicU64,
+}
+
+impl Pop3Server {
+    pub fn new(
+        settings: Pop3Settings,
+        directory: Directory,
+        tls: Option<TlsAcceptor>,
+        limits: Arc<ConnectionLimits>,
+        auth: Arc<AuthGuard>,
+        shutdown: CancellationToken,
+    ) -> Arc<Pop3Server> {
+        Arc::new(Pop3Server {
+            store: Arc::clone(directory.store()),
+            settings,
+            directory,
+            tls,
+            limits,
+            auth,
+            locks: Arc::new(Locks::default()),
+            shutdown,
+            tracker: TaskTracker::new(),
+            next_session: AtomicU64::new(1),
+        })
+    }
+
+    /// Accepts connections until shutdown; `implicit_tls` for port 995.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, implicit_tls: bool) {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let server = Arc::clone(&self);
+                    self.tracker.spawn(async move { server.connection(stream, peer, implicit_tls).await });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "POP3 accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    pub async fn drain(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    async fn connection(self: Arc<Self>, mut stream: tokio::net::TcpStream, peer: SocketAddr, implicit_tls: bool) {
+        metrics::counter!("tern_pop3_connections_total").increment(1);
+        let slot = match self.limits.acquire(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                let reason = if why == LimitExceeded::Total { "total" } else { "per_ip" };
+                tracing::info!(client = %peer, reason, "POP3 connection refused: too many connections");
+                if !implicit_tls {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        stream.write_all(b"-ERR [SYS/TEMP] Too many connections\r\n"),
+                    )
+                    .await;
+                }
+                return;
+            }
+        };
+        let conn = if implicit_tls {
+            let Some(acceptor) = self.tls.clone() else { return };
+            match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tern_tls::Stream::Tls(Box::new(tls)),
+                _ => return,
+            }
+        } else {
+            tern_tls::Stream::Plain(stream)
+        };
+        let id = format!("{:x}", self.next_session.fetch_add(1, Ordering::Relaxed));
+        let span = tracing::info_span!("pop3", sid = %id, client = %peer);
+        let session = session::Session::new(Arc::clone(&self), conn, peer);
+        tracing::Instrument::instrument(session.run(), span).await;
+        drop(slot);
+    }
+}

@@ -1,0 +1,524 @@
+//! One POP3 session: AUTHORIZATION → TRANSACTION → UPDATE (RFC 1939 §3).
+
+use crate::proto::{self, Command, ParseError};
+use crate::{LockGuard, Pop3Server};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tern_store::{FlagMode, Flags, INBOX, MessageEntry};
+use tern_tls::Stream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Longest command line (RFC 2449 §4 allows 255 octets; AUTH initial responses can be
+/// longer).
+const MAX_LINE: usize = 2048;
+const MAX_ERRORS: u32 = 50;
+const FLUSH_AT: usize = 256 * 1024;
+
+/// The snapshot of the INBOX a session works on.
+struct Maildrop {
+    mailbox: u64,
+    uid_validity: u32,
+    messages: Vec<MessageEntry>,
+    deleted: Vec<bool>,
+    retrieved: Vec<bool>,
+    _lock: LockGuard,
+}
+
+impl Maildrop {
+    /// The message with this number, unless it does not exist or is marked deleted.
+    fn get(&self, n: u32) -> Option<(usize, &MessageEntry)> {
+        let i = (n as usize).checked_sub(1)?;
+        let m = self.messages.get(i)?;
+        (!self.deleted[i]).then_some((i, m))
+    }
+
+    /// RFC 1939 §7 unique-id: printable, at most 70 characters. Dovecot's default format
+    /// (`%08Xu%08Xv`), so clients moving from Dovecot do not download everything again.
+    fn uidl(&self, m: &MessageEntry) -> String {
+        format!("{:08X}{:08X}", m.uid, self.uid_validity)
+    }
+}
+
+enum Next {
+    Continue,
+    Close,
+}
+
+pub(crate) struct Session {
+    server: Arc<Pop3Server>,
+    conn: Stream<TcpStream>,
+    peer: SocketAddr,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    user: Option<String>,
+    maildrop: Option<Maildrop>,
+    errors: u32,
+}
+
+impl Session {
+    pub(crate) fn new(server: Arc<Pop3Server>, conn: Stream<TcpStream>, peer: SocketAddr) -> Session {
+        Session { server, conn, peer, inbuf: Vec::new(), out: Vec::new(), user: None, maildrop: None, errors: 0 }
+    }
+
+    fn ok(&mut self, text: &str) {
+        self.out.extend_from_slice(b"+OK ");
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    fn err(&mut self, text: &str) {
+        self.errors += 1;
+        self.out.extend_from_slice(b"-ERR ");
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let result = tokio::time::timeout(self.server.settings.timeout, async {
+            self.conn.write_all(&self.out).await?;
+            self.conn.flush().await
+        })
+        .await;
+        self.out.clear();
+        if self.out.capacity() > 1024 * 1024 {
+            self.out.shrink_to(64 * 1024);
+        }
+        result.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timeout"))?
+    }
+
+    fn may_login(&self) -> bool {
+        self.conn.is_tls() || (self.server.settings.plaintext_on_loopback && tern_config::is_loopback(&self.peer))
+    }
+
+    /// The next line without its line ending; `None` when the session must end.
+    async fn next_line(&mut self) -> Option<Result<Vec<u8>, ()>> {
+        loop {
+            if let Some(lf) = memchr::memchr(b'\n', &self.inbuf) {
+                let mut line: Vec<u8> = self.inbuf.drain(..=lf).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Some(if line.len() > MAX_LINE { Err(()) } else { Ok(line) });
+            }
+            if self.inbuf.len() > MAX_LINE {
+                // Drop the over-long line up to its end.
+                self.inbuf.clear();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = self.read(&mut chunk).await?;
+                    if let Some(lf) = memchr::memchr(b'\n', &chunk[..n]) {
+                        self.inbuf.extend_from_slice(&chunk[lf + 1..n]);
+                        return Some(Err(()));
+                    }
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.read(&mut chunk).await?;
+            self.inbuf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if self.flush().await.is_err() {
+            return None;
+        }
+        let shutdown = self.server.shutdown.clone();
+        let read = tokio::time::timeout(self.server.settings.timeout, self.conn.read(buf));
+        let r = tokio::select! {
+            r = read => r,
+            _ = shutdown.cancelled() => {
+                self.err("[SYS/TEMP] Server shutting down");
+                let _ = self.flush().await;
+                return None;
+            }
+        };
+        match r {
+            Ok(Ok(n)) if n > 0 => Some(n),
+            Err(_) => {
+                self.err("Autologout; idle for too long");
+                let _ = self.flush().await;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let host = self.server.settings.hostname.clone();
+        self.ok(&format!("{host} Tern POP3 ready"));
+        loop {
+            if self.errors >= MAX_ERRORS {
+                self.err("Too many errors");
+                break;
+            }
+            let Some(line) = self.next_line().await else { break };
+            let Ok(line) = line else {
+                self.err("Line too long");
+                continue;
+            };
+            let command = match proto::parse(&line) {
+                Ok(c) => c,
+                Err(ParseError::Unknown(verb)) => {
+                    self.err(&format!("Unknown command {}", verb.chars().take(20).collect::<String>()));
+                    continue;
+                }
+                Err(ParseError::Syntax(why)) => {
+                    self.err(why);
+                    continue;
+                }
+            };
+            let next = if self.maildrop.is_some() {
+                self.transaction(command).await
+            } else {
+                self.authorization(command).await
+            };
+            if let Next::Close = next {
+                break;
+            }
+        }
+        let _ = self.flush().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.shutdown()).await;
+    }
+
+    fn capa(&mut self) {
+        self.ok("Capability list follows");
+        let mut caps =
+            vec!["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER", "IMPLEMENTATION Tern"];
+        if self.maildrop.is_none() {
+            if self.may_login() {
+                caps.push("USER");
+                caps.push("SASL PLAIN");
+            }
+            if self.server.tls.is_some() && !self.conn.is_tls() {
+                caps.push("STLS");
+            }
+        }
+        for c in caps {
+            self.out.extend_from_slice(c.as_bytes());
+            self.out.extend_from_slice(b"\r\n");
+        }
+        self.out.extend_from_slice(b".\r\n");
+    }
+
+    async fn authorization(&mut self, command: Command) -> Next {
+        match command {
+            Command::Capa => self.capa(),
+            Command::Quit => {
+                self.ok("Bye");
+                return Next::Close;
+            }
+            Command::Stls => return self.stls().await,
+            Command::Apop => self.err("APOP is not supported; use USER/PASS or AUTH PLAIN"),
+            Command::User(name) => {
+                if !self.may_login() {
+                    self.err("[AUTH] Plaintext authentication is not allowed without TLS; use STLS");
+                } else {
+                    self.user = Some(name);
+                    self.ok("Send your password");
+                }
+            }
+            Command::Pass(password) => match self.user.take() {
+                None => self.err("Send USER first"),
+                Some(user) => return self.login(&user, &password).await,
+            },
+            Command::Auth { mechanism, initial } => return self.auth(mechanism, initial).await,
+            _ => self.err("Not allowed before login"),
+        }
+        Next::Continue
+    }
+
+    async fn stls(&mut self) -> Next {
+        let Some(acceptor) = self.server.tls.clone() else {
+            self.err("STLS is not available");
+            return Next::Continue;
+        };
+        if self.conn.is_tls() {
+            self.err("Already using TLS");
+            return Next::Continue;
+        }
+        self.ok("Begin TLS negotiation");
+        if self.flush().await.is_err() {
+            return Next::Close;
+        }
+        // Plaintext pipelined behind STLS must not be read as commands inside TLS.
+        if !self.inbuf.is_empty() {
+            tracing::warn!(bytes = self.inbuf.len(), "discarding plaintext pipelined after STLS");
+            self.inbuf.clear();
+        }
+        let Stream::Plain(plain) = std::mem::replace(&mut self.conn, Stream::Upgrading) else { return Next::Close };
+        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
+            Ok(Ok(tls)) => {
+                self.conn = Stream::Tls(Box::new(tls));
+                self.user = None;
+                Next::Continue
+            }
+            _ => Next::Close,
+        }
+    }
+
+    async fn auth(&mut self, mechanism: Option<String>, initial: Option<String>) -> Next {
+        let Some(mechanism) = mechanism else {
+            // List of mechanisms (common practice, as in RFC 1734).
+            self.ok("Mechanisms follow");
+            self.out.extend_from_slice(b"PLAIN\r\n.\r\n");
+            return Next::Continue;
+        };
+        if mechanism != "PLAIN" {
+            self.err("Unsupported mechanism");
+            return Next::Continue;
+        }
+        if !self.may_login() {
+            self.err("[AUTH] Authentication is not allowed without TLS; use STLS");
+            return Next::Continue;
+        }
+        let response = match initial {
+            Some(r) if r == "=" => String::new(),
+            Some(r) => r,
+            None => {
+                self.out.extend_from_slice(b"+ \r\n");
+                match self.next_line().await {
+                    Some(Ok(line)) => String::from_utf8_lossy(&line).trim().to_string(),
+                    Some(Err(())) => {
+                        self.err("Line too long");
+                        return Next::Continue;
+                    }
+                    None => return Next::Close,
+                }
+            }
+        };
+        if response == "*" {
+            self.err("Authentication cancelled");
+            return Next::Continue;
+        }
+        let Some(decoded) = base64(&response) else {
+            self.err("Invalid base64");
+            return Next::Continue;
+        };
+        let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
+        let [authz, user, password] = parts.as_slice() else {
+            self.err("Malformed PLAIN response");
+            return Next::Continue;
+        };
+        let (Ok(authz), Ok(user), Ok(password)) =
+            (std::str::from_utf8(authz), std::str::from_utf8(user), std::str::from_utf8(password))
+        else {
+            self.err("Malformed PLAIN response");
+            return Next::Continue;
+        };
+        if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {
+            self.err("[AUTH] Acting as another user is not allowed");
+            return Next::Continue;
+        }
+        let (user, password) = (user.to_string(), password.to_string());
+        self.login(&user, &password).await
+    }
+
+    async fn login(&mut self, user: &str, password: &str) -> Next {
+        let ip = self.peer.ip();
+        if let tern_guard::AuthVerdict::Banned(_) = self.server.auth.check(ip) {
+            self.err("[SYS/TEMP] Too many failed logins, try later");
+            return Next::Close;
+        }
+        let account = match self.server.directory.authenticate(user, password).await {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                let delay = self.server.auth.failed(ip, "pop3");
+                tracing::info!(user, "POP3 login failed");
+                tokio::time::sleep(delay).await;
+                self.err("[AUTH] Authentication failed");
+                return Next::Continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "authentication error");
+                self.err("[SYS/TEMP] Temporary failure, try later");
+                return Next::Continue;
+            }
+        };
+        self.server.auth.succeeded(ip);
+        let store = &self.server.store;
+        let inbox = match store.mailbox_by_name(account.id, INBOX).await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                self.err("[SYS/PERM] This account has no INBOX");
+                return Next::Continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open INBOX");
+                self.err("[SYS/TEMP] Temporary failure, try later");
+                return Next::Continue;
+            }
+        };
+        let Some(lock) = self.server.locks.try_lock(inbox.id) else {
+            self.err("[IN-USE] Another POP3 session has this mailbox open");
+            return Next::Continue;
+        };
+        let messages = match store.message_list(inbox.id).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list INBOX");
+                self.err("[SYS/TEMP] Temporary failure, try later");
+                return Next::Continue;
+            }
+        };
+        let n = messages.len();
+        tracing::info!(user = %account.address, messages = n, tls = self.conn.is_tls(), "POP3 login");
+        self.maildrop = Some(Maildrop {
+            mailbox: inbox.id,
+            uid_validity: inbox.uid_validity,
+            deleted: vec![false; n],
+            retrieved: vec![false; n],
+            messages,
+            _lock: lock,
+        });
+        self.ok(&format!("Logged in, {n} messages"));
+        Next::Continue
+    }
+
+    async fn transaction(&mut self, command: Command) -> Next {
+        let Some(drop) = self.maildrop.as_mut() else { return Next::Close };
+        match command {
+            Command::Capa => self.capa(),
+            Command::Noop => self.ok(""),
+            Command::Stat => {
+                let (count, size) = drop
+                    .messages
+                    .iter()
+                    .zip(&drop.deleted)
+                    .filter(|(_, d)| !**d)
+                    .fold((0u64, 0u64), |(c, s), (m, _)| (c + 1, s + m.size));
+                self.ok(&format!("{count} {size}"));
+            }
+            Command::List(Some(n)) => match drop.get(n).map(|(_, m)| m.size) {
+                Some(size) => self.ok(&format!("{n} {size}")),
+                None => self.err("No such message"),
+            },
+            Command::List(None) => {
+                let mut body = String::new();
+                let mut count = 0;
+                for (i, m) in drop.messages.iter().enumerate() {
+                    if !drop.deleted[i] {
+                        body.push_str(&format!("{} {}\r\n", i + 1, m.size));
+                        count += 1;
+                    }
+                }
+                self.ok(&format!("{count} messages"));
+                self.out.extend_from_slice(body.as_bytes());
+                self.out.extend_from_slice(b".\r\n");
+            }
+            Command::Uidl(Some(n)) => match drop.get(n).map(|(_, m)| drop.uidl(m)) {
+                Some(uidl) => self.ok(&format!("{n} {uidl}")),
+                None => self.err("No such message"),
+            },
+            Command::Uidl(None) => {
+                let mut body = String::new();
+                for (i, m) in drop.messages.iter().enumerate() {
+                    if !drop.deleted[i] {
+                        body.push_str(&format!("{} {}\r\n", i + 1, drop.uidl(m)));
+                    }
+                }
+                self.ok("Unique-ID listing follows");
+                self.out.extend_from_slice(body.as_bytes());
+                self.out.extend_from_slice(b".\r\n");
+            }
+            Command::Dele(n) => match drop.get(n).map(|(i, _)| i) {
+                Some(i) => {
+                    drop.deleted[i] = true;
+                    self.ok(&format!("Message {n} deleted"));
+                }
+                None => self.err("No such message"),
+            },
+            Command::Rset => {
+                drop.deleted.iter_mut().for_each(|d| *d = false);
+                self.ok("Deletions undone");
+            }
+            Command::Retr(n) | Command::Top(n, _) => {
+                let top = if let Command::Top(_, lines) = command { Some(lines) } else { None };
+                let Some((i, entry)) = drop.get(n).map(|(i, m)| (i, m.clone())) else {
+                    self.err("No such message");
+                    return Next::Continue;
+                };
+                match self.server.store.blob_get(entry.blob).await {
+                    Ok(Some(raw)) => {
+                        match top {
+                            None => {
+                                if let Some(d) = self.maildrop.as_mut() {
+                                    d.retrieved[i] = true;
+                                }
+                                self.ok(&format!("{} octets", raw.len()));
+                                proto::dot_stuff(&mut self.out, &raw);
+                            }
+                            Some(lines) => {
+                                self.ok("Top of message follows");
+                                proto::dot_stuff(&mut self.out, proto::top(&raw, lines));
+                            }
+                        }
+                        metrics::counter!("tern_pop3_retrieved_total").increment(1);
+                        if self.out.len() > FLUSH_AT && self.flush().await.is_err() {
+                            return Next::Close;
+                        }
+                    }
+                    Ok(None) => self.err("[SYS/TEMP] The message was removed meanwhile"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read a message");
+                        self.err("[SYS/TEMP] Temporary failure");
+                    }
+                }
+            }
+            Command::Quit => {
+                self.update().await;
+                return Next::Close;
+            }
+            Command::User(_) | Command::Pass(_) | Command::Auth { .. } | Command::Apop | Command::Stls => {
+                self.err("Already logged in")
+            }
+        }
+        Next::Continue
+    }
+
+    /// The UPDATE state (RFC 1939 §6): retrieved messages become \Seen, deleted ones are
+    /// expunged in one durable operation, then +OK.
+    async fn update(&mut self) {
+        let Some(drop) = self.maildrop.take() else { return };
+        let store = &self.server.store;
+        let seen: Vec<u32> = drop
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| drop.retrieved[*i] && !drop.deleted[*i] && !m.flags.contains(Flags::SEEN))
+            .map(|(_, m)| m.uid)
+            .collect();
+        let deleted: Vec<u32> =
+            drop.messages.iter().enumerate().filter(|(i, _)| drop.deleted[*i]).map(|(_, m)| m.uid).collect();
+        if !seen.is_empty()
+            && let Err(e) = store.set_flags(drop.mailbox, seen, FlagMode::Add, Flags::SEEN, vec![], None).await
+        {
+            tracing::warn!(error = %e, "cannot mark retrieved messages seen");
+        }
+        if deleted.is_empty() {
+            self.ok("Bye");
+            return;
+        }
+        match store.expunge(drop.mailbox, deleted.clone()).await {
+            Ok(removed) => {
+                tracing::info!(deleted = removed.len(), "POP3 update");
+                self.ok(&format!("Bye, {} messages deleted", deleted.len()));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "POP3 update failed; nothing deleted");
+                self.err("[SYS/TEMP] Could not delete the messages; they are still there");
+            }
+        }
+    }
+}
+
+/// Strict base64 (RFC 4648) of a SASL response.
+fn base64(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()
+}
