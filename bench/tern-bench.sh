@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A release Tern for benchmarks, set up like the peers of the shared bench harness:
 # SMTP on 127.0.0.1:12050, IMAP on :12051, POP3 on :12052, HTTP on :12059, domain bench.test, users
-# user1..user50@bench.test with password passN. State lives in $BENCH_TERN_DIR.
+# user1..user50@bench.test with password passN. State lives in $BENCH_TERN_DIR; $BENCH_TERN_EXTRA is
+# appended to the config (TOML tables).
 #
 #   bench/tern-bench.sh start    # build (release) if needed, create users, start
 #   bench/tern-bench.sh stop
@@ -36,15 +37,18 @@ submission = []
 submissions = []
 imap = ["127.0.0.1:$IMAP_PORT"]
 imaps = []
-pop3 = []
+pop3 = ["127.0.0.1:$POP3_PORT"]
 pop3s = []
 [smtp]
 max_connections = 10000
 [imap]
 max_connections = 20000
 max_connections_per_ip = 20000
+[pop3]
+max_connections_per_ip = 1000
 [log]
 level = "warn"
+${BENCH_TERN_EXTRA:-}
 CONF
   if [ ! -d "$DIR/data/store" ]; then
     "$TERN" --config "$CONFIG" domain add bench.test >/dev/null

@@ -14,6 +14,19 @@ need mbsync isync
 need offlineimap offlineimap3
 need fetchmail fetchmail
 need mpop mpop
+# Python modules: the delivery tests' stub DNS, remote MX sink and DKIM verifier.
+# The tests run /usr/bin/python3 (where Debian's packages go) when it exists.
+py=python3
+[ -x /usr/bin/python3 ] && py=/usr/bin/python3
+pymod() { "$py" -c "import $1" >/dev/null 2>&1 || missing+=("$2"); }
+if command -v "$py" >/dev/null 2>&1; then
+  pymod dnslib python3-dnslib
+  pymod aiosmtpd python3-aiosmtpd
+  pymod dkim python3-dkim
+  pymod nacl python3-nacl
+else
+  missing+=(python3-dnslib python3-aiosmtpd python3-dkim python3-nacl)
+fi
 if ((${#missing[@]})); then
   echo "installing test dependencies: ${missing[*]}"
   sudo=""

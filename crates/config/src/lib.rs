@@ -44,6 +44,9 @@ pub struct Config {
     pub limits: Limits,
     pub directory: Directory,
     pub store: Store,
+    pub dns: Dns,
+    pub delivery: Delivery,
+    pub dkim: Dkim,
     pub log: Log,
 }
 
@@ -61,6 +64,9 @@ impl Default for Config {
             limits: Limits::default(),
             directory: Directory::default(),
             store: Store::default(),
+            dns: Dns::default(),
+            delivery: Delivery::default(),
+            dkim: Dkim::default(),
             log: Log::default(),
         }
     }
@@ -221,6 +227,147 @@ impl Default for Store {
     }
 }
 
+/// The DNS resolver used for delivery (MX, MTA-STS, DANE) and mail authentication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dns {
+    /// Resolvers as `IP:PORT` (or `IP`, port 53). Empty: the system's (`/etc/resolv.conf`).
+    pub nameservers: Vec<String>,
+    pub timeout_seconds: u64,
+    /// Trust the AD ("authenticated data") bit of the resolvers' answers, as Postfix's
+    /// `smtp_dns_support_level = dnssec` does: DANE is used only then. Set it when the
+    /// resolver is a local validating one (unbound, systemd-resolved with DNSSEC=yes).
+    pub dnssec: bool,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns { nameservers: Vec::new(), timeout_seconds: 5, dnssec: false }
+    }
+}
+
+impl Dns {
+    /// Parsed nameservers (validated already).
+    pub fn nameserver_addrs(&self) -> Vec<SocketAddr> {
+        self.nameservers.iter().filter_map(|n| parse_nameserver(n).ok()).collect()
+    }
+}
+
+fn parse_nameserver(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    text.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)).map_err(|_| "expected IP or IP:PORT".into())
+}
+
+/// Outbound delivery and the queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    /// Port of remote MX hosts (25; tests point it at a loopback sink).
+    pub smtp_port: u16,
+    /// First retry after a temporary failure; doubles up to `retry_max_seconds`.
+    pub retry_initial_seconds: u64,
+    pub retry_max_seconds: u64,
+    /// Give up (and bounce) a message not delivered after this long.
+    pub lifetime_seconds: u64,
+    /// Send one delay notice (RFC 3464 `action=delayed`) after this long; 0 = never.
+    pub delay_notice_seconds: u64,
+    /// Outbound transactions in progress at once, all destinations together.
+    pub max_concurrency: usize,
+    /// Connections to one destination domain at once.
+    pub per_domain_concurrency: usize,
+    /// Messages per second to one destination domain (0 = no limit).
+    pub per_domain_rate: f64,
+    /// MX hosts tried per attempt.
+    pub max_mx_hosts: usize,
+    /// How long a connection stays open for more mail to the same destination.
+    pub connection_idle_seconds: u64,
+    pub connect_timeout_seconds: u64,
+    /// Limit for each reply; the final reply after DATA gets 10 minutes (RFC 5321 §4.5.3.2).
+    pub command_timeout_seconds: u64,
+    /// Name given in EHLO (default: `hostname`).
+    pub ehlo_name: Option<String>,
+    /// Fetch and enforce MTA-STS policies (RFC 8461).
+    pub mta_sts: bool,
+    /// Port of MTA-STS policy hosts (443; tests use a high port).
+    pub mta_sts_port: u16,
+    /// Enforce DANE TLSA records (RFC 7672) when `dns.dnssec` vouches for them.
+    pub dane: bool,
+    /// Extra trusted certificate authorities (PEM), besides the built-in web roots.
+    pub ca_file: Option<PathBuf>,
+    /// Relay everything through this host instead of looking up MX records.
+    pub smarthost: Option<Smarthost>,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            smtp_port: 25,
+            retry_initial_seconds: 300,
+            retry_max_seconds: 4 * 3600,
+            lifetime_seconds: 5 * 86400,
+            delay_notice_seconds: 4 * 3600,
+            max_concurrency: 100,
+            per_domain_concurrency: 20,
+            per_domain_rate: 0.0,
+            max_mx_hosts: 5,
+            connection_idle_seconds: 5,
+            connect_timeout_seconds: 30,
+            command_timeout_seconds: 300,
+            ehlo_name: None,
+            mta_sts: true,
+            mta_sts_port: 443,
+            dane: true,
+            ca_file: None,
+            smarthost: None,
+        }
+    }
+}
+
+/// A relay host for all outbound mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smarthost {
+    pub host: String,
+    #[serde(default = "default_submission_port")]
+    pub port: u16,
+    /// `starttls` (required), `tls` (implicit, port 465) or `none` (trusted network only).
+    #[serde(default)]
+    pub security: SmarthostSecurity,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+fn default_submission_port() -> u16 {
+    587
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmarthostSecurity {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+/// DKIM signing of outgoing mail. Keys are made per domain with `tern dkim generate`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dkim {
+    /// Sign mail submitted by users from local domains that have keys.
+    pub sign: bool,
+}
+
+impl Default for Dkim {
+    fn default() -> Self {
+        Dkim { sign: true }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -333,6 +480,46 @@ impl Config {
         }
         if self.store.cache_mb == 0 {
             return Err(invalid("store.cache_mb", "must be at least 1"));
+        }
+        for n in &self.dns.nameservers {
+            parse_nameserver(n).map_err(|m| invalid("dns.nameservers", format!("{n:?}: {m}")))?;
+        }
+        if self.dns.timeout_seconds == 0 {
+            return Err(invalid("dns.timeout_seconds", "must be at least 1"));
+        }
+        let d = &self.delivery;
+        if d.retry_initial_seconds == 0 {
+            return Err(invalid("delivery.retry_initial_seconds", "must be at least 1"));
+        }
+        if d.retry_max_seconds < d.retry_initial_seconds {
+            return Err(invalid("delivery.retry_max_seconds", "must be at least delivery.retry_initial_seconds"));
+        }
+        if d.lifetime_seconds == 0 {
+            return Err(invalid("delivery.lifetime_seconds", "must be at least 1"));
+        }
+        if d.max_concurrency == 0 || d.per_domain_concurrency == 0 {
+            return Err(invalid("delivery.max_concurrency", "concurrency limits must be at least 1"));
+        }
+        if !(d.per_domain_rate >= 0.0 && d.per_domain_rate.is_finite()) {
+            return Err(invalid("delivery.per_domain_rate", "must be 0 or a positive number"));
+        }
+        if d.max_mx_hosts == 0 {
+            return Err(invalid("delivery.max_mx_hosts", "must be at least 1"));
+        }
+        if d.connect_timeout_seconds == 0 || d.command_timeout_seconds == 0 {
+            return Err(invalid("delivery.command_timeout_seconds", "timeouts must be at least 1"));
+        }
+        if let Some(name) = &d.ehlo_name {
+            validate_hostname(name)
+                .map_err(|_| invalid("delivery.ehlo_name", format!("{name:?} is not a host name")))?;
+        }
+        if let Some(sh) = &d.smarthost {
+            if sh.host.trim().is_empty() {
+                return Err(invalid("delivery.smarthost.host", "must not be empty"));
+            }
+            if sh.username.is_some() != sh.password.is_some() {
+                return Err(invalid("delivery.smarthost.username", "username and password go together"));
+            }
         }
         tracing_filter_sanity(&self.log.level)?;
         Ok(())

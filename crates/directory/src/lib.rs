@@ -87,7 +87,7 @@ impl Directory {
             return Err(DirectoryError::Exists(format!("domain {name}")));
         }
         let catch_all = catch_all.map(canonical_address).transpose()?;
-        let domain = Domain { name, catch_all, created: tern_store::now_unix() };
+        let domain = Domain { name, catch_all, created: tern_store::now_unix(), dkim: vec![] };
         self.store.domain_put(domain.clone()).await?;
         Ok(domain)
     }
@@ -169,6 +169,9 @@ impl Directory {
                 StoreError::Exists(_) => DirectoryError::Exists(format!("user {address}")),
                 e => e.into(),
             })?;
+        let mut account = account;
+        account.scram = Some(scram_blocking(password.to_string()).await?);
+        self.store.account_update(account.clone()).await?;
         Ok((account, generated))
     }
 
@@ -188,6 +191,7 @@ impl Directory {
             return Err(DirectoryError::Invalid("the password must not be empty".into()));
         }
         account.password_hash = hash_password_blocking(password.to_string()).await?;
+        account.scram = Some(scram_blocking(password.to_string()).await?);
         self.store.account_update(account).await?;
         Ok(generated)
     }
@@ -243,8 +247,26 @@ impl Directory {
             .map_err(|e| DirectoryError::Password(e.to_string()))?;
         if ok {
             self.logins.remember(&account.address, &account.password_hash, password);
+            if account.scram.is_none() {
+                // Accounts made before SCRAM existed get their keys at the next login.
+                let mut upgraded = account.clone();
+                upgraded.scram = Some(scram_blocking(password.to_string()).await?);
+                if let Err(e) = self.store.account_update(upgraded).await {
+                    tracing::warn!(error = %e, "could not store SCRAM keys");
+                }
+            }
         }
         Ok(ok.then_some(account))
+    }
+
+    /// The SCRAM-SHA-256 keys of a user, for SASL SCRAM (`None`: unknown user, or keys not
+    /// derived yet).
+    pub async fn scram_credentials(&self, email: &str) -> Result<Option<(Account, tern_sasl::ScramCredentials)>> {
+        let Some(account) = self.user_get(email).await? else { return Ok(None) };
+        let Some(creds) = account.scram.as_deref().and_then(tern_sasl::ScramCredentials::parse) else {
+            return Ok(None);
+        };
+        Ok(Some((account, creds)))
     }
 
     // --- aliases ---
@@ -307,6 +329,53 @@ impl Directory {
         let mut list = self.store.alias_list().await?;
         list.sort_by(|a, b| a.address.cmp(&b.address));
         Ok(list)
+    }
+
+    /// Replaces the DKIM keys of a local domain.
+    pub async fn domain_set_dkim(&self, name: &str, keys: Vec<tern_store::DkimKey>) -> Result<Domain> {
+        let name = canonical_domain(name)?;
+        let mut domain =
+            self.store.domain_get(&name).await?.ok_or_else(|| DirectoryError::UnknownDomain(name.clone()))?;
+        domain.dkim = keys;
+        self.store.domain_put(domain.clone()).await?;
+        Ok(domain)
+    }
+
+    pub async fn domain_get(&self, name: &str) -> Result<Option<Domain>> {
+        let Ok(name) = canonical_domain(name) else { return Ok(None) };
+        Ok(self.store.domain_get(&name).await?)
+    }
+
+    /// Whether `account` may use `address` as envelope sender or in From: its own address,
+    /// a sub-address of it (`user+tag@`), or an alias that leads to it. A catch-all does not
+    /// count: owning a domain's leftovers is not owning every name in it.
+    pub async fn may_send_as(&self, account: &Account, address: &str) -> Result<bool> {
+        let Ok(address) = canonical_address(address) else { return Ok(false) };
+        let mut candidates = vec![address.clone()];
+        if let Some(sep) = self.plus_separator
+            && let Some((local, domain)) = address.rsplit_once('@')
+            && let Some((base, _tag)) = local.split_once(sep)
+            && !base.is_empty()
+        {
+            candidates.push(format!("{base}@{domain}"));
+        }
+        for candidate in &candidates {
+            if *candidate == account.address {
+                return Ok(true);
+            }
+            if let Some(alias) = self.store.alias_get(candidate).await? {
+                let mut accounts = Vec::new();
+                let mut external = Vec::new();
+                let mut visited = HashSet::new();
+                for t in &alias.targets {
+                    self.expand(t, 1, &mut visited, &mut accounts, &mut external).await?;
+                }
+                if accounts.contains(&account.id) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 
     // --- resolution ---
@@ -394,6 +463,13 @@ async fn hash_password_blocking(password: String) -> Result<String> {
         .await
         .map_err(|e| DirectoryError::Password(e.to_string()))?
         .map_err(DirectoryError::Password)
+}
+
+/// SCRAM keys from a password (PBKDF2: a few milliseconds, off the runtime).
+async fn scram_blocking(password: String) -> Result<String> {
+    tokio::task::spawn_blocking(move || tern_sasl::ScramCredentials::derive(&password).to_text())
+        .await
+        .map_err(|e| DirectoryError::Password(e.to_string()))
 }
 
 #[cfg(test)]

@@ -36,6 +36,9 @@ pub struct Recipient {
     pub notify: Option<String>,
     /// Local accounts this address resolved to.
     pub accounts: Vec<AccountId>,
+    /// Addresses elsewhere this recipient leads to (itself when not local, alias targets in
+    /// other domains): they go to the outbound queue.
+    pub remote: Vec<String>,
     /// Which mailbox of those accounts (stages may redirect, e.g. to Junk).
     pub mailbox: MailboxSelector,
     pub flags: Flags,
@@ -55,6 +58,8 @@ pub struct MessageContext {
     pub envid: Option<String>,
     pub body: Option<String>,
     pub smtputf8: bool,
+    /// RFC 8689 REQUIRETLS was asked for.
+    pub requiretls: bool,
     /// Unix seconds when the data was complete.
     pub received_at: i64,
     /// The message as received (CRLF line endings, unstuffed).
@@ -85,6 +90,7 @@ impl MessageContext {
             envid: None,
             body: None,
             smtputf8: false,
+            requiretls: false,
             received_at,
             message,
             added_headers: Vec::new(),
@@ -112,6 +118,29 @@ impl MessageContext {
         }
         out.extend_from_slice(&self.message);
         out
+    }
+
+    /// The header section of the message as received (up to the empty line).
+    pub fn header_block(&self) -> &[u8] {
+        let end = self.message.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2).unwrap_or(self.message.len());
+        &self.message[..end]
+    }
+
+    /// Whether the message (as received) has a header field of this name.
+    pub fn has_header(&self, name: &str) -> bool {
+        let block = self.header_block();
+        block.split(|&b| b == b'\n').any(|line| {
+            line.len() > name.len()
+                && line[name.len()] == b':'
+                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+        })
+    }
+
+    /// Replaces the message with a final form computed by a stage (which then includes every
+    /// header added so far).
+    pub fn replace_message(&mut self, message: Vec<u8>) {
+        self.message = message;
+        self.added_headers.clear();
     }
 
     /// Consumes the context's message bytes into the stored form without copying the body

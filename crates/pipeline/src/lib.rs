@@ -12,7 +12,7 @@ mod deliver;
 pub mod stages;
 
 pub use context::{MessageContext, Recipient, SessionInfo, TlsInfo};
-pub use deliver::deliver_locally;
+pub use deliver::commit_message;
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -104,6 +104,20 @@ impl Pipeline {
 /// The stages of the inbound path in this version: trace headers.
 pub fn inbound() -> Pipeline {
     Pipeline::new().with(stages::ReceivedHeader).with(stages::ReturnPath)
+}
+
+/// The stages of the submission path: sender check, RFC 6409 fix-ups, trace headers, DKIM.
+pub fn submission(directory: tern_directory::Directory, hostname: &str, dkim: bool) -> Pipeline {
+    let mut p = Pipeline::new()
+        .with(stages::SenderOwnership { directory: directory.clone() })
+        .with(stages::SubmissionFixups { hostname: hostname.to_string() })
+        .with(stages::ReceivedHeader);
+    if dkim {
+        p = p.with(stages::DkimSign::new(directory));
+    }
+    // Last, so that it sits on top where delivery removes it from copies that leave (RFC 5321
+    // §4.4: Return-Path is added at final delivery only).
+    p.with(stages::ReturnPath)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ fn ctx(recipients: usize, tls: bool) -> MessageContext {
             orcpt: None,
             notify: None,
             accounts: vec![i as u64 + 1],
+            remote: vec![],
             mailbox: MailboxSelector::Inbox,
             flags: Flags::default(),
             keywords: vec![],

@@ -26,20 +26,80 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum AdminRequest {
     Ping,
-    DomainAdd { name: String, catch_all: Option<String> },
-    DomainCatchAll { name: String, target: Option<String> },
+    DomainAdd {
+        name: String,
+        catch_all: Option<String>,
+    },
+    DomainCatchAll {
+        name: String,
+        target: Option<String>,
+    },
     DomainList,
-    DomainRemove { name: String },
-    UserAdd { email: String, password: Option<String> },
-    UserPasswd { email: String, password: Option<String> },
+    DomainRemove {
+        name: String,
+    },
+    UserAdd {
+        email: String,
+        password: Option<String>,
+    },
+    UserPasswd {
+        email: String,
+        password: Option<String>,
+    },
     UserList,
-    UserRemove { email: String },
-    UserQuota { email: String, bytes: Option<u64> },
-    AliasAdd { address: String, targets: Vec<String> },
+    UserRemove {
+        email: String,
+    },
+    UserQuota {
+        email: String,
+        bytes: Option<u64>,
+    },
+    AliasAdd {
+        address: String,
+        targets: Vec<String>,
+    },
     AliasList,
-    AliasRemove { address: String, target: Option<String> },
-    MailList { email: String, mailbox: Option<String> },
-    MailShow { email: String, mailbox: String, uid: u32 },
+    AliasRemove {
+        address: String,
+        target: Option<String>,
+    },
+    MailList {
+        email: String,
+        mailbox: Option<String>,
+    },
+    MailShow {
+        email: String,
+        mailbox: String,
+        uid: u32,
+    },
+    QueueList,
+    QueueShow {
+        id: u64,
+    },
+    /// One entry, or all (`id: None`).
+    QueueRetry {
+        id: Option<u64>,
+    },
+    QueueRemove {
+        id: u64,
+    },
+    DkimGenerate {
+        domain: String,
+    },
+    Dns {
+        domain: String,
+    },
+}
+
+/// What admin requests act on.
+#[derive(Clone)]
+pub struct AdminContext {
+    pub directory: Directory,
+    /// This server's name (`hostname`), for `tern dns`.
+    pub hostname: String,
+    /// The running delivery service (woken after `queue retry`); `None` when the CLI works on
+    /// the store directly.
+    pub delivery: Option<std::sync::Arc<tern_delivery::DeliveryService>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,15 +124,16 @@ struct ReplyHeader {
 }
 
 /// Runs one request against the directory and store.
-pub async fn execute(dir: &Directory, req: AdminRequest) -> AdminReply {
-    match run(dir, req).await {
+pub async fn execute(ctx: &AdminContext, req: AdminRequest) -> AdminReply {
+    match run(ctx, req).await {
         Ok(reply) => reply,
         Err(e) => AdminReply::err(e),
     }
 }
 
-async fn run(dir: &Directory, req: AdminRequest) -> anyhow::Result<AdminReply> {
+async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply> {
     use std::fmt::Write;
+    let dir = &ctx.directory;
     let mut out = String::new();
     match req {
         AdminRequest::Ping => out.push_str("pong\n"),
@@ -179,8 +240,135 @@ async fn run(dir: &Directory, req: AdminRequest) -> anyhow::Result<AdminReply> {
             let raw = store.blob_get(entry.blob).await?.ok_or_else(|| anyhow::anyhow!("message content missing"))?;
             return Ok(AdminReply { ok: true, output: raw });
         }
+        AdminRequest::QueueList => {
+            let now = tern_store::now_unix();
+            let entries = dir.store().queue_list().await?;
+            for e in &entries {
+                let pending: Vec<&tern_store::QueuedRecipient> =
+                    e.recipients.iter().filter(|r| !r.is_final()).collect();
+                let next = e.next_attempt().map(|t| format!("in {}s", (t - now).max(0))).unwrap_or_else(|| "-".into());
+                writeln!(
+                    out,
+                    "{}	{}	{}	{} bytes	age {}s	next {next}	{}",
+                    e.message.id,
+                    format_date(e.message.created),
+                    e.message.envelope.mail_from.as_deref().unwrap_or("<>"),
+                    e.message.size,
+                    now - e.message.created,
+                    pending.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(",")
+                )?;
+            }
+            writeln!(out, "{} queued message(s)", entries.len())?;
+        }
+        AdminRequest::QueueShow { id } => {
+            let e = dir.store().queue_get(id).await?.ok_or_else(|| anyhow::anyhow!("no queue entry {id}"))?;
+            let env = &e.message.envelope;
+            writeln!(out, "id: {}", e.message.id)?;
+            writeln!(out, "queued: {}", format_date(e.message.created))?;
+            writeln!(out, "from: {}", env.mail_from.as_deref().unwrap_or("<>"))?;
+            writeln!(out, "size: {}", e.message.size)?;
+            writeln!(out, "source: {} {}", env.source, env.authenticated_as.as_deref().unwrap_or(""))?;
+            if let Some(envid) = &env.envid {
+                writeln!(out, "envid: {envid}")?;
+            }
+            if env.requiretls {
+                writeln!(out, "requiretls: yes")?;
+            }
+            for r in &e.recipients {
+                writeln!(
+                    out,
+                    "rcpt: {}	status={:?}	attempts={}	next={}	mta={}	last={}",
+                    r.address,
+                    r.status,
+                    r.attempts,
+                    format_date(r.next_attempt),
+                    r.remote_mta.as_deref().unwrap_or("-"),
+                    r.last_result.as_deref().unwrap_or("-")
+                )?;
+            }
+        }
+        AdminRequest::QueueRetry { id } => {
+            let n = dir.store().queue_retry(id, tern_store::now_unix()).await?;
+            if let Some(d) = &ctx.delivery {
+                d.wake();
+            }
+            match id {
+                Some(id) if n == 0 => anyhow::bail!("no queue entry {id} with recipients left"),
+                _ => writeln!(out, "{n} message(s) due for delivery now")?,
+            }
+        }
+        AdminRequest::QueueRemove { id } => {
+            if !dir.store().queue_remove(id).await? {
+                anyhow::bail!("no queue entry {id}");
+            }
+            writeln!(out, "removed queue entry {id} (not delivered, not bounced)")?;
+        }
+        AdminRequest::DkimGenerate { domain } => {
+            let d = dir.domain_get(&domain).await?.ok_or_else(|| anyhow::anyhow!("{domain} is not a local domain"))?;
+            let now = tern_store::now_unix();
+            let mut keys: Vec<tern_store::DkimKey> = Vec::new();
+            for alg in [tern_store::DkimAlgorithm::Ed25519, tern_store::DkimAlgorithm::Rsa] {
+                let selector = tern_mailauth::dkim::selector_for(alg, now);
+                let key =
+                    tokio::task::spawn_blocking(move || tern_mailauth::dkim::generate(alg, &selector, now)).await??;
+                keys.push(key);
+            }
+            let d = dir.domain_set_dkim(&d.name, keys).await?;
+            writeln!(out, "new DKIM keys for {} (the old ones, if any, are replaced); publish:", d.name)?;
+            for k in &d.dkim {
+                writeln!(
+                    out,
+                    "{}._domainkey.{}. IN TXT {}",
+                    k.selector,
+                    d.name,
+                    txt_strings(&tern_mailauth::dkim::dns_record(k))
+                )?;
+            }
+        }
+        AdminRequest::Dns { domain } => {
+            let d = dir.domain_get(&domain).await?.ok_or_else(|| anyhow::anyhow!("{domain} is not a local domain"))?;
+            out.push_str(&dns_records(&d, &ctx.hostname));
+        }
     }
     Ok(AdminReply::ok(out))
+}
+
+/// A TXT value as quoted strings of at most 255 bytes (RFC 1035 §3.3.14).
+fn txt_strings(value: &str) -> String {
+    value.as_bytes().chunks(255).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect::<Vec<_>>().join(" ")
+}
+
+/// Every record a domain served by Tern should publish.
+pub fn dns_records(domain: &tern_store::Domain, hostname: &str) -> String {
+    let d = &domain.name;
+    let h = hostname.trim_end_matches('.');
+    let mut out = format!("; DNS records for {d}, served by {h}\n");
+    out.push_str(&format!("{d}. IN MX 10 {h}.\n"));
+    out.push_str(&format!("{d}. IN TXT \"v=spf1 mx -all\"\n"));
+    if domain.dkim.is_empty() {
+        out.push_str(&format!("; no DKIM keys yet: run `tern dkim generate {d}`\n"));
+    }
+    for k in &domain.dkim {
+        out.push_str(&format!(
+            "{}._domainkey.{d}. IN TXT {}\n",
+            k.selector,
+            txt_strings(&tern_mailauth::dkim::dns_record(k))
+        ));
+    }
+    out.push_str(&format!("_dmarc.{d}. IN TXT \"v=DMARC1; p=quarantine; rua=mailto:postmaster@{d}\"\n"));
+    let id = format_date(tern_store::now_unix()).replace(['-', ':', 'T', 'Z'], "");
+    out.push_str(&format!("_mta-sts.{d}. IN TXT \"v=STSv1; id={id}\"\n"));
+    out.push_str(&format!("_smtp._tls.{d}. IN TXT \"v=TLSRPTv1; rua=mailto:postmaster@{d}\"\n"));
+    out.push_str(&format!("mta-sts.{d}. IN CNAME {h}.\n"));
+    for (service, port) in
+        [("submissions", 465), ("submission", 587), ("imaps", 993), ("imap", 143), ("pop3s", 995), ("pop3", 110)]
+    {
+        out.push_str(&format!("_{service}._tcp.{d}. IN SRV 0 1 {port} {h}.\n"));
+    }
+    out.push_str(&format!(
+        "; MTA-STS policy, to serve at https://mta-sts.{d}/.well-known/mta-sts.txt:\n;   version: STSv1\n;   mode: testing\n;   mx: {h}\n;   max_age: 604800\n"
+    ));
+    out
 }
 
 async fn find_mailbox(dir: &Directory, email: &str, name: &str) -> anyhow::Result<tern_store::Mailbox> {
@@ -202,7 +390,7 @@ fn format_date(unix: i64) -> String {
 /// Serves admin requests on the Unix socket until `shutdown`.
 pub async fn serve_socket(
     path: PathBuf,
-    dir: Directory,
+    ctx: AdminContext,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     // We hold the store lock, so no other server owns this socket: a leftover is stale.
@@ -221,9 +409,9 @@ pub async fn serve_socket(
                 c = listener.accept() => c,
             };
             let Ok((stream, _)) = conn else { continue };
-            let dir = dir.clone();
+            let ctx = ctx.clone();
             tokio::spawn(async move {
-                if let Err(e) = handle(stream, dir).await {
+                if let Err(e) = handle(stream, ctx).await {
                     tracing::debug!(error = %e, "admin connection failed");
                 }
             });
@@ -233,7 +421,7 @@ pub async fn serve_socket(
     Ok(())
 }
 
-async fn handle(stream: tokio::net::UnixStream, dir: Directory) -> anyhow::Result<()> {
+async fn handle(stream: tokio::net::UnixStream, ctx: AdminContext) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
     let mut line = String::new();
@@ -241,7 +429,7 @@ async fn handle(stream: tokio::net::UnixStream, dir: Directory) -> anyhow::Resul
     let reply = match serde_json::from_str::<AdminRequest>(&line) {
         Ok(req) => {
             tracing::info!(request = ?redact(&req), "admin request");
-            execute(&dir, req).await
+            execute(&ctx, req).await
         }
         Err(e) => AdminReply::err(format!("bad admin request: {e}")),
     };

@@ -93,6 +93,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(false));
     let mut bound: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
 
+    // Failed-login accounting, shared by submission, IMAP and POP3.
+    let auth_guard = Arc::new(tern_guard::AuthGuard::from_config(&config));
+
     // SMTP (port 25).
     let smtp_limits =
         ConnectionLimits::new(config.smtp.max_connections, config.smtp.max_connections_per_ip, config.limit_exempt());
@@ -101,18 +104,41 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         directory.clone(),
         tern_pipeline::inbound(),
         Some(tls.clone()),
-        smtp_limits,
+        Arc::clone(&smtp_limits),
+        Arc::clone(&auth_guard),
         config.smtp.max_inflight_bytes,
         shutdown.clone(),
     );
     let mut smtp_tasks = Vec::new();
     for listener in listen::bind_service(&config.listen, Service::Smtp)? {
         bound.entry("smtp").or_default().push(listener.local_addr()?.to_string());
-        smtp_tasks.push(tokio::spawn(Arc::clone(&smtp).serve(listener)));
+        smtp_tasks.push(tokio::spawn(Arc::clone(&smtp).serve(listener, false)));
     }
 
+    // Submission (587 with STARTTLS, 465 implicit TLS: RFC 6409, RFC 8314).
+    let submission = SmtpServer::new(
+        SmtpSettings::from_config(&config, "submission"),
+        directory.clone(),
+        tern_pipeline::submission(directory.clone(), &config.hostname, config.dkim.sign),
+        Some(tls.clone()),
+        smtp_limits,
+        Arc::clone(&auth_guard),
+        config.smtp.max_inflight_bytes,
+        shutdown.clone(),
+    );
+    for (service, implicit) in [(Service::Submission, false), (Service::Submissions, true)] {
+        for listener in listen::bind_service(&config.listen, service)? {
+            bound.entry(service.name()).or_default().push(listener.local_addr()?.to_string());
+            smtp_tasks.push(tokio::spawn(Arc::clone(&submission).serve(listener, implicit)));
+        }
+    }
+
+    // Outbound delivery: the queue's workers.
+    let delivery = tern_delivery::DeliveryService::new(&config, directory.clone(), shutdown.clone())
+        .context("outbound delivery (config sections [delivery] and [dns])")?;
+    let delivery_task = tokio::spawn(Arc::clone(&delivery).run());
+
     // IMAP (143 with STARTTLS, 993 implicit TLS).
-    let auth_guard = Arc::new(tern_guard::AuthGuard::from_config(&config));
     let imap_limits =
         ConnectionLimits::new(config.imap.max_connections, config.imap.max_connections_per_ip, config.limit_exempt());
     let imap = tern_imap::ImapServer::new(
@@ -162,16 +188,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
 
-    let not_yet: Vec<&str> = [Service::Submission, Service::Submissions, Service::Pop3, Service::Pop3s]
-        .into_iter()
-        .filter(|s| !config.listen.addrs(*s).is_empty())
-        .map(Service::name)
-        .collect();
-    if !not_yet.is_empty() {
-        tracing::warn!(services = ?not_yet, "configured listeners are not available in this version of Tern and stay closed");
-    }
-
-    admin::serve_socket(admin::socket_path(&config.data_dir), directory.clone(), shutdown.clone()).await?;
+    let admin_context = admin::AdminContext {
+        directory: directory.clone(),
+        hostname: config.hostname.clone(),
+        delivery: Some(Arc::clone(&delivery)),
+    };
+    admin::serve_socket(admin::socket_path(&config.data_dir), admin_context, shutdown.clone()).await?;
 
     let run_file = config.data_dir.join(RUN_FILE);
     let state = serde_json::json!({ "pid": std::process::id(), "listeners": bound });
@@ -186,9 +208,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for t in smtp_tasks.into_iter().chain(imap_tasks) {
         let _ = t.await;
     }
-    if tokio::time::timeout(SHUTDOWN_GRACE, async { tokio::join!(smtp.drain(), imap.drain(), pop3.drain()) })
-        .await
-        .is_err()
+    let _ = delivery_task.await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, async {
+        tokio::join!(smtp.drain(), submission.drain(), imap.drain(), pop3.drain())
+    })
+    .await
+    .is_err()
     {
         tracing::warn!("some sessions did not finish within {SHUTDOWN_GRACE:?}; closing them");
     }

@@ -66,6 +66,8 @@ pub struct MailFrom {
     pub envid: Option<String>,
     /// RFC 4954 §5 AUTH=, decoded from xtext (`<>` when unknown).
     pub auth: Option<String>,
+    /// RFC 8689 REQUIRETLS.
+    pub requiretls: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +220,7 @@ fn parse_mail(args: &str) -> Result<Command, ParseError> {
                 })
             }
             ("SMTPUTF8", None) => mail.smtputf8 = true,
+            ("REQUIRETLS", None) => mail.requiretls = true,
             ("RET", Some(v)) => {
                 mail.ret = Some(match v.to_ascii_uppercase().as_str() {
                     "FULL" => Ret::Full,

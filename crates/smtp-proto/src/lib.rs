@@ -5,6 +5,7 @@
 //! The session state machine lives in `tern-smtp`.
 
 mod address;
+pub mod client;
 mod command;
 mod data;
 mod line;

@@ -2,6 +2,7 @@
 //! [`session`] state machine per connection. The session hands complete messages to the
 //! pipeline and commits them to the store before answering `250`.
 
+mod auth;
 mod session;
 
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tern_directory::Directory;
-use tern_guard::{ConnectionLimits, LimitExceeded};
+use tern_guard::{AuthGuard, ConnectionLimits, LimitExceeded};
 use tern_pipeline::Pipeline;
 use tern_store::Store;
 use tern_tls::TlsAcceptor;
@@ -23,8 +24,13 @@ use tokio_util::task::TaskTracker;
 #[derive(Debug, Clone)]
 pub struct SmtpSettings {
     pub hostname: String,
-    /// `smtp` (port 25) now; `submission` later.
+    /// `smtp` (port 25: mail for local domains) or `submission` (ports 587 and 465: mail
+    /// from authenticated users to anywhere).
     pub service: &'static str,
+    /// Submission rules: AUTH offered (after TLS), MAIL needs it, senders must be owned.
+    pub submission: bool,
+    /// Allow AUTH without TLS from loopback (`auth.plaintext_on_loopback`).
+    pub plaintext_on_loopback: bool,
     pub max_message_size: u64,
     pub max_recipients: usize,
     pub max_line_length: usize,
@@ -37,6 +43,8 @@ impl SmtpSettings {
         SmtpSettings {
             hostname: config.hostname.clone(),
             service,
+            submission: service != "smtp",
+            plaintext_on_loopback: config.auth.plaintext_on_loopback,
             max_message_size: config.smtp.max_message_size,
             max_recipients: config.smtp.max_recipients,
             max_line_length: config.smtp.max_line_length,
@@ -54,6 +62,8 @@ pub struct SmtpServer {
     pub(crate) pipeline: Pipeline,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) limits: Arc<ConnectionLimits>,
+    /// Failed-login accounting shared with IMAP and POP3.
+    pub(crate) auth: Arc<AuthGuard>,
     /// Message bytes held by all sessions, in KiB permits.
     pub(crate) inflight: Arc<Semaphore>,
     pub(crate) shutdown: CancellationToken,
@@ -69,6 +79,7 @@ impl SmtpServer {
         pipeline: Pipeline,
         tls: Option<TlsAcceptor>,
         limits: Arc<ConnectionLimits>,
+        auth: Arc<AuthGuard>,
         max_inflight_bytes: u64,
         shutdown: CancellationToken,
     ) -> Arc<SmtpServer> {
@@ -80,6 +91,7 @@ impl SmtpServer {
             pipeline,
             tls,
             limits,
+            auth,
             inflight: Arc::new(Semaphore::new(permits)),
             shutdown,
             tracker: TaskTracker::new(),
@@ -87,8 +99,8 @@ impl SmtpServer {
         })
     }
 
-    /// Accepts connections until shutdown.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+    /// Accepts connections until shutdown; `implicit_tls` for port 465 (RFC 8314).
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, implicit_tls: bool) {
         let service = self.settings.service;
         loop {
             let accepted = tokio::select! {
@@ -99,7 +111,7 @@ impl SmtpServer {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let server = Arc::clone(&self);
-                    self.tracker.spawn(async move { server.connection(stream, peer).await });
+                    self.tracker.spawn(async move { server.connection(stream, peer, implicit_tls).await });
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
@@ -116,7 +128,7 @@ impl SmtpServer {
         self.tracker.wait().await;
     }
 
-    async fn connection(self: Arc<Self>, mut stream: tokio::net::TcpStream, peer: SocketAddr) {
+    async fn connection(self: Arc<Self>, mut stream: tokio::net::TcpStream, peer: SocketAddr, implicit_tls: bool) {
         let service = self.settings.service;
         metrics::counter!("tern_smtp_connections_total", "service" => service).increment(1);
         let slot = match self.limits.acquire(peer.ip()) {
@@ -129,16 +141,31 @@ impl SmtpServer {
                 metrics::counter!("tern_smtp_connections_refused_total", "service" => service, "reason" => reason)
                     .increment(1);
                 tracing::info!(service, client = %peer, reason, "connection refused: too many connections");
-                let msg = format!("421 4.7.0 {} Too many connections, try again later\r\n", self.settings.hostname);
-                let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(msg.as_bytes())).await;
+                if !implicit_tls {
+                    let msg = format!("421 4.7.0 {} Too many connections, try again later\r\n", self.settings.hostname);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(msg.as_bytes())).await;
+                }
                 return;
             }
+        };
+        let conn = if implicit_tls {
+            let Some(acceptor) = self.tls.clone() else { return };
+            match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tern_tls::Stream::Tls(Box::new(tls)),
+                Ok(Err(e)) => {
+                    tracing::info!(service, client = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            }
+        } else {
+            tern_tls::Stream::Plain(stream)
         };
         let id = format!("{:x}", self.next_session.fetch_add(1, Ordering::Relaxed));
         let gauge = metrics::gauge!("tern_smtp_connections_active", "service" => service);
         gauge.increment(1.0);
         let span = tracing::info_span!("smtp", sid = %id, client = %peer, service);
-        let session = session::Session::new(Arc::clone(&self), tern_tls::Stream::Plain(stream), peer, id);
+        let session = session::Session::new(Arc::clone(&self), conn, peer, id);
         tracing::Instrument::instrument(session.run(), span).await;
         gauge.decrement(1.0);
         drop(slot);

@@ -26,7 +26,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the main loop should do after a command.
 #[derive(PartialEq, Eq)]
-enum Flow {
+pub(crate) enum Flow {
     Continue,
     Close,
 }
@@ -39,7 +39,7 @@ enum ReadEnd {
     Error(std::io::Error),
 }
 
-struct Transaction {
+pub(crate) struct Transaction {
     mail: MailFrom,
     recipients: Vec<Recipient>,
     bdat: Option<Chunked>,
@@ -98,21 +98,23 @@ impl Memory {
 }
 
 pub(crate) struct Session<S> {
-    server: Arc<SmtpServer>,
-    conn: Stream<S>,
+    pub(crate) server: Arc<SmtpServer>,
+    pub(crate) conn: Stream<S>,
     lines: LineBuffer,
     out: Vec<u8>,
     scratch: Vec<u8>,
-    peer: SocketAddr,
+    pub(crate) peer: SocketAddr,
     id: String,
-    helo: Option<String>,
+    pub(crate) helo: Option<String>,
     esmtp: bool,
-    tx: Option<Transaction>,
+    pub(crate) tx: Option<Transaction>,
     errors: u32,
     tls: Option<TlsInfo>,
+    /// The user after a successful AUTH (submission).
+    pub(crate) authenticated: Option<tern_store::Account>,
 }
 
-fn reply(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Reply {
+pub(crate) fn reply(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Reply {
     Reply::new(code, enhanced, text)
 }
 
@@ -133,10 +135,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             tx: None,
             errors: 0,
             tls,
+            authenticated: None,
         }
     }
 
-    fn send(&mut self, r: Reply) {
+    pub(crate) fn send(&mut self, r: Reply) {
         if r.code >= 400 && r.code != 421 {
             self.errors += 1;
             tracing::debug!(reply = %r, "refused");
@@ -180,6 +183,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 Ok(n)
             }
             Ok(Err(e)) => Err(ReadEnd::Error(e)),
+        }
+    }
+
+    /// The next command line (for SASL exchanges); `None` when the connection ended.
+    pub(crate) async fn read_line(&mut self) -> Option<Vec<u8>> {
+        loop {
+            match self.lines.next_line() {
+                Some(LineEvent::Line(line)) => return Some(line),
+                Some(LineEvent::TooLong) => return Some(Vec::new()),
+                None => match self.read_some(false).await {
+                    Ok(n) => self.lines.extend(&self.scratch[..n]),
+                    Err(end) => {
+                        self.farewell(&end);
+                        return None;
+                    }
+                },
+            }
         }
     }
 
@@ -268,7 +288,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 let host = self.server.settings.hostname.clone();
                 self.send(Reply::plain(250, vec![host]));
             }
-            Command::Mail(mail) => self.mail(mail),
+            Command::Mail(mail) => self.mail(mail).await,
             Command::Rcpt(rcpt) => self.rcpt(rcpt).await,
             Command::Data => return self.data().await,
             Command::Bdat { size, last } => return self.bdat(size, last).await,
@@ -292,7 +312,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             }
             Command::Expn(_) => self.send(reply(502, (5, 5, 1), "EXPN not available")),
             Command::StartTls => return self.starttls().await,
-            Command::Auth { .. } => self.send(reply(502, (5, 5, 1), "AUTH not available on this port")),
+            Command::Auth { mechanism, initial } => return self.auth(&mechanism, initial).await,
         }
         Flow::Continue
     }
@@ -310,14 +330,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         if self.server.tls.is_some() && !self.conn.is_tls() {
             lines.push("STARTTLS".into());
         }
+        let mechanisms = self.auth_mechanisms();
+        if !mechanisms.is_empty() {
+            lines.push(format!("AUTH {}", mechanisms.join(" ")));
+        }
+        // RFC 8689 §4: offered only inside TLS.
+        if self.conn.is_tls() {
+            lines.push("REQUIRETLS".into());
+        }
         lines.push("CHUNKING".into());
         lines.push("DSN".into());
         lines
     }
 
-    fn mail(&mut self, mail: MailFrom) {
+    async fn mail(&mut self, mail: MailFrom) {
         if self.helo.is_none() {
             return self.send(reply(503, (5, 5, 1), "Send EHLO/HELO first"));
+        }
+        if self.server.settings.submission && self.authenticated.is_none() {
+            return self.send(reply(530, (5, 7, 0), "Authentication required"));
         }
         if self.tx.is_some() {
             return self.send(reply(503, (5, 5, 1), "Nested MAIL command"));
@@ -339,9 +370,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 || mail.body.is_some()
                 || mail.smtputf8
                 || mail.ret.is_some()
-                || mail.envid.is_some())
+                || mail.envid.is_some()
+                || mail.requiretls)
         {
             return self.send(reply(555, (5, 5, 4), "Parameters require EHLO"));
+        }
+        if mail.requiretls && !self.conn.is_tls() {
+            // RFC 8689 §4.1
+            return self.send(reply(530, (5, 7, 10), "REQUIRETLS needs a TLS session"));
+        }
+        if self.server.settings.submission
+            && let Some(account) = self.authenticated.clone()
+        {
+            let owned = match &mail.sender {
+                None => Ok(false),
+                Some(m) => self.server.directory.may_send_as(&account, &format!("{}@{}", m.local, m.domain)).await,
+            };
+            match owned {
+                Ok(true) => {}
+                Ok(false) => {
+                    let sender = mail.sender.as_ref().map(|m| m.to_path_string()).unwrap_or_default();
+                    tracing::info!(user = %account.address, sender, "envelope sender not owned by the user");
+                    return self.send(reply(
+                        553,
+                        (5, 7, 1),
+                        format!("Sender address rejected: <{sender}> not owned by {}", account.address),
+                    ));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "sender lookup failed");
+                    return self.send(reply(451, (4, 3, 0), "Temporary lookup failure, try again later"));
+                }
+            }
         }
         self.tx = Some(Transaction { mail, recipients: Vec::new(), bdat: None });
         self.send(reply(250, (2, 1, 0), "Ok"));
@@ -383,7 +443,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 return self.send(reply(451, (4, 3, 0), "Temporary lookup failure, try again later"));
             }
         };
-        let accounts = match resolution {
+        let submission = self.server.settings.submission;
+        let (accounts, remote) = match resolution {
+            // Submission relays for its authenticated users.
+            Resolution::NotLocal if submission => (Vec::new(), vec![address.clone()]),
             Resolution::NotLocal => {
                 tracing::info!(rcpt = %address, "relay attempt refused");
                 metrics::counter!("tern_smtp_recipients_refused_total", "reason" => "relay").increment(1);
@@ -394,17 +457,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 metrics::counter!("tern_smtp_recipients_refused_total", "reason" => "unknown").increment(1);
                 return self.send(reply(550, (5, 1, 1), "Recipient address rejected: User unknown"));
             }
-            Resolution::Deliver { external, .. } if !external.is_empty() => {
-                // Forwarding needs the outbound queue; until it exists, refuse temporarily
-                // rather than accept mail we could not pass on.
-                tracing::warn!(rcpt = %address, targets = ?external, "alias forwards to external addresses; outbound delivery is not available");
-                return self.send(reply(
-                    451,
-                    (4, 3, 0),
-                    "Forwarding to external addresses is not available, try again later",
-                ));
-            }
-            Resolution::Deliver { accounts, .. } => accounts,
+            // Aliases may forward elsewhere: those copies go to the queue.
+            Resolution::Deliver { accounts, external } => (accounts, external),
         };
         let notify = rcpt.notify.map(|n| {
             if n.never {
@@ -424,6 +478,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 orcpt: rcpt.orcpt,
                 notify,
                 accounts,
+                remote,
                 mailbox: MailboxSelector::Inbox,
                 flags: Flags::default(),
                 keywords: vec![],
@@ -619,7 +674,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             helo: self.helo.clone().unwrap_or_default(),
             esmtp: self.esmtp,
             tls: self.tls.clone(),
-            authenticated_as: None,
+            authenticated_as: self.authenticated.as_ref().map(|a| a.address.clone()),
             local_hostname: self.server.settings.hostname.clone(),
             service: self.server.settings.service,
         };
@@ -637,6 +692,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             Body::BinaryMime => "BINARYMIME".to_string(),
         });
         ctx.smtputf8 = tx.mail.smtputf8;
+        ctx.requiretls = tx.mail.requiretls;
         match self.server.pipeline.run(&mut ctx).await {
             Outcome::Deliver => {}
             Outcome::Reject { stage, refusal } | Outcome::Defer { stage, refusal } => {
@@ -646,7 +702,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             }
         }
         let started = std::time::Instant::now();
-        match tern_pipeline::deliver_locally(&self.server.store, &mut ctx).await {
+        match tern_pipeline::commit_message(&self.server.store, &mut ctx).await {
             Ok(receipt) => {
                 let rcpts: Vec<&str> = ctx.recipients.iter().map(|r| r.address.as_str()).collect();
                 tracing::info!(
@@ -655,6 +711,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                     rcpts = ?rcpts,
                     size,
                     copies = receipt.copies.len(),
+                    queued = receipt.queued.map(|q| q.to_string()).unwrap_or_default(),
                     tls = ctx.session.tls.as_ref().map(|t| t.version.as_str()).unwrap_or("none"),
                     commit_ms = started.elapsed().as_millis() as u64,
                     "message accepted"
@@ -706,6 +763,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 self.helo = None;
                 self.esmtp = false;
                 self.tx = None;
+                self.authenticated = None;
                 Flow::Continue
             }
             Ok(Err(e)) => {

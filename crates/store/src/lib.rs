@@ -107,6 +107,30 @@ pub trait Store: Send + Sync + 'static {
     /// string, no index); the caller then scans.
     async fn text_search(&self, needle: &str, with_header: bool) -> StoreResult<Option<TextMatches>>;
 
+    // --- outbound queue ---
+    // Entries are made by `deliver` (its `remote` recipients). A worker claims due entries,
+    // which leases them to it (no other claim returns them until the lease ends or the worker
+    // reports), attempts delivery and reports with `queue_update`. Leases are not durable: after
+    // a crash every entry is due again, so delivery is at least once.
+    /// Up to `limit` entries with a pending recipient due at `now`, leased for `lease_seconds`.
+    async fn queue_claim(&self, now: i64, limit: usize, lease_seconds: i64) -> StoreResult<Vec<QueueEntry>>;
+    /// Records the outcome of an attempt for some recipients (by index) and ends the lease.
+    /// An entry whose recipients are all final is removed with its content. Returns the entry
+    /// as it now stands (`None` once removed).
+    async fn queue_update(
+        &self,
+        id: QueueId,
+        updates: Vec<(usize, QueuedRecipient)>,
+    ) -> StoreResult<Option<QueueEntry>>;
+    async fn queue_get(&self, id: QueueId) -> StoreResult<Option<QueueEntry>>;
+    async fn queue_list(&self) -> StoreResult<Vec<QueueEntry>>;
+    /// When the earliest unleased entry is due (`None`: nothing waits).
+    async fn queue_next_due(&self) -> StoreResult<Option<i64>>;
+    /// Makes the pending recipients of one entry (or of all) due now; returns how many entries.
+    async fn queue_retry(&self, id: Option<QueueId>, now: i64) -> StoreResult<usize>;
+    /// Drops an entry without delivering or bouncing it.
+    async fn queue_remove(&self, id: QueueId) -> StoreResult<bool>;
+
     // --- operation ---
     /// Changes as they are committed, for IMAP IDLE and friends.
     fn subscribe(&self) -> broadcast::Receiver<StoreChange>;

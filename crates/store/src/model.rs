@@ -48,6 +48,28 @@ pub struct Domain {
     pub catch_all: Option<String>,
     #[serde(default)]
     pub created: i64,
+    /// Signing keys for outgoing mail (`tern dkim generate`).
+    #[serde(default)]
+    pub dkim: Vec<DkimKey>,
+}
+
+/// A DKIM signing key of a domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DkimKey {
+    pub selector: String,
+    pub algorithm: DkimAlgorithm,
+    /// PKCS#8 DER, base64.
+    pub private_key: String,
+    /// The `p=` value of the DNS record (base64).
+    pub public_key: String,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DkimAlgorithm {
+    Ed25519,
+    Rsa,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +84,9 @@ pub struct Account {
     pub quota_bytes: Option<u64>,
     #[serde(default)]
     pub created: i64,
+    /// SCRAM-SHA-256 keys derived from the password (RFC 5802 §3), for SASL SCRAM.
+    #[serde(default)]
+    pub scram: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +305,9 @@ pub struct DeliveryEnvelope {
     pub body: Option<String>,
     #[serde(default)]
     pub smtputf8: bool,
+    /// RFC 8689 REQUIRETLS: relay only over verified TLS.
+    #[serde(default)]
+    pub requiretls: bool,
     #[serde(default)]
     pub client_ip: Option<String>,
     #[serde(default)]
@@ -307,7 +335,8 @@ pub struct EnvelopeRecipient {
     pub notify: Option<String>,
 }
 
-/// A message to store: content once, one copy per target.
+/// A message to store: content once, one copy per local target, and one queue entry for
+/// the remote recipients — all in one commit.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub raw: std::sync::Arc<Vec<u8>>,
@@ -315,6 +344,8 @@ pub struct Delivery {
     pub summary: tern_mime::MessageSummary,
     pub envelope: DeliveryEnvelope,
     pub targets: Vec<DeliveryTarget>,
+    /// Recipients to deliver elsewhere (the outbound queue).
+    pub remote: Vec<NewQueueRecipient>,
 }
 
 impl Delivery {
@@ -322,8 +353,86 @@ impl Delivery {
     pub fn prepare(raw: Vec<u8>, envelope: DeliveryEnvelope, targets: Vec<DeliveryTarget>) -> Delivery {
         let hash = BlobHash::of(&raw);
         let summary = tern_mime::summarize(&raw);
-        Delivery { raw: std::sync::Arc::new(raw), hash, summary, envelope, targets }
+        Delivery { raw: std::sync::Arc::new(raw), hash, summary, envelope, targets, remote: Vec::new() }
     }
+}
+
+pub type QueueId = u64;
+
+/// A recipient handed to the outbound queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewQueueRecipient {
+    pub address: String,
+    pub orcpt: Option<(String, String)>,
+    pub notify: Option<String>,
+}
+
+/// A message in the outbound queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedMessage {
+    pub id: QueueId,
+    pub blob: BlobHash,
+    pub size: u64,
+    pub envelope: DeliveryEnvelope,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecipientStatus {
+    /// Waiting for (another) attempt.
+    Pending,
+    Delivered,
+    /// Given up: bounced (or not, per NOTIFY).
+    Failed,
+}
+
+/// One recipient of a queued message and where its delivery stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedRecipient {
+    pub address: String,
+    /// Lower-case A-label domain: recipients of one domain travel together.
+    pub domain: String,
+    #[serde(default)]
+    pub orcpt: Option<(String, String)>,
+    #[serde(default)]
+    pub notify: Option<String>,
+    pub status: RecipientStatus,
+    pub attempts: u32,
+    /// Last reply or error, for `tern queue show` and DSNs.
+    #[serde(default)]
+    pub last_result: Option<String>,
+    /// The remote host that gave the last reply.
+    #[serde(default)]
+    pub remote_mta: Option<String>,
+    pub next_attempt: i64,
+    #[serde(default)]
+    pub delay_notified: bool,
+}
+
+impl QueuedRecipient {
+    pub fn is_final(&self) -> bool {
+        self.status != RecipientStatus::Pending
+    }
+}
+
+impl QueueEntry {
+    /// When the next attempt is due: the earliest of the pending recipients (`None` when
+    /// every recipient is final).
+    pub fn next_attempt(&self) -> Option<i64> {
+        self.recipients.iter().filter(|r| !r.is_final()).map(|r| r.next_attempt).min()
+    }
+}
+
+/// The domain part of an address, lower-cased (`""` when there is none).
+pub fn address_domain(address: &str) -> String {
+    address.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.').to_lowercase()).unwrap_or_default()
+}
+
+/// A queued message with its recipients (index = position).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    pub message: QueuedMessage,
+    pub recipients: Vec<QueuedRecipient>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,6 +448,8 @@ pub struct DeliveryReceipt {
     pub copies: Vec<StoredCopy>,
     /// Targets whose account no longer exists.
     pub skipped: Vec<AccountId>,
+    /// The queue entry made for remote recipients.
+    pub queued: Option<QueueId>,
 }
 
 /// Answer to [`crate::Store::text_search`]: contents whose text contains the string, by
@@ -376,4 +487,6 @@ pub enum StoreChange {
     Account { account: AccountId },
     /// Domains, accounts or aliases changed.
     Directory,
+    /// Something was queued or a queue entry became due (wakes the delivery workers).
+    Queue,
 }

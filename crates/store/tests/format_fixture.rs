@@ -32,7 +32,7 @@ async fn write_v1_fixture() {
     let path = fixture();
     let _ = std::fs::remove_dir_all(&path);
     let store = EmbeddedStore::open(&path, 8).unwrap();
-    store.domain_put(Domain { name: "example.org".into(), catch_all: None, created: 1 }).await.unwrap();
+    store.domain_put(Domain { name: "example.org".into(), catch_all: None, created: 1, dkim: vec![] }).await.unwrap();
     let a = store
         .account_create(
             NewAccount {

@@ -56,6 +56,37 @@ enum Command {
     /// Look at stored mail.
     #[command(subcommand)]
     Mail(MailCmd),
+    /// The outbound queue.
+    #[command(subcommand)]
+    Queue(QueueCmd),
+    /// DKIM signing keys.
+    #[command(subcommand)]
+    Dkim(DkimCmd),
+    /// Print the DNS records a domain should publish (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT,
+    /// SRV for client autoconfiguration).
+    Dns { domain: String },
+}
+
+#[derive(Subcommand)]
+enum QueueCmd {
+    /// One line per queued message: id, date, sender, size, age, next attempt, recipients.
+    List,
+    /// Every recipient of a queued message with its status and last result.
+    Show { id: u64 },
+    /// Try again now: one message, or all with --all.
+    Retry {
+        id: Option<u64>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Drop a message from the queue without delivering or bouncing it.
+    Remove { id: u64 },
+}
+
+#[derive(Subcommand)]
+enum DkimCmd {
+    /// Make new Ed25519 and RSA-2048 keys for a local domain and print their DNS records.
+    Generate { domain: String },
 }
 
 #[derive(Subcommand)]
@@ -225,6 +256,19 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             MailCmd::List { email, mailbox } => AdminRequest::MailList { email, mailbox },
             MailCmd::Show { email, mailbox, uid } => AdminRequest::MailShow { email, mailbox, uid },
         },
+        Command::Queue(cmd) => match cmd {
+            QueueCmd::List => AdminRequest::QueueList,
+            QueueCmd::Show { id } => AdminRequest::QueueShow { id },
+            QueueCmd::Retry { id, all } => {
+                if id.is_none() && !all {
+                    anyhow::bail!("name a queue id, or use --all");
+                }
+                AdminRequest::QueueRetry { id }
+            }
+            QueueCmd::Remove { id } => AdminRequest::QueueRemove { id },
+        },
+        Command::Dkim(DkimCmd::Generate { domain }) => AdminRequest::DkimGenerate { domain },
+        Command::Dns { domain } => AdminRequest::Dns { domain },
     };
     let reply = runtime.block_on(administer(&config, request))?;
     let mut out = if reply.ok { Box::new(std::io::stdout()) as Box<dyn Write> } else { Box::new(std::io::stderr()) };
@@ -245,7 +289,8 @@ async fn administer(config: &Config, request: AdminRequest) -> anyhow::Result<ad
     let store = tokio::task::spawn_blocking(move || tern_server::open_store(&store_config, false)).await??;
     let store: Arc<dyn tern_store::Store> = Arc::new(store);
     let directory = tern_directory::Directory::new(Arc::clone(&store), config.plus_separator());
-    let reply = admin::execute(&directory, request).await;
+    let context = admin::AdminContext { directory, hostname: config.hostname.clone(), delivery: None };
+    let reply = admin::execute(&context, request).await;
     store.shutdown().await?;
     Ok(reply)
 }

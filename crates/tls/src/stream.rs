@@ -41,6 +41,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Stream<S> {
         }
     }
 
+    /// The `tls-exporter` channel binding of the session (RFC 9266), for SCRAM-*-PLUS; `None`
+    /// without TLS 1.3 (RFC 9266 §3: not defined for TLS 1.2 without extended master secret).
+    pub fn tls_exporter(&self) -> Option<Vec<u8>> {
+        match self {
+            Stream::Tls(t) => {
+                let conn = t.get_ref().1;
+                if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+                    return None;
+                }
+                let mut out = vec![0u8; 32];
+                conn.export_keying_material(&mut out, b"EXPORTER-Channel-Binding", None).ok()?;
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+
     /// Puts a layer over the stream.
     pub fn wrap(&mut self, layer: impl FnOnce(Box<dyn Io>) -> Box<dyn Io>) {
         let tls = self.tls_info();

@@ -47,6 +47,10 @@ pub mod ks {
     pub const FTS_PENDING: &str = "fts_pending";
     /// blob hash → (empty): freed contents to remove from the full-text index
     pub const FTS_REMOVED: &str = "fts_removed";
+    /// queue id → QueueEntry (JSON): the outbound queue, one record per message
+    pub const QUEUE: &str = "queue";
+    /// next attempt (seconds, u64) ++ queue id → (empty): queue entries by when they are due
+    pub const QUEUE_DUE: &str = "queue_due";
 }
 
 pub fn u64_key(v: u64) -> [u8; 8] {
@@ -104,6 +108,20 @@ pub fn thread_key(account: AccountId, message_id: &str) -> [u8; 24] {
     k
 }
 
+/// next attempt ++ queue id, for QUEUE_DUE (times before 1970 sort first).
+pub fn due_key(at: i64, id: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&(at.max(0) as u64).to_be_bytes());
+    k[8..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+pub fn read_due_key(key: &[u8]) -> Option<(i64, u64)> {
+    let at = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    let id = u64::from_be_bytes(key.get(8..16)?.try_into().ok()?);
+    Some((at.min(i64::MAX as u64) as i64, id))
+}
+
 /// refcount ++ size
 pub fn blob_ref_value(count: u32, size: u64) -> [u8; 12] {
     let mut v = [0u8; 12];
@@ -125,5 +143,6 @@ pub mod counter {
     pub const EMAIL: &str = "seq.email";
     pub const DELIVERY: &str = "seq.delivery";
     pub const UIDVALIDITY: &str = "seq.uidvalidity";
+    pub const QUEUE: &str = "seq.queue";
 }
 pub const META_FORMAT: &str = "format";

@@ -42,6 +42,8 @@ pub(crate) struct Engine {
     expunged: Keyspace,
     fts_pending: Keyspace,
     fts_removed: Keyspace,
+    queue: Keyspace,
+    queue_due: Keyspace,
 }
 
 impl Engine {
@@ -79,6 +81,8 @@ impl Engine {
             expunged: open(ks::EXPUNGED)?,
             fts_pending: open(ks::FTS_PENDING)?,
             fts_removed: open(ks::FTS_REMOVED)?,
+            queue: open(ks::QUEUE)?,
+            queue_due: open(ks::QUEUE_DUE)?,
             db,
         };
         engine.check_format()?;
@@ -212,6 +216,8 @@ pub struct EmbeddedStore {
     fts: Option<Arc<tern_fts::FtsIndex>>,
     indexer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
     stop_indexer: Arc<AtomicBool>,
+    /// Queue entries a worker holds, until when (not durable on purpose: see `queue_claim`).
+    leases: Arc<Mutex<std::collections::HashMap<QueueId, i64>>>,
 }
 
 impl EmbeddedStore {
@@ -265,6 +271,7 @@ impl EmbeddedStore {
             fts,
             indexer: Arc::new(Mutex::new(indexer)),
             stop_indexer,
+            leases: Arc::default(),
         })
     }
 
@@ -537,6 +544,85 @@ impl Store for EmbeddedStore {
         let Some(index) = self.fts.clone() else { return Ok(None) };
         let needle = needle.to_string();
         self.read(move |e| fts::search(e, &index, &needle, with_header).map_err(StoreError::Task)).await
+    }
+
+    async fn queue_claim(&self, now: i64, limit: usize, lease_seconds: i64) -> StoreResult<Vec<QueueEntry>> {
+        let leases = Arc::clone(&self.leases);
+        self.read(move |e| {
+            let mut leases = leases.lock().unwrap_or_else(|p| p.into_inner());
+            leases.retain(|_, until| *until > now);
+            let mut out = Vec::new();
+            let end = keys::due_key(now, u64::MAX);
+            for item in e.queue_due.range(..=end.to_vec()) {
+                if out.len() >= limit {
+                    break;
+                }
+                let key = item.key()?;
+                let (_, id) = keys::read_due_key(&key).ok_or_else(|| StoreError::corrupt("queue due key", "short"))?;
+                if leases.contains_key(&id) {
+                    continue;
+                }
+                let Some(value) = e.queue.get(keys::u64_key(id))? else { continue };
+                let entry: QueueEntry = from_json("queue entry", &value)?;
+                leases.insert(id, now.saturating_add(lease_seconds));
+                out.push(entry);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn queue_update(
+        &self,
+        id: QueueId,
+        updates: Vec<(usize, QueuedRecipient)>,
+    ) -> StoreResult<Option<QueueEntry>> {
+        let result = self.write(Op::QueueUpdate(id, updates)).await;
+        self.leases.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        match result? {
+            OpResult::Queue(entry) => Ok(entry.map(|e| *e)),
+            _ => unexpected(),
+        }
+    }
+
+    async fn queue_get(&self, id: QueueId) -> StoreResult<Option<QueueEntry>> {
+        self.read(move |e| e.queue.get(keys::u64_key(id))?.map(|v| from_json("queue entry", &v)).transpose()).await
+    }
+
+    async fn queue_list(&self) -> StoreResult<Vec<QueueEntry>> {
+        self.read(|e| e.list_json(&e.queue, "queue entry")).await
+    }
+
+    async fn queue_next_due(&self) -> StoreResult<Option<i64>> {
+        let leases = Arc::clone(&self.leases);
+        self.read(move |e| {
+            let leases = leases.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            for item in e.queue_due.iter() {
+                let key = item.key()?;
+                let (at, id) = keys::read_due_key(&key).ok_or_else(|| StoreError::corrupt("queue due key", "short"))?;
+                match leases.get(&id) {
+                    // A held entry is due again at the latest when its lease ends.
+                    Some(until) if *until > at => continue,
+                    _ => return Ok(Some(at)),
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn queue_retry(&self, id: Option<QueueId>, now: i64) -> StoreResult<usize> {
+        match self.write(Op::QueueRetry(id, now)).await? {
+            OpResult::Count(n) => Ok(n),
+            _ => unexpected(),
+        }
+    }
+
+    async fn queue_remove(&self, id: QueueId) -> StoreResult<bool> {
+        match self.write(Op::QueueRemove(id)).await? {
+            OpResult::Bool(b) => Ok(b),
+            _ => unexpected(),
+        }
     }
 
     fn subscribe(&self) -> broadcast::Receiver<StoreChange> {

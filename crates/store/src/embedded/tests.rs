@@ -453,3 +453,80 @@ async fn summaries_of_an_older_version_are_derived_again_and_stored() {
     }
     store.shutdown().await.unwrap();
 }
+
+fn remote(address: &str) -> NewQueueRecipient {
+    NewQueueRecipient { address: address.into(), orcpt: None, notify: None }
+}
+
+#[tokio::test]
+async fn queue_entries_are_claimed_once_updated_and_freed_when_final() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let a = account(&store, "a@example.org").await;
+    let mut d = delivery(msg("out", ""), vec![DeliveryTarget::inbox(a.id)]);
+    d.remote = vec![remote("x@Remote.example"), remote("y@remote.example"), remote("z@other.example")];
+    let hash = d.hash;
+    let now = d.envelope.received_at;
+    let receipt = store.deliver(d).await.unwrap();
+    let id = receipt.queued.expect("queued");
+    assert_eq!(store.blob_refcount(hash).await.unwrap(), 2, "the mailbox copy and the queue entry");
+
+    let claimed = store.queue_claim(now, 10, 60).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let entry = &claimed[0];
+    assert_eq!(entry.message.id, id);
+    assert_eq!(entry.recipients[0].domain, "remote.example");
+    assert!(store.queue_claim(now, 10, 60).await.unwrap().is_empty(), "leased entries are not handed out twice");
+    assert_eq!(store.queue_next_due().await.unwrap(), None, "the only entry is held");
+
+    // Two delivered, one deferred.
+    let mut updates = Vec::new();
+    for (i, r) in entry.recipients.iter().enumerate() {
+        let mut r = r.clone();
+        r.attempts += 1;
+        if r.domain == "other.example" {
+            r.next_attempt = now + 300;
+            r.last_result = Some("451 4.3.0 try later".into());
+        } else {
+            r.status = RecipientStatus::Delivered;
+        }
+        updates.push((i, r));
+    }
+    let left = store.queue_update(id, updates).await.unwrap().expect("still queued");
+    assert_eq!(left.next_attempt(), Some(now + 300));
+    assert!(store.queue_claim(now, 10, 60).await.unwrap().is_empty(), "not due yet");
+    assert_eq!(store.queue_next_due().await.unwrap(), Some(now + 300));
+    assert_eq!(store.queue_retry(Some(id), now).await.unwrap(), 1);
+    let again = store.queue_claim(now, 10, 60).await.unwrap();
+    assert_eq!(again.len(), 1);
+    let mut last = again[0].recipients[2].clone();
+    last.status = RecipientStatus::Failed;
+    assert!(store.queue_update(id, vec![(2, last)]).await.unwrap().is_none(), "every recipient final");
+    assert!(store.queue_get(id).await.unwrap().is_none());
+    assert_eq!(store.blob_refcount(hash).await.unwrap(), 1, "the queue's reference is released");
+    store.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn queue_survives_a_restart_and_leases_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let mut d = delivery(msg("queued only", ""), vec![]);
+    d.remote = vec![remote("x@remote.example")];
+    let hash = d.hash;
+    let now = d.envelope.received_at;
+    let id = store.deliver(d).await.unwrap().queued.unwrap();
+    assert_eq!(store.queue_claim(now, 10, 600).await.unwrap().len(), 1);
+    store.shutdown().await.unwrap();
+    drop(store);
+
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let claimed = store.queue_claim(now, 10, 600).await.unwrap();
+    assert_eq!(claimed.len(), 1, "a lease ends with the process");
+    assert_eq!(claimed[0].message.blob, hash);
+    assert_eq!(store.blob_get(hash).await.unwrap().unwrap(), msg("queued only", ""));
+    assert!(store.queue_remove(id).await.unwrap());
+    assert_eq!(store.blob_refcount(hash).await.unwrap(), 0);
+    assert!(store.queue_list().await.unwrap().is_empty());
+    store.shutdown().await.unwrap();
+}

@@ -62,6 +62,11 @@ pub(crate) enum Op {
         subscribed: bool,
     },
     ClaimRecent(MailboxId),
+    /// Attempt results for some recipients of a queue entry.
+    QueueUpdate(QueueId, Vec<(usize, QueuedRecipient)>),
+    /// Makes pending recipients due now (one entry, or all).
+    QueueRetry(Option<QueueId>, i64),
+    QueueRemove(QueueId),
     /// Summaries derived again in the current version.
     PutSummaries(Vec<(BlobHash, Vec<u8>)>),
     /// The full-text indexer committed these: (pending contents indexed, removals applied).
@@ -83,6 +88,8 @@ pub(crate) enum OpResult {
     Flags(FlagUpdate),
     Copied(CopyResult),
     Uid(u32),
+    Queue(Option<Box<QueueEntry>>),
+    Count(usize),
 }
 
 pub(crate) struct Request {
@@ -96,6 +103,7 @@ struct Counters {
     email: u64,
     delivery: u64,
     uidvalidity: u64,
+    queue: u64,
 }
 
 pub(crate) struct Writer {
@@ -122,6 +130,7 @@ impl Writer {
             email: read(counter::EMAIL)?,
             delivery: read(counter::DELIVERY)?,
             uidvalidity: read(counter::UIDVALIDITY)?,
+            queue: read(counter::QUEUE)?,
         };
         Ok(Writer { engine, counters, changes, hooks, healthy })
     }
@@ -250,6 +259,9 @@ impl Writer {
                 Ok(OpResult::Mailbox(mailbox))
             }
             Op::Deliver(d) => self.deliver(*d, changes).map(OpResult::Receipt),
+            Op::QueueUpdate(id, updates) => self.queue_update(id, updates).map(|e| OpResult::Queue(e.map(Box::new))),
+            Op::QueueRetry(id, now) => self.queue_retry(id, now, changes).map(OpResult::Count),
+            Op::QueueRemove(id) => self.queue_remove(id).map(OpResult::Bool),
             Op::Expunge(mailbox, uids) => self.expunge(mailbox, uids, changes).map(OpResult::Uids),
             Op::SetFlags { mailbox, uids, mode, flags, keywords, unchanged_since } => {
                 self.set_flags(mailbox, uids, mode, flags, keywords, unchanged_since, changes).map(OpResult::Flags)
@@ -317,6 +329,7 @@ impl Writer {
             (counter::EMAIL, c.email),
             (counter::DELIVERY, c.delivery),
             (counter::UIDVALIDITY, c.uidvalidity),
+            (counter::QUEUE, c.queue),
         ] {
             batch.insert(&self.engine.meta, name, keys::u64_key(value).to_vec());
         }
@@ -339,6 +352,7 @@ impl Writer {
             password_hash: new.password_hash,
             quota_bytes: new.quota_bytes,
             created: now_unix(),
+            scram: None,
         };
         let mut batch = e.db.batch();
         batch.insert(&e.accounts, keys::u64_key(account.id).to_vec(), to_json(&account)?);
@@ -503,25 +517,65 @@ impl Writer {
             copies.push(StoredCopy { account: target.account, mailbox: mailbox_id, uid });
             mailboxes.insert(mailbox_id, mailbox);
         }
-        if !copies.is_empty() {
-            let n = copies.len() as u32;
+        let queued = if d.remote.is_empty() {
+            None
+        } else {
+            self.counters.queue += 1;
+            let id = self.counters.queue;
+            let recipients = d
+                .remote
+                .iter()
+                .map(|r| QueuedRecipient {
+                    address: r.address.clone(),
+                    domain: address_domain(&r.address),
+                    orcpt: r.orcpt.clone(),
+                    notify: r.notify.clone(),
+                    status: RecipientStatus::Pending,
+                    attempts: 0,
+                    last_result: None,
+                    remote_mta: None,
+                    next_attempt: d.envelope.received_at,
+                    delay_notified: false,
+                })
+                .collect();
+            let message =
+                QueuedMessage { id, blob: d.hash, size, envelope: d.envelope.clone(), created: d.envelope.received_at };
+            let entry = QueueEntry { message, recipients };
+            batch.insert(&e.queue, keys::u64_key(id).to_vec(), to_json(&entry)?);
+            batch.insert(&e.queue_due, keys::due_key(d.envelope.received_at, id).to_vec(), Vec::new());
+            changes.push(StoreChange::Queue);
+            Some(id)
+        };
+        // One reference per mailbox copy and one for the queue entry.
+        let references = copies.len() as u32 + u32::from(queued.is_some());
+        if references > 0 {
             match e.blob_refs.get(d.hash.0)?.as_deref().and_then(keys::read_blob_ref) {
                 Some((count, stored_size)) if count > 0 => {
                     batch.insert(
                         &e.blob_refs,
                         d.hash.0.to_vec(),
-                        keys::blob_ref_value(count + n, stored_size).to_vec(),
+                        keys::blob_ref_value(count + references, stored_size).to_vec(),
                     );
+                    // Contents first stored for the queue alone have no summary and are not
+                    // in the full-text index yet.
+                    if !copies.is_empty() && !e.summaries.contains_key(d.hash.0)? {
+                        batch.insert(&e.summaries, d.hash.0.to_vec(), encode_summary(&d.summary)?);
+                        batch.insert(&e.fts_pending, d.hash.0.to_vec(), Vec::new());
+                    }
                 }
                 _ => {
                     for (i, chunk) in d.raw.chunks(keys::CHUNK_SIZE).enumerate() {
                         batch.insert(&e.blobs, keys::chunk_key(&d.hash, i as u32).to_vec(), chunk.to_vec());
                     }
-                    batch.insert(&e.blob_refs, d.hash.0.to_vec(), keys::blob_ref_value(n, size).to_vec());
-                    batch.insert(&e.summaries, d.hash.0.to_vec(), encode_summary(&d.summary)?);
-                    batch.insert(&e.fts_pending, d.hash.0.to_vec(), Vec::new());
+                    batch.insert(&e.blob_refs, d.hash.0.to_vec(), keys::blob_ref_value(references, size).to_vec());
+                    if !copies.is_empty() {
+                        batch.insert(&e.summaries, d.hash.0.to_vec(), encode_summary(&d.summary)?);
+                        batch.insert(&e.fts_pending, d.hash.0.to_vec(), Vec::new());
+                    }
                 }
             }
+        }
+        if !copies.is_empty() {
             batch.insert(&e.envelopes, keys::u64_key(delivery_id).to_vec(), to_json(&d.envelope)?);
         }
         for mailbox in mailboxes.values() {
@@ -530,7 +584,93 @@ impl Writer {
         }
         self.save_counters(&mut batch);
         batch.commit()?;
-        Ok(DeliveryReceipt { delivery_id, copies, skipped })
+        Ok(DeliveryReceipt { delivery_id, copies, skipped, queued })
+    }
+
+    fn queue_entry(&self, id: QueueId) -> StoreResult<Option<QueueEntry>> {
+        self.engine.queue.get(keys::u64_key(id))?.map(|v| from_json("queue entry", &v)).transpose()
+    }
+
+    /// Writes `entry` (and its due-index key) in place of `old`, or removes it and releases its
+    /// content when every recipient is final.
+    fn queue_store(&self, batch: &mut OwnedWriteBatch, old: &QueueEntry, entry: &QueueEntry) -> StoreResult<bool> {
+        let e = &self.engine;
+        let id = entry.message.id;
+        if let Some(at) = old.next_attempt() {
+            batch.remove(&e.queue_due, keys::due_key(at, id).to_vec());
+        }
+        match entry.next_attempt() {
+            Some(at) => {
+                batch.insert(&e.queue, keys::u64_key(id).to_vec(), to_json(entry)?);
+                batch.insert(&e.queue_due, keys::due_key(at, id).to_vec(), Vec::new());
+                Ok(true)
+            }
+            None => {
+                batch.remove(&e.queue, keys::u64_key(id).to_vec());
+                self.release_blobs(batch, HashMap::from([(entry.message.blob, 1)]))?;
+                Ok(false)
+            }
+        }
+    }
+
+    fn queue_update(&mut self, id: QueueId, updates: Vec<(usize, QueuedRecipient)>) -> StoreResult<Option<QueueEntry>> {
+        let Some(old) = self.queue_entry(id)? else { return Ok(None) };
+        let mut entry = old.clone();
+        for (index, recipient) in updates {
+            match entry.recipients.get_mut(index) {
+                Some(slot) => *slot = recipient,
+                None => return Err(StoreError::NotFound(format!("recipient {index} of queue entry {id}"))),
+            }
+        }
+        let mut batch = self.engine.db.batch();
+        let kept = self.queue_store(&mut batch, &old, &entry)?;
+        batch.commit()?;
+        Ok(kept.then_some(entry))
+    }
+
+    fn queue_retry(&mut self, id: Option<QueueId>, now: i64, changes: &mut Vec<StoreChange>) -> StoreResult<usize> {
+        let entries: Vec<QueueEntry> = match id {
+            Some(id) => self.queue_entry(id)?.into_iter().collect(),
+            None => {
+                let mut all = Vec::new();
+                for item in self.engine.queue.iter() {
+                    all.push(from_json("queue entry", &item.value()?)?);
+                }
+                all
+            }
+        };
+        let mut batch = self.engine.db.batch();
+        let mut n = 0;
+        for old in entries {
+            let mut entry = old.clone();
+            for r in entry.recipients.iter_mut().filter(|r| !r.is_final()) {
+                r.next_attempt = r.next_attempt.min(now);
+            }
+            if entry != old {
+                self.queue_store(&mut batch, &old, &entry)?;
+            }
+            if entry.next_attempt().is_some() {
+                n += 1;
+            }
+        }
+        batch.commit()?;
+        if n > 0 {
+            changes.push(StoreChange::Queue);
+        }
+        Ok(n)
+    }
+
+    fn queue_remove(&mut self, id: QueueId) -> StoreResult<bool> {
+        let Some(entry) = self.queue_entry(id)? else { return Ok(false) };
+        let e = Arc::clone(&self.engine);
+        let mut batch = e.db.batch();
+        if let Some(at) = entry.next_attempt() {
+            batch.remove(&e.queue_due, keys::due_key(at, id).to_vec());
+        }
+        batch.remove(&e.queue, keys::u64_key(id).to_vec());
+        self.release_blobs(&mut batch, HashMap::from([(entry.message.blob, 1)]))?;
+        batch.commit()?;
+        Ok(true)
     }
 
     /// Removes messages from a mailbox inside `batch`, adjusting counters; returns the removed

@@ -21,6 +21,8 @@ pub struct TestServer {
     pub imaps: SocketAddr,
     pub pop3: SocketAddr,
     pub pop3s: SocketAddr,
+    pub submission: SocketAddr,
+    pub submissions: SocketAddr,
     pub log_path: PathBuf,
 }
 
@@ -32,7 +34,7 @@ impl TestServer {
         let data = dir.path().join("data");
         let config_path = dir.path().join("tern.toml");
         let config = format!(
-            "hostname = \"{HOSTNAME}\"\ndata_dir = \"{}\"\n[listen]\nsmtp = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\npop3 = [\"127.0.0.1:0\"]\npop3s = [\"127.0.0.1:0\"]\nsubmission = []\nsubmissions = []\n{extra}\n",
+            "hostname = \"{HOSTNAME}\"\ndata_dir = \"{}\"\n[listen]\nsmtp = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\npop3 = [\"127.0.0.1:0\"]\npop3s = [\"127.0.0.1:0\"]\nsubmission = [\"127.0.0.1:0\"]\nsubmissions = [\"127.0.0.1:0\"]\n{extra}\n",
             data.display()
         );
         std::fs::write(&config_path, config).expect("write config");
@@ -48,6 +50,8 @@ impl TestServer {
             imaps: unset,
             pop3: unset,
             pop3s: unset,
+            submission: unset,
+            submissions: unset,
             log_path,
         }
     }
@@ -129,6 +133,8 @@ impl TestServer {
                 self.imaps = addr("imaps").unwrap_or(self.imaps);
                 self.pop3 = addr("pop3").unwrap_or(self.pop3);
                 self.pop3s = addr("pop3s").unwrap_or(self.pop3s);
+                self.submission = addr("submission").unwrap_or(self.submission);
+                self.submissions = addr("submissions").unwrap_or(self.submissions);
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -424,7 +430,7 @@ pub fn simple_message(subject: &str) -> Vec<u8> {
 /// Runs a Python script from tests/clients with arguments; returns stdout.
 pub fn python(script: &str, args: &[&str]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
-    let out = Command::new("python3").arg(path).args(args).output().expect("python3");
+    let out = Command::new(python_bin()).arg(path).args(args).output().expect("python3");
     assert!(
         out.status.success(),
         "{script} failed:\n{}\n{}",
@@ -545,4 +551,210 @@ impl<S: Read + Write> Client<S> {
         }
         self.buf.drain(..n).collect()
     }
+}
+
+/// A free TCP port on loopback (bound and released: good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A free port for both UDP and TCP (the stub DNS serves both).
+pub fn free_dns_port() -> u16 {
+    loop {
+        let port = free_port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
+
+/// The outside world of delivery tests (`tests/clients/mailworld.py`): stub DNS, an SMTP
+/// sink playing remote MX hosts, an HTTPS server for MTA-STS.
+pub struct World {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub dns_port: u16,
+    pub sink_port: u16,
+    pub sink_dir: PathBuf,
+}
+
+impl World {
+    /// `records`: (name, type, value). `sink`: whether to run the SMTP sink (on `sink_port`).
+    pub fn start(records: &[(&str, &str, &str)], sink_port: Option<u16>, extra: serde_json::Value) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let dns_port = free_dns_port();
+        let sink_dir = dir.path().join("sink");
+        let mut conf = serde_json::json!({
+            "dns_port": dns_port,
+            "records": records.iter().map(|(n, t, v)| serde_json::json!([n, t, v])).collect::<Vec<_>>(),
+        });
+        if let Some(port) = sink_port {
+            let (cert, key) = self_signed(dir.path(), "sink.remote.test");
+            conf["sink"] = serde_json::json!({"port": port, "dir": sink_dir, "tls_cert": cert, "tls_key": key});
+        }
+        if let serde_json::Value::Object(map) = extra {
+            for (k, v) in map {
+                conf[k] = v;
+            }
+        }
+        let conf_path = dir.path().join("world.json");
+        std::fs::write(&conf_path, serde_json::to_vec(&conf).unwrap()).unwrap();
+        let mut child = Command::new(python_bin())
+            .arg(clients_dir().join("mailworld.py"))
+            .arg(&conf_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 mailworld.py");
+        let mut out = child.stdout.take().unwrap();
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !seen.ends_with(b"ready\n") {
+            match out.read(&mut byte) {
+                Ok(1) => seen.push(byte[0]),
+                _ => panic!("mailworld did not start: {}", String::from_utf8_lossy(&seen)),
+            }
+        }
+        World { child, dir, dns_port, sink_port: sink_port.unwrap_or(0), sink_dir }
+    }
+
+    /// The messages the sink accepted so far: (envelope JSON, raw message).
+    pub fn received(&self) -> Vec<(serde_json::Value, Vec<u8>)> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.sink_dir) else { return out };
+        let mut names: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        names.sort();
+        for eml in names {
+            let json = eml.with_extension("json");
+            let (Ok(meta), Ok(raw)) = (std::fs::read(&json), std::fs::read(&eml)) else { continue };
+            out.push((serde_json::from_slice(&meta).unwrap(), raw));
+        }
+        out
+    }
+
+    /// Waits until the sink has at least `n` messages.
+    pub fn wait_received(&self, n: usize, timeout: Duration) -> Vec<(serde_json::Value, Vec<u8>)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "sink has {} of {n} messages", got.len());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A self-signed certificate and key (PEM files) for `name`, made with openssl.
+pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    let status = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj"])
+        .arg(format!("/CN={name}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{name}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success(), "openssl req failed");
+    (cert, key)
+}
+
+/// A test CA, and a certificate for `name` signed by it: (ca, cert, key).
+pub fn ca_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, ca_key) = self_signed(dir, "tern-test-ca");
+    let key = dir.join(format!("{name}.key"));
+    let csr = dir.join(format!("{name}.csr"));
+    let cert = dir.join(format!("{name}.crt"));
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        format!("subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    let p = |p: &Path| p.to_str().unwrap().to_string();
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        &format!("/CN={name}"),
+        "-keyout",
+        &p(&key),
+        "-out",
+        &p(&csr),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &p(&csr),
+        "-CA",
+        &p(&ca),
+        "-CAkey",
+        &p(&ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &p(&ext),
+        "-out",
+        &p(&cert),
+    ]);
+    (ca, cert, key)
+}
+
+/// Runs a Python test client from `tests/clients`; returns (success, stdout, stderr).
+pub fn python_result(script: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(python_bin()).arg(clients_dir().join(script)).args(args).output().expect("python3");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Polls `f` until it returns `Some` or the time is up.
+pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The Python that has the Debian packages the tests install (`/usr/bin/python3`; a
+/// `python3` earlier in PATH, from pyenv for instance, may not see them).
+pub fn python_bin() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
 }

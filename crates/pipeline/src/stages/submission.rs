@@ -1,0 +1,166 @@
+//! Stages of the submission path (RFC 6409): the sender check, the fix-ups of §8, and DKIM
+//! signing of mail from local domains.
+
+use crate::{MessageContext, Refusal, Stage, Verdict};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tern_directory::Directory;
+
+/// Refuses a message whose `From:` names an address the authenticated user does not own
+/// (own address, sub-address, or an alias leading to the user), like Postfix's
+/// `reject_sender_login_mismatch` applied to the header too.
+pub struct SenderOwnership {
+    pub directory: Directory,
+}
+
+#[async_trait]
+impl Stage for SenderOwnership {
+    fn name(&self) -> &'static str {
+        "sender_ownership"
+    }
+
+    async fn process(&self, ctx: &mut MessageContext) -> Verdict {
+        let Some(user) = ctx.session.authenticated_as.clone() else {
+            return Verdict::Reject(Refusal::new(530, (5, 7, 0), "Authentication required"));
+        };
+        let account = match self.directory.user_get(&user).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Verdict::Reject(Refusal::new(553, (5, 7, 1), "Unknown user")),
+            Err(e) => {
+                tracing::error!(error = %e, "user lookup failed");
+                return Verdict::Defer(Refusal::new(451, (4, 3, 0), "Temporary lookup failure"));
+            }
+        };
+        let header = ctx.header_block().to_vec();
+        let parsed = mail_parser::MessageParser::new().parse_headers(&header);
+        let from: Vec<String> = parsed
+            .as_ref()
+            .and_then(|m| m.from())
+            .map(|a| a.iter().filter_map(|addr| addr.address().map(str::to_string)).collect())
+            .unwrap_or_default();
+        if from.is_empty() {
+            return Verdict::Reject(Refusal::new(553, (5, 7, 1), "The message has no From: address"));
+        }
+        for address in &from {
+            match self.directory.may_send_as(&account, address).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(user = %account.address, from = %address, "From: header not owned by the user");
+                    return Verdict::Reject(Refusal::new(
+                        553,
+                        (5, 7, 1),
+                        format!("Sender address rejected: <{address}> in From: is not owned by {}", account.address),
+                    ));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "ownership lookup failed");
+                    return Verdict::Defer(Refusal::new(451, (4, 3, 0), "Temporary lookup failure"));
+                }
+            }
+        }
+        Verdict::Continue
+    }
+}
+
+/// RFC 6409 §8.3 and §8.1: adds `Message-ID:` and `Date:` when the client left them out.
+pub struct SubmissionFixups {
+    pub hostname: String,
+}
+
+#[async_trait]
+impl Stage for SubmissionFixups {
+    fn name(&self) -> &'static str {
+        "submission_fixups"
+    }
+
+    async fn process(&self, ctx: &mut MessageContext) -> Verdict {
+        if !ctx.has_header("Date") {
+            let date = crate::stages::rfc5322_date(ctx.received_at);
+            ctx.prepend_header("Date", &date);
+        }
+        if !ctx.has_header("Message-ID") {
+            let id = format!("<{}.{:016x}@{}>", ctx.queue_id, rand::random::<u64>(), self.hostname);
+            ctx.prepend_header("Message-ID", &id);
+        }
+        Verdict::Continue
+    }
+}
+
+/// A domain's signer with the keys it was built from (`selector:created`).
+type CachedSigner = (Vec<String>, Arc<tern_mailauth::dkim::Signer>);
+
+/// Signs mail whose `From:` domain is local and has DKIM keys.
+pub struct DkimSign {
+    pub directory: Directory,
+    /// Signers by domain (rebuilt when the keys change).
+    cache: Mutex<HashMap<String, CachedSigner>>,
+}
+
+impl DkimSign {
+    pub fn new(directory: Directory) -> DkimSign {
+        DkimSign { directory, cache: Mutex::new(HashMap::new()) }
+    }
+
+    async fn signer(&self, domain: &str) -> Option<Arc<tern_mailauth::dkim::Signer>> {
+        let record = match self.directory.domain_get(domain).await {
+            Ok(Some(d)) if !d.dkim.is_empty() => d,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::warn!(domain, error = %e, "cannot read DKIM keys");
+                return None;
+            }
+        };
+        let selectors: Vec<String> = record.dkim.iter().map(|k| format!("{}:{}", k.selector, k.created)).collect();
+        {
+            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((cached, signer)) = cache.get(&record.name)
+                && *cached == selectors
+            {
+                return Some(Arc::clone(signer));
+            }
+        }
+        match tern_mailauth::dkim::Signer::new(&record.name, &record.dkim) {
+            Ok(signer) => {
+                let signer = Arc::new(signer);
+                let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                cache.insert(record.name.clone(), (selectors, Arc::clone(&signer)));
+                Some(signer)
+            }
+            Err(e) => {
+                tracing::error!(domain, error = %e, "DKIM keys unusable; sending unsigned");
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Stage for DkimSign {
+    fn name(&self) -> &'static str {
+        "dkim_sign"
+    }
+
+    async fn process(&self, ctx: &mut MessageContext) -> Verdict {
+        let header = ctx.header_block().to_vec();
+        let from_domain = mail_parser::MessageParser::new()
+            .parse_headers(&header)
+            .as_ref()
+            .and_then(|m| m.from())
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .and_then(|a| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()));
+        let Some(domain) = from_domain else { return Verdict::Continue };
+        let Some(signer) = self.signer(&domain).await else { return Verdict::Continue };
+        let message = ctx.final_message();
+        match tokio::task::spawn_blocking(move || signer.sign(&message)).await {
+            Ok(Ok(signed)) => {
+                ctx.replace_message(signed);
+                ctx.tag("dkim", format!("signed d={domain}"));
+            }
+            Ok(Err(e)) => tracing::error!(domain, error = %e, "DKIM signing failed; sending unsigned"),
+            Err(e) => tracing::error!(domain, error = %e, "DKIM signing task failed"),
+        }
+        Verdict::Continue
+    }
+}

@@ -1,0 +1,334 @@
+//! Outbound delivery through the queue, against a stub DNS and remote MX hosts on loopback
+//! (`tests/clients/mailworld.py`: dnslib + aiosmtpd; and a second Tern).
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(40);
+
+/// Config for a Tern whose delivery uses the world's DNS and the sink's port.
+fn delivery_config(dns_port: u16, sink_port: u16, extra: &str) -> String {
+    format!(
+        "[dns]\nnameservers = [\"127.0.0.1:{}\"]\ntimeout_seconds = 2\n[delivery]\nsmtp_port = {}\nretry_initial_seconds = 1\nretry_max_seconds = 2\nconnect_timeout_seconds = 3\ndelay_notice_seconds = 0\n{extra}",
+        dns_port, sink_port
+    )
+}
+
+/// The usual remote world: remote.test and other.test both have their MX at the sink.
+fn remote_records() -> Vec<(&'static str, &'static str, &'static str)> {
+    vec![
+        ("remote.test", "MX", "10 mx.remote.test."),
+        ("mx.remote.test", "A", "127.0.0.1"),
+        ("other.test", "MX", "20 mx.other.test."),
+        ("mx.other.test", "A", "127.0.0.1"),
+        // No MX: the domain's own address is used (implicit MX).
+        ("implicit.test", "A", "127.0.0.1"),
+        ("nullmx.test", "MX", "0 ."),
+        // An MX whose only address has nothing listening.
+        ("down.test", "MX", "10 mx.down.test."),
+        ("mx.down.test", "AAAA", "::1"),
+    ]
+}
+
+fn submit(server: &TestServer, from: &str, to: &[&str], text: &str) {
+    let path = server.dir.path().join(format!("msg-{}.eml", rand_suffix()));
+    std::fs::write(&path, text).unwrap();
+    let port = server.submission.port().to_string();
+    let mut args = vec!["--port", &port, "--starttls", "--user", "alice@example.test", "--password", "secret"];
+    args.extend(["--from", from, "--message", path.to_str().unwrap()]);
+    for t in to {
+        args.extend(["--to", t]);
+    }
+    let (ok, out, err) = python_result("submit.py", &args);
+    assert!(ok, "submission failed: {out}{err}\n{}", server.log());
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn queue_len(server: &TestServer) -> usize {
+    let out = server.ok(&["queue", "list"]);
+    out.lines().last().and_then(|l| l.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(usize::MAX)
+}
+
+fn dsn_messages(server: &TestServer, user: &str) -> Vec<String> {
+    server
+        .mail_list(user, "INBOX")
+        .iter()
+        .filter(|l| l.contains("Undelivered Mail") || l.contains("Delayed Mail") || l.contains("Delivery Report"))
+        .cloned()
+        .collect()
+}
+
+/// The DKIM TXT records `tern dns` prints, as `name=value` arguments for dkim_verify.py.
+fn dkim_records(server: &TestServer, domain: &str) -> Vec<String> {
+    server
+        .ok(&["dns", domain])
+        .lines()
+        .filter(|l| l.contains("._domainkey."))
+        .map(|l| {
+            let name = l.split_whitespace().next().unwrap().trim_end_matches('.').to_string();
+            let value: String = l.split('"').skip(1).step_by(2).collect();
+            format!("{name}={value}")
+        })
+        .collect()
+}
+
+#[test]
+fn submission_delivers_locally_and_to_several_domains_signed_with_dkim() {
+    let sink_port = free_port();
+    let world = World::start(&remote_records(), Some(sink_port), serde_json::json!({}));
+    let mut server = TestServer::new(&delivery_config(world.dns_port, world.sink_port, ""));
+    server.ok(&["domain", "add", "example.test"]);
+    server.ok_stdin(&["user", "add", "alice@example.test", "--password-stdin"], "secret\n");
+    server.ok_stdin(&["user", "add", "bob@example.test", "--password-stdin"], "secret\n");
+    let generated = server.ok(&["dkim", "generate", "example.test"]);
+    assert!(generated.contains("k=ed25519") && generated.contains("k=rsa"), "{generated}");
+    server.launch();
+
+    // The body ends in whitespace-only lines: the case mail-auth 0.13 canonicalizes wrongly.
+    let text = "From: Alice <alice@example.test>\r\nTo: bob@remote.test, carol@other.test\r\nCc: bob@example.test\r\nSubject: to the world\r\n\r\nHello world.\r\n<p>bye</p>\r\n    \r\n\t\r\n";
+    submit(
+        &server,
+        "alice@example.test",
+        &["bob@remote.test", "carol@other.test", "bob@example.test", "dave@implicit.test"],
+        text,
+    );
+
+    // Local copy at once.
+    assert_eq!(server.mail_list("bob@example.test", "INBOX").len(), 1);
+    // One transaction per destination domain.
+    let got = world.wait_received(3, WAIT);
+    let mut rcpts: Vec<String> = got
+        .iter()
+        .flat_map(|(m, _)| m["rcpt_tos"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()))
+        .collect();
+    rcpts.sort();
+    assert_eq!(rcpts, vec!["bob@remote.test", "carol@other.test", "dave@implicit.test"]);
+    let records = dkim_records(&server, "example.test");
+    assert_eq!(records.len(), 2, "{records:?}");
+    for (meta, raw) in &got {
+        assert_eq!(meta["mail_from"], "alice@example.test");
+        assert_eq!(meta["tls"], true, "STARTTLS used when offered: {meta}");
+        assert_eq!(meta["helo"], HOSTNAME);
+        let text = String::from_utf8_lossy(raw);
+        assert!(!text.contains("Return-Path:"), "no Return-Path leaves the server: {text}");
+        assert!(text.starts_with("DKIM-Signature:"), "{text}");
+        assert!(text.contains("Message-ID:") && text.contains("Date:"));
+        // An independent verifier (dkimpy) checks both signatures.
+        let file = world.dir.path().join("verify.eml");
+        std::fs::write(&file, raw).unwrap();
+        let mut args = vec![file.to_str().unwrap().to_string()];
+        args.extend(records.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out, err) = python_result("dkim_verify.py", &args);
+        if !ok {
+            let _ = std::fs::write("/tmp/dkimfail.eml", raw);
+            let _ = std::fs::write("/tmp/dkimfail.txt", records.join("\n"));
+        }
+        assert!(ok, "DKIM verification failed: {out}{err}\n{text}");
+        assert_eq!(out.lines().filter(|l| l.starts_with("ok")).count(), 2, "{out}");
+    }
+    eventually(WAIT, "an empty queue", || (queue_len(&server) == 0).then_some(()));
+    let (_, metrics) = server.http_get("/metrics");
+    assert!(metrics.contains("tern_delivery_recipients_total{result=\"delivered\"} 3"), "{metrics}");
+}
+
+#[test]
+fn temporary_failures_are_retried_and_permanent_ones_bounce_with_a_dsn() {
+    let sink_port = free_port();
+    let world = World::start(&remote_records(), Some(sink_port), serde_json::json!({}));
+    let server = TestServer::started(&delivery_config(world.dns_port, world.sink_port, ""));
+    let text =
+        "From: alice@example.test\r\nTo: x\r\nSubject: mixed fate\r\nMessage-ID: <fate@example.test>\r\n\r\nbody\r\n";
+    submit(&server, "alice@example.test", &["tempfail@remote.test", "reject@remote.test", "nobody@nullmx.test"], text);
+
+    // 451 first, then accepted on the retry one second later.
+    let got = world.wait_received(1, WAIT);
+    assert_eq!(got[0].0["rcpt_tos"], serde_json::json!(["tempfail@remote.test"]));
+    // 550 from the sink and the null MX: one DSN to alice with both.
+    let dsn_line = eventually(WAIT, "a DSN", || dsn_messages(&server, "alice@example.test").into_iter().next());
+    let uid: u32 = dsn_line.split('\t').next().unwrap().parse().unwrap();
+    let dsn = String::from_utf8(server.mail_show("alice@example.test", "INBOX", uid)).unwrap();
+    assert!(dsn.contains("multipart/report") && dsn.contains("delivery-status"), "{dsn}");
+    assert!(dsn.contains("Final-Recipient: rfc822; reject@remote.test"), "{dsn}");
+    assert!(dsn.contains("Status: 5.1.1"), "{dsn}");
+    assert!(dsn.contains("Remote-MTA: dns; mx.remote.test"), "{dsn}");
+    assert!(dsn.contains("Return-Path: <>"), "a DSN has a null sender: {dsn}");
+    assert!(dsn.contains("Auto-Submitted: auto-replied"));
+    assert!(dsn.contains("Subject: mixed fate"), "the original comes back: {dsn}");
+    // The null MX bounced at once, in the same or a second report.
+    let all: String = dsn_messages(&server, "alice@example.test")
+        .iter()
+        .map(|l| {
+            String::from_utf8(server.mail_show(
+                "alice@example.test",
+                "INBOX",
+                l.split('\t').next().unwrap().parse().unwrap(),
+            ))
+            .unwrap()
+        })
+        .collect();
+    assert!(all.contains("Final-Recipient: rfc822; nobody@nullmx.test") && all.contains("Status: 5.1.10"), "{all}");
+    assert!(!all.contains("tempfail@remote.test"), "the retried recipient is not reported");
+    eventually(WAIT, "an empty queue", || (queue_len(&server) == 0).then_some(()));
+}
+
+#[test]
+fn unreachable_hosts_are_retried_and_the_queue_can_be_managed() {
+    let world = World::start(&remote_records(), None, serde_json::json!({}));
+    // Nothing listens on the sink port: remote.test is unreachable too.
+    let server = TestServer::started(&delivery_config(world.dns_port, free_port(), ""));
+    submit(
+        &server,
+        "alice@example.test",
+        &["someone@down.test"],
+        "From: alice@example.test\r\nSubject: s\r\n\r\nb\r\n",
+    );
+    let list = server.ok(&["queue", "list"]);
+    assert!(list.contains("someone@down.test"), "{list}");
+    let id = list.lines().next().unwrap().split('\t').next().unwrap().to_string();
+    let show = eventually(WAIT, "two attempts", || {
+        let show = server.ok(&["queue", "show", &id]);
+        show.contains("attempts=2").then_some(show)
+    });
+    assert!(show.contains("status=Pending") && show.contains("451 4.4.1"), "{show}");
+    assert!(server.ok(&["queue", "retry", &id]).contains("1 message"));
+    assert!(server.ok(&["queue", "remove", &id]).contains("removed"));
+    assert_eq!(queue_len(&server), 0);
+    assert!(dsn_messages(&server, "alice@example.test").is_empty(), "removal does not bounce");
+    let out = server.cli(&["queue", "show", &id]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn queued_mail_survives_restart_and_kill9() {
+    let sink_port = free_port();
+    // First no sink: everything stays queued.
+    let dns = World::start(&remote_records(), None, serde_json::json!({}));
+    let mut server = TestServer::started(&delivery_config(dns.dns_port, sink_port, ""));
+    let n = 20;
+    for i in 0..n {
+        let text = format!(
+            "From: alice@example.test\r\nSubject: persist {i}\r\nMessage-ID: <persist-{i}@example.test>\r\n\r\nbody {i}\r\n"
+        );
+        let to = if i % 2 == 0 { "bob@remote.test" } else { "slow-carol@other.test" };
+        submit(&server, "alice@example.test", &[to], &text);
+    }
+    assert_eq!(queue_len(&server), n);
+    server.stop();
+    server.launch();
+    assert_eq!(queue_len(&server), n, "a clean restart keeps the queue");
+    server.kill9();
+    server.launch();
+    assert_eq!(queue_len(&server), n, "kill -9 keeps the queue");
+    // Now the remote side comes up; kill -9 again while deliveries are in flight.
+    let sink = World::start(&[], Some(sink_port), serde_json::json!({}));
+    server.ok(&["queue", "retry", "--all"]);
+    world_wait(&sink, 1);
+    server.kill9();
+    server.launch();
+    server.ok(&["queue", "retry", "--all"]);
+    eventually(Duration::from_secs(90), "an empty queue", || (queue_len(&server) == 0).then_some(()));
+    // At least once: every message arrived; duplicates only from the kill.
+    let got = sink.received();
+    let mut ids: Vec<String> = got
+        .iter()
+        .filter_map(|(_, raw)| {
+            String::from_utf8_lossy(raw).lines().find(|l| l.starts_with("Message-ID:")).map(|l| l.to_string())
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "every queued message delivered: {ids:?}");
+    assert!(got.len() <= n + 10, "{} deliveries for {n} messages", got.len());
+    assert!(dsn_messages(&server, "alice@example.test").is_empty());
+}
+
+fn world_wait(world: &World, n: usize) {
+    world.wait_received(n, WAIT);
+}
+
+#[test]
+fn mta_sts_enforce_refuses_an_mx_with_a_bad_certificate() {
+    let sink_port = free_port();
+    let https_port = free_port();
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_signed(certs.path(), "mta-sts.sts.test");
+    let mut records = remote_records();
+    records.extend([
+        ("sts.test", "MX", "10 mx.sts.test."),
+        ("mx.sts.test", "A", "127.0.0.1"),
+        ("_mta-sts.sts.test", "TXT", "v=STSv1; id=2026112901;"),
+        ("mta-sts.sts.test", "A", "127.0.0.1"),
+    ]);
+    let policy = "version: STSv1\r\nmode: enforce\r\nmx: mx.sts.test\r\nmax_age: 86400\r\n";
+    let world = World::start(
+        &records,
+        Some(sink_port),
+        serde_json::json!({"https": {"port": https_port, "cert": cert, "key": key, "files": {"/.well-known/mta-sts.txt": policy}}}),
+    );
+    let extra = format!("mta_sts_port = {https_port}\nca_file = \"{}\"\n", ca.display());
+    let server = TestServer::started(&delivery_config(world.dns_port, world.sink_port, &extra));
+    submit(&server, "alice@example.test", &["user@sts.test"], "From: alice@example.test\r\nSubject: sts\r\n\r\nb\r\n");
+    submit(
+        &server,
+        "alice@example.test",
+        &["user@remote.test"],
+        "From: alice@example.test\r\nSubject: plain\r\n\r\nb\r\n",
+    );
+    // The domain without a policy gets its mail over opportunistic TLS...
+    let got = world.wait_received(1, WAIT);
+    assert_eq!(got[0].0["rcpt_tos"], serde_json::json!(["user@remote.test"]));
+    // ... the enforced one is deferred, not delivered: the sink's certificate is self-signed.
+    let list = server.ok(&["queue", "list"]);
+    let id = list
+        .lines()
+        .find(|l| l.contains("user@sts.test"))
+        .expect("still queued")
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_string();
+    let show = eventually(WAIT, "an attempt", || {
+        let show = server.ok(&["queue", "show", &id]);
+        show.contains("attempts=1").then_some(show)
+    });
+    assert!(show.contains("MTA-STS"), "{show}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(world.received().len(), 1, "nothing went to the MX with the bad certificate");
+    assert!(server.log().contains("MTA-STS policy fetched"), "{}", server.log());
+}
+
+#[test]
+fn tern_delivers_to_tern() {
+    // The remote side: a second Tern with domain remote.test.
+    let remote = TestServer::started("");
+    remote.ok(&["domain", "add", "remote.test"]);
+    remote.ok_stdin(&["user", "add", "bob@remote.test", "--password-stdin"], "secret\n");
+    let world = World::start(&remote_records(), None, serde_json::json!({}));
+    let config = delivery_config(world.dns_port, remote.smtp.port(), "");
+    let mut server = TestServer::new(&config);
+    server.ok(&["domain", "add", "example.test"]);
+    server.ok_stdin(&["user", "add", "alice@example.test", "--password-stdin"], "secret\n");
+    server.ok(&["dkim", "generate", "example.test"]);
+    server.launch();
+    submit(
+        &server,
+        "alice@example.test",
+        &["bob@remote.test"],
+        "From: alice@example.test\r\nSubject: hop\r\n\r\nacross\r\n",
+    );
+    eventually(WAIT, "the message at the remote Tern", || {
+        (remote.mail_list("bob@remote.test", "INBOX").len() == 1).then_some(())
+    });
+    let raw = String::from_utf8(remote.mail_show("bob@remote.test", "INBOX", 1)).unwrap();
+    assert!(raw.contains("DKIM-Signature:") && raw.contains("Subject: hop"), "{raw}");
+    assert!(raw.contains("using TLSv1.3"), "delivered over TLS: {raw}");
+    assert_eq!(raw.matches("Return-Path:").count(), 1, "only the final Return-Path: {raw}");
+}
