@@ -57,7 +57,7 @@ CONF
     done
   fi
   ulimit -n 65536 2>/dev/null || true
-  nohup "$TERN" --config "$CONFIG" serve >>"$DIR/tern.log" 2>&1 &
+  nohup env ${TERN_ENV:-} "$TERN" --config "$CONFIG" serve >>"$DIR/tern.log" 2>&1 &
   echo $! >"$DIR/tern.pid"
   for _ in $(seq 1 100); do
     [ -s "$DIR/data/run.json" ] && break

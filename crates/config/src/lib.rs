@@ -132,6 +132,9 @@ pub struct Imap {
     pub max_connections_per_ip: usize,
     /// How often an IDLE session gets `* OK Still here` so NAT does not drop it.
     pub idle_keepalive_seconds: u64,
+    /// Memory for message summaries (ENVELOPE, BODYSTRUCTURE, SEARCH on headers) shared by
+    /// all sessions, in MiB.
+    pub summary_cache_mb: u64,
 }
 
 impl Default for Imap {
@@ -141,6 +144,7 @@ impl Default for Imap {
             max_connections: 10_000,
             max_connections_per_ip: 100,
             idle_keepalive_seconds: 120,
+            summary_cache_mb: 256,
         }
     }
 }

@@ -258,13 +258,10 @@ impl DeliveryService {
     }
 
     async fn record_queue_metrics(&self) {
-        if let Ok(entries) = self.store.queue_list().await {
-            let now = now_unix();
-            let recipients: usize = entries.iter().map(|e| e.recipients.iter().filter(|r| !r.is_final()).count()).sum();
-            let oldest = entries.iter().map(|e| now - e.message.created).max().unwrap_or(0);
-            metrics::gauge!("tern_queue_messages").set(entries.len() as f64);
-            metrics::gauge!("tern_queue_recipients").set(recipients as f64);
-            metrics::gauge!("tern_queue_oldest_age_seconds").set(oldest.max(0) as f64);
+        if let Ok(stats) = self.store.queue_stats().await {
+            metrics::gauge!("tern_queue_messages").set(stats.messages as f64);
+            let age = stats.oldest.map(|t| (now_unix() - t).max(0)).unwrap_or(0);
+            metrics::gauge!("tern_queue_oldest_age_seconds").set(age as f64);
         }
     }
 
@@ -353,43 +350,46 @@ impl DeliveryService {
             self.store.queue_update(id, Vec::new()).await?;
             return Ok(());
         }
-        let outcomes: Vec<(usize, Outcome)> = match self.store.blob_get(entry.message.blob).await? {
-            Some(raw) => {
-                let raw = Arc::new(raw);
-                let attempts = groups.into_iter().map(|(domain, indices)| {
-                    let raw = Arc::clone(&raw);
-                    async move { self.deliver_domain(entry, &raw, &domain, &indices).await }
-                });
-                futures::future::join_all(attempts).await.into_iter().flatten().collect()
-            }
-            None => groups
-                .into_values()
-                .flatten()
-                .map(|i| (i, Outcome::permanent("554 5.3.0 The message content is missing from the store", None)))
-                .collect(),
-        };
+        // The content is read once, by the first domain group that gets a connection slot:
+        // entries waiting for a slot hold no message in memory.
+        let raw: tokio::sync::OnceCell<Option<Arc<Vec<u8>>>> = tokio::sync::OnceCell::new();
+        let attempts = groups.into_iter().map(|(domain, indices)| {
+            let raw = &raw;
+            async move { self.deliver_domain(entry, raw, &domain, &indices).await }
+        });
+        let outcomes: Vec<(usize, Outcome)> =
+            futures::future::try_join_all(attempts).await?.into_iter().flatten().collect();
         self.record(entry, outcomes).await
     }
 
     async fn deliver_domain(
         &self,
         entry: &QueueEntry,
-        raw: &Arc<Vec<u8>>,
+        raw: &tokio::sync::OnceCell<Option<Arc<Vec<u8>>>>,
         domain: &str,
         indices: &[usize],
-    ) -> Vec<(usize, Outcome)> {
+    ) -> anyhow::Result<Vec<(usize, Outcome)>> {
         let key = match &self.settings.smarthost {
             Some(sh) => format!("smarthost:{}", sh.host),
             None => domain.to_string(),
         };
         let destination = self.destination(&key);
-        let Ok(_global) = Arc::clone(&self.slots).acquire_owned().await else { return Vec::new() };
-        let Ok(_local) = Arc::clone(&destination.slots).acquire_owned().await else { return Vec::new() };
+        let Ok(_global) = Arc::clone(&self.slots).acquire_owned().await else { return Ok(Vec::new()) };
+        let Ok(_local) = Arc::clone(&destination.slots).acquire_owned().await else { return Ok(Vec::new()) };
+        let raw = raw
+            .get_or_try_init(|| async {
+                Ok::<_, tern_store::StoreError>(self.store.blob_get(entry.message.blob).await?.map(Arc::new))
+            })
+            .await?;
+        let Some(raw) = raw else {
+            let missing = Outcome::permanent("554 5.3.0 The message content is missing from the store", None);
+            return Ok(indices.iter().map(|&i| (i, missing.clone())).collect());
+        };
         self.pace(&destination).await;
         let started = Instant::now();
         let outcomes = attempt::deliver(self, entry, raw, domain, &key, indices).await;
         metrics::histogram!("tern_delivery_attempt_seconds").record(started.elapsed().as_secs_f64());
-        outcomes
+        Ok(outcomes)
     }
 
     /// Applies the outcomes: DSNs first, then one store update.

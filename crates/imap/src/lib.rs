@@ -9,7 +9,7 @@ pub mod section;
 mod session;
 
 use notify::Notifier;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +36,8 @@ pub struct ImapSettings {
     /// Largest message APPEND accepts (advertised as APPENDLIMIT).
     pub append_limit: u64,
     pub plaintext_on_loopback: bool,
+    /// Memory for cached message summaries.
+    pub summary_cache_bytes: usize,
 }
 
 impl ImapSettings {
@@ -47,45 +49,98 @@ impl ImapSettings {
             idle_keepalive: Duration::from_secs(config.imap.idle_keepalive_seconds),
             append_limit: config.smtp.max_message_size,
             plaintext_on_loopback: config.auth.plaintext_on_loopback,
+            summary_cache_bytes: (config.imap.summary_cache_mb as usize).saturating_mul(1024 * 1024),
         }
     }
 }
 
-/// Summaries are read for every ENVELOPE, BODYSTRUCTURE, SEARCH and SORT: keep the recent
-/// ones in memory (first in, first out, bounded).
-type CacheState = (HashMap<BlobHash, Arc<MessageSummary>>, VecDeque<BlobHash>);
+/// Summaries are read for every ENVELOPE, BODYSTRUCTURE, SEARCH and SORT: keep them in memory
+/// up to a byte budget. Eviction is random, not first-in-first-out: clients read whole
+/// mailboxes in turn, and with a working set larger than the budget a FIFO (or LRU) cache
+/// misses every time, while random eviction still hits in proportion to the budget.
+struct CacheState {
+    map: HashMap<BlobHash, CacheEntry>,
+    /// Keys in no order, for picking a victim.
+    keys: Vec<BlobHash>,
+    bytes: usize,
+    /// xorshift state for victim choice.
+    seed: u64,
+}
+
+struct CacheEntry {
+    summary: Arc<MessageSummary>,
+    slot: usize,
+    size: usize,
+}
 
 pub(crate) struct SummaryCache {
-    map: Mutex<CacheState>,
-    capacity: usize,
+    state: Mutex<CacheState>,
+    budget: usize,
+}
+
+/// Per-entry bookkeeping on top of the summary itself (map entry, key slot, Arc).
+const CACHE_ENTRY_OVERHEAD: usize = 128;
+
+impl CacheState {
+    fn insert(&mut self, hash: BlobHash, summary: Arc<MessageSummary>, budget: usize) {
+        if self.map.contains_key(&hash) {
+            return;
+        }
+        let size = summary.heap_size() + CACHE_ENTRY_OVERHEAD;
+        while self.bytes + size > budget && !self.keys.is_empty() {
+            self.seed ^= self.seed << 13;
+            self.seed ^= self.seed >> 7;
+            self.seed ^= self.seed << 17;
+            let victim = (self.seed % self.keys.len() as u64) as usize;
+            let key = self.keys.swap_remove(victim);
+            if let Some(moved) = self.keys.get(victim).copied()
+                && let Some(e) = self.map.get_mut(&moved)
+            {
+                e.slot = victim;
+            }
+            if let Some(e) = self.map.remove(&key) {
+                self.bytes -= e.size;
+            }
+        }
+        if size > budget {
+            return;
+        }
+        self.keys.push(hash);
+        self.map.insert(hash, CacheEntry { summary, slot: self.keys.len() - 1, size });
+        self.bytes += size;
+    }
 }
 
 impl SummaryCache {
-    fn new(capacity: usize) -> SummaryCache {
-        SummaryCache { map: Mutex::new((HashMap::new(), VecDeque::new())), capacity }
+    fn new(budget_bytes: usize) -> SummaryCache {
+        SummaryCache {
+            state: Mutex::new(CacheState {
+                map: HashMap::new(),
+                keys: Vec::new(),
+                bytes: 0,
+                seed: 0x9E37_79B9_7F4A_7C15,
+            }),
+            budget: budget_bytes,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Loads every summary of `hashes` that is not cached yet, in one store call per chunk.
     pub(crate) async fn prefetch(&self, store: &Arc<dyn Store>, hashes: &[BlobHash]) -> StoreResult<()> {
         let missing: Vec<BlobHash> = {
-            let guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            let guard = self.lock();
             let mut seen = std::collections::HashSet::new();
-            hashes.iter().filter(|h| !guard.0.contains_key(*h) && seen.insert(**h)).copied().collect()
+            hashes.iter().filter(|h| !guard.map.contains_key(*h) && seen.insert(**h)).copied().collect()
         };
         for chunk in missing.chunks(1024) {
             let loaded = store.summary_get_many(chunk.to_vec()).await?;
-            let mut guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
-            let (map, order) = &mut *guard;
+            let mut guard = self.lock();
             for (hash, summary) in chunk.iter().zip(loaded) {
-                if let Some(s) = summary
-                    && map.insert(*hash, Arc::new(s)).is_none()
-                {
-                    order.push_back(*hash);
-                }
-            }
-            while order.len() > self.capacity {
-                if let Some(old) = order.pop_front() {
-                    map.remove(&old);
+                if let Some(s) = summary {
+                    guard.insert(*hash, Arc::new(s), self.budget);
                 }
             }
         }
@@ -93,22 +148,19 @@ impl SummaryCache {
     }
 
     pub(crate) async fn get(&self, store: &Arc<dyn Store>, hash: BlobHash) -> StoreResult<Option<Arc<MessageSummary>>> {
-        if let Some(s) = self.map.lock().unwrap_or_else(|p| p.into_inner()).0.get(&hash) {
-            return Ok(Some(Arc::clone(s)));
+        if let Some(e) = self.lock().map.get(&hash) {
+            return Ok(Some(Arc::clone(&e.summary)));
         }
         let Some(summary) = store.summary_get(hash).await? else { return Ok(None) };
         let summary = Arc::new(summary);
-        let mut guard = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let (map, order) = &mut *guard;
-        if map.insert(hash, Arc::clone(&summary)).is_none() {
-            order.push_back(hash);
-            while order.len() > self.capacity {
-                if let Some(old) = order.pop_front() {
-                    map.remove(&old);
-                }
-            }
-        }
+        self.lock().insert(hash, Arc::clone(&summary), self.budget);
         Ok(Some(summary))
+    }
+
+    #[cfg(test)]
+    fn stats(&self) -> (usize, usize) {
+        let g = self.lock();
+        (g.map.len(), g.bytes)
     }
 }
 
@@ -140,6 +192,7 @@ impl ImapServer {
         let hook = Arc::clone(&notifier);
         store.on_change(Arc::new(move |change| hook.changed(change)));
         Arc::new(ImapServer {
+            summaries: SummaryCache::new(settings.summary_cache_bytes),
             settings,
             directory,
             store,
@@ -147,7 +200,6 @@ impl ImapServer {
             limits,
             auth,
             notifier,
-            summaries: SummaryCache::new(50_000),
             shutdown,
             tracker: TaskTracker::new(),
             next_session: AtomicU64::new(1),
@@ -229,5 +281,39 @@ impl ImapServer {
         tracing::Instrument::instrument(session.run(), span).await;
         gauge.decrement(1.0);
         drop(slot);
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn summary(i: usize) -> (BlobHash, Arc<MessageSummary>) {
+        let raw = format!("From: a{i}@example.org\r\nSubject: message number {i}\r\n\r\nbody {i}\r\n");
+        (BlobHash::of(raw.as_bytes()), Arc::new(tern_mime::summarize(raw.as_bytes())))
+    }
+
+    #[test]
+    fn the_budget_holds_and_cyclic_reads_still_hit() {
+        let one = summary(0).1.heap_size() + CACHE_ENTRY_OVERHEAD;
+        let cache = SummaryCache::new(one * 100);
+        let all: Vec<_> = (0..150).map(summary).collect();
+        // Read the 150 in a cycle, ten times, through a cache that holds about 100.
+        let mut hits = 0;
+        for _ in 0..10 {
+            for (hash, s) in &all {
+                let mut g = cache.lock();
+                if g.map.contains_key(hash) {
+                    hits += 1;
+                } else {
+                    g.insert(*hash, Arc::clone(s), cache.budget);
+                }
+            }
+        }
+        let (entries, bytes) = cache.stats();
+        assert!(bytes <= one * 100 + one, "{bytes} > budget");
+        assert!(entries > 80 && entries <= 101, "{entries}");
+        // FIFO would hit 0 times here; random eviction keeps a good share.
+        assert!(hits > 150 * 10 / 3, "only {hits} hits");
     }
 }

@@ -155,6 +155,83 @@ impl MessageSummary {
         }
         walk(&self.body)
     }
+
+    /// A summary with nothing in it, for contents no mailbox holds (the outbound queue).
+    pub fn empty() -> MessageSummary {
+        MessageSummary {
+            version: SUMMARY_VERSION,
+            size: 0,
+            date: None,
+            subject: String::new(),
+            from: String::new(),
+            message_id: None,
+            in_reply_to: vec![],
+            references: vec![],
+            envelope: RawEnvelope::default(),
+            body: plain_leaf(b"", 0, 0, 0),
+            from_addrs: vec![],
+            to_addrs: vec![],
+            cc_addrs: vec![],
+            bcc_addrs: vec![],
+            sent_day: None,
+            imap: ImapForms::default(),
+            search: SearchForms::default(),
+        }
+    }
+
+    /// About how many bytes the summary holds in memory (for caches that count memory).
+    pub fn heap_size(&self) -> usize {
+        fn opt(s: &Option<String>) -> usize {
+            s.as_ref().map_or(0, String::capacity)
+        }
+        fn pairs(v: &[(String, String)]) -> usize {
+            v.iter().map(|(a, b)| a.capacity() + b.capacity() + 48).sum()
+        }
+        fn envelope(e: &RawEnvelope) -> usize {
+            [&e.date, &e.subject, &e.from, &e.sender, &e.reply_to, &e.to, &e.cc, &e.bcc, &e.in_reply_to, &e.message_id]
+                .iter()
+                .map(|s| opt(s))
+                .sum()
+        }
+        fn part(p: &BodyPart) -> usize {
+            let own = std::mem::size_of::<BodyPart>()
+                + p.media_type.capacity()
+                + p.subtype.capacity()
+                + pairs(&p.params)
+                + opt(&p.id)
+                + opt(&p.description)
+                + opt(&p.encoding)
+                + p.disposition.as_ref().map_or(0, |(d, params)| d.capacity() + pairs(params))
+                + p.language.iter().map(|l| l.capacity() + 24).sum::<usize>()
+                + opt(&p.location)
+                + opt(&p.md5);
+            own + match &p.kind {
+                PartKind::Leaf => 0,
+                PartKind::Multipart(children) => children.iter().map(part).sum(),
+                PartKind::Message(env, inner) => envelope(env) + part(inner),
+            }
+        }
+        let addrs = |v: &[Addr]| -> usize { v.iter().map(|a| opt(&a.name) + a.address.capacity() + 48).sum() };
+        std::mem::size_of::<MessageSummary>()
+            + self.subject.capacity()
+            + self.from.capacity()
+            + opt(&self.message_id)
+            + self.in_reply_to.iter().chain(&self.references).map(|s| s.capacity() + 24).sum::<usize>()
+            + envelope(&self.envelope)
+            + part(&self.body)
+            + addrs(&self.from_addrs)
+            + addrs(&self.to_addrs)
+            + addrs(&self.cc_addrs)
+            + addrs(&self.bcc_addrs)
+            + self.imap.envelope.capacity()
+            + self.imap.body.capacity()
+            + self.imap.bodystructure.capacity()
+            + self.search.subject.capacity()
+            + self.search.from.capacity()
+            + self.search.to.capacity()
+            + self.search.cc.capacity()
+            + self.search.bcc.capacity()
+    }
 }
 
 /// Parses a message and summarises it. Never fails: unparsable input becomes a single

@@ -60,6 +60,16 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
     metrics::describe_gauge!("tern_imap_connections_active", "IMAP sessions in progress");
     metrics::describe_counter!("tern_auth_failures_total", "Failed logins by service");
     metrics::describe_counter!("tern_auth_bans_total", "Addresses banned after failed logins");
+    metrics::describe_gauge!("tern_queue_messages", "Messages in the outbound queue");
+    metrics::describe_gauge!("tern_queue_oldest_age_seconds", "Age of the oldest queued message");
+    metrics::describe_counter!(
+        "tern_delivery_recipients_total",
+        "Outbound delivery attempts by result (delivered, deferred, bounced, expired)"
+    );
+    metrics::describe_histogram!("tern_delivery_latency_seconds", "Time from acceptance to delivery of a recipient");
+    metrics::describe_histogram!("tern_delivery_attempt_seconds", "Duration of one delivery attempt to one domain");
+    metrics::describe_counter!("tern_delivery_reports_total", "Delivery status notifications generated");
+    metrics::describe_counter!("tern_smtp_auth_total", "SMTP AUTH attempts by result");
     Ok(handle)
 }
 

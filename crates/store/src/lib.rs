@@ -124,6 +124,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<QueueEntry>>;
     async fn queue_get(&self, id: QueueId) -> StoreResult<Option<QueueEntry>>;
     async fn queue_list(&self) -> StoreResult<Vec<QueueEntry>>;
+    /// Queued messages and when the oldest was queued (cheap: for metrics).
+    async fn queue_stats(&self) -> StoreResult<QueueStats>;
     /// When the earliest unleased entry is due (`None`: nothing waits).
     async fn queue_next_due(&self) -> StoreResult<Option<i64>>;
     /// Makes the pending recipients of one entry (or of all) due now; returns how many entries.

@@ -352,7 +352,8 @@ impl Delivery {
     /// Hashes and summarises `raw` (CPU work: call it off the async runtime for big messages).
     pub fn prepare(raw: Vec<u8>, envelope: DeliveryEnvelope, targets: Vec<DeliveryTarget>) -> Delivery {
         let hash = BlobHash::of(&raw);
-        let summary = tern_mime::summarize(&raw);
+        // Only mailbox copies need the summary; a message that only goes out is not parsed.
+        let summary = if targets.is_empty() { tern_mime::MessageSummary::empty() } else { tern_mime::summarize(&raw) };
         Delivery { raw: std::sync::Arc::new(raw), hash, summary, envelope, targets, remote: Vec::new() }
     }
 }
@@ -421,6 +422,14 @@ impl QueueEntry {
     pub fn next_attempt(&self) -> Option<i64> {
         self.recipients.iter().filter(|r| !r.is_final()).map(|r| r.next_attempt).min()
     }
+}
+
+/// Size of the outbound queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub messages: usize,
+    /// `created` of the oldest queued message.
+    pub oldest: Option<i64>,
 }
 
 /// The domain part of an address, lower-cased (`""` when there is none).

@@ -208,7 +208,13 @@ fn main() -> std::process::ExitCode {
 fn run() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     let mut config = load_config(&cli.global)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("tern").build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tern")
+        // Store reads run on the blocking pool; a few dozen threads keep two cores busy, and
+        // hundreds would each keep their own allocator heap.
+        .max_blocking_threads(16)
+        .build()?;
     let request = match cli.command {
         Command::Serve { dev } => {
             if dev {

@@ -332,3 +332,147 @@ fn tern_delivers_to_tern() {
     assert!(raw.contains("using TLSv1.3"), "delivered over TLS: {raw}");
     assert_eq!(raw.matches("Return-Path:").count(), 1, "only the final Return-Path: {raw}");
 }
+
+/// SHA-256 of a certificate's public key (for TLSA 3 1 1).
+fn spki_sha256(cert: &std::path::Path) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -r",
+            cert.display()
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn dane_tlsa_records_are_enforced_when_dnssec_vouches_for_them() {
+    let sink_port = free_port();
+    // The sink's certificate is made by World::start; make the world twice: first to learn
+    // the certificate, then with TLSA records for it.
+    let probe = World::start(&[], Some(sink_port), serde_json::json!({}));
+    let cert = probe.dir.path().join("sink.remote.test.crt");
+    let key = probe.dir.path().join("sink.remote.test.key");
+    let good = format!("3 1 1 {}", spki_sha256(&cert));
+    let keep = tempfile::tempdir().unwrap();
+    let (cert_copy, key_copy) = (keep.path().join("c.pem"), keep.path().join("k.pem"));
+    std::fs::copy(&cert, &cert_copy).unwrap();
+    std::fs::copy(&key, &key_copy).unwrap();
+    drop(probe);
+    let records = vec![
+        ("dane.test", "MX", "10 mx.dane.test."),
+        ("mx.dane.test", "A", "127.0.0.1"),
+        ("baddane.test", "MX", "10 mx.baddane.test."),
+        ("mx.baddane.test", "A", "127.0.0.1"),
+    ];
+    let tlsa_good = format!("_{sink_port}._tcp.mx.dane.test");
+    let tlsa_bad = format!("_{sink_port}._tcp.mx.baddane.test");
+    let mut all: Vec<(&str, &str, &str)> = records.clone();
+    all.push((&tlsa_good, "TLSA", &good));
+    all.push((&tlsa_bad, "TLSA", "3 1 1 0000000000000000000000000000000000000000000000000000000000000000"));
+    let mut world = World::start(
+        &all,
+        None,
+        serde_json::json!({"ad": true, "sink": {"port": sink_port, "dir": keep.path().join("sink"), "tls_cert": cert_copy, "tls_key": key_copy}}),
+    );
+    world.sink_dir = keep.path().join("sink");
+    world.sink_port = sink_port;
+    let config =
+        format!("{}\n", delivery_config(world.dns_port, sink_port, "")).replace("[dns]\n", "[dns]\ndnssec = true\n");
+    let server = TestServer::started(&config);
+    submit(&server, "alice@example.test", &["u@dane.test"], "From: alice@example.test\r\nSubject: dane\r\n\r\nb\r\n");
+    submit(
+        &server,
+        "alice@example.test",
+        &["u@baddane.test"],
+        "From: alice@example.test\r\nSubject: bad dane\r\n\r\nb\r\n",
+    );
+    let got = world.wait_received(1, WAIT);
+    assert_eq!(got[0].0["rcpt_tos"], serde_json::json!(["u@dane.test"]));
+    let list = server.ok(&["queue", "list"]);
+    let id = list
+        .lines()
+        .find(|l| l.contains("u@baddane.test"))
+        .expect("still queued")
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_string();
+    let show = eventually(WAIT, "an attempt", || {
+        let show = server.ok(&["queue", "show", &id]);
+        show.contains("attempts=1").then_some(show)
+    });
+    assert!(show.contains("DANE"), "{show}");
+    assert!(server.log().contains("DANE: no TLSA record matches"), "{}", server.log());
+    assert_eq!(world.received().len(), 1);
+}
+
+#[test]
+fn smarthost_with_auth_relays_everything() {
+    // The smarthost: a second Tern whose submission port takes alice's relay.
+    let relay = TestServer::started("");
+    relay.ok(&["domain", "add", "far.test"]);
+    relay.ok_stdin(&["user", "add", "zed@far.test", "--password-stdin"], "secret\n");
+    let extra = format!(
+        "[delivery]\nretry_initial_seconds = 1\n[delivery.smarthost]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\nusername = \"alice@example.test\"\npassword = \"secret\"\n",
+        relay.submission.port()
+    );
+    let mut server = TestServer::new(&extra);
+    server.ok(&["domain", "add", "example.test"]);
+    server.ok_stdin(&["user", "add", "alice@example.test", "--password-stdin"], "secret\n");
+    server.launch();
+    submit(
+        &server,
+        "alice@example.test",
+        &["zed@far.test"],
+        "From: alice@example.test\r\nSubject: via relay\r\n\r\nb\r\n",
+    );
+    eventually(WAIT, "the relayed message", || (relay.mail_list("zed@far.test", "INBOX").len() == 1).then_some(()));
+    let raw = String::from_utf8(relay.mail_show("zed@far.test", "INBOX", 1)).unwrap();
+    assert!(raw.contains("with ESMTPA"), "the smarthost saw an authenticated client: {raw}");
+}
+
+#[test]
+fn dsn_parameters_are_honoured() {
+    let sink_port = free_port();
+    let world = World::start(&remote_records(), Some(sink_port), serde_json::json!({}));
+    let server = TestServer::started(&delivery_config(world.dns_port, world.sink_port, ""));
+    // Raw submission so that NOTIFY, RET and ENVID can be given.
+    let mut c = Client::connect(server.submission);
+    c.hello();
+    c.expect("AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=", 235);
+    c.expect("MAIL FROM:<alice@example.test> RET=HDRS ENVID=env+2Dvalue", 250);
+    c.expect("RCPT TO:<reject-quiet@remote.test> NOTIFY=NEVER", 250);
+    c.expect("RCPT TO:<reject-loud@remote.test> NOTIFY=FAILURE ORCPT=rfc822;original+40example.test", 250);
+    c.expect("RCPT TO:<happy@remote.test> NOTIFY=SUCCESS", 250);
+    c.expect("DATA", 354);
+    c.send(b"From: alice@example.test\r\nSubject: dsn params\r\n\r\nsecret body text\r\n.\r\n");
+    assert_eq!(c.reply().code, 250);
+    c.expect("QUIT", 221);
+    // One failure report (only the loud one), one "relayed" report (the sink has no DSN).
+    let reports = eventually(WAIT, "two reports", || {
+        let list = dsn_messages(&server, "alice@example.test");
+        (list.len() >= 2).then_some(list)
+    });
+    let texts: Vec<String> = reports
+        .iter()
+        .map(|l| {
+            String::from_utf8(server.mail_show(
+                "alice@example.test",
+                "INBOX",
+                l.split('\t').next().unwrap().parse().unwrap(),
+            ))
+            .unwrap()
+        })
+        .collect();
+    let failed = texts.iter().find(|t| t.contains("Action: failed")).expect("failure report");
+    assert!(failed.contains("reject-loud@remote.test") && !failed.contains("reject-quiet"), "{failed}");
+    assert!(failed.contains("Original-Recipient: rfc822; original@example.test"), "{failed}");
+    assert!(failed.contains("Original-Envelope-Id: env-value"), "{failed}");
+    assert!(failed.contains("text/rfc822-headers") && !failed.contains("secret body text"), "RET=HDRS: {failed}");
+    let relayed = texts.iter().find(|t| t.contains("Action: relayed")).expect("relayed report");
+    assert!(relayed.contains("happy@remote.test"), "{relayed}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(dsn_messages(&server, "alice@example.test").len(), 2, "nothing for NOTIFY=NEVER");
+}

@@ -44,6 +44,9 @@ pub(crate) struct Engine {
     fts_removed: Keyspace,
     queue: Keyspace,
     queue_due: Keyspace,
+    /// The queue's due index (`queue_due`) in memory: claims would otherwise scan the
+    /// tombstones that every delivered entry leaves at the front of the keyspace.
+    due: Mutex<std::collections::BTreeSet<(i64, QueueId)>>,
 }
 
 impl Engine {
@@ -83,9 +86,18 @@ impl Engine {
             fts_removed: open(ks::FTS_REMOVED)?,
             queue: open(ks::QUEUE)?,
             queue_due: open(ks::QUEUE_DUE)?,
+            due: Mutex::new(std::collections::BTreeSet::new()),
             db,
         };
         engine.check_format()?;
+        {
+            let mut due = engine.due.lock().unwrap_or_else(|p| p.into_inner());
+            for item in engine.queue_due.iter() {
+                let key = item.key()?;
+                let (at, id) = keys::read_due_key(&key).ok_or_else(|| StoreError::corrupt("queue due key", "short"))?;
+                due.insert((at, id));
+            }
+        }
         Ok(engine)
     }
 
@@ -549,25 +561,30 @@ impl Store for EmbeddedStore {
     async fn queue_claim(&self, now: i64, limit: usize, lease_seconds: i64) -> StoreResult<Vec<QueueEntry>> {
         let leases = Arc::clone(&self.leases);
         self.read(move |e| {
-            let mut leases = leases.lock().unwrap_or_else(|p| p.into_inner());
-            leases.retain(|_, until| *until > now);
-            let mut out = Vec::new();
-            let end = keys::due_key(now, u64::MAX);
-            for item in e.queue_due.range(..=end.to_vec()) {
-                if out.len() >= limit {
-                    break;
+            let due: Vec<QueueId> = {
+                let mut leases = leases.lock().unwrap_or_else(|p| p.into_inner());
+                leases.retain(|_, until| *until > now);
+                let index = e.due.lock().unwrap_or_else(|p| p.into_inner());
+                let mut out = Vec::new();
+                for &(_, id) in index.range(..=(now, QueueId::MAX)) {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    if leases.contains_key(&id) {
+                        continue;
+                    }
+                    leases.insert(id, now.saturating_add(lease_seconds));
+                    out.push(id);
                 }
-                let key = item.key()?;
-                let (_, id) = keys::read_due_key(&key).ok_or_else(|| StoreError::corrupt("queue due key", "short"))?;
-                if leases.contains_key(&id) {
-                    continue;
+                out
+            };
+            let mut entries = Vec::with_capacity(due.len());
+            for id in due {
+                if let Some(value) = e.queue.get(keys::u64_key(id))? {
+                    entries.push(from_json("queue entry", &value)?);
                 }
-                let Some(value) = e.queue.get(keys::u64_key(id))? else { continue };
-                let entry: QueueEntry = from_json("queue entry", &value)?;
-                leases.insert(id, now.saturating_add(lease_seconds));
-                out.push(entry);
             }
-            Ok(out)
+            Ok(entries)
         })
         .await
     }
@@ -593,22 +610,33 @@ impl Store for EmbeddedStore {
         self.read(|e| e.list_json(&e.queue, "queue entry")).await
     }
 
-    async fn queue_next_due(&self) -> StoreResult<Option<i64>> {
-        let leases = Arc::clone(&self.leases);
-        self.read(move |e| {
-            let leases = leases.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            for item in e.queue_due.iter() {
-                let key = item.key()?;
-                let (at, id) = keys::read_due_key(&key).ok_or_else(|| StoreError::corrupt("queue due key", "short"))?;
-                match leases.get(&id) {
-                    // A held entry is due again at the latest when its lease ends.
-                    Some(until) if *until > at => continue,
-                    _ => return Ok(Some(at)),
+    async fn queue_stats(&self) -> StoreResult<QueueStats> {
+        self.read(|e| {
+            let messages = e.due.lock().unwrap_or_else(|p| p.into_inner()).len();
+            // Ids grow with time: the first entry is the oldest.
+            let oldest = match e.queue.first_key_value() {
+                Some(item) => {
+                    let entry: QueueEntry = from_json("queue entry", &item.value()?)?;
+                    Some(entry.message.created)
                 }
-            }
-            Ok(None)
+                None => None,
+            };
+            Ok(QueueStats { messages, oldest })
         })
         .await
+    }
+
+    async fn queue_next_due(&self) -> StoreResult<Option<i64>> {
+        let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let index = self.engine.due.lock().unwrap_or_else(|p| p.into_inner());
+        for &(at, id) in index.iter() {
+            match leases.get(&id) {
+                // A held entry is due again at the latest when its lease ends.
+                Some(until) if *until > at => continue,
+                _ => return Ok(Some(at)),
+            }
+        }
+        Ok(None)
     }
 
     async fn queue_retry(&self, id: Option<QueueId>, now: i64) -> StoreResult<usize> {

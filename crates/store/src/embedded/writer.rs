@@ -109,6 +109,9 @@ struct Counters {
 pub(crate) struct Writer {
     engine: Arc<Engine>,
     counters: Counters,
+    /// Changes to the in-memory due index of the queue, applied once their batch is durable:
+    /// (insert?, due, id).
+    due_changes: Vec<(bool, i64, QueueId)>,
     changes: broadcast::Sender<StoreChange>,
     hooks: Arc<std::sync::RwLock<Vec<crate::ChangeHook>>>,
     healthy: Arc<AtomicBool>,
@@ -132,7 +135,7 @@ impl Writer {
             uidvalidity: read(counter::UIDVALIDITY)?,
             queue: read(counter::QUEUE)?,
         };
-        Ok(Writer { engine, counters, changes, hooks, healthy })
+        Ok(Writer { engine, counters, due_changes: Vec::new(), changes, hooks, healthy })
     }
 
     /// Runs until a Shutdown request or until every sender is gone.
@@ -159,9 +162,11 @@ impl Writer {
                     replies.push((req.reply, Ok(OpResult::Unit)));
                     continue;
                 }
+                let mark = self.due_changes.len();
                 let result = self.apply(req.op, &mut changes);
                 if let Err(e) = &result {
                     tracing::warn!(error = %e, "store operation failed");
+                    self.due_changes.truncate(mark);
                 }
                 replies.push((req.reply, result));
             }
@@ -173,6 +178,16 @@ impl Writer {
             metrics::histogram!("tern_store_commit_group_size").record(size as f64);
             match &persisted {
                 Ok(()) => {
+                    if !self.due_changes.is_empty() {
+                        let mut due = self.engine.due.lock().unwrap_or_else(|p| p.into_inner());
+                        for (insert, at, id) in self.due_changes.drain(..) {
+                            if insert {
+                                due.insert((at, id));
+                            } else {
+                                due.remove(&(at, id));
+                            }
+                        }
+                    }
                     let hooks = self.hooks.read().unwrap_or_else(|p| p.into_inner());
                     for c in changes.drain(..) {
                         for hook in hooks.iter() {
@@ -182,6 +197,7 @@ impl Writer {
                     }
                 }
                 Err(e) => {
+                    self.due_changes.clear();
                     tracing::error!(error = %e, "store fsync failed; the store refuses further writes");
                     self.healthy.store(false, Ordering::SeqCst);
                     changes.clear();
@@ -543,6 +559,7 @@ impl Writer {
             let entry = QueueEntry { message, recipients };
             batch.insert(&e.queue, keys::u64_key(id).to_vec(), to_json(&entry)?);
             batch.insert(&e.queue_due, keys::due_key(d.envelope.received_at, id).to_vec(), Vec::new());
+            self.due_changes.push((true, d.envelope.received_at, id));
             changes.push(StoreChange::Queue);
             Some(id)
         };
@@ -593,16 +610,18 @@ impl Writer {
 
     /// Writes `entry` (and its due-index key) in place of `old`, or removes it and releases its
     /// content when every recipient is final.
-    fn queue_store(&self, batch: &mut OwnedWriteBatch, old: &QueueEntry, entry: &QueueEntry) -> StoreResult<bool> {
-        let e = &self.engine;
+    fn queue_store(&mut self, batch: &mut OwnedWriteBatch, old: &QueueEntry, entry: &QueueEntry) -> StoreResult<bool> {
+        let e = Arc::clone(&self.engine);
         let id = entry.message.id;
         if let Some(at) = old.next_attempt() {
             batch.remove(&e.queue_due, keys::due_key(at, id).to_vec());
+            self.due_changes.push((false, at, id));
         }
         match entry.next_attempt() {
             Some(at) => {
                 batch.insert(&e.queue, keys::u64_key(id).to_vec(), to_json(entry)?);
                 batch.insert(&e.queue_due, keys::due_key(at, id).to_vec(), Vec::new());
+                self.due_changes.push((true, at, id));
                 Ok(true)
             }
             None => {
@@ -666,6 +685,7 @@ impl Writer {
         let mut batch = e.db.batch();
         if let Some(at) = entry.next_attempt() {
             batch.remove(&e.queue_due, keys::due_key(at, id).to_vec());
+            self.due_changes.push((false, at, id));
         }
         batch.remove(&e.queue, keys::u64_key(id).to_vec());
         self.release_blobs(&mut batch, HashMap::from([(entry.message.blob, 1)]))?;
@@ -731,9 +751,13 @@ impl Writer {
                     batch.remove(&e.blobs, keys::chunk_key(&hash, i as u32).to_vec());
                 }
                 batch.remove(&e.blob_refs, hash.0.to_vec());
-                batch.remove(&e.summaries, hash.0.to_vec());
-                batch.remove(&e.fts_pending, hash.0.to_vec());
-                batch.insert(&e.fts_removed, hash.0.to_vec(), Vec::new());
+                // Contents that only ever sat in the outbound queue have no summary and were
+                // never indexed: nothing to remove from the full-text index.
+                if e.summaries.contains_key(hash.0)? {
+                    batch.remove(&e.summaries, hash.0.to_vec());
+                    batch.remove(&e.fts_pending, hash.0.to_vec());
+                    batch.insert(&e.fts_removed, hash.0.to_vec(), Vec::new());
+                }
             }
         }
         Ok(())
