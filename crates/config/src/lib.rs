@@ -47,6 +47,7 @@ pub struct Config {
     pub dns: Dns,
     pub delivery: Delivery,
     pub dkim: Dkim,
+    pub inbound: Inbound,
     pub log: Log,
 }
 
@@ -67,6 +68,7 @@ impl Default for Config {
             dns: Dns::default(),
             delivery: Delivery::default(),
             dkim: Dkim::default(),
+            inbound: Inbound::default(),
             log: Log::default(),
         }
     }
@@ -372,6 +374,71 @@ impl Default for Dkim {
     }
 }
 
+/// Checks of mail arriving on port 25 from untrusted networks (everything outside
+/// `limits.exempt`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Inbound {
+    /// SPF, DKIM, ARC, iprev and DMARC, recorded in Authentication-Results.
+    pub verify: bool,
+    /// Refuse (`550 5.7.1`) mail failing DMARC with `p=reject` (else it goes to Junk).
+    pub dmarc_reject: bool,
+    /// Deliver mail failing DMARC with `p=quarantine` to Junk.
+    pub dmarc_quarantine: bool,
+    /// Look up the client's reverse DNS (iprev / FCrDNS).
+    pub iprev: bool,
+    /// A newer Public Suffix List than the bundled one (publicsuffix.org format).
+    pub public_suffix_list: Option<PathBuf>,
+    /// Wait this long before the greeting and refuse clients that talk first; 0 = off.
+    pub greet_pause_ms: u64,
+    /// New connections per minute from one address (0 = no limit).
+    pub max_connections_per_minute_per_ip: u32,
+    /// Messages (MAIL commands) per minute from one address.
+    pub max_messages_per_minute_per_ip: u32,
+    /// Messages per minute with one sender domain.
+    pub max_messages_per_minute_per_sender_domain: u32,
+    /// Unknown recipients from one address within 10 minutes before it is banned (directory
+    /// harvesting; the ban is `limits.ban_seconds`, shared with IMAP and POP3). 0 = never.
+    pub max_unknown_recipients_per_ip: u32,
+    /// DNS blocklist zones to ask about each client (`zen.spamhaus.org`, ...).
+    pub dnsbl_zones: Vec<String>,
+    pub dnsbl_action: DnsblAction,
+    /// Greylisting: first-time (network, sender, recipient) triplets get `451 4.7.1`.
+    pub greylisting: bool,
+    pub greylist_delay_seconds: u64,
+}
+
+impl Default for Inbound {
+    fn default() -> Self {
+        Inbound {
+            verify: true,
+            dmarc_reject: true,
+            dmarc_quarantine: true,
+            iprev: true,
+            public_suffix_list: None,
+            greet_pause_ms: 500,
+            max_connections_per_minute_per_ip: 120,
+            max_messages_per_minute_per_ip: 300,
+            max_messages_per_minute_per_sender_domain: 1000,
+            max_unknown_recipients_per_ip: 20,
+            dnsbl_zones: Vec::new(),
+            dnsbl_action: DnsblAction::Reject,
+            greylisting: false,
+            greylist_delay_seconds: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsblAction {
+    /// `554 5.7.1` at connection time.
+    #[default]
+    Reject,
+    /// Accept, noting the listing in Authentication-Results.
+    Tag,
+}
+
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -524,6 +591,14 @@ impl Config {
             if sh.username.is_some() != sh.password.is_some() {
                 return Err(invalid("delivery.smarthost.username", "username and password go together"));
             }
+        }
+        for zone in &self.inbound.dnsbl_zones {
+            if zone.is_empty() || zone.contains(char::is_whitespace) {
+                return Err(invalid("inbound.dnsbl_zones", format!("{zone:?} is not a DNS zone")));
+            }
+        }
+        if self.inbound.greet_pause_ms > 30_000 {
+            return Err(invalid("inbound.greet_pause_ms", "must be at most 30000"));
         }
         tracing_filter_sanity(&self.log.level)?;
         Ok(())

@@ -7,9 +7,7 @@
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::{Resolver, TokioResolver};
+use hickory_resolver::TokioResolver;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,41 +51,13 @@ pub struct Dns {
 
 impl Dns {
     pub fn from_config(config: &tern_config::Dns) -> anyhow::Result<Dns> {
-        let timeout = Duration::from_secs(config.timeout_seconds);
-        let configured = config.nameserver_addrs();
-        let (resolver_config, mut opts) = if configured.is_empty() {
-            hickory_resolver::system_conf::read_system_conf()
-                .map_err(|e| anyhow::anyhow!("cannot read the system resolver configuration: {e}"))?
-        } else {
-            let servers = configured
-                .iter()
-                .map(|addr| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = addr.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = addr.port();
-                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            (ResolverConfig::from_name_servers(servers), ResolverOpts::default())
-        };
-        let nameservers: Vec<SocketAddr> = if configured.is_empty() {
-            resolver_config
-                .name_servers()
-                .iter()
-                .map(|ns| SocketAddr::new(ns.ip, ns.connections.first().map(|c| c.port).unwrap_or(53)))
-                .collect()
-        } else {
-            configured
-        };
-        opts.timeout = timeout;
-        opts.attempts = 2;
-        opts.ndots = 0;
-        let resolver = Resolver::builder_with_config(resolver_config, TokioRuntimeProvider::default())
-            .with_options(opts)
-            .build()
-            .map_err(|e| anyhow::anyhow!("cannot set up the DNS resolver: {e}"))?;
-        Ok(Dns { resolver, nameservers, timeout, dnssec: config.dnssec })
+        let (resolver, nameservers) = tern_mailauth::resolver::build(config).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(Dns::with_resolver(resolver, nameservers, config))
+    }
+
+    /// With a resolver made elsewhere (shared with verification).
+    pub fn with_resolver(resolver: TokioResolver, nameservers: Vec<SocketAddr>, config: &tern_config::Dns) -> Dns {
+        Dns { resolver, nameservers, timeout: Duration::from_secs(config.timeout_seconds), dnssec: config.dnssec }
     }
 
     pub fn resolver(&self) -> &TokioResolver {

@@ -95,6 +95,26 @@ impl AuthGuard {
         Duration::from_millis(500 * u64::from(r.failures)).min(MAX_DELAY)
     }
 
+    /// Bans an address at once (directory harvesting, for instance).
+    pub fn ban(&self, ip: IpAddr, reason: &'static str) {
+        if self.exempt(ip) {
+            return;
+        }
+        let now = Instant::now();
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let r = records.entry(ip).or_insert(Record { failures: 0, first: now, banned_until: None });
+        if r.banned_until.is_none_or(|u| u <= now) {
+            r.banned_until = Some(now + self.ban);
+            metrics::counter!("tern_auth_bans_total", "service" => reason).increment(1);
+            tracing::warn!(client = %ip, reason, ban_seconds = self.ban.as_secs(), "address banned");
+        }
+    }
+
+    /// Whether `ip` is in an exempt (trusted) network.
+    pub fn is_exempt(&self, ip: IpAddr) -> bool {
+        self.exempt(ip)
+    }
+
     /// Forgets failures after a successful login.
     pub fn succeeded(&self, ip: IpAddr) {
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,9 +1,11 @@
 //! Protection shared by SMTP, IMAP and POP3: concurrent connection limits per address and in
-//! total, and a failed-login record that slows down and then bans addresses that keep
-//! guessing passwords.
+//! total, a failed-login record that slows down and then bans addresses that keep guessing
+//! passwords (or harvesting addresses), rate limits and the greylist.
 
 pub mod auth;
 pub mod limits;
+pub mod rate;
 
 pub use auth::{AuthGuard, AuthVerdict};
 pub use limits::{ConnectionLimits, ConnectionSlot, LimitExceeded};
+pub use rate::{Greylist, RateLimiter, greylist_network};

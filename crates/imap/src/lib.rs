@@ -68,9 +68,18 @@ struct CacheState {
 }
 
 struct CacheEntry {
+    /// Without the MIME tree below the top level (see [`SummaryCache::get_full`]).
     summary: Arc<MessageSummary>,
     slot: usize,
     size: usize,
+}
+
+/// What the cache keeps of a summary: everything but the MIME tree below the top level, which
+/// only section fetches need (they read the full summary from the store). That makes an entry
+/// about two thirds of the size.
+fn hot_part(mut summary: MessageSummary) -> MessageSummary {
+    summary.body.kind = tern_mime::PartKind::Leaf;
+    summary
 }
 
 pub(crate) struct SummaryCache {
@@ -140,21 +149,33 @@ impl SummaryCache {
             let mut guard = self.lock();
             for (hash, summary) in chunk.iter().zip(loaded) {
                 if let Some(s) = summary {
-                    guard.insert(*hash, Arc::new(s), self.budget);
+                    guard.insert(*hash, Arc::new(hot_part(s)), self.budget);
                 }
             }
         }
         Ok(())
     }
 
+    /// The summary without the MIME tree below the top level (enough for ENVELOPE,
+    /// BODYSTRUCTURE, SEARCH, SORT, THREAD and whole-message sections).
     pub(crate) async fn get(&self, store: &Arc<dyn Store>, hash: BlobHash) -> StoreResult<Option<Arc<MessageSummary>>> {
         if let Some(e) = self.lock().map.get(&hash) {
             return Ok(Some(Arc::clone(&e.summary)));
         }
         let Some(summary) = store.summary_get(hash).await? else { return Ok(None) };
-        let summary = Arc::new(summary);
+        let summary = Arc::new(hot_part(summary));
         self.lock().insert(hash, Arc::clone(&summary), self.budget);
         Ok(Some(summary))
+    }
+
+    /// The whole summary, MIME tree included (for BODY[part], BINARY and re-rendered body
+    /// structures); read from the store, not cached.
+    pub(crate) async fn get_full(
+        &self,
+        store: &Arc<dyn Store>,
+        hash: BlobHash,
+    ) -> StoreResult<Option<Arc<MessageSummary>>> {
+        Ok(store.summary_get(hash).await?.map(Arc::new))
     }
 
     #[cfg(test)]

@@ -2,3 +2,6 @@
 //! DKIM signing of outgoing mail (RFC 6376, RFC 8463) on top of mail-auth.
 
 pub mod dkim;
+pub mod dmarc;
+pub mod resolver;
+pub mod verify;

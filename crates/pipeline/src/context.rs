@@ -21,6 +21,8 @@ pub struct SessionInfo {
     pub esmtp: bool,
     pub tls: Option<TlsInfo>,
     pub authenticated_as: Option<String>,
+    /// DNS blocklists that list the client (tagging only).
+    pub dnsbl: Vec<String>,
     /// This server's name.
     pub local_hostname: String,
     /// `smtp`, `submission`, ...
@@ -60,6 +62,8 @@ pub struct MessageContext {
     pub smtputf8: bool,
     /// RFC 8689 REQUIRETLS was asked for.
     pub requiretls: bool,
+    /// The Authentication-Results value this server added (kept with the message).
+    pub auth_results: Option<String>,
     /// Unix seconds when the data was complete.
     pub received_at: i64,
     /// The message as received (CRLF line endings, unstuffed).
@@ -91,6 +95,7 @@ impl MessageContext {
             body: None,
             smtputf8: false,
             requiretls: false,
+            auth_results: None,
             received_at,
             message,
             added_headers: Vec::new(),

@@ -101,9 +101,14 @@ impl Pipeline {
     }
 }
 
-/// The stages of the inbound path in this version: trace headers.
+/// The stages of the inbound path without authentication checks: trace headers.
 pub fn inbound() -> Pipeline {
     Pipeline::new().with(stages::ReceivedHeader).with(stages::ReturnPath)
+}
+
+/// The inbound path: SPF/DKIM/ARC/DMARC (results header, policy), then trace headers.
+pub fn inbound_verified(stage: stages::InboundAuthentication) -> Pipeline {
+    Pipeline::new().with(stage).with(stages::ReceivedHeader).with(stages::ReturnPath)
 }
 
 /// The stages of the submission path: sender check, RFC 6409 fix-ups, trace headers, DKIM.

@@ -11,6 +11,7 @@ fn ctx(recipients: usize, tls: bool) -> MessageContext {
         esmtp: true,
         tls: tls.then(|| TlsInfo { version: "TLSv1.3".into(), cipher: "TLS13_AES_256_GCM_SHA384".into() }),
         authenticated_as: None,
+        dnsbl: vec![],
         local_hostname: "mx.example.org".into(),
         service: "smtp",
     };

@@ -70,6 +70,7 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
     metrics::describe_histogram!("tern_delivery_attempt_seconds", "Duration of one delivery attempt to one domain");
     metrics::describe_counter!("tern_delivery_reports_total", "Delivery status notifications generated");
     metrics::describe_counter!("tern_smtp_auth_total", "SMTP AUTH attempts by result");
+    metrics::describe_counter!("tern_auth_results_total", "Inbound SPF/DKIM/ARC/DMARC results by method and result");
     Ok(handle)
 }
 
@@ -106,16 +107,52 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // Failed-login accounting, shared by submission, IMAP and POP3.
     let auth_guard = Arc::new(tern_guard::AuthGuard::from_config(&config));
 
+    // Inbound checks: SPF/DKIM/ARC/DMARC in the pipeline, anti-abuse in the sessions.
+    let resolver = match tern_mailauth::resolver::build(&config.dns) {
+        Ok((resolver, _)) => Some(resolver),
+        Err(e) => {
+            tracing::error!(error = %e, "no DNS resolver: inbound SPF/DKIM/DMARC checks and DNS blocklists are off");
+            None
+        }
+    };
+    let inbound_pipeline = match (&resolver, config.inbound.verify) {
+        (Some(resolver), true) => {
+            let psl = match &config.inbound.public_suffix_list {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("inbound.public_suffix_list {}", path.display()))?;
+                    tern_mailauth::dmarc::PublicSuffixList::parse(&text)
+                        .map_err(|e| anyhow::anyhow!("inbound.public_suffix_list {}: {e}", path.display()))?
+                }
+                None => tern_mailauth::dmarc::PublicSuffixList::bundled(),
+            };
+            let verifier = Arc::new(tern_mailauth::verify::Verifier::new(resolver.clone(), &config.hostname, psl));
+            tern_pipeline::inbound_verified(tern_pipeline::stages::InboundAuthentication {
+                verifier,
+                policy: tern_pipeline::stages::InboundPolicy {
+                    dmarc_reject: config.inbound.dmarc_reject,
+                    dmarc_quarantine: config.inbound.dmarc_quarantine,
+                    iprev: config.inbound.iprev,
+                    trusted: config.limit_exempt(),
+                },
+            })
+        }
+        _ => tern_pipeline::inbound(),
+    };
+    let inbound_checks =
+        Arc::new(tern_smtp::inbound::InboundChecks::new(&config, Arc::clone(&auth_guard), resolver.clone()));
+
     // SMTP (port 25).
     let smtp_limits =
         ConnectionLimits::new(config.smtp.max_connections, config.smtp.max_connections_per_ip, config.limit_exempt());
     let smtp = SmtpServer::new(
         SmtpSettings::from_config(&config, "smtp"),
         directory.clone(),
-        tern_pipeline::inbound(),
+        inbound_pipeline,
         Some(tls.clone()),
         Arc::clone(&smtp_limits),
         Arc::clone(&auth_guard),
+        Some(inbound_checks),
         config.smtp.max_inflight_bytes,
         shutdown.clone(),
     );
@@ -133,6 +170,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(tls.clone()),
         smtp_limits,
         Arc::clone(&auth_guard),
+        None,
         config.smtp.max_inflight_bytes,
         shutdown.clone(),
     );

@@ -3,6 +3,7 @@
 //! pipeline and commits them to the store before answering `250`.
 
 mod auth;
+pub mod inbound;
 mod session;
 
 use std::net::SocketAddr;
@@ -64,6 +65,8 @@ pub struct SmtpServer {
     pub(crate) limits: Arc<ConnectionLimits>,
     /// Failed-login accounting shared with IMAP and POP3.
     pub(crate) auth: Arc<AuthGuard>,
+    /// Anti-abuse checks (port 25).
+    pub(crate) inbound: Option<Arc<inbound::InboundChecks>>,
     /// Message bytes held by all sessions, in KiB permits.
     pub(crate) inflight: Arc<Semaphore>,
     pub(crate) shutdown: CancellationToken,
@@ -80,6 +83,7 @@ impl SmtpServer {
         tls: Option<TlsAcceptor>,
         limits: Arc<ConnectionLimits>,
         auth: Arc<AuthGuard>,
+        inbound: Option<Arc<inbound::InboundChecks>>,
         max_inflight_bytes: u64,
         shutdown: CancellationToken,
     ) -> Arc<SmtpServer> {
@@ -92,6 +96,7 @@ impl SmtpServer {
             tls,
             limits,
             auth,
+            inbound,
             inflight: Arc::new(Semaphore::new(permits)),
             shutdown,
             tracker: TaskTracker::new(),
@@ -148,6 +153,18 @@ impl SmtpServer {
                 return;
             }
         };
+        let mut dnsbl = Vec::new();
+        if let Some(checks) = self.inbound.clone()
+            && checks.applies(peer.ip())
+        {
+            match checks.at_connect(&stream, peer).await {
+                Ok(listed) => dnsbl = listed,
+                Err(r) => {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&r.to_bytes())).await;
+                    return;
+                }
+            }
+        }
         let conn = if implicit_tls {
             let Some(acceptor) = self.tls.clone() else { return };
             match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await {
@@ -165,7 +182,8 @@ impl SmtpServer {
         let gauge = metrics::gauge!("tern_smtp_connections_active", "service" => service);
         gauge.increment(1.0);
         let span = tracing::info_span!("smtp", sid = %id, client = %peer, service);
-        let session = session::Session::new(Arc::clone(&self), conn, peer, id);
+        let mut session = session::Session::new(Arc::clone(&self), conn, peer, id);
+        session.dnsbl = dnsbl;
         tracing::Instrument::instrument(session.run(), span).await;
         gauge.decrement(1.0);
         drop(slot);

@@ -112,6 +112,10 @@ pub(crate) struct Session<S> {
     tls: Option<TlsInfo>,
     /// The user after a successful AUTH (submission).
     pub(crate) authenticated: Option<tern_store::Account>,
+    /// DNS blocklists that list the client (when they only tag).
+    pub(crate) dnsbl: Vec<String>,
+    /// Banned for harvesting during this session: close after the reply.
+    harvester: bool,
 }
 
 pub(crate) fn reply(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Reply {
@@ -136,6 +140,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             errors: 0,
             tls,
             authenticated: None,
+            dnsbl: Vec::new(),
+            harvester: false,
         }
     }
 
@@ -289,7 +295,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 self.send(Reply::plain(250, vec![host]));
             }
             Command::Mail(mail) => self.mail(mail).await,
-            Command::Rcpt(rcpt) => self.rcpt(rcpt).await,
+            Command::Rcpt(rcpt) => {
+                self.rcpt(rcpt).await;
+                if self.harvester {
+                    return Flow::Close;
+                }
+            }
             Command::Data => return self.data().await,
             Command::Bdat { size, last } => return self.bdat(size, last).await,
             Command::Rset => {
@@ -375,6 +386,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         {
             return self.send(reply(555, (5, 5, 4), "Parameters require EHLO"));
         }
+        if let Some(checks) = self.server.inbound.clone()
+            && checks.applies(self.peer.ip())
+        {
+            let domain = mail.sender.as_ref().map(|m| m.domain.clone());
+            if let Some(r) = checks.at_mail(self.peer.ip(), domain.as_deref()) {
+                return self.send(r);
+            }
+        }
         if mail.requiretls && !self.conn.is_tls() {
             // RFC 8689 §4.1
             return self.send(reply(530, (5, 7, 10), "REQUIRETLS needs a TLS session"));
@@ -455,11 +474,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             Resolution::Unknown => {
                 tracing::info!(rcpt = %address, "unknown recipient");
                 metrics::counter!("tern_smtp_recipients_refused_total", "reason" => "unknown").increment(1);
+                if let Some(checks) = self.server.inbound.clone()
+                    && checks.applies(self.peer.ip())
+                    && checks.unknown_recipient(self.peer.ip())
+                {
+                    // Directory harvesting: the address is banned; this session ends.
+                    self.harvester = true;
+                    let host = self.server.settings.hostname.clone();
+                    return self.send(reply(421, (4, 7, 0), format!("{host} Too many unknown recipients; closing")));
+                }
                 return self.send(reply(550, (5, 1, 1), "Recipient address rejected: User unknown"));
             }
             // Aliases may forward elsewhere: those copies go to the queue.
             Resolution::Deliver { accounts, external } => (accounts, external),
         };
+        if let Some(checks) = self.server.inbound.clone()
+            && checks.applies(self.peer.ip())
+        {
+            let sender =
+                self.tx.as_ref().and_then(|t| t.mail.sender.as_ref()).map(|m| m.to_path_string()).unwrap_or_default();
+            if let Some(r) = checks.greylist(self.peer.ip(), &sender, &address) {
+                tracing::info!(rcpt = %address, sender, "greylisted");
+                return self.send(r);
+            }
+        }
         let notify = rcpt.notify.map(|n| {
             if n.never {
                 "NEVER".to_string()
@@ -675,6 +713,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             esmtp: self.esmtp,
             tls: self.tls.clone(),
             authenticated_as: self.authenticated.as_ref().map(|a| a.address.clone()),
+            dnsbl: self.dnsbl.clone(),
             local_hostname: self.server.settings.hostname.clone(),
             service: self.server.settings.service,
         };

@@ -308,6 +308,9 @@ pub struct DeliveryEnvelope {
     /// RFC 8689 REQUIRETLS: relay only over verified TLS.
     #[serde(default)]
     pub requiretls: bool,
+    /// SPF/DKIM/ARC/DMARC results as recorded in Authentication-Results (inbound mail).
+    #[serde(default)]
+    pub auth_results: Option<String>,
     #[serde(default)]
     pub client_ip: Option<String>,
     #[serde(default)]

@@ -1,6 +1,8 @@
 //! The `tern` command: `tern serve` runs the server; the other subcommands administer it,
 //! through the running server's admin socket or, when it is stopped, on the store directly.
 
+mod check;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::io::{BufRead, Write};
@@ -62,6 +64,9 @@ enum Command {
     /// DKIM signing keys.
     #[command(subcommand)]
     Dkim(DkimCmd),
+    /// Check mail authentication the way the server does (uses the configured resolver).
+    #[command(subcommand)]
+    Check(CheckCmd),
     /// Print the DNS records a domain should publish (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT,
     /// SRV for client autoconfiguration).
     Dns { domain: String },
@@ -81,6 +86,32 @@ enum QueueCmd {
     },
     /// Drop a message from the queue without delivering or bouncing it.
     Remove { id: u64 },
+}
+
+#[derive(Subcommand)]
+enum CheckCmd {
+    /// SPF of a client: the result word on the first line, then details.
+    Spf {
+        #[arg(long)]
+        ip: std::net::IpAddr,
+        #[arg(long)]
+        helo: String,
+        /// Check the MAIL FROM identity (else the HELO identity).
+        #[arg(long)]
+        sender: Option<String>,
+    },
+    /// Every DKIM signature of a message file, then the overall result word.
+    Dkim { file: PathBuf },
+    /// DMARC of a message file as if it came from IP with HELO and MAIL FROM.
+    Dmarc {
+        file: PathBuf,
+        #[arg(long)]
+        ip: std::net::IpAddr,
+        #[arg(long)]
+        helo: String,
+        #[arg(long)]
+        sender: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -275,12 +306,44 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         },
         Command::Dkim(DkimCmd::Generate { domain }) => AdminRequest::DkimGenerate { domain },
         Command::Dns { domain } => AdminRequest::Dns { domain },
+        Command::Check(cmd) => {
+            let out = runtime.block_on(async {
+                match cmd {
+                    CheckCmd::Spf { ip, helo, sender } => check::spf(&config, ip, &helo, sender.as_deref()).await,
+                    CheckCmd::Dkim { file } => {
+                        let raw = crlf(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
+                        check::dkim(&config, &raw).await
+                    }
+                    CheckCmd::Dmarc { file, ip, helo, sender } => {
+                        let raw = crlf(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
+                        check::dmarc(&config, &raw, ip, &helo, &sender).await
+                    }
+                }
+            })?;
+            print!("{out}");
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
     };
     let reply = runtime.block_on(administer(&config, request))?;
     let mut out = if reply.ok { Box::new(std::io::stdout()) as Box<dyn Write> } else { Box::new(std::io::stderr()) };
     out.write_all(&reply.output)?;
     out.flush()?;
     Ok(if reply.ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
+}
+
+/// A message file as it travels over SMTP: CRLF line ends (files on disk often have LF).
+fn crlf(raw: Vec<u8>) -> Vec<u8> {
+    if raw.windows(2).any(|w| w == b"\r\n") {
+        return raw;
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
+    for &b in &raw {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
 }
 
 /// Sends the request to the running server, or executes it on the store when none runs.

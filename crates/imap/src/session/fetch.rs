@@ -171,11 +171,19 @@ impl Session {
             }
         }
         let want_summary = attrs.iter().any(needs_summary);
+        // Sections inside the MIME tree, BINARY, and structures re-rendered for UTF-8 clients
+        // need the summary's whole tree; the cache keeps only the top level.
+        let want_tree = attrs.iter().any(|a| match a {
+            FetchAttr::BodySection { section, .. } => !section.part.is_empty(),
+            FetchAttr::Binary { .. } | FetchAttr::BinarySize(_) => true,
+            FetchAttr::Body | FetchAttr::BodyStructure => self.utf8,
+            _ => false,
+        });
         let want_raw = attrs.iter().any(needs_raw);
         let mut missing = false;
         for (n, &i) in indices.iter().enumerate() {
             // Summaries are loaded a chunk at a time, in one store call each.
-            if want_summary && n % 512 == 0 {
+            if want_summary && !want_tree && n % 512 == 0 {
                 let end = (n + 512).min(indices.len());
                 let hashes: Vec<_> = match &self.view {
                     Some(v) => indices[n..end].iter().filter_map(|&k| v.messages.get(k).map(|m| m.blob)).collect(),
@@ -188,8 +196,13 @@ impl Session {
             if changed_since.is_some_and(|c| m.modseq <= c) {
                 continue;
             }
-            let summary =
-                if want_summary { self.server.summaries.get(&self.server.store, m.blob).await? } else { None };
+            let summary = if want_tree {
+                self.server.summaries.get_full(&self.server.store, m.blob).await?
+            } else if want_summary {
+                self.server.summaries.get(&self.server.store, m.blob).await?
+            } else {
+                None
+            };
             let raw = if want_raw { self.server.store.blob_get(m.blob).await? } else { None };
             if (want_summary && summary.is_none()) || (want_raw && raw.is_none()) {
                 // Expunged by another session and gone from the store.

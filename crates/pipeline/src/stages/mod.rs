@@ -1,6 +1,9 @@
 //! Built-in stages.
 
+mod inbound_auth;
 mod submission;
+
+pub use inbound_auth::{InboundAuthentication, InboundPolicy, remove_results_for};
 mod trace;
 
 pub use submission::{DkimSign, SenderOwnership, SubmissionFixups};

@@ -10,7 +10,8 @@ CONFIG:
             "no_8bitmime": bool},
    "https": {"port": N, "cert": PEM, "key": PEM, "files": {"/path": "body"}}}
 
-Record types: MX ("10 host."), A, AAAA, TXT, TLSA ("3 1 1 hex"). Names end without a dot.
+Record types: MX ("10 host."), A, AAAA, TXT, PTR, TLSA ("3 1 1 hex"). Names end without a
+dot. Names that start with "servfail" get SERVFAIL (a temporary DNS failure).
 The sink decides per recipient by its local part:
   tempfail*  -> 451 4.3.0 the first time that exact address is seen, then accepted
   reject*    -> 550 5.1.1 User unknown
@@ -65,6 +66,9 @@ def make_rr(name, rtype, value):
     elif rtype == "TXT":
         chunks = [value[i:i + 255] for i in range(0, len(value), 255)] or [""]
         rdata = TXT(chunks)
+    elif rtype == "PTR":
+        from dnslib import PTR
+        rdata = PTR(value)
     elif rtype == "TLSA":
         u, s, m, hexdata = value.split()
         rdata = TLSA(int(u), int(s), int(m), bytes.fromhex(hexdata))
@@ -84,6 +88,10 @@ class Dns:
         reply = DNSRecord(DNSHeader(id=request.header.id, qr=1, aa=1, ra=1, rd=request.header.rd), q=request.q)
         qname = str(request.q.qname).rstrip(".").lower()
         qtype = QTYPE[request.q.qtype]
+        # Names under "servfail." (or starting with it) fail: temporary DNS errors.
+        if qname.startswith("servfail") or ".servfail." in qname:
+            reply.header.rcode = RCODE.SERVFAIL
+            return reply.pack()
         names = {n.lower() for n, _, _ in self.records}
         found = False
         for name, rtype, value in self.records:

@@ -1,0 +1,151 @@
+//! Event rates per key (client address, sender domain) in fixed windows, and the greylist.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Keys tracked at most; beyond, stale windows are dropped, then everything.
+const MAX_KEYS: usize = 200_000;
+
+/// Counts events per key in windows of `window`; `allow` says whether one more fits.
+pub struct RateLimiter<K> {
+    window: Duration,
+    counts: Mutex<HashMap<K, (Instant, u32)>>,
+}
+
+impl<K: Hash + Eq + Clone> RateLimiter<K> {
+    pub fn new(window: Duration) -> RateLimiter<K> {
+        RateLimiter { window, counts: Mutex::new(HashMap::new()) }
+    }
+
+    /// Counts one event for `key`; false when it is over `limit` in the current window
+    /// (`limit` 0: no limit).
+    pub fn allow(&self, key: &K, limit: u32) -> bool {
+        if limit == 0 {
+            return true;
+        }
+        self.hit(key) <= limit
+    }
+
+    /// Counts one event and returns the count in the current window.
+    pub fn hit(&self, key: &K) -> u32 {
+        let now = Instant::now();
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.len() >= MAX_KEYS && !counts.contains_key(key) {
+            counts.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+            if counts.len() >= MAX_KEYS {
+                counts.clear();
+            }
+        }
+        let entry = counts.entry(key.clone()).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        entry.1
+    }
+}
+
+/// Greylisting (like postgrey): a (client network, sender, recipient) triplet seen for the
+/// first time is told to come back; a retry after `delay` passes, and so does anything from
+/// that triplet for `keep` afterwards. Unretried triplets are forgotten after `expiry`.
+pub struct Greylist {
+    delay: Duration,
+    expiry: Duration,
+    keep: Duration,
+    triplets: Mutex<HashMap<(String, String, String), Triplet>>,
+}
+
+struct Triplet {
+    first: Instant,
+    /// Passed once: allowed until then.
+    allowed_until: Option<Instant>,
+}
+
+impl Greylist {
+    pub fn new(delay: Duration) -> Greylist {
+        Greylist {
+            delay,
+            expiry: Duration::from_secs(2 * 86400),
+            keep: Duration::from_secs(35 * 86400),
+            triplets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether this delivery may go on now.
+    pub fn check(&self, network: &str, sender: &str, recipient: &str) -> bool {
+        let now = Instant::now();
+        let key = (network.to_string(), sender.to_ascii_lowercase(), recipient.to_ascii_lowercase());
+        let mut triplets = self.triplets.lock().unwrap_or_else(|p| p.into_inner());
+        if triplets.len() >= MAX_KEYS && !triplets.contains_key(&key) {
+            triplets.retain(|_, t| match t.allowed_until {
+                Some(until) => until > now,
+                None => now.duration_since(t.first) < self.expiry,
+            });
+        }
+        match triplets.get_mut(&key) {
+            Some(t) if t.allowed_until.is_some_and(|u| u > now) => {
+                t.allowed_until = Some(now + self.keep);
+                true
+            }
+            Some(t) if now.duration_since(t.first) >= self.delay && now.duration_since(t.first) < self.expiry => {
+                t.allowed_until = Some(now + self.keep);
+                true
+            }
+            Some(t) if now.duration_since(t.first) >= self.expiry => {
+                *t = Triplet { first: now, allowed_until: None };
+                false
+            }
+            Some(_) => false,
+            None => {
+                triplets.insert(key, Triplet { first: now, allowed_until: None });
+                false
+            }
+        }
+    }
+}
+
+/// The network a greylist entry covers: /24 for IPv4, /64 for IPv6 (senders with several
+/// outbound addresses retry from a neighbour).
+pub fn greylist_network(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.0/24", o[0], o[1], o[2])
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_reset_with_the_window() {
+        let r = RateLimiter::new(Duration::from_millis(100));
+        assert!(r.allow(&"a", 2));
+        assert!(r.allow(&"a", 2));
+        assert!(!r.allow(&"a", 2));
+        assert!(r.allow(&"b", 2), "keys are separate");
+        assert!(r.allow(&"a", 0), "0 is no limit");
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(r.allow(&"a", 2), "a new window");
+    }
+
+    #[test]
+    fn greylist_asks_once_then_remembers() {
+        let g = Greylist::new(Duration::from_millis(50));
+        assert!(!g.check("192.0.2.0/24", "a@x", "b@y"));
+        assert!(!g.check("192.0.2.0/24", "a@x", "b@y"), "too early");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(g.check("192.0.2.0/24", "a@x", "b@y"));
+        assert!(g.check("192.0.2.0/24", "A@X", "b@y"), "and stays allowed");
+        assert!(!g.check("192.0.2.0/24", "other@x", "b@y"));
+        assert_eq!(greylist_network("192.0.2.77".parse().unwrap()), "192.0.2.0/24");
+    }
+}

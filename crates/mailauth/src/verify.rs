@@ -1,0 +1,458 @@
+//! Inbound verification: SPF (RFC 7208), DKIM (RFC 6376, RFC 8463), ARC (RFC 8617), iprev and
+//! DMARC (RFC 7489), with DNS answers cached for their TTLs, and the `Authentication-Results`
+//! header (RFC 8601) that records them.
+//!
+//! SPF, DKIM, ARC and iprev are mail-auth's; DMARC is [`crate::dmarc`]. Two corrections to
+//! mail-auth 0.13: a DKIM signature with `l=` that covers less than the whole body counts as
+//! neutral (RFC 6376 §8.2: the rest of the body is unsigned), and a relaxed-body signature
+//! that fails only because mail-auth mishandles trailing whitespace-only lines is checked
+//! again on the correctly canonicalized body.
+
+use crate::dkim::normalize_trailing_blank_lines;
+use crate::dmarc::{self, Evaluation, PublicSuffixList};
+use mail_auth::common::cache::NoCache;
+use mail_auth::dkim::Canonicalization;
+use mail_auth::{
+    AuthenticatedMessage, DkimResult, IprevResult, MX, MessageAuthenticator, Parameters, RecordSet, ResolverCache,
+    SpfResult, Txt,
+};
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Entries kept per cache; beyond, the expired ones go, then everything.
+const CACHE_LIMIT: usize = 50_000;
+
+/// A DNS answer cache that honours the answers' TTLs (mail-auth passes the expiry).
+pub struct TtlCache<K, V> {
+    map: Mutex<HashMap<K, (V, Instant)>>,
+}
+
+impl<K, V> Default for TtlCache<K, V> {
+    fn default() -> Self {
+        TtlCache { map: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<K: Hash + Eq, V: Clone> ResolverCache<K, V> for TtlCache<K, V> {
+    fn get<Q>(&self, name: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(name).filter(|(_, until)| *until > Instant::now()).map(|(v, _)| v.clone())
+    }
+
+    fn remove<Q>(&self, name: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(name).map(|(v, _)| v)
+    }
+
+    fn insert(&self, key: K, value: V, valid_until: Instant) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CACHE_LIMIT {
+            let now = Instant::now();
+            map.retain(|_, (_, until)| *until > now);
+            if map.len() >= CACHE_LIMIT {
+                map.clear();
+            }
+        }
+        map.insert(key, (value, valid_until));
+    }
+}
+
+#[derive(Default)]
+struct Caches {
+    txt: TtlCache<Box<str>, Txt>,
+    mx: TtlCache<Box<str>, RecordSet<MX>>,
+    ipv4: TtlCache<Box<str>, RecordSet<Ipv4Addr>>,
+    ipv6: TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
+    ptr: TtlCache<IpAddr, RecordSet<Box<str>>>,
+}
+
+/// The words of RFC 8601 results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail,
+    SoftFail,
+    Neutral,
+    None,
+    TempError,
+    PermError,
+}
+
+impl Outcome {
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "fail",
+            Outcome::SoftFail => "softfail",
+            Outcome::Neutral => "neutral",
+            Outcome::None => "none",
+            Outcome::TempError => "temperror",
+            Outcome::PermError => "permerror",
+        }
+    }
+
+    fn of_spf(r: SpfResult) -> Outcome {
+        match r {
+            SpfResult::Pass => Outcome::Pass,
+            SpfResult::Fail => Outcome::Fail,
+            SpfResult::SoftFail => Outcome::SoftFail,
+            SpfResult::Neutral => Outcome::Neutral,
+            SpfResult::TempError => Outcome::TempError,
+            SpfResult::PermError => Outcome::PermError,
+            SpfResult::None => Outcome::None,
+        }
+    }
+
+    fn of_dkim(r: &DkimResult) -> (Outcome, Option<String>) {
+        match r {
+            DkimResult::Pass => (Outcome::Pass, None),
+            DkimResult::Neutral(e) => (Outcome::Neutral, Some(e.to_string())),
+            DkimResult::Fail(e) => (Outcome::Fail, Some(e.to_string())),
+            DkimResult::PermError(e) => (Outcome::PermError, Some(e.to_string())),
+            DkimResult::TempError(e) => (Outcome::TempError, Some(e.to_string())),
+            DkimResult::None => (Outcome::None, None),
+        }
+    }
+}
+
+/// One SPF check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpfCheck {
+    pub outcome: Outcome,
+    /// The domain checked.
+    pub domain: String,
+    pub explanation: Option<String>,
+}
+
+/// One DKIM signature's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimCheck {
+    pub outcome: Outcome,
+    pub domain: String,
+    pub selector: String,
+    pub algorithm: String,
+    /// Why it did not pass.
+    pub reason: Option<String>,
+    /// First characters of b= (RFC 6008 header.b).
+    pub b_prefix: String,
+}
+
+/// Everything learned about a message.
+#[derive(Debug, Clone)]
+pub struct Results {
+    pub iprev: Option<(Outcome, Option<String>)>,
+    pub spf_helo: Option<SpfCheck>,
+    pub spf_mail_from: Option<SpfCheck>,
+    pub dkim: Vec<DkimCheck>,
+    pub arc: Option<Outcome>,
+    pub dmarc: Option<Evaluation>,
+    /// The RFC5322.From addresses.
+    pub from: Vec<String>,
+}
+
+pub struct Verifier {
+    auth: MessageAuthenticator,
+    caches: Caches,
+    psl: PublicSuffixList,
+    /// This server's name in Authentication-Results (authserv-id).
+    pub authserv_id: String,
+}
+
+/// Parameters with Tern's caches.
+macro_rules! cached {
+    ($self:expr, $params:expr) => {
+        Parameters::new($params)
+            .with_txt_cache(&$self.caches.txt)
+            .with_mx_cache(&$self.caches.mx)
+            .with_ipv4_cache(&$self.caches.ipv4)
+            .with_ipv6_cache(&$self.caches.ipv6)
+            .with_ptr_cache(&$self.caches.ptr)
+    };
+}
+
+/// `(name, value)` pairs of mail-auth's DMARC record lookups, for [`dmarc::evaluate`].
+struct DnsRecords<'a>(&'a Verifier);
+
+impl dmarc::RecordSource for DnsRecords<'_> {
+    async fn txt(&self, name: &str) -> Result<Vec<String>, String> {
+        let resolver = &self.0.auth.0;
+        let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
+        match resolver.txt_lookup(fqdn.as_str()).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    hickory_resolver::proto::rr::RData::TXT(txt) => Some(
+                        txt.txt_data.iter().map(|part| String::from_utf8_lossy(part).into_owned()).collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect()),
+            Err(e) if e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+impl Verifier {
+    pub fn new(resolver: hickory_resolver::TokioResolver, authserv_id: &str, psl: PublicSuffixList) -> Verifier {
+        Verifier {
+            auth: MessageAuthenticator(resolver),
+            caches: Caches::default(),
+            psl,
+            authserv_id: authserv_id.to_string(),
+        }
+    }
+
+    pub fn public_suffixes(&self) -> &PublicSuffixList {
+        &self.psl
+    }
+
+    fn spf_check(output: &mail_auth::SpfOutput) -> SpfCheck {
+        SpfCheck {
+            outcome: Outcome::of_spf(output.result()),
+            domain: output.domain().to_string(),
+            explanation: output.explanation().map(str::to_string),
+        }
+    }
+
+    /// SPF of the HELO identity (RFC 7208 §2.3).
+    pub async fn spf_helo(&self, ip: IpAddr, helo: &str, host: &str) -> SpfCheck {
+        let p = mail_auth::spf::verify::SpfParameters::verify_ehlo(ip, helo, host);
+        Self::spf_check(&self.auth.verify_spf(cached!(self, p)).await)
+    }
+
+    /// SPF of the MAIL FROM identity (`sender` empty for `<>`: then the HELO is checked).
+    pub async fn spf_mail_from(&self, ip: IpAddr, helo: &str, host: &str, sender: &str) -> SpfCheck {
+        if sender.is_empty() {
+            return self.spf_helo(ip, helo, host).await;
+        }
+        let p = mail_auth::spf::verify::SpfParameters::verify_mail_from(ip, helo, host, sender);
+        Self::spf_check(&self.auth.verify_spf(cached!(self, p)).await)
+    }
+
+    /// FCrDNS of the client (RFC 8601 §3: iprev) and its name.
+    pub async fn iprev(&self, ip: IpAddr) -> (Outcome, Option<String>) {
+        let out = self.auth.verify_iprev(cached!(self, ip)).await;
+        let name = out.ptr.as_ref().and_then(|p| p.first()).map(|n| n.trim_end_matches('.').to_string());
+        let outcome = match out.result {
+            IprevResult::Pass => Outcome::Pass,
+            IprevResult::Fail(_) => Outcome::Fail,
+            IprevResult::TempError(_) => Outcome::TempError,
+            IprevResult::PermError(_) => Outcome::PermError,
+            IprevResult::None => Outcome::None,
+        };
+        (outcome, name)
+    }
+
+    /// Every DKIM signature of the message.
+    pub async fn dkim(&self, raw: &[u8]) -> Vec<DkimCheck> {
+        let Some(message) = AuthenticatedMessage::parse(raw) else { return Vec::new() };
+        let body_len = raw.len().saturating_sub(message.body_offset as usize) as u64;
+        let outputs = self.auth.verify_dkim(cached!(self, &message)).await;
+        let mut checks: Vec<DkimCheck> = outputs
+            .iter()
+            .map(|o| {
+                let (mut outcome, mut reason) = Outcome::of_dkim(o.result());
+                let sig = o.signature();
+                if let Some(s) = sig
+                    && outcome == Outcome::Pass
+                    && s.l > 0
+                    && s.l < body_len
+                {
+                    outcome = Outcome::Neutral;
+                    reason = Some(format!("l={} covers only part of the body", s.l));
+                }
+                DkimCheck {
+                    outcome,
+                    domain: sig.map(|s| s.d.to_ascii_lowercase()).unwrap_or_default(),
+                    selector: sig.map(|s| s.s.clone()).unwrap_or_default(),
+                    algorithm: sig.map(|s| format!("{:?}", s.a).to_ascii_lowercase()).unwrap_or_default(),
+                    reason,
+                    b_prefix: sig.map(|s| b64_prefix(&s.b)).unwrap_or_default(),
+                }
+            })
+            .collect();
+        // mail-auth 0.13 keeps trailing whitespace-only lines in relaxed bodies; check such
+        // signatures again on the body as RFC 6376 §3.4.4 canonicalizes it.
+        let retry = outputs.iter().any(|o| {
+            matches!(
+                o.result(),
+                DkimResult::Fail(mail_auth::Error::Dkim(mail_auth::dkim::DkimError::FailedBodyHashMatch))
+            ) && o.signature().is_some_and(|s| s.cb == Canonicalization::Relaxed)
+        });
+        if retry
+            && let std::borrow::Cow::Owned(fixed) = normalize_trailing_blank_lines(raw)
+            && let Some(message) = AuthenticatedMessage::parse(&fixed)
+        {
+            let again = self.auth.verify_dkim(cached!(self, &message)).await;
+            for (check, o) in checks.iter_mut().zip(again.iter()) {
+                if check.outcome == Outcome::Fail
+                    && matches!(o.result(), DkimResult::Pass)
+                    && o.signature().is_some_and(|s| s.cb == Canonicalization::Relaxed && s.l == 0)
+                {
+                    check.outcome = Outcome::Pass;
+                    check.reason = None;
+                }
+            }
+        }
+        checks
+    }
+
+    /// The ARC chain (RFC 8617 §5.2).
+    pub async fn arc(&self, raw: &[u8]) -> Option<Outcome> {
+        let message = AuthenticatedMessage::parse(raw)?;
+        if message.as_headers.is_empty() && message.ams_headers.is_empty() && message.aar_headers.is_empty() {
+            return None;
+        }
+        let out = self.auth.verify_arc(cached!(self, &message)).await;
+        Some(Outcome::of_dkim(out.result()).0)
+    }
+
+    /// DMARC for the From domain given the SPF and DKIM results.
+    pub async fn dmarc(
+        &self,
+        from_domain: &str,
+        spf_mail_from: &SpfCheck,
+        dkim: &[DkimCheck],
+        sample: u8,
+    ) -> Evaluation {
+        let dkim_pass: Vec<String> =
+            dkim.iter().filter(|c| c.outcome == Outcome::Pass).map(|c| c.domain.clone()).collect();
+        let dkim_temperror: Vec<String> =
+            dkim.iter().filter(|c| c.outcome == Outcome::TempError).map(|c| c.domain.clone()).collect();
+        let inputs = dmarc::Inputs {
+            from_domain,
+            spf_domain: &spf_mail_from.domain,
+            spf_pass: spf_mail_from.outcome == Outcome::Pass,
+            spf_temperror: spf_mail_from.outcome == Outcome::TempError,
+            dkim_pass: &dkim_pass,
+            dkim_temperror: &dkim_temperror,
+        };
+        dmarc::evaluate(&self.psl, &DnsRecords(self), &inputs, sample).await
+    }
+
+    /// The `Authentication-Results:` value (without the field name), RFC 8601 §2.2.
+    pub fn header_value(&self, r: &Results, client_ip: IpAddr, helo: &str, mail_from: &str) -> String {
+        let mut out = self.authserv_id.clone();
+        let mut any = false;
+        let mut push = |text: String| {
+            out.push_str(";\r\n\t");
+            out.push_str(&text);
+        };
+        if let Some((outcome, name)) = &r.iprev {
+            any = true;
+            let name = name.as_deref().map(|n| format!(" ({})", comment(n))).unwrap_or_default();
+            push(format!("iprev={}{name} policy.iprev={client_ip}", outcome.word()));
+        }
+        if let Some(spf) = &r.spf_helo {
+            any = true;
+            push(format!("spf={} smtp.helo={}", spf.outcome.word(), pvalue(helo)));
+        }
+        if let Some(spf) = &r.spf_mail_from {
+            any = true;
+            let from = if mail_from.is_empty() { "<>".to_string() } else { pvalue(mail_from) };
+            push(format!("spf={} smtp.mailfrom={from}", spf.outcome.word()));
+        }
+        for d in &r.dkim {
+            any = true;
+            let reason = d.reason.as_deref().map(|r| format!(" ({})", comment(r))).unwrap_or_default();
+            push(format!(
+                "dkim={}{reason} header.d={} header.s={} header.a={} header.b={}",
+                d.outcome.word(),
+                pvalue(&d.domain),
+                pvalue(&d.selector),
+                pvalue(&d.algorithm),
+                pvalue(&d.b_prefix)
+            ));
+        }
+        if let Some(arc) = r.arc {
+            any = true;
+            push(format!("arc={} smtp.remote-ip={client_ip}", arc.word()));
+        }
+        if let Some(e) = &r.dmarc {
+            any = true;
+            let policy = e
+                .record
+                .as_ref()
+                .map(|_| format!(" (p={} dis={})", e.policy.name(), e.applied.name()))
+                .unwrap_or_default();
+            push(format!(
+                "dmarc={}{policy} header.from={} policy.dmarc={}",
+                e.verdict.word(),
+                pvalue(&e.from_domain),
+                e.applied.name()
+            ));
+        }
+        if !any {
+            out.push_str("; none");
+        }
+        out
+    }
+}
+
+fn b64_prefix(b: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(b);
+    text.chars().take(8).collect()
+}
+
+/// A value safe in a comment: no parentheses, backslashes or control characters.
+fn comment(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control() && !matches!(c, '(' | ')' | '\\')).take(200).collect()
+}
+
+/// A property value: a token as is, anything else quoted (RFC 8601 §2.2 pvalue).
+fn pvalue(s: &str) -> String {
+    let token = !s.is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_graphic()
+                && !matches!(c, '(' | ')' | '<' | '>' | ',' | ';' | ':' | '\\' | '"' | '[' | ']' | '?' | '=')
+        })
+        || s.contains('@')
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\' | ';' | '(' | ')'));
+    if token {
+        s.to_string()
+    } else {
+        let clean: String = s.chars().filter(|c| !c.is_control() && *c != '"' && *c != '\\').collect();
+        format!("\"{clean}\"")
+    }
+}
+
+// Silence an unused-import warning when the cache type is not needed elsewhere.
+#[allow(dead_code)]
+type Unused = NoCache<Box<str>, Txt>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn property_values() {
+        assert_eq!(pvalue("example.com"), "example.com");
+        assert_eq!(pvalue("user@example.com"), "user@example.com");
+        assert_eq!(pvalue("a b"), "\"a b\"");
+        assert_eq!(pvalue("x;y"), "\"x;y\"");
+        assert_eq!(comment("a (b) \\c"), "a b c");
+    }
+
+    #[test]
+    fn cache_expires() {
+        let c: TtlCache<Box<str>, u32> = TtlCache::default();
+        c.insert("a".into(), 1, Instant::now() + std::time::Duration::from_secs(60));
+        c.insert("b".into(), 2, Instant::now() - std::time::Duration::from_secs(1));
+        assert_eq!(c.get("a"), Some(1));
+        assert_eq!(c.get("b"), None);
+    }
+}
