@@ -24,8 +24,9 @@ if command -v "$py" >/dev/null 2>&1; then
   pymod aiosmtpd python3-aiosmtpd
   pymod dkim python3-dkim
   pymod nacl python3-nacl
+  pymod authres python3-authres
 else
-  missing+=(python3-dnslib python3-aiosmtpd python3-dkim python3-nacl)
+  missing+=(python3-dnslib python3-aiosmtpd python3-dkim python3-nacl python3-authres)
 fi
 if ((${#missing[@]})); then
   echo "installing test dependencies: ${missing[*]}"

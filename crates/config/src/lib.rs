@@ -406,6 +406,9 @@ pub struct Inbound {
     /// Greylisting: first-time (network, sender, recipient) triplets get `451 4.7.1`.
     pub greylisting: bool,
     pub greylist_delay_seconds: u64,
+    /// Send DMARC aggregate reports (RFC 7489 §7.2) to domains that ask for them (`rua`).
+    pub dmarc_reports: bool,
+    pub dmarc_report_interval_seconds: u64,
 }
 
 impl Default for Inbound {
@@ -425,6 +428,8 @@ impl Default for Inbound {
             dnsbl_action: DnsblAction::Reject,
             greylisting: false,
             greylist_delay_seconds: 300,
+            dmarc_reports: true,
+            dmarc_report_interval_seconds: 86400,
         }
     }
 }
@@ -596,6 +601,9 @@ impl Config {
             if zone.is_empty() || zone.contains(char::is_whitespace) {
                 return Err(invalid("inbound.dnsbl_zones", format!("{zone:?} is not a DNS zone")));
             }
+        }
+        if self.inbound.dmarc_report_interval_seconds == 0 {
+            return Err(invalid("inbound.dmarc_report_interval_seconds", "must be at least 1"));
         }
         if self.inbound.greet_pause_ms > 30_000 {
             return Err(invalid("inbound.greet_pause_ms", "must be at most 30000"));

@@ -14,6 +14,7 @@ pub mod client;
 pub mod dns;
 pub mod dsn;
 pub mod mta_sts;
+pub mod reports;
 pub mod tls;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -160,6 +161,15 @@ impl DeliveryService {
 
     pub fn hostname(&self) -> &str {
         &self.settings.hostname
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Queues a message the server itself writes (reports) for `to`, with a null reverse path.
+    pub async fn queue_message(&self, to: &str, message: Vec<u8>) -> anyhow::Result<()> {
+        self.inject_report(to, message).await
     }
 
     /// Wakes the scheduler (after `tern queue retry`, for instance).

@@ -3,5 +3,6 @@
 
 pub mod dkim;
 pub mod dmarc;
+pub mod report;
 pub mod resolver;
 pub mod verify;

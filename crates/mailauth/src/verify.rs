@@ -117,6 +117,11 @@ impl Outcome {
     fn of_dkim(r: &DkimResult) -> (Outcome, Option<String>) {
         match r {
             DkimResult::Pass => (Outcome::Pass, None),
+            // A body that does not match its hash is a failed signature (RFC 6376 §6.3,
+            // RFC 8601 §2.7.1 "fail"), whatever mail-auth calls it.
+            DkimResult::Neutral(e @ mail_auth::Error::Dkim(mail_auth::dkim::DkimError::FailedBodyHashMatch)) => {
+                (Outcome::Fail, Some(e.to_string()))
+            }
             DkimResult::Neutral(e) => (Outcome::Neutral, Some(e.to_string())),
             DkimResult::Fail(e) => (Outcome::Fail, Some(e.to_string())),
             DkimResult::PermError(e) => (Outcome::PermError, Some(e.to_string())),
@@ -229,14 +234,46 @@ impl Verifier {
 
     /// SPF of the HELO identity (RFC 7208 §2.3).
     pub async fn spf_helo(&self, ip: IpAddr, helo: &str, host: &str) -> SpfCheck {
+        if let Some(e) = self.spf_syntax_error(helo).await {
+            return e;
+        }
         let p = mail_auth::spf::verify::SpfParameters::verify_ehlo(ip, helo, host);
         Self::spf_check(&self.auth.verify_spf(cached!(self, p)).await)
+    }
+
+    /// mail-auth 0.13 skips terms it does not know; RFC 7208 §4.6.1 makes an unknown
+    /// mechanism (or any term that is neither a mechanism nor `name=value`) a permerror, and
+    /// §4.5 makes two `v=spf1` records one too. This checks the domain's own record.
+    async fn spf_syntax_error(&self, domain: &str) -> Option<SpfCheck> {
+        use dmarc::RecordSource;
+        let records = DnsRecords(self).txt(domain).await.ok()?;
+        let spf: Vec<&String> = records
+            .iter()
+            .filter(|r| {
+                let r = r.trim_start();
+                r.len() >= 6 && r[..6].eq_ignore_ascii_case("v=spf1") && r[6..].chars().next().is_none_or(|c| c == ' ')
+            })
+            .collect();
+        let error =
+            |why: String| SpfCheck { outcome: Outcome::PermError, domain: domain.to_string(), explanation: Some(why) };
+        match spf.as_slice() {
+            [] => None,
+            [record] => record.split_whitespace().skip(1).find_map(|term| {
+                (!spf_term_ok(term)).then(|| error(format!("unknown or malformed SPF term {term:?}")))
+            }),
+            _ => Some(error("more than one SPF record".into())),
+        }
     }
 
     /// SPF of the MAIL FROM identity (`sender` empty for `<>`: then the HELO is checked).
     pub async fn spf_mail_from(&self, ip: IpAddr, helo: &str, host: &str, sender: &str) -> SpfCheck {
         if sender.is_empty() {
             return self.spf_helo(ip, helo, host).await;
+        }
+        if let Some(domain) = sender.rsplit_once('@').map(|(_, d)| d)
+            && let Some(e) = self.spf_syntax_error(domain).await
+        {
+            return e;
         }
         let p = mail_auth::spf::verify::SpfParameters::verify_mail_from(ip, helo, host, sender);
         Self::spf_check(&self.auth.verify_spf(cached!(self, p)).await)
@@ -278,7 +315,7 @@ impl Verifier {
                     outcome,
                     domain: sig.map(|s| s.d.to_ascii_lowercase()).unwrap_or_default(),
                     selector: sig.map(|s| s.s.clone()).unwrap_or_default(),
-                    algorithm: sig.map(|s| format!("{:?}", s.a).to_ascii_lowercase()).unwrap_or_default(),
+                    algorithm: sig.map(|s| algorithm_name(s.a).to_string()).unwrap_or_default(),
                     reason,
                     b_prefix: sig.map(|s| b64_prefix(&s.b)).unwrap_or_default(),
                 }
@@ -343,6 +380,59 @@ impl Verifier {
         dmarc::evaluate(&self.psl, &DnsRecords(self), &inputs, sample).await
     }
 
+    /// ARC headers (RFC 8617 §5.1) sealing this message for a forward, signed with the RSA
+    /// key of `key` (ARC has no Ed25519 algorithm yet). `None` when the chain so far is broken
+    /// (cv=fail is not continued) or the message cannot be parsed.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn arc_seal(
+        &self,
+        raw: &[u8],
+        ip: IpAddr,
+        helo: &str,
+        host: &str,
+        mail_from: &str,
+        domain: &str,
+        key: &tern_store::DkimKey,
+    ) -> Option<Vec<u8>> {
+        use base64::Engine;
+        use mail_auth::common::crypto::{RsaKey, Sha256};
+        use mail_auth::common::headers::HeaderWriter;
+        if key.algorithm != tern_store::DkimAlgorithm::Rsa {
+            return None;
+        }
+        let der = base64::engine::general_purpose::STANDARD.decode(&key.private_key).ok()?;
+        let rsa = RsaKey::<Sha256>::from_key_der(rustls_pki_types::PrivateKeyDer::Pkcs8(der.into())).ok()?;
+        let message = AuthenticatedMessage::parse(raw)?;
+        let dkim = self.auth.verify_dkim(cached!(self, &message)).await;
+        let arc = self.auth.verify_arc(cached!(self, &message)).await;
+        if !arc.can_be_sealed() {
+            return None;
+        }
+        let sender = if mail_from.is_empty() { format!("postmaster@{helo}") } else { mail_from.to_string() };
+        let spf = self
+            .auth
+            .verify_spf(cached!(self, mail_auth::spf::verify::SpfParameters::verify_mail_from(ip, helo, host, &sender)))
+            .await;
+        let from = message.from.first().cloned().unwrap_or_default();
+        let results = mail_auth::AuthenticationResults::new(&self.authserv_id)
+            .with_dkim_results(&dkim, &from)
+            .with_spf_mailfrom_result(&spf, ip, mail_from, helo)
+            .with_arc_result(&arc, ip);
+        let sealer = mail_auth::arc::ArcSealer::from_key(rsa).domain(domain).selector(key.selector.clone()).headers([
+            "From",
+            "To",
+            "Cc",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "DKIM-Signature",
+            "MIME-Version",
+            "Content-Type",
+        ]);
+        let set = sealer.seal(&message, &results, &arc).ok()?;
+        Some(set.to_header().replace("\r\n\t;", ";").into_bytes())
+    }
+
     /// The `Authentication-Results:` value (without the field name), RFC 8601 §2.2.
     pub fn header_value(&self, r: &Results, client_ip: IpAddr, helo: &str, mail_from: &str) -> String {
         let mut out = self.authserv_id.clone();
@@ -402,6 +492,37 @@ impl Verifier {
     }
 }
 
+fn algorithm_name(a: mail_auth::common::crypto::Algorithm) -> &'static str {
+    use mail_auth::common::crypto::Algorithm;
+    match a {
+        Algorithm::RsaSha256 => "rsa-sha256",
+        Algorithm::RsaSha1 => "rsa-sha1",
+        Algorithm::Ed25519Sha256 => "ed25519-sha256",
+    }
+}
+
+/// A term of an SPF record (RFC 7208 §12 ABNF): a known mechanism with an optional
+/// qualifier, or a modifier `name=value`.
+fn spf_term_ok(term: &str) -> bool {
+    let t = term.strip_prefix(['+', '-', '~', '?']).unwrap_or(term);
+    let name_end = t.find([':', '/', '=']).unwrap_or(t.len());
+    let name = t[..name_end].to_ascii_lowercase();
+    let rest = &t[name_end..];
+    if rest.starts_with('=') {
+        // A modifier: no qualifier, name = ALPHA *( ALPHA / DIGIT / "-" / "_" / "." ).
+        return term == t
+            && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    }
+    match name.as_str() {
+        "all" => rest.is_empty(),
+        "include" | "exists" => rest.starts_with(':') && rest.len() > 1,
+        "a" | "mx" | "ptr" => rest.is_empty() || rest.starts_with(':') || rest.starts_with('/'),
+        "ip4" | "ip6" => rest.starts_with(':') && rest.len() > 1,
+        _ => false,
+    }
+}
+
 fn b64_prefix(b: &[u8]) -> String {
     use base64::Engine;
     let text = base64::engine::general_purpose::STANDARD.encode(b);
@@ -437,6 +558,27 @@ type Unused = NoCache<Box<str>, Txt>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spf_terms() {
+        for ok in [
+            "-all",
+            "ip4:192.0.2.0/24",
+            "include:_spf.example.com",
+            "a",
+            "mx/24",
+            "a:x.example/24",
+            "redirect=x.example",
+            "exp=explain.example",
+            "?ptr",
+            "unknown-mod=1",
+        ] {
+            assert!(spf_term_ok(ok), "{ok}");
+        }
+        for bad in ["frobnicate:x", "include", "+redirect=x", "9x=1", "ip4", "all:x", "foo"] {
+            assert!(!spf_term_ok(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn property_values() {

@@ -25,6 +25,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Written in the data directory once every listener is bound: pid and actual addresses
 /// (useful with port 0 in tests and for scripts).
 pub const RUN_FILE: &str = "run.json";
+/// DMARC results counted for the next aggregate reports.
+const DMARC_STATE: &str = "dmarc-reports.json";
 
 pub fn store_path(data_dir: &Path) -> PathBuf {
     data_dir.join("store")
@@ -115,6 +117,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
+    let mut dmarc_reporting = None;
     let inbound_pipeline = match (&resolver, config.inbound.verify) {
         (Some(resolver), true) => {
             let psl = match &config.inbound.public_suffix_list {
@@ -127,7 +130,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 None => tern_mailauth::dmarc::PublicSuffixList::bundled(),
             };
             let verifier = Arc::new(tern_mailauth::verify::Verifier::new(resolver.clone(), &config.hostname, psl));
+            let aggregator = config.inbound.dmarc_reports.then(|| {
+                let saved = std::fs::read(config.data_dir.join(DMARC_STATE)).unwrap_or_default();
+                Arc::new(tern_mailauth::report::Aggregator::restore(&saved, tern_store::now_unix()))
+            });
+            dmarc_reporting = aggregator.clone().map(|a| (Arc::clone(&verifier), a));
             tern_pipeline::inbound_verified(tern_pipeline::stages::InboundAuthentication {
+                reports: aggregator,
+                directory: Some(directory.clone()),
                 verifier,
                 policy: tern_pipeline::stages::InboundPolicy {
                     dmarc_reject: config.inbound.dmarc_reject,
@@ -185,6 +195,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let delivery = tern_delivery::DeliveryService::new(&config, directory.clone(), shutdown.clone())
         .context("outbound delivery (config sections [delivery] and [dns])")?;
     let delivery_task = tokio::spawn(Arc::clone(&delivery).run());
+    let reports_task = dmarc_reporting.map(|(verifier, aggregator)| {
+        tokio::spawn(tern_delivery::reports::run(
+            Arc::clone(&delivery),
+            verifier,
+            aggregator,
+            Duration::from_secs(config.inbound.dmarc_report_interval_seconds),
+            config.data_dir.join(DMARC_STATE),
+        ))
+    });
 
     // IMAP (143 with STARTTLS, 993 implicit TLS).
     let imap_limits =
@@ -257,6 +276,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = t.await;
     }
     let _ = delivery_task.await;
+    if let Some(t) = reports_task {
+        let _ = t.await;
+    }
     if tokio::time::timeout(SHUTDOWN_GRACE, async {
         tokio::join!(smtp.drain(), submission.drain(), imap.drain(), pop3.drain())
     })

@@ -561,3 +561,20 @@ fn failed_logins_are_slowed_then_banned() {
     let line = again.raw_line().unwrap();
     assert!(line.starts_with("* BYE"), "{line}");
 }
+
+#[test]
+fn authenticate_scram_sha_256_with_imaplib() {
+    let server = TestServer::started("");
+    server.deliver("alice@example.test", simple("scram").as_bytes());
+    let port = server.imaps.port().to_string();
+    let (ok, out, err) = python_result("imap_scram.py", &[&port, "alice@example.test", "secret", "--tls"]);
+    assert!(ok && out.starts_with("ok 1"), "{out}{err}\n{}", server.log());
+    let (ok, out, _) = python_result("imap_scram.py", &[&port, "alice@example.test", "wrong", "--tls"]);
+    assert!(!ok && out.contains("refused"), "{out}");
+    let (ok, out, _) = python_result("imap_scram.py", &[&port, "nobody@example.test", "x", "--tls"]);
+    assert!(!ok && out.contains("refused"), "unknown users fail like wrong passwords: {out}");
+    // CAPABILITY over TLS 1.3 lists the mechanisms, -PLUS included.
+    let mut c = Client::connect(server.imaps).into_tls();
+    let greeting = c.raw_line().unwrap();
+    assert!(greeting.contains("AUTH=SCRAM-SHA-256") && greeting.contains("AUTH=SCRAM-SHA-256-PLUS"), "{greeting}");
+}

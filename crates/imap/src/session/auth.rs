@@ -1,16 +1,11 @@
-//! STARTTLS, LOGIN and AUTHENTICATE PLAIN (RFC 4616, with SASL-IR, RFC 4959).
+//! STARTTLS, LOGIN and AUTHENTICATE PLAIN, LOGIN, SCRAM-SHA-256 and SCRAM-SHA-256-PLUS
+//! (RFC 4616, RFC 7677, with SASL-IR, RFC 4959).
 
 use super::{Done, Session};
 use std::time::Duration;
 use tern_imap_proto::Limits;
 use tern_store::StoreError;
 use tern_tls::Stream;
-
-/// Strict base64 (RFC 4648) of a SASL response.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()
-}
 
 impl Session {
     pub(super) async fn starttls(&mut self, tag: &str) -> Done {
@@ -54,52 +49,148 @@ impl Session {
     }
 
     pub(super) async fn authenticate(&mut self, mechanism: &str, initial: Option<String>) -> Result<Done, StoreError> {
-        if mechanism != "PLAIN" {
-            return Ok(Done::no("Unsupported mechanism; use PLAIN").code("CANNOT"));
-        }
+        let Some(mech) = tern_sasl::Mechanism::parse(mechanism) else {
+            return Ok(Done::no("Unsupported mechanism").code("CANNOT"));
+        };
         if !self.may_login() {
             return Ok(Done::no("Authenticate over TLS: use STARTTLS or port 993").code("PRIVACYREQUIRED"));
         }
-        let response = match initial {
-            // SASL-IR: "=" is an empty initial response.
-            Some(r) if r == "=" => Vec::new(),
-            Some(r) => match base64_decode(&r) {
-                Some(d) => d,
+        if mech == tern_sasl::Mechanism::ScramSha256Plus && self.conn.tls_exporter().is_none() {
+            return Ok(Done::no("SCRAM-SHA-256-PLUS needs TLS 1.3").code("CANNOT"));
+        }
+        // SASL-IR: "=" is an empty initial response.
+        let initial = match initial {
+            None => None,
+            Some(r) => match tern_sasl::decode(&r) {
+                Some(d) => Some(d),
                 None => return Ok(Done::bad("Invalid base64")),
             },
-            None => {
-                self.line("+ ");
-                let line = match self.read_line().await {
-                    Ok(l) => l,
-                    Err(_) => {
-                        self.closing = true;
-                        return Ok(Done::no("Connection lost"));
-                    }
+        };
+        match mech {
+            tern_sasl::Mechanism::Plain => {
+                let response = match initial {
+                    Some(r) => r,
+                    None => match self.sasl_challenge(b"").await {
+                        Ok(r) => r,
+                        Err(done) => return Ok(done),
+                    },
                 };
-                let text = String::from_utf8_lossy(&line).trim().to_string();
-                if text == "*" {
-                    return Ok(Done::bad("Authentication cancelled"));
+                let Some(creds) = tern_sasl::parse_plain(&response) else {
+                    return Ok(Done::bad("Malformed PLAIN response"));
+                };
+                if !creds.acts_as_self() {
+                    return Ok(Done::no("Acting as another user is not allowed").code("AUTHORIZATIONFAILED"));
                 }
-                match base64_decode(&text) {
-                    Some(d) => d,
-                    None => return Ok(Done::bad("Invalid base64")),
-                }
+                self.check_credentials(&creds.user, &creds.password).await
+            }
+            tern_sasl::Mechanism::Login => {
+                let user = match initial {
+                    Some(u) => u,
+                    None => match self.sasl_challenge(b"Username:").await {
+                        Ok(u) => u,
+                        Err(done) => return Ok(done),
+                    },
+                };
+                let password = match self.sasl_challenge(b"Password:").await {
+                    Ok(p) => p,
+                    Err(done) => return Ok(done),
+                };
+                let (Ok(user), Ok(password)) = (String::from_utf8(user), String::from_utf8(password)) else {
+                    return Ok(Done::bad("Credentials must be UTF-8"));
+                };
+                self.check_credentials(&user, &password).await
+            }
+            tern_sasl::Mechanism::ScramSha256 | tern_sasl::Mechanism::ScramSha256Plus => {
+                self.authenticate_scram(mech == tern_sasl::Mechanism::ScramSha256Plus, initial).await
+            }
+        }
+    }
+
+    /// Sends a continuation request with `data` and reads the client's answer; `Err` is the
+    /// completion to send (cancelled, bad base64, connection lost).
+    async fn sasl_challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, Done> {
+        let text = if data.is_empty() { String::new() } else { tern_sasl::encode(data) };
+        self.line(&format!("+ {text}"));
+        let line = match self.read_line().await {
+            Ok(l) => l,
+            Err(_) => {
+                self.closing = true;
+                return Err(Done::no("Connection lost"));
             }
         };
-        // PLAIN: authzid NUL authcid NUL password.
-        let parts: Vec<&[u8]> = response.split(|&b| b == 0).collect();
-        let [authz, user, password] = parts.as_slice() else {
-            return Ok(Done::bad("Malformed PLAIN response"));
-        };
-        let (Ok(authz), Ok(user), Ok(password)) =
-            (std::str::from_utf8(authz), std::str::from_utf8(user), std::str::from_utf8(password))
-        else {
-            return Ok(Done::bad("Malformed PLAIN response"));
-        };
-        if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {
-            return Ok(Done::no("Acting as another user is not allowed").code("AUTHORIZATIONFAILED"));
+        let text = String::from_utf8_lossy(&line).trim().to_string();
+        if text == "*" {
+            return Err(Done::bad("Authentication cancelled"));
         }
-        self.check_credentials(user, password).await
+        tern_sasl::decode(&text).ok_or_else(|| Done::bad("Invalid base64"))
+    }
+
+    async fn authenticate_scram(&mut self, plus: bool, initial: Option<Vec<u8>>) -> Result<Done, StoreError> {
+        let ip = self.peer.ip();
+        if let tern_guard::AuthVerdict::Banned(_) = self.server.auth.check(ip) {
+            self.closing = true;
+            self.untagged("BYE Too many failed logins, try later");
+            return Ok(Done::no("Too many failed logins").code("UNAVAILABLE"));
+        }
+        let mut scram = tern_sasl::ScramServer::new(plus, self.conn.tls_exporter());
+        let first = match initial {
+            Some(f) if !f.is_empty() => f,
+            _ => match self.sasl_challenge(b"").await {
+                Ok(f) => f,
+                Err(done) => return Ok(done),
+            },
+        };
+        let user = match scram.client_first(&first) {
+            Ok(tern_sasl::ScramStep::LookUp { user }) => user,
+            Ok(_) => return Ok(Done::bad("Unexpected SCRAM message")),
+            Err(e) => return Ok(Done::bad(e.to_string())),
+        };
+        let found = match self.server.directory.scram_credentials(&user).await {
+            Ok(f) => f,
+            Err(tern_directory::DirectoryError::Store(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "authentication error");
+                None
+            }
+        };
+        // Unknown users run the whole exchange on made-up keys and fail at the end.
+        let (account, creds) = match found {
+            Some((a, c)) => (Some(a), c),
+            None => {
+                let random: String = (0..24).map(|_| rand::random::<char>()).collect();
+                (None, tern_sasl::ScramCredentials::derive(&random))
+            }
+        };
+        let server_first = match scram.server_first(creds) {
+            Ok(s) => s,
+            Err(e) => return Ok(Done::bad(e.to_string())),
+        };
+        let last = match self.sasl_challenge(server_first.as_bytes()).await {
+            Ok(l) => l,
+            Err(done) => return Ok(done),
+        };
+        match (scram.client_final(&last), account) {
+            (Ok(tern_sasl::ScramStep::Success { server_final }), Some(account)) => {
+                // RFC 9051 §6.2.2: server data with success goes in the tagged OK's
+                // continuation; clients accept it as a final challenge answered empty.
+                if let Err(done) = self.sasl_challenge(server_final.as_bytes()).await {
+                    return Ok(done);
+                }
+                self.server.auth.succeeded(ip);
+                tracing::info!(user = %account.address, mechanism = "SCRAM-SHA-256", "logged in");
+                self.framer.set_limits(Limits::authenticated(self.server.settings.append_limit as usize));
+                self.account = Some(account);
+                let caps = self.capabilities();
+                Ok(Done::ok("Logged in").code(format!("CAPABILITY {caps}")))
+            }
+            (Err(tern_sasl::ScramError::Malformed(m)), _) => Ok(Done::bad(m)),
+            _ => {
+                let delay = self.server.auth.failed(ip, "imap");
+                tracing::info!(user = %user, "login failed");
+                tokio::time::sleep(delay).await;
+                Ok(Done::no("Invalid credentials").code("AUTHENTICATIONFAILED"))
+            }
+        }
     }
 
     async fn check_credentials(&mut self, user: &str, password: &str) -> Result<Done, StoreError> {

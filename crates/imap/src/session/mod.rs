@@ -172,7 +172,10 @@ impl Session {
                 caps.push("STARTTLS");
             }
             if self.may_login() {
-                caps.push("AUTH=PLAIN");
+                caps.extend(["AUTH=PLAIN", "AUTH=LOGIN", "AUTH=SCRAM-SHA-256"]);
+                if self.conn.tls_exporter().is_some() {
+                    caps.push("AUTH=SCRAM-SHA-256-PLUS");
+                }
             } else {
                 caps.push("LOGINDISABLED");
             }

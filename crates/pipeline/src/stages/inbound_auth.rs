@@ -33,6 +33,10 @@ pub struct InboundPolicy {
 pub struct InboundAuthentication {
     pub verifier: Arc<Verifier>,
     pub policy: InboundPolicy,
+    /// Where DMARC results are counted for aggregate reports.
+    pub reports: Option<Arc<tern_mailauth::report::Aggregator>>,
+    /// For ARC sealing of forwarded mail with the forwarding domain's key.
+    pub directory: Option<tern_directory::Directory>,
 }
 
 impl InboundAuthentication {
@@ -179,6 +183,11 @@ impl Stage for InboundAuthentication {
                 _ => 0,
             })
             .cloned();
+        if let Some(reports) = &self.reports {
+            for e in &evaluations {
+                reports.add(e, ip, &mail_from, &spf_mail_from, &dkim);
+            }
+        }
         let results = Results {
             iprev,
             spf_helo: Some(spf_helo),
@@ -196,7 +205,41 @@ impl Stage for InboundAuthentication {
         }
         ctx.prepend_header("Authentication-Results", &value);
         ctx.auth_results = Some(value);
-        let Some(dmarc) = worst else { return Verdict::Continue };
+        let verdict = match &worst {
+            None => Verdict::Continue,
+            Some(dmarc) => self.apply_dmarc(ctx, dmarc),
+        };
+        if verdict == Verdict::Continue {
+            self.seal_forwarded(ctx, &mail_from).await;
+        }
+        verdict
+    }
+}
+
+impl InboundAuthentication {
+    /// ARC-seals a message that an alias forwards elsewhere (RFC 8617), so the next hop can
+    /// trust the results Tern saw. Signed with the alias domain's RSA DKIM key, if it has one.
+    async fn seal_forwarded(&self, ctx: &mut MessageContext, mail_from: &str) {
+        let Some(directory) = &self.directory else { return };
+        let Some(forwarding) = ctx.recipients.iter().find(|r| !r.remote.is_empty()) else { return };
+        let Some(domain) = forwarding.address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()) else { return };
+        let Ok(Some(record)) = directory.domain_get(&domain).await else { return };
+        let Some(key) = record.dkim.iter().find(|k| k.algorithm == tern_store::DkimAlgorithm::Rsa) else { return };
+        let message = ctx.final_message();
+        let s = &ctx.session;
+        let sealed = self
+            .verifier
+            .arc_seal(&message, s.client_ip, &s.helo, &s.local_hostname, mail_from, &record.name, key)
+            .await;
+        if let Some(headers) = sealed {
+            let mut out = headers;
+            out.extend_from_slice(&message);
+            ctx.replace_message(out);
+            ctx.tag("arc", format!("sealed d={}", record.name));
+        }
+    }
+
+    fn apply_dmarc(&self, ctx: &mut MessageContext, dmarc: &tern_mailauth::dmarc::Evaluation) -> Verdict {
         match (&dmarc.verdict, dmarc.applied) {
             (DmarcVerdict::TempError(e), _) => {
                 tracing::info!(domain = %dmarc.from_domain, error = %e, "DMARC could not be evaluated");

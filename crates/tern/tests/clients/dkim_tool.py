@@ -5,6 +5,7 @@
     dkim_tool.py sign KEYFILE SELECTOR DOMAIN rsa|ed25519 IN OUT [--relaxed-body|--simple-body]
     dkim_tool.py arc KEYFILE SELECTOR DOMAIN AUTHSERV_ID IN OUT   (RSA key; IN must carry the
                                                                   forwarder's Authentication-Results)
+    dkim_tool.py arc-verify MESSAGE NAME=TXT...                   -> prints the chain result (pass/fail/none)
 """
 
 import base64
@@ -32,6 +33,21 @@ def main():
     cmd = sys.argv[1]
     if cmd == "keygen":
         keygen(sys.argv[2], sys.argv[3])
+        return
+    if cmd == "arc-verify":
+        message = open(sys.argv[2], "rb").read()
+        records = {}
+        for arg in sys.argv[3:]:
+            name, value = arg.split("=", 1)
+            records[name.rstrip(".").lower()] = value.encode()
+
+        def dnsfunc(name, timeout=5):
+            if isinstance(name, bytes):
+                name = name.decode()
+            return records.get(name.rstrip(".").lower())
+
+        cv, results, comment = dkim.arc_verify(message, dnsfunc=dnsfunc)
+        print(cv.decode() if isinstance(cv, bytes) else cv, comment)
         return
     key = open(sys.argv[2], "rb").read()
     selector, domain = sys.argv[3].encode(), sys.argv[4].encode()
