@@ -17,10 +17,12 @@ fn substring_semantics() {
     idx.add(&h(3), "subject: other", "sword and fish").unwrap();
     idx.commit().unwrap();
     let s = |n: &str, scope| {
-        idx.search(n, scope).unwrap().map(|mut v: HashSet<ContentKey>| v.drain().collect::<Vec<_>>()).map(|mut v| {
-            v.sort();
-            v
-        })
+        idx.search(n, scope).unwrap().map(|mut v: crate::KeySet<ContentKey>| v.drain().collect::<Vec<_>>()).map(
+            |mut v| {
+                v.sort();
+                v
+            },
+        )
     };
     assert_eq!(s("swordfish", Scope::Body), Some(vec![key(1)]));
     assert_eq!(s("ORDFI", Scope::Body), Some(vec![key(1)]), "any substring, any case");
@@ -63,16 +65,31 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
     /// The index answers exactly like a substring scan.
     #[test]
-    fn index_equals_scan(texts in proptest::collection::vec("[abc x]{0,40}", 1..8), needle in "[abc x]{3,6}") {
+    fn index_equals_scan(texts in proptest::collection::vec("[abc x]{0,40}", 1..8), needle in "[abc x]{3,11}") {
         let dir = tempfile::tempdir().unwrap();
         let idx = FtsIndex::open(dir.path()).unwrap();
         for (i, t) in texts.iter().enumerate() {
             idx.add(&h(i as u8), "", t).unwrap();
         }
         idx.commit().unwrap();
-        let got = idx.search(&needle, Scope::Body).unwrap().unwrap();
+        let got: HashSet<ContentKey> = idx.search(&needle, Scope::Body).unwrap().unwrap().into_iter().collect();
         let want: HashSet<ContentKey> = texts.iter().enumerate().filter(|(_, t)| t.contains(&needle)).map(|(i, _)| key(i as u8)).collect();
         proptest::prop_assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn trigram_cover_spans_every_character() {
+    assert_eq!(crate::trigram::cover(0), Vec::<usize>::new());
+    assert_eq!(crate::trigram::cover(1), vec![0]);
+    assert_eq!(crate::trigram::cover(2), vec![0, 1]);
+    assert_eq!(crate::trigram::cover(5), vec![0, 3, 4]);
+    assert_eq!(crate::trigram::cover(7), vec![0, 3, 6]);
+    for n in 1..40 {
+        let c = crate::trigram::cover(n);
+        // Trigram i covers characters i..i+3 of a needle of n + 2 characters.
+        let covered: HashSet<usize> = c.iter().flat_map(|&i| i..i + 3).collect();
+        assert_eq!(covered.len(), n + 2, "{n}: {c:?}");
     }
 }
 

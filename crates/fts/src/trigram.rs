@@ -63,3 +63,16 @@ pub fn grams(s: &str) -> Vec<String> {
     }
     chars.windows(3).map(|w| w.iter().collect()).collect()
 }
+
+/// Offsets of trigrams, out of `n` consecutive ones, that together cover every character:
+/// every third one, and the last.
+pub fn cover(n: usize) -> Vec<usize> {
+    if n == 0 {
+        return vec![];
+    }
+    let mut offsets: Vec<usize> = (0..n).step_by(3).collect();
+    if offsets.last() != Some(&(n - 1)) {
+        offsets.push(n - 1);
+    }
+    offsets
+}

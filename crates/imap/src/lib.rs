@@ -58,20 +58,37 @@ impl ImapSettings {
 /// up to a byte budget. Eviction is random, not first-in-first-out: clients read whole
 /// mailboxes in turn, and with a working set larger than the budget a FIFO (or LRU) cache
 /// misses every time, while random eviction still hits in proportion to the budget.
-struct CacheState {
-    map: HashMap<BlobHash, CacheEntry>,
+struct CacheState<V> {
+    map: HashMap<BlobHash, CacheEntry<V>>,
     /// Keys in no order, for picking a victim.
     keys: Vec<BlobHash>,
     bytes: usize,
+    budget: usize,
     /// xorshift state for victim choice.
     seed: u64,
 }
 
-struct CacheEntry {
-    /// Without the MIME tree below the top level (see [`SummaryCache::get_full`]).
-    summary: Arc<MessageSummary>,
+struct CacheEntry<V> {
+    value: Arc<V>,
     slot: usize,
     size: usize,
+}
+
+/// Memory a cached value holds besides its own struct.
+trait HeapSize {
+    fn heap_size(&self) -> usize;
+}
+
+impl HeapSize for MessageSummary {
+    fn heap_size(&self) -> usize {
+        MessageSummary::heap_size(self)
+    }
+}
+
+impl HeapSize for SearchFields {
+    fn heap_size(&self) -> usize {
+        SearchFields::heap_size(self)
+    }
 }
 
 /// What the cache keeps of a summary: everything but the MIME tree below the top level, which
@@ -82,21 +99,24 @@ fn hot_part(mut summary: MessageSummary) -> MessageSummary {
     summary
 }
 
-pub(crate) struct SummaryCache {
-    state: Mutex<CacheState>,
-    budget: usize,
-}
-
-/// Per-entry bookkeeping on top of the summary itself (map entry, key slot, Arc).
+/// Per-entry bookkeeping on top of the value itself (map entry, key slot, Arc).
 const CACHE_ENTRY_OVERHEAD: usize = 128;
 
-impl CacheState {
-    fn insert(&mut self, hash: BlobHash, summary: Arc<MessageSummary>, budget: usize) {
+impl<V: HeapSize> CacheState<V> {
+    fn new(budget: usize) -> CacheState<V> {
+        CacheState { map: HashMap::new(), keys: Vec::new(), bytes: 0, budget, seed: 0x9E37_79B9_7F4A_7C15 }
+    }
+
+    fn get(&self, hash: &BlobHash) -> Option<Arc<V>> {
+        self.map.get(hash).map(|e| Arc::clone(&e.value))
+    }
+
+    fn insert(&mut self, hash: BlobHash, value: Arc<V>) {
         if self.map.contains_key(&hash) {
             return;
         }
-        let size = summary.heap_size() + CACHE_ENTRY_OVERHEAD;
-        while self.bytes + size > budget && !self.keys.is_empty() {
+        let size = value.heap_size() + std::mem::size_of::<V>() + CACHE_ENTRY_OVERHEAD;
+        while self.bytes + size > self.budget && !self.keys.is_empty() {
             self.seed ^= self.seed << 13;
             self.seed ^= self.seed >> 7;
             self.seed ^= self.seed << 17;
@@ -111,45 +131,69 @@ impl CacheState {
                 self.bytes -= e.size;
             }
         }
-        if size > budget {
+        if size > self.budget {
             return;
         }
         self.keys.push(hash);
-        self.map.insert(hash, CacheEntry { summary, slot: self.keys.len() - 1, size });
+        self.map.insert(hash, CacheEntry { value, slot: self.keys.len() - 1, size });
         self.bytes += size;
     }
 }
 
-impl SummaryCache {
-    fn new(budget_bytes: usize) -> SummaryCache {
-        SummaryCache {
-            state: Mutex::new(CacheState {
-                map: HashMap::new(),
-                keys: Vec::new(),
-                bytes: 0,
-                seed: 0x9E37_79B9_7F4A_7C15,
-            }),
-            budget: budget_bytes,
-        }
+/// What SEARCH compares header keys with, cached apart from the summaries: a tenth of their
+/// size, so a 100,000-message mailbox's fields stay in memory while its summaries cannot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchFields {
+    pub search: tern_mime::SearchForms,
+    pub sent_day: Option<i64>,
+}
+
+impl SearchFields {
+    pub fn of(summary: &MessageSummary) -> SearchFields {
+        SearchFields { search: summary.search.clone(), sent_day: summary.sent_day }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn heap_size(&self) -> usize {
+        let s = &self.search;
+        s.subject.capacity() + s.from.capacity() + s.to.capacity() + s.cc.capacity() + s.bcc.capacity()
+    }
+}
+
+/// The summary cache, and the search-field cache beside it. The configured budget is split:
+/// three quarters for summaries, one quarter for search fields.
+pub(crate) struct SummaryCache {
+    summaries: Mutex<CacheState<MessageSummary>>,
+    fields: Mutex<CacheState<SearchFields>>,
+}
+
+fn lock<V>(m: &Mutex<CacheState<V>>) -> std::sync::MutexGuard<'_, CacheState<V>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SummaryCache {
+    fn new(budget_bytes: usize) -> SummaryCache {
+        let fields = budget_bytes / 4;
+        SummaryCache {
+            summaries: Mutex::new(CacheState::new(budget_bytes - fields)),
+            fields: Mutex::new(CacheState::new(fields)),
+        }
     }
 
     /// Loads every summary of `hashes` that is not cached yet, in one store call per chunk.
     pub(crate) async fn prefetch(&self, store: &Arc<dyn Store>, hashes: &[BlobHash]) -> StoreResult<()> {
         let missing: Vec<BlobHash> = {
-            let guard = self.lock();
+            let guard = lock(&self.summaries);
             let mut seen = std::collections::HashSet::new();
             hashes.iter().filter(|h| !guard.map.contains_key(*h) && seen.insert(**h)).copied().collect()
         };
         for chunk in missing.chunks(1024) {
             let loaded = store.summary_get_many(chunk.to_vec()).await?;
-            let mut guard = self.lock();
+            let mut summaries = lock(&self.summaries);
+            let mut fields = lock(&self.fields);
             for (hash, summary) in chunk.iter().zip(loaded) {
                 if let Some(s) = summary {
-                    guard.insert(*hash, Arc::new(hot_part(s)), self.budget);
+                    fields.insert(*hash, Arc::new(SearchFields::of(&s)));
+                    summaries.insert(*hash, Arc::new(hot_part(s)));
                 }
             }
         }
@@ -159,13 +203,49 @@ impl SummaryCache {
     /// The summary without the MIME tree below the top level (enough for ENVELOPE,
     /// BODYSTRUCTURE, SEARCH, SORT, THREAD and whole-message sections).
     pub(crate) async fn get(&self, store: &Arc<dyn Store>, hash: BlobHash) -> StoreResult<Option<Arc<MessageSummary>>> {
-        if let Some(e) = self.lock().map.get(&hash) {
-            return Ok(Some(Arc::clone(&e.summary)));
+        if let Some(summary) = lock(&self.summaries).get(&hash) {
+            return Ok(Some(summary));
         }
         let Some(summary) = store.summary_get(hash).await? else { return Ok(None) };
         let summary = Arc::new(hot_part(summary));
-        self.lock().insert(hash, Arc::clone(&summary), self.budget);
+        lock(&self.fields).insert(hash, Arc::new(SearchFields::of(&summary)));
+        lock(&self.summaries).insert(hash, Arc::clone(&summary));
         Ok(Some(summary))
+    }
+
+    /// The search fields of each of `hashes` (`None` for a content without a summary). Misses
+    /// are read from the store in batches and only fill the field cache: one large SEARCH
+    /// does not push every other session's summaries out.
+    pub(crate) async fn search_fields(
+        &self,
+        store: &Arc<dyn Store>,
+        hashes: &[BlobHash],
+    ) -> StoreResult<Vec<Option<Arc<SearchFields>>>> {
+        let mut out: Vec<Option<Arc<SearchFields>>> = Vec::with_capacity(hashes.len());
+        let mut missing = Vec::new();
+        {
+            let fields = lock(&self.fields);
+            let summaries = lock(&self.summaries);
+            for (i, h) in hashes.iter().enumerate() {
+                let found = fields.get(h).or_else(|| summaries.get(h).map(|s| Arc::new(SearchFields::of(&s))));
+                if found.is_none() {
+                    missing.push(i);
+                }
+                out.push(found);
+            }
+        }
+        for chunk in missing.chunks(1024) {
+            let loaded = store.summary_get_many(chunk.iter().map(|&i| hashes[i]).collect()).await?;
+            let mut fields = lock(&self.fields);
+            for (&i, summary) in chunk.iter().zip(loaded) {
+                if let Some(s) = summary {
+                    let f = Arc::new(SearchFields::of(&s));
+                    fields.insert(hashes[i], Arc::clone(&f));
+                    out[i] = Some(f);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The whole summary, MIME tree included (for BODY[part], BINARY and re-rendered body
@@ -176,12 +256,6 @@ impl SummaryCache {
         hash: BlobHash,
     ) -> StoreResult<Option<Arc<MessageSummary>>> {
         Ok(store.summary_get(hash).await?.map(Arc::new))
-    }
-
-    #[cfg(test)]
-    fn stats(&self) -> (usize, usize) {
-        let g = self.lock();
-        (g.map.len(), g.bytes)
     }
 }
 
@@ -316,22 +390,21 @@ mod cache_tests {
 
     #[test]
     fn the_budget_holds_and_cyclic_reads_still_hit() {
-        let one = summary(0).1.heap_size() + CACHE_ENTRY_OVERHEAD;
-        let cache = SummaryCache::new(one * 100);
+        let one = summary(0).1.heap_size() + std::mem::size_of::<MessageSummary>() + CACHE_ENTRY_OVERHEAD;
+        let mut cache = CacheState::<MessageSummary>::new(one * 100);
         let all: Vec<_> = (0..150).map(summary).collect();
         // Read the 150 in a cycle, ten times, through a cache that holds about 100.
         let mut hits = 0;
         for _ in 0..10 {
             for (hash, s) in &all {
-                let mut g = cache.lock();
-                if g.map.contains_key(hash) {
+                if cache.get(hash).is_some() {
                     hits += 1;
                 } else {
-                    g.insert(*hash, Arc::clone(s), cache.budget);
+                    cache.insert(*hash, Arc::clone(s));
                 }
             }
         }
-        let (entries, bytes) = cache.stats();
+        let (entries, bytes) = (cache.map.len(), cache.bytes);
         assert!(bytes <= one * 100 + one, "{bytes} > budget");
         assert!(entries > 80 && entries <= 101, "{entries}");
         // FIFO would hit 0 times here; random eviction keeps a good share.

@@ -74,7 +74,8 @@ pub fn needs(key: &SearchKey) -> Needs {
 pub struct Candidate<'a> {
     pub entry: &'a MessageEntry,
     pub seq: u32,
-    pub summary: Option<Arc<MessageSummary>>,
+    /// What header keys compare with (from the message's summary).
+    pub fields: Option<Arc<crate::SearchFields>>,
     /// Header block, lower-cased, decoded and raw (for HEADER and TEXT).
     pub header: Option<String>,
     /// Decoded text of the body, lower-cased.
@@ -88,12 +89,24 @@ pub struct Scope<'a> {
     pub first_recent: u32,
     pub saved: &'a [u32],
     /// Full-text index answers per (lower-cased string, with header).
-    pub text_index: &'a HashMap<(String, bool), tern_store::TextMatches>,
+    pub text_index: &'a [TextIndexAnswer],
+}
+
+/// What the full-text index said for one (lower-cased) BODY/TEXT string.
+pub struct TextIndexAnswer {
+    pub needle: String,
+    pub with_header: bool,
+    pub matches: tern_store::TextMatches,
 }
 
 /// The index's answer for a (lower-cased) BODY/TEXT string on this message, if it has one.
 pub fn indexed(scope: &Scope<'_>, needle: &str, with_header: bool, entry: &MessageEntry) -> Option<bool> {
-    scope.text_index.get(&(needle.to_string(), with_header)).and_then(|t| t.lookup(&entry.blob))
+    // A handful of strings at most: a scan allocates nothing, unlike a keyed map lookup.
+    scope
+        .text_index
+        .iter()
+        .find(|a| a.with_header == with_header && a.needle == needle)
+        .and_then(|a| a.matches.lookup(&entry.blob))
 }
 
 /// `needle` is already lower-cased (see [`lowercase`]).
@@ -142,7 +155,7 @@ fn in_set(set: &SequenceSet, n: u32, last: u32, saved: &[u32], saved_as_uid: boo
 pub fn matches(key: &SearchKey, c: &Candidate<'_>, scope: &Scope<'_>) -> bool {
     let e = c.entry;
     let f = |flag: Flags| e.flags.contains(flag);
-    let summary = c.summary.as_deref();
+    let fields = c.fields.as_deref();
     match key {
         SearchKey::All => true,
         SearchKey::Answered => f(Flags::ANSWERED),
@@ -165,14 +178,14 @@ pub fn matches(key: &SearchKey, c: &Candidate<'_>, scope: &Scope<'_>) -> bool {
         SearchKey::Before(d) => day_of(e.internal_date) < date_days(d),
         SearchKey::On(d) => day_of(e.internal_date) == date_days(d),
         SearchKey::Since(d) => day_of(e.internal_date) >= date_days(d),
-        SearchKey::SentBefore(d) => summary.and_then(|s| s.sent_day).is_some_and(|day| day < date_days(d)),
-        SearchKey::SentOn(d) => summary.and_then(|s| s.sent_day).is_some_and(|day| day == date_days(d)),
-        SearchKey::SentSince(d) => summary.and_then(|s| s.sent_day).is_some_and(|day| day >= date_days(d)),
-        SearchKey::From(s) => summary.is_some_and(|m| contains(&m.search.from, s)),
-        SearchKey::To(s) => summary.is_some_and(|m| contains(&m.search.to, s)),
-        SearchKey::Cc(s) => summary.is_some_and(|m| contains(&m.search.cc, s)),
-        SearchKey::Bcc(s) => summary.is_some_and(|m| contains(&m.search.bcc, s)),
-        SearchKey::Subject(s) => summary.is_some_and(|m| contains(&m.search.subject, s)),
+        SearchKey::SentBefore(d) => fields.and_then(|f| f.sent_day).is_some_and(|day| day < date_days(d)),
+        SearchKey::SentOn(d) => fields.and_then(|f| f.sent_day).is_some_and(|day| day == date_days(d)),
+        SearchKey::SentSince(d) => fields.and_then(|f| f.sent_day).is_some_and(|day| day >= date_days(d)),
+        SearchKey::From(s) => fields.is_some_and(|f| contains(&f.search.from, s)),
+        SearchKey::To(s) => fields.is_some_and(|f| contains(&f.search.to, s)),
+        SearchKey::Cc(s) => fields.is_some_and(|f| contains(&f.search.cc, s)),
+        SearchKey::Bcc(s) => fields.is_some_and(|f| contains(&f.search.bcc, s)),
+        SearchKey::Subject(s) => fields.is_some_and(|f| contains(&f.search.subject, s)),
         SearchKey::Header(name, value) => c.header.as_deref().is_some_and(|h| header_match(h, name, value)),
         SearchKey::Body(s) => match indexed(scope, s, false, e) {
             Some(answer) => answer,

@@ -468,14 +468,14 @@ pub struct DeliveryReceipt {
 /// [`tern_fts::content_key`], and contents the index cannot answer for yet (to be scanned).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TextMatches {
-    pub matched: std::collections::HashSet<u128>,
-    pub unindexed: std::collections::HashSet<BlobHash>,
+    pub matched: tern_fts::KeySet<u128>,
+    pub unindexed: tern_fts::KeySet<BlobHash>,
 }
 
 impl TextMatches {
     /// `Some(answer)` when the index knows, `None` when the content must be scanned.
     pub fn lookup(&self, hash: &BlobHash) -> Option<bool> {
-        if self.unindexed.contains(hash) {
+        if !self.unindexed.is_empty() && self.unindexed.contains(hash) {
             return None;
         }
         Some(self.matched.contains(&tern_fts::content_key(&hash.0)))

@@ -37,8 +37,14 @@ fn flag_size_date_set_and_header_keys() {
         "From: \"Jörg Müller\" <jm@example.org>\r\nTo: =?utf-8?q?Ann?= <ann@x.test>\r\nSubject: Re: Quarterly report\r\nDate: Mon, 13 Nov 2023 23:30:00 -0800\r\nX-Priority: 1 (High)\r\n\r\nbody\r\n",
     );
     let header = header_text(b"From: \"J\xc3\xb6rg M\xc3\xbcller\" <jm@example.org>\r\nTo: =?utf-8?q?Ann?= <ann@x.test>\r\nX-Priority: 1 (High)\r\n\r\n");
-    let c = Candidate { entry: &e, seq: 3, summary: Some(s), header: Some(header), text: Some("hello world".into()) };
-    let no_index = HashMap::new();
+    let c = Candidate {
+        entry: &e,
+        seq: 3,
+        fields: Some(Arc::new(crate::SearchFields::of(&s))),
+        header: Some(header),
+        text: Some("hello world".into()),
+    };
+    let no_index: Vec<super::TextIndexAnswer> = Vec::new();
     let scope = Scope { last_seq: 5, last_uid: 9, first_recent: 8, saved: &[], text_index: &no_index };
     let m = |k: SearchKey| matches(&lowercase(&k), &c, &scope);
     assert!(m(SearchKey::Seen) && m(SearchKey::Flagged) && !m(SearchKey::Unseen) && m(SearchKey::Undeleted));

@@ -3,7 +3,6 @@
 use super::messages::uid_set_text;
 use super::{Done, Session};
 use crate::search::{self, Candidate, Scope, SortItem};
-use std::collections::HashMap;
 use std::sync::Arc;
 use tern_imap_proto::{SearchKey, SearchReturn, SortCriterion, ThreadAlgorithm};
 use tern_store::StoreError;
@@ -41,10 +40,10 @@ impl Session {
         // BODY/TEXT: one index lookup per string; only contents the index cannot answer for
         // are scanned below.
         let needles = search::text_needles(key);
-        let mut text_index = HashMap::new();
+        let mut text_index = Vec::new();
         for (needle, with_header) in &needles {
-            if let Some(found) = self.server.store.text_search(needle, *with_header).await? {
-                text_index.insert((needle.clone(), *with_header), found);
+            if let Some(matches) = self.server.store.text_search(needle, *with_header).await? {
+                text_index.push(search::TextIndexAnswer { needle: needle.clone(), with_header: *with_header, matches });
             }
         }
         let header_key = has_header_key(key);
@@ -56,14 +55,14 @@ impl Session {
             text_index: &text_index,
         };
         let mut out = Vec::new();
+        let mut fields = Vec::new();
         for (i, entry) in view.messages.iter().enumerate() {
-            if needs.summary && i % 512 == 0 {
+            if needs.summary && i % 1024 == 0 {
                 let hashes: Vec<_> =
-                    view.messages[i..(i + 512).min(view.messages.len())].iter().map(|m| m.blob).collect();
-                self.server.summaries.prefetch(&self.server.store, &hashes).await?;
+                    view.messages[i..(i + 1024).min(view.messages.len())].iter().map(|m| m.blob).collect();
+                fields = self.server.summaries.search_fields(&self.server.store, &hashes).await?;
             }
-            let summary =
-                if needs.summary { self.server.summaries.get(&self.server.store, entry.blob).await? } else { None };
+            let fields = if needs.summary { fields.get(i % 1024).cloned().flatten() } else { None };
             let scan = needs.text && needles.iter().any(|(n, h)| search::indexed(&scope, n, *h, entry).is_none());
             let (header, text) = if scan || header_key {
                 match self.server.store.blob_get(entry.blob).await? {
@@ -82,7 +81,7 @@ impl Session {
             } else {
                 (None, None)
             };
-            let c = Candidate { entry, seq: i as u32 + 1, summary, header, text };
+            let c = Candidate { entry, seq: i as u32 + 1, fields, header, text };
             if search::matches(key, &c, &scope) {
                 out.push(i);
             }

@@ -5,11 +5,16 @@
 //! removes the entries. A search reads the pending set *before* querying the index: a
 //! content not pending at that moment is already committed to the index, and a pending one
 //! is scanned by the caller, so answers are exact however far the index lags.
+//!
+//! Both keyspaces are mirrored in memory ([`FtsQueue`]): every indexed entry leaves a
+//! tombstone, and reading the keyspaces meant scanning 100,000 of them per SEARCH after a
+//! large delivery. The writer updates the mirror before it commits the batch that queues a
+//! content, so a session can never see a message whose content is neither pending nor indexed.
 
 use super::Engine;
 use super::writer::{Op, Request};
 use crate::model::{BlobHash, TextMatches};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +42,9 @@ pub(crate) fn open(dir: &Path, engine: &Engine) -> Result<FtsIndex, String> {
         let mut queued = 0usize;
         for item in engine.blob_refs.iter() {
             let key = item.key().map_err(|e| e.to_string())?;
+            if let Some(h) = hash_of(&key) {
+                engine.fts_queue().add(h);
+            }
             engine.fts_pending.insert(key, Vec::<u8>::new()).map_err(|e| e.to_string())?;
             queued += 1;
         }
@@ -46,6 +54,103 @@ pub(crate) fn open(dir: &Path, engine: &Engine) -> Result<FtsIndex, String> {
         }
     }
     Ok(index)
+}
+
+/// What the indexer has to do, in memory (see the module documentation).
+#[derive(Default)]
+pub(crate) struct FtsQueue {
+    pending: HashMap<BlobHash, Pending>,
+    removed: HashSet<BlobHash>,
+    /// Numbers each queueing, so the indexer never drops a content queued again while it
+    /// was indexing the previous copy.
+    generation: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Pending {
+    generation: u64,
+    /// Too large to index: always scanned.
+    scan_only: bool,
+}
+
+/// A content the indexer took, with the generation it was queued under.
+pub(crate) type Taken = (BlobHash, u64);
+
+impl FtsQueue {
+    /// Loads the keyspaces once, at startup.
+    pub(crate) fn load(pending: &fjall::Keyspace, removed: &fjall::Keyspace) -> fjall::Result<FtsQueue> {
+        let mut q = FtsQueue::default();
+        for item in pending.iter() {
+            let (key, value) = item.into_inner()?;
+            if let Some(h) = hash_of(&key) {
+                q.generation += 1;
+                q.pending.insert(h, Pending { generation: q.generation, scan_only: !value.is_empty() });
+            }
+        }
+        for item in removed.iter() {
+            if let Some(h) = hash_of(&item.key()?) {
+                q.removed.insert(h);
+            }
+        }
+        Ok(q)
+    }
+
+    /// A content to index. A pending removal of the same content is dropped: indexing it
+    /// replaces any older document anyway.
+    pub(crate) fn add(&mut self, hash: BlobHash) {
+        self.generation += 1;
+        self.pending.insert(hash, Pending { generation: self.generation, scan_only: false });
+        self.removed.remove(&hash);
+    }
+
+    /// A content that was freed: its document is to be deleted.
+    pub(crate) fn free(&mut self, hash: BlobHash) {
+        self.pending.remove(&hash);
+        self.removed.insert(hash);
+    }
+
+    /// Up to `limit` contents to index and `4 × limit` documents to delete.
+    fn take(&self, limit: usize) -> (Vec<Taken>, Vec<BlobHash>) {
+        let pending =
+            self.pending.iter().filter(|(_, p)| !p.scan_only).take(limit).map(|(h, p)| (*h, p.generation)).collect();
+        let removed = self.removed.iter().take(limit * 4).copied().collect();
+        (pending, removed)
+    }
+
+    /// The indexer committed this work; returns which contents leave `fts_pending` and which
+    /// stay there as scan-only (those queued again meanwhile stay pending).
+    pub(crate) fn done(
+        &mut self,
+        indexed: &[Taken],
+        scan_only: &[Taken],
+        removed: &[BlobHash],
+    ) -> (Vec<BlobHash>, Vec<BlobHash>) {
+        let mut dropped = Vec::new();
+        for (h, generation) in indexed {
+            if self.pending.get(h).is_some_and(|p| p.generation == *generation) {
+                self.pending.remove(h);
+                dropped.push(*h);
+            }
+        }
+        let mut scan = Vec::new();
+        for (h, generation) in scan_only {
+            if let Some(p) = self.pending.get_mut(h)
+                && p.generation == *generation
+            {
+                p.scan_only = true;
+                scan.push(*h);
+            }
+        }
+        for h in removed {
+            self.removed.remove(h);
+        }
+        (dropped, scan)
+    }
+
+    /// Every content the index cannot answer for yet.
+    fn unindexed(&self) -> tern_fts::KeySet<BlobHash> {
+        self.pending.keys().copied().collect()
+    }
 }
 
 fn hash_of(key: &[u8]) -> Option<BlobHash> {
@@ -89,48 +194,29 @@ fn lower_priority() {
 pub(crate) fn run(engine: Arc<Engine>, index: Arc<FtsIndex>, writer: mpsc::Sender<Request>, stop: Arc<AtomicBool>) {
     lower_priority();
     while !stop.load(Ordering::Relaxed) {
-        let mut pending = Vec::new();
-        for item in engine.fts_pending.iter() {
-            let Ok((key, value)) = item.into_inner() else { break };
-            if value.is_empty()
-                && let Some(h) = hash_of(&key)
-            {
-                pending.push(h);
-                if pending.len() >= BATCH {
-                    break;
-                }
-            }
-        }
-        let mut removed = Vec::new();
-        for item in engine.fts_removed.iter().take(BATCH * 4) {
-            if let Ok(key) = item.key()
-                && let Some(h) = hash_of(&key)
-            {
-                removed.push(h);
-            }
-        }
+        let (pending, removed) = engine.fts_queue().take(BATCH);
         if pending.is_empty() && removed.is_empty() {
             std::thread::sleep(Duration::from_millis(200));
             continue;
         }
         let mut indexed = Vec::new();
         let mut scan_only = Vec::new();
-        for h in pending {
+        for (h, generation) in pending {
             match engine.blob(&h) {
                 Ok(Some(raw)) => {
                     let (header, body) = tern_mime::text::search_texts(&raw);
                     if header.len() > MAX_TEXT || body.len() > MAX_TEXT {
-                        scan_only.push(h);
+                        scan_only.push((h, generation));
                         continue;
                     }
                     if let Err(e) = index.add(&h.0, &header, &body) {
                         tracing::warn!(error = %e, "cannot index a message");
                         continue;
                     }
-                    indexed.push(h);
+                    indexed.push((h, generation));
                 }
                 // Freed meanwhile: nothing to index.
-                Ok(None) => indexed.push(h),
+                Ok(None) => indexed.push((h, generation)),
                 Err(e) => tracing::warn!(error = %e, "cannot read a message to index"),
             }
         }
@@ -160,16 +246,56 @@ pub(crate) fn search(
     needle: &str,
     with_header: bool,
 ) -> Result<Option<TextMatches>, String> {
-    let mut unindexed = HashSet::new();
-    for item in engine.fts_pending.iter() {
-        let key = item.key().map_err(|e| e.to_string())?;
-        if let Some(h) = hash_of(&key) {
-            unindexed.insert(h);
-        }
-    }
+    let unindexed = engine.fts_queue().unindexed();
     let scope = if with_header { Scope::All } else { Scope::Body };
     match index.search(needle, scope).map_err(|e| e.to_string())? {
         None => Ok(None),
         Some(matched) => Ok(Some(TextMatches { matched, unindexed })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(n: u8) -> BlobHash {
+        BlobHash([n; 32])
+    }
+
+    #[test]
+    fn a_content_queued_again_while_indexing_stays_pending() {
+        let mut q = FtsQueue::default();
+        q.add(h(1));
+        let (taken, _) = q.take(10);
+        assert_eq!(taken.len(), 1);
+        q.add(h(1)); // stored again (freed and re-delivered) while the indexer worked
+        let (dropped, _) = q.done(&taken, &[], &[]);
+        assert!(dropped.is_empty());
+        assert!(q.unindexed().contains(&h(1)));
+        let (taken, _) = q.take(10);
+        let (dropped, _) = q.done(&taken, &[], &[]);
+        assert_eq!(dropped, vec![h(1)]);
+        assert!(q.unindexed().is_empty());
+    }
+
+    #[test]
+    fn freeing_and_requeueing() {
+        let mut q = FtsQueue::default();
+        q.add(h(2));
+        q.free(h(2));
+        assert!(q.unindexed().is_empty());
+        assert_eq!(q.take(10), (vec![], vec![h(2)]));
+        // Delivered again before the removal ran: indexing replaces the old document, and
+        // the removal must not delete the new one.
+        q.add(h(2));
+        let (pending, removed) = q.take(10);
+        assert_eq!(pending.len(), 1);
+        assert!(removed.is_empty());
+        // Too large to index: stays pending for good, as scan-only, and is not taken again.
+        let (dropped, scan) = q.done(&[], &pending, &[]);
+        assert!(dropped.is_empty());
+        assert_eq!(scan, vec![h(2)]);
+        assert!(q.unindexed().contains(&h(2)));
+        assert_eq!(q.take(10), (vec![], vec![]));
     }
 }

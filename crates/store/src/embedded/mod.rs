@@ -47,6 +47,8 @@ pub(crate) struct Engine {
     /// The queue's due index (`queue_due`) in memory: claims would otherwise scan the
     /// tombstones that every delivered entry leaves at the front of the keyspace.
     due: Mutex<std::collections::BTreeSet<(i64, QueueId)>>,
+    /// `fts_pending` and `fts_removed` in memory, for the same reason.
+    fts_queue: Mutex<fts::FtsQueue>,
 }
 
 impl Engine {
@@ -87,9 +89,11 @@ impl Engine {
             queue: open(ks::QUEUE)?,
             queue_due: open(ks::QUEUE_DUE)?,
             due: Mutex::new(std::collections::BTreeSet::new()),
+            fts_queue: Mutex::default(),
             db,
         };
         engine.check_format()?;
+        *engine.fts_queue() = fts::FtsQueue::load(&engine.fts_pending, &engine.fts_removed)?;
         {
             let mut due = engine.due.lock().unwrap_or_else(|p| p.into_inner());
             for item in engine.queue_due.iter() {
@@ -120,6 +124,10 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    fn fts_queue(&self) -> std::sync::MutexGuard<'_, fts::FtsQueue> {
+        self.fts_queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {

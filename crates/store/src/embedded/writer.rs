@@ -71,8 +71,8 @@ pub(crate) enum Op {
     PutSummaries(Vec<(BlobHash, Vec<u8>)>),
     /// The full-text indexer committed these: (pending contents indexed, removals applied).
     FtsDone {
-        indexed: Vec<BlobHash>,
-        scan_only: Vec<BlobHash>,
+        indexed: Vec<super::fts::Taken>,
+        scan_only: Vec<super::fts::Taken>,
         removed: Vec<BlobHash>,
     },
     Shutdown,
@@ -320,6 +320,7 @@ impl Writer {
             }
             Op::FtsDone { indexed, scan_only, removed } => {
                 let e = &self.engine;
+                let (indexed, scan_only) = e.fts_queue().done(&indexed, &scan_only, &removed);
                 let mut batch = e.db.batch();
                 for h in indexed {
                     batch.remove(&e.fts_pending, h.0.to_vec());
@@ -578,6 +579,8 @@ impl Writer {
                     if !copies.is_empty() && !e.summaries.contains_key(d.hash.0)? {
                         batch.insert(&e.summaries, d.hash.0.to_vec(), encode_summary(&d.summary)?);
                         batch.insert(&e.fts_pending, d.hash.0.to_vec(), Vec::new());
+                        batch.remove(&e.fts_removed, d.hash.0.to_vec());
+                        e.fts_queue().add(d.hash);
                     }
                 }
                 _ => {
@@ -588,6 +591,8 @@ impl Writer {
                     if !copies.is_empty() {
                         batch.insert(&e.summaries, d.hash.0.to_vec(), encode_summary(&d.summary)?);
                         batch.insert(&e.fts_pending, d.hash.0.to_vec(), Vec::new());
+                        batch.remove(&e.fts_removed, d.hash.0.to_vec());
+                        e.fts_queue().add(d.hash);
                     }
                 }
             }
@@ -757,6 +762,7 @@ impl Writer {
                     batch.remove(&e.summaries, hash.0.to_vec());
                     batch.remove(&e.fts_pending, hash.0.to_vec());
                     batch.insert(&e.fts_removed, hash.0.to_vec(), Vec::new());
+                    e.fts_queue().free(hash);
                 }
             }
         }
