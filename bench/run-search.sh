@@ -4,6 +4,7 @@
 #                        come from a small vocabulary) — the worst case for any index
 #   TEXT "] <topic>"     the subject tag: matches 1 message in 12
 #   BODY "<topic>xq"     matches nothing
+#   SUBJECT "<topic>"    a header key (summary fields, no full-text index): 1 in 9
 # Each for DURATION seconds with one client; p50/p99 of SEARCH from imap_load.py.
 #
 #   N=100000 DURATION=30 bench/run-search.sh     POPULATE=0 to reuse the mailboxes
@@ -38,7 +39,7 @@ if [ "$POPULATE" = 1 ]; then
   done
   log "index caught up: $(curl -s 127.0.0.1:12059/metrics | grep ^tern_fts_indexed_total)"
 fi
-for search in 'BODY "{topic}"' 'TEXT "] {topic}"' 'BODY "{topic}xq"'; do
+for search in 'BODY "{topic}"' 'TEXT "] {topic}"' 'BODY "{topic}xq"' 'SUBJECT "{topic}"'; do
   for server in tern dovecot; do
     if [ "$server" = tern ]; then port=12051; pid="$TERN_PID"; else
       [ "$have_dovecot" = 1 ] || continue
