@@ -7,6 +7,7 @@
 
 pub mod address;
 pub mod imap;
+pub mod seven_bit;
 pub mod text;
 
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser, MessagePart, MimeHeaders, PartType};

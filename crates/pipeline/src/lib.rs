@@ -111,12 +111,14 @@ pub fn inbound_verified(stage: stages::InboundAuthentication) -> Pipeline {
     Pipeline::new().with(stage).with(stages::ReceivedHeader).with(stages::ReturnPath)
 }
 
-/// The stages of the submission path: sender check, RFC 6409 fix-ups, trace headers, DKIM.
+/// The stages of the submission path: sender check, RFC 6409 fix-ups, trace headers, 7-bit
+/// bodies, DKIM.
 pub fn submission(directory: tern_directory::Directory, hostname: &str, dkim: bool) -> Pipeline {
     let mut p = Pipeline::new()
         .with(stages::SenderOwnership { directory: directory.clone() })
         .with(stages::SubmissionFixups { hostname: hostname.to_string() })
-        .with(stages::ReceivedHeader);
+        .with(stages::ReceivedHeader)
+        .with(stages::SevenBitBody);
     if dkim {
         p = p.with(stages::DkimSign::new(directory));
     }

@@ -33,10 +33,15 @@ fn remote_records() -> Vec<(&'static str, &'static str, &'static str)> {
 }
 
 fn submit(server: &TestServer, from: &str, to: &[&str], text: &str) {
+    submit_with(server, from, to, text, &[]);
+}
+
+fn submit_with(server: &TestServer, from: &str, to: &[&str], text: &str, extra: &[&str]) {
     let path = server.dir.path().join(format!("msg-{}.eml", rand_suffix()));
     std::fs::write(&path, text).unwrap();
     let port = server.submission.port().to_string();
     let mut args = vec!["--port", &port, "--starttls", "--user", "alice@example.test", "--password", "secret"];
+    args.extend(extra);
     args.extend(["--from", from, "--message", path.to_str().unwrap()]);
     for t in to {
         args.extend(["--to", t]);
@@ -137,6 +142,64 @@ fn submission_delivers_locally_and_to_several_domains_signed_with_dkim() {
     eventually(WAIT, "an empty queue", || (queue_len(&server) == 0).then_some(()));
     let (_, metrics) = server.http_get("/metrics");
     assert!(metrics.contains("tern_delivery_recipients_total{result=\"delivered\"} 3"), "{metrics}");
+}
+
+/// RFC 6376 §5.3 and RFC 6152: an 8-bit message is re-encoded before it is signed, so a
+/// receiver without 8BITMIME gets it 7-bit, with a valid signature and the same text.
+#[test]
+fn eight_bit_mail_reaches_a_seven_bit_receiver_with_its_signature_intact() {
+    let sink_port = free_port();
+    let world = World::start(&remote_records(), Some(sink_port), serde_json::json!({"sink_no_8bitmime": true}));
+    let mut server = TestServer::new(&delivery_config(world.dns_port, world.sink_port, ""));
+    server.ok(&["domain", "add", "example.test"]);
+    server.ok_stdin(&["user", "add", "alice@example.test", "--password-stdin"], "secret\n");
+    server.ok_stdin(&["user", "add", "bob@example.test", "--password-stdin"], "secret\n");
+    server.ok(&["dkim", "generate", "example.test"]);
+    server.launch();
+
+    let text = concat!(
+        "From: Alice <alice@example.test>\r\nTo: bob@remote.test\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n",
+        "MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"b1\"\r\n\r\n",
+        "--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+        "Grüße aus Köln = 100 € \r\n.dot line\r\n",
+        "--b1\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
+        "<p>Grüße</p>\r\n--b1--\r\n"
+    );
+    submit_with(&server, "alice@example.test", &["bob@remote.test", "bob@example.test"], text, &["--body-8bitmime"]);
+
+    let got = world.wait_received(1, WAIT);
+    let (meta, raw) = &got[0];
+    let options = meta["mail_options"].to_string();
+    assert!(!options.contains("8BITMIME"), "no BODY=8BITMIME to a server that lacks it: {options}");
+    assert!(raw.is_ascii(), "{}", String::from_utf8_lossy(raw));
+    let sent = String::from_utf8_lossy(raw);
+    assert!(sent.contains("Content-Transfer-Encoding: quoted-printable"), "{sent}");
+    assert!(sent.contains("Gr=C3=BC=C3=9Fe aus K=C3=B6ln =3D 100 =E2=82=AC=20\r\n"), "{sent}");
+    // Signed after the conversion: dkimpy verifies both signatures.
+    let file = world.dir.path().join("verify.eml");
+    std::fs::write(&file, raw).unwrap();
+    let mut args = vec![file.to_str().unwrap().to_string()];
+    args.extend(dkim_records(&server, "example.test"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, out, err) = python_result("dkim_verify.py", &args);
+    assert!(ok && out.lines().filter(|l| l.starts_with("ok")).count() == 2, "{out}{err}\n{sent}");
+    // The receiver decodes the same text (Python's email package, independent of Tern).
+    let (ok, out, err) = python_result("mime_text.py", &[file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "Grüße aus Köln = 100 € \n.dot line\n<p>Grüße</p>\n", "{sent}");
+    // The local copy is the same 7-bit message.
+    let local = server.mail_list("bob@example.test", "INBOX");
+    assert_eq!(local.len(), 1);
+    eventually(WAIT, "an empty queue", || (queue_len(&server) == 0).then_some(()));
+
+    // A raw 8-bit header has no 7-bit form: refused by us, not sent as 8-bit, and bounced.
+    let raw_header = "From: alice@example.test\r\nTo: carol@remote.test\r\nSubject: Grüße\r\n\r\nbody ü\r\n";
+    submit(&server, "alice@example.test", &["carol@remote.test"], raw_header);
+    let dsn = eventually(WAIT, "a DSN", || dsn_messages(&server, "alice@example.test").into_iter().next());
+    let uid = dsn.split('\t').next().unwrap().parse().unwrap();
+    let report = String::from_utf8_lossy(&server.mail_show("alice@example.test", "INBOX", uid)).to_string();
+    assert!(report.contains("Status: 5.6.3") && report.contains("carol@remote.test"), "{report}");
+    assert_eq!(world.received().len(), 1, "nothing 8-bit was sent to the 7-bit receiver");
 }
 
 #[test]

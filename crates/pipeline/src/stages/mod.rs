@@ -6,6 +6,6 @@ mod submission;
 pub use inbound_auth::{InboundAuthentication, InboundPolicy, remove_results_for};
 mod trace;
 
-pub use submission::{DkimSign, SenderOwnership, SubmissionFixups};
+pub use submission::{DkimSign, SenderOwnership, SevenBitBody, SubmissionFixups};
 
 pub use trace::{ReceivedHeader, ReturnPath, rfc5322_date};

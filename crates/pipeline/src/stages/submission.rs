@@ -87,6 +87,44 @@ impl Stage for SubmissionFixups {
     }
 }
 
+/// Re-encodes 8-bit bodies as quoted-printable or base64 before DKIM signs them (RFC 6376
+/// §5.3): a receiver or relay without 8BITMIME (RFC 6152) then needs no conversion that
+/// would break the signature, and delivery never has to refuse the message for it. Messages
+/// with 8-bit headers (SMTPUTF8) have no 7-bit form and pass unchanged.
+pub struct SevenBitBody;
+
+#[async_trait]
+impl Stage for SevenBitBody {
+    fn name(&self) -> &'static str {
+        "seven_bit_body"
+    }
+
+    async fn process(&self, ctx: &mut MessageContext) -> Verdict {
+        if ctx.message.is_ascii() {
+            return Verdict::Continue;
+        }
+        let raw = std::mem::take(&mut ctx.message);
+        let converted = tokio::task::spawn_blocking(move || {
+            let converted = tern_mime::seven_bit::to_seven_bit(&raw);
+            (raw, converted)
+        })
+        .await;
+        match converted {
+            Ok((_, Some(converted))) => {
+                ctx.message = converted;
+                ctx.body = None;
+                ctx.tag("seven_bit", "converted");
+            }
+            Ok((raw, None)) => ctx.message = raw,
+            Err(e) => {
+                tracing::error!(error = %e, "8-bit conversion failed");
+                return Verdict::Defer(Refusal::new(451, (4, 3, 0), "Local error in processing"));
+            }
+        }
+        Verdict::Continue
+    }
+}
+
 /// A domain's signer with the keys it was built from (`selector:created`).
 type CachedSigner = (Vec<String>, Arc<tern_mailauth::dkim::Signer>);
 

@@ -176,8 +176,16 @@ class Sink:
         return "250 2.0.0 Ok: queued as sink%d" % n
 
 
+class SevenBitSink(Sink):
+    """A receiver that does not announce 8BITMIME (RFC 6152)."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        return [r for r in responses if "8BITMIME" not in r.upper()]
+
+
 def serve_sink(conf):
-    handler = Sink(conf["dir"])
+    handler = SevenBitSink(conf["dir"]) if conf.get("no_8bitmime") else Sink(conf["dir"])
     tls_context = None
     if conf.get("tls_cert"):
         tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -235,6 +243,8 @@ def main():
         conf = json.load(f)
     if "dns_port" in conf:
         serve_dns(conf["dns_port"], Dns(conf.get("records", []), conf.get("ad", False)))
+    if conf.get("sink") and conf.get("sink_no_8bitmime"):
+        conf["sink"]["no_8bitmime"] = True
     controller = serve_sink(conf["sink"]) if conf.get("sink") else None
     if conf.get("https"):
         serve_https(conf["https"])

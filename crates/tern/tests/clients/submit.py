@@ -63,6 +63,7 @@ def main():
     ap.add_argument("--from", dest="sender", required=True)
     ap.add_argument("--to", action="append", required=True)
     ap.add_argument("--message", required=True)
+    ap.add_argument("--body-8bitmime", action="store_true", help="MAIL FROM ... BODY=8BITMIME")
     args = ap.parse_args()
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -84,7 +85,8 @@ def main():
             smtp.user, smtp.password = args.user, args.password
             auth = {"PLAIN": smtp.auth_plain, "LOGIN": smtp.auth_login}[args.mech]
             smtp.auth(args.mech, auth, initial_response_ok=(args.mech == "PLAIN"))
-        refused = smtp.sendmail(args.sender, args.to, message)
+        options = ["BODY=8BITMIME"] if args.body_8bitmime else []
+        refused = smtp.sendmail(args.sender, args.to, message, mail_options=options)
         smtp.quit()
     except smtplib.SMTPResponseException as e:
         print("%d %s" % (e.smtp_code, e.smtp_error.decode(errors="replace")))
