@@ -160,7 +160,8 @@ impl SearchFields {
 }
 
 /// The summary cache, and the search-field cache beside it. The configured budget is split:
-/// three quarters for summaries, one quarter for search fields.
+/// three quarters for summaries, one quarter for search fields. No code holds both locks at
+/// once (holding them in two orders deadlocked the runtime).
 pub(crate) struct SummaryCache {
     summaries: Mutex<CacheState<MessageSummary>>,
     fields: Mutex<CacheState<SearchFields>>,
@@ -188,16 +189,27 @@ impl SummaryCache {
         };
         for chunk in missing.chunks(1024) {
             let loaded = store.summary_get_many(chunk.to_vec()).await?;
+            self.insert_loaded(chunk, loaded);
+        }
+        Ok(())
+    }
+
+    /// Caches summaries read from the store, and their search fields.
+    fn insert_loaded(&self, hashes: &[BlobHash], loaded: Vec<Option<MessageSummary>>) {
+        let mut fields = Vec::with_capacity(hashes.len());
+        {
             let mut summaries = lock(&self.summaries);
-            let mut fields = lock(&self.fields);
-            for (hash, summary) in chunk.iter().zip(loaded) {
+            for (hash, summary) in hashes.iter().zip(loaded) {
                 if let Some(s) = summary {
-                    fields.insert(*hash, Arc::new(SearchFields::of(&s)));
+                    fields.push((*hash, Arc::new(SearchFields::of(&s))));
                     summaries.insert(*hash, Arc::new(hot_part(s)));
                 }
             }
         }
-        Ok(())
+        let mut cache = lock(&self.fields);
+        for (hash, f) in fields {
+            cache.insert(hash, f);
+        }
     }
 
     /// The summary without the MIME tree below the top level (enough for ENVELOPE,
@@ -221,19 +233,7 @@ impl SummaryCache {
         store: &Arc<dyn Store>,
         hashes: &[BlobHash],
     ) -> StoreResult<Vec<Option<Arc<SearchFields>>>> {
-        let mut out: Vec<Option<Arc<SearchFields>>> = Vec::with_capacity(hashes.len());
-        let mut missing = Vec::new();
-        {
-            let fields = lock(&self.fields);
-            let summaries = lock(&self.summaries);
-            for (i, h) in hashes.iter().enumerate() {
-                let found = fields.get(h).or_else(|| summaries.get(h).map(|s| Arc::new(SearchFields::of(&s))));
-                if found.is_none() {
-                    missing.push(i);
-                }
-                out.push(found);
-            }
-        }
+        let (mut out, missing) = self.cached_fields(hashes);
         for chunk in missing.chunks(1024) {
             let loaded = store.summary_get_many(chunk.iter().map(|&i| hashes[i]).collect()).await?;
             let mut fields = lock(&self.fields);
@@ -246,6 +246,30 @@ impl SummaryCache {
             }
         }
         Ok(out)
+    }
+
+    /// The search fields the caches hold for `hashes`, and the positions of those they lack.
+    #[allow(clippy::type_complexity)]
+    fn cached_fields(&self, hashes: &[BlobHash]) -> (Vec<Option<Arc<SearchFields>>>, Vec<usize>) {
+        let mut out: Vec<Option<Arc<SearchFields>>> = Vec::with_capacity(hashes.len());
+        let mut missing = Vec::new();
+        // One lock at a time, here as everywhere: the two caches are never held together.
+        {
+            let fields = lock(&self.fields);
+            out.extend(hashes.iter().map(|h| fields.get(h)));
+        }
+        {
+            let summaries = lock(&self.summaries);
+            for (i, h) in hashes.iter().enumerate() {
+                if out[i].is_none() {
+                    out[i] = summaries.get(h).map(|s| Arc::new(SearchFields::of(&s)));
+                    if out[i].is_none() {
+                        missing.push(i);
+                    }
+                }
+            }
+        }
+        (out, missing)
     }
 
     /// The whole summary, MIME tree included (for BODY[part], BINARY and re-rendered body
@@ -386,6 +410,38 @@ mod cache_tests {
     fn summary(i: usize) -> (BlobHash, Arc<MessageSummary>) {
         let raw = format!("From: a{i}@example.org\r\nSubject: message number {i}\r\n\r\nbody {i}\r\n");
         (BlobHash::of(raw.as_bytes()), Arc::new(tern_mime::summarize(raw.as_bytes())))
+    }
+
+    /// Sessions filling the summary cache and sessions searching run at once on the
+    /// runtime's threads: the two caches' locks must never be taken in two orders.
+    #[test]
+    fn filling_and_searching_at_once_never_deadlock() {
+        let all: Vec<_> = (0..64).map(summary).collect();
+        let one = summary(0).1.heap_size() + std::mem::size_of::<MessageSummary>() + CACHE_ENTRY_OVERHEAD;
+        // Small enough that inserts keep evicting.
+        let cache = Arc::new(SummaryCache::new(one * 40));
+        let hashes: Arc<Vec<BlobHash>> = Arc::new(all.iter().map(|(h, _)| *h).collect());
+        let summaries: Arc<Vec<MessageSummary>> = Arc::new(all.iter().map(|(_, s)| (**s).clone()).collect());
+        let (done, finished) = std::sync::mpsc::channel();
+        for t in 0..4 {
+            let (cache, hashes, summaries, done) =
+                (Arc::clone(&cache), Arc::clone(&hashes), Arc::clone(&summaries), done.clone());
+            std::thread::spawn(move || {
+                for round in 0..2000 {
+                    if (t + round) % 2 == 0 {
+                        cache.insert_loaded(&hashes, summaries.iter().cloned().map(Some).collect());
+                    } else {
+                        let (found, missing) = cache.cached_fields(&hashes);
+                        assert_eq!(found.len(), hashes.len());
+                        assert!(missing.len() <= hashes.len());
+                    }
+                }
+                let _ = done.send(());
+            });
+        }
+        for _ in 0..4 {
+            finished.recv_timeout(Duration::from_secs(60)).expect("the caches deadlocked");
+        }
     }
 
     #[test]
