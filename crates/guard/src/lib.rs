@@ -2,10 +2,12 @@
 //! total, a failed-login record that slows down and then bans addresses that keep guessing
 //! passwords (or harvesting addresses), rate limits and the greylist.
 
+pub mod accept;
 pub mod auth;
 pub mod limits;
 pub mod rate;
 
+pub use accept::accept_until_shutdown;
 pub use auth::{AuthGuard, AuthVerdict};
 pub use limits::{ConnectionLimits, ConnectionSlot, LimitExceeded};
 pub use rate::{Greylist, RateLimiter, greylist_network};

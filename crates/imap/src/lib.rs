@@ -327,23 +327,17 @@ impl ImapServer {
 
     /// Accepts connections until shutdown; `implicit_tls` for port 993 (RFC 8314).
     pub async fn serve(self: Arc<Self>, listener: TcpListener, implicit_tls: bool) {
-        loop {
-            let accepted = tokio::select! {
-                _ = self.shutdown.cancelled() => break,
-                r = listener.accept() => r,
-            };
-            match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let server = Arc::clone(&self);
-                    self.tracker.spawn(async move { server.connection(stream, peer, implicit_tls).await });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "IMAP accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        tern_guard::accept_until_shutdown(
+            &listener,
+            if implicit_tls { "imaps" } else { "imap" },
+            &self.shutdown,
+            &self.tracker,
+            |stream, peer| {
+                let server = Arc::clone(&self);
+                async move { server.connection(stream, peer, implicit_tls).await }
+            },
+        )
+        .await
     }
 
     pub async fn drain(&self) {

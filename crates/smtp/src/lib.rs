@@ -106,25 +106,17 @@ impl SmtpServer {
 
     /// Accepts connections until shutdown; `implicit_tls` for port 465 (RFC 8314).
     pub async fn serve(self: Arc<Self>, listener: TcpListener, implicit_tls: bool) {
-        let service = self.settings.service;
-        loop {
-            let accepted = tokio::select! {
-                _ = self.shutdown.cancelled() => break,
-                r = listener.accept() => r,
-            };
-            match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let server = Arc::clone(&self);
-                    self.tracker.spawn(async move { server.connection(stream, peer, implicit_tls).await });
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(service, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        tern_guard::accept_until_shutdown(
+            &listener,
+            self.settings.service,
+            &self.shutdown,
+            &self.tracker,
+            |stream, peer| {
+                let server = Arc::clone(&self);
+                async move { server.connection(stream, peer, implicit_tls).await }
+            },
+        )
+        .await
     }
 
     /// Waits until every session has ended (after shutdown was signalled).
