@@ -70,6 +70,28 @@ fn dsn_messages(server: &TestServer, user: &str) -> Vec<String> {
         .collect()
 }
 
+/// The whole message of a DSN, from its `dsn_messages` line.
+fn dsn_text(server: &TestServer, user: &str, line: &str) -> String {
+    let uid = line.split('\t').next().unwrap().parse().unwrap();
+    String::from_utf8_lossy(&server.mail_show(user, "INBOX", uid)).into_owned()
+}
+
+/// The queue id of the entry that holds `rcpt`.
+fn queued_id(server: &TestServer, rcpt: &str) -> String {
+    let list = server.ok(&["queue", "list"]);
+    let line = list.lines().find(|l| l.contains(rcpt)).expect("still queued");
+    line.split('\t').next().unwrap().to_string()
+}
+
+/// `tern queue show ID` once the entry has had `attempts` attempts.
+fn show_after_attempts(server: &TestServer, id: &str, attempts: u32) -> String {
+    let wanted = format!("attempts={attempts}");
+    eventually(WAIT, "an attempt", || {
+        let show = server.ok(&["queue", "show", id]);
+        show.contains(&wanted).then_some(show)
+    })
+}
+
 /// The DKIM TXT records `tern dns` prints, as `name=value` arguments for dkim_verify.py.
 fn dkim_records(server: &TestServer, domain: &str) -> Vec<String> {
     server
@@ -196,8 +218,7 @@ fn eight_bit_mail_reaches_a_seven_bit_receiver_with_its_signature_intact() {
     let raw_header = "From: alice@example.test\r\nTo: carol@remote.test\r\nSubject: Grüße\r\n\r\nbody ü\r\n";
     submit(&server, "alice@example.test", &["carol@remote.test"], raw_header);
     let dsn = eventually(WAIT, "a DSN", || dsn_messages(&server, "alice@example.test").into_iter().next());
-    let uid = dsn.split('\t').next().unwrap().parse().unwrap();
-    let report = String::from_utf8_lossy(&server.mail_show("alice@example.test", "INBOX", uid)).to_string();
+    let report = dsn_text(&server, "alice@example.test", &dsn);
     assert!(report.contains("Status: 5.6.3") && report.contains("carol@remote.test"), "{report}");
     assert_eq!(world.received().len(), 1, "nothing 8-bit was sent to the 7-bit receiver");
 }
@@ -216,8 +237,7 @@ fn temporary_failures_are_retried_and_permanent_ones_bounce_with_a_dsn() {
     assert_eq!(got[0].0["rcpt_tos"], serde_json::json!(["tempfail@remote.test"]));
     // 550 from the sink and the null MX: one DSN to alice with both.
     let dsn_line = eventually(WAIT, "a DSN", || dsn_messages(&server, "alice@example.test").into_iter().next());
-    let uid: u32 = dsn_line.split('\t').next().unwrap().parse().unwrap();
-    let dsn = String::from_utf8(server.mail_show("alice@example.test", "INBOX", uid)).unwrap();
+    let dsn = dsn_text(&server, "alice@example.test", &dsn_line);
     assert!(dsn.contains("multipart/report") && dsn.contains("delivery-status"), "{dsn}");
     assert!(dsn.contains("Final-Recipient: rfc822; reject@remote.test"), "{dsn}");
     assert!(dsn.contains("Status: 5.1.1"), "{dsn}");
@@ -228,14 +248,7 @@ fn temporary_failures_are_retried_and_permanent_ones_bounce_with_a_dsn() {
     // The null MX bounced at once, in the same or a second report.
     let all: String = dsn_messages(&server, "alice@example.test")
         .iter()
-        .map(|l| {
-            String::from_utf8(server.mail_show(
-                "alice@example.test",
-                "INBOX",
-                l.split('\t').next().unwrap().parse().unwrap(),
-            ))
-            .unwrap()
-        })
+        .map(|l| dsn_text(&server, "alice@example.test", l))
         .collect();
     assert!(all.contains("Final-Recipient: rfc822; nobody@nullmx.test") && all.contains("Status: 5.1.10"), "{all}");
     assert!(!all.contains("tempfail@remote.test"), "the retried recipient is not reported");
@@ -255,11 +268,8 @@ fn unreachable_hosts_are_retried_and_the_queue_can_be_managed() {
     );
     let list = server.ok(&["queue", "list"]);
     assert!(list.contains("someone@down.test"), "{list}");
-    let id = list.lines().next().unwrap().split('\t').next().unwrap().to_string();
-    let show = eventually(WAIT, "two attempts", || {
-        let show = server.ok(&["queue", "show", &id]);
-        show.contains("attempts=2").then_some(show)
-    });
+    let id = queued_id(&server, "someone@down.test");
+    let show = show_after_attempts(&server, &id, 2);
     assert!(show.contains("status=Pending") && show.contains("451 4.4.1"), "{show}");
     assert!(server.ok(&["queue", "retry", &id]).contains("1 message"));
     assert!(server.ok(&["queue", "remove", &id]).contains("removed"));
@@ -349,19 +359,7 @@ fn mta_sts_enforce_refuses_an_mx_with_a_bad_certificate() {
     let got = world.wait_received(1, WAIT);
     assert_eq!(got[0].0["rcpt_tos"], serde_json::json!(["user@remote.test"]));
     // ... the enforced one is deferred, not delivered: the sink's certificate is self-signed.
-    let list = server.ok(&["queue", "list"]);
-    let id = list
-        .lines()
-        .find(|l| l.contains("user@sts.test"))
-        .expect("still queued")
-        .split('\t')
-        .next()
-        .unwrap()
-        .to_string();
-    let show = eventually(WAIT, "an attempt", || {
-        let show = server.ok(&["queue", "show", &id]);
-        show.contains("attempts=1").then_some(show)
-    });
+    let show = show_after_attempts(&server, &queued_id(&server, "user@sts.test"), 1);
     assert!(show.contains("MTA-STS"), "{show}");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(world.received().len(), 1, "nothing went to the MX with the bad certificate");
@@ -453,19 +451,7 @@ fn dane_tlsa_records_are_enforced_when_dnssec_vouches_for_them() {
     );
     let got = world.wait_received(1, WAIT);
     assert_eq!(got[0].0["rcpt_tos"], serde_json::json!(["u@dane.test"]));
-    let list = server.ok(&["queue", "list"]);
-    let id = list
-        .lines()
-        .find(|l| l.contains("u@baddane.test"))
-        .expect("still queued")
-        .split('\t')
-        .next()
-        .unwrap()
-        .to_string();
-    let show = eventually(WAIT, "an attempt", || {
-        let show = server.ok(&["queue", "show", &id]);
-        show.contains("attempts=1").then_some(show)
-    });
+    let show = show_after_attempts(&server, &queued_id(&server, "u@baddane.test"), 1);
     assert!(show.contains("DANE"), "{show}");
     assert!(server.log().contains("DANE: no TLSA record matches"), "{}", server.log());
     assert_eq!(world.received().len(), 1);
@@ -518,17 +504,7 @@ fn dsn_parameters_are_honoured() {
         let list = dsn_messages(&server, "alice@example.test");
         (list.len() >= 2).then_some(list)
     });
-    let texts: Vec<String> = reports
-        .iter()
-        .map(|l| {
-            String::from_utf8(server.mail_show(
-                "alice@example.test",
-                "INBOX",
-                l.split('\t').next().unwrap().parse().unwrap(),
-            ))
-            .unwrap()
-        })
-        .collect();
+    let texts: Vec<String> = reports.iter().map(|l| dsn_text(&server, "alice@example.test", l)).collect();
     let failed = texts.iter().find(|t| t.contains("Action: failed")).expect("failure report");
     assert!(failed.contains("reject-loud@remote.test") && !failed.contains("reject-quiet"), "{failed}");
     assert!(failed.contains("Original-Recipient: rfc822; original@example.test"), "{failed}");
