@@ -10,7 +10,8 @@
 #   POPULATE=0 ...   # mailboxes already filled
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PEERS="${PEERS_DIR:-$HERE/../../shared/bench}"
+# shellcheck source=common.sh
+. "$HERE/common.sh"
 RUNS="${RUNS:-3}"
 DURATION="${DURATION:-30}"
 CONC="${CONC:-1 8 32}"
@@ -18,23 +19,17 @@ IDLE="${IDLE:-1000}"
 PER_USER="${PER_USER:-2000}"
 POPULATE="${POPULATE:-1}"
 OUT="${OUT:-$HERE/results/$(date +%Y%m%d-%H%M%S)-imap}"
-TMP="${TMPDIR:-/tmp}"
-DC_PID="$TMP/bench-dovecot/run/master.pid"
-PF_PID="$TMP/bench-postfix/spool/pid/master.pid"
 mkdir -p "$OUT/tern" "$OUT/dovecot"
 
-"$HERE/tern-bench.sh" start
-TERN_PID="$("$HERE/tern-bench.sh" pid)"
+start_tern
 have_dovecot=0
-if [ -s "$DC_PID" ] && kill -0 "$(tr -dc 0-9 <"$DC_PID")" 2>/dev/null; then have_dovecot=1; fi
+running "$DC_PID" && have_dovecot=1
 {
   echo "date: $(date -Is)"
   echo "tern: $(git -C "$HERE/.." rev-parse --short HEAD) release build"
   command -v dovecot >/dev/null && echo "dovecot: $(dovecot --version 2>/dev/null)"
   echo "cpus: $(nproc)  kernel: $(uname -r)"
 } >"$OUT/env.txt"
-log() { echo "$*" >>"$OUT/commands.log"; }
-quiet() { [ -x "$PEERS/wait_quiet.py" ] && python3 "$PEERS/wait_quiet.py" >>"$OUT/commands.log" 2>&1 || true; }
 total=$((PER_USER * 32))
 
 if [ "$POPULATE" = 1 ]; then

@@ -6,22 +6,18 @@
 #   RUNS=3 DURATION=30 CONC="1 8 32" PROCS=2 bench/run-pop3.sh
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PEERS="${PEERS_DIR:-$HERE/../../shared/bench}"
+# shellcheck source=common.sh
+. "$HERE/common.sh"
 RUNS="${RUNS:-3}"
 DURATION="${DURATION:-30}"
 CONC="${CONC:-1 8 32}"
 PROCS="${PROCS:-2}"
 OUT="${OUT:-$HERE/results/$(date +%Y%m%d-%H%M%S)-pop3}"
-TMP="${TMPDIR:-/tmp}"
-DC_PID="$TMP/bench-dovecot/run/master.pid"
 mkdir -p "$OUT/tern" "$OUT/dovecot"
-"$HERE/tern-bench.sh" start
-TERN_PID="$("$HERE/tern-bench.sh" pid)"
+start_tern
 have_dovecot=0
-if [ -s "$DC_PID" ] && kill -0 "$(tr -dc 0-9 <"$DC_PID")" 2>/dev/null; then have_dovecot=1; fi
+running "$DC_PID" && have_dovecot=1
 echo "date: $(date -Is)  tern: $(git -C "$HERE/.." rev-parse --short HEAD)  cpus: $(nproc)" >"$OUT/env.txt"
-log() { echo "$*" >>"$OUT/commands.log"; }
-quiet() { [ -x "$PEERS/wait_quiet.py" ] && python3 "$PEERS/wait_quiet.py" >>"$OUT/commands.log" 2>&1 || true; }
 for run in $(seq 1 "$RUNS"); do
   for c in $CONC; do
     procs=1

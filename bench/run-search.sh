@@ -10,20 +10,17 @@
 #   N=100000 DURATION=30 bench/run-search.sh     POPULATE=0 to reuse the mailboxes
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PEERS="${PEERS_DIR:-$HERE/../../shared/bench}"
+# shellcheck source=common.sh
+. "$HERE/common.sh"
 N="${N:-100000}"
 DURATION="${DURATION:-30}"
 POPULATE="${POPULATE:-1}"
 OUT="${OUT:-$HERE/results/$(date +%Y%m%d-%H%M%S)-search}"
-TMP="${TMPDIR:-/tmp}"
-DC_PID="$TMP/bench-dovecot/run/master.pid"
 mkdir -p "$OUT/tern" "$OUT/dovecot"
-"$HERE/tern-bench.sh" start
-TERN_PID="$("$HERE/tern-bench.sh" pid)"
+start_tern
 have_dovecot=0
-if [ -s "$DC_PID" ] && kill -0 "$(tr -dc 0-9 <"$DC_PID")" 2>/dev/null; then have_dovecot=1; fi
+running "$DC_PID" && have_dovecot=1
 echo "date: $(date -Is)  tern: $(git -C "$HERE/.." rev-parse --short HEAD)  N=$N" >"$OUT/env.txt"
-log() { echo "$*" >>"$OUT/commands.log"; }
 if [ "$POPULATE" = 1 ]; then
   before=$(curl -s 127.0.0.1:12059/metrics | awk '/^tern_fts_indexed_total/ {print $2}')
   cmd=(python3 "$HERE/clients/smtp_load.py" --port 12050 -n "$N" -c 16 --users 33 --quiet)

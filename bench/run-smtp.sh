@@ -9,20 +9,18 @@
 #   RUNS=3 N=10000 SIZE=10240 CONC="1 8 32" bench/run-smtp.sh
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PEERS="${PEERS_DIR:-$HERE/../../shared/bench}"
+# shellcheck source=common.sh
+. "$HERE/common.sh"
 RUNS="${RUNS:-3}"
 N="${N:-10000}"
 SIZE="${SIZE:-10240}"
 CONC="${CONC:-1 8 32}"
 OUT="${OUT:-$HERE/results/$(date +%Y%m%d-%H%M%S)-smtp}"
-TMP="${TMPDIR:-/tmp}"
-PF_PID="$TMP/bench-postfix/spool/pid/master.pid"
 mkdir -p "$OUT/tern" "$OUT/postfix"
 
-"$HERE/tern-bench.sh" start
-TERN_PID="$("$HERE/tern-bench.sh" pid)"
+start_tern
 have_postfix=0
-if [ -s "$PF_PID" ] && kill -0 "$(tr -dc 0-9 <"$PF_PID")" 2>/dev/null; then have_postfix=1; fi
+running "$PF_PID" && have_postfix=1
 
 {
   echo "date: $(date -Is)"
@@ -32,7 +30,6 @@ if [ -s "$PF_PID" ] && kill -0 "$(tr -dc 0-9 <"$PF_PID")" 2>/dev/null; then have
   echo "cpus: $(nproc)  kernel: $(uname -r)"
 } >"$OUT/env.txt"
 
-quiet() { [ -x "$PEERS/wait_quiet.py" ] && python3 "$PEERS/wait_quiet.py" >>"$OUT/commands.log" 2>&1 || true; }
 
 for run in $(seq 1 "$RUNS"); do
   for c in $CONC; do

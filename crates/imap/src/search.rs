@@ -10,6 +10,7 @@ use tern_store::{Flags, MessageEntry};
 /// What a search needs besides the message entry.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Needs {
+    /// Fields from the message's summary ([`crate::SearchFields`]: FROM, SUBJECT, SENTON…).
     pub summary: bool,
     /// Header text (HEADER key, TEXT).
     pub header: bool,
