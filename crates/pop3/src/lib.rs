@@ -141,10 +141,8 @@ impl Pop3Server {
         };
         let conn = if implicit_tls {
             let Some(acceptor) = self.tls.clone() else { return };
-            match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tern_tls::Stream::Tls(Box::new(tls)),
-                _ => return,
-            }
+            let Some(tls) = tern_tls::handshake(&acceptor, stream, peer).await else { return };
+            tern_tls::Stream::Tls(Box::new(tls))
         } else {
             tern_tls::Stream::Plain(stream)
         };

@@ -252,13 +252,13 @@ impl Session {
             self.inbuf.clear();
         }
         let Stream::Plain(plain) = std::mem::replace(&mut self.conn, Stream::Upgrading) else { return Next::Close };
-        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
-            Ok(Ok(tls)) => {
+        match tern_tls::handshake(&acceptor, plain, self.peer).await {
+            Some(tls) => {
                 self.conn = Stream::Tls(Box::new(tls));
                 self.user = None;
                 Next::Continue
             }
-            _ => Next::Close,
+            None => Next::Close,
         }
     }
 

@@ -159,14 +159,8 @@ impl SmtpServer {
         }
         let conn = if implicit_tls {
             let Some(acceptor) = self.tls.clone() else { return };
-            match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => tern_tls::Stream::Tls(Box::new(tls)),
-                Ok(Err(e)) => {
-                    tracing::info!(service, client = %peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            }
+            let Some(tls) = tern_tls::handshake(&acceptor, stream, peer).await else { return };
+            tern_tls::Stream::Tls(Box::new(tls))
         } else {
             tern_tls::Stream::Plain(stream)
         };

@@ -22,7 +22,6 @@ use tokio::sync::OwnedSemaphorePermit;
 
 /// Read buffer per session. Small, so that thousands of idle sessions stay cheap.
 const READ_CHUNK: usize = 16 * 1024;
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the main loop should do after a command.
 #[derive(PartialEq, Eq)]
@@ -792,8 +791,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         let Stream::Plain(plain) = std::mem::replace(&mut self.conn, Stream::Upgrading) else {
             return Flow::Close;
         };
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(plain)).await {
-            Ok(Ok(tls)) => {
+        match tern_tls::handshake(&acceptor, plain, self.peer).await {
+            Some(tls) => {
                 self.conn = Stream::Tls(Box::new(tls));
                 let (version, cipher) = self.conn.tls_info().unwrap_or_default();
                 tracing::debug!(version, cipher, "TLS established");
@@ -805,14 +804,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 self.authenticated = None;
                 Flow::Continue
             }
-            Ok(Err(e)) => {
-                tracing::info!(error = %e, "TLS handshake failed");
-                Flow::Close
-            }
-            Err(_) => {
-                tracing::info!("TLS handshake timed out");
-                Flow::Close
-            }
+            None => Flow::Close,
         }
     }
 }

@@ -33,6 +33,28 @@ pub enum TlsError {
     Config(String),
 }
 
+/// Longest a client may take over a TLS handshake (implicit TLS or STARTTLS/STLS).
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The server side of a TLS handshake with `client`, bounded by [`HANDSHAKE_TIMEOUT`]. A
+/// failure or timeout is logged and gives `None`: the caller closes the connection.
+pub async fn handshake<S>(acceptor: &TlsAcceptor, stream: S, client: std::net::SocketAddr) -> Option<TlsStream<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::info!(%client, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!(%client, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
 /// Installs aws-lc-rs as the process-wide provider. Safe to call more than once.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

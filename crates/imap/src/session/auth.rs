@@ -2,7 +2,6 @@
 //! (RFC 4616, RFC 7677, with SASL-IR, RFC 4959).
 
 use super::{Done, Session};
-use std::time::Duration;
 use tern_imap_proto::Limits;
 use tern_store::StoreError;
 use tern_tls::Stream;
@@ -31,12 +30,9 @@ impl Session {
             self.closing = true;
             return Done::ok("");
         };
-        match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(plain)).await {
-            Ok(Ok(tls)) => self.conn = Stream::Tls(Box::new(tls)),
-            _ => {
-                tracing::info!("TLS handshake failed");
-                self.closing = true;
-            }
+        match tern_tls::handshake(&acceptor, plain, self.peer).await {
+            Some(tls) => self.conn = Stream::Tls(Box::new(tls)),
+            None => self.closing = true,
         }
         Done::ok("")
     }
