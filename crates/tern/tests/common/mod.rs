@@ -554,8 +554,22 @@ impl<S: Read + Write> Client<S> {
 }
 
 /// A free TCP port on loopback (bound and released: good enough for tests).
+/// A free TCP port below the kernel's ephemeral range (32768-60999): a port the kernel hands
+/// out for `:0` can be taken as the source port of a test's outgoing connection before the
+/// server that was meant to get it binds it ("address already in use").
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Test binaries of parallel runs start at different places.
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    loop {
+        let port = (FIRST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A free port for both UDP and TCP (the stub DNS serves both).
