@@ -175,13 +175,17 @@ impl Directory {
         Ok((account, generated))
     }
 
-    pub async fn user_set_password(&self, email: &str, password: Option<&str>) -> Result<Option<String>> {
+    /// The account of `email`, or `NotFound`.
+    async fn existing_user(&self, email: &str) -> Result<Account> {
         let address = canonical_address(email)?;
-        let mut account = self
-            .store
+        self.store
             .account_by_address(&address)
             .await?
-            .ok_or_else(|| DirectoryError::NotFound(format!("user {address}")))?;
+            .ok_or_else(|| DirectoryError::NotFound(format!("user {address}")))
+    }
+
+    pub async fn user_set_password(&self, email: &str, password: Option<&str>) -> Result<Option<String>> {
+        let mut account = self.existing_user(email).await?;
         let generated = match password {
             Some(_) => None,
             None => Some(generate_password()),
@@ -198,24 +202,14 @@ impl Directory {
 
     /// Sets (or clears) a user's storage limit in bytes.
     pub async fn user_set_quota(&self, email: &str, bytes: Option<u64>) -> Result<()> {
-        let address = canonical_address(email)?;
-        let mut account = self
-            .store
-            .account_by_address(&address)
-            .await?
-            .ok_or_else(|| DirectoryError::NotFound(format!("user {address}")))?;
+        let mut account = self.existing_user(email).await?;
         account.quota_bytes = bytes;
         self.store.account_update(account).await?;
         Ok(())
     }
 
     pub async fn user_remove(&self, email: &str) -> Result<()> {
-        let address = canonical_address(email)?;
-        let account = self
-            .store
-            .account_by_address(&address)
-            .await?
-            .ok_or_else(|| DirectoryError::NotFound(format!("user {address}")))?;
+        let account = self.existing_user(email).await?;
         self.store.account_remove(account.id).await?;
         Ok(())
     }

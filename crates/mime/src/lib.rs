@@ -241,23 +241,9 @@ pub fn summarize(raw: &[u8]) -> MessageSummary {
     let parsed = MessageParser::default().parse(raw);
     let Some(message) = parsed else {
         return finish(MessageSummary {
-            version: SUMMARY_VERSION,
             size: raw.len() as u64,
-            date: None,
-            subject: String::new(),
-            from: String::new(),
-            message_id: None,
-            in_reply_to: vec![],
-            references: vec![],
-            envelope: RawEnvelope::default(),
             body: plain_leaf(raw, 0, 0, raw.len() as u64),
-            from_addrs: vec![],
-            to_addrs: vec![],
-            cc_addrs: vec![],
-            bcc_addrs: vec![],
-            sent_day: None,
-            imap: ImapForms::default(),
-            search: SearchForms::default(),
+            ..MessageSummary::empty()
         });
     };
     let mut budget = MAX_PARTS;
