@@ -27,6 +27,22 @@ pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// A literal of message text (BODY[...], RFC822...): NUL may only travel in a `literal8`,
+/// which only BINARY answers may use (RFC 9051 §4.3), so a NUL stored from a binary APPEND
+/// is sent as 0x80, as Dovecot does. BINARY[...] returns the bytes unchanged.
+pub fn text_literal(out: &mut Vec<u8>, s: &[u8]) {
+    let _ = write!(VecWriter(out), "{{{}}}\r\n", s.len());
+    let start = out.len();
+    out.extend_from_slice(s);
+    if memchr::memchr(0, s).is_some() {
+        for b in &mut out[start..] {
+            if *b == 0 {
+                *b = 0x80;
+            }
+        }
+    }
+}
+
 /// `NIL` or a string.
 pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>, utf8: bool) {
     match s {

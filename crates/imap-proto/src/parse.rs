@@ -888,9 +888,10 @@ fn parse_body(c: &mut Cursor<'_>) -> R<Command> {
             if !matches!(c.peek(), Some(b'{' | b'~')) {
                 return Err("APPEND needs the message as a literal".into());
             }
+            let binary = c.peek() == Some(b'~');
             let message = c.literal()?;
             c.end()?;
-            Ok(Command::Append { mailbox, flags, date, message })
+            Ok(Command::Append { mailbox, flags, date, message, binary })
         }
         "EXPUNGE" => {
             if uid {

@@ -286,6 +286,8 @@ pub enum Command {
         flags: Vec<Flag>,
         date: Option<DateTime>,
         message: Vec<u8>,
+        /// Sent as a `literal8` (RFC 3516 §4.4): binary content, stored byte for byte.
+        binary: bool,
     },
     Idle,
     Check,

@@ -126,71 +126,8 @@ pub fn binary_section(raw: &[u8], root: &BodyPart, part: &[u32]) -> Result<Vec<u
         return Err(BinaryError::NoSuchPart);
     }
     let body = slice(raw, p.offset_body, p.offset_end);
-    match p.encoding.as_deref().unwrap_or("7bit") {
-        "7bit" | "8bit" | "binary" => Ok(body.to_vec()),
-        "base64" => Ok(decode_base64(body)),
-        "quoted-printable" => Ok(decode_qp(body)),
-        other => Err(BinaryError::UnknownEncoding(other.to_string())),
-    }
-}
-
-/// Lenient base64: whitespace and stray characters are skipped, decoding stops at padding.
-pub fn decode_base64(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut n = 0;
-    for &c in input {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => continue,
-        };
-        acc = (acc << 6) | u32::from(v);
-        n += 1;
-        if n == 4 {
-            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
-            acc = 0;
-            n = 0;
-        }
-    }
-    match n {
-        2 => out.push((acc >> 4) as u8),
-        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
-        _ => {}
-    }
-    out
-}
-
-/// Quoted-printable (RFC 2045 §6.7), lenient with malformed escapes.
-pub fn decode_qp(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    let hex = |b: u8| (b as char).to_digit(16);
-    while i < input.len() {
-        let c = input[i];
-        if c == b'=' {
-            match (input.get(i + 1), input.get(i + 2)) {
-                (Some(b'\r'), Some(b'\n')) => i += 3,
-                (Some(b'\n'), _) => i += 2,
-                (Some(&a), Some(&b)) if hex(a).is_some() && hex(b).is_some() => {
-                    out.push((hex(a).unwrap_or(0) * 16 + hex(b).unwrap_or(0)) as u8);
-                    i += 3;
-                }
-                _ => {
-                    out.push(c);
-                    i += 1;
-                }
-            }
-        } else {
-            out.push(c);
-            i += 1;
-        }
-    }
-    out
+    tern_mime::decode::transfer_decode(body, p.encoding.as_deref())
+        .ok_or_else(|| BinaryError::UnknownEncoding(p.encoding.clone().unwrap_or_default()))
 }
 
 #[cfg(test)]
@@ -250,7 +187,5 @@ mod tests {
         assert_eq!(binary_section(MSG, &s.body, &[2, 2]).unwrap(), b"<b>hi=</b>!");
         assert_eq!(binary_section(MSG, &s.body, &[1]).unwrap(), b"first");
         assert_eq!(binary_section(MSG, &s.body, &[9]), Err(BinaryError::NoSuchPart));
-        assert_eq!(decode_base64(b"aGVsbG8=\r\n"), b"hello");
-        assert_eq!(decode_base64(b"aGVsbG"), b"hell");
     }
 }

@@ -6,6 +6,7 @@
 //! and a store that finds an older version recomputes it from the stored message.
 
 pub mod address;
+pub mod decode;
 pub mod imap;
 pub mod seven_bit;
 pub mod text;

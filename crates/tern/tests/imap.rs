@@ -578,3 +578,57 @@ fn authenticate_scram_sha_256_with_imaplib() {
     let greeting = c.raw_line().unwrap();
     assert!(greeting.contains("AUTH=SCRAM-SHA-256") && greeting.contains("AUTH=SCRAM-SHA-256-PLUS"), "{greeting}");
 }
+
+/// RFC 3516: a message APPENDed as a `literal8` is stored byte for byte (a LF, CR or NUL in
+/// a binary part is data), BINARY returns it decoded and exact, BODY sends NUL as 0x80.
+#[test]
+fn binary_append_keeps_every_byte_and_binary_fetch_decodes() {
+    let s = TestServer::started("");
+    let mut c = s.imap_login("alice@example.test");
+    let blob: Vec<u8> = (0..=255u8).cycle().take(1024).collect();
+    let mut single = b"From: a@example.test\r\nSubject: bin\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n".to_vec();
+    let body_at = single.len();
+    single.extend_from_slice(&blob);
+    let mut multi = b"From: a@example.test\nSubject: multi\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=XX\n\n--XX\r\nContent-Type: text/plain\r\n\r\nhi \x00 there\r\n--XX\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: binary\r\n\r\n".to_vec();
+    multi.extend_from_slice(&blob);
+    multi.extend_from_slice(b"\r\n--XX\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nSoft=  \r\nbreak caf=C3=A9 trailing   \r\nend=20\r\n--XX--\r\n");
+    // Synchronizing literal8 for the first, non-synchronizing for the second.
+    let tag = c.tag();
+    c.send_line(&format!("{tag} APPEND INBOX ~{{{}}}", single.len()));
+    assert!(c.line().starts_with("+ "));
+    c.send(&single);
+    c.send_line("");
+    assert!(c.finish(&tag).done.starts_with("OK [APPENDUID"));
+    let tag = c.tag();
+    c.send(format!("{tag} APPEND INBOX ~{{{}+}}\r\n", multi.len()).as_bytes());
+    c.send(&multi);
+    c.send_line("");
+    assert!(c.finish(&tag).done.starts_with("OK [APPENDUID"));
+    c.ok("SELECT INBOX");
+
+    let (lits, done) = c.literals("FETCH 1 (BINARY.PEEK[1] BINARY.SIZE[1] BODY.PEEK[] BODY.PEEK[1])");
+    assert!(done.starts_with("OK"), "{done}");
+    assert!(lits[0].0.ends_with("BINARY[1] ~{1024}"), "{:?}", lits[0].0);
+    assert_eq!(lits[0].1, blob, "BINARY[1] returns the stored bytes");
+    assert!(lits[1].0.contains("BINARY.SIZE[1] 1024 "), "{:?}", lits[1].0);
+    let text_form: Vec<u8> = blob.iter().map(|&b| if b == 0 { 0x80 } else { b }).collect();
+    assert_eq!(&lits[1].1[..body_at], &single[..body_at]);
+    assert_eq!(&lits[1].1[body_at..], &text_form[..], "BODY[] sends NUL as 0x80, nothing else changed");
+    assert_eq!(lits[2].1, text_form);
+
+    let (lits, done) =
+        c.literals("FETCH 2 (BINARY.PEEK[1] BINARY.PEEK[2] BINARY.SIZE[2] BINARY.PEEK[3] BINARY.SIZE[3] BINARY.PEEK[3]<0.10> BODY.PEEK[HEADER])");
+    assert!(done.starts_with("OK"), "{done}");
+    assert!(lits[0].0.ends_with("BINARY[1] ~{10}"), "{:?}", lits[0].0);
+    assert_eq!(lits[0].1, b"hi \x00 there");
+    assert_eq!(lits[1].1, blob);
+    assert!(lits[2].0.contains("BINARY.SIZE[2] 1024 "), "{:?}", lits[2].0);
+    // Quoted-printable decoded per RFC 2045 §6.7: soft break with padding, =XX, trailing
+    // white space removed; the partial fetch cuts the decoded text.
+    assert_eq!(lits[2].1, "Softbreak café trailing\r\nend ".as_bytes());
+    assert!(lits[3].0.contains("BINARY.SIZE[3] 30 "), "{:?}", lits[3].0);
+    assert!(lits[3].0.ends_with("BINARY[3]<0> {10}"), "{:?}", lits[3].0);
+    assert_eq!(lits[3].1, b"Softbreak ");
+    // The header of a literal8 message is stored with CRLF.
+    assert!(lits[4].1.starts_with(b"From: a@example.test\r\nSubject: multi\r\n"), "{:?}", lits[4].1);
+}

@@ -243,7 +243,7 @@ fn list_variants() {
 
 #[test]
 fn append_create_status_id_sort_thread_misc() {
-    let Command::Append { mailbox, flags, date, message } =
+    let Command::Append { mailbox, flags, date, message, binary: false } =
         ok("a APPEND Drafts (\\Draft) \"17-Jul-1996 02:44:25 -0700\" {6}\r\nhello!")
     else {
         panic!()
@@ -255,7 +255,7 @@ fn append_create_status_id_sort_thread_misc() {
     assert!(parse_command(b"a APPEND INBOX \"x\"").is_err(), "APPEND without a literal");
     assert_eq!(
         ok("a APPEND INBOX ~{2}\r\nhi"),
-        Command::Append { mailbox: "INBOX".into(), flags: vec![], date: None, message: b"hi".to_vec() }
+        Command::Append { mailbox: "INBOX".into(), flags: vec![], date: None, message: b"hi".to_vec(), binary: true }
     );
     assert_eq!(
         ok("a CREATE Lists (USE (\\Archive))"),

@@ -256,17 +256,17 @@ impl Session {
                     }
                     FetchAttr::Rfc822 => {
                         item.extend_from_slice(b"RFC822 ");
-                        encode::literal(&mut item, raw.as_deref().unwrap_or_default());
+                        encode::text_literal(&mut item, raw.as_deref().unwrap_or_default());
                     }
                     FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => {
                         let raw = raw.as_deref().unwrap_or_default();
                         let body_at = summary.as_ref().map(|s| s.body.offset_body as usize).unwrap_or(0).min(raw.len());
                         if matches!(a, FetchAttr::Rfc822Header) {
                             item.extend_from_slice(b"RFC822.HEADER ");
-                            encode::literal(&mut item, &raw[..body_at]);
+                            encode::text_literal(&mut item, &raw[..body_at]);
                         } else {
                             item.extend_from_slice(b"RFC822.TEXT ");
-                            encode::literal(&mut item, &raw[body_at..]);
+                            encode::text_literal(&mut item, &raw[body_at..]);
                         }
                     }
                     FetchAttr::BodySection { section, partial, .. } => {
@@ -282,7 +282,7 @@ impl Session {
                             _ => None,
                         };
                         match data {
-                            Some(d) => encode::literal(&mut item, partial_slice(&d, *partial)),
+                            Some(d) => encode::text_literal(&mut item, partial_slice(&d, *partial)),
                             None => encode::literal(&mut item, b""),
                         }
                     }

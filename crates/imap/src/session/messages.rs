@@ -289,6 +289,7 @@ impl Session {
         flags: Vec<Flag>,
         date: Option<DateTime>,
         message: Vec<u8>,
+        binary: bool,
     ) -> Result<Done, StoreError> {
         let name = match self.mailbox_name(wire) {
             Ok(n) => n,
@@ -324,7 +325,7 @@ impl Session {
         let target =
             DeliveryTarget { account: account.id, mailbox: MailboxSelector::Id(mailbox.id), flags: bits, keywords };
         let delivery = tokio::task::spawn_blocking(move || {
-            Delivery::prepare(normalize_line_endings(message), envelope, vec![target])
+            Delivery::prepare(normalize_line_endings(message, binary), envelope, vec![target])
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?;
@@ -337,21 +338,26 @@ impl Session {
 }
 
 /// Messages are stored with CRLF line endings (RFC 5322 §2.1); clients that APPEND with bare
-/// LF get them converted, so POP3 and IMAP return CRLF-exact text.
-fn normalize_line_endings(mut raw: Vec<u8>) -> Vec<u8> {
-    let bare_lf = raw.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') || raw.first() == Some(&b'\n');
+/// LF get them converted, so POP3 and IMAP return CRLF-exact text. A message sent as a
+/// `literal8` (RFC 3516) may carry binary parts, in which a LF is data: only its header is
+/// converted, and the body is stored byte for byte.
+fn normalize_line_endings(raw: Vec<u8>, binary: bool) -> Vec<u8> {
+    let end = if binary { tern_mime::text::header_len(&raw) } else { raw.len() };
+    let head = &raw[..end];
+    let bare_lf = head.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') || head.first() == Some(&b'\n');
     if !bare_lf {
         return raw;
     }
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
+    let mut out = Vec::with_capacity(raw.len() + end / 40);
     let mut prev = 0u8;
-    for b in raw.drain(..) {
+    for &b in head {
         if b == b'\n' && prev != b'\r' {
             out.push(b'\r');
         }
         out.push(b);
         prev = b;
     }
+    out.extend_from_slice(&raw[end..]);
     out
 }
 
@@ -364,8 +370,11 @@ mod tests {
         assert_eq!(uid_set_text(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
         assert_eq!(uid_set_text(&[4]), "4");
         assert_eq!(uid_set_text(&[]), "");
-        assert_eq!(normalize_line_endings(b"a\nb\r\nc\n".to_vec()), b"a\r\nb\r\nc\r\n");
-        assert_eq!(normalize_line_endings(b"a\r\nb\r\n".to_vec()), b"a\r\nb\r\n");
+        assert_eq!(normalize_line_endings(b"a\nb\r\nc\n".to_vec(), false), b"a\r\nb\r\nc\r\n");
+        assert_eq!(normalize_line_endings(b"a\r\nb\r\n".to_vec(), false), b"a\r\nb\r\n");
+        // A literal8 message: the header is converted, binary body bytes are kept.
+        assert_eq!(normalize_line_endings(b"A: b\n\n\x00\n\r".to_vec(), true), b"A: b\r\n\r\n\x00\n\r");
+        assert_eq!(normalize_line_endings(b"A: b\r\n\r\n\x00\n".to_vec(), true), b"A: b\r\n\r\n\x00\n");
         let (bits, kw) = split_flags(&[Flag("\\Seen".into()), Flag("$Label1".into())]).unwrap();
         assert_eq!((bits, kw), (Flags::SEEN, vec!["$Label1".to_string()]));
         assert!(split_flags(&[Flag("\\Bogus".into())]).is_err());

@@ -416,7 +416,9 @@ impl Session {
                 Ok(Done::ok("NAMESPACE completed"))
             }
             Command::Status { mailbox, items } => self.status(&mailbox, &items).await,
-            Command::Append { mailbox, flags, date, message } => self.append(&mailbox, flags, date, message).await,
+            Command::Append { mailbox, flags, date, message, binary } => {
+                self.append(&mailbox, flags, date, message, binary).await
+            }
             Command::Idle => self.idle(tag).await,
             Command::GetQuotaRoot(mailbox) => self.quota_root(&mailbox).await,
             Command::GetQuota(root) => self.quota(&root).await,

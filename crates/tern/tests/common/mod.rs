@@ -495,6 +495,28 @@ impl<S: Read + Write> Imap<S> {
         line
     }
 
+    /// Runs `command`; returns the exact bytes of every literal in its responses (with the
+    /// response text before each: `BINARY[1] ~{5}` and so on) and the tagged completion.
+    pub fn literals(&mut self, command: &str) -> (Vec<(String, Vec<u8>)>, String) {
+        self.next += 1;
+        let tag = format!("t{}", self.next);
+        self.send_line(&format!("{tag} {command}"));
+        let mut out = Vec::new();
+        loop {
+            let mut line = self.c.raw_line().expect("connection closed");
+            if let Some(done) = line.strip_prefix(&format!("{tag} ")) {
+                return (out, done.to_string());
+            }
+            while let Some(n) = line.rfind('{').and_then(|open| {
+                line.strip_suffix('}').and_then(|l| l[open + 1..].trim_end_matches('+').parse::<usize>().ok())
+            }) {
+                let lit = self.c.read_exact(n);
+                out.push((line.clone(), lit));
+                line = self.c.raw_line().expect("connection closed");
+            }
+        }
+    }
+
     pub fn send_line(&mut self, line: &str) {
         self.c.send(format!("{line}\r\n").as_bytes());
     }
