@@ -14,6 +14,8 @@ need mbsync isync
 need offlineimap offlineimap3
 need fetchmail fetchmail
 need mpop mpop
+# swaks --tls needs Perl's TLS modules (only recommended by the swaks package).
+perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
 # Python modules: the delivery tests' stub DNS, remote MX sink and DKIM verifier.
 # The tests run /usr/bin/python3 (where Debian's packages go) when it exists.
 py=python3

@@ -137,6 +137,8 @@ pub struct Imap {
     /// Memory for message summaries (ENVELOPE, BODYSTRUCTURE, SEARCH on headers) shared by
     /// all sessions, in MiB.
     pub summary_cache_mb: u64,
+    /// Time one SEARCH, SORT or THREAD may compute before it is answered `NO [LIMIT]`.
+    pub command_time_limit_seconds: u64,
 }
 
 impl Default for Imap {
@@ -147,6 +149,7 @@ impl Default for Imap {
             max_connections_per_ip: 100,
             idle_keepalive_seconds: 120,
             summary_cache_mb: 256,
+            command_time_limit_seconds: 20,
         }
     }
 }
@@ -545,6 +548,9 @@ impl Config {
         }
         if i.idle_keepalive_seconds == 0 {
             return Err(invalid("imap.idle_keepalive_seconds", "must be at least 1"));
+        }
+        if i.command_time_limit_seconds == 0 {
+            return Err(invalid("imap.command_time_limit_seconds", "must be at least 1"));
         }
         if self.directory.plus_separator.chars().count() > 1 {
             return Err(invalid("directory.plus_separator", "must be one character or empty"));

@@ -12,7 +12,6 @@
 mod attempt;
 pub mod client;
 pub mod dns;
-pub mod dsn;
 pub mod mta_sts;
 pub mod reports;
 pub mod tls;
@@ -20,11 +19,9 @@ pub mod tls;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tern_directory::{Directory, Resolution};
-use tern_store::{
-    Delivery, DeliveryEnvelope, DeliveryTarget, NewQueueRecipient, QueueEntry, QueueId, QueuedRecipient,
-    RecipientStatus, Store, StoreChange, now_unix,
-};
+use tern_directory::Directory;
+pub use tern_pipeline::dsn;
+use tern_store::{QueueEntry, QueueId, QueuedRecipient, RecipientStatus, Store, StoreChange, now_unix};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -508,43 +505,9 @@ impl DeliveryService {
         Ok(())
     }
 
-    /// Delivers a report to `to`: into the local mailbox, or through the queue (with a null
-    /// reverse path, so it is never bounced itself).
+    /// Delivers a report to `to` (see [`tern_pipeline::deliver_report`]).
     async fn inject_report(&self, to: &str, report: Vec<u8>) -> anyhow::Result<()> {
-        let mut targets = Vec::new();
-        let mut remote = Vec::new();
-        match self.directory.resolve(to).await? {
-            Resolution::Deliver { accounts, external } => {
-                targets.extend(accounts.into_iter().map(DeliveryTarget::inbox));
-                remote.extend(external.into_iter().map(|address| NewQueueRecipient {
-                    address,
-                    orcpt: None,
-                    notify: Some("NEVER".into()),
-                }));
-            }
-            Resolution::NotLocal => {
-                remote.push(NewQueueRecipient { address: to.to_string(), orcpt: None, notify: Some("NEVER".into()) })
-            }
-            Resolution::Unknown => {
-                tracing::warn!(to, "delivery report dropped: the sender is a local address that does not exist");
-                return Ok(());
-            }
-        }
-        // Final delivery of a report: its reverse path is null (delivery removes this field from
-        // a copy that leaves).
-        let mut report = report;
-        report.splice(0..0, b"Return-Path: <>\r\n".iter().copied());
-        let envelope = DeliveryEnvelope {
-            mail_from: None,
-            recipients: vec![tern_store::EnvelopeRecipient { address: to.to_string(), orcpt: None, notify: None }],
-            source: "dsn".into(),
-            received_at: now_unix(),
-            ..Default::default()
-        };
-        let mut delivery = tokio::task::spawn_blocking(move || Delivery::prepare(report, envelope, targets)).await?;
-        delivery.remote = remote;
-        self.store.deliver(delivery).await?;
-        metrics::counter!("tern_delivery_reports_total").increment(1);
+        tern_pipeline::deliver_report(&self.store, &self.directory, to, report).await?;
         Ok(())
     }
 }

@@ -54,6 +54,20 @@ pub enum Resolution {
     Deliver { accounts: Vec<AccountId>, external: Vec<String> },
 }
 
+/// Storage an account uses and may use, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub used: u64,
+    pub limit: u64,
+}
+
+impl Quota {
+    /// Whether `size` more bytes fit.
+    pub fn fits(&self, size: u64) -> bool {
+        self.used.saturating_add(size) <= self.limit
+    }
+}
+
 #[derive(Clone)]
 pub struct Directory {
     store: Arc<dyn Store>,
@@ -198,6 +212,17 @@ impl Directory {
         account.scram = Some(scram_blocking(password.to_string()).await?);
         self.store.account_update(account).await?;
         Ok(generated)
+    }
+
+    /// An account's storage use and limit (RFC 9208 STORAGE: the sizes of the messages in
+    /// all its mailboxes); `None` when it has no quota or no longer exists. Read fresh: an
+    /// administrator's change applies at once.
+    pub async fn quota(&self, account: AccountId) -> Result<Option<Quota>> {
+        let Some(limit) = self.store.account_get(account).await?.and_then(|a| a.quota_bytes) else {
+            return Ok(None);
+        };
+        let used = self.store.mailbox_list(account).await?.iter().map(|m| m.size).sum();
+        Ok(Some(Quota { used, limit }))
     }
 
     /// Sets (or clears) a user's storage limit in bytes.

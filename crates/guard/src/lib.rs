@@ -1,13 +1,15 @@
 //! Protection shared by SMTP, IMAP and POP3: concurrent connection limits per address and in
 //! total, a failed-login record that slows down and then bans addresses that keep guessing
-//! passwords (or harvesting addresses), rate limits and the greylist.
+//! passwords (or harvesting addresses), rate limits, the greylist, and the pool that runs sessions' CPU-heavy commands.
 
 pub mod accept;
 pub mod auth;
+pub mod compute;
 pub mod limits;
 pub mod rate;
 
 pub use accept::accept_until_shutdown;
 pub use auth::{AuthGuard, AuthVerdict};
+pub use compute::{Budget, ComputeError, ComputePool, OverBudget};
 pub use limits::{ConnectionLimits, ConnectionSlot, LimitExceeded};
 pub use rate::{Greylist, RateLimiter, greylist_network};

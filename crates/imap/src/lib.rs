@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tern_directory::Directory;
-use tern_guard::{AuthGuard, ConnectionLimits, LimitExceeded};
+use tern_guard::{AuthGuard, ComputePool, ConnectionLimits, LimitExceeded};
 use tern_mime::MessageSummary;
 use tern_store::{BlobHash, Store, StoreResult};
 use tern_tls::TlsAcceptor;
@@ -38,6 +38,8 @@ pub struct ImapSettings {
     pub plaintext_on_loopback: bool,
     /// Memory for cached message summaries.
     pub summary_cache_bytes: usize,
+    /// Budget of one SEARCH, SORT or THREAD on the compute pool.
+    pub command_time_limit: Duration,
 }
 
 impl ImapSettings {
@@ -50,6 +52,7 @@ impl ImapSettings {
             append_limit: config.smtp.max_message_size,
             plaintext_on_loopback: config.auth.plaintext_on_loopback,
             summary_cache_bytes: (config.imap.summary_cache_mb as usize).saturating_mul(1024 * 1024),
+            command_time_limit: Duration::from_secs(config.imap.command_time_limit_seconds),
         }
     }
 }
@@ -292,6 +295,8 @@ pub struct ImapServer {
     pub(crate) auth: Arc<AuthGuard>,
     pub(crate) notifier: Arc<Notifier>,
     pub(crate) summaries: SummaryCache,
+    /// Where SEARCH, SORT and THREAD compute.
+    pub(crate) compute: Arc<ComputePool>,
     pub(crate) shutdown: CancellationToken,
     tracker: TaskTracker,
     next_session: AtomicU64,
@@ -312,6 +317,7 @@ impl ImapServer {
         store.on_change(Arc::new(move |change| hook.changed(change)));
         Arc::new(ImapServer {
             summaries: SummaryCache::new(settings.summary_cache_bytes),
+            compute: ComputePool::for_server(settings.command_time_limit),
             settings,
             directory,
             store,
@@ -343,6 +349,7 @@ impl ImapServer {
     pub async fn drain(&self) {
         self.tracker.close();
         self.tracker.wait().await;
+        self.compute.stop();
     }
 
     async fn connection(self: Arc<Self>, mut stream: tokio::net::TcpStream, peer: SocketAddr, implicit_tls: bool) {

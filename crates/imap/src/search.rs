@@ -18,57 +18,110 @@ pub struct Needs {
     pub text: bool,
 }
 
-/// The strings of BODY (false) and TEXT (true) keys, lower-cased.
-pub fn text_needles(key: &SearchKey) -> Vec<(String, bool)> {
-    fn walk(k: &SearchKey, out: &mut Vec<(String, bool)>) {
-        match k {
-            SearchKey::Body(s) => out.push((s.to_lowercase(), false)),
-            SearchKey::Text(s) => out.push((s.to_lowercase(), true)),
-            SearchKey::Not(k) => walk(k, out),
-            SearchKey::Or(a, b) => {
-                walk(a, out);
-                walk(b, out);
-            }
-            SearchKey::And(ks) => ks.iter().for_each(|k| walk(k, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk(key, &mut out);
-    out.sort();
-    out.dedup();
-    out
+/// Most keys one SEARCH may hold, and most distinct BODY/TEXT strings (each is an index
+/// lookup, or a scan of what the index lacks). Beyond them the command is refused with
+/// `NO [LIMIT]`: a 41 KB program of 1,500 OR groups is not a search a person makes.
+pub const MAX_KEYS: usize = 500;
+pub const MAX_TEXT_KEYS: usize = 50;
+
+/// A search program with every string lower-cased once and each distinct BODY/TEXT string
+/// numbered, so matching a message allocates nothing and finds the index's answer for a
+/// string by position (a lookup by string per key and message made a search of 3,000 keys
+/// over 2,000 messages quadratic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compiled {
+    pub program: Program,
+    /// Distinct (string, with header) of BODY (false) and TEXT (true) keys, lower-cased;
+    /// [`Program::Text`] refers to them by position.
+    pub needles: Vec<(String, bool)>,
+    pub needs: Needs,
+    /// A HEADER key is present (the raw header block is needed).
+    pub header_key: bool,
+    /// A MODSEQ key is present (RFC 7162 §3.1.5: the answer reports modseqs).
+    pub modseq: bool,
+    /// How many keys the program has.
+    pub keys: usize,
 }
 
-pub fn needs(key: &SearchKey) -> Needs {
-    let mut n = Needs::default();
-    fn walk(k: &SearchKey, n: &mut Needs) {
-        match k {
-            SearchKey::Bcc(_)
-            | SearchKey::Cc(_)
-            | SearchKey::From(_)
-            | SearchKey::To(_)
-            | SearchKey::Subject(_)
-            | SearchKey::SentBefore(_)
-            | SearchKey::SentOn(_)
-            | SearchKey::SentSince(_) => n.summary = true,
-            SearchKey::Header(..) => n.header = true,
-            SearchKey::Body(_) => n.text = true,
-            SearchKey::Text(_) => {
-                n.text = true;
-                n.header = true;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// Any key but BODY/TEXT and the combinators, strings lower-cased.
+    Key(SearchKey),
+    /// BODY or TEXT: the position of its string in [`Compiled::needles`].
+    Text(usize),
+    Not(Box<Program>),
+    Or(Box<Program>, Box<Program>),
+    And(Vec<Program>),
+}
+
+/// Compiles a search key (see [`Compiled`]).
+pub fn compile(key: &SearchKey) -> Compiled {
+    let mut c = Compiled {
+        program: Program::And(vec![]),
+        needles: Vec::new(),
+        needs: Needs::default(),
+        header_key: false,
+        modseq: false,
+        keys: 0,
+    };
+    c.program = compile_key(key, &mut c);
+    c
+}
+
+fn compile_key(key: &SearchKey, c: &mut Compiled) -> Program {
+    c.keys += 1;
+    let lc = |s: &String| s.to_lowercase();
+    let text = |s: &String, with_header: bool, c: &mut Compiled| {
+        let needle = (s.to_lowercase(), with_header);
+        c.needs.text = true;
+        c.needs.header |= with_header;
+        let slot = match c.needles.iter().position(|n| *n == needle) {
+            Some(slot) => slot,
+            None => {
+                c.needles.push(needle);
+                c.needles.len() - 1
             }
-            SearchKey::Not(k) => walk(k, n),
-            SearchKey::Or(a, b) => {
-                walk(a, n);
-                walk(b, n);
+        };
+        Program::Text(slot)
+    };
+    match key {
+        SearchKey::Body(s) => text(s, false, c),
+        SearchKey::Text(s) => text(s, true, c),
+        SearchKey::Not(k) => Program::Not(Box::new(compile_key(k, c))),
+        SearchKey::Or(a, b) => {
+            let a = compile_key(a, c);
+            Program::Or(Box::new(a), Box::new(compile_key(b, c)))
+        }
+        SearchKey::And(ks) => Program::And(ks.iter().map(|k| compile_key(k, c)).collect()),
+        other => {
+            let leaf = match other {
+                SearchKey::Bcc(s) => SearchKey::Bcc(lc(s)),
+                SearchKey::Cc(s) => SearchKey::Cc(lc(s)),
+                SearchKey::From(s) => SearchKey::From(lc(s)),
+                SearchKey::Subject(s) => SearchKey::Subject(lc(s)),
+                SearchKey::To(s) => SearchKey::To(lc(s)),
+                SearchKey::Header(n, v) => SearchKey::Header(lc(n), lc(v)),
+                other => other.clone(),
+            };
+            match &leaf {
+                SearchKey::Bcc(_)
+                | SearchKey::Cc(_)
+                | SearchKey::From(_)
+                | SearchKey::To(_)
+                | SearchKey::Subject(_)
+                | SearchKey::SentBefore(_)
+                | SearchKey::SentOn(_)
+                | SearchKey::SentSince(_) => c.needs.summary = true,
+                SearchKey::Header(..) => {
+                    c.needs.header = true;
+                    c.header_key = true;
+                }
+                SearchKey::ModSeq(_) => c.modseq = true,
+                _ => {}
             }
-            SearchKey::And(ks) => ks.iter().for_each(|k| walk(k, n)),
-            _ => {}
+            Program::Key(leaf)
         }
     }
-    walk(key, &mut n);
-    n
 }
 
 /// Everything known about one message during a search.
@@ -89,50 +142,27 @@ pub struct Scope<'a> {
     pub last_uid: u32,
     pub first_recent: u32,
     pub saved: &'a [u32],
-    /// Full-text index answers per (lower-cased string, with header).
-    pub text_index: &'a [TextIndexAnswer],
+    /// The program's BODY/TEXT strings ([`Compiled::needles`]).
+    pub needles: &'a [(String, bool)],
+    /// The full-text index's answer for each of them, by position (`None`: it has none).
+    pub text_index: &'a [Option<tern_store::TextMatches>],
 }
 
-/// What the full-text index said for one (lower-cased) BODY/TEXT string.
-pub struct TextIndexAnswer {
-    pub needle: String,
-    pub with_header: bool,
-    pub matches: tern_store::TextMatches,
+impl Scope<'_> {
+    /// The index's answer for string `slot` on this message, if it has one.
+    pub fn indexed(&self, slot: usize, entry: &MessageEntry) -> Option<bool> {
+        self.text_index.get(slot)?.as_ref()?.lookup(&entry.blob)
+    }
+
+    /// Whether some BODY/TEXT string has no index answer for this message (it is scanned).
+    pub fn needs_scan(&self, entry: &MessageEntry) -> bool {
+        (0..self.needles.len()).any(|slot| self.indexed(slot, entry).is_none())
+    }
 }
 
-/// The index's answer for a (lower-cased) BODY/TEXT string on this message, if it has one.
-pub fn indexed(scope: &Scope<'_>, needle: &str, with_header: bool, entry: &MessageEntry) -> Option<bool> {
-    // A handful of strings at most: a scan allocates nothing, unlike a keyed map lookup.
-    scope
-        .text_index
-        .iter()
-        .find(|a| a.with_header == with_header && a.needle == needle)
-        .and_then(|a| a.matches.lookup(&entry.blob))
-}
-
-/// `needle` is already lower-cased (see [`lowercase`]).
+/// `needle` is already lower-cased (see [`compile`]).
 fn contains(haystack: &str, needle: &str) -> bool {
     needle.is_empty() || haystack.contains(needle)
-}
-
-/// Lower-cases every string of a search program once, so matching allocates nothing per
-/// message (texts in summaries and indexes are lower-cased already).
-pub fn lowercase(key: &SearchKey) -> SearchKey {
-    let lc = |s: &String| s.to_lowercase();
-    match key {
-        SearchKey::Bcc(s) => SearchKey::Bcc(lc(s)),
-        SearchKey::Body(s) => SearchKey::Body(lc(s)),
-        SearchKey::Cc(s) => SearchKey::Cc(lc(s)),
-        SearchKey::From(s) => SearchKey::From(lc(s)),
-        SearchKey::Subject(s) => SearchKey::Subject(lc(s)),
-        SearchKey::Text(s) => SearchKey::Text(lc(s)),
-        SearchKey::To(s) => SearchKey::To(lc(s)),
-        SearchKey::Header(n, v) => SearchKey::Header(lc(n), lc(v)),
-        SearchKey::Not(k) => SearchKey::Not(Box::new(lowercase(k))),
-        SearchKey::Or(a, b) => SearchKey::Or(Box::new(lowercase(a)), Box::new(lowercase(b))),
-        SearchKey::And(ks) => SearchKey::And(ks.iter().map(lowercase).collect()),
-        other => other.clone(),
-    }
 }
 
 fn day_of(unix: i64) -> i64 {
@@ -152,8 +182,26 @@ fn in_set(set: &SequenceSet, n: u32, last: u32, saved: &[u32], saved_as_uid: boo
     }
 }
 
-/// Whether a message matches a key.
-pub fn matches(key: &SearchKey, c: &Candidate<'_>, scope: &Scope<'_>) -> bool {
+/// Whether a message matches a compiled program.
+pub fn matches(program: &Program, c: &Candidate<'_>, scope: &Scope<'_>) -> bool {
+    match program {
+        Program::Key(key) => matches_key(key, c, scope),
+        Program::Text(slot) => {
+            if let Some(answer) = scope.indexed(*slot, c.entry) {
+                return answer;
+            }
+            let Some((needle, with_header)) = scope.needles.get(*slot) else { return false };
+            c.text.as_deref().is_some_and(|t| contains(t, needle))
+                || (*with_header && c.header.as_deref().is_some_and(|h| contains(h, needle)))
+        }
+        Program::Not(p) => !matches(p, c, scope),
+        Program::Or(a, b) => matches(a, c, scope) || matches(b, c, scope),
+        Program::And(ps) => ps.iter().all(|p| matches(p, c, scope)),
+    }
+}
+
+/// One key that is not BODY/TEXT (those are [`Program::Text`]).
+fn matches_key(key: &SearchKey, c: &Candidate<'_>, scope: &Scope<'_>) -> bool {
     let e = c.entry;
     let f = |flag: Flags| e.flags.contains(flag);
     let fields = c.fields.as_deref();
@@ -188,24 +236,13 @@ pub fn matches(key: &SearchKey, c: &Candidate<'_>, scope: &Scope<'_>) -> bool {
         SearchKey::Bcc(s) => fields.is_some_and(|f| contains(&f.search.bcc, s)),
         SearchKey::Subject(s) => fields.is_some_and(|f| contains(&f.search.subject, s)),
         SearchKey::Header(name, value) => c.header.as_deref().is_some_and(|h| header_match(h, name, value)),
-        SearchKey::Body(s) => match indexed(scope, s, false, e) {
-            Some(answer) => answer,
-            None => c.text.as_deref().is_some_and(|t| contains(t, s)),
-        },
-        SearchKey::Text(s) => match indexed(scope, s, true, e) {
-            Some(answer) => answer,
-            None => {
-                c.text.as_deref().is_some_and(|t| contains(t, s)) || c.header.as_deref().is_some_and(|h| contains(h, s))
-            }
-        },
         SearchKey::Uid(set) => in_set(set, e.uid, scope.last_uid, scope.saved, true, e.uid),
         SearchKey::SequenceSet(set) => in_set(set, c.seq, scope.last_seq, scope.saved, true, e.uid),
-        SearchKey::Not(k) => !matches(k, c, scope),
-        SearchKey::Or(a, b) => matches(a, c, scope) || matches(b, c, scope),
-        SearchKey::And(ks) => ks.iter().all(|k| matches(k, c, scope)),
         SearchKey::ModSeq(m) => e.modseq >= *m,
         SearchKey::EmailId(id) => object_id("M", e.email_id) == *id,
         SearchKey::ThreadId(id) => object_id("T", e.thread_id) == *id,
+        // `compile` turns these into the other variants of Program; never a Program::Key.
+        SearchKey::Body(_) | SearchKey::Text(_) | SearchKey::Not(_) | SearchKey::Or(..) | SearchKey::And(_) => false,
     }
 }
 
@@ -319,26 +356,60 @@ pub fn subject_info(subject: &str) -> (String, bool) {
     (s.trim().to_lowercase(), reply)
 }
 
-/// Data SORT and THREAD look at.
+/// Data SORT and THREAD look at, with the sort keys computed once (not in every
+/// comparison).
 pub struct SortItem {
     pub seq: u32,
     pub uid: u32,
     pub entry_size: u64,
     pub internal_date: i64,
     pub summary: Arc<MessageSummary>,
+    keys: SortKeys,
 }
 
-fn first_mailbox(list: &[tern_mime::Addr]) -> String {
-    list.first().map(|a| a.address.split('@').next().unwrap_or("").to_lowercase()).unwrap_or_default()
+/// RFC 5256 §3 and RFC 5957 sort keys, from the same address parse as the ENVELOPE the
+/// client sees, compared case-insensitively (i;unicode-casemap, approximated by lower case).
+struct SortKeys {
+    /// Base subject (RFC 5256 §2.1) of the decoded subject.
+    subject: String,
+    /// addr-mailbox of the first address, lower-cased.
+    from: String,
+    to: String,
+    cc: String,
+    /// Decoded display name of the first address, or its addr-spec without one.
+    display_from: String,
+    display_to: String,
 }
 
-fn display(list: &[tern_mime::Addr]) -> String {
-    list.first()
-        .map(|a| match &a.name {
-            Some(n) if !n.trim().is_empty() => n.to_lowercase(),
-            _ => a.address.to_lowercase(),
-        })
-        .unwrap_or_default()
+impl SortItem {
+    pub fn new(seq: u32, uid: u32, entry_size: u64, internal_date: i64, summary: Arc<MessageSummary>) -> SortItem {
+        let env = &summary.envelope;
+        let first = |raw: &Option<String>| {
+            raw.as_deref().map(tern_mime::address::parse_address_list).unwrap_or_default().into_iter().find_map(|a| {
+                match a {
+                    tern_mime::address::ImapAddress::Mailbox { name, mailbox, host, .. } => Some((name, mailbox, host)),
+                    _ => None,
+                }
+            })
+        };
+        let mailbox = |raw: &Option<String>| first(raw).map(|(_, m, _)| m.to_lowercase()).unwrap_or_default();
+        let display = |raw: &Option<String>| match first(raw) {
+            Some((Some(name), _, _)) if !name.trim().is_empty() => {
+                tern_mime::decode::encoded_words(&name).trim().to_lowercase()
+            }
+            Some((_, mailbox, host)) => format!("{mailbox}@{host}").to_lowercase(),
+            None => String::new(),
+        };
+        let keys = SortKeys {
+            subject: base_subject(&summary.subject),
+            from: mailbox(&env.from),
+            to: mailbox(&env.to),
+            cc: mailbox(&env.cc),
+            display_from: display(&env.from),
+            display_to: display(&env.to),
+        };
+        SortItem { seq, uid, entry_size, internal_date, summary, keys }
+    }
 }
 
 /// The sent date for SORT DATE: the Date header, or the internal date without one
@@ -347,26 +418,22 @@ fn sort_date(i: &SortItem) -> i64 {
     i.summary.date.unwrap_or(i.internal_date)
 }
 
-/// Orders messages by the criteria, ties by sequence number (RFC 5256 §3).
+/// Orders messages by the criteria; messages equal by all of them stay in mailbox order
+/// (RFC 5256 §3: by sequence number, which is arrival order).
 pub fn sort(items: &mut [SortItem], criteria: &[SortCriterion]) {
-    let mut subject_cache: HashMap<u32, String> = HashMap::new();
-    for i in items.iter() {
-        if criteria.iter().any(|c| c.key == SortKey::Subject) {
-            subject_cache.insert(i.seq, base_subject(&i.summary.subject));
-        }
-    }
     items.sort_by(|a, b| {
         for c in criteria {
+            let (x, y) = (&a.keys, &b.keys);
             let ord = match c.key {
                 SortKey::Arrival => a.internal_date.cmp(&b.internal_date),
                 SortKey::Date => sort_date(a).cmp(&sort_date(b)),
                 SortKey::Size => a.entry_size.cmp(&b.entry_size),
-                SortKey::From => first_mailbox(&a.summary.from_addrs).cmp(&first_mailbox(&b.summary.from_addrs)),
-                SortKey::To => first_mailbox(&a.summary.to_addrs).cmp(&first_mailbox(&b.summary.to_addrs)),
-                SortKey::Cc => first_mailbox(&a.summary.cc_addrs).cmp(&first_mailbox(&b.summary.cc_addrs)),
-                SortKey::DisplayFrom => display(&a.summary.from_addrs).cmp(&display(&b.summary.from_addrs)),
-                SortKey::DisplayTo => display(&a.summary.to_addrs).cmp(&display(&b.summary.to_addrs)),
-                SortKey::Subject => subject_cache.get(&a.seq).cmp(&subject_cache.get(&b.seq)),
+                SortKey::From => x.from.cmp(&y.from),
+                SortKey::To => x.to.cmp(&y.to),
+                SortKey::Cc => x.cc.cmp(&y.cc),
+                SortKey::DisplayFrom => x.display_from.cmp(&y.display_from),
+                SortKey::DisplayTo => x.display_to.cmp(&y.display_to),
+                SortKey::Subject => x.subject.cmp(&y.subject),
             };
             let ord = if c.reverse { ord.reverse() } else { ord };
             if ord != std::cmp::Ordering::Equal {
@@ -389,16 +456,13 @@ pub struct ThreadNode {
 pub fn thread_ordered_subject(items: &[SortItem], number: impl Fn(&SortItem) -> u32) -> Vec<ThreadNode> {
     let mut sorted: Vec<&SortItem> = items.iter().collect();
     sorted.sort_by(|a, b| {
-        base_subject(&a.summary.subject)
-            .cmp(&base_subject(&b.summary.subject))
-            .then(sort_date(a).cmp(&sort_date(b)))
-            .then(a.seq.cmp(&b.seq))
+        a.keys.subject.cmp(&b.keys.subject).then(sort_date(a).cmp(&sort_date(b))).then(a.seq.cmp(&b.seq))
     });
     let mut groups: Vec<Vec<&SortItem>> = Vec::new();
-    let mut last: Option<String> = None;
+    let mut last: Option<&String> = None;
     for i in sorted {
-        let subject = base_subject(&i.summary.subject);
-        if last.as_ref() == Some(&subject) {
+        let subject = &i.keys.subject;
+        if last == Some(subject) {
             if let Some(g) = groups.last_mut() {
                 g.push(i);
             }

@@ -112,6 +112,94 @@ pub fn transfer_decode(body: &[u8], encoding: Option<&str>) -> Option<Vec<u8>> {
     }
 }
 
+/// Decodes RFC 2047 encoded words in unstructured text or a display name: `=?cs?B?...?=`
+/// and `=?cs?Q?...?=` (RFC 2231 language suffixes `cs*lang` allowed); white space between
+/// two encoded words is dropped (§6.2); words in unknown charsets or malformed ones stay as
+/// written.
+pub fn encoded_words(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    // White space seen after the last encoded word, held back until we know what follows.
+    let mut pending_space: Option<&str> = None;
+    let mut after_word = false;
+    while !rest.is_empty() {
+        if let Some((decoded, len)) = rest.starts_with("=?").then(|| encoded_word(rest)).flatten() {
+            if !after_word && let Some(sp) = pending_space {
+                out.push_str(sp);
+            }
+            pending_space = None;
+            out.push_str(&decoded);
+            rest = &rest[len..];
+            after_word = true;
+            continue;
+        }
+        let ws = rest.len() - rest.trim_start_matches([' ', '\t', '\r', '\n']).len();
+        if ws > 0 {
+            if let Some(sp) = pending_space.take() {
+                out.push_str(sp);
+            }
+            pending_space = Some(&rest[..ws]);
+            rest = &rest[ws..];
+            continue;
+        }
+        if let Some(sp) = pending_space.take() {
+            out.push_str(sp);
+        }
+        after_word = false;
+        let next = rest[1..].find(['=', ' ', '\t', '\r', '\n']).map_or(rest.len(), |i| i + 1);
+        out.push_str(&rest[..next]);
+        rest = &rest[next..];
+    }
+    if let Some(sp) = pending_space {
+        out.push_str(sp);
+    }
+    out
+}
+
+/// One encoded word at the start of `s`: its text and its length.
+fn encoded_word(s: &str) -> Option<(String, usize)> {
+    let inner = s.strip_prefix("=?")?;
+    let (charset_spec, inner) = inner.split_once('?')?;
+    let (encoding, inner) = inner.split_once('?')?;
+    let end = inner.find("?=")?;
+    let data = &inner[..end];
+    if data.contains([' ', '\t', '\r', '\n']) || charset_spec.is_empty() {
+        return None;
+    }
+    let len = 2 + charset_spec.len() + 1 + encoding.len() + 1 + end + 2;
+    // RFC 2231 §5: `charset*language`.
+    let charset = charset_spec.split('*').next().unwrap_or(charset_spec);
+    let bytes = match encoding {
+        "B" | "b" => base64(data.as_bytes()),
+        "Q" | "q" => {
+            let b = data.as_bytes();
+            let mut out = Vec::with_capacity(b.len());
+            let mut i = 0;
+            while i < b.len() {
+                match (b[i], b.get(i + 1).and_then(|&x| hex(x)), b.get(i + 2).and_then(|&x| hex(x))) {
+                    (b'_', _, _) => out.push(b' '),
+                    (b'=', Some(h), Some(l)) => {
+                        out.push(h << 4 | l);
+                        i += 2;
+                    }
+                    (c, _, _) => out.push(c),
+                }
+                i += 1;
+            }
+            out
+        }
+        _ => return None,
+    };
+    let text = match mail_parser::decoders::charsets::map::charset_decoder(charset.as_bytes()) {
+        Some(decode) => decode(&bytes),
+        None if charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("us-ascii") => {
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        None => return None,
+    };
+    Some((text, len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +226,23 @@ mod tests {
         assert_eq!(base64(b"aGVs\r\nbG8gd29y\r\nbGQ="), b"hello world");
         assert_eq!(base64(b"aGVsbG"), b"hell");
         assert_eq!(base64(b"AAEC/w=="), vec![0, 1, 2, 255]);
+    }
+
+    #[test]
+    fn encoded_words_rfc2047_examples() {
+        // RFC 2047 §8.
+        assert_eq!(encoded_words("=?ISO-8859-1?Q?a?="), "a");
+        assert_eq!(encoded_words("=?ISO-8859-1?Q?a?= b"), "a b");
+        assert_eq!(encoded_words("=?ISO-8859-1?Q?a?= =?ISO-8859-1?Q?b?="), "ab");
+        assert_eq!(encoded_words("=?ISO-8859-1?Q?a?=  \r\n  =?ISO-8859-1?Q?b?="), "ab");
+        assert_eq!(encoded_words("=?ISO-8859-1?Q?a_b?="), "a b");
+        assert_eq!(encoded_words("=?ISO-8859-1?Q?a?= =?ISO-8859-2?Q?_b?="), "a b");
+        assert_eq!(encoded_words("=?ISO-8859-1?Q?Andr=E9?= Pirard"), "André Pirard");
+        assert_eq!(encoded_words("=?utf-8?b?R3LDvMOfZQ==?= and more"), "Grüße and more");
+        assert_eq!(encoded_words("Re: =?US-ASCII*EN?Q?Keith_Moore?="), "Re: Keith Moore");
+        assert_eq!(encoded_words("plain = text ?= here"), "plain = text ?= here");
+        assert_eq!(encoded_words("=?bogus-charset?Q?x?="), "=?bogus-charset?Q?x?=");
+        assert_eq!(encoded_words("=?utf-8?Q?broken"), "=?utf-8?Q?broken");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use crate::MessageContext;
 use std::sync::Arc;
+use tern_directory::{Directory, Resolution};
 use tern_store::{
     Delivery, DeliveryEnvelope, DeliveryReceipt, DeliveryTarget, EnvelopeRecipient, NewQueueRecipient, Store,
     StoreError,
@@ -57,4 +58,132 @@ pub async fn commit_message(store: &Arc<dyn Store>, ctx: &mut MessageContext) ->
         .map_err(|e| StoreError::Task(e.to_string()))?;
     delivery.remote = remote;
     store.deliver(delivery).await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("looking up the report's recipient: {0}")]
+    Directory(#[from] tern_directory::DirectoryError),
+}
+
+/// Delivers a report the server itself writes (a DSN, a DMARC report) to `to`: into the
+/// local mailbox, or through the queue, with a null reverse path so that it is never bounced
+/// itself (RFC 3464 §2, RFC 5321 §4.5.5). Durable when it returns.
+pub async fn deliver_report(
+    store: &Arc<dyn Store>,
+    directory: &Directory,
+    to: &str,
+    report: Vec<u8>,
+) -> Result<(), ReportError> {
+    let mut targets = Vec::new();
+    let mut remote = Vec::new();
+    match directory.resolve(to).await? {
+        Resolution::Deliver { accounts, external } => {
+            targets.extend(accounts.into_iter().map(DeliveryTarget::inbox));
+            remote.extend(external.into_iter().map(|address| NewQueueRecipient {
+                address,
+                orcpt: None,
+                notify: Some("NEVER".into()),
+            }));
+        }
+        Resolution::NotLocal => {
+            remote.push(NewQueueRecipient { address: to.to_string(), orcpt: None, notify: Some("NEVER".into()) })
+        }
+        Resolution::Unknown => {
+            tracing::warn!(to, "report dropped: the sender is a local address that does not exist");
+            return Ok(());
+        }
+    }
+    // Final delivery of a report: its reverse path is null (delivery removes this field from
+    // a copy that leaves).
+    let mut report = report;
+    report.splice(0..0, b"Return-Path: <>\r\n".iter().copied());
+    let envelope = DeliveryEnvelope {
+        mail_from: None,
+        recipients: vec![EnvelopeRecipient { address: to.to_string(), orcpt: None, notify: None }],
+        source: "dsn".into(),
+        received_at: tern_store::now_unix(),
+        ..Default::default()
+    };
+    let mut delivery = tokio::task::spawn_blocking(move || Delivery::prepare(report, envelope, targets))
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?;
+    delivery.remote = remote;
+    let receipt = store.deliver(delivery).await?;
+    if !receipt.over_quota.is_empty() {
+        tracing::warn!(to, "report not stored: the recipient's mailbox is over its quota");
+    }
+    metrics::counter!("tern_delivery_reports_total").increment(1);
+    Ok(())
+}
+
+/// After a commit that stored the message for some recipients, the recipients that got
+/// nothing because every account they lead to is over its quota: the `250` covered the whole
+/// transaction, so the sender gets a failure report for them (RFC 3464, status 5.2.2 "mailbox
+/// full", RFC 3463). Returns how many recipients were reported.
+pub async fn report_over_quota(
+    store: &Arc<dyn Store>,
+    directory: &Directory,
+    hostname: &str,
+    ctx: &MessageContext,
+    receipt: &DeliveryReceipt,
+) -> Result<usize, ReportError> {
+    let full: Vec<&crate::Recipient> = ctx
+        .recipients
+        .iter()
+        .filter(|r| {
+            !r.accounts.is_empty() && r.remote.is_empty() && r.accounts.iter().all(|a| receipt.over_quota.contains(a))
+        })
+        .collect();
+    for r in &full {
+        tracing::info!(queue_id = %ctx.queue_id, rcpt = %r.address, "not delivered: mailbox over its quota");
+    }
+    let Some(sender) = ctx.mail_from.clone() else { return Ok(0) };
+    let reported: Vec<tern_store::QueuedRecipient> = full
+        .iter()
+        .filter(|r| crate::dsn::Action::Failed.wanted_by(r.notify.as_deref()))
+        .map(|r| tern_store::QueuedRecipient {
+            address: r.address.clone(),
+            domain: r.address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default(),
+            orcpt: r.orcpt.clone(),
+            notify: r.notify.clone(),
+            status: tern_store::RecipientStatus::Failed,
+            attempts: 1,
+            last_result: Some("552 5.2.2 Mailbox full".into()),
+            remote_mta: None,
+            next_attempt: ctx.received_at,
+            delay_notified: false,
+        })
+        .collect();
+    if reported.is_empty() {
+        return Ok(0);
+    }
+    let Some(original) = store.blob_get(receipt.content).await? else { return Ok(0) };
+    let message = tern_store::QueuedMessage {
+        id: receipt.delivery_id,
+        blob: receipt.content,
+        size: original.len() as u64,
+        envelope: DeliveryEnvelope {
+            mail_from: Some(sender.clone()),
+            ret: ctx.ret.clone(),
+            envid: ctx.envid.clone(),
+            received_at: ctx.received_at,
+            ..Default::default()
+        },
+        created: ctx.received_at,
+    };
+    let lines: Vec<crate::dsn::ReportedRecipient<'_>> = reported
+        .iter()
+        .map(|r| crate::dsn::ReportedRecipient {
+            recipient: r,
+            action: crate::dsn::Action::Failed,
+            status: "5.2.2".into(),
+            diagnostic: Some("552 5.2.2 Mailbox full: the recipient's storage quota is exceeded".into()),
+        })
+        .collect();
+    let report = crate::dsn::build(hostname, &message, &original, &lines, tern_store::now_unix(), None);
+    deliver_report(store, directory, &sender, report).await?;
+    Ok(reported.len())
 }

@@ -9,10 +9,11 @@
 
 mod context;
 mod deliver;
+pub mod dsn;
 pub mod stages;
 
 pub use context::{MessageContext, Recipient, SessionInfo, TlsInfo};
-pub use deliver::commit_message;
+pub use deliver::{ReportError, commit_message, deliver_report, report_over_quota};
 
 use async_trait::async_trait;
 use std::sync::Arc;

@@ -451,7 +451,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                     return self.send(reply(554, (5, 7, 1), "Relay access denied"));
                 }
                 let address = format!("{}@{}", m.local, m.domain);
-                self.server.directory.resolve(&address).await.map(|r| (address, r))
+                match self.server.directory.resolve(&address).await {
+                    // RFC 5321 §4.5.1: postmaster at our host name, or at one of our domains
+                    // that has none of its own, reaches the postmaster.
+                    Ok(Resolution::NotLocal | Resolution::Unknown)
+                        if m.local.eq_ignore_ascii_case("postmaster")
+                            && (m.domain.eq_ignore_ascii_case(&self.server.settings.hostname)
+                                || self.server.directory.is_local_domain(&m.domain).await.unwrap_or(false)) =>
+                    {
+                        self.resolve_postmaster().await.map(|r| (address, r))
+                    }
+                    other => other.map(|r| (address, r)),
+                }
             }
         };
         let (address, resolution) = match resolution {
@@ -487,6 +498,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             // Aliases may forward elsewhere: those copies go to the queue.
             Resolution::Deliver { accounts, external } => (accounts, external),
         };
+        // RFC 3463 4.2.2: a mailbox that is full now (or cannot take the declared SIZE) is
+        // refused for now, before any data; one that fills up later is refused at the end of
+        // DATA (552 5.2.2).
+        let declared = self.tx.as_ref().and_then(|t| t.mail.size).unwrap_or(0);
+        if remote.is_empty() && !accounts.is_empty() {
+            let mut full = 0;
+            for &account in &accounts {
+                match self.server.directory.quota(account).await {
+                    Ok(Some(q)) if q.used >= q.limit || !q.fits(declared) => full += 1,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "quota lookup failed");
+                        return self.send(reply(451, (4, 3, 0), "Temporary lookup failure, try again later"));
+                    }
+                }
+            }
+            if full == accounts.len() {
+                tracing::info!(rcpt = %address, "mailbox full");
+                metrics::counter!("tern_smtp_recipients_refused_total", "reason" => "quota").increment(1);
+                return self.send(reply(452, (4, 2, 2), "Mailbox full, try again later"));
+            }
+        }
         if let Some(checks) = self.server.inbound.clone()
             && checks.applies(self.peer.ip())
         {
@@ -741,7 +774,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         }
         let started = std::time::Instant::now();
         match tern_pipeline::commit_message(&self.server.store, &mut ctx).await {
+            Ok(receipt) if receipt.copies.is_empty() && receipt.queued.is_none() && !receipt.over_quota.is_empty() => {
+                // Nothing was stored: every recipient's mailbox is over its quota.
+                tracing::info!(queue_id, size, "message refused: mailboxes full");
+                metrics::counter!("tern_smtp_messages_refused_total", "service" => self.server.settings.service, "reason" => "quota").increment(1);
+                reply(552, (5, 2, 2), "Mailbox full: the message exceeds the recipient's storage quota")
+            }
             Ok(receipt) => {
+                if !receipt.over_quota.is_empty() {
+                    let host = &self.server.settings.hostname;
+                    if let Err(e) = tern_pipeline::report_over_quota(
+                        &self.server.store,
+                        &self.server.directory,
+                        host,
+                        &ctx,
+                        &receipt,
+                    )
+                    .await
+                    {
+                        tracing::error!(queue_id, error = %e, "cannot send the over-quota report");
+                    }
+                }
                 let rcpts: Vec<&str> = ctx.recipients.iter().map(|r| r.address.as_str()).collect();
                 tracing::info!(
                     queue_id,

@@ -10,6 +10,9 @@ pub enum StoreError {
     Exists(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// The change would take an account over its storage quota (RFC 9208 OVERQUOTA).
+    #[error("quota of {0} exceeded")]
+    OverQuota(String),
     #[error("store is shut down")]
     Closed,
     #[error("store is locked by another process (is `tern serve` running on this data directory?): {0}")]

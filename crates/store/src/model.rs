@@ -457,9 +457,13 @@ pub struct StoredCopy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryReceipt {
     pub delivery_id: u64,
+    /// The content stored (or that would have been).
+    pub content: BlobHash,
     pub copies: Vec<StoredCopy>,
     /// Targets whose account no longer exists.
     pub skipped: Vec<AccountId>,
+    /// Targets left out because the message would take their account over its quota.
+    pub over_quota: Vec<AccountId>,
     /// The queue entry made for remote recipients.
     pub queued: Option<QueueId>,
 }
@@ -469,7 +473,8 @@ pub struct DeliveryReceipt {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TextMatches {
     pub matched: tern_fts::KeySet<u128>,
-    pub unindexed: tern_fts::KeySet<BlobHash>,
+    /// Shared by every lookup made while the index's work list stays the same.
+    pub unindexed: std::sync::Arc<tern_fts::KeySet<BlobHash>>,
 }
 
 impl TextMatches {

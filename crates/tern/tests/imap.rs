@@ -456,6 +456,81 @@ fn quota_reports_usage_and_limit() {
     assert!(r.done.starts_with("NO [OVERQUOTA]"), "{r:?}");
 }
 
+/// Issue 10: the quota held only for APPEND. COPY into the account, SMTP delivery (452 4.2.2
+/// at RCPT when full, 552 5.2.2 at end of DATA when the message does not fit, a failure
+/// report when other recipients got it) and usage after expunge and restart.
+#[test]
+fn quota_is_enforced_on_copy_and_smtp_and_usage_stays_right() {
+    let mut s = TestServer::started("");
+    s.ok(&["user", "quota", "alice@example.test", "1000000"]);
+    let mut c = s.imap_login("alice@example.test");
+    let part = format!("Subject: part\r\n\r\n{}\r\n", "y".repeat(200_000));
+    for _ in 0..3 {
+        let r = c.run(&format!("APPEND INBOX {{{}+}}\r\n{part}", part.len()));
+        assert!(r.ok(), "{r:?}");
+    }
+    // STORAGE used, in KiB (RFC 9208 §5.1), and the limit.
+    let usage = |c: &mut Imap<std::net::TcpStream>| {
+        let line = c.ok("GETQUOTA \"\"").lines[0].clone();
+        let inner = line.trim_start_matches("* QUOTA \"\" (STORAGE ").trim_end_matches(')').to_string();
+        let (used, limit) = inner.split_once(' ').unwrap();
+        (used.parse::<u64>().unwrap(), limit.parse::<u64>().unwrap())
+    };
+    let kib = |bytes: usize| (bytes as u64).div_ceil(1024);
+    let p = part.len();
+    assert_eq!(usage(&mut c), (kib(3 * p), 976));
+    c.ok("SELECT INBOX");
+    let r = c.run("COPY 1:* Archive");
+    assert!(r.done.starts_with("NO [OVERQUOTA]"), "{r:?}");
+    assert_eq!(usage(&mut c).0, kib(3 * p), "a refused COPY stores nothing");
+    assert!(c.run("COPY 1 Archive").ok(), "one fits");
+    // A move within the account does not add to it.
+    let r = c.run("MOVE 2 Archive");
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(usage(&mut c).0, kib(4 * p));
+
+    // SMTP: 500 KB does not fit: refused at the end of DATA, nothing stored.
+    let big = format!("From: sender@remote.test\r\nSubject: big\r\n\r\n{}\r\n", "z".repeat(500_000));
+    let mut smtp = s.smtp();
+    smtp.hello();
+    let r = smtp.transaction("sender@remote.test", &["alice@example.test"], format!("{big}.\r\n").as_bytes());
+    assert_eq!((r.code, r.lines[0].starts_with("5.2.2")), (552, true), "{r:?}");
+    // With another recipient the message is taken; the sender hears about alice.
+    smtp.expect("MAIL FROM:<bob@example.test>", 250);
+    smtp.expect("RCPT TO:<alice@example.test>", 250);
+    smtp.expect("RCPT TO:<bob@example.test>", 250);
+    smtp.expect("DATA", 354);
+    smtp.send(format!("{big}.\r\n").as_bytes());
+    assert_eq!(smtp.reply().code, 250);
+    assert_eq!(usage(&mut c).0, kib(4 * p), "nothing stored for alice");
+    let bob = s.mail_list("bob@example.test", "INBOX");
+    assert_eq!(bob.len(), 2, "bob got the message and the report: {bob:?}");
+    let report = String::from_utf8_lossy(&s.mail_show("bob@example.test", "INBOX", 2)).into_owned();
+    assert!(report.contains("Status: 5.2.2") && report.contains("alice@example.test"), "{report}");
+    // A declared SIZE that cannot fit, and a mailbox already full: 452 4.2.2 at RCPT.
+    smtp.expect("MAIL FROM:<sender@remote.test> SIZE=300000", 250);
+    let r = smtp.cmd("RCPT TO:<alice@example.test>");
+    assert_eq!((r.code, r.lines[0].starts_with("4.2.2")), (452, true), "{r:?}");
+    smtp.expect("RSET", 250);
+    s.ok(&["user", "quota", "alice@example.test", "500000"]);
+    smtp.expect("MAIL FROM:<sender@remote.test>", 250);
+    let r = smtp.cmd("RCPT TO:<alice@example.test>");
+    assert_eq!((r.code, r.lines[0].starts_with("4.2.2")), (452, true), "{r:?}");
+    smtp.expect("RSET", 250);
+    // Expunging frees the space; usage survives a restart.
+    s.ok(&["user", "quota", "alice@example.test", "1000000"]);
+    c.ok("SELECT Archive");
+    c.ok("STORE 1:* +FLAGS (\\Deleted)");
+    c.ok("EXPUNGE");
+    assert_eq!(usage(&mut c).0, kib(2 * p));
+    s.kill9();
+    s.launch();
+    let mut c = s.imap_login("alice@example.test");
+    assert_eq!(usage(&mut c).0, kib(2 * p));
+    s.deliver("alice@example.test", big.as_bytes());
+    assert!(usage(&mut c).0 > kib(2 * p + 500_000), "delivered once it fits");
+}
+
 #[test]
 fn bad_input_gets_bad_and_the_session_continues() {
     let s = TestServer::started("");

@@ -24,10 +24,27 @@ fn summary(raw: &str) -> Arc<MessageSummary> {
 
 #[test]
 fn needs_are_minimal() {
-    assert_eq!(needs(&SearchKey::Seen), Needs::default());
-    assert!(needs(&SearchKey::Or(Box::new(SearchKey::Seen), Box::new(SearchKey::From("x".into())))).summary);
-    let t = needs(&SearchKey::Not(Box::new(SearchKey::Text("x".into()))));
+    assert_eq!(compile(&SearchKey::Seen).needs, Needs::default());
+    assert!(compile(&SearchKey::Or(Box::new(SearchKey::Seen), Box::new(SearchKey::From("x".into())))).needs.summary);
+    let t = compile(&SearchKey::Not(Box::new(SearchKey::Text("x".into())))).needs;
     assert!(t.text && t.header && !t.summary);
+}
+
+#[test]
+fn compiling_numbers_each_text_string_once() {
+    let or = |a, b| SearchKey::Or(Box::new(a), Box::new(b));
+    let key = SearchKey::And(vec![
+        or(SearchKey::Body("Foo".into()), SearchKey::Text("foo".into())),
+        or(SearchKey::Body("FOO".into()), SearchKey::ModSeq(3)),
+        SearchKey::Header("X-A".into(), "B".into()),
+    ]);
+    let c = compile(&key);
+    assert_eq!(c.needles, vec![("foo".to_string(), false), ("foo".to_string(), true)]);
+    assert_eq!(c.keys, 8);
+    assert!(c.modseq && c.header_key && c.needs.text && c.needs.header);
+    let Program::And(parts) = &c.program else { panic!("{:?}", c.program) };
+    assert_eq!(parts[0], Program::Or(Box::new(Program::Text(0)), Box::new(Program::Text(1))));
+    assert_eq!(parts[2], Program::Key(SearchKey::Header("x-a".into(), "b".into())));
 }
 
 #[test]
@@ -44,9 +61,19 @@ fn flag_size_date_set_and_header_keys() {
         header: Some(header),
         text: Some("hello world".into()),
     };
-    let no_index: Vec<super::TextIndexAnswer> = Vec::new();
-    let scope = Scope { last_seq: 5, last_uid: 9, first_recent: 8, saved: &[], text_index: &no_index };
-    let m = |k: SearchKey| matches(&lowercase(&k), &c, &scope);
+    let m = |k: SearchKey| {
+        let compiled = compile(&k);
+        let no_index = vec![None; compiled.needles.len()];
+        let scope = Scope {
+            last_seq: 5,
+            last_uid: 9,
+            first_recent: 8,
+            saved: &[],
+            needles: &compiled.needles,
+            text_index: &no_index,
+        };
+        matches(&compiled.program, &c, &scope)
+    };
     assert!(m(SearchKey::Seen) && m(SearchKey::Flagged) && !m(SearchKey::Unseen) && m(SearchKey::Undeleted));
     assert!(m(SearchKey::Old) && !m(SearchKey::Recent) && !m(SearchKey::New));
     assert!(m(SearchKey::Keyword("WORK".into())) && m(SearchKey::Unkeyword("home".into())));
@@ -102,7 +129,7 @@ fn base_subjects() {
 }
 
 fn item(seq: u32, raw: &str) -> SortItem {
-    SortItem { seq, uid: seq * 10, entry_size: seq as u64, internal_date: 1000 - seq as i64, summary: summary(raw) }
+    SortItem::new(seq, seq * 10, seq as u64, 1000 - seq as i64, summary(raw))
 }
 
 #[test]

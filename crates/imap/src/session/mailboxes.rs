@@ -433,8 +433,8 @@ impl Session {
         Ok(Done::ok("STATUS completed"))
     }
 
-    async fn usage(&self) -> Result<u64, StoreError> {
-        Ok(self.server.store.mailbox_list(self.account_id()).await?.iter().map(|m| m.size).sum())
+    async fn quota_now(&self) -> Result<Option<tern_directory::Quota>, StoreError> {
+        self.server.directory.quota(self.account_id()).await.map_err(|e| StoreError::Task(e.to_string()))
     }
 
     pub(super) async fn quota_root(&mut self, wire: &str) -> Result<Done, StoreError> {
@@ -445,26 +445,23 @@ impl Session {
         if self.find_mailbox(&name).await?.is_none() {
             return Ok(Done::no("No such mailbox").code("NONEXISTENT"));
         }
-        let limit = self.account.as_ref().and_then(|a| a.quota_bytes);
+        let quota = self.quota_now().await?;
         self.out.extend_from_slice(b"* QUOTAROOT ");
         self.write_mailbox(&name);
-        if limit.is_some() {
+        if quota.is_some() {
             self.out.extend_from_slice(b" \"\"");
         }
         self.out.extend_from_slice(b"\r\n");
-        if let Some(limit) = limit {
-            let used = self.usage().await?;
-            self.untagged(&format!("QUOTA \"\" (STORAGE {} {})", used.div_ceil(1024), limit / 1024));
+        if let Some(q) = quota {
+            self.untagged(&format!("QUOTA \"\" (STORAGE {} {})", q.used.div_ceil(1024), q.limit / 1024));
         }
         Ok(Done::ok("GETQUOTAROOT completed"))
     }
 
     pub(super) async fn quota(&mut self, root: &str) -> Result<Done, StoreError> {
-        let limit = self.account.as_ref().and_then(|a| a.quota_bytes);
-        match limit {
-            Some(limit) if root.is_empty() => {
-                let used = self.usage().await?;
-                self.untagged(&format!("QUOTA \"\" (STORAGE {} {})", used.div_ceil(1024), limit / 1024));
+        match self.quota_now().await? {
+            Some(q) if root.is_empty() => {
+                self.untagged(&format!("QUOTA \"\" (STORAGE {} {})", q.used.div_ceil(1024), q.limit / 1024));
                 Ok(Done::ok("GETQUOTA completed"))
             }
             _ => Ok(Done::no("No such quota root").code("NONEXISTENT")),

@@ -264,10 +264,13 @@ impl Session {
         if uids.is_empty() {
             return Ok(Done::ok(format!("{verb} completed")));
         }
-        if move_ && target.id == id {
-            return Ok(Done::no("Source and destination are the same mailbox").code("CANNOT"));
-        }
-        let result = self.server.store.copy_messages(id, uids, target.id, move_).await?;
+        // Into the selected mailbox itself too: the copies get new UIDs (RFC 9051 §6.4.7).
+        let result = match self.server.store.copy_messages(id, uids, target.id, move_).await {
+            Err(StoreError::OverQuota(_)) => {
+                return Ok(Done::no("The copies would exceed your storage quota").code("OVERQUOTA"));
+            }
+            other => other?,
+        };
         if result.pairs.is_empty() {
             return Ok(Done::no("The messages no longer exist").code("EXPUNGEISSUED"));
         }
@@ -309,12 +312,6 @@ impl Session {
             Err(unknown) => return Ok(Done::bad(format!("Unknown system flag {unknown}"))),
         };
         let Some(account) = self.account.clone() else { return Ok(Done::bad("Log in first")) };
-        if let Some(limit) = account.quota_bytes {
-            let used: u64 = self.server.store.mailbox_list(account.id).await?.iter().map(|m| m.size).sum();
-            if used + message.len() as u64 > limit {
-                return Ok(Done::no("Quota exceeded").code("OVERQUOTA"));
-            }
-        }
         let received_at = date.map(|d| d.unix).unwrap_or_else(tern_store::now_unix);
         let envelope = DeliveryEnvelope {
             authenticated_as: Some(account.address.clone()),
@@ -329,7 +326,11 @@ impl Session {
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?;
+        // The store enforces the quota in the same step as the write (RFC 9208 §5.1).
         let receipt = self.server.store.deliver(delivery).await?;
+        if !receipt.over_quota.is_empty() {
+            return Ok(Done::no("The message would exceed your storage quota").code("OVERQUOTA"));
+        }
         let Some(copy) = receipt.copies.first() else {
             return Ok(Done::no("The mailbox no longer exists").code("TRYCREATE"));
         };

@@ -1,9 +1,17 @@
 //! SEARCH (with ESEARCH, RFC 4731, and SEARCHRES, RFC 5182), SORT and THREAD (RFC 5256).
+//!
+//! Their work runs on the server's compute pool ([`tern_guard::ComputePool`]), not on the
+//! runtime's threads: the selected mailbox's view moves to a pool thread for the command
+//! and comes back with the answer. A program over [`search::MAX_KEYS`] keys, or work over the
+//! pool's time budget, is answered `NO [LIMIT]`.
 
 use super::messages::uid_set_text;
 use super::{Done, Session};
-use crate::search::{self, Candidate, Scope, SortItem};
+use crate::ImapServer;
+use crate::mailbox::View;
+use crate::search::{self, Candidate, Compiled, Scope, SortItem, ThreadNode};
 use std::sync::Arc;
+use tern_guard::{Budget, OverBudget};
 use tern_imap_proto::{SearchKey, SearchReturn, SortCriterion, ThreadAlgorithm};
 use tern_store::StoreError;
 
@@ -11,82 +19,201 @@ fn charset_ok(charset: &str) -> bool {
     charset.eq_ignore_ascii_case("UTF-8") || charset.eq_ignore_ascii_case("US-ASCII")
 }
 
-fn has_header_key(key: &SearchKey) -> bool {
-    match key {
-        SearchKey::Header(..) => true,
-        SearchKey::Not(k) => has_header_key(k),
-        SearchKey::Or(a, b) => has_header_key(a) || has_header_key(b),
-        SearchKey::And(ks) => ks.iter().any(has_header_key),
-        _ => false,
+/// What a command computes on the pool.
+enum Work {
+    Search,
+    Sort(Vec<SortCriterion>),
+    Thread(ThreadAlgorithm, bool),
+}
+
+/// Its answer: message indices (in mailbox order for SEARCH, sorted for SORT), or threads.
+enum Outcome {
+    Matched(Vec<usize>),
+    Threads(Vec<ThreadNode>),
+}
+
+enum Failed {
+    Store(StoreError),
+    OverBudget,
+}
+
+impl From<StoreError> for Failed {
+    fn from(e: StoreError) -> Failed {
+        Failed::Store(e)
     }
 }
 
-fn has_modseq(key: &SearchKey) -> bool {
-    match key {
-        SearchKey::ModSeq(_) => true,
-        SearchKey::Not(k) => has_modseq(k),
-        SearchKey::Or(a, b) => has_modseq(a) || has_modseq(b),
-        SearchKey::And(ks) => ks.iter().any(has_modseq),
-        _ => false,
+impl From<OverBudget> for Failed {
+    fn from(_: OverBudget) -> Failed {
+        Failed::OverBudget
+    }
+}
+
+/// Checks the budget every this many messages.
+const CHECK_EVERY: usize = 256;
+
+/// Indices of the messages of `view` that match the program. Runs on a pool thread.
+async fn evaluate(
+    server: &ImapServer,
+    view: &View,
+    saved: &[u32],
+    compiled: &Compiled,
+    budget: Budget,
+) -> Result<Vec<usize>, Failed> {
+    // BODY/TEXT: one index lookup per string; only contents the index cannot answer for are
+    // scanned below.
+    let mut text_index = Vec::with_capacity(compiled.needles.len());
+    for (needle, with_header) in &compiled.needles {
+        budget.check()?;
+        text_index.push(server.store.text_search(needle, *with_header).await?);
+    }
+    let scope = Scope {
+        last_seq: view.messages.len() as u32,
+        last_uid: view.max_uid(),
+        first_recent: view.first_recent,
+        saved,
+        needles: &compiled.needles,
+        text_index: &text_index,
+    };
+    let needs = compiled.needs;
+    let mut out = Vec::new();
+    let mut fields = Vec::new();
+    for (i, entry) in view.messages.iter().enumerate() {
+        if i % CHECK_EVERY == 0 {
+            budget.check()?;
+        }
+        if needs.summary && i % 1024 == 0 {
+            let hashes: Vec<_> = view.messages[i..(i + 1024).min(view.messages.len())].iter().map(|m| m.blob).collect();
+            fields = server.summaries.search_fields(&server.store, &hashes).await?;
+        }
+        let fields = if needs.summary { fields.get(i % 1024).cloned().flatten() } else { None };
+        let scan = needs.text && scope.needs_scan(entry);
+        let (header, text) = if scan || compiled.header_key {
+            budget.check()?;
+            match server.store.blob_get(entry.blob).await? {
+                // This thread is the pool's: decoding here keeps it off the runtime.
+                Some(raw) if scan => {
+                    let (h, b) = tern_mime::text::search_texts(&raw);
+                    (Some(h), Some(b))
+                }
+                Some(raw) => (Some(tern_mime::text::header_text(&raw[..tern_mime::text::header_len(&raw)])), None),
+                None => (None, None),
+            }
+        } else {
+            (None, None)
+        };
+        let c = Candidate { entry, seq: i as u32 + 1, fields, header, text };
+        if search::matches(&compiled.program, &c, &scope) {
+            out.push(i);
+        }
+    }
+    Ok(out)
+}
+
+/// The data SORT and THREAD look at, for the matched messages.
+async fn sort_items(
+    server: &ImapServer,
+    view: &View,
+    matched: &[usize],
+    budget: Budget,
+) -> Result<Vec<SortItem>, Failed> {
+    let mut items = Vec::with_capacity(matched.len());
+    for (n, &i) in matched.iter().enumerate() {
+        if n % 512 == 0 {
+            budget.check()?;
+            let hashes: Vec<_> =
+                matched[n..(n + 512).min(matched.len())].iter().map(|&k| view.messages[k].blob).collect();
+            server.summaries.prefetch(&server.store, &hashes).await?;
+        }
+        let m = &view.messages[i];
+        let summary = match server.summaries.get(&server.store, m.blob).await? {
+            Some(s) => s,
+            None => Arc::new(tern_mime::summarize(b"")),
+        };
+        items.push(SortItem::new(i as u32 + 1, m.uid, m.size, m.internal_date, summary));
+    }
+    Ok(items)
+}
+
+async fn run(
+    server: &ImapServer,
+    view: &View,
+    saved: &[u32],
+    compiled: &Compiled,
+    work: Work,
+    budget: Budget,
+) -> Result<Outcome, Failed> {
+    let matched = evaluate(server, view, saved, compiled, budget).await?;
+    match work {
+        Work::Search => Ok(Outcome::Matched(matched)),
+        Work::Sort(criteria) => {
+            let mut items = sort_items(server, view, &matched, budget).await?;
+            budget.check()?;
+            search::sort(&mut items, &criteria);
+            Ok(Outcome::Matched(items.iter().map(|i| i.seq as usize - 1).collect()))
+        }
+        Work::Thread(algorithm, uid) => {
+            let items = sort_items(server, view, &matched, budget).await?;
+            budget.check()?;
+            let number = move |i: &SortItem| if uid { i.uid } else { i.seq };
+            Ok(Outcome::Threads(match algorithm {
+                ThreadAlgorithm::OrderedSubject => search::thread_ordered_subject(&items, number),
+                ThreadAlgorithm::References => search::thread_references(&items, number),
+            }))
+        }
     }
 }
 
 impl Session {
-    /// Indices of the messages of the selected mailbox that match `key`.
-    async fn evaluate(&self, key: &SearchKey) -> Result<Vec<usize>, StoreError> {
-        let Some(view) = &self.view else { return Ok(vec![]) };
-        let key = &search::lowercase(key);
-        let needs = search::needs(key);
-        // BODY/TEXT: one index lookup per string; only contents the index cannot answer for
-        // are scanned below.
-        let needles = search::text_needles(key);
-        let mut text_index = Vec::new();
-        for (needle, with_header) in &needles {
-            if let Some(matches) = self.server.store.text_search(needle, *with_header).await? {
-                text_index.push(search::TextIndexAnswer { needle: needle.clone(), with_header: *with_header, matches });
-            }
+    /// Runs `work` over the messages matching `key` on the compute pool. `Err(done)` is the
+    /// answer when it could not (too many keys, over budget).
+    async fn compute(&mut self, key: &SearchKey, work: Work) -> Result<Result<Outcome, Done>, StoreError> {
+        let compiled = search::compile(key);
+        if compiled.keys > search::MAX_KEYS || compiled.needles.len() > search::MAX_TEXT_KEYS {
+            tracing::info!(keys = compiled.keys, texts = compiled.needles.len(), "search refused: too many keys");
+            return Ok(Err(Done::no(format!(
+                "Too many search keys (at most {} keys, {} of them BODY or TEXT)",
+                search::MAX_KEYS,
+                search::MAX_TEXT_KEYS
+            ))
+            .code("LIMIT")));
         }
-        let header_key = has_header_key(key);
-        let scope = Scope {
-            last_seq: view.messages.len() as u32,
-            last_uid: view.max_uid(),
-            first_recent: view.first_recent,
-            saved: &self.saved,
-            text_index: &text_index,
+        let (Some(view), Some(account)) = (self.view.take(), self.account.as_ref()) else {
+            return Ok(Err(Done::bad("No mailbox selected")));
         };
-        let mut out = Vec::new();
-        let mut fields = Vec::new();
-        for (i, entry) in view.messages.iter().enumerate() {
-            if needs.summary && i % 1024 == 0 {
-                let hashes: Vec<_> =
-                    view.messages[i..(i + 1024).min(view.messages.len())].iter().map(|m| m.blob).collect();
-                fields = self.server.summaries.search_fields(&self.server.store, &hashes).await?;
+        let owner = account.id.to_string();
+        let saved = self.saved.clone();
+        let server = Arc::clone(&self.server);
+        let handle = tokio::runtime::Handle::current();
+        let pool = Arc::clone(&self.server.compute);
+        let started = std::time::Instant::now();
+        let result = pool
+            .run(&owner, move |budget| {
+                let outcome = handle.block_on(run(&server, &view, &saved, &compiled, work, budget));
+                (view, outcome)
+            })
+            .await;
+        metrics::histogram!("tern_imap_compute_seconds").record(started.elapsed().as_secs_f64());
+        let (view, outcome) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // The view is gone with the job: the session cannot go on.
+                tracing::error!(error = %e, "search failed on the compute pool");
+                self.untagged("BYE [SERVERBUG] Internal error");
+                self.closing = true;
+                return Ok(Err(Done::no("Internal error").code("SERVERBUG")));
             }
-            let fields = if needs.summary { fields.get(i % 1024).cloned().flatten() } else { None };
-            let scan = needs.text && needles.iter().any(|(n, h)| search::indexed(&scope, n, *h, entry).is_none());
-            let (header, text) = if scan || header_key {
-                match self.server.store.blob_get(entry.blob).await? {
-                    Some(raw) => tokio::task::spawn_blocking(move || {
-                        if scan {
-                            let (h, b) = tern_mime::text::search_texts(&raw);
-                            (Some(h), Some(b))
-                        } else {
-                            (Some(tern_mime::text::header_text(&raw[..tern_mime::text::header_len(&raw)])), None)
-                        }
-                    })
-                    .await
-                    .map_err(|e| StoreError::Task(e.to_string()))?,
-                    None => (None, None),
-                }
-            } else {
-                (None, None)
-            };
-            let c = Candidate { entry, seq: i as u32 + 1, fields, header, text };
-            if search::matches(key, &c, &scope) {
-                out.push(i);
+        };
+        self.view = Some(view);
+        match outcome {
+            Ok(o) => Ok(Ok(o)),
+            Err(Failed::Store(e)) => Err(e),
+            Err(Failed::OverBudget) => {
+                tracing::info!(limit = ?self.server.compute.limit(), "search stopped: over its time budget");
+                metrics::counter!("tern_imap_compute_over_budget_total").increment(1);
+                Ok(Err(Done::no("Search too expensive, narrow it down").code("LIMIT")))
             }
         }
-        Ok(out)
     }
 
     pub(super) async fn search(
@@ -102,15 +229,19 @@ impl Session {
         {
             return Ok(Done::no("Unsupported charset").code("BADCHARSET (UTF-8 US-ASCII)"));
         }
-        let modseq_key = has_modseq(&key);
+        let modseq_key = search::compile(&key).modseq;
         if modseq_key {
             self.condstore = true;
         }
-        let matched = self.evaluate(&key).await?;
+        let matched = match self.compute(&key, Work::Search).await? {
+            Ok(Outcome::Matched(m)) => m,
+            Ok(Outcome::Threads(_)) => return Ok(Done::no("Internal error").code("SERVERBUG")),
+            Err(done) => return Ok(done),
+        };
         let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
         let uids: Vec<u32> = matched.iter().map(|&i| view.messages[i].uid).collect();
         let nums: Vec<u32> = if uid { uids.clone() } else { matched.iter().map(|&i| i as u32 + 1).collect() };
-        let highest = matched.iter().map(|&i| view.messages[i].modseq).max();
+        let modseqs: Vec<u64> = matched.iter().map(|&i| view.messages[i].modseq).collect();
         let returns = match (returns, self.rev2) {
             (Some(r), _) => Some(r),
             // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
@@ -123,7 +254,8 @@ impl Session {
                 line.push(' ');
                 line.push_str(&n.to_string());
             }
-            if let (true, Some(h)) = (modseq_key, highest) {
+            // RFC 7162 §3.1.5: the highest modseq of the messages returned.
+            if let (true, Some(h)) = (modseq_key, modseqs.iter().max()) {
                 line.push_str(&format!(" (MODSEQ {h})"));
             }
             self.untagged(&line);
@@ -134,12 +266,11 @@ impl Session {
         }
         let save = opts.contains(&SearchReturn::Save);
         let has = |o: SearchReturn| opts.contains(&o);
+        let only_min_max =
+            (has(SearchReturn::Min) || has(SearchReturn::Max)) && !has(SearchReturn::All) && !has(SearchReturn::Count);
         if save {
             // RFC 5182 §2.4: with MIN/MAX (and no ALL/COUNT) only those are saved.
-            self.saved = if (has(SearchReturn::Min) || has(SearchReturn::Max))
-                && !has(SearchReturn::All)
-                && !has(SearchReturn::Count)
-            {
+            self.saved = if only_min_max {
                 let mut s = Vec::new();
                 if has(SearchReturn::Min) {
                     s.extend(uids.first());
@@ -179,36 +310,25 @@ impl Session {
         if has(SearchReturn::All) && !nums.is_empty() {
             line.push_str(&format!(" ALL {}", uid_set_text(&nums)));
         }
-        if let (true, Some(h)) = (modseq_key, highest) {
+        // RFC 4731 §3.2: with MIN and/or MAX alone, the modseq of the message(s) returned;
+        // otherwise the highest of all the matches.
+        let modseq = if only_min_max {
+            let mut returned = Vec::new();
+            if has(SearchReturn::Min) {
+                returned.extend(modseqs.first());
+            }
+            if has(SearchReturn::Max) {
+                returned.extend(modseqs.last());
+            }
+            returned.into_iter().max()
+        } else {
+            modseqs.iter().max()
+        };
+        if let (true, Some(h)) = (modseq_key, modseq) {
             line.push_str(&format!(" MODSEQ {h}"));
         }
         self.untagged(&line);
         Ok(Done::ok("SEARCH completed"))
-    }
-
-    async fn sort_items(&self, matched: &[usize]) -> Result<Vec<SortItem>, StoreError> {
-        let Some(view) = &self.view else { return Ok(vec![]) };
-        let mut items = Vec::with_capacity(matched.len());
-        for (n, &i) in matched.iter().enumerate() {
-            if n % 512 == 0 {
-                let hashes: Vec<_> =
-                    matched[n..(n + 512).min(matched.len())].iter().map(|&k| view.messages[k].blob).collect();
-                self.server.summaries.prefetch(&self.server.store, &hashes).await?;
-            }
-            let m = &view.messages[i];
-            let summary = match self.server.summaries.get(&self.server.store, m.blob).await? {
-                Some(s) => s,
-                None => Arc::new(tern_mime::summarize(b"")),
-            };
-            items.push(SortItem {
-                seq: i as u32 + 1,
-                uid: m.uid,
-                entry_size: m.size,
-                internal_date: m.internal_date,
-                summary,
-            });
-        }
-        Ok(items)
     }
 
     pub(super) async fn sort(
@@ -221,13 +341,16 @@ impl Session {
         if !charset_ok(charset) {
             return Ok(Done::no("Unsupported charset").code("BADCHARSET (UTF-8 US-ASCII)"));
         }
-        let matched = self.evaluate(&key).await?;
-        let mut items = self.sort_items(&matched).await?;
-        search::sort(&mut items, &criteria);
+        let ordered = match self.compute(&key, Work::Sort(criteria)).await? {
+            Ok(Outcome::Matched(m)) => m,
+            Ok(Outcome::Threads(_)) => return Ok(Done::no("Internal error").code("SERVERBUG")),
+            Err(done) => return Ok(done),
+        };
+        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
         let mut line = String::from("SORT");
-        for i in &items {
+        for &i in &ordered {
             line.push(' ');
-            line.push_str(&(if uid { i.uid } else { i.seq }).to_string());
+            line.push_str(&(if uid { view.messages[i].uid } else { i as u32 + 1 }).to_string());
         }
         self.untagged(&line);
         Ok(Done::ok("SORT completed"))
@@ -243,12 +366,10 @@ impl Session {
         if !charset_ok(charset) {
             return Ok(Done::no("Unsupported charset").code("BADCHARSET (UTF-8 US-ASCII)"));
         }
-        let matched = self.evaluate(&key).await?;
-        let items = self.sort_items(&matched).await?;
-        let number = move |i: &SortItem| if uid { i.uid } else { i.seq };
-        let threads = match algorithm {
-            ThreadAlgorithm::OrderedSubject => search::thread_ordered_subject(&items, number),
-            ThreadAlgorithm::References => search::thread_references(&items, number),
+        let threads = match self.compute(&key, Work::Thread(algorithm, uid)).await? {
+            Ok(Outcome::Threads(t)) => t,
+            Ok(Outcome::Matched(_)) => return Ok(Done::no("Internal error").code("SERVERBUG")),
+            Err(done) => return Ok(done),
         };
         self.out.extend_from_slice(b"* THREAD ");
         search::write_threads(&mut self.out, &threads);

@@ -64,6 +64,9 @@ pub(crate) struct FtsQueue {
     /// Numbers each queueing, so the indexer never drops a content queued again while it
     /// was indexing the previous copy.
     generation: u64,
+    /// The pending set as searches last read it, until it changes (a SEARCH with 50 BODY
+    /// keys reads it 50 times).
+    snapshot: Option<Arc<tern_fts::KeySet<BlobHash>>>,
 }
 
 #[derive(Clone, Copy)]
@@ -98,6 +101,7 @@ impl FtsQueue {
     /// A content to index. A pending removal of the same content is dropped: indexing it
     /// replaces any older document anyway.
     pub(crate) fn add(&mut self, hash: BlobHash) {
+        self.snapshot = None;
         self.generation += 1;
         self.pending.insert(hash, Pending { generation: self.generation, scan_only: false });
         self.removed.remove(&hash);
@@ -105,6 +109,7 @@ impl FtsQueue {
 
     /// A content that was freed: its document is to be deleted.
     pub(crate) fn free(&mut self, hash: BlobHash) {
+        self.snapshot = None;
         self.pending.remove(&hash);
         self.removed.insert(hash);
     }
@@ -125,6 +130,7 @@ impl FtsQueue {
         scan_only: &[Taken],
         removed: &[BlobHash],
     ) -> (Vec<BlobHash>, Vec<BlobHash>) {
+        self.snapshot = None;
         let mut dropped = Vec::new();
         for (h, generation) in indexed {
             if self.pending.get(h).is_some_and(|p| p.generation == *generation) {
@@ -148,8 +154,9 @@ impl FtsQueue {
     }
 
     /// Every content the index cannot answer for yet.
-    fn unindexed(&self) -> tern_fts::KeySet<BlobHash> {
-        self.pending.keys().copied().collect()
+    fn unindexed(&mut self) -> Arc<tern_fts::KeySet<BlobHash>> {
+        let pending = &self.pending;
+        Arc::clone(self.snapshot.get_or_insert_with(|| Arc::new(pending.keys().copied().collect())))
     }
 }
 

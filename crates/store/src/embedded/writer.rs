@@ -488,6 +488,9 @@ impl Writer {
         let mut threads = HashMap::new();
         let mut copies = Vec::new();
         let mut skipped = Vec::new();
+        let mut over_quota = Vec::new();
+        // (limit, bytes used) of the accounts with a quota, this delivery's copies included.
+        let mut quotas: HashMap<AccountId, (u64, u64)> = HashMap::new();
         for target in &d.targets {
             let Some(mailbox_id) = self.resolve_mailbox(target.account, &target.mailbox)? else {
                 skipped.push(target.account);
@@ -500,6 +503,15 @@ impl Writer {
                 skipped.push(target.account);
                 continue;
             };
+            if let Some(limit) = self.quota_of(target.account, &mut quotas)? {
+                if limit.1 + size > limit.0 {
+                    if !over_quota.contains(&target.account) {
+                        over_quota.push(target.account);
+                    }
+                    continue;
+                }
+                quotas.insert(target.account, (limit.0, limit.1 + size));
+            }
             let uid = mailbox.uid_next;
             mailbox.uid_next =
                 mailbox.uid_next.checked_add(1).ok_or_else(|| StoreError::corrupt("mailbox", "UID space exhausted"))?;
@@ -606,7 +618,23 @@ impl Writer {
         }
         self.save_counters(&mut batch);
         batch.commit()?;
-        Ok(DeliveryReceipt { delivery_id, copies, skipped, queued })
+        Ok(DeliveryReceipt { delivery_id, content: d.hash, copies, skipped, over_quota, queued })
+    }
+
+    /// (limit, bytes used) of an account with a quota, from `known` or the store (RFC 9208
+    /// STORAGE: the sizes of the messages in all its mailboxes); `None` without a quota.
+    fn quota_of(
+        &self,
+        account: AccountId,
+        known: &mut HashMap<AccountId, (u64, u64)>,
+    ) -> StoreResult<Option<(u64, u64)>> {
+        if let Some(k) = known.get(&account) {
+            return Ok(Some(*k));
+        }
+        let Some(limit) = self.engine.account(account)?.and_then(|a| a.quota_bytes) else { return Ok(None) };
+        let used = self.engine.account_mailboxes(account)?.iter().map(|m| m.size).sum();
+        known.insert(account, (limit, used));
+        Ok(Some((limit, used)))
     }
 
     fn queue_entry(&self, id: QueueId) -> StoreResult<Option<QueueEntry>> {
@@ -907,24 +935,34 @@ impl Writer {
         if source.account != target.account {
             return Err(StoreError::NotFound(format!("mailbox {to}")));
         }
-        if from == to && remove_source {
-            return Ok(CopyResult { uid_validity: target.uid_validity, pairs: vec![] });
+        // A copy adds to the account's storage; a move within it does not.
+        if !remove_source && let Some((limit, used)) = self.quota_of(target.account, &mut HashMap::new())? {
+            let mut added = 0u64;
+            for &uid in &uids {
+                if let Some(bytes) = e.messages.get(keys::message_key(from, uid))? {
+                    added += decode_message(&bytes)?.size;
+                }
+            }
+            if used + added > limit {
+                return Err(StoreError::OverQuota(format!("account {}", target.account)));
+            }
         }
         let mut batch = e.db.batch();
         let pairs = if from == to {
-            // COPY into the same mailbox: source and target are one record.
+            // COPY or MOVE into the same mailbox (RFC 9051 §6.4.7, RFC 6851 §3.3): source and
+            // target are one record; the copies get new UIDs, a move expunges the originals.
             let mut same = source.clone();
-            let pairs = self.copy_in(&mut batch, &mut source, &mut same, &uids, false)?;
+            let pairs = self.copy_in(&mut batch, &mut source, &mut same, &uids, remove_source, true)?;
             target = same;
             pairs
         } else {
-            self.copy_in(&mut batch, &mut source, &mut target, &uids, remove_source)?
+            self.copy_in(&mut batch, &mut source, &mut target, &uids, remove_source, false)?
         };
         if pairs.is_empty() {
             return Ok(CopyResult { uid_validity: target.uid_validity, pairs });
         }
         batch.insert(&e.mailboxes, keys::u64_key(to).to_vec(), to_json(&target)?);
-        if remove_source {
+        if remove_source && from != to {
             batch.insert(&e.mailboxes, keys::u64_key(from).to_vec(), to_json(&source)?);
             changes.push(StoreChange::Mailbox { account: source.account, mailbox: from });
         }
@@ -935,7 +973,8 @@ impl Writer {
     }
 
     /// Copies (or moves) messages between two mailbox records inside `batch`; the caller
-    /// writes the records and commits.
+    /// writes the records and commits. With `same_mailbox`, `target` is the record of the
+    /// source mailbox too (the one written), and a move removes the originals from it.
     fn copy_in(
         &mut self,
         batch: &mut OwnedWriteBatch,
@@ -943,6 +982,7 @@ impl Writer {
         target: &mut Mailbox,
         uids: &[u32],
         remove_source: bool,
+        same_mailbox: bool,
     ) -> StoreResult<Vec<(u32, u32)>> {
         let e = Arc::clone(&self.engine);
         let mut pairs = Vec::new();
@@ -986,7 +1026,8 @@ impl Writer {
         target.highest_modseq = modseq;
         let mut released = HashMap::new();
         if remove_source {
-            self.remove_messages(batch, source, &moved, &mut released, true)?;
+            let from = if same_mailbox { target } else { source };
+            self.remove_messages(batch, from, &moved, &mut released, true)?;
         }
         // Net reference change per content: + copies, - removed originals.
         for (hash, added) in added_refs {
@@ -1051,7 +1092,7 @@ impl Writer {
             let mut inbox = source;
             let mut target = self.mailbox_create(&mut batch, account, NewMailbox::new(to, None))?;
             let uids = e.message_uids(inbox.id)?;
-            self.copy_in(&mut batch, &mut inbox, &mut target, &uids, true)?;
+            self.copy_in(&mut batch, &mut inbox, &mut target, &uids, true, false)?;
             batch.insert(&e.mailboxes, keys::u64_key(inbox.id).to_vec(), to_json(&inbox)?);
             batch.insert(&e.mailboxes, keys::u64_key(target.id).to_vec(), to_json(&target)?);
             self.save_counters(&mut batch);
