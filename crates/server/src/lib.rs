@@ -3,6 +3,7 @@
 //! exits.
 
 pub mod admin;
+pub mod data_dir;
 mod http;
 mod listen;
 
@@ -80,8 +81,7 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     tern_tls::install_crypto_provider();
     let metrics = install_metrics()?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    data_dir::secure(&config.data_dir)?;
 
     let store_config = config.clone();
     let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || open_store(&store_config, true)).await??);

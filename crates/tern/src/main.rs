@@ -227,6 +227,12 @@ fn init_logging(config: &Config) {
 }
 
 fn main() -> std::process::ExitCode {
+    // Everything Tern writes (store, index, keys, certificates, sockets) is for its own user
+    // alone, whatever umask it was started with.
+    // SAFETY: umask only sets the process's file mode mask; no threads run yet.
+    unsafe {
+        libc::umask(0o077);
+    }
     match run() {
         Ok(code) => code,
         Err(e) => {

@@ -219,3 +219,41 @@ fn embedded_defaults_generate_a_certificate_and_default_data_dir() {
     std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// Issue 10: the store was readable by every local user (data dir 0755, files 0644). Whatever
+/// the umask, everything Tern creates is private, and an old, open data dir is made private
+/// at start with a warning.
+#[test]
+fn the_data_directory_is_private_to_the_server() {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(p: &std::path::Path, out: &mut Vec<(std::path::PathBuf, u32)>) {
+        let meta = std::fs::symlink_metadata(p).unwrap();
+        if meta.file_type().is_symlink() {
+            return;
+        }
+        out.push((p.to_path_buf(), meta.permissions().mode() & 0o777));
+        if meta.is_dir() {
+            for e in std::fs::read_dir(p).unwrap() {
+                walk(&e.unwrap().path(), out);
+            }
+        }
+    }
+    // A data dir as an older Tern (or a umask of 022) left it.
+    let mut s = TestServer::new("");
+    let data = s.data_dir();
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("notes.txt"), b"left by hand").unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(data.join("notes.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    s.ok(&["domain", "add", "example.test"]);
+    s.ok_stdin(&["user", "add", "alice@example.test", "--password-stdin"], "secret\n");
+    s.launch();
+    s.deliver("alice@example.test", b"Subject: private\r\n\r\nbody\r\n");
+    let mut entries = Vec::new();
+    walk(&data, &mut entries);
+    assert!(entries.len() > 10, "{entries:?}");
+    for (path, mode) in &entries {
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+    }
+    assert!(s.log().contains("the data directory was readable by other local users"), "{}", s.log());
+}
