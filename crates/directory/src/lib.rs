@@ -73,6 +73,23 @@ pub struct Directory {
     store: Arc<dyn Store>,
     plus_separator: Option<char>,
     logins: Arc<cache::LoginCache>,
+    /// Keys the made-up SCRAM salts of unknown users (see [`Directory::scram_lookup`]).
+    secret: Arc<[u8; 32]>,
+}
+
+/// What SASL SCRAM runs on for a user name: the account's keys, or for an unknown name (or
+/// an account without keys yet) made-up ones that cannot succeed, with a salt that is the
+/// same at every attempt, so the exchange does not tell the two apart (RFC 5802 §9).
+pub struct ScramLookup {
+    pub account: Option<Account>,
+    pub credentials: tern_sasl::ScramCredentials,
+}
+
+/// A hash to verify passwords of unknown users against, so that a wrong user name takes as
+/// long as a wrong password.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&generate_password()).unwrap_or_default())
 }
 
 impl Directory {
@@ -86,7 +103,16 @@ impl Directory {
         plus_separator: Option<char>,
         ttl: std::time::Duration,
     ) -> Directory {
-        Directory { store, plus_separator, logins: Arc::new(cache::LoginCache::new(ttl)) }
+        let mut secret = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut secret[..]);
+        Directory { store, plus_separator, logins: Arc::new(cache::LoginCache::new(ttl)), secret: Arc::new(secret) }
+    }
+
+    /// Sets the server secret that made-up SCRAM salts derive from; it must survive restarts
+    /// (the server keeps it in its data directory), or an unknown user's salt would change.
+    pub fn with_secret(mut self, secret: [u8; 32]) -> Directory {
+        self.secret = Arc::new(secret);
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -254,6 +280,12 @@ impl Directory {
     /// minutes with the same password and stored hash is not verified again.
     pub async fn authenticate(&self, email: &str, password: &str) -> Result<Option<Account>> {
         let Some(account) = self.user_get(email).await? else {
+            // The same argon2 work as for a wrong password: an unknown user must not answer
+            // faster (that tells which addresses exist).
+            let pw = password.to_string();
+            tokio::task::spawn_blocking(move || verify_password(&pw, dummy_hash()))
+                .await
+                .map_err(|e| DirectoryError::Password(e.to_string()))?;
             return Ok(None);
         };
         if self.logins.verified(&account.address, &account.password_hash, password) {
@@ -278,14 +310,29 @@ impl Directory {
         Ok(ok.then_some(account))
     }
 
-    /// The SCRAM-SHA-256 keys of a user, for SASL SCRAM (`None`: unknown user, or keys not
-    /// derived yet).
-    pub async fn scram_credentials(&self, email: &str) -> Result<Option<(Account, tern_sasl::ScramCredentials)>> {
-        let Some(account) = self.user_get(email).await? else { return Ok(None) };
-        let Some(creds) = account.scram.as_deref().and_then(tern_sasl::ScramCredentials::parse) else {
-            return Ok(None);
+    /// The SCRAM-SHA-256 keys a SASL exchange for `email` runs on (see [`ScramLookup`]).
+    pub async fn scram_lookup(&self, email: &str) -> Result<ScramLookup> {
+        if let Some(account) = self.user_get(email).await?
+            && let Some(credentials) = account.scram.as_deref().and_then(tern_sasl::ScramCredentials::parse)
+        {
+            return Ok(ScramLookup { account: Some(account), credentials });
+        }
+        // Keyed by the server secret and the name as given: stable across attempts and
+        // restarts, unpredictable to the client; the keys match no password.
+        let name = email.to_lowercase();
+        let derive = |purpose: &str| {
+            let mut h = blake3::Hasher::new_keyed(&self.secret);
+            h.update(purpose.as_bytes());
+            h.update(name.as_bytes());
+            *h.finalize().as_bytes()
         };
-        Ok(Some((account, creds)))
+        let credentials = tern_sasl::ScramCredentials {
+            iterations: tern_sasl::SCRAM_ITERATIONS,
+            salt: derive("scram salt\0")[..16].to_vec(),
+            stored_key: derive("scram stored key\0").to_vec(),
+            server_key: derive("scram server key\0").to_vec(),
+        };
+        Ok(ScramLookup { account: None, credentials })
     }
 
     // --- aliases ---

@@ -293,6 +293,10 @@ impl Session {
             }
         };
         if response == "*" {
+            // Counted as a failed login, like a wrong password.
+            let delay = self.server.auth.failed(self.peer.ip(), "pop3");
+            tracing::info!("authentication cancelled");
+            tokio::time::sleep(delay).await;
             self.err("Authentication cancelled");
             return Next::Continue;
         }

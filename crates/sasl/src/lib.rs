@@ -7,7 +7,7 @@
 
 mod scram;
 
-pub use scram::{ScramCredentials, ScramError, ScramServer, ScramStep};
+pub use scram::{ITERATIONS as SCRAM_ITERATIONS, ScramCredentials, ScramError, ScramServer, ScramStep};
 
 use base64::Engine;
 

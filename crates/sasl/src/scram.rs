@@ -5,7 +5,8 @@ use base64::Engine;
 use rand::Rng;
 use std::num::NonZeroU32;
 
-const ITERATIONS: u32 = 4096;
+/// PBKDF2 rounds of newly derived keys (RFC 7677 §4 asks for at least 4096).
+pub const ITERATIONS: u32 = 4096;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -53,6 +53,38 @@ fn tighten(path: &Path, fixed: &mut usize) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The server's secret (32 random bytes in `data_dir/secret`, made at first start): keys
+/// values that must be unpredictable to clients yet stable across restarts, such as the
+/// made-up SCRAM salts of unknown users.
+pub fn server_secret(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("secret");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            return bytes
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("{} is not 32 bytes; remove it to make a new one", path.display()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let mut secret = [0u8; 32];
+    rand::Rng::fill(&mut rand::rng(), &mut secret[..]);
+    let tmp = data_dir.join("secret.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(&secret)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(secret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +110,15 @@ mod tests {
         secure(&old).unwrap();
         assert_eq!((mode(&old), mode(&old.join("store")), mode(&old.join("store/journal"))), (0o700, 0o700, 0o600));
         assert_eq!(mode(Path::new("/etc/hostname")) & 0o044, 0o044, "links are not followed");
+    }
+
+    #[test]
+    fn the_secret_is_made_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = server_secret(tmp.path()).unwrap();
+        assert_eq!(server_secret(tmp.path()).unwrap(), a);
+        assert_eq!(mode(&tmp.path().join("secret")), 0o600);
+        std::fs::write(tmp.path().join("secret"), b"short").unwrap();
+        assert!(server_secret(tmp.path()).is_err());
     }
 }

@@ -89,7 +89,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::clone(&store),
         config.plus_separator(),
         Duration::from_secs(config.auth.login_cache_seconds),
-    );
+    )
+    .with_secret(data_dir::server_secret(&config.data_dir)?);
 
     let cert = tern_tls::ensure_certificate(
         config.tls.cert.as_deref(),

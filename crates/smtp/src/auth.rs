@@ -3,7 +3,7 @@
 //! counted per address together with IMAP and POP3; a banned address is told `421 4.7.0`.
 
 use crate::session::{Flow, Session, reply};
-use tern_sasl::{Mechanism, ScramCredentials, ScramServer, ScramStep};
+use tern_sasl::{Mechanism, ScramServer, ScramStep};
 use tern_smtp_proto::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -13,7 +13,9 @@ enum Exchange {
     Authenticated(tern_store::Account),
     /// Wrong credentials (counted against the address).
     Failed(Option<String>),
-    /// The client gave up or spoke nonsense (`501`); not counted.
+    /// The client cancelled with `*` (counted as a failure, answered `501`).
+    Cancelled,
+    /// The client spoke nonsense (`501`) or the lookup failed (`454`); not counted.
     Aborted(Reply),
     /// The connection is gone.
     Lost,
@@ -112,6 +114,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 self.send(reply(535, (5, 7, 8), "Authentication credentials invalid"));
                 Flow::Continue
             }
+            Exchange::Cancelled => {
+                // A cancelled exchange counts as a failure: cancelling after the server's
+                // first SCRAM message would otherwise probe user names for free.
+                let delay = self.server.auth.failed(ip, "submission");
+                tracing::info!(mechanism, "authentication cancelled");
+                metrics::counter!("tern_smtp_auth_total", "result" => "cancelled").increment(1);
+                tokio::time::sleep(delay).await;
+                // RFC 4954 §4: a cancelled exchange is answered 501.
+                self.send(reply(501, (5, 7, 0), "Authentication cancelled"));
+                if let tern_guard::AuthVerdict::Banned(_) = self.server.auth.check(ip) {
+                    let host = self.server.settings.hostname.clone();
+                    self.send(reply(421, (4, 7, 0), format!("{host} Too many failed logins, try again later")));
+                    return Flow::Close;
+                }
+                Flow::Continue
+            }
             Exchange::Aborted(r) => {
                 self.send(r);
                 Flow::Continue
@@ -139,7 +157,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
     }
 
     fn cancelled() -> Exchange {
-        Exchange::Aborted(reply(501, (5, 0, 0), "Authentication cancelled"))
+        Exchange::Cancelled
     }
 
     async fn verify_password(&self, user: &str, password: &str) -> Exchange {
@@ -206,19 +224,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             Ok(_) => return Exchange::Aborted(reply(501, (5, 5, 2), "Unexpected SCRAM message")),
             Err(e) => return Exchange::Aborted(reply(501, (5, 5, 2), format!("{e}"))),
         };
-        let found = match self.server.directory.scram_credentials(&user).await {
-            Ok(found) => found,
+        // An unknown user runs the whole exchange on made-up keys and fails at the end.
+        let (account, creds) = match self.server.directory.scram_lookup(&user).await {
+            Ok(found) => (found.account, found.credentials),
             Err(e) => {
                 tracing::error!(error = %e, "authentication lookup failed");
                 return Exchange::Aborted(reply(454, (4, 7, 0), "Temporary authentication failure"));
-            }
-        };
-        // Unknown users run the whole exchange on made-up keys and fail at the end.
-        let (account, creds) = match found {
-            Some((a, c)) => (Some(a), c),
-            None => {
-                let random: String = (0..24).map(|_| rand::random::<char>()).collect();
-                (None, ScramCredentials::derive(&random))
             }
         };
         let server_first = match server.server_first(creds) {

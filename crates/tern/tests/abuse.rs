@@ -134,3 +134,118 @@ fn heavy_searches_never_freeze_other_sessions() {
         .collect();
     assert_eq!(r.untagged("SEARCH"), vec![format!("SEARCH{expected}")], "{r:?}");
 }
+
+/// Sends one IMAP command and returns its completion and how long it took.
+fn timed(c: &mut Imap<std::net::TcpStream>, command: &str) -> (String, Duration) {
+    let started = Instant::now();
+    let r = c.run(command);
+    (r.done, started.elapsed())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Issue 10: user enumeration. An unknown user answered ~60 ms faster than a wrong password
+/// (no argon2 work), SCRAM gave unknown users a fresh random salt at every attempt, and a
+/// SASL exchange cancelled with `*` was not counted as a failure.
+#[test]
+fn unknown_users_look_like_known_ones() {
+    let mut s = TestServer::started("[limits]\nexempt = []\nauth_failures_before_ban = 3\n");
+    // Timing: wrong password and unknown user, alternated; a good login in between resets
+    // the failure count (and its growing delay).
+    let mut wrong = Vec::new();
+    let mut unknown = Vec::new();
+    let mut c = s.imap();
+    for i in 0..10 {
+        c.ok("LOGIN bob@example.test secret");
+        c.run("LOGOUT");
+        c = s.imap();
+        let (done, took) = if i % 2 == 0 {
+            timed(&mut c, &format!("LOGIN alice@example.test wrong{i}"))
+        } else {
+            timed(&mut c, &format!("LOGIN nobody{i}@example.test wrong{i}"))
+        };
+        assert!(done.starts_with("NO [AUTHENTICATIONFAILED]"), "{done}");
+        if i % 2 == 0 { wrong.push(took) } else { unknown.push(took) }
+    }
+    let (w, u) = (median(wrong.clone()), median(unknown.clone()));
+    assert!(
+        u + Duration::from_millis(30) >= w,
+        "an unknown user answers faster than a wrong password: {unknown:?} vs {wrong:?}"
+    );
+
+    // SCRAM: the salt offered for an unknown user is the same at every attempt and after a
+    // restart, like a real user's.
+    let salt_of = |s: &TestServer, user: &str| {
+        let mut c = s.imap();
+        let first = tern_b64(&format!("n,,n={user},r=clientnonce"));
+        let tag = c.tag();
+        c.send_line(&format!("{tag} AUTHENTICATE SCRAM-SHA-256 {first}"));
+        let challenge = c.line();
+        let server_first = String::from_utf8(b64_decode(challenge.trim_start_matches("+ "))).unwrap();
+        // Cancel: counted as a failure (the ban below proves it).
+        c.send_line("*");
+        let done = c.finish(&tag).done;
+        assert!(done.starts_with("BAD"), "{done}");
+        server_first.split(',').find_map(|p| p.strip_prefix("s=")).unwrap().to_string()
+    };
+    c.ok("LOGIN bob@example.test secret");
+    let a = salt_of(&s, "nobody@example.test");
+    let b = salt_of(&s, "nobody@example.test");
+    assert_eq!(a, b, "an unknown user's salt must not change between attempts");
+    assert_ne!(a, salt_of(&s, "other@example.test"));
+    // Three failures (the cancels) ban the address: the next connection is refused.
+    let mut c = Imap { c: Client::connect(s.imap), next: 0 };
+    let greeting = c.line();
+    assert!(greeting.starts_with("* BYE [UNAVAILABLE]"), "{greeting}");
+    s.stop();
+    std::fs::write(&s.config_path, std::fs::read_to_string(&s.config_path).unwrap().replace("auth_failures_before_ban = 3", "auth_failures_before_ban = 100")).unwrap();
+    s.launch();
+    assert_eq!(salt_of(&s, "nobody@example.test"), a, "and not after a restart");
+}
+
+fn tern_b64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16) | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8) | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn b64_decode(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut acc, mut n) = (0u32, 0);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => continue,
+        };
+        acc = (acc << 6) | u32::from(v);
+        n += 1;
+        if n == 4 {
+            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
+            (acc, n) = (0, 0);
+        }
+    }
+    match n {
+        2 => out.push((acc >> 4) as u8),
+        3 => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
+        _ => {}
+    }
+    out
+}

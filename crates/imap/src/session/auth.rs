@@ -116,6 +116,11 @@ impl Session {
         };
         let text = String::from_utf8_lossy(&line).trim().to_string();
         if text == "*" {
+            // Counted as a failed login: cancelling after the server's first SCRAM message
+            // would otherwise probe user names for free.
+            let delay = self.server.auth.failed(self.peer.ip(), "imap");
+            tracing::info!("authentication cancelled");
+            tokio::time::sleep(delay).await;
             return Err(Done::bad("Authentication cancelled"));
         }
         tern_sasl::decode(&text).ok_or_else(|| Done::bad("Invalid base64"))
@@ -141,20 +146,13 @@ impl Session {
             Ok(_) => return Ok(Done::bad("Unexpected SCRAM message")),
             Err(e) => return Ok(Done::bad(e.to_string())),
         };
-        let found = match self.server.directory.scram_credentials(&user).await {
-            Ok(f) => f,
+        // An unknown user runs the whole exchange on made-up keys and fails at the end.
+        let (account, creds) = match self.server.directory.scram_lookup(&user).await {
+            Ok(found) => (found.account, found.credentials),
             Err(tern_directory::DirectoryError::Store(e)) => return Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "authentication error");
-                None
-            }
-        };
-        // Unknown users run the whole exchange on made-up keys and fail at the end.
-        let (account, creds) = match found {
-            Some((a, c)) => (Some(a), c),
-            None => {
-                let random: String = (0..24).map(|_| rand::random::<char>()).collect();
-                (None, tern_sasl::ScramCredentials::derive(&random))
+                return Ok(Done::no("Temporary authentication failure").code("UNAVAILABLE"));
             }
         };
         let server_first = match scram.server_first(creds) {
