@@ -138,7 +138,7 @@ pub async fn report_over_quota(
         })
         .collect();
     for r in &full {
-        tracing::info!(queue_id = %ctx.queue_id, rcpt = %r.address, "not delivered: mailbox over its quota");
+        tracing::info!(queue_id = %ctx.queue_id, rcpt = ?r.address, "not delivered: mailbox over its quota");
     }
     let Some(sender) = ctx.mail_from.clone() else { return Ok(0) };
     let reported: Vec<tern_store::QueuedRecipient> = full

@@ -446,7 +446,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 // @ inside a quoted local part (all old ways to ask for relaying) are refused
                 // before any lookup.
                 if m.domain_literal || m.local.contains(['%', '!', '@']) {
-                    tracing::info!(rcpt = %m, "relay attempt refused");
+                    tracing::info!(rcpt = ?m.to_string(), "relay attempt refused");
                     metrics::counter!("tern_smtp_recipients_refused_total", "reason" => "relay").increment(1);
                     return self.send(reply(554, (5, 7, 1), "Relay access denied"));
                 }
@@ -477,12 +477,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             // Submission relays for its authenticated users.
             Resolution::NotLocal if submission => (Vec::new(), vec![address.clone()]),
             Resolution::NotLocal => {
-                tracing::info!(rcpt = %address, "relay attempt refused");
+                tracing::info!(rcpt = ?address, "relay attempt refused");
                 metrics::counter!("tern_smtp_recipients_refused_total", "reason" => "relay").increment(1);
                 return self.send(reply(554, (5, 7, 1), "Relay access denied"));
             }
             Resolution::Unknown => {
-                tracing::info!(rcpt = %address, "unknown recipient");
+                tracing::info!(rcpt = ?address, "unknown recipient");
                 metrics::counter!("tern_smtp_recipients_refused_total", "reason" => "unknown").increment(1);
                 if let Some(checks) = self.server.inbound.clone()
                     && checks.applies(self.peer.ip())
@@ -515,7 +515,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 }
             }
             if full == accounts.len() {
-                tracing::info!(rcpt = %address, "mailbox full");
+                tracing::info!(rcpt = ?address, "mailbox full");
                 metrics::counter!("tern_smtp_recipients_refused_total", "reason" => "quota").increment(1);
                 return self.send(reply(452, (4, 2, 2), "Mailbox full, try again later"));
             }
@@ -526,7 +526,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             let sender =
                 self.tx.as_ref().and_then(|t| t.mail.sender.as_ref()).map(|m| m.to_path_string()).unwrap_or_default();
             if let Some(r) = checks.greylist(self.peer.ip(), &sender, &address) {
-                tracing::info!(rcpt = %address, sender, "greylisted");
+                tracing::info!(rcpt = ?address, sender, "greylisted");
                 return self.send(r);
             }
         }

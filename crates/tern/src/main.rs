@@ -219,7 +219,9 @@ fn init_logging(config: &Config) {
     // The storage engine narrates recovery at INFO; keep it to warnings unless asked.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("fjall=warn,lsm_tree=warn,{}", config.log.level)));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only on a terminal: log files and journald get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
     match config.log.format {
         tern_config::LogFormat::Json => builder.json().init(),
         tern_config::LogFormat::Text => builder.init(),

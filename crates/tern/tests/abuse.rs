@@ -201,7 +201,13 @@ fn unknown_users_look_like_known_ones() {
     let greeting = c.line();
     assert!(greeting.starts_with("* BYE [UNAVAILABLE]"), "{greeting}");
     s.stop();
-    std::fs::write(&s.config_path, std::fs::read_to_string(&s.config_path).unwrap().replace("auth_failures_before_ban = 3", "auth_failures_before_ban = 100")).unwrap();
+    std::fs::write(
+        &s.config_path,
+        std::fs::read_to_string(&s.config_path)
+            .unwrap()
+            .replace("auth_failures_before_ban = 3", "auth_failures_before_ban = 100"),
+    )
+    .unwrap();
     s.launch();
     assert_eq!(salt_of(&s, "nobody@example.test"), a, "and not after a restart");
 }
@@ -211,7 +217,9 @@ fn tern_b64(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::new();
     for chunk in b.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16) | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8) | u32::from(*chunk.get(2).unwrap_or(&0));
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -248,4 +256,38 @@ fn b64_decode(s: &str) -> Vec<u8> {
         _ => {}
     }
     out
+}
+
+/// Issue 10: IMAP wrote user names into the log as they came, so a name with a newline
+/// forged whole log lines, and escape sequences and NUL reached the admin's terminal.
+#[test]
+fn client_strings_cannot_forge_log_lines() {
+    let s = TestServer::started("");
+    let forged = "x\n2026-12-01T00:00:00.000000Z  INFO tern: FORGED-LOG-LINE admin logged in\x1b[2J\0end";
+    let mut c = s.imap();
+    let r = c.run(&format!("LOGIN {{{}+}}\r\n{forged} secret", forged.len()));
+    assert!(r.done.starts_with("NO [AUTHENTICATIONFAILED]"), "{r:?}");
+    // PLAIN separates its fields with NUL: the same without it.
+    let plain = tern_b64(&format!("\0{}\0secret", forged.replace('\0', "")));
+    let r = c.run(&format!("AUTHENTICATE PLAIN {plain}"));
+    assert!(r.done.starts_with("NO"), "{r:?}");
+    let r = c.run(&format!("ID (\"name\" {{{}+}}\r\n{forged})", forged.len()));
+    assert!(r.ok(), "{r:?}");
+    c.ok("LOGIN alice@example.test secret");
+    // Parse errors quote the client's words too.
+    let r = c.run("FROB\u{1b}[2J");
+    assert!(r.done.starts_with("BAD"), "{r:?}");
+    let log = std::fs::read(&s.log_path).unwrap();
+    assert!(!log.contains(&0x1b), "an escape character reached the log");
+    assert!(!log.contains(&0), "a NUL reached the log");
+    let text = String::from_utf8_lossy(&log);
+    let mut seen = 0;
+    for line in text.lines() {
+        if line.contains("FORGED-LOG-LINE") {
+            seen += 1;
+            assert!(!line.trim_start().starts_with("2026-12-01T00:00:00"), "forged line: {line}");
+            assert!(line.contains("\\n2026"), "the newline is shown escaped: {line}");
+        }
+    }
+    assert!(seen >= 2, "the failed logins are logged: {text}");
 }

@@ -180,7 +180,7 @@ impl Session {
             (Err(tern_sasl::ScramError::Malformed(m)), _) => Ok(Done::bad(m)),
             _ => {
                 let delay = self.server.auth.failed(ip, "imap");
-                tracing::info!(user = %user, "login failed");
+                tracing::info!(user = ?user, "login failed");
                 tokio::time::sleep(delay).await;
                 Ok(Done::no("Invalid credentials").code("AUTHENTICATIONFAILED"))
             }
@@ -213,7 +213,7 @@ impl Session {
             }
             None => {
                 let delay = self.server.auth.failed(ip, "imap");
-                tracing::info!(user = %user, "login failed");
+                tracing::info!(user = ?user, "login failed");
                 tokio::time::sleep(delay).await;
                 Ok(Done::no("Invalid credentials").code("AUTHENTICATIONFAILED"))
             }

@@ -324,7 +324,7 @@ impl Session {
             Ok(t) => t,
             Err(e) => {
                 let tag = e.tag.unwrap_or_else(|| "*".into());
-                tracing::debug!(error = %e.message, "bad command");
+                tracing::debug!(error = ?e.message, "bad command");
                 self.tagged(&tag, Done::bad(format!("Syntax error: {}", e.message)));
                 return Flow::Continue;
             }

@@ -242,7 +242,7 @@ impl InboundAuthentication {
     fn apply_dmarc(&self, ctx: &mut MessageContext, dmarc: &tern_mailauth::dmarc::Evaluation) -> Verdict {
         match (&dmarc.verdict, dmarc.applied) {
             (DmarcVerdict::TempError(e), _) => {
-                tracing::info!(domain = %dmarc.from_domain, error = %e, "DMARC could not be evaluated");
+                tracing::info!(domain = ?dmarc.from_domain, error = %e, "DMARC could not be evaluated");
                 Verdict::Defer(Refusal::new(
                     451,
                     (4, 7, 0),
@@ -250,7 +250,7 @@ impl InboundAuthentication {
                 ))
             }
             (DmarcVerdict::Fail, Policy::Reject) if self.policy.dmarc_reject => {
-                tracing::info!(domain = %dmarc.from_domain, "refused by DMARC policy");
+                tracing::info!(domain = ?dmarc.from_domain, "refused by DMARC policy");
                 Verdict::Reject(Refusal::new(
                     550,
                     (5, 7, 1),
@@ -260,7 +260,7 @@ impl InboundAuthentication {
             (DmarcVerdict::Fail, Policy::Reject | Policy::Quarantine)
                 if self.policy.dmarc_quarantine || self.policy.dmarc_reject =>
             {
-                tracing::info!(domain = %dmarc.from_domain, "quarantined by DMARC policy");
+                tracing::info!(domain = ?dmarc.from_domain, "quarantined by DMARC policy");
                 for r in &mut ctx.recipients {
                     r.mailbox = MailboxSelector::SpecialUse(SpecialUse::Junk);
                 }
