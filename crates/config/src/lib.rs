@@ -93,8 +93,11 @@ pub struct Smtp {
     pub max_recipients: usize,
     /// Longest command line, CRLF included.
     pub max_line_length: usize,
-    /// Idle timeout while waiting for a command or for more message data.
+    /// Time for the next command; a command or message data must keep arriving at 500
+    /// bytes per second once begun (a trickle does not restart the clock).
     pub timeout_seconds: u64,
+    /// Longest an SMTP session may last, however busy.
+    pub session_max_seconds: u64,
     /// Protocol errors tolerated in one session before it is closed.
     pub max_errors: u32,
     /// Concurrent SMTP connections, all listeners together.
@@ -113,6 +116,7 @@ impl Default for Smtp {
             max_recipients: 100,
             max_line_length: 2048,
             timeout_seconds: 300,
+            session_max_seconds: 3600,
             max_errors: 20,
             max_connections: 1000,
             max_connections_per_ip: 50,
@@ -139,6 +143,8 @@ pub struct Imap {
     pub summary_cache_mb: u64,
     /// Time one SEARCH, SORT or THREAD may compute before it is answered `NO [LIMIT]`.
     pub command_time_limit_seconds: u64,
+    /// Time a connection has to log in, from its start.
+    pub login_timeout_seconds: u64,
 }
 
 impl Default for Imap {
@@ -150,6 +156,7 @@ impl Default for Imap {
             idle_keepalive_seconds: 120,
             summary_cache_mb: 256,
             command_time_limit_seconds: 20,
+            login_timeout_seconds: 180,
         }
     }
 }
@@ -160,13 +167,15 @@ impl Default for Imap {
 pub struct Pop3 {
     /// Inactivity allowed (RFC 1939 §3: at least 10 minutes).
     pub timeout_seconds: u64,
+    /// Time a connection has to log in, from its start.
+    pub login_timeout_seconds: u64,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
 }
 
 impl Default for Pop3 {
     fn default() -> Self {
-        Pop3 { timeout_seconds: 600, max_connections: 10_000, max_connections_per_ip: 100 }
+        Pop3 { timeout_seconds: 600, login_timeout_seconds: 180, max_connections: 10_000, max_connections_per_ip: 100 }
     }
 }
 
@@ -533,6 +542,9 @@ impl Config {
         if self.limits.auth_failures_before_ban == 0 {
             return Err(invalid("limits.auth_failures_before_ban", "must be at least 1"));
         }
+        if self.smtp.session_max_seconds < self.smtp.timeout_seconds {
+            return Err(invalid("smtp.session_max_seconds", "must be at least smtp.timeout_seconds"));
+        }
         let i = &self.imap;
         if i.timeout_seconds < 60 {
             return Err(invalid("imap.timeout_seconds", "must be at least 60"));
@@ -543,11 +555,17 @@ impl Config {
         if self.pop3.timeout_seconds < 60 {
             return Err(invalid("pop3.timeout_seconds", "must be at least 60"));
         }
+        if self.pop3.login_timeout_seconds == 0 {
+            return Err(invalid("pop3.login_timeout_seconds", "must be at least 1"));
+        }
         if self.pop3.max_connections == 0 || self.pop3.max_connections_per_ip == 0 {
             return Err(invalid("pop3.max_connections", "limits must be at least 1"));
         }
         if i.idle_keepalive_seconds == 0 {
             return Err(invalid("imap.idle_keepalive_seconds", "must be at least 1"));
+        }
+        if i.login_timeout_seconds == 0 {
+            return Err(invalid("imap.login_timeout_seconds", "must be at least 1"));
         }
         if i.command_time_limit_seconds == 0 {
             return Err(invalid("imap.command_time_limit_seconds", "must be at least 1"));

@@ -5,11 +5,13 @@
 pub mod accept;
 pub mod auth;
 pub mod compute;
+pub mod deadline;
 pub mod limits;
 pub mod rate;
 
 pub use accept::accept_until_shutdown;
 pub use auth::{AuthGuard, AuthVerdict};
 pub use compute::{Budget, ComputeError, ComputePool, OverBudget};
+pub use deadline::{Deadlines, Expired};
 pub use limits::{ConnectionLimits, ConnectionSlot, LimitExceeded};
 pub use rate::{Greylist, RateLimiter, greylist_network};

@@ -47,7 +47,7 @@ impl ImapSettings {
         ImapSettings {
             hostname: config.hostname.clone(),
             timeout: Duration::from_secs(config.imap.timeout_seconds),
-            login_timeout: Duration::from_secs(180),
+            login_timeout: Duration::from_secs(config.imap.login_timeout_seconds),
             idle_keepalive: Duration::from_secs(config.imap.idle_keepalive_seconds),
             append_limit: config.smtp.max_message_size,
             plaintext_on_loopback: config.auth.plaintext_on_loopback,
@@ -371,23 +371,26 @@ impl ImapServer {
                 return;
             }
         };
-        if let tern_guard::AuthVerdict::Banned(_) = self.auth.check(peer.ip()) {
-            if !implicit_tls {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    stream.write_all(refuse("Too many failed logins, try later").as_bytes()),
-                )
-                .await;
-            }
-            return;
-        }
-        let conn = if implicit_tls {
+        let banned = matches!(self.auth.check(peer.ip()), tern_guard::AuthVerdict::Banned(_));
+        let mut conn = if implicit_tls {
             let Some(acceptor) = self.tls.clone() else { return };
             let Some(tls) = tern_tls::handshake(&acceptor, stream, peer).await else { return };
             tern_tls::Stream::Tls(Box::new(tls))
         } else {
             tern_tls::Stream::Plain(stream)
         };
+        if banned {
+            // Said over TLS on 993 too, so the client shows why rather than a broken
+            // connection.
+            tracing::info!(client = %peer, "IMAP connection refused: address banned");
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                conn.write_all(refuse("Too many failed logins, try later").as_bytes()).await?;
+                conn.shutdown().await
+            })
+            .await;
+            drop(slot);
+            return;
+        }
         let id = format!("{:x}", self.next_session.fetch_add(1, Ordering::Relaxed));
         let gauge = metrics::gauge!("tern_imap_connections_active");
         gauge.increment(1.0);

@@ -28,6 +28,8 @@ pub struct Pop3Settings {
     pub hostname: String,
     /// Inactivity allowed (RFC 1939 §3: at least 10 minutes).
     pub timeout: Duration,
+    /// Time to log in, from the connection's start.
+    pub login_timeout: Duration,
     pub plaintext_on_loopback: bool,
 }
 
@@ -36,6 +38,7 @@ impl Pop3Settings {
         Pop3Settings {
             hostname: config.hostname.clone(),
             timeout: Duration::from_secs(config.pop3.timeout_seconds),
+            login_timeout: Duration::from_secs(config.pop3.login_timeout_seconds),
             plaintext_on_loopback: config.auth.plaintext_on_loopback,
         }
     }

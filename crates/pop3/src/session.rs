@@ -55,11 +55,26 @@ pub(crate) struct Session {
     user: Option<String>,
     maildrop: Option<Maildrop>,
     errors: u32,
+    /// Before login the whole session has `login_timeout`; after it, the inactivity time
+    /// between commands, and a command must keep arriving (see [`tern_guard::Deadlines`]).
+    deadlines: tern_guard::Deadlines,
 }
 
 impl Session {
     pub(crate) fn new(server: Arc<Pop3Server>, conn: Stream<TcpStream>, peer: SocketAddr) -> Session {
-        Session { server, conn, peer, inbuf: Vec::new(), out: Vec::new(), user: None, maildrop: None, errors: 0 }
+        let login = server.settings.login_timeout;
+        let deadlines = tern_guard::Deadlines::new(login.min(server.settings.timeout), Some(login));
+        Session {
+            server,
+            conn,
+            peer,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            user: None,
+            maildrop: None,
+            errors: 0,
+            deadlines,
+        }
     }
 
     fn ok(&mut self, text: &str) {
@@ -129,7 +144,7 @@ impl Session {
             return None;
         }
         let shutdown = self.server.shutdown.clone();
-        let read = tokio::time::timeout(self.server.settings.timeout, self.conn.read(buf));
+        let read = self.deadlines.read(self.conn.read(buf));
         let r = tokio::select! {
             r = read => r,
             _ = shutdown.cancelled() => {
@@ -139,8 +154,12 @@ impl Session {
             }
         };
         match r {
-            Ok(Ok(n)) if n > 0 => Some(n),
+            Ok(Ok(n)) if n > 0 => {
+                self.deadlines.received(n);
+                Some(n)
+            }
             Err(_) => {
+                tracing::info!(logged_in = self.maildrop.is_some(), "timeout");
                 self.err("Autologout; idle for too long");
                 let _ = self.flush().await;
                 None
@@ -181,6 +200,7 @@ impl Session {
             if let Next::Close = next {
                 break;
             }
+            self.deadlines.command_done();
         }
         let _ = self.flush().await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.shutdown()).await;
@@ -372,6 +392,8 @@ impl Session {
         };
         let n = messages.len();
         tracing::info!(user = %account.address, messages = n, tls = self.conn.is_tls(), "POP3 login");
+        self.deadlines.set_session_limit(None);
+        self.deadlines.set_idle(self.server.settings.timeout);
         self.maildrop = Some(Maildrop {
             mailbox: inbox.id,
             uid_validity: inbox.uid_validity,

@@ -249,11 +249,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         bound.entry("http").or_default().push(listener.local_addr()?.to_string());
         let router = http::router(http_state.clone());
         let token = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(token.cancelled_owned()).await {
-                tracing::error!(error = %e, "HTTP listener failed");
-            }
-        });
+        tokio::spawn(http::serve(listener, router, token));
     }
 
     let admin_context = admin::AdminContext {

@@ -36,6 +36,8 @@ pub struct SmtpSettings {
     pub max_recipients: usize,
     pub max_line_length: usize,
     pub timeout: Duration,
+    /// The whole session's limit.
+    pub session_max: Duration,
     pub max_errors: u32,
 }
 
@@ -50,6 +52,7 @@ impl SmtpSettings {
             max_recipients: config.smtp.max_recipients,
             max_line_length: config.smtp.max_line_length,
             timeout: Duration::from_secs(config.smtp.timeout_seconds),
+            session_max: Duration::from_secs(config.smtp.session_max_seconds),
             max_errors: config.smtp.max_errors,
         }
     }

@@ -33,7 +33,7 @@ pub(crate) enum Flow {
 /// Why reading stopped.
 enum ReadEnd {
     Eof,
-    Timeout,
+    Timeout(tern_guard::Expired),
     Shutdown,
     Error(std::io::Error),
 }
@@ -115,6 +115,8 @@ pub(crate) struct Session<S> {
     pub(crate) dnsbl: Vec<String>,
     /// Banned for harvesting during this session: close after the reply.
     harvester: bool,
+    /// When the next read must be done (see [`tern_guard::Deadlines`]).
+    deadlines: tern_guard::Deadlines,
 }
 
 pub(crate) fn reply(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Reply {
@@ -125,7 +127,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
     pub(crate) fn new(server: Arc<SmtpServer>, conn: Stream<S>, peer: SocketAddr, id: String) -> Session<S> {
         let max_line = server.settings.max_line_length;
         let tls = conn.tls_info().map(|(version, cipher)| TlsInfo { version, cipher });
+        let deadlines = tern_guard::Deadlines::new(server.settings.timeout, Some(server.settings.session_max));
         Session {
+            deadlines,
             server,
             conn,
             lines: LineBuffer::new(max_line),
@@ -168,9 +172,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
     /// Flushes pending replies, then reads once into the scratch buffer.
     async fn read_some(&mut self, allow_shutdown: bool) -> Result<usize, ReadEnd> {
         self.flush().await.map_err(ReadEnd::Error)?;
-        let timeout = self.server.settings.timeout;
         let shutdown = self.server.shutdown.clone();
-        let read = tokio::time::timeout(timeout, self.conn.read(&mut self.scratch));
+        let read = self.deadlines.read(self.conn.read(&mut self.scratch));
         let result = if allow_shutdown {
             tokio::select! {
                 r = read => r,
@@ -180,9 +183,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             read.await
         };
         match result {
-            Err(_) => Err(ReadEnd::Timeout),
+            Err(which) => Err(ReadEnd::Timeout(which)),
             Ok(Ok(0)) => Err(ReadEnd::Eof),
             Ok(Ok(n)) => {
+                self.deadlines.received(n);
                 metrics::counter!("tern_smtp_bytes_received_total", "service" => self.server.settings.service)
                     .increment(n as u64);
                 Ok(n)
@@ -212,9 +216,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
     fn farewell(&mut self, end: &ReadEnd) {
         let host = self.server.settings.hostname.clone();
         match end {
-            ReadEnd::Timeout => {
-                tracing::info!("idle timeout");
+            ReadEnd::Timeout(tern_guard::Expired::Idle) => {
+                tracing::info!("timeout: no command, or data too slow");
                 self.send(reply(421, (4, 4, 2), format!("{host} Error: timeout exceeded")));
+            }
+            ReadEnd::Timeout(tern_guard::Expired::Session) => {
+                tracing::info!("session too long");
+                self.send(reply(421, (4, 4, 2), format!("{host} Error: session lasted too long")));
             }
             ReadEnd::Shutdown => {
                 self.send(reply(421, (4, 3, 2), format!("{host} Service shutting down, try again later")))
@@ -254,6 +262,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 }
                 LineEvent::Line(line) => self.command(&line).await,
             };
+            self.deadlines.command_done();
             if flow == Flow::Close {
                 break;
             }

@@ -238,7 +238,7 @@ fn main() -> std::process::ExitCode {
     match run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("tern: {e:#}");
+            let _ = writeln!(std::io::stderr(), "tern: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
@@ -264,7 +264,7 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             return Ok(std::process::ExitCode::SUCCESS);
         }
         Command::Config => {
-            println!("{config:#?}");
+            write_stdout(format!("{config:#?}\n").as_bytes())?;
             return Ok(std::process::ExitCode::SUCCESS);
         }
         Command::Domain(cmd) => match cmd {
@@ -328,15 +328,28 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
                     }
                 }
             })?;
-            print!("{out}");
+            write_stdout(out.as_bytes())?;
             return Ok(std::process::ExitCode::SUCCESS);
         }
     };
     let reply = runtime.block_on(administer(&config, request))?;
-    let mut out = if reply.ok { Box::new(std::io::stdout()) as Box<dyn Write> } else { Box::new(std::io::stderr()) };
-    out.write_all(&reply.output)?;
-    out.flush()?;
+    if reply.ok {
+        write_stdout(&reply.output)?;
+    } else {
+        let mut err = std::io::stderr();
+        let _ = err.write_all(&reply.output).and_then(|_| err.flush());
+    }
     Ok(if reply.ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
+}
+
+/// Writes command output; a reader that went away (`tern config | head -1`) is not an
+/// error worth a panic or a message.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// A message file as it travels over SMTP: CRLF line ends (files on disk often have LF).

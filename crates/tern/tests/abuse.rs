@@ -200,6 +200,10 @@ fn unknown_users_look_like_known_ones() {
     let mut c = Imap { c: Client::connect(s.imap), next: 0 };
     let greeting = c.line();
     assert!(greeting.starts_with("* BYE [UNAVAILABLE]"), "{greeting}");
+    // On 993 the refusal is said over TLS, not a connection dropped without a word.
+    let mut tls = Client::connect(s.imaps).into_tls();
+    let line = tls.raw_line().expect("a BYE over TLS");
+    assert!(line.starts_with("* BYE [UNAVAILABLE]"), "{line}");
     s.stop();
     std::fs::write(
         &s.config_path,
@@ -290,4 +294,102 @@ fn client_strings_cannot_forge_log_lines() {
         }
     }
     assert!(seen >= 2, "the failed logins are logged: {text}");
+}
+
+/// Reads from `stream` until it closes (or `limit` passes); returns what came and when the
+/// connection closed (`None`: still open at `limit`).
+fn until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> (String, Option<Duration>) {
+    use std::io::Read;
+    let started = Instant::now();
+    let mut got = Vec::new();
+    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    while started.elapsed() < limit {
+        let mut buf = [0u8; 4096];
+        match stream.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&got).into_owned(), Some(started.elapsed())),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), Some(started.elapsed())),
+        }
+    }
+    (String::from_utf8_lossy(&got).into_owned(), None)
+}
+
+/// Sends `byte` every `every` from a thread while `until_closed` watches.
+fn trickle(stream: &std::net::TcpStream, byte: &'static [u8], every: Duration) {
+    use std::io::Write;
+    let mut w = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for _ in 0..200 {
+            if w.write_all(byte).is_err() {
+                return;
+            }
+            std::thread::sleep(every);
+        }
+    });
+}
+
+/// Issue 10: timeouts restarted at every byte, so one byte every few seconds held SMTP, IMAP
+/// (before login) and POP3 sessions open indefinitely, and half-sent HTTP requests too.
+#[test]
+fn a_trickle_of_bytes_does_not_hold_a_connection() {
+    let s = TestServer::started(
+        "[smtp]\ntimeout_seconds = 3\nsession_max_seconds = 8\n[imap]\nlogin_timeout_seconds = 4\n[pop3]\nlogin_timeout_seconds = 4\n",
+    );
+    use std::io::Write;
+    // SMTP: a command line one byte a second.
+    let mut smtp = std::net::TcpStream::connect(s.smtp).unwrap();
+    trickle(&smtp, b"x", Duration::from_millis(700));
+    let (text, closed) = until_closed(&mut smtp, Duration::from_secs(15));
+    let closed = closed.unwrap_or_else(|| panic!("SMTP trickle still open: {text}"));
+    assert!(closed < Duration::from_secs(7), "{closed:?}");
+    assert!(text.contains("421 4.4.2"), "{text}");
+    // SMTP: complete commands, but the session lasts too long.
+    let mut smtp = std::net::TcpStream::connect(s.smtp).unwrap();
+    trickle(&smtp, b"NOOP\r\n", Duration::from_secs(1));
+    let (text, closed) = until_closed(&mut smtp, Duration::from_secs(20));
+    let closed = closed.unwrap_or_else(|| panic!("SMTP session still open: {text}"));
+    assert!(closed < Duration::from_secs(12) && text.contains("session lasted too long"), "{closed:?} {text}");
+    // IMAP before login: commands every second, but no login in time.
+    let mut imap = std::net::TcpStream::connect(s.imap).unwrap();
+    trickle(&imap, b"a NOOP\r\n", Duration::from_secs(1));
+    let (text, closed) = until_closed(&mut imap, Duration::from_secs(15));
+    let closed = closed.unwrap_or_else(|| panic!("IMAP pre-login session still open: {text}"));
+    assert!(closed < Duration::from_secs(8) && text.contains("* BYE"), "{closed:?} {text}");
+    // POP3 before login: one byte at a time.
+    let mut pop3 = std::net::TcpStream::connect(s.pop3).unwrap();
+    trickle(&pop3, b"U", Duration::from_millis(700));
+    let (text, closed) = until_closed(&mut pop3, Duration::from_secs(15));
+    let closed = closed.unwrap_or_else(|| panic!("POP3 pre-login session still open: {text}"));
+    assert!(closed < Duration::from_secs(8) && text.contains("-ERR"), "{closed:?} {text}");
+    // HTTP: a header that never ends.
+    let mut http = std::net::TcpStream::connect(s.http).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+    trickle(&http, b"X", Duration::from_secs(1));
+    let (_, closed) = until_closed(&mut http, Duration::from_secs(20));
+    let closed = closed.expect("a half-sent HTTP request keeps its connection");
+    assert!(closed < Duration::from_secs(13), "{closed:?}");
+}
+
+/// Issue 10: IMAP answered 10,000 bad lines on one connection (and 0.5 GB of empty lines
+/// inside COMPRESS cost 37 s of CPU). After 20 BAD answers in a row the session ends.
+#[test]
+fn imap_garbage_ends_the_session() {
+    use std::io::Write;
+    let s = TestServer::started("");
+    let mut c = std::net::TcpStream::connect(s.imap).unwrap();
+    let garbage: Vec<u8> = (0..100).flat_map(|i| format!("g{i} FROBNICATE\r\n").into_bytes()).collect();
+    c.write_all(&garbage).unwrap();
+    let (text, closed) = until_closed(&mut c, Duration::from_secs(10));
+    assert!(closed.is_some(), "still open: {text}");
+    assert_eq!(text.matches(" BAD ").count(), 20, "{text}");
+    assert!(text.contains("* BYE Too many invalid commands"), "{text}");
+    // A good command in between starts the count again.
+    let mut c = s.imap_login("alice@example.test");
+    for i in 0..30 {
+        assert!(c.run("FROBNICATE").done.starts_with("BAD"), "{i}");
+        if i % 10 == 9 {
+            c.ok("NOOP");
+        }
+    }
 }

@@ -257,3 +257,25 @@ fn the_data_directory_is_private_to_the_server() {
     }
     assert!(s.log().contains("the data directory was readable by other local users"), "{}", s.log());
 }
+
+/// Issue 10: `tern config | head -1` panicked on the closed pipe.
+#[test]
+fn output_into_a_closed_pipe_is_not_a_panic() {
+    let s = TestServer::new("");
+    for args in [&["config"][..], &["domain", "list"][..]] {
+        let mut child = std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&s.config_path)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before the command writes anything.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "tern {args:?}: {err}");
+        assert!(out.status.success(), "tern {args:?}: {err}");
+    }
+}

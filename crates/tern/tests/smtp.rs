@@ -522,3 +522,31 @@ fn idle_sessions_time_out() {
     assert_eq!(r.code, 421, "{r:?}");
     assert!(r.text().starts_with("4.4.2"), "{r:?}");
 }
+
+/// Issue 10 / RFC 5321 §4.5.1: postmaster at the host name (which is not a mail domain) was
+/// refused as relaying; every form of postmaster reaches the postmaster.
+#[test]
+fn postmaster_is_always_reachable() {
+    let s = TestServer::started("");
+    s.ok(&["alias", "add", "postmaster@example.test", "alice@example.test"]);
+    s.ok(&["domain", "add", "other.test"]);
+    let mut c = s.smtp();
+    c.hello();
+    c.expect("MAIL FROM:<someone@remote.test>", 250);
+    for rcpt in [
+        format!("<postmaster@{HOSTNAME}>"),
+        format!("<PostMaster@{}>", HOSTNAME.to_uppercase()),
+        "<Postmaster>".to_string(),
+        "<postmaster@example.test>".to_string(),
+        // A domain of ours without a postmaster of its own.
+        "<postmaster@other.test>".to_string(),
+    ] {
+        c.expect(&format!("RCPT TO:{rcpt}"), 250);
+    }
+    // Not a way to relay: postmaster elsewhere is still elsewhere.
+    c.expect("RCPT TO:<postmaster@remote.test>", 554);
+    c.expect("DATA", 354);
+    c.send(b"Subject: to the postmaster\r\n\r\nhello\r\n.\r\n");
+    assert_eq!(c.reply().code, 250);
+    assert_eq!(s.mail_list("alice@example.test", "INBOX").len(), 1, "one copy for all five forms");
+}

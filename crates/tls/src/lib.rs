@@ -82,7 +82,7 @@ pub fn ensure_certificate(
     let dir = data_dir.join("tls");
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
-    if cert.exists() && key.exists() {
+    if cert.exists() && key.exists() && !due_for_renewal(&cert) {
         return Ok(CertPaths { cert, key, generated: false });
     }
     std::fs::create_dir_all(&dir).map_err(|source| TlsError::Write { path: dir.clone(), source })?;
@@ -90,11 +90,41 @@ pub fn ensure_certificate(
     if hostname != "localhost" {
         names.push("localhost".into());
     }
-    let generated = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
-    write_private(&key, generated.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(&cert, generated.cert.pem()).map_err(|source| TlsError::Write { path: cert.clone(), source })?;
+    let (cert_pem, key_pem) = self_signed(hostname, names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    write_private(&key, key_pem.as_bytes())?;
+    std::fs::write(&cert, cert_pem).map_err(|source| TlsError::Write { path: cert.clone(), source })?;
     tracing::info!(cert = %cert.display(), "generated a self-signed certificate for {hostname}; configure [tls] cert/key for a real one");
     Ok(CertPaths { cert, key, generated: true })
+}
+
+/// How long a generated certificate is valid.
+const SELF_SIGNED_DAYS: i64 = 365;
+/// A generated certificate is made again at start once it is this old.
+const RENEW_AFTER_DAYS: u64 = 335;
+
+/// A self-signed certificate for `hostname` (subject CN and O say what it is; SANs for every
+/// name), valid from a day ago for [`SELF_SIGNED_DAYS`]: (certificate PEM, key PEM).
+fn self_signed(hostname: &str, names: Vec<String>) -> Result<(String, String), rcgen::Error> {
+    let mut params = rcgen::CertificateParams::new(names)?;
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, hostname);
+    dn.push(rcgen::DnType::OrganizationName, "Tern (self-signed)");
+    params.distinguished_name = dn;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(SELF_SIGNED_DAYS);
+    let key = rcgen::KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// Whether the generated certificate at `path` is old enough to be made again.
+fn due_for_renewal(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age.as_secs() > RENEW_AFTER_DAYS * 86400)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
@@ -179,6 +209,33 @@ mod tests {
             let mode = std::fs::metadata(&second.key).unwrap().permissions().mode();
             assert_eq!(mode & 0o077, 0, "private key must not be readable by others");
         }
+    }
+
+    /// Issue 10: the generated certificate was "rcgen self signed cert", valid 1975-4096.
+    #[test]
+    fn the_generated_certificate_names_the_host_and_expires_in_a_year() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = ensure_certificate(None, None, dir.path(), "mx.example.org").unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-issuer", "-ext", "subjectAltName", "-checkend"])
+            .arg((360 * 86400).to_string())
+            .arg("-in")
+            .arg(&paths.cert)
+            .output()
+            .expect("openssl (the test command installs it)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("CN = mx.example.org") || text.contains("CN=mx.example.org"), "{text}");
+        assert!(text.contains("Tern (self-signed)"), "{text}");
+        assert!(text.contains("DNS:mx.example.org") && text.contains("DNS:localhost"), "{text}");
+        assert!(out.status.success(), "valid for 360 days more: {text}");
+        let later = std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-checkend"])
+            .arg((400 * 86400).to_string())
+            .arg("-in")
+            .arg(&paths.cert)
+            .output()
+            .unwrap();
+        assert!(!later.status.success(), "not valid for 400 days");
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! (RFC 4616, RFC 7677, with SASL-IR, RFC 4959).
 
 use super::{Done, Session};
-use tern_imap_proto::Limits;
 use tern_store::StoreError;
 use tern_tls::Stream;
 
@@ -172,8 +171,7 @@ impl Session {
                 }
                 self.server.auth.succeeded(ip);
                 tracing::info!(user = %account.address, mechanism = "SCRAM-SHA-256", "logged in");
-                self.framer.set_limits(Limits::authenticated(self.server.settings.append_limit as usize));
-                self.account = Some(account);
+                self.logged_in(account);
                 let caps = self.capabilities();
                 Ok(Done::ok("Logged in").code(format!("CAPABILITY {caps}")))
             }
@@ -206,8 +204,7 @@ impl Session {
             Some(account) => {
                 self.server.auth.succeeded(ip);
                 tracing::info!(user = %account.address, tls = self.conn.is_tls(), "logged in");
-                self.framer.set_limits(Limits::authenticated(self.server.settings.append_limit as usize));
-                self.account = Some(account);
+                self.logged_in(account);
                 let caps = self.capabilities();
                 Ok(Done::ok("Logged in").code(format!("CAPABILITY {caps}")))
             }

@@ -85,10 +85,20 @@ pub(crate) struct Session {
     /// The current command already wrote its tagged line (STARTTLS, COMPRESS switch layers
     /// right after it).
     pub(crate) tagged_sent: bool,
+    /// When the next read must be done: before login the whole session has
+    /// `login_timeout`; after it, the autologout time between commands, and a command that
+    /// has begun must keep arriving (see [`tern_guard::Deadlines`]).
+    pub(crate) deadlines: tern_guard::Deadlines,
+    /// BAD answers in a row; too many end the session (Dovecot closes after 20, too).
+    pub(crate) bad_in_a_row: u32,
 }
+
+/// Consecutive BAD answers after which the session ends.
+const MAX_BAD_IN_A_ROW: u32 = 20;
 
 impl Session {
     pub(crate) fn new(server: Arc<ImapServer>, conn: Stream<TcpStream>, peer: SocketAddr) -> Session {
+        let login = server.settings.login_timeout;
         Session {
             server,
             conn,
@@ -106,7 +116,17 @@ impl Session {
             saved: Vec::new(),
             closing: false,
             tagged_sent: false,
+            deadlines: tern_guard::Deadlines::new(login, Some(login)),
+            bad_in_a_row: 0,
         }
+    }
+
+    /// The session is now `account`'s: larger command limits, the autologout time.
+    pub(crate) fn logged_in(&mut self, account: tern_store::Account) {
+        self.framer.set_limits(Limits::authenticated(self.server.settings.append_limit as usize));
+        self.deadlines.set_session_limit(None);
+        self.deadlines.set_idle(self.server.settings.timeout);
+        self.account = Some(account);
     }
 
     pub(crate) fn style(&self) -> Style {
@@ -124,6 +144,11 @@ impl Session {
     }
 
     pub(crate) fn tagged(&mut self, tag: &str, done: Done) {
+        if done.status == Status::Bad {
+            self.bad_in_a_row += 1;
+        } else {
+            self.bad_in_a_row = 0;
+        }
         let status = match done.status {
             Status::Ok => "OK",
             Status::No => "NO",
@@ -263,7 +288,13 @@ impl Session {
                 }
                 Frame::Command(bytes) => self.command(&bytes).await,
             };
+            self.deadlines.command_done();
             if flow == Flow::Close {
+                break;
+            }
+            if self.bad_in_a_row >= MAX_BAD_IN_A_ROW {
+                tracing::info!(bad = self.bad_in_a_row, "too many invalid commands; closing");
+                self.untagged("BYE Too many invalid commands");
                 break;
             }
         }
@@ -277,8 +308,6 @@ impl Session {
         if self.flush().await.is_err() {
             return Err(None);
         }
-        let timeout =
-            if self.account.is_some() { self.server.settings.timeout } else { self.server.settings.login_timeout };
         // Small reads while idle keep idle sessions cheap; grow while data flows.
         let want = if self.framer.in_command() { 64 * 1024 } else { 1024 };
         if self.inbuf.capacity() - self.inbuf.len() < want {
@@ -286,15 +315,23 @@ impl Session {
         }
         let shutdown = self.server.shutdown.clone();
         let in_command = self.framer.in_command();
-        let read = tokio::time::timeout(timeout, self.conn.read_buf(&mut self.inbuf));
+        let read = self.deadlines.read(self.conn.read_buf(&mut self.inbuf));
         let result = tokio::select! {
             r = read => r,
             _ = shutdown.cancelled(), if !in_command => return Err(Some("BYE [UNAVAILABLE] Server shutting down".into())),
         };
         match result {
-            Err(_) => Err(Some("BYE Autologout; idle for too long".into())),
+            Err(tern_guard::Expired::Idle) if self.account.is_some() => {
+                tracing::info!("autologout");
+                Err(Some("BYE Autologout; idle for too long".into()))
+            }
+            Err(_) => {
+                tracing::info!("timeout before login, or command too slow");
+                Err(Some("BYE Timeout".into()))
+            }
             Ok(Ok(0)) | Ok(Err(_)) => Err(None),
-            Ok(Ok(_)) => {
+            Ok(Ok(n)) => {
+                self.deadlines.received(n);
                 if !self.framer.in_command() && self.inbuf.capacity() > 256 * 1024 && self.inbuf.len() < 1024 {
                     self.inbuf.shrink_to(4096);
                 }
