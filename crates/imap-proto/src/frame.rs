@@ -19,13 +19,23 @@ pub struct Limits {
     /// Largest oversized non-synchronizing literal we read and throw away rather than close
     /// the connection.
     pub max_discard: u64,
+    /// Largest whole command (lines and literals), not counting an APPEND's message.
+    pub max_command: usize,
 }
 
 impl Limits {
     /// Before authentication: small (Cyrus CVE-2024-34055 and Stalwart CVE-2025-61600 are
     /// what unbounded pre-authentication buffers lead to).
+    /// ID at RFC 2971's own limits (30 fields of 30 octets with values of 1,024) fits.
     pub fn unauthenticated() -> Limits {
-        Limits { max_line: 8 * 1024, max_literal: 4096, max_append_literal: 0, max_literals: 4, max_discard: 0 }
+        Limits {
+            max_line: 40 * 1024,
+            max_literal: 4096,
+            max_append_literal: 0,
+            max_literals: 64,
+            max_discard: 0,
+            max_command: 40 * 1024,
+        }
     }
 
     pub fn authenticated(append_limit: usize) -> Limits {
@@ -35,6 +45,7 @@ impl Limits {
             max_append_literal: append_limit,
             max_literals: 1024,
             max_discard: (append_limit as u64).saturating_mul(2),
+            max_command: 1024 * 1024,
         }
     }
 }
@@ -79,6 +90,8 @@ pub struct CommandFramer {
     pending: Option<Frame>,
     /// The last bytes of a skipped line, to notice a literal announced at its end.
     skip_tail: Vec<u8>,
+    /// Bytes of an APPEND's message held in `cmd` (not counted against `max_command`).
+    append_bytes: usize,
 }
 
 fn tag_of(bytes: &[u8]) -> Option<String> {
@@ -125,6 +138,7 @@ impl CommandFramer {
             literals: 0,
             pending: None,
             skip_tail: Vec::new(),
+            append_bytes: 0,
         }
     }
 
@@ -154,6 +168,7 @@ impl CommandFramer {
         self.literals = 0;
         self.pending = None;
         self.skip_tail.clear();
+        self.append_bytes = 0;
     }
 
     fn skip(&mut self, report: Frame) {
@@ -190,6 +205,11 @@ impl CommandFramer {
                     if self.cmd.last() == Some(&b'\r') {
                         self.cmd.pop();
                     }
+                    if self.cmd.len() - self.append_bytes > self.limits.max_command {
+                        let tag = tag_of(&self.cmd);
+                        self.reset();
+                        return Some(Frame::TooLong { tag });
+                    }
                     let Some((size, sync)) = literal_marker(&self.cmd[self.line_start..]) else {
                         let cmd = std::mem::take(&mut self.cmd);
                         self.reset();
@@ -202,7 +222,10 @@ impl CommandFramer {
                     };
                     self.literals += 1;
                     let tag = tag_of(&self.cmd);
-                    if size > limit as u64 || self.literals > self.limits.max_literals {
+                    let message = is_append(&self.cmd) && size > self.limits.max_literal as u64;
+                    let over_command =
+                        !message && (self.cmd.len() - self.append_bytes) as u64 + size > self.limits.max_command as u64;
+                    if size > limit as u64 || self.literals > self.limits.max_literals || over_command {
                         if sync {
                             self.reset();
                             return Some(Frame::LiteralTooBig { tag, sync: true });
@@ -214,6 +237,9 @@ impl CommandFramer {
                         self.skip(Frame::LiteralTooBig { tag, sync: false });
                         self.state = State::SkipLiteral { remaining: size };
                         continue;
+                    }
+                    if message {
+                        self.append_bytes += size as usize;
                     }
                     // Keep the CRLF after the marker: the parser reads `{n}\r\n` + data.
                     self.cmd.extend_from_slice(b"\r\n");

@@ -164,17 +164,27 @@ impl<'a> Cursor<'a> {
         Ok(data.to_vec())
     }
 
+    /// A literal (`{`) or a literal8 (`~{`) starts here; a `~` alone is an ATOM-CHAR.
+    fn at_literal(&self) -> bool {
+        match self.peek() {
+            Some(b'{') => true,
+            Some(b'~') => self.b.get(self.pos + 1) == Some(&b'{'),
+            _ => false,
+        }
+    }
+
     fn string(&mut self) -> R<Vec<u8>> {
         match self.peek() {
             Some(b'"') => self.quoted(),
-            Some(b'{' | b'~') => self.literal(),
+            _ if self.at_literal() => self.literal(),
             _ => Err(format!("expected a string at position {}", self.pos)),
         }
     }
 
     fn astring_bytes(&mut self) -> R<Vec<u8>> {
         match self.peek() {
-            Some(b'"' | b'{' | b'~') => self.string(),
+            Some(b'"') => self.string(),
+            _ if self.at_literal() => self.string(),
             _ => {
                 let a = self.take_while(is_astring_char);
                 if a.is_empty() {
@@ -199,7 +209,8 @@ impl<'a> Cursor<'a> {
 
     fn list_mailbox(&mut self) -> R<String> {
         match self.peek() {
-            Some(b'"' | b'{' | b'~') => self.astring(),
+            Some(b'"') => self.astring(),
+            _ if self.at_literal() => self.astring(),
             _ => {
                 let a = self.take_while(is_list_char);
                 if a.is_empty() {
@@ -885,7 +896,7 @@ fn parse_body(c: &mut Cursor<'_>) -> R<Command> {
                 date = Some(c.date_time()?);
                 c.sp()?;
             }
-            if !matches!(c.peek(), Some(b'{' | b'~')) {
+            if !c.at_literal() {
                 return Err("APPEND needs the message as a literal".into());
             }
             let binary = c.peek() == Some(b'~');

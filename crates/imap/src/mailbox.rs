@@ -6,6 +6,31 @@ use std::sync::Arc;
 use tern_imap_proto::{SeqNumber, SeqRange, SequenceSet};
 use tern_store::{MailboxChanges, MailboxId, MessageEntry};
 
+/// UID ranges `[start, end)` that are `\Recent` to a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recent(Vec<(u32, u32)>);
+
+impl Recent {
+    pub fn none() -> Recent {
+        Recent(Vec::new())
+    }
+
+    pub fn contains(&self, uid: u32) -> bool {
+        self.0.iter().any(|&(a, b)| uid >= a && uid < b)
+    }
+
+    /// Adds UIDs claimed from the store.
+    pub fn add(&mut self, range: std::ops::Range<u32>) {
+        if range.start >= range.end {
+            return;
+        }
+        match self.0.last_mut() {
+            Some(last) if last.1 == range.start => last.1 = range.end,
+            _ => self.0.push((range.start, range.end)),
+        }
+    }
+}
+
 pub struct View {
     pub id: MailboxId,
     pub name: String,
@@ -16,8 +41,11 @@ pub struct View {
     pub messages: Vec<MessageEntry>,
     /// Changes up to this modseq are reflected in `messages`.
     pub highest_modseq: u64,
-    /// Messages with UID at or above this are `\Recent` in this session (IMAP4rev1).
-    pub first_recent: u32,
+    /// UIDs that are `\Recent` in this session (IMAP4rev1): what it claimed at SELECT and
+    /// when new messages arrived later.
+    pub recent: Recent,
+    /// Keywords this session's FLAGS response has listed (RFC 9051 §7.3.5).
+    pub keywords: Vec<String>,
     /// Expunged by another session, not yet reported (UIDs, ascending).
     pub pending_expunged: Vec<u32>,
     pub signal: Arc<MailboxSignal>,
@@ -53,11 +81,27 @@ impl View {
     }
 
     pub fn is_recent(&self, uid: u32) -> bool {
-        uid >= self.first_recent
+        self.recent.contains(uid)
     }
 
     pub fn recent_count(&self) -> u32 {
-        self.messages.iter().filter(|m| m.uid >= self.first_recent).count() as u32
+        self.messages.iter().filter(|m| self.recent.contains(m.uid)).count() as u32
+    }
+
+    /// Keywords of the messages at `indices` not listed to the client yet, now added to the
+    /// list; the caller sends FLAGS and PERMANENTFLAGS when there are any.
+    pub fn new_keywords(&mut self, indices: &[usize]) -> bool {
+        let mut added = false;
+        for &i in indices {
+            let Some(m) = self.messages.get(i) else { continue };
+            for k in &m.keywords {
+                if !self.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                    self.keywords.push(k.clone());
+                    added = true;
+                }
+            }
+        }
+        added
     }
 
     pub fn is_expunged(&self, uid: u32) -> bool {
@@ -215,7 +259,12 @@ mod tests {
             uid_validity: 1,
             messages: uids.iter().map(|&u| entry(u, Flags::default(), 1)).collect(),
             highest_modseq: 1,
-            first_recent: 100,
+            recent: {
+                let mut r = Recent::none();
+                r.add(100..u32::MAX);
+                r
+            },
+            keywords: vec![],
             pending_expunged: vec![],
             signal: Arc::new(MailboxSignal::default()),
             seen_version: 0,

@@ -140,7 +140,7 @@ pub struct Candidate<'a> {
 pub struct Scope<'a> {
     pub last_seq: u32,
     pub last_uid: u32,
-    pub first_recent: u32,
+    pub recent: &'a crate::mailbox::Recent,
     pub saved: &'a [u32],
     /// The program's BODY/TEXT strings ([`Compiled::needles`]).
     pub needles: &'a [(String, bool)],
@@ -217,9 +217,9 @@ fn matches_key(key: &SearchKey, c: &Candidate<'_>, scope: &Scope<'_>) -> bool {
         SearchKey::Undraft => !f(Flags::DRAFT),
         SearchKey::Unflagged => !f(Flags::FLAGGED),
         SearchKey::Unseen => !f(Flags::SEEN),
-        SearchKey::Recent => e.uid >= scope.first_recent,
-        SearchKey::New => e.uid >= scope.first_recent && !f(Flags::SEEN),
-        SearchKey::Old => e.uid < scope.first_recent,
+        SearchKey::Recent => scope.recent.contains(e.uid),
+        SearchKey::New => scope.recent.contains(e.uid) && !f(Flags::SEEN),
+        SearchKey::Old => !scope.recent.contains(e.uid),
         SearchKey::Keyword(k) => keyword(e, k),
         SearchKey::Unkeyword(k) => !keyword(e, k),
         SearchKey::Larger(n) => e.size > *n,

@@ -55,10 +55,15 @@ pub trait Store: Send + Sync + 'static {
     async fn mailbox_rename(&self, account: AccountId, from: &str, to: &str) -> StoreResult<()>;
     /// Deletes a mailbox and its messages (not INBOX, not one with children).
     async fn mailbox_delete(&self, account: AccountId, name: &str) -> StoreResult<()>;
+    /// Subscribes to a name or ends the subscription; a name without a mailbox can be
+    /// subscribed too, and a mailbox's subscription outlives it (RFC 9051 §6.3.7).
     async fn mailbox_subscribe(&self, account: AccountId, name: &str, subscribed: bool) -> StoreResult<()>;
-    /// Claims the `\Recent` messages of a mailbox for one session: returns the first UID that
-    /// is recent to the caller and marks everything up to UIDNEXT as no longer recent.
-    async fn mailbox_claim_recent(&self, mailbox: MailboxId) -> StoreResult<u32>;
+    /// Every subscribed name, of existing mailboxes or not, sorted.
+    async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>>;
+    /// Claims the `\Recent` messages of a mailbox for one session: returns the UIDs that are
+    /// recent to the caller (from the first unclaimed one up to UIDNEXT) and marks them as no
+    /// longer recent to anyone else.
+    async fn mailbox_claim_recent(&self, mailbox: MailboxId) -> StoreResult<std::ops::Range<u32>>;
 
     // --- messages ---
     /// Stores one message for every target (content stored once) and records its envelope.

@@ -707,3 +707,186 @@ fn binary_append_keeps_every_byte_and_binary_fetch_decodes() {
     // The header of a literal8 message is stored with CRLF.
     assert!(lits[4].1.starts_with(b"From: a@example.test\r\nSubject: multi\r\n"), "{:?}", lits[4].1);
 }
+
+/// Issue 10: defects an IMAP compliance tester found (keywords, STATUS RECENT, CONDSTORE,
+/// MOVE/COPY to the selected mailbox, atoms with `~`, ID at RFC 2971's limits).
+#[test]
+fn imap_conformance_fixes() {
+    let s = TestServer::started("");
+    // ID before login, at RFC 2971's limits: 30 fields of 30 octets, values of 1,024.
+    let mut c = s.imap();
+    let params: String =
+        (0..30).map(|i| format!("\"{:0>30}\" \"{}\" ", i, "v".repeat(1024))).collect::<String>().trim_end().to_string();
+    let r = c.run(&format!("ID ({params})"));
+    assert!(r.ok(), "{}", r.done);
+    c.ok("LOGIN alice@example.test secret");
+    // `~` is an ATOM-CHAR; only `~{` starts a literal8.
+    assert!(c.run("CREATE ~foo").ok());
+    let r = c.ok("LIST \"\" ~foo");
+    assert_eq!(r.untagged("LIST"), vec!["LIST (\\HasNoChildren) \"/\" ~foo"], "{r:?}");
+    assert!(c.run("SELECT ~foo").ok());
+    for i in 0..2 {
+        let msg = simple(&format!("k{i}"));
+        assert!(c.run(&format!("APPEND INBOX {{{}+}}\r\n{msg}", msg.len())).ok());
+    }
+
+    // Keywords: a new one is announced with FLAGS and PERMANENTFLAGS before a FETCH shows
+    // it, to this session and to another with the mailbox selected (RFC 9051 §7.3.5).
+    c.ok("SELECT INBOX");
+    let mut other = s.imap_login("alice@example.test");
+    other.ok("SELECT INBOX");
+    let r = c.ok("STORE 1 +FLAGS ($Custom1)");
+    let lines = r.all();
+    let flags_at = lines.find("* FLAGS (").expect("FLAGS before the FETCH");
+    let permanent_at = lines.find("* OK [PERMANENTFLAGS (").expect("PERMANENTFLAGS");
+    let fetch_at = lines.find("* 1 FETCH").expect("the FETCH");
+    assert!(flags_at < fetch_at && permanent_at < fetch_at, "{lines}");
+    assert!(lines[flags_at..].lines().next().unwrap().contains("$Custom1"), "{lines}");
+    let r = other.ok("NOOP");
+    let lines = r.all();
+    assert!(lines.find("* FLAGS (").unwrap() < lines.find("* 1 FETCH").unwrap(), "{lines}");
+    // Already listed: not again.
+    assert!(!c.ok("STORE 2 +FLAGS ($Custom1)").all().contains("* FLAGS"));
+
+    // STATUS RECENT of the selected mailbox after this session's APPEND: the session holds
+    // the new message as \Recent, so nobody else counts it.
+    let msg = simple("recent");
+    let r = c.run(&format!("APPEND INBOX {{{}+}}\r\n{msg}", msg.len()));
+    assert!(r.ok());
+    let r = c.ok("STATUS INBOX (RECENT MESSAGES)");
+    assert_eq!(r.untagged("STATUS"), vec!["STATUS INBOX (RECENT 0 MESSAGES 3)"], "{r:?}");
+    assert!(c.ok("FETCH 3 FLAGS").all().contains("\\Recent"));
+    let mut third = s.imap_login("alice@example.test");
+    let r = third.ok("SELECT INBOX");
+    assert!(r.all().contains("* 0 RECENT"), "another session sees no \\Recent: {r:?}");
+
+    // CONDSTORE: the first enabling command reports HIGHESTMODSEQ (RFC 7162 §3.1).
+    let mut d = s.imap_login("alice@example.test");
+    d.ok("SELECT INBOX");
+    let r = d.ok("FETCH 1 (FLAGS MODSEQ)");
+    let lines = r.all();
+    assert!(lines.starts_with("* OK [HIGHESTMODSEQ "), "{lines}");
+    assert!(!d.ok("FETCH 1 (MODSEQ)").all().contains("HIGHESTMODSEQ"));
+    // SEARCH RETURN (MIN)/(MAX) with MODSEQ: the returned message's modseq (RFC 4731 §3.2).
+    let modseqs: Vec<u64> = d
+        .ok("FETCH 1:3 (MODSEQ)")
+        .lines
+        .iter()
+        .filter_map(|l| l.split("MODSEQ (").nth(1).and_then(|m| m.split(')').next()).and_then(|m| m.parse().ok()))
+        .collect();
+    assert_eq!(modseqs.len(), 3);
+    let r = d.ok("SEARCH RETURN (MIN) MODSEQ 1");
+    assert_eq!(r.untagged("ESEARCH"), vec![format!("ESEARCH (TAG \"t{}\") MIN 1 MODSEQ {}", d.next, modseqs[0])]);
+    let r = d.ok("SEARCH RETURN (MAX) MODSEQ 1");
+    assert_eq!(r.untagged("ESEARCH"), vec![format!("ESEARCH (TAG \"t{}\") MAX 3 MODSEQ {}", d.next, modseqs[2])]);
+
+    // COPY and MOVE into the selected mailbox itself work, with COPYUID.
+    let r = c.ok("UID COPY 1 INBOX");
+    assert!(r.done.starts_with("OK [COPYUID "), "{r:?}");
+    let r = c.ok("UID MOVE 2 INBOX");
+    let lines = r.all();
+    assert!(lines.contains("* OK [COPYUID ") && lines.contains(" EXPUNGE"), "{lines}");
+    let r = c.ok("UID SEARCH ALL");
+    assert_eq!(r.untagged("SEARCH"), vec!["SEARCH 1 3 4 5"], "{r:?}");
+}
+
+/// Issue 10: LIST-EXTENDED (RFC 5258) and LSUB with the RFC's own examples: a deleted but
+/// subscribed mailbox is \NonExistent, RECURSIVEMATCH reports CHILDINFO, LSUB shows a
+/// parent that is not subscribed as \Noselect.
+#[test]
+fn list_extended_follows_rfc5258_examples() {
+    let s = TestServer::started("");
+    let mut c = s.imap_login("alice@example.test");
+    for m in [
+        "Fruit",
+        "Fruit/Apple",
+        "Fruit/Banana",
+        "Fruit/Peach",
+        "Tofu",
+        "Vegetable",
+        "Vegetable/Broccoli",
+        "Vegetable/Corn",
+    ] {
+        c.ok(&format!("CREATE {m}"));
+        c.ok(&format!("UNSUBSCRIBE {m}"));
+    }
+    for m in ["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"] {
+        c.ok(&format!("UNSUBSCRIBE {m}"));
+    }
+    for m in ["Fruit/Banana", "Fruit/Peach", "Vegetable", "Vegetable/Broccoli"] {
+        c.ok(&format!("SUBSCRIBE {m}"));
+    }
+    c.ok("DELETE Fruit/Peach");
+    // Example 2.
+    let r = c.ok("LIST (SUBSCRIBED) \"\" \"*\"");
+    assert_eq!(
+        r.untagged("LIST"),
+        vec![
+            "LIST (\\HasNoChildren \\Subscribed) \"/\" Fruit/Banana",
+            "LIST (\\NonExistent \\Subscribed) \"/\" Fruit/Peach",
+            "LIST (\\HasChildren \\Subscribed) \"/\" Vegetable",
+            "LIST (\\HasNoChildren \\Subscribed) \"/\" Vegetable/Broccoli",
+        ]
+    );
+    // RECURSIVEMATCH on "%": Fruit is not subscribed but has subscribed children.
+    let r = c.ok("LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\" RETURN (CHILDREN)");
+    assert_eq!(
+        r.untagged("LIST"),
+        vec![
+            "LIST (\\HasChildren) \"/\" Fruit (\"CHILDINFO\" (\"SUBSCRIBED\"))",
+            "LIST (\\HasChildren \\Subscribed) \"/\" Vegetable (\"CHILDINFO\" (\"SUBSCRIBED\"))",
+        ]
+    );
+    // Example 6: RETURN (SUBSCRIBED) lists existing mailboxes only.
+    let r = c.ok("LIST \"\" \"Fruit*\" RETURN (SUBSCRIBED)");
+    assert_eq!(
+        r.untagged("LIST"),
+        vec![
+            "LIST (\\HasChildren) \"/\" Fruit",
+            "LIST (\\HasNoChildren) \"/\" Fruit/Apple",
+            "LIST (\\HasNoChildren \\Subscribed) \"/\" Fruit/Banana",
+        ]
+    );
+    // RFC 3501 §6.3.9: LSUB "" % lists Fruit as \Noselect.
+    let r = c.ok("LSUB \"\" \"%\"");
+    assert_eq!(r.untagged("LSUB"), vec!["LSUB (\\Noselect) \"/\" Fruit", "LSUB () \"/\" Vegetable"]);
+    // Created again, the mailbox is subscribed as before.
+    c.ok("CREATE Fruit/Peach");
+    let r = c.ok("LIST \"\" Fruit/Peach RETURN (SUBSCRIBED)");
+    assert_eq!(r.untagged("LIST"), vec!["LIST (\\HasNoChildren \\Subscribed) \"/\" Fruit/Peach"]);
+    // Subscribing to a name without a mailbox is allowed; unsubscribing ends it.
+    c.ok("SUBSCRIBE Nowhere");
+    assert_eq!(c.ok("LSUB \"\" Nowhere").untagged("LSUB"), vec!["LSUB (\\Noselect) \"/\" Nowhere"]);
+    c.ok("UNSUBSCRIBE Nowhere");
+    assert!(c.ok("LSUB \"\" Nowhere").untagged("LSUB").is_empty());
+}
+
+/// Issue 10: SORT (RFC 5256) compares base subjects (encoded words decoded, `Re:`, `Fwd:`,
+/// `[fwd: ...]`, `(fwd)` and list tags removed); CC sorts on the first address's mailbox and
+/// DISPLAYTO (RFC 5957) on the decoded display name, or the address without one.
+#[test]
+fn sort_by_base_subject_cc_and_display_names() {
+    let s = TestServer::started("");
+    let mut c = s.imap_login("alice@example.test");
+    let messages = [
+        "Subject: Re: [list] Fwd: apple (fwd)\r\nTo: Zed <zed@x.test>\r\nCc: bob@x.test\r\n\r\n1\r\n",
+        "Subject: =?utf-8?q?banana?=\r\nTo: =?utf-8?q?Adam?= <z2@x.test>\r\nCc: \"Someone\" <alice@x.test>, zz@x.test\r\n\r\n2\r\n",
+        "Subject: [fwd: Cherry]\r\nTo: carol@x.test\r\n\r\n3\r\n",
+        "Subject: RE: Banana\r\nTo: b@x.test (Bee)\r\nCc: Group: ann@x.test;\r\n\r\n4\r\n",
+    ];
+    for m in messages {
+        assert!(c.run(&format!("APPEND INBOX {{{}+}}\r\n{m}", m.len())).ok());
+    }
+    c.ok("SELECT INBOX");
+    let sort = |c: &mut Imap<std::net::TcpStream>, criteria: &str| {
+        c.ok(&format!("SORT ({criteria}) UTF-8 ALL")).untagged("SORT")[0].to_string()
+    };
+    assert_eq!(sort(&mut c, "SUBJECT"), "SORT 1 2 4 3");
+    assert_eq!(sort(&mut c, "REVERSE SUBJECT"), "SORT 3 2 4 1");
+    // "" < alice < ann < bob.
+    assert_eq!(sort(&mut c, "CC"), "SORT 3 2 4 1");
+    // adam < bee < carol@x.test < zed.
+    assert_eq!(sort(&mut c, "DISPLAYTO"), "SORT 2 4 3 1");
+    // Mailboxes: b < carol < z2 < zed.
+    assert_eq!(sort(&mut c, "TO"), "SORT 4 3 2 1");
+}

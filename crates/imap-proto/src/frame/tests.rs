@@ -7,7 +7,22 @@ fn framer() -> CommandFramer {
         max_append_literal: 1000,
         max_literals: 4,
         max_discard: 5000,
+        max_command: 150,
     })
+}
+
+#[test]
+fn the_whole_command_is_bounded_but_not_the_appended_message() {
+    let mut f = framer();
+    // Lines and literals together over 150 bytes: refused, and the session goes on.
+    assert_eq!(feed(&mut f, &[b"a ID (".as_slice(), &[b'x'; 80], b" {40+}\r\n"].concat()), vec![]);
+    let frames = feed(&mut f, &[[b'y'; 40].as_slice(), &[b'z'; 30], b"\r\n"].concat());
+    assert_eq!(frames, vec![Frame::TooLong { tag: Some("a".into()) }]);
+    assert_eq!(feed(&mut f, b"b NOOP\r\n"), vec![Frame::Command(b"b NOOP".to_vec())]);
+    // An APPEND's message does not count against it.
+    assert_eq!(feed(&mut f, b"c APPEND INBOX {500+}\r\n").len(), 0);
+    let frames = feed(&mut f, &[[b'm'; 500].as_slice(), b"\r\n"].concat());
+    assert!(matches!(&frames[..], [Frame::Command(c)] if c.len() > 500), "{frames:?}");
 }
 
 fn feed(f: &mut CommandFramer, bytes: &[u8]) -> Vec<Frame> {

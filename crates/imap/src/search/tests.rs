@@ -64,10 +64,12 @@ fn flag_size_date_set_and_header_keys() {
     let m = |k: SearchKey| {
         let compiled = compile(&k);
         let no_index = vec![None; compiled.needles.len()];
+        let mut recent = crate::mailbox::Recent::none();
+        recent.add(8..100);
         let scope = Scope {
             last_seq: 5,
             last_uid: 9,
-            first_recent: 8,
+            recent: &recent,
             saved: &[],
             needles: &compiled.needles,
             text_index: &no_index,

@@ -135,8 +135,9 @@ impl Session {
             Err(_) => return Ok(Done::bad("Message sequence number out of range")),
         };
         if changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
-            self.condstore = true;
+            self.enable_condstore();
         }
+        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
         if vanished && !self.qresync {
             return Ok(Done::bad("VANISHED needs ENABLE QRESYNC"));
         }
@@ -169,6 +170,12 @@ impl Session {
                     }
                 }
             }
+        }
+        if (attrs.contains(&FetchAttr::Flags) || !seen_now.is_empty())
+            && let Some(mut view) = self.view.take()
+        {
+            self.announce_keywords(&mut view, &indices);
+            self.view = Some(view);
         }
         let want_summary = attrs.iter().any(needs_summary);
         // Sections inside the MIME tree, BINARY, and structures re-rendered for UTF-8 clients

@@ -4,6 +4,7 @@
 use super::{Done, Session};
 use crate::mailbox::View;
 use crate::search::object_id;
+use std::collections::{BTreeMap, BTreeSet};
 use tern_imap_proto::encode;
 use tern_imap_proto::{ListReturn, ListSelect, QresyncParams, StatusItem};
 use tern_store::{Flags, INBOX, Mailbox, NewMailbox, SpecialUse, StoreError};
@@ -111,12 +112,11 @@ impl Session {
         };
         let signal = self.server.notifier.signal(mailbox.id);
         let seen_version = signal.version();
-        let first_recent = if read_only || self.rev2 || mailbox.recent_uid >= mailbox.uid_next {
-            // Nothing to claim (or not ours to claim): no write.
-            mailbox.recent_uid.max(1)
-        } else {
-            self.server.store.mailbox_claim_recent(mailbox.id).await?
-        };
+        let mut recent = crate::mailbox::Recent::none();
+        if !(read_only || self.rev2 || mailbox.recent_uid >= mailbox.uid_next) {
+            // (Nothing to claim, or not ours to claim: no write.)
+            recent.add(self.server.store.mailbox_claim_recent(mailbox.id).await?);
+        }
         let messages = self.server.store.message_list(mailbox.id).await?;
         let mut view = View {
             id: mailbox.id,
@@ -125,7 +125,8 @@ impl Session {
             uid_validity: mailbox.uid_validity,
             messages,
             highest_modseq: mailbox.highest_modseq,
-            first_recent: if self.rev2 { u32::MAX } else { first_recent },
+            recent,
+            keywords: mailbox.keywords.clone(),
             pending_expunged: Vec::new(),
             signal,
             seen_version,
@@ -288,12 +289,12 @@ impl Session {
             Ok(n) => n,
             Err(done) => return Ok(done),
         };
-        match self.server.store.mailbox_subscribe(self.account_id(), &name, on).await {
-            Ok(()) => Ok(Done::ok(if on { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" })),
-            Err(StoreError::NotFound(_)) if !on => Ok(Done::ok("UNSUBSCRIBE completed")),
-            Err(StoreError::NotFound(_)) => Ok(Done::no("No such mailbox").code("NONEXISTENT")),
-            Err(e) => Err(e),
+        if !valid_name(&name) {
+            return Ok(Done::no("Invalid mailbox name").code("CANNOT"));
         }
+        // A name without a mailbox may be subscribed too (RFC 9051 §6.3.7), as in Dovecot.
+        self.server.store.mailbox_subscribe(self.account_id(), &name, on).await?;
+        Ok(Done::ok(if on { "SUBSCRIBE completed" } else { "UNSUBSCRIBE completed" }))
     }
 
     pub(super) async fn list(
@@ -345,49 +346,95 @@ impl Session {
             ListReturn::Status(items) => Some(items.clone()),
             _ => None,
         });
-        let mut all = self.server.store.mailbox_list(self.account_id()).await?;
-        all.sort_by(|a, b| (a.name != INBOX).cmp(&(b.name != INBOX)).then(a.name.cmp(&b.name)));
-        for m in &all {
-            let matched = full_patterns.iter().any(|p| pattern_match(p, &m.name));
-            if !matched {
-                continue;
-            }
-            let prefix = format!("{}/", m.name);
-            let children: Vec<&Mailbox> = all.iter().filter(|c| c.name.starts_with(&prefix)).collect();
-            let mut child_info = false;
-            if subscribed_only && !m.subscribed {
-                // RECURSIVEMATCH: a parent whose descendants match the selection.
-                if recursive && children.iter().any(|c| c.subscribed) {
-                    child_info = true;
-                } else {
-                    continue;
+        let all = self.server.store.mailbox_list(self.account_id()).await?;
+        let existing: BTreeMap<&str, &Mailbox> = all.iter().map(|m| (m.name.as_str(), m)).collect();
+        let subscribed: BTreeSet<String> = if want_subscribed || recursive {
+            self.server.store.subscriptions(self.account_id()).await?.into_iter().collect()
+        } else {
+            BTreeSet::new()
+        };
+        // Whether a name meets the selection criteria (RFC 5258 §3.1).
+        let selected = |name: &str| {
+            (!subscribed_only || subscribed.contains(name))
+                && (!special_only || existing.get(name).is_some_and(|m| m.special_use.is_some()))
+                && (subscribed_only || special_only || existing.contains_key(name))
+        };
+        let matches = |name: &str| full_patterns.iter().any(|p| pattern_match(p, name));
+        // Candidates: every mailbox, every subscribed name (with the SUBSCRIBED selection),
+        // and the ancestors of selected names (LSUB's \Noselect parents, RECURSIVEMATCH).
+        let mut names: BTreeSet<String> = all.iter().map(|m| m.name.clone()).collect();
+        if subscribed_only {
+            names.extend(subscribed.iter().cloned());
+        }
+        let selected_names: Vec<String> = names.iter().filter(|n| selected(n)).cloned().collect();
+        if recursive || lsub {
+            for n in &selected_names {
+                let mut at = n.as_str();
+                while let Some((parent, _)) = at.rsplit_once('/') {
+                    names.insert(parent.to_string());
+                    at = parent;
                 }
             }
-            if special_only && m.special_use.is_none() {
+        }
+        let mut order: Vec<&String> = names.iter().collect();
+        order.sort_by(|a, b| (a.as_str() != INBOX).cmp(&(b.as_str() != INBOX)).then(a.cmp(b)));
+        for name in order {
+            if !matches(name) {
+                continue;
+            }
+            let prefix = format!("{name}/");
+            let is_selected = selected(name);
+            // Descendants that meet the selection criteria, and whether one is hidden from
+            // this LIST by the pattern.
+            let selected_below: Vec<&String> = selected_names.iter().filter(|d| d.starts_with(&prefix)).collect();
+            let hidden_below = selected_below.iter().any(|d| !matches(d));
+            let exists = existing.contains_key(name.as_str());
+            let (child_info, noselect_parent) = if lsub {
+                // RFC 3501 §6.3.9: a parent that is not subscribed but has subscribed
+                // children the pattern hides is listed \Noselect.
+                (false, !is_selected && hidden_below)
+            } else if recursive && !selected_below.is_empty() {
+                // RFC 5258 §3.5 table; a missing parent only when a child is hidden.
+                (exists || is_selected || hidden_below, false)
+            } else {
+                (false, false)
+            };
+            if !is_selected && !child_info && !noselect_parent {
                 continue;
             }
             let mut attrs: Vec<&str> = Vec::new();
-            if !lsub {
-                attrs.push(if children.is_empty() { "\\HasNoChildren" } else { "\\HasChildren" });
-                if let Some(u) = m.special_use {
+            if lsub {
+                if noselect_parent || !exists {
+                    attrs.push("\\Noselect");
+                }
+            } else {
+                if !exists {
+                    attrs.push("\\NonExistent");
+                }
+                let has_children = all.iter().any(|c| c.name.starts_with(&prefix));
+                if exists || has_children {
+                    attrs.push(if has_children { "\\HasChildren" } else { "\\HasNoChildren" });
+                }
+                if let Some(u) = existing.get(name.as_str()).and_then(|m| m.special_use) {
                     attrs.push(u.attribute());
                 }
-            }
-            if want_subscribed && m.subscribed && !lsub {
-                attrs.push("\\Subscribed");
+                if want_subscribed && subscribed.contains(name.as_str()) {
+                    attrs.push("\\Subscribed");
+                }
             }
             self.out.extend_from_slice(
                 format!("* {} ({}) \"/\" ", if lsub { "LSUB" } else { "LIST" }, attrs.join(" ")).as_bytes(),
             );
-            self.write_mailbox(&m.name);
+            self.write_mailbox(name);
             if child_info {
                 self.out.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
             }
             self.out.extend_from_slice(b"\r\n");
-            if let Some(items) = &status_items
-                && !child_info
+            if let (Some(items), Some(m)) = (&status_items, existing.get(name.as_str()))
+                && is_selected
             {
-                self.write_status(m, items).await?;
+                let m = (*m).clone();
+                self.write_status(&m, items).await?;
             }
         }
         Ok(done())

@@ -98,13 +98,25 @@ impl Session {
         for seq in &report.expunged_seqs {
             self.untagged(&format!("{seq} EXPUNGE"));
         }
-        let Some(view) = self.view.take() else { return Ok(()) };
+        let Some(mut view) = self.view.take() else { return Ok(()) };
+        if report.exists.is_some() && !self.rev2 && !view.read_only {
+            // New arrivals are \Recent to the first session that learns of them (RFC 3501
+            // §2.3.2): claim them, so no other session (nor STATUS) counts them again.
+            match self.server.store.mailbox_claim_recent(view.id).await {
+                Ok(range) => view.recent.add(range),
+                Err(e) => {
+                    self.view = Some(view);
+                    return Err(e);
+                }
+            }
+        }
         if report.exists.is_some() {
             self.untagged(&format!("{} EXISTS", view.messages.len()));
             if !self.rev2 {
                 self.untagged(&format!("{} RECENT", view.recent_count()));
             }
         }
+        self.announce_keywords(&mut view, &report.flag_changes);
         for &i in &report.flag_changes {
             let m = &view.messages[i];
             let flags = self.flags_text(m, &view);
@@ -113,6 +125,24 @@ impl Session {
         }
         self.view = Some(view);
         Ok(())
+    }
+
+    /// RFC 9051 §7.3.5: before a FETCH shows a keyword that this session's FLAGS response
+    /// did not list, FLAGS (and PERMANENTFLAGS) are sent again with it.
+    pub(crate) fn announce_keywords(&mut self, view: &mut View, indices: &[usize]) {
+        if !view.new_keywords(indices) {
+            return;
+        }
+        let mut flags: Vec<&str> = vec!["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
+        flags.extend(view.keywords.iter().map(String::as_str));
+        let list = flags.join(" ");
+        self.untagged(&format!("FLAGS ({list})"));
+        if view.read_only {
+            self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
+        } else {
+            let more = if view.keywords.len() < tern_store::MAX_KEYWORDS { " \\*" } else { "" };
+            self.untagged(&format!("OK [PERMANENTFLAGS ({list}{more})] Flags permitted"));
+        }
     }
 
     fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<usize>, Done> {
@@ -188,8 +218,9 @@ impl Session {
             Err(unknown) => return Ok(Done::bad(format!("Unknown system flag {unknown}"))),
         };
         if unchanged_since.is_some() {
-            self.condstore = true;
+            self.enable_condstore();
         }
+        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
         let uids: Vec<u32> = indices.iter().map(|&i| view.messages[i].uid).collect();
         let mode = match mode {
             StoreMode::Replace => FlagMode::Replace,
@@ -200,12 +231,15 @@ impl Session {
         let update = self.server.store.set_flags(id, uids.clone(), mode, bits, keywords, unchanged_since).await?;
         let Some(mut view) = self.view.take() else { return Ok(Done::bad("No mailbox selected")) };
         let mut changed = std::collections::HashSet::new();
+        let mut changed_at = Vec::new();
         for entry in update.updated {
             if let Some(i) = view.index_of(entry.uid) {
                 changed.insert(entry.uid);
+                changed_at.push(i);
                 view.messages[i] = entry;
             }
         }
+        self.announce_keywords(&mut view, &changed_at);
         for &i in &indices {
             let m = &view.messages[i];
             if update.conflicts.contains(&m.uid) || view.is_expunged(m.uid) {

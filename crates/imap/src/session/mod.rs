@@ -121,6 +121,19 @@ impl Session {
         }
     }
 
+    /// A CONDSTORE enabling command (RFC 7162 §3.1): the first one with a mailbox selected
+    /// reports the mailbox's HIGHESTMODSEQ.
+    pub(crate) fn enable_condstore(&mut self) {
+        if self.condstore {
+            return;
+        }
+        self.condstore = true;
+        if let Some(view) = &self.view {
+            let highest = view.highest_modseq;
+            self.untagged(&format!("OK [HIGHESTMODSEQ {highest}] Highest"));
+        }
+    }
+
     /// The session is now `account`'s: larger command limits, the autologout time.
     pub(crate) fn logged_in(&mut self, account: tern_store::Account) {
         self.framer.set_limits(Limits::authenticated(self.server.settings.append_limit as usize));

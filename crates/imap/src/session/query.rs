@@ -70,7 +70,7 @@ async fn evaluate(
     let scope = Scope {
         last_seq: view.messages.len() as u32,
         last_uid: view.max_uid(),
-        first_recent: view.first_recent,
+        recent: &view.recent,
         saved,
         needles: &compiled.needles,
         text_index: &text_index,
@@ -231,7 +231,7 @@ impl Session {
         }
         let modseq_key = search::compile(&key).modseq;
         if modseq_key {
-            self.condstore = true;
+            self.enable_condstore();
         }
         let matched = match self.compute(&key, Work::Search).await? {
             Ok(Outcome::Matched(m)) => m,

@@ -51,6 +51,10 @@ pub mod ks {
     pub const QUEUE: &str = "queue";
     /// next attempt (seconds, u64) ++ queue id → (empty): queue entries by when they are due
     pub const QUEUE_DUE: &str = "queue_due";
+    /// account id ++ mailbox name → (empty): subscriptions to names that have no mailbox
+    /// (RFC 9051 §6.3.7: a subscription outlives its mailbox). Added without a format
+    /// change: an older store simply has none.
+    pub const SUBSCRIPTIONS: &str = "subscriptions";
 }
 
 pub fn u64_key(v: u64) -> [u8; 8] {

@@ -44,6 +44,7 @@ pub(crate) struct Engine {
     fts_removed: Keyspace,
     queue: Keyspace,
     queue_due: Keyspace,
+    subscriptions: Keyspace,
     /// The queue's due index (`queue_due`) in memory: claims would otherwise scan the
     /// tombstones that every delivered entry leaves at the front of the keyspace.
     due: Mutex<std::collections::BTreeSet<(i64, QueueId)>>,
@@ -88,6 +89,7 @@ impl Engine {
             fts_removed: open(ks::FTS_REMOVED)?,
             queue: open(ks::QUEUE)?,
             queue_due: open(ks::QUEUE_DUE)?,
+            subscriptions: open(ks::SUBSCRIPTIONS)?,
             due: Mutex::new(std::collections::BTreeSet::new()),
             fts_queue: Mutex::default(),
             db,
@@ -425,13 +427,31 @@ impl Store for EmbeddedStore {
         self.write(Op::MailboxDelete { account, name: name.to_string() }).await.map(|_| ())
     }
 
+    async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>> {
+        self.read(move |e| {
+            let mut names: Vec<String> =
+                e.account_mailboxes(account)?.into_iter().filter(|m| m.subscribed).map(|m| m.name).collect();
+            let prefix = keys::u64_key(account);
+            for item in e.subscriptions.prefix(prefix) {
+                let key = item.key()?;
+                if let Ok(name) = std::str::from_utf8(&key[prefix.len()..]) {
+                    names.push(name.to_string());
+                }
+            }
+            names.sort();
+            names.dedup();
+            Ok(names)
+        })
+        .await
+    }
+
     async fn mailbox_subscribe(&self, account: AccountId, name: &str, subscribed: bool) -> StoreResult<()> {
         self.write(Op::MailboxSubscribe { account, name: name.to_string(), subscribed }).await.map(|_| ())
     }
 
-    async fn mailbox_claim_recent(&self, mailbox: MailboxId) -> StoreResult<u32> {
+    async fn mailbox_claim_recent(&self, mailbox: MailboxId) -> StoreResult<std::ops::Range<u32>> {
         match self.write(Op::ClaimRecent(mailbox)).await? {
-            OpResult::Uid(u) => Ok(u),
+            OpResult::Recent(r) => Ok(r),
             _ => unexpected(),
         }
     }

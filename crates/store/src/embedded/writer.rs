@@ -87,7 +87,7 @@ pub(crate) enum OpResult {
     Uids(Vec<u32>),
     Flags(FlagUpdate),
     Copied(CopyResult),
-    Uid(u32),
+    Recent(std::ops::Range<u32>),
     Queue(Option<Box<QueueEntry>>),
     Count(usize),
 }
@@ -290,9 +290,21 @@ impl Writer {
             }
             Op::MailboxDelete { account, name } => self.mailbox_delete(account, &name, changes).map(|_| OpResult::Unit),
             Op::MailboxSubscribe { account, name, subscribed } => {
-                let mut mailbox = self.mailbox_named(account, &name)?;
-                mailbox.subscribed = subscribed;
-                self.engine.mailboxes.insert(keys::u64_key(mailbox.id), to_json(&mailbox)?)?;
+                match self.mailbox_named(account, &name) {
+                    Ok(mut mailbox) => {
+                        mailbox.subscribed = subscribed;
+                        self.engine.mailboxes.insert(keys::u64_key(mailbox.id), to_json(&mailbox)?)?;
+                    }
+                    Err(StoreError::NotFound(_)) => {
+                        let key = keys::mailbox_name_key(account, &name);
+                        if subscribed {
+                            self.engine.subscriptions.insert(key, Vec::new())?;
+                        } else {
+                            self.engine.subscriptions.remove(key)?;
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
                 changes.push(StoreChange::Account { account });
                 Ok(OpResult::Unit)
             }
@@ -304,7 +316,7 @@ impl Writer {
                     mailbox.recent_uid = mailbox.uid_next;
                     self.engine.mailboxes.insert(keys::u64_key(id), to_json(&mailbox)?)?;
                 }
-                Ok(OpResult::Uid(first))
+                Ok(OpResult::Recent(first..mailbox.uid_next.max(first)))
             }
             Op::PutSummaries(list) => {
                 let e = &self.engine;
@@ -405,12 +417,15 @@ impl Writer {
         if self.counters.uidvalidity > u32::MAX as u64 {
             self.counters.uidvalidity = 1;
         }
+        // A subscription that outlived an earlier mailbox of this name applies again.
+        let subscribed = new.subscribed || e.subscriptions.contains_key(&name_key)?;
+        batch.remove(&e.subscriptions, name_key.clone());
         let mailbox = Mailbox {
             id: self.counters.mailbox,
             account,
             name: new.name,
             special_use: new.special_use,
-            subscribed: new.subscribed,
+            subscribed,
             uid_validity: self.counters.uidvalidity as u32,
             uid_next: 1,
             highest_modseq: 1,
@@ -1144,6 +1159,10 @@ impl Writer {
         self.release_blobs(&mut batch, released)?;
         batch.remove(&e.mailboxes, keys::u64_key(mailbox.id).to_vec());
         batch.remove(&e.mailbox_names, keys::mailbox_name_key(account, name));
+        if mailbox.subscribed {
+            // The subscription stays (RFC 9051 §6.3.7); LIST shows it \NonExistent.
+            batch.insert(&e.subscriptions, keys::mailbox_name_key(account, name), Vec::new());
+        }
         batch.commit()?;
         changes.push(StoreChange::Account { account });
         changes.push(StoreChange::Mailbox { account, mailbox: mailbox.id });
@@ -1163,6 +1182,9 @@ impl Writer {
             }
             batch.remove(&e.mailboxes, keys::u64_key(mailbox.id).to_vec());
             batch.remove(&e.mailbox_names, keys::mailbox_name_key(id, &mailbox.name));
+        }
+        for item in e.subscriptions.prefix(keys::u64_key(id)) {
+            batch.remove(&e.subscriptions, item.key()?);
         }
         for item in e.threads.prefix(keys::u64_key(id)) {
             batch.remove(&e.threads, item.key()?);
