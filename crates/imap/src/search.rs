@@ -384,7 +384,7 @@ struct SortKeys {
 impl SortItem {
     pub fn new(seq: u32, uid: u32, entry_size: u64, internal_date: i64, summary: Arc<MessageSummary>) -> SortItem {
         let env = &summary.envelope;
-        let first = |raw: &Option<String>| {
+        let first = |raw: &Option<Vec<u8>>| {
             raw.as_deref().map(tern_mime::address::parse_address_list).unwrap_or_default().into_iter().find_map(|a| {
                 match a {
                     tern_mime::address::ImapAddress::Mailbox { name, mailbox, host, .. } => Some((name, mailbox, host)),
@@ -392,12 +392,13 @@ impl SortItem {
                 }
             })
         };
-        let mailbox = |raw: &Option<String>| first(raw).map(|(_, m, _)| m.to_lowercase()).unwrap_or_default();
-        let display = |raw: &Option<String>| match first(raw) {
-            Some((Some(name), _, _)) if !name.trim().is_empty() => {
-                tern_mime::decode::encoded_words(&name).trim().to_lowercase()
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let mailbox = |raw: &Option<Vec<u8>>| first(raw).map(|(_, m, _)| text(&m).to_lowercase()).unwrap_or_default();
+        let display = |raw: &Option<Vec<u8>>| match first(raw) {
+            Some((Some(name), _, _)) if !name.iter().all(u8::is_ascii_whitespace) => {
+                tern_mime::decode::encoded_words(&text(&name)).trim().to_lowercase()
             }
-            Some((_, mailbox, host)) => format!("{mailbox}@{host}").to_lowercase(),
+            Some((_, mailbox, host)) => format!("{}@{}", text(&mailbox), text(&host)).to_lowercase(),
             None => String::new(),
         };
         let keys = SortKeys {

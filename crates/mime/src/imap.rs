@@ -1,6 +1,13 @@
 //! ENVELOPE, BODY and BODYSTRUCTURE (RFC 9051 §7.5.2) rendered from the message summary.
 //! Rendered once when the summary is made (for clients without UTF-8) and again only for
 //! UTF-8 clients when the message has 8-bit text.
+//!
+//! Strings are the message's own bytes: encoded words (RFC 2047) and RFC 2231 parameters
+//! are left for the client to decode, as Dovecot and Cyrus do. A client without UTF-8
+//! (IMAP4rev1 without `ENABLE UTF8=ACCEPT`) gets any 8-bit string as a literal, byte for
+//! byte (RFC 3501 §4.3 keeps quoted strings 7-bit); an IMAP4rev2 or UTF8=ACCEPT client gets
+//! valid UTF-8 as a quoted string (RFC 9051 §4.3, RFC 6855 §3) and other 8-bit bytes still as
+//! a literal.
 
 use crate::address::{ImapAddress, parse_address_list};
 use crate::{BodyPart, PartKind, RawEnvelope};
@@ -13,7 +20,7 @@ pub struct Style {
     pub utf8: bool,
 }
 
-fn addresses(out: &mut Vec<u8>, raw: Option<&str>, style: Style) -> bool {
+fn addresses(out: &mut Vec<u8>, raw: Option<&[u8]>, style: Style) -> bool {
     let list = raw.map(parse_address_list).unwrap_or_default();
     if list.is_empty() {
         return false;
@@ -23,18 +30,18 @@ fn addresses(out: &mut Vec<u8>, raw: Option<&str>, style: Style) -> bool {
         match a {
             ImapAddress::Mailbox { name, route, mailbox, host } => {
                 out.push(b'(');
-                nstring(out, name.as_deref().map(str::as_bytes), style.utf8);
+                nstring(out, name.as_deref(), style.utf8);
                 out.push(b' ');
-                nstring(out, route.as_deref().map(str::as_bytes), style.utf8);
+                nstring(out, route.as_deref(), style.utf8);
                 out.push(b' ');
-                string(out, mailbox.as_bytes(), style.utf8);
+                string(out, &mailbox, style.utf8);
                 out.push(b' ');
-                string(out, host.as_bytes(), style.utf8);
+                string(out, &host, style.utf8);
                 out.push(b')');
             }
             ImapAddress::GroupStart(name) => {
                 out.extend_from_slice(b"(NIL NIL ");
-                string(out, name.as_bytes(), style.utf8);
+                string(out, &name, style.utf8);
                 out.extend_from_slice(b" NIL)");
             }
             ImapAddress::GroupEnd => out.extend_from_slice(b"(NIL NIL NIL NIL)"),
@@ -47,9 +54,9 @@ fn addresses(out: &mut Vec<u8>, raw: Option<&str>, style: Style) -> bool {
 /// `(date subject from sender reply-to to cc bcc in-reply-to message-id)`.
 pub fn envelope(out: &mut Vec<u8>, env: &RawEnvelope, style: Style) {
     out.push(b'(');
-    nstring(out, env.date.as_deref().map(str::as_bytes), style.utf8);
+    nstring(out, env.date.as_deref(), style.utf8);
     out.push(b' ');
-    nstring(out, env.subject.as_deref().map(str::as_bytes), style.utf8);
+    nstring(out, env.subject.as_deref(), style.utf8);
     out.push(b' ');
     let mut from = Vec::new();
     let has_from = addresses(&mut from, env.from.as_deref(), style);
@@ -76,13 +83,13 @@ pub fn envelope(out: &mut Vec<u8>, env: &RawEnvelope, style: Style) {
         }
     }
     out.push(b' ');
-    nstring(out, env.in_reply_to.as_deref().map(str::as_bytes), style.utf8);
+    nstring(out, env.in_reply_to.as_deref(), style.utf8);
     out.push(b' ');
-    nstring(out, env.message_id.as_deref().map(str::as_bytes), style.utf8);
+    nstring(out, env.message_id.as_deref(), style.utf8);
     out.push(b')');
 }
 
-fn params(out: &mut Vec<u8>, params: &[(String, String)], style: Style) {
+fn params(out: &mut Vec<u8>, params: &[crate::Param], style: Style) {
     if params.is_empty() {
         out.extend_from_slice(b"NIL");
         return;
@@ -92,14 +99,14 @@ fn params(out: &mut Vec<u8>, params: &[(String, String)], style: Style) {
         if i > 0 {
             out.push(b' ');
         }
-        string(out, k.as_bytes(), style.utf8);
+        string(out, k, style.utf8);
         out.push(b' ');
-        string(out, v.as_bytes(), style.utf8);
+        string(out, v, style.utf8);
     }
     out.push(b')');
 }
 
-fn disposition(out: &mut Vec<u8>, d: &Option<(String, Vec<(String, String)>)>, style: Style) {
+fn disposition(out: &mut Vec<u8>, d: &Option<(String, Vec<crate::Param>)>, style: Style) {
     match d {
         None => out.extend_from_slice(b"NIL"),
         Some((kind, p)) => {
@@ -112,21 +119,20 @@ fn disposition(out: &mut Vec<u8>, d: &Option<(String, Vec<(String, String)>)>, s
     }
 }
 
-fn language(out: &mut Vec<u8>, langs: &[String], style: Style) {
-    match langs {
-        [] => out.extend_from_slice(b"NIL"),
-        [one] => string(out, one.as_bytes(), style.utf8),
-        many => {
-            out.push(b'(');
-            for (i, l) in many.iter().enumerate() {
-                if i > 0 {
-                    out.push(b' ');
-                }
-                string(out, l.as_bytes(), style.utf8);
-            }
-            out.push(b')');
-        }
+/// Always a list when present (RFC 3501 §7.4.2 allows both forms; Dovecot sends a list).
+fn language(out: &mut Vec<u8>, langs: &[Vec<u8>], style: Style) {
+    if langs.is_empty() {
+        out.extend_from_slice(b"NIL");
+        return;
     }
+    out.push(b'(');
+    for (i, l) in langs.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        string(out, l, style.utf8);
+    }
+    out.push(b')');
 }
 
 /// BODYSTRUCTURE (`extended`) or BODY.
@@ -135,8 +141,13 @@ pub fn body_structure(out: &mut Vec<u8>, part: &BodyPart, extended: bool, style:
     match &part.kind {
         PartKind::Multipart(children) => {
             if children.is_empty() {
-                // IMAP needs at least one part; an empty multipart shows an empty text part.
-                out.extend_from_slice(b"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)");
+                // IMAP needs at least one part; a multipart whose boundary never appears
+                // shows one empty text part (as Dovecot does).
+                out.extend_from_slice(b"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0");
+                if extended {
+                    out.extend_from_slice(b" NIL NIL NIL NIL");
+                }
+                out.push(b')');
             }
             for c in children {
                 body_structure(out, c, extended, style);
@@ -151,7 +162,7 @@ pub fn body_structure(out: &mut Vec<u8>, part: &BodyPart, extended: bool, style:
                 out.push(b' ');
                 language(out, &part.language, style);
                 out.push(b' ');
-                nstring(out, part.location.as_deref().map(str::as_bytes), style.utf8);
+                nstring(out, part.location.as_deref(), style.utf8);
             }
         }
         kind => {
@@ -161,9 +172,9 @@ pub fn body_structure(out: &mut Vec<u8>, part: &BodyPart, extended: bool, style:
             out.push(b' ');
             params(out, &part.params, style);
             out.push(b' ');
-            nstring(out, part.id.as_deref().map(str::as_bytes), style.utf8);
+            nstring(out, part.id.as_deref(), style.utf8);
             out.push(b' ');
-            nstring(out, part.description.as_deref().map(str::as_bytes), style.utf8);
+            nstring(out, part.description.as_deref(), style.utf8);
             out.push(b' ');
             string(out, part.encoding.as_deref().unwrap_or("7bit").as_bytes(), style.utf8);
             out.push(b' ');
@@ -177,7 +188,7 @@ pub fn body_structure(out: &mut Vec<u8>, part: &BodyPart, extended: bool, style:
                     out.push(b' ');
                     out.extend_from_slice(part.lines.to_string().as_bytes());
                 }
-                _ if part.media_type == "text" => {
+                _ if part.media_type.eq_ignore_ascii_case("text") => {
                     out.push(b' ');
                     out.extend_from_slice(part.lines.to_string().as_bytes());
                 }
@@ -185,13 +196,13 @@ pub fn body_structure(out: &mut Vec<u8>, part: &BodyPart, extended: bool, style:
             }
             if extended {
                 out.push(b' ');
-                nstring(out, part.md5.as_deref().map(str::as_bytes), style.utf8);
+                nstring(out, part.md5.as_deref(), style.utf8);
                 out.push(b' ');
                 disposition(out, &part.disposition, style);
                 out.push(b' ');
                 language(out, &part.language, style);
                 out.push(b' ');
-                nstring(out, part.location.as_deref().map(str::as_bytes), style.utf8);
+                nstring(out, part.location.as_deref(), style.utf8);
             }
         }
     }

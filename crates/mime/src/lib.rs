@@ -9,14 +9,14 @@ pub mod address;
 pub mod decode;
 pub mod imap;
 pub mod seven_bit;
+pub mod structure;
 pub mod text;
 
-use mail_parser::{Address, HeaderName, HeaderValue, MessageParser, MessagePart, MimeHeaders, PartType};
+use mail_parser::{Address, HeaderValue, MessageParser};
 use serde::{Deserialize, Serialize};
-use std::borrow::Cow;
 
 /// Bump when [`MessageSummary`] changes.
-pub const SUMMARY_VERSION: u16 = 3;
+pub const SUMMARY_VERSION: u16 = 4;
 
 /// MIME nesting deeper than this is summarised as an opaque leaf, so hostile messages cannot
 /// make the summary (or an IMAP BODYSTRUCTURE built from it) unbounded.
@@ -59,9 +59,11 @@ pub struct MessageSummary {
 /// Pre-rendered IMAP data items.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImapForms {
-    pub envelope: String,
-    pub body: String,
-    pub bodystructure: String,
+    /// Bytes, not text: 8-bit header bytes travel in literals exactly as the message has
+    /// them.
+    pub envelope: Vec<u8>,
+    pub body: Vec<u8>,
+    pub bodystructure: Vec<u8>,
     /// Some rendered text had 8-bit characters (sent as literals): a UTF-8 client gets them
     /// rendered again as quoted strings.
     pub eight_bit: bool,
@@ -97,37 +99,42 @@ impl Addr {
 /// Addresses kept per header in the summary.
 pub const MAX_ADDRESSES: usize = 100;
 
-/// The ten ENVELOPE fields as they appear in the header (unfolded, encoded words intact).
+/// The ten ENVELOPE fields as they appear in the header: unfolded, encoded words intact,
+/// and bytes as they are (8-bit header text is passed on, not replaced).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RawEnvelope {
-    pub date: Option<String>,
-    pub subject: Option<String>,
-    pub from: Option<String>,
-    pub sender: Option<String>,
-    pub reply_to: Option<String>,
-    pub to: Option<String>,
-    pub cc: Option<String>,
-    pub bcc: Option<String>,
-    pub in_reply_to: Option<String>,
-    pub message_id: Option<String>,
+    pub date: Option<Vec<u8>>,
+    pub subject: Option<Vec<u8>>,
+    pub from: Option<Vec<u8>>,
+    pub sender: Option<Vec<u8>>,
+    pub reply_to: Option<Vec<u8>>,
+    pub to: Option<Vec<u8>>,
+    pub cc: Option<Vec<u8>>,
+    pub bcc: Option<Vec<u8>>,
+    pub in_reply_to: Option<Vec<u8>>,
+    pub message_id: Option<Vec<u8>>,
 }
 
-/// One MIME part, with byte offsets into the stored message.
+/// A MIME parameter as the message has it: name and (unquoted) value.
+pub type Param = (Vec<u8>, Vec<u8>);
+
+/// One MIME part, with byte offsets into the stored message (see [`structure`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BodyPart {
-    /// Lower-case `type/subtype` pieces; `text/plain` when absent (RFC 2045 §5.2).
+    /// `type/subtype` as written (compare without case); `text/plain` when absent or
+    /// invalid (RFC 2045 §5.2).
     pub media_type: String,
     pub subtype: String,
-    /// Content-Type parameters (RFC 2231 continuations joined).
-    pub params: Vec<(String, String)>,
-    pub id: Option<String>,
-    pub description: Option<String>,
-    /// Content-Transfer-Encoding as written, lower-case; `None` means 7bit.
+    /// Content-Type parameters as written (RFC 2231 and RFC 2047 forms left for clients).
+    pub params: Vec<Param>,
+    pub id: Option<Vec<u8>>,
+    pub description: Option<Vec<u8>>,
+    /// Content-Transfer-Encoding as written; `None` means 7bit.
     pub encoding: Option<String>,
-    pub disposition: Option<(String, Vec<(String, String)>)>,
-    pub language: Vec<String>,
-    pub location: Option<String>,
-    pub md5: Option<String>,
+    pub disposition: Option<(String, Vec<Param>)>,
+    pub language: Vec<Vec<u8>>,
+    pub location: Option<Vec<u8>>,
+    pub md5: Option<Vec<u8>>,
     /// Where the part's header starts, its body starts, and its body ends.
     pub offset_header: u64,
     pub offset_body: u64,
@@ -150,7 +157,7 @@ impl MessageSummary {
     pub fn has_attachment(&self) -> bool {
         fn walk(p: &BodyPart) -> bool {
             match &p.kind {
-                PartKind::Leaf => p.disposition.as_ref().is_some_and(|(d, _)| d == "attachment"),
+                PartKind::Leaf => p.disposition.as_ref().is_some_and(|(d, _)| d.eq_ignore_ascii_case("attachment")),
                 PartKind::Multipart(children) => children.iter().any(walk),
                 PartKind::Message(_, inner) => walk(inner),
             }
@@ -183,10 +190,10 @@ impl MessageSummary {
 
     /// About how many bytes the summary holds in memory (for caches that count memory).
     pub fn heap_size(&self) -> usize {
-        fn opt(s: &Option<String>) -> usize {
-            s.as_ref().map_or(0, String::capacity)
+        fn opt(s: &Option<Vec<u8>>) -> usize {
+            s.as_ref().map_or(0, Vec::capacity)
         }
-        fn pairs(v: &[(String, String)]) -> usize {
+        fn pairs(v: &[Param]) -> usize {
             v.iter().map(|(a, b)| a.capacity() + b.capacity() + 48).sum()
         }
         fn envelope(e: &RawEnvelope) -> usize {
@@ -202,7 +209,7 @@ impl MessageSummary {
                 + pairs(&p.params)
                 + opt(&p.id)
                 + opt(&p.description)
-                + opt(&p.encoding)
+                + p.encoding.as_ref().map_or(0, String::capacity)
                 + p.disposition.as_ref().map_or(0, |(d, params)| d.capacity() + pairs(params))
                 + p.language.iter().map(|l| l.capacity() + 24).sum::<usize>()
                 + opt(&p.location)
@@ -213,11 +220,13 @@ impl MessageSummary {
                 PartKind::Message(env, inner) => envelope(env) + part(inner),
             }
         }
-        let addrs = |v: &[Addr]| -> usize { v.iter().map(|a| opt(&a.name) + a.address.capacity() + 48).sum() };
+        let addrs = |v: &[Addr]| -> usize {
+            v.iter().map(|a| a.name.as_ref().map_or(0, String::capacity) + a.address.capacity() + 48).sum()
+        };
         std::mem::size_of::<MessageSummary>()
             + self.subject.capacity()
             + self.from.capacity()
-            + opt(&self.message_id)
+            + self.message_id.as_ref().map_or(0, String::capacity)
             + self.in_reply_to.iter().chain(&self.references).map(|s| s.capacity() + 24).sum::<usize>()
             + envelope(&self.envelope)
             + part(&self.body)
@@ -236,21 +245,17 @@ impl MessageSummary {
     }
 }
 
-/// Parses a message and summarises it. Never fails: unparsable input becomes a single
-/// text/plain leaf covering the whole message.
+/// Parses a message and summarises it. Never fails: what cannot be understood falls back to
+/// the defaults of RFC 2045 §5.2.
 pub fn summarize(raw: &[u8]) -> MessageSummary {
-    let parsed = MessageParser::default().parse(raw);
+    let body = structure::parse(raw);
+    let header = &raw[..(body.offset_body as usize).min(raw.len())];
+    let envelope = structure::raw_envelope(&structure::header_fields(header));
+    // Decoded header values (RFC 2047 words, dates, message ids, address lists) from the
+    // header alone.
+    let parsed = MessageParser::default().parse_headers(header);
     let Some(message) = parsed else {
-        return finish(MessageSummary {
-            size: raw.len() as u64,
-            body: plain_leaf(raw, 0, 0, raw.len() as u64),
-            ..MessageSummary::empty()
-        });
-    };
-    let mut budget = MAX_PARTS;
-    let body = match message.parts.first() {
-        Some(root) => build_part(raw, &message.parts, root, 0, &mut budget),
-        None => plain_leaf(raw, 0, 0, raw.len() as u64),
+        return finish(MessageSummary { size: raw.len() as u64, envelope, body, ..MessageSummary::empty() });
     };
     let from = message
         .from()
@@ -269,7 +274,7 @@ pub fn summarize(raw: &[u8]) -> MessageSummary {
         message_id: message.message_id().map(str::to_string),
         in_reply_to: id_list(message.in_reply_to()),
         references: id_list(message.references()),
-        envelope: message.parts.first().map(|p| raw_envelope(raw, p)).unwrap_or_default(),
+        envelope,
         body,
         from_addrs: addr_list(message.from()),
         to_addrs: addr_list(message.to()),
@@ -291,17 +296,12 @@ fn finish(mut s: MessageSummary) -> MessageSummary {
     let mut bodystructure = Vec::new();
     imap::body_structure(&mut bodystructure, &s.body, true, ascii);
     let eight_bit = [&envelope, &body, &bodystructure].iter().any(|b| !b.is_ascii());
-    s.imap = ImapForms {
-        envelope: String::from_utf8_lossy(&envelope).into_owned(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-        bodystructure: String::from_utf8_lossy(&bodystructure).into_owned(),
-        eight_bit,
-    };
-    let addrs = |list: &[Addr], raw: &Option<String>| {
+    s.imap = ImapForms { envelope, body, bodystructure, eight_bit };
+    let addrs = |list: &[Addr], raw: &Option<Vec<u8>>| {
         let mut t: String = list.iter().map(Addr::display).collect::<Vec<_>>().join(", ");
         if let Some(r) = raw {
             t.push('\n');
-            t.push_str(r);
+            t.push_str(&String::from_utf8_lossy(r));
         }
         t.to_lowercase()
     };
@@ -361,46 +361,11 @@ fn clean_line(s: &str) -> String {
     s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
-/// A raw header value, unfolded (RFC 5322 §2.2.3: CRLF before WSP removed) and trimmed.
-fn raw_value(raw: &[u8], start: u32, end: u32) -> String {
-    let bytes = raw.get(start as usize..end as usize).unwrap_or_default();
-    let text = String::from_utf8_lossy(bytes);
-    let unfolded: String = text.chars().filter(|&c| c != '\r' && c != '\n').collect();
-    unfolded.trim().to_string()
-}
-
-fn raw_envelope(raw: &[u8], part: &MessagePart<'_>) -> RawEnvelope {
-    let find = |name: HeaderName<'static>| {
-        part.headers.iter().find(|h| h.name == name).map(|h| raw_value(raw, h.offset_start, h.offset_end))
-    };
-    RawEnvelope {
-        date: find(HeaderName::Date),
-        subject: find(HeaderName::Subject),
-        from: find(HeaderName::From),
-        sender: find(HeaderName::Sender),
-        reply_to: find(HeaderName::ReplyTo),
-        to: find(HeaderName::To),
-        cc: find(HeaderName::Cc),
-        bcc: find(HeaderName::Bcc),
-        in_reply_to: find(HeaderName::InReplyTo),
-        message_id: find(HeaderName::MessageId),
-    }
-}
-
-fn count_lines(raw: &[u8], start: u64, end: u64) -> u64 {
-    let body = raw.get(start as usize..end as usize).unwrap_or_default();
-    let mut n = body.iter().filter(|&&b| b == b'\n').count() as u64;
-    if !body.is_empty() && body.last() != Some(&b'\n') {
-        n += 1;
-    }
-    n
-}
-
 fn plain_leaf(raw: &[u8], header: u64, body: u64, end: u64) -> BodyPart {
     BodyPart {
         media_type: "text".into(),
         subtype: "plain".into(),
-        params: vec![("charset".into(), "us-ascii".into())],
+        params: vec![(b"charset".to_vec(), b"us-ascii".to_vec())],
         id: None,
         description: None,
         encoding: None,
@@ -411,87 +376,8 @@ fn plain_leaf(raw: &[u8], header: u64, body: u64, end: u64) -> BodyPart {
         offset_header: header,
         offset_body: body,
         offset_end: end,
-        lines: count_lines(raw, body, end),
+        lines: structure::count_lines(raw.get(body as usize..end as usize).unwrap_or_default()),
         kind: PartKind::Leaf,
-    }
-}
-
-fn attributes(attrs: Option<&[mail_parser::Attribute<'_>]>) -> Vec<(String, String)> {
-    attrs.unwrap_or_default().iter().map(|a| (a.name.to_ascii_lowercase(), a.value.to_string())).collect()
-}
-
-fn build_part(
-    raw: &[u8],
-    parts: &[MessagePart<'_>],
-    part: &MessagePart<'_>,
-    depth: usize,
-    budget: &mut usize,
-) -> BodyPart {
-    *budget = budget.saturating_sub(1);
-    let (media_type, subtype, params) = match part.content_type() {
-        Some(ct) => (
-            ct.ctype().to_ascii_lowercase(),
-            ct.subtype().map(str::to_ascii_lowercase).unwrap_or_default(),
-            attributes(ct.attributes()),
-        ),
-        None => ("text".to_string(), "plain".to_string(), vec![("charset".into(), "us-ascii".into())]),
-    };
-    let (media_type, subtype) = match (&part.body, subtype.is_empty()) {
-        // A multipart without a subtype is treated as multipart/mixed (RFC 2046 §5.1.3).
-        (PartType::Multipart(_), true) => ("multipart".to_string(), "mixed".to_string()),
-        (_, true) if media_type == "text" => (media_type, "plain".into()),
-        (_, true) => ("application".into(), "octet-stream".into()),
-        _ => (media_type, subtype),
-    };
-    let (header, body, end) = (part.offset_header as u64, part.offset_body as u64, part.offset_end as u64);
-    let kind = if depth >= MAX_DEPTH {
-        PartKind::Leaf
-    } else {
-        match &part.body {
-            PartType::Multipart(ids) => {
-                let mut children = Vec::with_capacity(ids.len().min(64));
-                for id in ids {
-                    if *budget == 0 {
-                        break;
-                    }
-                    if let Some(child) = parts.get(*id as usize) {
-                        children.push(build_part(raw, parts, child, depth + 1, budget));
-                    }
-                }
-                PartKind::Multipart(children)
-            }
-            // Only a message parsed in place has offsets into our bytes; an encoded one
-            // (base64 message/rfc822, not allowed by RFC 2046 §5.2.1) stays a leaf.
-            PartType::Message(inner) if matches!(inner.raw_message, Cow::Borrowed(_)) => match inner.parts.first() {
-                Some(root) => PartKind::Message(
-                    Box::new(raw_envelope(raw, root)),
-                    Box::new(build_part(raw, &inner.parts, root, depth + 1, budget)),
-                ),
-                None => PartKind::Leaf,
-            },
-            _ => PartKind::Leaf,
-        }
-    };
-    BodyPart {
-        media_type,
-        subtype,
-        params,
-        id: part.content_id().map(|s| format!("<{s}>")),
-        description: part.content_description().map(str::to_string),
-        encoding: part.content_transfer_encoding().map(str::to_ascii_lowercase),
-        disposition: part.content_disposition().map(|d| (d.ctype().to_ascii_lowercase(), attributes(d.attributes()))),
-        language: id_list(part.content_language()),
-        location: part.content_location().map(str::to_string),
-        md5: part
-            .headers
-            .iter()
-            .find(|h| h.name.as_str().eq_ignore_ascii_case("Content-MD5"))
-            .map(|h| raw_value(raw, h.offset_start, h.offset_end)),
-        offset_header: header,
-        offset_body: body,
-        offset_end: end,
-        lines: count_lines(raw, body, end),
-        kind,
     }
 }
 

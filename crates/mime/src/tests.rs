@@ -14,8 +14,8 @@ fn simple_message() {
     assert_eq!(s.sent_day, Some(1751364000 / 86400));
     assert_eq!(s.from_addrs, vec![Addr { name: Some("Jörg".into()), address: "jorg@example.org".into() }]);
     assert_eq!(s.to_addrs[0].display(), "a@example.net");
-    assert_eq!(s.envelope.from.as_deref(), Some("=?utf-8?q?J=C3=B6rg?= <jorg@example.org>"));
-    assert_eq!(s.envelope.subject.as_deref(), Some("Hello there"));
+    assert_eq!(s.envelope.from.as_deref(), Some(&b"=?utf-8?q?J=C3=B6rg?= <jorg@example.org>"[..]));
+    assert_eq!(s.envelope.subject.as_deref(), Some(&b"Hello there"[..]));
     assert_eq!((s.body.media_type.as_str(), s.body.subtype.as_str()), ("text", "plain"));
     assert_eq!(s.body.lines, 2);
     assert_eq!(&SIMPLE[s.body.offset_body as usize..s.body.offset_end as usize], b"line one\r\nline two\r\n");
@@ -27,9 +27,9 @@ fn multipart_with_nested_message() {
     let s = summarize(raw);
     let PartKind::Multipart(children) = &s.body.kind else { panic!("{:?}", s.body) };
     assert_eq!(children.len(), 3);
-    assert_eq!(children[0].params, vec![("charset".to_string(), "utf-8".to_string())]);
+    assert_eq!(children[0].params, vec![(b"charset".to_vec(), b"utf-8".to_vec())]);
     let PartKind::Message(env, inner) = &children[1].kind else { panic!("{:?}", children[1]) };
-    assert_eq!(env.subject.as_deref(), Some("inner"));
+    assert_eq!(env.subject.as_deref(), Some(&b"inner"[..]));
     assert_eq!(&raw[inner.offset_body as usize..inner.offset_end as usize], b"inner body");
     assert_eq!(children[2].encoding.as_deref(), Some("base64"));
     assert_eq!(children[2].disposition.as_ref().map(|d| d.0.as_str()), Some("attachment"));

@@ -244,7 +244,7 @@ impl Session {
                             if self.utf8 && s.imap.eight_bit {
                                 render::envelope(&mut item, &s.envelope, self.style());
                             } else {
-                                item.extend_from_slice(s.imap.envelope.as_bytes());
+                                item.extend_from_slice(&s.imap.envelope);
                             }
                         }
                     }
@@ -255,9 +255,9 @@ impl Session {
                             if self.utf8 && s.imap.eight_bit {
                                 render::body_structure(&mut item, &s.body, extended, self.style());
                             } else if extended {
-                                item.extend_from_slice(s.imap.bodystructure.as_bytes());
+                                item.extend_from_slice(&s.imap.bodystructure);
                             } else {
-                                item.extend_from_slice(s.imap.body.as_bytes());
+                                item.extend_from_slice(&s.imap.body);
                             }
                         }
                     }
