@@ -1,8 +1,9 @@
-//! Mail authentication. Now: DKIM keys (`tern dkim generate`), the DNS records to publish, and
-//! DKIM signing of outgoing mail (RFC 6376, RFC 8463) on top of mail-auth.
+//! Mail authentication: DKIM keys and signing (RFC 6376, RFC 8463) on top of mail-auth, SPF
+//! (RFC 7208) and DMARC (RFC 7489) of Tern's own, and the verification of inbound mail.
 
 pub mod dkim;
 pub mod dmarc;
 pub mod report;
 pub mod resolver;
+pub mod spf;
 pub mod verify;
