@@ -94,6 +94,9 @@ struct Error(SpfResult, String);
 
 type Check<T> = Result<T, Error>;
 
+/// The future of a recursive check (include, redirect).
+type Boxed<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 fn perm(why: impl Into<String>) -> Error {
     Error(SpfResult::PermError, why.into())
 }
@@ -242,7 +245,7 @@ impl<D: SpfDns> Evaluation<'_, D> {
         &'s mut self,
         domain: &'s str,
         depth: usize,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Check<(SpfResult, Option<String>)>> + Send + 's>>
+    ) -> Boxed<'s, Check<(SpfResult, Option<String>)>>
     where
         D: SpfDns,
     {
