@@ -241,11 +241,7 @@ impl<D: SpfDns> Evaluation<'_, D> {
 
     /// check_host() for one domain; `depth` bounds include/redirect recursion (the lookup
     /// limit does too).
-    fn check<'s>(
-        &'s mut self,
-        domain: &'s str,
-        depth: usize,
-    ) -> Boxed<'s, Check<(SpfResult, Option<String>)>>
+    fn check<'s>(&'s mut self, domain: &'s str, depth: usize) -> Boxed<'s, Check<(SpfResult, Option<String>)>>
     where
         D: SpfDns,
     {

@@ -2,7 +2,8 @@
 //! DMARC (RFC 7489), with DNS answers cached for their TTLs, and the `Authentication-Results`
 //! header (RFC 8601) that records them.
 //!
-//! DKIM, ARC and iprev are mail-auth's; SPF is [`crate::spf`] and DMARC [`crate::dmarc`]. Two corrections to
+//! DKIM and iprev are mail-auth's; SPF is [`crate::spf`], ARC validation [`crate::arc`] and
+//! DMARC [`crate::dmarc`]. Two corrections to
 //! mail-auth 0.13: a DKIM signature with `l=` that covers less than the whole body counts as
 //! neutral (RFC 6376 §8.2: the rest of the body is unsigned), and a relaxed-body signature
 //! that fails only because mail-auth mishandles trailing whitespace-only lines is checked
@@ -516,12 +517,16 @@ impl Verifier {
 
     /// The ARC chain (RFC 8617 §5.2).
     pub async fn arc(&self, raw: &[u8]) -> Option<Outcome> {
-        let message = AuthenticatedMessage::parse(raw)?;
-        if message.as_headers.is_empty() && message.ams_headers.is_empty() && message.aar_headers.is_empty() {
-            return None;
+        let verdict = crate::arc::validate(&SpfResolver(self), raw).await;
+        if let Some(why) = &verdict.reason {
+            tracing::info!(reason = %why, "ARC chain fails");
         }
-        let out = self.auth.verify_arc(cached!(self, &message)).await;
-        Some(Outcome::of_dkim(out.result()).0)
+        // RFC 8601 §2.7.1 knows arc=none for a message without a chain: written, not left out.
+        Some(match verdict.result {
+            crate::arc::ArcResult::None => Outcome::None,
+            crate::arc::ArcResult::Pass => Outcome::Pass,
+            crate::arc::ArcResult::Fail => Outcome::Fail,
+        })
     }
 
     /// DMARC for the From domain given the SPF and DKIM results.
@@ -570,6 +575,10 @@ impl Verifier {
         let der = base64::engine::general_purpose::STANDARD.decode(&key.private_key).ok()?;
         let rsa = RsaKey::<Sha256>::from_key_der(rustls_pki_types::PrivateKeyDer::Pkcs8(der.into())).ok()?;
         let message = AuthenticatedMessage::parse(raw)?;
+        // A chain that fails Tern's validation is not continued (mail-auth is more lenient).
+        if crate::arc::validate(&SpfResolver(self), raw).await.result == crate::arc::ArcResult::Fail {
+            return None;
+        }
         let dkim = self.auth.verify_dkim(cached!(self, &message)).await;
         let arc = self.auth.verify_arc(cached!(self, &message)).await;
         if !arc.can_be_sealed() {

@@ -169,6 +169,8 @@ fn dkim_spf_and_dmarc_results_are_recorded_and_enforced() {
     assert!(m.contains("spf=pass smtp.mailfrom=a@signer.test"), "{m}");
     assert!(m.contains("dkim=pass header.d=signer.test header.s=sel1"), "{m}");
     assert!(m.contains("dmarc=pass") && m.contains("header.from=signer.test"), "{m}");
+    // No ARC chain: said as arc=none (RFC 8601 §2.7.1), not left out.
+    assert!(m.contains("arc=none"), "{m}");
     assert!(!m.contains("forged.example"), "the forged result is gone: {m}");
     assert_eq!(m.matches("Authentication-Results:").count(), 1, "{m}");
 
