@@ -401,6 +401,9 @@ pub struct Inbound {
     pub iprev: bool,
     /// A newer Public Suffix List than the bundled one (publicsuffix.org format).
     pub public_suffix_list: Option<PathBuf>,
+    /// Which DMARC specification policy discovery and alignment follow: `rfc7489` (the
+    /// Public Suffix List, `pct`) or `rfc9989` (DMARCbis: DNS tree walk, `psd`, `np`, `t`).
+    pub dmarc_specification: DmarcSpecification,
     /// Wait this long before the greeting and refuse clients that talk first; 0 = off.
     pub greet_pause_ms: u64,
     /// New connections per minute from one address (0 = no limit).
@@ -431,6 +434,7 @@ impl Default for Inbound {
             dmarc_quarantine: true,
             iprev: true,
             public_suffix_list: None,
+            dmarc_specification: DmarcSpecification::default(),
             greet_pause_ms: 500,
             max_connections_per_minute_per_ip: 120,
             max_messages_per_minute_per_ip: 300,
@@ -444,6 +448,16 @@ impl Default for Inbound {
             dmarc_report_interval_seconds: 86400,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcSpecification {
+    /// RFC 7489 (2015): organizational domains from the Public Suffix List.
+    #[default]
+    Rfc7489,
+    /// RFC 9989 (DMARCbis): the DNS tree walk, `psd=`, `np=`, `t=`.
+    Rfc9989,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -61,7 +61,7 @@ async fn send_reports(service: &DeliveryService, verifier: &Verifier, aggregator
         }
         let Ok(gz) = gz.finish() else { continue };
         for rua in &published.rua {
-            if let Some(name) = report::verification_name(verifier.public_suffixes(), domain, rua) {
+            if let Some(name) = report::verification_name(verifier.public_suffixes(), published, rua) {
                 match service.dns.txt(&name).await {
                     Ok(records) if report::verification_ok(&records) => {}
                     Ok(_) => {

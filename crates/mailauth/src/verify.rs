@@ -174,6 +174,7 @@ pub struct Verifier {
     auth: MessageAuthenticator,
     caches: Caches,
     psl: PublicSuffixList,
+    dmarc: dmarc::Specification,
     /// This server's name in Authentication-Results (authserv-id).
     pub authserv_id: String,
 }
@@ -209,6 +210,17 @@ impl dmarc::RecordSource for DnsRecords<'_> {
                 })
                 .collect()),
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn exists(&self, domain: &str) -> Result<bool, String> {
+        let fqdn = if domain.ends_with('.') { domain.to_string() } else { format!("{domain}.") };
+        match self.0.auth.0.ipv4_lookup(fqdn.as_str()).await {
+            Ok(_) => Ok(true),
+            // NODATA: the name exists without an A record (RFC 9989 §A.4).
+            Err(e) if e.is_nx_domain() => Ok(false),
+            Err(e) if e.is_no_records_found() => Ok(true),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -412,8 +424,19 @@ impl Verifier {
             auth: MessageAuthenticator(resolver),
             caches: Caches::default(),
             psl,
+            dmarc: dmarc::Specification::default(),
             authserv_id: authserv_id.to_string(),
         }
+    }
+
+    /// Evaluates DMARC by `spec` (RFC 7489 by default).
+    pub fn with_dmarc(mut self, spec: dmarc::Specification) -> Verifier {
+        self.dmarc = spec;
+        self
+    }
+
+    pub fn dmarc_specification(&self) -> dmarc::Specification {
+        self.dmarc
     }
 
     pub fn public_suffixes(&self) -> &PublicSuffixList {
@@ -549,7 +572,7 @@ impl Verifier {
             dkim_pass: &dkim_pass,
             dkim_temperror: &dkim_temperror,
         };
-        dmarc::evaluate(&self.psl, &DnsRecords(self), &inputs, sample).await
+        dmarc::evaluate(&self.psl, &DnsRecords(self), &inputs, sample, self.dmarc).await
     }
 
     /// ARC headers (RFC 8617 §5.1) sealing this message for a forward, signed with the RSA
@@ -652,7 +675,10 @@ impl Verifier {
             let policy = e
                 .record
                 .as_ref()
-                .map(|_| format!(" (p={} dis={})", e.policy.name(), e.applied.name()))
+                .map(|r| {
+                    let testing = if r.testing { " t=y" } else { "" };
+                    format!(" (p={} dis={}{testing})", e.policy.name(), e.applied.name())
+                })
                 .unwrap_or_default();
             push(format!(
                 "dmarc={}{policy} header.from={} policy.dmarc={}",

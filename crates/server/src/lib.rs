@@ -130,7 +130,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 }
                 None => tern_mailauth::dmarc::PublicSuffixList::bundled(),
             };
-            let verifier = Arc::new(tern_mailauth::verify::Verifier::new(resolver.clone(), &config.hostname, psl));
+            let verifier = Arc::new(
+                tern_mailauth::verify::Verifier::new(resolver.clone(), &config.hostname, psl)
+                    .with_dmarc(dmarc_specification(&config)),
+            );
             let aggregator = config.inbound.dmarc_reports.then(|| {
                 let saved = std::fs::read(config.data_dir.join(DMARC_STATE)).unwrap_or_default();
                 Arc::new(tern_mailauth::report::Aggregator::restore(&saved, tern_store::now_unix()))
@@ -317,4 +320,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// The configured DMARC specification, as the verifier names it.
+pub fn dmarc_specification(config: &Config) -> tern_mailauth::dmarc::Specification {
+    match config.inbound.dmarc_specification {
+        tern_config::DmarcSpecification::Rfc7489 => tern_mailauth::dmarc::Specification::Rfc7489,
+        tern_config::DmarcSpecification::Rfc9989 => tern_mailauth::dmarc::Specification::Rfc9989,
+    }
 }

@@ -12,7 +12,7 @@ fn verifier(config: &Config) -> anyhow::Result<Verifier> {
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
         None => tern_mailauth::dmarc::PublicSuffixList::bundled(),
     };
-    Ok(Verifier::new(resolver, &config.hostname, psl))
+    Ok(Verifier::new(resolver, &config.hostname, psl).with_dmarc(tern_server::dmarc_specification(config)))
 }
 
 pub async fn spf(config: &Config, ip: IpAddr, helo: &str, sender: Option<&str>) -> anyhow::Result<String> {
@@ -73,15 +73,23 @@ pub async fn dmarc(config: &Config, raw: &[u8], ip: IpAddr, helo: &str, sender: 
     let e = v.dmarc(&from_domain, &spf, &dkim, 0).await;
     let mut out = format!("{}\n", e.verdict.word());
     out.push_str(&format!("header.from: {}\n", e.from_domain));
+    out.push_str(&format!("specification: {}\n", e.specification.discovery_method()));
     match &e.record {
-        Some(r) => out.push_str(&format!(
-            "record: _dmarc.{} p={} sp={} pct={}\npolicy: {}\n",
-            e.record_domain.as_deref().unwrap_or(""),
-            r.p.name(),
-            r.sp.name(),
-            r.pct,
-            e.applied.name()
-        )),
+        Some(r) => {
+            out.push_str(&format!(
+                "record: _dmarc.{} p={} sp={} np={} pct={} t={}\n",
+                e.record_domain.as_deref().unwrap_or(""),
+                r.p.name(),
+                r.sp.name(),
+                r.np.name(),
+                r.pct,
+                if r.testing { "y" } else { "n" }
+            ));
+            if let Some(org) = &e.organizational_domain {
+                out.push_str(&format!("organizational domain: {org}\n"));
+            }
+            out.push_str(&format!("requested: {}\npolicy: {}\n", e.policy.name(), e.applied.name()));
+        }
         None => out.push_str("record: none\npolicy: none\n"),
     }
     out.push_str(&format!("spf: {} ({}), aligned: {}\n", spf.outcome.word(), spf.domain, e.spf_aligned));

@@ -108,6 +108,17 @@ fn records(keys: &Keys) -> Vec<(String, String, String)> {
         r("rep.test._report._dmarc.example.test", "TXT", "v=DMARC1"),
         // DNS blocklist.
         r("1.0.0.127.bl.test", "A", "127.0.0.2"),
+        // DMARC: several records at one name, a record without p, np for a name that does
+        // not exist, t=y, and a public suffix domain (RFC 9989's psd=y).
+        r("_dmarc.two.test", "TXT", "v=DMARC1; p=reject"),
+        r("_dmarc.two.test", "TXT", "v=DMARC1; p=none"),
+        r("_dmarc.nop.test", "TXT", "v=DMARC1; adkim=s"),
+        r("_dmarc.np.test", "TXT", "v=DMARC1; p=none; sp=none; np=reject"),
+        r("sub.np.test", "A", "192.0.2.1"),
+        r("_dmarc.testmode.test", "TXT", "v=DMARC1; p=reject; t=y"),
+        r("_dmarc.bank.test", "TXT", "v=DMARC1; p=reject; psd=y"),
+        r("_dmarc.giant.bank.test", "TXT", "v=DMARC1; p=reject"),
+        r("mega.bank.test", "TXT", "v=spf1 ip4:127.0.0.1 -all"),
     ];
     // A chain of includes longer than the 10-lookup limit (RFC 7208 §4.6.4).
     for i in 0..12 {
@@ -203,6 +214,58 @@ fn dkim_spf_and_dmarc_results_are_recorded_and_enforced() {
     assert!(out.starts_with("fail\n") && out.contains("policy: quarantine"), "{out}");
     let (_, metrics) = server.http_get("/metrics");
     assert!(metrics.contains("tern_auth_results_total{method=\"dmarc\",result=\"pass\"}"), "{metrics}");
+}
+
+/// The same mail judged by RFC 7489 and by RFC 9989 (`inbound.dmarc_specification`).
+#[test]
+fn dmarc_follows_the_configured_specification() {
+    let keys = Keys::new();
+    let world = start_world(&keys);
+    let rfc7489 = TestServer::started(&inbound_config(world.dns_port, "iprev = false\n"));
+    let rfc9989 =
+        TestServer::started(&inbound_config(world.dns_port, "iprev = false\ndmarc_specification = \"rfc9989\"\n"));
+    // (From, MAIL FROM, reply and Authentication-Results under RFC 7489, then RFC 9989).
+    let cases = [
+        // Several records at one name, or one without p and rua: no DMARC processing
+        // (RFC 7489 §6.6.3 steps 5 and 6), not permerror.
+        ("x@two.test", "b@other.test", (250, "dmarc=none"), (250, "dmarc=none")),
+        ("x@nop.test", "b@other.test", (250, "dmarc=none"), (250, "dmarc=none")),
+        // np=reject for a subdomain that does not exist; sp=none for one that does.
+        ("x@ghost.np.test", "b@other.test", (250, "dmarc=fail (p=none dis=none)"), (550, "")),
+        ("x@sub.np.test", "b@other.test", (250, "dmarc=fail (p=none dis=none)"), (250, "dmarc=fail (p=none dis=none)")),
+        // t=y: one level below reject (RFC 9989); RFC 7489 knows no t.
+        ("x@testmode.test", "b@other.test", (550, ""), (250, "dmarc=fail (p=reject dis=quarantine t=y)")),
+        // bank.test is a public suffix domain (psd=y): giant.bank.test and mega.bank.test
+        // are different organizations for the tree walk, one for the Public Suffix List.
+        ("a@giant.bank.test", "b@mega.bank.test", (250, "dmarc=pass"), (550, "")),
+    ];
+    for (n, (from, sender, want7489, want9989)) in cases.iter().enumerate() {
+        for (server, spec, (code, header)) in [(&rfc7489, "rfc7489", want7489), (&rfc9989, "rfc9989", want9989)] {
+            let before = stored(server, "INBOX").len() + stored(server, "Junk").len();
+            let r = send(server, sender, message(from, &format!("case{n}"), "").as_bytes());
+            assert_eq!(r.code, *code, "{spec}: {from} from {sender}: {r:?}");
+            if *code == 550 {
+                assert!(r.text().starts_with("5.7.1") && r.text().contains("DMARC"), "{spec}: {r:?}");
+                continue;
+            }
+            let mut all = stored(server, "INBOX");
+            all.extend(stored(server, "Junk"));
+            assert_eq!(all.len(), before + 1, "{spec}: {from}");
+            let m = all.iter().find(|m| m.contains(&format!("Subject: case{n}\r\n"))).expect("delivered");
+            assert!(m.contains(header), "{spec}: {from}: want {header}:\n{m}");
+        }
+    }
+    // t=y went to Junk (quarantine), not to the inbox.
+    assert!(stored(&rfc9989, "Junk").iter().any(|m| m.contains("Subject: case4\r\n")));
+    // tern check dmarc says which specification and what it found.
+    let path = keys.path("np.eml");
+    std::fs::write(&path, message("x@ghost.np.test", "np", "")).unwrap();
+    let args = ["check", "dmarc", &path, "--ip", "127.0.0.1", "--helo", "mail.other.test", "--sender", "b@other.test"];
+    let out = rfc9989.ok(&args);
+    assert!(out.starts_with("fail\n") && out.contains("specification: treewalk"), "{out}");
+    assert!(out.contains("record: _dmarc.np.test p=none sp=none np=reject") && out.contains("policy: reject"), "{out}");
+    let out = rfc7489.ok(&args);
+    assert!(out.contains("specification: psl") && out.contains("policy: none"), "{out}");
 }
 
 #[test]

@@ -179,7 +179,6 @@ impl Stage for InboundAuthentication {
                 (DmarcVerdict::TempError(_), _) => 4,
                 (DmarcVerdict::Fail, Policy::Quarantine) => 3,
                 (DmarcVerdict::Fail, Policy::None) => 2,
-                (DmarcVerdict::PermError(_), _) => 1,
                 _ => 0,
             })
             .cloned();
