@@ -1,12 +1,14 @@
 //! Protection shared by SMTP, IMAP and POP3: concurrent connection limits per address and in
 //! total, a failed-login record that slows down and then bans addresses that keep guessing
-//! passwords (or harvesting addresses), rate limits, the greylist, and the pool that runs sessions' CPU-heavy commands.
+//! passwords (or harvesting addresses), rate limits, the greylist, the pool that runs sessions' CPU-heavy commands, and the memory budget of
+//! message data (with its spool).
 
 pub mod accept;
 pub mod auth;
 pub mod compute;
 pub mod deadline;
 pub mod limits;
+pub mod memory;
 pub mod rate;
 
 pub use accept::accept_until_shutdown;
@@ -14,4 +16,5 @@ pub use auth::{AuthGuard, AuthVerdict};
 pub use compute::{Budget, ComputeError, ComputePool, OverBudget};
 pub use deadline::{Deadlines, Expired};
 pub use limits::{ConnectionLimits, ConnectionSlot, LimitExceeded};
+pub use memory::{Incoming, IncomingError, MessageMemory, Reservation};
 pub use rate::{Greylist, RateLimiter, greylist_network};

@@ -132,16 +132,18 @@ impl Signer {
         self.keys.is_empty()
     }
 
-    /// Signs `message` with every key; returns the message to send (possibly with its trailing
-    /// whitespace-only lines emptied, see the module notes) with the `DKIM-Signature` fields
-    /// on top.
-    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, DkimError> {
-        let message = normalize_trailing_blank_lines(message);
+    /// Signs `message` with every key and puts the `DKIM-Signature` fields on top, in the
+    /// message's own buffer (a large message is never held twice). Trailing whitespace-only
+    /// lines are emptied first (see the module notes), also when signing fails.
+    pub fn sign(&self, message: &mut Vec<u8>) -> Result<(), DkimError> {
+        if let Cow::Owned(normalized) = normalize_trailing_blank_lines(message) {
+            *message = normalized;
+        }
         let mut fields = Vec::new();
         for key in &self.keys {
             let signature = match key {
-                Prepared::Ed25519(s) => s.sign(&message),
-                Prepared::Rsa(s) => s.sign(&message),
+                Prepared::Ed25519(s) => s.sign(message),
+                Prepared::Rsa(s) => s.sign(message),
             }
             .map_err(|e| DkimError::Sign(e.to_string()))?;
             // mail-auth folds a long b= value right before its closing ';', but signs the field
@@ -149,13 +151,10 @@ impl Signer {
             // so that fold would break the signature. The field is written without it.
             fields.push(signature.to_header().replace("\r\n\t;", ";"));
         }
-        let mut out = Vec::with_capacity(message.len() + fields.iter().map(String::len).sum::<usize>());
         // The RSA signature goes on top, the Ed25519 one below it (both sign the same fields).
-        for field in fields.iter().rev() {
-            out.extend_from_slice(field.as_bytes());
-        }
-        out.extend_from_slice(&message);
-        Ok(out)
+        let head: Vec<u8> = fields.iter().rev().flat_map(|f| f.as_bytes().iter().copied()).collect();
+        message.splice(0..0, head);
+        Ok(())
     }
 }
 
@@ -243,8 +242,8 @@ mod tests {
             let key = generate(alg, &sel, now).unwrap();
             assert!(dns_record(&key).starts_with("v=DKIM1; k="));
             let signer = Signer::new("example.org", std::slice::from_ref(&key)).unwrap();
-            let signed =
-                signer.sign(b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nbody\r\n  \r\n").unwrap();
+            let mut signed = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nbody\r\n  \r\n".to_vec();
+            signer.sign(&mut signed).unwrap();
             let text = String::from_utf8(signed).unwrap();
             assert!(text.starts_with("DKIM-Signature: "), "{text}");
             assert!(text.contains(&format!("s={sel}")));

@@ -62,6 +62,19 @@ pub fn body_text(raw: &[u8]) -> String {
     out.to_lowercase()
 }
 
+/// Length of the text [`body_text`] would collect (before lower-casing).
+fn text_len(message: &mail_parser::Message<'_>, depth: usize) -> usize {
+    message
+        .parts
+        .iter()
+        .map(|part| match &part.body {
+            mail_parser::PartType::Text(t) | mail_parser::PartType::Html(t) => t.len() + 1,
+            mail_parser::PartType::Message(inner) if depth < 8 => text_len(inner, depth + 1),
+            _ => 0,
+        })
+        .sum()
+}
+
 fn collect_text(message: &mail_parser::Message<'_>, out: &mut String, depth: usize) {
     for part in &message.parts {
         match &part.body {
@@ -94,6 +107,29 @@ pub fn search_texts(raw: &[u8]) -> (String, String) {
     (header_text(&raw[..header_len(raw)]), body_text(raw))
 }
 
+/// [`search_texts`] when neither text is longer than `limit` bytes; `None` otherwise, found
+/// without building them (a 50 MB text part is measured, not copied and lower-cased twice).
+pub fn search_texts_within(raw: &[u8], limit: usize) -> Option<(String, String)> {
+    let header = header_text(&raw[..header_len(raw)]);
+    if header.len() > limit {
+        return None;
+    }
+    let body = match mail_parser::MessageParser::default().parse(raw) {
+        Some(message) => {
+            if text_len(&message, 0) > limit {
+                return None;
+            }
+            let mut out = String::new();
+            collect_text(&message, &mut out, 0);
+            out.to_lowercase()
+        }
+        None if raw.len() > limit => return None,
+        None => String::from_utf8_lossy(raw).to_lowercase(),
+    };
+    // Lower-casing can lengthen a text a little (some capitals have longer small letters).
+    (body.len() <= limit).then_some((header, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +140,8 @@ mod tests {
         let (header, body) = search_texts(raw);
         assert!(header.contains("subject: grüße"), "{header}");
         assert!(body.contains("hello world"), "{body}");
+        assert_eq!(search_texts_within(raw, 1 << 20), Some((header.clone(), body.clone())));
+        assert_eq!(search_texts_within(raw, 8), None, "the body is longer than 8 bytes");
         assert_eq!(header_len(b"A: b\r\n\r\nbody"), 8);
         assert_eq!(header_len(b"no blank line"), 13);
     }

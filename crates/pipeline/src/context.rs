@@ -148,14 +148,19 @@ impl MessageContext {
         self.added_headers.clear();
     }
 
-    /// Consumes the context's message bytes into the stored form without copying the body
+    /// Consumes the context's message bytes into the stored form: the added headers are
+    /// moved in front of the message inside its own buffer, so a large message is never held
     /// twice.
     pub fn take_final_message(&mut self) -> Vec<u8> {
-        if self.added_headers.is_empty() {
-            return std::mem::take(&mut self.message);
+        let mut out = std::mem::take(&mut self.message);
+        if !self.added_headers.is_empty() {
+            let mut head = Vec::with_capacity(self.added_headers.iter().map(String::len).sum());
+            for h in self.added_headers.iter().rev() {
+                head.extend_from_slice(h.as_bytes());
+            }
+            out.splice(0..0, head);
+            self.added_headers.clear();
         }
-        let out = self.final_message();
-        self.message = Vec::new();
         out
     }
 }

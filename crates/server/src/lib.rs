@@ -159,6 +159,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // SMTP (port 25).
     let smtp_limits =
         ConnectionLimits::new(config.smtp.max_connections, config.smtp.max_connections_per_ip, config.limit_exempt());
+    // Message data in memory, for both SMTP services; beyond it, spooled (see tern_guard::memory).
+    let message_memory = tern_guard::MessageMemory::new(config.smtp.max_inflight_bytes, config.data_dir.join("spool"));
+    message_memory
+        .clear_spool()
+        .with_context(|| format!("spool directory {}", message_memory.spool_dir().display()))?;
     let smtp = SmtpServer::new(
         SmtpSettings::from_config(&config, "smtp"),
         directory.clone(),
@@ -167,7 +172,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::clone(&smtp_limits),
         Arc::clone(&auth_guard),
         Some(inbound_checks),
-        config.smtp.max_inflight_bytes,
+        Arc::clone(&message_memory),
         shutdown.clone(),
     );
     let mut smtp_tasks = Vec::new();
@@ -185,7 +190,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         smtp_limits,
         Arc::clone(&auth_guard),
         None,
-        config.smtp.max_inflight_bytes,
+        message_memory,
         shutdown.clone(),
     );
     for (service, implicit) in [(Service::Submission, false), (Service::Submissions, true)] {

@@ -30,8 +30,6 @@ pub enum DataOutcome {
     TooLarge { size: u64 },
     /// A bare CR or LF was found.
     BareLineEnding,
-    /// The caller stopped storing (memory budget) before the end.
-    Abandoned,
 }
 
 #[derive(Debug)]
@@ -130,7 +128,7 @@ impl DataDecoder {
 
     fn emit(&mut self, bytes: &[u8]) {
         self.size += bytes.len() as u64;
-        if self.storing && self.out.len() + bytes.len() <= self.limit {
+        if self.storing && self.size <= self.limit as u64 {
             self.out.extend_from_slice(bytes);
         } else {
             self.storing = false;
@@ -152,10 +150,10 @@ impl DataDecoder {
         self.out.len()
     }
 
-    /// Stops keeping data (and frees it); the decoder still finds the end of the data.
-    pub fn abandon(&mut self) {
-        self.out = Vec::new();
-        self.storing = false;
+    /// The bytes decoded since the last call, for a caller that keeps the message elsewhere
+    /// (the limit still counts every byte).
+    pub fn take_stored(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
     }
 
     pub fn finish(self) -> DataOutcome {
@@ -163,8 +161,6 @@ impl DataDecoder {
             DataOutcome::TooLarge { size: self.size }
         } else if self.bare {
             DataOutcome::BareLineEnding
-        } else if !self.storing {
-            DataOutcome::Abandoned
         } else {
             DataOutcome::Message(self.out)
         }

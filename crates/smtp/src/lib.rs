@@ -17,7 +17,6 @@ use tern_store::Store;
 use tern_tls::TlsAcceptor;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -71,7 +70,8 @@ pub struct SmtpServer {
     /// Anti-abuse checks (port 25).
     pub(crate) inbound: Option<Arc<inbound::InboundChecks>>,
     /// Message bytes held by all sessions, in KiB permits.
-    pub(crate) inflight: Arc<Semaphore>,
+    /// Message data in memory, shared by every SMTP service (`smtp.max_inflight_bytes`).
+    pub(crate) memory: Arc<tern_guard::MessageMemory>,
     pub(crate) shutdown: CancellationToken,
     tracker: TaskTracker,
     next_session: AtomicU64,
@@ -87,10 +87,9 @@ impl SmtpServer {
         limits: Arc<ConnectionLimits>,
         auth: Arc<AuthGuard>,
         inbound: Option<Arc<inbound::InboundChecks>>,
-        max_inflight_bytes: u64,
+        memory: Arc<tern_guard::MessageMemory>,
         shutdown: CancellationToken,
     ) -> Arc<SmtpServer> {
-        let permits = (max_inflight_bytes / 1024).clamp(1, Semaphore::MAX_PERMITS as u64) as usize;
         Arc::new(SmtpServer {
             store: Arc::clone(directory.store()),
             settings,
@@ -100,7 +99,7 @@ impl SmtpServer {
             limits,
             auth,
             inbound,
-            inflight: Arc::new(Semaphore::new(permits)),
+            memory,
             shutdown,
             tracker: TaskTracker::new(),
             next_session: AtomicU64::new(1),

@@ -18,7 +18,6 @@ use tern_smtp_proto::{
 use tern_store::{Flags, MailboxSelector};
 use tern_tls::Stream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::OwnedSemaphorePermit;
 
 /// Read buffer per session. Small, so that thousands of idle sessions stay cheap.
 const READ_CHUNK: usize = 16 * 1024;
@@ -46,55 +45,16 @@ pub(crate) struct Transaction {
 
 /// Message data arriving in BDAT chunks.
 struct Chunked {
-    data: Vec<u8>,
+    data: tern_guard::Incoming,
     size: u64,
     check: LineEndingCheck,
-    memory: Memory,
     /// A chunk was refused; the rest of the transaction is refused until RSET/MAIL.
     failed: bool,
 }
 
-/// Bytes of message data held against the server-wide budget.
-struct Memory {
-    server: Arc<SmtpServer>,
-    permit: Option<OwnedSemaphorePermit>,
-    held_kib: u32,
-    exhausted: bool,
-}
-
-impl Memory {
-    fn new(server: Arc<SmtpServer>) -> Memory {
-        Memory { server, permit: None, held_kib: 0, exhausted: false }
-    }
-
-    /// Grows the reservation to cover `bytes`; false (and marked exhausted) if the server is
-    /// out of budget.
-    fn cover(&mut self, bytes: usize) -> bool {
-        if self.exhausted {
-            return false;
-        }
-        let need = bytes.div_ceil(1024).min(u32::MAX as usize) as u32;
-        if need <= self.held_kib {
-            return true;
-        }
-        match Arc::clone(&self.server.inflight).try_acquire_many_owned(need - self.held_kib) {
-            Ok(p) => {
-                match &mut self.permit {
-                    Some(existing) => existing.merge(p),
-                    None => self.permit = Some(p),
-                }
-                self.held_kib = need;
-                true
-            }
-            Err(_) => {
-                self.exhausted = true;
-                self.permit = None;
-                self.held_kib = 0;
-                false
-            }
-        }
-    }
-}
+/// How long a message spooled to disk may wait for memory after its end arrived (RFC 5321
+/// §4.5.3.2.6 gives the client 10 minutes for the reply).
+const SPOOL_WAIT: Duration = Duration::from_secs(300);
 
 pub(crate) struct Session<S> {
     pub(crate) server: Arc<SmtpServer>,
@@ -604,17 +564,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         self.send(Reply::plain(354, vec!["End data with <CR><LF>.<CR><LF>".into()]));
         let limit = self.server.settings.max_message_size.min(usize::MAX as u64) as usize;
         let mut decoder = DataDecoder::new(limit);
-        let mut memory = Memory::new(Arc::clone(&self.server));
+        let mut data = tern_guard::Incoming::new(&self.server.memory);
         // Data may already be buffered (pipelined right behind DATA by a careless client).
         let used = decoder.feed(self.lines.buffered());
         self.lines.consume(used);
-        Self::account(&mut decoder, &mut memory);
+        data.push(&decoder.take_stored()).await;
         while !decoder.is_done() {
             match self.read_some(false).await {
                 Ok(n) => {
                     let used = decoder.feed(&self.scratch[..n]);
                     self.lines.extend(&self.scratch[used..n]);
-                    Self::account(&mut decoder, &mut memory);
+                    data.push(&decoder.take_stored()).await;
                 }
                 Err(end) => {
                     tracing::info!("connection lost during DATA; nothing was accepted");
@@ -623,9 +583,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 }
             }
         }
-        let outcome = decoder.finish();
-        let r = match outcome {
-            DataOutcome::Message(raw) => self.finish_message(raw).await,
+        let r = match decoder.finish() {
+            DataOutcome::Message(rest) => {
+                data.push(&rest).await;
+                drop(rest);
+                match data.finish(tokio::time::Instant::now() + SPOOL_WAIT).await {
+                    // The reservation covers the message until it is committed.
+                    Ok((raw, _reservation)) => self.finish_message(raw).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "message data could not be kept");
+                        self.refused("memory", 0);
+                        reply(452, (4, 3, 1), "Insufficient system storage, try again later")
+                    }
+                }
+            }
             DataOutcome::TooLarge { size } => {
                 self.refused("size", size);
                 reply(552, (5, 3, 4), "Message size exceeds fixed maximum message size")
@@ -634,21 +605,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 self.refused("bare_line_ending", 0);
                 reply(554, (5, 6, 0), "Message refused: bare CR or LF in message data (RFC 5321 §2.3.8); use CRLF")
             }
-            DataOutcome::Abandoned => {
-                self.refused("memory", 0);
-                reply(452, (4, 3, 1), "Insufficient system storage, try again later")
-            }
         };
-        drop(memory);
         self.tx = None;
         self.send(r);
         Flow::Continue
-    }
-
-    fn account(decoder: &mut DataDecoder, memory: &mut Memory) {
-        if !memory.cover(decoder.stored()) {
-            decoder.abandon();
-        }
     }
 
     fn refused(&mut self, reason: &'static str, size: u64) {
@@ -664,12 +624,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         if precheck.is_none()
             && let Some(tx) = self.tx.as_mut()
         {
-            let server = Arc::clone(&self.server);
+            let memory = &self.server.memory;
             tx.bdat.get_or_insert_with(|| Chunked {
-                data: Vec::new(),
+                data: tern_guard::Incoming::new(memory),
                 size: 0,
                 check: LineEndingCheck::default(),
-                memory: Memory::new(server),
                 failed: false,
             });
         }
@@ -680,7 +639,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         let take = remaining.min(self.lines.buffered().len() as u64) as usize;
         if take > 0 {
             if accepting && let Some(chunk) = self.tx.as_mut().and_then(|t| t.bdat.as_mut()) {
-                store_chunk(chunk, &self.lines.buffered()[..take], max);
+                store_chunk(chunk, &self.lines.buffered()[..take], max).await;
             }
             self.lines.consume(take);
             remaining -= take as u64;
@@ -690,7 +649,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 Ok(n) => {
                     let take = remaining.min(n as u64) as usize;
                     if accepting && let Some(chunk) = self.tx.as_mut().and_then(|t| t.bdat.as_mut()) {
-                        store_chunk(chunk, &self.scratch[..take], max);
+                        store_chunk(chunk, &self.scratch[..take], max).await;
                     }
                     self.lines.extend(&self.scratch[take..n]);
                     remaining -= take as u64;
@@ -716,12 +675,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             self.send(reply(552, (5, 3, 4), "Message size exceeds fixed maximum message size"));
             return Flow::Continue;
         }
-        if chunk.memory.exhausted {
-            chunk.failed = true;
-            self.refused("memory", 0);
-            self.send(reply(452, (4, 3, 1), "Insufficient system storage, try again later"));
-            return Flow::Continue;
-        }
         if !last {
             let msg = format!("{size} octets received");
             self.send(reply(250, (2, 0, 0), msg));
@@ -732,8 +685,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             self.send(reply(554, (5, 6, 0), "Message refused: bare CR or LF in message data; use CRLF"));
             return Flow::Continue;
         }
-        let raw = std::mem::take(&mut chunk.data);
-        let r = self.finish_message(raw).await;
+        let memory = &self.server.memory;
+        let data = std::mem::replace(&mut chunk.data, tern_guard::Incoming::new(memory));
+        let r = match data.finish(tokio::time::Instant::now() + SPOOL_WAIT).await {
+            // The reservation covers the message until it is committed.
+            Ok((raw, _reservation)) => self.finish_message(raw).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "message data could not be kept");
+                self.refused("memory", 0);
+                reply(452, (4, 3, 1), "Insufficient system storage, try again later")
+            }
+        };
         self.tx = None;
         self.send(r);
         Flow::Continue
@@ -872,17 +834,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
 }
 
 /// Appends BDAT content within the size limit and the memory budget.
-fn store_chunk(chunk: &mut Chunked, bytes: &[u8], max: u64) {
+async fn store_chunk(chunk: &mut Chunked, bytes: &[u8], max: u64) {
     chunk.size += bytes.len() as u64;
     chunk.check.feed(bytes);
-    if chunk.size > max || chunk.memory.exhausted {
-        chunk.data = Vec::new();
-        return;
-    }
-    if chunk.memory.cover(chunk.data.len() + bytes.len()) {
-        chunk.data.extend_from_slice(bytes);
-    } else {
-        chunk.data = Vec::new();
+    if chunk.size <= max {
+        chunk.data.push(bytes).await;
     }
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 
 #[test]
 fn delivers_to_user_alias_catch_all_and_plus_address() {
@@ -549,4 +550,63 @@ fn postmaster_is_always_reachable() {
     c.send(b"Subject: to the postmaster\r\n\r\nhello\r\n.\r\n");
     assert_eq!(c.reply().code, 250);
     assert_eq!(s.mail_list("alice@example.test", "INBOX").len(), 1, "one copy for all five forms");
+}
+
+/// `smtp.max_inflight_bytes` bounds the message data held in memory: beyond it, data goes to
+/// a spool file and the message is loaded once memory is free. Every message gets its 250.
+#[test]
+fn messages_beyond_the_memory_budget_are_spooled_not_refused() {
+    let s = TestServer::started("[smtp]\nmax_message_size = 1048576\nmax_inflight_bytes = 2097152\n");
+    let addr = s.smtp;
+    let body_line = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n";
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                c.hello();
+                c.expect("MAIL FROM:<x@remote.test>", 250);
+                c.expect("RCPT TO:<alice@example.test>", 250);
+                let mut message = format!("Subject: spool{i}\r\n\r\n").into_bytes();
+                while message.len() < 900 * 1024 {
+                    message.extend_from_slice(body_line.as_bytes());
+                }
+                message.extend_from_slice(format!("end of {i}\r\n").as_bytes());
+                let (first, second) = message.split_at(message.len() / 2);
+                if i % 2 == 0 {
+                    c.expect("DATA", 354);
+                    c.send(first);
+                    // Every session holds its first half at once.
+                    std::thread::sleep(Duration::from_millis(500));
+                    c.send(second);
+                    c.send(b".\r\n");
+                } else {
+                    c.send(format!("BDAT {}\r\n", first.len()).as_bytes());
+                    c.send(first);
+                    assert_eq!(c.reply().code, 250);
+                    std::thread::sleep(Duration::from_millis(500));
+                    c.send(format!("BDAT {} LAST\r\n", second.len()).as_bytes());
+                    c.send(second);
+                }
+                let r = c.reply();
+                assert_eq!(r.code, 250, "message {i}: {r:?}");
+                c.expect("QUIT", 221);
+                message
+            })
+        })
+        .collect();
+    let sent: Vec<Vec<u8>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let list = s.mail_list("alice@example.test", "INBOX");
+    assert_eq!(list.len(), 8);
+    for uid in 1..=8u32 {
+        let stored = s.mail_show("alice@example.test", "INBOX", uid);
+        assert!(sent.iter().any(|m| stored.ends_with(m)), "message {uid} is whole");
+    }
+    let (_, metrics) = s.http_get("/metrics");
+    let spooled: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tern_messages_spooled_total ").and_then(|n| n.trim().parse().ok()))
+        .unwrap_or(0);
+    assert!(spooled > 0, "some messages went through the spool: {metrics}");
+    let spool = s.data_dir().join("spool");
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0, "the spool files are gone");
 }

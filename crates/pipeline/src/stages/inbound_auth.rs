@@ -45,12 +45,12 @@ impl InboundAuthentication {
     }
 }
 
-/// Removes header fields named `name` whose value starts with `authserv_id` (then `;`, space
-/// or end). Returns the message and how many went.
-pub fn remove_results_for(message: &[u8], authserv_id: &str) -> (Vec<u8>, usize) {
+/// Removes `Authentication-Results` fields whose value starts with `authserv_id` (then `;`,
+/// space or end), in place: only the header section is rewritten. Returns how many went.
+pub fn remove_results_for(message: &mut Vec<u8>, authserv_id: &str) -> usize {
     let end = message.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2).unwrap_or(message.len());
-    let (header, body) = message.split_at(end);
-    let mut out = Vec::with_capacity(message.len());
+    let header = &message[..end];
+    let mut out = Vec::with_capacity(header.len());
     let mut removed = 0;
     let mut i = 0;
     while i < header.len() {
@@ -91,8 +91,10 @@ pub fn remove_results_for(message: &[u8], authserv_id: &str) -> (Vec<u8>, usize)
         }
         i = j;
     }
-    out.extend_from_slice(body);
-    (out, removed)
+    if removed > 0 {
+        message.splice(..end, out);
+    }
+    removed
 }
 
 /// The value without leading comments (`(...)`), RFC 8601 allows CFWS before the authserv-id.
@@ -131,10 +133,9 @@ impl Stage for InboundAuthentication {
 
     async fn process(&self, ctx: &mut MessageContext) -> Verdict {
         let id = &self.verifier.authserv_id;
-        let (cleaned, removed) = remove_results_for(&ctx.message, id);
+        let removed = remove_results_for(&mut ctx.message, id);
         if removed > 0 {
             tracing::info!(removed, "removed Authentication-Results that claimed to be ours");
-            ctx.message = cleaned;
         }
         if self.trusted(ctx) {
             return Verdict::Continue;
@@ -154,13 +155,13 @@ impl Stage for InboundAuthentication {
         let host = ctx.session.local_hostname.clone();
         let mail_from = ctx.mail_from.clone().unwrap_or_default();
         let v = &self.verifier;
-        let raw = ctx.message.clone();
+        let raw = &ctx.message;
         let (iprev, spf_helo, spf_mail_from, dkim, arc) = tokio::join!(
             async { if self.policy.iprev { Some(v.iprev(ip).await) } else { None } },
             v.spf_helo(ip, &helo, &host),
             v.spf_mail_from(ip, &helo, &host, &mail_from),
-            v.dkim(&raw),
-            v.arc(&raw),
+            v.dkim(raw),
+            v.arc(raw),
         );
         // DMARC for every distinct author domain; the strictest outcome counts.
         let mut domains: Vec<String> =
@@ -224,18 +225,17 @@ impl InboundAuthentication {
         let Some(domain) = forwarding.address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()) else { return };
         let Ok(Some(record)) = directory.domain_get(&domain).await else { return };
         let Some(key) = record.dkim.iter().find(|k| k.algorithm == tern_store::DkimAlgorithm::Rsa) else { return };
-        let message = ctx.final_message();
+        let mut message = ctx.take_final_message();
         let s = &ctx.session;
         let sealed = self
             .verifier
             .arc_seal(&message, s.client_ip, &s.helo, &s.local_hostname, mail_from, &record.name, key)
             .await;
         if let Some(headers) = sealed {
-            let mut out = headers;
-            out.extend_from_slice(&message);
-            ctx.replace_message(out);
+            message.splice(0..0, headers);
             ctx.tag("arc", format!("sealed d={}", record.name));
         }
+        ctx.replace_message(message);
     }
 
     fn apply_dmarc(&self, ctx: &mut MessageContext, dmarc: &tern_mailauth::dmarc::Evaluation) -> Verdict {
@@ -299,14 +299,16 @@ mod tests {
     #[test]
     fn forged_results_are_removed() {
         let m = b"Authentication-Results: mx.tern.test; spf=pass\r\nAuthentication-Results: (comment) MX.Tern.Test;\r\n dkim=pass\r\nAuthentication-Results: other.example; spf=fail\r\nSubject: x\r\n\r\nAuthentication-Results: mx.tern.test; body\r\n";
-        let (out, n) = remove_results_for(m, "mx.tern.test");
+        let mut out = m.to_vec();
+        let n = remove_results_for(&mut out, "mx.tern.test");
         assert_eq!(n, 2);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "Authentication-Results: other.example; spf=fail\r\nSubject: x\r\n\r\nAuthentication-Results: mx.tern.test; body\r\n"
         );
-        let (_, n) = remove_results_for(b"Authentication-Results: mx.tern.test.evil; x\r\n\r\n", "mx.tern.test");
-        assert_eq!(n, 0);
+        let mut kept = b"Authentication-Results: mx.tern.test.evil; x\r\n\r\n".to_vec();
+        assert_eq!(remove_results_for(&mut kept, "mx.tern.test"), 0);
+        assert_eq!(kept, b"Authentication-Results: mx.tern.test.evil; x\r\n\r\n");
     }
 
     #[test]

@@ -190,14 +190,24 @@ impl Stage for DkimSign {
             .and_then(|a| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()));
         let Some(domain) = from_domain else { return Verdict::Continue };
         let Some(signer) = self.signer(&domain).await else { return Verdict::Continue };
-        let message = ctx.final_message();
-        match tokio::task::spawn_blocking(move || signer.sign(&message)).await {
-            Ok(Ok(signed)) => {
-                ctx.replace_message(signed);
-                ctx.tag("dkim", format!("signed d={domain}"));
+        let mut message = ctx.take_final_message();
+        let signing = tokio::task::spawn_blocking(move || {
+            let result = signer.sign(&mut message);
+            (result, message)
+        });
+        match signing.await {
+            Ok((result, message)) => {
+                ctx.replace_message(message);
+                match result {
+                    Ok(()) => ctx.tag("dkim", format!("signed d={domain}")),
+                    Err(e) => tracing::error!(domain, error = %e, "DKIM signing failed; sending unsigned"),
+                }
             }
-            Ok(Err(e)) => tracing::error!(domain, error = %e, "DKIM signing failed; sending unsigned"),
-            Err(e) => tracing::error!(domain, error = %e, "DKIM signing task failed"),
+            // The message went down with the task: nothing was accepted, the client retries.
+            Err(e) => {
+                tracing::error!(domain, error = %e, "DKIM signing task failed");
+                return Verdict::Defer(Refusal::new(451, (4, 3, 0), "Local error in processing, try again later"));
+            }
         }
         Verdict::Continue
     }

@@ -149,3 +149,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn drained_data_still_counts_against_the_limit() {
+    let mut d = DataDecoder::new(10_000);
+    let mut kept = Vec::new();
+    for _ in 0..3 {
+        d.feed(&[b'x'; 4000]);
+        kept.extend(d.take_stored());
+        assert_eq!(d.stored(), 0);
+    }
+    d.feed(b"\r\n.\r\n");
+    assert_eq!(d.finish(), DataOutcome::TooLarge { size: 12_002 });
+    assert!(kept.len() <= 10_000, "nothing is kept past the limit");
+    let mut d = DataDecoder::new(10_000);
+    d.feed(b"Subject: a\r\n\r\n..dot\r\n");
+    let mut kept = d.take_stored();
+    d.feed(b"end\r\n.\r\n");
+    let DataOutcome::Message(rest) = d.finish() else { panic!("a message") };
+    kept.extend(rest);
+    assert_eq!(kept, b"Subject: a\r\n\r\n.dot\r\nend\r\n");
+}

@@ -211,11 +211,11 @@ pub(crate) fn run(engine: Arc<Engine>, index: Arc<FtsIndex>, writer: mpsc::Sende
         for (h, generation) in pending {
             match engine.blob(&h) {
                 Ok(Some(raw)) => {
-                    let (header, body) = tern_mime::text::search_texts(&raw);
-                    if header.len() > MAX_TEXT || body.len() > MAX_TEXT {
+                    let Some((header, body)) = tern_mime::text::search_texts_within(&raw, MAX_TEXT) else {
                         scan_only.push((h, generation));
                         continue;
-                    }
+                    };
+                    drop(raw);
                     if let Err(e) = index.add(&h.0, &header, &body) {
                         tracing::warn!(error = %e, "cannot index a message");
                         continue;

@@ -126,18 +126,37 @@ pub fn read_due_key(key: &[u8]) -> Option<(i64, u64)> {
     Some((at.min(i64::MAX as u64) as i64, id))
 }
 
-/// refcount ++ size
-pub fn blob_ref_value(count: u32, size: u64) -> [u8; 12] {
-    let mut v = [0u8; 12];
-    v[..4].copy_from_slice(&count.to_be_bytes());
-    v[4..].copy_from_slice(&size.to_be_bytes());
-    v
+/// The reference count of a content, its size, and where it lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobRef {
+    pub count: u32,
+    pub size: u64,
+    /// In a file of its own ([`super::blobfile`]) rather than in chunks in `blobs`.
+    pub in_file: bool,
 }
 
-pub fn read_blob_ref(bytes: &[u8]) -> Option<(u32, u64)> {
+impl BlobRef {
+    /// refcount ++ size, then one byte 1 for a content in a file (older stores wrote only the
+    /// first twelve bytes: their contents are all in chunks).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(13);
+        v.extend_from_slice(&self.count.to_be_bytes());
+        v.extend_from_slice(&self.size.to_be_bytes());
+        if self.in_file {
+            v.push(1);
+        }
+        v
+    }
+
+    pub fn with_count(self, count: u32) -> BlobRef {
+        BlobRef { count, ..self }
+    }
+}
+
+pub fn read_blob_ref(bytes: &[u8]) -> Option<BlobRef> {
     let count = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?);
     let size = u64::from_be_bytes(bytes.get(4..12)?.try_into().ok()?);
-    Some((count, size))
+    Some(BlobRef { count, size, in_file: bytes.get(12) == Some(&1) })
 }
 
 /// Counters kept in META.

@@ -2,6 +2,7 @@
 //! SSTables) in `data_dir/store`, one writer thread with group commit, and readers on the
 //! blocking thread pool.
 
+mod blobfile;
 mod codec;
 mod fts;
 mod keys;
@@ -45,6 +46,8 @@ pub(crate) struct Engine {
     queue: Keyspace,
     queue_due: Keyspace,
     subscriptions: Keyspace,
+    /// Where contents of [`blobfile::FILE_THRESHOLD`] bytes or more live.
+    blob_dir: std::path::PathBuf,
     /// The queue's due index (`queue_due`) in memory: claims would otherwise scan the
     /// tombstones that every delivered entry leaves at the front of the keyspace.
     due: Mutex<std::collections::BTreeSet<(i64, QueueId)>>,
@@ -90,6 +93,7 @@ impl Engine {
             queue: open(ks::QUEUE)?,
             queue_due: open(ks::QUEUE_DUE)?,
             subscriptions: open(ks::SUBSCRIPTIONS)?,
+            blob_dir: blobfile::directory(path),
             due: Mutex::new(std::collections::BTreeSet::new()),
             fts_queue: Mutex::default(),
             db,
@@ -204,20 +208,26 @@ impl Engine {
     }
 
     fn blob(&self, hash: &BlobHash) -> StoreResult<Option<Vec<u8>>> {
-        let Some((count, size)) = self.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref) else {
+        let Some(r) = self.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref) else {
             return Ok(None);
         };
-        if count == 0 {
+        if r.count == 0 {
             return Ok(None);
         }
-        let mut out = Vec::with_capacity(size as usize);
-        for item in self.blobs.prefix(hash.0) {
-            out.extend_from_slice(&item.value()?);
-        }
-        if out.len() as u64 != size {
+        let out = if r.in_file {
+            blobfile::read(&self.blob_dir, hash, r.size)
+                .map_err(|e| StoreError::corrupt(format!("message content {hash}"), format!("its file: {e}")))?
+        } else {
+            let mut out = Vec::with_capacity(r.size as usize);
+            for item in self.blobs.prefix(hash.0) {
+                out.extend_from_slice(&item.value()?);
+            }
+            out
+        };
+        if out.len() as u64 != r.size {
             return Err(StoreError::corrupt(
                 format!("message content {hash}"),
-                format!("{} bytes, expected {size}", out.len()),
+                format!("{} bytes, expected {}", out.len(), r.size),
             ));
         }
         Ok(Some(out))
@@ -253,6 +263,12 @@ impl EmbeddedStore {
     /// scan (for short-lived administrative use).
     pub fn open_with(path: &Path, cache_mb: u64, full_text: bool) -> StoreResult<EmbeddedStore> {
         let engine = Arc::new(Engine::open(path, cache_mb)?);
+        // Files a crash left without their transaction (or the other way round: see blobfile).
+        match blobfile::sweep(&engine.blob_dir, |h| engine.blob_refs.contains_key(h.0).unwrap_or(true)) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(files = n, "removed message content files no message refers to"),
+            Err(e) => tracing::warn!(error = %e, "cannot check the message content files"),
+        }
         let (changes, _) = broadcast::channel(4096);
         let healthy = Arc::new(AtomicBool::new(true));
         let hooks: Arc<std::sync::RwLock<Vec<crate::ChangeHook>>> = Arc::default();
@@ -485,6 +501,17 @@ impl Store for EmbeddedStore {
     }
 
     async fn deliver(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt> {
+        // A large content is written to its file here, on the blocking pool and in parallel
+        // with other sessions, rather than by the single writer thread.
+        if delivery.raw.len() >= blobfile::FILE_THRESHOLD
+            && !(delivery.targets.is_empty() && delivery.remote.is_empty())
+        {
+            let (dir, raw, hash) = (self.engine.blob_dir.clone(), Arc::clone(&delivery.raw), delivery.hash);
+            tokio::task::spawn_blocking(move || blobfile::write(&dir, &hash, &raw))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?
+                .map_err(|e| StoreError::Engine(fjall::Error::Io(e)))?;
+        }
         match self.write(Op::Deliver(Box::new(delivery))).await? {
             OpResult::Receipt(r) => Ok(r),
             _ => unexpected(),
@@ -538,7 +565,7 @@ impl Store for EmbeddedStore {
 
     async fn blob_refcount(&self, hash: BlobHash) -> StoreResult<u32> {
         self.read(move |e| {
-            Ok(e.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref).map(|r| r.0).unwrap_or(0))
+            Ok(e.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref).map(|r| r.count).unwrap_or(0))
         })
         .await
     }

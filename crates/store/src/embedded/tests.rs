@@ -124,6 +124,61 @@ async fn large_message_round_trips_through_chunks() {
 }
 
 #[tokio::test]
+async fn large_contents_live_in_files_freed_with_the_last_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = blobfile::directory(dir.path());
+    let file_count = || walk_files(&blobs);
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let a = account(&store, "a@example.org").await;
+    let mut raw = b"Subject: attachment\r\n\r\n".to_vec();
+    while raw.len() < 3 * blobfile::FILE_THRESHOLD {
+        raw.extend_from_slice(b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\r\n");
+    }
+    let small = msg("small", "");
+    let d = delivery(raw.clone(), vec![DeliveryTarget::inbox(a.id)]);
+    let hash = d.hash;
+    let first = store.deliver(d).await.unwrap().copies[0].clone();
+    store.deliver(delivery(small.clone(), vec![DeliveryTarget::inbox(a.id)])).await.unwrap();
+    assert_eq!(file_count(), 1, "only the large content has a file");
+    assert!(blobfile::present(&blobs, &hash, raw.len() as u64));
+    // The same content again: one file, two references.
+    let second =
+        store.deliver(delivery(raw.clone(), vec![DeliveryTarget::inbox(a.id)])).await.unwrap().copies[0].clone();
+    assert_eq!((store.blob_refcount(hash).await.unwrap(), file_count()), (2, 1));
+    assert_eq!(store.blob_get(hash).await.unwrap().unwrap(), raw);
+    assert_eq!(store.summary_get(hash).await.unwrap().unwrap().subject, "attachment");
+    store.expunge(first.mailbox, vec![first.uid]).await.unwrap();
+    assert_eq!(file_count(), 1, "still referenced");
+    // Survives a restart; an orphan file (a crash between file and transaction) does not.
+    store.shutdown().await.unwrap();
+    drop(store);
+    let orphan = BlobHash::of(b"never committed");
+    blobfile::write(&blobs, &orphan, b"never committed").unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    assert_eq!(file_count(), 1, "the orphan is swept at start");
+    assert_eq!(store.blob_get(hash).await.unwrap().unwrap(), raw);
+    store.expunge(second.mailbox, vec![second.uid]).await.unwrap();
+    assert_eq!((store.blob_refcount(hash).await.unwrap(), file_count()), (0, 0), "freed with the last copy");
+    assert_eq!(store.blob_get(hash).await.unwrap(), None);
+    // Delivered again after it was freed: the file comes back.
+    store.deliver(delivery(raw.clone(), vec![DeliveryTarget::inbox(a.id)])).await.unwrap();
+    assert_eq!(store.blob_get(hash).await.unwrap().unwrap(), raw);
+    // A delivery that stores no copy (the mailbox is gone) leaves no file behind.
+    let mut other = raw.clone();
+    other.extend_from_slice(b"different\r\n");
+    let gone = DeliveryTarget::inbox(9999);
+    let r = store.deliver(delivery(other.clone(), vec![gone])).await.unwrap();
+    assert!(r.copies.is_empty());
+    assert!(!blobfile::present(&blobs, &BlobHash::of(&other), other.len() as u64));
+    store.shutdown().await.unwrap();
+}
+
+fn walk_files(dir: &std::path::Path) -> usize {
+    let Ok(top) = std::fs::read_dir(dir) else { return 0 };
+    top.flatten().filter(|d| d.path().is_dir()).map(|d| std::fs::read_dir(d.path()).map_or(0, |r| r.count())).sum()
+}
+
+#[tokio::test]
 async fn concurrent_deliveries_get_distinct_uids() {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path(), 8).unwrap();

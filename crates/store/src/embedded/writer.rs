@@ -6,6 +6,7 @@
 //! always means "on disk".
 
 use super::Engine;
+use super::blobfile;
 use super::codec::*;
 use super::keys::{self, counter};
 use crate::error::{StoreError, StoreResult};
@@ -112,6 +113,9 @@ pub(crate) struct Writer {
     /// Changes to the in-memory due index of the queue, applied once their batch is durable:
     /// (insert?, due, id).
     due_changes: Vec<(bool, i64, QueueId)>,
+    /// Content files whose last reference went in this group: removed once it is durable,
+    /// unless a later operation of the group referenced the content again.
+    files_to_remove: Vec<BlobHash>,
     changes: broadcast::Sender<StoreChange>,
     hooks: Arc<std::sync::RwLock<Vec<crate::ChangeHook>>>,
     healthy: Arc<AtomicBool>,
@@ -135,7 +139,7 @@ impl Writer {
             uidvalidity: read(counter::UIDVALIDITY)?,
             queue: read(counter::QUEUE)?,
         };
-        Ok(Writer { engine, counters, due_changes: Vec::new(), changes, hooks, healthy })
+        Ok(Writer { engine, counters, due_changes: Vec::new(), files_to_remove: Vec::new(), changes, hooks, healthy })
     }
 
     /// Runs until a Shutdown request or until every sender is gone.
@@ -178,6 +182,11 @@ impl Writer {
             metrics::histogram!("tern_store_commit_group_size").record(size as f64);
             match &persisted {
                 Ok(()) => {
+                    for hash in self.files_to_remove.drain(..) {
+                        if !self.engine.blob_refs.contains_key(hash.0).unwrap_or(true) {
+                            blobfile::remove(&self.engine.blob_dir, &hash);
+                        }
+                    }
                     if !self.due_changes.is_empty() {
                         let mut due = self.engine.due.lock().unwrap_or_else(|p| p.into_inner());
                         for (insert, at, id) in self.due_changes.drain(..) {
@@ -198,6 +207,7 @@ impl Writer {
                 }
                 Err(e) => {
                     self.due_changes.clear();
+                    self.files_to_remove.clear();
                     tracing::error!(error = %e, "store fsync failed; the store refuses further writes");
                     self.healthy.store(false, Ordering::SeqCst);
                     changes.clear();
@@ -593,13 +603,17 @@ impl Writer {
         };
         // One reference per mailbox copy and one for the queue entry.
         let references = copies.len() as u32 + u32::from(queued.is_some());
+        if references == 0 && d.raw.len() >= blobfile::FILE_THRESHOLD {
+            // Every target was over quota or gone: the file written for it goes again.
+            self.files_to_remove.push(d.hash);
+        }
         if references > 0 {
             match e.blob_refs.get(d.hash.0)?.as_deref().and_then(keys::read_blob_ref) {
-                Some((count, stored_size)) if count > 0 => {
+                Some(stored) if stored.count > 0 => {
                     batch.insert(
                         &e.blob_refs,
                         d.hash.0.to_vec(),
-                        keys::blob_ref_value(count + references, stored_size).to_vec(),
+                        stored.with_count(stored.count + references).encode(),
                     );
                     // Contents first stored for the queue alone have no summary and are not
                     // in the full-text index yet.
@@ -611,10 +625,22 @@ impl Writer {
                     }
                 }
                 _ => {
-                    for (i, chunk) in d.raw.chunks(keys::CHUNK_SIZE).enumerate() {
-                        batch.insert(&e.blobs, keys::chunk_key(&d.hash, i as u32).to_vec(), chunk.to_vec());
+                    let in_file = d.raw.len() >= blobfile::FILE_THRESHOLD;
+                    if in_file {
+                        // Written by the caller before it queued the delivery; again here only
+                        // if the last reference of the same content was dropped (and its file
+                        // removed) in between.
+                        if !blobfile::present(&e.blob_dir, &d.hash, size) {
+                            blobfile::write(&e.blob_dir, &d.hash, &d.raw).map_err(|e| StoreError::Engine(e.into()))?;
+                        }
+                        self.files_to_remove.retain(|h| *h != d.hash);
+                    } else {
+                        for (i, chunk) in d.raw.chunks(keys::CHUNK_SIZE).enumerate() {
+                            batch.insert(&e.blobs, keys::chunk_key(&d.hash, i as u32).to_vec(), chunk.to_vec());
+                        }
                     }
-                    batch.insert(&e.blob_refs, d.hash.0.to_vec(), keys::blob_ref_value(references, size).to_vec());
+                    let r = keys::BlobRef { count: references, size, in_file };
+                    batch.insert(&e.blob_refs, d.hash.0.to_vec(), r.encode());
                     if !copies.is_empty() {
                         batch.insert(&e.summaries, d.hash.0.to_vec(), encode_summary(&d.summary)?);
                         batch.insert(&e.fts_pending, d.hash.0.to_vec(), Vec::new());
@@ -784,19 +810,24 @@ impl Writer {
     }
 
     /// Drops references to contents, freeing those that reach zero.
-    fn release_blobs(&self, batch: &mut OwnedWriteBatch, released: HashMap<BlobHash, u32>) -> StoreResult<()> {
-        let e = &self.engine;
+    fn release_blobs(&mut self, batch: &mut OwnedWriteBatch, released: HashMap<BlobHash, u32>) -> StoreResult<()> {
+        let e = Arc::clone(&self.engine);
         for (hash, n) in released {
-            let Some((count, size)) = e.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref) else {
+            let Some(stored) = e.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref) else {
                 tracing::warn!(blob = %hash, "released a message content with no reference count");
                 continue;
             };
-            if count > n {
-                batch.insert(&e.blob_refs, hash.0.to_vec(), keys::blob_ref_value(count - n, size).to_vec());
+            if stored.count > n {
+                batch.insert(&e.blob_refs, hash.0.to_vec(), stored.with_count(stored.count - n).encode());
             } else {
-                let chunks = size.div_ceil(keys::CHUNK_SIZE as u64).max(1);
-                for i in 0..chunks {
-                    batch.remove(&e.blobs, keys::chunk_key(&hash, i as u32).to_vec());
+                if stored.in_file {
+                    // Removed once this transaction is durable (see `run`).
+                    self.files_to_remove.push(hash);
+                } else {
+                    let chunks = stored.size.div_ceil(keys::CHUNK_SIZE as u64).max(1);
+                    for i in 0..chunks {
+                        batch.remove(&e.blobs, keys::chunk_key(&hash, i as u32).to_vec());
+                    }
                 }
                 batch.remove(&e.blob_refs, hash.0.to_vec());
                 // Contents that only ever sat in the outbound queue have no summary and were
@@ -1047,13 +1078,13 @@ impl Writer {
         // Net reference change per content: + copies, - removed originals.
         for (hash, added) in added_refs {
             let removed = released.remove(&hash).unwrap_or(0);
-            let (count, size) = e.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref).ok_or_else(|| {
+            let stored = e.blob_refs.get(hash.0)?.as_deref().and_then(keys::read_blob_ref).ok_or_else(|| {
                 StoreError::corrupt(format!("content {hash}"), "copied message without reference count")
             })?;
             batch.insert(
                 &e.blob_refs,
                 hash.0.to_vec(),
-                keys::blob_ref_value((count + added).saturating_sub(removed), size).to_vec(),
+                stored.with_count((stored.count + added).saturating_sub(removed)).encode(),
             );
         }
         self.release_blobs(batch, released)?;
