@@ -64,6 +64,9 @@ pub enum Frame {
     LiteralTooBig { tag: Option<String>, sync: bool },
     /// A non-synchronizing literal too large to discard: say BYE and close.
     Fatal { tag: Option<String> },
+    /// An APPEND literal the caller refused ([`CommandFramer::refuse_literal`]): for a
+    /// synchronizing one nothing more comes; a non-synchronizing one was read and dropped.
+    Refused { tag: Option<String> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +95,8 @@ pub struct CommandFramer {
     skip_tail: Vec<u8>,
     /// Bytes of an APPEND's message held in `cmd` (not counted against `max_command`).
     append_bytes: usize,
+    /// Whether the literal being read was announced synchronizing.
+    literal_sync: bool,
 }
 
 fn tag_of(bytes: &[u8]) -> Option<String> {
@@ -139,6 +144,7 @@ impl CommandFramer {
             pending: None,
             skip_tail: Vec::new(),
             append_bytes: 0,
+            literal_sync: false,
         }
     }
 
@@ -158,6 +164,28 @@ impl CommandFramer {
     /// Bytes held for the command being assembled.
     pub fn held(&self) -> usize {
         self.cmd.len()
+    }
+
+    /// Bytes of APPEND messages announced for the command being assembled (their literals
+    /// may still be arriving).
+    pub fn append_bytes(&self) -> usize {
+        self.append_bytes
+    }
+
+    /// Refuses the literal being read (the caller has no memory for it). A synchronizing one
+    /// (whose continuation request was not sent) ends the command now: the returned frame; a
+    /// non-synchronizing one is read and dropped, and [`Frame::Refused`] comes at the end of
+    /// the command.
+    pub fn refuse_literal(&mut self) -> Option<Frame> {
+        let State::Literal { remaining } = self.state else { return None };
+        let tag = tag_of(&self.cmd);
+        if self.literal_sync {
+            self.reset();
+            return Some(Frame::Refused { tag });
+        }
+        self.skip(Frame::Refused { tag });
+        self.state = State::SkipLiteral { remaining: remaining as u64 };
+        None
     }
 
     /// Drops a partly assembled command.
@@ -244,6 +272,7 @@ impl CommandFramer {
                     // Keep the CRLF after the marker: the parser reads `{n}\r\n` + data.
                     self.cmd.extend_from_slice(b"\r\n");
                     self.state = State::Literal { remaining: size as usize };
+                    self.literal_sync = sync;
                     if sync {
                         return Some(Frame::Continue);
                     }

@@ -297,6 +297,8 @@ pub struct ImapServer {
     pub(crate) summaries: SummaryCache,
     /// Where SEARCH, SORT and THREAD compute.
     pub(crate) compute: Arc<ComputePool>,
+    /// Memory for APPENDed messages, shared with SMTP (`smtp.max_inflight_bytes`).
+    pub(crate) memory: Arc<tern_guard::MessageMemory>,
     pub(crate) shutdown: CancellationToken,
     tracker: TaskTracker,
     next_session: AtomicU64,
@@ -309,6 +311,7 @@ impl ImapServer {
         tls: Option<TlsAcceptor>,
         limits: Arc<ConnectionLimits>,
         auth: Arc<AuthGuard>,
+        memory: Arc<tern_guard::MessageMemory>,
         shutdown: CancellationToken,
     ) -> Arc<ImapServer> {
         let store = Arc::clone(directory.store());
@@ -325,6 +328,7 @@ impl ImapServer {
             limits,
             auth,
             notifier,
+            memory,
             shutdown,
             tracker: TaskTracker::new(),
             next_session: AtomicU64::new(1),

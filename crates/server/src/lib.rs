@@ -159,7 +159,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // SMTP (port 25).
     let smtp_limits =
         ConnectionLimits::new(config.smtp.max_connections, config.smtp.max_connections_per_ip, config.limit_exempt());
-    // Message data in memory, for both SMTP services; beyond it, spooled (see tern_guard::memory).
+    // Message data in memory, for both SMTP services and IMAP APPEND; beyond it, SMTP data is
+    // spooled and APPEND waits (see tern_guard::memory).
     let message_memory = tern_guard::MessageMemory::new(config.smtp.max_inflight_bytes, config.data_dir.join("spool"));
     message_memory
         .clear_spool()
@@ -190,7 +191,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         smtp_limits,
         Arc::clone(&auth_guard),
         None,
-        message_memory,
+        Arc::clone(&message_memory),
         shutdown.clone(),
     );
     for (service, implicit) in [(Service::Submission, false), (Service::Submissions, true)] {
@@ -223,6 +224,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(tls.clone()),
         imap_limits,
         Arc::clone(&auth_guard),
+        message_memory,
         shutdown.clone(),
     );
     let mut imap_tasks = Vec::new();

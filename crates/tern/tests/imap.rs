@@ -890,3 +890,45 @@ fn sort_by_base_subject_cc_and_display_names() {
     // Mailboxes: b < carol < z2 < zed.
     assert_eq!(sort(&mut c, "TO"), "SORT 4 3 2 1");
 }
+
+/// APPEND takes its memory from the budget SMTP uses (`smtp.max_inflight_bytes`): when it is
+/// spent, the continuation request waits until memory is free instead of memory growing.
+#[test]
+fn append_waits_for_memory_when_the_budget_is_spent() {
+    let s = TestServer::started("[smtp]\nmax_message_size = 1048576\nmax_inflight_bytes = 1048576\n");
+    let message = |name: &str| {
+        let mut m = format!("From: a@example.test\r\nSubject: {name}\r\n\r\n").into_bytes();
+        while m.len() < 700_000 {
+            m.extend_from_slice(b"a line of a large appended message, to fill the budget\r\n");
+        }
+        m.truncate(700_000);
+        m
+    };
+    let first = message("first");
+    let mut a = s.imap_login("alice@example.test");
+    let mut b = s.imap_login("alice@example.test");
+    a.send_line("a1 APPEND INBOX {700000}");
+    assert!(a.line().starts_with("+ "));
+    a.send(&first[..350_000]);
+    let second = message("second");
+    let waiting = std::thread::spawn(move || {
+        b.send_line("b1 APPEND INBOX {700000}");
+        let plus = b.line();
+        let at = std::time::Instant::now();
+        b.send(&second);
+        b.send_line("");
+        (plus, at, b.finish("b1"))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let released = std::time::Instant::now();
+    a.send(&first[350_000..]);
+    a.send_line("");
+    assert!(a.finish("a1").done.starts_with("OK [APPENDUID"));
+    let (plus, continued, done) = waiting.join().unwrap();
+    assert!(plus.starts_with("+ "), "{plus}");
+    assert!(continued >= released, "the second APPEND went on only once the first was done");
+    assert!(done.done.starts_with("OK [APPENDUID"), "{:?}", done.done);
+    let mut c = s.imap_login("alice@example.test");
+    let r = c.run("STATUS INBOX (MESSAGES)");
+    assert!(r.all().contains("MESSAGES 2"), "{}", r.all());
+}

@@ -131,3 +131,22 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn refused_append_literals_are_never_taken_for_commands() {
+    let mut f = framer();
+    // Synchronizing: refused before the continuation request; nothing more comes.
+    assert_eq!(feed(&mut f, b"a APPEND INBOX {500}\r\n"), vec![Frame::Continue]);
+    assert_eq!(f.append_bytes(), 500);
+    assert_eq!(f.refuse_literal(), Some(Frame::Refused { tag: Some("a".into()) }));
+    assert_eq!((f.append_bytes(), f.in_command()), (0, false));
+    assert_eq!(feed(&mut f, b"b NOOP\r\n"), vec![Frame::Command(b"b NOOP".to_vec())]);
+    // Non-synchronizing, part of it read already: the rest (which looks like commands) is
+    // dropped, and the refusal comes at the end of the command.
+    assert_eq!(feed(&mut f, b"c APPEND INBOX {40+}\r\nx DELETE INBOX\r\n").len(), 0);
+    assert_eq!(f.refuse_literal(), None);
+    assert_eq!(feed(&mut f, b"y DELETE Archive\r\n12345\r\n"), vec![Frame::Refused { tag: Some("c".into()) }]);
+    assert_eq!(feed(&mut f, b"d NOOP\r\n"), vec![Frame::Command(b"d NOOP".to_vec())]);
+    // Nothing to refuse between commands.
+    assert_eq!(f.refuse_literal(), None);
+}

@@ -91,7 +91,12 @@ pub(crate) struct Session {
     pub(crate) deadlines: tern_guard::Deadlines,
     /// BAD answers in a row; too many end the session (Dovecot closes after 20, too).
     pub(crate) bad_in_a_row: u32,
+    /// The memory of the APPEND being received (its announced literals).
+    append_memory: tern_guard::Reservation,
 }
+
+/// How long an APPEND may wait for memory before its literal is refused (`NO [LIMIT]`).
+const APPEND_MEMORY_WAIT: Duration = Duration::from_secs(30);
 
 /// Consecutive BAD answers after which the session ends.
 const MAX_BAD_IN_A_ROW: u32 = 20;
@@ -100,7 +105,6 @@ impl Session {
     pub(crate) fn new(server: Arc<ImapServer>, conn: Stream<TcpStream>, peer: SocketAddr) -> Session {
         let login = server.settings.login_timeout;
         Session {
-            server,
             conn,
             peer,
             framer: CommandFramer::new(Limits::unauthenticated()),
@@ -118,6 +122,8 @@ impl Session {
             tagged_sent: false,
             deadlines: tern_guard::Deadlines::new(login, Some(login)),
             bad_in_a_row: 0,
+            append_memory: tern_guard::Reservation::new(&server.memory),
+            server,
         }
     }
 
@@ -269,19 +275,31 @@ impl Session {
             }
             let frame = match self.framer.next(&mut self.inbuf) {
                 Some(f) => f,
-                None => match self.read_more().await {
-                    Ok(()) => continue,
-                    Err(why) => {
-                        if let Some(bye) = why {
-                            self.untagged(&bye);
+                None => match self.reserve_append().await {
+                    Some(refused) => refused,
+                    None => match self.read_more().await {
+                        Ok(()) => continue,
+                        Err(why) => {
+                            if let Some(bye) = why {
+                                self.untagged(&bye);
+                            }
+                            break;
                         }
-                        break;
-                    }
+                    },
                 },
+            };
+            let frame = match frame {
+                Frame::Continue => self.reserve_append().await.unwrap_or(Frame::Continue),
+                other => other,
             };
             let flow = match frame {
                 Frame::Continue => {
                     self.line("+ Ready for literal data");
+                    Flow::Continue
+                }
+                Frame::Refused { tag } => {
+                    let tag = tag.unwrap_or_else(|| "*".into());
+                    self.tagged(&tag, Done::no("Server memory is busy, try again later").code("LIMIT"));
                     Flow::Continue
                 }
                 Frame::TooLong { tag } => {
@@ -301,6 +319,9 @@ impl Session {
                 }
                 Frame::Command(bytes) => self.command(&bytes).await,
             };
+            if !self.framer.in_command() {
+                self.append_memory.release();
+            }
             self.deadlines.command_done();
             if flow == Flow::Close {
                 break;
@@ -314,6 +335,33 @@ impl Session {
         let _ = self.flush().await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.shutdown()).await;
         tracing::debug!("disconnected");
+    }
+
+    /// Reserves memory for the APPEND message literals announced so far. A session holding
+    /// none may wait for it (holding none while it waits, so waiters cannot block each other);
+    /// one that already holds some and needs more, or a wait that runs out, refuses the
+    /// literal: the frame to answer, if the answer is due now.
+    async fn reserve_append(&mut self) -> Option<Frame> {
+        let need = self.framer.append_bytes();
+        if need == 0 || self.append_memory.try_cover(need) {
+            return None;
+        }
+        if self.append_memory.bytes() == 0 {
+            if self.flush().await.is_err() {
+                return None;
+            }
+            let deadline = tokio::time::Instant::now() + APPEND_MEMORY_WAIT;
+            if self.append_memory.cover_waiting(need as u64, deadline).await {
+                // The client was kept waiting by us, not by its own slowness.
+                self.deadlines.command_done();
+                return None;
+            }
+        }
+        tracing::info!(bytes = need, "no memory for an APPEND; refused");
+        metrics::counter!("tern_imap_append_refused_total", "reason" => "memory").increment(1);
+        self.append_memory.release();
+        // None for a non-synchronizing literal: dropped as it arrives, answered at its end.
+        self.framer.refuse_literal()
     }
 
     /// Reads more input. `Err(Some(text))` ends the session with that BYE.
