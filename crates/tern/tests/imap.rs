@@ -706,6 +706,30 @@ fn binary_append_keeps_every_byte_and_binary_fetch_decodes() {
     assert_eq!(lits[3].1, b"Softbreak ");
     // The header of a literal8 message is stored with CRLF.
     assert!(lits[4].1.starts_with(b"From: a@example.test\r\nSubject: multi\r\n"), "{:?}", lits[4].1);
+
+    // A large base64 part (decoded off the async workers) and an unknown encoding (RFC 3516
+    // §4.2: NO [UNKNOWN-CTE], with no FETCH response begun for it).
+    use base64::Engine;
+    let big: Vec<u8> = (0..400_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&big);
+    let lines: Vec<&str> = encoded.as_bytes().chunks(76).map(|l| std::str::from_utf8(l).unwrap()).collect();
+    let large = format!(
+        "From: a@example.test\r\nSubject: large\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--B\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: x-rot13\r\n\r\nuryyb\r\n--B--\r\n",
+        lines.join("\r\n")
+    );
+    let tag = c.tag();
+    c.send(format!("{tag} APPEND INBOX {{{}+}}\r\n", large.len()).as_bytes());
+    c.send(large.as_bytes());
+    c.send_line("");
+    assert!(c.finish(&tag).done.starts_with("OK [APPENDUID"));
+    c.ok("NOOP");
+    let (lits, done) = c.literals("FETCH 3 (BINARY.SIZE[1] BINARY.PEEK[1])");
+    assert!(done.starts_with("OK"), "{done}");
+    assert!(lits[0].0.contains("BINARY.SIZE[1] 400000 "), "{:?}", lits[0].0);
+    assert_eq!(lits[0].1, big);
+    let r = c.run("FETCH 3 (UID BINARY.PEEK[2])");
+    assert!(r.done.starts_with("NO [UNKNOWN-CTE]"), "{:?}", r.done);
+    assert!(r.untagged("3 FETCH").is_empty(), "{}", r.all());
 }
 
 /// Issue 10: defects an IMAP compliance tester found (keywords, STATUS RECENT, CONDSTORE,

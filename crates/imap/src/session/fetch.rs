@@ -116,6 +116,45 @@ fn binary(
     }
 }
 
+/// Parts of a message larger than this are decoded on the blocking pool.
+const DECODE_INLINE_MAX: usize = 256 * 1024;
+
+/// Every part the BINARY items of `attrs` ask for, decoded (RFC 3516), or the unknown
+/// encoding that stops the command. Large messages are decoded off the async workers.
+async fn decode_binaries(
+    attrs: &[FetchAttr],
+    summary: &Option<Arc<tern_mime::MessageSummary>>,
+    raw: &Option<Arc<Vec<u8>>>,
+) -> Result<std::collections::HashMap<Vec<u32>, Result<Vec<u8>, String>>, StoreError> {
+    let mut parts: Vec<Vec<u32>> = attrs
+        .iter()
+        .filter_map(|a| match a {
+            FetchAttr::Binary { part, .. } | FetchAttr::BinarySize(part) => Some(part.clone()),
+            _ => None,
+        })
+        .collect();
+    parts.sort();
+    parts.dedup();
+    if parts.is_empty() {
+        return Ok(Default::default());
+    }
+    let (summary, raw) = (summary.clone(), raw.clone());
+    let large = raw.as_ref().is_some_and(|r| r.len() > DECODE_INLINE_MAX);
+    let work = move || {
+        let raw = raw.as_deref().map(Vec::as_slice);
+        parts
+            .into_iter()
+            .map(|p| (binary(&summary, raw, &p).map_err(|e| e.to_string()), p))
+            .map(|(d, p)| (p, d))
+            .collect()
+    };
+    if large {
+        tokio::task::spawn_blocking(work).await.map_err(|e| StoreError::Task(e.to_string()))
+    } else {
+        Ok(work())
+    }
+}
+
 fn part_path(part: &[u32]) -> String {
     part.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
 }
@@ -210,20 +249,39 @@ impl Session {
             } else {
                 None
             };
-            let raw = if want_raw { self.server.store.blob_get(m.blob).await? } else { None };
+            let raw = if want_raw { self.server.store.blob_get(m.blob).await?.map(Arc::new) } else { None };
             if (want_summary && summary.is_none()) || (want_raw && raw.is_none()) {
                 // Expunged by another session and gone from the store.
                 missing = true;
                 continue;
             }
+            // Decoded BINARY parts, before anything of this response is written (an unknown
+            // encoding answers the command with NO).
+            let binaries = decode_binaries(&attrs, &summary, &raw).await?;
+            if let Some(cte) = binaries.values().find_map(|d| d.as_ref().err()) {
+                return Ok(Done::no(format!("Unknown content transfer encoding {cte}")).code("UNKNOWN-CTE"));
+            }
+            let raw = raw.as_deref().map(Vec::as_slice);
             let Some(view) = &self.view else { break };
             let flags = self.flags_text(&m, view);
-            let mut items: Vec<Vec<u8>> = Vec::new();
+            let (utf8, style) = (self.utf8, self.style());
+            // Items are written straight into the output buffer: a large literal is not
+            // copied once more into a response of its own.
+            let out = &mut self.out;
+            out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+            let mut first = true;
+            let mut next_item = |out: &mut Vec<u8>| {
+                if !std::mem::take(&mut first) {
+                    out.push(b' ');
+                }
+            };
             if uid && !attrs.contains(&FetchAttr::Uid) {
-                items.push(format!("UID {}", m.uid).into_bytes());
+                next_item(out);
+                out.extend_from_slice(format!("UID {}", m.uid).as_bytes());
             }
             for a in &attrs {
-                let mut item = Vec::new();
+                next_item(out);
+                let item = &mut *out;
                 match a {
                     FetchAttr::Flags => item.extend_from_slice(format!("FLAGS ({flags})").as_bytes()),
                     FetchAttr::Uid => item.extend_from_slice(format!("UID {}", m.uid).as_bytes()),
@@ -241,8 +299,8 @@ impl Session {
                     FetchAttr::Envelope => {
                         item.extend_from_slice(b"ENVELOPE ");
                         if let Some(s) = &summary {
-                            if self.utf8 && s.imap.eight_bit {
-                                render::envelope(&mut item, &s.envelope, self.style());
+                            if utf8 && s.imap.eight_bit {
+                                render::envelope(item, &s.envelope, style);
                             } else {
                                 item.extend_from_slice(&s.imap.envelope);
                             }
@@ -252,8 +310,8 @@ impl Session {
                         let extended = matches!(a, FetchAttr::BodyStructure);
                         item.extend_from_slice(if extended { b"BODYSTRUCTURE " } else { b"BODY " });
                         if let Some(s) = &summary {
-                            if self.utf8 && s.imap.eight_bit {
-                                render::body_structure(&mut item, &s.body, extended, self.style());
+                            if utf8 && s.imap.eight_bit {
+                                render::body_structure(item, &s.body, extended, style);
                             } else if extended {
                                 item.extend_from_slice(&s.imap.bodystructure);
                             } else {
@@ -263,93 +321,73 @@ impl Session {
                     }
                     FetchAttr::Rfc822 => {
                         item.extend_from_slice(b"RFC822 ");
-                        encode::text_literal(&mut item, raw.as_deref().unwrap_or_default());
+                        encode::text_literal(item, raw.unwrap_or_default());
                     }
                     FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => {
-                        let raw = raw.as_deref().unwrap_or_default();
+                        let raw = raw.unwrap_or_default();
                         let body_at = summary.as_ref().map(|s| s.body.offset_body as usize).unwrap_or(0).min(raw.len());
                         if matches!(a, FetchAttr::Rfc822Header) {
                             item.extend_from_slice(b"RFC822.HEADER ");
-                            encode::text_literal(&mut item, &raw[..body_at]);
+                            encode::text_literal(item, &raw[..body_at]);
                         } else {
                             item.extend_from_slice(b"RFC822.TEXT ");
-                            encode::text_literal(&mut item, &raw[body_at..]);
+                            encode::text_literal(item, &raw[body_at..]);
                         }
                     }
                     FetchAttr::BodySection { section, partial, .. } => {
                         item.extend_from_slice(b"BODY[");
-                        section_spec(&mut item, section);
+                        section_spec(item, section);
                         item.push(b']');
                         if let Some((start, _)) = partial {
                             item.extend_from_slice(format!("<{start}>").as_bytes());
                         }
                         item.push(b' ');
-                        let data = match (&summary, raw.as_deref()) {
+                        let data = match (&summary, raw) {
                             (Some(s), Some(raw)) => section::body_section(raw, &s.body, section),
                             _ => None,
                         };
                         match data {
-                            Some(d) => encode::text_literal(&mut item, partial_slice(&d, *partial)),
-                            None => encode::literal(&mut item, b""),
+                            Some(d) => encode::text_literal(item, partial_slice(&d, *partial)),
+                            None => encode::literal(item, b""),
                         }
                     }
                     FetchAttr::Binary { part, partial, .. } => {
-                        let decoded = match binary(&summary, raw.as_deref(), part) {
-                            Ok(d) => d,
-                            Err(cte) => {
-                                return Ok(
-                                    Done::no(format!("Unknown content transfer encoding {cte}")).code("UNKNOWN-CTE")
-                                );
-                            }
-                        };
+                        let decoded = binaries.get(part).and_then(|d| d.as_deref().ok()).unwrap_or_default();
                         item.extend_from_slice(format!("BINARY[{}]", part_path(part)).as_bytes());
                         if let Some((start, _)) = partial {
                             item.extend_from_slice(format!("<{start}>").as_bytes());
                         }
                         item.push(b' ');
-                        let data = partial_slice(&decoded, *partial);
+                        let data = partial_slice(decoded, *partial);
                         if data.contains(&0) {
                             item.extend_from_slice(format!("~{{{}}}\r\n", data.len()).as_bytes());
                             item.extend_from_slice(data);
                         } else {
-                            encode::literal(&mut item, data);
+                            encode::literal(item, data);
                         }
                     }
                     FetchAttr::BinarySize(part) => {
-                        let decoded = match binary(&summary, raw.as_deref(), part) {
-                            Ok(d) => d,
-                            Err(cte) => {
-                                return Ok(
-                                    Done::no(format!("Unknown content transfer encoding {cte}")).code("UNKNOWN-CTE")
-                                );
-                            }
-                        };
-                        item.extend_from_slice(
-                            format!("BINARY.SIZE[{}] {}", part_path(part), decoded.len()).as_bytes(),
-                        );
+                        let size = binaries.get(part).and_then(|d| d.as_ref().ok()).map_or(0, Vec::len);
+                        item.extend_from_slice(format!("BINARY.SIZE[{}] {size}", part_path(part)).as_bytes());
                     }
-                }
-                if !item.is_empty() {
-                    items.push(item);
                 }
             }
             if seen_now.contains(&m.uid) && !attrs.contains(&FetchAttr::Flags) {
-                items.push(format!("FLAGS ({flags})").into_bytes());
+                next_item(out);
+                out.extend_from_slice(format!("FLAGS ({flags})").as_bytes());
             }
             if self.condstore && !attrs.contains(&FetchAttr::ModSeq) {
-                items.push(format!("MODSEQ ({})", m.modseq).into_bytes());
+                next_item(out);
+                out.extend_from_slice(format!("MODSEQ ({})", m.modseq).as_bytes());
             }
-            self.out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
-            for (k, item) in items.iter().enumerate() {
-                if k > 0 {
-                    self.out.push(b' ');
-                }
-                self.out.extend_from_slice(item);
-            }
-            self.out.extend_from_slice(b")\r\n");
+            out.extend_from_slice(b")\r\n");
             if self.maybe_flush().await.is_err() {
                 self.closing = true;
                 return Ok(Done::no("Connection lost"));
+            }
+            // Rendering many messages from the cache never waits: let other sessions run.
+            if n % 64 == 63 {
+                tokio::task::yield_now().await;
             }
         }
         if missing {
