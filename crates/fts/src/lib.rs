@@ -159,6 +159,15 @@ impl FtsIndex {
         Ok(())
     }
 
+    /// Waits for the merges under way (at shutdown, and for measurements); returns how many
+    /// segments the index has then.
+    pub fn close(self) -> Result<usize> {
+        let writer = self.writer.into_inner().unwrap_or_else(|p| p.into_inner());
+        writer.wait_merging_threads()?;
+        self.reader.reload()?;
+        Ok(self.reader.searcher().segment_readers().len())
+    }
+
     pub fn num_docs(&self) -> u64 {
         self.reader.searcher().num_docs()
     }
