@@ -4,7 +4,6 @@
 //! `TERN_BLESS=1 cargo test -p tern-mime --test corpus` rewrites the expected files after
 //! a change that was meant.
 
-use std::path::Path;
 use tern_mime::imap::{Style, body_structure, envelope};
 
 /// Messages travel with CRLF line ends (APPEND and SMTP make them so).
@@ -38,7 +37,10 @@ fn render(raw: &[u8]) -> Vec<u8> {
 
 #[test]
 fn corpus_renders_as_expected() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/imap");
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/data/imap");
     let bless = std::env::var_os("TERN_BLESS").is_some();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()

@@ -8,7 +8,10 @@ use tern_store::embedded::EmbeddedStore;
 use tern_store::*;
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/store-v1")
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/data/store-v1")
 }
 
 const MESSAGE: &[u8] = b"From: a@example.org\r\nTo: alice@example.org\r\nSubject: fixture\r\nMessage-ID: <fixture@example.org>\r\n\r\nwritten by format 1\r\n";
