@@ -55,6 +55,13 @@ pub(crate) struct Engine {
     fts_queue: Mutex<fts::FtsQueue>,
 }
 
+/// fjall's flush and compaction workers. With more than one, worker 0 hands every compaction
+/// request back to the queue and takes it again while another worker compacts: it spins,
+/// a core's worth of CPU the sessions need (fjall 3.1, `worker_pool.rs`; seen in the
+/// 32-session SMTP profile as `worker_tick` and `flume` sends). One worker flushes and
+/// compacts in turn, without spinning.
+const FJALL_WORKERS: usize = 1;
+
 impl Engine {
     fn open(path: &Path, cache_mb: u64) -> StoreResult<Engine> {
         std::fs::create_dir_all(path).map_err(|e| StoreError::Engine(fjall::Error::Io(e)))?;
@@ -62,6 +69,7 @@ impl Engine {
             .cache_size(cache_mb * 1024 * 1024)
             // Tern decides when the journal is synced (group commit); no background fsyncs.
             .manual_journal_persist(true)
+            .worker_threads(FJALL_WORKERS)
             .open()
             .map_err(|e| match e {
                 fjall::Error::Locked => StoreError::Locked(path.display().to_string()),
