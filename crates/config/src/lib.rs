@@ -154,7 +154,7 @@ impl Default for Imap {
             max_connections: 10_000,
             max_connections_per_ip: 100,
             idle_keepalive_seconds: 120,
-            summary_cache_mb: 256,
+            summary_cache_mb: 384,
             command_time_limit_seconds: 20,
             login_timeout_seconds: 180,
         }

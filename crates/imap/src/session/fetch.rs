@@ -116,6 +116,9 @@ fn binary(
     }
 }
 
+/// How long a FETCH renders from the cache before it lets other sessions on its worker run.
+const YIELD_AFTER: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Parts of a message larger than this are decoded on the blocking pool.
 const DECODE_INLINE_MAX: usize = 256 * 1024;
 
@@ -227,6 +230,7 @@ impl Session {
         });
         let want_raw = attrs.iter().any(needs_raw);
         let mut missing = false;
+        let mut ran_since_yield = std::time::Instant::now();
         for (n, &i) in indices.iter().enumerate() {
             // Summaries are loaded a chunk at a time, in one store call each.
             if want_summary && !want_tree && n % 512 == 0 {
@@ -385,9 +389,12 @@ impl Session {
                 self.closing = true;
                 return Ok(Done::no("Connection lost"));
             }
-            // Rendering many messages from the cache never waits: let other sessions run.
-            if n % 64 == 63 {
+            // Rendering many messages from the cache never waits: let other sessions run
+            // now and then (every 64 messages put a 2,000-message FETCH behind every other
+            // session 31 times: its p50 went from 25 to 150 ms at 32 clients).
+            if ran_since_yield.elapsed() >= YIELD_AFTER {
                 tokio::task::yield_now().await;
+                ran_since_yield = std::time::Instant::now();
             }
         }
         if missing {
