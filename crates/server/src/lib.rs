@@ -56,6 +56,7 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
     metrics::describe_counter!("tern_smtp_bytes_received_total", "Bytes read from SMTP clients");
     metrics::describe_counter!("tern_smtp_message_bytes_total", "Bytes of accepted messages");
     metrics::describe_histogram!("tern_store_commit_seconds", "Time to apply and fsync one group commit");
+    metrics::describe_histogram!("tern_store_fsync_seconds", "Time of the fsync that ends one group commit");
     metrics::describe_histogram!("tern_store_commit_group_size", "Store operations per group commit");
     metrics::describe_counter!("tern_fts_indexed_total", "Message contents added to the full-text index");
     metrics::describe_counter!("tern_imap_commands_total", "IMAP commands by name");

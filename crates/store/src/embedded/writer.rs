@@ -177,8 +177,13 @@ impl Writer {
             // One fsync for the whole group: nothing is acknowledged before it returns. A group
             // that wrote nothing (reads of the writer's state, refused operations) needs none.
             let wrote = self.engine.db.seqno() != seqno_before;
+            let applied = started.elapsed();
             let persisted = if wrote { self.engine.db.persist(PersistMode::SyncAll) } else { Ok(()) };
-            metrics::histogram!("tern_store_commit_seconds").record(started.elapsed().as_secs_f64());
+            let total = started.elapsed();
+            metrics::histogram!("tern_store_commit_seconds").record(total.as_secs_f64());
+            if wrote {
+                metrics::histogram!("tern_store_fsync_seconds").record((total - applied).as_secs_f64());
+            }
             metrics::histogram!("tern_store_commit_group_size").record(size as f64);
             match &persisted {
                 Ok(()) => {
