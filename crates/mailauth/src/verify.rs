@@ -12,7 +12,7 @@
 use crate::dkim::normalize_trailing_blank_lines;
 use crate::dmarc::{self, Evaluation, PublicSuffixList};
 use crate::spf::{self, DnsError, Lookup, SpfDns, SpfRequest, SpfResult};
-use hickory_resolver::proto::rr::RData;
+use hickory_resolver::proto::rr::{RData, RecordType};
 use mail_auth::common::cache::NoCache;
 use mail_auth::dkim::Canonicalization;
 use mail_auth::{
@@ -196,9 +196,7 @@ struct DnsRecords<'a>(&'a Verifier);
 
 impl dmarc::RecordSource for DnsRecords<'_> {
     async fn txt(&self, name: &str) -> Result<Vec<String>, String> {
-        let resolver = &self.0.auth.0;
-        let fqdn = if name.ends_with('.') { name.to_string() } else { format!("{name}.") };
-        match resolver.txt_lookup(fqdn.as_str()).await {
+        match self.0.auth.0.txt_lookup(fqdn(name).as_str()).await {
             Ok(lookup) => Ok(lookup
                 .answers()
                 .iter()
@@ -215,8 +213,7 @@ impl dmarc::RecordSource for DnsRecords<'_> {
     }
 
     async fn exists(&self, domain: &str) -> Result<bool, String> {
-        let fqdn = if domain.ends_with('.') { domain.to_string() } else { format!("{domain}.") };
-        match self.0.auth.0.ipv4_lookup(fqdn.as_str()).await {
+        match self.0.auth.0.ipv4_lookup(fqdn(domain).as_str()).await {
             Ok(_) => Ok(true),
             // NODATA: the name exists without an A record (RFC 9989 §A.4).
             Err(e) if e.is_nx_domain() => Ok(false),
@@ -261,108 +258,89 @@ fn fqdn(name: &str) -> String {
     if name.ends_with('.') { name.to_string() } else { format!("{name}.") }
 }
 
-impl SpfDns for SpfResolver<'_> {
-    async fn txt(&self, name: &str) -> Lookup<Vec<Vec<u8>>> {
-        let key = format!("txt {}", name.to_ascii_lowercase());
+impl SpfResolver<'_> {
+    /// One lookup through the SPF cache: `records` takes the records asked for from the
+    /// answer, and an answer without any is "not found".
+    async fn cached<T: Clone>(
+        &self,
+        key: String,
+        name: &str,
+        record_type: RecordType,
+        records: impl FnOnce(&hickory_resolver::lookup::Lookup) -> Vec<T>,
+        wrap: fn(Lookup<Vec<T>>) -> Cached,
+        unwrap: fn(Cached) -> Lookup<Vec<T>>,
+    ) -> Lookup<Vec<T>> {
         if let Some(hit) = self.0.caches.spf.get(key.as_str()) {
-            return hit.into_txt();
+            return unwrap(hit);
         }
-        let r = self.0.auth.0.txt_lookup(fqdn(name).as_str()).await;
-        let (answer, until) = match r {
+        let (answer, until) = match self.0.auth.0.lookup(name, record_type).await {
             Ok(lookup) => {
-                let until = lookup.valid_until();
-                let records: Vec<Vec<u8>> = rdata(&lookup, |d| match d {
-                    RData::TXT(txt) => Some(txt.txt_data.concat()),
-                    _ => None,
-                });
-                (if records.is_empty() { Err(DnsError::NotFound) } else { Ok(records) }, until)
+                let found = records(&lookup);
+                (if found.is_empty() { Err(DnsError::NotFound) } else { Ok(found) }, lookup.valid_until())
             }
             Err(e) => (Err(lookup_error(e)), Instant::now() + NEGATIVE_TTL),
         };
-        self.0.caches.spf.remember(key, Cached::Txt(answer.clone()), until);
+        self.0.caches.spf.remember(key, wrap(answer.clone()), until);
         answer
+    }
+}
+
+impl SpfDns for SpfResolver<'_> {
+    async fn txt(&self, name: &str) -> Lookup<Vec<Vec<u8>>> {
+        let key = format!("txt {}", name.to_ascii_lowercase());
+        let records = |l: &_| {
+            rdata(l, |d| match d {
+                RData::TXT(txt) => Some(txt.txt_data.concat()),
+                _ => None,
+            })
+        };
+        self.cached(key, &fqdn(name), RecordType::TXT, records, Cached::Txt, Cached::into_txt).await
     }
 
     async fn a(&self, name: &str) -> Lookup<Vec<Ipv4Addr>> {
         let key = format!("a {}", name.to_ascii_lowercase());
-        if let Some(hit) = self.0.caches.spf.get(key.as_str()) {
-            return hit.into_a();
-        }
-        let (answer, until) = match self.0.auth.0.ipv4_lookup(fqdn(name).as_str()).await {
-            Ok(lookup) => {
-                let until = lookup.valid_until();
-                let v: Vec<Ipv4Addr> = rdata(&lookup, |d| match d {
-                    RData::A(a) => Some(a.0),
-                    _ => None,
-                });
-                (if v.is_empty() { Err(DnsError::NotFound) } else { Ok(v) }, until)
-            }
-            Err(e) => (Err(lookup_error(e)), Instant::now() + NEGATIVE_TTL),
+        let records = |l: &_| {
+            rdata(l, |d| match d {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
         };
-        self.0.caches.spf.remember(key, Cached::A(answer.clone()), until);
-        answer
+        self.cached(key, &fqdn(name), RecordType::A, records, Cached::A, Cached::into_a).await
     }
 
     async fn aaaa(&self, name: &str) -> Lookup<Vec<Ipv6Addr>> {
         let key = format!("aaaa {}", name.to_ascii_lowercase());
-        if let Some(hit) = self.0.caches.spf.get(key.as_str()) {
-            return hit.into_aaaa();
-        }
-        let (answer, until) = match self.0.auth.0.ipv6_lookup(fqdn(name).as_str()).await {
-            Ok(lookup) => {
-                let until = lookup.valid_until();
-                let v: Vec<Ipv6Addr> = rdata(&lookup, |d| match d {
-                    RData::AAAA(a) => Some(a.0),
-                    _ => None,
-                });
-                (if v.is_empty() { Err(DnsError::NotFound) } else { Ok(v) }, until)
-            }
-            Err(e) => (Err(lookup_error(e)), Instant::now() + NEGATIVE_TTL),
+        let records = |l: &_| {
+            rdata(l, |d| match d {
+                RData::AAAA(a) => Some(a.0),
+                _ => None,
+            })
         };
-        self.0.caches.spf.remember(key, Cached::Aaaa(answer.clone()), until);
-        answer
+        self.cached(key, &fqdn(name), RecordType::AAAA, records, Cached::Aaaa, Cached::into_aaaa).await
     }
 
     async fn mx(&self, name: &str) -> Lookup<Vec<String>> {
         let key = format!("mx {}", name.to_ascii_lowercase());
-        if let Some(hit) = self.0.caches.spf.get(key.as_str()) {
-            return hit.into_names();
-        }
-        let (answer, until) = match self.0.auth.0.mx_lookup(fqdn(name).as_str()).await {
-            Ok(lookup) => {
-                let until = lookup.valid_until();
-                let mut v: Vec<(u16, String)> = rdata(&lookup, |d| match d {
-                    RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
-                    _ => None,
-                });
-                v.sort_by_key(|m| m.0);
-                let names: Vec<String> = v.into_iter().map(|m| m.1).collect();
-                (if names.is_empty() { Err(DnsError::NotFound) } else { Ok(names) }, until)
-            }
-            Err(e) => (Err(lookup_error(e)), Instant::now() + NEGATIVE_TTL),
+        let records = |l: &_| {
+            let mut v: Vec<(u16, String)> = rdata(l, |d| match d {
+                RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                _ => None,
+            });
+            v.sort_by_key(|m| m.0);
+            v.into_iter().map(|m| m.1).collect()
         };
-        self.0.caches.spf.remember(key, Cached::Names(answer.clone()), until);
-        answer
+        self.cached(key, &fqdn(name), RecordType::MX, records, Cached::Names, Cached::into_names).await
     }
 
     async fn ptr(&self, ip: IpAddr) -> Lookup<Vec<String>> {
         let key = format!("ptr {ip}");
-        if let Some(hit) = self.0.caches.spf.get(key.as_str()) {
-            return hit.into_names();
-        }
-        let (answer, until) = match self.0.auth.0.reverse_lookup(reverse_name(ip).as_str()).await {
-            Ok(lookup) => {
-                let until = lookup.valid_until();
-                let names: Vec<String> = rdata(&lookup, |d| match d {
-                    RData::PTR(p) => Some(p.0.to_ascii()),
-                    _ => None,
-                });
-                (if names.is_empty() { Err(DnsError::NotFound) } else { Ok(names) }, until)
-            }
-            Err(e) => (Err(lookup_error(e)), Instant::now() + NEGATIVE_TTL),
+        let records = |l: &_| {
+            rdata(l, |d| match d {
+                RData::PTR(p) => Some(p.0.to_ascii()),
+                _ => None,
+            })
         };
-        self.0.caches.spf.remember(key, Cached::Names(answer.clone()), until);
-        answer
+        self.cached(key, &reverse_name(ip), RecordType::PTR, records, Cached::Names, Cached::into_names).await
     }
 }
 
