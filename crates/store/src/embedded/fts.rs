@@ -181,7 +181,7 @@ fn hash_of(key: &[u8]) -> Option<BlobHash> {
 /// an indexing thread that held a CPU the rest of its slice before a woken session ran, which
 /// showed in the SMTP benchmark's p99.
 #[cfg(target_os = "linux")]
-fn renice(tid: libc::pid_t) {
+fn run_only_when_idle(tid: libc::pid_t) {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: sched_setscheduler only reads its arguments; with a thread id Linux changes the
     // policy of that one thread.
@@ -196,7 +196,7 @@ fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: gettid has no preconditions.
-        renice(unsafe { libc::gettid() });
+        run_only_when_idle(unsafe { libc::gettid() });
         let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return };
         for task in tasks.flatten() {
             let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
@@ -204,7 +204,7 @@ fn lower_priority() {
                 || comm.starts_with("merge_thread")
                 || comm.starts_with("segment_updater");
             if background && let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) {
-                renice(tid);
+                run_only_when_idle(tid);
             }
         }
     }
