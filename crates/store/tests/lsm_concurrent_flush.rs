@@ -26,11 +26,7 @@ fn value(writer: u64, i: u64, len: usize) -> Vec<u8> {
 }
 
 fn open(path: &std::path::Path) -> (Database, fjall::Keyspace, fjall::Keyspace) {
-    let db = Database::builder(path)
-        .manual_journal_persist(true)
-        .worker_threads(1)
-        .open()
-        .expect("open database");
+    let db = Database::builder(path).manual_journal_persist(true).worker_threads(1).open().expect("open database");
     let small = || KeyspaceCreateOptions::default().max_memtable_size(64 * 1024);
     let plain = db.keyspace("plain", small).expect("open plain keyspace");
     let separated = db
@@ -107,11 +103,7 @@ fn flushes_and_compactions_under_concurrent_writes_lose_nothing() {
             let got = plain.get(key(writer, i)).expect("read plain after reopen");
             assert_eq!(Some(value(writer, i, 200).as_slice()), got.as_deref(), "plain {writer}/{i} after reopen");
             let got = separated.get(key(writer, i)).expect("read separated after reopen");
-            assert_eq!(
-                Some(value(writer, i, 2_000).as_slice()),
-                got.as_deref(),
-                "separated {writer}/{i} after reopen"
-            );
+            assert_eq!(Some(value(writer, i, 2_000).as_slice()), got.as_deref(), "separated {writer}/{i} after reopen");
         }
     }
 }
