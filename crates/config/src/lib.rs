@@ -48,6 +48,7 @@ pub struct Config {
     pub delivery: Delivery,
     pub dkim: Dkim,
     pub inbound: Inbound,
+    pub spam: Spam,
     pub log: Log,
 }
 
@@ -69,6 +70,7 @@ impl Default for Config {
             delivery: Delivery::default(),
             dkim: Dkim::default(),
             inbound: Inbound::default(),
+            spam: Spam::default(),
             log: Log::default(),
         }
     }
@@ -450,6 +452,31 @@ impl Default for Inbound {
     }
 }
 
+/// Tern's own spam classifier and rules (see `docs/spam.md`), for mail arriving on port 25.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Spam {
+    /// Judge inbound mail, add `X-Tern-Spam`, and act on the score.
+    pub enabled: bool,
+    /// Messages of each class the models must have learnt before the classifier judges
+    /// (until then it abstains and the rules alone score).
+    pub min_learned: u64,
+    /// At or above this score a recipient's copy goes to their Junk mailbox.
+    pub junk_score: f64,
+    /// At or above this score the message is refused (`550 5.7.1`) when every recipient's
+    /// verdict says so; 0 turns refusal off.
+    pub reject_score: f64,
+    /// Moving a message into Junk over IMAP (or setting `$Junk`) teaches it as spam, out of
+    /// Junk (or `$NotJunk`) as ham, to the user's model and the global one.
+    pub learn_from_users: bool,
+}
+
+impl Default for Spam {
+    fn default() -> Self {
+        Spam { enabled: true, min_learned: 50, junk_score: 5.0, reject_score: 15.0, learn_from_users: true }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DmarcSpecification {
@@ -526,6 +553,16 @@ impl Config {
             (Some(_), None) => return Err(invalid("tls.key", "tls.cert is set but tls.key is not")),
             (None, Some(_)) => return Err(invalid("tls.cert", "tls.key is set but tls.cert is not")),
             _ => {}
+        }
+        let spam = &self.spam;
+        if !spam.junk_score.is_finite() || spam.junk_score <= 0.0 {
+            return Err(invalid("spam.junk_score", "must be a positive number"));
+        }
+        if !spam.reject_score.is_finite() || (spam.reject_score != 0.0 && spam.reject_score < spam.junk_score) {
+            return Err(invalid("spam.reject_score", "must be 0 (off) or at least spam.junk_score"));
+        }
+        if spam.min_learned == 0 {
+            return Err(invalid("spam.min_learned", "must be at least 1"));
         }
         let s = &self.smtp;
         if s.max_message_size < 1024 {

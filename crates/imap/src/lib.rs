@@ -286,8 +286,17 @@ impl SummaryCache {
     }
 }
 
+/// Told when a user files messages as spam or as not spam, so that the spam classifier learns
+/// from it: moved or copied into the Junk mailbox, or `$Junk` set (spam); moved or copied out
+/// of Junk into anything but Trash, or `$NotJunk` set (ham). Called after the change is
+/// committed; it must not block.
+pub trait JunkFeedback: Send + Sync {
+    fn filed(&self, account: tern_store::AccountId, messages: Vec<tern_store::MessageEntry>, spam: bool);
+}
+
 pub struct ImapServer {
     pub(crate) settings: ImapSettings,
+    pub(crate) junk_feedback: std::sync::OnceLock<Arc<dyn JunkFeedback>>,
     pub(crate) directory: Directory,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) tls: Option<TlsAcceptor>,
@@ -320,6 +329,7 @@ impl ImapServer {
         store.on_change(Arc::new(move |change| hook.changed(change)));
         Arc::new(ImapServer {
             summaries: SummaryCache::new(settings.summary_cache_bytes),
+            junk_feedback: std::sync::OnceLock::new(),
             compute: ComputePool::for_server(settings.command_time_limit),
             settings,
             directory,
@@ -333,6 +343,11 @@ impl ImapServer {
             tracker: TaskTracker::new(),
             next_session: AtomicU64::new(1),
         })
+    }
+
+    /// Where users' spam and not-spam filing is reported (set once, at start).
+    pub fn set_junk_feedback(&self, feedback: Arc<dyn JunkFeedback>) {
+        let _ = self.junk_feedback.set(feedback);
     }
 
     /// Accepts connections until shutdown; `implicit_tls` for port 993 (RFC 8314).

@@ -73,6 +73,8 @@ pub struct MessageContext {
     added_headers: Vec<String>,
     /// Free-form results of stages (for logs and later stages).
     pub tags: Vec<(String, String)>,
+    /// The scan verdict (`tern_scan::Verdict` as JSON), stored with the delivery.
+    pub scan_verdict: Option<String>,
 }
 
 impl MessageContext {
@@ -100,6 +102,7 @@ impl MessageContext {
             message,
             added_headers: Vec::new(),
             tags: Vec::new(),
+            scan_verdict: None,
         }
     }
 
@@ -129,6 +132,31 @@ impl MessageContext {
     pub fn header_block(&self) -> &[u8] {
         let end = self.message.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2).unwrap_or(self.message.len());
         &self.message[..end]
+    }
+
+    /// Removes every header field of this name from the message as received (in place; only
+    /// the header section is rewritten). Returns how many went.
+    pub fn remove_header_fields(&mut self, name: &str) -> usize {
+        let end = self.header_block().len();
+        let mut kept = Vec::with_capacity(end);
+        let mut removed = 0;
+        let mut dropping = false;
+        for line in self.message[..end].split_inclusive(|&b| b == b'\n') {
+            let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+            if !continuation {
+                dropping = line.len() > name.len()
+                    && line[name.len()] == b':'
+                    && line[..name.len()].eq_ignore_ascii_case(name.as_bytes());
+                removed += usize::from(dropping);
+            }
+            if !dropping {
+                kept.extend_from_slice(line);
+            }
+        }
+        if removed > 0 {
+            self.message.splice(..end, kept);
+        }
+        removed
     }
 
     /// Whether the message (as received) has a header field of this name.

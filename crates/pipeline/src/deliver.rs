@@ -26,6 +26,7 @@ pub async fn commit_message(store: &Arc<dyn Store>, ctx: &mut MessageContext) ->
         smtputf8: ctx.smtputf8,
         requiretls: ctx.requiretls,
         auth_results: ctx.auth_results.clone(),
+        verdict: ctx.scan_verdict.clone(),
         client_ip: Some(ctx.session.client_ip.to_string()),
         helo: Some(ctx.session.helo.clone()),
         tls: ctx.session.tls.as_ref().map(|t| format!("{} {}", t.version, t.cipher)),

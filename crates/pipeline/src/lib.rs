@@ -10,6 +10,7 @@
 mod context;
 mod deliver;
 pub mod dsn;
+pub mod spam;
 pub mod stages;
 
 pub use context::{MessageContext, Recipient, SessionInfo, TlsInfo};
@@ -102,14 +103,24 @@ impl Pipeline {
     }
 }
 
-/// The stages of the inbound path without authentication checks: trace headers.
-pub fn inbound() -> Pipeline {
-    Pipeline::new().with(stages::ReceivedHeader).with(stages::ReturnPath)
+/// The stages of the inbound path without authentication checks: spam scanning when given,
+/// trace headers.
+pub fn inbound(spam: Option<stages::SpamScan>) -> Pipeline {
+    let mut p = Pipeline::new();
+    if let Some(spam) = spam {
+        p = p.with(spam);
+    }
+    p.with(stages::ReceivedHeader).with(stages::ReturnPath)
 }
 
-/// The inbound path: SPF/DKIM/ARC/DMARC (results header, policy), then trace headers.
-pub fn inbound_verified(stage: stages::InboundAuthentication) -> Pipeline {
-    Pipeline::new().with(stage).with(stages::ReceivedHeader).with(stages::ReturnPath)
+/// The inbound path: SPF/DKIM/ARC/DMARC (results header, policy), spam scanning when given,
+/// then trace headers.
+pub fn inbound_verified(stage: stages::InboundAuthentication, spam: Option<stages::SpamScan>) -> Pipeline {
+    let mut p = Pipeline::new().with(stage);
+    if let Some(spam) = spam {
+        p = p.with(spam);
+    }
+    p.with(stages::ReceivedHeader).with(stages::ReturnPath)
 }
 
 /// The stages of the submission path: sender check, RFC 6409 fix-ups, trace headers, 7-bit

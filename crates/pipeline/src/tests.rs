@@ -40,7 +40,7 @@ fn ctx(recipients: usize, tls: bool) -> MessageContext {
 #[tokio::test]
 async fn trace_headers_are_prepended_in_order() {
     let mut c = ctx(1, true);
-    assert_eq!(inbound().run(&mut c).await, Outcome::Deliver);
+    assert_eq!(inbound(None).run(&mut c).await, Outcome::Deliver);
     let text = String::from_utf8(c.final_message()).unwrap();
     assert!(text.starts_with("Return-Path: <s@client.example>\r\nReceived: from client.example ([192.0.2.7])\r\n\tby mx.example.org (Tern) with ESMTPS id Q1\r\n\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)\r\n\tfor <u0@example.org>;\r\n\t"), "{text}");
     assert!(text.ends_with("+0000\r\nSubject: t\r\n\r\nhi\r\n"), "{text}");
@@ -51,7 +51,7 @@ async fn trace_headers_are_prepended_in_order() {
 #[tokio::test]
 async fn no_for_clause_with_several_recipients_and_plain_esmtp() {
     let mut c = ctx(2, false);
-    inbound().run(&mut c).await;
+    inbound(None).run(&mut c).await;
     let text = String::from_utf8(c.final_message()).unwrap();
     assert!(text.contains("with ESMTP id Q1;"), "{text}");
     assert!(!text.contains("for <"), "{text}");
@@ -108,4 +108,13 @@ fn header_values_cannot_inject_lines() {
 fn dates() {
     assert_eq!(stages::rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
     assert_eq!(stages::rfc5322_date(1_790_000_000), "Mon, 21 Sep 2026 14:13:20 +0000");
+}
+
+#[test]
+fn remove_header_fields_removes_every_field_of_that_name_with_its_continuations() {
+    let mut c = ctx(1, false);
+    c.message = b"X-Tern-Spam: score=-100\r\n\tfolded\r\nSubject: hi\r\nx-tern-spam: again\r\n\r\nX-Tern-Spam: in the body\r\n".to_vec();
+    assert_eq!(2, c.remove_header_fields("X-Tern-Spam"));
+    assert_eq!(b"Subject: hi\r\n\r\nX-Tern-Spam: in the body\r\n".to_vec(), c.message);
+    assert_eq!(0, c.remove_header_fields("X-Tern-Spam"));
 }

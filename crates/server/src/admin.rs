@@ -15,8 +15,9 @@ use tern_store::INBOX;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 pub const SOCKET_NAME: &str = "admin.sock";
-/// Requests are small; anything longer is refused.
-const MAX_REQUEST: usize = 64 * 1024;
+/// Requests are small except messages to learn or classify (base64); anything longer is
+/// refused.
+const MAX_REQUEST: usize = 64 * 1024 * 1024;
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(SOCKET_NAME)
@@ -89,6 +90,28 @@ pub enum AdminRequest {
     Dns {
         domain: String,
     },
+    /// What the spam models have learnt: the global one, or one user's.
+    SpamStatus {
+        email: Option<String>,
+    },
+    /// Teaches one message (base64 of its bytes) as spam or ham, to a user's model or the
+    /// global one.
+    SpamLearn {
+        email: Option<String>,
+        spam: bool,
+        message: String,
+    },
+    /// Judges one message (base64) without delivering it, and explains the verdict.
+    SpamClassify {
+        email: Option<String>,
+        message: String,
+    },
+    /// Why a delivered message went where it went.
+    MailExplain {
+        email: String,
+        mailbox: String,
+        uid: u32,
+    },
 }
 
 /// What admin requests act on.
@@ -100,6 +123,10 @@ pub struct AdminContext {
     /// The running delivery service (woken after `queue retry`); `None` when the CLI works on
     /// the store directly.
     pub delivery: Option<std::sync::Arc<tern_delivery::DeliveryService>>,
+    /// The spam classifier (the running server's, so what is learnt shows at once).
+    pub spam: std::sync::Arc<tern_pipeline::spam::SpamFilter>,
+    /// Its score thresholds.
+    pub spam_thresholds: tern_scan::Thresholds,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +256,68 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
                     one_line(&subject)
                 )?;
             }
+        }
+        AdminRequest::SpamStatus { email } => {
+            let owner = spam_owner(dir, email.as_deref()).await?;
+            let status = ctx.spam.status(owner).await?;
+            let min = ctx.spam.settings().min_learned;
+            let _ = writeln!(
+                out,
+                "{}: learnt {} spam and {} ham messages, {} features{}",
+                email.as_deref().unwrap_or("global model"),
+                status.spam_learned,
+                status.ham_learned,
+                status.features,
+                if status.spam_learned >= min && status.ham_learned >= min {
+                    String::new()
+                } else {
+                    format!(" (judges once the models together have learnt {min} of each)")
+                }
+            );
+        }
+        AdminRequest::SpamLearn { email, spam, message } => {
+            let owner = spam_owner(dir, email.as_deref()).await?;
+            let raw = decode_message(&message)?;
+            let blob = tern_store::BlobHash::of(&raw);
+            let features =
+                tern_pipeline::stages::features_of(std::sync::Arc::new(raw), tern_scan::Facts::default()).await;
+            let class = if spam { tern_scan::classifier::Class::Spam } else { tern_scan::classifier::Class::Ham };
+            let outcome = ctx.spam.learn(owner, blob, class, &features).await?;
+            let _ = writeln!(out, "{outcome:?}");
+        }
+        AdminRequest::SpamClassify { email, message } => {
+            let account = match &email {
+                Some(e) => Some(account_of(dir, e).await?.id),
+                None => None,
+            };
+            let raw = decode_message(&message)?;
+            let features =
+                tern_pipeline::stages::features_of(std::sync::Arc::new(raw), tern_scan::Facts::default()).await;
+            let (judgement, abstained) = match ctx.spam.judge(&features, account).await? {
+                Ok(j) => (Some(j), None),
+                Err(why) => (None, Some(why)),
+            };
+            let rules = tern_scan::verdict::RuleInput { facts: &tern_scan::Facts::default(), meta: features.meta() };
+            let verdict = tern_scan::verdict::decide(judgement, abstained, &rules, Vec::new(), &ctx.spam_thresholds);
+            out.push_str(&explain(&verdict));
+        }
+        AdminRequest::MailExplain { email, mailbox, uid } => {
+            let store = dir.store();
+            let mailbox = find_mailbox(dir, &email, &mailbox).await?;
+            let entry = store
+                .message_get(mailbox.id, uid)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no message with UID {uid} in {}", mailbox.name))?;
+            let envelope = store.envelope_get(entry.delivery_id).await?;
+            let Some(verdict) = envelope.as_ref().and_then(|e| e.verdict.as_deref()) else {
+                let source = envelope.map(|e| e.source).unwrap_or_default();
+                let _ = writeln!(out, "delivered to {} without a scan verdict (arrived by {source})", mailbox.name);
+                return Ok(AdminReply::ok(out));
+            };
+            let verdict: tern_scan::Verdict =
+                serde_json::from_str(verdict).map_err(|e| anyhow::anyhow!("stored verdict unreadable: {e}"))?;
+            let _ = writeln!(out, "delivered to {}", mailbox.name);
+            out.push_str(&explain(&verdict));
         }
         AdminRequest::MailShow { email, mailbox, uid } => {
             let store = dir.store();
@@ -469,4 +558,73 @@ pub async fn send(path: &Path, req: &AdminRequest) -> std::io::Result<AdminReply
     let mut output = vec![0; header.len];
     reader.read_exact(&mut output).await?;
     Ok(AdminReply { ok: header.ok, output })
+}
+
+/// Whose model a spam request is about.
+async fn spam_owner(dir: &Directory, email: Option<&str>) -> anyhow::Result<tern_store::SpamModelOwner> {
+    Ok(match email {
+        Some(e) => tern_store::SpamModelOwner::Account(account_of(dir, e).await?.id),
+        None => tern_store::SpamModelOwner::Global,
+    })
+}
+
+async fn account_of(dir: &Directory, email: &str) -> anyhow::Result<tern_store::Account> {
+    dir.store().account_by_address(email).await?.ok_or_else(|| anyhow::anyhow!("no user {email}"))
+}
+
+fn decode_message(b64: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| anyhow::anyhow!("message is not base64: {e}"))
+}
+
+/// A verdict in words: score, action and why, every reason, the classifier's strongest
+/// features both ways, the thresholds.
+pub fn explain(v: &tern_scan::Verdict) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "score {:.2}, action {}: {}", v.score, v.action.as_str(), v.because);
+    let _ = write!(out, "thresholds: junk {:.1}", v.junk_threshold);
+    if let Some(q) = v.quarantine_threshold {
+        let _ = write!(out, ", quarantine {q:.1}");
+    }
+    match v.reject_threshold {
+        Some(r) => {
+            let _ = writeln!(out, ", reject {r:.1}");
+        }
+        None => out.push_str(", reject off\n"),
+    }
+    if let Some(why) = &v.abstained {
+        let _ = writeln!(out, "classifier: abstained ({why})");
+    }
+    if let Some(j) = &v.judgement {
+        let _ = writeln!(
+            out,
+            "classifier: spam probability {:.3} (models learnt {} spam, {} ham; {} features decided)",
+            j.probability,
+            j.spam_learned,
+            j.ham_learned,
+            j.clues.len()
+        );
+        let (spam, ham) = j.top(10);
+        for (title, list) in [("towards spam", spam), ("towards ham", ham)] {
+            if list.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "  {title}:");
+            for c in list {
+                let _ = writeln!(out, "    {:.3}  {}  (in {} spam, {} ham)", c.probability, c.feature, c.spam, c.ham);
+            }
+        }
+    }
+    for s in &v.scanners {
+        let _ = writeln!(out, "scanner {}: {:?} ({} ms)", s.scanner, s.outcome, s.millis);
+    }
+    let scored: Vec<&tern_scan::Reason> = v.reasons.iter().filter(|r| r.points != 0.0).collect();
+    if !scored.is_empty() {
+        let _ = writeln!(out, "points:");
+        for r in scored {
+            let _ = writeln!(out, "  {:+6.2}  {} ({})", r.points, r.name, r.source);
+        }
+    }
+    out
 }

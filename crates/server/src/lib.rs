@@ -119,6 +119,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
+    let spam_filter = Arc::new(tern_pipeline::spam::SpamFilter::new(
+        Arc::clone(&store),
+        tern_pipeline::spam::SpamSettings { min_learned: config.spam.min_learned },
+    ));
+    let spam_scan = || {
+        config.spam.enabled.then(|| tern_pipeline::stages::SpamScan {
+            filter: Arc::clone(&spam_filter),
+            thresholds: spam_thresholds(&config),
+        })
+    };
     let mut dmarc_reporting = None;
     let inbound_pipeline = match (&resolver, config.inbound.verify) {
         (Some(resolver), true) => {
@@ -140,19 +150,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 Arc::new(tern_mailauth::report::Aggregator::restore(&saved, tern_store::now_unix()))
             });
             dmarc_reporting = aggregator.clone().map(|a| (Arc::clone(&verifier), a));
-            tern_pipeline::inbound_verified(tern_pipeline::stages::InboundAuthentication {
-                reports: aggregator,
-                directory: Some(directory.clone()),
-                verifier,
-                policy: tern_pipeline::stages::InboundPolicy {
-                    dmarc_reject: config.inbound.dmarc_reject,
-                    dmarc_quarantine: config.inbound.dmarc_quarantine,
-                    iprev: config.inbound.iprev,
-                    trusted: config.limit_exempt(),
+            tern_pipeline::inbound_verified(
+                tern_pipeline::stages::InboundAuthentication {
+                    reports: aggregator,
+                    directory: Some(directory.clone()),
+                    verifier,
+                    policy: tern_pipeline::stages::InboundPolicy {
+                        dmarc_reject: config.inbound.dmarc_reject,
+                        dmarc_quarantine: config.inbound.dmarc_quarantine,
+                        iprev: config.inbound.iprev,
+                        trusted: config.limit_exempt(),
+                    },
                 },
-            })
+                spam_scan(),
+            )
         }
-        _ => tern_pipeline::inbound(),
+        _ => tern_pipeline::inbound(spam_scan()),
     };
     let inbound_checks =
         Arc::new(tern_smtp::inbound::InboundChecks::new(&config, Arc::clone(&auth_guard), resolver.clone()));
@@ -228,6 +241,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         message_memory,
         shutdown.clone(),
     );
+    if config.spam.learn_from_users {
+        imap.set_junk_feedback(Arc::new(JunkTrainer(tern_pipeline::spam::Trainer::start(
+            Arc::clone(&spam_filter),
+            Arc::clone(&store),
+        ))));
+    }
     let mut imap_tasks = Vec::new();
     for (service, implicit) in [(Service::Imap, false), (Service::Imaps, true)] {
         for listener in listen::bind_service(&config.listen, service)? {
@@ -267,6 +286,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         directory: directory.clone(),
         hostname: config.hostname.clone(),
         delivery: Some(Arc::clone(&delivery)),
+        spam: Arc::clone(&spam_filter),
+        spam_thresholds: spam_thresholds(&config),
     };
     admin::serve_socket(admin::socket_path(&config.data_dir), admin_context, shutdown.clone()).await?;
 
@@ -335,5 +356,28 @@ pub fn dmarc_specification(config: &Config) -> tern_mailauth::dmarc::Specificati
     match config.inbound.dmarc_specification {
         tern_config::DmarcSpecification::Rfc7489 => tern_mailauth::dmarc::Specification::Rfc7489,
         tern_config::DmarcSpecification::Rfc9989 => tern_mailauth::dmarc::Specification::Rfc9989,
+    }
+}
+
+/// Users' Junk filing over IMAP, taught to the spam classifier.
+struct JunkTrainer(tern_pipeline::spam::Trainer);
+
+impl tern_imap::JunkFeedback for JunkTrainer {
+    fn filed(&self, account: tern_store::AccountId, messages: Vec<tern_store::MessageEntry>, spam: bool) {
+        let messages = messages
+            .into_iter()
+            .map(|m| tern_pipeline::spam::FiledMessage { blob: m.blob, delivery_id: m.delivery_id })
+            .collect();
+        let class = if spam { tern_scan::classifier::Class::Spam } else { tern_scan::classifier::Class::Ham };
+        self.0.filed(account, messages, class);
+    }
+}
+
+/// The spam score thresholds of the configuration.
+pub fn spam_thresholds(config: &Config) -> tern_scan::Thresholds {
+    tern_scan::Thresholds {
+        junk: config.spam.junk_score,
+        quarantine: None,
+        reject: (config.spam.reject_score > 0.0).then_some(config.spam.reject_score),
     }
 }

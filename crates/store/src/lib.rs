@@ -138,6 +138,13 @@ pub trait Store: Send + Sync + 'static {
     /// Drops an entry without delivering or bouncing it.
     async fn queue_remove(&self, id: QueueId) -> StoreResult<bool>;
 
+    /// The spam classifier's model of `owner` (empty if it never learnt).
+    async fn spam_model(&self, owner: SpamModelOwner) -> StoreResult<SpamModelData>;
+    /// The class a message (by content hash) was taught to `owner`'s model as, if it was.
+    async fn spam_lesson(&self, owner: SpamModelOwner, message: BlobHash) -> StoreResult<Option<SpamClass>>;
+    /// Writes a model change; durable when it returns.
+    async fn spam_model_update(&self, update: SpamModelUpdate) -> StoreResult<()>;
+
     // --- operation ---
     /// Changes as they are committed, for IMAP IDLE and friends.
     fn subscribe(&self) -> broadcast::Receiver<StoreChange>;

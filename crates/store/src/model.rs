@@ -311,6 +311,9 @@ pub struct DeliveryEnvelope {
     /// SPF/DKIM/ARC/DMARC results as recorded in Authentication-Results (inbound mail).
     #[serde(default)]
     pub auth_results: Option<String>,
+    /// The scan verdict (`tern_scan::Verdict`, JSON) the message was delivered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
     #[serde(default)]
     pub client_ip: Option<String>,
     #[serde(default)]
@@ -506,4 +509,41 @@ pub enum StoreChange {
     Directory,
     /// Something was queued or a queue entry became due (wakes the delivery workers).
     Queue,
+}
+
+/// Whose spam classifier model: the server's own (learnt from every user's training and the
+/// admin's) or one account's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SpamModelOwner {
+    Global,
+    Account(AccountId),
+}
+
+/// The class a message was taught as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpamClass {
+    Spam,
+    Ham,
+}
+
+/// One model as stored: how many messages of each class it learnt, and per feature hash the
+/// number of spam and ham messages it was seen in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpamModelData {
+    pub spam_learned: u64,
+    pub ham_learned: u64,
+    pub features: Vec<(u64, u32, u32)>,
+}
+
+/// A change to a model after one lesson, as absolute values (the classifier computes them under
+/// its per-model lock, the store writes them blindly): new totals, new counts of the features
+/// the lesson touched (`(hash, 0, 0)` removes one), and the class the message is now known as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpamModelUpdate {
+    pub owner: SpamModelOwner,
+    pub spam_learned: u64,
+    pub ham_learned: u64,
+    pub features: Vec<(u64, u32, u32)>,
+    /// The message (its content hash) and the class it was taught as.
+    pub lesson: (BlobHash, SpamClass),
 }

@@ -2,6 +2,7 @@
 //! through the running server's admin socket or, when it is stopped, on the store directly.
 
 mod check;
+mod train;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -64,6 +65,9 @@ enum Command {
     /// The outbound queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// The built-in spam classifier: teach it, ask it, see what it learnt.
+    #[command(subcommand)]
+    Spam(SpamCmd),
     /// DKIM signing keys.
     #[command(subcommand)]
     Dkim(DkimCmd),
@@ -73,6 +77,35 @@ enum Command {
     /// Print the DNS records a domain should publish (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT,
     /// SRV for client autoconfiguration).
     Dns { domain: String },
+}
+
+#[derive(Subcommand)]
+enum SpamCmd {
+    /// Teach messages as spam and as ham: .eml files, mbox files, Maildir folders, or
+    /// directories of message files.
+    Train {
+        /// Spam to learn (repeat, or list several).
+        #[arg(long, num_args = 1.., value_name = "PATH")]
+        spam: Vec<PathBuf>,
+        /// Ham (wanted mail) to learn.
+        #[arg(long, num_args = 1.., value_name = "PATH")]
+        ham: Vec<PathBuf>,
+        /// Teach this user's model (else the global one).
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+    },
+    /// How many messages the global model (or a user's) has learnt, and its size.
+    Status {
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+    },
+    /// Judge a message file without delivering it, and explain the verdict.
+    Classify {
+        file: PathBuf,
+        /// Judge with this user's model and the global one (else the global one alone).
+        #[arg(long, value_name = "EMAIL")]
+        user: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -193,6 +226,9 @@ enum MailCmd {
     List { email: String, mailbox: Option<String> },
     /// The raw message as stored, headers included.
     Show { email: String, mailbox: String, uid: u32 },
+    /// Why a message went where it went: the spam verdict it was delivered with (score,
+    /// reasons, the classifier's strongest features both ways, thresholds, action).
+    Explain { email: String, mailbox: String, uid: u32 },
 }
 
 fn load_config(global: &Global) -> anyhow::Result<Config> {
@@ -323,7 +359,21 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Mail(cmd) => match cmd {
             MailCmd::List { email, mailbox } => AdminRequest::MailList { email, mailbox },
             MailCmd::Show { email, mailbox, uid } => AdminRequest::MailShow { email, mailbox, uid },
+            MailCmd::Explain { email, mailbox, uid } => AdminRequest::MailExplain { email, mailbox, uid },
         },
+        Command::Spam(SpamCmd::Status { user }) => AdminRequest::SpamStatus { email: user },
+        Command::Spam(SpamCmd::Classify { file, user }) => {
+            let raw = crlf(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
+            AdminRequest::SpamClassify { email: user, message: base64_of(&raw) }
+        }
+        Command::Spam(SpamCmd::Train { spam, ham, user }) => {
+            if spam.is_empty() && ham.is_empty() {
+                anyhow::bail!("name messages to learn with --spam PATH and/or --ham PATH");
+            }
+            let summary = runtime.block_on(train::run(&config, &spam, &ham, user))?;
+            write_stdout(summary.as_bytes())?;
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
         Command::Queue(cmd) => match cmd {
             QueueCmd::List => AdminRequest::QueueList,
             QueueCmd::Show { id } => AdminRequest::QueueShow { id },
@@ -392,18 +442,63 @@ fn crlf(raw: Vec<u8>) -> Vec<u8> {
 
 /// Sends the request to the running server, or executes it on the store when none runs.
 async fn administer(config: &Config, request: AdminRequest) -> anyhow::Result<admin::AdminReply> {
-    let socket = admin::socket_path(&config.data_dir);
-    match admin::send(&socket, &request).await {
-        Ok(reply) => return Ok(reply),
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {}
-        Err(e) => return Err(e).with_context(|| format!("talking to the server at {}", socket.display())),
+    let admin = Admin::connect(config).await?;
+    let reply = admin.run(request).await;
+    admin.close().await?;
+    reply
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Where admin requests go: the running server's socket, or the store opened here when no
+/// server runs (one process per store).
+enum Admin {
+    Server(PathBuf),
+    Direct { context: admin::AdminContext, store: Arc<dyn tern_store::Store> },
+}
+
+impl Admin {
+    async fn connect(config: &Config) -> anyhow::Result<Admin> {
+        let socket = admin::socket_path(&config.data_dir);
+        match admin::send(&socket, &AdminRequest::Ping).await {
+            Ok(_) => return Ok(Admin::Server(socket)),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {}
+            Err(e) => return Err(e).with_context(|| format!("talking to the server at {}", socket.display())),
+        }
+        let store_config = config.clone();
+        let store = tokio::task::spawn_blocking(move || tern_server::open_store(&store_config, false)).await??;
+        let store: Arc<dyn tern_store::Store> = Arc::new(store);
+        let directory = tern_directory::Directory::new(Arc::clone(&store), config.plus_separator());
+        let spam = Arc::new(tern_pipeline::spam::SpamFilter::new(
+            Arc::clone(&store),
+            tern_pipeline::spam::SpamSettings { min_learned: config.spam.min_learned },
+        ));
+        let context = admin::AdminContext {
+            directory,
+            hostname: config.hostname.clone(),
+            delivery: None,
+            spam,
+            spam_thresholds: tern_server::spam_thresholds(config),
+        };
+        Ok(Admin::Direct { context, store })
     }
-    let store_config = config.clone();
-    let store = tokio::task::spawn_blocking(move || tern_server::open_store(&store_config, false)).await??;
-    let store: Arc<dyn tern_store::Store> = Arc::new(store);
-    let directory = tern_directory::Directory::new(Arc::clone(&store), config.plus_separator());
-    let context = admin::AdminContext { directory, hostname: config.hostname.clone(), delivery: None };
-    let reply = admin::execute(&context, request).await;
-    store.shutdown().await?;
-    Ok(reply)
+
+    async fn run(&self, request: AdminRequest) -> anyhow::Result<admin::AdminReply> {
+        match self {
+            Admin::Server(socket) => admin::send(socket, &request)
+                .await
+                .with_context(|| format!("talking to the server at {}", socket.display())),
+            Admin::Direct { context, .. } => Ok(admin::execute(context, request).await),
+        }
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        if let Admin::Direct { store, .. } = self {
+            store.shutdown().await?;
+        }
+        Ok(())
+    }
 }

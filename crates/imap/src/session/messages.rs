@@ -228,7 +228,26 @@ impl Session {
             StoreMode::Remove => FlagMode::Remove,
         };
         let id = view.id;
+        let filed_as = match mode {
+            FlagMode::Add | FlagMode::Replace => {
+                let has = |k: &str| keywords.iter().any(|x| x.eq_ignore_ascii_case(k));
+                if has("$Junk") {
+                    Some(true)
+                } else if has("$NotJunk") {
+                    Some(false)
+                } else {
+                    None
+                }
+            }
+            FlagMode::Remove => None,
+        };
         let update = self.server.store.set_flags(id, uids.clone(), mode, bits, keywords, unchanged_since).await?;
+        if let (Some(spam), Some(feedback), Some(account)) =
+            (filed_as, self.server.junk_feedback.get(), self.account.as_ref())
+            && !update.updated.is_empty()
+        {
+            feedback.filed(account.id, update.updated.clone(), spam);
+        }
         let Some(mut view) = self.view.take() else { return Ok(Done::bad("No mailbox selected")) };
         let mut changed = std::collections::HashSet::new();
         let mut changed_at = Vec::new();
@@ -268,6 +287,30 @@ impl Session {
                 .code(format!("MODIFIED {}", uid_set_text(&conflicts))));
         }
         Ok(Done::ok("STORE completed"))
+    }
+
+    /// Reports a copy or move into or out of Junk to the spam classifier.
+    async fn junk_feedback_for_copy(&self, from: tern_store::MailboxId, to: &tern_store::Mailbox, uids: &[u32]) {
+        use tern_store::SpecialUse;
+        let (Some(feedback), Some(account), Some(view)) =
+            (self.server.junk_feedback.get(), self.account.as_ref(), self.view.as_ref())
+        else {
+            return;
+        };
+        let source_use = match self.server.store.mailbox_get(from).await {
+            Ok(Some(m)) => m.special_use,
+            _ => None,
+        };
+        let spam = match (source_use, to.special_use) {
+            (Some(SpecialUse::Junk), Some(SpecialUse::Junk)) => return,
+            (_, Some(SpecialUse::Junk)) => true,
+            (Some(SpecialUse::Junk), Some(SpecialUse::Trash)) => return,
+            (Some(SpecialUse::Junk), _) => false,
+            _ => return,
+        };
+        let messages: Vec<tern_store::MessageEntry> =
+            uids.iter().filter_map(|u| view.index_of(*u).map(|i| view.messages[i].clone())).collect();
+        feedback.filed(account.id, messages, spam);
     }
 
     pub(super) async fn copy(
@@ -310,6 +353,7 @@ impl Session {
         }
         let src: Vec<u32> = result.pairs.iter().map(|p| p.0).collect();
         let dst: Vec<u32> = result.pairs.iter().map(|p| p.1).collect();
+        self.junk_feedback_for_copy(id, &target, &src).await;
         let copyuid = format!("COPYUID {} {} {}", result.uid_validity, uid_set_text(&src), uid_set_text(&dst));
         if move_ {
             // RFC 6851 §4.3: COPYUID in an untagged OK before the expunges.

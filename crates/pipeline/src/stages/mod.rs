@@ -9,3 +9,6 @@ mod trace;
 pub use submission::{DkimSign, SenderOwnership, SevenBitBody, SubmissionFixups};
 
 pub use trace::{ReceivedHeader, ReturnPath, rfc5322_date};
+
+mod spam;
+pub use spam::{HEADER as SPAM_HEADER, SpamScan, arrival_facts, features_of};

@@ -55,6 +55,30 @@ pub mod ks {
     /// (RFC 9051 §6.3.7: a subscription outlives its mailbox). Added without a format
     /// change: an older store simply has none.
     pub const SUBSCRIPTIONS: &str = "subscriptions";
+    /// The spam classifier's models, per owner ([`super::spam_owner_key`]):
+    /// owner ++ `n` → spam learnt u64 ++ ham learnt u64;
+    /// owner ++ `f` ++ feature hash u64 → spam u32 ++ ham u32;
+    /// owner ++ `l` ++ blob hash → class (`s` or `h`): the messages it learnt.
+    pub const SPAM: &str = "spam";
+}
+
+/// The prefix of a spam model's keys: `g` for the global model, `a` ++ account id.
+pub fn spam_owner_key(owner: crate::model::SpamModelOwner) -> Vec<u8> {
+    match owner {
+        crate::model::SpamModelOwner::Global => vec![b'g'],
+        crate::model::SpamModelOwner::Account(id) => {
+            let mut k = vec![b'a'];
+            k.extend_from_slice(&id.to_be_bytes());
+            k
+        }
+    }
+}
+
+pub fn spam_key(owner: crate::model::SpamModelOwner, kind: u8, rest: &[u8]) -> Vec<u8> {
+    let mut k = spam_owner_key(owner);
+    k.push(kind);
+    k.extend_from_slice(rest);
+    k
 }
 
 pub fn u64_key(v: u64) -> [u8; 8] {

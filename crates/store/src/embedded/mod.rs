@@ -46,6 +46,7 @@ pub(crate) struct Engine {
     queue: Keyspace,
     queue_due: Keyspace,
     subscriptions: Keyspace,
+    spam: Keyspace,
     /// Where contents of [`blobfile::FILE_THRESHOLD`] bytes or more live.
     blob_dir: std::path::PathBuf,
     /// The queue's due index (`queue_due`) in memory: claims would otherwise scan the
@@ -101,6 +102,7 @@ impl Engine {
             queue: open(ks::QUEUE)?,
             queue_due: open(ks::QUEUE_DUE)?,
             subscriptions: open(ks::SUBSCRIPTIONS)?,
+            spam: open(ks::SPAM)?,
             blob_dir: blobfile::directory(path),
             due: Mutex::new(std::collections::BTreeSet::new()),
             fts_queue: Mutex::default(),
@@ -714,6 +716,45 @@ impl Store for EmbeddedStore {
             OpResult::Bool(b) => Ok(b),
             _ => unexpected(),
         }
+    }
+
+    async fn spam_model(&self, owner: SpamModelOwner) -> StoreResult<SpamModelData> {
+        self.read(move |e| {
+            let mut data = SpamModelData::default();
+            if let Some(v) = e.spam.get(keys::spam_key(owner, b'n', &[]))? {
+                data.spam_learned = keys::read_u64(&v).unwrap_or(0);
+                data.ham_learned = v.get(8..).and_then(keys::read_u64).unwrap_or(0);
+            }
+            let prefix = keys::spam_key(owner, b'f', &[]);
+            for item in e.spam.prefix(&prefix) {
+                let (key, value) = item.into_inner()?;
+                let (Some(hash), Some(spam), Some(ham)) = (
+                    key.get(prefix.len()..).and_then(keys::read_u64),
+                    value.get(..4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes),
+                    value.get(4..8).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes),
+                ) else {
+                    return Err(StoreError::corrupt("spam feature", "short key or value"));
+                };
+                data.features.push((hash, spam, ham));
+            }
+            Ok(data)
+        })
+        .await
+    }
+
+    async fn spam_lesson(&self, owner: SpamModelOwner, message: BlobHash) -> StoreResult<Option<SpamClass>> {
+        self.read(move |e| {
+            Ok(e.spam.get(keys::spam_key(owner, b'l', &message.0))?.and_then(|v| match v.first() {
+                Some(b's') => Some(SpamClass::Spam),
+                Some(b'h') => Some(SpamClass::Ham),
+                _ => None,
+            }))
+        })
+        .await
+    }
+
+    async fn spam_model_update(&self, update: SpamModelUpdate) -> StoreResult<()> {
+        self.write(Op::SpamModelUpdate(Box::new(update))).await.map(|_| ())
     }
 
     fn subscribe(&self) -> broadcast::Receiver<StoreChange> {

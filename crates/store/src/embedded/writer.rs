@@ -76,6 +76,7 @@ pub(crate) enum Op {
         scan_only: Vec<super::fts::Taken>,
         removed: Vec<BlobHash>,
     },
+    SpamModelUpdate(Box<SpamModelUpdate>),
     Shutdown,
 }
 
@@ -321,6 +322,31 @@ impl Writer {
                     Err(e) => return Err(e),
                 }
                 changes.push(StoreChange::Account { account });
+                Ok(OpResult::Unit)
+            }
+            Op::SpamModelUpdate(update) => {
+                let owner = update.owner;
+                let mut totals = [0u8; 16];
+                totals[..8].copy_from_slice(&update.spam_learned.to_be_bytes());
+                totals[8..].copy_from_slice(&update.ham_learned.to_be_bytes());
+                self.engine.spam.insert(keys::spam_key(owner, b'n', &[]), totals)?;
+                for (hash, spam, ham) in &update.features {
+                    let key = keys::spam_key(owner, b'f', &hash.to_be_bytes());
+                    if *spam == 0 && *ham == 0 {
+                        self.engine.spam.remove(key)?;
+                    } else {
+                        let mut value = [0u8; 8];
+                        value[..4].copy_from_slice(&spam.to_be_bytes());
+                        value[4..].copy_from_slice(&ham.to_be_bytes());
+                        self.engine.spam.insert(key, value)?;
+                    }
+                }
+                let (message, class) = update.lesson;
+                let class = match class {
+                    SpamClass::Spam => b"s",
+                    SpamClass::Ham => b"h",
+                };
+                self.engine.spam.insert(keys::spam_key(owner, b'l', &message.0), class)?;
                 Ok(OpResult::Unit)
             }
             Op::ClaimRecent(id) => {

@@ -1,0 +1,259 @@
+//! The built-in spam classifier as a service: models in memory (loaded from the store on first
+//! use), judgement of a message for a recipient, and learning that is durable before it shows.
+//!
+//! Each model has a lock for learning (lessons of one model are written in order) and a
+//! read-write lock over its counts (judging takes the read side for the few microseconds of
+//! lookups). A lesson is computed as new absolute counts under the learning lock, written to
+//! the store, and only then applied in memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use tern_scan::classifier::{Class, Counts, Features, Judgement, Model, judge};
+use tern_store::{AccountId, BlobHash, SpamClass, SpamModelOwner, SpamModelUpdate, Store, StoreError};
+
+/// How the classifier is set up.
+#[derive(Debug, Clone)]
+pub struct SpamSettings {
+    /// Messages of each class the models must have learnt (together) before they judge.
+    pub min_learned: u64,
+}
+
+impl Default for SpamSettings {
+    fn default() -> Self {
+        SpamSettings { min_learned: 50 }
+    }
+}
+
+struct OwnedModel {
+    counts: RwLock<Model>,
+    learning: tokio::sync::Mutex<()>,
+}
+
+/// What a lesson did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LessonOutcome {
+    Learnt,
+    /// The message had been taught as this class already: nothing changed.
+    AlreadyKnown,
+    /// The message had been taught as the other class: that was undone first.
+    Relearnt,
+}
+
+pub struct SpamFilter {
+    store: Arc<dyn Store>,
+    settings: SpamSettings,
+    models: Mutex<HashMap<SpamModelOwner, Arc<tokio::sync::OnceCell<Arc<OwnedModel>>>>>,
+}
+
+/// Model statistics for `tern spam status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelStatus {
+    pub owner: SpamModelOwner,
+    pub spam_learned: u64,
+    pub ham_learned: u64,
+    pub features: usize,
+}
+
+impl SpamFilter {
+    pub fn new(store: Arc<dyn Store>, settings: SpamSettings) -> SpamFilter {
+        SpamFilter { store, settings, models: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn settings(&self) -> &SpamSettings {
+        &self.settings
+    }
+
+    async fn model(&self, owner: SpamModelOwner) -> Result<Arc<OwnedModel>, StoreError> {
+        let cell = {
+            let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+            models.entry(owner).or_default().clone()
+        };
+        let model = cell
+            .get_or_try_init(|| async {
+                let data = self.store.spam_model(owner).await?;
+                let mut model = Model {
+                    spam_learned: data.spam_learned,
+                    ham_learned: data.ham_learned,
+                    features: HashMap::with_capacity(data.features.len()),
+                };
+                for (hash, spam, ham) in data.features {
+                    model.features.insert(hash, Counts { spam, ham });
+                }
+                Ok::<_, StoreError>(Arc::new(OwnedModel {
+                    counts: RwLock::new(model),
+                    learning: tokio::sync::Mutex::new(()),
+                }))
+            })
+            .await?;
+        Ok(model.clone())
+    }
+
+    /// Judges a message for a recipient account (its model and the global one together), or
+    /// with the global model alone. `Err(reason)` when the models have not learnt enough.
+    pub async fn judge(
+        &self,
+        features: &Features,
+        account: Option<AccountId>,
+    ) -> Result<Result<Judgement, String>, StoreError> {
+        let global = self.model(SpamModelOwner::Global).await?;
+        let user = match account {
+            Some(a) => Some(self.model(SpamModelOwner::Account(a)).await?),
+            None => None,
+        };
+        let g = global.counts.read().unwrap_or_else(|p| p.into_inner());
+        let u = user.as_ref().map(|u| u.counts.read().unwrap_or_else(|p| p.into_inner()));
+        let mut models: Vec<&Model> = vec![&g];
+        if let Some(u) = &u {
+            models.push(u);
+        }
+        let spam: u64 = models.iter().map(|m| m.spam_learned).sum();
+        let ham: u64 = models.iter().map(|m| m.ham_learned).sum();
+        if spam < self.settings.min_learned || ham < self.settings.min_learned {
+            return Ok(Err(format!("learnt {spam} spam and {ham} ham, needs {} of each", self.settings.min_learned)));
+        }
+        Ok(Ok(judge(features, &models)))
+    }
+
+    /// Teaches one message (by content hash) to a model, durably.
+    pub async fn learn(
+        &self,
+        owner: SpamModelOwner,
+        message: BlobHash,
+        class: Class,
+        features: &Features,
+    ) -> Result<LessonOutcome, StoreError> {
+        let model = self.model(owner).await?;
+        let _lesson = model.learning.lock().await;
+        let store_class = match class {
+            Class::Spam => SpamClass::Spam,
+            Class::Ham => SpamClass::Ham,
+        };
+        let before = self.store.spam_lesson(owner, message).await?;
+        let undo = match before {
+            Some(c) if c == store_class => return Ok(LessonOutcome::AlreadyKnown),
+            Some(SpamClass::Spam) => Some(Class::Spam),
+            Some(SpamClass::Ham) => Some(Class::Ham),
+            None => None,
+        };
+        // The new state of the touched features, computed on a copy of just those.
+        let mut next = Model::default();
+        {
+            let counts = model.counts.read().unwrap_or_else(|p| p.into_inner());
+            next.spam_learned = counts.spam_learned;
+            next.ham_learned = counts.ham_learned;
+            for h in features.hashes() {
+                next.features.insert(h, counts.features.get(&h).copied().unwrap_or_default());
+            }
+        }
+        if let Some(old) = undo {
+            next.learn(old, features.hashes(), true);
+        }
+        next.learn(class, features.hashes(), false);
+        let update = SpamModelUpdate {
+            owner,
+            spam_learned: next.spam_learned,
+            ham_learned: next.ham_learned,
+            features: features
+                .hashes()
+                .map(|h| {
+                    let c = next.features.get(&h).copied().unwrap_or_default();
+                    (h, c.spam, c.ham)
+                })
+                .collect(),
+            lesson: (message, store_class),
+        };
+        self.store.spam_model_update(update).await?;
+        let mut counts = model.counts.write().unwrap_or_else(|p| p.into_inner());
+        counts.spam_learned = next.spam_learned;
+        counts.ham_learned = next.ham_learned;
+        for h in features.hashes() {
+            match next.features.get(&h) {
+                Some(c) if *c != Counts::default() => {
+                    counts.features.insert(h, *c);
+                }
+                _ => {
+                    counts.features.remove(&h);
+                }
+            }
+        }
+        metrics::counter!("tern_spam_learned_total", "class" => class.as_str()).increment(1);
+        Ok(if undo.is_some() { LessonOutcome::Relearnt } else { LessonOutcome::Learnt })
+    }
+
+    pub async fn status(&self, owner: SpamModelOwner) -> Result<ModelStatus, StoreError> {
+        let model = self.model(owner).await?;
+        let counts = model.counts.read().unwrap_or_else(|p| p.into_inner());
+        Ok(ModelStatus {
+            owner,
+            spam_learned: counts.spam_learned,
+            ham_learned: counts.ham_learned,
+            features: counts.features.len(),
+        })
+    }
+}
+
+/// A message to learn from, as the IMAP side knows it.
+#[derive(Debug, Clone)]
+pub struct FiledMessage {
+    pub blob: BlobHash,
+    pub delivery_id: u64,
+}
+
+/// Lessons queued for the trainer at most; beyond it users' filing is not learnt (logged).
+const TRAINING_QUEUE: usize = 10_000;
+
+/// Learns from users' filing (messages moved into or out of Junk) on one background task, in
+/// order, bounded: the IMAP session that filed them never waits for it.
+pub struct Trainer {
+    tx: tokio::sync::mpsc::Sender<(AccountId, FiledMessage, Class)>,
+}
+
+impl Trainer {
+    /// Starts the training task.
+    pub fn start(filter: Arc<SpamFilter>, store: Arc<dyn Store>) -> Trainer {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(AccountId, FiledMessage, Class)>(TRAINING_QUEUE);
+        tokio::spawn(async move {
+            while let Some((account, message, class)) = rx.recv().await {
+                if let Err(e) = learn_filed(&filter, &store, account, &message, class).await {
+                    tracing::warn!(error = %e, account, "could not learn from a filed message");
+                }
+            }
+        });
+        Trainer { tx }
+    }
+
+    pub fn filed(&self, account: AccountId, messages: Vec<FiledMessage>, class: Class) {
+        for message in messages {
+            if self.tx.try_send((account, message, class)).is_err() {
+                tracing::warn!(account, "spam training queue full; a filed message is not learnt");
+                metrics::counter!("tern_spam_training_dropped_total").increment(1);
+            }
+        }
+    }
+}
+
+/// Learns one filed message for its account's model and the global one. The features are the
+/// message's as stored, with the arrival facts recorded with its delivery.
+async fn learn_filed(
+    filter: &SpamFilter,
+    store: &Arc<dyn Store>,
+    account: AccountId,
+    message: &FiledMessage,
+    class: Class,
+) -> Result<(), StoreError> {
+    let Some(raw) = store.blob_get(message.blob).await? else { return Ok(()) };
+    let envelope = store.envelope_get(message.delivery_id).await?;
+    let mut facts = envelope
+        .as_ref()
+        .and_then(|e| e.auth_results.as_deref())
+        .map(tern_scan::Facts::from_authentication_results)
+        .unwrap_or_default();
+    if let Some(e) = &envelope {
+        facts.tls = e.tls.is_some();
+        facts.authenticated = e.authenticated_as.is_some();
+    }
+    let features = crate::stages::features_of(Arc::new(raw), facts).await;
+    filter.learn(SpamModelOwner::Account(account), message.blob, class, &features).await?;
+    filter.learn(SpamModelOwner::Global, message.blob, class, &features).await?;
+    Ok(())
+}

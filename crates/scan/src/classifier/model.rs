@@ -1,0 +1,259 @@
+//! The learned model and how it judges a message.
+//!
+//! A model counts, for each feature, how many spam and how many ham messages it was seen in,
+//! and how many of each were learnt. A message is judged the way Gary Robinson proposed and
+//! bogofilter and SpamAssassin's Bayes do it:
+//!
+//! 1. each feature's spam probability `p = (s/S) / (s/S + h/H)`, pulled towards 0.5 when it
+//!    was seen rarely: `f = (STRENGTH * 0.5 + n * p) / (STRENGTH + n)` with `n = s + h`;
+//! 2. only features that say something (`|f - 0.5| >= MIN_DEVIATION`) take part, at most
+//!    [`MAX_CLUES`] of them, the strongest first;
+//! 3. Fisher's method combines them: `H = C⁻¹(-2 Σ ln f, 2k)`, `S = C⁻¹(-2 Σ ln(1 - f), 2k)`
+//!    (C⁻¹ the chi-square survival function), spam probability `(1 + H - S) / 2`.
+//!
+//! The features used in step 2 are the explanation: each with its `f` and counts.
+//!
+//! A user's model and the global model judge together: their counts are added, so a user's
+//! own training moves their verdicts and the global model fills in what the user never taught.
+
+use super::features::Features;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// How strongly a rarely seen feature is pulled towards 0.5 (Robinson's `s`).
+const STRENGTH: f64 = 0.45;
+/// Features closer than this to 0.5 are left out.
+const MIN_DEVIATION: f64 = 0.1;
+/// At most this many features decide.
+pub const MAX_CLUES: usize = 150;
+
+/// Per feature: messages of each class it was seen in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub spam: u32,
+    pub ham: u32,
+}
+
+/// A model in memory.
+#[derive(Debug, Clone, Default)]
+pub struct Model {
+    pub spam_learned: u64,
+    pub ham_learned: u64,
+    pub features: HashMap<u64, Counts>,
+}
+
+/// Which class a message is taught as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Class {
+    Spam,
+    Ham,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Spam => "spam",
+            Class::Ham => "ham",
+        }
+    }
+}
+
+impl Model {
+    /// Adds (or with `forget`, removes) one message's features to the class counts.
+    pub fn learn(&mut self, class: Class, hashes: impl Iterator<Item = u64>, forget: bool) {
+        let step = |v: &mut u32| {
+            *v = if forget { v.saturating_sub(1) } else { v.saturating_add(1) };
+        };
+        for h in hashes {
+            let c = self.features.entry(h).or_default();
+            match class {
+                Class::Spam => step(&mut c.spam),
+                Class::Ham => step(&mut c.ham),
+            }
+            if *c == Counts::default() {
+                self.features.remove(&h);
+            }
+        }
+        let total = match class {
+            Class::Spam => &mut self.spam_learned,
+            Class::Ham => &mut self.ham_learned,
+        };
+        *total = if forget { total.saturating_sub(1) } else { total.saturating_add(1) };
+    }
+}
+
+/// One feature that took part in a judgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Clue {
+    pub feature: String,
+    /// Its spam probability `f` (0 = ham, 1 = spam).
+    pub probability: f64,
+    pub spam: u32,
+    pub ham: u32,
+}
+
+/// The judgement of a message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    /// Spam probability, 0..=1.
+    pub probability: f64,
+    /// Messages the judging models had learnt.
+    pub spam_learned: u64,
+    pub ham_learned: u64,
+    /// Features that decided, the strongest first.
+    pub clues: Vec<Clue>,
+}
+
+impl Judgement {
+    /// The strongest clues towards spam and towards ham, `n` of each.
+    pub fn top(&self, n: usize) -> (Vec<&Clue>, Vec<&Clue>) {
+        let spam = self.clues.iter().filter(|c| c.probability > 0.5).take(n).collect();
+        let ham = self.clues.iter().filter(|c| c.probability < 0.5).take(n).collect();
+        (spam, ham)
+    }
+}
+
+/// Judges `features` with the counts of `models` added together.
+pub fn judge(features: &Features, models: &[&Model]) -> Judgement {
+    let spam_learned: u64 = models.iter().map(|m| m.spam_learned).sum();
+    let ham_learned: u64 = models.iter().map(|m| m.ham_learned).sum();
+    let mut clues: Vec<(f64, u64, Counts)> = Vec::new();
+    if spam_learned > 0 && ham_learned > 0 {
+        for h in features.hashes() {
+            let mut c = Counts::default();
+            for m in models {
+                if let Some(x) = m.features.get(&h) {
+                    c.spam = c.spam.saturating_add(x.spam);
+                    c.ham = c.ham.saturating_add(x.ham);
+                }
+            }
+            let n = f64::from(c.spam) + f64::from(c.ham);
+            if n == 0.0 {
+                continue;
+            }
+            let spam_ratio = f64::from(c.spam) / spam_learned as f64;
+            let ham_ratio = f64::from(c.ham) / ham_learned as f64;
+            let p = spam_ratio / (spam_ratio + ham_ratio);
+            let f = (STRENGTH * 0.5 + n * p) / (STRENGTH + n);
+            if (f - 0.5).abs() >= MIN_DEVIATION {
+                clues.push((f, h, c));
+            }
+        }
+    }
+    clues.sort_by(|a, b| (b.0 - 0.5).abs().total_cmp(&(a.0 - 0.5).abs()).then(a.1.cmp(&b.1)));
+    clues.truncate(MAX_CLUES);
+    let probability = if clues.is_empty() {
+        0.5
+    } else {
+        let k = clues.len();
+        // Clamp so that one feature seen only in spam does not make ln(0).
+        let (ln_f, ln_not_f) = clues.iter().fold((0.0, 0.0), |(a, b), (f, _, _)| {
+            let f = f.clamp(1e-6, 1.0 - 1e-6);
+            (a + f.ln(), b + (1.0 - f).ln())
+        });
+        let h = chi2_survival(-2.0 * ln_f, 2 * k);
+        let s = chi2_survival(-2.0 * ln_not_f, 2 * k);
+        (1.0 + h - s) / 2.0
+    };
+    Judgement {
+        probability,
+        spam_learned,
+        ham_learned,
+        clues: clues
+            .into_iter()
+            .map(|(f, h, c)| Clue {
+                feature: features.name(h).unwrap_or_else(|| format!("#{h:016x}")),
+                probability: (f * 1000.0).round() / 1000.0,
+                spam: c.spam,
+                ham: c.ham,
+            })
+            .collect(),
+    }
+}
+
+/// P(X >= x) for a chi-square variable with `dof` (even) degrees of freedom:
+/// `e^{-m} Σ_{i<dof/2} m^i / i!` with `m = x / 2`.
+fn chi2_survival(x: f64, dof: usize) -> f64 {
+    let m = x / 2.0;
+    let mut term = (-m).exp();
+    let mut sum = term;
+    for i in 1..dof / 2 {
+        term *= m / i as f64;
+        sum += term;
+    }
+    sum.min(1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::Facts;
+
+    fn features(text: &str) -> Features {
+        Features::extract(format!("Subject: t\r\n\r\n{text}\r\n").as_bytes(), &Facts::default())
+    }
+
+    fn trained() -> Model {
+        let mut m = Model::default();
+        for i in 0..30 {
+            m.learn(Class::Spam, features(&format!("cheap pills viagra offer winner {i}")).hashes(), false);
+            m.learn(Class::Ham, features(&format!("meeting agenda tomorrow project review {i}")).hashes(), false);
+        }
+        m
+    }
+
+    #[test]
+    fn chi2_survival_values() {
+        // Known values: P(X >= 2) with 2 dof = e^-1; with 4 dof = 2 e^-1.
+        assert!((chi2_survival(2.0, 2) - (-1.0f64).exp()).abs() < 1e-12);
+        assert!((chi2_survival(2.0, 4) - 2.0 * (-1.0f64).exp()).abs() < 1e-12);
+        assert_eq!(1.0, chi2_survival(0.0, 10));
+    }
+
+    #[test]
+    fn learnt_classes_are_told_apart_and_explained() {
+        let m = trained();
+        let spam = judge(&features("a cheap offer for the winner"), &[&m]);
+        let ham = judge(&features("the project meeting is tomorrow"), &[&m]);
+        assert!(spam.probability > 0.9, "{spam:?}");
+        assert!(ham.probability < 0.1, "{ham:?}");
+        let (towards_spam, _) = spam.top(3);
+        assert!(towards_spam.iter().any(|c| c.feature == "\"cheap\""), "{towards_spam:?}");
+        let unknown = judge(&features("completely different words"), &[&m]);
+        assert!((unknown.probability - 0.5).abs() < 0.2, "{unknown:?}");
+    }
+
+    #[test]
+    fn forgetting_undoes_learning() {
+        let mut m = trained();
+        let before = m.features.len();
+        let f = features("entirely novel sentence");
+        m.learn(Class::Spam, f.hashes(), false);
+        m.learn(Class::Spam, f.hashes(), true);
+        assert_eq!(before, m.features.len());
+        assert_eq!(30, m.spam_learned);
+    }
+
+    #[test]
+    fn an_empty_model_abstains() {
+        let j = judge(&features("anything"), &[&Model::default()]);
+        assert_eq!(0.5, j.probability);
+        assert!(j.clues.is_empty());
+    }
+
+    #[test]
+    fn a_users_counts_move_the_judgement() {
+        let global = trained();
+        let mut user = Model::default();
+        // This user gets the "offers" as wanted mail.
+        for i in 0..40 {
+            user.learn(Class::Ham, features(&format!("cheap offer winner {i}")).hashes(), false);
+        }
+        let f = features("cheap offer winner");
+        let alone = judge(&f, &[&global]);
+        let with_user = judge(&f, &[&global, &user]);
+        assert!(alone.probability > 0.9, "{alone:?}");
+        assert!(with_user.probability < 0.5, "{with_user:?}");
+    }
+}
