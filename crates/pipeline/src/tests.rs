@@ -113,7 +113,9 @@ fn dates() {
 #[test]
 fn remove_header_fields_removes_every_field_of_that_name_with_its_continuations() {
     let mut c = ctx(1, false);
-    c.message = b"X-Tern-Spam: score=-100\r\n\tfolded\r\nSubject: hi\r\nx-tern-spam: again\r\n\r\nX-Tern-Spam: in the body\r\n".to_vec();
+    c.message =
+        b"X-Tern-Spam: score=-100\r\n\tfolded\r\nSubject: hi\r\nx-tern-spam: again\r\n\r\nX-Tern-Spam: in the body\r\n"
+            .to_vec();
     assert_eq!(2, c.remove_header_fields("X-Tern-Spam"));
     assert_eq!(b"Subject: hi\r\n\r\nX-Tern-Spam: in the body\r\n".to_vec(), c.message);
     assert_eq!(0, c.remove_header_fields("X-Tern-Spam"));
