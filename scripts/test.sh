@@ -14,6 +14,10 @@ need mbsync isync
 need offlineimap offlineimap3
 need fetchmail fetchmail
 need mpop mpop
+# Content scanners the scanning tests run for real.
+need clamd clamav-daemon
+need sigtool clamav
+need rspamd rspamd
 # swaks --tls needs Perl's TLS modules (only recommended by the swaks package).
 perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
 # Python modules: the delivery tests' stub DNS, remote MX sink and DKIM verifier.

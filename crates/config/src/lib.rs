@@ -49,6 +49,10 @@ pub struct Config {
     pub dkim: Dkim,
     pub inbound: Inbound,
     pub spam: Spam,
+    pub quarantine: Quarantine,
+    /// Outside scanners (`[[scanner]]` tables), asked about every message concurrently.
+    #[serde(rename = "scanner")]
+    pub scanners: Vec<Scanner>,
     pub log: Log,
 }
 
@@ -71,6 +75,8 @@ impl Default for Config {
             dkim: Dkim::default(),
             inbound: Inbound::default(),
             spam: Spam::default(),
+            quarantine: Quarantine::default(),
+            scanners: Vec::new(),
             log: Log::default(),
         }
     }
@@ -463,6 +469,9 @@ pub struct Spam {
     pub min_learned: u64,
     /// At or above this score a recipient's copy goes to their Junk mailbox.
     pub junk_score: f64,
+    /// At or above this score the message is held in the quarantine when every recipient's
+    /// verdict says so; 0 (the default) turns it off.
+    pub quarantine_score: f64,
     /// At or above this score the message is refused (`550 5.7.1`) when every recipient's
     /// verdict says so; 0 turns refusal off.
     pub reject_score: f64,
@@ -473,8 +482,124 @@ pub struct Spam {
 
 impl Default for Spam {
     fn default() -> Self {
-        Spam { enabled: true, min_learned: 50, junk_score: 5.0, reject_score: 15.0, learn_from_users: true }
+        Spam {
+            enabled: true,
+            min_learned: 50,
+            junk_score: 5.0,
+            quarantine_score: 0.0,
+            reject_score: 15.0,
+            learn_from_users: true,
+        }
     }
+}
+
+/// The quarantine: messages held instead of delivered (`tern quarantine`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Quarantine {
+    /// Days a held message is kept before it is deleted.
+    pub retention_days: u64,
+}
+
+impl Default for Quarantine {
+    fn default() -> Self {
+        Quarantine { retention_days: 30 }
+    }
+}
+
+/// One outside scanner (`[[scanner]]`; see `docs/scanners.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scanner {
+    /// Its name in verdicts, logs and metrics.
+    pub name: String,
+    pub kind: ScannerKind,
+    /// clamd: `host:port`, or the path of its Unix socket.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// rspamd (its normal worker, e.g. `http://127.0.0.1:11333`) and `http` scanners.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// rspamd: sent as `Password`.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// `http`: extra request headers (e.g. `Authorization`).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    #[serde(default = "scanner_timeout")]
+    pub timeout_seconds: u64,
+    /// When the scanner cannot be asked or does not answer in time.
+    #[serde(default)]
+    pub on_failure: ScannerFailure,
+    /// Messages larger than this are not sent to it (clamd's `StreamMaxLength` defaults to
+    /// 25 MiB); clamd refusing a stream as too large is treated the same.
+    #[serde(default = "scanner_max_size")]
+    pub max_size: u64,
+    #[serde(default)]
+    pub on_too_large: ScannerTooLarge,
+    /// What a virus this scanner finds does.
+    #[serde(default)]
+    pub on_virus: VirusAction,
+    /// Its spam points are multiplied by this before they add to the score.
+    #[serde(default = "one")]
+    pub weight: f64,
+    /// Scan mail from authenticated users too (for viruses).
+    #[serde(default = "yes")]
+    pub scan_submissions: bool,
+}
+
+fn scanner_timeout() -> u64 {
+    30
+}
+fn scanner_max_size() -> u64 {
+    25 * 1024 * 1024
+}
+fn one() -> f64 {
+    1.0
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScannerKind {
+    Clamd,
+    Rspamd,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScannerFailure {
+    /// `451 4.7.1`: the sender tries again later.
+    #[default]
+    Tempfail,
+    /// Accepted; the verdict notes the failure and a metric counts it.
+    Accept,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScannerTooLarge {
+    /// Accepted unscanned by this scanner (noted in the verdict).
+    #[default]
+    Accept,
+    Tempfail,
+    /// `552 5.3.4`.
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VirusAction {
+    /// `554 5.7.1` at the end of DATA.
+    #[default]
+    Reject,
+    /// Held in the quarantine.
+    Quarantine,
+    /// Accepted and dropped (logged).
+    Discard,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -554,12 +679,52 @@ impl Config {
             (None, Some(_)) => return Err(invalid("tls.cert", "tls.key is set but tls.cert is not")),
             _ => {}
         }
+        let mut names = std::collections::HashSet::new();
+        for scanner in &self.scanners {
+            let key = format!("scanner {:?}", scanner.name);
+            if scanner.name.is_empty()
+                || !scanner.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(&key, "name must be letters, digits, - and _"));
+            }
+            if !names.insert(scanner.name.clone()) {
+                return Err(invalid(&key, "two scanners have this name"));
+            }
+            match scanner.kind {
+                ScannerKind::Clamd if scanner.address.as_deref().is_none_or(str::is_empty) => {
+                    return Err(invalid(&key, "a clamd scanner needs address = \"host:port\" or a socket path"));
+                }
+                ScannerKind::Rspamd | ScannerKind::Http
+                    if !scanner
+                        .url
+                        .as_deref()
+                        .is_some_and(|u| u.starts_with("http://") || u.starts_with("https://")) =>
+                {
+                    return Err(invalid(&key, "needs url = \"http://...\" or \"https://...\""));
+                }
+                _ => {}
+            }
+            if scanner.timeout_seconds == 0 {
+                return Err(invalid(&key, "timeout_seconds must be at least 1"));
+            }
+            if !scanner.weight.is_finite() || scanner.weight < 0.0 {
+                return Err(invalid(&key, "weight must be a number >= 0"));
+            }
+        }
         let spam = &self.spam;
         if !spam.junk_score.is_finite() || spam.junk_score <= 0.0 {
             return Err(invalid("spam.junk_score", "must be a positive number"));
         }
         if !spam.reject_score.is_finite() || (spam.reject_score != 0.0 && spam.reject_score < spam.junk_score) {
             return Err(invalid("spam.reject_score", "must be 0 (off) or at least spam.junk_score"));
+        }
+        if !spam.quarantine_score.is_finite()
+            || (spam.quarantine_score != 0.0 && spam.quarantine_score < spam.junk_score)
+        {
+            return Err(invalid("spam.quarantine_score", "must be 0 (off) or at least spam.junk_score"));
+        }
+        if self.quarantine.retention_days == 0 {
+            return Err(invalid("quarantine.retention_days", "must be at least 1"));
         }
         if spam.min_learned == 0 {
             return Err(invalid("spam.min_learned", "must be at least 1"));

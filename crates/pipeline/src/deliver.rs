@@ -13,27 +13,7 @@ use tern_store::{
 /// when it returns. Hashing and parsing run on the blocking pool.
 pub async fn commit_message(store: &Arc<dyn Store>, ctx: &mut MessageContext) -> Result<DeliveryReceipt, StoreError> {
     let raw = ctx.take_final_message();
-    let envelope = DeliveryEnvelope {
-        mail_from: ctx.mail_from.clone(),
-        recipients: ctx
-            .recipients
-            .iter()
-            .map(|r| EnvelopeRecipient { address: r.address.clone(), orcpt: r.orcpt.clone(), notify: r.notify.clone() })
-            .collect(),
-        ret: ctx.ret.clone(),
-        envid: ctx.envid.clone(),
-        body: ctx.body.clone(),
-        smtputf8: ctx.smtputf8,
-        requiretls: ctx.requiretls,
-        auth_results: ctx.auth_results.clone(),
-        verdict: ctx.scan_verdict.clone(),
-        client_ip: Some(ctx.session.client_ip.to_string()),
-        helo: Some(ctx.session.helo.clone()),
-        tls: ctx.session.tls.as_ref().map(|t| format!("{} {}", t.version, t.cipher)),
-        authenticated_as: ctx.session.authenticated_as.clone(),
-        source: ctx.session.service.to_string(),
-        received_at: ctx.received_at,
-    };
+    let envelope = envelope_of(ctx);
     let mut targets = Vec::new();
     let mut remote: Vec<NewQueueRecipient> = Vec::new();
     for r in &ctx.recipients {
@@ -57,6 +37,92 @@ pub async fn commit_message(store: &Arc<dyn Store>, ctx: &mut MessageContext) ->
     let mut delivery = prepare(raw, envelope, targets).await?;
     delivery.remote = remote;
     store.deliver(delivery).await
+}
+
+/// The envelope a message is stored with.
+fn envelope_of(ctx: &MessageContext) -> DeliveryEnvelope {
+    DeliveryEnvelope {
+        mail_from: ctx.mail_from.clone(),
+        recipients: ctx
+            .recipients
+            .iter()
+            .map(|r| EnvelopeRecipient { address: r.address.clone(), orcpt: r.orcpt.clone(), notify: r.notify.clone() })
+            .collect(),
+        ret: ctx.ret.clone(),
+        envid: ctx.envid.clone(),
+        body: ctx.body.clone(),
+        smtputf8: ctx.smtputf8,
+        requiretls: ctx.requiretls,
+        auth_results: ctx.auth_results.clone(),
+        verdict: ctx.scan_verdict.clone(),
+        client_ip: Some(ctx.session.client_ip.to_string()),
+        helo: Some(ctx.session.helo.clone()),
+        tls: ctx.session.tls.as_ref().map(|t| format!("{} {}", t.version, t.cipher)),
+        authenticated_as: ctx.session.authenticated_as.clone(),
+        source: ctx.session.service.to_string(),
+        received_at: ctx.received_at,
+    }
+}
+
+/// Holds a message in the quarantine instead of delivering it (durable when it returns), for
+/// `retention_seconds`. Returns the quarantine id.
+pub async fn quarantine_message(
+    store: &Arc<dyn Store>,
+    ctx: &mut MessageContext,
+    reason: &str,
+    retention_seconds: i64,
+) -> Result<u64, StoreError> {
+    let raw = ctx.take_final_message();
+    let entry = tern_store::QuarantineEntry {
+        id: 0,
+        created_at: ctx.received_at,
+        expires_at: ctx.received_at.saturating_add(retention_seconds),
+        reason: reason.to_string(),
+        recipients: ctx
+            .recipients
+            .iter()
+            .map(|r| tern_store::QuarantinedRecipient {
+                address: r.address.clone(),
+                accounts: r.accounts.clone(),
+                remote: r.remote.clone(),
+                orcpt: r.orcpt.clone(),
+                notify: r.notify.clone(),
+            })
+            .collect(),
+        envelope: envelope_of(ctx),
+        size: raw.len() as u64,
+    };
+    store.quarantine_put(entry, raw).await
+}
+
+/// Releases a quarantined message to its recipients (local copies into the INBOX, the rest
+/// to the outbound queue) exactly once: `None` when it was released or deleted already.
+pub async fn release_quarantined(store: &Arc<dyn Store>, id: u64) -> Result<Option<DeliveryReceipt>, StoreError> {
+    let Some((entry, raw)) = store.quarantine_get(id).await? else { return Ok(None) };
+    let mut targets = Vec::new();
+    let mut remote: Vec<NewQueueRecipient> = Vec::new();
+    for r in &entry.recipients {
+        for account in &r.accounts {
+            targets.push(DeliveryTarget {
+                account: *account,
+                mailbox: tern_store::MailboxSelector::Inbox,
+                flags: Default::default(),
+                keywords: Vec::new(),
+            });
+        }
+        for address in &r.remote {
+            if remote.iter().any(|q| q.address.eq_ignore_ascii_case(address)) {
+                continue;
+            }
+            let orcpt = r.orcpt.clone().or_else(|| Some(("rfc822".to_string(), r.address.clone())));
+            remote.push(NewQueueRecipient { address: address.clone(), orcpt, notify: r.notify.clone() });
+        }
+    }
+    let mut envelope = entry.envelope;
+    envelope.source = format!("{} (released from quarantine {id})", envelope.source);
+    let mut delivery = prepare(raw, envelope, targets).await?;
+    delivery.remote = remote;
+    store.quarantine_release(id, delivery).await
 }
 
 /// Messages up to this size are hashed and summarized on the session's own task: that takes

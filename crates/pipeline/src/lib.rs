@@ -14,7 +14,9 @@ pub mod spam;
 pub mod stages;
 
 pub use context::{MessageContext, Recipient, SessionInfo, TlsInfo};
-pub use deliver::{ReportError, commit_message, deliver_report, report_over_quota};
+pub use deliver::{
+    ReportError, commit_message, deliver_report, quarantine_message, release_quarantined, report_over_quota,
+};
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -44,6 +46,11 @@ pub enum Verdict {
     Reject(Refusal),
     /// Refuse the message for now (4xx); the client retries.
     Defer(Refusal),
+    /// Accept the message and drop it (logged with the reason); later stages are skipped.
+    Discard(String),
+    /// Accept the message into the quarantine instead of delivering it (the reason is kept
+    /// with it); later stages are skipped.
+    Quarantine(String),
 }
 
 #[async_trait]
@@ -57,8 +64,24 @@ pub trait Stage: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Deliver,
-    Reject { stage: &'static str, refusal: Refusal },
-    Defer { stage: &'static str, refusal: Refusal },
+    Reject {
+        stage: &'static str,
+        refusal: Refusal,
+    },
+    Defer {
+        stage: &'static str,
+        refusal: Refusal,
+    },
+    /// Accepted and dropped.
+    Discard {
+        stage: &'static str,
+        reason: String,
+    },
+    /// Accepted into the quarantine.
+    Quarantine {
+        stage: &'static str,
+        reason: String,
+    },
 }
 
 #[derive(Clone, Default)]
@@ -97,6 +120,14 @@ impl Pipeline {
                     metrics::counter!("tern_pipeline_deferred_total", "stage" => stage.name()).increment(1);
                     return Outcome::Defer { stage: stage.name(), refusal };
                 }
+                Verdict::Discard(reason) => {
+                    metrics::counter!("tern_pipeline_discarded_total", "stage" => stage.name()).increment(1);
+                    return Outcome::Discard { stage: stage.name(), reason };
+                }
+                Verdict::Quarantine(reason) => {
+                    metrics::counter!("tern_pipeline_quarantined_total", "stage" => stage.name()).increment(1);
+                    return Outcome::Quarantine { stage: stage.name(), reason };
+                }
             }
         }
         Outcome::Deliver
@@ -105,7 +136,7 @@ impl Pipeline {
 
 /// The stages of the inbound path without authentication checks: spam scanning when given,
 /// trace headers.
-pub fn inbound(spam: Option<stages::SpamScan>) -> Pipeline {
+pub fn inbound(spam: Option<stages::ContentScan>) -> Pipeline {
     let mut p = Pipeline::new();
     if let Some(spam) = spam {
         p = p.with(spam);
@@ -115,7 +146,7 @@ pub fn inbound(spam: Option<stages::SpamScan>) -> Pipeline {
 
 /// The inbound path: SPF/DKIM/ARC/DMARC (results header, policy), spam scanning when given,
 /// then trace headers.
-pub fn inbound_verified(stage: stages::InboundAuthentication, spam: Option<stages::SpamScan>) -> Pipeline {
+pub fn inbound_verified(stage: stages::InboundAuthentication, spam: Option<stages::ContentScan>) -> Pipeline {
     let mut p = Pipeline::new().with(stage);
     if let Some(spam) = spam {
         p = p.with(spam);
@@ -123,11 +154,19 @@ pub fn inbound_verified(stage: stages::InboundAuthentication, spam: Option<stage
     p.with(stages::ReceivedHeader).with(stages::ReturnPath)
 }
 
-/// The stages of the submission path: sender check, RFC 6409 fix-ups, trace headers, 7-bit
-/// bodies, DKIM.
-pub fn submission(directory: tern_directory::Directory, hostname: &str, dkim: bool) -> Pipeline {
-    let mut p = Pipeline::new()
-        .with(stages::SenderOwnership { directory: directory.clone() })
+/// The stages of the submission path: sender check, virus scanning when given, RFC 6409
+/// fix-ups, trace headers, 7-bit bodies, DKIM.
+pub fn submission(
+    directory: tern_directory::Directory,
+    hostname: &str,
+    dkim: bool,
+    scan: Option<stages::ContentScan>,
+) -> Pipeline {
+    let mut p = Pipeline::new().with(stages::SenderOwnership { directory: directory.clone() });
+    if let Some(scan) = scan {
+        p = p.with(scan);
+    }
+    p = p
         .with(stages::SubmissionFixups { hostname: hostname.to_string() })
         .with(stages::ReceivedHeader)
         .with(stages::SevenBitBody);

@@ -82,6 +82,24 @@ pub struct ScannerResult {
     #[serde(flatten)]
     pub outcome: ScannerOutcome,
     pub millis: u64,
+    /// What a virus found by this scanner does.
+    #[serde(default = "reject")]
+    pub on_virus: Action,
+}
+
+fn reject() -> Action {
+    Action::Reject
+}
+
+/// The action a scanner's own spam verdict asks for: rspamd's `reject`, `add header` and
+/// `rewrite subject`, a generic scanner's `spam`. rspamd's `soft reject` and `greylist` ask
+/// for nothing here (Tern greylists itself when configured).
+fn scanner_action(action: Option<&str>) -> Option<Action> {
+    match action? {
+        "reject" => Some(Action::Reject),
+        "add header" | "rewrite subject" | "spam" => Some(Action::Junk),
+        _ => None,
+    }
 }
 
 /// Score thresholds and what crossing them does.
@@ -237,18 +255,23 @@ pub fn decide(
             reasons.push(Reason { source: "rule".into(), name: rule.name.into(), points: rule.points });
         }
     }
-    let mut virus: Option<(String, String)> = None;
+    // The most severe action a virus calls for, with its names and scanner.
+    let mut virus: Option<(Action, String, String)> = None;
+    // The most severe action a scanner's own spam verdict asks for.
+    let mut asked: Option<(Action, String)> = None;
     for s in &scanners {
         match &s.outcome {
             ScannerOutcome::Virus { names } => {
-                virus.get_or_insert((names.join(" "), s.scanner.clone()));
+                if virus.as_ref().is_none_or(|(a, _, _)| s.on_virus > *a) {
+                    virus = Some((s.on_virus, names.join(" "), s.scanner.clone()));
+                }
                 reasons.push(Reason {
                     source: s.scanner.clone(),
                     name: format!("VIRUS {}", names.join(" ")),
                     points: 0.0,
                 });
             }
-            ScannerOutcome::Scored { points, symbols, .. } => {
+            ScannerOutcome::Scored { points, action, symbols } => {
                 reasons.push(Reason {
                     source: s.scanner.clone(),
                     name: s.scanner.to_uppercase(),
@@ -258,13 +281,18 @@ pub fn decide(
                     // The scanner's total already counts its symbols: listed, not added.
                     reasons.push(Reason { source: s.scanner.clone(), name: format!("{name}={p:.1}"), points: 0.0 });
                 }
+                if let Some(a) = scanner_action(action.as_deref())
+                    && asked.as_ref().is_none_or(|(b, _)| a > *b)
+                {
+                    asked = Some((a, format!("{} says {}", s.scanner, action.as_deref().unwrap_or(""))));
+                }
             }
             ScannerOutcome::Clean | ScannerOutcome::TooLarge | ScannerOutcome::Failed { .. } => {}
         }
     }
     let score = round(reasons.iter().map(|r| r.points).sum());
     let (action, because) = match virus {
-        Some((names, scanner)) => (Action::Reject, format!("virus {names} ({scanner})")),
+        Some((action, names, scanner)) => (action, format!("virus {names} ({scanner})")),
         None => {
             let action = thresholds.action(score);
             let because = match action {
@@ -275,7 +303,10 @@ pub fn decide(
                 Action::Junk => format!("score {score:.1} >= junk {:.1}", thresholds.junk),
                 _ => format!("score {score:.1} < junk {:.1}", thresholds.junk),
             };
-            (action, because)
+            match asked {
+                Some((a, why)) if a > action => (a, why),
+                _ => (action, because),
+            }
         }
     };
     Verdict {
@@ -328,7 +359,17 @@ mod tests {
             scanner: "clamav".into(),
             outcome: ScannerOutcome::Virus { names: vec!["Eicar-Signature".into()] },
             millis: 3,
+            on_virus: Action::Reject,
         };
+        let rspamd = ScannerResult {
+            scanner: "rspamd".into(),
+            outcome: ScannerOutcome::Scored { points: 3.0, action: Some("add header".into()), symbols: vec![] },
+            millis: 3,
+            on_virus: Action::Reject,
+        };
+        let v = decide(None, None, &input(&Facts::default(), &[]), vec![rspamd], &Thresholds::default());
+        assert_eq!((Action::Junk, 3.0), (v.action, v.score), "rspamd's action counts: {v:?}");
+        assert_eq!("rspamd says add header", v.because);
         let v = decide(None, None, &input(&Facts::default(), &[]), vec![virus], &Thresholds::default());
         assert_eq!(Action::Reject, v.action);
         assert_eq!("virus Eicar-Signature (clamav)", v.because);

@@ -106,6 +106,19 @@ pub enum AdminRequest {
         email: Option<String>,
         message: String,
     },
+    QuarantineList,
+    QuarantineShow {
+        id: u64,
+    },
+    /// Delivers a held message to its recipients, once; `learn_ham` also teaches it as ham to
+    /// the recipients' models and the global one.
+    QuarantineRelease {
+        id: u64,
+        learn_ham: bool,
+    },
+    QuarantineDelete {
+        id: u64,
+    },
     /// Why a delivered message went where it went.
     MailExplain {
         email: String,
@@ -300,6 +313,94 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
             let rules = tern_scan::verdict::RuleInput { facts: &tern_scan::Facts::default(), meta: features.meta() };
             let verdict = tern_scan::verdict::decide(judgement, abstained, &rules, Vec::new(), &ctx.spam_thresholds);
             out.push_str(&explain(&verdict));
+        }
+        AdminRequest::QuarantineList => {
+            let held = dir.store().quarantine_list().await?;
+            if held.is_empty() {
+                out.push_str("the quarantine is empty\n");
+            }
+            for q in held {
+                let rcpts: Vec<&str> = q.recipients.iter().map(|r| r.address.as_str()).collect();
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{} B\t{}\texpires {}",
+                    q.id,
+                    format_date(q.created_at),
+                    one_line(q.envelope.mail_from.as_deref().unwrap_or("<>")),
+                    one_line(&rcpts.join(",")),
+                    q.size,
+                    one_line(&q.reason),
+                    format_date(q.expires_at)
+                );
+            }
+        }
+        AdminRequest::QuarantineShow { id } => {
+            let (q, raw) =
+                dir.store().quarantine_get(id).await?.ok_or_else(|| anyhow::anyhow!("no quarantine entry {id}"))?;
+            let rcpts: Vec<&str> = q.recipients.iter().map(|r| r.address.as_str()).collect();
+            let _ = writeln!(out, "id {}: {}", q.id, one_line(&q.reason));
+            let _ = writeln!(
+                out,
+                "from {} to {}",
+                one_line(q.envelope.mail_from.as_deref().unwrap_or("<>")),
+                one_line(&rcpts.join(", "))
+            );
+            let _ = writeln!(
+                out,
+                "client {} ({}), held {}, expires {}",
+                one_line(q.envelope.client_ip.as_deref().unwrap_or("?")),
+                one_line(q.envelope.helo.as_deref().unwrap_or("?")),
+                format_date(q.created_at),
+                format_date(q.expires_at)
+            );
+            if let Some(v) =
+                q.envelope.verdict.as_deref().and_then(|v| serde_json::from_str::<tern_scan::Verdict>(v).ok())
+            {
+                out.push_str(&explain(&v));
+            }
+            let header_end = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2).unwrap_or(raw.len());
+            let _ = writeln!(out, "\n{}", String::from_utf8_lossy(&raw[..header_end.min(16 * 1024)]));
+        }
+        AdminRequest::QuarantineRelease { id, learn_ham } => {
+            let store = dir.store();
+            let held = store.quarantine_get(id).await?;
+            let receipt = tern_pipeline::release_quarantined(store, id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no quarantine entry {id} (released or deleted already?)"))?;
+            let _ = writeln!(
+                out,
+                "released {id}: {} local cop{}{}{}",
+                receipt.copies.len(),
+                if receipt.copies.len() == 1 { "y" } else { "ies" },
+                receipt.queued.map(|q| format!(", queued as {q}")).unwrap_or_default(),
+                if receipt.over_quota.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} over quota", receipt.over_quota.len())
+                }
+            );
+            if let (true, Some((q, raw))) = (learn_ham, held) {
+                let blob = tern_store::BlobHash::of(&raw);
+                let features =
+                    tern_pipeline::stages::features_of(std::sync::Arc::new(raw), tern_scan::Facts::default()).await;
+                let mut owners = vec![tern_store::SpamModelOwner::Global];
+                owners.extend(
+                    q.recipients
+                        .iter()
+                        .flat_map(|r| r.accounts.iter().map(|a| tern_store::SpamModelOwner::Account(*a))),
+                );
+                owners.dedup();
+                for owner in owners {
+                    ctx.spam.learn(owner, blob, tern_scan::classifier::Class::Ham, &features).await?;
+                }
+                out.push_str("learnt as ham\n");
+            }
+        }
+        AdminRequest::QuarantineDelete { id } => {
+            if !dir.store().quarantine_remove(id).await? {
+                anyhow::bail!("no quarantine entry {id}");
+            }
+            let _ = writeln!(out, "deleted {id}");
         }
         AdminRequest::MailExplain { email, mailbox, uid } => {
             let store = dir.store();

@@ -123,9 +123,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::clone(&store),
         tern_pipeline::spam::SpamSettings { min_learned: config.spam.min_learned },
     ));
-    let spam_scan = || {
-        config.spam.enabled.then(|| tern_pipeline::stages::SpamScan {
-            filter: Arc::clone(&spam_filter),
+    let scanners = configured_scanners(&config)?;
+    let content_scan = |classifier: bool| {
+        let filter = (classifier && config.spam.enabled).then(|| Arc::clone(&spam_filter));
+        (filter.is_some() || !scanners.is_empty()).then(|| tern_pipeline::stages::ContentScan {
+            filter,
+            scanners: scanners.clone(),
             thresholds: spam_thresholds(&config),
         })
     };
@@ -162,10 +165,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                         trusted: config.limit_exempt(),
                     },
                 },
-                spam_scan(),
+                content_scan(true),
             )
         }
-        _ => tern_pipeline::inbound(spam_scan()),
+        _ => tern_pipeline::inbound(content_scan(true)),
     };
     let inbound_checks =
         Arc::new(tern_smtp::inbound::InboundChecks::new(&config, Arc::clone(&auth_guard), resolver.clone()));
@@ -200,7 +203,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let submission = SmtpServer::new(
         SmtpSettings::from_config(&config, "submission"),
         directory.clone(),
-        tern_pipeline::submission(directory.clone(), &config.hostname, config.dkim.sign),
+        tern_pipeline::submission(directory.clone(), &config.hostname, config.dkim.sign, content_scan(false)),
         Some(tls.clone()),
         smtp_limits,
         Arc::clone(&auth_guard),
@@ -228,6 +231,30 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             config.data_dir.join(DMARC_STATE),
         ))
     });
+
+    // The quarantine's retention: expired entries go once an hour (and at start).
+    let quarantine_task = {
+        let store = Arc::clone(&store);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                match store.quarantine_expire(tern_store::now_unix()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "expired quarantine entries removed"),
+                    Err(e) => tracing::warn!(error = %e, "quarantine expiry failed"),
+                }
+                if let Ok(held) = store.quarantine_list().await {
+                    metrics::gauge!("tern_quarantine_messages").set(held.len() as f64);
+                    metrics::gauge!("tern_quarantine_bytes").set(held.iter().map(|q| q.size).sum::<u64>() as f64);
+                }
+            }
+        })
+    };
 
     // IMAP (143 with STARTTLS, 993 implicit TLS).
     let imap_limits =
@@ -305,6 +332,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = t.await;
     }
     let _ = delivery_task.await;
+    let _ = quarantine_task.await;
     if let Some(t) = reports_task {
         let _ = t.await;
     }
@@ -377,7 +405,56 @@ impl tern_imap::JunkFeedback for JunkTrainer {
 pub fn spam_thresholds(config: &Config) -> tern_scan::Thresholds {
     tern_scan::Thresholds {
         junk: config.spam.junk_score,
-        quarantine: None,
+        quarantine: (config.spam.quarantine_score > 0.0).then_some(config.spam.quarantine_score),
         reject: (config.spam.reject_score > 0.0).then_some(config.spam.reject_score),
     }
+}
+
+/// The `[[scanner]]`s of the configuration, ready to ask.
+fn configured_scanners(config: &Config) -> anyhow::Result<Vec<tern_scan::scanner::ConfiguredScanner>> {
+    use tern_config::{ScannerFailure, ScannerKind, ScannerTooLarge, VirusAction};
+    use tern_scan::scanner::{ConfiguredScanner, FailureMode, Scanner, TooLargeMode, clamd, http, remote, rspamd};
+    let mut out = Vec::new();
+    for s in &config.scanners {
+        let url = || {
+            http::HttpUrl::parse(s.url.as_deref().unwrap_or_default())
+                .map_err(|e| anyhow::anyhow!("scanner {:?}: {e}", s.name))
+        };
+        let scanner: Arc<dyn Scanner> = match s.kind {
+            ScannerKind::Clamd => Arc::new(clamd::Clamd {
+                name: s.name.clone(),
+                address: clamd::ClamdAddress::parse(s.address.as_deref().unwrap_or_default()),
+            }),
+            ScannerKind::Rspamd => {
+                Arc::new(rspamd::Rspamd { name: s.name.clone(), url: url()?, password: s.password.clone() })
+            }
+            ScannerKind::Http => Arc::new(remote::RemoteScanner {
+                name: s.name.clone(),
+                url: url()?,
+                headers: s.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            }),
+        };
+        out.push(ConfiguredScanner {
+            scanner,
+            timeout: Duration::from_secs(s.timeout_seconds),
+            max_size: s.max_size,
+            on_failure: match s.on_failure {
+                ScannerFailure::Tempfail => FailureMode::Tempfail,
+                ScannerFailure::Accept => FailureMode::Accept,
+            },
+            on_too_large: match s.on_too_large {
+                ScannerTooLarge::Accept => TooLargeMode::Accept,
+                ScannerTooLarge::Tempfail => TooLargeMode::Tempfail,
+                ScannerTooLarge::Reject => TooLargeMode::Reject,
+            },
+            on_virus: match s.on_virus {
+                VirusAction::Reject => tern_scan::Action::Reject,
+                VirusAction::Quarantine => tern_scan::Action::Quarantine,
+                VirusAction::Discard => tern_scan::Action::Discard,
+            },
+            weight: s.weight,
+            scan_submissions: s.scan_submissions,
+        });
+    }
+    Ok(out)
 }

@@ -38,6 +38,8 @@ pub struct SmtpSettings {
     /// The whole session's limit.
     pub session_max: Duration,
     pub max_errors: u32,
+    /// How long a quarantined message is kept (`quarantine.retention_days`).
+    pub quarantine_retention_seconds: i64,
 }
 
 impl SmtpSettings {
@@ -53,6 +55,9 @@ impl SmtpSettings {
             timeout: Duration::from_secs(config.smtp.timeout_seconds),
             session_max: Duration::from_secs(config.smtp.session_max_seconds),
             max_errors: config.smtp.max_errors,
+            quarantine_retention_seconds: i64::try_from(config.quarantine.retention_days)
+                .unwrap_or(i64::MAX / 86_400)
+                .saturating_mul(86_400),
         }
     }
 }

@@ -742,6 +742,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 metrics::counter!("tern_smtp_messages_refused_total", "service" => self.server.settings.service, "reason" => stage).increment(1);
                 return reply(refusal.code, refusal.enhanced, refusal.text);
             }
+            Outcome::Discard { stage, reason } => {
+                tracing::warn!(
+                    queue_id,
+                    stage,
+                    reason = %reason,
+                    from = ctx.mail_from.as_deref().unwrap_or("<>"),
+                    size,
+                    "message accepted and discarded"
+                );
+                metrics::counter!("tern_smtp_messages_discarded_total", "service" => self.server.settings.service, "reason" => stage).increment(1);
+                return reply(250, (2, 0, 0), format!("Ok: queued as {queue_id}"));
+            }
+            Outcome::Quarantine { stage, reason } => {
+                let retention = self.server.settings.quarantine_retention_seconds;
+                return match tern_pipeline::quarantine_message(&self.server.store, &mut ctx, &reason, retention).await {
+                    Ok(id) => {
+                        tracing::warn!(
+                            queue_id,
+                            stage,
+                            quarantine_id = id,
+                            reason = %reason,
+                            from = ctx.mail_from.as_deref().unwrap_or("<>"),
+                            size,
+                            "message quarantined"
+                        );
+                        metrics::counter!("tern_smtp_messages_quarantined_total", "service" => self.server.settings.service).increment(1);
+                        reply(250, (2, 0, 0), format!("Ok: queued as {queue_id}"))
+                    }
+                    Err(e) => {
+                        tracing::error!(queue_id, error = %e, "quarantine failed; message not accepted");
+                        reply(451, (4, 3, 0), "Temporary local problem, try again later")
+                    }
+                };
+            }
         }
         let started = std::time::Instant::now();
         match tern_pipeline::commit_message(&self.server.store, &mut ctx).await {

@@ -138,6 +138,18 @@ pub trait Store: Send + Sync + 'static {
     /// Drops an entry without delivering or bouncing it.
     async fn queue_remove(&self, id: QueueId) -> StoreResult<bool>;
 
+    /// Holds a message in the quarantine; durable when it returns. The entry's `id` is
+    /// assigned here (the one passed is ignored).
+    async fn quarantine_put(&self, entry: QuarantineEntry, raw: Vec<u8>) -> StoreResult<u64>;
+    async fn quarantine_list(&self) -> StoreResult<Vec<QuarantineEntry>>;
+    async fn quarantine_get(&self, id: u64) -> StoreResult<Option<(QuarantineEntry, Vec<u8>)>>;
+    async fn quarantine_remove(&self, id: u64) -> StoreResult<bool>;
+    /// Delivers a quarantined message and removes it from the quarantine in one transaction,
+    /// so it is released exactly once: `None` when it is no longer there.
+    async fn quarantine_release(&self, id: u64, delivery: Delivery) -> StoreResult<Option<DeliveryReceipt>>;
+    /// Removes entries that expired before `now`; returns how many.
+    async fn quarantine_expire(&self, now: i64) -> StoreResult<usize>;
+
     /// The spam classifier's model of `owner` (empty if it never learnt).
     async fn spam_model(&self, owner: SpamModelOwner) -> StoreResult<SpamModelData>;
     /// The class a message (by content hash) was taught to `owner`'s model as, if it was.

@@ -547,3 +547,36 @@ pub struct SpamModelUpdate {
     /// The message (its content hash) and the class it was taught as.
     pub lesson: (BlobHash, SpamClass),
 }
+
+/// A recipient a quarantined message was for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedRecipient {
+    /// As given in RCPT TO.
+    pub address: String,
+    /// Local accounts it resolved to (released into their INBOX).
+    #[serde(default)]
+    pub accounts: Vec<AccountId>,
+    /// Addresses elsewhere (released into the outbound queue).
+    #[serde(default)]
+    pub remote: Vec<String>,
+    #[serde(default)]
+    pub orcpt: Option<(String, String)>,
+    #[serde(default)]
+    pub notify: Option<String>,
+}
+
+/// A message held in the quarantine: not delivered, invisible to users, until an admin
+/// releases or deletes it or it expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantineEntry {
+    pub id: u64,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Why, in words (`virus Eicar (clamav)`, `score 12.3 >= quarantine 10.0`).
+    pub reason: String,
+    pub recipients: Vec<QuarantinedRecipient>,
+    /// The envelope it arrived with (its verdict included).
+    pub envelope: DeliveryEnvelope,
+    pub size: u64,
+}

@@ -68,6 +68,9 @@ enum Command {
     /// The built-in spam classifier: teach it, ask it, see what it learnt.
     #[command(subcommand)]
     Spam(SpamCmd),
+    /// Messages held instead of delivered (virus or spam verdicts that say so).
+    #[command(subcommand)]
+    Quarantine(QuarantineCmd),
     /// DKIM signing keys.
     #[command(subcommand)]
     Dkim(DkimCmd),
@@ -77,6 +80,23 @@ enum Command {
     /// Print the DNS records a domain should publish (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT,
     /// SRV for client autoconfiguration).
     Dns { domain: String },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCmd {
+    /// One line per held message: id, date, sender, recipients, size, reason, expiry.
+    List,
+    /// A held message's verdict and header.
+    Show { id: u64 },
+    /// Deliver a held message to its recipients (once).
+    Release {
+        id: u64,
+        /// Also teach it as ham (to the recipients' models and the global one).
+        #[arg(long)]
+        learn_ham: bool,
+    },
+    /// Delete a held message.
+    Delete { id: u64 },
 }
 
 #[derive(Subcommand)]
@@ -362,6 +382,12 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             MailCmd::Explain { email, mailbox, uid } => AdminRequest::MailExplain { email, mailbox, uid },
         },
         Command::Spam(SpamCmd::Status { user }) => AdminRequest::SpamStatus { email: user },
+        Command::Quarantine(cmd) => match cmd {
+            QuarantineCmd::List => AdminRequest::QuarantineList,
+            QuarantineCmd::Show { id } => AdminRequest::QuarantineShow { id },
+            QuarantineCmd::Release { id, learn_ham } => AdminRequest::QuarantineRelease { id, learn_ham },
+            QuarantineCmd::Delete { id } => AdminRequest::QuarantineDelete { id },
+        },
         Command::Spam(SpamCmd::Classify { file, user }) => {
             let raw = crlf(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
             AdminRequest::SpamClassify { email: user, message: base64_of(&raw) }

@@ -10,5 +10,5 @@ pub use submission::{DkimSign, SenderOwnership, SevenBitBody, SubmissionFixups};
 
 pub use trace::{ReceivedHeader, ReturnPath, rfc5322_date};
 
-mod spam;
-pub use spam::{HEADER as SPAM_HEADER, SpamScan, arrival_facts, features_of};
+mod scan;
+pub use scan::{ContentScan, HEADER as SPAM_HEADER, arrival_facts, features_of};

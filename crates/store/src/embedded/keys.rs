@@ -60,6 +60,8 @@ pub mod ks {
     /// owner ++ `f` ++ feature hash u64 → spam u32 ++ ham u32;
     /// owner ++ `l` ++ blob hash → class (`s` or `h`): the messages it learnt.
     pub const SPAM: &str = "spam";
+    /// Quarantined messages: id ++ `e` → QuarantineEntry (JSON); id ++ `m` → the message.
+    pub const QUARANTINE: &str = "quarantine";
 }
 
 /// The prefix of a spam model's keys: `g` for the global model, `a` ++ account id.
@@ -78,6 +80,14 @@ pub fn spam_key(owner: crate::model::SpamModelOwner, kind: u8, rest: &[u8]) -> V
     let mut k = spam_owner_key(owner);
     k.push(kind);
     k.extend_from_slice(rest);
+    k
+}
+
+/// A quarantine entry's keys: id ++ `e` (the entry) or id ++ `m` (the message).
+pub fn quarantine_key(id: u64, kind: u8) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[..8].copy_from_slice(&id.to_be_bytes());
+    k[8] = kind;
     k
 }
 
@@ -191,5 +201,6 @@ pub mod counter {
     pub const DELIVERY: &str = "seq.delivery";
     pub const UIDVALIDITY: &str = "seq.uidvalidity";
     pub const QUEUE: &str = "seq.queue";
+    pub const QUARANTINE: &str = "seq.quarantine";
 }
 pub const META_FORMAT: &str = "format";

@@ -47,6 +47,7 @@ pub(crate) struct Engine {
     queue_due: Keyspace,
     subscriptions: Keyspace,
     spam: Keyspace,
+    quarantine: Keyspace,
     /// Where contents of [`blobfile::FILE_THRESHOLD`] bytes or more live.
     blob_dir: std::path::PathBuf,
     /// The queue's due index (`queue_due`) in memory: claims would otherwise scan the
@@ -103,6 +104,9 @@ impl Engine {
             queue_due: open(ks::QUEUE_DUE)?,
             subscriptions: open(ks::SUBSCRIPTIONS)?,
             spam: open(ks::SPAM)?,
+            quarantine: db.keyspace(ks::QUARANTINE, || {
+                KeyspaceCreateOptions::default().with_kv_separation(Some(KvSeparationOptions::default()))
+            })?,
             blob_dir: blobfile::directory(path),
             due: Mutex::new(std::collections::BTreeSet::new()),
             fts_queue: Mutex::default(),
@@ -716,6 +720,63 @@ impl Store for EmbeddedStore {
             OpResult::Bool(b) => Ok(b),
             _ => unexpected(),
         }
+    }
+
+    async fn quarantine_put(&self, entry: QuarantineEntry, raw: Vec<u8>) -> StoreResult<u64> {
+        match self.write(Op::QuarantinePut(Box::new(entry), raw)).await? {
+            OpResult::Id(id) => Ok(id),
+            _ => unexpected(),
+        }
+    }
+
+    async fn quarantine_list(&self) -> StoreResult<Vec<QuarantineEntry>> {
+        self.read(|e| {
+            let mut out = Vec::new();
+            for item in e.quarantine.iter() {
+                let (key, value) = item.into_inner()?;
+                if key.get(8) == Some(&b'e') {
+                    out.push(from_json("quarantine entry", &value)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn quarantine_get(&self, id: u64) -> StoreResult<Option<(QuarantineEntry, Vec<u8>)>> {
+        self.read(move |e| {
+            let Some(entry) = e.quarantine.get(keys::quarantine_key(id, b'e'))? else { return Ok(None) };
+            let raw = e.quarantine.get(keys::quarantine_key(id, b'm'))?.map(|v| v.to_vec()).unwrap_or_default();
+            Ok(Some((from_json("quarantine entry", &entry)?, raw)))
+        })
+        .await
+    }
+
+    async fn quarantine_remove(&self, id: u64) -> StoreResult<bool> {
+        match self.write(Op::QuarantineRemove(id)).await? {
+            OpResult::Bool(b) => Ok(b),
+            _ => unexpected(),
+        }
+    }
+
+    async fn quarantine_release(&self, id: u64, delivery: Delivery) -> StoreResult<Option<DeliveryReceipt>> {
+        match self.write(Op::QuarantineRelease(id, Box::new(delivery))).await? {
+            OpResult::Receipt(r) => Ok(Some(r)),
+            OpResult::Bool(false) => Ok(None),
+            _ => unexpected(),
+        }
+    }
+
+    async fn quarantine_expire(&self, now: i64) -> StoreResult<usize> {
+        let expired: Vec<u64> =
+            self.quarantine_list().await?.into_iter().filter(|q| q.expires_at < now).map(|q| q.id).collect();
+        let mut removed = 0;
+        for id in expired {
+            if self.quarantine_remove(id).await? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     async fn spam_model(&self, owner: SpamModelOwner) -> StoreResult<SpamModelData> {

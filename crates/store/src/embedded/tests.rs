@@ -585,3 +585,56 @@ async fn queue_survives_a_restart_and_leases_do_not() {
     assert!(store.queue_list().await.unwrap().is_empty());
     store.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn quarantine_holds_releases_once_and_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let a = account(&store, "alice@example.org").await;
+    let entry = |expires_at| QuarantineEntry {
+        id: 0,
+        created_at: 1,
+        expires_at,
+        reason: "virus Test (clamav)".into(),
+        recipients: vec![QuarantinedRecipient {
+            address: "alice@example.org".into(),
+            accounts: vec![a.id],
+            remote: vec![],
+            orcpt: None,
+            notify: None,
+        }],
+        envelope: DeliveryEnvelope { mail_from: Some("x@remote.example".into()), ..Default::default() },
+        size: 10,
+    };
+    let first = store.quarantine_put(entry(i64::MAX), msg("held", "")).await.unwrap();
+    let second = store.quarantine_put(entry(100), msg("old", "")).await.unwrap();
+    assert_ne!(first, second);
+    let listed = store.quarantine_list().await.unwrap();
+    assert_eq!(vec![first, second], listed.iter().map(|q| q.id).collect::<Vec<_>>());
+    let (held, raw) = store.quarantine_get(first).await.unwrap().unwrap();
+    assert_eq!("virus Test (clamav)", held.reason);
+    assert_eq!(msg("held", ""), raw);
+    // Nothing of it is in the mailbox.
+    let inbox = store.mailbox_by_name(a.id, "INBOX").await.unwrap().unwrap();
+    assert!(store.message_list(inbox.id).await.unwrap().is_empty());
+
+    // Released: delivered and gone from the quarantine, in one step; a second release finds nothing.
+    let target =
+        DeliveryTarget { account: a.id, mailbox: MailboxSelector::Inbox, flags: Flags::default(), keywords: vec![] };
+    let receipt = store.quarantine_release(first, delivery(raw.clone(), vec![target.clone()])).await.unwrap();
+    assert_eq!(1, receipt.map(|r| r.copies.len()).unwrap_or(0));
+    assert!(store.quarantine_release(first, delivery(raw, vec![target])).await.unwrap().is_none());
+    assert_eq!(1, store.message_list(inbox.id).await.unwrap().len());
+    assert!(store.quarantine_get(first).await.unwrap().is_none());
+
+    // Expiry removes what is past its time; ids are not reused after a restart.
+    assert_eq!(1, store.quarantine_expire(1_000).await.unwrap());
+    assert!(store.quarantine_list().await.unwrap().is_empty());
+    store.shutdown().await.unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(dir.path(), 8).unwrap();
+    let third = store.quarantine_put(entry(i64::MAX), msg("later", "")).await.unwrap();
+    assert!(third > second);
+    assert!(!store.quarantine_remove(first).await.unwrap());
+    assert!(store.quarantine_remove(third).await.unwrap());
+}

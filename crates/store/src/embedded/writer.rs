@@ -77,6 +77,10 @@ pub(crate) enum Op {
         removed: Vec<BlobHash>,
     },
     SpamModelUpdate(Box<SpamModelUpdate>),
+    QuarantinePut(Box<QuarantineEntry>, Vec<u8>),
+    QuarantineRemove(u64),
+    /// Deliver and remove from the quarantine in one batch.
+    QuarantineRelease(u64, Box<Delivery>),
     Shutdown,
 }
 
@@ -92,6 +96,7 @@ pub(crate) enum OpResult {
     Recent(std::ops::Range<u32>),
     Queue(Option<Box<QueueEntry>>),
     Count(usize),
+    Id(u64),
 }
 
 pub(crate) struct Request {
@@ -106,6 +111,7 @@ struct Counters {
     delivery: u64,
     uidvalidity: u64,
     queue: u64,
+    quarantine: u64,
 }
 
 pub(crate) struct Writer {
@@ -139,6 +145,7 @@ impl Writer {
             delivery: read(counter::DELIVERY)?,
             uidvalidity: read(counter::UIDVALIDITY)?,
             queue: read(counter::QUEUE)?,
+            quarantine: read(counter::QUARANTINE)?,
         };
         Ok(Writer { engine, counters, due_changes: Vec::new(), files_to_remove: Vec::new(), changes, hooks, healthy })
     }
@@ -290,7 +297,34 @@ impl Writer {
                 changes.push(StoreChange::Account { account });
                 Ok(OpResult::Mailbox(mailbox))
             }
-            Op::Deliver(d) => self.deliver(*d, changes).map(OpResult::Receipt),
+            Op::Deliver(d) => self.deliver(*d, None, changes).map(OpResult::Receipt),
+            Op::QuarantinePut(entry, raw) => {
+                let mut entry = *entry;
+                self.counters.quarantine += 1;
+                entry.id = self.counters.quarantine;
+                let mut batch = self.engine.db.batch();
+                batch.insert(&self.engine.quarantine, keys::quarantine_key(entry.id, b'm').to_vec(), raw);
+                batch.insert(&self.engine.quarantine, keys::quarantine_key(entry.id, b'e').to_vec(), to_json(&entry)?);
+                self.save_counters(&mut batch);
+                batch.commit()?;
+                Ok(OpResult::Id(entry.id))
+            }
+            Op::QuarantineRemove(id) => {
+                let existed = self.engine.quarantine.get(keys::quarantine_key(id, b'e'))?.is_some();
+                if existed {
+                    let mut batch = self.engine.db.batch();
+                    batch.remove(&self.engine.quarantine, keys::quarantine_key(id, b'e').to_vec());
+                    batch.remove(&self.engine.quarantine, keys::quarantine_key(id, b'm').to_vec());
+                    batch.commit()?;
+                }
+                Ok(OpResult::Bool(existed))
+            }
+            Op::QuarantineRelease(id, d) => {
+                if self.engine.quarantine.get(keys::quarantine_key(id, b'e'))?.is_none() {
+                    return Ok(OpResult::Bool(false));
+                }
+                self.deliver(*d, Some(id), changes).map(OpResult::Receipt)
+            }
             Op::QueueUpdate(id, updates) => self.queue_update(id, updates).map(|e| OpResult::Queue(e.map(Box::new))),
             Op::QueueRetry(id, now) => self.queue_retry(id, now, changes).map(OpResult::Count),
             Op::QueueRemove(id) => self.queue_remove(id).map(OpResult::Bool),
@@ -400,6 +434,7 @@ impl Writer {
             (counter::DELIVERY, c.delivery),
             (counter::UIDVALIDITY, c.uidvalidity),
             (counter::QUEUE, c.queue),
+            (counter::QUARANTINE, c.quarantine),
         ] {
             batch.insert(&self.engine.meta, name, keys::u64_key(value).to_vec());
         }
@@ -534,9 +569,19 @@ impl Writer {
         Ok(thread)
     }
 
-    fn deliver(&mut self, d: Delivery, changes: &mut Vec<StoreChange>) -> StoreResult<DeliveryReceipt> {
+    /// Stores a delivery; with `release`, also removes that quarantine entry in the same batch.
+    fn deliver(
+        &mut self,
+        d: Delivery,
+        release: Option<u64>,
+        changes: &mut Vec<StoreChange>,
+    ) -> StoreResult<DeliveryReceipt> {
         let e = Arc::clone(&self.engine);
         let mut batch = e.db.batch();
+        if let Some(id) = release {
+            batch.remove(&e.quarantine, keys::quarantine_key(id, b'e').to_vec());
+            batch.remove(&e.quarantine, keys::quarantine_key(id, b'm').to_vec());
+        }
         self.counters.delivery += 1;
         let delivery_id = self.counters.delivery;
         let size = d.raw.len() as u64;

@@ -1,0 +1,294 @@
+//! Content scanning: the outside scanners (clamd, rspamd, HTTP) asked concurrently with Tern's
+//! classifier, and with the heuristic rules added up to one verdict (`tern_scan::verdict`),
+//! recorded in an `X-Tern-Spam:` header and with the delivery, and acted on:
+//!
+//! - a virus: `554 5.7.1` (or, as configured per scanner, quarantine or discard);
+//! - spam: Junk per recipient when that recipient's own verdict says so; `550 5.7.1` only
+//!   when every recipient's verdict says so (a shared message is never refused for the one
+//!   who wants it);
+//! - a scanner that failed: `451 4.7.1` or accepted with the failure noted, as configured;
+//!   one over its size: accepted, `451 4.7.1` or `552 5.3.4`, as configured.
+//!
+//! `X-Tern-Spam` fields already in the message are removed first: nobody outside may speak for
+//! //! this server. Authenticated submissions are scanned for viruses only (a virus sent by a
+//! user is refused and logged as an alert: the account may be compromised).
+
+use crate::spam::SpamFilter;
+use crate::{MessageContext, Refusal, Stage, Verdict};
+use async_trait::async_trait;
+use std::sync::Arc;
+use tern_scan::classifier::Features;
+use tern_scan::scanner::{ConfiguredScanner, FailureMode, ScanRequest, TooLargeMode, scan_all};
+use tern_scan::verdict::{Action, RuleInput, ScannerOutcome, ScannerResult, Thresholds, decide};
+use tern_scan::{Facts, Verdict as ScanVerdict};
+use tern_store::{MailboxSelector, SpecialUse};
+
+pub const HEADER: &str = "X-Tern-Spam";
+
+/// Messages up to this size are read on the session's task; larger ones on the blocking pool.
+const INLINE_MAX: usize = 64 * 1024;
+
+pub struct ContentScan {
+    /// Tern's classifier and rules; `None` when `[spam] enabled = false`.
+    pub filter: Option<Arc<SpamFilter>>,
+    pub scanners: Vec<ConfiguredScanner>,
+    pub thresholds: Thresholds,
+}
+
+/// The facts a message arrived with, as the classifier and rules read them.
+pub fn arrival_facts(ctx: &MessageContext) -> Facts {
+    let mut facts = ctx.auth_results.as_deref().map(Facts::from_authentication_results).unwrap_or_default();
+    facts.dnsbl = ctx.session.dnsbl.clone();
+    facts.tls = ctx.session.tls.is_some();
+    facts.authenticated = ctx.session.authenticated_as.is_some();
+    facts
+}
+
+/// Features of a message, off the session's task when it is large.
+pub async fn features_of(message: Arc<Vec<u8>>, facts: Facts) -> Features {
+    if message.len() <= INLINE_MAX {
+        return Features::extract(&message, &facts);
+    }
+    let fallback = facts.clone();
+    match tokio::task::spawn_blocking(move || Features::extract(&message, &facts)).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "feature extraction task failed");
+            Features::extract(b"", &fallback)
+        }
+    }
+}
+
+fn scan_request(ctx: &MessageContext, message: Arc<Vec<u8>>) -> ScanRequest {
+    ScanRequest {
+        message,
+        client_ip: Some(ctx.session.client_ip),
+        helo: ctx.session.helo.clone(),
+        mail_from: ctx.mail_from.clone(),
+        recipients: ctx.recipients.iter().map(|r| r.address.clone()).collect(),
+        authenticated_as: ctx.session.authenticated_as.clone(),
+        queue_id: ctx.queue_id.clone(),
+    }
+}
+
+impl ContentScan {
+    async fn verdict_for(
+        &self,
+        features: Option<&Features>,
+        facts: &Facts,
+        account: Option<tern_store::AccountId>,
+        scanners: &[ScannerResult],
+    ) -> ScanVerdict {
+        let (judgement, abstained) = match (&self.filter, features) {
+            (Some(filter), Some(features)) => match filter.judge(features, account).await {
+                Ok(Ok(j)) => (Some(j), None),
+                Ok(Err(why)) => (None, Some(why)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "spam model unavailable; judging by rules alone");
+                    (None, Some(format!("model unavailable: {e}")))
+                }
+            },
+            _ => (None, None),
+        };
+        // Without the classifier (`[spam] enabled = false`) the rules are off too: only the
+        // scanners count.
+        let no_facts = Facts::default();
+        let rules = match features {
+            Some(f) if self.filter.is_some() => RuleInput { facts, meta: f.meta() },
+            _ => RuleInput { facts: &no_facts, meta: &[] },
+        };
+        decide(judgement, abstained, &rules, scanners.to_vec(), &self.thresholds)
+    }
+
+    /// A failed or over-size scanner whose policy refuses the message now.
+    fn refusal_for_scanner_trouble(&self, ctx: &MessageContext, results: &[ScannerResult]) -> Option<Verdict> {
+        for (result, configured) in results.iter().zip(&self.scanners) {
+            match &result.outcome {
+                ScannerOutcome::Failed { error } => {
+                    metrics::counter!("tern_scanner_failures_total", "scanner" => result.scanner.clone()).increment(1);
+                    tracing::warn!(queue_id = %ctx.queue_id, scanner = %result.scanner, error = %error, alert = true, "scanner failed");
+                    if configured.on_failure == FailureMode::Tempfail {
+                        return Some(Verdict::Defer(Refusal::new(
+                            451,
+                            (4, 7, 1),
+                            "Content scanner unavailable, try again later",
+                        )));
+                    }
+                }
+                ScannerOutcome::TooLarge => match configured.on_too_large {
+                    TooLargeMode::Accept => {
+                        tracing::info!(queue_id = %ctx.queue_id, scanner = %result.scanner, "message too large for the scanner; accepted unscanned by it");
+                    }
+                    TooLargeMode::Tempfail => {
+                        return Some(Verdict::Defer(Refusal::new(
+                            451,
+                            (4, 7, 1),
+                            "Message too large for the content scanner, try again later",
+                        )));
+                    }
+                    TooLargeMode::Reject => {
+                        return Some(Verdict::Reject(Refusal::new(
+                            552,
+                            (5, 3, 4),
+                            "Message too large for the content scanner",
+                        )));
+                    }
+                },
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+fn virus_names(results: &[ScannerResult]) -> Option<String> {
+    let names: Vec<String> = results
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            ScannerOutcome::Virus { names } => Some(names.join(" ")),
+            _ => None,
+        })
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
+}
+
+#[async_trait]
+impl Stage for ContentScan {
+    fn name(&self) -> &'static str {
+        "scan"
+    }
+
+    async fn process(&self, ctx: &mut MessageContext) -> Verdict {
+        ctx.remove_header_fields(HEADER);
+        let started = std::time::Instant::now();
+        let message = Arc::new(ctx.message.clone());
+        let submission = ctx.session.authenticated_as.is_some();
+
+        if submission {
+            // Viruses only; a virus from a user is an alert (a compromised account?).
+            let scanners: Vec<ConfiguredScanner> =
+                self.scanners.iter().filter(|s| s.scan_submissions).cloned().collect();
+            if scanners.is_empty() {
+                return Verdict::Continue;
+            }
+            let results = scan_all(&scanners, Arc::new(scan_request(ctx, message))).await;
+            let configured = ContentScan { filter: None, scanners, thresholds: self.thresholds.clone() };
+            if let Some(refusal) = configured.refusal_for_scanner_trouble(ctx, &results) {
+                return refusal;
+            }
+            if let Some(names) = virus_names(&results) {
+                metrics::counter!("tern_virus_found_total", "direction" => "outbound").increment(1);
+                tracing::warn!(
+                    queue_id = %ctx.queue_id,
+                    user = ctx.session.authenticated_as.as_deref().unwrap_or(""),
+                    virus = %names,
+                    alert = true,
+                    "virus in mail from an authenticated user: refused; the account may be compromised"
+                );
+                return Verdict::Reject(Refusal::new(554, (5, 7, 1), format!("Virus found: {names}")));
+            }
+            return Verdict::Continue;
+        }
+
+        let facts = arrival_facts(ctx);
+        let request = Arc::new(scan_request(ctx, Arc::clone(&message)));
+        let classify = async {
+            match &self.filter {
+                Some(_) => Some(features_of(message, facts.clone()).await),
+                None => None,
+            }
+        };
+        let (results, features) = tokio::join!(scan_all(&self.scanners, request), classify);
+        if let Some(refusal) = self.refusal_for_scanner_trouble(ctx, &results) {
+            return refusal;
+        }
+
+        // One verdict per local account (its model with the global one); the first is the
+        // message's (header, stored verdict). Mail with no local recipient is judged globally.
+        let accounts: Vec<tern_store::AccountId> =
+            ctx.recipients.iter().flat_map(|r| r.accounts.iter().copied()).collect();
+        let mut per_account: Vec<(tern_store::AccountId, ScanVerdict)> = Vec::new();
+        for account in &accounts {
+            if per_account.iter().any(|(a, _)| a == account) {
+                continue;
+            }
+            per_account.push((*account, self.verdict_for(features.as_ref(), &facts, Some(*account), &results).await));
+        }
+        let message_verdict = match per_account.first() {
+            Some((_, v)) => v.clone(),
+            None => self.verdict_for(features.as_ref(), &facts, None, &results).await,
+        };
+        metrics::histogram!("tern_scan_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!("tern_scan_verdicts_total", "action" => message_verdict.action.as_str()).increment(1);
+
+        if let Some(names) = virus_names(&results) {
+            metrics::counter!("tern_virus_found_total", "direction" => "inbound").increment(1);
+            tracing::warn!(
+                queue_id = %ctx.queue_id,
+                from = ctx.mail_from.as_deref().unwrap_or("<>"),
+                client = %ctx.session.client_ip,
+                virus = %names,
+                action = message_verdict.action.as_str(),
+                alert = true,
+                "virus found"
+            );
+            match message_verdict.action {
+                Action::Discard => {
+                    return Verdict::Discard(format!("virus {names}"));
+                }
+                Action::Quarantine => {
+                    ctx.scan_verdict = serde_json::to_string(&message_verdict).ok();
+                    return Verdict::Quarantine(message_verdict.because.clone());
+                }
+                Action::Reject => {
+                    return Verdict::Reject(Refusal::new(554, (5, 7, 1), format!("Virus found: {names}")));
+                }
+                _ => {}
+            }
+        }
+
+        let refuse_all = per_account.iter().all(|(_, v)| v.action == Action::Reject)
+            && (!per_account.is_empty() || message_verdict.action == Action::Reject);
+        if refuse_all {
+            tracing::info!(
+                queue_id = %ctx.queue_id,
+                score = message_verdict.score,
+                because = %message_verdict.because,
+                "refused as spam"
+            );
+            return Verdict::Reject(Refusal::new(
+                550,
+                (5, 7, 1),
+                format!("Message refused as spam (score {:.1})", message_verdict.score),
+            ));
+        }
+        let hold_all = per_account.iter().all(|(_, v)| v.action >= Action::Quarantine)
+            && (!per_account.is_empty() || message_verdict.action >= Action::Quarantine);
+        if hold_all {
+            tracing::info!(
+                queue_id = %ctx.queue_id,
+                score = message_verdict.score,
+                because = %message_verdict.because,
+                "quarantined as spam"
+            );
+            ctx.prepend_header(HEADER, &message_verdict.header_value());
+            ctx.scan_verdict = serde_json::to_string(&message_verdict).ok();
+            return Verdict::Quarantine(message_verdict.because.clone());
+        }
+        for r in &mut ctx.recipients {
+            let junk = r.accounts.iter().any(|a| per_account.iter().any(|(b, v)| a == b && v.action >= Action::Junk));
+            if junk && r.mailbox == MailboxSelector::Inbox {
+                r.mailbox = MailboxSelector::SpecialUse(SpecialUse::Junk);
+            }
+        }
+        tracing::debug!(
+            queue_id = %ctx.queue_id,
+            score = message_verdict.score,
+            action = message_verdict.action.as_str(),
+            "scan verdict"
+        );
+        ctx.prepend_header(HEADER, &message_verdict.header_value());
+        ctx.scan_verdict = serde_json::to_string(&message_verdict).ok();
+        Verdict::Continue
+    }
+}
