@@ -478,6 +478,11 @@ pub struct Spam {
     /// Moving a message into Junk over IMAP (or setting `$Junk`) teaches it as spam, out of
     /// Junk (or `$NotJunk`) as ham, to the user's model and the global one.
     pub learn_from_users: bool,
+    /// Features the global model keeps at most (about 40 bytes of memory each); beyond it the
+    /// rarest are forgotten.
+    pub max_features: usize,
+    /// The same for each user's model.
+    pub max_user_features: usize,
 }
 
 impl Default for Spam {
@@ -489,6 +494,8 @@ impl Default for Spam {
             quarantine_score: 0.0,
             reject_score: 15.0,
             learn_from_users: true,
+            max_features: 2_000_000,
+            max_user_features: 200_000,
         }
     }
 }
@@ -725,6 +732,9 @@ impl Config {
         }
         if self.quarantine.retention_days == 0 {
             return Err(invalid("quarantine.retention_days", "must be at least 1"));
+        }
+        if spam.max_features < 1000 || spam.max_user_features < 1000 {
+            return Err(invalid("spam.max_features", "max_features and max_user_features must be at least 1000"));
         }
         if spam.min_learned == 0 {
             return Err(invalid("spam.min_learned", "must be at least 1"));

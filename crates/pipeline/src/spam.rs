@@ -16,13 +16,20 @@ use tern_store::{AccountId, BlobHash, SpamClass, SpamModelOwner, SpamModelUpdate
 pub struct SpamSettings {
     /// Messages of each class the models must have learnt (together) before they judge.
     pub min_learned: u64,
+    /// Features the global model keeps at most; beyond it the rarest are forgotten.
+    pub max_features: usize,
+    /// The same for each user's model.
+    pub max_user_features: usize,
 }
 
 impl Default for SpamSettings {
     fn default() -> Self {
-        SpamSettings { min_learned: 50 }
+        SpamSettings { min_learned: 50, max_features: 2_000_000, max_user_features: 200_000 }
     }
 }
+
+/// A model over its limit is pruned to this fraction of it, so that pruning is rare.
+const PRUNE_TO: f64 = 0.8;
 
 struct OwnedModel {
     counts: RwLock<Model>,
@@ -160,24 +167,79 @@ impl SpamFilter {
                     (h, c.spam, c.ham)
                 })
                 .collect(),
-            lesson: (message, store_class),
+            lesson: Some((message, store_class)),
+        };
+        self.store.spam_model_update(update).await?;
+        let size = {
+            let mut counts = model.counts.write().unwrap_or_else(|p| p.into_inner());
+            counts.spam_learned = next.spam_learned;
+            counts.ham_learned = next.ham_learned;
+            for h in features.hashes() {
+                match next.features.get(&h) {
+                    Some(c) if *c != Counts::default() => {
+                        counts.features.insert(h, *c);
+                    }
+                    _ => {
+                        counts.features.remove(&h);
+                    }
+                }
+            }
+            counts.features.len()
+        };
+        metrics::counter!("tern_spam_learned_total", "class" => class.as_str()).increment(1);
+        let limit = match owner {
+            SpamModelOwner::Global => self.settings.max_features,
+            SpamModelOwner::Account(_) => self.settings.max_user_features,
+        };
+        if size > limit {
+            self.prune(owner, &model, limit).await?;
+        }
+        Ok(if undo.is_some() { LessonOutcome::Relearnt } else { LessonOutcome::Learnt })
+    }
+
+    /// Forgets the rarest features of a model over its limit (those seen in the fewest
+    /// messages, oldest learnt first among equals is not known, so the order is by count
+    /// only), down to [`PRUNE_TO`] of the limit. Called under the model's learning lock.
+    async fn prune(&self, owner: SpamModelOwner, model: &OwnedModel, limit: usize) -> Result<(), StoreError> {
+        let target = (limit as f64 * PRUNE_TO) as usize;
+        let victims: Vec<u64> = {
+            let counts = model.counts.read().unwrap_or_else(|p| p.into_inner());
+            let excess = counts.features.len().saturating_sub(target);
+            let mut by_count: Vec<(u64, u64)> =
+                counts.features.iter().map(|(h, c)| (u64::from(c.spam) + u64::from(c.ham), *h)).collect();
+            if excess < by_count.len() {
+                by_count.select_nth_unstable(excess);
+            }
+            by_count.truncate(excess);
+            by_count.into_iter().map(|(_, h)| h).collect()
+        };
+        if victims.is_empty() {
+            return Ok(());
+        }
+        let (spam_learned, ham_learned) = {
+            let counts = model.counts.read().unwrap_or_else(|p| p.into_inner());
+            (counts.spam_learned, counts.ham_learned)
+        };
+        let update = SpamModelUpdate {
+            owner,
+            spam_learned,
+            ham_learned,
+            features: victims.iter().map(|h| (*h, 0, 0)).collect(),
+            lesson: None,
         };
         self.store.spam_model_update(update).await?;
         let mut counts = model.counts.write().unwrap_or_else(|p| p.into_inner());
-        counts.spam_learned = next.spam_learned;
-        counts.ham_learned = next.ham_learned;
-        for h in features.hashes() {
-            match next.features.get(&h) {
-                Some(c) if *c != Counts::default() => {
-                    counts.features.insert(h, *c);
-                }
-                _ => {
-                    counts.features.remove(&h);
-                }
-            }
+        for h in &victims {
+            counts.features.remove(h);
         }
-        metrics::counter!("tern_spam_learned_total", "class" => class.as_str()).increment(1);
-        Ok(if undo.is_some() { LessonOutcome::Relearnt } else { LessonOutcome::Learnt })
+        tracing::info!(
+            ?owner,
+            forgotten = victims.len(),
+            kept = counts.features.len(),
+            "spam model pruned to its size limit"
+        );
+        metrics::counter!("tern_spam_features_pruned_total").increment(victims.len() as u64);
+        Ok(())
     }
 
     pub async fn status(&self, owner: SpamModelOwner) -> Result<ModelStatus, StoreError> {
@@ -256,4 +318,44 @@ async fn learn_filed(
     filter.learn(SpamModelOwner::Account(account), message.blob, class, &features).await?;
     filter.learn(SpamModelOwner::Global, message.blob, class, &features).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tern_scan::Facts;
+
+    fn features(text: &str) -> Features {
+        Features::extract(format!("Subject: t\r\n\r\n{text}\r\n").as_bytes(), &Facts::default())
+    }
+
+    #[tokio::test]
+    async fn lessons_are_durable_idempotent_and_models_stay_under_their_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(tern_store::embedded::EmbeddedStore::open(dir.path(), 8).unwrap());
+        let settings = SpamSettings { min_learned: 2, max_features: 60, max_user_features: 60 };
+        let filter = SpamFilter::new(Arc::clone(&store), settings.clone());
+        for i in 0..30 {
+            let f = features(&format!("word{i} other{i} third{i} shared"));
+            let class = if i % 2 == 0 { Class::Spam } else { Class::Ham };
+            let key = BlobHash::of(format!("m{i}").as_bytes());
+            assert_eq!(LessonOutcome::Learnt, filter.learn(SpamModelOwner::Global, key, class, &f).await.unwrap());
+            assert!(filter.status(SpamModelOwner::Global).await.unwrap().features <= 60);
+        }
+        // The same message again changes nothing; taught the other way it is relearnt.
+        let f = features("word0 other0 third0 shared");
+        let key = BlobHash::of(b"m0");
+        assert_eq!(
+            LessonOutcome::AlreadyKnown,
+            filter.learn(SpamModelOwner::Global, key, Class::Spam, &f).await.unwrap()
+        );
+        assert_eq!(LessonOutcome::Relearnt, filter.learn(SpamModelOwner::Global, key, Class::Ham, &f).await.unwrap());
+        let status = filter.status(SpamModelOwner::Global).await.unwrap();
+        assert_eq!((14, 16), (status.spam_learned, status.ham_learned));
+
+        // What is in memory is what the store has (a new filter loads it).
+        let reloaded = SpamFilter::new(Arc::clone(&store), settings);
+        assert_eq!(status, reloaded.status(SpamModelOwner::Global).await.unwrap());
+        store.shutdown().await.unwrap();
+    }
 }

@@ -105,6 +105,9 @@ pub enum AdminRequest {
     SpamClassify {
         email: Option<String>,
         message: String,
+        /// One line (`score <TAB> action <TAB> probability`) instead of the explanation.
+        #[serde(default)]
+        brief: bool,
     },
     QuarantineList,
     QuarantineShow {
@@ -298,7 +301,7 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
             let outcome = ctx.spam.learn(owner, blob, class, &features).await?;
             let _ = writeln!(out, "{outcome:?}");
         }
-        AdminRequest::SpamClassify { email, message } => {
+        AdminRequest::SpamClassify { email, message, brief } => {
             let account = match &email {
                 Some(e) => Some(account_of(dir, e).await?.id),
                 None => None,
@@ -312,7 +315,13 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
             };
             let rules = tern_scan::verdict::RuleInput { facts: &tern_scan::Facts::default(), meta: features.meta() };
             let verdict = tern_scan::verdict::decide(judgement, abstained, &rules, Vec::new(), &ctx.spam_thresholds);
-            out.push_str(&explain(&verdict));
+            if brief {
+                let p =
+                    verdict.judgement.as_ref().map(|j| format!("{:.4}", j.probability)).unwrap_or_else(|| "-".into());
+                let _ = writeln!(out, "{:.2}\t{}\t{p}", verdict.score, verdict.action.as_str());
+            } else {
+                out.push_str(&explain(&verdict));
+            }
         }
         AdminRequest::QuarantineList => {
             let held = dir.store().quarantine_list().await?;

@@ -119,10 +119,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             None
         }
     };
-    let spam_filter = Arc::new(tern_pipeline::spam::SpamFilter::new(
-        Arc::clone(&store),
-        tern_pipeline::spam::SpamSettings { min_learned: config.spam.min_learned },
-    ));
+    let spam_filter = Arc::new(tern_pipeline::spam::SpamFilter::new(Arc::clone(&store), spam_settings(&config)));
     let scanners = configured_scanners(&config)?;
     let content_scan = |classifier: bool| {
         let filter = (classifier && config.spam.enabled).then(|| Arc::clone(&spam_filter));
@@ -457,4 +454,13 @@ fn configured_scanners(config: &Config) -> anyhow::Result<Vec<tern_scan::scanner
         });
     }
     Ok(out)
+}
+
+/// The classifier's settings of the configuration.
+pub fn spam_settings(config: &Config) -> tern_pipeline::spam::SpamSettings {
+    tern_pipeline::spam::SpamSettings {
+        min_learned: config.spam.min_learned,
+        max_features: config.spam.max_features,
+        max_user_features: config.spam.max_user_features,
+    }
 }

@@ -535,17 +535,18 @@ pub struct SpamModelData {
     pub features: Vec<(u64, u32, u32)>,
 }
 
-/// A change to a model after one lesson, as absolute values (the classifier computes them under
-/// its per-model lock, the store writes them blindly): new totals, new counts of the features
-/// the lesson touched (`(hash, 0, 0)` removes one), and the class the message is now known as.
+/// A change to a model after one lesson (or a pruning), as absolute values (the classifier
+/// computes them under its per-model lock, the store writes them blindly): new totals, new
+/// counts of the features it touched (`(hash, 0, 0)` removes one), and the class the message is
+/// now known as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpamModelUpdate {
     pub owner: SpamModelOwner,
     pub spam_learned: u64,
     pub ham_learned: u64,
     pub features: Vec<(u64, u32, u32)>,
-    /// The message (its content hash) and the class it was taught as.
-    pub lesson: (BlobHash, SpamClass),
+    /// The message (its content hash) and the class it was taught as; `None` for a pruning.
+    pub lesson: Option<(BlobHash, SpamClass)>,
 }
 
 /// A recipient a quarantined message was for.

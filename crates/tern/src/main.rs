@@ -119,9 +119,13 @@ enum SpamCmd {
         #[arg(long, value_name = "EMAIL")]
         user: Option<String>,
     },
-    /// Judge a message file without delivering it, and explain the verdict.
+    /// Judge message files without delivering them, and explain the verdicts.
     Classify {
-        file: PathBuf,
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// One line per file: path, score, action, spam probability (tab-separated).
+        #[arg(long)]
+        brief: bool,
         /// Judge with this user's model and the global one (else the global one alone).
         #[arg(long, value_name = "EMAIL")]
         user: Option<String>,
@@ -388,9 +392,10 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             QuarantineCmd::Release { id, learn_ham } => AdminRequest::QuarantineRelease { id, learn_ham },
             QuarantineCmd::Delete { id } => AdminRequest::QuarantineDelete { id },
         },
-        Command::Spam(SpamCmd::Classify { file, user }) => {
-            let raw = crlf(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
-            AdminRequest::SpamClassify { email: user, message: base64_of(&raw) }
+        Command::Spam(SpamCmd::Classify { files, user, brief }) => {
+            let out = runtime.block_on(train::classify(&config, &files, user, brief))?;
+            write_stdout(out.as_bytes())?;
+            return Ok(std::process::ExitCode::SUCCESS);
         }
         Command::Spam(SpamCmd::Train { spam, ham, user }) => {
             if spam.is_empty() && ham.is_empty() {
@@ -498,10 +503,8 @@ impl Admin {
         let store = tokio::task::spawn_blocking(move || tern_server::open_store(&store_config, false)).await??;
         let store: Arc<dyn tern_store::Store> = Arc::new(store);
         let directory = tern_directory::Directory::new(Arc::clone(&store), config.plus_separator());
-        let spam = Arc::new(tern_pipeline::spam::SpamFilter::new(
-            Arc::clone(&store),
-            tern_pipeline::spam::SpamSettings { min_learned: config.spam.min_learned },
-        ));
+        let spam =
+            Arc::new(tern_pipeline::spam::SpamFilter::new(Arc::clone(&store), tern_server::spam_settings(config)));
         let context = admin::AdminContext {
             directory,
             hostname: config.hostname.clone(),

@@ -132,6 +132,39 @@ pub async fn run(config: &Config, spam: &[PathBuf], ham: &[PathBuf], user: Optio
     Ok(out)
 }
 
+/// `tern spam classify`: each file judged (with one connection for all of them).
+pub async fn classify(config: &Config, files: &[PathBuf], user: Option<String>, brief: bool) -> anyhow::Result<String> {
+    let admin = Admin::connect(config).await?;
+    let mut out = String::new();
+    for file in files {
+        let raw = match std::fs::read(file) {
+            Ok(raw) => raw,
+            Err(e) => {
+                admin.close().await?;
+                anyhow::bail!("reading {}: {e}", file.display());
+            }
+        };
+        // A file saved from an mbox starts with its "From " line: not part of the message.
+        let raw = messages_in(raw).into_iter().next().unwrap_or_default();
+        let reply =
+            admin.run(AdminRequest::SpamClassify { email: user.clone(), message: base64_of(&raw), brief }).await?;
+        if !reply.ok {
+            admin.close().await?;
+            anyhow::bail!("{}: {}", file.display(), String::from_utf8_lossy(&reply.output).trim());
+        }
+        if brief {
+            out.push_str(&format!("{}\t{}", file.display(), String::from_utf8_lossy(&reply.output)));
+        } else {
+            if files.len() > 1 {
+                out.push_str(&format!("{}:\n", file.display()));
+            }
+            out.push_str(&String::from_utf8_lossy(&reply.output));
+        }
+    }
+    admin.close().await?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::messages_in;

@@ -1,15 +1,23 @@
 //! The learned model and how it judges a message.
 //!
 //! A model counts, for each feature, how many spam and how many ham messages it was seen in,
-//! and how many of each were learnt. A message is judged the way Gary Robinson proposed and
-//! bogofilter and SpamAssassin's Bayes do it:
+//! and how many of each were learnt. A message is judged:
 //!
 //! 1. each feature's spam probability `p = (s/S) / (s/S + h/H)`, pulled towards 0.5 when it
-//!    was seen rarely: `f = (STRENGTH * 0.5 + n * p) / (STRENGTH + n)` with `n = s + h`;
+//!    was seen rarely (Gary Robinson's correction, as in bogofilter and SpamAssassin):
+//!    `f = (STRENGTH * 0.5 + n * p) / (STRENGTH + n)` with `n = s + h`;
 //! 2. only features that say something (`|f - 0.5| >= MIN_DEVIATION`) take part, at most
 //!    [`MAX_CLUES`] of them, the strongest first;
-//! 3. Fisher's method combines them: `H = C⁻¹(-2 Σ ln f, 2k)`, `S = C⁻¹(-2 Σ ln(1 - f), 2k)`
-//!    (C⁻¹ the chi-square survival function), spam probability `(1 + H - S) / 2`.
+//! 3. their log-likelihood ratios are added, `L = Σ ln(f / (1 - f))` (naive Bayes), and the
+//!    spam probability is `1 / (1 + e^(-L / CALIBRATION))`.
+//!
+//! Step 3 is not Robinson's Fisher combination (which bogofilter and SpamAssassin use): on the
+//! SpamAssassin public corpus split by time (`bench/spam-accuracy`), Fisher's method put a
+//! fifth of the newer spam at exactly 0.5, "unsure", because a message with many strong clues
+//! both ways saturates both of its chi-square tests; the summed ratios ranked spam above ham
+//! far better (at 0.4 % false positives: 8.6 % false negatives against 20 %).
+//! `CALIBRATION` divides out that the features are not independent (a word and the pairs it is
+//! in count the same evidence) and places the 5-point Junk line (`p` about 0.92) at `L` ≈ 14.
 //!
 //! The features used in step 2 are the explanation: each with its `f` and counts.
 //!
@@ -24,8 +32,10 @@ use std::collections::HashMap;
 const STRENGTH: f64 = 0.45;
 /// Features closer than this to 0.5 are left out.
 const MIN_DEVIATION: f64 = 0.1;
-/// At most this many features decide.
-pub const MAX_CLUES: usize = 150;
+/// At most this many features decide (the strongest), which bounds the work per message.
+pub const MAX_CLUES: usize = 1000;
+/// See the module documentation, step 3.
+const CALIBRATION: f64 = 6.0;
 
 /// Per feature: messages of each class it was seen in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,19 +153,15 @@ pub fn judge(features: &Features, models: &[&Model]) -> Judgement {
     }
     clues.sort_by(|a, b| (b.0 - 0.5).abs().total_cmp(&(a.0 - 0.5).abs()).then(a.1.cmp(&b.1)));
     clues.truncate(MAX_CLUES);
-    let probability = if clues.is_empty() {
-        0.5
-    } else {
-        let k = clues.len();
-        // Clamp so that one feature seen only in spam does not make ln(0).
-        let (ln_f, ln_not_f) = clues.iter().fold((0.0, 0.0), |(a, b), (f, _, _)| {
-            let f = f.clamp(1e-6, 1.0 - 1e-6);
-            (a + f.ln(), b + (1.0 - f).ln())
-        });
-        let h = chi2_survival(-2.0 * ln_f, 2 * k);
-        let s = chi2_survival(-2.0 * ln_not_f, 2 * k);
-        (1.0 + h - s) / 2.0
-    };
+    // Clamped so that one feature seen only in spam does not make an infinite ratio.
+    let llr: f64 = clues
+        .iter()
+        .map(|(f, _, _)| {
+            let f = f.clamp(1e-4, 1.0 - 1e-4);
+            (f / (1.0 - f)).ln()
+        })
+        .sum();
+    let probability = 1.0 / (1.0 + (-llr / CALIBRATION).exp());
     Judgement {
         probability,
         spam_learned,
@@ -170,19 +176,6 @@ pub fn judge(features: &Features, models: &[&Model]) -> Judgement {
             })
             .collect(),
     }
-}
-
-/// P(X >= x) for a chi-square variable with `dof` (even) degrees of freedom:
-/// `e^{-m} Σ_{i<dof/2} m^i / i!` with `m = x / 2`.
-fn chi2_survival(x: f64, dof: usize) -> f64 {
-    let m = x / 2.0;
-    let mut term = (-m).exp();
-    let mut sum = term;
-    for i in 1..dof / 2 {
-        term *= m / i as f64;
-        sum += term;
-    }
-    sum.min(1.0)
 }
 
 #[cfg(test)]
@@ -201,14 +194,6 @@ mod tests {
             m.learn(Class::Ham, features(&format!("meeting agenda tomorrow project review {i}")).hashes(), false);
         }
         m
-    }
-
-    #[test]
-    fn chi2_survival_values() {
-        // Known values: P(X >= 2) with 2 dof = e^-1; with 4 dof = 2 e^-1.
-        assert!((chi2_survival(2.0, 2) - (-1.0f64).exp()).abs() < 1e-12);
-        assert!((chi2_survival(2.0, 4) - 2.0 * (-1.0f64).exp()).abs() < 1e-12);
-        assert_eq!(1.0, chi2_survival(0.0, 10));
     }
 
     #[test]

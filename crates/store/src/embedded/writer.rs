@@ -375,12 +375,13 @@ impl Writer {
                         self.engine.spam.insert(key, value)?;
                     }
                 }
-                let (message, class) = update.lesson;
-                let class = match class {
-                    SpamClass::Spam => b"s",
-                    SpamClass::Ham => b"h",
-                };
-                self.engine.spam.insert(keys::spam_key(owner, b'l', &message.0), class)?;
+                if let Some((message, class)) = update.lesson {
+                    let class = match class {
+                        SpamClass::Spam => b"s",
+                        SpamClass::Ham => b"h",
+                    };
+                    self.engine.spam.insert(keys::spam_key(owner, b'l', &message.0), class)?;
+                }
                 Ok(OpResult::Unit)
             }
             Op::ClaimRecent(id) => {
