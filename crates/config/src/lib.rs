@@ -50,6 +50,7 @@ pub struct Config {
     pub inbound: Inbound,
     pub spam: Spam,
     pub quarantine: Quarantine,
+    pub alerts: Alerts,
     /// Outside scanners (`[[scanner]]` tables), asked about every message concurrently.
     #[serde(rename = "scanner")]
     pub scanners: Vec<Scanner>,
@@ -76,6 +77,7 @@ impl Default for Config {
             inbound: Inbound::default(),
             spam: Spam::default(),
             quarantine: Quarantine::default(),
+            alerts: Alerts::default(),
             scanners: Vec::new(),
             log: Log::default(),
         }
@@ -514,6 +516,24 @@ impl Default for Quarantine {
     }
 }
 
+/// Where alerts go (a virus found, a virus sent by a user, a scanner that stopped answering).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Alerts {
+    /// Addresses that get a mail per alert (`postmaster@example.com`).
+    pub notify: Vec<String>,
+    /// A URL that gets a JSON `POST` per alert.
+    pub webhook: Option<String>,
+    /// Alerts of one kind about one thing are sent at most this often.
+    pub min_interval_seconds: u64,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts { notify: Vec::new(), webhook: None, min_interval_seconds: 600 }
+    }
+}
+
 /// One outside scanner (`[[scanner]]`; see `docs/scanners.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -716,6 +736,16 @@ impl Config {
             }
             if !scanner.weight.is_finite() || scanner.weight < 0.0 {
                 return Err(invalid(&key, "weight must be a number >= 0"));
+            }
+        }
+        if let Some(url) = &self.alerts.webhook
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("alerts.webhook", "must be an http:// or https:// URL"));
+        }
+        for address in &self.alerts.notify {
+            if !address.contains('@') || address.contains(['\r', '\n', ' ', '<', '>']) {
+                return Err(invalid("alerts.notify", format!("{address:?} is not a mail address")));
             }
         }
         let spam = &self.spam;

@@ -7,6 +7,7 @@
 //! redirect recipients to another mailbox. New capabilities (authentication results, virus and
 //! spam scanning, Sieve, quarantine) are new stages; the SMTP session does not change.
 
+pub mod alerts;
 mod context;
 mod deliver;
 pub mod dsn;

@@ -172,6 +172,12 @@ impl SpamFilter {
         self.store.spam_model_update(update).await?;
         let size = {
             let mut counts = model.counts.write().unwrap_or_else(|p| p.into_inner());
+            if owner == SpamModelOwner::Global {
+                metrics::gauge!("tern_spam_model_learned", "model" => "global", "class" => "spam")
+                    .set(next.spam_learned as f64);
+                metrics::gauge!("tern_spam_model_learned", "model" => "global", "class" => "ham")
+                    .set(next.ham_learned as f64);
+            }
             counts.spam_learned = next.spam_learned;
             counts.ham_learned = next.ham_learned;
             for h in features.hashes() {
@@ -183,6 +189,9 @@ impl SpamFilter {
                         counts.features.remove(&h);
                     }
                 }
+            }
+            if owner == SpamModelOwner::Global {
+                metrics::gauge!("tern_spam_model_features", "model" => "global").set(counts.features.len() as f64);
             }
             counts.features.len()
         };

@@ -121,12 +121,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let spam_filter = Arc::new(tern_pipeline::spam::SpamFilter::new(Arc::clone(&store), spam_settings(&config)));
     let scanners = configured_scanners(&config)?;
+    let alerts = tern_pipeline::alerts::Alerts::start(
+        tern_pipeline::alerts::AlertSettings {
+            notify: config.alerts.notify.clone(),
+            webhook: match &config.alerts.webhook {
+                Some(url) => Some(
+                    tern_scan::scanner::http::HttpUrl::parse(url)
+                        .map_err(|e| anyhow::anyhow!("alerts.webhook: {e}"))?,
+                ),
+                None => None,
+            },
+            min_interval: Duration::from_secs(config.alerts.min_interval_seconds),
+            hostname: config.hostname.clone(),
+        },
+        Arc::clone(&store),
+        directory.clone(),
+    );
     let content_scan = |classifier: bool| {
         let filter = (classifier && config.spam.enabled).then(|| Arc::clone(&spam_filter));
         (filter.is_some() || !scanners.is_empty()).then(|| tern_pipeline::stages::ContentScan {
             filter,
             scanners: scanners.clone(),
             thresholds: spam_thresholds(&config),
+            alerts: alerts.clone(),
         })
     };
     let mut dmarc_reporting = None;

@@ -474,6 +474,78 @@ fn hostile_messages_get_a_decision_and_nothing_panics() {
         assert!(started.elapsed() < Duration::from_secs(40), "{name} took {:?}", started.elapsed());
     }
     assert!(!s.log().contains("panicked"), "{}", s.log());
+    // Memory stays bounded: the 50 MiB message is spooled, not held several times over.
+    let rss_mib = s.rss_kib() / 1024;
+    assert!(rss_mib < 1024, "server RSS {rss_mib} MiB after the hostile messages");
     // The server still answers.
     assert_eq!(250, send(&s, b"From: x@remote.test\r\nSubject: ok\r\n\r\nok\r\n").code);
+}
+
+/// A webhook receiver: records each POST's body.
+fn webhook() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim_end().is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            record.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, seen)
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn virus_finds_and_scanner_outages_raise_alerts_by_mail_and_webhook() {
+    let (scanner_port, _) = http_scanner();
+    let (hook_port, posts) = webhook();
+    let down = free_port();
+    let s = TestServer::started(&format!(
+        "[spam]\nenabled = false\n[alerts]\nnotify = [\"bob@example.test\"]\nwebhook = \"http://127.0.0.1:{hook_port}/alerts\"\n\
+         [[scanner]]\nname = \"remote\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{scanner_port}/scan\"\ntimeout_seconds = 5\n\
+         [[scanner]]\nname = \"offline\"\nkind = \"clamd\"\naddress = \"127.0.0.1:{down}\"\non_failure = \"accept\"\n"
+    ));
+    let r = send(&s, b"From: x@remote.test\r\nSubject: a\r\n\r\nVIRUS-MARK\r\n");
+    assert_eq!(554, r.code, "{r:?}");
+    // Two more messages while "offline" is down: one scanner alert, not three.
+    for _ in 0..2 {
+        assert_eq!(250, send(&s, b"From: x@remote.test\r\nSubject: b\r\n\r\nhello\r\n").code);
+    }
+    wait_until("the webhook got the virus and the outage", || posts.lock().unwrap().len() >= 2);
+    std::thread::sleep(Duration::from_millis(500));
+    let got = posts.lock().unwrap().clone();
+    let virus: Vec<&String> = got.iter().filter(|b| b.contains("\"kind\":\"virus\"")).collect();
+    let outage: Vec<&String> = got.iter().filter(|b| b.contains("\"kind\":\"scanner_failed\"")).collect();
+    assert_eq!(1, virus.len(), "{got:?}");
+    assert!(virus[0].contains("Remote.Test.Virus") && virus[0].contains("sender@remote.test"), "{got:?}");
+    assert_eq!(1, outage.len(), "rate-limited per scanner: {got:?}");
+    assert!(outage[0].contains("offline"), "{got:?}");
+    // The same alerts by mail to the configured address.
+    wait_until("bob got the alert mails", || s.mail_list("bob@example.test", "INBOX").len() >= 2);
+    let mails = s.mail_list("bob@example.test", "INBOX").join("\n");
+    assert!(mails.contains("[Tern alert] virus Remote.Test.Virus"), "{mails}");
+    assert!(mails.contains("[Tern alert] scanner offline failed"), "{mails}");
 }

@@ -13,6 +13,7 @@
 //! //! this server. Authenticated submissions are scanned for viruses only (a virus sent by a
 //! user is refused and logged as an alert: the account may be compromised).
 
+use crate::alerts::{Alert, Alerts};
 use crate::spam::SpamFilter;
 use crate::{MessageContext, Refusal, Stage, Verdict};
 use async_trait::async_trait;
@@ -33,6 +34,8 @@ pub struct ContentScan {
     pub filter: Option<Arc<SpamFilter>>,
     pub scanners: Vec<ConfiguredScanner>,
     pub thresholds: Thresholds,
+    /// Where virus finds and scanner failures are reported, when configured.
+    pub alerts: Option<Arc<Alerts>>,
 }
 
 /// The facts a message arrived with, as the classifier and rules read them.
@@ -72,6 +75,12 @@ fn scan_request(ctx: &MessageContext, message: Arc<Vec<u8>>) -> ScanRequest {
 }
 
 impl ContentScan {
+    fn alert(&self, alert: Alert) {
+        if let Some(alerts) = &self.alerts {
+            alerts.raise(alert);
+        }
+    }
+
     async fn verdict_for(
         &self,
         features: Option<&Features>,
@@ -107,6 +116,23 @@ impl ContentScan {
                 ScannerOutcome::Failed { error } => {
                     metrics::counter!("tern_scanner_failures_total", "scanner" => result.scanner.clone()).increment(1);
                     tracing::warn!(queue_id = %ctx.queue_id, scanner = %result.scanner, error = %error, alert = true, "scanner failed");
+                    self.alert(Alert {
+                        kind: "scanner_failed",
+                        key: result.scanner.clone(),
+                        summary: format!("scanner {} failed: {error}", result.scanner),
+                        details: vec![
+                            ("scanner".into(), result.scanner.clone()),
+                            ("error".into(), error.clone()),
+                            (
+                                "action".into(),
+                                match configured.on_failure {
+                                    FailureMode::Tempfail => "mail is refused with 451 until it answers".into(),
+                                    FailureMode::Accept => "mail is accepted without this scanner".into(),
+                                },
+                            ),
+                            ("queue_id".into(), ctx.queue_id.clone()),
+                        ],
+                    });
                     if configured.on_failure == FailureMode::Tempfail {
                         return Some(Verdict::Defer(Refusal::new(
                             451,
@@ -172,7 +198,12 @@ impl Stage for ContentScan {
                 return Verdict::Continue;
             }
             let results = scan_all(&scanners, Arc::new(scan_request(ctx, message))).await;
-            let configured = ContentScan { filter: None, scanners, thresholds: self.thresholds.clone() };
+            let configured = ContentScan {
+                filter: None,
+                scanners,
+                thresholds: self.thresholds.clone(),
+                alerts: self.alerts.clone(),
+            };
             if let Some(refusal) = configured.refusal_for_scanner_trouble(ctx, &results) {
                 return refusal;
             }
@@ -185,6 +216,18 @@ impl Stage for ContentScan {
                     alert = true,
                     "virus in mail from an authenticated user: refused; the account may be compromised"
                 );
+                let user = ctx.session.authenticated_as.clone().unwrap_or_default();
+                self.alert(Alert {
+                    kind: "outbound_virus",
+                    key: user.clone(),
+                    summary: format!("virus {names} in mail sent by {user}: refused; the account may be compromised"),
+                    details: vec![
+                        ("user".into(), user),
+                        ("virus".into(), names.clone()),
+                        ("client".into(), ctx.session.client_ip.to_string()),
+                        ("queue_id".into(), ctx.queue_id.clone()),
+                    ],
+                });
                 return Verdict::Reject(Refusal::new(554, (5, 7, 1), format!("Virus found: {names}")));
             }
             return Verdict::Continue;
@@ -232,6 +275,23 @@ impl Stage for ContentScan {
                 alert = true,
                 "virus found"
             );
+            let from = ctx.mail_from.clone().unwrap_or_else(|| "<>".into());
+            self.alert(Alert {
+                kind: "virus",
+                key: from.clone(),
+                summary: format!("virus {names} in mail from {from}: {}", message_verdict.action.as_str()),
+                details: vec![
+                    ("virus".into(), names.clone()),
+                    ("sender".into(), from),
+                    (
+                        "recipients".into(),
+                        ctx.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>().join(", "),
+                    ),
+                    ("client".into(), ctx.session.client_ip.to_string()),
+                    ("action".into(), message_verdict.action.as_str().into()),
+                    ("queue_id".into(), ctx.queue_id.clone()),
+                ],
+            });
             match message_verdict.action {
                 Action::Discard => {
                     return Verdict::Discard(format!("virus {names}"));
