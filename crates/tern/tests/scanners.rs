@@ -10,7 +10,6 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -366,8 +365,6 @@ impl Rspamd {
         .unwrap();
         let var = |k: &str, sub: &str| format!("--var={k}={}", dir.path().join(sub).display());
         let child = Command::new("rspamd")
-            // Its own process group, stopped with it.
-            .process_group(0)
             .args(["-f", "-u", "root", "-g", "root", "-i", "-c"])
             .arg(&conf)
             .arg(var("LOCAL_CONFDIR", "local"))
@@ -389,9 +386,17 @@ impl Rspamd {
 
 impl Drop for Rspamd {
     fn drop(&mut self) {
-        // Its workers first (they leave its process group), then rspamd itself.
-        let _ = Command::new("pkill").arg("-KILL").arg("-P").arg(self.child.id().to_string()).status();
-        let _ = Command::new("kill").arg("-KILL").arg(format!("-{}", self.child.id())).status();
+        // SIGTERM to its main process, which stops its workers and waits for them: killed
+        // outright, the main process would leave the workers orphaned, and orphaned rspamd
+        // workers signal whatever process adopts them.
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
