@@ -81,7 +81,10 @@ impl SpamFilter {
                 let mut model = Model {
                     spam_learned: data.spam_learned,
                     ham_learned: data.ham_learned,
-                    features: HashMap::with_capacity(data.features.len()),
+                    features: tern_scan::classifier::FeatureMap::with_capacity_and_hasher(
+                        data.features.len(),
+                        Default::default(),
+                    ),
                 };
                 for (hash, spam, ham) in data.features {
                     model.features.insert(hash, Counts { spam, ham });

@@ -290,6 +290,17 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
                     format!(" (judges once the models together have learnt {min} of each)")
                 }
             );
+            if email.is_none() {
+                // Every user's model too, without loading them.
+                for (owner, spam, ham) in dir.store().spam_models().await? {
+                    let tern_store::SpamModelOwner::Account(id) = owner else { continue };
+                    let name = match dir.store().account_get(id).await? {
+                        Some(a) => a.address,
+                        None => format!("account {id} (removed)"),
+                    };
+                    let _ = writeln!(out, "{name}: learnt {spam} spam and {ham} ham messages");
+                }
+            }
         }
         AdminRequest::SpamLearn { email, spam, message } => {
             let owner = spam_owner(dir, email.as_deref()).await?;
@@ -710,10 +721,7 @@ pub fn explain(v: &tern_scan::Verdict) -> String {
         let _ = writeln!(
             out,
             "classifier: spam probability {:.3} (models learnt {} spam, {} ham; {} features decided)",
-            j.probability,
-            j.spam_learned,
-            j.ham_learned,
-            j.clues.len()
+            j.probability, j.spam_learned, j.ham_learned, j.clue_count
         );
         let (spam, ham) = j.top(10);
         for (title, list) in [("towards spam", spam), ("towards ham", ham)] {

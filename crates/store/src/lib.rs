@@ -152,6 +152,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// The spam classifier's model of `owner` (empty if it never learnt).
     async fn spam_model(&self, owner: SpamModelOwner) -> StoreResult<SpamModelData>;
+    /// Every model that learnt something, with how many spam and ham messages.
+    async fn spam_models(&self) -> StoreResult<Vec<(SpamModelOwner, u64, u64)>>;
     /// The class a message (by content hash) was taught to `owner`'s model as, if it was.
     async fn spam_lesson(&self, owner: SpamModelOwner, message: BlobHash) -> StoreResult<Option<SpamClass>>;
     /// Writes a model change; durable when it returns.

@@ -73,17 +73,33 @@ fn users_teach_the_classifier_by_filing_junk_and_new_mail_lands_accordingly() {
     }
     assert_eq!(25, s.mail_list("alice@example.test", "INBOX").len());
 
-    // Alice files the spam into Junk (MOVE) and marks the ham as not junk ($NotJunk).
-    let mut imap = s.imap_login("alice@example.test");
-    imap.ok("SELECT INBOX");
+    // Alice files the spam into Junk (MOVE) and marks the ham as not junk ($NotJunk), with
+    // Python's imaplib as her mail client.
     let spam_uids: Vec<String> = (0..12).map(|i| (2 + 2 * i).to_string()).collect();
     let ham_uids: Vec<String> = (0..12).map(|i| (3 + 2 * i).to_string()).collect();
-    imap.ok(&format!("UID MOVE {} Junk", spam_uids.join(",")));
-    imap.ok(&format!("UID STORE {} +FLAGS ($NotJunk)", ham_uids.join(",")));
-    imap.ok("LOGOUT");
+    let filed = python(
+        "junk_filing.py",
+        &[
+            "--port",
+            &s.imap.port().to_string(),
+            "--user",
+            "alice@example.test",
+            "--password",
+            "secret",
+            "--junk",
+            &spam_uids.join(","),
+            "--not-junk",
+            &ham_uids.join(","),
+        ],
+    );
+    assert_eq!("OK", filed.trim());
     wait_for_status(&s, "alice@example.test", "learnt 12 spam and 12 ham");
     let global = s.ok(&["spam", "status"]);
-    assert!(global.contains("learnt 12 spam and 12 ham"), "users' filing teaches the global model too: {global}");
+    assert!(
+        global.contains("global model: learnt 12 spam and 12 ham"),
+        "users' filing teaches the global model too: {global}"
+    );
+    assert!(global.contains("alice@example.test: learnt 12 spam and 12 ham"), "every model is listed: {global}");
 
     // New mail now lands by what was learnt.
     let junk_before = s.mail_list("alice@example.test", "Junk").len();

@@ -370,10 +370,13 @@ fn words(text: &str, max: usize) -> Vec<String> {
             out.push(format!("#{digits}"));
             continue;
         }
-        let mut w: String = word.chars().take(MAX_WORD_CHARS).flat_map(char::to_lowercase).collect();
-        if chars > MAX_WORD_CHARS {
+        let w = if chars > MAX_WORD_CHARS {
+            let mut w: String = word.chars().take(MAX_WORD_CHARS).flat_map(char::to_lowercase).collect();
             w.push('…');
-        }
+            w
+        } else {
+            word.to_lowercase()
+        };
         out.push(w);
     }
     out

@@ -7,4 +7,4 @@ mod hash;
 mod model;
 
 pub use features::{Features, MAX_TEXT_BYTES, MAX_WORDS, OSB_WINDOW};
-pub use model::{Class, Clue, Counts, Judgement, MAX_CLUES, Model, judge};
+pub use model::{Class, Clue, Counts, EXPLAINED, FeatureHasher, FeatureMap, Judgement, MAX_CLUES, Model, judge};

@@ -58,7 +58,9 @@ pub mod ks {
     /// The spam classifier's models, per owner ([`super::spam_owner_key`]):
     /// owner ++ `n` → spam learnt u64 ++ ham learnt u64;
     /// owner ++ `f` ++ feature hash u64 → spam u32 ++ ham u32;
-    /// owner ++ `l` ++ blob hash → class (`s` or `h`): the messages it learnt.
+    /// owner ++ `l` ++ blob hash → class (`s` or `h`): the messages it learnt;
+    /// `T` ++ owner → the same totals as owner ++ `n`, so that all models are listed by one
+    /// prefix scan.
     pub const SPAM: &str = "spam";
     /// Quarantined messages: id ++ `e` → QuarantineEntry (JSON); id ++ `m` → the message.
     pub const QUARANTINE: &str = "quarantine";
@@ -73,6 +75,15 @@ pub fn spam_owner_key(owner: crate::model::SpamModelOwner) -> Vec<u8> {
             k.extend_from_slice(&id.to_be_bytes());
             k
         }
+    }
+}
+
+/// The owner back from a key after the `T` prefix.
+pub fn read_spam_owner(bytes: &[u8]) -> Option<crate::model::SpamModelOwner> {
+    match bytes.first()? {
+        b'g' => Some(crate::model::SpamModelOwner::Global),
+        b'a' => Some(crate::model::SpamModelOwner::Account(read_u64(bytes.get(1..)?)?)),
+        _ => None,
     }
 }
 

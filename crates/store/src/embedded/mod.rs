@@ -803,6 +803,21 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn spam_models(&self) -> StoreResult<Vec<(SpamModelOwner, u64, u64)>> {
+        self.read(|e| {
+            let mut out = Vec::new();
+            for item in e.spam.prefix(b"T") {
+                let (key, value) = item.into_inner()?;
+                let Some(owner) = key.get(1..).and_then(keys::read_spam_owner) else { continue };
+                let spam = keys::read_u64(&value).unwrap_or(0);
+                let ham = value.get(8..).and_then(keys::read_u64).unwrap_or(0);
+                out.push((owner, spam, ham));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn spam_lesson(&self, owner: SpamModelOwner, message: BlobHash) -> StoreResult<Option<SpamClass>> {
         self.read(move |e| {
             Ok(e.spam.get(keys::spam_key(owner, b'l', &message.0))?.and_then(|v| match v.first() {

@@ -364,6 +364,9 @@ impl Writer {
                 totals[..8].copy_from_slice(&update.spam_learned.to_be_bytes());
                 totals[8..].copy_from_slice(&update.ham_learned.to_be_bytes());
                 self.engine.spam.insert(keys::spam_key(owner, b'n', &[]), totals)?;
+                let mut listed = vec![b'T'];
+                listed.extend_from_slice(&keys::spam_owner_key(owner));
+                self.engine.spam.insert(listed, totals)?;
                 for (hash, spam, ham) in &update.features {
                     let key = keys::spam_key(owner, b'f', &hash.to_be_bytes());
                     if *spam == 0 && *ham == 0 {
