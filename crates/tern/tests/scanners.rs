@@ -245,8 +245,10 @@ fn quarantined_viruses_are_released_once() {
     s.stop();
     s.launch();
     assert!(s.ok(&["quarantine", "list"]).contains("virus Tern.Test.EICAR"));
-    let released = s.ok(&["quarantine", "release", &id]);
-    assert!(released.contains("1 local copy"), "{released}");
+    let released = s.ok(&["quarantine", "release", &id, "--learn-ham"]);
+    assert!(released.contains("1 local copy") && released.contains("learnt as ham"), "{released}");
+    let status = s.ok(&["spam", "status"]);
+    assert!(status.contains("global model: learnt 0 spam and 1 ham"), "released and learnt as ham: {status}");
     let again = s.cli(&["quarantine", "release", &id]);
     assert!(!again.status.success(), "a second release finds nothing");
     assert_eq!(1, s.mail_list("alice@example.test", "INBOX").len());
@@ -553,4 +555,43 @@ fn virus_finds_and_scanner_outages_raise_alerts_by_mail_and_webhook() {
     let mails = s.mail_list("bob@example.test", "INBOX").join("\n");
     assert!(mails.contains("[Tern alert] virus Remote.Test.Virus"), "{mails}");
     assert!(mails.contains("[Tern alert] scanner offline failed"), "{mails}");
+}
+
+#[test]
+fn a_scanner_that_hangs_delays_only_its_own_message() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let s = TestServer::started(&format!(
+        "[spam]\nenabled = false\n[[scanner]]\nname = \"stuck\"\nkind = \"clamd\"\naddress = \"127.0.0.1:{port}\"\ntimeout_seconds = 4\n"
+    ));
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| {
+            let started = Instant::now();
+            let r = send(&s, b"From: x@remote.test\r\nSubject: waits\r\n\r\nhello\r\n");
+            (r, started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        // Meanwhile other sessions are served at once.
+        for _ in 0..3 {
+            let started = Instant::now();
+            let mut c = s.smtp();
+            c.hello();
+            c.expect("QUIT", 221);
+            let mut imap = s.imap_login("bob@example.test");
+            imap.ok("SELECT INBOX");
+            imap.ok("LOGOUT");
+            assert!(started.elapsed() < Duration::from_millis(2500), "another session waited {:?}", started.elapsed());
+        }
+        let (r, took) = waiting.join().unwrap();
+        assert_eq!(451, r.code, "{r:?}");
+        assert!(took >= Duration::from_secs(3) && took < Duration::from_secs(10), "{took:?}");
+    });
+    assert!(s.mail_list("alice@example.test", "INBOX").is_empty());
 }
