@@ -23,6 +23,28 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// The system-wide configuration file, read when no other is named.
+pub const SYSTEM_CONFIG: &str = "/etc/tern/tern.toml";
+
+/// Where the data lives when the configuration does not say: `/var/lib/tern` for root (the
+/// system service), else `$XDG_DATA_HOME/tern` or `~/.local/share/tern`. It never depends on
+/// the directory a command is run from, so every command finds the server's data.
+pub fn default_data_dir() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's effective user.
+    let root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    if root {
+        return PathBuf::from("/var/lib/tern");
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+        return xdg.join("tern");
+    }
+    match std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+        Some(home) => home.join(".local/share/tern"),
+        None => PathBuf::from("/var/lib/tern"),
+    }
+}
+
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_string(), message: message.into() }
 }
@@ -61,7 +83,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             hostname: system_hostname(),
-            data_dir: PathBuf::from("./tern-data"),
+            data_dir: default_data_dir(),
             listen: Listen::default(),
             tls: Tls::default(),
             smtp: Smtp::default(),
@@ -681,11 +703,33 @@ impl Config {
         Ok(config)
     }
 
-    /// Reads a config file.
+    /// Reads a config file. Relative paths in it (`data_dir`, `tls.cert`, `tls.key`,
+    /// `inbound.public_suffix_list`, `delivery.ca_file`) are relative to the file's directory,
+    /// not to wherever a command happens to run.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        Config::from_toml(&text, path)
+        let mut config = Config::from_toml(&text, path)?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        let anchor = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        anchor(&mut config.data_dir);
+        for p in [
+            &mut config.tls.cert,
+            &mut config.tls.key,
+            &mut config.inbound.public_suffix_list,
+            &mut config.delivery.ca_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            anchor(p);
+        }
+        Ok(config)
     }
 
     /// Moves every listener to loopback high ports, for running as a normal user:
@@ -748,6 +792,7 @@ impl Config {
                 return Err(invalid("alerts.notify", format!("{address:?} is not a mail address")));
             }
         }
+        validate_log_level(&self.log.level)?;
         let spam = &self.spam;
         if !spam.junk_score.is_finite() || spam.junk_score <= 0.0 {
             return Err(invalid("spam.junk_score", "must be a positive number"));
@@ -917,6 +962,40 @@ fn tracing_filter_sanity(level: &str) -> Result<(), ConfigError> {
 pub fn system_hostname() -> String {
     let name = gethostname::gethostname().to_string_lossy().trim().to_ascii_lowercase();
     if validate_hostname(&name).is_ok() { name } else { "localhost".into() }
+}
+
+/// `log.level` is a tracing filter: comma-separated directives, each a level or
+/// `target=level` (`info`, `tern_smtp=debug,info`). Anything else would silently turn logging
+/// off, so it is refused.
+fn validate_log_level(level: &str) -> Result<(), ConfigError> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let bad = |why: &str| {
+        invalid(
+            "log.level",
+            format!(
+                "{level:?}: {why} (use error, warn, info, debug, trace or off, optionally as target=level, comma-separated)"
+            ),
+        )
+    };
+    if level.trim().is_empty() {
+        return Err(bad("empty"));
+    }
+    for directive in level.split(',') {
+        let directive = directive.trim();
+        let (target, lvl) = match directive.split_once('=') {
+            Some((t, l)) => (Some(t), l),
+            None => (None, directive),
+        };
+        if !LEVELS.contains(&lvl.to_ascii_lowercase().as_str()) {
+            return Err(bad(&format!("{lvl:?} is not a level")));
+        }
+        if let Some(t) = target
+            && (t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '-'))
+        {
+            return Err(bad(&format!("{t:?} is not a module path")));
+        }
+    }
+    Ok(())
 }
 
 fn validate_hostname(name: &str) -> Result<(), ConfigError> {

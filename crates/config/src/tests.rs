@@ -7,7 +7,8 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 #[test]
 fn empty_file_gives_defaults() {
     let c = parse("").unwrap();
-    assert_eq!(c.data_dir, PathBuf::from("./tern-data"));
+    assert_eq!(c.data_dir, default_data_dir());
+    assert!(c.data_dir.is_absolute(), "the default does not depend on the working directory");
     assert_eq!(c.smtp.max_message_size, 50 * 1024 * 1024);
     assert_eq!(c.smtp.max_recipients, 100);
     assert_eq!(c.listen.smtp.len(), 2);
@@ -63,6 +64,27 @@ fn bad_values_are_refused_with_their_key() {
     assert!(e.contains("format"), "{e}");
     let e = parse("[directory]\nplus_separator = \"ab\"").unwrap_err().to_string();
     assert!(e.contains("directory.plus_separator"), "{e}");
+    for level in ["verbose!!", "", "tern_smtp=loud", "=info", "info,debug=x"] {
+        let e = parse(&format!("[log]\nlevel = {level:?}")).unwrap_err().to_string();
+        assert!(e.contains("log.level"), "{level:?}: {e}");
+    }
+    for level in ["info", "DEBUG", "tern_smtp=debug,info", "off", "tern_store::embedded=trace,warn"] {
+        parse(&format!("[log]\nlevel = {level:?}")).unwrap_or_else(|e| panic!("{level:?}: {e}"));
+    }
+    let e = parse("[spam]\njunk_score = 0").unwrap_err().to_string();
+    assert!(e.contains("spam.junk_score"), "{e}");
+    let e = parse("[spam]\nreject_score = 2").unwrap_err().to_string();
+    assert!(e.contains("spam.reject_score"), "{e}");
+    let e = parse("[[scanner]]\nname = \"c\"\nkind = \"clamd\"").unwrap_err().to_string();
+    assert!(e.contains("address"), "{e}");
+    let e = parse("[[scanner]]\nname = \"r\"\nkind = \"rspamd\"\nurl = \"ftp://x\"").unwrap_err().to_string();
+    assert!(e.contains("url"), "{e}");
+    let e = parse("[[scanner]]\nname = \"a b\"\nkind = \"clamd\"\naddress = \"/s\"").unwrap_err().to_string();
+    assert!(e.contains("name"), "{e}");
+    let e = parse("[alerts]\nwebhook = \"mailto:x\"").unwrap_err().to_string();
+    assert!(e.contains("alerts.webhook"), "{e}");
+    let e = parse("[quarantine]\nretention_days = 0").unwrap_err().to_string();
+    assert!(e.contains("quarantine.retention_days"), "{e}");
 }
 
 #[test]

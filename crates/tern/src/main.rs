@@ -7,7 +7,7 @@ mod train;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tern_config::Config;
 use tern_server::admin::{self, AdminRequest};
@@ -255,16 +255,27 @@ enum MailCmd {
     Explain { email: String, mailbox: String, uid: u32 },
 }
 
-fn load_config(global: &Global) -> anyhow::Result<Config> {
-    let mut config = match &global.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
+/// The configuration: `--config FILE`, else `$TERN_CONFIG`, else the system file
+/// (`/etc/tern/tern.toml`) when it exists, else the embedded defaults; `--data` overrides its
+/// `data_dir`. Also says where the data directory came from, for error messages.
+fn load_config(global: &Global) -> anyhow::Result<(Config, String)> {
+    let named =
+        global.config.clone().or_else(|| std::env::var_os("TERN_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from));
+    let system = Path::new(tern_config::SYSTEM_CONFIG);
+    let (mut config, mut source) = match named {
+        Some(path) => {
+            let how = if global.config.is_some() { "--config" } else { "$TERN_CONFIG" };
+            (Config::load(&path)?, format!("data_dir of {} ({how})", path.display()))
+        }
+        None if system.exists() => (Config::load(system)?, format!("data_dir of {}", system.display())),
+        None => (Config::default(), "the default (no --config, no $TERN_CONFIG, no /etc/tern/tern.toml)".to_string()),
     };
     if let Some(data) = &global.data {
         config.data_dir = data.clone();
+        source = "--data".to_string();
     }
     config.validate()?;
-    Ok(config)
+    Ok((config, source))
 }
 
 fn read_password_stdin() -> anyhow::Result<String> {
@@ -329,7 +340,8 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
-    let mut config = load_config(&cli.global)?;
+    let (mut config, data_source) = load_config(&cli.global)?;
+    let _ = DATA_SOURCE.set(data_source);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tern")
@@ -484,6 +496,9 @@ fn base64_of(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// Where the data directory was taken from (for messages that name it).
+static DATA_SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// Where admin requests go: the running server's socket, or the store opened here when no
 /// server runs (one process per store).
 enum Admin {
@@ -498,6 +513,20 @@ impl Admin {
             Ok(_) => return Ok(Admin::Server(socket)),
             Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {}
             Err(e) => return Err(e).with_context(|| format!("talking to the server at {}", socket.display())),
+        }
+        // A command run with the wrong (or no) configuration must not quietly make an empty
+        // store the server never sees: say where, and from what, when this makes a new one.
+        // (Refusing outright waits for `tern setup`, which will make a data directory
+        // without serving; issue 12.)
+        if !tern_server::store_path(&config.data_dir).exists() {
+            eprintln!(
+                "tern: no server answers at {} and there is no Tern data in {} (from {}): \
+                 creating a new, empty store there. If a server runs elsewhere, name its data with \
+                 --config FILE, $TERN_CONFIG or --data DIR.",
+                socket.display(),
+                config.data_dir.display(),
+                DATA_SOURCE.get().map(String::as_str).unwrap_or("the configuration"),
+            );
         }
         let store_config = config.clone();
         let store = tokio::task::spawn_blocking(move || tern_server::open_store(&store_config, false)).await??;

@@ -279,3 +279,51 @@ fn output_into_a_closed_pipe_is_not_a_panic() {
         assert!(out.status.success(), "tern {args:?}: {err}");
     }
 }
+
+#[test]
+fn commands_find_the_servers_data_wherever_they_run() {
+    let s = TestServer::started("");
+    let elsewhere = tempfile::tempdir().unwrap();
+    // $TERN_CONFIG names the configuration when --config does not, from any directory.
+    let out = std::process::Command::new(BIN)
+        .current_dir(elsewhere.path())
+        .env("TERN_CONFIG", &s.config_path)
+        .args(["user", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("alice@example.test"));
+    assert!(!elsewhere.path().join("tern-data").exists(), "nothing is made in the working directory");
+
+    // A relative data_dir in a config file is relative to the file, not to the working
+    // directory; a command that makes a new store says where and why.
+    let confdir = tempfile::tempdir().unwrap();
+    std::fs::write(confdir.path().join("tern.toml"), "data_dir = \"data\"\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .current_dir(elsewhere.path())
+        .arg("--config")
+        .arg(confdir.path().join("tern.toml"))
+        .args(["domain", "add", "example.test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(confdir.path().join("data/store").exists());
+    assert!(!elsewhere.path().join("data").exists());
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warning.contains("creating a new, empty store")
+            && warning.contains(&confdir.path().join("data").display().to_string()),
+        "{warning}"
+    );
+
+    // A bad log level stops every command with the key named (it used to turn logging off).
+    std::fs::write(confdir.path().join("bad.toml"), "[log]\nlevel = \"verbose!!\"\n").unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(confdir.path().join("bad.toml"))
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log.level"), "{}", String::from_utf8_lossy(&out.stderr));
+}
