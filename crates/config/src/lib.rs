@@ -26,22 +26,20 @@ pub enum ConfigError {
 /// The system-wide configuration file, read when no other is named.
 pub const SYSTEM_CONFIG: &str = "/etc/tern/tern.toml";
 
-/// Where the data lives when the configuration does not say: `/var/lib/tern` for root (the
-/// system service), else `$XDG_DATA_HOME/tern` or `~/.local/share/tern`. It never depends on
-/// the directory a command is run from, so every command finds the server's data.
+/// Where the data lives when the configuration does not say: `$XDG_DATA_HOME/tern` when that
+/// is set, else `/var/lib/tern` for root (the system service), else `~/.local/share/tern`. It
+/// never depends on the directory a command is run from, so every command finds the server's
+/// data.
 pub fn default_data_dir() -> PathBuf {
     use std::os::unix::fs::MetadataExt;
-    // /proc/self belongs to the process's effective user.
-    let root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
-    if root {
-        return PathBuf::from("/var/lib/tern");
-    }
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
         return xdg.join("tern");
     }
+    // /proc/self belongs to the process's effective user.
+    let root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
     match std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
-        Some(home) => home.join(".local/share/tern"),
-        None => PathBuf::from("/var/lib/tern"),
+        Some(home) if !root => home.join(".local/share/tern"),
+        _ => PathBuf::from("/var/lib/tern"),
     }
 }
 

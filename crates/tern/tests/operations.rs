@@ -191,15 +191,20 @@ fn sigterm_lets_the_transaction_in_progress_finish() {
 
 #[test]
 fn embedded_defaults_generate_a_certificate_and_default_data_dir() {
-    // `tern serve --dev` with no config and no --data: data goes to ./tern-data.
+    // `tern serve --dev` with no config and no --data: data goes to the default data
+    // directory ($XDG_DATA_HOME/tern here, so the test stays in its temporary directory), not
+    // to the working directory.
     let dir = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(BIN)
         .args(["serve", "--dev"])
-        .current_dir(dir.path())
+        .current_dir(cwd.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env_remove("TERN_CONFIG")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let run_file = dir.path().join("tern-data/run.json");
+    let run_file = dir.path().join("tern/run.json");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !run_file.exists() {
         if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
@@ -214,8 +219,9 @@ fn embedded_defaults_generate_a_certificate_and_default_data_dir() {
     }
     let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run_file).unwrap()).unwrap();
     assert_eq!(state["listeners"]["smtp"][0], "127.0.0.1:2525");
-    assert!(dir.path().join("tern-data/tls/cert.pem").exists());
-    assert!(dir.path().join("tern-data/tls/key.pem").exists());
+    assert!(dir.path().join("tern/tls/cert.pem").exists());
+    assert!(dir.path().join("tern/tls/key.pem").exists());
+    assert!(std::fs::read_dir(cwd.path()).unwrap().next().is_none(), "nothing in the working directory");
     std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     assert!(child.wait().unwrap().success());
 }
