@@ -5,7 +5,7 @@
 //! (serde's `deny_unknown_fields` plus [`Config::validate`]). Every key is documented in
 //! `docs/config.md`; a test there checks that the documented example parses.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -48,7 +48,7 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The name this server announces in greetings, EHLO and Received headers.
@@ -106,7 +106,7 @@ impl Default for Config {
 
 /// TLS certificate and key. When both are absent a self-signed pair is generated under
 /// `data_dir/tls/` on first start.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Tls {
     pub cert: Option<PathBuf>,
@@ -114,7 +114,7 @@ pub struct Tls {
 }
 
 /// SMTP receive limits and timeouts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Smtp {
     /// Largest message accepted, in bytes (advertised in SIZE).
@@ -156,7 +156,7 @@ impl Default for Smtp {
 }
 
 /// IMAP sessions.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Imap {
     /// Autologout of an authenticated session without activity (RFC 9051 §5.4: at least 30
@@ -192,7 +192,7 @@ impl Default for Imap {
 }
 
 /// POP3 sessions.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Pop3 {
     /// Inactivity allowed (RFC 1939 §3: at least 10 minutes).
@@ -210,7 +210,7 @@ impl Default for Pop3 {
 }
 
 /// Client authentication (IMAP, POP3, submission).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Auth {
     /// Allow passwords without TLS from loopback addresses (local tools, tests, benchmarks).
@@ -228,7 +228,7 @@ impl Default for Auth {
 }
 
 /// Limits shared by every service.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Networks (CIDR) exempt from per-address connection limits and login bans, like
@@ -247,7 +247,7 @@ impl Default for Limits {
 }
 
 /// Address handling.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Directory {
     /// The character that separates a sub-address: `user+tag@domain` reaches `user`.
@@ -262,7 +262,7 @@ impl Default for Directory {
 }
 
 /// Embedded store tuning.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Store {
     /// Block cache size in MiB.
@@ -276,7 +276,7 @@ impl Default for Store {
 }
 
 /// The DNS resolver used for delivery (MX, MTA-STS, DANE) and mail authentication.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Dns {
     /// Resolvers as `IP:PORT` (or `IP`, port 53). Empty: the system's (`/etc/resolv.conf`).
@@ -309,7 +309,7 @@ fn parse_nameserver(text: &str) -> Result<SocketAddr, String> {
 }
 
 /// Outbound delivery and the queue.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Delivery {
     /// Port of remote MX hosts (25; tests point it at a loopback sink).
@@ -374,7 +374,7 @@ impl Default for Delivery {
 }
 
 /// A relay host for all outbound mail.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Smarthost {
     pub host: String,
@@ -393,7 +393,7 @@ fn default_submission_port() -> u16 {
     587
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmarthostSecurity {
     #[default]
@@ -403,7 +403,7 @@ pub enum SmarthostSecurity {
 }
 
 /// DKIM signing of outgoing mail. Keys are made per domain with `tern dkim generate`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Dkim {
     /// Sign mail submitted by users from local domains that have keys.
@@ -418,7 +418,7 @@ impl Default for Dkim {
 
 /// Checks of mail arriving on port 25 from untrusted networks (everything outside
 /// `limits.exempt`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Inbound {
     /// SPF, DKIM, ARC, iprev and DMARC, recorded in Authentication-Results.
@@ -481,7 +481,7 @@ impl Default for Inbound {
 }
 
 /// Tern's own spam classifier and rules (see `docs/spam.md`), for mail arriving on port 25.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Spam {
     /// Judge inbound mail, add `X-Tern-Spam`, and act on the score.
@@ -523,7 +523,7 @@ impl Default for Spam {
 }
 
 /// The quarantine: messages held instead of delivered (`tern quarantine`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Quarantine {
     /// Days a held message is kept before it is deleted.
@@ -537,7 +537,7 @@ impl Default for Quarantine {
 }
 
 /// Where alerts go (a virus found, a virus sent by a user, a scanner that stopped answering).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Alerts {
     /// Addresses that get a mail per alert (`postmaster@example.com`).
@@ -555,7 +555,7 @@ impl Default for Alerts {
 }
 
 /// One outside scanner (`[[scanner]]`; see `docs/scanners.md`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scanner {
     /// Its name in verdicts, logs and metrics.
@@ -608,7 +608,7 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScannerKind {
     Clamd,
@@ -616,7 +616,7 @@ pub enum ScannerKind {
     Http,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScannerFailure {
     /// `451 4.7.1`: the sender tries again later.
@@ -626,7 +626,7 @@ pub enum ScannerFailure {
     Accept,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ScannerTooLarge {
     /// Accepted unscanned by this scanner (noted in the verdict).
@@ -637,7 +637,7 @@ pub enum ScannerTooLarge {
     Reject,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VirusAction {
     /// `554 5.7.1` at the end of DATA.
@@ -649,7 +649,7 @@ pub enum VirusAction {
     Discard,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DmarcSpecification {
     /// RFC 7489 (2015): organizational domains from the Public Suffix List.
@@ -659,7 +659,7 @@ pub enum DmarcSpecification {
     Rfc9989,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DnsblAction {
     /// `554 5.7.1` at connection time.
@@ -670,7 +670,7 @@ pub enum DnsblAction {
 }
 
 /// Logging.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
     /// A tracing filter: `info`, `debug`, `tern_smtp=debug,info`, ... `RUST_LOG` overrides it.
@@ -685,7 +685,7 @@ impl Default for Log {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
@@ -728,6 +728,34 @@ impl Config {
             anchor(p);
         }
         Ok(config)
+    }
+
+    /// The configuration as a TOML file (every key, defaults filled in) that loads back to the
+    /// same configuration.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| invalid("(whole configuration)", e.to_string()))
+    }
+
+    /// Checks that the files the configuration names can be read, and that certificate and
+    /// key files hold PEM; names the key and the path of the first that cannot.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let files = [
+            ("tls.cert", self.tls.cert.as_ref(), Some("CERTIFICATE")),
+            ("tls.key", self.tls.key.as_ref(), Some("PRIVATE KEY")),
+            ("inbound.public_suffix_list", self.inbound.public_suffix_list.as_ref(), None),
+            ("delivery.ca_file", self.delivery.ca_file.as_ref(), Some("CERTIFICATE")),
+        ];
+        for (key, path, pem) in files {
+            let Some(path) = path else { continue };
+            let text = std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))?;
+            if let Some(label) = pem {
+                let text = String::from_utf8_lossy(&text);
+                if !text.lines().any(|l| l.starts_with("-----BEGIN ") && l.contains(label)) {
+                    return Err(invalid(key, format!("{} holds no PEM {label}", path.display())));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Moves every listener to loopback high ports, for running as a normal user:

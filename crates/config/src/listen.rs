@@ -1,4 +1,4 @@
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// The protocols Tern listens for.
@@ -55,7 +55,7 @@ impl Service {
 }
 
 /// Listening sockets, one list per service; an empty list turns the service off.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
     pub smtp: Vec<SocketAddr>,

@@ -48,7 +48,8 @@ enum Command {
         #[arg(long)]
         dev: bool,
     },
-    /// Check the configuration and print it with every default filled in.
+    /// Check the configuration (and the files it names) and print it as a TOML file with every
+    /// default filled in.
     Config,
     /// Manage domains.
     #[command(subcommand)]
@@ -359,7 +360,8 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             return Ok(std::process::ExitCode::SUCCESS);
         }
         Command::Config => {
-            write_stdout(format!("{config:#?}\n").as_bytes())?;
+            config.check_files()?;
+            write_stdout(config.to_toml()?.as_bytes())?;
             return Ok(std::process::ExitCode::SUCCESS);
         }
         Command::Domain(cmd) => match cmd {

@@ -322,6 +322,34 @@ fn commands_find_the_servers_data_wherever_they_run() {
         "{warning}"
     );
 
+    // `tern config` prints a TOML file with every default filled in, which loads back to the
+    // same configuration; files it names are checked.
+    let printed = s.ok(&["config"]);
+    assert!(printed.contains("[smtp]") && printed.contains("max_message_size = "), "{printed}");
+    std::fs::write(confdir.path().join("printed.toml"), &printed).unwrap();
+    let again = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(confdir.path().join("printed.toml"))
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(printed, String::from_utf8_lossy(&again.stdout));
+    std::fs::write(confdir.path().join("certless.toml"), "[tls]\ncert = \"missing.pem\"\nkey = \"missing.key\"\n")
+        .unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(confdir.path().join("certless.toml"))
+        .arg("config")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tls.cert") && err.contains(&confdir.path().join("missing.pem").display().to_string()),
+        "{err}"
+    );
+
     // A bad log level stops every command with the key named (it used to turn logging off).
     std::fs::write(confdir.path().join("bad.toml"), "[log]\nlevel = \"verbose!!\"\n").unwrap();
     let out = std::process::Command::new(BIN)
