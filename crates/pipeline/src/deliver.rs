@@ -54,6 +54,7 @@ fn envelope_of(ctx: &MessageContext) -> DeliveryEnvelope {
         smtputf8: ctx.smtputf8,
         requiretls: ctx.requiretls,
         auth_results: ctx.auth_results.clone(),
+        transaction_id: Some(ctx.queue_id.clone()),
         verdict: ctx.scan_verdict.clone(),
         client_ip: Some(ctx.session.client_ip.to_string()),
         helo: Some(ctx.session.helo.clone()),

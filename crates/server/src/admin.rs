@@ -74,15 +74,16 @@ pub enum AdminRequest {
         uid: u32,
     },
     QueueList,
+    /// `id`: the message's id (`queued as ...`), or the queue's number for it.
     QueueShow {
-        id: u64,
+        id: String,
     },
     /// One entry, or all (`id: None`).
     QueueRetry {
-        id: Option<u64>,
+        id: Option<String>,
     },
     QueueRemove {
-        id: u64,
+        id: String,
     },
     DkimGenerate {
         domain: String,
@@ -460,7 +461,7 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
                 writeln!(
                     out,
                     "{}	{}	{}	{} bytes	age {}s	next {next}	{}",
-                    e.message.id,
+                    message_id(e),
                     format_date(e.message.created),
                     e.message.envelope.mail_from.as_deref().unwrap_or("<>"),
                     e.message.size,
@@ -471,9 +472,11 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
             writeln!(out, "{} queued message(s)", entries.len())?;
         }
         AdminRequest::QueueShow { id } => {
-            let e = dir.store().queue_get(id).await?.ok_or_else(|| anyhow::anyhow!("no queue entry {id}"))?;
+            let number = queue_number(dir, &id).await?;
+            let e = dir.store().queue_get(number).await?.ok_or_else(|| anyhow::anyhow!("no queue entry {id}"))?;
             let env = &e.message.envelope;
-            writeln!(out, "id: {}", e.message.id)?;
+            writeln!(out, "id: {}", message_id(&e))?;
+            writeln!(out, "queue number: {}", e.message.id)?;
             writeln!(out, "queued: {}", format_date(e.message.created))?;
             writeln!(out, "from: {}", env.mail_from.as_deref().unwrap_or("<>"))?;
             writeln!(out, "size: {}", e.message.size)?;
@@ -498,7 +501,11 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
             }
         }
         AdminRequest::QueueRetry { id } => {
-            let n = dir.store().queue_retry(id, tern_store::now_unix()).await?;
+            let number = match &id {
+                Some(id) => Some(queue_number(dir, id).await?),
+                None => None,
+            };
+            let n = dir.store().queue_retry(number, tern_store::now_unix()).await?;
             if let Some(d) = &ctx.delivery {
                 d.wake();
             }
@@ -508,7 +515,8 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
             }
         }
         AdminRequest::QueueRemove { id } => {
-            if !dir.store().queue_remove(id).await? {
+            let number = queue_number(dir, &id).await?;
+            if !dir.store().queue_remove(number).await? {
                 anyhow::bail!("no queue entry {id}");
             }
             writeln!(out, "removed queue entry {id} (not delivered, not bounced)")?;
@@ -745,4 +753,26 @@ pub fn explain(v: &tern_scan::Verdict) -> String {
         }
     }
     out
+}
+
+/// The id people see for a queued message: its transaction id (the SMTP reply's `queued as`,
+/// the `Received:` field's `id`, the logs' `queue_id`), or the queue's number for entries made
+/// before messages carried one.
+fn message_id(e: &tern_store::QueueEntry) -> String {
+    e.message.envelope.transaction_id.clone().unwrap_or_else(|| e.message.id.to_string())
+}
+
+/// The queue's number for a message named by its id (or by the number itself).
+async fn queue_number(dir: &Directory, id: &str) -> anyhow::Result<tern_store::QueueId> {
+    let entries = dir.store().queue_list().await?;
+    if let Some(e) = entries
+        .iter()
+        .find(|e| e.message.envelope.transaction_id.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(id)))
+    {
+        return Ok(e.message.id);
+    }
+    match id.parse::<tern_store::QueueId>() {
+        Ok(n) if entries.iter().any(|e| e.message.id == n) => Ok(n),
+        _ => anyhow::bail!("no queue entry {id}"),
+    }
 }

@@ -311,6 +311,10 @@ pub struct DeliveryEnvelope {
     /// SPF/DKIM/ARC/DMARC results as recorded in Authentication-Results (inbound mail).
     #[serde(default)]
     pub auth_results: Option<String>,
+    /// The message's id as the SMTP reply (`queued as ...`), the `Received:` field and the logs
+    /// give it; `tern queue` shows and accepts it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
     /// The scan verdict (`tern_scan::Verdict`, JSON) the message was delivered with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<String>,

@@ -137,16 +137,17 @@ enum SpamCmd {
 enum QueueCmd {
     /// One line per queued message: id, date, sender, size, age, next attempt, recipients.
     List,
-    /// Every recipient of a queued message with its status and last result.
-    Show { id: u64 },
+    /// Every recipient of a queued message with its status and last result. ID is the
+    /// message's id (`queued as ...` in the SMTP reply, `id` in its Received: field).
+    Show { id: String },
     /// Try again now: one message, or all with --all.
     Retry {
-        id: Option<u64>,
+        id: Option<String>,
         #[arg(long, conflicts_with = "id")]
         all: bool,
     },
     /// Drop a message from the queue without delivering or bouncing it.
-    Remove { id: u64 },
+    Remove { id: String },
 }
 
 #[derive(Subcommand)]

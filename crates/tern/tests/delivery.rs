@@ -269,7 +269,18 @@ fn unreachable_hosts_are_retried_and_the_queue_can_be_managed() {
     let list = server.ok(&["queue", "list"]);
     assert!(list.contains("someone@down.test"), "{list}");
     let id = queued_id(&server, "someone@down.test");
+    // One id everywhere: the queue shows the message by the id its SMTP reply and log gave it.
+    assert!(id.len() == 16 && id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    assert!(
+        server.log().lines().any(|l| l.contains("message accepted") && l.contains(&id)),
+        "the log's queue_id is the queue's id {id}:\n{}",
+        server.log()
+    );
     let show = show_after_attempts(&server, &id, 2);
+    assert!(show.contains(&format!("id: {id}")), "{show}");
+    // The queue's own number for it still works.
+    let number = show.lines().find_map(|l| l.strip_prefix("queue number: ")).expect("queue number").to_string();
+    assert!(server.ok(&["queue", "show", &number]).contains(&format!("id: {id}")));
     assert!(show.contains("status=Pending") && show.contains("451 4.4.1"), "{show}");
     assert!(server.ok(&["queue", "retry", &id]).contains("1 message"));
     assert!(server.ok(&["queue", "remove", &id]).contains("removed"));
