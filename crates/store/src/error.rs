@@ -1,7 +1,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store I/O error: {0}")]
-    Engine(#[from] fjall::Error),
+    /// The storage engine failed. Shown in words (fjall's own Display is its Debug form), and
+    /// not as a separate cause, so that people read it once.
+    #[error("store: {}", engine_words(.0))]
+    Engine(fjall::Error),
     #[error("store record {what} is corrupt: {detail}")]
     Corrupt { what: String, detail: String },
     #[error("store format version {found} is not supported by this Tern (supports {supported})")]
@@ -26,5 +28,21 @@ pub type StoreResult<T> = Result<T, StoreError>;
 impl StoreError {
     pub(crate) fn corrupt(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
         StoreError::Corrupt { what: what.into(), detail: detail.to_string() }
+    }
+}
+
+impl From<fjall::Error> for StoreError {
+    fn from(e: fjall::Error) -> StoreError {
+        StoreError::Engine(e)
+    }
+}
+
+/// A storage engine error in words: an I/O error as the system says it, anything else as
+/// fjall describes it.
+fn engine_words(e: &fjall::Error) -> String {
+    match e {
+        fjall::Error::Io(io) => io.to_string(),
+        fjall::Error::Locked => "the store is in use by another process".to_string(),
+        other => format!("{other:?}"),
     }
 }

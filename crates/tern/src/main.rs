@@ -31,7 +31,8 @@ struct Cli {
 
 #[derive(Args)]
 struct Global {
-    /// Configuration file (TOML). Without it, the embedded defaults are used.
+    /// Configuration file (TOML). Else the file $TERN_CONFIG names, else /etc/tern/tern.toml
+    /// when it exists, else the embedded defaults.
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Data directory (overrides `data_dir` of the config).
@@ -80,7 +81,10 @@ enum Command {
     Check(CheckCmd),
     /// Print the DNS records a domain should publish (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT,
     /// SRV for client autoconfiguration).
-    Dns { domain: String },
+    Dns {
+        /// The domain (one of this server's).
+        domain: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -88,16 +92,23 @@ enum QuarantineCmd {
     /// One line per held message: id, date, sender, recipients, size, reason, expiry.
     List,
     /// A held message's verdict and header.
-    Show { id: u64 },
+    Show {
+        /// The held message's id (from `tern quarantine list`).
+        id: u64,
+    },
     /// Deliver a held message to its recipients (once).
     Release {
+        /// The held message's id (from `tern quarantine list`).
         id: u64,
         /// Also teach it as ham (to the recipients' models and the global one).
         #[arg(long)]
         learn_ham: bool,
     },
     /// Delete a held message.
-    Delete { id: u64 },
+    Delete {
+        /// The held message's id (from `tern quarantine list`).
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,11 +128,13 @@ enum SpamCmd {
     },
     /// How many messages the global model (or a user's) has learnt, and its size.
     Status {
+        /// This user's model (else the global one and a line per user).
         #[arg(long, value_name = "EMAIL")]
         user: Option<String>,
     },
     /// Judge message files without delivering them, and explain the verdicts.
     Classify {
+        /// Message files (.eml; a file saved from an mbox may keep its `From ` line).
         #[arg(required = true, num_args = 1..)]
         files: Vec<PathBuf>,
         /// One line per file: path, score, action, spam probability (tab-separated).
@@ -139,23 +152,33 @@ enum QueueCmd {
     List,
     /// Every recipient of a queued message with its status and last result. ID is the
     /// message's id (`queued as ...` in the SMTP reply, `id` in its Received: field).
-    Show { id: String },
+    Show {
+        /// The message's id (`queued as ...` in its SMTP reply, `id` in its Received: field), or the queue's number for it.
+        id: String,
+    },
     /// Try again now: one message, or all with --all.
     Retry {
+        /// The message's id (`queued as ...`), or the queue's number for it.
         id: Option<String>,
+        /// Every queued message.
         #[arg(long, conflicts_with = "id")]
         all: bool,
     },
     /// Drop a message from the queue without delivering or bouncing it.
-    Remove { id: String },
+    Remove {
+        /// The message's id (`queued as ...`), or the queue's number for it.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum CheckCmd {
     /// SPF of a client: the result word on the first line, then details.
     Spf {
+        /// The client's IP address.
         #[arg(long)]
         ip: std::net::IpAddr,
+        /// The name the client gave in HELO/EHLO.
         #[arg(long)]
         helo: String,
         /// Check the MAIL FROM identity (else the HELO identity).
@@ -163,14 +186,21 @@ enum CheckCmd {
         sender: Option<String>,
     },
     /// Every DKIM signature of a message file, then the overall result word.
-    Dkim { file: PathBuf },
+    Dkim {
+        /// The message file.
+        file: PathBuf,
+    },
     /// DMARC of a message file as if it came from IP with HELO and MAIL FROM.
     Dmarc {
+        /// The message file.
         file: PathBuf,
+        /// The client's IP address.
         #[arg(long)]
         ip: std::net::IpAddr,
+        /// The name the client gave in HELO/EHLO.
         #[arg(long)]
         helo: String,
+        /// The MAIL FROM address.
         #[arg(long)]
         sender: String,
     },
@@ -179,13 +209,17 @@ enum CheckCmd {
 #[derive(Subcommand)]
 enum DkimCmd {
     /// Make new Ed25519 and RSA-2048 keys for a local domain and print their DNS records.
-    Generate { domain: String },
+    Generate {
+        /// A local domain.
+        domain: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum DomainCmd {
     /// Receive mail for a domain.
     Add {
+        /// The domain (an IDN may be given in Unicode).
         domain: String,
         /// Deliver mail for unknown local parts to this address.
         #[arg(long, value_name = "ADDRESS")]
@@ -193,12 +227,15 @@ enum DomainCmd {
     },
     /// Set or clear (no ADDRESS) the catch-all address of a domain.
     CatchAll {
+        /// A local domain.
         domain: String,
+        /// Where its unknown local parts go; none clears the catch-all.
         address: Option<String>,
     },
     List,
     /// Stop receiving mail for a domain (it must have no users or aliases left).
     Remove {
+        /// A local domain.
         domain: String,
     },
 }
@@ -208,24 +245,31 @@ enum UserCmd {
     /// Create a user with INBOX, Sent, Drafts, Trash, Junk and Archive. Prints a generated
     /// password unless --password-stdin is given.
     Add {
+        /// The new user's address, in a local domain.
         email: String,
+        /// Read the password from the first line of standard input (else one is generated and printed).
         #[arg(long)]
         password_stdin: bool,
     },
     /// Change a password (generated unless --password-stdin).
     Passwd {
+        /// The user's address.
         email: String,
+        /// Read the password from the first line of standard input (else one is generated and printed).
         #[arg(long)]
         password_stdin: bool,
     },
     List,
     /// Remove a user and all of its mail.
     Remove {
+        /// The user's address.
         email: String,
     },
     /// Set the storage limit of a user in bytes, or remove it with `none`.
     Quota {
+        /// The user's address.
         email: String,
+        /// The limit in bytes, or `none`.
         bytes: String,
     },
 }
@@ -234,14 +278,18 @@ enum UserCmd {
 enum AliasCmd {
     /// Forward an address to one or more local or external addresses.
     Add {
+        /// The alias address, in a local domain.
         address: String,
+        /// Where its mail goes: local or external addresses.
         #[arg(required = true)]
         targets: Vec<String>,
     },
     List,
     /// Remove an alias, or one of its targets.
     Remove {
+        /// The alias address.
         address: String,
+        /// Remove only this target (else the whole alias).
         target: Option<String>,
     },
 }
@@ -249,12 +297,31 @@ enum AliasCmd {
 #[derive(Subcommand)]
 enum MailCmd {
     /// One line per message: UID, date, size, from, subject (tab-separated).
-    List { email: String, mailbox: Option<String> },
+    List {
+        /// The user's address.
+        email: String,
+        /// A mailbox (else INBOX).
+        mailbox: Option<String>,
+    },
     /// The raw message as stored, headers included.
-    Show { email: String, mailbox: String, uid: u32 },
+    Show {
+        /// The user's address.
+        email: String,
+        /// The mailbox (INBOX, Junk, ...).
+        mailbox: String,
+        /// The message's UID (from `tern mail list`).
+        uid: u32,
+    },
     /// Why a message went where it went: the spam verdict it was delivered with (score,
     /// reasons, the classifier's strongest features both ways, thresholds, action).
-    Explain { email: String, mailbox: String, uid: u32 },
+    Explain {
+        /// The user's address.
+        email: String,
+        /// The mailbox (INBOX, Junk, ...).
+        mailbox: String,
+        /// The message's UID (from `tern mail list`).
+        uid: u32,
+    },
 }
 
 /// The configuration: `--config FILE`, else `$TERN_CONFIG`, else the system file

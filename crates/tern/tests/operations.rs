@@ -361,3 +361,94 @@ fn commands_find_the_servers_data_wherever_they_run() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("log.level"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn errors_are_said_once_in_words() {
+    // A store its user may not open: the error names the path and says why, once.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("store")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(data.join("store"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let root = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false);
+    let out = if root {
+        // Root reads anything: run as nobody (the binary must be reachable for it).
+        let bin = dir.path().join("tern");
+        std::fs::copy(BIN, &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::process::Command::new("runuser")
+            .args(["-u", "nobody", "--"])
+            .arg(&bin)
+            .arg("--data")
+            .arg(&data)
+            .args(["user", "list"])
+            .current_dir("/")
+            .output()
+            .expect("runuser (util-linux)")
+    } else {
+        std::process::Command::new(BIN).arg("--data").arg(&data).args(["user", "list"]).output().unwrap()
+    };
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&data.join("store").display().to_string()), "{err}");
+    assert_eq!(1, err.matches("Permission denied").count(), "once: {err}");
+    assert!(!err.contains("FjallError") && !err.contains("Os {"), "in words: {err}");
+    std::fs::set_permissions(data.join("store"), std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+/// Names listed under "Commands:" in a help text.
+fn help_commands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+fn help_of(args: &[&str]) -> String {
+    let out = std::process::Command::new(BIN).args(args).arg("--help").output().unwrap();
+    assert!(out.status.success(), "{args:?} --help");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn help_describes_every_argument_and_flag() {
+    let mut undocumented = Vec::new();
+    let mut check = |path: Vec<String>| {
+        let args: Vec<&str> = path.iter().map(String::as_str).collect();
+        let help = help_of(&args);
+        let mut in_list = false;
+        for line in help.lines() {
+            if line.starts_with("Arguments:") || line.starts_with("Options:") {
+                in_list = true;
+                continue;
+            }
+            if !line.starts_with("  ") {
+                in_list = false;
+            }
+            let item = line.trim_start();
+            if in_list && (item.starts_with('<') || item.starts_with('[') || item.starts_with('-')) {
+                // "<NAME>  description" or "-x, --long <V>  description": a description
+                // follows two or more spaces.
+                let described = item.split("  ").skip(1).any(|part| !part.trim().is_empty());
+                if !described {
+                    undocumented.push(format!("tern {}: {item}", path.join(" ")));
+                }
+            }
+        }
+        help
+    };
+    let top = check(vec![]);
+    for command in help_commands(&top) {
+        let help = check(vec![command.clone()]);
+        for sub in help_commands(&help) {
+            check(vec![command.clone(), sub]);
+        }
+    }
+    assert!(undocumented.is_empty(), "without a description:\n{}", undocumented.join("\n"));
+}
