@@ -1,5 +1,6 @@
 //! The HTTP listener: `/metrics` (Prometheus text format), `/healthz` (the process answers),
-//! `/readyz` (listeners up, store writable, not shutting down).
+//! `/readyz` (listeners up, store writable, not shutting down), and mail client
+//! autoconfiguration (`crate::autoconfig`).
 
 use axum::Router;
 use axum::extract::State;
@@ -15,6 +16,7 @@ pub struct HttpState {
     pub metrics: PrometheusHandle,
     pub store: Arc<dyn Store>,
     pub ready: Arc<AtomicBool>,
+    pub autoconfig: crate::autoconfig::AutoconfigState,
 }
 
 /// Time a client has to send a request's header (from the connection's start or the end of
@@ -67,11 +69,21 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: 
 }
 
 pub fn router(state: HttpState) -> Router {
+    use crate::autoconfig::{autodiscover_handler, mobileconfig_handler, thunderbird_handler};
+    use axum::routing::post;
+    let autoconfig = Router::new()
+        .route("/.well-known/autoconfig/mail/config-v1.1.xml", get(thunderbird_handler))
+        .route("/mail/config-v1.1.xml", get(thunderbird_handler))
+        .route("/autodiscover/autodiscover.xml", post(autodiscover_handler))
+        .route("/Autodiscover/Autodiscover.xml", post(autodiscover_handler))
+        .route("/apple/mail.mobileconfig", get(mobileconfig_handler))
+        .with_state(state.autoconfig.clone());
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state)
+        .merge(autoconfig)
 }
 
 async fn metrics(State(s): State<HttpState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {

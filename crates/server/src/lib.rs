@@ -3,6 +3,7 @@
 //! exits.
 
 pub mod admin;
+pub mod autoconfig;
 pub mod data_dir;
 mod http;
 mod listen;
@@ -314,8 +315,29 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
 
-    // HTTP: metrics and health.
-    let http_state = http::HttpState { metrics, store: Arc::clone(&store), ready: Arc::clone(&ready) };
+    // HTTP: metrics, health, and mail client autoconfiguration (with the ports bound above).
+    let port_of = |service: &str| {
+        bound
+            .get(service)
+            .and_then(|addrs| addrs.first())
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.port())
+    };
+    let client_settings = autoconfig::ClientSettings {
+        hostname: config.hostname.clone(),
+        imaps: port_of("imaps"),
+        imap: port_of("imap"),
+        pop3s: port_of("pop3s"),
+        pop3: port_of("pop3"),
+        submissions: port_of("submissions"),
+        submission: port_of("submission"),
+    };
+    let http_state = http::HttpState {
+        metrics,
+        store: Arc::clone(&store),
+        ready: Arc::clone(&ready),
+        autoconfig: autoconfig::AutoconfigState { settings: client_settings, directory: directory.clone() },
+    };
     for listener in listen::bind_service(&config.listen, Service::Http)? {
         bound.entry("http").or_default().push(listener.local_addr()?.to_string());
         let router = http::router(http_state.clone());

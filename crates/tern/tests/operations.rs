@@ -452,3 +452,23 @@ fn help_describes_every_argument_and_flag() {
     }
     assert!(undocumented.is_empty(), "without a description:\n{}", undocumented.join("\n"));
 }
+
+#[test]
+fn mail_clients_find_their_settings() {
+    let s = TestServer::started("");
+    let out = python("autoconfig_check.py", &["--http", &s.http.to_string(), "--email", "alice@example.test"]);
+    assert!(out.trim_end().ends_with("OK"), "{out}");
+    // The ports are the ones the server listens on, implicit TLS and STARTTLS both offered.
+    for expected in [
+        format!("thunderbird imap {HOSTNAME}:{} SSL", s.imaps.port()),
+        format!("thunderbird imap {HOSTNAME}:{} STARTTLS", s.imap.port()),
+        format!("thunderbird pop3 {HOSTNAME}:{} SSL", s.pop3s.port()),
+        format!("thunderbird smtp {HOSTNAME}:{} SSL", s.submissions.port()),
+        format!("thunderbird smtp {HOSTNAME}:{} STARTTLS", s.submission.port()),
+        format!("autodiscover IMAP {HOSTNAME}:{}", s.imaps.port()),
+        format!("autodiscover SMTP {HOSTNAME}:{}", s.submissions.port()),
+        format!("apple EmailTypeIMAP {HOSTNAME}:{} out {}", s.imaps.port(), s.submissions.port()),
+    ] {
+        assert!(out.contains(&expected), "{expected} missing:\n{out}");
+    }
+}
