@@ -359,9 +359,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     write_atomically(&run_file, serde_json::to_vec_pretty(&state)?.as_slice())?;
     ready.store(true, Ordering::SeqCst);
     tracing::info!(hostname = %config.hostname, data_dir = %config.data_dir.display(), listeners = ?bound, "Tern is ready");
+    sd_notify("READY=1\nSTATUS=serving mail");
 
     wait_for_signal().await;
     tracing::info!("shutting down: no new connections; finishing transactions in progress");
+    sd_notify("STOPPING=1");
     ready.store(false, Ordering::SeqCst);
     shutdown.cancel();
     for t in smtp_tasks.into_iter().chain(imap_tasks) {
@@ -501,5 +503,31 @@ pub fn spam_settings(config: &Config) -> tern_pipeline::spam::SpamSettings {
         min_learned: config.spam.min_learned,
         max_features: config.spam.max_features,
         max_user_features: config.spam.max_user_features,
+    }
+}
+
+/// Tells systemd (`Type=notify`) how the service stands, when it started us with
+/// `$NOTIFY_SOCKET` (sd_notify(3): one datagram to that Unix socket; `@` is the abstract
+/// namespace). Without the variable, nothing.
+fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let socket = match std::os::unix::net::UnixDatagram::unbound() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "sd_notify: no socket");
+            return;
+        }
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let sent = match bytes.strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr))
+        }
+        None => socket.send_to(state.as_bytes(), &path),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "sd_notify failed");
     }
 }

@@ -21,7 +21,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 #[derive(Parser)]
-#[command(name = "tern", version, about = "Tern: a complete mail server in one binary")]
+#[command(name = "tern", version = VERSION, about = "Tern: a complete mail server in one binary")]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -565,6 +565,17 @@ fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
+
+/// `tern --version`: the version, the commit it was built from, the store format it reads.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TERN_COMMIT"),
+    ", store format ",
+    // Kept equal to tern_store::embedded::FORMAT_VERSION by a test.
+    "1",
+    ")"
+);
 
 /// Where the data directory was taken from (for messages that name it).
 static DATA_SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();

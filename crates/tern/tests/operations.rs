@@ -472,3 +472,61 @@ fn mail_clients_find_their_settings() {
         assert!(out.contains(&expected), "{expected} missing:\n{out}");
     }
 }
+
+#[test]
+fn packaging_version_systemd_unit_and_readiness() {
+    // `tern --version`: version, commit, and the store format this binary reads.
+    let out = std::process::Command::new(BIN).arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(version.starts_with(&format!("tern {} (commit ", env!("CARGO_PKG_VERSION"))), "{version}");
+    assert!(version.contains(&format!("store format {})", tern_store::embedded::FORMAT_VERSION)), "{version}");
+
+    // Readiness for systemd's Type=notify: READY=1 once serving, STOPPING=1 on SIGTERM.
+    let s = TestServer::new("");
+    let notify_path = s.dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&s.config_path)
+        .arg("serve")
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = notify.recv(&mut buf).expect("READY=1 within 30 s");
+    let message = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(message.lines().any(|l| l == "READY=1"), "{message}");
+    std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let n = notify.recv(&mut buf).expect("STOPPING=1");
+    assert_eq!("STOPPING=1", String::from_utf8_lossy(&buf[..n]));
+    assert!(child.wait().unwrap().success());
+
+    // The unit file passes systemd's own check (with ExecStart pointing at this build).
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(
+            &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../../deploy/systemd/tern.service"),
+    )
+    .unwrap();
+    for needed in [
+        "Type=notify",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+        "PrivateTmp=yes",
+        "StateDirectory=tern",
+    ] {
+        assert!(unit.contains(needed), "{needed} missing from the unit");
+    }
+    if have("systemd-analyze") {
+        let local = s.dir.path().join("tern.service");
+        std::fs::write(&local, unit.replace("/usr/local/bin/tern", BIN)).unwrap();
+        let out = std::process::Command::new("systemd-analyze").arg("verify").arg(&local).output().unwrap();
+        assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    } else {
+        eprintln!("systemd-analyze is not installed: the unit file's syntax is not verified");
+    }
+}
