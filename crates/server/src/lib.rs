@@ -101,9 +101,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         &config.hostname,
     )
     .context("TLS certificate (config keys tls.cert / tls.key)")?;
-    let tls = tern_tls::TlsAcceptor::from(
-        tern_tls::server_config(&cert).context("TLS certificate (config keys tls.cert / tls.key)")?,
-    );
+    let (tls_config, certificate) =
+        tern_tls::server_config(&cert).context("TLS certificate (config keys tls.cert / tls.key)")?;
+    let tls = tern_tls::TlsAcceptor::from(tls_config);
 
     let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
@@ -361,7 +361,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(hostname = %config.hostname, data_dir = %config.data_dir.display(), listeners = ?bound, "Tern is ready");
     sd_notify("READY=1\nSTATUS=serving mail");
 
-    wait_for_signal().await;
+    // SIGHUP reads the certificate and key files again (a renewed certificate is presented
+    // to new connections without a restart); SIGTERM and Ctrl-C stop.
+    wait_for_signal(|| match certificate.reload(&cert) {
+        Ok(()) => tracing::info!(cert = %cert.cert.display(), "SIGHUP: certificate reloaded"),
+        Err(e) => tracing::warn!(error = %e, "SIGHUP: certificate not reloaded; the one in use stays"),
+    })
+    .await;
     tracing::info!("shutting down: no new connections; finishing transactions in progress");
     sd_notify("STOPPING=1");
     ready.store(false, Ordering::SeqCst);
@@ -388,18 +394,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or Ctrl-C; calls `on_hangup` for each SIGHUP meanwhile.
+async fn wait_for_signal(on_hangup: impl Fn()) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+        match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+            (Ok(mut term), Ok(mut hup)) => loop {
                 tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => break,
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = hup.recv() => on_hangup(),
                 }
-            }
-            Err(_) => {
+            },
+            _ => {
                 let _ = tokio::signal::ctrl_c().await;
             }
         }

@@ -530,3 +530,58 @@ fn packaging_version_systemd_unit_and_readiness() {
         eprintln!("systemd-analyze is not installed: the unit file's syntax is not verified");
     }
 }
+
+/// The subject of the certificate a TLS listener presents (openssl's client).
+fn presented_subject(addr: std::net::SocketAddr) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("openssl s_client -connect {addr} </dev/null 2>/dev/null | openssl x509 -noout -subject"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn make_certificate(dir: &std::path::Path, name: &str) {
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .args(["-subj", &format!("/CN={name}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn sighup_reloads_the_certificate_without_a_restart() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certificate(certs.path(), "first.tern.test");
+    let mut s = TestServer::started(&format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        certs.path().join("cert.pem").display(),
+        certs.path().join("key.pem").display()
+    ));
+    assert!(presented_subject(s.imaps).contains("first.tern.test"), "{}", presented_subject(s.imaps));
+    // A renewed certificate (written in place, as renewal tools do), then SIGHUP.
+    make_certificate(certs.path(), "second.tern.test");
+    let pid = s.pid();
+    std::process::Command::new("kill").arg("-HUP").arg(pid.to_string()).status().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !presented_subject(s.imaps).contains("second.tern.test") {
+        assert!(std::time::Instant::now() < deadline, "still {}", presented_subject(s.imaps));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(presented_subject(s.submissions).contains("second.tern.test"), "every listener");
+    // A broken file on SIGHUP: the certificate in use stays, the server goes on.
+    std::fs::write(certs.path().join("cert.pem"), "not a certificate").unwrap();
+    std::process::Command::new("kill").arg("-HUP").arg(pid.to_string()).status().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(presented_subject(s.imaps).contains("second.tern.test"));
+    assert!(s.log().contains("certificate not reloaded"), "{}", s.log());
+    assert_eq!(pid, s.pid());
+    let status = s.stop();
+    assert!(status.success());
+}

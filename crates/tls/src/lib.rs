@@ -7,6 +7,7 @@
 
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
@@ -139,8 +140,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|source| TlsError::Write { path: path.to_path_buf(), source })
 }
 
-/// Loads PEM files into a server configuration.
-pub fn server_config(paths: &CertPaths) -> Result<Arc<ServerConfig>, TlsError> {
+/// Reads a certificate chain and its key from PEM files.
+fn load_certified_key(paths: &CertPaths, provider: &CryptoProvider) -> Result<Arc<CertifiedKey>, TlsError> {
     let read_err =
         |path: &Path, e: &dyn std::fmt::Display| TlsError::Read { path: path.to_path_buf(), message: e.to_string() };
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&paths.cert)
@@ -154,15 +155,48 @@ pub fn server_config(paths: &CertPaths) -> Result<Arc<ServerConfig>, TlsError> {
         rustls_pki_types::pem::Error::NoItemsFound => TlsError::NoKey(paths.key.clone()),
         e => read_err(&paths.key, &e),
     })?;
+    let certified = CertifiedKey::from_der(certs, key, provider).map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok(Arc::new(certified))
+}
+
+/// The certificate every TLS listener presents, replaceable while they run (on SIGHUP, and by
+/// certificate renewal): new handshakes get the new one, sessions in progress keep theirs.
+#[derive(Debug)]
+pub struct ServerCertificate {
+    current: std::sync::RwLock<Arc<CertifiedKey>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertificate {
+    /// Reads the files again and, when they hold a usable certificate and key, presents them
+    /// from now on; on an error the certificate in use stays.
+    pub fn reload(&self, paths: &CertPaths) -> Result<(), TlsError> {
+        let fresh = load_certified_key(paths, &self.provider)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServerCertificate {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+/// Loads PEM files into a server configuration whose certificate can be replaced later.
+pub fn server_config(paths: &CertPaths) -> Result<(Arc<ServerConfig>, Arc<ServerCertificate>), TlsError> {
     let provider = Arc::new(forward_secret_provider());
+    let certificate = Arc::new(ServerCertificate {
+        current: std::sync::RwLock::new(load_certified_key(paths, &provider)?),
+        provider: Arc::clone(&provider),
+    });
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+        .with_cert_resolver(certificate.clone());
     config.alpn_protocols = vec![];
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), certificate))
 }
 
 /// aws-lc-rs with only ECDHE suites for TLS 1.2 (TLS 1.3 is always forward secret).
