@@ -62,7 +62,8 @@ pub mod ks {
     /// `T` ++ owner → the same totals as owner ++ `n`, so that all models are listed by one
     /// prefix scan.
     pub const SPAM: &str = "spam";
-    /// Quarantined messages: id ++ `e` → QuarantineEntry (JSON); id ++ `m` → the message.
+    /// Quarantined messages: `e` ++ id → QuarantineEntry (JSON); `m` ++ id → the message. The
+    /// entries come first under their own prefix, so listing them never reads a message.
     pub const QUARANTINE: &str = "quarantine";
 }
 
@@ -94,11 +95,11 @@ pub fn spam_key(owner: crate::model::SpamModelOwner, kind: u8, rest: &[u8]) -> V
     k
 }
 
-/// A quarantine entry's keys: id ++ `e` (the entry) or id ++ `m` (the message).
+/// A quarantine entry's keys: `e` ++ id (the entry) or `m` ++ id (the message).
 pub fn quarantine_key(id: u64, kind: u8) -> [u8; 9] {
     let mut k = [0u8; 9];
-    k[..8].copy_from_slice(&id.to_be_bytes());
-    k[8] = kind;
+    k[0] = kind;
+    k[1..].copy_from_slice(&id.to_be_bytes());
     k
 }
 

@@ -732,11 +732,8 @@ impl Store for EmbeddedStore {
     async fn quarantine_list(&self) -> StoreResult<Vec<QuarantineEntry>> {
         self.read(|e| {
             let mut out = Vec::new();
-            for item in e.quarantine.iter() {
-                let (key, value) = item.into_inner()?;
-                if key.get(8) == Some(&b'e') {
-                    out.push(from_json("quarantine entry", &value)?);
-                }
+            for item in e.quarantine.prefix(b"e") {
+                out.push(from_json("quarantine entry", &item.value()?)?);
             }
             Ok(out)
         })
