@@ -78,21 +78,23 @@ impl SpamFilter {
         let model = cell
             .get_or_try_init(|| async {
                 let data = self.store.spam_model(owner).await?;
-                let mut model = Model {
-                    spam_learned: data.spam_learned,
-                    ham_learned: data.ham_learned,
-                    features: tern_scan::classifier::FeatureMap::with_capacity_and_hasher(
-                        data.features.len(),
-                        Default::default(),
-                    ),
-                };
-                for (hash, spam, ham) in data.features {
-                    model.features.insert(hash, Counts { spam, ham });
-                }
-                Ok::<_, StoreError>(Arc::new(OwnedModel {
-                    counts: RwLock::new(model),
-                    learning: tokio::sync::Mutex::new(()),
-                }))
+                // A model may hold millions of features: built off the async workers.
+                tokio::task::spawn_blocking(move || {
+                    let mut model = Model {
+                        spam_learned: data.spam_learned,
+                        ham_learned: data.ham_learned,
+                        features: tern_scan::classifier::FeatureMap::with_capacity_and_hasher(
+                            data.features.len(),
+                            Default::default(),
+                        ),
+                    };
+                    for (hash, spam, ham) in data.features {
+                        model.features.insert(hash, Counts { spam, ham });
+                    }
+                    Arc::new(OwnedModel { counts: RwLock::new(model), learning: tokio::sync::Mutex::new(()) })
+                })
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))
             })
             .await?;
         Ok(model.clone())
@@ -212,10 +214,12 @@ impl SpamFilter {
     /// Forgets the rarest features of a model over its limit (those seen in the fewest
     /// messages, oldest learnt first among equals is not known, so the order is by count
     /// only), down to [`PRUNE_TO`] of the limit. Called under the model's learning lock.
-    async fn prune(&self, owner: SpamModelOwner, model: &OwnedModel, limit: usize) -> Result<(), StoreError> {
+    async fn prune(&self, owner: SpamModelOwner, model: &Arc<OwnedModel>, limit: usize) -> Result<(), StoreError> {
         let target = (limit as f64 * PRUNE_TO) as usize;
-        let victims: Vec<u64> = {
-            let counts = model.counts.read().unwrap_or_else(|p| p.into_inner());
+        // Ranking millions of features takes tens of milliseconds: off the async workers.
+        let ranked = Arc::clone(model);
+        let victims: Vec<u64> = tokio::task::spawn_blocking(move || {
+            let counts = ranked.counts.read().unwrap_or_else(|p| p.into_inner());
             let excess = counts.features.len().saturating_sub(target);
             let mut by_count: Vec<(u64, u64)> =
                 counts.features.iter().map(|(h, c)| (u64::from(c.spam) + u64::from(c.ham), *h)).collect();
@@ -224,7 +228,9 @@ impl SpamFilter {
             }
             by_count.truncate(excess);
             by_count.into_iter().map(|(_, h)| h).collect()
-        };
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?;
         if victims.is_empty() {
             return Ok(());
         }

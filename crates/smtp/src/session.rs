@@ -746,7 +746,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 tracing::warn!(
                     queue_id,
                     stage,
-                    reason = %reason,
+                    reason = ?reason,
                     from = ctx.mail_from.as_deref().unwrap_or("<>"),
                     size,
                     "message accepted and discarded"
@@ -762,7 +762,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                             queue_id,
                             stage,
                             quarantine_id = id,
-                            reason = %reason,
+                            reason = ?reason,
                             from = ctx.mail_from.as_deref().unwrap_or("<>"),
                             size,
                             "message quarantined"

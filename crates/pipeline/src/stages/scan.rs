@@ -62,6 +62,18 @@ pub async fn features_of(message: Arc<Vec<u8>>, facts: Facts) -> Features {
     }
 }
 
+/// Lends the message to the scanners and the classifier without copying it (a message may be
+/// tens of megabytes); [`take_back`] returns it once they are done.
+fn lend(ctx: &mut MessageContext) -> Arc<Vec<u8>> {
+    Arc::new(std::mem::take(&mut ctx.message))
+}
+
+/// Puts the lent message back. Every scanner task and the feature extraction have finished,
+/// so this is the last reference; a copy is made only if one were still held.
+fn take_back(ctx: &mut MessageContext, message: Arc<Vec<u8>>) {
+    ctx.message = Arc::try_unwrap(message).unwrap_or_else(|shared| shared.as_ref().clone());
+}
+
 fn scan_request(ctx: &MessageContext, message: Arc<Vec<u8>>) -> ScanRequest {
     ScanRequest {
         message,
@@ -115,7 +127,7 @@ impl ContentScan {
             match &result.outcome {
                 ScannerOutcome::Failed { error } => {
                     metrics::counter!("tern_scanner_failures_total", "scanner" => result.scanner.clone()).increment(1);
-                    tracing::warn!(queue_id = %ctx.queue_id, scanner = %result.scanner, error = %error, alert = true, "scanner failed");
+                    tracing::warn!(queue_id = %ctx.queue_id, scanner = %result.scanner, error = ?error, alert = true, "scanner failed");
                     self.alert(Alert {
                         kind: "scanner_failed",
                         key: result.scanner.clone(),
@@ -187,7 +199,6 @@ impl Stage for ContentScan {
     async fn process(&self, ctx: &mut MessageContext) -> Verdict {
         ctx.remove_header_fields(HEADER);
         let started = std::time::Instant::now();
-        let message = Arc::new(ctx.message.clone());
         let submission = ctx.session.authenticated_as.is_some();
 
         if submission {
@@ -197,7 +208,9 @@ impl Stage for ContentScan {
             if scanners.is_empty() {
                 return Verdict::Continue;
             }
-            let results = scan_all(&scanners, Arc::new(scan_request(ctx, message))).await;
+            let message = lend(ctx);
+            let results = scan_all(&scanners, Arc::new(scan_request(ctx, Arc::clone(&message)))).await;
+            take_back(ctx, message);
             let configured = ContentScan {
                 filter: None,
                 scanners,
@@ -212,7 +225,7 @@ impl Stage for ContentScan {
                 tracing::warn!(
                     queue_id = %ctx.queue_id,
                     user = ctx.session.authenticated_as.as_deref().unwrap_or(""),
-                    virus = %names,
+                    virus = ?names,
                     alert = true,
                     "virus in mail from an authenticated user: refused; the account may be compromised"
                 );
@@ -234,14 +247,16 @@ impl Stage for ContentScan {
         }
 
         let facts = arrival_facts(ctx);
+        let message = lend(ctx);
         let request = Arc::new(scan_request(ctx, Arc::clone(&message)));
         let classify = async {
             match &self.filter {
-                Some(_) => Some(features_of(message, facts.clone()).await),
+                Some(_) => Some(features_of(Arc::clone(&message), facts.clone()).await),
                 None => None,
             }
         };
         let (results, features) = tokio::join!(scan_all(&self.scanners, request), classify);
+        take_back(ctx, message);
         if let Some(refusal) = self.refusal_for_scanner_trouble(ctx, &results) {
             return refusal;
         }
@@ -270,7 +285,7 @@ impl Stage for ContentScan {
                 queue_id = %ctx.queue_id,
                 from = ctx.mail_from.as_deref().unwrap_or("<>"),
                 client = %ctx.session.client_ip,
-                virus = %names,
+                virus = ?names,
                 action = message_verdict.action.as_str(),
                 alert = true,
                 "virus found"
@@ -307,13 +322,17 @@ impl Stage for ContentScan {
             }
         }
 
-        let refuse_all = per_account.iter().all(|(_, v)| v.action == Action::Reject)
-            && (!per_account.is_empty() || message_verdict.action == Action::Reject);
-        if refuse_all {
+        // Refusal and the quarantine act on the whole message: only when every local
+        // recipient's verdict (or, without local recipients, the message's) calls for them.
+        let all_at_least = |action: Action| match per_account.is_empty() {
+            true => message_verdict.action >= action,
+            false => per_account.iter().all(|(_, v)| v.action >= action),
+        };
+        if all_at_least(Action::Reject) {
             tracing::info!(
                 queue_id = %ctx.queue_id,
                 score = message_verdict.score,
-                because = %message_verdict.because,
+                because = ?message_verdict.because,
                 "refused as spam"
             );
             return Verdict::Reject(Refusal::new(
@@ -322,13 +341,11 @@ impl Stage for ContentScan {
                 format!("Message refused as spam (score {:.1})", message_verdict.score),
             ));
         }
-        let hold_all = per_account.iter().all(|(_, v)| v.action >= Action::Quarantine)
-            && (!per_account.is_empty() || message_verdict.action >= Action::Quarantine);
-        if hold_all {
+        if all_at_least(Action::Quarantine) {
             tracing::info!(
                 queue_id = %ctx.queue_id,
                 score = message_verdict.score,
-                because = %message_verdict.because,
+                because = ?message_verdict.because,
                 "quarantined as spam"
             );
             ctx.prepend_header(HEADER, &message_verdict.header_value());

@@ -62,6 +62,17 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
         .clone()
 }
 
+/// A message as a request body, without copying it.
+pub fn body_of(message: &Arc<Vec<u8>>) -> Bytes {
+    struct Shared(Arc<Vec<u8>>);
+    impl AsRef<[u8]> for Shared {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+    Bytes::from_owner(Shared(Arc::clone(message)))
+}
+
 /// POSTs `body` with `headers`; returns the status and the response body.
 pub async fn post(url: &HttpUrl, headers: &[(String, String)], body: Bytes) -> Result<(u16, Vec<u8>), String> {
     let tcp = tokio::net::TcpStream::connect((url.host.as_str(), url.port))

@@ -71,7 +71,7 @@ impl Scanner for RemoteScanner {
         headers.push(("X-Tern-Queue-Id".into(), request.queue_id.clone()));
         headers.extend(self.headers.iter().cloned());
         headers.retain(|(_, v)| !v.contains(['\r', '\n']));
-        match post(&self.url, &headers, request.message.as_ref().clone().into()).await {
+        match post(&self.url, &headers, super::http::body_of(&request.message)).await {
             Ok((200, body)) => parse_reply(&body),
             Ok((status, _)) => ScannerOutcome::Failed { error: format!("scanner answered HTTP {status}") },
             Err(error) => ScannerOutcome::Failed { error },

@@ -59,7 +59,7 @@ impl Scanner for Rspamd {
         }
         headers.retain(|(_, v)| !v.contains(['\r', '\n']));
         let url = if self.url.path == "/" { self.url.with_path("/checkv2") } else { self.url.clone() };
-        match post(&url, &headers, request.message.as_ref().clone().into()).await {
+        match post(&url, &headers, super::http::body_of(&request.message)).await {
             Ok((200, body)) => parse_reply(&body),
             Ok((status, body)) => ScannerOutcome::Failed {
                 error: format!(
