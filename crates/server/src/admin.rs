@@ -424,13 +424,8 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
             let _ = writeln!(out, "deleted {id}");
         }
         AdminRequest::MailExplain { email, mailbox, uid } => {
-            let store = dir.store();
-            let mailbox = find_mailbox(dir, &email, &mailbox).await?;
-            let entry = store
-                .message_get(mailbox.id, uid)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no message with UID {uid} in {}", mailbox.name))?;
-            let envelope = store.envelope_get(entry.delivery_id).await?;
+            let (mailbox, entry) = find_message(dir, &email, &mailbox, uid).await?;
+            let envelope = dir.store().envelope_get(entry.delivery_id).await?;
             let Some(verdict) = envelope.as_ref().and_then(|e| e.verdict.as_deref()) else {
                 let source = envelope.map(|e| e.source).unwrap_or_default();
                 let _ = writeln!(out, "delivered to {} without a scan verdict (arrived by {source})", mailbox.name);
@@ -442,13 +437,9 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
             out.push_str(&explain(&verdict));
         }
         AdminRequest::MailShow { email, mailbox, uid } => {
-            let store = dir.store();
-            let mailbox = find_mailbox(dir, &email, &mailbox).await?;
-            let entry = store
-                .message_get(mailbox.id, uid)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no message with UID {uid} in {}", mailbox.name))?;
-            let raw = store.blob_get(entry.blob).await?.ok_or_else(|| anyhow::anyhow!("message content missing"))?;
+            let (_, entry) = find_message(dir, &email, &mailbox, uid).await?;
+            let raw =
+                dir.store().blob_get(entry.blob).await?.ok_or_else(|| anyhow::anyhow!("message content missing"))?;
             return Ok(AdminReply { ok: true, output: raw });
         }
         AdminRequest::QueueList => {
@@ -689,6 +680,22 @@ pub async fn send(path: &Path, req: &AdminRequest) -> std::io::Result<AdminReply
     Ok(AdminReply { ok: header.ok, output })
 }
 
+/// A stored message by user, mailbox name and UID.
+async fn find_message(
+    dir: &Directory,
+    email: &str,
+    mailbox: &str,
+    uid: u32,
+) -> anyhow::Result<(tern_store::Mailbox, tern_store::MessageEntry)> {
+    let mailbox = find_mailbox(dir, email, mailbox).await?;
+    let entry = dir
+        .store()
+        .message_get(mailbox.id, uid)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no message with UID {uid} in {}", mailbox.name))?;
+    Ok((mailbox, entry))
+}
+
 /// Whose model a spam request is about.
 async fn spam_owner(dir: &Directory, email: Option<&str>) -> anyhow::Result<tern_store::SpamModelOwner> {
     Ok(match email {
@@ -698,7 +705,7 @@ async fn spam_owner(dir: &Directory, email: Option<&str>) -> anyhow::Result<tern
 }
 
 async fn account_of(dir: &Directory, email: &str) -> anyhow::Result<tern_store::Account> {
-    dir.store().account_by_address(email).await?.ok_or_else(|| anyhow::anyhow!("no user {email}"))
+    dir.user_get(email).await?.ok_or_else(|| anyhow::anyhow!("no user {email}"))
 }
 
 fn decode_message(b64: &str) -> anyhow::Result<Vec<u8>> {

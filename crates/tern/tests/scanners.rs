@@ -263,6 +263,31 @@ fn quarantined_viruses_are_released_once() {
     assert_eq!(1, s.mail_list("alice@example.test", "INBOX").len());
 }
 
+/// One HTTP request from `stream`: its request line and header lines, and its body
+/// (`Content-Length` bytes).
+fn read_request(stream: &TcpStream) -> (Vec<String>, Vec<u8>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut headers = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        let line = line.trim_end().to_string();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        headers.push(line);
+    }
+    let mut body = vec![0u8; length];
+    let _ = reader.read_exact(&mut body);
+    (headers, body)
+}
+
 /// An HTTP scanner speaking the contract: `virus` for a message containing "VIRUS-MARK",
 /// `spam` with 9 points for "SPAM-MARK", clean otherwise; it records the headers it got.
 fn http_scanner() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
@@ -273,25 +298,7 @@ fn http_scanner() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut headers = Vec::new();
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                let line = line.trim_end().to_string();
-                if line.is_empty() {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                headers.push(line);
-            }
-            let mut body = vec![0u8; length];
-            let _ = reader.read_exact(&mut body);
+            let (headers, body) = read_request(&stream);
             record.lock().unwrap().extend(headers);
             let text = String::from_utf8_lossy(&body);
             let json = if text.contains("VIRUS-MARK") {
@@ -497,19 +504,7 @@ fn webhook() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim_end().is_empty() {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0u8; length];
-            let _ = reader.read_exact(&mut body);
+            let (_, body) = read_request(&stream);
             record.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
             let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
         }
