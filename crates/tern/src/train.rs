@@ -36,36 +36,86 @@ fn message_files(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The messages of one file: an mbox (first line `From `) split at its `From ` lines (with
-/// `>From ` unquoted), or the file as one message.
-fn messages_in(raw: Vec<u8>) -> Vec<Vec<u8>> {
-    if !raw.starts_with(b"From ") {
-        return vec![crlf(raw)];
+/// The messages of one file, read as they are needed (an mbox of many gigabytes is never
+/// held whole): an mbox (first line `From `) split at its `From ` lines, with `>From `
+/// unquoted (mboxrd), or the file as one message. A message over [`MAX_MESSAGE`] is skipped.
+struct Messages<R> {
+    reader: R,
+    mbox: bool,
+    /// The whole input has been read.
+    done: bool,
+    /// Messages skipped as too large.
+    skipped: u64,
+}
+
+impl<R: std::io::BufRead> Messages<R> {
+    fn new(mut reader: R) -> std::io::Result<Messages<R>> {
+        let mbox = reader.fill_buf()?.starts_with(b"From ");
+        Ok(Messages { reader, mbox, done: false, skipped: 0 })
     }
-    let mut messages = Vec::new();
-    let mut current: Vec<u8> = Vec::new();
-    let mut first = true;
-    for line in raw.split_inclusive(|&b| b == b'\n') {
-        if line.starts_with(b"From ") {
-            if !first {
-                messages.push(crlf(std::mem::take(&mut current)));
+}
+
+impl<R: std::io::BufRead> Iterator for Messages<R> {
+    type Item = std::io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut current = Vec::new();
+        let mut too_large = false;
+        let mut line = Vec::new();
+        loop {
+            if self.done {
+                return None;
             }
-            first = false;
-            continue;
+            line.clear();
+            match self.reader.read_until(b'\n', &mut line) {
+                Ok(0) => {
+                    self.done = true;
+                    // The last message (or a file that is one message).
+                    if too_large {
+                        self.skipped += 1;
+                        return None;
+                    }
+                    return (!current.is_empty()).then(|| Ok(crlf(current)));
+                }
+                Ok(_) => {}
+                Err(e) => return Some(Err(e)),
+            }
+            if self.mbox && line.starts_with(b"From ") {
+                // A separator: it ends the message before it (the first one ends nothing).
+                if too_large {
+                    self.skipped += 1;
+                    too_large = false;
+                    continue;
+                }
+                if !current.is_empty() {
+                    return Some(Ok(crlf(current)));
+                }
+                continue;
+            }
+            if too_large {
+                continue;
+            }
+            let unquoted = if self.mbox
+                && line.starts_with(b">")
+                && line.iter().skip_while(|&&b| b == b'>').take(5).eq(b"From ".iter())
+            {
+                &line[1..]
+            } else {
+                &line[..]
+            };
+            current.extend_from_slice(unquoted);
+            if current.len() as u64 > MAX_MESSAGE {
+                current = Vec::new();
+                too_large = true;
+            }
         }
-        // mboxrd: one level of `>` quoting is removed from `>From ` lines.
-        let unquoted = if line.starts_with(b">") && line.iter().skip_while(|&&b| b == b'>').take(5).eq(b"From ".iter())
-        {
-            &line[1..]
-        } else {
-            line
-        };
-        current.extend_from_slice(unquoted);
     }
-    if !first {
-        messages.push(crlf(current));
-    }
-    messages
+}
+
+/// Every message of a file, in memory (for tests and single files).
+#[cfg(test)]
+fn messages_in(raw: Vec<u8>) -> Vec<Vec<u8>> {
+    Messages::new(&raw[..]).map(|m| m.filter_map(Result::ok).collect()).unwrap_or_default()
 }
 
 pub async fn run(config: &Config, spam: &[PathBuf], ham: &[PathBuf], user: Option<String>) -> anyhow::Result<String> {
@@ -82,19 +132,10 @@ pub async fn run(config: &Config, spam: &[PathBuf], ham: &[PathBuf], user: Optio
     let (mut learnt, mut known, mut skipped) = ([0u64; 2], 0u64, 0u64);
     let total_files = work.len();
     for (done, (file, is_spam)) in work.into_iter().enumerate() {
-        let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-        let is_mbox = std::fs::File::open(&file)
-            .and_then(|mut f| {
-                let mut head = [0u8; 5];
-                std::io::Read::read_exact(&mut f, &mut head).map(|_| &head == b"From ")
-            })
-            .unwrap_or(false);
-        if size > MAX_MESSAGE && !is_mbox {
-            skipped += 1;
-            continue;
-        }
-        let raw = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-        for message in messages_in(raw) {
+        let opened = std::fs::File::open(&file).map(std::io::BufReader::new).and_then(Messages::new);
+        let mut messages = opened.with_context(|| format!("reading {}", file.display()))?;
+        for message in messages.by_ref() {
+            let message = message.with_context(|| format!("reading {}", file.display()))?;
             let reply = admin
                 .run(AdminRequest::SpamLearn { email: user.clone(), spam: is_spam, message: base64_of(&message) })
                 .await?;
@@ -108,6 +149,7 @@ pub async fn run(config: &Config, spam: &[PathBuf], ham: &[PathBuf], user: Optio
                 learnt[usize::from(!is_spam)] += 1;
             }
         }
+        skipped += messages.skipped;
         if progress {
             let mut err = std::io::stderr();
             let _ =
@@ -125,7 +167,7 @@ pub async fn run(config: &Config, spam: &[PathBuf], ham: &[PathBuf], user: Optio
         out.push_str(&format!(", {known} already known"));
     }
     if skipped > 0 {
-        out.push_str(&format!(", {skipped} files over {} MiB skipped", MAX_MESSAGE / (1024 * 1024)));
+        out.push_str(&format!(", {skipped} messages over {} MiB skipped", MAX_MESSAGE / (1024 * 1024)));
     }
     out.push('\n');
     out.push_str(&String::from_utf8_lossy(&status.output));
@@ -137,15 +179,18 @@ pub async fn classify(config: &Config, files: &[PathBuf], user: Option<String>, 
     let admin = Admin::connect(config).await?;
     let mut out = String::new();
     for file in files {
-        let raw = match std::fs::read(file) {
-            Ok(raw) => raw,
+        // The first message of the file (a file saved from an mbox keeps its "From " line).
+        let first = std::fs::File::open(file)
+            .map(std::io::BufReader::new)
+            .and_then(Messages::new)
+            .and_then(|mut m| m.next().transpose());
+        let raw = match first {
+            Ok(raw) => raw.unwrap_or_default(),
             Err(e) => {
                 admin.close().await?;
                 anyhow::bail!("reading {}: {e}", file.display());
             }
         };
-        // A file saved from an mbox starts with its "From " line: not part of the message.
-        let raw = messages_in(raw).into_iter().next().unwrap_or_default();
         let reply =
             admin.run(AdminRequest::SpamClassify { email: user.clone(), message: base64_of(&raw), brief }).await?;
         if !reply.ok {
