@@ -51,6 +51,7 @@ level = "warn"
 ${BENCH_TERN_EXTRA:-}
 CONF
   if [ ! -d "$DIR/data/store" ]; then
+    "$TERN" --config "$CONFIG" setup >/dev/null
     "$TERN" --config "$CONFIG" domain add bench.test >/dev/null
     for i in $(seq 1 "$NUSERS"); do
       echo "pass$i" | "$TERN" --config "$CONFIG" user add "user$i@bench.test" --password-stdin >/dev/null

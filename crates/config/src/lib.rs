@@ -15,8 +15,9 @@ pub use listen::{Listen, Service};
 /// Errors while loading or validating configuration. Each names the file or key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    /// The I/O error is part of the message, not a `source`: shown once.
+    #[error("cannot read config file {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key `{key}`: {message}")]
@@ -26,19 +27,35 @@ pub enum ConfigError {
 /// The system-wide configuration file, read when no other is named.
 pub const SYSTEM_CONFIG: &str = "/etc/tern/tern.toml";
 
+/// The configuration file of a user who is not root (`tern setup` run as a user writes it):
+/// `$XDG_CONFIG_HOME/tern/tern.toml`, else `~/.config/tern/tern.toml`; `None` for root, whose
+/// file is [`SYSTEM_CONFIG`].
+pub fn user_config() -> Option<PathBuf> {
+    if is_root() {
+        return None;
+    }
+    if let Some(xdg) = std::env::var_os("XDG_CONFIG_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+        return Some(xdg.join("tern/tern.toml"));
+    }
+    std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()).map(|h| h.join(".config/tern/tern.toml"))
+}
+
+/// Whether this process runs as root (`/proc/self` belongs to the effective user).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
 /// Where the data lives when the configuration does not say: `$XDG_DATA_HOME/tern` when that
 /// is set, else `/var/lib/tern` for root (the system service), else `~/.local/share/tern`. It
 /// never depends on the directory a command is run from, so every command finds the server's
 /// data.
 pub fn default_data_dir() -> PathBuf {
-    use std::os::unix::fs::MetadataExt;
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
         return xdg.join("tern");
     }
-    // /proc/self belongs to the process's effective user.
-    let root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
     match std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
-        Some(home) if !root => home.join(".local/share/tern"),
+        Some(home) if !is_root() => home.join(".local/share/tern"),
         _ => PathBuf::from("/var/lib/tern"),
     }
 }
@@ -74,6 +91,7 @@ pub struct Config {
     /// Outside scanners (`[[scanner]]` tables), asked about every message concurrently.
     #[serde(rename = "scanner")]
     pub scanners: Vec<Scanner>,
+    pub mta_sts: MtaSts,
     pub log: Log,
 }
 
@@ -99,6 +117,7 @@ impl Default for Config {
             quarantine: Quarantine::default(),
             alerts: Alerts::default(),
             scanners: Vec::new(),
+            mta_sts: MtaSts::default(),
             log: Log::default(),
         }
     }
@@ -669,6 +688,43 @@ pub enum DnsblAction {
     Tag,
 }
 
+/// The MTA-STS policy served for every local domain at
+/// `https://mta-sts.<domain>/.well-known/mta-sts.txt` (RFC 8461 §3.2), naming `hostname` as its
+/// MX.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MtaSts {
+    /// `testing` (senders report failures but deliver), `enforce` (senders refuse to deliver
+    /// without valid TLS to the MX) or `none`.
+    pub mode: MtaStsMode,
+    /// How long senders may cache the policy (RFC 8461 §3.2: at most 31557600).
+    pub max_age_seconds: u64,
+}
+
+impl Default for MtaSts {
+    fn default() -> Self {
+        MtaSts { mode: MtaStsMode::Testing, max_age_seconds: 604_800 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MtaStsMode {
+    Testing,
+    Enforce,
+    None,
+}
+
+impl MtaStsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MtaStsMode::Testing => "testing",
+            MtaStsMode::Enforce => "enforce",
+            MtaStsMode::None => "none",
+        }
+    }
+}
+
 /// Logging.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -706,7 +762,7 @@ impl Config {
     /// not to wherever a command happens to run.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+            std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.to_path_buf(), error })?;
         let mut config = Config::from_toml(&text, path)?;
         let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
@@ -775,6 +831,9 @@ impl Config {
             (Some(_), None) => return Err(invalid("tls.key", "tls.cert is set but tls.key is not")),
             (None, Some(_)) => return Err(invalid("tls.cert", "tls.key is set but tls.cert is not")),
             _ => {}
+        }
+        if !(1..=31_557_600).contains(&self.mta_sts.max_age_seconds) {
+            return Err(invalid("mta_sts.max_age_seconds", "must be between 1 and 31557600 (RFC 8461 §3.2)"));
         }
         let mut names = std::collections::HashSet::new();
         for scanner in &self.scanners {

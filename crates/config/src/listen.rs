@@ -12,10 +12,13 @@ pub enum Service {
     Pop3,
     Pop3s,
     Http,
+    /// HTTP over TLS: the MTA-STS policy (RFC 8461 §3.3 requires HTTPS), autoconfiguration,
+    /// and the ACME challenges.
+    Https,
 }
 
 impl Service {
-    pub const ALL: [Service; 8] = [
+    pub const ALL: [Service; 9] = [
         Service::Smtp,
         Service::Submission,
         Service::Submissions,
@@ -24,6 +27,7 @@ impl Service {
         Service::Pop3,
         Service::Pop3s,
         Service::Http,
+        Service::Https,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +40,7 @@ impl Service {
             Service::Pop3 => "pop3",
             Service::Pop3s => "pop3s",
             Service::Http => "http",
+            Service::Https => "https",
         }
     }
 
@@ -50,6 +55,7 @@ impl Service {
             Service::Pop3 => (110, 1110),
             Service::Pop3s => (995, 1995),
             Service::Http => (8080, 8080),
+            Service::Https => (443, 8443),
         }
     }
 }
@@ -66,6 +72,7 @@ pub struct Listen {
     pub pop3: Vec<SocketAddr>,
     pub pop3s: Vec<SocketAddr>,
     pub http: Vec<SocketAddr>,
+    pub https: Vec<SocketAddr>,
 }
 
 fn any(port: u16) -> Vec<SocketAddr> {
@@ -77,10 +84,13 @@ fn loopback(port: u16) -> Vec<SocketAddr> {
 }
 
 impl Default for Listen {
-    /// Standard ports on every IPv4 and IPv6 address; HTTP (metrics, health) on loopback only.
+    /// Standard ports on every IPv4 and IPv6 address; HTTP (metrics, health) on loopback only;
+    /// no HTTPS (port 443 is often a web server's: `tern setup` writes it into the config it
+    /// makes, for MTA-STS and autoconfiguration).
     fn default() -> Self {
         let mut l = Listen::build(|s| any(s.ports().0));
         l.http = loopback(Service::Http.ports().0);
+        l.https = Vec::new();
         l
     }
 }
@@ -96,7 +106,14 @@ impl Listen {
             pop3: f(Service::Pop3),
             pop3s: f(Service::Pop3s),
             http: f(Service::Http),
+            https: f(Service::Https),
         }
+    }
+
+    /// The addresses a service listens on when enabled with its standard port: every IPv4
+    /// and IPv6 address.
+    pub fn default_addresses(service: Service) -> Vec<SocketAddr> {
+        any(service.ports().0)
     }
 
     /// Every service on 127.0.0.1 at its high `--dev` port.
@@ -114,12 +131,13 @@ impl Listen {
             Service::Pop3 => &self.pop3,
             Service::Pop3s => &self.pop3s,
             Service::Http => &self.http,
+            Service::Https => &self.https,
         }
     }
 
     /// Whether this is the built-in default address for the service (an IPv6 wildcard default
     /// may be skipped on hosts without IPv6).
     pub fn is_default_wildcard(service: Service, addr: &SocketAddr) -> bool {
-        service != Service::Http && any(service.ports().0).contains(addr)
+        !matches!(service, Service::Http) && any(service.ports().0).contains(addr)
     }
 }

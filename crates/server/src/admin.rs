@@ -91,6 +91,15 @@ pub enum AdminRequest {
     Dns {
         domain: String,
     },
+    /// `tern setup DOMAIN`: the domain, an admin account (postmaster@ and abuse@ aliases to
+    /// it), DKIM keys, each made only when missing, then the DNS records. Safe to repeat.
+    Setup {
+        domain: String,
+        /// The admin's address (else `admin@DOMAIN`).
+        admin: Option<String>,
+        /// The admin's password (else one is generated and printed, once).
+        password: Option<String>,
+    },
     /// What the spam models have learnt: the global one, or one user's.
     SpamStatus {
         email: Option<String>,
@@ -137,6 +146,8 @@ pub struct AdminContext {
     pub directory: Directory,
     /// This server's name (`hostname`), for `tern dns`.
     pub hostname: String,
+    /// The MTA-STS policy settings, for `tern dns`.
+    pub mta_sts: tern_config::MtaSts,
     /// The running delivery service (woken after `queue retry`); `None` when the CLI works on
     /// the store directly.
     pub delivery: Option<std::sync::Arc<tern_delivery::DeliveryService>>,
@@ -514,15 +525,7 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
         }
         AdminRequest::DkimGenerate { domain } => {
             let d = dir.domain_get(&domain).await?.ok_or_else(|| anyhow::anyhow!("{domain} is not a local domain"))?;
-            let now = tern_store::now_unix();
-            let mut keys: Vec<tern_store::DkimKey> = Vec::new();
-            for alg in [tern_store::DkimAlgorithm::Ed25519, tern_store::DkimAlgorithm::Rsa] {
-                let selector = tern_mailauth::dkim::selector_for(alg, now);
-                let key =
-                    tokio::task::spawn_blocking(move || tern_mailauth::dkim::generate(alg, &selector, now)).await??;
-                keys.push(key);
-            }
-            let d = dir.domain_set_dkim(&d.name, keys).await?;
+            let d = dir.domain_set_dkim(&d.name, new_dkim_keys().await?).await?;
             writeln!(out, "new DKIM keys for {} (the old ones, if any, are replaced); publish:", d.name)?;
             for k in &d.dkim {
                 writeln!(
@@ -534,12 +537,74 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
                 )?;
             }
         }
+        AdminRequest::Setup { domain, admin, password } => {
+            let d = match dir.domain_get(&domain).await? {
+                Some(d) => {
+                    writeln!(out, "domain {}: exists", d.name)?;
+                    d
+                }
+                None => {
+                    let d = dir.domain_add(&domain, None).await?;
+                    writeln!(out, "domain {}: added", d.name)?;
+                    d
+                }
+            };
+            let admin = admin.unwrap_or_else(|| format!("admin@{}", d.name));
+            let account = match dir.user_get(&admin).await? {
+                Some(a) => {
+                    writeln!(out, "admin {}: exists (password unchanged)", a.address)?;
+                    a
+                }
+                None => {
+                    let (a, generated) = dir.user_add(&admin, password.as_deref()).await?;
+                    match generated {
+                        Some(p) => writeln!(out, "admin {}: added, password {p} (shown only now)", a.address)?,
+                        None => writeln!(out, "admin {}: added, with the password given", a.address)?,
+                    }
+                    a
+                }
+            };
+            // RFC 5321 §4.5.1 (postmaster) and RFC 2142 (abuse): the admin reads them.
+            for role in ["postmaster", "abuse"] {
+                let address = format!("{role}@{}", d.name);
+                if dir.resolve(&address).await? == tern_directory::Resolution::Unknown {
+                    dir.alias_add(&address, std::slice::from_ref(&account.address)).await?;
+                    writeln!(out, "alias {address} -> {}: added", account.address)?;
+                }
+            }
+            let d = if d.dkim.is_empty() {
+                let d = dir.domain_set_dkim(&d.name, new_dkim_keys().await?).await?;
+                writeln!(
+                    out,
+                    "DKIM keys: made ({})",
+                    d.dkim.iter().map(|k| k.selector.as_str()).collect::<Vec<_>>().join(", ")
+                )?;
+                d
+            } else {
+                writeln!(out, "DKIM keys: exist (unchanged)")?;
+                d
+            };
+            writeln!(out)?;
+            out.push_str(&dns_records(&d, &ctx.hostname, &ctx.mta_sts));
+        }
         AdminRequest::Dns { domain } => {
             let d = dir.domain_get(&domain).await?.ok_or_else(|| anyhow::anyhow!("{domain} is not a local domain"))?;
-            out.push_str(&dns_records(&d, &ctx.hostname));
+            out.push_str(&dns_records(&d, &ctx.hostname, &ctx.mta_sts));
         }
     }
     Ok(AdminReply::ok(out))
+}
+
+/// A fresh Ed25519 and RSA key pair for DKIM (RFC 8463 and RFC 6376: receivers that know
+/// only RSA check the second signature).
+async fn new_dkim_keys() -> anyhow::Result<Vec<tern_store::DkimKey>> {
+    let now = tern_store::now_unix();
+    let mut keys = Vec::new();
+    for alg in [tern_store::DkimAlgorithm::Ed25519, tern_store::DkimAlgorithm::Rsa] {
+        let selector = tern_mailauth::dkim::selector_for(alg, now);
+        keys.push(tokio::task::spawn_blocking(move || tern_mailauth::dkim::generate(alg, &selector, now)).await??);
+    }
+    Ok(keys)
 }
 
 /// A TXT value as quoted strings of at most 255 bytes (RFC 1035 §3.3.14).
@@ -547,36 +612,44 @@ fn txt_strings(value: &str) -> String {
     value.as_bytes().chunks(255).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect::<Vec<_>>().join(" ")
 }
 
-/// Every record a domain served by Tern should publish.
-pub fn dns_records(domain: &tern_store::Domain, hostname: &str) -> String {
+/// Every record a domain served by Tern should publish, required ones first.
+pub fn dns_records(domain: &tern_store::Domain, hostname: &str, mta_sts: &tern_config::MtaSts) -> String {
+    use std::fmt::Write;
     let d = &domain.name;
     let h = hostname.trim_end_matches('.');
     let mut out = format!("; DNS records for {d}, served by {h}\n");
-    out.push_str(&format!("{d}. IN MX 10 {h}.\n"));
-    out.push_str(&format!("{d}. IN TXT \"v=spf1 mx -all\"\n"));
+    let _ = writeln!(out, "; Required: without these, mail to and from {d} is lost or refused");
+    let _ = writeln!(out, "{d}. IN MX 10 {h}.");
+    let _ = writeln!(out, "{d}. IN TXT \"v=spf1 mx -all\"");
     if domain.dkim.is_empty() {
-        out.push_str(&format!("; no DKIM keys yet: run `tern dkim generate {d}`\n"));
+        let _ = writeln!(out, "; no DKIM keys yet: run `tern dkim generate {d}`");
     }
     for k in &domain.dkim {
-        out.push_str(&format!(
-            "{}._domainkey.{d}. IN TXT {}\n",
-            k.selector,
-            txt_strings(&tern_mailauth::dkim::dns_record(k))
-        ));
+        let _ =
+            writeln!(out, "{}._domainkey.{d}. IN TXT {}", k.selector, txt_strings(&tern_mailauth::dkim::dns_record(k)));
     }
-    out.push_str(&format!("_dmarc.{d}. IN TXT \"v=DMARC1; p=quarantine; rua=mailto:postmaster@{d}\"\n"));
-    let id = format_date(tern_store::now_unix()).replace(['-', ':', 'T', 'Z'], "");
-    out.push_str(&format!("_mta-sts.{d}. IN TXT \"v=STSv1; id={id}\"\n"));
-    out.push_str(&format!("_smtp._tls.{d}. IN TXT \"v=TLSRPTv1; rua=mailto:postmaster@{d}\"\n"));
-    out.push_str(&format!("mta-sts.{d}. IN CNAME {h}.\n"));
+    let _ = writeln!(out, "_dmarc.{d}. IN TXT \"v=DMARC1; p=quarantine; rua=mailto:postmaster@{d}\"");
+    let _ = writeln!(out, "; Recommended: TLS policy and its reports, mail client autoconfiguration");
+    let policy = crate::mta_sts::policy(h, mta_sts);
+    let _ = writeln!(out, "_mta-sts.{d}. IN TXT \"v=STSv1; id={}\"", crate::mta_sts::policy_id(&policy));
+    let _ = writeln!(out, "mta-sts.{d}. IN CNAME {h}.");
+    let _ = writeln!(out, "_smtp._tls.{d}. IN TXT \"v=TLSRPTv1; rua=mailto:postmaster@{d}\"");
+    let _ = writeln!(out, "autoconfig.{d}. IN CNAME {h}.");
+    let _ = writeln!(out, "autodiscover.{d}. IN CNAME {h}.");
     for (service, port) in
         [("submissions", 465), ("submission", 587), ("imaps", 993), ("imap", 143), ("pop3s", 995), ("pop3", 110)]
     {
-        out.push_str(&format!("_{service}._tcp.{d}. IN SRV 0 1 {port} {h}.\n"));
+        let _ = writeln!(out, "_{service}._tcp.{d}. IN SRV 0 1 {port} {h}.");
     }
-    out.push_str(&format!(
-        "; MTA-STS policy, to serve at https://mta-sts.{d}/.well-known/mta-sts.txt:\n;   version: STSv1\n;   mode: testing\n;   mx: {h}\n;   max_age: 604800\n"
-    ));
+    let _ = writeln!(
+        out,
+        "; And for the server itself: {h}. IN A (and AAAA) with its public addresses, and a PTR\n\
+         ; record for each address naming {h} (set by whoever gives you the address)."
+    );
+    let _ = writeln!(out, "; MTA-STS policy, served by Tern at https://mta-sts.{d}/.well-known/mta-sts.txt:");
+    for line in policy.lines() {
+        let _ = writeln!(out, ";   {line}");
+    }
     out
 }
 

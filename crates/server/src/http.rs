@@ -17,6 +17,7 @@ pub struct HttpState {
     pub store: Arc<dyn Store>,
     pub ready: Arc<AtomicBool>,
     pub autoconfig: crate::autoconfig::AutoconfigState,
+    pub mta_sts: crate::mta_sts::MtaStsState,
 }
 
 /// Time a client has to send a request's header (from the connection's start or the end of
@@ -25,11 +26,15 @@ pub struct HttpState {
 const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Serves `router` on `listener` until `shutdown`, each connection bounded by
-/// [`HEADER_TIMEOUT`] and [`CONNECTION_LIFETIME`].
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: tokio_util::sync::CancellationToken) {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::service::TowerToHyperService;
+/// Serves `router` on `listener` until `shutdown`, over TLS when `tls` is given, each
+/// connection bounded by [`HEADER_TIMEOUT`] (the TLS handshake included) and
+/// [`CONNECTION_LIFETIME`].
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    tls: Option<tern_tls::TlsAcceptor>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -42,33 +47,59 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: 
             },
             _ = shutdown.cancelled() => return,
         };
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            let lifetime = tokio::time::sleep(CONNECTION_LIFETIME);
-            tokio::pin!(lifetime);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
-                    }
-                }
-                _ = &mut lifetime => tracing::debug!(client = %peer, "HTTP connection closed: lifetime reached"),
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
-                }
+            match tls {
+                None => serve_connection(stream, peer, router, shutdown).await,
+                Some(tls) => match tokio::time::timeout(HEADER_TIMEOUT, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, peer, router, shutdown).await,
+                    Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "HTTPS: TLS handshake failed"),
+                    Err(_) => tracing::debug!(client = %peer, "HTTPS: TLS handshake timed out"),
+                },
             }
         });
     }
 }
 
-pub fn router(state: HttpState) -> Router {
+/// One HTTP/1.1 connection, until it ends, its lifetime is reached, or shutdown.
+async fn serve_connection<S>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    router: Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let service = TowerToHyperService::new(router);
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut conn = std::pin::pin!(conn);
+    let lifetime = tokio::time::sleep(CONNECTION_LIFETIME);
+    tokio::pin!(lifetime);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(client = %peer, error = %e, "HTTP connection ended");
+            }
+        }
+        _ = &mut lifetime => tracing::debug!(client = %peer, "HTTP connection closed: lifetime reached"),
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), conn).await;
+        }
+    }
+}
+
+/// What the HTTPS listener serves to the world: mail client autoconfiguration and the
+/// MTA-STS policy (no metrics or health: those stay on the `http` listener, loopback by
+/// default).
+pub fn public_router(state: &HttpState) -> Router {
     use crate::autoconfig::{autodiscover_handler, mobileconfig_handler, thunderbird_handler};
     use axum::routing::post;
     let autoconfig = Router::new()
@@ -78,12 +109,20 @@ pub fn router(state: HttpState) -> Router {
         .route("/Autodiscover/Autodiscover.xml", post(autodiscover_handler))
         .route("/apple/mail.mobileconfig", get(mobileconfig_handler))
         .with_state(state.autoconfig.clone());
+    let mta_sts =
+        Router::new().route("/.well-known/mta-sts.txt", get(crate::mta_sts::handler)).with_state(state.mta_sts.clone());
+    autoconfig.merge(mta_sts)
+}
+
+/// The `http` listener: metrics, health, and everything [`public_router`] serves.
+pub fn router(state: HttpState) -> Router {
+    let public = public_router(&state);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state)
-        .merge(autoconfig)
+        .merge(public)
 }
 
 async fn metrics(State(s): State<HttpState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {

@@ -7,6 +7,7 @@ pub mod autoconfig;
 pub mod data_dir;
 mod http;
 mod listen;
+pub mod mta_sts;
 
 use anyhow::Context;
 use std::collections::BTreeMap;
@@ -337,17 +338,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         store: Arc::clone(&store),
         ready: Arc::clone(&ready),
         autoconfig: autoconfig::AutoconfigState { settings: client_settings, directory: directory.clone() },
+        mta_sts: mta_sts::MtaStsState {
+            policy: mta_sts::policy(&config.hostname, &config.mta_sts).into(),
+            directory: directory.clone(),
+        },
     };
     for listener in listen::bind_service(&config.listen, Service::Http)? {
         bound.entry("http").or_default().push(listener.local_addr()?.to_string());
-        let router = http::router(http_state.clone());
-        let token = shutdown.clone();
-        tokio::spawn(http::serve(listener, router, token));
+        tokio::spawn(http::serve(listener, http::router(http_state.clone()), None, shutdown.clone()));
+    }
+    for listener in listen::bind_service(&config.listen, Service::Https)? {
+        bound.entry("https").or_default().push(listener.local_addr()?.to_string());
+        let router = http::public_router(&http_state);
+        tokio::spawn(http::serve(listener, router, Some(tls.clone()), shutdown.clone()));
     }
 
     let admin_context = admin::AdminContext {
         directory: directory.clone(),
         hostname: config.hostname.clone(),
+        mta_sts: config.mta_sts.clone(),
         delivery: Some(Arc::clone(&delivery)),
         spam: Arc::clone(&spam_filter),
         spam_thresholds: spam_thresholds(&config),

@@ -2,6 +2,7 @@
 //! through the running server's admin socket or, when it is stopped, on the store directly.
 
 mod check;
+mod setup;
 mod train;
 
 use anyhow::Context;
@@ -30,9 +31,10 @@ struct Cli {
 }
 
 #[derive(Args)]
-struct Global {
-    /// Configuration file (TOML). Else the file $TERN_CONFIG names, else /etc/tern/tern.toml
-    /// when it exists, else the embedded defaults.
+pub(crate) struct Global {
+    /// Configuration file (TOML). Else the file $TERN_CONFIG names, else (not as root)
+    /// ~/.config/tern/tern.toml when it exists, else /etc/tern/tern.toml when it exists, else
+    /// the embedded defaults.
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Data directory (overrides `data_dir` of the config).
@@ -48,6 +50,25 @@ enum Command {
         /// IMAP 1143, IMAPS 1993, POP3 1110, POP3S 1995, HTTP 8080): no root needed.
         #[arg(long)]
         dev: bool,
+    },
+    /// Prepare a new server: the data directory, a configuration file (when there is none),
+    /// and for DOMAIN its admin account, DKIM keys and the DNS records to publish. Safe to
+    /// run again: what exists is kept.
+    Setup {
+        /// Your mail domain (e.g. example.org); without it only the data directory and the
+        /// configuration file are made.
+        domain: Option<String>,
+        /// The admin account's address (default admin@DOMAIN); postmaster@ and abuse@ go to it.
+        #[arg(long, value_name = "EMAIL")]
+        admin: Option<String>,
+        /// This server's host name, the target of the MX record (default: the system's), for a
+        /// new configuration file.
+        #[arg(long, value_name = "NAME")]
+        hostname: Option<String>,
+        /// Read the admin's password from the first line of standard input (else one is
+        /// generated and printed once).
+        #[arg(long)]
+        password_stdin: bool,
     },
     /// Check the configuration (and the files it names) and print it as a TOML file with every
     /// default filled in.
@@ -331,13 +352,19 @@ fn load_config(global: &Global) -> anyhow::Result<(Config, String)> {
     let named =
         global.config.clone().or_else(|| std::env::var_os("TERN_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from));
     let system = Path::new(tern_config::SYSTEM_CONFIG);
-    let (mut config, mut source) = match named {
-        Some(path) => {
+    let user = tern_config::user_config().filter(|p| p.exists());
+    let (mut config, mut source) = match (named, user) {
+        (Some(path), _) => {
             let how = if global.config.is_some() { "--config" } else { "$TERN_CONFIG" };
             (Config::load(&path)?, format!("data_dir of {} ({how})", path.display()))
         }
-        None if system.exists() => (Config::load(system)?, format!("data_dir of {}", system.display())),
-        None => (Config::default(), "the default (no --config, no $TERN_CONFIG, no /etc/tern/tern.toml)".to_string()),
+        (None, Some(user)) => (Config::load(&user)?, format!("data_dir of {}", user.display())),
+        (None, None) if system.exists() => (Config::load(system)?, format!("data_dir of {}", system.display())),
+        (None, None) => (
+            Config::default(),
+            "the default (no --config, no $TERN_CONFIG, no ~/.config/tern/tern.toml, no /etc/tern/tern.toml)"
+                .to_string(),
+        ),
     };
     if let Some(data) = &global.data {
         config.data_dir = data.clone();
@@ -409,8 +436,6 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
-    let (mut config, data_source) = load_config(&cli.global)?;
-    let _ = DATA_SOURCE.set(data_source);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tern")
@@ -418,7 +443,17 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         // hundreds would each keep their own allocator heap.
         .max_blocking_threads(16)
         .build()?;
+    // Setup may have to make the configuration file the others read.
+    if let Command::Setup { domain, admin, hostname, password_stdin } = cli.command {
+        let password = if password_stdin { Some(read_password_stdin()?) } else { None };
+        let out = runtime.block_on(setup::run(&cli.global, setup::SetupArgs { domain, admin, hostname, password }))?;
+        write_stdout(out.as_bytes())?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let (mut config, data_source) = load_config(&cli.global)?;
+    let _ = DATA_SOURCE.set(data_source);
     let request = match cli.command {
+        Command::Setup { .. } => unreachable!("handled above"),
         Command::Serve { dev } => {
             if dev {
                 config.apply_dev_ports();
@@ -555,7 +590,7 @@ fn crlf(raw: Vec<u8>) -> Vec<u8> {
 
 /// Sends the request to the running server, or executes it on the store when none runs.
 async fn administer(config: &Config, request: AdminRequest) -> anyhow::Result<admin::AdminReply> {
-    let admin = Admin::connect(config).await?;
+    let admin = Admin::connect(config, false).await?;
     let reply = admin.run(request).await;
     admin.close().await?;
     reply
@@ -578,17 +613,18 @@ const VERSION: &str = concat!(
 );
 
 /// Where the data directory was taken from (for messages that name it).
-static DATA_SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+pub(crate) static DATA_SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Where admin requests go: the running server's socket, or the store opened here when no
 /// server runs (one process per store).
-enum Admin {
+pub(crate) enum Admin {
     Server(PathBuf),
     Direct { context: admin::AdminContext, store: Arc<dyn tern_store::Store> },
 }
 
 impl Admin {
-    async fn connect(config: &Config) -> anyhow::Result<Admin> {
+    /// `create`: whether a store may be made when there is none (only `tern setup`).
+    pub(crate) async fn connect(config: &Config, create: bool) -> anyhow::Result<Admin> {
         let socket = admin::socket_path(&config.data_dir);
         match admin::send(&socket, &AdminRequest::Ping).await {
             Ok(_) => return Ok(Admin::Server(socket)),
@@ -596,14 +632,12 @@ impl Admin {
             Err(e) => return Err(e).with_context(|| format!("talking to the server at {}", socket.display())),
         }
         // A command run with the wrong (or no) configuration must not quietly make an empty
-        // store the server never sees: say where, and from what, when this makes a new one.
-        // (Refusing outright waits for `tern setup`, which will make a data directory
-        // without serving; issue 12.)
-        if !tern_server::store_path(&config.data_dir).exists() {
-            eprintln!(
-                "tern: no server answers at {} and there is no Tern data in {} (from {}): \
-                 creating a new, empty store there. If a server runs elsewhere, name its data with \
-                 --config FILE, $TERN_CONFIG or --data DIR.",
+        // store the server never sees: only `serve` and `setup` make one.
+        if !create && !tern_server::store_path(&config.data_dir).exists() {
+            anyhow::bail!(
+                "no server answers at {} and there is no Tern data in {} (from {}). Run `tern setup` \
+                 to make it, or name the server's configuration with --config FILE or $TERN_CONFIG \
+                 (or its data with --data DIR).",
                 socket.display(),
                 config.data_dir.display(),
                 DATA_SOURCE.get().map(String::as_str).unwrap_or("the configuration"),
@@ -618,6 +652,7 @@ impl Admin {
         let context = admin::AdminContext {
             directory,
             hostname: config.hostname.clone(),
+            mta_sts: config.mta_sts.clone(),
             delivery: None,
             spam,
             spam_thresholds: tern_server::spam_thresholds(config),
@@ -625,7 +660,7 @@ impl Admin {
         Ok(Admin::Direct { context, store })
     }
 
-    async fn run(&self, request: AdminRequest) -> anyhow::Result<admin::AdminReply> {
+    pub(crate) async fn run(&self, request: AdminRequest) -> anyhow::Result<admin::AdminReply> {
         match self {
             Admin::Server(socket) => admin::send(socket, &request)
                 .await
@@ -634,7 +669,7 @@ impl Admin {
         }
     }
 
-    async fn close(self) -> anyhow::Result<()> {
+    pub(crate) async fn close(self) -> anyhow::Result<()> {
         if let Admin::Direct { store, .. } = self {
             store.shutdown().await?;
         }

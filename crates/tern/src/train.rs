@@ -127,7 +127,7 @@ pub async fn run(config: &Config, spam: &[PathBuf], ham: &[PathBuf], user: Optio
             work.extend(files.into_iter().map(|f| (f, is_spam)));
         }
     }
-    let admin = Admin::connect(config).await?;
+    let admin = Admin::connect(config, false).await?;
     let progress = std::io::stderr().is_terminal();
     let (mut learnt, mut known, mut skipped) = ([0u64; 2], 0u64, 0u64);
     let total_files = work.len();
@@ -176,7 +176,7 @@ pub async fn run(config: &Config, spam: &[PathBuf], ham: &[PathBuf], user: Optio
 
 /// `tern spam classify`: each file judged (with one connection for all of them).
 pub async fn classify(config: &Config, files: &[PathBuf], user: Option<String>, brief: bool) -> anyhow::Result<String> {
-    let admin = Admin::connect(config).await?;
+    let admin = Admin::connect(config, false).await?;
     let mut out = String::new();
     for file in files {
         // The first message of the file (a file saved from an mbox keeps its "From " line).

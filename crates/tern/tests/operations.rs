@@ -302,25 +302,37 @@ fn commands_find_the_servers_data_wherever_they_run() {
     assert!(!elsewhere.path().join("tern-data").exists(), "nothing is made in the working directory");
 
     // A relative data_dir in a config file is relative to the file, not to the working
-    // directory; a command that makes a new store says where and why.
+    // directory. Only `serve` and `setup` make a store: any other command on a data directory
+    // that holds none is refused, saying where it looked and from what.
     let confdir = tempfile::tempdir().unwrap();
     std::fs::write(confdir.path().join("tern.toml"), "data_dir = \"data\"\n").unwrap();
-    let out = std::process::Command::new(BIN)
-        .current_dir(elsewhere.path())
-        .arg("--config")
-        .arg(confdir.path().join("tern.toml"))
-        .args(["domain", "add", "example.test"])
-        .output()
-        .unwrap();
+    let in_elsewhere = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .current_dir(elsewhere.path())
+            .arg("--config")
+            .arg(confdir.path().join("tern.toml"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [&["domain", "add", "example.test"][..], &["user", "list"][..], &["queue", "list"][..]] {
+        let out = in_elsewhere(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "tern {args:?} must be refused: {err}");
+        assert!(
+            err.contains("there is no Tern data in")
+                && err.contains(&confdir.path().join("data").display().to_string())
+                && err.contains("tern setup"),
+            "{err}"
+        );
+        assert!(!confdir.path().join("data").exists(), "tern {args:?} made a data directory");
+    }
+    let out = in_elsewhere(&["setup"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = in_elsewhere(&["domain", "add", "example.test"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(confdir.path().join("data/store").exists());
     assert!(!elsewhere.path().join("data").exists());
-    let warning = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        warning.contains("creating a new, empty store")
-            && warning.contains(&confdir.path().join("data").display().to_string()),
-        "{warning}"
-    );
 
     // `tern config` prints a TOML file with every default filled in, which loads back to the
     // same configuration; files it names are checked.
@@ -584,4 +596,109 @@ fn sighup_reloads_the_certificate_without_a_restart() {
     assert_eq!(pid, s.pid());
     let status = s.stop();
     assert!(status.success());
+}
+
+/// Issue 12: `tern setup` on a fresh machine makes the data directory and a configuration file
+/// that loads; run again, it changes nothing.
+#[test]
+fn setup_writes_a_configuration_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("etc/tern.toml");
+    let data = dir.path().join("var/tern");
+    let setup = |extra: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("--data")
+            .arg(&data)
+            .arg("setup")
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "tern setup {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = setup(
+        &["example.net", "--admin", "boss@example.net", "--hostname", "mx1.example.net", "--password-stdin"],
+        "Pw-from-stdin\n",
+    );
+    assert!(first.contains(&format!("configuration {}: written", config.display())), "{first}");
+    assert!(first.contains("admin boss@example.net: added, with the password given"), "{first}");
+    assert!(first.contains("example.net. IN MX 10 mx1.example.net."), "{first}");
+    assert!(first.contains("443/tcp") && first.contains("25/tcp"), "firewall: {first}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(written.contains("hostname = \"mx1.example.net\"") && written.starts_with("# Tern configuration"));
+
+    // The file loads (`tern config` checks it) and names the data directory it was made for.
+    let out = std::process::Command::new(BIN).arg("--config").arg(&config).arg("config").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(&format!("data_dir = \"{}\"", data.display())), "{printed}");
+    assert!(printed.contains("mode = \"testing\""), "{printed}");
+
+    // Again: nothing is made twice, the file is not touched, no password is printed.
+    let second = setup(&["example.net", "--admin", "boss@example.net"], "");
+    for kept in
+        ["domain example.net: exists", "admin boss@example.net: exists", "DKIM keys: exist", "exists (unchanged)"]
+    {
+        assert!(second.contains(kept), "{kept}: {second}");
+    }
+    assert!(!second.contains(": added"), "{second}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), written);
+    let records = |text: &str| text.lines().filter(|l| l.contains(" IN ")).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(records(&first), records(&second), "the same records, the same MTA-STS id");
+}
+
+/// Issue 12: `tern setup DOMAIN` gives a working domain: an admin who can log in with the
+/// password printed once, postmaster@ and abuse@ delivered to the admin, DKIM keys, and the
+/// MTA-STS policy `tern dns` announces served over HTTPS on `mta-sts.DOMAIN`.
+#[test]
+fn setup_makes_a_working_domain_and_its_mta_sts_policy_is_served() {
+    let mut s = TestServer::new("");
+    let out = s.ok(&["setup", "example.org"]);
+    let password = out
+        .lines()
+        .find_map(|l| l.strip_prefix("admin admin@example.org: added, password "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no password printed: {out}"))
+        .to_string();
+    assert_eq!(out.matches("._domainkey.example.org. IN TXT").count(), 2, "{out}");
+    let required = out.find("; Required").unwrap();
+    let recommended = out.find("; Recommended").unwrap();
+    let at = |needle: &str| out.find(needle).unwrap_or_else(|| panic!("{needle}: {out}"));
+    assert!(required < at("example.org. IN MX") && at("_dmarc.example.org.") < recommended);
+    assert!(recommended < at("_mta-sts.example.org.") && recommended < at("_smtp._tls.example.org."));
+    s.launch();
+
+    let mut imap = s.imap();
+    imap.ok(&format!("LOGIN admin@example.org {password}"));
+    s.deliver("postmaster@example.org", b"Subject: to the postmaster\r\n\r\nhello\r\n");
+    s.deliver("abuse@example.org", b"Subject: a complaint\r\n\r\nhello\r\n");
+    assert_eq!(s.mail_list("admin@example.org", "INBOX").len(), 2);
+
+    let (code, policy) = s.https_get("mta-sts.example.org", "/.well-known/mta-sts.txt");
+    assert_eq!(code, 200, "{policy}");
+    assert_eq!(policy, format!("version: STSv1\r\nmode: testing\r\nmx: {HOSTNAME}\r\nmax_age: 604800\r\n"));
+    let dns = s.ok(&["dns", "example.org"]);
+    let id = |text: &str| {
+        text.lines().find(|l| l.starts_with("_mta-sts.example.org.")).map(str::to_string).unwrap_or_default()
+    };
+    assert!(id(&dns).contains("v=STSv1; id="), "{dns}");
+    assert_eq!(id(&dns), id(&out), "the id stays while the policy does");
+    for line in policy.lines() {
+        assert!(dns.contains(&format!(";   {line}")), "tern dns shows the served policy: {dns}");
+    }
+    // Other names get nothing, and metrics are not on the public listener.
+    assert_eq!(s.https_get("mta-sts.unknown.test", "/.well-known/mta-sts.txt").0, 404);
+    assert_eq!(s.https_get(HOSTNAME, "/.well-known/mta-sts.txt").0, 404);
+    assert_eq!(s.https_get("mta-sts.example.org", "/metrics").0, 404);
+    assert_eq!(s.http_get("/metrics").0, 200);
 }

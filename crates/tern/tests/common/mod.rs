@@ -23,18 +23,27 @@ pub struct TestServer {
     pub pop3s: SocketAddr,
     pub submission: SocketAddr,
     pub submissions: SocketAddr,
+    pub https: SocketAddr,
     pub log_path: PathBuf,
 }
 
 impl TestServer {
     /// A server with a config whose listeners are on ephemeral loopback ports; `extra` is
-    /// appended TOML (tables only). Not started yet.
+    /// appended TOML (tables only). Its data directory is made (`tern setup`, as an admin
+    /// would); not started yet.
     pub fn new(extra: &str) -> TestServer {
+        let s = TestServer::unprepared(extra);
+        s.ok(&["setup"]);
+        s
+    }
+
+    /// Like [`TestServer::new`] without `tern setup`: no data directory yet.
+    pub fn unprepared(extra: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let config_path = dir.path().join("tern.toml");
         let config = format!(
-            "hostname = \"{HOSTNAME}\"\ndata_dir = \"{}\"\n[listen]\nsmtp = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\npop3 = [\"127.0.0.1:0\"]\npop3s = [\"127.0.0.1:0\"]\nsubmission = [\"127.0.0.1:0\"]\nsubmissions = [\"127.0.0.1:0\"]\n{extra}\n",
+            "hostname = \"{HOSTNAME}\"\ndata_dir = \"{}\"\n[listen]\nsmtp = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\npop3 = [\"127.0.0.1:0\"]\npop3s = [\"127.0.0.1:0\"]\nsubmission = [\"127.0.0.1:0\"]\nsubmissions = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n{extra}\n",
             data.display()
         );
         std::fs::write(&config_path, config).expect("write config");
@@ -52,6 +61,7 @@ impl TestServer {
             pop3s: unset,
             submission: unset,
             submissions: unset,
+            https: unset,
             log_path,
         }
     }
@@ -135,6 +145,7 @@ impl TestServer {
                 self.pop3s = addr("pop3s").unwrap_or(self.pop3s);
                 self.submission = addr("submission").unwrap_or(self.submission);
                 self.submissions = addr("submissions").unwrap_or(self.submissions);
+                self.https = addr("https").unwrap_or(self.https);
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -231,6 +242,21 @@ impl TestServer {
         write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
+        let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (code, body)
+    }
+}
+
+impl TestServer {
+    /// `GET path` over TLS on the `https` listener with `Host: host` (the certificate is not
+    /// checked); the status code and body.
+    pub fn https_get(&self, host: &str, path: &str) -> (u16, String) {
+        let mut client = Client::connect(self.https).into_tls();
+        client.send(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes());
+        let mut raw = Vec::new();
+        let _ = client.stream.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw).into_owned();
         let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
         (code, body)
