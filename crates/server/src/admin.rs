@@ -132,12 +132,74 @@ pub enum AdminRequest {
     QuarantineDelete {
         id: u64,
     },
+    /// Stores messages in a mailbox (made when missing), in order (`tern import`). With
+    /// `skip_duplicates`, a message whose content the mailbox already holds is left out (the
+    /// first batch of a resumed import). Replies with a JSON [`ImportResult`].
+    MailImport {
+        email: String,
+        mailbox: String,
+        messages: Vec<TransferredMessage>,
+        #[serde(default)]
+        skip_duplicates: bool,
+    },
+    /// A user's mailboxes as a JSON array of [`MailboxInfo`] (`tern export`).
+    MailboxList {
+        email: String,
+    },
+    /// Messages of a mailbox with a UID above `after_uid`, in UID order, up to about
+    /// `max_bytes`; a JSON [`ExportBatch`] (`tern export`).
+    MailExport {
+        email: String,
+        mailbox: String,
+        after_uid: u32,
+        max_bytes: u64,
+    },
     /// Why a delivered message went where it went.
     MailExplain {
         email: String,
         mailbox: String,
         uid: u32,
     },
+}
+
+/// A message moved in or out by `tern import` / `tern export`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TransferredMessage {
+    /// Its UID (export; 0 on import).
+    #[serde(default)]
+    pub uid: u32,
+    pub flags: tern_store::Flags,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// IMAP INTERNALDATE, Unix seconds.
+    pub internal_date: i64,
+    /// The message, base64.
+    pub raw: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImportResult {
+    pub imported: u64,
+    /// Left out: the mailbox held them already (`skip_duplicates`).
+    pub duplicates: u64,
+    /// Left out: they would take the account over its quota.
+    pub over_quota: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MailboxInfo {
+    pub name: String,
+    pub uid_validity: u32,
+    pub total: u32,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExportBatch {
+    pub uid_validity: u32,
+    pub messages: Vec<TransferredMessage>,
+    /// Messages with higher UIDs remain.
+    pub more: bool,
 }
 
 /// What admin requests act on.
@@ -453,6 +515,45 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
                 dir.store().blob_get(entry.blob).await?.ok_or_else(|| anyhow::anyhow!("message content missing"))?;
             return Ok(AdminReply { ok: true, output: raw });
         }
+        AdminRequest::MailImport { email, mailbox, messages, skip_duplicates } => {
+            let result = import(dir, &email, &mailbox, messages, skip_duplicates).await?;
+            return Ok(AdminReply { ok: true, output: serde_json::to_vec(&result)? });
+        }
+        AdminRequest::MailboxList { email } => {
+            let account = account_of(dir, &email).await?;
+            let list: Vec<MailboxInfo> = dir
+                .store()
+                .mailbox_list(account.id)
+                .await?
+                .into_iter()
+                .map(|m| MailboxInfo { name: m.name, uid_validity: m.uid_validity, total: m.total, size: m.size })
+                .collect();
+            return Ok(AdminReply { ok: true, output: serde_json::to_vec(&list)? });
+        }
+        AdminRequest::MailExport { email, mailbox, after_uid, max_bytes } => {
+            use base64::Engine;
+            let mailbox = find_mailbox(dir, &email, &mailbox).await?;
+            let store = dir.store();
+            let mut batch = ExportBatch { uid_validity: mailbox.uid_validity, messages: Vec::new(), more: false };
+            let mut bytes = 0u64;
+            for entry in store.message_list(mailbox.id).await?.into_iter().filter(|e| e.uid > after_uid) {
+                if !batch.messages.is_empty() && bytes + entry.size > max_bytes {
+                    batch.more = true;
+                    break;
+                }
+                // Expunged since the listing: nothing to export.
+                let Some(raw) = store.blob_get(entry.blob).await? else { continue };
+                bytes += raw.len() as u64;
+                batch.messages.push(TransferredMessage {
+                    uid: entry.uid,
+                    flags: entry.flags,
+                    keywords: entry.keywords,
+                    internal_date: entry.internal_date,
+                    raw: base64::engine::general_purpose::STANDARD.encode(&raw),
+                });
+            }
+            return Ok(AdminReply { ok: true, output: serde_json::to_vec(&batch)? });
+        }
         AdminRequest::QueueList => {
             let now = tern_store::now_unix();
             let entries = dir.store().queue_list().await?;
@@ -767,6 +868,62 @@ async fn find_message(
         .await?
         .ok_or_else(|| anyhow::anyhow!("no message with UID {uid} in {}", mailbox.name))?;
     Ok((mailbox, entry))
+}
+
+/// Stores imported messages in order, each durable before the next (see
+/// [`AdminRequest::MailImport`]).
+async fn import(
+    dir: &Directory,
+    email: &str,
+    mailbox: &str,
+    messages: Vec<TransferredMessage>,
+    skip_duplicates: bool,
+) -> anyhow::Result<ImportResult> {
+    use base64::Engine;
+    let account = account_of(dir, email).await?;
+    let store = dir.store();
+    let name = if mailbox.eq_ignore_ascii_case(INBOX) { INBOX } else { mailbox };
+    let target = match store.mailbox_by_name(account.id, name).await? {
+        Some(m) => m,
+        None => store.mailbox_create(account.id, tern_store::NewMailbox::new(name, None)).await?,
+    };
+    let known: std::collections::HashSet<tern_store::BlobHash> = if skip_duplicates {
+        store.message_list(target.id).await?.into_iter().map(|e| e.blob).collect()
+    } else {
+        Default::default()
+    };
+    let mut result = ImportResult::default();
+    for m in messages {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&m.raw)
+            .map_err(|e| anyhow::anyhow!("message is not base64: {e}"))?;
+        let envelope = tern_store::DeliveryEnvelope {
+            source: "import".into(),
+            received_at: m.internal_date,
+            authenticated_as: Some(account.address.clone()),
+            ..Default::default()
+        };
+        let mailbox_target = tern_store::DeliveryTarget {
+            account: account.id,
+            mailbox: tern_store::MailboxSelector::Id(target.id),
+            flags: m.flags,
+            keywords: m.keywords,
+        };
+        let delivery =
+            tokio::task::spawn_blocking(move || tern_store::Delivery::prepare(raw, envelope, vec![mailbox_target]))
+                .await?;
+        if known.contains(&delivery.hash) {
+            result.duplicates += 1;
+            continue;
+        }
+        let receipt = store.deliver(delivery).await?;
+        if receipt.over_quota.is_empty() {
+            result.imported += 1;
+        } else {
+            result.over_quota += 1;
+        }
+    }
+    Ok(result)
 }
 
 /// Whose model a spam request is about.

@@ -2,8 +2,10 @@
 //! through the running server's admin socket or, when it is stopped, on the store directly.
 
 mod check;
+mod mailfile;
 mod setup;
 mod train;
+mod transfer;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -88,6 +90,24 @@ enum Command {
     /// The outbound queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// Bring mail in from an mbox file or a Maildir (flags, keywords and dates kept; an
+    /// interrupted import goes on where it stopped when run again).
+    #[command(subcommand)]
+    Import(ImportCmd),
+    /// Write a user's mail out as Maildir (Maildir++ folders) or mbox files, flags and dates
+    /// kept; run again, it writes only what is new.
+    Export {
+        /// The user's address.
+        email: String,
+        /// The directory to write into (made when missing).
+        dir: PathBuf,
+        /// Maildir: INBOX at DIR, other mailboxes as DIR/.Name.Sub; mbox: DIR/Name.mbox.
+        #[arg(long, value_enum, default_value = "maildir")]
+        format: transfer::Format,
+        /// Only this mailbox (else all of them).
+        #[arg(long, value_name = "NAME")]
+        mailbox: Option<String>,
+    },
     /// The built-in spam classifier: teach it, ask it, see what it learnt.
     #[command(subcommand)]
     Spam(SpamCmd),
@@ -105,6 +125,32 @@ enum Command {
     Dns {
         /// The domain (one of this server's).
         domain: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCmd {
+    /// An mbox file (mboxrd or mboxo): each message with the date of its `From ` line and the
+    /// flags of its Status:, X-Status: and X-Keywords: fields.
+    Mbox {
+        /// The user's address.
+        email: String,
+        /// The mbox file.
+        path: PathBuf,
+        /// The mailbox to import into (made when missing).
+        #[arg(long, value_name = "NAME", default_value = "INBOX")]
+        mailbox: String,
+    },
+    /// A Maildir (cur/ and new/) with its Maildir++ subfolders (.Sent, .Archive.2024): flags
+    /// from the file names, keywords from dovecot-keywords, dates from the files' times.
+    Maildir {
+        /// The user's address.
+        email: String,
+        /// The Maildir's directory.
+        path: PathBuf,
+        /// Import the Maildir into this mailbox (its subfolders below it), not INBOX.
+        #[arg(long, value_name = "NAME")]
+        mailbox: Option<String>,
     },
 }
 
@@ -522,6 +568,25 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             write_stdout(summary.as_bytes())?;
             return Ok(std::process::ExitCode::SUCCESS);
         }
+        Command::Import(cmd) => {
+            let out = runtime.block_on(async {
+                match cmd {
+                    ImportCmd::Mbox { email, path, mailbox } => {
+                        transfer::import_mbox(&config, &email, &path, &mailbox).await
+                    }
+                    ImportCmd::Maildir { email, path, mailbox } => {
+                        transfer::import_maildir(&config, &email, &path, mailbox.as_deref()).await
+                    }
+                }
+            })?;
+            write_stdout(out.as_bytes())?;
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        Command::Export { email, dir, format, mailbox } => {
+            let out = runtime.block_on(transfer::export(&config, &email, &dir, format, mailbox.as_deref()))?;
+            write_stdout(out.as_bytes())?;
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
         Command::Queue(cmd) => match cmd {
             QueueCmd::List => AdminRequest::QueueList,
             QueueCmd::Show { id } => AdminRequest::QueueShow { id },
@@ -540,11 +605,15 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
                 match cmd {
                     CheckCmd::Spf { ip, helo, sender } => check::spf(&config, ip, &helo, sender.as_deref()).await,
                     CheckCmd::Dkim { file } => {
-                        let raw = crlf(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
+                        let raw = mailfile::crlf(
+                            std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?,
+                        );
                         check::dkim(&config, &raw).await
                     }
                     CheckCmd::Dmarc { file, ip, helo, sender } => {
-                        let raw = crlf(std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?);
+                        let raw = mailfile::crlf(
+                            std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?,
+                        );
                         check::dmarc(&config, &raw, ip, &helo, &sender).await
                     }
                 }
@@ -571,21 +640,6 @@ fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
-}
-
-/// A message file as it travels over SMTP: CRLF line ends (files on disk often have LF).
-fn crlf(raw: Vec<u8>) -> Vec<u8> {
-    if raw.windows(2).any(|w| w == b"\r\n") {
-        return raw;
-    }
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
-    for &b in &raw {
-        if b == b'\n' {
-            out.push(b'\r');
-        }
-        out.push(b);
-    }
-    out
 }
 
 /// Sends the request to the running server, or executes it on the store when none runs.
