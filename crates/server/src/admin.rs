@@ -154,6 +154,11 @@ pub enum AdminRequest {
         after_uid: u32,
         max_bytes: u64,
     },
+    /// A backup of the store and the data directory's files into `dir` (absolute; made, and
+    /// empty), taken while the server runs.
+    Backup {
+        dir: PathBuf,
+    },
     /// Why a delivered message went where it went.
     MailExplain {
         email: String,
@@ -210,6 +215,8 @@ pub struct AdminContext {
     pub hostname: String,
     /// The MTA-STS policy settings, for `tern dns`.
     pub mta_sts: tern_config::MtaSts,
+    /// The data directory (`tern backup` copies its files).
+    pub data_dir: PathBuf,
     /// The running delivery service (woken after `queue retry`); `None` when the CLI works on
     /// the store directly.
     pub delivery: Option<std::sync::Arc<tern_delivery::DeliveryService>>,
@@ -553,6 +560,10 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
                 });
             }
             return Ok(AdminReply { ok: true, output: serde_json::to_vec(&batch)? });
+        }
+        AdminRequest::Backup { dir: dest } => {
+            anyhow::ensure!(dest.is_absolute(), "the backup directory must be an absolute path");
+            out.push_str(&crate::backup::backup(dir.store().as_ref(), &ctx.data_dir, &dest).await?);
         }
         AdminRequest::QueueList => {
             let now = tern_store::now_unix();

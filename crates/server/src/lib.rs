@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod autoconfig;
+pub mod backup;
 pub mod data_dir;
 mod http;
 mod listen;
@@ -29,7 +30,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// (useful with port 0 in tests and for scripts).
 pub const RUN_FILE: &str = "run.json";
 /// DMARC results counted for the next aggregate reports.
-const DMARC_STATE: &str = "dmarc-reports.json";
+pub(crate) const DMARC_STATE: &str = "dmarc-reports.json";
 
 pub fn store_path(data_dir: &Path) -> PathBuf {
     data_dir.join("store")
@@ -357,6 +358,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         directory: directory.clone(),
         hostname: config.hostname.clone(),
         mta_sts: config.mta_sts.clone(),
+        data_dir: config.data_dir.clone(),
         delivery: Some(Arc::clone(&delivery)),
         spam: Arc::clone(&spam_filter),
         spam_thresholds: spam_thresholds(&config),

@@ -21,6 +21,9 @@ pub enum StoreError {
     Locked(String),
     #[error("store task failed: {0}")]
     Task(String),
+    /// A file outside the engine (backup, restore): what was done, and the error, in words.
+    #[error("{context}: {error}")]
+    Io { context: String, error: std::io::Error },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -138,6 +138,11 @@ pub trait Store: Send + Sync + 'static {
     /// Drops an entry without delivering or bouncing it.
     async fn queue_remove(&self, id: QueueId) -> StoreResult<bool>;
 
+    // --- backup ---
+    /// Writes a consistent copy of everything stored (one point in time) into `dir`, made
+    /// when missing, while the store stays in use. Durable on return.
+    async fn backup(&self, dir: std::path::PathBuf) -> StoreResult<BackupSummary>;
+
     /// Holds a message in the quarantine; durable when it returns. The entry's `id` is
     /// assigned here (the one passed is ignored).
     async fn quarantine_put(&self, entry: QuarantineEntry, raw: Vec<u8>) -> StoreResult<u64>;

@@ -585,3 +585,14 @@ pub struct QuarantineEntry {
     pub envelope: DeliveryEnvelope,
     pub size: u64,
 }
+
+/// What a backup or a restore moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupSummary {
+    /// Records (keys and values) copied.
+    pub records: u64,
+    /// Bytes of keys and values.
+    pub bytes: u64,
+    /// Message contents copied as files of their own.
+    pub files: u64,
+}

@@ -90,6 +90,18 @@ enum Command {
     /// The outbound queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// Copy the store (one consistent point in time, while the server runs) and the data
+    /// directory's keys and certificates into DIR.
+    Backup {
+        /// A new or empty directory (the running server writes into it: it must be able to).
+        dir: PathBuf,
+    },
+    /// Make the data directory (it must hold no store) from a backup `tern backup` wrote. Run
+    /// it with the server stopped.
+    Restore {
+        /// The backup's directory.
+        dir: PathBuf,
+    },
     /// Bring mail in from an mbox file or a Maildir (flags, keywords and dates kept; an
     /// interrupted import goes on where it stopped when run again).
     #[command(subcommand)]
@@ -582,6 +594,12 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             write_stdout(out.as_bytes())?;
             return Ok(std::process::ExitCode::SUCCESS);
         }
+        Command::Backup { dir } => AdminRequest::Backup { dir: tern_server::backup::absolute(&dir)? },
+        Command::Restore { dir } => {
+            let out = tern_server::backup::restore(&config.data_dir, &dir, config.store.cache_mb)?;
+            write_stdout(out.as_bytes())?;
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
         Command::Export { email, dir, format, mailbox } => {
             let out = runtime.block_on(transfer::export(&config, &email, &dir, format, mailbox.as_deref()))?;
             write_stdout(out.as_bytes())?;
@@ -707,6 +725,7 @@ impl Admin {
             directory,
             hostname: config.hostname.clone(),
             mta_sts: config.mta_sts.clone(),
+            data_dir: config.data_dir.clone(),
             delivery: None,
             spam,
             spam_thresholds: tern_server::spam_thresholds(config),

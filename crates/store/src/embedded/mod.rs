@@ -2,6 +2,7 @@
 //! SSTables) in `data_dir/store`, one writer thread with group commit, and readers on the
 //! blocking thread pool.
 
+mod backup;
 mod blobfile;
 mod codec;
 mod fts;
@@ -55,6 +56,8 @@ pub(crate) struct Engine {
     due: Mutex<std::collections::BTreeSet<(i64, QueueId)>>,
     /// `fts_pending` and `fts_removed` in memory, for the same reason.
     fts_queue: Mutex<fts::FtsQueue>,
+    /// Backups in progress: while any runs, content files stay (see `backup`).
+    backups_running: std::sync::atomic::AtomicUsize,
 }
 
 /// fjall's flush and compaction workers. With more than one, worker 0 hands every compaction
@@ -110,6 +113,7 @@ impl Engine {
             blob_dir: blobfile::directory(path),
             due: Mutex::new(std::collections::BTreeSet::new()),
             fts_queue: Mutex::default(),
+            backups_running: std::sync::atomic::AtomicUsize::new(0),
             db,
         };
         engine.check_format()?;
@@ -720,6 +724,10 @@ impl Store for EmbeddedStore {
             OpResult::Bool(b) => Ok(b),
             _ => unexpected(),
         }
+    }
+
+    async fn backup(&self, dir: std::path::PathBuf) -> StoreResult<BackupSummary> {
+        self.read(move |e| e.backup(&dir)).await
     }
 
     async fn quarantine_put(&self, entry: QuarantineEntry, raw: Vec<u8>) -> StoreResult<u64> {

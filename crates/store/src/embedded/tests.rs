@@ -638,3 +638,65 @@ async fn quarantine_holds_releases_once_and_expires() {
     assert!(!store.quarantine_remove(first).await.unwrap());
     assert!(store.quarantine_remove(third).await.unwrap());
 }
+
+/// A backup is one point in time, taken while the store is written to; contents kept as files
+/// are in it even when their last copy is expunged during the backup; a restore gives the
+/// same store, and a damaged backup is refused before anything is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_while_written_and_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(&dir.path().join("store"), 8).unwrap());
+    let a = account(&store, "a@example.org").await;
+    let inbox = store.mailbox_by_name(a.id, INBOX).await.unwrap().unwrap();
+    let big = |i: usize| msg(&format!("big {i}"), &format!("X-Fill: {}\r\n", "y".repeat(blobfile::FILE_THRESHOLD + i)));
+    for i in 0..20 {
+        let raw = if i % 5 == 0 { big(i) } else { msg(&format!("m{i}"), "") };
+        store.deliver(delivery(raw, vec![DeliveryTarget::inbox(a.id)])).await.unwrap();
+    }
+    // Writes go on during the backup: new messages, and the large ones expunged.
+    let writer = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            for i in 20..60 {
+                store.deliver(delivery(msg(&format!("m{i}"), ""), vec![DeliveryTarget::inbox(a.id)])).await.unwrap();
+                if i < 24 {
+                    store.expunge(inbox.id, vec![1 + (i as u32 - 20) * 5]).await.unwrap();
+                }
+            }
+        })
+    };
+    let backup_dir = dir.path().join("backup");
+    let summary = store.backup(backup_dir.clone()).await.unwrap();
+    writer.await.unwrap();
+    assert!(summary.records > 20 && summary.files <= 4, "{summary:?}");
+
+    let restored_path = dir.path().join("restored");
+    let restored_summary = EmbeddedStore::restore(&restored_path, &backup_dir, 8).unwrap();
+    assert_eq!((restored_summary.records, restored_summary.files), (summary.records, summary.files));
+    let restored = EmbeddedStore::open(&restored_path, 8).unwrap();
+    let b = restored.account_by_address("a@example.org").await.unwrap().unwrap();
+    let r_inbox = restored.mailbox_by_name(b.id, INBOX).await.unwrap().unwrap();
+    let entries = restored.message_list(r_inbox.id).await.unwrap();
+    assert!(entries.len() >= 16, "the 20 messages before the backup, less those expunged: {}", entries.len());
+    assert_eq!(r_inbox.total as usize, entries.len());
+    for e in &entries {
+        let raw = restored.blob_get(e.blob).await.unwrap().expect("every message has its content");
+        assert_eq!(raw.len() as u64, e.size);
+    }
+    // UIDs go on after the restored ones.
+    let r = restored.deliver(delivery(msg("after", ""), vec![DeliveryTarget::inbox(b.id)])).await.unwrap();
+    assert!(r.copies[0].uid > entries.last().unwrap().uid);
+    restored.shutdown().await.unwrap();
+
+    // A store is not restored over another, and a damaged backup is refused whole.
+    assert!(matches!(EmbeddedStore::restore(&restored_path, &backup_dir, 8), Err(StoreError::Exists(_))));
+    let dump = backup_dir.join("store.dump");
+    let mut bytes = std::fs::read(&dump).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&dump, &bytes).unwrap();
+    let damaged = EmbeddedStore::restore(&dir.path().join("other"), &backup_dir, 8);
+    assert!(matches!(damaged, Err(StoreError::Corrupt { .. }) | Err(StoreError::Io { .. })), "{damaged:?}");
+    assert!(!dir.path().join("other").exists(), "nothing written from a damaged backup");
+    store.shutdown().await.unwrap();
+}

@@ -195,9 +195,13 @@ impl Writer {
             metrics::histogram!("tern_store_commit_group_size").record(size as f64);
             match &persisted {
                 Ok(()) => {
-                    for hash in self.files_to_remove.drain(..) {
-                        if !self.engine.blob_refs.contains_key(hash.0).unwrap_or(true) {
-                            blobfile::remove(&self.engine.blob_dir, &hash);
+                    // A running backup may still copy them: they go after it (checked again
+                    // then, in case the content came back meanwhile).
+                    if self.engine.backups_running.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                        for hash in self.files_to_remove.drain(..) {
+                            if !self.engine.blob_refs.contains_key(hash.0).unwrap_or(true) {
+                                blobfile::remove(&self.engine.blob_dir, &hash);
+                            }
                         }
                     }
                     if !self.due_changes.is_empty() {
