@@ -91,6 +91,10 @@ pub enum AdminRequest {
     Dns {
         domain: String,
     },
+    /// The records of `Dns` as JSON ([`ExpectedDns`]), for `tern doctor`.
+    DnsExpected {
+        domain: String,
+    },
     /// `tern setup DOMAIN`: the domain, an admin account (postmaster@ and abuse@ aliases to
     /// it), DKIM keys, each made only when missing, then the DNS records. Safe to repeat.
     Setup {
@@ -699,6 +703,11 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
             writeln!(out)?;
             out.push_str(&dns_records(&d, &ctx.hostname, &ctx.mta_sts));
         }
+        AdminRequest::DnsExpected { domain } => {
+            let d = dir.domain_get(&domain).await?.ok_or_else(|| anyhow::anyhow!("{domain} is not a local domain"))?;
+            let expected = expected_dns(&d, &ctx.hostname, &ctx.mta_sts);
+            return Ok(AdminReply { ok: true, output: serde_json::to_vec(&expected)? });
+        }
         AdminRequest::Dns { domain } => {
             let d = dir.domain_get(&domain).await?.ok_or_else(|| anyhow::anyhow!("{domain} is not a local domain"))?;
             out.push_str(&dns_records(&d, &ctx.hostname, &ctx.mta_sts));
@@ -724,34 +733,90 @@ fn txt_strings(value: &str) -> String {
     value.as_bytes().chunks(255).map(|c| format!("\"{}\"", String::from_utf8_lossy(c))).collect::<Vec<_>>().join(" ")
 }
 
-/// Every record a domain served by Tern should publish, required ones first.
-pub fn dns_records(domain: &tern_store::Domain, hostname: &str, mta_sts: &tern_config::MtaSts) -> String {
-    use std::fmt::Write;
-    let d = &domain.name;
+/// A DNS record a domain served by Tern should publish.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DnsRecord {
+    /// The owner name, without the final dot.
+    pub name: String,
+    /// `MX`, `TXT`, `CNAME`, `SRV`.
+    pub rtype: String,
+    /// As in a zone file, unquoted (TXT: the text itself).
+    pub value: String,
+    /// Without it mail is lost or refused (else: recommended).
+    pub required: bool,
+}
+
+/// What a domain should publish, and the MTA-STS policy Tern serves for it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExpectedDns {
+    pub domain: String,
+    pub hostname: String,
+    pub records: Vec<DnsRecord>,
+    pub mta_sts_policy: String,
+}
+
+/// Every record a domain should publish, required ones first.
+pub fn expected_dns(domain: &tern_store::Domain, hostname: &str, mta_sts: &tern_config::MtaSts) -> ExpectedDns {
+    let d = domain.name.as_str();
     let h = hostname.trim_end_matches('.');
-    let mut out = format!("; DNS records for {d}, served by {h}\n");
-    let _ = writeln!(out, "; Required: without these, mail to and from {d} is lost or refused");
-    let _ = writeln!(out, "{d}. IN MX 10 {h}.");
-    let _ = writeln!(out, "{d}. IN TXT \"v=spf1 mx -all\"");
-    if domain.dkim.is_empty() {
-        let _ = writeln!(out, "; no DKIM keys yet: run `tern dkim generate {d}`");
-    }
+    let record = |name: String, rtype: &str, value: String, required: bool| DnsRecord {
+        name,
+        rtype: rtype.to_string(),
+        value,
+        required,
+    };
+    let mut records = vec![
+        record(d.to_string(), "MX", format!("10 {h}."), true),
+        record(d.to_string(), "TXT", "v=spf1 mx -all".to_string(), true),
+    ];
     for k in &domain.dkim {
-        let _ =
-            writeln!(out, "{}._domainkey.{d}. IN TXT {}", k.selector, txt_strings(&tern_mailauth::dkim::dns_record(k)));
+        records.push(record(format!("{}._domainkey.{d}", k.selector), "TXT", tern_mailauth::dkim::dns_record(k), true));
     }
-    let _ = writeln!(out, "_dmarc.{d}. IN TXT \"v=DMARC1; p=quarantine; rua=mailto:postmaster@{d}\"");
-    let _ = writeln!(out, "; Recommended: TLS policy and its reports, mail client autoconfiguration");
+    records.push(record(
+        format!("_dmarc.{d}"),
+        "TXT",
+        format!("v=DMARC1; p=quarantine; rua=mailto:postmaster@{d}"),
+        true,
+    ));
     let policy = crate::mta_sts::policy(h, mta_sts);
-    let _ = writeln!(out, "_mta-sts.{d}. IN TXT \"v=STSv1; id={}\"", crate::mta_sts::policy_id(&policy));
-    let _ = writeln!(out, "mta-sts.{d}. IN CNAME {h}.");
-    let _ = writeln!(out, "_smtp._tls.{d}. IN TXT \"v=TLSRPTv1; rua=mailto:postmaster@{d}\"");
-    let _ = writeln!(out, "autoconfig.{d}. IN CNAME {h}.");
-    let _ = writeln!(out, "autodiscover.{d}. IN CNAME {h}.");
+    records.push(record(
+        format!("_mta-sts.{d}"),
+        "TXT",
+        format!("v=STSv1; id={}", crate::mta_sts::policy_id(&policy)),
+        false,
+    ));
+    records.push(record(format!("mta-sts.{d}"), "CNAME", format!("{h}."), false));
+    records.push(record(format!("_smtp._tls.{d}"), "TXT", format!("v=TLSRPTv1; rua=mailto:postmaster@{d}"), false));
+    records.push(record(format!("autoconfig.{d}"), "CNAME", format!("{h}."), false));
+    records.push(record(format!("autodiscover.{d}"), "CNAME", format!("{h}."), false));
     for (service, port) in
         [("submissions", 465), ("submission", 587), ("imaps", 993), ("imap", 143), ("pop3s", 995), ("pop3", 110)]
     {
-        let _ = writeln!(out, "_{service}._tcp.{d}. IN SRV 0 1 {port} {h}.");
+        records.push(record(format!("_{service}._tcp.{d}"), "SRV", format!("0 1 {port} {h}."), false));
+    }
+    ExpectedDns { domain: d.to_string(), hostname: h.to_string(), records, mta_sts_policy: policy }
+}
+
+/// The records as zone-file lines, required ones first, with what to do about the rest.
+pub fn dns_records(domain: &tern_store::Domain, hostname: &str, mta_sts: &tern_config::MtaSts) -> String {
+    use std::fmt::Write;
+    let expected = expected_dns(domain, hostname, mta_sts);
+    let (d, h) = (&expected.domain, &expected.hostname);
+    let mut out = format!("; DNS records for {d}, served by {h}\n");
+    let line = |r: &DnsRecord| {
+        let value = if r.rtype == "TXT" { txt_strings(&r.value) } else { r.value.clone() };
+        format!("{}. IN {} {value}\n", r.name, r.rtype)
+    };
+    let _ = writeln!(out, "; Required: without these, mail to and from {d} is lost or refused");
+    for r in expected.records.iter().filter(|r| r.required) {
+        out.push_str(&line(r));
+    }
+    if domain.dkim.is_empty() {
+        let _ = writeln!(out, "; no DKIM keys yet: run `tern dkim generate {d}`");
+    }
+    let _ = writeln!(out, "; Recommended: TLS policy and its reports, mail client autoconfiguration");
+    for r in expected.records.iter().filter(|r| !r.required) {
+        out.push_str(&line(r));
     }
     let _ = writeln!(
         out,
@@ -759,8 +824,8 @@ pub fn dns_records(domain: &tern_store::Domain, hostname: &str, mta_sts: &tern_c
          ; record for each address naming {h} (set by whoever gives you the address)."
     );
     let _ = writeln!(out, "; MTA-STS policy, served by Tern at https://mta-sts.{d}/.well-known/mta-sts.txt:");
-    for line in policy.lines() {
-        let _ = writeln!(out, ";   {line}");
+    for l in expected.mta_sts_policy.lines() {
+        let _ = writeln!(out, ";   {l}");
     }
     out
 }

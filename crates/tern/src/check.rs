@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use tern_config::Config;
 use tern_mailauth::verify::{Outcome, Verifier};
 
-fn verifier(config: &Config) -> anyhow::Result<Verifier> {
+pub(crate) fn verifier(config: &Config) -> anyhow::Result<Verifier> {
     let (resolver, _) = tern_mailauth::resolver::build(&config.dns).map_err(|e| anyhow::anyhow!(e))?;
     let psl = match &config.inbound.public_suffix_list {
         Some(path) => tern_mailauth::dmarc::PublicSuffixList::parse(&std::fs::read_to_string(path)?)

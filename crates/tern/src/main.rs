@@ -2,6 +2,7 @@
 //! through the running server's admin socket or, when it is stopped, on the store directly.
 
 mod check;
+mod doctor;
 mod mailfile;
 mod setup;
 mod train;
@@ -132,6 +133,17 @@ enum Command {
     /// Check mail authentication the way the server does (uses the configured resolver).
     #[command(subcommand)]
     Check(CheckCmd),
+    /// Check what the world sees of a domain, through DNS and the network: MX, the server's
+    /// addresses and reverse names, SPF, DKIM, DMARC, MTA-STS (record and policy served),
+    /// TLS-RPT, TLSA, the certificate, and outbound port 25; each item ok, warn, missing or
+    /// wrong with the fix. Exits 1 when something is missing or wrong.
+    Doctor {
+        /// A local domain.
+        domain: String,
+        /// A domain whose MX is tried on port 25 to tell whether outbound SMTP is open.
+        #[arg(long, value_name = "DOMAIN", default_value = "gmail.com")]
+        probe: String,
+    },
     /// Print the DNS records a domain should publish (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT,
     /// SRV for client autoconfiguration).
     Dns {
@@ -593,6 +605,11 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             })?;
             write_stdout(out.as_bytes())?;
             return Ok(std::process::ExitCode::SUCCESS);
+        }
+        Command::Doctor { domain, probe } => {
+            let (out, failed) = runtime.block_on(doctor::run(&config, &domain, &probe))?;
+            write_stdout(out.as_bytes())?;
+            return Ok(if failed { std::process::ExitCode::FAILURE } else { std::process::ExitCode::SUCCESS });
         }
         Command::Backup { dir } => AdminRequest::Backup { dir: tern_server::backup::absolute(&dir)? },
         Command::Restore { dir } => {

@@ -702,3 +702,96 @@ fn setup_makes_a_working_domain_and_its_mta_sts_policy_is_served() {
     assert_eq!(s.https_get("mta-sts.example.org", "/metrics").0, 404);
     assert_eq!(s.http_get("/metrics").0, 200);
 }
+
+/// Issue 12: `tern doctor` reads what is published through DNS (a stub server here) and what
+/// is served (Tern's own HTTPS listener for the MTA-STS policy, a sink for outbound port 25),
+/// and names each item ok, missing or wrong with the fix.
+#[test]
+fn doctor_checks_what_the_world_sees() {
+    let https_port = free_port();
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = ca_signed_names(certs.path(), &[HOSTNAME, "mta-sts.example.test"]);
+    let mut world_records: Vec<(String, String, String)> = Vec::new();
+    // The domain's expected records come from Tern itself (after setup).
+    let mut s = TestServer::unprepared("");
+    s.ok(&["setup", "example.test"]);
+    let dns = s.ok(&["dns", "example.test"]);
+    let record = |prefix: &str| -> (String, String) {
+        let line = dns.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {dns}"));
+        let name = line.split_whitespace().next().unwrap().trim_end_matches('.').to_string();
+        (name, line.split('"').skip(1).step_by(2).collect())
+    };
+    let dkim: Vec<(String, String)> = dns
+        .lines()
+        .filter(|l| l.contains("._domainkey."))
+        .map(|l| record(l.split_whitespace().next().unwrap()))
+        .collect();
+    assert_eq!(dkim.len(), 2);
+    let (sts_name, sts_value) = record("_mta-sts.example.test.");
+    for (name, rtype, value) in [
+        ("example.test", "MX", "10 mx.tern.test."),
+        // A documentation address (RFC 5737): the resolver answers loopback PTRs itself, and
+        // nothing connects to the MX here.
+        ("mx.tern.test", "A", "192.0.2.10"),
+        ("10.2.0.192.in-addr.arpa", "PTR", "mx.tern.test."),
+        ("example.test", "TXT", "v=spf1 ip4:192.0.2.10 -all"),
+        // The Ed25519 key as it is; the RSA one stale (another key).
+        (dkim[0].0.as_str(), "TXT", dkim[0].1.as_str()),
+        (dkim[1].0.as_str(), "TXT", "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAstale"),
+        (sts_name.as_str(), "TXT", sts_value.as_str()),
+        ("mta-sts.example.test", "A", "127.0.0.1"),
+        ("_smtp._tls.example.test", "TXT", "v=TLSRPTv1; rua=mailto:postmaster@example.test"),
+        ("probe.test", "MX", "10 mx.probe.test."),
+        ("mx.probe.test", "A", "127.0.0.1"),
+    ] {
+        world_records.push((name.to_string(), rtype.to_string(), value.to_string()));
+    }
+    let records: Vec<(&str, &str, &str)> =
+        world_records.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+    let sink_port = free_port();
+    let world = World::start(&records, Some(sink_port), serde_json::json!({}));
+    // The server's configuration now uses the stub DNS, the CA-signed certificate, and an
+    // HTTPS port known in advance (where the MTA-STS policy is fetched from).
+    let text = std::fs::read_to_string(&s.config_path)
+        .unwrap()
+        .replace("https = [\"127.0.0.1:0\"]", &format!("https = [\"127.0.0.1:{https_port}\"]"));
+    let config = format!(
+        "{text}\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n[dns]\nnameservers = [\"127.0.0.1:{}\"]\ntimeout_seconds = 2\n[delivery]\nsmtp_port = {sink_port}\nmta_sts_port = {https_port}\nca_file = \"{}\"\n",
+        cert.display(),
+        key.display(),
+        world.dns_port,
+        ca.display()
+    );
+    std::fs::write(&s.config_path, config).unwrap();
+    s.launch();
+    let out = s.cli(&["doctor", "example.test", "--probe", "probe.test"]);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "DMARC is missing and a DKIM key is stale: exit 1\n{report}");
+    let line = |what: &str| -> String {
+        report.lines().find(|l| l.split_whitespace().nth(1) == Some(what)).unwrap_or_default().to_string()
+    };
+    for (what, status) in [
+        ("MX", "ok"),
+        ("A/AAAA", "ok"),
+        ("PTR", "ok"),
+        ("SPF", "ok"),
+        ("DMARC", "missing"),
+        ("MTA-STS", "ok"),
+        ("TLS-RPT", "ok"),
+        ("outbound", "ok"),
+    ] {
+        assert!(line(what).starts_with(status), "{what} should be {status}:\n{report}");
+    }
+    let dkim_lines: Vec<&str> = report.lines().filter(|l| l.contains(" DKIM ")).collect();
+    assert!(dkim_lines.iter().any(|l| l.starts_with("ok")), "{report}");
+    assert!(dkim_lines.iter().any(|l| l.starts_with("wrong")), "{report}");
+    assert!(report.contains("fix: _dmarc.example.test. IN TXT \"v=DMARC1"), "{report}");
+    assert!(
+        report.lines().any(|l| l.starts_with("ok") && l.contains("MTA-STS web")),
+        "the policy served over HTTPS by Tern itself is checked: {report}"
+    );
+    assert!(
+        report.lines().any(|l| l.starts_with("ok") && l.contains("valid for mx.tern.test, chain trusted")),
+        "{report}"
+    );
+}

@@ -38,12 +38,14 @@ impl TestServer {
     }
 
     /// Like [`TestServer::new`] without `tern setup`: no data directory yet.
+    /// An `extra` that starts with `https = [...]` replaces the default HTTPS listener.
     pub fn unprepared(extra: &str) -> TestServer {
+        let https = if extra.starts_with("https = ") { "" } else { "https = [\"127.0.0.1:0\"]\n" };
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let config_path = dir.path().join("tern.toml");
         let config = format!(
-            "hostname = \"{HOSTNAME}\"\ndata_dir = \"{}\"\n[listen]\nsmtp = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\npop3 = [\"127.0.0.1:0\"]\npop3s = [\"127.0.0.1:0\"]\nsubmission = [\"127.0.0.1:0\"]\nsubmissions = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\n{extra}\n",
+            "hostname = \"{HOSTNAME}\"\ndata_dir = \"{}\"\n[listen]\nsmtp = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\npop3 = [\"127.0.0.1:0\"]\npop3s = [\"127.0.0.1:0\"]\nsubmission = [\"127.0.0.1:0\"]\nsubmissions = [\"127.0.0.1:0\"]\n{https}{extra}\n",
             data.display()
         );
         std::fs::write(&config_path, config).expect("write config");
@@ -753,6 +755,13 @@ pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 
 /// A test CA, and a certificate for `name` signed by it: (ca, cert, key).
 pub fn ca_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    ca_signed_names(dir, &[name])
+}
+
+/// Like [`ca_signed`], for several names (the first is the file name).
+pub fn ca_signed_names(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+    let name = names[0];
+    let alt_names = names.iter().map(|n| format!("DNS:{n}")).collect::<Vec<_>>().join(",");
     let (ca, ca_key) = self_signed(dir, "tern-test-ca");
     let key = dir.join(format!("{name}.key"));
     let csr = dir.join(format!("{name}.csr"));
@@ -760,7 +769,7 @@ pub fn ca_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     let ext = dir.join(format!("{name}.ext"));
     std::fs::write(
         &ext,
-        format!("subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+        format!("subjectAltName={alt_names}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
     )
     .unwrap();
     let run = |args: &[&str]| {
