@@ -92,6 +92,7 @@ pub struct Config {
     #[serde(rename = "scanner")]
     pub scanners: Vec<Scanner>,
     pub mta_sts: MtaSts,
+    pub acme: Acme,
     pub log: Log,
 }
 
@@ -118,6 +119,7 @@ impl Default for Config {
             alerts: Alerts::default(),
             scanners: Vec::new(),
             mta_sts: MtaSts::default(),
+            acme: Acme::default(),
             log: Log::default(),
         }
     }
@@ -725,6 +727,56 @@ impl MtaStsMode {
     }
 }
 
+/// Certificates from an ACME certificate authority (RFC 8555), Let's Encrypt by default:
+/// obtained at start when missing, renewed ahead of expiry, and put into every listener
+/// without a restart. They replace `[tls] cert/key`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Acme {
+    pub enabled: bool,
+    /// The CA's directory URL. Let's Encrypt's staging CA, for trying things out, is
+    /// `https://acme-staging-v02.api.letsencrypt.org/directory`.
+    pub directory: String,
+    /// Contact addresses for the account (`mailto:admin@example.org`).
+    pub contact: Vec<String>,
+    /// Names the certificate covers. Empty: `hostname`, and `mta-sts.` and `autoconfig.` of
+    /// every local domain (names whose challenge fails are left out, never `hostname`).
+    pub names: Vec<String>,
+    /// `tls-alpn-01` (answered on the `https` listener, port 443) or `http-01` (on the
+    /// `public_http` listener, port 80).
+    pub challenge: AcmeChallenge,
+    /// Renew this long before expiry (or when a third of the certificate's life is left, if
+    /// that comes first: short-lived certificates).
+    pub renew_before_days: u64,
+    /// How often the certificate is checked.
+    pub check_interval_seconds: u64,
+    /// Extra CA certificates (PEM) to trust for the ACME server's own HTTPS (a private CA).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for Acme {
+    fn default() -> Self {
+        Acme {
+            enabled: false,
+            directory: "https://acme-v02.api.letsencrypt.org/directory".into(),
+            contact: Vec::new(),
+            names: Vec::new(),
+            challenge: AcmeChallenge::TlsAlpn01,
+            renew_before_days: 30,
+            check_interval_seconds: 3600,
+            ca_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum AcmeChallenge {
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    #[serde(rename = "http-01")]
+    Http01,
+}
+
 /// Logging.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -777,6 +829,7 @@ impl Config {
             &mut config.tls.key,
             &mut config.inbound.public_suffix_list,
             &mut config.delivery.ca_file,
+            &mut config.acme.ca_file,
         ]
         .into_iter()
         .flatten()
@@ -831,6 +884,27 @@ impl Config {
             (Some(_), None) => return Err(invalid("tls.key", "tls.cert is set but tls.key is not")),
             (None, Some(_)) => return Err(invalid("tls.cert", "tls.key is set but tls.cert is not")),
             _ => {}
+        }
+        if self.acme.enabled {
+            if !self.acme.directory.starts_with("https://") {
+                return Err(invalid("acme.directory", "must be an https:// URL"));
+            }
+            if let Some(c) = self.acme.contact.iter().find(|c| !c.starts_with("mailto:")) {
+                return Err(invalid("acme.contact", format!("{c:?}: contacts are mailto: URLs")));
+            }
+            let listener = match self.acme.challenge {
+                AcmeChallenge::TlsAlpn01 => ("https", &self.listen.https),
+                AcmeChallenge::Http01 => ("public_http", &self.listen.public_http),
+            };
+            if listener.1.is_empty() {
+                return Err(invalid(
+                    "acme.challenge",
+                    format!("the challenge is answered on listen.{}, which is off", listener.0),
+                ));
+            }
+            if self.acme.check_interval_seconds == 0 {
+                return Err(invalid("acme.check_interval_seconds", "must be at least 1"));
+            }
         }
         if !(1..=31_557_600).contains(&self.mta_sts.max_age_seconds) {
             return Err(invalid("mta_sts.max_age_seconds", "must be between 1 and 31557600 (RFC 8461 §3.2)"));

@@ -15,10 +15,12 @@ pub enum Service {
     /// HTTP over TLS: the MTA-STS policy (RFC 8461 §3.3 requires HTTPS), autoconfiguration,
     /// and the ACME challenges.
     Https,
+    /// Plain HTTP for the world (port 80): ACME HTTP-01 challenges and autoconfiguration.
+    PublicHttp,
 }
 
 impl Service {
-    pub const ALL: [Service; 9] = [
+    pub const ALL: [Service; 10] = [
         Service::Smtp,
         Service::Submission,
         Service::Submissions,
@@ -28,6 +30,7 @@ impl Service {
         Service::Pop3s,
         Service::Http,
         Service::Https,
+        Service::PublicHttp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +44,7 @@ impl Service {
             Service::Pop3s => "pop3s",
             Service::Http => "http",
             Service::Https => "https",
+            Service::PublicHttp => "public_http",
         }
     }
 
@@ -56,6 +60,7 @@ impl Service {
             Service::Pop3s => (995, 1995),
             Service::Http => (8080, 8080),
             Service::Https => (443, 8443),
+            Service::PublicHttp => (80, 8081),
         }
     }
 }
@@ -73,6 +78,7 @@ pub struct Listen {
     pub pop3s: Vec<SocketAddr>,
     pub http: Vec<SocketAddr>,
     pub https: Vec<SocketAddr>,
+    pub public_http: Vec<SocketAddr>,
 }
 
 fn any(port: u16) -> Vec<SocketAddr> {
@@ -91,6 +97,7 @@ impl Default for Listen {
         let mut l = Listen::build(|s| any(s.ports().0));
         l.http = loopback(Service::Http.ports().0);
         l.https = Vec::new();
+        l.public_http = Vec::new();
         l
     }
 }
@@ -107,6 +114,7 @@ impl Listen {
             pop3s: f(Service::Pop3s),
             http: f(Service::Http),
             https: f(Service::Https),
+            public_http: f(Service::PublicHttp),
         }
     }
 
@@ -132,6 +140,7 @@ impl Listen {
             Service::Pop3s => &self.pop3s,
             Service::Http => &self.http,
             Service::Https => &self.https,
+            Service::PublicHttp => &self.public_http,
         }
     }
 

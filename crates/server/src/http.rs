@@ -18,6 +18,8 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
     pub autoconfig: crate::autoconfig::AutoconfigState,
     pub mta_sts: crate::mta_sts::MtaStsState,
+    /// ACME HTTP-01 answers (empty unless an order is under way).
+    pub acme_tokens: crate::acme::HttpTokens,
 }
 
 /// Time a client has to send a request's header (from the connection's start or the end of
@@ -111,7 +113,10 @@ pub fn public_router(state: &HttpState) -> Router {
         .with_state(state.autoconfig.clone());
     let mta_sts =
         Router::new().route("/.well-known/mta-sts.txt", get(crate::mta_sts::handler)).with_state(state.mta_sts.clone());
-    autoconfig.merge(mta_sts)
+    let acme = Router::new()
+        .route("/.well-known/acme-challenge/{token}", get(crate::acme::http_challenge))
+        .with_state(state.acme_tokens.clone());
+    autoconfig.merge(mta_sts).merge(acme)
 }
 
 /// The `http` listener: metrics, health, and everything [`public_router`] serves.

@@ -2,6 +2,7 @@
 //! SIGINT; then stops accepting, lets sessions finish their transaction, flushes the store and
 //! exits.
 
+pub mod acme;
 pub mod admin;
 pub mod autoconfig;
 pub mod backup;
@@ -96,16 +97,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .with_secret(data_dir::server_secret(&config.data_dir)?);
 
-    let cert = tern_tls::ensure_certificate(
-        config.tls.cert.as_deref(),
-        config.tls.key.as_deref(),
-        &config.data_dir,
-        &config.hostname,
-    )
-    .context("TLS certificate (config keys tls.cert / tls.key)")?;
+    // The certificate: ACME's once it has one, else the configured or a self-signed one
+    // (ACME replaces it as soon as it is issued).
+    let acme_paths = acme::certificate_paths(&config.data_dir);
+    let cert = if config.acme.enabled && acme_paths.cert.exists() && acme_paths.key.exists() {
+        acme_paths
+    } else {
+        tern_tls::ensure_certificate(
+            config.tls.cert.as_deref(),
+            config.tls.key.as_deref(),
+            &config.data_dir,
+            &config.hostname,
+        )
+        .context("TLS certificate (config keys tls.cert / tls.key)")?
+    };
     let (tls_config, certificate) =
         tern_tls::server_config(&cert).context("TLS certificate (config keys tls.cert / tls.key)")?;
     let tls = tern_tls::TlsAcceptor::from(tls_config);
+    let https_tls = tern_tls::TlsAcceptor::from(tern_tls::https_config(&certificate)?);
+    let cert = Arc::new(std::sync::Mutex::new(cert));
 
     let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
@@ -343,7 +353,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             policy: mta_sts::policy(&config.hostname, &config.mta_sts).into(),
             directory: directory.clone(),
         },
+        acme_tokens: acme::HttpTokens::default(),
     };
+    let acme_task = config.acme.enabled.then(|| {
+        let service = acme::AcmeService::new(
+            &config,
+            directory.clone(),
+            Arc::clone(&certificate),
+            Arc::clone(&cert),
+            alerts.clone(),
+            http_state.acme_tokens.clone(),
+        );
+        tokio::spawn(service.run(shutdown.clone()))
+    });
     for listener in listen::bind_service(&config.listen, Service::Http)? {
         bound.entry("http").or_default().push(listener.local_addr()?.to_string());
         tokio::spawn(http::serve(listener, http::router(http_state.clone()), None, shutdown.clone()));
@@ -351,7 +373,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for listener in listen::bind_service(&config.listen, Service::Https)? {
         bound.entry("https").or_default().push(listener.local_addr()?.to_string());
         let router = http::public_router(&http_state);
-        tokio::spawn(http::serve(listener, router, Some(tls.clone()), shutdown.clone()));
+        tokio::spawn(http::serve(listener, router, Some(https_tls.clone()), shutdown.clone()));
+    }
+    for listener in listen::bind_service(&config.listen, Service::PublicHttp)? {
+        bound.entry("public_http").or_default().push(listener.local_addr()?.to_string());
+        let router = http::public_router(&http_state);
+        tokio::spawn(http::serve(listener, router, None, shutdown.clone()));
     }
 
     let admin_context = admin::AdminContext {
@@ -374,9 +401,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     // SIGHUP reads the certificate and key files again (a renewed certificate is presented
     // to new connections without a restart); SIGTERM and Ctrl-C stop.
-    wait_for_signal(|| match certificate.reload(&cert) {
-        Ok(()) => tracing::info!(cert = %cert.cert.display(), "SIGHUP: certificate reloaded"),
-        Err(e) => tracing::warn!(error = %e, "SIGHUP: certificate not reloaded; the one in use stays"),
+    wait_for_signal(|| {
+        let paths = cert.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match certificate.reload(&paths) {
+            Ok(()) => tracing::info!(cert = %paths.cert.display(), "SIGHUP: certificate reloaded"),
+            Err(e) => tracing::warn!(error = %e, "SIGHUP: certificate not reloaded; the one in use stays"),
+        }
     })
     .await;
     tracing::info!("shutting down: no new connections; finishing transactions in progress");
@@ -388,6 +418,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let _ = delivery_task.await;
     let _ = quarantine_task.await;
+    if let Some(t) = acme_task {
+        let _ = t.await;
+    }
     if let Some(t) = reports_task {
         let _ = t.await;
     }

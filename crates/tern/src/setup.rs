@@ -164,6 +164,13 @@ https = [{https}]
 # "testing" asks senders to report TLS problems; switch to "enforce" once reports are clean.
 mode = "{mode}"
 
+[acme]
+# Certificates from Let's Encrypt for the hostname and mta-sts./autoconfig. of each domain,
+# renewed by Tern itself (TLS-ALPN-01 on port 443). Replaces [tls] cert/key once issued.
+enabled = false
+# contact = ["mailto:you@example.org"]
+# directory = "https://acme-staging-v02.api.letsencrypt.org/directory"   # to try things out
+
 # [spam]
 # junk_score = 5.0
 # [delivery]

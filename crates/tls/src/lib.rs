@@ -165,7 +165,13 @@ fn load_certified_key(paths: &CertPaths, provider: &CryptoProvider) -> Result<Ar
 pub struct ServerCertificate {
     current: std::sync::RwLock<Arc<CertifiedKey>>,
     provider: Arc<CryptoProvider>,
+    /// ACME TLS-ALPN-01 challenge certificates by name (RFC 8737), presented only to a
+    /// client that asks for the `acme-tls/1` protocol.
+    challenges: std::sync::RwLock<std::collections::HashMap<String, Arc<CertifiedKey>>>,
 }
+
+/// The ALPN protocol of ACME TLS-ALPN-01 validation (RFC 8737 §6.2).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 impl ServerCertificate {
     /// Reads the files again and, when they hold a usable certificate and key, presents them
@@ -175,10 +181,45 @@ impl ServerCertificate {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         Ok(())
     }
+
+    /// Presents a TLS-ALPN-01 challenge certificate for `name` (RFC 8737 §3): self-signed,
+    /// naming `name` alone, with the acmeIdentifier extension holding `digest` (the SHA-256
+    /// of the key authorization). `None` withdraws it.
+    pub fn set_acme_challenge(&self, name: &str, digest: Option<&[u8]>) -> Result<(), TlsError> {
+        let mut challenges = self.challenges.write().unwrap_or_else(|p| p.into_inner());
+        let Some(digest) = digest else {
+            challenges.remove(&name.to_ascii_lowercase());
+            return Ok(());
+        };
+        let generate = || -> Result<(String, String), rcgen::Error> {
+            let mut params = rcgen::CertificateParams::new(vec![name.to_string()])?;
+            params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+            let key = rcgen::KeyPair::generate()?;
+            let cert = params.self_signed(&key)?;
+            Ok((cert.pem(), key.serialize_pem()))
+        };
+        let (cert_pem, key_pem) = generate().map_err(|e| TlsError::Generate(e.to_string()))?;
+        let cert =
+            CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| TlsError::Generate(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| TlsError::Generate(e.to_string()))?;
+        // Not `CertifiedKey::from_der`: its consistency check parses the certificate with
+        // webpki, which refuses the critical acmeIdentifier extension.
+        let signing_key =
+            self.provider.key_provider.load_private_key(key).map_err(|e| TlsError::Config(e.to_string()))?;
+        let certified = CertifiedKey::new(vec![cert], signing_key);
+        challenges.insert(name.to_ascii_lowercase(), Arc::new(certified));
+        Ok(())
+    }
 }
 
 impl rustls::server::ResolvesServerCert for ServerCertificate {
-    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let acme = hello.alpn().is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
+        if acme {
+            // RFC 8737 §3: only the challenge certificate, and only for its name.
+            let name = hello.server_name()?.to_ascii_lowercase();
+            return self.challenges.read().unwrap_or_else(|p| p.into_inner()).get(&name).cloned();
+        }
         Some(self.current.read().unwrap_or_else(|p| p.into_inner()).clone())
     }
 }
@@ -189,14 +230,27 @@ pub fn server_config(paths: &CertPaths) -> Result<(Arc<ServerConfig>, Arc<Server
     let certificate = Arc::new(ServerCertificate {
         current: std::sync::RwLock::new(load_certified_key(paths, &provider)?),
         provider: Arc::clone(&provider),
+        challenges: Default::default(),
     });
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let config = config_with(&certificate, vec![])?;
+    Ok((config, certificate))
+}
+
+/// The configuration of the HTTPS listener: the same certificate, with ALPN for HTTP/1.1 and
+/// for ACME TLS-ALPN-01 validation (mail protocols offer no ALPN: a client that asks for one
+/// must not be refused for it).
+pub fn https_config(certificate: &Arc<ServerCertificate>) -> Result<Arc<ServerConfig>, TlsError> {
+    config_with(certificate, vec![b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()])
+}
+
+fn config_with(certificate: &Arc<ServerCertificate>, alpn: Vec<Vec<u8>>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(Arc::clone(&certificate.provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_no_client_auth()
         .with_cert_resolver(certificate.clone());
-    config.alpn_protocols = vec![];
-    Ok((Arc::new(config), certificate))
+    config.alpn_protocols = alpn;
+    Ok(Arc::new(config))
 }
 
 /// aws-lc-rs with only ECDHE suites for TLS 1.2 (TLS 1.3 is always forward secret).
