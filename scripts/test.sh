@@ -20,6 +20,8 @@ need sigtool clamav
 need rspamd rspamd
 # The ACME tests run against pebble, Let's Encrypt's test CA.
 need pebble pebble
+# The IMAP migration tests copy from a private Dovecot.
+need dovecot dovecot-imapd
 # swaks --tls needs Perl's TLS modules (only recommended by the swaks package).
 perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
 # Python modules: the delivery tests' stub DNS, remote MX sink and DKIM verifier.

@@ -4,6 +4,7 @@
 mod check;
 mod doctor;
 mod mailfile;
+mod migrate;
 mod setup;
 mod train;
 mod transfer;
@@ -107,6 +108,9 @@ enum Command {
     /// interrupted import goes on where it stopped when run again).
     #[command(subcommand)]
     Import(ImportCmd),
+    /// Copy mail from another server into Tern.
+    #[command(subcommand)]
+    Migrate(MigrateCmd),
     /// Write a user's mail out as Maildir (Maildir++ folders) or mbox files, flags and dates
     /// kept; run again, it writes only what is new.
     Export {
@@ -149,6 +153,30 @@ enum Command {
     Dns {
         /// The domain (one of this server's).
         domain: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateCmd {
+    /// Every folder of an IMAP account (Dovecot, Cyrus, Exchange, Gmail...) into a Tern user,
+    /// with flags, keywords and dates; run again, it copies only what is new.
+    Imap {
+        /// The source server: imaps://host[:port] (TLS), or imap://host[:port] (STARTTLS;
+        /// clear text only to a loopback address).
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The login name on the source server.
+        #[arg(long, value_name = "NAME")]
+        user: String,
+        /// Read the source password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// The Tern user to copy into (default: --user, when it is an address here).
+        #[arg(long, value_name = "EMAIL")]
+        to: Option<String>,
+        /// Extra CA certificates (PEM) to trust for the source server's certificate.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -614,6 +642,14 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Backup { dir } => AdminRequest::Backup { dir: tern_server::backup::absolute(&dir)? },
         Command::Restore { dir } => {
             let out = tern_server::backup::restore(&config.data_dir, &dir, config.store.cache_mb)?;
+            write_stdout(out.as_bytes())?;
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        Command::Migrate(MigrateCmd::Imap { from, user, password_stdin: _, to, ca_file }) => {
+            let password = read_password_stdin()?;
+            let to = to.unwrap_or_else(|| user.clone());
+            let args = migrate::MigrateArgs { from, user, password, to, ca_file };
+            let out = runtime.block_on(migrate::run(&config, args))?;
             write_stdout(out.as_bytes())?;
             return Ok(std::process::ExitCode::SUCCESS);
         }

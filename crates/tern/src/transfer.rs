@@ -11,16 +11,15 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tern_config::Config;
 use tern_server::admin::{AdminRequest, ExportBatch, ImportResult, MailboxInfo, TransferredMessage};
 
 /// Messages larger than this are skipped (an admin request carries at most 64 MiB, base64).
-const MAX_MESSAGE: u64 = 40 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE: u64 = 40 * 1024 * 1024;
 /// A batch: at most this many messages or bytes per request.
-const BATCH_MESSAGES: usize = 100;
-const BATCH_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const BATCH_MESSAGES: usize = 100;
+pub(crate) const BATCH_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -28,30 +27,31 @@ pub enum Format {
     Maildir,
 }
 
-/// Ctrl-C ends the run after the batch in progress, with its place saved.
-fn interrupted_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = Arc::clone(&flag);
+/// Set by Ctrl-C: the run ends after the batch in progress, with its place saved.
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Starts watching for Ctrl-C (see [`INTERRUPTED`]).
+pub(crate) fn interrupted_flag() -> &'static AtomicBool {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            set.store(true, Ordering::SeqCst);
+            INTERRUPTED.store(true, Ordering::SeqCst);
         }
     });
-    flag
+    &INTERRUPTED
 }
 
 /// A progress line on standard error, on a terminal only.
-struct Progress {
+pub(crate) struct Progress {
     on: bool,
     messages: u64,
     bytes: u64,
 }
 
 impl Progress {
-    fn new() -> Progress {
+    pub(crate) fn new() -> Progress {
         Progress { on: std::io::stderr().is_terminal(), messages: 0, bytes: 0 }
     }
-    fn add(&mut self, messages: u64, bytes: u64, of: Option<(u64, u64)>) {
+    pub(crate) fn add(&mut self, messages: u64, bytes: u64, of: Option<(u64, u64)>) {
         self.messages += messages;
         self.bytes += bytes;
         if self.on {
@@ -60,7 +60,7 @@ impl Progress {
             let _ = std::io::stderr().flush();
         }
     }
-    fn end(&self) {
+    pub(crate) fn end(&self) {
         if self.on {
             eprintln!();
         }
@@ -75,13 +75,13 @@ struct ImportState {
     imported: u64,
 }
 
-fn state_path(config: &Config, kind: &str, email: &str, mailbox: &str, source: &Path) -> PathBuf {
+pub(crate) fn state_path(config: &Config, kind: &str, email: &str, mailbox: &str, source: &Path) -> PathBuf {
     let key = format!("{kind}\0{email}\0{mailbox}\0{}", source.display());
     let name = blake3::hash(key.as_bytes()).to_hex()[..24].to_string();
     config.data_dir.join("transfer").join(format!("{kind}-{name}"))
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -93,7 +93,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Sends one batch; the counts of what was stored.
-async fn send_batch(
+pub(crate) async fn send_batch(
     admin: &Admin,
     email: &str,
     mailbox: &str,
@@ -257,7 +257,7 @@ pub async fn import_maildir(
             (Some(m), sub) => format!("{m}/{sub}"),
             (None, n) => n.to_string(),
         };
-        match import_maildir_folder(config, &admin, email, &folder, &target, &interrupted, &mut progress).await {
+        match import_maildir_folder(config, &admin, email, &folder, &target, interrupted, &mut progress).await {
             Ok((totals, stopped)) => {
                 out.push_str(&totals.report(&format!("{} into {email} {target}", folder.display()), stopped));
                 if stopped {

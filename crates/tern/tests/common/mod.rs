@@ -761,7 +761,11 @@ pub fn ca_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
 /// Like [`ca_signed`], for several names (the first is the file name).
 pub fn ca_signed_names(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
     let name = names[0];
-    let alt_names = names.iter().map(|n| format!("DNS:{n}")).collect::<Vec<_>>().join(",");
+    let alt_names = names
+        .iter()
+        .map(|n| if n.parse::<std::net::IpAddr>().is_ok() { format!("IP:{n}") } else { format!("DNS:{n}") })
+        .collect::<Vec<_>>()
+        .join(",");
     let (ca, ca_key) = self_signed(dir, "tern-test-ca");
     let key = dir.join(format!("{name}.key"));
     let csr = dir.join(format!("{name}.csr"));
