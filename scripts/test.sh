@@ -9,6 +9,7 @@ missing=()
 need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
 need swaks swaks
 need openssl openssl
+need curl curl
 need python3 python3
 need mbsync isync
 need offlineimap offlineimap3

@@ -1,7 +1,13 @@
 //! Records the commit the binary was built from, for `tern --version` (`unknown` outside a git
-//! checkout, e.g. a `cargo install` from a registry).
+//! checkout, e.g. a `cargo install` from a registry; `TERN_COMMIT` in the environment wins).
 
 fn main() {
+    // A build without the repository (a container build) may pass it in.
+    println!("cargo:rerun-if-env-changed=TERN_COMMIT");
+    if let Some(commit) = std::env::var("TERN_COMMIT").ok().filter(|c| !c.is_empty()) {
+        println!("cargo:rustc-env=TERN_COMMIT={commit}");
+        return;
+    }
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()

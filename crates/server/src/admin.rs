@@ -963,6 +963,18 @@ async fn import(
         Some(m) => m,
         None => store.mailbox_create(account.id, tern_store::NewMailbox::new(name, None)).await?,
     };
+    // One import into a mailbox at a time: a request whose client went away (an import killed
+    // mid-batch) still runs to its end, and the resumed import's duplicate check must see all
+    // it stored.
+    let lock = {
+        static LOCKS: std::sync::LazyLock<
+            std::sync::Mutex<std::collections::HashMap<tern_store::MailboxId, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+        > = std::sync::LazyLock::new(Default::default);
+        let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        locks.retain(|_, l| std::sync::Arc::strong_count(l) > 1);
+        std::sync::Arc::clone(locks.entry(target.id).or_default())
+    };
+    let _serialized = lock.lock().await;
     let known: std::collections::HashSet<tern_store::BlobHash> = if skip_duplicates {
         store.message_list(target.id).await?.into_iter().map(|e| e.blob).collect()
     } else {

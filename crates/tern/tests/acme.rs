@@ -11,7 +11,8 @@ use std::time::Duration;
 
 struct Pebble {
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    management: u16,
     /// The CA that signed pebble's own HTTPS certificate (for the ACME API).
     ca: PathBuf,
     port: u16,
@@ -55,12 +56,44 @@ impl Pebble {
         eventually(Duration::from_secs(20), "pebble listening", || {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
         });
-        Pebble { child, _dir: dir, ca, port, log }
+        Pebble { child, dir, management, ca, port, log }
     }
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Pebble's issuing root (random per run), from its management interface.
+    fn root(&self) -> PathBuf {
+        let path = self.dir.path().join("root.pem");
+        let out = Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(&self.ca)
+            .arg(format!("https://localhost:{}/roots/0", self.management))
+            .output()
+            .expect("curl (the test command installs it)");
+        assert!(
+            out.status.success() && out.stdout.starts_with(b"-----BEGIN"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    }
+}
+
+/// `openssl s_client`'s verdict on the chain a listener presents for `name`, checked against
+/// `root` and for the name.
+fn verify(port: u16, name: &str, root: &std::path::Path) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} -servername {name} -verify_hostname {name} -CAfile '{}' </dev/null 2>/dev/null | grep -m1 'Verify return code'",
+            root.display()
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Issuer, serial and names of the certificate a TLS listener presents for `name`.
@@ -137,6 +170,10 @@ fn tls_alpn_issuance_leaves_out_a_failing_name_and_renews() {
     assert!(!first.contains("autoconfig.example.test"), "the failed name is left out: {first}");
     let log = s.log();
     assert!(log.contains("challenges failed") && log.contains("autoconfig.example.test"), "{log}");
+    // The chain verifies up to pebble's root, for both names.
+    let root = pebble.root();
+    assert_eq!(verify(s.imaps.port(), HOSTNAME, &root), "Verify return code: 0 (ok)");
+    assert_eq!(verify(https_port, "mta-sts.example.test", &root), "Verify return code: 0 (ok)");
     // Every TLS listener presents it (the HTTPS one too, for the MTA-STS host).
     assert_eq!(serial(&presented(https_port, "mta-sts.example.test")), serial(&first));
     assert!(s.data_dir().join("acme/account.json").exists() && s.data_dir().join("acme/cert.pem").exists());
