@@ -230,7 +230,9 @@ impl CommandFramer {
                     }
                     self.cmd.extend(input.drain(..=lf));
                     self.cmd.pop();
-                    if self.cmd.last() == Some(&b'\r') {
+                    // A CR of this line only: one that ends the literal before it is data (a
+                    // literal ending in CR followed by LF panicked here; found by fuzzing).
+                    if self.cmd.len() > self.line_start && self.cmd.last() == Some(&b'\r') {
                         self.cmd.pop();
                     }
                     if self.cmd.len() - self.append_bytes > self.limits.max_command {

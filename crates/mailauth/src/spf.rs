@@ -555,7 +555,14 @@ fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, len: u8) -> bool {
     u128::from(ip) & mask == u128::from(net) & mask
 }
 
-/// §4.6: the whole record, or the first syntax error in it.
+/// Whether a TXT string is an SPF record and, if it is, its first syntax error (§4.5, §4.6):
+/// the parser as the evaluation runs it, for fuzzing and record checks.
+pub fn record_syntax(raw: &[u8]) -> Option<Result<(), String>> {
+    is_spf_record(raw).then(|| parse_record(raw).map(|_| ()).map_err(|e| e.1))
+}
+
+/// §4.6: the whole record, or the first syntax error in it. `raw` starts with `v=spf1`
+/// ([`is_spf_record`]).
 fn parse_record(raw: &[u8]) -> Check<Record> {
     // §3.1/§4.6.1: ASCII only, terms separated by spaces only.
     let text = std::str::from_utf8(raw).map_err(|_| perm("non-ASCII characters in the SPF record"))?;

@@ -150,3 +150,18 @@ fn refused_append_literals_are_never_taken_for_commands() {
     // Nothing to refuse between commands.
     assert_eq!(f.refuse_literal(), None);
 }
+
+/// Found by fuzzing: a literal whose last byte is CR, followed by the LF that ends the line,
+/// made the framer take the CR for the line's own and slice before the line's start (a
+/// panic on input any client can send). The CR is literal data and stays.
+#[test]
+fn a_literal_ending_in_cr_keeps_its_cr() {
+    let mut f = framer();
+    assert_eq!(
+        feed(&mut f, b"a APPEND INBOX {5+}\r\nabcd\r\n"),
+        vec![Frame::Command(b"a APPEND INBOX {5+}\r\nabcd\r".to_vec())]
+    );
+    let frames = feed(&mut f, b"{5+}\r\n{5+}\r\nhello\r\n");
+    assert!(frames.iter().all(|fr| matches!(fr, Frame::Command(_))), "{frames:?}");
+    assert_eq!(feed(&mut f, b"b NOOP\r\n"), vec![Frame::Command(b"b NOOP".to_vec())]);
+}

@@ -1,0 +1,193 @@
+//! Fuzz targets: each function takes arbitrary bytes, runs one parser the way the server does,
+//! and asserts what must hold for any input (no panic, bounded output, agreement between
+//! stages). `fuzz/` runs them under libFuzzer (`cargo +nightly fuzz run NAME`); the test suite
+//! replays the committed corpora (`fuzz/corpus/NAME/`) through them on stable, so a crash
+//! found once stays fixed and the targets keep building. `docs/security.md` says how to run
+//! them and what they found.
+
+/// Every target by name (the corpus directory and the libFuzzer target have this name).
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("smtp_command", smtp_command),
+    ("smtp_data", smtp_data),
+    ("imap_command", imap_command),
+    ("pop3_command", pop3_command),
+    ("sasl", sasl),
+    ("mime", mime),
+    ("address_list", address_list),
+    ("auth_records", auth_records),
+];
+
+/// SMTP command lines as a session reads them: line framing with the line limit, then each
+/// line parsed; the path parsers on the text after `MAIL FROM:` / `RCPT TO:` as well.
+pub fn smtp_command(data: &[u8]) {
+    use tern_smtp_proto::{LineBuffer, LineEvent};
+    const MAX_LINE: usize = 512;
+    let mut lines = LineBuffer::new(MAX_LINE);
+    // The first byte splits the input into two reads, as the network might.
+    let split = usize::from(data.first().copied().unwrap_or(0)) % (data.len() + 1);
+    for chunk in [&data[..split], &data[split..]] {
+        lines.extend(chunk);
+        while let Some(event) = lines.next_line() {
+            if let LineEvent::Line(line) = event {
+                assert!(line.len() <= MAX_LINE + 2, "a line over the limit came through");
+                let _ = tern_smtp_proto::parse_command(&line);
+            }
+        }
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = tern_smtp_proto::parse_reverse_path(text);
+        let _ = tern_smtp_proto::parse_forward_path(text);
+        let _ = tern_smtp_proto::parse_mailbox(text);
+        let _ = tern_smtp_proto::xtext::decode(text);
+    }
+}
+
+/// The DATA decoder (dot-unstuffing, the terminator, the size limit), fed in two pieces: what
+/// it keeps never exceeds the limit, and it consumes nothing after the terminator.
+pub fn smtp_data(data: &[u8]) {
+    const LIMIT: usize = 4096;
+    let split = usize::from(data.first().copied().unwrap_or(0)) * 7 % (data.len() + 1);
+    let mut decoder = tern_smtp_proto::DataDecoder::new(LIMIT);
+    let first = decoder.feed(&data[..split]);
+    assert!(first <= split);
+    let mut consumed = first;
+    if !decoder.is_done() {
+        consumed += decoder.feed(&data[split..]);
+    }
+    assert!(consumed <= data.len());
+    if decoder.is_done() {
+        assert!(
+            data[..consumed].ends_with(b".\r\n") || data[..consumed].ends_with(b".\n"),
+            "done without a terminator"
+        );
+    }
+    assert!(decoder.stored() <= LIMIT + 2, "kept {} bytes over a {LIMIT} limit", decoder.stored());
+    let _ = decoder.finish();
+}
+
+/// IMAP command framing (lines, literals, limits) and the command parser on every frame.
+pub fn imap_command(data: &[u8]) {
+    use tern_imap_proto::{CommandFramer, Frame, Limits};
+    let mut framer = CommandFramer::new(Limits::authenticated(1 << 16));
+    let split = usize::from(data.first().copied().unwrap_or(0)) % (data.len() + 1);
+    for chunk in [&data[..split], &data[split..]] {
+        let mut input = chunk.to_vec();
+        let mut rounds = 0;
+        while let Some(frame) = framer.next(&mut input) {
+            rounds += 1;
+            assert!(rounds <= data.len() + 2, "the framer does not advance");
+            if let Frame::Command(command) = frame {
+                let _ = tern_imap_proto::parse_command(&command);
+            }
+        }
+        assert!(input.is_empty(), "the framer left input unread");
+    }
+    let _ = tern_imap_proto::parse_command(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        // Modified UTF-7 mailbox names: decoding what was encoded gives it back.
+        let encoded = tern_imap_proto::encode::utf7_encode(text);
+        assert_eq!(tern_imap_proto::encode::utf7_decode(&encoded).as_deref(), Some(text));
+        let _ = tern_imap_proto::encode::utf7_decode(text);
+    }
+}
+
+/// POP3 command lines.
+pub fn pop3_command(data: &[u8]) {
+    for line in data.split(|&b| b == b'\n') {
+        let _ = tern_pop3::proto::parse(line);
+    }
+}
+
+/// SASL: base64 responses, PLAIN credentials, SCRAM client messages.
+pub fn sasl(data: &[u8]) {
+    let _ = tern_sasl::parse_plain(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = tern_sasl::decode(text);
+        let _ = tern_sasl::Mechanism::parse(text);
+        let _ = tern_sasl::ScramCredentials::parse(text);
+    }
+    // A SCRAM exchange driven by the input: the client's first message, then (when it was
+    // accepted) its final message.
+    let (first, last) = data.split_at(data.iter().position(|&b| b == 0).unwrap_or(data.len()));
+    for plus in [false, true] {
+        let mut server = tern_sasl::ScramServer::new(plus, plus.then(|| vec![7u8; 32]));
+        if server.client_first(first).is_ok() {
+            // One iteration: the fuzzer is after the parser, not PBKDF2.
+            let credentials = tern_sasl::ScramCredentials::derive_with("pencil", b"saltsaltsalt".to_vec(), 1);
+            if server.server_first(credentials).is_ok() {
+                let _ = server.client_final(last.get(1..).unwrap_or_default());
+            }
+        }
+    }
+}
+
+/// A message as stored: the summary (headers, MIME structure, addresses, decoded text) and
+/// the ENVELOPE and BODYSTRUCTURE renderings of it, which must be balanced IMAP lists.
+pub fn mime(data: &[u8]) {
+    let summary = tern_mime::summarize(data);
+    assert_eq!(summary.size, data.len() as u64);
+    for style in [tern_mime::imap::Style { utf8: false }, tern_mime::imap::Style { utf8: true }] {
+        let mut out = Vec::new();
+        tern_mime::imap::envelope(&mut out, &summary.envelope, style);
+        balanced(&out);
+        for extended in [false, true] {
+            let mut out = Vec::new();
+            tern_mime::imap::body_structure(&mut out, &summary.body, extended, style);
+            balanced(&out);
+        }
+    }
+}
+
+/// Address lists (From, To, Cc...) as the ENVELOPE parser reads them.
+pub fn address_list(data: &[u8]) {
+    let list = tern_mime::address::parse_address_list(data);
+    assert!(list.len() <= data.len() + 1, "more addresses than bytes");
+}
+
+/// Tern's own record parsers: SPF (RFC 7208 §4.6) and DMARC (RFC 7489 §6.4) records.
+pub fn auth_records(data: &[u8]) {
+    let _ = tern_mailauth::spf::record_syntax(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = tern_mailauth::dmarc::parse_tags(text);
+        for spec in [tern_mailauth::dmarc::Specification::Rfc7489, tern_mailauth::dmarc::Specification::Rfc9989] {
+            let _ = tern_mailauth::dmarc::parse_record(text, spec);
+        }
+    }
+}
+
+/// Parentheses outside quoted strings and literals are balanced, and the quoting is closed.
+fn balanced(out: &[u8]) {
+    let mut depth = 0i64;
+    let mut i = 0;
+    while i < out.len() {
+        match out[i] {
+            b'"' => {
+                i += 1;
+                while i < out.len() && out[i] != b'"' {
+                    if out[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                assert!(i < out.len(), "unterminated quoted string in {:?}", String::from_utf8_lossy(out));
+            }
+            b'{' => {
+                // A literal: {N}CRLF then N bytes.
+                let close = out[i..].iter().position(|&b| b == b'}').map(|p| i + p);
+                let close =
+                    close.unwrap_or_else(|| panic!("unterminated literal in {:?}", String::from_utf8_lossy(out)));
+                let n: usize = std::str::from_utf8(&out[i + 1..close]).ok().and_then(|t| t.parse().ok()).unwrap_or(0);
+                assert_eq!(out.get(close + 1..close + 3), Some(&b"\r\n"[..]), "literal without CRLF");
+                i = close + 2 + n;
+            }
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                assert!(depth >= 0, "unbalanced ) in {:?}", String::from_utf8_lossy(out));
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    assert_eq!(depth, 0, "unbalanced ( in {:?}", String::from_utf8_lossy(out));
+}
