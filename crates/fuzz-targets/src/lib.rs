@@ -5,8 +5,11 @@
 //! found once stays fixed and the targets keep building. `docs/security.md` says how to run
 //! them and what they found.
 
+/// A fuzz target: bytes in, a panic when something that must hold does not.
+pub type Target = fn(&[u8]);
+
 /// Every target by name (the corpus directory and the libFuzzer target have this name).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("smtp_command", smtp_command),
     ("smtp_data", smtp_data),
     ("imap_command", imap_command),
