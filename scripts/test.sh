@@ -54,5 +54,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tern-target}"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Licences (no GPL/AGPL), duplicate-free sources, no wildcard versions (deny.toml). The
+# advisory database cannot be fetched here (GitHub is out of reach): docs/security.md.
+command -v cargo-deny >/dev/null 2>&1 || cargo install cargo-deny --locked --version 0.20.2
+cargo deny check licenses bans sources
 # Every test binary runs even when one fails; cargo reports all failures at the end.
 cargo test --workspace --locked --no-fail-fast

@@ -50,12 +50,31 @@ fn unknown_users_and_relaying_are_refused_at_rcpt() {
         let r = c.expect(relay, 554);
         assert!(r.text().starts_with("5.7.1"), "{relay} -> {r:?}");
     }
+    // The rest of the open-relay matrix (issue 13): look-alike and decorated domains, a
+    // second @, and a local-looking domain with a trailing dot: each refused with a 5xx,
+    // whatever the reason given, and nothing queued for delivery elsewhere.
+    for relay in [
+        "RCPT TO:<victim@elsewhere.test.>",
+        "RCPT TO:<victim@elsewhere.test@example.test>",
+        "RCPT TO:<alice@ex\u{0430}mple.test>",
+        "RCPT TO:<alice@xn--exmple-4nf.test>",
+        "RCPT TO:<victim@elsewhere.test%example.test>",
+        "RCPT TO:<alice@example.test.elsewhere.test>",
+        "RCPT TO:<victim@[192.0.2.1]>",
+        "RCPT TO:<victim@[IPv6:2001:db8::1]>",
+        "RCPT TO:<elsewhere.test!victim>",
+        "RCPT TO:<victim>",
+    ] {
+        let r = c.cmd(relay);
+        assert!((500..600).contains(&r.code), "{relay} -> {r:?}");
+    }
     // A source route through someone else to a local user is fine: the route is ignored.
     c.expect("RCPT TO:<@relay.elsewhere.test:alice@example.test>", 250);
     c.expect("DATA", 354);
     c.send(&simple_message("routed"));
     assert_eq!(c.reply().code, 250);
     assert_eq!(s.mail_list("alice@example.test", "INBOX").len(), 1);
+    assert_eq!(s.ok(&["queue", "list"]), "0 queued message(s)\n", "nothing was queued for anywhere else");
 }
 
 #[test]
