@@ -10,6 +10,7 @@ need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
 need swaks swaks
 need openssl openssl
 need curl curl
+need sslscan sslscan
 need python3 python3
 need mbsync isync
 need offlineimap offlineimap3
