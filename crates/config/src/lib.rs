@@ -93,6 +93,7 @@ pub struct Config {
     pub scanners: Vec<Scanner>,
     pub mta_sts: MtaSts,
     pub acme: Acme,
+    pub server: Server,
     pub log: Log,
 }
 
@@ -120,6 +121,7 @@ impl Default for Config {
             scanners: Vec::new(),
             mta_sts: MtaSts::default(),
             acme: Acme::default(),
+            server: Server::default(),
             log: Log::default(),
         }
     }
@@ -775,6 +777,16 @@ pub enum AcmeChallenge {
     TlsAlpn01,
     #[serde(rename = "http-01")]
     Http01,
+}
+
+/// The process.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Started as root, `tern serve` binds its ports, reads its certificate, gives the data
+    /// directory to this user and runs as it from then on (its own group; no supplementary
+    /// groups). Ignored when not started as root.
+    pub user: Option<String>,
 }
 
 /// Logging.

@@ -10,6 +10,7 @@ pub mod data_dir;
 mod http;
 mod listen;
 pub mod mta_sts;
+pub mod privilege;
 
 use anyhow::Context;
 use std::collections::BTreeMap;
@@ -86,16 +87,8 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     tern_tls::install_crypto_provider();
     let metrics = install_metrics()?;
+    let run_as = privilege::target(config.server.user.as_deref())?;
     data_dir::secure(&config.data_dir)?;
-
-    let store_config = config.clone();
-    let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || open_store(&store_config, true)).await??);
-    let directory = Directory::with_login_cache(
-        Arc::clone(&store),
-        config.plus_separator(),
-        Duration::from_secs(config.auth.login_cache_seconds),
-    )
-    .with_secret(data_dir::server_secret(&config.data_dir)?);
 
     // The certificate: ACME's once it has one, else the configured or a self-signed one
     // (ACME replaces it as soon as it is issued).
@@ -116,6 +109,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let tls = tern_tls::TlsAcceptor::from(tls_config);
     let https_tls = tern_tls::TlsAcceptor::from(tern_tls::https_config(&certificate)?);
     let cert = Arc::new(std::sync::Mutex::new(cert));
+
+    // Every listening socket, while still root (ports below 1024); then root is dropped
+    // (`[server] user`) before anything else is opened or created.
+    let mut sockets: std::collections::HashMap<Service, Vec<tokio::net::TcpListener>> =
+        std::collections::HashMap::new();
+    for service in Service::ALL {
+        sockets.insert(service, listen::bind_service(&config.listen, service)?);
+    }
+    if let Some(account) = &run_as {
+        privilege::hand_over(&config.data_dir, account)?;
+        privilege::drop_to(account)?;
+    }
+
+    let store_config = config.clone();
+    let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || open_store(&store_config, true)).await??);
+    let directory = Directory::with_login_cache(
+        Arc::clone(&store),
+        config.plus_separator(),
+        Duration::from_secs(config.auth.login_cache_seconds),
+    )
+    .with_secret(data_dir::server_secret(&config.data_dir)?);
 
     let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
@@ -221,7 +235,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     );
     let mut smtp_tasks = Vec::new();
-    for listener in listen::bind_service(&config.listen, Service::Smtp)? {
+    for listener in sockets.remove(&Service::Smtp).unwrap_or_default() {
         bound.entry("smtp").or_default().push(listener.local_addr()?.to_string());
         smtp_tasks.push(tokio::spawn(Arc::clone(&smtp).serve(listener, false)));
     }
@@ -239,7 +253,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     );
     for (service, implicit) in [(Service::Submission, false), (Service::Submissions, true)] {
-        for listener in listen::bind_service(&config.listen, service)? {
+        for listener in sockets.remove(&service).unwrap_or_default() {
             bound.entry(service.name()).or_default().push(listener.local_addr()?.to_string());
             smtp_tasks.push(tokio::spawn(Arc::clone(&submission).serve(listener, implicit)));
         }
@@ -303,7 +317,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let mut imap_tasks = Vec::new();
     for (service, implicit) in [(Service::Imap, false), (Service::Imaps, true)] {
-        for listener in listen::bind_service(&config.listen, service)? {
+        for listener in sockets.remove(&service).unwrap_or_default() {
             bound.entry(service.name()).or_default().push(listener.local_addr()?.to_string());
             imap_tasks.push(tokio::spawn(Arc::clone(&imap).serve(listener, implicit)));
         }
@@ -321,7 +335,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     );
     for (service, implicit) in [(Service::Pop3, false), (Service::Pop3s, true)] {
-        for listener in listen::bind_service(&config.listen, service)? {
+        for listener in sockets.remove(&service).unwrap_or_default() {
             bound.entry(service.name()).or_default().push(listener.local_addr()?.to_string());
             imap_tasks.push(tokio::spawn(Arc::clone(&pop3).serve(listener, implicit)));
         }
@@ -366,16 +380,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
         tokio::spawn(service.run(shutdown.clone()))
     });
-    for listener in listen::bind_service(&config.listen, Service::Http)? {
+    for listener in sockets.remove(&Service::Http).unwrap_or_default() {
         bound.entry("http").or_default().push(listener.local_addr()?.to_string());
         tokio::spawn(http::serve(listener, http::router(http_state.clone()), None, shutdown.clone()));
     }
-    for listener in listen::bind_service(&config.listen, Service::Https)? {
+    for listener in sockets.remove(&Service::Https).unwrap_or_default() {
         bound.entry("https").or_default().push(listener.local_addr()?.to_string());
         let router = http::public_router(&http_state);
         tokio::spawn(http::serve(listener, router, Some(https_tls.clone()), shutdown.clone()));
     }
-    for listener in listen::bind_service(&config.listen, Service::PublicHttp)? {
+    for listener in sockets.remove(&Service::PublicHttp).unwrap_or_default() {
         bound.entry("public_http").or_default().push(listener.local_addr()?.to_string());
         let router = http::public_router(&http_state);
         tokio::spawn(http::serve(listener, router, None, shutdown.clone()));

@@ -826,3 +826,37 @@ fn the_container_files_are_consistent() {
     let ignore = std::fs::read_to_string(root.join(".dockerignore")).unwrap();
     assert!(ignore.lines().any(|l| l == "target"), "the build context leaves target/ out");
 }
+
+/// Issue 13: started as root with `[server] user`, Tern binds its ports, then runs as that
+/// user, owning its data directory; everything still works (delivery, IMAP, the CLI).
+#[test]
+fn started_as_root_it_runs_as_the_configured_user() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: dropping privileges cannot be tested here");
+        return;
+    }
+    let mut s = TestServer::new("[server]\nuser = \"nobody\"\n");
+    // `nobody` must be able to reach its data directory.
+    std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    s.ok(&["domain", "add", "example.test"]);
+    s.ok_stdin(&["user", "add", "alice@example.test", "--password-stdin"], "secret\n");
+    s.launch();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap().to_string();
+    assert_eq!(uid_line.split_whitespace().skip(1).collect::<Vec<_>>(), ["65534"; 4], "{uid_line}");
+    let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap();
+    assert_eq!(groups.trim(), "Groups:", "no supplementary groups");
+    s.deliver("alice@example.test", b"Subject: after the drop\r\n\r\nbody\r\n");
+    let mut imap = s.imap_login("alice@example.test");
+    imap.ok("SELECT INBOX");
+    assert_eq!(s.mail_list("alice@example.test", "INBOX").len(), 1);
+    for entry in ["store", "secret", "tls/key.pem", "run.json"] {
+        let meta = std::fs::metadata(s.data_dir().join(entry)).unwrap();
+        assert_eq!(meta.uid(), 65534, "{entry} belongs to the server's user");
+    }
+    assert!(s.log().contains("running as an unprivileged user"), "{}", s.log());
+    assert!(s.stop().success(), "{}", s.log());
+}
