@@ -11,7 +11,7 @@ pub mod limits;
 pub mod memory;
 pub mod rate;
 
-pub use accept::accept_until_shutdown;
+pub use accept::{Admitted, Refusals, Ticket, accept_until_shutdown, admit};
 pub use auth::{AuthGuard, AuthVerdict};
 pub use compute::{Budget, ComputeError, ComputePool, OverBudget};
 pub use deadline::{Deadlines, Expired};

@@ -15,11 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tern_directory::Directory;
-use tern_guard::{AuthGuard, ComputePool, ConnectionLimits, LimitExceeded};
+use tern_guard::{AuthGuard, ComputePool, ConnectionLimits};
 use tern_mime::MessageSummary;
 use tern_store::{BlobHash, Store, StoreResult};
 use tern_tls::TlsAcceptor;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -371,53 +370,28 @@ impl ImapServer {
         self.compute.stop();
     }
 
-    async fn connection(self: Arc<Self>, mut stream: tokio::net::TcpStream, peer: SocketAddr, implicit_tls: bool) {
+    async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream, peer: SocketAddr, implicit_tls: bool) {
         let service = if implicit_tls { "imaps" } else { "imap" };
-        metrics::counter!("tern_imap_connections_total", "service" => service).increment(1);
-        let refuse = |why: &str| format!("* BYE [UNAVAILABLE] {why}\r\n");
-        let slot = match self.limits.acquire(peer.ip()) {
-            Ok(slot) => slot,
-            Err(why) => {
-                let reason = if why == LimitExceeded::Total { "total" } else { "per_ip" };
-                tracing::info!(client = %peer, reason, "IMAP connection refused: too many connections");
-                if !implicit_tls {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(5),
-                        stream.write_all(refuse("Too many connections").as_bytes()),
-                    )
-                    .await;
-                }
-                return;
-            }
-        };
-        let banned = matches!(self.auth.check(peer.ip()), tern_guard::AuthVerdict::Banned(_));
-        let mut conn = if implicit_tls {
+        let tls = if implicit_tls {
             let Some(acceptor) = self.tls.clone() else { return };
-            let Some(tls) = tern_tls::handshake(&acceptor, stream, peer).await else { return };
-            tern_tls::Stream::Tls(Box::new(tls))
+            Some(acceptor)
         } else {
-            tern_tls::Stream::Plain(stream)
+            None
         };
-        if banned {
-            // Said over TLS on 993 too, so the client shows why rather than a broken
-            // connection.
-            tracing::info!(client = %peer, "IMAP connection refused: address banned");
-            let _ = tokio::time::timeout(Duration::from_secs(5), async {
-                conn.write_all(refuse("Too many failed logins, try later").as_bytes()).await?;
-                conn.shutdown().await
-            })
-            .await;
-            drop(slot);
+        let refusals = tern_guard::Refusals {
+            busy: b"* BYE [UNAVAILABLE] Too many connections\r\n",
+            banned: b"* BYE [UNAVAILABLE] Too many failed logins, try later\r\n",
+        };
+        let Some(tern_guard::Admitted { stream, ticket }) =
+            tern_guard::admit(stream, peer, "imap", service, tls.as_ref(), &self.limits, &self.auth, refusals).await
+        else {
             return;
-        }
+        };
         let id = format!("{:x}", self.next_session.fetch_add(1, Ordering::Relaxed));
-        let gauge = metrics::gauge!("tern_imap_connections_active");
-        gauge.increment(1.0);
         let span = tracing::info_span!("imap", sid = %id, client = %peer);
-        let session = session::Session::new(Arc::clone(&self), conn, peer);
+        let session = session::Session::new(Arc::clone(&self), stream, peer);
         tracing::Instrument::instrument(session.run(), span).await;
-        gauge.decrement(1.0);
-        drop(slot);
+        drop(ticket);
     }
 }
 

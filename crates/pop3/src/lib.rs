@@ -15,10 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tern_directory::Directory;
-use tern_guard::{AuthGuard, ConnectionLimits, LimitExceeded};
+use tern_guard::{AuthGuard, ConnectionLimits};
 use tern_store::{MailboxId, Store};
 use tern_tls::TlsAcceptor;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -125,34 +124,28 @@ impl Pop3Server {
         self.tracker.wait().await;
     }
 
-    async fn connection(self: Arc<Self>, mut stream: tokio::net::TcpStream, peer: SocketAddr, implicit_tls: bool) {
-        metrics::counter!("tern_pop3_connections_total").increment(1);
-        let slot = match self.limits.acquire(peer.ip()) {
-            Ok(slot) => slot,
-            Err(why) => {
-                let reason = if why == LimitExceeded::Total { "total" } else { "per_ip" };
-                tracing::info!(client = %peer, reason, "POP3 connection refused: too many connections");
-                if !implicit_tls {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(5),
-                        stream.write_all(b"-ERR [SYS/TEMP] Too many connections\r\n"),
-                    )
-                    .await;
-                }
-                return;
-            }
-        };
-        let conn = if implicit_tls {
+    async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream, peer: SocketAddr, implicit_tls: bool) {
+        let service = if implicit_tls { "pop3s" } else { "pop3" };
+        let tls = if implicit_tls {
             let Some(acceptor) = self.tls.clone() else { return };
-            let Some(tls) = tern_tls::handshake(&acceptor, stream, peer).await else { return };
-            tern_tls::Stream::Tls(Box::new(tls))
+            Some(acceptor)
         } else {
-            tern_tls::Stream::Plain(stream)
+            None
+        };
+        // RFC 3206 response codes: SYS/TEMP (try later), AUTH (the login side).
+        let refusals = tern_guard::Refusals {
+            busy: b"-ERR [SYS/TEMP] Too many connections\r\n",
+            banned: b"-ERR [AUTH] Too many failed logins, try later\r\n",
+        };
+        let Some(tern_guard::Admitted { stream, ticket }) =
+            tern_guard::admit(stream, peer, "pop3", service, tls.as_ref(), &self.limits, &self.auth, refusals).await
+        else {
+            return;
         };
         let id = format!("{:x}", self.next_session.fetch_add(1, Ordering::Relaxed));
         let span = tracing::info_span!("pop3", sid = %id, client = %peer);
-        let session = session::Session::new(Arc::clone(&self), conn, peer);
+        let session = session::Session::new(Arc::clone(&self), stream, peer);
         tracing::Instrument::instrument(session.run(), span).await;
-        drop(slot);
+        drop(ticket);
     }
 }

@@ -67,6 +67,8 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
     metrics::describe_counter!("tern_imap_commands_total", "IMAP commands by name");
     metrics::describe_counter!("tern_imap_connections_total", "IMAP connections accepted");
     metrics::describe_gauge!("tern_imap_connections_active", "IMAP sessions in progress");
+    metrics::describe_counter!("tern_pop3_connections_total", "POP3 connections accepted");
+    metrics::describe_gauge!("tern_pop3_connections_active", "POP3 sessions in progress");
     metrics::describe_counter!("tern_auth_failures_total", "Failed logins by service");
     metrics::describe_counter!("tern_auth_bans_total", "Addresses banned after failed logins");
     metrics::describe_gauge!("tern_queue_messages", "Messages in the outbound queue");

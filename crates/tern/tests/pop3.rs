@@ -326,3 +326,28 @@ fn mpop_delivers_to_an_mbox() {
     assert!(text.contains("\n.leading dot\n") || text.contains("\n.leading dot\r\n"), "dot-unstuffed once: {text}");
     assert_eq!(s.mail_list("alice@example.test", "INBOX").len(), 2, "--keep=on keeps them");
 }
+
+/// Issue 13 (one way in for every protocol): POP3 skipped the ban at connect and had no
+/// connection gauge. An address banned for failed IMAP logins is now refused by POP3 at once,
+/// in POP3's words, on 110 and (after the handshake) on 995; sessions are counted.
+#[test]
+fn a_banned_address_is_refused_at_connect_and_sessions_are_counted() {
+    let s = TestServer::started("[limits]\nexempt = []\nauth_failures_before_ban = 3\nban_seconds = 60\n");
+    // A session in progress shows in the gauge.
+    let mut c = Client::connect(s.pop3);
+    assert!(c.read_line().unwrap().starts_with("+OK"));
+    let (_, metrics) = s.http_get("/metrics");
+    assert!(metrics.contains("tern_pop3_connections_active{service=\"pop3\"} 1"), "{metrics}");
+    drop(c);
+    for i in 0..3 {
+        let mut imap = s.imap();
+        let done = imap.run(&format!("LOGIN alice@example.test wrong{i}")).done;
+        assert!(done.starts_with("NO"), "{done}");
+    }
+    let mut c = Client::connect(s.pop3);
+    assert_eq!(c.read_line().unwrap(), "-ERR [AUTH] Too many failed logins, try later", "on 110");
+    let mut tls = Client::connect(s.pop3s).into_tls();
+    assert_eq!(tls.read_line().unwrap(), "-ERR [AUTH] Too many failed logins, try later", "on 995");
+    let (_, metrics) = s.http_get("/metrics");
+    assert!(metrics.contains("tern_pop3_connections_total{service=\"pop3s\"}"), "{metrics}");
+}

@@ -364,7 +364,7 @@ impl<S: Read + Write> Client<S> {
         self.try_reply().expect("connection closed while waiting for a reply")
     }
 
-    fn read_line(&mut self) -> Option<String> {
+    pub fn read_line(&mut self) -> Option<String> {
         loop {
             if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
                 let line: Vec<u8> = self.buf.drain(..i + 2).take(i).collect();
