@@ -87,6 +87,7 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
 
 /// Runs the server until a shutdown signal.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let signals = Signals::catch();
     tern_tls::install_crypto_provider();
     let metrics = install_metrics()?;
     let run_as = privilege::target(config.server.user.as_deref())?;
@@ -417,14 +418,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     // SIGHUP reads the certificate and key files again (a renewed certificate is presented
     // to new connections without a restart); SIGTERM and Ctrl-C stop.
-    wait_for_signal(|| {
-        let paths = cert.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        match certificate.reload(&paths) {
-            Ok(()) => tracing::info!(cert = %paths.cert.display(), "SIGHUP: certificate reloaded"),
-            Err(e) => tracing::warn!(error = %e, "SIGHUP: certificate not reloaded; the one in use stays"),
-        }
-    })
-    .await;
+    signals
+        .wait(|| {
+            let paths = cert.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            match certificate.reload(&paths) {
+                Ok(()) => tracing::info!(cert = %paths.cert.display(), "SIGHUP: certificate reloaded"),
+                Err(e) => tracing::warn!(error = %e, "SIGHUP: certificate not reloaded; the one in use stays"),
+            }
+        })
+        .await;
     tracing::info!("shutting down: no new connections; finishing transactions in progress");
     sd_notify("STOPPING=1");
     ready.store(false, Ordering::SeqCst);
@@ -454,27 +456,49 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for SIGTERM or Ctrl-C; calls `on_hangup` for each SIGHUP meanwhile.
-async fn wait_for_signal(on_hangup: impl Fn()) {
+/// SIGTERM and SIGHUP, caught from the start of `serve`: a signal that arrives before the
+/// server waits for it (a service manager stopping it right after readiness) is kept, not
+/// left to the default action (exit without the orderly stop).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
-            (Ok(mut term), Ok(mut hup)) => loop {
-                tokio::select! {
-                    _ = term.recv() => break,
-                    _ = tokio::signal::ctrl_c() => break,
-                    _ = hup.recv() => on_hangup(),
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn catch() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals { term: signal(SignalKind::terminate()).ok(), hup: signal(SignalKind::hangup()).ok() }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Waits for SIGTERM or Ctrl-C; calls `on_hangup` for each SIGHUP meanwhile.
+    async fn wait(self, on_hangup: impl Fn()) {
+        #[cfg(unix)]
+        {
+            match (self.term, self.hup) {
+                (Some(mut term), Some(mut hup)) => loop {
+                    tokio::select! {
+                        _ = term.recv() => break,
+                        _ = tokio::signal::ctrl_c() => break,
+                        _ = hup.recv() => on_hangup(),
+                    }
+                },
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
                 }
-            },
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = on_hangup;
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -860,3 +860,32 @@ fn started_as_root_it_runs_as_the_configured_user() {
     assert!(s.log().contains("running as an unprivileged user"), "{}", s.log());
     assert!(s.stop().success(), "{}", s.log());
 }
+
+/// A SIGTERM that comes right after readiness (a service manager stopping at once) is an
+/// orderly stop: STOPPING=1 and a clean exit. The handler used to be installed only after
+/// READY=1 was sent, and a signal in between killed the process (seen once under load).
+#[test]
+fn sigterm_right_after_readiness_is_an_orderly_stop() {
+    let s = TestServer::new("");
+    let notify_path = s.dir.path().join("notify-fast.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for round in 0..10 {
+        let mut child = std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(&s.config_path)
+            .arg("serve")
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = notify.recv(&mut buf).expect("READY=1");
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+        // SAFETY: kill with a valid pid and signal.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let n = notify.recv(&mut buf).unwrap_or_else(|e| panic!("round {round}: no STOPPING=1: {e}"));
+        assert_eq!("STOPPING=1", String::from_utf8_lossy(&buf[..n]), "round {round}");
+        assert!(child.wait().unwrap().success(), "round {round}");
+    }
+}
