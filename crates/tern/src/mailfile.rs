@@ -57,30 +57,59 @@ impl<R: BufRead> MessageReader<R> {
     }
 }
 
+/// What one read of [`MessageReader`] found.
+enum Step {
+    Message(std::io::Result<FileMessage>),
+    /// A message over the size limit, counted and dropped.
+    Skipped,
+    End,
+}
+
 impl<R: BufRead> Iterator for MessageReader<R> {
     type Item = std::io::Result<FileMessage>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        // A loop, not recursion: a file of many oversized messages in a row must not grow
+        // the stack.
+        loop {
+            match self.read_one() {
+                Step::Message(m) => return Some(m),
+                Step::Skipped => continue,
+                Step::End => return None,
+            }
+        }
+    }
+}
+
+impl<R: BufRead> MessageReader<R> {
+    fn read_one(&mut self) -> Step {
         let mut separator = self.next_separator.take();
         let mut current: Vec<u8> = Vec::new();
         let mut too_large = false;
         let mut line = Vec::new();
+        // A line longer than a whole message makes the message too large; only this much of
+        // it is kept (a file without line ends must not be read into memory whole).
+        let cap = usize::try_from(self.max_size).unwrap_or(usize::MAX).saturating_add(1);
         loop {
             if self.done {
-                return None;
+                return Step::End;
             }
             line.clear();
-            match self.reader.read_until(b'\n', &mut line) {
-                Ok(0) => {
+            let read = match self.read_line_capped(&mut line, cap) {
+                Ok((0, _)) => {
                     self.done = true;
                     if separator.is_none() && current.is_empty() {
-                        return None;
+                        return Step::End;
                     }
                     return self.finish(separator, current, too_large);
                 }
-                Ok(n) => self.position += n as u64,
-                Err(e) => return Some(Err(e)),
-            }
+                Ok((n, cut)) => {
+                    self.position += n as u64;
+                    too_large |= cut;
+                    n
+                }
+                Err(e) => return Step::Message(Err(e)),
+            };
             if self.mbox && line.starts_with(b"From ") {
                 let text = String::from_utf8_lossy(&line).trim_end().to_string();
                 if separator.is_none() && current.is_empty() {
@@ -90,10 +119,11 @@ impl<R: BufRead> Iterator for MessageReader<R> {
                 }
                 self.next_separator = Some(text);
                 // `position` is past the separator: the message ends where it starts.
-                self.separator_length = line.len() as u64;
-                return self.finish(separator, current, too_large).or_else(|| self.next());
+                self.separator_length = read as u64;
+                return self.finish(separator, current, too_large);
             }
             if too_large {
+                current = Vec::new();
                 continue;
             }
             let quoted = self.mbox
@@ -106,15 +136,34 @@ impl<R: BufRead> Iterator for MessageReader<R> {
             }
         }
     }
+
+    /// Reads one line (through its LF) keeping at most `cap` bytes of it; the rest of a
+    /// longer line is read and dropped. Gives the bytes consumed and whether it was cut.
+    fn read_line_capped(&mut self, line: &mut Vec<u8>, cap: usize) -> std::io::Result<(usize, bool)> {
+        let (mut consumed, mut cut) = (0, false);
+        loop {
+            let buf = self.reader.fill_buf()?;
+            if buf.is_empty() {
+                return Ok((consumed, cut));
+            }
+            let (n, ends) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (buf.len(), false),
+            };
+            let room = cap.saturating_sub(line.len());
+            cut |= n > room;
+            line.extend_from_slice(&buf[..n.min(room)]);
+            self.reader.consume(n);
+            consumed += n;
+            if ends {
+                return Ok((consumed, cut));
+            }
+        }
+    }
 }
 
 impl<R> MessageReader<R> {
-    fn finish(
-        &mut self,
-        separator: Option<String>,
-        raw: Vec<u8>,
-        too_large: bool,
-    ) -> Option<std::io::Result<FileMessage>> {
+    fn finish(&mut self, separator: Option<String>, raw: Vec<u8>, too_large: bool) -> Step {
         // mbox writers end each message with an empty line: it is not the message's.
         let mut raw = raw;
         if self.mbox {
@@ -127,9 +176,9 @@ impl<R> MessageReader<R> {
         let end = if self.next_separator.is_some() { self.position - self.separator_length } else { self.position };
         if too_large {
             self.skipped += 1;
-            return None;
+            return Step::Skipped;
         }
-        Some(Ok(FileMessage { end, separator, raw: crlf(raw) }))
+        Step::Message(Ok(FileMessage { end, separator, raw: crlf(raw) }))
     }
 }
 
@@ -477,6 +526,23 @@ mod tests {
         let kept: Vec<FileMessage> = reader.by_ref().map(Result::unwrap).collect();
         assert_eq!((kept.len(), reader.skipped), (1, 1));
         assert_eq!(kept[0].raw, b"S: 2\r\n\r\nsmall\r\n");
+    }
+
+    #[test]
+    fn a_line_longer_than_a_message_is_not_held_whole() {
+        let mbox = format!(
+            "From a Mon Jan  1 00:00:00 2024\nS: 1\n\n{}\nFrom b Mon Jan  1 00:00:00 2024\nS: 2\n\nsmall\n",
+            "x".repeat(10_000)
+        );
+        let mut reader = MessageReader::new(mbox.as_bytes(), 0, 50).unwrap();
+        let kept: Vec<FileMessage> = reader.by_ref().map(Result::unwrap).collect();
+        assert_eq!((kept.len(), reader.skipped), (1, 1));
+        assert_eq!(kept[0].raw, b"S: 2\r\n\r\nsmall\r\n");
+        assert_eq!(kept[0].end, mbox.len() as u64);
+        let mut line = Vec::new();
+        let mut r = MessageReader::new(&b"abcdefgh\nrest"[..], 0, 1).unwrap();
+        assert_eq!(r.read_line_capped(&mut line, 3).unwrap(), (9, true));
+        assert_eq!(line, b"abc");
     }
 
     #[test]
