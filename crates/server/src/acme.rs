@@ -48,8 +48,8 @@ struct Held {
 }
 
 fn held(path: &Path) -> Option<Held> {
-    let pem = std::fs::read(path).ok()?;
-    let der = rustls_pem_first(&pem)?;
+    use rustls_pki_types::pem::PemObject;
+    let der = rustls_pki_types::CertificateDer::pem_file_iter(path).ok()?.next()?.ok()?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
     let mut names = BTreeSet::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -64,16 +64,6 @@ fn held(path: &Path) -> Option<Held> {
         not_before: cert.validity().not_before.timestamp(),
         not_after: cert.validity().not_after.timestamp(),
     })
-}
-
-/// The first certificate of a PEM file, as DER.
-fn rustls_pem_first(pem: &[u8]) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(pem).ok()?;
-    let start = text.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
-    let end = start + text[start..].find("-----END CERTIFICATE-----")?;
-    let b64: String = text[start..end].chars().filter(|c| !c.is_whitespace()).collect();
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
 }
 
 impl AcmeService {
@@ -298,13 +288,19 @@ impl AcmeService {
             .await
             .context("downloading the certificate")?;
         let paths = certificate_paths(self.dir.parent().unwrap_or(Path::new(".")));
-        std::fs::create_dir_all(&self.dir)?;
-        // Key first: a certificate never sits beside a key that is not its own for long, and
-        // a reload in between fails (the old pair stays in use).
-        write_private(&paths.key.with_extension("new"), key_pem.as_bytes())?;
-        write_private(&paths.cert.with_extension("new"), chain_pem.as_bytes())?;
-        std::fs::rename(paths.key.with_extension("new"), &paths.key)?;
-        std::fs::rename(paths.cert.with_extension("new"), &paths.cert)?;
+        // Written and synced on the blocking pool. Key first: a certificate never sits beside
+        // a key that is not its own for long, and a reload in between fails (the old pair
+        // stays in use).
+        let (dir, files) = (self.dir.clone(), paths.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            write_private(&files.key.with_extension("new"), key_pem.as_bytes())?;
+            write_private(&files.cert.with_extension("new"), chain_pem.as_bytes())?;
+            std::fs::rename(files.key.with_extension("new"), &files.key)?;
+            std::fs::rename(files.cert.with_extension("new"), &files.cert)?;
+            Ok(())
+        })
+        .await??;
         self.certificate.reload(&paths).context("loading the new certificate")?;
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = paths.clone();
         if let Some(h) = held(&paths.cert) {

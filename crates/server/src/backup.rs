@@ -31,16 +31,22 @@ pub async fn backup(store: &dyn Store, data_dir: &Path, dest: &Path) -> anyhow::
     std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     let started = std::time::Instant::now();
     let summary = store.backup(dest.join("store")).await?;
-    let (data_dir, files_dir) = (data_dir.to_path_buf(), dest.join("files"));
-    let files = tokio::task::spawn_blocking(move || copy_files(&data_dir, &files_dir)).await??;
-    let manifest = Manifest {
-        tern_version: env!("CARGO_PKG_VERSION").to_string(),
-        store_format: tern_store::embedded::FORMAT_VERSION,
-        created: tern_store::now_unix(),
-        store: summary.clone(),
-        files,
-    };
-    write_synced(&dest.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
+    // File copies and fsyncs on the blocking pool, not the async workers.
+    let (data_dir, target) = (data_dir.to_path_buf(), dest.to_path_buf());
+    let store_summary = summary.clone();
+    let manifest = tokio::task::spawn_blocking(move || -> anyhow::Result<Manifest> {
+        let files = copy_files(&data_dir, &target.join("files"))?;
+        let manifest = Manifest {
+            tern_version: env!("CARGO_PKG_VERSION").to_string(),
+            store_format: tern_store::embedded::FORMAT_VERSION,
+            created: tern_store::now_unix(),
+            store: store_summary,
+            files,
+        };
+        write_synced(&target.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
+        Ok(manifest)
+    })
+    .await??;
     Ok(format!(
         "backup in {}: {} records ({:.1} MB), {} content files, {} other files, in {:.1} s\n",
         dest.display(),

@@ -443,12 +443,18 @@ enum MailCmd {
     },
 }
 
+impl Global {
+    /// The configuration file named on the command line (`--config`) or by `$TERN_CONFIG`.
+    fn named_config(&self) -> Option<PathBuf> {
+        self.config.clone().or_else(|| std::env::var_os("TERN_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
+    }
+}
+
 /// The configuration: `--config FILE`, else `$TERN_CONFIG`, else the system file
 /// (`/etc/tern/tern.toml`) when it exists, else the embedded defaults; `--data` overrides its
 /// `data_dir`. Also says where the data directory came from, for error messages.
 fn load_config(global: &Global) -> anyhow::Result<(Config, String)> {
-    let named =
-        global.config.clone().or_else(|| std::env::var_os("TERN_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from));
+    let named = global.named_config();
     let system = Path::new(tern_config::SYSTEM_CONFIG);
     let user = tern_config::user_config().filter(|p| p.exists());
     let (mut config, mut source) = match (named, user) {

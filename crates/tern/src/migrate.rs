@@ -263,8 +263,11 @@ async fn migrate_folder(
         return Ok((0, 0));
     }
     // The UIDs and sizes to copy.
-    let listing: Vec<async_imap::types::Fetch> =
-        session.uid_fetch(format!("{}:*", last_uid + 1), "(UID RFC822.SIZE)").await?.try_collect().await?;
+    let listing: Vec<async_imap::types::Fetch> = session
+        .uid_fetch(format!("{}:*", last_uid.saturating_add(1)), "(UID RFC822.SIZE)")
+        .await?
+        .try_collect()
+        .await?;
     let mut todo: Vec<(u32, u32)> =
         listing.iter().filter_map(|f| Some((f.uid?, f.size.unwrap_or(0)))).filter(|(uid, _)| *uid > last_uid).collect();
     todo.sort_unstable();

@@ -20,12 +20,7 @@ pub struct SetupArgs {
 /// The file `tern setup` reads or writes: `--config`, `$TERN_CONFIG`, else the system file for
 /// root and the user's file for anyone else.
 fn config_target(global: &Global) -> PathBuf {
-    global
-        .config
-        .clone()
-        .or_else(|| std::env::var_os("TERN_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .or_else(tern_config::user_config)
-        .unwrap_or_else(|| PathBuf::from(tern_config::SYSTEM_CONFIG))
+    global.named_config().or_else(tern_config::user_config).unwrap_or_else(|| PathBuf::from(tern_config::SYSTEM_CONFIG))
 }
 
 pub async fn run(global: &Global, args: SetupArgs) -> anyhow::Result<String> {
