@@ -125,10 +125,10 @@ impl DeliveryService {
     pub fn new(
         config: &tern_config::Config,
         directory: Directory,
+        dns: dns::Dns,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<DeliveryService>> {
         let settings = DeliverySettings::from_config(config);
-        let dns = dns::Dns::from_config(&config.dns)?;
         let tls = tls::TlsConfigs::new(config.delivery.ca_file.as_deref())?;
         let mta_sts = mta_sts::MtaSts::new(tls.roots(), config.delivery.mta_sts_port);
         let store = Arc::clone(directory.store());

@@ -5,6 +5,5 @@ pub mod arc;
 pub mod dkim;
 pub mod dmarc;
 pub mod report;
-pub mod resolver;
 pub mod spf;
 pub mod verify;

@@ -12,18 +12,17 @@
 use crate::dkim::normalize_trailing_blank_lines;
 use crate::dmarc::{self, Evaluation, PublicSuffixList};
 use crate::spf::{self, DnsError, Lookup, SpfDns, SpfRequest, SpfResult};
-use hickory_resolver::proto::rr::{RData, RecordType};
-use mail_auth::common::cache::NoCache;
+use mail_auth::common::parse::TxtRecordParser;
+use mail_auth::common::verify::{DomainKey, VerifySignature};
 use mail_auth::dkim::Canonicalization;
-use mail_auth::{
-    AuthenticatedMessage, DkimResult, IprevResult, MX, MessageAuthenticator, Parameters, RecordSet, ResolverCache, Txt,
-};
+use mail_auth::{AuthenticatedMessage, DkimResult, MessageAuthenticator, Parameters, ResolverCache, Txt};
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Mutex;
 use std::time::Instant;
+use tern_dns::{Dns, Record, RecordType};
 
 /// Entries kept per cache; beyond, the expired ones go, then everything.
 const CACHE_LIMIT: usize = 50_000;
@@ -70,15 +69,71 @@ impl<K: Hash + Eq, V: Clone> ResolverCache<K, V> for TtlCache<K, V> {
     }
 }
 
-#[derive(Default)]
-struct Caches {
-    /// Tern's SPF evaluator's answers.
-    spf: TtlCache<Box<str>, Cached>,
-    txt: TtlCache<Box<str>, Txt>,
-    mx: TtlCache<Box<str>, RecordSet<MX>>,
-    ipv4: TtlCache<Box<str>, RecordSet<Ipv4Addr>>,
-    ipv6: TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
-    ptr: TtlCache<IpAddr, RecordSet<Box<str>>>,
+/// The DKIM and ARC keys one message's signatures name, looked up by Tern before mail-auth
+/// checks the signatures: mail-auth finds every key here and never resolves anything itself
+/// (a name not looked up is "no record").
+struct SignatureKeys(HashMap<Box<str>, Txt>);
+
+impl SignatureKeys {
+    /// `s._domainkey.d.` of every DKIM signature, ARC-Message-Signature and ARC-Seal.
+    async fn fetch(dns: &Dns, message: &AuthenticatedMessage<'_>) -> SignatureKeys {
+        let mut names: Vec<String> = message.dkim_headers.iter().map(|h| h.header.domain_key()).collect();
+        names.extend(message.ams_headers.iter().map(|h| h.header.domain_key()));
+        names.extend(message.as_headers.iter().map(|h| h.header.domain_key()));
+        names.sort();
+        names.dedup();
+        let mut keys = HashMap::new();
+        for name in names.into_iter().take(MAX_KEYS_PER_MESSAGE) {
+            let key = name.to_ascii_lowercase();
+            let found = match dns.query(&key, RecordType::Txt).await {
+                Ok(answer) => answer
+                    .records
+                    .iter()
+                    .find_map(|r| match r {
+                        Record::Txt(text) => DomainKey::parse(text).ok(),
+                        _ => None,
+                    })
+                    .map(|k| Txt::DomainKey(std::sync::Arc::new(k)))
+                    .unwrap_or(Txt::Error(mail_auth::Error::Dns(mail_auth::DnsError::InvalidRecordType))),
+                Err(tern_dns::DnsError::NoSuchDomain(_)) => Txt::Error(not_found()),
+                Err(tern_dns::DnsError::Temporary(e)) => {
+                    Txt::Error(mail_auth::Error::Dns(mail_auth::DnsError::Resolver(e)))
+                }
+            };
+            keys.insert(key.into_boxed_str(), found);
+        }
+        SignatureKeys(keys)
+    }
+}
+
+/// At most this many key lookups for one message (a message may carry any number of
+/// signatures; RFC 6376 §6.1 lets a verifier limit them).
+const MAX_KEYS_PER_MESSAGE: usize = 16;
+
+fn not_found() -> mail_auth::Error {
+    mail_auth::Error::Dns(mail_auth::DnsError::RecordNotFound(
+        mail_auth::hickory_resolver::proto::op::ResponseCode::NXDomain,
+    ))
+}
+
+impl ResolverCache<Box<str>, Txt> for SignatureKeys {
+    fn get<Q>(&self, name: &Q) -> Option<Txt>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        Some(self.0.get(name).cloned().unwrap_or_else(|| Txt::Error(not_found())))
+    }
+
+    fn remove<Q>(&self, _: &Q) -> Option<Txt>
+    where
+        Box<str>: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        None
+    }
+
+    fn insert(&self, _: Box<str>, _: Txt, _: Instant) {}
 }
 
 /// The words of RFC 8601 results.
@@ -171,24 +226,16 @@ pub struct Results {
 }
 
 pub struct Verifier {
+    dns: Dns,
+    /// mail-auth's DKIM and ARC signature checks, fed with [`SignatureKeys`]: its own
+    /// resolver has no nameservers.
     auth: MessageAuthenticator,
-    caches: Caches,
+    /// Tern's SPF evaluator's answers, negative ones included.
+    spf_cache: TtlCache<Box<str>, Cached>,
     psl: PublicSuffixList,
     dmarc: dmarc::Specification,
     /// This server's name in Authentication-Results (authserv-id).
     pub authserv_id: String,
-}
-
-/// Parameters with Tern's caches.
-macro_rules! cached {
-    ($self:expr, $params:expr) => {
-        Parameters::new($params)
-            .with_txt_cache(&$self.caches.txt)
-            .with_mx_cache(&$self.caches.mx)
-            .with_ipv4_cache(&$self.caches.ipv4)
-            .with_ipv6_cache(&$self.caches.ipv6)
-            .with_ptr_cache(&$self.caches.ptr)
-    };
 }
 
 /// `(name, value)` pairs of mail-auth's DMARC record lookups, for [`dmarc::evaluate`].
@@ -196,30 +243,11 @@ struct DnsRecords<'a>(&'a Verifier);
 
 impl dmarc::RecordSource for DnsRecords<'_> {
     async fn txt(&self, name: &str) -> Result<Vec<String>, String> {
-        match self.0.auth.0.txt_lookup(fqdn(name).as_str()).await {
-            Ok(lookup) => Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    hickory_resolver::proto::rr::RData::TXT(txt) => Some(
-                        txt.txt_data.iter().map(|part| String::from_utf8_lossy(part).into_owned()).collect::<String>(),
-                    ),
-                    _ => None,
-                })
-                .collect()),
-            Err(e) if e.is_no_records_found() => Ok(Vec::new()),
-            Err(e) => Err(e.to_string()),
-        }
+        self.0.dns.txt(name).await.map_err(|e| e.to_string())
     }
 
     async fn exists(&self, domain: &str) -> Result<bool, String> {
-        match self.0.auth.0.ipv4_lookup(fqdn(domain).as_str()).await {
-            Ok(_) => Ok(true),
-            // NODATA: the name exists without an A record (RFC 9989 §A.4).
-            Err(e) if e.is_nx_domain() => Ok(false),
-            Err(e) if e.is_no_records_found() => Ok(true),
-            Err(e) => Err(e.to_string()),
-        }
+        self.0.dns.exists(domain).await.map_err(|e| e.to_string())
     }
 }
 
@@ -227,60 +255,37 @@ impl dmarc::RecordSource for DnsRecords<'_> {
 /// alike are cached; failures are not).
 struct SpfResolver<'a>(&'a Verifier);
 
-/// How long an answer that carries no TTL (a negative one) stays cached.
-const NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
-
-fn lookup_error(e: hickory_resolver::net::NetError) -> DnsError {
-    if e.is_no_records_found() { DnsError::NotFound } else { DnsError::Temporary(e.to_string()) }
-}
-
-/// The records of one type in an answer.
-fn rdata<T>(lookup: &hickory_resolver::lookup::Lookup, f: impl Fn(&RData) -> Option<T>) -> Vec<T> {
-    lookup.answers().iter().filter_map(|r| f(&r.data)).collect()
-}
-
-/// `4.3.2.1.in-addr.arpa.` or the nibbles of an IPv6 address under `ip6.arpa.`.
-fn reverse_name(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
-        }
-        IpAddr::V6(v6) => {
-            let nibbles: Vec<String> =
-                v6.octets().iter().rev().flat_map(|b| [b & 15, b >> 4]).map(|n| format!("{n:x}")).collect();
-            format!("{}.ip6.arpa.", nibbles.join("."))
-        }
-    }
-}
-
-fn fqdn(name: &str) -> String {
-    if name.ends_with('.') { name.to_string() } else { format!("{name}.") }
+/// The records of one kind in an answer.
+fn records<T>(records: &[Record], f: impl Fn(&Record) -> Option<T>) -> Vec<T> {
+    records.iter().filter_map(f).collect()
 }
 
 impl SpfResolver<'_> {
-    /// One lookup through the SPF cache: `records` takes the records asked for from the
-    /// answer, and an answer without any is "not found".
+    /// One lookup through the SPF cache: `pick` takes the records asked for from the
+    /// answer, and an answer without any is "not found" (a void lookup, RFC 7208 §4.6.4).
     async fn cached<T: Clone>(
         &self,
         key: String,
         name: &str,
         record_type: RecordType,
-        records: impl FnOnce(&hickory_resolver::lookup::Lookup) -> Vec<T>,
+        pick: impl FnOnce(&[Record]) -> Vec<T>,
         wrap: fn(Lookup<Vec<T>>) -> Cached,
         unwrap: fn(Cached) -> Lookup<Vec<T>>,
     ) -> Lookup<Vec<T>> {
-        if let Some(hit) = self.0.caches.spf.get(key.as_str()) {
+        if let Some(hit) = self.0.spf_cache.get(key.as_str()) {
             return unwrap(hit);
         }
-        let (answer, until) = match self.0.auth.0.lookup(name, record_type).await {
-            Ok(lookup) => {
-                let found = records(&lookup);
-                (if found.is_empty() { Err(DnsError::NotFound) } else { Ok(found) }, lookup.valid_until())
+        let (answer, until) = match self.0.dns.query(name, record_type).await {
+            Ok(answer) => {
+                let found = pick(&answer.records);
+                (if found.is_empty() { Err(DnsError::NotFound) } else { Ok(found) }, answer.valid_until)
             }
-            Err(e) => (Err(lookup_error(e)), Instant::now() + NEGATIVE_TTL),
+            Err(tern_dns::DnsError::NoSuchDomain(_)) => {
+                (Err(DnsError::NotFound), Instant::now() + tern_dns::Answer::NEGATIVE_TTL)
+            }
+            Err(tern_dns::DnsError::Temporary(e)) => (Err(DnsError::Temporary(e)), Instant::now()),
         };
-        self.0.caches.spf.remember(key, wrap(answer.clone()), until);
+        self.0.spf_cache.remember(key, wrap(answer.clone()), until);
         answer
     }
 }
@@ -288,59 +293,59 @@ impl SpfResolver<'_> {
 impl SpfDns for SpfResolver<'_> {
     async fn txt(&self, name: &str) -> Lookup<Vec<Vec<u8>>> {
         let key = format!("txt {}", name.to_ascii_lowercase());
-        let records = |l: &_| {
-            rdata(l, |d| match d {
-                RData::TXT(txt) => Some(txt.txt_data.concat()),
+        let pick = |r: &[Record]| {
+            records(r, |d| match d {
+                Record::Txt(txt) => Some(txt.clone()),
                 _ => None,
             })
         };
-        self.cached(key, &fqdn(name), RecordType::TXT, records, Cached::Txt, Cached::into_txt).await
+        self.cached(key, name, RecordType::Txt, pick, Cached::Txt, Cached::into_txt).await
     }
 
     async fn a(&self, name: &str) -> Lookup<Vec<Ipv4Addr>> {
         let key = format!("a {}", name.to_ascii_lowercase());
-        let records = |l: &_| {
-            rdata(l, |d| match d {
-                RData::A(a) => Some(a.0),
+        let pick = |r: &[Record]| {
+            records(r, |d| match d {
+                Record::A(a) => Some(*a),
                 _ => None,
             })
         };
-        self.cached(key, &fqdn(name), RecordType::A, records, Cached::A, Cached::into_a).await
+        self.cached(key, name, RecordType::A, pick, Cached::A, Cached::into_a).await
     }
 
     async fn aaaa(&self, name: &str) -> Lookup<Vec<Ipv6Addr>> {
         let key = format!("aaaa {}", name.to_ascii_lowercase());
-        let records = |l: &_| {
-            rdata(l, |d| match d {
-                RData::AAAA(a) => Some(a.0),
+        let pick = |r: &[Record]| {
+            records(r, |d| match d {
+                Record::Aaaa(a) => Some(*a),
                 _ => None,
             })
         };
-        self.cached(key, &fqdn(name), RecordType::AAAA, records, Cached::Aaaa, Cached::into_aaaa).await
+        self.cached(key, name, RecordType::Aaaa, pick, Cached::Aaaa, Cached::into_aaaa).await
     }
 
     async fn mx(&self, name: &str) -> Lookup<Vec<String>> {
         let key = format!("mx {}", name.to_ascii_lowercase());
-        let records = |l: &_| {
-            let mut v: Vec<(u16, String)> = rdata(l, |d| match d {
-                RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+        let pick = |r: &[Record]| {
+            let mut v: Vec<(u16, String)> = records(r, |d| match d {
+                Record::Mx { preference, exchange } => Some((*preference, exchange.clone())),
                 _ => None,
             });
             v.sort_by_key(|m| m.0);
             v.into_iter().map(|m| m.1).collect()
         };
-        self.cached(key, &fqdn(name), RecordType::MX, records, Cached::Names, Cached::into_names).await
+        self.cached(key, name, RecordType::Mx, pick, Cached::Names, Cached::into_names).await
     }
 
     async fn ptr(&self, ip: IpAddr) -> Lookup<Vec<String>> {
         let key = format!("ptr {ip}");
-        let records = |l: &_| {
-            rdata(l, |d| match d {
-                RData::PTR(p) => Some(p.0.to_ascii()),
+        let pick = |r: &[Record]| {
+            records(r, |d| match d {
+                Record::Ptr(p) => Some(p.clone()),
                 _ => None,
             })
         };
-        self.cached(key, &reverse_name(ip), RecordType::PTR, records, Cached::Names, Cached::into_names).await
+        self.cached(key, &tern_dns::reverse_name(ip), RecordType::Ptr, pick, Cached::Names, Cached::into_names).await
     }
 }
 
@@ -397,10 +402,18 @@ impl TtlCache<Box<str>, Cached> {
 }
 
 impl Verifier {
-    pub fn new(resolver: hickory_resolver::TokioResolver, authserv_id: &str, psl: PublicSuffixList) -> Verifier {
+    pub fn new(dns: Dns, authserv_id: &str, psl: PublicSuffixList) -> Verifier {
         Verifier {
-            auth: MessageAuthenticator(resolver),
-            caches: Caches::default(),
+            dns,
+            auth: MessageAuthenticator(
+                mail_auth::hickory_resolver::Resolver::builder_with_config(
+                    mail_auth::hickory_resolver::config::ResolverConfig::from_name_servers(Vec::new()),
+                    mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider::default(),
+                )
+                .build()
+                .expect("a resolver without nameservers needs no system state"),
+            ),
+            spf_cache: TtlCache::default(),
             psl,
             dmarc: dmarc::Specification::default(),
             authserv_id: authserv_id.to_string(),
@@ -448,25 +461,36 @@ impl Verifier {
         self.spf(ip, domain, sender, helo, host).await
     }
 
-    /// FCrDNS of the client (RFC 8601 §3: iprev) and its name.
+    /// FCrDNS of the client (RFC 8601 §3: iprev) and its name: a PTR name whose
+    /// addresses include the client's passes; at most ten names are tried (RFC 7208 §4.6.4
+    /// sets the same limit for the "ptr" mechanism).
     pub async fn iprev(&self, ip: IpAddr) -> (Outcome, Option<String>) {
-        let out = self.auth.verify_iprev(cached!(self, ip)).await;
-        let name = out.ptr.as_ref().and_then(|p| p.first()).map(|n| n.trim_end_matches('.').to_string());
-        let outcome = match out.result {
-            IprevResult::Pass => Outcome::Pass,
-            IprevResult::Fail(_) => Outcome::Fail,
-            IprevResult::TempError(_) => Outcome::TempError,
-            IprevResult::PermError(_) => Outcome::PermError,
-            IprevResult::None => Outcome::None,
+        let names = match self.dns.query(&tern_dns::reverse_name(ip), RecordType::Ptr).await {
+            Ok(answer) => records(&answer.records, |r| match r {
+                Record::Ptr(name) => Some(name.clone()),
+                _ => None,
+            }),
+            Err(tern_dns::DnsError::NoSuchDomain(_)) => Vec::new(),
+            Err(tern_dns::DnsError::Temporary(_)) => return (Outcome::TempError, None),
         };
-        (outcome, name)
+        let Some(first) = names.first().cloned() else { return (Outcome::PermError, None) };
+        let mut temporary = false;
+        for name in names.iter().take(10) {
+            match self.dns.ips(name).await {
+                Ok(ips) if ips.contains(&ip) => return (Outcome::Pass, Some(name.clone())),
+                Ok(_) | Err(tern_dns::DnsError::NoSuchDomain(_)) => {}
+                Err(tern_dns::DnsError::Temporary(_)) => temporary = true,
+            }
+        }
+        (if temporary { Outcome::TempError } else { Outcome::Fail }, Some(first))
     }
 
     /// Every DKIM signature of the message.
     pub async fn dkim(&self, raw: &[u8]) -> Vec<DkimCheck> {
         let Some(message) = AuthenticatedMessage::parse(raw) else { return Vec::new() };
         let body_len = raw.len().saturating_sub(message.body_offset as usize) as u64;
-        let outputs = self.auth.verify_dkim(cached!(self, &message)).await;
+        let keys = SignatureKeys::fetch(&self.dns, &message).await;
+        let outputs = self.auth.verify_dkim(Parameters::new(&message).with_txt_cache(&keys)).await;
         let mut checks: Vec<DkimCheck> = outputs
             .iter()
             .map(|o| {
@@ -502,7 +526,7 @@ impl Verifier {
             && let std::borrow::Cow::Owned(fixed) = normalize_trailing_blank_lines(raw)
             && let Some(message) = AuthenticatedMessage::parse(&fixed)
         {
-            let again = self.auth.verify_dkim(cached!(self, &message)).await;
+            let again = self.auth.verify_dkim(Parameters::new(&message).with_txt_cache(&keys)).await;
             for (check, o) in checks.iter_mut().zip(again.iter()) {
                 if check.outcome == Outcome::Fail
                     && matches!(o.result(), DkimResult::Pass)
@@ -580,16 +604,22 @@ impl Verifier {
         if crate::arc::validate(&SpfResolver(self), raw).await.result == crate::arc::ArcResult::Fail {
             return None;
         }
-        let dkim = self.auth.verify_dkim(cached!(self, &message)).await;
-        let arc = self.auth.verify_arc(cached!(self, &message)).await;
+        let keys = SignatureKeys::fetch(&self.dns, &message).await;
+        let dkim = self.auth.verify_dkim(Parameters::new(&message).with_txt_cache(&keys)).await;
+        let arc = self.auth.verify_arc(Parameters::new(&message).with_txt_cache(&keys)).await;
         if !arc.can_be_sealed() {
             return None;
         }
-        let sender = if mail_from.is_empty() { format!("postmaster@{helo}") } else { mail_from.to_string() };
-        let spf = self
-            .auth
-            .verify_spf(cached!(self, mail_auth::spf::verify::SpfParameters::verify_mail_from(ip, helo, host, &sender)))
-            .await;
+        let checked = self.spf_mail_from(ip, helo, host, mail_from).await;
+        let spf = mail_auth::SpfOutput::new(checked.domain).with_result(match checked.outcome {
+            Outcome::Pass => mail_auth::SpfResult::Pass,
+            Outcome::Fail => mail_auth::SpfResult::Fail,
+            Outcome::SoftFail => mail_auth::SpfResult::SoftFail,
+            Outcome::Neutral => mail_auth::SpfResult::Neutral,
+            Outcome::TempError => mail_auth::SpfResult::TempError,
+            Outcome::PermError => mail_auth::SpfResult::PermError,
+            Outcome::None => mail_auth::SpfResult::None,
+        });
         let from = message.from.first().cloned().unwrap_or_default();
         let results = mail_auth::AuthenticationResults::new(&self.authserv_id)
             .with_dkim_results(&dkim, &from)
@@ -708,10 +738,6 @@ fn pvalue(s: &str) -> String {
         format!("\"{clean}\"")
     }
 }
-
-// Silence an unused-import warning when the cache type is not needed elsewhere.
-#[allow(dead_code)]
-type Unused = NoCache<Box<str>, Txt>;
 
 #[cfg(test)]
 mod tests {

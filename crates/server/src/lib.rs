@@ -142,13 +142,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let auth_guard = Arc::new(tern_guard::AuthGuard::from_config(&config));
 
     // Inbound checks: SPF/DKIM/ARC/DMARC in the pipeline, anti-abuse in the sessions.
-    let resolver = match tern_mailauth::resolver::build(&config.dns) {
-        Ok((resolver, _)) => Some(resolver),
-        Err(e) => {
-            tracing::error!(error = %e, "no DNS resolver: inbound SPF/DKIM/DMARC checks and DNS blocklists are off");
-            None
-        }
-    };
+    // One resolver (with one cache) for verification, blocklists and delivery.
+    let dns = tern_dns::Dns::from_config(&config.dns)
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("the DNS resolver (config section [dns])")?;
     let spam_filter = Arc::new(tern_pipeline::spam::SpamFilter::new(Arc::clone(&store), spam_settings(&config)));
     let scanners = configured_scanners(&config)?;
     let alerts = tern_pipeline::alerts::Alerts::start(
@@ -177,8 +174,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         })
     };
     let mut dmarc_reporting = None;
-    let inbound_pipeline = match (&resolver, config.inbound.verify) {
-        (Some(resolver), true) => {
+    let inbound_pipeline = match config.inbound.verify {
+        true => {
             let psl = match &config.inbound.public_suffix_list {
                 Some(path) => {
                     let text = std::fs::read_to_string(path)
@@ -189,7 +186,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 None => tern_mailauth::dmarc::PublicSuffixList::bundled(),
             };
             let verifier = Arc::new(
-                tern_mailauth::verify::Verifier::new(resolver.clone(), &config.hostname, psl)
+                tern_mailauth::verify::Verifier::new(dns.clone(), &config.hostname, psl)
                     .with_dmarc(dmarc_specification(&config)),
             );
             let aggregator = config.inbound.dmarc_reports.then(|| {
@@ -215,7 +212,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         _ => tern_pipeline::inbound(content_scan(true)),
     };
     let inbound_checks =
-        Arc::new(tern_smtp::inbound::InboundChecks::new(&config, Arc::clone(&auth_guard), resolver.clone()));
+        Arc::new(tern_smtp::inbound::InboundChecks::new(&config, Arc::clone(&auth_guard), Some(dns.clone())));
 
     // SMTP (port 25).
     let smtp_limits =
@@ -263,7 +260,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     // Outbound delivery: the queue's workers.
-    let delivery = tern_delivery::DeliveryService::new(&config, directory.clone(), shutdown.clone())
+    let delivery = tern_delivery::DeliveryService::new(&config, directory.clone(), dns.clone(), shutdown.clone())
         .context("outbound delivery (config sections [delivery] and [dns])")?;
     let delivery_task = tokio::spawn(Arc::clone(&delivery).run());
     let reports_task = dmarc_reporting.map(|(verifier, aggregator)| {

@@ -20,7 +20,7 @@ pub struct InboundChecks {
     messages_by_domain: RateLimiter<String>,
     unknown_recipients: RateLimiter<IpAddr>,
     greylist: Option<Greylist>,
-    resolver: Option<hickory_resolver::TokioResolver>,
+    resolver: Option<tern_dns::Dns>,
 }
 
 fn reply(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Reply {
@@ -28,11 +28,7 @@ fn reply(code: u16, enhanced: (u8, u16, u16), text: impl Into<String>) -> Reply 
 }
 
 impl InboundChecks {
-    pub fn new(
-        config: &tern_config::Config,
-        guard: Arc<AuthGuard>,
-        resolver: Option<hickory_resolver::TokioResolver>,
-    ) -> InboundChecks {
+    pub fn new(config: &tern_config::Config, guard: Arc<AuthGuard>, resolver: Option<tern_dns::Dns>) -> InboundChecks {
         let s = config.inbound.clone();
         InboundChecks {
             greylist: s.greylisting.then(|| Greylist::new(Duration::from_secs(s.greylist_delay_seconds))),
@@ -100,21 +96,13 @@ impl InboundChecks {
         if self.settings.dnsbl_zones.is_empty() {
             return Vec::new();
         }
-        let reversed = reverse_name(ip);
+        let reversed = tern_dns::reverse_labels(ip);
         let lookups = self.settings.dnsbl_zones.iter().map(|zone| {
-            let name = format!("{reversed}.{zone}.");
+            let name = format!("{reversed}.{zone}");
             async move {
-                match tokio::time::timeout(
-                    DNSBL_TIMEOUT,
-                    resolver.lookup(name.as_str(), hickory_resolver::proto::rr::RecordType::A),
-                )
-                .await
-                {
-                    Ok(Ok(l)) => l.answers().iter().any(|r| match &r.data {
-                        // RFC 5782 §2.1: listed entries return 127.0.0.x.
-                        hickory_resolver::proto::rr::RData::A(a) => a.0.octets()[0] == 127,
-                        _ => false,
-                    }),
+                match tokio::time::timeout(DNSBL_TIMEOUT, resolver.a(&name)).await {
+                    // RFC 5782 §2.1: listed entries return 127.0.0.x.
+                    Ok(Ok(addresses)) => addresses.iter().any(|a| a.octets()[0] == 127),
                     _ => false,
                 }
                 .then(|| zone.clone())
@@ -162,35 +150,5 @@ impl InboundChecks {
         }
         metrics::counter!("tern_smtp_recipients_refused_total", "reason" => "greylist").increment(1);
         Some(reply(451, (4, 7, 1), "Greylisted, please try again later"))
-    }
-}
-
-/// `1.2.0.192` for 192.0.2.1; nibbles for IPv6 (RFC 5782 §2.4).
-pub fn reverse_name(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.{}", o[3], o[2], o[1], o[0])
-        }
-        IpAddr::V6(v6) => {
-            let mut parts = Vec::with_capacity(32);
-            for byte in v6.octets().iter().rev() {
-                parts.push(format!("{:x}", byte & 0xf));
-                parts.push(format!("{:x}", byte >> 4));
-            }
-            parts.join(".")
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reversed_names() {
-        assert_eq!(reverse_name("192.0.2.1".parse().unwrap()), "1.2.0.192");
-        let v6 = reverse_name("2001:db8::1".parse().unwrap());
-        assert!(v6.starts_with("1.0.0.0.") && v6.ends_with(".8.b.d.0.1.0.0.2"), "{v6}");
     }
 }

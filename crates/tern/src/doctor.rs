@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
 use tern_config::Config;
-use tern_delivery::dns::{Dns, MxAnswer};
+use tern_dns::{Dns, MxAnswer};
 use tern_server::admin::{AdminRequest, DnsRecord, ExpectedDns};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,9 @@ pub async fn run(config: &Config, domain: &str, probe: &str) -> anyhow::Result<(
     let reply = reply?;
     anyhow::ensure!(reply.ok, "{}", String::from_utf8_lossy(&reply.output).trim());
     let expected: ExpectedDns = serde_json::from_slice(&reply.output)?;
-    let dns = Dns::from_config(&config.dns).context("the DNS resolver (config section [dns])")?;
+    let dns = Dns::from_config(&config.dns)
+        .map_err(|e| anyhow::anyhow!(e))
+        .context("the DNS resolver (config section [dns])")?;
     let host = expected.hostname.clone();
     let d = expected.domain.clone();
     let wanted = |rtype: &str, prefix: &str| -> Vec<DnsRecord> {
@@ -138,17 +140,7 @@ pub async fn run(config: &Config, domain: &str, probe: &str) -> anyhow::Result<(
         report.add(Status::Ok, "A/AAAA", format!("{host} -> {}", join(&ips)), None);
     }
     for ip in &ips {
-        let names: Vec<String> = match dns.resolver().reverse_lookup(*ip).await {
-            Ok(answer) => answer
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    hickory_proto::rr::RData::PTR(p) => Some(p.0.to_utf8().trim_end_matches('.').to_ascii_lowercase()),
-                    _ => None,
-                })
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+        let names: Vec<String> = dns.ptr(*ip).await.unwrap_or_default();
         let fix = Some(format!("ask whoever gives you {ip} to set its reverse DNS (PTR) to {host}"));
         if names.is_empty() {
             report.add(Status::Missing, "PTR", format!("{ip} has no reverse name"), fix);
