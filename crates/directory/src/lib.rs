@@ -92,6 +92,21 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_password(&generate_password()).unwrap_or_default())
 }
 
+/// SASL exchanges of every protocol check credentials here.
+impl tern_sasl::CredentialStore for Directory {
+    type Account = Account;
+    type Error = DirectoryError;
+
+    async fn verify_password(&self, user: &str, password: &str) -> Result<Option<Account>> {
+        self.authenticate(user, password).await
+    }
+
+    async fn scram_keys(&self, user: &str) -> Result<(Option<Account>, tern_sasl::ScramCredentials)> {
+        let found = self.scram_lookup(user).await?;
+        Ok((found.account, found.credentials))
+    }
+}
+
 impl Directory {
     pub fn new(store: Arc<dyn Store>, plus_separator: Option<char>) -> Directory {
         Directory::with_login_cache(store, plus_separator, std::time::Duration::from_secs(300))

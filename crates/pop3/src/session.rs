@@ -213,13 +213,16 @@ impl Session {
         if self.maildrop.is_none() {
             if self.may_login() {
                 caps.push("USER");
-                caps.push("SASL PLAIN");
             }
             if self.server.tls.is_some() && !self.conn.is_tls() {
                 caps.push("STLS");
             }
         }
-        for c in caps {
+        let sasl = (self.maildrop.is_none() && self.may_login()).then(|| {
+            let offered = tern_sasl::offered(self.conn.tls_exporter().is_some());
+            format!("SASL {}", offered.iter().map(|m| m.name()).collect::<Vec<_>>().join(" "))
+        });
+        for c in caps.into_iter().chain(sasl.as_deref()) {
             self.out.extend_from_slice(c.as_bytes());
             self.out.extend_from_slice(b"\r\n");
         }
@@ -282,65 +285,88 @@ impl Session {
         }
     }
 
+    /// AUTH (RFC 5034) with the mechanisms IMAP and submission offer.
     async fn auth(&mut self, mechanism: Option<String>, initial: Option<String>) -> Next {
+        let binding = self.conn.tls_exporter();
         let Some(mechanism) = mechanism else {
-            // List of mechanisms (common practice, as in RFC 1734).
+            // The list of mechanisms (common practice, as in RFC 1734).
             self.ok("Mechanisms follow");
-            self.out.extend_from_slice(b"PLAIN\r\n.\r\n");
+            for m in tern_sasl::offered(binding.is_some()) {
+                self.out.extend_from_slice(m.name().as_bytes());
+                self.out.extend_from_slice(b"\r\n");
+            }
+            self.out.extend_from_slice(b".\r\n");
             return Next::Continue;
         };
-        if mechanism != "PLAIN" {
+        let Some(mech) = tern_sasl::Mechanism::parse(&mechanism) else {
             self.err("Unsupported mechanism");
             return Next::Continue;
-        }
+        };
         if !self.may_login() {
             self.err("[AUTH] Authentication is not allowed without TLS; use STLS");
             return Next::Continue;
         }
-        let response = match initial {
-            Some(r) if r == "=" => String::new(),
-            Some(r) => r,
-            None => {
-                self.out.extend_from_slice(b"+ \r\n");
-                match self.next_line().await {
-                    Some(Ok(line)) => String::from_utf8_lossy(&line).trim().to_string(),
-                    Some(Err(())) => {
-                        self.err("Line too long");
-                        return Next::Continue;
-                    }
-                    None => return Next::Close,
+        if mech == tern_sasl::Mechanism::ScramSha256Plus && binding.is_none() {
+            self.err("SCRAM-SHA-256-PLUS needs TLS 1.3");
+            return Next::Continue;
+        }
+        // RFC 5034 §4: "=" is an empty initial response.
+        let initial = match initial {
+            None => None,
+            Some(text) => match tern_sasl::decode(&text) {
+                Some(bytes) => Some(bytes),
+                None => {
+                    self.err("Invalid base64");
+                    return Next::Continue;
                 }
+            },
+        };
+        let ip = self.peer.ip();
+        if let tern_guard::AuthVerdict::Banned(_) = self.server.auth.check(ip) {
+            self.err("[SYS/TEMP] Too many failed logins, try later");
+            return Next::Close;
+        }
+        let directory = self.server.directory.clone();
+        match tern_sasl::authenticate(&mut Challenges(self), &directory, mech, initial, binding).await {
+            tern_sasl::Outcome::Authenticated(account) => {
+                self.server.auth.succeeded(ip);
+                self.open_maildrop(account).await
             }
-        };
-        if response == "*" {
-            // Counted as a failed login, like a wrong password.
-            let delay = self.server.auth.failed(self.peer.ip(), "pop3");
-            tracing::info!("authentication cancelled");
-            tokio::time::sleep(delay).await;
-            self.err("Authentication cancelled");
-            return Next::Continue;
+            tern_sasl::Outcome::Failed { user } => {
+                self.login_failed(user.as_deref().unwrap_or("-")).await;
+                Next::Continue
+            }
+            tern_sasl::Outcome::NotAuthorized { .. } => {
+                self.err("[AUTH] Acting as another user is not allowed");
+                Next::Continue
+            }
+            tern_sasl::Outcome::Cancelled => {
+                // Counted as a failed login, like a wrong password.
+                let delay = self.server.auth.failed(ip, "pop3");
+                tracing::info!("authentication cancelled");
+                tokio::time::sleep(delay).await;
+                self.err("Authentication cancelled");
+                Next::Continue
+            }
+            tern_sasl::Outcome::Malformed(m) => {
+                self.err(&m);
+                Next::Continue
+            }
+            tern_sasl::Outcome::Unavailable(e) => {
+                tracing::error!(error = %e, "authentication error");
+                self.err("[SYS/TEMP] Temporary failure, try later");
+                Next::Continue
+            }
+            tern_sasl::Outcome::Lost => Next::Close,
         }
-        let Some(decoded) = base64(&response) else {
-            self.err("Invalid base64");
-            return Next::Continue;
-        };
-        let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
-        let [authz, user, password] = parts.as_slice() else {
-            self.err("Malformed PLAIN response");
-            return Next::Continue;
-        };
-        let (Ok(authz), Ok(user), Ok(password)) =
-            (std::str::from_utf8(authz), std::str::from_utf8(user), std::str::from_utf8(password))
-        else {
-            self.err("Malformed PLAIN response");
-            return Next::Continue;
-        };
-        if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {
-            self.err("[AUTH] Acting as another user is not allowed");
-            return Next::Continue;
-        }
-        let (user, password) = (user.to_string(), password.to_string());
-        self.login(&user, &password).await
+    }
+
+    /// A wrong password: counted against the address, answered after the guard's delay.
+    async fn login_failed(&mut self, user: &str) {
+        let delay = self.server.auth.failed(self.peer.ip(), "pop3");
+        tracing::info!(user, "POP3 login failed");
+        tokio::time::sleep(delay).await;
+        self.err("[AUTH] Authentication failed");
     }
 
     async fn login(&mut self, user: &str, password: &str) -> Next {
@@ -352,10 +378,7 @@ impl Session {
         let account = match self.server.directory.authenticate(user, password).await {
             Ok(Some(a)) => a,
             Ok(None) => {
-                let delay = self.server.auth.failed(ip, "pop3");
-                tracing::info!(user, "POP3 login failed");
-                tokio::time::sleep(delay).await;
-                self.err("[AUTH] Authentication failed");
+                self.login_failed(user).await;
                 return Next::Continue;
             }
             Err(e) => {
@@ -365,6 +388,11 @@ impl Session {
             }
         };
         self.server.auth.succeeded(ip);
+        self.open_maildrop(account).await
+    }
+
+    /// The TRANSACTION state (RFC 1939 §5): the INBOX locked and listed.
+    async fn open_maildrop(&mut self, account: tern_store::Account) -> Next {
         let store = &self.server.store;
         let inbox = match store.mailbox_by_name(account.id, INBOX).await {
             Ok(Some(m)) => m,
@@ -543,8 +571,24 @@ impl Session {
     }
 }
 
-/// Strict base64 (RFC 4648) of a SASL response.
-fn base64(s: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()
+/// POP3's side of a SASL exchange: `+ ` continuations (RFC 5034 §4).
+struct Challenges<'a>(&'a mut Session);
+
+impl tern_sasl::Conversation for Challenges<'_> {
+    async fn challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, tern_sasl::Interrupted> {
+        let session = &mut *self.0;
+        session.out.extend_from_slice(b"+ ");
+        session.out.extend_from_slice(tern_sasl::encode(data).as_bytes());
+        session.out.extend_from_slice(b"\r\n");
+        let line = match session.next_line().await {
+            Some(Ok(line)) => line,
+            Some(Err(())) => return Err(tern_sasl::Interrupted::Malformed("Line too long".into())),
+            None => return Err(tern_sasl::Interrupted::Lost),
+        };
+        let text = String::from_utf8_lossy(&line).trim().to_string();
+        if text == "*" {
+            return Err(tern_sasl::Interrupted::Cancelled);
+        }
+        tern_sasl::decode(&text).ok_or_else(|| tern_sasl::Interrupted::Malformed("Invalid base64".into()))
+    }
 }

@@ -1,11 +1,15 @@
-//! SASL as pure state machines: the protocol sessions move bytes, this crate decides.
+//! SASL as pure state machines: the protocol sessions move bytes, this crate decides. One
+//! driver ([`authenticate`]) runs every exchange for SMTP, IMAP and POP3.
 //!
 //! - PLAIN (RFC 4616): `authzid NUL authcid NUL password`.
 //! - LOGIN (draft-murchison-sasl-login): user name, then password, each prompted.
 //! - SCRAM-SHA-256 (RFC 5802, RFC 7677) and SCRAM-SHA-256-PLUS with `tls-exporter` channel
 //!   binding (RFC 9266): the server keeps only salted, derived keys, never the password.
 
+mod exchange;
 mod scram;
+
+pub use exchange::{Conversation, CredentialStore, Interrupted, Outcome, authenticate, offered};
 
 pub use scram::{ITERATIONS as SCRAM_ITERATIONS, ScramCredentials, ScramError, ScramServer, ScramStep};
 

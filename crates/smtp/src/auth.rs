@@ -3,7 +3,7 @@
 //! counted per address together with IMAP and POP3; a banned address is told `421 4.7.0`.
 
 use crate::session::{Flow, Session, reply};
-use tern_sasl::{Mechanism, ScramServer, ScramStep};
+use tern_sasl::{Conversation, Interrupted, Mechanism};
 use tern_smtp_proto::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -27,11 +27,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         if !self.server.settings.submission || !self.may_authenticate() {
             return Vec::new();
         }
-        let mut list = vec!["PLAIN", "LOGIN", "SCRAM-SHA-256"];
-        if self.conn.tls_exporter().is_some() {
-            list.push("SCRAM-SHA-256-PLUS");
-        }
-        list
+        tern_sasl::offered(self.conn.tls_exporter().is_some()).into_iter().map(Mechanism::name).collect()
     }
 
     fn may_authenticate(&self) -> bool {
@@ -84,12 +80,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 }
             },
         };
-        let outcome = match mech {
-            Mechanism::Plain => self.auth_plain(initial).await,
-            Mechanism::Login => self.auth_login(initial).await,
-            Mechanism::ScramSha256 | Mechanism::ScramSha256Plus => {
-                self.auth_scram(mech == Mechanism::ScramSha256Plus, initial).await
+        let directory = self.server.directory.clone();
+        let binding = self.conn.tls_exporter();
+        let outcome = match tern_sasl::authenticate(&mut Challenges(self), &directory, mech, initial, binding).await {
+            tern_sasl::Outcome::Authenticated(account) => Exchange::Authenticated(account),
+            tern_sasl::Outcome::Failed { user } => Exchange::Failed(user),
+            tern_sasl::Outcome::NotAuthorized { user } => Exchange::Failed(Some(user)),
+            tern_sasl::Outcome::Cancelled => Exchange::Cancelled,
+            tern_sasl::Outcome::Malformed(m) => Exchange::Aborted(reply(501, (5, 5, 2), m)),
+            tern_sasl::Outcome::Unavailable(e) => {
+                tracing::error!(error = %e, "authentication lookup failed");
+                Exchange::Aborted(reply(454, (4, 7, 0), "Temporary authentication failure"))
             }
+            tern_sasl::Outcome::Lost => Exchange::Lost,
         };
         match outcome {
             Exchange::Authenticated(account) => {
@@ -137,122 +140,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             Exchange::Lost => Flow::Close,
         }
     }
+}
 
-    /// Sends a `334` challenge and reads the client's line: `Ok(None)` when it cancelled.
-    async fn challenge(&mut self, data: &[u8]) -> Result<Option<Vec<u8>>, Exchange> {
+/// SMTP's side of a SASL exchange: `334` challenges (RFC 4954 §4).
+struct Challenges<'a, S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static>(&'a mut Session<S>);
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Conversation for Challenges<'_, S> {
+    async fn challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, Interrupted> {
         let text = if data.is_empty() { String::new() } else { tern_sasl::encode(data) };
-        self.send(Reply::plain(334, vec![text]));
-        let line = match self.read_line().await {
-            Some(l) => l,
-            None => return Err(Exchange::Lost),
-        };
+        self.0.send(Reply::plain(334, vec![text]));
+        let Some(line) = self.0.read_line().await else { return Err(Interrupted::Lost) };
         let line = String::from_utf8_lossy(&line).trim().to_string();
         if line == "*" {
-            return Ok(None);
+            return Err(Interrupted::Cancelled);
         }
-        match tern_sasl::decode(&line) {
-            Some(bytes) => Ok(Some(bytes)),
-            None => Err(Exchange::Aborted(reply(501, (5, 5, 2), "Invalid base64"))),
-        }
-    }
-
-    fn cancelled() -> Exchange {
-        Exchange::Cancelled
-    }
-
-    async fn verify_password(&self, user: &str, password: &str) -> Exchange {
-        match self.server.directory.authenticate(user, password).await {
-            Ok(Some(account)) => Exchange::Authenticated(account),
-            Ok(None) => Exchange::Failed(Some(user.to_string())),
-            Err(e) => {
-                tracing::error!(error = %e, "authentication lookup failed");
-                Exchange::Aborted(reply(454, (4, 7, 0), "Temporary authentication failure"))
-            }
-        }
-    }
-
-    async fn auth_plain(&mut self, initial: Option<Vec<u8>>) -> Exchange {
-        let response = match initial {
-            Some(r) => r,
-            None => match self.challenge(b"").await {
-                Ok(Some(r)) => r,
-                Ok(None) => return Self::cancelled(),
-                Err(e) => return e,
-            },
-        };
-        let Some(creds) = tern_sasl::parse_plain(&response) else {
-            return Exchange::Aborted(reply(501, (5, 5, 2), "Malformed PLAIN response"));
-        };
-        if !creds.acts_as_self() {
-            return Exchange::Failed(Some(creds.user));
-        }
-        self.verify_password(&creds.user, &creds.password).await
-    }
-
-    async fn auth_login(&mut self, initial: Option<Vec<u8>>) -> Exchange {
-        let user = match initial {
-            Some(u) => u,
-            None => match self.challenge(b"Username:").await {
-                Ok(Some(u)) => u,
-                Ok(None) => return Self::cancelled(),
-                Err(e) => return e,
-            },
-        };
-        let password = match self.challenge(b"Password:").await {
-            Ok(Some(p)) => p,
-            Ok(None) => return Self::cancelled(),
-            Err(e) => return e,
-        };
-        let (Ok(user), Ok(password)) = (String::from_utf8(user), String::from_utf8(password)) else {
-            return Exchange::Aborted(reply(501, (5, 5, 2), "Credentials must be UTF-8"));
-        };
-        self.verify_password(&user, &password).await
-    }
-
-    async fn auth_scram(&mut self, plus: bool, initial: Option<Vec<u8>>) -> Exchange {
-        let mut server = ScramServer::new(plus, self.conn.tls_exporter());
-        let first = match initial {
-            Some(f) if !f.is_empty() => f,
-            _ => match self.challenge(b"").await {
-                Ok(Some(f)) => f,
-                Ok(None) => return Self::cancelled(),
-                Err(e) => return e,
-            },
-        };
-        let user = match server.client_first(&first) {
-            Ok(ScramStep::LookUp { user }) => user,
-            Ok(_) => return Exchange::Aborted(reply(501, (5, 5, 2), "Unexpected SCRAM message")),
-            Err(e) => return Exchange::Aborted(reply(501, (5, 5, 2), format!("{e}"))),
-        };
-        // An unknown user runs the whole exchange on made-up keys and fails at the end.
-        let (account, creds) = match self.server.directory.scram_lookup(&user).await {
-            Ok(found) => (found.account, found.credentials),
-            Err(e) => {
-                tracing::error!(error = %e, "authentication lookup failed");
-                return Exchange::Aborted(reply(454, (4, 7, 0), "Temporary authentication failure"));
-            }
-        };
-        let server_first = match server.server_first(creds) {
-            Ok(s) => s,
-            Err(e) => return Exchange::Aborted(reply(501, (5, 5, 2), format!("{e}"))),
-        };
-        let last = match self.challenge(server_first.as_bytes()).await {
-            Ok(Some(l)) => l,
-            Ok(None) => return Self::cancelled(),
-            Err(e) => return e,
-        };
-        match server.client_final(&last) {
-            Ok(ScramStep::Success { server_final }) => {
-                let Some(account) = account else { return Exchange::Failed(Some(user)) };
-                // RFC 4954 §4: additional data with success goes in a 334, answered empty.
-                match self.challenge(server_final.as_bytes()).await {
-                    Ok(_) => Exchange::Authenticated(account),
-                    Err(e) => e,
-                }
-            }
-            Ok(_) => Exchange::Aborted(reply(501, (5, 5, 2), "Unexpected SCRAM message")),
-            Err(tern_sasl::ScramError::Malformed(m)) => Exchange::Aborted(reply(501, (5, 5, 2), m)),
-            Err(_) => Exchange::Failed(Some(user)),
-        }
+        tern_sasl::decode(&line).ok_or_else(|| Interrupted::Malformed("Invalid base64".into()))
     }
 }

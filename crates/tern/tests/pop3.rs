@@ -241,6 +241,41 @@ fn stls_and_auth_plain() {
     assert!(t.cmd("AGJvYkBleGFtcGxlLnRlc3QAc2VjcmV0").starts_with("+OK"));
 }
 
+/// POP3 offers what IMAP and submission offer, through the one SASL driver: LOGIN,
+/// SCRAM-SHA-256 (and -PLUS over TLS 1.3) beside PLAIN, with the same failure accounting.
+#[test]
+fn auth_offers_every_mechanism_of_the_shared_sasl_driver() {
+    let s = TestServer::started("");
+    let stream = std::net::TcpStream::connect(s.pop3s).unwrap();
+    let mut t = Pop3Tls { c: Client::from_stream(stream).into_tls() };
+    assert!(t.c.raw_line().unwrap().starts_with("+OK"));
+    assert!(t.cmd("CAPA").starts_with("+OK"));
+    let caps = t.multiline();
+    assert!(caps.contains("SASL PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-256-PLUS\n"), "{caps}");
+    assert!(t.cmd("AUTH").starts_with("+OK"));
+    assert_eq!(t.multiline(), "PLAIN\nLOGIN\nSCRAM-SHA-256\nSCRAM-SHA-256-PLUS\n");
+    assert!(t.cmd("AUTH CRAM-MD5").starts_with("-ERR"));
+    // Cancelled, then bad base64, then acting as another user: each an -ERR, the session goes on.
+    assert_eq!(t.cmd("AUTH LOGIN"), "+ VXNlcm5hbWU6");
+    assert!(t.cmd("*").starts_with("-ERR"));
+    assert!(t.cmd("AUTH PLAIN !!!").starts_with("-ERR"));
+    // "bob@example.test\0alice@example.test\0secret"
+    assert!(t.cmd("AUTH PLAIN Ym9iQGV4YW1wbGUudGVzdABhbGljZUBleGFtcGxlLnRlc3QAc2VjcmV0").starts_with("-ERR [AUTH]"));
+    assert!(t.cmd("QUIT").starts_with("+OK"));
+
+    s.deliver("alice@example.test", message("sasl").as_bytes());
+    let port = s.pop3s.port().to_string();
+    for mechanism in ["SCRAM-SHA-256", "LOGIN"] {
+        let (ok, out, err) = python_result("pop3_sasl.py", &[&port, "alice@example.test", "secret", mechanism]);
+        assert!(ok && out.starts_with("ok (1,"), "{mechanism}: {out} {err}");
+        let (ok, out, _) = python_result("pop3_sasl.py", &[&port, "alice@example.test", "wrong", mechanism]);
+        assert!(!ok && out.contains("-ERR [AUTH]"), "{mechanism} with a wrong password: {out}");
+    }
+    // An unknown user runs SCRAM to its end and fails there, like a wrong password.
+    let (ok, out, _) = python_result("pop3_sasl.py", &[&port, "nobody@example.test", "x", "SCRAM-SHA-256"]);
+    assert!(!ok && out.contains("-ERR [AUTH]"), "{out}");
+}
+
 struct Pop3Tls {
     c: Client<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>>,
 }
@@ -249,6 +284,19 @@ impl Pop3Tls {
     fn cmd(&mut self, line: &str) -> String {
         self.c.send(format!("{line}\r\n").as_bytes());
         self.c.raw_line().expect("connection closed")
+    }
+
+    /// The lines of a multi-line answer up to the ".", each ending in "\n".
+    fn multiline(&mut self) -> String {
+        let mut out = String::new();
+        loop {
+            let line = self.c.raw_line().expect("connection closed");
+            if line == "." {
+                return out;
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
     }
 }
 

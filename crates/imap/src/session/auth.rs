@@ -1,5 +1,5 @@
 //! STARTTLS, LOGIN and AUTHENTICATE PLAIN, LOGIN, SCRAM-SHA-256 and SCRAM-SHA-256-PLUS
-//! (RFC 4616, RFC 7677, with SASL-IR, RFC 4959).
+//! (RFC 4616, RFC 7677, with SASL-IR, RFC 4959), the exchange run by [`tern_sasl::authenticate`].
 
 use super::{Done, Session};
 use tern_store::StoreError;
@@ -61,128 +61,51 @@ impl Session {
                 None => return Ok(Done::bad("Invalid base64")),
             },
         };
-        match mech {
-            tern_sasl::Mechanism::Plain => {
-                let response = match initial {
-                    Some(r) => r,
-                    None => match self.sasl_challenge(b"").await {
-                        Ok(r) => r,
-                        Err(done) => return Ok(done),
-                    },
-                };
-                let Some(creds) = tern_sasl::parse_plain(&response) else {
-                    return Ok(Done::bad("Malformed PLAIN response"));
-                };
-                if !creds.acts_as_self() {
-                    return Ok(Done::no("Acting as another user is not allowed").code("AUTHORIZATIONFAILED"));
-                }
-                self.check_credentials(&creds.user, &creds.password).await
-            }
-            tern_sasl::Mechanism::Login => {
-                let user = match initial {
-                    Some(u) => u,
-                    None => match self.sasl_challenge(b"Username:").await {
-                        Ok(u) => u,
-                        Err(done) => return Ok(done),
-                    },
-                };
-                let password = match self.sasl_challenge(b"Password:").await {
-                    Ok(p) => p,
-                    Err(done) => return Ok(done),
-                };
-                let (Ok(user), Ok(password)) = (String::from_utf8(user), String::from_utf8(password)) else {
-                    return Ok(Done::bad("Credentials must be UTF-8"));
-                };
-                self.check_credentials(&user, &password).await
-            }
-            tern_sasl::Mechanism::ScramSha256 | tern_sasl::Mechanism::ScramSha256Plus => {
-                self.authenticate_scram(mech == tern_sasl::Mechanism::ScramSha256Plus, initial).await
-            }
-        }
-    }
-
-    /// Sends a continuation request with `data` and reads the client's answer; `Err` is the
-    /// completion to send (cancelled, bad base64, connection lost).
-    async fn sasl_challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, Done> {
-        let text = if data.is_empty() { String::new() } else { tern_sasl::encode(data) };
-        self.line(&format!("+ {text}"));
-        let line = match self.read_line().await {
-            Ok(l) => l,
-            Err(_) => {
-                self.closing = true;
-                return Err(Done::no("Connection lost"));
-            }
-        };
-        let text = String::from_utf8_lossy(&line).trim().to_string();
-        if text == "*" {
-            // Counted as a failed login: cancelling after the server's first SCRAM message
-            // would otherwise probe user names for free.
-            let delay = self.server.auth.failed(self.peer.ip(), "imap");
-            tracing::info!("authentication cancelled");
-            tokio::time::sleep(delay).await;
-            return Err(Done::bad("Authentication cancelled"));
-        }
-        tern_sasl::decode(&text).ok_or_else(|| Done::bad("Invalid base64"))
-    }
-
-    async fn authenticate_scram(&mut self, plus: bool, initial: Option<Vec<u8>>) -> Result<Done, StoreError> {
         let ip = self.peer.ip();
         if let tern_guard::AuthVerdict::Banned(_) = self.server.auth.check(ip) {
             self.closing = true;
             self.untagged("BYE Too many failed logins, try later");
             return Ok(Done::no("Too many failed logins").code("UNAVAILABLE"));
         }
-        let mut scram = tern_sasl::ScramServer::new(plus, self.conn.tls_exporter());
-        let first = match initial {
-            Some(f) if !f.is_empty() => f,
-            _ => match self.sasl_challenge(b"").await {
-                Ok(f) => f,
-                Err(done) => return Ok(done),
-            },
-        };
-        let user = match scram.client_first(&first) {
-            Ok(tern_sasl::ScramStep::LookUp { user }) => user,
-            Ok(_) => return Ok(Done::bad("Unexpected SCRAM message")),
-            Err(e) => return Ok(Done::bad(e.to_string())),
-        };
-        // An unknown user runs the whole exchange on made-up keys and fails at the end.
-        let (account, creds) = match self.server.directory.scram_lookup(&user).await {
-            Ok(found) => (found.account, found.credentials),
-            Err(tern_directory::DirectoryError::Store(e)) => return Err(e),
-            Err(e) => {
-                tracing::warn!(error = %e, "authentication error");
-                return Ok(Done::no("Temporary authentication failure").code("UNAVAILABLE"));
-            }
-        };
-        let server_first = match scram.server_first(creds) {
-            Ok(s) => s,
-            Err(e) => return Ok(Done::bad(e.to_string())),
-        };
-        let last = match self.sasl_challenge(server_first.as_bytes()).await {
-            Ok(l) => l,
-            Err(done) => return Ok(done),
-        };
-        match (scram.client_final(&last), account) {
-            (Ok(tern_sasl::ScramStep::Success { server_final }), Some(account)) => {
-                // RFC 9051 §6.2.2: server data with success goes in the tagged OK's
-                // continuation; clients accept it as a final challenge answered empty.
-                if let Err(done) = self.sasl_challenge(server_final.as_bytes()).await {
-                    return Ok(done);
-                }
+        let directory = self.server.directory.clone();
+        let binding = self.conn.tls_exporter();
+        match tern_sasl::authenticate(&mut Continuations(self), &directory, mech, initial, binding).await {
+            tern_sasl::Outcome::Authenticated(account) => {
                 self.server.auth.succeeded(ip);
-                tracing::info!(user = %account.address, mechanism = "SCRAM-SHA-256", "logged in");
+                tracing::info!(user = %account.address, mechanism = mech.name(), tls = self.conn.is_tls(), "logged in");
                 self.logged_in(account);
                 let caps = self.capabilities();
                 Ok(Done::ok("Logged in").code(format!("CAPABILITY {caps}")))
             }
-            (Err(tern_sasl::ScramError::Malformed(m)), _) => Ok(Done::bad(m)),
-            _ => {
+            tern_sasl::Outcome::Failed { user } => Ok(self.login_failed(user.as_deref()).await),
+            tern_sasl::Outcome::NotAuthorized { .. } => {
+                Ok(Done::no("Acting as another user is not allowed").code("AUTHORIZATIONFAILED"))
+            }
+            tern_sasl::Outcome::Cancelled => {
                 let delay = self.server.auth.failed(ip, "imap");
-                tracing::info!(user = ?user, "login failed");
+                tracing::info!("authentication cancelled");
                 tokio::time::sleep(delay).await;
-                Ok(Done::no("Invalid credentials").code("AUTHENTICATIONFAILED"))
+                Ok(Done::bad("Authentication cancelled"))
+            }
+            tern_sasl::Outcome::Malformed(m) => Ok(Done::bad(m)),
+            tern_sasl::Outcome::Unavailable(tern_directory::DirectoryError::Store(e)) => Err(e),
+            tern_sasl::Outcome::Unavailable(e) => {
+                tracing::warn!(error = %e, "authentication error");
+                Ok(Done::no("Temporary authentication failure").code("UNAVAILABLE"))
+            }
+            tern_sasl::Outcome::Lost => {
+                self.closing = true;
+                Ok(Done::no("Connection lost"))
             }
         }
+    }
+
+    /// A wrong password: counted against the address, answered after the guard's delay.
+    async fn login_failed(&mut self, user: Option<&str>) -> Done {
+        let delay = self.server.auth.failed(self.peer.ip(), "imap");
+        tracing::info!(user = ?user, "login failed");
+        tokio::time::sleep(delay).await;
+        Done::no("Invalid credentials").code("AUTHENTICATIONFAILED")
     }
 
     async fn check_credentials(&mut self, user: &str, password: &str) -> Result<Done, StoreError> {
@@ -208,12 +131,24 @@ impl Session {
                 let caps = self.capabilities();
                 Ok(Done::ok("Logged in").code(format!("CAPABILITY {caps}")))
             }
-            None => {
-                let delay = self.server.auth.failed(ip, "imap");
-                tracing::info!(user = ?user, "login failed");
-                tokio::time::sleep(delay).await;
-                Ok(Done::no("Invalid credentials").code("AUTHENTICATIONFAILED"))
-            }
+            None => Ok(self.login_failed(Some(user)).await),
         }
+    }
+}
+
+/// IMAP's side of a SASL exchange: `+ ` continuation requests (RFC 9051 §7.5).
+struct Continuations<'a>(&'a mut Session);
+
+impl tern_sasl::Conversation for Continuations<'_> {
+    async fn challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, tern_sasl::Interrupted> {
+        let session = &mut *self.0;
+        let text = if data.is_empty() { String::new() } else { tern_sasl::encode(data) };
+        session.line(&format!("+ {text}"));
+        let Ok(line) = session.read_line().await else { return Err(tern_sasl::Interrupted::Lost) };
+        let text = String::from_utf8_lossy(&line).trim().to_string();
+        if text == "*" {
+            return Err(tern_sasl::Interrupted::Cancelled);
+        }
+        tern_sasl::decode(&text).ok_or_else(|| tern_sasl::Interrupted::Malformed("Invalid base64".into()))
     }
 }

@@ -216,10 +216,12 @@ impl Session {
                 caps.push("STARTTLS");
             }
             if self.may_login() {
-                caps.extend(["AUTH=PLAIN", "AUTH=LOGIN", "AUTH=SCRAM-SHA-256"]);
-                if self.conn.tls_exporter().is_some() {
-                    caps.push("AUTH=SCRAM-SHA-256-PLUS");
-                }
+                caps.extend(tern_sasl::offered(self.conn.tls_exporter().is_some()).into_iter().map(|m| match m {
+                    tern_sasl::Mechanism::Plain => "AUTH=PLAIN",
+                    tern_sasl::Mechanism::Login => "AUTH=LOGIN",
+                    tern_sasl::Mechanism::ScramSha256 => "AUTH=SCRAM-SHA-256",
+                    tern_sasl::Mechanism::ScramSha256Plus => "AUTH=SCRAM-SHA-256-PLUS",
+                }));
             } else {
                 caps.push("LOGINDISABLED");
             }
