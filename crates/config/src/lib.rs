@@ -1011,6 +1011,9 @@ impl Config {
         for net in &self.limits.exempt {
             Cidr::parse(net).map_err(|m| invalid("limits.exempt", format!("{net:?}: {m}")))?;
         }
+        for net in &self.listen.proxy_from {
+            Cidr::parse(net).map_err(|m| invalid("listen.proxy_from", format!("{net:?}: {m}")))?;
+        }
         if self.limits.auth_failures_before_ban == 0 {
             return Err(invalid("limits.auth_failures_before_ban", "must be at least 1"));
         }
@@ -1109,6 +1112,11 @@ impl Config {
     }
 
     /// Parsed `limits.exempt` (validated already, so unparsable entries cannot occur).
+    /// The load balancers trusted to send PROXY headers (`listen.proxy_from`).
+    pub fn proxy_from(&self) -> Vec<Cidr> {
+        self.listen.proxy_from.iter().filter_map(|n| Cidr::parse(n).ok()).collect()
+    }
+
     pub fn limit_exempt(&self) -> Vec<Cidr> {
         self.limits.exempt.iter().filter_map(|n| Cidr::parse(n).ok()).collect()
     }

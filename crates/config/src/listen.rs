@@ -79,6 +79,10 @@ pub struct Listen {
     pub http: Vec<SocketAddr>,
     pub https: Vec<SocketAddr>,
     pub public_http: Vec<SocketAddr>,
+    /// Load balancers (addresses or CIDR networks) whose connections start with a PROXY
+    /// header (HAProxy's PROXY protocol, version 1 or 2) naming the client; on every mail
+    /// listener. Connections from anywhere else are taken as they are.
+    pub proxy_from: Vec<String>,
 }
 
 fn any(port: u16) -> Vec<SocketAddr> {
@@ -115,6 +119,7 @@ impl Listen {
             http: f(Service::Http),
             https: f(Service::Https),
             public_http: f(Service::PublicHttp),
+            proxy_from: Vec::new(),
         }
     }
 

@@ -18,6 +18,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("mime", mime),
     ("address_list", address_list),
     ("auth_records", auth_records),
+    ("proxy_header", proxy_header),
 ];
 
 /// SMTP command lines as a session reads them: line framing with the line limit, then each
@@ -193,4 +194,23 @@ fn balanced(out: &[u8]) {
         i += 1;
     }
     assert_eq!(depth, 0, "unbalanced ( in {:?}", String::from_utf8_lossy(out));
+}
+
+/// The PROXY header (v1 and v2) a trusted load balancer sends first: a complete header never
+/// claims more bytes than it was given nor more than the limit, and more input never turns
+/// a complete header into another.
+pub fn proxy_header(data: &[u8]) {
+    use tern_guard::proxy::{MAX_HEADER, Parsed, parse};
+    match parse(data) {
+        Parsed::Header { len, source } => {
+            assert!(len <= data.len() && len <= MAX_HEADER, "header of {len} bytes from {}", data.len());
+            assert!(len >= 15, "shorter than the shortest header: {len}");
+            // The bytes after the header do not change what the header says.
+            let mut longer = data[..len].to_vec();
+            longer.extend_from_slice(b"\r\nEHLO x\r\n");
+            assert_eq!(parse(&longer), Parsed::Header { len, source }, "{:?}", String::from_utf8_lossy(data));
+        }
+        Parsed::Incomplete => assert!(data.len() < MAX_HEADER, "{} bytes and still incomplete", data.len()),
+        Parsed::Invalid(_) => {}
+    }
 }

@@ -1,5 +1,6 @@
 //! The accept loop every listener runs.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -39,19 +40,63 @@ pub async fn accept_until_shutdown<F, Fut>(
 }
 
 /// What a protocol tells a client it turns away, as one line of its own syntax.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Refusals {
     /// Too many connections (in total or from the address): said only in plain text (on an
     /// implicit-TLS port before the handshake there is nobody to read it).
-    pub busy: &'static [u8],
+    pub busy: Cow<'static, [u8]>,
     /// The address is banned for failed logins: said after the TLS handshake on implicit-TLS
     /// ports, so the client shows the reason instead of a broken connection.
-    pub banned: &'static [u8],
+    pub banned: Cow<'static, [u8]>,
 }
 
-/// A connection let in: its stream (TLS done on implicit-TLS ports) and its ticket.
-pub struct Admitted {
+/// A listener's way in: who it is, its limits and guards.
+pub struct Gate<'a> {
+    /// `smtp`, `imap`, `pop3`: the metric names' protocol part.
+    pub protocol: &'static str,
+    /// The listener: `smtp`, `submission`, `imaps`...
+    pub service: &'static str,
+    /// The acceptor of an implicit-TLS port.
+    pub implicit_tls: Option<&'a tern_tls::TlsAcceptor>,
+    pub limits: &'a std::sync::Arc<crate::ConnectionLimits>,
+    pub auth: &'a crate::AuthGuard,
+    pub refusals: &'a Refusals,
+    /// Load balancers whose connections start with a PROXY header (`[listen] proxy_from`).
+    pub proxy_from: &'a [tern_config::Cidr],
+}
+
+/// Checks a protocol runs on the plain connection before TLS and its greeting (SMTP's
+/// connection rate, DNS blocklists and early talkers on port 25).
+pub trait Screen: Sync {
+    /// What the checks learned, kept with the session.
+    type Notes: Send;
+    /// `Err` is the refusal to send before closing.
+    fn screen(
+        &self,
+        stream: &TcpStream,
+        client: SocketAddr,
+    ) -> impl Future<Output = Result<Self::Notes, Vec<u8>>> + Send;
+}
+
+/// No checks beyond the gate's own.
+pub struct NoScreen;
+
+impl Screen for NoScreen {
+    type Notes = ();
+    async fn screen(&self, _: &TcpStream, _: SocketAddr) -> Result<(), Vec<u8>> {
+        Ok(())
+    }
+}
+
+/// How long a trusted balancer has to send its PROXY header.
+const PROXY_HEADER_WAIT: Duration = Duration::from_secs(5);
+
+/// A connection let in: its stream (TLS done on implicit-TLS ports), the client's address
+/// (from the PROXY header when a trusted balancer sent one), what the screen noted, its ticket.
+pub struct Admitted<N> {
     pub stream: tern_tls::Stream<TcpStream>,
+    pub client: SocketAddr,
+    pub notes: N,
     pub ticket: Ticket,
 }
 
@@ -68,49 +113,75 @@ impl Drop for Ticket {
     }
 }
 
-/// The way in for every mail protocol's connection, in one place: counted
-/// (`tern_<protocol>_connections_total{service}`), the connection limits (total and per
-/// address), the failed-login ban, the TLS handshake on implicit-TLS ports; each refusal said
-/// in the protocol's words and logged.
-#[allow(clippy::too_many_arguments)]
-pub async fn admit(
+/// The way in for every mail protocol's connection, in one place: the PROXY header from
+/// trusted balancers, counted (`tern_<protocol>_connections_total{service}`), the connection
+/// limits (total and per address), the failed-login ban, the protocol's own screen, the TLS
+/// handshake on implicit-TLS ports; each refusal said in the protocol's words and logged.
+pub async fn admit<S: Screen>(
+    gate: Gate<'_>,
     mut stream: TcpStream,
     peer: SocketAddr,
-    protocol: &'static str,
-    service: &'static str,
-    implicit_tls: Option<&tern_tls::TlsAcceptor>,
-    limits: &std::sync::Arc<crate::ConnectionLimits>,
-    auth: &crate::AuthGuard,
-    refusals: Refusals,
-) -> Option<Admitted> {
+    screen: &S,
+) -> Option<Admitted<S::Notes>> {
     use tokio::io::AsyncWriteExt;
-    metrics::counter!(format!("tern_{protocol}_connections_total"), "service" => service).increment(1);
-    let slot = match limits.acquire(peer.ip()) {
+    let service = gate.service;
+    let client = if gate.proxy_from.iter().any(|net| net.contains(peer.ip())) {
+        match crate::proxy::read_header(&mut stream, PROXY_HEADER_WAIT).await {
+            Ok(Some(client)) => client,
+            Ok(None) => peer,
+            Err(e) => {
+                tracing::warn!(proxy = %peer, service, error = %e, "connection refused: bad PROXY header");
+                return None;
+            }
+        }
+    } else {
+        peer
+    };
+    metrics::counter!(format!("tern_{}_connections_total", gate.protocol), "service" => service).increment(1);
+    let refused = |reason: &'static str| {
+        metrics::counter!(format!("tern_{}_connections_refused_total", gate.protocol), "service" => service, "reason" => reason)
+            .increment(1);
+    };
+    let slot = match gate.limits.acquire(client.ip()) {
         Ok(slot) => slot,
         Err(why) => {
             let reason = if why == crate::LimitExceeded::Total { "total" } else { "per_ip" };
-            tracing::info!(client = %peer, service, reason, "connection refused: too many connections");
-            if implicit_tls.is_none() {
-                let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(refusals.busy)).await;
+            refused(reason);
+            tracing::info!(client = %client, service, reason, "connection refused: too many connections");
+            if gate.implicit_tls.is_none() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&gate.refusals.busy)).await;
             }
             return None;
         }
     };
-    let banned = matches!(auth.check(peer.ip()), crate::AuthVerdict::Banned(_));
-    let mut stream = match implicit_tls {
-        Some(acceptor) => tern_tls::Stream::Tls(Box::new(tern_tls::handshake(acceptor, stream, peer).await?)),
+    let banned = matches!(gate.auth.check(client.ip()), crate::AuthVerdict::Banned(_));
+    let notes = if banned {
+        None
+    } else {
+        match screen.screen(&stream, client).await {
+            Ok(notes) => Some(notes),
+            Err(refusal) => {
+                // The screen counts its refusals by their reasons.
+                let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&refusal)).await;
+                return None;
+            }
+        }
+    };
+    let mut stream = match gate.implicit_tls {
+        Some(acceptor) => tern_tls::Stream::Tls(Box::new(tern_tls::handshake(acceptor, stream, client).await?)),
         None => tern_tls::Stream::Plain(stream),
     };
-    if banned {
-        tracing::info!(client = %peer, service, "connection refused: address banned");
+    let Some(notes) = notes else {
+        refused("banned");
+        tracing::info!(client = %client, service, "connection refused: address banned");
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            stream.write_all(refusals.banned).await?;
+            stream.write_all(&gate.refusals.banned).await?;
             stream.shutdown().await
         })
         .await;
         return None;
-    }
-    let gauge = metrics::gauge!(format!("tern_{protocol}_connections_active"), "service" => service);
+    };
+    let gauge = metrics::gauge!(format!("tern_{}_connections_active", gate.protocol), "service" => service);
     gauge.increment(1.0);
-    Some(Admitted { stream, ticket: Ticket { _slot: slot, gauge } })
+    Some(Admitted { stream, client, notes, ticket: Ticket { _slot: slot, gauge } })
 }

@@ -9,9 +9,10 @@ pub mod compute;
 pub mod deadline;
 pub mod limits;
 pub mod memory;
+pub mod proxy;
 pub mod rate;
 
-pub use accept::{Admitted, Refusals, Ticket, accept_until_shutdown, admit};
+pub use accept::{Admitted, Gate, NoScreen, Refusals, Screen, Ticket, accept_until_shutdown, admit};
 pub use auth::{AuthGuard, AuthVerdict};
 pub use compute::{Budget, ComputeError, ComputePool, OverBudget};
 pub use deadline::{Deadlines, Expired};

@@ -39,11 +39,14 @@ pub struct ImapSettings {
     pub summary_cache_bytes: usize,
     /// Budget of one SEARCH, SORT or THREAD on the compute pool.
     pub command_time_limit: Duration,
+    /// Load balancers that send PROXY headers (`listen.proxy_from`).
+    pub proxy_from: Vec<tern_config::Cidr>,
 }
 
 impl ImapSettings {
     pub fn from_config(config: &tern_config::Config) -> ImapSettings {
         ImapSettings {
+            proxy_from: config.proxy_from(),
             hostname: config.hostname.clone(),
             timeout: Duration::from_secs(config.imap.timeout_seconds),
             login_timeout: Duration::from_secs(config.imap.login_timeout_seconds),
@@ -379,17 +382,26 @@ impl ImapServer {
             None
         };
         let refusals = tern_guard::Refusals {
-            busy: b"* BYE [UNAVAILABLE] Too many connections\r\n",
-            banned: b"* BYE [UNAVAILABLE] Too many failed logins, try later\r\n",
+            busy: b"* BYE [UNAVAILABLE] Too many connections\r\n"[..].into(),
+            banned: b"* BYE [UNAVAILABLE] Too many failed logins, try later\r\n"[..].into(),
         };
-        let Some(tern_guard::Admitted { stream, ticket }) =
-            tern_guard::admit(stream, peer, "imap", service, tls.as_ref(), &self.limits, &self.auth, refusals).await
+        let gate = tern_guard::Gate {
+            protocol: "imap",
+            service,
+            implicit_tls: tls.as_ref(),
+            limits: &self.limits,
+            auth: &self.auth,
+            refusals: &refusals,
+            proxy_from: &self.settings.proxy_from,
+        };
+        let Some(tern_guard::Admitted { stream, client, ticket, .. }) =
+            tern_guard::admit(gate, stream, peer, &tern_guard::NoScreen).await
         else {
             return;
         };
         let id = format!("{:x}", self.next_session.fetch_add(1, Ordering::Relaxed));
-        let span = tracing::info_span!("imap", sid = %id, client = %peer);
-        let session = session::Session::new(Arc::clone(&self), stream, peer);
+        let span = tracing::info_span!("imap", sid = %id, client = %client);
+        let session = session::Session::new(Arc::clone(&self), stream, client);
         tracing::Instrument::instrument(session.run(), span).await;
         drop(ticket);
     }

@@ -30,11 +30,14 @@ pub struct Pop3Settings {
     /// Time to log in, from the connection's start.
     pub login_timeout: Duration,
     pub plaintext_on_loopback: bool,
+    /// Load balancers that send PROXY headers (`listen.proxy_from`).
+    pub proxy_from: Vec<tern_config::Cidr>,
 }
 
 impl Pop3Settings {
     pub fn from_config(config: &tern_config::Config) -> Pop3Settings {
         Pop3Settings {
+            proxy_from: config.proxy_from(),
             hostname: config.hostname.clone(),
             timeout: Duration::from_secs(config.pop3.timeout_seconds),
             login_timeout: Duration::from_secs(config.pop3.login_timeout_seconds),
@@ -134,17 +137,26 @@ impl Pop3Server {
         };
         // RFC 3206 response codes: SYS/TEMP (try later), AUTH (the login side).
         let refusals = tern_guard::Refusals {
-            busy: b"-ERR [SYS/TEMP] Too many connections\r\n",
-            banned: b"-ERR [AUTH] Too many failed logins, try later\r\n",
+            busy: b"-ERR [SYS/TEMP] Too many connections\r\n"[..].into(),
+            banned: b"-ERR [AUTH] Too many failed logins, try later\r\n"[..].into(),
         };
-        let Some(tern_guard::Admitted { stream, ticket }) =
-            tern_guard::admit(stream, peer, "pop3", service, tls.as_ref(), &self.limits, &self.auth, refusals).await
+        let gate = tern_guard::Gate {
+            protocol: "pop3",
+            service,
+            implicit_tls: tls.as_ref(),
+            limits: &self.limits,
+            auth: &self.auth,
+            refusals: &refusals,
+            proxy_from: &self.settings.proxy_from,
+        };
+        let Some(tern_guard::Admitted { stream, client, ticket, .. }) =
+            tern_guard::admit(gate, stream, peer, &tern_guard::NoScreen).await
         else {
             return;
         };
         let id = format!("{:x}", self.next_session.fetch_add(1, Ordering::Relaxed));
-        let span = tracing::info_span!("pop3", sid = %id, client = %peer);
-        let session = session::Session::new(Arc::clone(&self), stream, peer);
+        let span = tracing::info_span!("pop3", sid = %id, client = %client);
+        let session = session::Session::new(Arc::clone(&self), stream, client);
         tracing::Instrument::instrument(session.run(), span).await;
         drop(ticket);
     }

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tern_guard::{AuthGuard, AuthVerdict, Greylist, RateLimiter};
+use tern_guard::{AuthGuard, Greylist, RateLimiter};
 use tern_smtp_proto::Reply;
 
 /// Window for counting unknown recipients.
@@ -48,16 +48,13 @@ impl InboundChecks {
         !self.guard.is_exempt(ip)
     }
 
-    /// Before the greeting: bans, connection rate, blocklists, early talkers. `Err` is the
+    /// Before the greeting: connection rate, blocklists, early talkers. `Err` is the
     /// reply to send before closing; `Ok` carries the blocklists that list the client (when
     /// they only tag).
     pub async fn at_connect(&self, stream: &tokio::net::TcpStream, peer: SocketAddr) -> Result<Vec<String>, Reply> {
+        // Bans are checked before, at the gate every listener shares (tern_guard::admit).
         let ip = peer.ip();
         let host = &self.hostname;
-        if let AuthVerdict::Banned(left) = self.guard.check(ip) {
-            tracing::info!(client = %peer, left_seconds = left.as_secs(), "banned client refused");
-            return Err(reply(421, (4, 7, 0), format!("{host} Your address is temporarily blocked, try again later")));
-        }
         if !self.connections.allow(&ip, self.settings.max_connections_per_minute_per_ip) {
             metrics::counter!("tern_smtp_connections_refused_total", "service" => "smtp", "reason" => "rate")
                 .increment(1);

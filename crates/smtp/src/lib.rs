@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tern_directory::Directory;
-use tern_guard::{AuthGuard, ConnectionLimits, LimitExceeded};
+use tern_guard::{AuthGuard, ConnectionLimits};
 use tern_pipeline::Pipeline;
 use tern_store::Store;
 use tern_tls::TlsAcceptor;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -40,11 +39,14 @@ pub struct SmtpSettings {
     pub max_errors: u32,
     /// How long a quarantined message is kept (`quarantine.retention_days`).
     pub quarantine_retention_seconds: i64,
+    /// Load balancers that send PROXY headers (`listen.proxy_from`).
+    pub proxy_from: Vec<tern_config::Cidr>,
 }
 
 impl SmtpSettings {
     pub fn from_config(config: &tern_config::Config, service: &'static str) -> SmtpSettings {
         SmtpSettings {
+            proxy_from: config.proxy_from(),
             hostname: config.hostname.clone(),
             service,
             submission: service != "smtp",
@@ -78,6 +80,8 @@ pub struct SmtpServer {
     /// Message data in memory, shared by every SMTP service (`smtp.max_inflight_bytes`).
     pub(crate) memory: Arc<tern_guard::MessageMemory>,
     pub(crate) shutdown: CancellationToken,
+    /// What a client turned away at connect is told.
+    refusals: tern_guard::Refusals,
     tracker: TaskTracker,
     next_session: AtomicU64,
 }
@@ -95,7 +99,15 @@ impl SmtpServer {
         memory: Arc<tern_guard::MessageMemory>,
         shutdown: CancellationToken,
     ) -> Arc<SmtpServer> {
+        let host = &settings.hostname;
+        let refusals = tern_guard::Refusals {
+            busy: format!("421 4.7.0 {host} Too many connections, try again later\r\n").into_bytes().into(),
+            banned: format!("421 4.7.0 {host} Your address is temporarily blocked, try again later\r\n")
+                .into_bytes()
+                .into(),
+        };
         Arc::new(SmtpServer {
+            refusals,
             store: Arc::clone(directory.store()),
             settings,
             directory,
@@ -132,54 +144,51 @@ impl SmtpServer {
         self.tracker.wait().await;
     }
 
-    async fn connection(self: Arc<Self>, mut stream: tokio::net::TcpStream, peer: SocketAddr, implicit_tls: bool) {
+    async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream, peer: SocketAddr, implicit_tls: bool) {
         let service = self.settings.service;
-        metrics::counter!("tern_smtp_connections_total", "service" => service).increment(1);
-        let slot = match self.limits.acquire(peer.ip()) {
-            Ok(slot) => slot,
-            Err(why) => {
-                let reason = match why {
-                    LimitExceeded::Total => "total",
-                    LimitExceeded::PerIp => "per_ip",
-                };
-                metrics::counter!("tern_smtp_connections_refused_total", "service" => service, "reason" => reason)
-                    .increment(1);
-                tracing::info!(service, client = %peer, reason, "connection refused: too many connections");
-                if !implicit_tls {
-                    let msg = format!("421 4.7.0 {} Too many connections, try again later\r\n", self.settings.hostname);
-                    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(msg.as_bytes())).await;
-                }
-                return;
-            }
+        let tls = match (implicit_tls, &self.tls) {
+            (false, _) => None,
+            (true, Some(acceptor)) => Some(acceptor.clone()),
+            (true, None) => return,
         };
-        let mut dnsbl = Vec::new();
-        if let Some(checks) = self.inbound.clone()
-            && checks.applies(peer.ip())
-        {
-            match checks.at_connect(&stream, peer).await {
-                Ok(listed) => dnsbl = listed,
-                Err(r) => {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&r.to_bytes())).await;
-                    return;
-                }
-            }
-        }
-        let conn = if implicit_tls {
-            let Some(acceptor) = self.tls.clone() else { return };
-            let Some(tls) = tern_tls::handshake(&acceptor, stream, peer).await else { return };
-            tern_tls::Stream::Tls(Box::new(tls))
-        } else {
-            tern_tls::Stream::Plain(stream)
+        let gate = tern_guard::Gate {
+            protocol: "smtp",
+            service,
+            implicit_tls: tls.as_ref(),
+            limits: &self.limits,
+            auth: &self.auth,
+            refusals: &self.refusals,
+            proxy_from: &self.settings.proxy_from,
+        };
+        let screen = Port25Checks(self.inbound.as_deref());
+        let Some(tern_guard::Admitted { stream, client, notes: dnsbl, ticket }) =
+            tern_guard::admit(gate, stream, peer, &screen).await
+        else {
+            return;
         };
         let id = format!("{:x}", self.next_session.fetch_add(1, Ordering::Relaxed));
-        let gauge = metrics::gauge!("tern_smtp_connections_active", "service" => service);
-        gauge.increment(1.0);
-        let span = tracing::info_span!("smtp", sid = %id, client = %peer, service);
-        let mut session = session::Session::new(Arc::clone(&self), conn, peer, id);
+        let span = tracing::info_span!("smtp", sid = %id, client = %client, service);
+        let mut session = session::Session::new(Arc::clone(&self), stream, client, id);
         session.dnsbl = dnsbl;
         tracing::Instrument::instrument(session.run(), span).await;
-        gauge.decrement(1.0);
-        drop(slot);
+        drop(ticket);
+    }
+}
+
+/// Port 25's checks before the greeting, for clients outside the exempt networks: the
+/// connection rate, DNS blocklists (their names are noted for the headers), early talkers.
+struct Port25Checks<'a>(Option<&'a inbound::InboundChecks>);
+
+impl tern_guard::Screen for Port25Checks<'_> {
+    type Notes = Vec<String>;
+
+    async fn screen(&self, stream: &tokio::net::TcpStream, client: SocketAddr) -> Result<Vec<String>, Vec<u8>> {
+        match self.0 {
+            Some(checks) if checks.applies(client.ip()) => {
+                checks.at_connect(stream, client).await.map_err(|r| r.to_bytes())
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 }
 
