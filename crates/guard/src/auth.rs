@@ -2,9 +2,10 @@
 //! address with too many recent failures is refused for a while. Shared by every protocol,
 //! so guessing over IMAP also locks out POP3 and submission.
 
+use crate::clock::Clock;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tern_config::Cidr;
 
@@ -27,6 +28,7 @@ pub struct AuthGuard {
     ban: Duration,
     exempt: Vec<Cidr>,
     records: Mutex<HashMap<IpAddr, Record>>,
+    clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +40,11 @@ pub enum AuthVerdict {
 
 impl AuthGuard {
     pub fn new(max_failures: u32, ban: Duration, exempt: Vec<Cidr>) -> AuthGuard {
-        AuthGuard { max_failures, ban, exempt, records: Mutex::new(HashMap::new()) }
+        AuthGuard::with_clock(max_failures, ban, exempt, crate::clock::system())
+    }
+
+    pub fn with_clock(max_failures: u32, ban: Duration, exempt: Vec<Cidr>, clock: Arc<dyn Clock>) -> AuthGuard {
+        AuthGuard { max_failures, ban, exempt, records: Mutex::new(HashMap::new()), clock }
     }
 
     pub fn from_config(config: &tern_config::Config) -> AuthGuard {
@@ -58,9 +64,10 @@ impl AuthGuard {
         if self.exempt(ip) {
             return AuthVerdict::Allowed;
         }
+        let now = self.clock.now();
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         match records.get(&ip).and_then(|r| r.banned_until) {
-            Some(until) if until > Instant::now() => AuthVerdict::Banned(until - Instant::now()),
+            Some(until) if until > now => AuthVerdict::Banned(until - now),
             Some(_) => {
                 records.remove(&ip);
                 AuthVerdict::Allowed
@@ -72,7 +79,7 @@ impl AuthGuard {
     /// Records a failed login; returns how long to wait before answering it.
     pub fn failed(&self, ip: IpAddr, service: &'static str) -> Duration {
         metrics::counter!("tern_auth_failures_total", "service" => service).increment(1);
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         if records.len() >= MAX_TRACKED {
             records.retain(|_, r| now.duration_since(r.first) < WINDOW || r.banned_until.is_some_and(|u| u > now));
@@ -100,7 +107,7 @@ impl AuthGuard {
         if self.exempt(ip) {
             return;
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let r = records.entry(ip).or_insert(Record { failures: 0, first: now, banned_until: None });
         if r.banned_until.is_none_or(|u| u <= now) {
@@ -130,14 +137,17 @@ mod tests {
 
     #[test]
     fn delays_grow_then_ban_then_expire() {
-        let g = AuthGuard::new(3, Duration::from_millis(100), vec![]);
+        let clock = crate::ManualClock::new();
+        let g = AuthGuard::with_clock(3, Duration::from_secs(600), vec![], clock.clone());
         let ip: IpAddr = "192.0.2.9".parse().unwrap();
         assert_eq!(g.check(ip), AuthVerdict::Allowed);
         assert_eq!(g.failed(ip, "test"), Duration::from_millis(500));
         assert_eq!(g.failed(ip, "test"), Duration::from_millis(1000));
         g.failed(ip, "test");
-        assert!(matches!(g.check(ip), AuthVerdict::Banned(_)));
-        std::thread::sleep(Duration::from_millis(150));
+        assert_eq!(g.check(ip), AuthVerdict::Banned(Duration::from_secs(600)));
+        clock.advance(Duration::from_secs(599));
+        assert_eq!(g.check(ip), AuthVerdict::Banned(Duration::from_secs(1)), "still banned a second before the end");
+        clock.advance(Duration::from_secs(1));
         assert_eq!(g.check(ip), AuthVerdict::Allowed, "bans expire");
         assert_eq!(g.failed(ip, "test"), Duration::from_millis(500), "and the count starts over");
     }

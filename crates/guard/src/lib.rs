@@ -5,6 +5,7 @@
 
 pub mod accept;
 pub mod auth;
+pub mod clock;
 pub mod compute;
 pub mod deadline;
 pub mod limits;
@@ -14,6 +15,7 @@ pub mod rate;
 
 pub use accept::{Admitted, Gate, NoScreen, Refusals, Screen, Ticket, accept_until_shutdown, admit};
 pub use auth::{AuthGuard, AuthVerdict};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use compute::{Budget, ComputeError, ComputePool, OverBudget};
 pub use deadline::{Deadlines, Expired};
 pub use limits::{ConnectionLimits, ConnectionSlot, LimitExceeded};

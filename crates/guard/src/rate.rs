@@ -1,8 +1,9 @@
 //! Event rates per key (client address, sender domain) in fixed windows, and the greylist.
 
+use crate::clock::Clock;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Keys tracked at most; beyond, stale windows are dropped, then everything.
@@ -12,11 +13,16 @@ const MAX_KEYS: usize = 200_000;
 pub struct RateLimiter<K> {
     window: Duration,
     counts: Mutex<HashMap<K, (Instant, u32)>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
     pub fn new(window: Duration) -> RateLimiter<K> {
-        RateLimiter { window, counts: Mutex::new(HashMap::new()) }
+        RateLimiter::with_clock(window, crate::clock::system())
+    }
+
+    pub fn with_clock(window: Duration, clock: Arc<dyn Clock>) -> RateLimiter<K> {
+        RateLimiter { window, counts: Mutex::new(HashMap::new()), clock }
     }
 
     /// Counts one event for `key`; false when it is over `limit` in the current window
@@ -30,7 +36,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 
     /// Counts one event and returns the count in the current window.
     pub fn hit(&self, key: &K) -> u32 {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if counts.len() >= MAX_KEYS && !counts.contains_key(key) {
             counts.retain(|_, (start, _)| now.duration_since(*start) < self.window);
@@ -55,6 +61,7 @@ pub struct Greylist {
     expiry: Duration,
     keep: Duration,
     triplets: Mutex<HashMap<(String, String, String), Triplet>>,
+    clock: Arc<dyn Clock>,
 }
 
 struct Triplet {
@@ -65,17 +72,22 @@ struct Triplet {
 
 impl Greylist {
     pub fn new(delay: Duration) -> Greylist {
+        Greylist::with_clock(delay, crate::clock::system())
+    }
+
+    pub fn with_clock(delay: Duration, clock: Arc<dyn Clock>) -> Greylist {
         Greylist {
             delay,
             expiry: Duration::from_secs(2 * 86400),
             keep: Duration::from_secs(35 * 86400),
             triplets: Mutex::new(HashMap::new()),
+            clock,
         }
     }
 
     /// Whether this delivery may go on now.
     pub fn check(&self, network: &str, sender: &str, recipient: &str) -> bool {
-        let now = Instant::now();
+        let now = self.clock.now();
         let key = (network.to_string(), sender.to_ascii_lowercase(), recipient.to_ascii_lowercase());
         let mut triplets = self.triplets.lock().unwrap_or_else(|p| p.into_inner());
         if triplets.len() >= MAX_KEYS && !triplets.contains_key(&key) {
@@ -127,25 +139,39 @@ mod tests {
 
     #[test]
     fn rates_reset_with_the_window() {
-        let r = RateLimiter::new(Duration::from_millis(100));
+        let clock = crate::ManualClock::new();
+        let r = RateLimiter::with_clock(Duration::from_secs(60), clock.clone());
         assert!(r.allow(&"a", 2));
         assert!(r.allow(&"a", 2));
         assert!(!r.allow(&"a", 2));
         assert!(r.allow(&"b", 2), "keys are separate");
         assert!(r.allow(&"a", 0), "0 is no limit");
-        std::thread::sleep(Duration::from_millis(120));
+        clock.advance(Duration::from_secs(59));
+        assert!(!r.allow(&"a", 2), "the same window");
+        clock.advance(Duration::from_secs(1));
         assert!(r.allow(&"a", 2), "a new window");
     }
 
     #[test]
-    fn greylist_asks_once_then_remembers() {
-        let g = Greylist::new(Duration::from_millis(50));
+    fn greylist_asks_once_then_remembers_then_forgets() {
+        let clock = crate::ManualClock::new();
+        let g = Greylist::with_clock(Duration::from_secs(300), clock.clone());
         assert!(!g.check("192.0.2.0/24", "a@x", "b@y"));
+        clock.advance(Duration::from_secs(299));
         assert!(!g.check("192.0.2.0/24", "a@x", "b@y"), "too early");
-        std::thread::sleep(Duration::from_millis(60));
+        clock.advance(Duration::from_secs(1));
         assert!(g.check("192.0.2.0/24", "a@x", "b@y"));
         assert!(g.check("192.0.2.0/24", "A@X", "b@y"), "and stays allowed");
         assert!(!g.check("192.0.2.0/24", "other@x", "b@y"));
+        // Allowed for 35 days after the last pass, then greylisted again.
+        clock.advance(Duration::from_secs(35 * 86400 - 1));
+        assert!(g.check("192.0.2.0/24", "a@x", "b@y"), "each pass extends the 35 days");
+        clock.advance(Duration::from_secs(35 * 86400));
+        assert!(!g.check("192.0.2.0/24", "a@x", "b@y"), "forgotten after 35 quiet days");
+        // A first attempt never retried is forgotten after two days: the retry starts over.
+        assert!(!g.check("198.51.100.0/24", "c@x", "d@y"));
+        clock.advance(Duration::from_secs(2 * 86400));
+        assert!(!g.check("198.51.100.0/24", "c@x", "d@y"), "too late: a new first attempt");
         assert_eq!(greylist_network("192.0.2.77".parse().unwrap()), "192.0.2.0/24");
     }
 }

@@ -166,12 +166,22 @@ impl SmtpServer {
         else {
             return;
         };
+        self.run_session(stream, client, dnsbl).await;
+        drop(ticket);
+    }
+
+    /// One SMTP session on any byte stream, from the greeting to the end: what every
+    /// admitted connection runs, and what tests run over an in-memory duplex stream.
+    /// `dnsbl` names the blocklists that list the client (port 25's screen).
+    pub async fn run_session<S>(self: Arc<Self>, stream: tern_tls::Stream<S>, client: SocketAddr, dnsbl: Vec<String>)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'static,
+    {
         let id = format!("{:x}", self.next_session.fetch_add(1, Ordering::Relaxed));
-        let span = tracing::info_span!("smtp", sid = %id, client = %client, service);
+        let span = tracing::info_span!("smtp", sid = %id, client = %client, service = self.settings.service);
         let mut session = session::Session::new(Arc::clone(&self), stream, client, id);
         session.dnsbl = dnsbl;
         tracing::Instrument::instrument(session.run(), span).await;
-        drop(ticket);
     }
 }
 
