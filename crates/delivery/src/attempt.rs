@@ -406,7 +406,7 @@ async fn transact(
         let text = format!("552 5.3.4 Message of {size} bytes exceeds the {limit} bytes {host} accepts");
         return Ok((all(Outcome::permanent(&text, Some(host))), Some(client)));
     }
-    let eight_bit = env.body.as_deref() == Some("8BITMIME") || raw.iter().any(|&b| b >= 0x80);
+    let eight_bit = env.body == Some(tern_smtp_proto::Body::EightBitMime) || raw.iter().any(|&b| b >= 0x80);
     if eight_bit && !caps.eight_bit_mime && !needs_utf8 {
         // RFC 6152 §3: 8-bit data only to a server that announced 8BITMIME; Tern does not
         // convert to 7 bit, so the message goes back to the sender.
@@ -429,8 +429,8 @@ async fn transact(
         mail_params.push("SMTPUTF8".into());
     }
     if caps.dsn {
-        if let Some(ret) = &env.ret {
-            mail_params.push(format!("RET={ret}"));
+        if let Some(ret) = env.ret {
+            mail_params.push(format!("RET={}", ret.keyword()));
         }
         if let Some(envid) = &env.envid {
             mail_params.push(format!("ENVID={}", tern_smtp_proto::xtext::encode(envid)));
@@ -445,8 +445,8 @@ async fn transact(
             let r = entry.recipients.get(i)?;
             let mut params = Vec::new();
             if caps.dsn {
-                if let Some(n) = &r.notify {
-                    params.push(format!("NOTIFY={n}"));
+                if let Some(n) = r.notify {
+                    params.push(format!("NOTIFY={}", n.keyword()));
                 }
                 if let Some((kind, addr)) = &r.orcpt {
                     params.push(format!("ORCPT={kind};{}", tern_smtp_proto::xtext::encode(addr)));

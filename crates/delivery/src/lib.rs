@@ -422,7 +422,7 @@ impl DeliveryService {
                     metrics::histogram!("tern_delivery_latency_seconds").record(age.max(0) as f64);
                     tracing::info!(queue = message.id, rcpt = %r.address, mta = r.remote_mta.as_deref().unwrap_or("-"), tls = outcome.tls.as_deref().unwrap_or("none"), reply = %outcome.text, "delivered");
                     // The next server takes over DSN duty when it speaks DSN (RFC 3461 §4.2).
-                    if !remote_dsn && dsn::Action::Relayed.wanted_by(r.notify.as_deref()) {
+                    if !remote_dsn && dsn::Action::Relayed.wanted_by(r.notify) {
                         reports.entry(2).or_default().push((
                             r.clone(),
                             dsn::Action::Relayed,
@@ -435,7 +435,7 @@ impl DeliveryService {
                     r.status = RecipientStatus::Failed;
                     metrics::counter!("tern_delivery_recipients_total", "result" => "bounced").increment(1);
                     tracing::info!(queue = message.id, rcpt = %r.address, mta = r.remote_mta.as_deref().unwrap_or("-"), reply = %outcome.text, "bounced");
-                    if dsn::Action::Failed.wanted_by(r.notify.as_deref()) {
+                    if dsn::Action::Failed.wanted_by(r.notify) {
                         reports.entry(0).or_default().push((
                             r.clone(),
                             dsn::Action::Failed,
@@ -448,7 +448,7 @@ impl DeliveryService {
                     r.status = RecipientStatus::Failed;
                     metrics::counter!("tern_delivery_recipients_total", "result" => "expired").increment(1);
                     tracing::info!(queue = message.id, rcpt = %r.address, reply = %outcome.text, "gave up: message too old");
-                    if dsn::Action::Failed.wanted_by(r.notify.as_deref()) {
+                    if dsn::Action::Failed.wanted_by(r.notify) {
                         let text = format!("{} (gave up after {} attempts)", outcome.text, r.attempts);
                         reports.entry(0).or_default().push((
                             r.clone(),
@@ -466,7 +466,7 @@ impl DeliveryService {
                     if let Some(notice) = s.delay_notice
                         && !r.delay_notified
                         && age >= notice.as_secs() as i64
-                        && dsn::Action::Delayed.wanted_by(r.notify.as_deref())
+                        && dsn::Action::Delayed.wanted_by(r.notify)
                     {
                         r.delay_notified = true;
                         reports.entry(1).or_default().push((

@@ -35,7 +35,7 @@ pub struct Recipient {
     /// As given in RCPT TO.
     pub address: String,
     pub orcpt: Option<(String, String)>,
-    pub notify: Option<String>,
+    pub notify: Option<tern_smtp_proto::Notify>,
     /// Local accounts this address resolved to.
     pub accounts: Vec<AccountId>,
     /// Addresses elsewhere this recipient leads to (itself when not local, alias targets in
@@ -56,9 +56,9 @@ pub struct MessageContext {
     /// Reverse path; `None` is `<>`.
     pub mail_from: Option<String>,
     pub recipients: Vec<Recipient>,
-    pub ret: Option<String>,
+    pub ret: Option<tern_smtp_proto::Ret>,
     pub envid: Option<String>,
-    pub body: Option<String>,
+    pub body: Option<tern_smtp_proto::Body>,
     pub smtputf8: bool,
     /// RFC 8689 REQUIRETLS was asked for.
     pub requiretls: bool,

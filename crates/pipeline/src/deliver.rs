@@ -31,7 +31,7 @@ pub async fn commit_message(store: &Arc<dyn Store>, ctx: &mut MessageContext) ->
             }
             // RFC 3461 §4.2: the original recipient travels with a forwarded copy.
             let orcpt = r.orcpt.clone().or_else(|| Some(("rfc822".to_string(), r.address.clone())));
-            remote.push(NewQueueRecipient { address: address.clone(), orcpt, notify: r.notify.clone() });
+            remote.push(NewQueueRecipient { address: address.clone(), orcpt, notify: r.notify });
         }
     }
     let mut delivery = prepare(raw, envelope, targets).await?;
@@ -46,11 +46,11 @@ fn envelope_of(ctx: &MessageContext) -> DeliveryEnvelope {
         recipients: ctx
             .recipients
             .iter()
-            .map(|r| EnvelopeRecipient { address: r.address.clone(), orcpt: r.orcpt.clone(), notify: r.notify.clone() })
+            .map(|r| EnvelopeRecipient { address: r.address.clone(), orcpt: r.orcpt.clone(), notify: r.notify })
             .collect(),
-        ret: ctx.ret.clone(),
+        ret: ctx.ret,
         envid: ctx.envid.clone(),
-        body: ctx.body.clone(),
+        body: ctx.body,
         smtputf8: ctx.smtputf8,
         requiretls: ctx.requiretls,
         auth_results: ctx.auth_results.clone(),
@@ -87,7 +87,7 @@ pub async fn quarantine_message(
                 accounts: r.accounts.clone(),
                 remote: r.remote.clone(),
                 orcpt: r.orcpt.clone(),
-                notify: r.notify.clone(),
+                notify: r.notify,
             })
             .collect(),
         envelope: envelope_of(ctx),
@@ -116,7 +116,7 @@ pub async fn release_quarantined(store: &Arc<dyn Store>, id: u64) -> Result<Opti
                 continue;
             }
             let orcpt = r.orcpt.clone().or_else(|| Some(("rfc822".to_string(), r.address.clone())));
-            remote.push(NewQueueRecipient { address: address.clone(), orcpt, notify: r.notify.clone() });
+            remote.push(NewQueueRecipient { address: address.clone(), orcpt, notify: r.notify });
         }
     }
     let mut envelope = entry.envelope;
@@ -170,12 +170,14 @@ pub async fn deliver_report(
             remote.extend(external.into_iter().map(|address| NewQueueRecipient {
                 address,
                 orcpt: None,
-                notify: Some("NEVER".into()),
+                notify: Some(tern_smtp_proto::Notify { never: true, ..Default::default() }),
             }));
         }
-        Resolution::NotLocal => {
-            remote.push(NewQueueRecipient { address: to.to_string(), orcpt: None, notify: Some("NEVER".into()) })
-        }
+        Resolution::NotLocal => remote.push(NewQueueRecipient {
+            address: to.to_string(),
+            orcpt: None,
+            notify: Some(tern_smtp_proto::Notify { never: true, ..Default::default() }),
+        }),
         Resolution::Unknown => {
             tracing::warn!(to, "report dropped: the sender is a local address that does not exist");
             return Ok(());
@@ -226,12 +228,12 @@ pub async fn report_over_quota(
     let Some(sender) = ctx.mail_from.clone() else { return Ok(0) };
     let reported: Vec<tern_store::QueuedRecipient> = full
         .iter()
-        .filter(|r| crate::dsn::Action::Failed.wanted_by(r.notify.as_deref()))
+        .filter(|r| crate::dsn::Action::Failed.wanted_by(r.notify))
         .map(|r| tern_store::QueuedRecipient {
             address: r.address.clone(),
             domain: r.address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default(),
             orcpt: r.orcpt.clone(),
-            notify: r.notify.clone(),
+            notify: r.notify,
             status: tern_store::RecipientStatus::Failed,
             attempts: 1,
             last_result: Some("552 5.2.2 Mailbox full".into()),
@@ -250,7 +252,7 @@ pub async fn report_over_quota(
         size: original.len() as u64,
         envelope: DeliveryEnvelope {
             mail_from: Some(sender.clone()),
-            ret: ctx.ret.clone(),
+            ret: ctx.ret,
             envid: ctx.envid.clone(),
             received_at: ctx.received_at,
             ..Default::default()

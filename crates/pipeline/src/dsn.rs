@@ -30,21 +30,14 @@ impl Action {
         }
     }
 
-    /// The NOTIFY keyword that asks for this kind of report.
-    pub fn notify_keyword(self) -> &'static str {
-        match self {
-            Action::Failed => "FAILURE",
-            Action::Delayed => "DELAY",
-            Action::Delivered | Action::Relayed => "SUCCESS",
-        }
-    }
-
     /// Whether a recipient with this NOTIFY value gets this report (RFC 3461 §4.1: without
     /// NOTIFY, failures and delays are reported, successes are not).
-    pub fn wanted_by(self, notify: Option<&str>) -> bool {
-        match notify {
-            None => matches!(self, Action::Failed | Action::Delayed),
-            Some(n) => n.split(',').any(|w| w.trim().eq_ignore_ascii_case(self.notify_keyword())),
+    pub fn wanted_by(self, notify: Option<tern_smtp_proto::Notify>) -> bool {
+        let n = notify.unwrap_or(tern_smtp_proto::Notify::UNSPECIFIED);
+        match self {
+            Action::Failed => n.failure,
+            Action::Delayed => n.delay,
+            Action::Delivered | Action::Relayed => n.success,
         }
     }
 }
@@ -124,7 +117,7 @@ pub fn build(
         }
     }
 
-    let headers_only = message.envelope.ret.as_deref().is_some_and(|r| r.eq_ignore_ascii_case("HDRS"))
+    let headers_only = message.envelope.ret == Some(tern_smtp_proto::Ret::Hdrs)
         || original.len() > MAX_RETURNED
         || matches!(action, Action::Delivered | Action::Relayed | Action::Delayed);
     let eight_bit = original.iter().any(|&b| b >= 0x80);
@@ -192,9 +185,12 @@ mod tests {
         assert!(Action::Failed.wanted_by(None));
         assert!(Action::Delayed.wanted_by(None));
         assert!(!Action::Delivered.wanted_by(None));
-        assert!(!Action::Failed.wanted_by(Some("NEVER")));
-        assert!(Action::Delivered.wanted_by(Some("SUCCESS,FAILURE")));
-        assert!(!Action::Delayed.wanted_by(Some("FAILURE")));
+        let notify = |text: &str| tern_smtp_proto::Notify::parse(text);
+        assert!(!Action::Failed.wanted_by(notify("NEVER")));
+        assert!(!Action::Delayed.wanted_by(notify("NEVER")));
+        assert!(Action::Delivered.wanted_by(notify("SUCCESS,FAILURE")));
+        assert!(Action::Relayed.wanted_by(notify("SUCCESS")));
+        assert!(!Action::Delayed.wanted_by(notify("FAILURE")));
     }
 
     #[test]

@@ -31,28 +31,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Body {
-    SevenBit,
-    EightBitMime,
-    BinaryMime,
-}
-
-/// RFC 3461 §4.3 RET.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ret {
-    Full,
-    Hdrs,
-}
-
-/// RFC 3461 §4.1 NOTIFY: `NEVER`, or any of SUCCESS, FAILURE, DELAY.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Notify {
-    pub never: bool,
-    pub success: bool,
-    pub failure: bool,
-    pub delay: bool,
-}
+pub use crate::envelope::{Body, Notify, Ret};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MailFrom {
@@ -212,21 +191,12 @@ fn parse_mail(args: &str) -> Result<Command, ParseError> {
                 mail.size = Some(v.parse().map_err(|_| ParseError::BadParameter("SIZE must be a number"))?)
             }
             ("BODY", Some(v)) => {
-                mail.body = Some(match v.to_ascii_uppercase().as_str() {
-                    "7BIT" => Body::SevenBit,
-                    "8BITMIME" => Body::EightBitMime,
-                    "BINARYMIME" => Body::BinaryMime,
-                    _ => return Err(ParseError::BadParameter("BODY must be 7BIT or 8BITMIME")),
-                })
+                mail.body = Some(Body::parse(v).ok_or(ParseError::BadParameter("BODY must be 7BIT or 8BITMIME"))?)
             }
             ("SMTPUTF8", None) => mail.smtputf8 = true,
             ("REQUIRETLS", None) => mail.requiretls = true,
             ("RET", Some(v)) => {
-                mail.ret = Some(match v.to_ascii_uppercase().as_str() {
-                    "FULL" => Ret::Full,
-                    "HDRS" => Ret::Hdrs,
-                    _ => return Err(ParseError::BadParameter("RET must be FULL or HDRS")),
-                })
+                mail.ret = Some(Ret::parse(v).ok_or(ParseError::BadParameter("RET must be FULL or HDRS"))?)
             }
             ("ENVID", Some(v)) => {
                 // RFC 3461 §4.4: at most 100 characters.
@@ -259,21 +229,11 @@ fn parse_rcpt(args: &str) -> Result<Command, ParseError> {
         }
         match (key.as_str(), value) {
             ("NOTIFY", Some(v)) => {
-                let mut n = Notify::default();
-                for word in v.split(',') {
-                    match word.to_ascii_uppercase().as_str() {
-                        "NEVER" => n.never = true,
-                        "SUCCESS" => n.success = true,
-                        "FAILURE" => n.failure = true,
-                        "DELAY" => n.delay = true,
-                        _ => return Err(ParseError::BadParameter("NOTIFY must be NEVER or SUCCESS,FAILURE,DELAY")),
-                    }
-                }
-                // RFC 3461 §4.1: NEVER must appear alone.
-                if n.never && (n.success || n.failure || n.delay) {
-                    return Err(ParseError::BadParameter("NOTIFY=NEVER cannot be combined"));
-                }
-                rcpt.notify = Some(n);
+                // RFC 3461 §4.1: NEVER alone, or any of SUCCESS, FAILURE, DELAY.
+                rcpt.notify = Some(
+                    Notify::parse(v)
+                        .ok_or(ParseError::BadParameter("NOTIFY must be NEVER or SUCCESS,FAILURE,DELAY"))?,
+                );
             }
             ("ORCPT", Some(v)) => {
                 let (kind, addr) = v.split_once(';').ok_or(ParseError::BadParameter("ORCPT must be type;address"))?;

@@ -8,6 +8,7 @@ mod address;
 pub mod client;
 mod command;
 mod data;
+mod envelope;
 mod line;
 mod reply;
 pub mod xtext;

@@ -499,23 +499,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 return self.send(r);
             }
         }
-        let notify = rcpt.notify.map(|n| {
-            if n.never {
-                "NEVER".to_string()
-            } else {
-                [(n.success, "SUCCESS"), (n.failure, "FAILURE"), (n.delay, "DELAY")]
-                    .iter()
-                    .filter(|(on, _)| *on)
-                    .map(|(_, w)| *w)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            }
-        });
         if let Some(tx) = &mut self.tx {
             tx.recipients.push(Recipient {
                 address,
                 orcpt: rcpt.orcpt,
-                notify,
+                notify: rcpt.notify,
                 accounts,
                 remote,
                 mailbox: MailboxSelector::Inbox,
@@ -723,16 +711,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         let mail_from = tx.mail.sender.as_ref().map(|m| m.to_path_string());
         let mut ctx =
             MessageContext::new(session, queue_id.clone(), mail_from, tx.recipients, raw, tern_store::now_unix());
-        ctx.ret = tx.mail.ret.map(|r| match r {
-            tern_smtp_proto::Ret::Full => "FULL".to_string(),
-            tern_smtp_proto::Ret::Hdrs => "HDRS".to_string(),
-        });
+        ctx.ret = tx.mail.ret;
         ctx.envid = tx.mail.envid.clone();
-        ctx.body = tx.mail.body.map(|b| match b {
-            Body::SevenBit => "7BIT".to_string(),
-            Body::EightBitMime => "8BITMIME".to_string(),
-            Body::BinaryMime => "BINARYMIME".to_string(),
-        });
+        ctx.body = tx.mail.body;
         ctx.smtputf8 = tx.mail.smtputf8;
         ctx.requiretls = tx.mail.requiretls;
         match self.server.pipeline.run(&mut ctx).await {

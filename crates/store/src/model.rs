@@ -3,6 +3,7 @@
 //! compact postcard behind a version byte.
 
 use serde::{Deserialize, Serialize};
+use tern_smtp_proto::{Body, Notify, Ret};
 
 pub type AccountId = u64;
 pub type MailboxId = u64;
@@ -295,14 +296,14 @@ pub struct DeliveryEnvelope {
     /// Reverse path; `None` is `<>`.
     pub mail_from: Option<String>,
     pub recipients: Vec<EnvelopeRecipient>,
-    /// RET: `FULL` or `HDRS`.
+    /// RET (stored as `FULL` or `HDRS`).
     #[serde(default)]
-    pub ret: Option<String>,
+    pub ret: Option<Ret>,
     #[serde(default)]
     pub envid: Option<String>,
-    /// BODY: `7BIT`, `8BITMIME`.
+    /// BODY (stored as `7BIT`, `8BITMIME`, `BINARYMIME`).
     #[serde(default)]
-    pub body: Option<String>,
+    pub body: Option<Body>,
     #[serde(default)]
     pub smtputf8: bool,
     /// RFC 8689 REQUIRETLS: relay only over verified TLS.
@@ -340,9 +341,9 @@ pub struct EnvelopeRecipient {
     /// RFC 3461 ORCPT (type, address).
     #[serde(default)]
     pub orcpt: Option<(String, String)>,
-    /// RFC 3461 NOTIFY as written (`SUCCESS,FAILURE`, `NEVER`).
+    /// RFC 3461 NOTIFY (stored as written: `SUCCESS,FAILURE`, `NEVER`).
     #[serde(default)]
-    pub notify: Option<String>,
+    pub notify: Option<Notify>,
 }
 
 /// A message to store: content once, one copy per local target, and one queue entry for
@@ -375,7 +376,7 @@ pub type QueueId = u64;
 pub struct NewQueueRecipient {
     pub address: String,
     pub orcpt: Option<(String, String)>,
-    pub notify: Option<String>,
+    pub notify: Option<Notify>,
 }
 
 /// A message in the outbound queue.
@@ -406,7 +407,7 @@ pub struct QueuedRecipient {
     #[serde(default)]
     pub orcpt: Option<(String, String)>,
     #[serde(default)]
-    pub notify: Option<String>,
+    pub notify: Option<Notify>,
     pub status: RecipientStatus,
     pub attempts: u32,
     /// Last reply or error, for `tern queue show` and DSNs.
@@ -567,7 +568,7 @@ pub struct QuarantinedRecipient {
     #[serde(default)]
     pub orcpt: Option<(String, String)>,
     #[serde(default)]
-    pub notify: Option<String>,
+    pub notify: Option<Notify>,
 }
 
 /// A message held in the quarantine: not delivered, invisible to users, until an admin
@@ -595,4 +596,30 @@ pub struct BackupSummary {
     pub bytes: u64,
     /// Message contents copied as files of their own.
     pub files: u64,
+}
+
+#[cfg(test)]
+mod envelope_format_tests {
+    use super::*;
+
+    /// Queue records written before the DSN parameters were typed held them as strings;
+    /// postcard writes a struct as its fields in a row, so field-level equality is format
+    /// equality: old records read as typed values, and new ones are written as before.
+    #[test]
+    fn typed_dsn_parameters_keep_the_stored_format() {
+        let old = postcard::to_allocvec(&(Some("SUCCESS,DELAY".to_string()), Some("HDRS"), Some("8BITMIME"))).unwrap();
+        let typed: (Option<Notify>, Option<Ret>, Option<Body>) = postcard::from_bytes(&old).unwrap();
+        assert_eq!(typed, (Notify::parse("SUCCESS,DELAY"), Some(Ret::Hdrs), Some(Body::EightBitMime)));
+        assert_eq!(postcard::to_allocvec(&typed).unwrap(), old);
+        let none: (Option<Notify>, Option<Ret>) =
+            postcard::from_bytes(&postcard::to_allocvec(&(None::<String>, None::<String>)).unwrap()).unwrap();
+        assert_eq!(none, (None, None));
+        // A whole recipient record round-trips.
+        let r = EnvelopeRecipient {
+            address: "bob@example.org".into(),
+            orcpt: Some(("rfc822".into(), "bob@example.org".into())),
+            notify: Notify::parse("NEVER"),
+        };
+        assert_eq!(postcard::from_bytes::<EnvelopeRecipient>(&postcard::to_allocvec(&r).unwrap()).unwrap(), r);
+    }
 }

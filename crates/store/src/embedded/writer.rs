@@ -667,7 +667,7 @@ impl Writer {
                     address: r.address.clone(),
                     domain: address_domain(&r.address),
                     orcpt: r.orcpt.clone(),
-                    notify: r.notify.clone(),
+                    notify: r.notify,
                     status: RecipientStatus::Pending,
                     attempts: 0,
                     last_result: None,
