@@ -889,3 +889,74 @@ fn sigterm_right_after_readiness_is_an_orderly_stop() {
         assert!(child.wait().unwrap().success(), "round {round}");
     }
 }
+
+/// Behind a load balancer: a PROXY header (v1 or v2) from a trusted balancer names the
+/// client for every listener:
+/// the Received header, failed-login bans and connection checks see the client, not the
+/// balancer; a broken header from the balancer ends the connection; a header from anyone
+/// else is just a bad command.
+#[test]
+fn proxy_headers_from_trusted_balancers_name_the_client() {
+    let s = TestServer::started(
+        "proxy_from = [\"127.0.0.1\"]\n[limits]\nexempt = []\nauth_failures_before_ban = 3\nban_seconds = 60\n",
+    );
+    // SMTP with a version 1 header: the message records the client's address.
+    let mut c = s.smtp();
+    c.send(b"PROXY TCP4 192.0.2.99 127.0.0.1 40000 25\r\n");
+    c.hello();
+    let r = c.transaction(
+        "sender@remote.test",
+        &["alice@example.test"],
+        b"From: sender@remote.test\r\nSubject: via proxy\r\n\r\nhi\r\n.\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    c.expect("QUIT", 221);
+    let message = String::from_utf8_lossy(&s.mail_show("alice@example.test", "INBOX", 1)).into_owned();
+    let received = message.lines().find(|l| l.starts_with("Received:")).unwrap_or_default().to_string();
+    assert!(message.contains("[192.0.2.99]"), "{message}");
+    assert!(!received.contains("127.0.0.1"), "{received}");
+
+    // IMAPS with version 2 headers: failed logins ban the client behind the balancer only.
+    let v2 = |client: [u8; 4]| {
+        let mut h = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+        h.extend_from_slice(&client);
+        h.extend_from_slice(&[127, 0, 0, 1, 0x9c, 0x40, 0x00, 0x8f]);
+        h
+    };
+    // On the IMAPS port: the header, then TLS (a client that is not on loopback may only
+    // log in over TLS).
+    let imap_behind = |client: [u8; 4]| {
+        let mut c = Client::connect(s.imaps);
+        c.send(&v2(client));
+        c.into_tls()
+    };
+    let mut c = imap_behind([198, 51, 100, 7]);
+    assert!(c.read_line().unwrap_or_default().starts_with("* OK"));
+    for i in 0..3 {
+        c.send(format!("a{i} LOGIN alice@example.test wrong\r\n").as_bytes());
+        let mut line = c.read_line().unwrap_or_default();
+        while line.starts_with('*') {
+            line = c.read_line().unwrap_or_default();
+        }
+        assert!(line.starts_with(&format!("a{i} NO")), "{line}");
+    }
+    let mut banned = imap_behind([198, 51, 100, 7]);
+    let line = banned.read_line().unwrap_or_default();
+    assert!(line.starts_with("* BYE [UNAVAILABLE]"), "the banned client is refused at connect: {line}");
+    let mut other = imap_behind([198, 51, 100, 8]);
+    assert!(other.read_line().unwrap_or_default().starts_with("* OK"), "another client behind the balancer is not");
+    other.send(b"a1 LOGIN alice@example.test secret\r\n");
+    assert!(other.read_line().unwrap_or_default().starts_with("a1 OK"));
+
+    // The balancer itself sending no header: the connection ends without a greeting.
+    let mut c = Client::connect(s.imap);
+    c.send(b"a1 NOOP\r\n");
+    assert_eq!(c.read_line(), None);
+
+    // Without proxy_from, a PROXY line is a command SMTP does not know.
+    let plain = TestServer::started("");
+    let mut c = plain.smtp();
+    c.greeting();
+    let r = c.cmd("PROXY TCP4 192.0.2.99 127.0.0.1 40000 25");
+    assert_eq!(r.code, 500, "{r:?}");
+}
