@@ -127,6 +127,18 @@ impl Pop3Server {
         self.tracker.wait().await;
     }
 
+    /// One POP3 session on any byte stream, from the greeting to the end: what every
+    /// admitted connection runs, and what tests run over an in-memory duplex stream.
+    pub async fn run_session<S>(self: Arc<Self>, stream: tern_tls::Stream<S>, client: SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'static,
+    {
+        let id = format!("{:x}", self.next_session.fetch_add(1, Ordering::Relaxed));
+        let span = tracing::info_span!("pop3", sid = %id, client = %client);
+        let session = session::Session::new(self, stream, client);
+        tracing::Instrument::instrument(session.run(), span).await;
+    }
+
     async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream, peer: SocketAddr, implicit_tls: bool) {
         let service = if implicit_tls { "pop3s" } else { "pop3" };
         let tls = if implicit_tls {
@@ -154,10 +166,7 @@ impl Pop3Server {
         else {
             return;
         };
-        let id = format!("{:x}", self.next_session.fetch_add(1, Ordering::Relaxed));
-        let span = tracing::info_span!("pop3", sid = %id, client = %client);
-        let session = session::Session::new(Arc::clone(&self), stream, client);
-        tracing::Instrument::instrument(session.run(), span).await;
+        Arc::clone(&self).run_session(stream, client).await;
         drop(ticket);
     }
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use tern_store::{FlagMode, Flags, INBOX, MessageEntry};
 use tern_tls::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Longest command line (RFC 2449 §4 allows 255 octets; AUTH initial responses can be
 /// longer).
@@ -46,9 +45,9 @@ enum Next {
     Close,
 }
 
-pub(crate) struct Session {
+pub(crate) struct Session<S> {
     server: Arc<Pop3Server>,
-    conn: Stream<TcpStream>,
+    conn: Stream<S>,
     peer: SocketAddr,
     inbuf: Vec<u8>,
     out: Vec<u8>,
@@ -60,8 +59,8 @@ pub(crate) struct Session {
     deadlines: tern_guard::Deadlines,
 }
 
-impl Session {
-    pub(crate) fn new(server: Arc<Pop3Server>, conn: Stream<TcpStream>, peer: SocketAddr) -> Session {
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
+    pub(crate) fn new(server: Arc<Pop3Server>, conn: Stream<S>, peer: SocketAddr) -> Session<S> {
         let login = server.settings.login_timeout;
         let deadlines = tern_guard::Deadlines::new(login.min(server.settings.timeout), Some(login));
         Session {
@@ -572,9 +571,11 @@ impl Session {
 }
 
 /// POP3's side of a SASL exchange: `+ ` continuations (RFC 5034 §4).
-struct Challenges<'a>(&'a mut Session);
+struct Challenges<'a, S>(&'a mut Session<S>);
 
-impl tern_sasl::Conversation for Challenges<'_> {
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'static> tern_sasl::Conversation
+    for Challenges<'_, S>
+{
     async fn challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, tern_sasl::Interrupted> {
         let session = &mut *self.0;
         session.out.extend_from_slice(b"+ ");
