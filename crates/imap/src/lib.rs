@@ -399,11 +399,17 @@ impl ImapServer {
         else {
             return;
         };
+        Arc::clone(&self).run_session(stream, client).await;
+        drop(ticket);
+    }
+
+    /// One IMAP session from the greeting to the end: what every admitted connection runs.
+    /// Tests run it in-process on an in-memory stream (`Stream::Wrapped` over a duplex).
+    pub async fn run_session(self: Arc<Self>, stream: tern_tls::Stream<tokio::net::TcpStream>, client: SocketAddr) {
         let id = format!("{:x}", self.next_session.fetch_add(1, Ordering::Relaxed));
         let span = tracing::info_span!("imap", sid = %id, client = %client);
-        let session = session::Session::new(Arc::clone(&self), stream, client);
+        let session = session::Session::new(self, stream, client);
         tracing::Instrument::instrument(session.run(), span).await;
-        drop(ticket);
     }
 }
 

@@ -1,0 +1,103 @@
+//! IMAP sessions in-process: the real session, store and change notifications over an
+//! in-memory duplex stream (wrapped as the session's stream), no ports or processes.
+
+use std::sync::Arc;
+use tern_directory::Directory;
+use tern_imap::{ImapServer, ImapSettings};
+use tern_store::Store;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+use tokio_util::sync::CancellationToken;
+
+struct World {
+    _dir: tempfile::TempDir,
+    server: Arc<ImapServer>,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn Store> =
+        Arc::new(tern_store::embedded::EmbeddedStore::open(&dir.path().join("store"), 8).expect("store"));
+    let directory = Directory::new(Arc::clone(&store), Some('+'));
+    directory.domain_add("example.test", None).await.expect("domain");
+    directory.user_add("alice@example.test", Some("secret")).await.expect("user");
+    let mut config = tern_config::Config { hostname: "mx.example.test".into(), ..Default::default() };
+    config.auth.plaintext_on_loopback = true;
+    let server = ImapServer::new(
+        ImapSettings::from_config(&config),
+        directory,
+        None,
+        tern_guard::ConnectionLimits::new(100, 10, vec![]),
+        Arc::new(tern_guard::AuthGuard::from_config(&config)),
+        tern_guard::MessageMemory::new(64 << 20, dir.path().join("spool")),
+        CancellationToken::new(),
+    );
+    World { _dir: dir, server }
+}
+
+struct Peer {
+    reader: BufReader<tokio::io::ReadHalf<DuplexStream>>,
+    writer: tokio::io::WriteHalf<DuplexStream>,
+}
+
+impl Peer {
+    fn start(world: &World) -> Peer {
+        let (ours, theirs) = tokio::io::duplex(1 << 16);
+        let stream = tern_tls::Stream::Wrapped { inner: Box::new(theirs), tls: None };
+        let client = "127.0.0.1:40000".parse().expect("address");
+        tokio::spawn(Arc::clone(&world.server).run_session(stream, client));
+        let (read, writer) = tokio::io::split(ours);
+        Peer { reader: BufReader::new(read), writer }
+    }
+
+    async fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).await.expect("read");
+        assert!(n > 0, "the server closed the session");
+        line.trim_end_matches("\r\n").to_string()
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).await.expect("write");
+    }
+
+    /// Sends a tagged command; returns its untagged lines and the tagged completion.
+    async fn run(&mut self, tag: &str, command: &str) -> (Vec<String>, String) {
+        self.send(format!("{tag} {command}\r\n").as_bytes()).await;
+        let mut untagged = Vec::new();
+        loop {
+            let line = self.line().await;
+            if line.starts_with(&format!("{tag} ")) {
+                return (untagged, line);
+            }
+            untagged.push(line);
+        }
+    }
+}
+
+#[tokio::test]
+async fn login_append_search_fetch_and_expunge() {
+    let w = world().await;
+    let mut c = Peer::start(&w);
+    assert!(c.line().await.starts_with("* OK"));
+    let (_, done) = c.run("a1", "LOGIN alice@example.test secret").await;
+    assert!(done.starts_with("a1 OK"), "{done}");
+    let message = "From: bob@remote.test\r\nSubject: in memory\r\n\r\nhello there\r\n";
+    c.send(format!("a2 APPEND INBOX (\\Seen) {{{}+}}\r\n{message}\r\n", message.len()).as_bytes()).await;
+    let done = c.line().await;
+    assert!(done.starts_with("a2 OK [APPENDUID "), "{done}");
+    let (untagged, done) = c.run("a3", "SELECT INBOX").await;
+    assert!(done.starts_with("a3 OK [READ-WRITE]"), "{done}");
+    assert!(untagged.contains(&"* 1 EXISTS".to_string()), "{untagged:?}");
+    let (untagged, _) = c.run("a4", "UID SEARCH BODY there").await;
+    assert_eq!(untagged, vec!["* SEARCH 1"]);
+    let (untagged, _) = c.run("a5", "FETCH 1 (FLAGS RFC822.SIZE)").await;
+    assert_eq!(untagged, vec![format!("* 1 FETCH (FLAGS (\\Seen \\Recent) RFC822.SIZE {})", message.len())]);
+    let (_, done) = c.run("a6", "STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    assert!(done.starts_with("a6 OK"));
+    let (untagged, done) = c.run("a7", "EXPUNGE").await;
+    assert_eq!((untagged, done.starts_with("a7 OK")), (vec!["* 1 EXPUNGE".to_string()], true));
+    let (_, done) = c.run("a8", "FROB").await;
+    assert!(done.starts_with("a8 BAD"), "{done}");
+    let (untagged, done) = c.run("a9", "LOGOUT").await;
+    assert!(untagged[0].starts_with("* BYE") && done.starts_with("a9 OK"));
+}
