@@ -9,9 +9,13 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-/// Longest header read: a version 1 line is at most 107 bytes; version 2 headers from load
-/// balancers carry a few TLVs. More is refused.
+/// Longest header read: version 2 headers from load balancers carry a few TLVs. More is
+/// refused.
 pub const MAX_HEADER: usize = 1024;
+
+/// A version 1 line is at most 107 bytes with its CRLF (the PROXY protocol specification,
+/// section 2.1).
+pub const MAX_V1_LINE: usize = 107;
 
 /// What the first bytes of a connection are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +46,10 @@ pub fn parse(input: &[u8]) -> Parsed {
             let Some(end) = input.windows(2).position(|w| w == b"\r\n") else {
                 return Parsed::Invalid("no line end".into());
             };
+            // ppp lets `UNKNOWN` run on to any CRLF; the specification does not.
+            if end + 2 > MAX_V1_LINE {
+                return Parsed::Invalid(format!("a version 1 header is at most {MAX_V1_LINE} bytes"));
+            }
             let source = match h.addresses {
                 ppp::v1::Addresses::Tcp4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
                 ppp::v1::Addresses::Tcp6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
@@ -135,6 +143,16 @@ mod tests {
         assert_eq!(parse(b"PROXY TCP4 192.0.2.7"), Parsed::Incomplete);
         assert!(matches!(parse(b"EHLO client.example\r\n"), Parsed::Invalid(_)));
         assert!(matches!(parse(b"PROXY TCP4 999.0.2.7 198.51.100.1 40000 25\r\n"), Parsed::Invalid(_)));
+        // Found by the proxy_header fuzz target: ppp accepted an UNKNOWN line running on for
+        // 1,217 bytes to a far CRLF.
+        let mut long = b"PROXY UNKNOWN k".to_vec();
+        long.extend(std::iter::repeat_n(b'a', 200));
+        long.extend_from_slice(b"\r\n");
+        assert!(matches!(parse(&long), Parsed::Invalid(_)));
+        let mut longest = b"PROXY UNKNOWN ".to_vec();
+        longest.extend(std::iter::repeat_n(b'a', MAX_V1_LINE - 16));
+        longest.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&longest), Parsed::Header { len: MAX_V1_LINE, source: None });
     }
 
     #[test]
