@@ -50,10 +50,36 @@ pub struct Refusals {
     pub banned: Cow<'static, [u8]>,
 }
 
+/// The mail protocols, each with its own connection metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Smtp,
+    Imap,
+    Pop3,
+}
+
+impl Protocol {
+    /// `tern_<protocol>_connections_{total,refused_total,active}`, named once rather than
+    /// formatted for every connection.
+    fn metric_names(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Protocol::Smtp => {
+                ("tern_smtp_connections_total", "tern_smtp_connections_refused_total", "tern_smtp_connections_active")
+            }
+            Protocol::Imap => {
+                ("tern_imap_connections_total", "tern_imap_connections_refused_total", "tern_imap_connections_active")
+            }
+            Protocol::Pop3 => {
+                ("tern_pop3_connections_total", "tern_pop3_connections_refused_total", "tern_pop3_connections_active")
+            }
+        }
+    }
+}
+
 /// A listener's way in: who it is, its limits and guards.
 pub struct Gate<'a> {
-    /// `smtp`, `imap`, `pop3`: the metric names' protocol part.
-    pub protocol: &'static str,
+    /// Whose connection metrics count it.
+    pub protocol: Protocol,
     /// The listener: `smtp`, `submission`, `imaps`...
     pub service: &'static str,
     /// The acceptor of an implicit-TLS port.
@@ -137,10 +163,10 @@ pub async fn admit<S: Screen>(
     } else {
         peer
     };
-    metrics::counter!(format!("tern_{}_connections_total", gate.protocol), "service" => service).increment(1);
+    let (total, refused_total, active) = gate.protocol.metric_names();
+    metrics::counter!(total, "service" => service).increment(1);
     let refused = |reason: &'static str| {
-        metrics::counter!(format!("tern_{}_connections_refused_total", gate.protocol), "service" => service, "reason" => reason)
-            .increment(1);
+        metrics::counter!(refused_total, "service" => service, "reason" => reason).increment(1);
     };
     let slot = match gate.limits.acquire(client.ip()) {
         Ok(slot) => slot,
@@ -181,7 +207,7 @@ pub async fn admit<S: Screen>(
         .await;
         return None;
     };
-    let gauge = metrics::gauge!(format!("tern_{}_connections_active", gate.protocol), "service" => service);
+    let gauge = metrics::gauge!(active, "service" => service);
     gauge.increment(1.0);
     Some(Admitted { stream, client, notes, ticket: Ticket { _slot: slot, gauge } })
 }

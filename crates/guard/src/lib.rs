@@ -13,7 +13,7 @@ pub mod memory;
 pub mod proxy;
 pub mod rate;
 
-pub use accept::{Admitted, Gate, NoScreen, Refusals, Screen, Ticket, accept_until_shutdown, admit};
+pub use accept::{Admitted, Gate, NoScreen, Protocol, Refusals, Screen, Ticket, accept_until_shutdown, admit};
 pub use auth::{AuthGuard, AuthVerdict};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compute::{Budget, ComputeError, ComputePool, OverBudget};

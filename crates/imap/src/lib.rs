@@ -386,7 +386,7 @@ impl ImapServer {
             banned: b"* BYE [UNAVAILABLE] Too many failed logins, try later\r\n"[..].into(),
         };
         let gate = tern_guard::Gate {
-            protocol: "imap",
+            protocol: tern_guard::Protocol::Imap,
             service,
             implicit_tls: tls.as_ref(),
             limits: &self.limits,

@@ -153,7 +153,7 @@ impl Pop3Server {
             banned: b"-ERR [AUTH] Too many failed logins, try later\r\n"[..].into(),
         };
         let gate = tern_guard::Gate {
-            protocol: "pop3",
+            protocol: tern_guard::Protocol::Pop3,
             service,
             implicit_tls: tls.as_ref(),
             limits: &self.limits,

@@ -363,7 +363,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
     /// A wrong password: counted against the address, answered after the guard's delay.
     async fn login_failed(&mut self, user: &str) {
         let delay = self.server.auth.failed(self.peer.ip(), "pop3");
-        tracing::info!(user, "POP3 login failed");
+        tracing::info!(user = ?user, "POP3 login failed");
         tokio::time::sleep(delay).await;
         self.err("[AUTH] Authentication failed");
     }

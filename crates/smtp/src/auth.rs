@@ -7,20 +7,6 @@ use tern_sasl::{Conversation, Interrupted, Mechanism};
 use tern_smtp_proto::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// What the exchange came to.
-enum Exchange {
-    /// Credentials checked out for this user.
-    Authenticated(tern_store::Account),
-    /// Wrong credentials (counted against the address).
-    Failed(Option<String>),
-    /// The client cancelled with `*` (counted as a failure, answered `501`).
-    Cancelled,
-    /// The client spoke nonsense (`501`) or the lookup failed (`454`); not counted.
-    Aborted(Reply),
-    /// The connection is gone.
-    Lost,
-}
-
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
     /// Mechanisms offered now (nothing without TLS, except from loopback when allowed).
     pub(crate) fn auth_mechanisms(&self) -> Vec<&'static str> {
@@ -82,20 +68,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         };
         let directory = self.server.directory.clone();
         let binding = self.conn.tls_exporter();
-        let outcome = match tern_sasl::authenticate(&mut Challenges(self), &directory, mech, initial, binding).await {
-            tern_sasl::Outcome::Authenticated(account) => Exchange::Authenticated(account),
-            tern_sasl::Outcome::Failed { user } => Exchange::Failed(user),
-            tern_sasl::Outcome::NotAuthorized { user } => Exchange::Failed(Some(user)),
-            tern_sasl::Outcome::Cancelled => Exchange::Cancelled,
-            tern_sasl::Outcome::Malformed(m) => Exchange::Aborted(reply(501, (5, 5, 2), m)),
-            tern_sasl::Outcome::Unavailable(e) => {
-                tracing::error!(error = %e, "authentication lookup failed");
-                Exchange::Aborted(reply(454, (4, 7, 0), "Temporary authentication failure"))
-            }
-            tern_sasl::Outcome::Lost => Exchange::Lost,
-        };
-        match outcome {
-            Exchange::Authenticated(account) => {
+        match tern_sasl::authenticate(&mut Challenges(self), &directory, mech, initial, binding).await {
+            tern_sasl::Outcome::Authenticated(account) => {
                 self.server.auth.succeeded(ip);
                 tracing::info!(user = %account.address, mechanism, tls = self.conn.is_tls(), "authenticated");
                 metrics::counter!("tern_smtp_auth_total", "result" => "success").increment(1);
@@ -103,21 +77,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 self.send(reply(235, (2, 7, 0), "Authentication successful"));
                 Flow::Continue
             }
-            Exchange::Failed(user) => {
-                let delay = self.server.auth.failed(ip, "submission");
-                tracing::info!(user = user.as_deref().unwrap_or("-"), mechanism, "authentication failed");
-                metrics::counter!("tern_smtp_auth_total", "result" => "failure").increment(1);
-                tokio::time::sleep(delay).await;
-                if let tern_guard::AuthVerdict::Banned(_) = self.server.auth.check(ip) {
-                    let host = self.server.settings.hostname.clone();
-                    self.send(reply(535, (5, 7, 8), "Authentication credentials invalid"));
-                    self.send(reply(421, (4, 7, 0), format!("{host} Too many failed logins, try again later")));
-                    return Flow::Close;
-                }
-                self.send(reply(535, (5, 7, 8), "Authentication credentials invalid"));
-                Flow::Continue
-            }
-            Exchange::Cancelled => {
+            tern_sasl::Outcome::Failed { user } => self.auth_failed(user.as_deref(), mechanism).await,
+            // Acting as another user is answered (and counted) as a wrong password.
+            tern_sasl::Outcome::NotAuthorized { user } => self.auth_failed(Some(&user), mechanism).await,
+            tern_sasl::Outcome::Cancelled => {
                 // A cancelled exchange counts as a failure: cancelling after the server's
                 // first SCRAM message would otherwise probe user names for free.
                 let delay = self.server.auth.failed(ip, "submission");
@@ -133,12 +96,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 }
                 Flow::Continue
             }
-            Exchange::Aborted(r) => {
-                self.send(r);
+            tern_sasl::Outcome::Malformed(m) => {
+                self.send(reply(501, (5, 5, 2), m));
                 Flow::Continue
             }
-            Exchange::Lost => Flow::Close,
+            tern_sasl::Outcome::Unavailable(e) => {
+                tracing::error!(error = %e, "authentication lookup failed");
+                self.send(reply(454, (4, 7, 0), "Temporary authentication failure"));
+                Flow::Continue
+            }
+            tern_sasl::Outcome::Lost => Flow::Close,
         }
+    }
+
+    /// Wrong credentials: counted against the address, answered after the guard's delay,
+    /// and the connection closed once the address is banned.
+    async fn auth_failed(&mut self, user: Option<&str>, mechanism: &str) -> Flow {
+        let ip = self.peer.ip();
+        let delay = self.server.auth.failed(ip, "submission");
+        tracing::info!(user = ?user, mechanism, "authentication failed");
+        metrics::counter!("tern_smtp_auth_total", "result" => "failure").increment(1);
+        tokio::time::sleep(delay).await;
+        self.send(reply(535, (5, 7, 8), "Authentication credentials invalid"));
+        if let tern_guard::AuthVerdict::Banned(_) = self.server.auth.check(ip) {
+            let host = self.server.settings.hostname.clone();
+            self.send(reply(421, (4, 7, 0), format!("{host} Too many failed logins, try again later")));
+            return Flow::Close;
+        }
+        Flow::Continue
     }
 }
 

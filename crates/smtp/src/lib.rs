@@ -152,7 +152,7 @@ impl SmtpServer {
             (true, None) => return,
         };
         let gate = tern_guard::Gate {
-            protocol: "smtp",
+            protocol: tern_guard::Protocol::Smtp,
             service,
             implicit_tls: tls.as_ref(),
             limits: &self.limits,
