@@ -69,7 +69,21 @@ pub fn smtp_data(data: &[u8]) {
     let _ = decoder.finish();
 }
 
-/// IMAP command framing (lines, literals, limits) and the command parser on every frame.
+/// A command that parses, encoded again, parses to the same command.
+fn imap_round_trip(wire: &[u8]) {
+    if let Ok(first) = tern_imap_proto::parse_command(wire) {
+        let encoded = tern_imap_proto::encode_command(&first);
+        match tern_imap_proto::parse_command(&encoded) {
+            Ok(second) => assert_eq!(first, second, "encoded as {:?}", String::from_utf8_lossy(&encoded)),
+            Err(e) => {
+                panic!("{:?} encoded as {:?}, which does not parse: {e:?}", first, String::from_utf8_lossy(&encoded))
+            }
+        }
+    }
+}
+
+/// IMAP command framing (lines, literals, limits) and the command parser on every frame,
+/// with the round trip parse → encode → parse.
 pub fn imap_command(data: &[u8]) {
     use tern_imap_proto::{CommandFramer, Frame, Limits};
     let mut framer = CommandFramer::new(Limits::authenticated(1 << 16));
@@ -81,12 +95,12 @@ pub fn imap_command(data: &[u8]) {
             rounds += 1;
             assert!(rounds <= data.len() + 2, "the framer does not advance");
             if let Frame::Command(command) = frame {
-                let _ = tern_imap_proto::parse_command(&command);
+                imap_round_trip(&command);
             }
         }
         assert!(input.is_empty(), "the framer left input unread");
     }
-    let _ = tern_imap_proto::parse_command(data);
+    imap_round_trip(data);
     if let Ok(text) = std::str::from_utf8(data) {
         // Modified UTF-7 mailbox names: decoding what was encoded gives it back.
         let encoded = tern_imap_proto::encode::utf7_encode(text);

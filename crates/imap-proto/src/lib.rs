@@ -2,11 +2,13 @@
 //! parsing into typed [`Command`]s, and encoding of response values. No I/O here; the
 //! session state machine lives in `tern-imap`.
 
+mod command_encode;
 pub mod encode;
 mod frame;
 mod parse;
 mod types;
 
+pub use command_encode::encode_command;
 pub use frame::{CommandFramer, Frame, Limits, literal_marker};
 pub use parse::{ParseError, Tagged, days_from_civil, parse_command};
 pub use types::*;

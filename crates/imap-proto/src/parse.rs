@@ -362,9 +362,12 @@ impl<'a> Cursor<'a> {
         }
         let zone: i32 = std::str::from_utf8(zone).ok().and_then(|z| z.parse().ok()).ok_or("bad zone")?;
         self.expect(b'"')?;
-        if !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 || !(1..=9999).contains(&year) {
+        if !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 || !(1..=9999).contains(&year) || zone % 100 > 59 {
             return Err("invalid date-time".into());
         }
+        // A leap second (:60) counts as the second before it, so that the instant stays in
+        // the day, month and year the client named.
+        let s = s.min(59);
         let zone_minutes = sign * ((zone / 100) * 60 + zone % 100);
         let days = days_from_civil(year as i64, month as i64, day as i64);
         let unix = days * 86400 + (h * 3600 + mi * 60 + s) as i64 - zone_minutes as i64 * 60;
