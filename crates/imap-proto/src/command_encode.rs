@@ -118,12 +118,6 @@ impl Writer {
         }
     }
 
-    fn uid(&mut self, uid: bool) {
-        if uid {
-            self.raw("UID ");
-        }
-    }
-
     fn date(&mut self, d: Date) {
         let month = MONTHS.get(usize::from(d.month.max(1)) - 1).copied().unwrap_or("Jan");
         let _ = write!(self, "{}-{month}-{:04}", d.day, d.year);
