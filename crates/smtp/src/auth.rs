@@ -2,7 +2,7 @@
 //! SCRAM-SHA-256-PLUS with `tls-exporter` channel binding. Failed attempts are slowed down and
 //! counted per address together with IMAP and POP3; a banned address is told `421 4.7.0`.
 
-use crate::session::{Flow, Session, reply};
+use crate::session::{Flow, Session, State, reply};
 use tern_sasl::{Conversation, Interrupted, Mechanism};
 use tern_smtp_proto::Reply;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -25,16 +25,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             self.send(reply(502, (5, 5, 1), "AUTH not available on this port; use submission (587 or 465)"));
             return Flow::Continue;
         }
-        if self.helo.is_none() {
-            self.send(reply(503, (5, 5, 1), "Send EHLO first"));
-            return Flow::Continue;
-        }
-        if self.authenticated.is_some() {
-            self.send(reply(503, (5, 5, 1), "Already authenticated"));
-            return Flow::Continue;
-        }
-        if self.tx.is_some() {
-            self.send(reply(503, (5, 5, 1), "AUTH not allowed during a mail transaction"));
+        let refusal = match self.state {
+            State::Connected => Some("Send EHLO first"),
+            _ if self.authenticated.is_some() => Some("Already authenticated"),
+            State::Transaction(..) | State::Chunking(..) => Some("AUTH not allowed during a mail transaction"),
+            State::Greeted(_) => None,
+        };
+        if let Some(text) = refusal {
+            self.send(reply(503, (5, 5, 1), text));
             return Flow::Continue;
         }
         if !self.may_authenticate() {

@@ -1,7 +1,7 @@
 //! One SMTP session: an explicit state machine over a (possibly upgraded) stream.
 //!
-//! States: no greeting exchanged yet (`helo == None`), ready (`tx == None`), and in a
-//! transaction (`tx == Some`) collecting recipients, then message data via DATA or BDAT.
+//! The session's [`State`] follows RFC 5321 §4.1.4: connected, greeted, in a transaction
+//! collecting recipients, receiving BDAT chunks; DATA is read to its end by its handler.
 //! Replies are buffered and written when the session is about to wait for input, which gives
 //! PIPELINING (RFC 2920) its batching for free.
 
@@ -37,19 +37,39 @@ enum ReadEnd {
     Error(std::io::Error),
 }
 
+/// Where an SMTP session stands. Each command's handler matches on it, so a command can
+/// only act in the states that allow it; EHLO/HELO, RSET, STARTTLS and the end of a message
+/// move between them.
+#[expect(clippy::large_enum_variant, reason = "one per session, in place; boxing would cost an allocation per mail")]
+pub(crate) enum State {
+    /// Connected, or just upgraded to TLS (RFC 3207 §4.2): EHLO or HELO comes first.
+    Connected,
+    /// Greeted; no mail transaction. MAIL, AUTH and STARTTLS may come.
+    Greeted(Greeting),
+    /// MAIL accepted: recipients come, then the message by DATA or the first BDAT.
+    Transaction(Greeting, Transaction),
+    /// BDAT chunks arriving (RFC 3030): only more BDAT (or RSET) until the LAST one.
+    Chunking(Greeting, Transaction, Chunked),
+}
+
+/// What the client said in EHLO or HELO.
+#[derive(Clone)]
+pub(crate) struct Greeting {
+    name: String,
+    /// EHLO (extensions may be used) rather than HELO.
+    esmtp: bool,
+}
+
 pub(crate) struct Transaction {
     mail: MailFrom,
     recipients: Vec<Recipient>,
-    bdat: Option<Chunked>,
 }
 
 /// Message data arriving in BDAT chunks.
-struct Chunked {
+pub(crate) struct Chunked {
     data: tern_guard::Incoming,
     size: u64,
     check: LineEndingCheck,
-    /// A chunk was refused; the rest of the transaction is refused until RSET/MAIL.
-    failed: bool,
 }
 
 /// How long a message spooled to disk may wait for memory after its end arrived (RFC 5321
@@ -64,9 +84,7 @@ pub(crate) struct Session<S> {
     scratch: Vec<u8>,
     pub(crate) peer: SocketAddr,
     id: String,
-    pub(crate) helo: Option<String>,
-    esmtp: bool,
-    pub(crate) tx: Option<Transaction>,
+    pub(crate) state: State,
     errors: u32,
     tls: Option<TlsInfo>,
     /// The user after a successful AUTH (submission).
@@ -97,9 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             scratch: vec![0; READ_CHUNK],
             peer,
             id,
-            helo: None,
-            esmtp: false,
-            tx: None,
+            state: State::Connected,
             errors: 0,
             tls,
             authenticated: None,
@@ -114,6 +130,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             tracing::debug!(reply = %r, "refused");
         }
         r.write_to(&mut self.out);
+    }
+
+    /// Whether a mail transaction is open (shutdown waits for it to end).
+    fn in_transaction(&self) -> bool {
+        matches!(self.state, State::Transaction(..) | State::Chunking(..))
+    }
+
+    /// Ends the transaction, if one is open, keeping the greeting.
+    fn end_transaction(&mut self) {
+        self.state = match std::mem::replace(&mut self.state, State::Connected) {
+            State::Transaction(greeting, _) | State::Chunking(greeting, _, _) => State::Greeted(greeting),
+            other => other,
+        };
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -204,7 +233,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             }
             let event = match self.lines.next_line() {
                 Some(event) => event,
-                None => match self.read_some(self.tx.is_none()).await {
+                None => match self.read_some(!self.in_transaction()).await {
                     Ok(n) => {
                         self.lines.extend(&self.scratch[..n]);
                         continue;
@@ -226,7 +255,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             if flow == Flow::Close {
                 break;
             }
-            if self.server.shutdown.is_cancelled() && self.tx.is_none() {
+            if self.server.shutdown.is_cancelled() && !self.in_transaction() {
                 self.send(reply(421, (4, 3, 2), format!("{host} Service shutting down, try again later")));
                 break;
             }
@@ -248,17 +277,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             Command::Ehlo(name) | Command::Helo(name) if !valid_helo(&name) => {
                 self.send(reply(501, (5, 5, 4), "Invalid domain name"));
             }
+            // RFC 5321 §4.1.4: EHLO or HELO anywhere resets the session to greeted.
             Command::Ehlo(name) => {
-                self.tx = None;
-                self.esmtp = true;
+                self.state = State::Greeted(Greeting { name, esmtp: true });
                 let ehlo = self.ehlo_lines();
-                self.helo = Some(name);
                 self.send(Reply::plain(250, ehlo));
             }
             Command::Helo(name) => {
-                self.tx = None;
-                self.esmtp = false;
-                self.helo = Some(name);
+                self.state = State::Greeted(Greeting { name, esmtp: false });
                 let host = self.server.settings.hostname.clone();
                 self.send(Reply::plain(250, vec![host]));
             }
@@ -272,7 +298,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             Command::Data => return self.data().await,
             Command::Bdat { size, last } => return self.bdat(size, last).await,
             Command::Rset => {
-                self.tx = None;
+                self.end_transaction();
                 self.send(reply(250, (2, 0, 0), "Ok"));
             }
             Command::Noop => self.send(reply(250, (2, 0, 0), "Ok")),
@@ -323,14 +349,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
     }
 
     async fn mail(&mut self, mail: MailFrom) {
-        if self.helo.is_none() {
-            return self.send(reply(503, (5, 5, 1), "Send EHLO/HELO first"));
-        }
+        let esmtp = match &self.state {
+            State::Connected => return self.send(reply(503, (5, 5, 1), "Send EHLO/HELO first")),
+            State::Transaction(..) | State::Chunking(..) => {
+                return self.send(reply(503, (5, 5, 1), "Nested MAIL command"));
+            }
+            State::Greeted(greeting) => greeting.esmtp,
+        };
         if self.server.settings.submission && self.authenticated.is_none() {
             return self.send(reply(530, (5, 7, 0), "Authentication required"));
-        }
-        if self.tx.is_some() {
-            return self.send(reply(503, (5, 5, 1), "Nested MAIL command"));
         }
         if let Some(size) = mail.size
             && size > self.server.settings.max_message_size
@@ -344,7 +371,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             // RFC 6531 §3.5
             return self.send(reply(553, (5, 6, 7), "Non-ASCII address requires SMTPUTF8"));
         }
-        if !self.esmtp
+        if !esmtp
             && (mail.size.is_some()
                 || mail.body.is_some()
                 || mail.smtputf8
@@ -390,17 +417,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 }
             }
         }
-        self.tx = Some(Transaction { mail, recipients: Vec::new(), bdat: None });
+        if let State::Greeted(greeting) = std::mem::replace(&mut self.state, State::Connected) {
+            self.state = State::Transaction(greeting, Transaction { mail, recipients: Vec::new() });
+        }
         self.send(reply(250, (2, 1, 0), "Ok"));
     }
 
     async fn rcpt(&mut self, rcpt: RcptTo) {
-        let Some(tx) = &self.tx else {
-            return self.send(reply(503, (5, 5, 1), "Need MAIL command"));
+        let tx = match &self.state {
+            State::Transaction(_, tx) => tx,
+            State::Chunking(..) => return self.send(reply(503, (5, 5, 1), "RCPT not allowed during BDAT")),
+            State::Connected | State::Greeted(_) => return self.send(reply(503, (5, 5, 1), "Need MAIL command")),
         };
-        if tx.bdat.is_some() {
-            return self.send(reply(503, (5, 5, 1), "RCPT not allowed during BDAT"));
-        }
+        let declared = tx.mail.size.unwrap_or(0);
+        let sender = tx.mail.sender.as_ref().map(|m| m.to_path_string()).unwrap_or_default();
         if tx.recipients.len() >= self.server.settings.max_recipients {
             return self.send(reply(452, (4, 5, 3), "Too many recipients"));
         }
@@ -470,7 +500,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         // RFC 3463 4.2.2: a mailbox that is full now (or cannot take the declared SIZE) is
         // refused for now, before any data; one that fills up later is refused at the end of
         // DATA (552 5.2.2).
-        let declared = self.tx.as_ref().and_then(|t| t.mail.size).unwrap_or(0);
         if remote.is_empty() && !accounts.is_empty() {
             let mut full = 0;
             for &account in &accounts {
@@ -491,15 +520,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         }
         if let Some(checks) = self.server.inbound.clone()
             && checks.applies(self.peer.ip())
+            && let Some(r) = checks.greylist(self.peer.ip(), &sender, &address)
         {
-            let sender =
-                self.tx.as_ref().and_then(|t| t.mail.sender.as_ref()).map(|m| m.to_path_string()).unwrap_or_default();
-            if let Some(r) = checks.greylist(self.peer.ip(), &sender, &address) {
-                tracing::info!(rcpt = ?address, sender, "greylisted");
-                return self.send(r);
-            }
+            tracing::info!(rcpt = ?address, sender, "greylisted");
+            return self.send(r);
         }
-        if let Some(tx) = &mut self.tx {
+        if let State::Transaction(_, tx) = &mut self.state {
             tx.recipients.push(Recipient {
                 address,
                 orcpt: rcpt.orcpt,
@@ -531,21 +557,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         Ok(Resolution::Unknown)
     }
 
-    /// Checks that a transaction can take message data now.
-    fn data_precheck(&self, bdat: bool) -> Option<Reply> {
-        match &self.tx {
-            None => Some(reply(503, (5, 5, 1), "Need MAIL command")),
-            Some(tx) if tx.recipients.is_empty() => Some(reply(554, (5, 5, 1), "No valid recipients")),
-            Some(tx) if !bdat && tx.bdat.is_some() => Some(reply(503, (5, 5, 1), "DATA not allowed after BDAT")),
-            Some(tx) if tx.bdat.as_ref().is_some_and(|c| c.failed) => {
-                Some(reply(503, (5, 5, 1), "Transaction failed; send RSET"))
-            }
-            _ => None,
+    /// Why the session cannot take message data (DATA, or BDAT when `bdat`) now, if it cannot.
+    fn data_refusal(&self, bdat: bool) -> Option<Reply> {
+        match &self.state {
+            State::Connected | State::Greeted(_) => Some(reply(503, (5, 5, 1), "Need MAIL command")),
+            State::Transaction(_, tx) if tx.recipients.is_empty() => Some(reply(554, (5, 5, 1), "No valid recipients")),
+            State::Transaction(..) => None,
+            State::Chunking(..) if bdat => None,
+            State::Chunking(..) => Some(reply(503, (5, 5, 1), "DATA not allowed after BDAT")),
         }
     }
 
     async fn data(&mut self) -> Flow {
-        if let Some(r) = self.data_precheck(false) {
+        if let Some(r) = self.data_refusal(false) {
             self.send(r);
             return Flow::Continue;
         }
@@ -594,7 +618,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 reply(554, (5, 6, 0), "Message refused: bare CR or LF in message data (RFC 5321 §2.3.8); use CRLF")
             }
         };
-        self.tx = None;
+        self.end_transaction();
         self.send(r);
         Flow::Continue
     }
@@ -603,22 +627,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         tracing::info!(reason, size, "message refused");
         metrics::counter!("tern_smtp_messages_refused_total", "service" => self.server.settings.service, "reason" => reason)
             .increment(1);
-        self.tx = None;
+        self.end_transaction();
     }
 
     async fn bdat(&mut self, size: u64, last: bool) -> Flow {
-        let precheck = self.data_precheck(true);
+        let precheck = self.data_refusal(true);
         let max = self.server.settings.max_message_size;
-        if precheck.is_none()
-            && let Some(tx) = self.tx.as_mut()
-        {
-            let memory = &self.server.memory;
-            tx.bdat.get_or_insert_with(|| Chunked {
-                data: tern_guard::Incoming::new(memory),
-                size: 0,
-                check: LineEndingCheck::default(),
-                failed: false,
-            });
+        if precheck.is_none() {
+            self.state = match std::mem::replace(&mut self.state, State::Connected) {
+                State::Transaction(greeting, tx) => {
+                    let data = tern_guard::Incoming::new(&self.server.memory);
+                    State::Chunking(greeting, tx, Chunked { data, size: 0, check: LineEndingCheck::default() })
+                }
+                other => other,
+            };
         }
         let accepting = precheck.is_none();
         // The chunk follows the command whatever we answer: read it (RFC 3030 §4.2) so that
@@ -626,7 +648,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         let mut remaining = size;
         let take = remaining.min(self.lines.buffered().len() as u64) as usize;
         if take > 0 {
-            if accepting && let Some(chunk) = self.tx.as_mut().and_then(|t| t.bdat.as_mut()) {
+            if accepting && let State::Chunking(_, _, chunk) = &mut self.state {
                 store_chunk(chunk, &self.lines.buffered()[..take], max).await;
             }
             self.lines.consume(take);
@@ -636,7 +658,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             match self.read_some(false).await {
                 Ok(n) => {
                     let take = remaining.min(n as u64) as usize;
-                    if accepting && let Some(chunk) = self.tx.as_mut().and_then(|t| t.bdat.as_mut()) {
+                    if accepting && let State::Chunking(_, _, chunk) = &mut self.state {
                         store_chunk(chunk, &self.scratch[..take], max).await;
                     }
                     self.lines.extend(&self.scratch[take..n]);
@@ -653,11 +675,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             self.send(r);
             return Flow::Continue;
         }
-        let Some(chunk) = self.tx.as_mut().and_then(|t| t.bdat.as_mut()) else {
+        let State::Chunking(_, _, chunk) = &mut self.state else {
             return Flow::Continue;
         };
         if chunk.size > max {
-            chunk.failed = true;
+            // The transaction ends: later chunks get 503 until a new MAIL.
             let size = chunk.size;
             self.refused("size", size);
             self.send(reply(552, (5, 3, 4), "Message size exceeds fixed maximum message size"));
@@ -684,15 +706,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 reply(452, (4, 3, 1), "Insufficient system storage, try again later")
             }
         };
-        self.tx = None;
+        self.end_transaction();
         self.send(r);
         Flow::Continue
     }
 
     /// Runs the pipeline and commits; the reply is positive only once the message is durable.
     async fn finish_message(&mut self, raw: Vec<u8>) -> Reply {
-        let Some(tx) = self.tx.take() else {
-            return reply(503, (5, 5, 1), "Need MAIL command");
+        let (greeting, tx) = match std::mem::replace(&mut self.state, State::Connected) {
+            State::Transaction(greeting, tx) | State::Chunking(greeting, tx, _) => (greeting, tx),
+            other => {
+                self.state = other;
+                return reply(503, (5, 5, 1), "Need MAIL command");
+            }
         };
         let queue_id = crate::new_queue_id();
         let size = raw.len();
@@ -700,14 +726,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             session_id: self.id.clone(),
             client_ip: self.peer.ip(),
             client_port: self.peer.port(),
-            helo: self.helo.clone().unwrap_or_default(),
-            esmtp: self.esmtp,
+            helo: greeting.name.clone(),
+            esmtp: greeting.esmtp,
             tls: self.tls.clone(),
             authenticated_as: self.authenticated.as_ref().map(|a| a.address.clone()),
             dnsbl: self.dnsbl.clone(),
             local_hostname: self.server.settings.hostname.clone(),
             service: self.server.settings.service,
         };
+        self.state = State::Greeted(greeting);
         let mail_from = tx.mail.sender.as_ref().map(|m| m.to_path_string());
         let mut ctx =
             MessageContext::new(session, queue_id.clone(), mail_from, tx.recipients, raw, tern_store::now_unix());
@@ -837,9 +864,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 tracing::debug!(version, cipher, "TLS established");
                 self.tls = Some(TlsInfo { version, cipher });
                 // RFC 3207 §4.2: forget everything learned before TLS.
-                self.helo = None;
-                self.esmtp = false;
-                self.tx = None;
+                self.state = State::Connected;
                 self.authenticated = None;
                 Flow::Continue
             }

@@ -69,6 +69,12 @@ impl Peer {
         self.writer.write_all(bytes).await.expect("write");
     }
 
+    /// A BDAT command and its chunk, sent exactly as given (no CRLF added).
+    async fn chunk(&mut self, bytes: &[u8]) -> String {
+        self.send(bytes).await;
+        self.reply().await
+    }
+
     async fn cmd(&mut self, line: &str) -> String {
         self.send(format!("{line}\r\n").as_bytes()).await;
         self.reply().await
@@ -124,4 +130,44 @@ async fn submission_authenticates_through_the_shared_sasl_driver() {
     assert_eq!(c.cmd("YWxpY2VAZXhhbXBsZS50ZXN0").await, "334 UGFzc3dvcmQ6");
     assert!(c.cmd("c2VjcmV0").await.starts_with("235 2.7.0"));
     assert!(c.cmd("AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=").await.starts_with("503"), "only once");
+}
+
+/// Every state of the session (connected, greeted, in a transaction, receiving BDAT chunks)
+/// and the commands that move between them or are refused in them.
+#[tokio::test]
+async fn each_state_admits_only_its_commands() {
+    let w = world("smtp").await;
+    let mut c = Peer::start(&w, "127.0.0.1:40003");
+    c.reply().await;
+    // Connected.
+    assert!(c.cmd("RCPT TO:<alice@example.test>").await.starts_with("503 5.5.1"), "RCPT before EHLO");
+    assert!(c.cmd("BDAT 0 LAST").await.starts_with("503 5.5.1"), "BDAT before EHLO");
+    assert!(c.cmd("RSET").await.starts_with("250"), "RSET is fine anywhere");
+    // Greeted, then in a transaction.
+    c.cmd("EHLO client.test").await;
+    assert!(c.cmd("MAIL FROM:<a@remote.test>").await.starts_with("250"));
+    assert!(c.cmd("MAIL FROM:<a@remote.test>").await.starts_with("503 5.5.1 Nested"), "second MAIL");
+    assert!(c.cmd("DATA").await.starts_with("554 5.5.1"), "DATA without recipients");
+    assert!(c.cmd("RCPT TO:<alice@example.test>").await.starts_with("250"));
+    // EHLO in a transaction ends it (RFC 5321 §4.1.4).
+    c.cmd("EHLO client.test").await;
+    assert!(c.cmd("RCPT TO:<alice@example.test>").await.starts_with("503"), "the transaction is gone");
+    // Chunking: only BDAT until the last chunk.
+    c.cmd("MAIL FROM:<a@remote.test>").await;
+    c.cmd("RCPT TO:<alice@example.test>").await;
+    assert!(c.chunk(b"BDAT 9\r\nSubject: ").await.starts_with("250 2.0.0 9 octets"));
+    assert!(c.cmd("RCPT TO:<alice@example.test>").await.starts_with("503 5.5.1 RCPT not allowed during BDAT"));
+    assert!(c.cmd("DATA").await.starts_with("503 5.5.1 DATA not allowed after BDAT"));
+    assert!(c.cmd("MAIL FROM:<a@remote.test>").await.starts_with("503"), "MAIL while chunking");
+    assert!(c.chunk(b"BDAT 9 LAST\r\nx\r\n\r\nbody").await.starts_with("250 2.0.0 Ok: queued"));
+    // After the message: greeted again, a new transaction may start.
+    assert!(c.chunk(b"BDAT 3 LAST\r\nabc").await.starts_with("503"), "no transaction after the last chunk");
+    assert!(c.cmd("MAIL FROM:<a@remote.test>").await.starts_with("250"));
+    c.cmd("RCPT TO:<alice@example.test>").await;
+    c.chunk(b"BDAT 4\r\nabcd").await;
+    assert!(c.cmd("RSET").await.starts_with("250"), "RSET ends the chunked transaction");
+    assert!(c.chunk(b"BDAT 1 LAST\r\nx").await.starts_with("503"), "nothing to append to after RSET");
+    let account = w.store.account_by_address("alice@example.test").await.expect("lookup").expect("alice");
+    let inbox = w.store.mailbox_by_name(account.id, "INBOX").await.expect("lookup").expect("inbox");
+    assert_eq!(w.store.message_list(inbox.id).await.expect("list").len(), 1, "only the completed message");
 }
