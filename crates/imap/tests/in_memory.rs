@@ -101,3 +101,34 @@ async fn login_append_search_fetch_and_expunge() {
     let (untagged, done) = c.run("a9", "LOGOUT").await;
     assert!(untagged[0].starts_with("* BYE") && done.starts_with("a9 OK"));
 }
+
+/// The three states of RFC 9051 §3 and the commands each admits.
+#[tokio::test]
+async fn each_state_admits_only_its_commands() {
+    let w = world().await;
+    let mut c = Peer::start(&w);
+    assert!(c.line().await.starts_with("* OK"));
+    let expect = |done: String, start: &str| assert!(done.starts_with(start), "{done}, wanted {start}");
+    // Not authenticated: any-state commands, and the ways to log in.
+    expect(c.run("n1", "NOOP").await.1, "n1 OK");
+    expect(c.run("n2", "SELECT INBOX").await.1, "n2 BAD Log in first");
+    expect(c.run("n3", "FETCH 1 FLAGS").await.1, "n3 BAD Log in first");
+    expect(c.run("n4", "LOGIN alice@example.test secret").await.1, "n4 OK");
+    // Authenticated.
+    expect(c.run("a1", "LOGIN alice@example.test secret").await.1, "a1 BAD Already logged in");
+    expect(c.run("a2", "FETCH 1 FLAGS").await.1, "a2 BAD No mailbox selected");
+    expect(c.run("a3", "CLOSE").await.1, "a3 BAD No mailbox selected");
+    expect(c.run("a4", "ENABLE CONDSTORE").await.1, "a4 OK");
+    expect(c.run("a5", "SELECT INBOX").await.1, "a5 OK [READ-WRITE]");
+    // Selected.
+    expect(c.run("s1", "ENABLE QRESYNC").await.1, "s1 BAD ENABLE is not allowed");
+    expect(c.run("s2", "UID SEARCH ALL").await.1, "s2 OK");
+    expect(c.run("s3", "STATUS INBOX (MESSAGES)").await.1, "s3 OK");
+    expect(c.run("s4", "EXAMINE INBOX").await.1, "s4 OK [READ-ONLY]");
+    expect(c.run("s5", "UNSELECT").await.1, "s5 OK");
+    // Back to authenticated.
+    expect(c.run("b1", "UID SEARCH ALL").await.1, "b1 BAD No mailbox selected");
+    let (untagged, done) = c.run("b2", "LOGOUT").await;
+    expect(done, "b2 OK");
+    assert_eq!(untagged, vec!["* BYE Tern logging out"]);
+}

@@ -171,7 +171,7 @@ impl Session {
         changed_since: Option<u64>,
         vanished: bool,
     ) -> Result<Done, StoreError> {
-        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
+        let Some(view) = self.state.view() else { return Ok(Done::bad("No mailbox selected")) };
         let indices = match view.resolve(&set, uid, &self.saved) {
             Ok(i) => i,
             Err(_) => return Ok(Done::bad("Message sequence number out of range")),
@@ -179,7 +179,7 @@ impl Session {
         if changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
             self.enable_condstore();
         }
-        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
+        let Some(view) = self.state.view() else { return Ok(Done::bad("No mailbox selected")) };
         if vanished && !self.qresync {
             return Ok(Done::bad("VANISHED needs ENABLE QRESYNC"));
         }
@@ -204,7 +204,7 @@ impl Session {
         let mut seen_now: HashSet<u32> = HashSet::new();
         if !read_only && attrs.iter().any(sets_seen) && !unseen.is_empty() {
             let update = self.server.store.set_flags(id, unseen, FlagMode::Add, Flags::SEEN, vec![], None).await?;
-            if let Some(view) = self.view.as_mut() {
+            if let Some(view) = self.state.view_mut() {
                 for entry in update.updated {
                     if let Some(i) = view.index_of(entry.uid) {
                         seen_now.insert(entry.uid);
@@ -214,10 +214,10 @@ impl Session {
             }
         }
         if (attrs.contains(&FetchAttr::Flags) || !seen_now.is_empty())
-            && let Some(mut view) = self.view.take()
+            && let Some(mut view) = self.state.take_view()
         {
             self.announce_keywords(&mut view, &indices);
-            self.view = Some(view);
+            self.state.set_view(view);
         }
         let want_summary = attrs.iter().any(needs_summary);
         // Sections inside the MIME tree, BINARY, and structures re-rendered for UTF-8 clients
@@ -235,13 +235,13 @@ impl Session {
             // Summaries are loaded a chunk at a time, in one store call each.
             if want_summary && !want_tree && n % 512 == 0 {
                 let end = (n + 512).min(indices.len());
-                let hashes: Vec<_> = match &self.view {
+                let hashes: Vec<_> = match self.state.view() {
                     Some(v) => indices[n..end].iter().filter_map(|&k| v.messages.get(k).map(|m| m.blob)).collect(),
                     None => Vec::new(),
                 };
                 self.server.summaries.prefetch(&self.server.store, &hashes).await?;
             }
-            let Some(view) = &self.view else { break };
+            let Some(view) = self.state.view() else { break };
             let Some(m) = view.messages.get(i).cloned() else { continue };
             if changed_since.is_some_and(|c| m.modseq <= c) {
                 continue;
@@ -266,7 +266,7 @@ impl Session {
                 return Ok(Done::no(format!("Unknown content transfer encoding {cte}")).code("UNKNOWN-CTE"));
             }
             let raw = raw.as_deref().map(Vec::as_slice);
-            let Some(view) = &self.view else { break };
+            let Some(view) = self.state.view() else { break };
             let flags = self.flags_text(&m, view);
             let (utf8, style) = (self.utf8, self.style());
             // Items are written straight into the output buffer: a large literal is not

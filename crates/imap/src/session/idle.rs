@@ -17,8 +17,8 @@ impl Session {
                 self.closing = true;
                 return Ok(Done::ok("IDLE terminated"));
             }
-            let signal = self.view.as_ref().map(|v| std::sync::Arc::clone(&v.signal));
-            let seen = self.view.as_ref().map(|v| v.seen_version).unwrap_or(0);
+            let signal = self.state.view().map(|v| std::sync::Arc::clone(&v.signal));
+            let seen = self.state.view().map(|v| v.seen_version).unwrap_or(0);
             let notified = async {
                 match &signal {
                     Some(s) => {

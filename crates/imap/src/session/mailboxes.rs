@@ -79,7 +79,7 @@ impl Session {
     }
 
     fn account_id(&self) -> u64 {
-        self.account.as_ref().map(|a| a.id).unwrap_or(0)
+        self.state.account().map(|a| a.id).unwrap_or(0)
     }
 
     pub(crate) async fn find_mailbox(&self, name: &str) -> Result<Option<Mailbox>, StoreError> {
@@ -100,7 +100,7 @@ impl Session {
             self.condstore = true;
         }
         // Selecting deselects, even when the new SELECT fails (RFC 9051 §6.3.2).
-        if self.view.take().is_some() && (self.qresync || self.rev2) {
+        if self.state.take_view().is_some() && (self.qresync || self.rev2) {
             self.untagged("OK [CLOSED] Previous mailbox closed");
         }
         let name = match self.mailbox_name(wire) {
@@ -160,7 +160,7 @@ impl Session {
         {
             self.qresync_resync(&view, &q).await?;
         }
-        self.view = Some(view);
+        self.state.set_view(view);
         self.saved.clear();
         let code = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         Ok(Done::ok(if read_only { "EXAMINE completed" } else { "SELECT completed" }).code(code))
@@ -195,7 +195,7 @@ impl Session {
     }
 
     pub(super) async fn close(&mut self, expunge: bool) -> Result<Done, StoreError> {
-        let Some(view) = self.view.take() else { return Ok(Done::bad("No mailbox selected")) };
+        let Some(view) = self.state.take_view() else { return Ok(Done::bad("No mailbox selected")) };
         if expunge && !view.read_only {
             let deleted: Vec<u32> = view
                 .messages
@@ -245,8 +245,8 @@ impl Session {
         }
         match self.server.store.mailbox_delete(self.account_id(), &name).await {
             Ok(()) => {
-                if self.view.as_ref().is_some_and(|v| v.name == name) {
-                    self.view = None;
+                if self.state.view().is_some_and(|v| v.name == name) {
+                    self.state.take_view();
                     self.untagged("OK [CLOSED] Mailbox deleted");
                 }
                 Ok(Done::ok("DELETE completed"))
@@ -270,7 +270,7 @@ impl Session {
         }
         match self.server.store.mailbox_rename(self.account_id(), &from, &to).await {
             Ok(()) => {
-                if let Some(v) = self.view.as_mut()
+                if let Some(v) = self.state.view_mut()
                     && from != INBOX
                     && (v.name == from || v.name.starts_with(&format!("{from}/")))
                 {

@@ -76,7 +76,7 @@ impl Session {
     /// Reports changes by other sessions: EXPUNGE/VANISHED (when allowed), EXISTS, RECENT,
     /// and FETCH of changed flags (with UID, and MODSEQ once CONDSTORE is on).
     pub(crate) async fn report_changes(&mut self, allow_expunge: bool, force: bool) -> Result<(), StoreError> {
-        let Some(view) = self.view.as_mut() else { return Ok(()) };
+        let Some(view) = self.state.view_mut() else { return Ok(()) };
         let version = view.signal.version();
         let pending = allow_expunge && !view.pending_expunged.is_empty();
         if !force && version == view.seen_version && !pending {
@@ -90,7 +90,7 @@ impl Session {
             return Ok(());
         }
         let changes = self.server.store.mailbox_changes(id, since).await?;
-        let Some(view) = self.view.as_mut() else { return Ok(()) };
+        let Some(view) = self.state.view_mut() else { return Ok(()) };
         let report = view.apply(changes, allow_expunge, self.qresync);
         if !report.vanished.is_empty() {
             self.untagged(&format!("VANISHED {}", uid_set_text(&report.vanished)));
@@ -98,14 +98,14 @@ impl Session {
         for seq in &report.expunged_seqs {
             self.untagged(&format!("{seq} EXPUNGE"));
         }
-        let Some(mut view) = self.view.take() else { return Ok(()) };
+        let Some(mut view) = self.state.take_view() else { return Ok(()) };
         if report.exists.is_some() && !self.rev2 && !view.read_only {
             // New arrivals are \Recent to the first session that learns of them (RFC 3501
             // §2.3.2): claim them, so no other session (nor STATUS) counts them again.
             match self.server.store.mailbox_claim_recent(view.id).await {
                 Ok(range) => view.recent.add(range),
                 Err(e) => {
-                    self.view = Some(view);
+                    self.state.set_view(view);
                     return Err(e);
                 }
             }
@@ -123,7 +123,7 @@ impl Session {
             let modseq = if self.condstore { format!(" MODSEQ ({})", m.modseq) } else { String::new() };
             self.untagged(&format!("{} FETCH (UID {} FLAGS ({flags}){modseq})", i + 1, m.uid));
         }
-        self.view = Some(view);
+        self.state.set_view(view);
         Ok(())
     }
 
@@ -146,13 +146,13 @@ impl Session {
     }
 
     fn resolve(&self, set: &SequenceSet, uid: bool) -> Result<Vec<usize>, Done> {
-        let Some(view) = &self.view else { return Err(Done::bad("No mailbox selected")) };
+        let Some(view) = self.state.view() else { return Err(Done::bad("No mailbox selected")) };
         view.resolve(set, uid, &self.saved)
             .map_err(|SetError::BadSequence| Done::bad("Message sequence number out of range"))
     }
 
     pub(super) async fn expunge(&mut self, uids: Option<SequenceSet>) -> Result<Done, StoreError> {
-        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
+        let Some(view) = self.state.view() else { return Ok(Done::bad("No mailbox selected")) };
         if view.read_only {
             return Ok(Done::no("Mailbox is read-only").code("READ-ONLY"));
         }
@@ -183,7 +183,7 @@ impl Session {
     }
 
     fn report_own_expunges(&mut self, removed: &[u32]) {
-        let Some(view) = self.view.as_mut() else { return };
+        let Some(view) = self.state.view_mut() else { return };
         let seqs = view.remove_uids(removed);
         if self.qresync {
             if !removed.is_empty() {
@@ -209,7 +209,7 @@ impl Session {
             Ok(i) => i,
             Err(done) => return Ok(done),
         };
-        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
+        let Some(view) = self.state.view() else { return Ok(Done::bad("No mailbox selected")) };
         if view.read_only {
             return Ok(Done::no("Mailbox is read-only").code("READ-ONLY"));
         }
@@ -220,7 +220,7 @@ impl Session {
         if unchanged_since.is_some() {
             self.enable_condstore();
         }
-        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
+        let Some(view) = self.state.view() else { return Ok(Done::bad("No mailbox selected")) };
         let uids: Vec<u32> = indices.iter().map(|&i| view.messages[i].uid).collect();
         let mode = match mode {
             StoreMode::Replace => FlagMode::Replace,
@@ -243,12 +243,12 @@ impl Session {
         };
         let update = self.server.store.set_flags(id, uids.clone(), mode, bits, keywords, unchanged_since).await?;
         if let (Some(spam), Some(feedback), Some(account)) =
-            (filed_as, self.server.junk_feedback.get(), self.account.as_ref())
+            (filed_as, self.server.junk_feedback.get(), self.state.account())
             && !update.updated.is_empty()
         {
             feedback.filed(account.id, update.updated.clone(), spam);
         }
-        let Some(mut view) = self.view.take() else { return Ok(Done::bad("No mailbox selected")) };
+        let Some(mut view) = self.state.take_view() else { return Ok(Done::bad("No mailbox selected")) };
         let mut changed = std::collections::HashSet::new();
         let mut changed_at = Vec::new();
         for entry in update.updated {
@@ -278,7 +278,7 @@ impl Session {
         } else {
             update.conflicts.iter().filter_map(|u| view.index_of(*u).map(|i| i as u32 + 1)).collect()
         };
-        self.view = Some(view);
+        self.state.set_view(view);
         if update.keywords_refused {
             return Ok(Done::no("Too many keywords in this mailbox").code("LIMIT"));
         }
@@ -293,7 +293,7 @@ impl Session {
     async fn junk_feedback_for_copy(&self, from: tern_store::MailboxId, to: &tern_store::Mailbox, uids: &[u32]) {
         use tern_store::SpecialUse;
         let (Some(feedback), Some(account), Some(view)) =
-            (self.server.junk_feedback.get(), self.account.as_ref(), self.view.as_ref())
+            (self.server.junk_feedback.get(), self.state.account(), self.state.view())
         else {
             return;
         };
@@ -331,7 +331,7 @@ impl Session {
         let Some(target) = self.find_mailbox(&name).await? else {
             return Ok(Done::no("No such mailbox").code("TRYCREATE"));
         };
-        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
+        let Some(view) = self.state.view() else { return Ok(Done::bad("No mailbox selected")) };
         if move_ && view.read_only {
             return Ok(Done::no("Mailbox is read-only").code("READ-ONLY"));
         }
@@ -389,7 +389,7 @@ impl Session {
             Ok(f) => f,
             Err(unknown) => return Ok(Done::bad(format!("Unknown system flag {unknown}"))),
         };
-        let Some(account) = self.account.clone() else { return Ok(Done::bad("Log in first")) };
+        let Some(account) = self.state.account().cloned() else { return Ok(Done::bad("Log in first")) };
         let received_at = date.map(|d| d.unix).unwrap_or_else(tern_store::now_unix);
         let envelope = DeliveryEnvelope {
             authenticated_as: Some(account.address.clone()),

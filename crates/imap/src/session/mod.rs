@@ -64,6 +64,61 @@ pub(crate) enum Flow {
     Close,
 }
 
+/// The IMAP connection states of RFC 9051 §3 (logout is the end of the session loop).
+/// [`Session::execute`] admits each command by matching on it; a selected mailbox cannot
+/// exist without the account that selected it.
+pub(crate) enum State {
+    NotAuthenticated,
+    Authenticated(Account),
+    Selected(Account, View),
+}
+
+impl State {
+    pub(crate) fn account(&self) -> Option<&Account> {
+        match self {
+            State::NotAuthenticated => None,
+            State::Authenticated(account) | State::Selected(account, _) => Some(account),
+        }
+    }
+
+    pub(crate) fn view(&self) -> Option<&View> {
+        match self {
+            State::Selected(_, view) => Some(view),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn view_mut(&mut self) -> Option<&mut View> {
+        match self {
+            State::Selected(_, view) => Some(view),
+            _ => None,
+        }
+    }
+
+    /// Leaves the selected state, handing the view out (commands that move it to a pool
+    /// thread put it back with [`State::set_view`]).
+    pub(crate) fn take_view(&mut self) -> Option<View> {
+        match std::mem::replace(self, State::NotAuthenticated) {
+            State::Selected(account, view) => {
+                *self = State::Authenticated(account);
+                Some(view)
+            }
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+
+    /// Selects `view` (replacing any selected one). Only an authenticated session selects.
+    pub(crate) fn set_view(&mut self, view: View) {
+        *self = match std::mem::replace(self, State::NotAuthenticated) {
+            State::Authenticated(account) | State::Selected(account, _) => State::Selected(account, view),
+            State::NotAuthenticated => State::NotAuthenticated,
+        };
+    }
+}
+
 pub(crate) struct Session {
     pub(crate) server: Arc<ImapServer>,
     pub(crate) conn: Stream<TcpStream>,
@@ -71,8 +126,7 @@ pub(crate) struct Session {
     pub(crate) framer: CommandFramer,
     pub(crate) inbuf: Vec<u8>,
     pub(crate) out: Vec<u8>,
-    pub(crate) account: Option<Account>,
-    pub(crate) view: Option<View>,
+    pub(crate) state: State,
     pub(crate) condstore: bool,
     pub(crate) qresync: bool,
     pub(crate) rev2: bool,
@@ -110,8 +164,7 @@ impl Session {
             framer: CommandFramer::new(Limits::unauthenticated()),
             inbuf: Vec::new(),
             out: Vec::new(),
-            account: None,
-            view: None,
+            state: State::NotAuthenticated,
             condstore: false,
             qresync: false,
             rev2: false,
@@ -134,7 +187,7 @@ impl Session {
             return;
         }
         self.condstore = true;
-        if let Some(view) = &self.view {
+        if let Some(view) = self.state.view() {
             let highest = view.highest_modseq;
             self.untagged(&format!("OK [HIGHESTMODSEQ {highest}] Highest"));
         }
@@ -145,7 +198,7 @@ impl Session {
         self.framer.set_limits(Limits::authenticated(self.server.settings.append_limit as usize));
         self.deadlines.set_session_limit(None);
         self.deadlines.set_idle(self.server.settings.timeout);
-        self.account = Some(account);
+        self.state = State::Authenticated(account);
     }
 
     pub(crate) fn style(&self) -> Style {
@@ -210,7 +263,7 @@ impl Session {
 
     pub(crate) fn capabilities(&self) -> String {
         let mut caps = vec!["IMAP4rev1", "IMAP4rev2", "SASL-IR", "ID", "ENABLE"];
-        if self.account.is_none() {
+        if self.state.account().is_none() {
             caps.push("LITERAL-");
             if self.server.tls.is_some() && !self.conn.is_tls() {
                 caps.push("STARTTLS");
@@ -384,7 +437,7 @@ impl Session {
             _ = shutdown.cancelled(), if !in_command => return Err(Some("BYE [UNAVAILABLE] Server shutting down".into())),
         };
         match result {
-            Err(tern_guard::Expired::Idle) if self.account.is_some() => {
+            Err(tern_guard::Expired::Idle) if self.state.account().is_some() => {
                 tracing::info!("autologout");
                 Err(Some("BYE Autologout; idle for too long".into()))
             }
@@ -454,7 +507,7 @@ impl Session {
         };
         if !logout
             && done.status != Status::Bad
-            && self.view.is_some()
+            && self.state.view().is_some()
             && let Err(e) = self.report_changes(allow_expunge, false).await
         {
             tracing::warn!(error = %e, "cannot report mailbox changes");
@@ -487,78 +540,74 @@ impl Session {
             }
             _ => {}
         }
-        if self.account.is_none() {
-            return match command {
-                Command::StartTls => Ok(self.starttls(tag).await),
-                Command::Login { user, password } => self.login(&user, &password).await,
-                Command::Authenticate { mechanism, initial } => self.authenticate(&mechanism, initial).await,
-                _ => Ok(Done::bad("Log in first")),
-            };
-        }
-        match command {
-            Command::StartTls | Command::Login { .. } | Command::Authenticate { .. } => {
+        match (&self.state, command) {
+            (State::NotAuthenticated, Command::StartTls) => Ok(self.starttls(tag).await),
+            (State::NotAuthenticated, Command::Login { user, password }) => self.login(&user, &password).await,
+            (State::NotAuthenticated, Command::Authenticate { mechanism, initial }) => {
+                self.authenticate(&mechanism, initial).await
+            }
+            (State::NotAuthenticated, _) => Ok(Done::bad("Log in first")),
+            (_, Command::StartTls | Command::Login { .. } | Command::Authenticate { .. }) => {
                 Ok(Done::bad("Already logged in"))
             }
-            Command::Enable(caps) => Ok(self.enable(caps)),
-            Command::Select { mailbox, read_only, condstore, qresync } => {
+            // RFC 5161 §3.1: ENABLE is for the authenticated state.
+            (State::Selected(..), Command::Enable(_)) => {
+                Ok(Done::bad("ENABLE is not allowed while a mailbox is selected"))
+            }
+            (_, Command::Enable(caps)) => Ok(self.enable(caps)),
+            (_, Command::Select { mailbox, read_only, condstore, qresync }) => {
                 self.select(&mailbox, read_only, condstore, qresync).await
             }
-            Command::Create { mailbox, special_use } => self.create(&mailbox, &special_use).await,
-            Command::Delete(mailbox) => self.delete(&mailbox).await,
-            Command::Rename { from, to } => self.rename(&from, &to).await,
-            Command::Subscribe(mailbox) => self.subscribe(&mailbox, true).await,
-            Command::Unsubscribe(mailbox) => self.subscribe(&mailbox, false).await,
-            Command::List { selection, reference, patterns, returns, lsub, extended } => {
+            (_, Command::Create { mailbox, special_use }) => self.create(&mailbox, &special_use).await,
+            (_, Command::Delete(mailbox)) => self.delete(&mailbox).await,
+            (_, Command::Rename { from, to }) => self.rename(&from, &to).await,
+            (_, Command::Subscribe(mailbox)) => self.subscribe(&mailbox, true).await,
+            (_, Command::Unsubscribe(mailbox)) => self.subscribe(&mailbox, false).await,
+            (_, Command::List { selection, reference, patterns, returns, lsub, extended }) => {
                 self.list(&selection, &reference, &patterns, &returns, lsub, extended).await
             }
-            Command::Namespace => {
+            (_, Command::Namespace) => {
                 self.untagged("NAMESPACE ((\"\" \"/\")) NIL NIL");
                 Ok(Done::ok("NAMESPACE completed"))
             }
-            Command::Status { mailbox, items } => self.status(&mailbox, &items).await,
-            Command::Append { mailbox, flags, date, message, binary } => {
+            (_, Command::Status { mailbox, items }) => self.status(&mailbox, &items).await,
+            (_, Command::Append { mailbox, flags, date, message, binary }) => {
                 self.append(&mailbox, flags, date, message, binary).await
             }
-            Command::Idle => self.idle(tag).await,
-            Command::GetQuotaRoot(mailbox) => self.quota_root(&mailbox).await,
-            Command::GetQuota(root) => self.quota(&root).await,
-            Command::SetQuota(_) => Ok(Done::no("Quotas are set by the administrator").code("NOPERM")),
-            Command::Compress(algorithm) => Ok(self.compress(tag, &algorithm).await),
-            other => {
-                if self.view.is_none() {
-                    return Ok(Done::bad("No mailbox selected"));
-                }
-                match other {
-                    Command::Check => Ok(Done::ok("CHECK completed")),
-                    Command::Close => self.close(true).await,
-                    Command::Unselect => self.close(false).await,
-                    Command::Expunge { uids } => self.expunge(uids).await,
-                    Command::Search { uid, charset, key, returns } => {
-                        self.search(tag, uid, charset, key, returns).await
-                    }
-                    Command::Fetch { uid, set, attrs, changed_since, vanished } => {
-                        self.fetch(uid, set, attrs, changed_since, vanished).await
-                    }
-                    Command::Store { uid, set, mode, silent, flags, unchanged_since } => {
-                        self.store_flags(uid, set, mode, silent, flags, unchanged_since).await
-                    }
-                    Command::Copy { uid, set, mailbox } => self.copy(uid, set, &mailbox, false).await,
-                    Command::Move { uid, set, mailbox } => self.copy(uid, set, &mailbox, true).await,
-                    Command::Sort { uid, criteria, charset, key } => self.sort(uid, criteria, &charset, key).await,
-                    Command::Thread { uid, algorithm, charset, key } => {
-                        self.thread(uid, algorithm, &charset, key).await
-                    }
-                    _ => Ok(Done::bad("Command not valid in this state")),
-                }
+            (_, Command::Idle) => self.idle(tag).await,
+            (_, Command::GetQuotaRoot(mailbox)) => self.quota_root(&mailbox).await,
+            (_, Command::GetQuota(root)) => self.quota(&root).await,
+            (_, Command::SetQuota(_)) => Ok(Done::no("Quotas are set by the administrator").code("NOPERM")),
+            (_, Command::Compress(algorithm)) => Ok(self.compress(tag, &algorithm).await),
+            (State::Authenticated(_), _) => Ok(Done::bad("No mailbox selected")),
+            (State::Selected(..), command) => self.execute_selected(tag, command).await,
+        }
+    }
+
+    /// The commands of the selected state (RFC 9051 §6.4).
+    async fn execute_selected(&mut self, tag: &str, command: Command) -> Result<Done, tern_store::StoreError> {
+        match command {
+            Command::Check => Ok(Done::ok("CHECK completed")),
+            Command::Close => self.close(true).await,
+            Command::Unselect => self.close(false).await,
+            Command::Expunge { uids } => self.expunge(uids).await,
+            Command::Search { uid, charset, key, returns } => self.search(tag, uid, charset, key, returns).await,
+            Command::Fetch { uid, set, attrs, changed_since, vanished } => {
+                self.fetch(uid, set, attrs, changed_since, vanished).await
             }
+            Command::Store { uid, set, mode, silent, flags, unchanged_since } => {
+                self.store_flags(uid, set, mode, silent, flags, unchanged_since).await
+            }
+            Command::Copy { uid, set, mailbox } => self.copy(uid, set, &mailbox, false).await,
+            Command::Move { uid, set, mailbox } => self.copy(uid, set, &mailbox, true).await,
+            Command::Sort { uid, criteria, charset, key } => self.sort(uid, criteria, &charset, key).await,
+            Command::Thread { uid, algorithm, charset, key } => self.thread(uid, algorithm, &charset, key).await,
+            // The commands of every state were answered by `execute`.
+            _ => Ok(Done::bad("Command not valid in this state")),
         }
     }
 
     fn enable(&mut self, caps: Vec<String>) -> Done {
-        if self.view.is_some() {
-            // RFC 5161 §3.1: ENABLE is for the authenticated state.
-            return Done::bad("ENABLE is not allowed while a mailbox is selected");
-        }
         let mut enabled = Vec::new();
         for c in caps {
             let on = match c.as_str() {

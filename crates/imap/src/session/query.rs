@@ -178,7 +178,7 @@ impl Session {
             ))
             .code("LIMIT")));
         }
-        let (Some(view), Some(account)) = (self.view.take(), self.account.as_ref()) else {
+        let (Some(view), Some(account)) = (self.state.take_view(), self.state.account()) else {
             return Ok(Err(Done::bad("No mailbox selected")));
         };
         let owner = account.id.to_string();
@@ -204,7 +204,7 @@ impl Session {
                 return Ok(Err(Done::no("Internal error").code("SERVERBUG")));
             }
         };
-        self.view = Some(view);
+        self.state.set_view(view);
         match outcome {
             Ok(o) => Ok(Ok(o)),
             Err(Failed::Store(e)) => Err(e),
@@ -238,7 +238,7 @@ impl Session {
             Ok(Outcome::Threads(_)) => return Ok(Done::no("Internal error").code("SERVERBUG")),
             Err(done) => return Ok(done),
         };
-        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
+        let Some(view) = self.state.view() else { return Ok(Done::bad("No mailbox selected")) };
         let uids: Vec<u32> = matched.iter().map(|&i| view.messages[i].uid).collect();
         let nums: Vec<u32> = if uid { uids.clone() } else { matched.iter().map(|&i| i as u32 + 1).collect() };
         let modseqs: Vec<u64> = matched.iter().map(|&i| view.messages[i].modseq).collect();
@@ -346,7 +346,7 @@ impl Session {
             Ok(Outcome::Threads(_)) => return Ok(Done::no("Internal error").code("SERVERBUG")),
             Err(done) => return Ok(done),
         };
-        let Some(view) = &self.view else { return Ok(Done::bad("No mailbox selected")) };
+        let Some(view) = self.state.view() else { return Ok(Done::bad("No mailbox selected")) };
         let mut line = String::from("SORT");
         for &i in &ordered {
             line.push(' ');
