@@ -53,6 +53,17 @@ impl Outcome {
         }
     }
 
+    /// Accepted by the next hop, which does not take over DSN duty.
+    pub fn delivered(text: &str, mta: Option<String>) -> Outcome {
+        Outcome {
+            kind: OutcomeKind::Delivered { remote_dsn: false },
+            status: status_of(text, "2.0.0"),
+            text: text.to_string(),
+            remote_mta: mta,
+            tls: None,
+        }
+    }
+
     pub fn temporary(text: &str, mta: Option<String>) -> Outcome {
         Outcome {
             kind: OutcomeKind::Temporary,

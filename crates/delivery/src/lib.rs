@@ -21,12 +21,31 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tern_directory::Directory;
 pub use tern_pipeline::dsn;
-use tern_store::{QueueEntry, QueueId, QueuedRecipient, RecipientStatus, Store, StoreChange, now_unix};
+use tern_store::{QueueEntry, QueueId, QueuedRecipient, RecipientStatus, Store, StoreChange};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use attempt::Outcome;
+pub use attempt::{Outcome, OutcomeKind};
+pub use tern_guard::Clock;
+
+/// Carries one message to one destination domain and says what happened to each recipient.
+/// The server's courier is SMTP over the network ([`attempt`]: MX or smarthost, TLS policy,
+/// connection reuse); tests of the queue (backoff, DSNs, expiry, leases) give a scripted one
+/// to [`DeliveryService::with_courier`] and need no network.
+#[async_trait::async_trait]
+pub trait Courier: Send + Sync {
+    async fn carry(&self, parcel: Parcel<'_>) -> Vec<(usize, Outcome)>;
+}
+
+/// One message for one destination domain.
+pub struct Parcel<'a> {
+    pub entry: &'a QueueEntry,
+    pub raw: &'a Arc<Vec<u8>>,
+    pub domain: &'a str,
+    /// The recipients to deliver: indices into `entry.recipients`.
+    pub recipients: &'a [usize],
+}
 
 /// How long a claimed entry stays with this worker at most.
 const LEASE_SECONDS: i64 = 6 * 3600;
@@ -119,6 +138,9 @@ pub struct DeliveryService {
     wake: Arc<Notify>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// `None`: SMTP over the network.
+    courier: Option<Arc<dyn Courier>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl DeliveryService {
@@ -127,6 +149,29 @@ impl DeliveryService {
         directory: Directory,
         dns: dns::Dns,
         shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<DeliveryService>> {
+        Self::build(config, directory, dns, shutdown, None, tern_guard::clock::system())
+    }
+
+    /// A service that hands its mail to `courier` and reads the time from `clock` (tests).
+    pub fn with_courier(
+        config: &tern_config::Config,
+        directory: Directory,
+        dns: dns::Dns,
+        shutdown: CancellationToken,
+        courier: Arc<dyn Courier>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Arc<DeliveryService>> {
+        Self::build(config, directory, dns, shutdown, Some(courier), clock)
+    }
+
+    fn build(
+        config: &tern_config::Config,
+        directory: Directory,
+        dns: dns::Dns,
+        shutdown: CancellationToken,
+        courier: Option<Arc<dyn Courier>>,
+        clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Arc<DeliveryService>> {
         let settings = DeliverySettings::from_config(config);
         let tls = tls::TlsConfigs::new(config.delivery.ca_file.as_deref())?;
@@ -153,6 +198,8 @@ impl DeliveryService {
             wake,
             shutdown,
             tracker: TaskTracker::new(),
+            courier,
+            clock,
         }))
     }
 
@@ -194,7 +241,7 @@ impl DeliveryService {
             let mut claimed = 0;
             if free > 0 {
                 let limit = free.min(256);
-                match self.store.queue_claim(now_unix(), limit, LEASE_SECONDS).await {
+                match self.store.queue_claim(self.clock.unix(), limit, LEASE_SECONDS).await {
                     Ok(entries) => {
                         claimed = entries.len();
                         for entry in entries {
@@ -215,7 +262,7 @@ impl DeliveryService {
             }
             let _ = claimed;
             let sleep = match self.store.queue_next_due().await {
-                Ok(Some(at)) => Duration::from_secs(at.saturating_sub(now_unix()).max(0) as u64).min(MAX_SLEEP),
+                Ok(Some(at)) => Duration::from_secs(at.saturating_sub(self.clock.unix()).max(0) as u64).min(MAX_SLEEP),
                 _ => MAX_SLEEP,
             };
             // A due entry that is still in progress would make us spin: wait for a wake-up.
@@ -267,7 +314,7 @@ impl DeliveryService {
     async fn record_queue_metrics(&self) {
         if let Ok(stats) = self.store.queue_stats().await {
             metrics::gauge!("tern_queue_messages").set(stats.messages as f64);
-            let age = stats.oldest.map(|t| (now_unix() - t).max(0)).unwrap_or(0);
+            let age = stats.oldest.map(|t| (self.clock.unix() - t).max(0)).unwrap_or(0);
             metrics::gauge!("tern_queue_oldest_age_seconds").set(age as f64);
         }
     }
@@ -323,7 +370,7 @@ impl DeliveryService {
         if let Err(e) = self.attempt_entry(&entry).await {
             tracing::error!(queue = id, error = %e, "delivery attempt could not be recorded; retrying later");
             // Push the due recipients back so the entry is not retried in a loop.
-            let later = now_unix() + self.settings.retry_initial.as_secs() as i64;
+            let later = self.clock.unix() + self.settings.retry_initial.as_secs() as i64;
             let updates: Vec<(usize, QueuedRecipient)> = entry
                 .recipients
                 .iter()
@@ -345,7 +392,7 @@ impl DeliveryService {
 
     /// One attempt for the due recipients of an entry, then the DSNs, then the update.
     async fn attempt_entry(&self, entry: &QueueEntry) -> anyhow::Result<()> {
-        let now = now_unix();
+        let now = self.clock.unix();
         let id = entry.message.id;
         let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, r) in entry.recipients.iter().enumerate() {
@@ -394,14 +441,17 @@ impl DeliveryService {
         };
         self.pace(&destination).await;
         let started = Instant::now();
-        let outcomes = attempt::deliver(self, entry, raw, domain, &key, indices).await;
+        let outcomes = match &self.courier {
+            Some(courier) => courier.carry(Parcel { entry, raw, domain, recipients: indices }).await,
+            None => attempt::deliver(self, entry, raw, domain, &key, indices).await,
+        };
         metrics::histogram!("tern_delivery_attempt_seconds").record(started.elapsed().as_secs_f64());
         Ok(outcomes)
     }
 
     /// Applies the outcomes: DSNs first, then one store update.
     async fn record(&self, entry: &QueueEntry, outcomes: Vec<(usize, Outcome)>) -> anyhow::Result<()> {
-        let now = now_unix();
+        let now = self.clock.unix();
         let s = &self.settings;
         let message = &entry.message;
         let age = now - message.created;
