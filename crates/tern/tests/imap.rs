@@ -943,7 +943,9 @@ fn append_waits_for_memory_when_the_budget_is_spent() {
         b.send_line("");
         (plus, at, b.finish("b1"))
     });
-    std::thread::sleep(std::time::Duration::from_millis(600));
+    eventually(std::time::Duration::from_secs(20), "the second APPEND to wait for memory", || {
+        s.log().contains("APPEND waits for memory").then_some(())
+    });
     let released = std::time::Instant::now();
     a.send(&first[350_000..]);
     a.send_line("");

@@ -352,9 +352,10 @@ fn abusive_clients_are_turned_away_and_bans_expire() {
     assert!(r.text().contains("bl.test"), "{r:?}");
     drop(server);
 
-    // Directory harvesting gets the address banned, for limits.ban_seconds.
+    // Directory harvesting gets the address banned, for limits.ban_seconds (that the ban
+    // ends is tested on a manual clock: tern-guard's delays_grow_then_ban_then_expire).
     let config = inbound_config(world.dns_port, "verify = false\nmax_unknown_recipients_per_ip = 3\n")
-        .replace("exempt = []\n", "exempt = []\nban_seconds = 2\n");
+        .replace("exempt = []\n", "exempt = []\nban_seconds = 3600\n");
     let server = TestServer::started(&config);
     let mut c = server.smtp();
     c.hello();
@@ -370,9 +371,6 @@ fn abusive_clients_are_turned_away_and_bans_expire() {
     let imap = std::net::TcpStream::connect(server.imap).unwrap();
     let mut imap = Client::from_stream(imap);
     assert!(imap.raw_line().unwrap_or_default().starts_with("* BYE"), "the ban covers IMAP too");
-    std::thread::sleep(Duration::from_millis(2200));
-    let mut c = server.smtp();
-    c.greeting();
     drop(server);
 
     // Connection rate and greylisting.

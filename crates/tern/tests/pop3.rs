@@ -148,9 +148,17 @@ fn a_dropped_session_deletes_nothing_and_quit_deletes_durably() {
     p.ok("DELE 1");
     p.ok("DELE 2");
     drop(p); // no QUIT
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The maildrop stays locked until the dropped session has ended: the next login gets in
+    // only then, and must find both messages.
+    let mut p = eventually(std::time::Duration::from_secs(10), "the dropped session to end", || {
+        let mut p = Pop3::connect(&s);
+        p.ok("USER alice@example.test");
+        let pass = p.cmd("PASS secret");
+        assert!(pass.starts_with("+OK") || pass.starts_with("-ERR [IN-USE]"), "{pass}");
+        pass.starts_with("+OK").then_some(p)
+    });
+    assert!(p.ok("STAT").starts_with("+OK 2 "), "nothing deleted without QUIT");
     assert_eq!(s.mail_list("alice@example.test", "INBOX").len(), 2, "nothing deleted without QUIT");
-    let mut p = Pop3::login(&s);
     p.ok("DELE 2");
     let bye = p.ok("QUIT");
     assert!(bye.contains("1 messages deleted"), "{bye}");

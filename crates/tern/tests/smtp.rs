@@ -324,9 +324,10 @@ fn connection_limits_per_ip() {
     assert!(r.text().starts_with("4.7.0"), "{r:?}");
     drop(a);
     // The slot is released when a session ends.
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let mut again = s.smtp();
-    again.greeting();
+    eventually(std::time::Duration::from_secs(10), "the slot to be released", || {
+        let mut again = s.smtp();
+        (again.reply().code == 220).then_some(())
+    });
     b.expect("QUIT", 221);
 }
 

@@ -261,13 +261,17 @@ fn a_backup_under_smtp_load_restores_every_acknowledged_message() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(800));
+    // The backup starts under load, once enough mail has been acknowledged to mean something.
+    eventually(Duration::from_secs(30), "load before the backup", || (acked.lock().unwrap().len() > 30).then_some(()));
     let backup = tempfile::tempdir().unwrap();
     let dest = backup.path().join("b1");
     let began = std::time::Instant::now();
     let out = s.ok(&["backup", dest.to_str().unwrap()]);
     assert!(out.contains("backup in") && out.contains("records"), "{out}");
-    std::thread::sleep(Duration::from_millis(300));
+    let finished = acked.lock().unwrap().len();
+    eventually(Duration::from_secs(30), "load after the backup", || {
+        (acked.lock().unwrap().len() > finished + 10).then_some(())
+    });
     stop.store(true, Ordering::SeqCst);
     for t in senders {
         t.join().unwrap();

@@ -406,6 +406,7 @@ impl Session {
                 return None;
             }
             let deadline = tokio::time::Instant::now() + APPEND_MEMORY_WAIT;
+            tracing::info!(bytes = need, "APPEND waits for memory");
             if self.append_memory.cover_waiting(need as u64, deadline).await {
                 // The client was kept waiting by us, not by its own slowness.
                 self.deadlines.command_done();
