@@ -682,439 +682,499 @@ fn parse_body(c: &mut Cursor<'_>) -> R<Command> {
         "CHECK" => no_args(c, Command::Check),
         "CLOSE" => no_args(c, Command::Close),
         "UNSELECT" => no_args(c, Command::Unselect),
-        "AUTHENTICATE" => {
-            c.sp()?;
-            let mechanism = c.atom()?.to_ascii_uppercase();
-            let initial = if c.peek() == Some(b' ') {
-                c.pos += 1;
-                let r = c.take_while(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=');
-                if r.is_empty() {
-                    return Err("bad initial response".into());
-                }
-                Some(String::from_utf8_lossy(r).into_owned())
-            } else {
-                None
-            };
-            c.end()?;
-            Ok(Command::Authenticate { mechanism, initial })
-        }
-        "LOGIN" => {
-            c.sp()?;
-            let user = c.astring()?;
-            c.sp()?;
-            let password = c.astring()?;
-            c.end()?;
-            Ok(Command::Login { user, password })
-        }
-        "ENABLE" => {
-            let mut caps = Vec::new();
-            while c.peek() == Some(b' ') {
-                c.pos += 1;
-                caps.push(c.atom()?.to_ascii_uppercase());
-            }
-            if caps.is_empty() {
-                return Err("ENABLE needs at least one capability".into());
-            }
-            c.end()?;
-            Ok(Command::Enable(caps))
-        }
-        "SELECT" | "EXAMINE" => {
-            c.sp()?;
-            let mailbox = c.astring()?;
-            let mut condstore = false;
-            let mut qresync = None;
-            if c.peek() == Some(b' ') {
-                c.pos += 1;
-                c.paren_list(|c| {
-                    let p = c.atom()?.to_ascii_uppercase();
-                    match p.as_str() {
-                        "CONDSTORE" => condstore = true,
-                        "QRESYNC" => {
-                            c.sp()?;
-                            c.expect(b'(')?;
-                            let uid_validity = c.nz_number()?;
-                            c.sp()?;
-                            let mod_seq = c.number()?;
-                            let mut known_uids = None;
-                            let mut seq_match = None;
-                            if c.peek() == Some(b' ') {
-                                c.pos += 1;
-                                if c.peek() != Some(b'(') {
-                                    known_uids = Some(c.sequence_set()?);
-                                    if c.peek() == Some(b' ') {
-                                        c.pos += 1;
-                                    }
-                                }
-                                if c.peek() == Some(b'(') {
-                                    c.pos += 1;
-                                    let seqs = c.sequence_set()?;
-                                    c.sp()?;
-                                    let uids = c.sequence_set()?;
-                                    c.expect(b')')?;
-                                    seq_match = Some((seqs, uids));
-                                }
-                            }
-                            c.expect(b')')?;
-                            qresync = Some(QresyncParams { uid_validity, mod_seq, known_uids, seq_match });
-                        }
-                        other => return Err(format!("unknown SELECT parameter {other}")),
-                    }
-                    Ok(())
-                })?;
-            }
-            c.end()?;
-            Ok(Command::Select { mailbox, read_only: name == "EXAMINE", condstore, qresync })
-        }
-        "CREATE" => {
-            c.sp()?;
-            let mailbox = c.astring()?;
-            let mut special_use = Vec::new();
-            if c.peek() == Some(b' ') {
-                c.pos += 1;
-                c.paren_list(|c| {
-                    let p = c.atom()?.to_ascii_uppercase();
-                    if p != "USE" {
-                        return Err(format!("unknown CREATE parameter {p}"));
-                    }
-                    c.sp()?;
-                    special_use = c.paren_list(|c| c.flag().map(|f| f.0))?;
-                    Ok(())
-                })?;
-            }
-            c.end()?;
-            Ok(Command::Create { mailbox, special_use })
-        }
-        "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" | "GETQUOTAROOT" | "GETQUOTA" => {
-            c.sp()?;
-            let mailbox = c.astring()?;
-            c.end()?;
-            Ok(match name.as_str() {
-                "DELETE" => Command::Delete(mailbox),
-                "SUBSCRIBE" => Command::Subscribe(mailbox),
-                "UNSUBSCRIBE" => Command::Unsubscribe(mailbox),
-                "GETQUOTA" => Command::GetQuota(mailbox),
-                _ => Command::GetQuotaRoot(mailbox),
-            })
-        }
-        "SETQUOTA" => {
-            c.sp()?;
-            let root = c.astring()?;
-            c.sp()?;
-            c.paren_list(|c| {
-                c.atom()?;
-                c.sp()?;
-                c.number()
-            })?;
-            c.end()?;
-            Ok(Command::SetQuota(root))
-        }
-        "RENAME" => {
-            c.sp()?;
-            let from = c.astring()?;
-            c.sp()?;
-            let to = c.astring()?;
-            c.end()?;
-            Ok(Command::Rename { from, to })
-        }
-        "LIST" | "LSUB" => {
-            c.sp()?;
-            let lsub = name == "LSUB";
-            let mut selection = Vec::new();
-            let mut extended = false;
-            if !lsub && c.peek() == Some(b'(') {
-                extended = true;
-                selection = c.paren_list(|c| {
-                    let o = c.atom()?.to_ascii_uppercase();
-                    Ok(match o.as_str() {
-                        "SUBSCRIBED" => ListSelect::Subscribed,
-                        "REMOTE" => ListSelect::Remote,
-                        "RECURSIVEMATCH" => ListSelect::RecursiveMatch,
-                        "SPECIAL-USE" => ListSelect::SpecialUse,
-                        other => return Err(format!("unknown LIST selection option {other}")),
-                    })
-                })?;
-                c.sp()?;
-            }
-            let reference = c.astring_bytes().map(|b| String::from_utf8_lossy(&b).into_owned())?;
-            c.sp()?;
-            let patterns = if !lsub && c.peek() == Some(b'(') {
-                extended = true;
-                c.paren_list(|c| c.list_mailbox())?
-            } else {
-                vec![c.list_mailbox()?]
-            };
-            let mut returns = Vec::new();
-            if !lsub && c.peek() == Some(b' ') {
-                c.pos += 1;
-                if !c.keyword("RETURN") {
-                    return Err("expected RETURN".into());
-                }
-                extended = true;
-                c.sp()?;
-                returns = c.paren_list(|c| {
-                    let o = c.atom()?.to_ascii_uppercase();
-                    Ok(match o.as_str() {
-                        "SUBSCRIBED" => ListReturn::Subscribed,
-                        "CHILDREN" => ListReturn::Children,
-                        "SPECIAL-USE" => ListReturn::SpecialUse,
-                        "STATUS" => {
-                            c.sp()?;
-                            ListReturn::Status(c.paren_list(|c| c.status_item())?)
-                        }
-                        other => return Err(format!("unknown LIST return option {other}")),
-                    })
-                })?;
-            }
-            c.end()?;
-            if selection.contains(&ListSelect::RecursiveMatch)
-                && selection.iter().all(|s| *s == ListSelect::RecursiveMatch || *s == ListSelect::Remote)
-            {
-                // RFC 5258 §3: RECURSIVEMATCH needs another selection option.
-                return Err("RECURSIVEMATCH needs another selection option".into());
-            }
-            Ok(Command::List { selection, reference, patterns, returns, lsub, extended })
-        }
-        "STATUS" => {
-            c.sp()?;
-            let mailbox = c.astring()?;
-            c.sp()?;
-            let items = c.paren_list(|c| c.status_item())?;
-            if items.is_empty() {
-                return Err("STATUS needs at least one item".into());
-            }
-            c.end()?;
-            Ok(Command::Status { mailbox, items })
-        }
-        "APPEND" => {
-            c.sp()?;
-            let mailbox = c.astring()?;
-            c.sp()?;
-            let mut flags = Vec::new();
-            let mut date = None;
-            if c.peek() == Some(b'(') {
-                flags = c.flag_list()?;
-                c.sp()?;
-            }
-            if c.peek() == Some(b'"') {
-                date = Some(c.date_time()?);
-                c.sp()?;
-            }
-            if !c.at_literal() {
-                return Err("APPEND needs the message as a literal".into());
-            }
-            let binary = c.peek() == Some(b'~');
-            let message = c.literal()?;
-            c.end()?;
-            Ok(Command::Append { mailbox, flags, date, message, binary })
-        }
-        "EXPUNGE" => {
-            if uid {
-                c.sp()?;
-                let set = c.sequence_set()?;
-                c.end()?;
-                Ok(Command::Expunge { uids: Some(set) })
-            } else {
-                no_args(c, Command::Expunge { uids: None })
-            }
-        }
-        "SEARCH" => {
-            c.sp()?;
-            let mut returns = None;
-            if c.keyword("RETURN") {
-                c.sp()?;
-                returns = Some(c.paren_list(|c| {
-                    let o = c.atom()?.to_ascii_uppercase();
-                    Ok(match o.as_str() {
-                        "MIN" => SearchReturn::Min,
-                        "MAX" => SearchReturn::Max,
-                        "ALL" => SearchReturn::All,
-                        "COUNT" => SearchReturn::Count,
-                        "SAVE" => SearchReturn::Save,
-                        other => return Err(format!("unknown SEARCH return option {other}")),
-                    })
-                })?);
-                c.sp()?;
-            }
-            let mut charset = None;
-            if c.keyword("CHARSET") {
-                c.sp()?;
-                charset = Some(c.astring()?);
-                c.sp()?;
-            }
-            let key = c.search_program()?;
-            Ok(Command::Search { uid, charset, key, returns })
-        }
-        "FETCH" => {
-            c.sp()?;
-            let set = c.sequence_set()?;
-            c.sp()?;
-            let attrs = if c.peek() == Some(b'(') {
-                c.paren_list(|c| c.fetch_att())?.into_iter().flatten().collect()
-            } else {
-                c.fetch_att()?
-            };
-            if attrs.is_empty() {
-                return Err("FETCH needs at least one item".into());
-            }
-            let mut changed_since = None;
-            let mut vanished = false;
-            if c.peek() == Some(b' ') {
-                c.pos += 1;
-                c.paren_list(|c| {
-                    let m = c.atom()?.to_ascii_uppercase();
-                    match m.as_str() {
-                        "CHANGEDSINCE" => {
-                            c.sp()?;
-                            changed_since = Some(c.number()?);
-                        }
-                        "VANISHED" => vanished = true,
-                        other => return Err(format!("unknown FETCH modifier {other}")),
-                    }
-                    Ok(())
-                })?;
-            }
-            c.end()?;
-            if vanished && (!uid || changed_since.is_none()) {
-                // RFC 7162 §3.2.6
-                return Err("VANISHED needs UID FETCH with CHANGEDSINCE".into());
-            }
-            Ok(Command::Fetch { uid, set, attrs, changed_since, vanished })
-        }
-        "STORE" => {
-            c.sp()?;
-            let set = c.sequence_set()?;
-            c.sp()?;
-            let mut unchanged_since = None;
-            if c.peek() == Some(b'(') {
-                c.paren_list(|c| {
-                    let m = c.atom()?.to_ascii_uppercase();
-                    if m != "UNCHANGEDSINCE" {
-                        return Err(format!("unknown STORE modifier {m}"));
-                    }
-                    c.sp()?;
-                    unchanged_since = Some(c.number()?);
-                    Ok(())
-                })?;
-                c.sp()?;
-            }
-            let mode = match c.peek() {
-                Some(b'+') => {
-                    c.pos += 1;
-                    StoreMode::Add
-                }
-                Some(b'-') => {
-                    c.pos += 1;
-                    StoreMode::Remove
-                }
-                _ => StoreMode::Replace,
-            };
-            let item = c.atom()?.to_ascii_uppercase();
-            let silent = match item.as_str() {
-                "FLAGS" => false,
-                "FLAGS.SILENT" => true,
-                other => return Err(format!("cannot STORE {other}")),
-            };
-            c.sp()?;
-            let flags = if c.peek() == Some(b'(') {
-                c.flag_list()?
-            } else {
-                let mut flags = vec![c.flag()?];
-                while c.peek() == Some(b' ') {
-                    c.pos += 1;
-                    flags.push(c.flag()?);
-                }
-                flags
-            };
-            c.end()?;
-            Ok(Command::Store { uid, set, mode, silent, flags, unchanged_since })
-        }
-        "COPY" | "MOVE" => {
-            c.sp()?;
-            let set = c.sequence_set()?;
-            c.sp()?;
-            let mailbox = c.astring()?;
-            c.end()?;
-            Ok(if name == "COPY" { Command::Copy { uid, set, mailbox } } else { Command::Move { uid, set, mailbox } })
-        }
-        "ID" => {
-            c.sp()?;
-            let params = if c.keyword("NIL") {
-                vec![]
-            } else {
-                let mut pairs = Vec::new();
-                c.expect(b'(')?;
-                while c.peek() != Some(b')') {
-                    let k = String::from_utf8_lossy(&c.string()?).into_owned();
-                    c.sp()?;
-                    let v = c.nstring()?;
-                    pairs.push((k, v));
-                    if pairs.len() > 30 {
-                        return Err("too many ID fields".into());
-                    }
-                    if c.peek() == Some(b' ') {
-                        c.pos += 1;
-                    }
-                }
-                c.expect(b')')?;
-                pairs
-            };
-            c.end()?;
-            Ok(Command::Id(params))
-        }
-        "SORT" => {
-            c.sp()?;
-            let criteria = c.paren_list(|c| {
-                let mut reverse = false;
-                let mut word = c.atom()?.to_ascii_uppercase();
-                if word == "REVERSE" {
-                    reverse = true;
-                    c.sp()?;
-                    word = c.atom()?.to_ascii_uppercase();
-                }
-                let key = match word.as_str() {
-                    "ARRIVAL" => SortKey::Arrival,
-                    "CC" => SortKey::Cc,
-                    "DATE" => SortKey::Date,
-                    "FROM" => SortKey::From,
-                    "SIZE" => SortKey::Size,
-                    "SUBJECT" => SortKey::Subject,
-                    "TO" => SortKey::To,
-                    "DISPLAYFROM" => SortKey::DisplayFrom,
-                    "DISPLAYTO" => SortKey::DisplayTo,
-                    other => return Err(format!("unknown sort key {other}")),
-                };
-                Ok(SortCriterion { reverse, key })
-            })?;
-            if criteria.is_empty() {
-                return Err("SORT needs a criterion".into());
-            }
-            c.sp()?;
-            let charset = c.astring()?;
-            c.sp()?;
-            let key = c.search_program()?;
-            Ok(Command::Sort { uid, criteria, charset, key })
-        }
-        "THREAD" => {
-            c.sp()?;
-            let algorithm = match c.atom()?.to_ascii_uppercase().as_str() {
-                "ORDEREDSUBJECT" => ThreadAlgorithm::OrderedSubject,
-                "REFERENCES" => ThreadAlgorithm::References,
-                other => return Err(format!("unknown thread algorithm {other}")),
-            };
-            c.sp()?;
-            let charset = c.astring()?;
-            c.sp()?;
-            let key = c.search_program()?;
-            Ok(Command::Thread { uid, algorithm, charset, key })
-        }
-        "COMPRESS" => {
-            c.sp()?;
-            let algorithm = c.atom()?.to_ascii_uppercase();
-            c.end()?;
-            Ok(Command::Compress(algorithm))
-        }
+        "AUTHENTICATE" => authenticate(c),
+        "LOGIN" => login(c),
+        "ENABLE" => enable(c),
+        "SELECT" | "EXAMINE" => select(c, &name),
+        "CREATE" => create(c),
+        "DELETE" | "SUBSCRIBE" | "UNSUBSCRIBE" | "GETQUOTAROOT" | "GETQUOTA" => mailbox_command(c, &name),
+        "SETQUOTA" => set_quota(c),
+        "RENAME" => rename(c),
+        "LIST" | "LSUB" => list(c, &name),
+        "STATUS" => status(c),
+        "APPEND" => append(c),
+        "EXPUNGE" => expunge(c, uid),
+        "SEARCH" => search(c, uid),
+        "FETCH" => fetch(c, uid),
+        "STORE" => store(c, uid),
+        "COPY" | "MOVE" => copy_or_move(c, uid, &name),
+        "ID" => id(c),
+        "SORT" => sort(c, uid),
+        "THREAD" => thread(c, uid),
+        "COMPRESS" => compress(c),
         other => Err(format!("unknown command {other}")),
     }
+}
+
+/// `AUTHENTICATE mechanism [initial-response]` (RFC 4959 SASL-IR).
+fn authenticate(c: &mut Cursor<'_>) -> R<Command> {
+    c.sp()?;
+    let mechanism = c.atom()?.to_ascii_uppercase();
+    let initial = if c.peek() == Some(b' ') {
+        c.pos += 1;
+        let r = c.take_while(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=');
+        if r.is_empty() {
+            return Err("bad initial response".into());
+        }
+        Some(String::from_utf8_lossy(r).into_owned())
+    } else {
+        None
+    };
+    c.end()?;
+    Ok(Command::Authenticate { mechanism, initial })
+}
+
+/// `LOGIN user password`.
+fn login(c: &mut Cursor<'_>) -> R<Command> {
+    c.sp()?;
+    let user = c.astring()?;
+    c.sp()?;
+    let password = c.astring()?;
+    c.end()?;
+    Ok(Command::Login { user, password })
+}
+
+/// `ENABLE capability...` (RFC 5161).
+fn enable(c: &mut Cursor<'_>) -> R<Command> {
+    let mut caps = Vec::new();
+    while c.peek() == Some(b' ') {
+        c.pos += 1;
+        caps.push(c.atom()?.to_ascii_uppercase());
+    }
+    if caps.is_empty() {
+        return Err("ENABLE needs at least one capability".into());
+    }
+    c.end()?;
+    Ok(Command::Enable(caps))
+}
+
+/// `SELECT`/`EXAMINE mailbox [(CONDSTORE | QRESYNC (...))]` (RFC 7162 §3.2.5).
+fn select(c: &mut Cursor<'_>, name: &str) -> R<Command> {
+    c.sp()?;
+    let mailbox = c.astring()?;
+    let mut condstore = false;
+    let mut qresync = None;
+    if c.peek() == Some(b' ') {
+        c.pos += 1;
+        c.paren_list(|c| {
+            let p = c.atom()?.to_ascii_uppercase();
+            match p.as_str() {
+                "CONDSTORE" => condstore = true,
+                "QRESYNC" => {
+                    c.sp()?;
+                    c.expect(b'(')?;
+                    let uid_validity = c.nz_number()?;
+                    c.sp()?;
+                    let mod_seq = c.number()?;
+                    let mut known_uids = None;
+                    let mut seq_match = None;
+                    if c.peek() == Some(b' ') {
+                        c.pos += 1;
+                        if c.peek() != Some(b'(') {
+                            known_uids = Some(c.sequence_set()?);
+                            if c.peek() == Some(b' ') {
+                                c.pos += 1;
+                            }
+                        }
+                        if c.peek() == Some(b'(') {
+                            c.pos += 1;
+                            let seqs = c.sequence_set()?;
+                            c.sp()?;
+                            let uids = c.sequence_set()?;
+                            c.expect(b')')?;
+                            seq_match = Some((seqs, uids));
+                        }
+                    }
+                    c.expect(b')')?;
+                    qresync = Some(QresyncParams { uid_validity, mod_seq, known_uids, seq_match });
+                }
+                other => return Err(format!("unknown SELECT parameter {other}")),
+            }
+            Ok(())
+        })?;
+    }
+    c.end()?;
+    Ok(Command::Select { mailbox, read_only: name == "EXAMINE", condstore, qresync })
+}
+
+/// `CREATE mailbox [(USE (special-use...))]` (RFC 6154 §5.2).
+fn create(c: &mut Cursor<'_>) -> R<Command> {
+    c.sp()?;
+    let mailbox = c.astring()?;
+    let mut special_use = Vec::new();
+    if c.peek() == Some(b' ') {
+        c.pos += 1;
+        c.paren_list(|c| {
+            let p = c.atom()?.to_ascii_uppercase();
+            if p != "USE" {
+                return Err(format!("unknown CREATE parameter {p}"));
+            }
+            c.sp()?;
+            special_use = c.paren_list(|c| c.flag().map(|f| f.0))?;
+            Ok(())
+        })?;
+    }
+    c.end()?;
+    Ok(Command::Create { mailbox, special_use })
+}
+
+/// The commands whose one argument is a mailbox (or quota root).
+fn mailbox_command(c: &mut Cursor<'_>, name: &str) -> R<Command> {
+    c.sp()?;
+    let mailbox = c.astring()?;
+    c.end()?;
+    Ok(match name {
+        "DELETE" => Command::Delete(mailbox),
+        "SUBSCRIBE" => Command::Subscribe(mailbox),
+        "UNSUBSCRIBE" => Command::Unsubscribe(mailbox),
+        "GETQUOTA" => Command::GetQuota(mailbox),
+        _ => Command::GetQuotaRoot(mailbox),
+    })
+}
+
+/// `SETQUOTA root (resource limit ...)` (RFC 9208): only the root is kept.
+fn set_quota(c: &mut Cursor<'_>) -> R<Command> {
+    c.sp()?;
+    let root = c.astring()?;
+    c.sp()?;
+    c.paren_list(|c| {
+        c.atom()?;
+        c.sp()?;
+        c.number()
+    })?;
+    c.end()?;
+    Ok(Command::SetQuota(root))
+}
+
+/// `RENAME from to`.
+fn rename(c: &mut Cursor<'_>) -> R<Command> {
+    c.sp()?;
+    let from = c.astring()?;
+    c.sp()?;
+    let to = c.astring()?;
+    c.end()?;
+    Ok(Command::Rename { from, to })
+}
+
+/// `LIST` in its basic and extended forms (RFC 5258), and `LSUB`.
+fn list(c: &mut Cursor<'_>, name: &str) -> R<Command> {
+    c.sp()?;
+    let lsub = name == "LSUB";
+    let mut selection = Vec::new();
+    let mut extended = false;
+    if !lsub && c.peek() == Some(b'(') {
+        extended = true;
+        selection = c.paren_list(|c| {
+            let o = c.atom()?.to_ascii_uppercase();
+            Ok(match o.as_str() {
+                "SUBSCRIBED" => ListSelect::Subscribed,
+                "REMOTE" => ListSelect::Remote,
+                "RECURSIVEMATCH" => ListSelect::RecursiveMatch,
+                "SPECIAL-USE" => ListSelect::SpecialUse,
+                other => return Err(format!("unknown LIST selection option {other}")),
+            })
+        })?;
+        c.sp()?;
+    }
+    let reference = c.astring_bytes().map(|b| String::from_utf8_lossy(&b).into_owned())?;
+    c.sp()?;
+    let patterns = if !lsub && c.peek() == Some(b'(') {
+        extended = true;
+        c.paren_list(|c| c.list_mailbox())?
+    } else {
+        vec![c.list_mailbox()?]
+    };
+    let mut returns = Vec::new();
+    if !lsub && c.peek() == Some(b' ') {
+        c.pos += 1;
+        if !c.keyword("RETURN") {
+            return Err("expected RETURN".into());
+        }
+        extended = true;
+        c.sp()?;
+        returns = c.paren_list(|c| {
+            let o = c.atom()?.to_ascii_uppercase();
+            Ok(match o.as_str() {
+                "SUBSCRIBED" => ListReturn::Subscribed,
+                "CHILDREN" => ListReturn::Children,
+                "SPECIAL-USE" => ListReturn::SpecialUse,
+                "STATUS" => {
+                    c.sp()?;
+                    ListReturn::Status(c.paren_list(|c| c.status_item())?)
+                }
+                other => return Err(format!("unknown LIST return option {other}")),
+            })
+        })?;
+    }
+    c.end()?;
+    if selection.contains(&ListSelect::RecursiveMatch)
+        && selection.iter().all(|s| *s == ListSelect::RecursiveMatch || *s == ListSelect::Remote)
+    {
+        // RFC 5258 §3: RECURSIVEMATCH needs another selection option.
+        return Err("RECURSIVEMATCH needs another selection option".into());
+    }
+    Ok(Command::List { selection, reference, patterns, returns, lsub, extended })
+}
+
+/// `STATUS mailbox (item...)`.
+fn status(c: &mut Cursor<'_>) -> R<Command> {
+    c.sp()?;
+    let mailbox = c.astring()?;
+    c.sp()?;
+    let items = c.paren_list(|c| c.status_item())?;
+    if items.is_empty() {
+        return Err("STATUS needs at least one item".into());
+    }
+    c.end()?;
+    Ok(Command::Status { mailbox, items })
+}
+
+/// `APPEND mailbox [(flags)] [date-time] literal` (a literal8 with RFC 3516).
+fn append(c: &mut Cursor<'_>) -> R<Command> {
+    c.sp()?;
+    let mailbox = c.astring()?;
+    c.sp()?;
+    let mut flags = Vec::new();
+    let mut date = None;
+    if c.peek() == Some(b'(') {
+        flags = c.flag_list()?;
+        c.sp()?;
+    }
+    if c.peek() == Some(b'"') {
+        date = Some(c.date_time()?);
+        c.sp()?;
+    }
+    if !c.at_literal() {
+        return Err("APPEND needs the message as a literal".into());
+    }
+    let binary = c.peek() == Some(b'~');
+    let message = c.literal()?;
+    c.end()?;
+    Ok(Command::Append { mailbox, flags, date, message, binary })
+}
+
+/// `EXPUNGE`, or `UID EXPUNGE set` (RFC 4315).
+fn expunge(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
+    if uid {
+        c.sp()?;
+        let set = c.sequence_set()?;
+        c.end()?;
+        Ok(Command::Expunge { uids: Some(set) })
+    } else {
+        c.end().map(|_| Command::Expunge { uids: None })
+    }
+}
+
+/// `SEARCH [RETURN (...)] [CHARSET c] keys` (RFC 4731, RFC 5182).
+fn search(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
+    c.sp()?;
+    let mut returns = None;
+    if c.keyword("RETURN") {
+        c.sp()?;
+        returns = Some(c.paren_list(|c| {
+            let o = c.atom()?.to_ascii_uppercase();
+            Ok(match o.as_str() {
+                "MIN" => SearchReturn::Min,
+                "MAX" => SearchReturn::Max,
+                "ALL" => SearchReturn::All,
+                "COUNT" => SearchReturn::Count,
+                "SAVE" => SearchReturn::Save,
+                other => return Err(format!("unknown SEARCH return option {other}")),
+            })
+        })?);
+        c.sp()?;
+    }
+    let mut charset = None;
+    if c.keyword("CHARSET") {
+        c.sp()?;
+        charset = Some(c.astring()?);
+        c.sp()?;
+    }
+    let key = c.search_program()?;
+    Ok(Command::Search { uid, charset, key, returns })
+}
+
+/// `FETCH set items [(CHANGEDSINCE n [VANISHED])]` (RFC 7162).
+fn fetch(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
+    c.sp()?;
+    let set = c.sequence_set()?;
+    c.sp()?;
+    let attrs = if c.peek() == Some(b'(') {
+        c.paren_list(|c| c.fetch_att())?.into_iter().flatten().collect()
+    } else {
+        c.fetch_att()?
+    };
+    if attrs.is_empty() {
+        return Err("FETCH needs at least one item".into());
+    }
+    let mut changed_since = None;
+    let mut vanished = false;
+    if c.peek() == Some(b' ') {
+        c.pos += 1;
+        c.paren_list(|c| {
+            let m = c.atom()?.to_ascii_uppercase();
+            match m.as_str() {
+                "CHANGEDSINCE" => {
+                    c.sp()?;
+                    changed_since = Some(c.number()?);
+                }
+                "VANISHED" => vanished = true,
+                other => return Err(format!("unknown FETCH modifier {other}")),
+            }
+            Ok(())
+        })?;
+    }
+    c.end()?;
+    if vanished && (!uid || changed_since.is_none()) {
+        // RFC 7162 §3.2.6
+        return Err("VANISHED needs UID FETCH with CHANGEDSINCE".into());
+    }
+    Ok(Command::Fetch { uid, set, attrs, changed_since, vanished })
+}
+
+/// `STORE set [(UNCHANGEDSINCE n)] [+|-]FLAGS[.SILENT] flags` (RFC 7162 §3.1.3).
+fn store(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
+    c.sp()?;
+    let set = c.sequence_set()?;
+    c.sp()?;
+    let mut unchanged_since = None;
+    if c.peek() == Some(b'(') {
+        c.paren_list(|c| {
+            let m = c.atom()?.to_ascii_uppercase();
+            if m != "UNCHANGEDSINCE" {
+                return Err(format!("unknown STORE modifier {m}"));
+            }
+            c.sp()?;
+            unchanged_since = Some(c.number()?);
+            Ok(())
+        })?;
+        c.sp()?;
+    }
+    let mode = match c.peek() {
+        Some(b'+') => {
+            c.pos += 1;
+            StoreMode::Add
+        }
+        Some(b'-') => {
+            c.pos += 1;
+            StoreMode::Remove
+        }
+        _ => StoreMode::Replace,
+    };
+    let item = c.atom()?.to_ascii_uppercase();
+    let silent = match item.as_str() {
+        "FLAGS" => false,
+        "FLAGS.SILENT" => true,
+        other => return Err(format!("cannot STORE {other}")),
+    };
+    c.sp()?;
+    let flags = if c.peek() == Some(b'(') {
+        c.flag_list()?
+    } else {
+        let mut flags = vec![c.flag()?];
+        while c.peek() == Some(b' ') {
+            c.pos += 1;
+            flags.push(c.flag()?);
+        }
+        flags
+    };
+    c.end()?;
+    Ok(Command::Store { uid, set, mode, silent, flags, unchanged_since })
+}
+
+/// `COPY`/`MOVE set mailbox` (RFC 6851).
+fn copy_or_move(c: &mut Cursor<'_>, uid: bool, name: &str) -> R<Command> {
+    c.sp()?;
+    let set = c.sequence_set()?;
+    c.sp()?;
+    let mailbox = c.astring()?;
+    c.end()?;
+    Ok(if name == "COPY" { Command::Copy { uid, set, mailbox } } else { Command::Move { uid, set, mailbox } })
+}
+
+/// `ID NIL` or `ID (field value ...)` (RFC 2971).
+fn id(c: &mut Cursor<'_>) -> R<Command> {
+    c.sp()?;
+    let params = if c.keyword("NIL") {
+        vec![]
+    } else {
+        let mut pairs = Vec::new();
+        c.expect(b'(')?;
+        while c.peek() != Some(b')') {
+            let k = String::from_utf8_lossy(&c.string()?).into_owned();
+            c.sp()?;
+            let v = c.nstring()?;
+            pairs.push((k, v));
+            if pairs.len() > 30 {
+                return Err("too many ID fields".into());
+            }
+            if c.peek() == Some(b' ') {
+                c.pos += 1;
+            }
+        }
+        c.expect(b')')?;
+        pairs
+    };
+    c.end()?;
+    Ok(Command::Id(params))
+}
+
+/// `SORT (criteria) charset keys` (RFC 5256).
+fn sort(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
+    c.sp()?;
+    let criteria = c.paren_list(|c| {
+        let mut reverse = false;
+        let mut word = c.atom()?.to_ascii_uppercase();
+        if word == "REVERSE" {
+            reverse = true;
+            c.sp()?;
+            word = c.atom()?.to_ascii_uppercase();
+        }
+        let key = match word.as_str() {
+            "ARRIVAL" => SortKey::Arrival,
+            "CC" => SortKey::Cc,
+            "DATE" => SortKey::Date,
+            "FROM" => SortKey::From,
+            "SIZE" => SortKey::Size,
+            "SUBJECT" => SortKey::Subject,
+            "TO" => SortKey::To,
+            "DISPLAYFROM" => SortKey::DisplayFrom,
+            "DISPLAYTO" => SortKey::DisplayTo,
+            other => return Err(format!("unknown sort key {other}")),
+        };
+        Ok(SortCriterion { reverse, key })
+    })?;
+    if criteria.is_empty() {
+        return Err("SORT needs a criterion".into());
+    }
+    c.sp()?;
+    let charset = c.astring()?;
+    c.sp()?;
+    let key = c.search_program()?;
+    Ok(Command::Sort { uid, criteria, charset, key })
+}
+
+/// `THREAD algorithm charset keys` (RFC 5256).
+fn thread(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
+    c.sp()?;
+    let algorithm = match c.atom()?.to_ascii_uppercase().as_str() {
+        "ORDEREDSUBJECT" => ThreadAlgorithm::OrderedSubject,
+        "REFERENCES" => ThreadAlgorithm::References,
+        other => return Err(format!("unknown thread algorithm {other}")),
+    };
+    c.sp()?;
+    let charset = c.astring()?;
+    c.sp()?;
+    let key = c.search_program()?;
+    Ok(Command::Thread { uid, algorithm, charset, key })
+}
+
+/// `COMPRESS algorithm` (RFC 4978).
+fn compress(c: &mut Cursor<'_>) -> R<Command> {
+    c.sp()?;
+    let algorithm = c.atom()?.to_ascii_uppercase();
+    c.end()?;
+    Ok(Command::Compress(algorithm))
 }
 
 #[cfg(test)]
