@@ -260,11 +260,51 @@ pub async fn execute(ctx: &AdminContext, req: AdminRequest) -> AdminReply {
 }
 
 async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply> {
+    match req {
+        AdminRequest::Ping => Ok(AdminReply::ok("pong\n")),
+        req @ (AdminRequest::DomainAdd { .. }
+        | AdminRequest::DomainCatchAll { .. }
+        | AdminRequest::DomainList
+        | AdminRequest::DomainRemove { .. }
+        | AdminRequest::UserAdd { .. }
+        | AdminRequest::UserPasswd { .. }
+        | AdminRequest::UserList
+        | AdminRequest::UserQuota { .. }
+        | AdminRequest::UserRemove { .. }
+        | AdminRequest::AliasAdd { .. }
+        | AdminRequest::AliasList
+        | AdminRequest::AliasRemove { .. }) => directory_request(ctx, req).await,
+        req @ (AdminRequest::MailList { .. }
+        | AdminRequest::MailExplain { .. }
+        | AdminRequest::MailShow { .. }
+        | AdminRequest::MailImport { .. }
+        | AdminRequest::MailboxList { .. }
+        | AdminRequest::MailExport { .. }
+        | AdminRequest::Backup { .. }) => mail_request(ctx, req).await,
+        req @ (AdminRequest::SpamStatus { .. }
+        | AdminRequest::SpamLearn { .. }
+        | AdminRequest::SpamClassify { .. }
+        | AdminRequest::QuarantineList
+        | AdminRequest::QuarantineShow { .. }
+        | AdminRequest::QuarantineRelease { .. }
+        | AdminRequest::QuarantineDelete { .. }) => filter_request(ctx, req).await,
+        req @ (AdminRequest::QueueList
+        | AdminRequest::QueueShow { .. }
+        | AdminRequest::QueueRetry { .. }
+        | AdminRequest::QueueRemove { .. }) => queue_request(ctx, req).await,
+        req @ (AdminRequest::DkimGenerate { .. }
+        | AdminRequest::Setup { .. }
+        | AdminRequest::DnsExpected { .. }
+        | AdminRequest::Dns { .. }) => dns_request(ctx, req).await,
+    }
+}
+
+/// Domains, users and aliases.
+async fn directory_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply> {
     use std::fmt::Write;
     let dir = &ctx.directory;
     let mut out = String::new();
     match req {
-        AdminRequest::Ping => out.push_str("pong\n"),
         AdminRequest::DomainAdd { name, catch_all } => {
             let d = dir.domain_add(&name, catch_all.as_deref()).await?;
             writeln!(out, "added domain {}", d.name)?;
@@ -341,6 +381,17 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
             dir.alias_remove(&address, target.as_deref()).await?;
             writeln!(out, "removed")?;
         }
+        _ => anyhow::bail!("internal: request routed to directory_request by mistake"),
+    }
+    Ok(AdminReply::ok(out))
+}
+
+/// Mailboxes and messages: listing, showing, import and export, backup.
+async fn mail_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply> {
+    use std::fmt::Write;
+    let dir = &ctx.directory;
+    let mut out = String::new();
+    match req {
         AdminRequest::MailList { email, mailbox } => {
             let store = dir.store();
             let mailbox = find_mailbox(dir, &email, mailbox.as_deref().unwrap_or(INBOX)).await?;
@@ -358,6 +409,79 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
                 )?;
             }
         }
+        AdminRequest::MailExplain { email, mailbox, uid } => {
+            let (mailbox, entry) = find_message(dir, &email, &mailbox, uid).await?;
+            let envelope = dir.store().envelope_get(entry.delivery_id).await?;
+            let Some(verdict) = envelope.as_ref().and_then(|e| e.verdict.as_deref()) else {
+                let source = envelope.map(|e| e.source).unwrap_or_default();
+                let _ = writeln!(out, "delivered to {} without a scan verdict (arrived by {source})", mailbox.name);
+                return Ok(AdminReply::ok(out));
+            };
+            let verdict: tern_scan::Verdict =
+                serde_json::from_str(verdict).map_err(|e| anyhow::anyhow!("stored verdict unreadable: {e}"))?;
+            let _ = writeln!(out, "delivered to {}", mailbox.name);
+            out.push_str(&explain(&verdict));
+        }
+        AdminRequest::MailShow { email, mailbox, uid } => {
+            let (_, entry) = find_message(dir, &email, &mailbox, uid).await?;
+            let raw =
+                dir.store().blob_get(entry.blob).await?.ok_or_else(|| anyhow::anyhow!("message content missing"))?;
+            return Ok(AdminReply { ok: true, output: raw });
+        }
+        AdminRequest::MailImport { email, mailbox, messages, skip_duplicates } => {
+            let result = import(dir, &email, &mailbox, messages, skip_duplicates).await?;
+            return Ok(AdminReply { ok: true, output: serde_json::to_vec(&result)? });
+        }
+        AdminRequest::MailboxList { email } => {
+            let account = account_of(dir, &email).await?;
+            let list: Vec<MailboxInfo> = dir
+                .store()
+                .mailbox_list(account.id)
+                .await?
+                .into_iter()
+                .map(|m| MailboxInfo { name: m.name, uid_validity: m.uid_validity, total: m.total, size: m.size })
+                .collect();
+            return Ok(AdminReply { ok: true, output: serde_json::to_vec(&list)? });
+        }
+        AdminRequest::MailExport { email, mailbox, after_uid, max_bytes } => {
+            use base64::Engine;
+            let mailbox = find_mailbox(dir, &email, &mailbox).await?;
+            let store = dir.store();
+            let mut batch = ExportBatch { uid_validity: mailbox.uid_validity, messages: Vec::new(), more: false };
+            let mut bytes = 0u64;
+            for entry in store.message_list(mailbox.id).await?.into_iter().filter(|e| e.uid > after_uid) {
+                if !batch.messages.is_empty() && bytes + entry.size > max_bytes {
+                    batch.more = true;
+                    break;
+                }
+                // Expunged since the listing: nothing to export.
+                let Some(raw) = store.blob_get(entry.blob).await? else { continue };
+                bytes += raw.len() as u64;
+                batch.messages.push(TransferredMessage {
+                    uid: entry.uid,
+                    flags: entry.flags,
+                    keywords: entry.keywords,
+                    internal_date: entry.internal_date,
+                    raw: base64::engine::general_purpose::STANDARD.encode(&raw),
+                });
+            }
+            return Ok(AdminReply { ok: true, output: serde_json::to_vec(&batch)? });
+        }
+        AdminRequest::Backup { dir: dest } => {
+            anyhow::ensure!(dest.is_absolute(), "the backup directory must be an absolute path");
+            out.push_str(&crate::backup::backup(dir.store().as_ref(), &ctx.data_dir, &dest).await?);
+        }
+        _ => anyhow::bail!("internal: request routed to mail_request by mistake"),
+    }
+    Ok(AdminReply::ok(out))
+}
+
+/// The spam classifier and the quarantine.
+async fn filter_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply> {
+    use std::fmt::Write;
+    let dir = &ctx.directory;
+    let mut out = String::new();
+    match req {
         AdminRequest::SpamStatus { email } => {
             let owner = spam_owner(dir, email.as_deref()).await?;
             let status = ctx.spam.status(owner).await?;
@@ -507,68 +631,17 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
             }
             let _ = writeln!(out, "deleted {id}");
         }
-        AdminRequest::MailExplain { email, mailbox, uid } => {
-            let (mailbox, entry) = find_message(dir, &email, &mailbox, uid).await?;
-            let envelope = dir.store().envelope_get(entry.delivery_id).await?;
-            let Some(verdict) = envelope.as_ref().and_then(|e| e.verdict.as_deref()) else {
-                let source = envelope.map(|e| e.source).unwrap_or_default();
-                let _ = writeln!(out, "delivered to {} without a scan verdict (arrived by {source})", mailbox.name);
-                return Ok(AdminReply::ok(out));
-            };
-            let verdict: tern_scan::Verdict =
-                serde_json::from_str(verdict).map_err(|e| anyhow::anyhow!("stored verdict unreadable: {e}"))?;
-            let _ = writeln!(out, "delivered to {}", mailbox.name);
-            out.push_str(&explain(&verdict));
-        }
-        AdminRequest::MailShow { email, mailbox, uid } => {
-            let (_, entry) = find_message(dir, &email, &mailbox, uid).await?;
-            let raw =
-                dir.store().blob_get(entry.blob).await?.ok_or_else(|| anyhow::anyhow!("message content missing"))?;
-            return Ok(AdminReply { ok: true, output: raw });
-        }
-        AdminRequest::MailImport { email, mailbox, messages, skip_duplicates } => {
-            let result = import(dir, &email, &mailbox, messages, skip_duplicates).await?;
-            return Ok(AdminReply { ok: true, output: serde_json::to_vec(&result)? });
-        }
-        AdminRequest::MailboxList { email } => {
-            let account = account_of(dir, &email).await?;
-            let list: Vec<MailboxInfo> = dir
-                .store()
-                .mailbox_list(account.id)
-                .await?
-                .into_iter()
-                .map(|m| MailboxInfo { name: m.name, uid_validity: m.uid_validity, total: m.total, size: m.size })
-                .collect();
-            return Ok(AdminReply { ok: true, output: serde_json::to_vec(&list)? });
-        }
-        AdminRequest::MailExport { email, mailbox, after_uid, max_bytes } => {
-            use base64::Engine;
-            let mailbox = find_mailbox(dir, &email, &mailbox).await?;
-            let store = dir.store();
-            let mut batch = ExportBatch { uid_validity: mailbox.uid_validity, messages: Vec::new(), more: false };
-            let mut bytes = 0u64;
-            for entry in store.message_list(mailbox.id).await?.into_iter().filter(|e| e.uid > after_uid) {
-                if !batch.messages.is_empty() && bytes + entry.size > max_bytes {
-                    batch.more = true;
-                    break;
-                }
-                // Expunged since the listing: nothing to export.
-                let Some(raw) = store.blob_get(entry.blob).await? else { continue };
-                bytes += raw.len() as u64;
-                batch.messages.push(TransferredMessage {
-                    uid: entry.uid,
-                    flags: entry.flags,
-                    keywords: entry.keywords,
-                    internal_date: entry.internal_date,
-                    raw: base64::engine::general_purpose::STANDARD.encode(&raw),
-                });
-            }
-            return Ok(AdminReply { ok: true, output: serde_json::to_vec(&batch)? });
-        }
-        AdminRequest::Backup { dir: dest } => {
-            anyhow::ensure!(dest.is_absolute(), "the backup directory must be an absolute path");
-            out.push_str(&crate::backup::backup(dir.store().as_ref(), &ctx.data_dir, &dest).await?);
-        }
+        _ => anyhow::bail!("internal: request routed to filter_request by mistake"),
+    }
+    Ok(AdminReply::ok(out))
+}
+
+/// The outbound queue.
+async fn queue_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply> {
+    use std::fmt::Write;
+    let dir = &ctx.directory;
+    let mut out = String::new();
+    match req {
         AdminRequest::QueueList => {
             let now = tern_store::now_unix();
             let entries = dir.store().queue_list().await?;
@@ -639,6 +712,17 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
             }
             writeln!(out, "removed queue entry {id} (not delivered, not bounced)")?;
         }
+        _ => anyhow::bail!("internal: request routed to queue_request by mistake"),
+    }
+    Ok(AdminReply::ok(out))
+}
+
+/// DKIM keys, first setup and the DNS records a domain needs.
+async fn dns_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply> {
+    use std::fmt::Write;
+    let dir = &ctx.directory;
+    let mut out = String::new();
+    match req {
         AdminRequest::DkimGenerate { domain } => {
             let d = dir.domain_get(&domain).await?.ok_or_else(|| anyhow::anyhow!("{domain} is not a local domain"))?;
             let d = dir.domain_set_dkim(&d.name, new_dkim_keys().await?).await?;
@@ -712,6 +796,7 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
             let d = dir.domain_get(&domain).await?.ok_or_else(|| anyhow::anyhow!("{domain} is not a local domain"))?;
             out.push_str(&dns_records(&d, &ctx.hostname, &ctx.mta_sts));
         }
+        _ => anyhow::bail!("internal: request routed to dns_request by mistake"),
     }
     Ok(AdminReply::ok(out))
 }
