@@ -8,6 +8,10 @@ seconds=$1; shift
 here=$(cd "$(dirname "$0")" && pwd)
 work=${FUZZ_WORK:-/tmp/fuzzwork}
 bin=$here/target/x86_64-unknown-linux-gnu/release
+# With autogroup scheduling (Debian's default) `nice` only ranks processes within their
+# session's group: a fuzzer started in its own session (setsid) would get a full share beside
+# builds and tests. Lowering the group's weight makes nice 19 mean it.
+echo 19 > "/proc/$$/autogroup" 2>/dev/null || true
 for target in "$@"; do
     mkdir -p "$work/corpus/$target" "$work/artifacts/$target"
     log=$work/$target.$(date +%s).log
