@@ -162,6 +162,108 @@ fn part_path(part: &[u32]) -> String {
     part.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
 }
 
+/// What the items of one message are rendered from.
+struct Fetched<'a> {
+    message: &'a tern_store::MessageEntry,
+    flags: &'a str,
+    summary: Option<&'a tern_mime::MessageSummary>,
+    raw: Option<&'a [u8]>,
+    binaries: &'a std::collections::HashMap<Vec<u32>, Result<Vec<u8>, String>>,
+    utf8: bool,
+    style: tern_mime::imap::Style,
+}
+
+/// Appends one FETCH data item (RFC 9051 §7.5.2) of a message to the response.
+fn write_item(item: &mut Vec<u8>, attr: &FetchAttr, f: &Fetched<'_>) {
+    let (m, flags, summary, raw, binaries, utf8, style) =
+        (f.message, f.flags, &f.summary, f.raw, f.binaries, f.utf8, f.style);
+    match attr {
+        FetchAttr::Flags => item.extend_from_slice(format!("FLAGS ({flags})").as_bytes()),
+        FetchAttr::Uid => item.extend_from_slice(format!("UID {}", m.uid).as_bytes()),
+        FetchAttr::InternalDate => {
+            item.extend_from_slice(format!("INTERNALDATE \"{}\"", encode::date_time(m.internal_date, 0)).as_bytes())
+        }
+        FetchAttr::Rfc822Size => item.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes()),
+        FetchAttr::ModSeq => item.extend_from_slice(format!("MODSEQ ({})", m.modseq).as_bytes()),
+        FetchAttr::EmailId => item.extend_from_slice(format!("EMAILID ({})", object_id("M", m.email_id)).as_bytes()),
+        FetchAttr::ThreadId => item.extend_from_slice(format!("THREADID ({})", object_id("T", m.thread_id)).as_bytes()),
+        FetchAttr::Envelope => {
+            item.extend_from_slice(b"ENVELOPE ");
+            if let Some(s) = &summary {
+                if utf8 && s.imap.eight_bit {
+                    render::envelope(item, &s.envelope, style);
+                } else {
+                    item.extend_from_slice(&s.imap.envelope);
+                }
+            }
+        }
+        FetchAttr::Body | FetchAttr::BodyStructure => {
+            let extended = matches!(attr, FetchAttr::BodyStructure);
+            item.extend_from_slice(if extended { b"BODYSTRUCTURE " } else { b"BODY " });
+            if let Some(s) = &summary {
+                if utf8 && s.imap.eight_bit {
+                    render::body_structure(item, &s.body, extended, style);
+                } else if extended {
+                    item.extend_from_slice(&s.imap.bodystructure);
+                } else {
+                    item.extend_from_slice(&s.imap.body);
+                }
+            }
+        }
+        FetchAttr::Rfc822 => {
+            item.extend_from_slice(b"RFC822 ");
+            encode::text_literal(item, raw.unwrap_or_default());
+        }
+        FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => {
+            let raw = raw.unwrap_or_default();
+            let body_at = summary.as_ref().map(|s| s.body.offset_body as usize).unwrap_or(0).min(raw.len());
+            if matches!(attr, FetchAttr::Rfc822Header) {
+                item.extend_from_slice(b"RFC822.HEADER ");
+                encode::text_literal(item, &raw[..body_at]);
+            } else {
+                item.extend_from_slice(b"RFC822.TEXT ");
+                encode::text_literal(item, &raw[body_at..]);
+            }
+        }
+        FetchAttr::BodySection { section, partial, .. } => {
+            item.extend_from_slice(b"BODY[");
+            section_spec(item, section);
+            item.push(b']');
+            if let Some((start, _)) = partial {
+                item.extend_from_slice(format!("<{start}>").as_bytes());
+            }
+            item.push(b' ');
+            let data = match (&summary, raw) {
+                (Some(s), Some(raw)) => section::body_section(raw, &s.body, section),
+                _ => None,
+            };
+            match data {
+                Some(d) => encode::text_literal(item, partial_slice(&d, *partial)),
+                None => encode::literal(item, b""),
+            }
+        }
+        FetchAttr::Binary { part, partial, .. } => {
+            let decoded = binaries.get(part).and_then(|d| d.as_deref().ok()).unwrap_or_default();
+            item.extend_from_slice(format!("BINARY[{}]", part_path(part)).as_bytes());
+            if let Some((start, _)) = partial {
+                item.extend_from_slice(format!("<{start}>").as_bytes());
+            }
+            item.push(b' ');
+            let data = partial_slice(decoded, *partial);
+            if data.contains(&0) {
+                item.extend_from_slice(format!("~{{{}}}\r\n", data.len()).as_bytes());
+                item.extend_from_slice(data);
+            } else {
+                encode::literal(item, data);
+            }
+        }
+        FetchAttr::BinarySize(part) => {
+            let size = binaries.get(part).and_then(|d| d.as_ref().ok()).map_or(0, Vec::len);
+            item.extend_from_slice(format!("BINARY.SIZE[{}] {size}", part_path(part)).as_bytes());
+        }
+    }
+}
+
 impl Session {
     pub(super) async fn fetch(
         &mut self,
@@ -283,98 +385,18 @@ impl Session {
                 next_item(out);
                 out.extend_from_slice(format!("UID {}", m.uid).as_bytes());
             }
+            let fetched = Fetched {
+                message: &m,
+                flags: &flags,
+                summary: summary.as_deref(),
+                raw,
+                binaries: &binaries,
+                utf8,
+                style,
+            };
             for a in &attrs {
                 next_item(out);
-                let item = &mut *out;
-                match a {
-                    FetchAttr::Flags => item.extend_from_slice(format!("FLAGS ({flags})").as_bytes()),
-                    FetchAttr::Uid => item.extend_from_slice(format!("UID {}", m.uid).as_bytes()),
-                    FetchAttr::InternalDate => item.extend_from_slice(
-                        format!("INTERNALDATE \"{}\"", encode::date_time(m.internal_date, 0)).as_bytes(),
-                    ),
-                    FetchAttr::Rfc822Size => item.extend_from_slice(format!("RFC822.SIZE {}", m.size).as_bytes()),
-                    FetchAttr::ModSeq => item.extend_from_slice(format!("MODSEQ ({})", m.modseq).as_bytes()),
-                    FetchAttr::EmailId => {
-                        item.extend_from_slice(format!("EMAILID ({})", object_id("M", m.email_id)).as_bytes())
-                    }
-                    FetchAttr::ThreadId => {
-                        item.extend_from_slice(format!("THREADID ({})", object_id("T", m.thread_id)).as_bytes())
-                    }
-                    FetchAttr::Envelope => {
-                        item.extend_from_slice(b"ENVELOPE ");
-                        if let Some(s) = &summary {
-                            if utf8 && s.imap.eight_bit {
-                                render::envelope(item, &s.envelope, style);
-                            } else {
-                                item.extend_from_slice(&s.imap.envelope);
-                            }
-                        }
-                    }
-                    FetchAttr::Body | FetchAttr::BodyStructure => {
-                        let extended = matches!(a, FetchAttr::BodyStructure);
-                        item.extend_from_slice(if extended { b"BODYSTRUCTURE " } else { b"BODY " });
-                        if let Some(s) = &summary {
-                            if utf8 && s.imap.eight_bit {
-                                render::body_structure(item, &s.body, extended, style);
-                            } else if extended {
-                                item.extend_from_slice(&s.imap.bodystructure);
-                            } else {
-                                item.extend_from_slice(&s.imap.body);
-                            }
-                        }
-                    }
-                    FetchAttr::Rfc822 => {
-                        item.extend_from_slice(b"RFC822 ");
-                        encode::text_literal(item, raw.unwrap_or_default());
-                    }
-                    FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => {
-                        let raw = raw.unwrap_or_default();
-                        let body_at = summary.as_ref().map(|s| s.body.offset_body as usize).unwrap_or(0).min(raw.len());
-                        if matches!(a, FetchAttr::Rfc822Header) {
-                            item.extend_from_slice(b"RFC822.HEADER ");
-                            encode::text_literal(item, &raw[..body_at]);
-                        } else {
-                            item.extend_from_slice(b"RFC822.TEXT ");
-                            encode::text_literal(item, &raw[body_at..]);
-                        }
-                    }
-                    FetchAttr::BodySection { section, partial, .. } => {
-                        item.extend_from_slice(b"BODY[");
-                        section_spec(item, section);
-                        item.push(b']');
-                        if let Some((start, _)) = partial {
-                            item.extend_from_slice(format!("<{start}>").as_bytes());
-                        }
-                        item.push(b' ');
-                        let data = match (&summary, raw) {
-                            (Some(s), Some(raw)) => section::body_section(raw, &s.body, section),
-                            _ => None,
-                        };
-                        match data {
-                            Some(d) => encode::text_literal(item, partial_slice(&d, *partial)),
-                            None => encode::literal(item, b""),
-                        }
-                    }
-                    FetchAttr::Binary { part, partial, .. } => {
-                        let decoded = binaries.get(part).and_then(|d| d.as_deref().ok()).unwrap_or_default();
-                        item.extend_from_slice(format!("BINARY[{}]", part_path(part)).as_bytes());
-                        if let Some((start, _)) = partial {
-                            item.extend_from_slice(format!("<{start}>").as_bytes());
-                        }
-                        item.push(b' ');
-                        let data = partial_slice(decoded, *partial);
-                        if data.contains(&0) {
-                            item.extend_from_slice(format!("~{{{}}}\r\n", data.len()).as_bytes());
-                            item.extend_from_slice(data);
-                        } else {
-                            encode::literal(item, data);
-                        }
-                    }
-                    FetchAttr::BinarySize(part) => {
-                        let size = binaries.get(part).and_then(|d| d.as_ref().ok()).map_or(0, Vec::len);
-                        item.extend_from_slice(format!("BINARY.SIZE[{}] {size}", part_path(part)).as_bytes());
-                    }
-                }
+                write_item(out, a, &fetched);
             }
             if seen_now.contains(&m.uid) && !attrs.contains(&FetchAttr::Flags) {
                 next_item(out);
