@@ -85,16 +85,18 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
     Ok(handle)
 }
 
-/// Runs the server until a shutdown signal.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let signals = Signals::catch();
-    tern_tls::install_crypto_provider();
-    let metrics = install_metrics()?;
-    let run_as = privilege::target(config.server.user.as_deref())?;
-    data_dir::secure(&config.data_dir)?;
+/// The server's certificate: its files, the key pair in use (reloadable) and the acceptors for
+/// the mail ports and for HTTPS.
+struct Certificate {
+    paths: tern_tls::CertPaths,
+    current: Arc<tern_tls::ServerCertificate>,
+    mail: tern_tls::TlsAcceptor,
+    https: tern_tls::TlsAcceptor,
+}
 
-    // The certificate: ACME's once it has one, else the configured or a self-signed one
-    // (ACME replaces it as soon as it is issued).
+/// The certificate: ACME's once it has one, else the configured or a self-signed one (ACME
+/// replaces it as soon as it is issued).
+fn certificate(config: &Config) -> anyhow::Result<Certificate> {
     let acme_paths = acme::certificate_paths(&config.data_dir);
     let cert = if config.acme.enabled && acme_paths.cert.exists() && acme_paths.key.exists() {
         acme_paths
@@ -109,8 +111,73 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let (tls_config, certificate) =
         tern_tls::server_config(&cert).context("TLS certificate (config keys tls.cert / tls.key)")?;
-    let tls = tern_tls::TlsAcceptor::from(tls_config);
-    let https_tls = tern_tls::TlsAcceptor::from(tern_tls::https_config(&certificate)?);
+    let mail = tern_tls::TlsAcceptor::from(tls_config);
+    let https = tern_tls::TlsAcceptor::from(tern_tls::https_config(&certificate)?);
+    Ok(Certificate { paths: cert, current: certificate, mail, https })
+}
+
+/// What DMARC aggregate reporting needs: the verifier whose results it reports, and the
+/// aggregator that collects them.
+type DmarcReporting = (Arc<tern_mailauth::verify::Verifier>, Arc<tern_mailauth::report::Aggregator>);
+
+/// The pipeline of mail arriving on port 25: SPF/DKIM/ARC/DMARC and iprev when
+/// `[inbound] verify` (with DMARC reporting when asked for), then the content scan.
+fn inbound_pipeline(
+    config: &Config,
+    dns: &tern_dns::Dns,
+    directory: &Directory,
+    content_scan: Option<tern_pipeline::stages::ContentScan>,
+) -> anyhow::Result<(tern_pipeline::Pipeline, Option<DmarcReporting>)> {
+    let mut dmarc_reporting = None;
+    let pipeline = match config.inbound.verify {
+        true => {
+            let psl = match &config.inbound.public_suffix_list {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("inbound.public_suffix_list {}", path.display()))?;
+                    tern_mailauth::dmarc::PublicSuffixList::parse(&text)
+                        .map_err(|e| anyhow::anyhow!("inbound.public_suffix_list {}: {e}", path.display()))?
+                }
+                None => tern_mailauth::dmarc::PublicSuffixList::bundled(),
+            };
+            let verifier = Arc::new(
+                tern_mailauth::verify::Verifier::new(dns.clone(), &config.hostname, psl)
+                    .with_dmarc(dmarc_specification(config)),
+            );
+            let aggregator = config.inbound.dmarc_reports.then(|| {
+                let saved = std::fs::read(config.data_dir.join(DMARC_STATE)).unwrap_or_default();
+                Arc::new(tern_mailauth::report::Aggregator::restore(&saved, tern_store::now_unix()))
+            });
+            dmarc_reporting = aggregator.clone().map(|a| (Arc::clone(&verifier), a));
+            tern_pipeline::inbound_verified(
+                tern_pipeline::stages::InboundAuthentication {
+                    reports: aggregator,
+                    directory: Some(directory.clone()),
+                    verifier,
+                    policy: tern_pipeline::stages::InboundPolicy {
+                        dmarc_reject: config.inbound.dmarc_reject,
+                        dmarc_quarantine: config.inbound.dmarc_quarantine,
+                        iprev: config.inbound.iprev,
+                        trusted: config.limit_exempt(),
+                    },
+                },
+                content_scan,
+            )
+        }
+        _ => tern_pipeline::inbound(content_scan),
+    };
+    Ok((pipeline, dmarc_reporting))
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let signals = Signals::catch();
+    tern_tls::install_crypto_provider();
+    let metrics = install_metrics()?;
+    let run_as = privilege::target(config.server.user.as_deref())?;
+    data_dir::secure(&config.data_dir)?;
+
+    let Certificate { paths: cert, current: certificate, mail: tls, https: https_tls } = certificate(&config)?;
     let cert = Arc::new(std::sync::Mutex::new(cert));
 
     // Every listening socket, while still root (ports below 1024); then root is dropped
@@ -173,44 +240,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             alerts: alerts.clone(),
         })
     };
-    let mut dmarc_reporting = None;
-    let inbound_pipeline = match config.inbound.verify {
-        true => {
-            let psl = match &config.inbound.public_suffix_list {
-                Some(path) => {
-                    let text = std::fs::read_to_string(path)
-                        .with_context(|| format!("inbound.public_suffix_list {}", path.display()))?;
-                    tern_mailauth::dmarc::PublicSuffixList::parse(&text)
-                        .map_err(|e| anyhow::anyhow!("inbound.public_suffix_list {}: {e}", path.display()))?
-                }
-                None => tern_mailauth::dmarc::PublicSuffixList::bundled(),
-            };
-            let verifier = Arc::new(
-                tern_mailauth::verify::Verifier::new(dns.clone(), &config.hostname, psl)
-                    .with_dmarc(dmarc_specification(&config)),
-            );
-            let aggregator = config.inbound.dmarc_reports.then(|| {
-                let saved = std::fs::read(config.data_dir.join(DMARC_STATE)).unwrap_or_default();
-                Arc::new(tern_mailauth::report::Aggregator::restore(&saved, tern_store::now_unix()))
-            });
-            dmarc_reporting = aggregator.clone().map(|a| (Arc::clone(&verifier), a));
-            tern_pipeline::inbound_verified(
-                tern_pipeline::stages::InboundAuthentication {
-                    reports: aggregator,
-                    directory: Some(directory.clone()),
-                    verifier,
-                    policy: tern_pipeline::stages::InboundPolicy {
-                        dmarc_reject: config.inbound.dmarc_reject,
-                        dmarc_quarantine: config.inbound.dmarc_quarantine,
-                        iprev: config.inbound.iprev,
-                        trusted: config.limit_exempt(),
-                    },
-                },
-                content_scan(true),
-            )
-        }
-        _ => tern_pipeline::inbound(content_scan(true)),
-    };
+    let (inbound_pipeline, dmarc_reporting) = inbound_pipeline(&config, &dns, &directory, content_scan(true))?;
     let inbound_checks =
         Arc::new(tern_smtp::inbound::InboundChecks::new(&config, Arc::clone(&auth_guard), Some(dns.clone())));
 
