@@ -154,90 +154,25 @@ pub(crate) async fn deliver(
     indices: &[usize],
 ) -> Vec<(usize, Outcome)> {
     let all = |o: Outcome| indices.iter().map(|&i| (i, o.clone())).collect::<Vec<_>>();
-    let s = &service.settings;
     let requiretls = entry.message.envelope.requiretls;
 
     // Checks that need no connection.
     let needs_utf8 = entry.message.envelope.mail_from.as_deref().is_some_and(|a| !a.is_ascii())
         || indices.iter().any(|&i| entry.recipients.get(i).is_some_and(|r| !r.address.is_ascii()));
 
-    // Where to go.
-    let hosts: Vec<(String, u16)> = match &s.smarthost {
-        Some(sh) => vec![(sh.host.clone(), sh.port)],
-        None => {
-            let ascii_domain = match idna::domain_to_ascii(domain) {
-                Ok(d) if !d.is_empty() => d,
-                _ => return all(Outcome::permanent(&format!("550 5.1.2 Bad destination domain {domain:?}"), None)),
-            };
-            match service.dns.mx(&ascii_domain).await {
-                Ok(MxAnswer::Null) => {
-                    return all(Outcome::permanent(
-                        &format!("556 5.1.10 Domain {domain} does not accept mail (null MX, RFC 7505)"),
-                        None,
-                    ));
-                }
-                Ok(MxAnswer::Hosts(list)) => list.into_iter().take(s.max_mx_hosts).map(|h| (h, s.smtp_port)).collect(),
-                Err(DnsError::NoSuchDomain(_)) => {
-                    return all(Outcome::permanent(&format!("550 5.1.2 Domain {domain} does not exist"), None));
-                }
-                Err(DnsError::Temporary(e)) => return all(Outcome::temporary(&format!("451 4.4.3 {e}"), None)),
-            }
-        }
-    };
-
-    // MTA-STS (not for a smarthost: the policy is about the domain's own MX hosts).
-    let policy = if s.mta_sts && s.smarthost.is_none() {
-        service.mta_sts.policy(&service.dns, &idna::domain_to_ascii(domain).unwrap_or_default()).await
-    } else {
-        None
-    };
-    let enforce = policy.as_ref().is_some_and(|p| p.mode == Mode::Enforce);
-    let hosts: Vec<(String, u16)> = match &policy {
-        Some(p) if enforce => {
-            let allowed: Vec<(String, u16)> = hosts.iter().filter(|(h, _)| p.allows(h)).cloned().collect();
-            if allowed.is_empty() {
-                tracing::warn!(domain, "MTA-STS: no MX host matches the enforced policy");
-                return all(Outcome::temporary(
-                    &format!("451 4.7.5 MTA-STS policy of {domain} allows none of its MX hosts"),
-                    None,
-                ));
-            }
-            allowed
-        }
-        _ => hosts,
+    let Route { hosts, sts_enforced: enforce } = match route(service, domain).await {
+        Ok(route) => route,
+        Err(outcome) => return all(outcome),
     };
 
     let mut last = Outcome::temporary("451 4.4.1 No MX host could be reached", None);
     let mut requiretls_refusals = 0;
     for (host, port) in &hosts {
-        // The TLS this host must offer.
-        let requirement = if let Some(sh) = &s.smarthost {
-            match sh.security {
-                SmarthostSecurity::None => TlsRequirement::None,
-                _ => TlsRequirement::Verified { why: "smarthost" },
-            }
-        } else {
-            let dane = if s.dane {
-                match service.dns.tlsa(&format!("_{port}._tcp.{host}")).await {
-                    Ok(Some(records)) => {
-                        let usable: Vec<Tlsa> = records.into_iter().filter(|r| matches!(r.usage, 2 | 3)).collect();
-                        (!usable.is_empty()).then_some(usable)
-                    }
-                    Ok(None) => None,
-                    Err(e) => {
-                        // A failed TLSA lookup for a signed zone must not downgrade to no DANE.
-                        last = Outcome::temporary(&format!("451 4.7.5 TLSA lookup for {host} failed: {e}"), None);
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            match dane {
-                Some(records) => TlsRequirement::Dane(records),
-                None if enforce => TlsRequirement::Verified { why: "MTA-STS" },
-                None if requiretls => TlsRequirement::Verified { why: "REQUIRETLS" },
-                None => TlsRequirement::Opportunistic,
+        let requirement = match tls_requirement(service, host, *port, enforce, requiretls).await {
+            Ok(requirement) => requirement,
+            Err(outcome) => {
+                last = outcome;
+                continue;
             }
         };
 
@@ -319,6 +254,106 @@ pub(crate) async fn deliver(
         ));
     }
     all(last)
+}
+
+/// Where mail for a domain goes, and whether an enforced MTA-STS policy chose the hosts.
+struct Route {
+    hosts: Vec<(String, u16)>,
+    sts_enforced: bool,
+}
+
+/// The smarthost, or the domain's MX hosts (null MX bounces at once, RFC 7505 §4.2),
+/// narrowed by an enforced MTA-STS policy (RFC 8461 §4.2). The error is every recipient's
+/// outcome.
+async fn route(service: &DeliveryService, domain: &str) -> Result<Route, Outcome> {
+    let s = &service.settings;
+    let hosts: Vec<(String, u16)> = match &s.smarthost {
+        Some(sh) => vec![(sh.host.clone(), sh.port)],
+        None => {
+            let ascii_domain = match idna::domain_to_ascii(domain) {
+                Ok(d) if !d.is_empty() => d,
+                _ => return Err(Outcome::permanent(&format!("550 5.1.2 Bad destination domain {domain:?}"), None)),
+            };
+            match service.dns.mx(&ascii_domain).await {
+                Ok(MxAnswer::Null) => {
+                    return Err(Outcome::permanent(
+                        &format!("556 5.1.10 Domain {domain} does not accept mail (null MX, RFC 7505)"),
+                        None,
+                    ));
+                }
+                Ok(MxAnswer::Hosts(list)) => list.into_iter().take(s.max_mx_hosts).map(|h| (h, s.smtp_port)).collect(),
+                Err(DnsError::NoSuchDomain(_)) => {
+                    return Err(Outcome::permanent(&format!("550 5.1.2 Domain {domain} does not exist"), None));
+                }
+                Err(DnsError::Temporary(e)) => return Err(Outcome::temporary(&format!("451 4.4.3 {e}"), None)),
+            }
+        }
+    };
+
+    // MTA-STS (not for a smarthost: the policy is about the domain's own MX hosts).
+    let policy = if s.mta_sts && s.smarthost.is_none() {
+        service.mta_sts.policy(&service.dns, &idna::domain_to_ascii(domain).unwrap_or_default()).await
+    } else {
+        None
+    };
+    let enforce = policy.as_ref().is_some_and(|p| p.mode == Mode::Enforce);
+    let hosts: Vec<(String, u16)> = match &policy {
+        Some(p) if enforce => {
+            let allowed: Vec<(String, u16)> = hosts.iter().filter(|(h, _)| p.allows(h)).cloned().collect();
+            if allowed.is_empty() {
+                tracing::warn!(domain, "MTA-STS: no MX host matches the enforced policy");
+                return Err(Outcome::temporary(
+                    &format!("451 4.7.5 MTA-STS policy of {domain} allows none of its MX hosts"),
+                    None,
+                ));
+            }
+            allowed
+        }
+        _ => hosts,
+    };
+    Ok(Route { hosts, sts_enforced: enforce })
+}
+
+/// The TLS `host` must offer: verified for a smarthost, DANE where DNSSEC-secure TLSA records
+/// exist (RFC 7672), else verified under an enforced MTA-STS policy or REQUIRETLS (RFC 8689),
+/// else opportunistic. The error is the outcome of this host.
+async fn tls_requirement(
+    service: &DeliveryService,
+    host: &str,
+    port: u16,
+    sts_enforced: bool,
+    requiretls: bool,
+) -> Result<TlsRequirement, Outcome> {
+    let s = &service.settings;
+    let requirement = if let Some(sh) = &s.smarthost {
+        match sh.security {
+            SmarthostSecurity::None => TlsRequirement::None,
+            _ => TlsRequirement::Verified { why: "smarthost" },
+        }
+    } else {
+        let dane = if s.dane {
+            match service.dns.tlsa(&format!("_{port}._tcp.{host}")).await {
+                Ok(Some(records)) => {
+                    let usable: Vec<Tlsa> = records.into_iter().filter(|r| matches!(r.usage, 2 | 3)).collect();
+                    (!usable.is_empty()).then_some(usable)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    // A failed TLSA lookup for a signed zone must not downgrade to no DANE.
+                    return Err(Outcome::temporary(&format!("451 4.7.5 TLSA lookup for {host} failed: {e}"), None));
+                }
+            }
+        } else {
+            None
+        };
+        match dane {
+            Some(records) => TlsRequirement::Dane(records),
+            None if sts_enforced => TlsRequirement::Verified { why: "MTA-STS" },
+            None if requiretls => TlsRequirement::Verified { why: "REQUIRETLS" },
+            None => TlsRequirement::Opportunistic,
+        }
+    };
+    Ok(requirement)
 }
 
 /// Connects, greets, and sets up TLS as required.
