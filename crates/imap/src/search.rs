@@ -509,15 +509,39 @@ fn set_parent(containers: &mut [Container], child: usize, parent: usize) {
     containers[parent].children.push(child);
 }
 
+fn new_container(containers: &mut Vec<Container>) -> usize {
+    containers.push(Container { item: None, parent: None, children: vec![] });
+    containers.len() - 1
+}
+
+/// Deepest tree the recursive steps walk (a pool thread has a 2 MiB stack). Below it the
+/// rest of a subtree is not pruned or sorted, and is answered flat: every message is in the
+/// response, as RFC 5256 requires.
+const MAX_THREAD_DEPTH: usize = 1_000;
+
 /// THREAD=REFERENCES (RFC 5256 §2.2).
 pub fn thread_references(items: &[SortItem], number: impl Fn(&SortItem) -> u32) -> Vec<ThreadNode> {
+    let mut containers = link_references(items);
+    // (2) The root set; (3) pruning of empty containers.
+    let roots: Vec<usize> = (0..containers.len()).filter(|&c| containers[c].parent.is_none()).collect();
+    let roots = prune(&mut containers, roots, true, 0);
+    // (4) and (6): siblings by date.
+    for &r in &roots {
+        sort_tree(&mut containers, items, r, 0);
+    }
+    let mut top = group_by_subject(&mut containers, items, &roots);
+    for &t in &top {
+        sort_tree(&mut containers, items, t, 0);
+    }
+    top.sort_by_key(|&t| date_of(&containers, items, t));
+    top.into_iter().map(|t| build_thread(&containers, t, items, &number, 0)).collect()
+}
+
+/// RFC 5256 §2.2 (1): a container per message and per referenced Message-ID, linked as the
+/// References (or the first In-Reply-To) say, never into a loop.
+fn link_references(items: &[SortItem]) -> Vec<Container> {
     let mut containers: Vec<Container> = Vec::new();
     let mut by_id: HashMap<String, usize> = HashMap::new();
-    let new_container = |containers: &mut Vec<Container>| {
-        containers.push(Container { item: None, parent: None, children: vec![] });
-        containers.len() - 1
-    };
-    // (1) Containers and links from References (or the first In-Reply-To).
     for (idx, item) in items.iter().enumerate() {
         let s = &item.summary;
         let own = match &s.message_id {
@@ -569,64 +593,77 @@ pub fn thread_references(items: &[SortItem], number: impl Fn(&SortItem) -> u32) 
             }
         }
     }
-    // (2) The root set; (3) pruning of empty containers.
-    fn prune(containers: &mut [Container], nodes: Vec<usize>, at_root: bool) -> Vec<usize> {
-        let mut out = Vec::new();
-        for n in nodes {
-            let children = std::mem::take(&mut containers[n].children);
-            let children = prune(containers, children, false);
-            for &c in &children {
-                containers[c].parent = Some(n);
-            }
-            containers[n].children = children.clone();
-            if containers[n].item.is_none() {
-                if children.is_empty() {
-                    continue;
-                }
-                if !at_root || children.len() == 1 {
-                    for &c in &children {
-                        containers[c].parent = None;
-                    }
-                    out.extend(children);
-                    continue;
-                }
-            }
-            out.push(n);
-        }
-        out
+    containers
+}
+
+/// RFC 5256 §2.2 (3): empty containers go, their children move up (at the root only when
+/// there is one child).
+fn prune(containers: &mut [Container], nodes: Vec<usize>, at_root: bool, depth: usize) -> Vec<usize> {
+    if depth > MAX_THREAD_DEPTH {
+        return nodes;
     }
-    let roots: Vec<usize> = (0..containers.len()).filter(|&c| containers[c].parent.is_none()).collect();
-    let roots = prune(&mut containers, roots, true);
-    // (4) and (6): siblings by date; a dummy dates from its first child.
-    fn date_of(containers: &[Container], items: &[SortItem], c: usize) -> (i64, u32) {
+    let mut out = Vec::new();
+    for n in nodes {
+        let children = std::mem::take(&mut containers[n].children);
+        let children = prune(containers, children, false, depth + 1);
+        for &c in &children {
+            containers[c].parent = Some(n);
+        }
+        containers[n].children = children.clone();
+        if containers[n].item.is_none() {
+            if children.is_empty() {
+                continue;
+            }
+            if !at_root || children.len() == 1 {
+                for &c in &children {
+                    containers[c].parent = None;
+                }
+                out.extend(children);
+                continue;
+            }
+        }
+        out.push(n);
+    }
+    out
+}
+
+/// The date a container sorts by; a dummy dates from its first child.
+fn date_of(containers: &[Container], items: &[SortItem], c: usize) -> (i64, u32) {
+    let mut c = c;
+    for _ in 0..=MAX_THREAD_DEPTH {
         match containers[c].item {
-            Some(i) => (sort_date(&items[i]), items[i].seq),
-            None => {
-                containers[c].children.first().map(|&f| date_of(containers, items, f)).unwrap_or((i64::MAX, u32::MAX))
-            }
+            Some(i) => return (sort_date(&items[i]), items[i].seq),
+            None => match containers[c].children.first() {
+                Some(&first) => c = first,
+                None => break,
+            },
         }
     }
-    fn sort_tree(containers: &mut [Container], items: &[SortItem], node: usize, depth: usize) {
-        let mut children = std::mem::take(&mut containers[node].children);
-        if depth < 10_000 {
-            for &c in &children {
-                sort_tree(containers, items, c, depth + 1);
-            }
+    (i64::MAX, u32::MAX)
+}
+
+/// RFC 5256 §2.2 (4) and (6): siblings in date order, all the way down.
+fn sort_tree(containers: &mut [Container], items: &[SortItem], node: usize, depth: usize) {
+    let mut children = std::mem::take(&mut containers[node].children);
+    if depth < MAX_THREAD_DEPTH {
+        for &c in &children {
+            sort_tree(containers, items, c, depth + 1);
         }
-        children.sort_by_key(|&c| date_of(containers, items, c));
-        containers[node].children = children;
     }
-    for &r in &roots {
-        sort_tree(&mut containers, items, r, 0);
-    }
-    // (5) Group the roots by base subject.
+    children.sort_by_key(|&c| date_of(containers, items, c));
+    containers[node].children = children;
+}
+
+/// RFC 5256 §2.2 (5): roots with the same base subject are gathered under one; returns the
+/// new roots.
+fn group_by_subject(containers: &mut Vec<Container>, items: &[SortItem], roots: &[usize]) -> Vec<usize> {
     let info = |c: usize, containers: &[Container]| -> (String, bool) {
         let i = containers[c].item.or_else(|| containers[c].children.first().and_then(|&f| containers[f].item));
         i.map(|i| subject_info(&items[i].summary.subject)).unwrap_or_default()
     };
     let mut table: HashMap<String, usize> = HashMap::new();
-    for &r in &roots {
-        let (subject, reply) = info(r, &containers);
+    for &r in roots {
+        let (subject, reply) = info(r, containers);
         if subject.is_empty() {
             continue;
         }
@@ -636,7 +673,7 @@ pub fn thread_references(items: &[SortItem], number: impl Fn(&SortItem) -> u32) 
             }
             Some(cur) => {
                 let cur_dummy = containers[cur].item.is_none();
-                let (_, cur_reply) = info(cur, &containers);
+                let (_, cur_reply) = info(cur, containers);
                 if !cur_dummy && (containers[r].item.is_none() || (cur_reply && !reply)) {
                     table.insert(subject, r);
                 }
@@ -644,8 +681,8 @@ pub fn thread_references(items: &[SortItem], number: impl Fn(&SortItem) -> u32) 
         }
     }
     let mut top: Vec<usize> = Vec::new();
-    for &r in &roots {
-        let (subject, reply) = info(r, &containers);
+    for &r in roots {
+        let (subject, reply) = info(r, containers);
         let Some(&t) = table.get(&subject).filter(|_| !subject.is_empty()) else {
             top.push(r);
             continue;
@@ -656,46 +693,49 @@ pub fn thread_references(items: &[SortItem], number: impl Fn(&SortItem) -> u32) 
         }
         let t_dummy = containers[t].item.is_none();
         let r_dummy = containers[r].item.is_none();
-        let (_, t_reply) = info(t, &containers);
+        let (_, t_reply) = info(t, containers);
         if t_dummy && r_dummy {
             let children = std::mem::take(&mut containers[r].children);
             for c in children {
                 containers[c].parent = None;
-                set_parent(&mut containers, c, t);
+                set_parent(containers, c, t);
             }
         } else if t_dummy || (reply && !t_reply) {
-            set_parent(&mut containers, r, t);
+            set_parent(containers, r, t);
         } else {
-            let d = new_container(&mut containers);
-            set_parent(&mut containers, t, d);
-            set_parent(&mut containers, r, d);
+            let d = new_container(containers);
+            set_parent(containers, t, d);
+            set_parent(containers, r, d);
             table.insert(subject, d);
             top.retain(|&x| x != t);
             top.push(d);
         }
     }
-    let mut top: Vec<usize> = top.into_iter().filter(|&t| containers[t].parent.is_none()).collect();
-    for &t in &top {
-        sort_tree(&mut containers, items, t, 0);
-    }
-    top.sort_by_key(|&t| date_of(&containers, items, t));
-    fn build(
-        containers: &[Container],
-        node: usize,
-        items: &[SortItem],
-        number: &dyn Fn(&SortItem) -> u32,
-        depth: usize,
-    ) -> ThreadNode {
-        ThreadNode {
-            id: containers[node].item.map(|i| number(&items[i])),
-            children: if depth > 10_000 {
-                vec![]
-            } else {
-                containers[node].children.iter().map(|&c| build(containers, c, items, number, depth + 1)).collect()
-            },
+    top.into_iter().filter(|&t| containers[t].parent.is_none()).collect()
+}
+
+fn build_thread(
+    containers: &[Container],
+    node: usize,
+    items: &[SortItem],
+    number: &dyn Fn(&SortItem) -> u32,
+    depth: usize,
+) -> ThreadNode {
+    let children = if depth >= MAX_THREAD_DEPTH {
+        // The messages of the rest of the subtree, in depth-first order, as children.
+        let mut flat = Vec::new();
+        let mut stack: Vec<usize> = containers[node].children.iter().rev().copied().collect();
+        while let Some(c) = stack.pop() {
+            if let Some(i) = containers[c].item {
+                flat.push(ThreadNode { id: Some(number(&items[i])), children: vec![] });
+            }
+            stack.extend(containers[c].children.iter().rev());
         }
-    }
-    top.into_iter().map(|t| build(&containers, t, items, &number, 0)).collect()
+        flat
+    } else {
+        containers[node].children.iter().map(|&c| build_thread(containers, c, items, number, depth + 1)).collect()
+    };
+    ThreadNode { id: containers[node].item.map(|i| number(&items[i])), children }
 }
 
 /// THREAD response syntax: `(1 2)(3 (4)(5))`. A chain of single children is written flat.

@@ -210,3 +210,38 @@ fn threading_survives_loops_and_duplicates() {
         assert!(text.contains(n), "{text}");
     }
 }
+
+#[test]
+fn a_reply_chain_deeper_than_the_stack_allows_is_threaded() {
+    // 12,000 messages, each the reply to the one before: the recursive steps of the algorithm
+    // stop at MAX_THREAD_DEPTH instead of overflowing the 2 MiB stack of a pool thread.
+    let items: Vec<SortItem> = (1..=12_000u32)
+        .map(|n| {
+            let parent = if n > 1 { format!("In-Reply-To: <m{}@x>\r\n", n - 1) } else { String::new() };
+            item(n, &format!("Message-ID: <m{n}@x>\r\n{parent}Subject: chain\r\n\r\n"))
+        })
+        .collect();
+    let threads = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || thread_references(&items, |i| i.seq))
+        .expect("thread")
+        .join()
+        .expect("no stack overflow");
+    assert_eq!(threads.len(), 1, "one thread");
+    let (mut depth, mut node, mut seen) = (0, &threads[0], Vec::new());
+    loop {
+        seen.extend(node.id);
+        match node.children.as_slice() {
+            [only] => {
+                depth += 1;
+                node = only;
+            }
+            flat => {
+                seen.extend(flat.iter().filter_map(|c| c.id));
+                break;
+            }
+        }
+    }
+    assert_eq!(depth, 1_000, "nested down to the bound, flat below it");
+    assert_eq!(seen, (1..=12_000).collect::<Vec<u32>>(), "every message, in order");
+}
