@@ -55,7 +55,7 @@ impl Alerts {
                 let key = (alert.kind, alert.key.clone());
                 if last_sent.get(&key).is_some_and(|t| t.elapsed() < settings.min_interval) {
                     metrics::counter!("tern_alerts_suppressed_total", "kind" => alert.kind).increment(1);
-                    tracing::info!(kind = alert.kind, about = %alert.key, "alert suppressed: one was sent recently");
+                    tracing::info!(kind = alert.kind, about = ?alert.key, "alert suppressed: one was sent recently");
                     continue;
                 }
                 last_sent.insert(key, Instant::now());

@@ -430,7 +430,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             State::Connected | State::Greeted(_) => return self.send(reply(503, (5, 5, 1), "Need MAIL command")),
         };
         let declared = tx.mail.size.unwrap_or(0);
-        let sender = tx.mail.sender.as_ref().map(|m| m.to_path_string()).unwrap_or_default();
         if tx.recipients.len() >= self.server.settings.max_recipients {
             return self.send(reply(452, (4, 5, 3), "Too many recipients"));
         }
@@ -520,10 +519,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         }
         if let Some(checks) = self.server.inbound.clone()
             && checks.applies(self.peer.ip())
-            && let Some(r) = checks.greylist(self.peer.ip(), &sender, &address)
         {
-            tracing::info!(rcpt = ?address, sender, "greylisted");
-            return self.send(r);
+            // Built only where greylisting may look at it, not for every RCPT.
+            let sender = match &self.state {
+                State::Transaction(_, tx) => tx.mail.sender.as_ref().map(|m| m.to_path_string()).unwrap_or_default(),
+                _ => String::new(),
+            };
+            if let Some(r) = checks.greylist(self.peer.ip(), &sender, &address) {
+                tracing::info!(rcpt = ?address, sender = ?sender, "greylisted");
+                return self.send(r);
+            }
         }
         if let State::Transaction(_, tx) = &mut self.state {
             tx.recipients.push(Recipient {
