@@ -413,7 +413,7 @@ impl Directory {
     }
 
     /// Replaces the DKIM keys of a local domain.
-    pub async fn domain_set_dkim(&self, name: &str, keys: Vec<tern_store::DkimKey>) -> Result<Domain> {
+    pub async fn domain_set_dkim(&self, name: &str, keys: Vec<tern_store::DomainKey>) -> Result<Domain> {
         let name = canonical_domain(name)?;
         let mut domain =
             self.store.domain_get(&name).await?.ok_or_else(|| DirectoryError::UnknownDomain(name.clone()))?;

@@ -144,15 +144,19 @@ pub fn sasl(data: &[u8]) {
 pub fn mime(data: &[u8]) {
     let summary = tern_mime::summarize(data);
     assert_eq!(summary.size, data.len() as u64);
-    for style in [tern_mime::imap::Style { utf8: false }, tern_mime::imap::Style { utf8: true }] {
+    for style in [tern_imap_proto::render::Style { utf8: false }, tern_imap_proto::render::Style { utf8: true }] {
         let mut out = Vec::new();
-        tern_mime::imap::envelope(&mut out, &summary.envelope, style);
+        tern_imap_proto::render::envelope(&mut out, &summary.envelope, style);
         balanced(&out);
         for extended in [false, true] {
             let mut out = Vec::new();
-            tern_mime::imap::body_structure(&mut out, &summary.body, extended, style);
+            tern_imap_proto::render::body_structure(&mut out, &summary.body, extended, style);
             balanced(&out);
         }
+    }
+    let forms = tern_imap_proto::render::ImapForms::of(&summary);
+    for rendered in [&forms.envelope, &forms.body, &forms.bodystructure] {
+        balanced(rendered);
     }
 }
 

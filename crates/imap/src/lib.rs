@@ -84,9 +84,9 @@ trait HeapSize {
     fn heap_size(&self) -> usize;
 }
 
-impl HeapSize for MessageSummary {
+impl HeapSize for Summary {
     fn heap_size(&self) -> usize {
-        MessageSummary::heap_size(self)
+        self.message.heap_size() + self.forms.heap_size()
     }
 }
 
@@ -96,12 +96,30 @@ impl HeapSize for SearchFields {
     }
 }
 
-/// What the cache keeps of a summary: everything but the MIME tree below the top level, which
-/// only section fetches need (they read the full summary from the store). That makes an entry
-/// about two thirds of the size.
-fn hot_part(mut summary: MessageSummary) -> MessageSummary {
-    summary.body.kind = tern_mime::PartKind::Leaf;
-    summary
+/// A summary as the IMAP server holds it: the store's summary and its ENVELOPE, BODY and
+/// BODYSTRUCTURE, rendered once when it is read from the store (the store does not know
+/// IMAP; a FETCH of these items copies bytes).
+#[derive(Debug)]
+pub struct Summary {
+    pub message: MessageSummary,
+    pub forms: tern_imap_proto::render::ImapForms,
+}
+
+impl Summary {
+    /// The summary with its whole MIME tree (section fetches need it).
+    pub fn full(message: MessageSummary) -> Summary {
+        let forms = tern_imap_proto::render::ImapForms::of(&message);
+        Summary { message, forms }
+    }
+
+    /// What the cache keeps: the forms, rendered from the whole tree, and everything but the
+    /// MIME tree below the top level, which only section fetches need (they read the full
+    /// summary from the store). That makes an entry about two thirds of the size.
+    pub fn hot(message: MessageSummary) -> Summary {
+        let mut summary = Summary::full(message);
+        summary.message.body.kind = tern_mime::PartKind::Leaf;
+        summary
+    }
 }
 
 /// Per-entry bookkeeping on top of the value itself (map entry, key slot, Arc).
@@ -169,7 +187,7 @@ impl SearchFields {
 /// 32 sessions over 64,000 messages thrash again). No code holds both locks at
 /// once (holding them in two orders deadlocked the runtime).
 pub(crate) struct SummaryCache {
-    summaries: Mutex<CacheState<MessageSummary>>,
+    summaries: Mutex<CacheState<Summary>>,
     fields: Mutex<CacheState<SearchFields>>,
 }
 
@@ -207,7 +225,7 @@ impl SummaryCache {
             for (hash, summary) in hashes.iter().zip(loaded) {
                 if let Some(s) = summary {
                     fields.push((*hash, Arc::new(SearchFields::of(&s))));
-                    summaries.insert(*hash, Arc::new(hot_part(s)));
+                    summaries.insert(*hash, Arc::new(Summary::hot(s)));
                 }
             }
         }
@@ -219,13 +237,13 @@ impl SummaryCache {
 
     /// The summary without the MIME tree below the top level (enough for ENVELOPE,
     /// BODYSTRUCTURE, SEARCH, SORT, THREAD and whole-message sections).
-    pub(crate) async fn get(&self, store: &Arc<dyn Store>, hash: BlobHash) -> StoreResult<Option<Arc<MessageSummary>>> {
+    pub(crate) async fn get(&self, store: &Arc<dyn Store>, hash: BlobHash) -> StoreResult<Option<Arc<Summary>>> {
         if let Some(summary) = lock(&self.summaries).get(&hash) {
             return Ok(Some(summary));
         }
         let Some(summary) = store.summary_get(hash).await? else { return Ok(None) };
-        let summary = Arc::new(hot_part(summary));
-        lock(&self.fields).insert(hash, Arc::new(SearchFields::of(&summary)));
+        let summary = Arc::new(Summary::hot(summary));
+        lock(&self.fields).insert(hash, Arc::new(SearchFields::of(&summary.message)));
         lock(&self.summaries).insert(hash, Arc::clone(&summary));
         Ok(Some(summary))
     }
@@ -267,7 +285,7 @@ impl SummaryCache {
             let summaries = lock(&self.summaries);
             for (i, h) in hashes.iter().enumerate() {
                 if out[i].is_none() {
-                    out[i] = summaries.get(h).map(|s| Arc::new(SearchFields::of(&s)));
+                    out[i] = summaries.get(h).map(|s| Arc::new(SearchFields::of(&s.message)));
                     if out[i].is_none() {
                         missing.push(i);
                     }
@@ -279,12 +297,8 @@ impl SummaryCache {
 
     /// The whole summary, MIME tree included (for BODY[part], BINARY and re-rendered body
     /// structures); read from the store, not cached.
-    pub(crate) async fn get_full(
-        &self,
-        store: &Arc<dyn Store>,
-        hash: BlobHash,
-    ) -> StoreResult<Option<Arc<MessageSummary>>> {
-        Ok(store.summary_get(hash).await?.map(Arc::new))
+    pub(crate) async fn get_full(&self, store: &Arc<dyn Store>, hash: BlobHash) -> StoreResult<Option<Arc<Summary>>> {
+        Ok(store.summary_get(hash).await?.map(|s| Arc::new(Summary::full(s))))
     }
 }
 
@@ -417,9 +431,9 @@ impl ImapServer {
 mod cache_tests {
     use super::*;
 
-    fn summary(i: usize) -> (BlobHash, Arc<MessageSummary>) {
+    fn summary(i: usize) -> (BlobHash, Arc<Summary>) {
         let raw = format!("From: a{i}@example.org\r\nSubject: message number {i}\r\n\r\nbody {i}\r\n");
-        (BlobHash::of(raw.as_bytes()), Arc::new(tern_mime::summarize(raw.as_bytes())))
+        (BlobHash::of(raw.as_bytes()), Arc::new(Summary::hot(tern_mime::summarize(raw.as_bytes()))))
     }
 
     /// Sessions filling the summary cache and sessions searching run at once on the
@@ -427,11 +441,11 @@ mod cache_tests {
     #[test]
     fn filling_and_searching_at_once_never_deadlock() {
         let all: Vec<_> = (0..64).map(summary).collect();
-        let one = summary(0).1.heap_size() + std::mem::size_of::<MessageSummary>() + CACHE_ENTRY_OVERHEAD;
+        let one = summary(0).1.heap_size() + std::mem::size_of::<Summary>() + CACHE_ENTRY_OVERHEAD;
         // Small enough that inserts keep evicting.
         let cache = Arc::new(SummaryCache::new(one * 40));
         let hashes: Arc<Vec<BlobHash>> = Arc::new(all.iter().map(|(h, _)| *h).collect());
-        let summaries: Arc<Vec<MessageSummary>> = Arc::new(all.iter().map(|(_, s)| (**s).clone()).collect());
+        let summaries: Arc<Vec<MessageSummary>> = Arc::new(all.iter().map(|(_, s)| s.message.clone()).collect());
         let (done, finished) = std::sync::mpsc::channel();
         for t in 0..4 {
             let (cache, hashes, summaries, done) =
@@ -456,8 +470,8 @@ mod cache_tests {
 
     #[test]
     fn the_budget_holds_and_cyclic_reads_still_hit() {
-        let one = summary(0).1.heap_size() + std::mem::size_of::<MessageSummary>() + CACHE_ENTRY_OVERHEAD;
-        let mut cache = CacheState::<MessageSummary>::new(one * 100);
+        let one = summary(0).1.heap_size() + std::mem::size_of::<Summary>() + CACHE_ENTRY_OVERHEAD;
+        let mut cache = CacheState::<Summary>::new(one * 100);
         let all: Vec<_> = (0..150).map(summary).collect();
         // Read the 150 in a cycle, ten times, through a cache that holds about 100.
         let mut hits = 0;

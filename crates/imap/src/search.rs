@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use tern_imap_proto::{Date, SearchKey, SequenceSet, SortCriterion, SortKey, days_from_civil};
-use tern_mime::MessageSummary;
 use tern_store::{Flags, MessageEntry};
 
 /// What a search needs besides the message entry.
@@ -363,7 +362,7 @@ pub struct SortItem {
     pub uid: u32,
     pub entry_size: u64,
     pub internal_date: i64,
-    pub summary: Arc<MessageSummary>,
+    pub summary: Arc<crate::Summary>,
     keys: SortKeys,
 }
 
@@ -382,8 +381,8 @@ struct SortKeys {
 }
 
 impl SortItem {
-    pub fn new(seq: u32, uid: u32, entry_size: u64, internal_date: i64, summary: Arc<MessageSummary>) -> SortItem {
-        let env = &summary.envelope;
+    pub fn new(seq: u32, uid: u32, entry_size: u64, internal_date: i64, summary: Arc<crate::Summary>) -> SortItem {
+        let env = &summary.message.envelope;
         let first = |raw: &Option<Vec<u8>>| {
             raw.as_deref().map(tern_mime::address::parse_address_list).unwrap_or_default().into_iter().find_map(|a| {
                 match a {
@@ -402,7 +401,7 @@ impl SortItem {
             None => String::new(),
         };
         let keys = SortKeys {
-            subject: base_subject(&summary.subject),
+            subject: base_subject(&summary.message.subject),
             from: mailbox(&env.from),
             to: mailbox(&env.to),
             cc: mailbox(&env.cc),
@@ -416,7 +415,7 @@ impl SortItem {
 /// The sent date for SORT DATE: the Date header, or the internal date without one
 /// (RFC 5256 §3).
 fn sort_date(i: &SortItem) -> i64 {
-    i.summary.date.unwrap_or(i.internal_date)
+    i.summary.message.date.unwrap_or(i.internal_date)
 }
 
 /// Orders messages by the criteria; messages equal by all of them stay in mailbox order
@@ -543,7 +542,7 @@ fn link_references(items: &[SortItem]) -> Vec<Container> {
     let mut containers: Vec<Container> = Vec::new();
     let mut by_id: HashMap<String, usize> = HashMap::new();
     for (idx, item) in items.iter().enumerate() {
-        let s = &item.summary;
+        let s = &item.summary.message;
         let own = match &s.message_id {
             Some(id) => match by_id.get(id).copied() {
                 // A duplicate Message-ID gets a container of its own.
@@ -659,7 +658,7 @@ fn sort_tree(containers: &mut [Container], items: &[SortItem], node: usize, dept
 fn group_by_subject(containers: &mut Vec<Container>, items: &[SortItem], roots: &[usize]) -> Vec<usize> {
     let info = |c: usize, containers: &[Container]| -> (String, bool) {
         let i = containers[c].item.or_else(|| containers[c].children.first().and_then(|&f| containers[f].item));
-        i.map(|i| subject_info(&items[i].summary.subject)).unwrap_or_default()
+        i.map(|i| subject_info(&items[i].summary.message.subject)).unwrap_or_default()
     };
     let mut table: HashMap<String, usize> = HashMap::new();
     for &r in roots {

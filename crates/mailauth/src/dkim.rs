@@ -14,9 +14,28 @@ use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use std::borrow::Cow;
-use tern_store::{DkimAlgorithm, DkimKey};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// A DKIM signing key of a domain: the private half signs, the public half is published at
+/// `<selector>._domainkey.<domain>` (RFC 6376 §3.6.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimKey {
+    pub selector: String,
+    pub algorithm: DkimAlgorithm,
+    /// PKCS#8 DER, base64.
+    pub private_key: String,
+    /// The `p=` value of the DNS record (base64).
+    pub public_key: String,
+    pub created: i64,
+}
+
+/// `rsa-sha256` (RFC 6376) or `ed25519-sha256` (RFC 8463).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DkimAlgorithm {
+    Ed25519,
+    Rsa,
+}
 
 /// Header fields signed, in this order; absent ones are signed as absent (so they cannot be
 /// added later), and From twice (oversigning).

@@ -589,12 +589,12 @@ impl Verifier {
         host: &str,
         mail_from: &str,
         domain: &str,
-        key: &tern_store::DkimKey,
+        key: &crate::dkim::DkimKey,
     ) -> Option<Vec<u8>> {
         use base64::Engine;
         use mail_auth::common::crypto::{RsaKey, Sha256};
         use mail_auth::common::headers::HeaderWriter;
-        if key.algorithm != tern_store::DkimAlgorithm::Rsa {
+        if key.algorithm != crate::dkim::DkimAlgorithm::Rsa {
             return None;
         }
         let der = base64::engine::general_purpose::STANDARD.decode(&key.private_key).ok()?;

@@ -7,7 +7,6 @@
 
 pub mod address;
 pub mod decode;
-pub mod imap;
 pub mod seven_bit;
 pub mod structure;
 pub mod text;
@@ -16,7 +15,9 @@ use mail_parser::{Address, HeaderValue, MessageParser};
 use serde::{Deserialize, Serialize};
 
 /// Bump when [`MessageSummary`] changes.
-pub const SUMMARY_VERSION: u16 = 4;
+/// 5: the pre-rendered IMAP items left the summary (the IMAP server renders them when it
+/// caches a summary).
+pub const SUMMARY_VERSION: u16 = 5;
 
 /// MIME nesting deeper than this is summarised as an opaque leaf, so hostile messages cannot
 /// make the summary (or an IMAP BODYSTRUCTURE built from it) unbounded.
@@ -50,23 +51,8 @@ pub struct MessageSummary {
     /// The calendar day of the `Date:` header as the sender wrote it (days since
     /// 1970-01-01, time and zone disregarded: SENTON/SENTBEFORE/SENTSINCE).
     pub sent_day: Option<i64>,
-    /// ENVELOPE, BODY and BODYSTRUCTURE as IMAP sends them to clients without UTF-8.
-    pub imap: ImapForms,
     /// Lower-cased header texts SEARCH compares with.
     pub search: SearchForms,
-}
-
-/// Pre-rendered IMAP data items.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImapForms {
-    /// Bytes, not text: 8-bit header bytes travel in literals exactly as the message has
-    /// them.
-    pub envelope: Vec<u8>,
-    pub body: Vec<u8>,
-    pub bodystructure: Vec<u8>,
-    /// Some rendered text had 8-bit characters (sent as literals): a UTF-8 client gets them
-    /// rendered again as quoted strings.
-    pub eight_bit: bool,
 }
 
 /// Decoded and raw header values, lower-cased, for SEARCH FROM/TO/CC/BCC/SUBJECT.
@@ -183,7 +169,6 @@ impl MessageSummary {
             cc_addrs: vec![],
             bcc_addrs: vec![],
             sent_day: None,
-            imap: ImapForms::default(),
             search: SearchForms::default(),
         }
     }
@@ -234,9 +219,6 @@ impl MessageSummary {
             + addrs(&self.to_addrs)
             + addrs(&self.cc_addrs)
             + addrs(&self.bcc_addrs)
-            + self.imap.envelope.capacity()
-            + self.imap.body.capacity()
-            + self.imap.bodystructure.capacity()
             + self.search.subject.capacity()
             + self.search.from.capacity()
             + self.search.to.capacity()
@@ -281,22 +263,12 @@ pub fn summarize(raw: &[u8]) -> MessageSummary {
         cc_addrs: addr_list(message.cc()),
         bcc_addrs: addr_list(message.bcc()),
         sent_day: message.date().map(|d| days_from_civil(i64::from(d.year), i64::from(d.month), i64::from(d.day))),
-        imap: ImapForms::default(),
         search: SearchForms::default(),
     })
 }
 
-/// Fills in the derived forms (rendered IMAP items, lower-cased search texts).
+/// Fills in the derived forms (lower-cased search texts).
 fn finish(mut s: MessageSummary) -> MessageSummary {
-    let ascii = imap::Style { utf8: false };
-    let mut envelope = Vec::new();
-    imap::envelope(&mut envelope, &s.envelope, ascii);
-    let mut body = Vec::new();
-    imap::body_structure(&mut body, &s.body, false, ascii);
-    let mut bodystructure = Vec::new();
-    imap::body_structure(&mut bodystructure, &s.body, true, ascii);
-    let eight_bit = [&envelope, &body, &bodystructure].iter().any(|b| !b.is_ascii());
-    s.imap = ImapForms { envelope, body, bodystructure, eight_bit };
     let addrs = |list: &[Addr], raw: &Option<Vec<u8>>| {
         let mut t: String = list.iter().map(Addr::display).collect::<Vec<_>>().join(", ");
         if let Some(r) = raw {

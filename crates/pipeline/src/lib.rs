@@ -11,6 +11,7 @@ pub mod alerts;
 mod context;
 mod deliver;
 pub mod dsn;
+mod signing_keys;
 pub mod spam;
 pub mod stages;
 
@@ -18,6 +19,7 @@ pub use context::{MessageContext, Recipient, SessionInfo, TlsInfo};
 pub use deliver::{
     ReportError, commit_message, deliver_report, quarantine_message, release_quarantined, report_over_quota,
 };
+pub use signing_keys::{signing_key, signing_keys, stored_key};
 
 use async_trait::async_trait;
 use std::sync::Arc;

@@ -733,7 +733,7 @@ async fn dns_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<Ad
                     "{}._domainkey.{}. IN TXT {}",
                     k.selector,
                     d.name,
-                    txt_strings(&tern_mailauth::dkim::dns_record(k))
+                    txt_strings(&tern_mailauth::dkim::dns_record(&tern_pipeline::signing_key(k)))
                 )?;
             }
         }
@@ -803,12 +803,14 @@ async fn dns_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<Ad
 
 /// A fresh Ed25519 and RSA key pair for DKIM (RFC 8463 and RFC 6376: receivers that know
 /// only RSA check the second signature).
-async fn new_dkim_keys() -> anyhow::Result<Vec<tern_store::DkimKey>> {
+async fn new_dkim_keys() -> anyhow::Result<Vec<tern_store::DomainKey>> {
+    use tern_mailauth::dkim::{DkimAlgorithm, generate, selector_for};
     let now = tern_store::now_unix();
     let mut keys = Vec::new();
-    for alg in [tern_store::DkimAlgorithm::Ed25519, tern_store::DkimAlgorithm::Rsa] {
-        let selector = tern_mailauth::dkim::selector_for(alg, now);
-        keys.push(tokio::task::spawn_blocking(move || tern_mailauth::dkim::generate(alg, &selector, now)).await??);
+    for alg in [DkimAlgorithm::Ed25519, DkimAlgorithm::Rsa] {
+        let selector = selector_for(alg, now);
+        let key = tokio::task::spawn_blocking(move || generate(alg, &selector, now)).await??;
+        keys.push(tern_pipeline::stored_key(key));
     }
     Ok(keys)
 }
@@ -855,7 +857,12 @@ pub fn expected_dns(domain: &tern_store::Domain, hostname: &str, mta_sts: &tern_
         record(d.to_string(), "TXT", "v=spf1 mx -all".to_string(), true),
     ];
     for k in &domain.dkim {
-        records.push(record(format!("{}._domainkey.{d}", k.selector), "TXT", tern_mailauth::dkim::dns_record(k), true));
+        records.push(record(
+            format!("{}._domainkey.{d}", k.selector),
+            "TXT",
+            tern_mailauth::dkim::dns_record(&tern_pipeline::signing_key(k)),
+            true,
+        ));
     }
     records.push(record(
         format!("_dmarc.{d}"),

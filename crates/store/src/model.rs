@@ -49,26 +49,29 @@ pub struct Domain {
     pub catch_all: Option<String>,
     #[serde(default)]
     pub created: i64,
-    /// Signing keys for outgoing mail (`tern dkim generate`).
+    /// Signing keys for outgoing mail (`tern dkim generate`), as stored; what they mean and
+    /// how they sign is `tern-mailauth`'s (`tern_pipeline::signing_keys` turns them into its
+    /// keys).
     #[serde(default)]
-    pub dkim: Vec<DkimKey>,
+    pub dkim: Vec<DomainKey>,
 }
 
-/// A DKIM signing key of a domain.
+/// A signing key of a domain as the store keeps it (the field named `dkim` in the domain
+/// record: its serialized form is unchanged since the first format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DkimKey {
+pub struct DomainKey {
     pub selector: String,
-    pub algorithm: DkimAlgorithm,
+    pub algorithm: KeyAlgorithm,
     /// PKCS#8 DER, base64.
     pub private_key: String,
-    /// The `p=` value of the DNS record (base64).
+    /// The public half as the DNS record publishes it (base64).
     pub public_key: String,
     pub created: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DkimAlgorithm {
+pub enum KeyAlgorithm {
     Ed25519,
     Rsa,
 }

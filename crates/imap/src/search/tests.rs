@@ -18,8 +18,8 @@ fn entry(uid: u32, flags: Flags, size: u64, date: i64) -> MessageEntry {
     }
 }
 
-fn summary(raw: &str) -> Arc<MessageSummary> {
-    Arc::new(tern_mime::summarize(raw.as_bytes()))
+fn summary(raw: &str) -> Arc<crate::Summary> {
+    Arc::new(crate::Summary::hot(tern_mime::summarize(raw.as_bytes())))
 }
 
 #[test]
@@ -57,7 +57,7 @@ fn flag_size_date_set_and_header_keys() {
     let c = Candidate {
         entry: &e,
         seq: 3,
-        fields: Some(Arc::new(crate::SearchFields::of(&s))),
+        fields: Some(Arc::new(crate::SearchFields::of(&s.message))),
         header: Some(header),
         text: Some("hello world".into()),
     };

@@ -7,8 +7,8 @@ use crate::section::{self, BinaryError};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tern_imap_proto::encode;
+use tern_imap_proto::render;
 use tern_imap_proto::{FetchAttr, Section, SectionText, SequenceSet};
-use tern_mime::imap as render;
 use tern_store::{FlagMode, Flags, StoreError};
 
 fn needs_summary(a: &FetchAttr) -> bool {
@@ -101,13 +101,9 @@ fn partial_slice(data: &[u8], partial: Option<(u32, u32)>) -> &[u8] {
 
 /// Decoded part content; `Err` names an unknown transfer encoding. A part that does not
 /// exist is empty.
-fn binary(
-    summary: &Option<Arc<tern_mime::MessageSummary>>,
-    raw: Option<&[u8]>,
-    part: &[u32],
-) -> Result<Vec<u8>, String> {
+fn binary(summary: &Option<Arc<crate::Summary>>, raw: Option<&[u8]>, part: &[u32]) -> Result<Vec<u8>, String> {
     match (summary, raw) {
-        (Some(s), Some(raw)) => match section::binary_section(raw, &s.body, part) {
+        (Some(s), Some(raw)) => match section::binary_section(raw, &s.message.body, part) {
             Ok(d) => Ok(d),
             Err(BinaryError::UnknownEncoding(cte)) => Err(cte),
             Err(BinaryError::NoSuchPart) => Ok(Vec::new()),
@@ -126,7 +122,7 @@ const DECODE_INLINE_MAX: usize = 256 * 1024;
 /// encoding that stops the command. Large messages are decoded off the async workers.
 async fn decode_binaries(
     attrs: &[FetchAttr],
-    summary: &Option<Arc<tern_mime::MessageSummary>>,
+    summary: &Option<Arc<crate::Summary>>,
     raw: &Option<Arc<Vec<u8>>>,
 ) -> Result<std::collections::HashMap<Vec<u32>, Result<Vec<u8>, String>>, StoreError> {
     let mut parts: Vec<Vec<u32>> = attrs
@@ -166,11 +162,11 @@ fn part_path(part: &[u32]) -> String {
 struct Fetched<'a> {
     message: &'a tern_store::MessageEntry,
     flags: &'a str,
-    summary: Option<&'a tern_mime::MessageSummary>,
+    summary: Option<&'a crate::Summary>,
     raw: Option<&'a [u8]>,
     binaries: &'a std::collections::HashMap<Vec<u32>, Result<Vec<u8>, String>>,
     utf8: bool,
-    style: tern_mime::imap::Style,
+    style: render::Style,
 }
 
 /// Appends one FETCH data item (RFC 9051 §7.5.2) of a message to the response.
@@ -190,10 +186,10 @@ fn write_item(item: &mut Vec<u8>, attr: &FetchAttr, f: &Fetched<'_>) {
         FetchAttr::Envelope => {
             item.extend_from_slice(b"ENVELOPE ");
             if let Some(s) = &summary {
-                if utf8 && s.imap.eight_bit {
-                    render::envelope(item, &s.envelope, style);
+                if utf8 && s.forms.eight_bit {
+                    render::envelope(item, &s.message.envelope, style);
                 } else {
-                    item.extend_from_slice(&s.imap.envelope);
+                    item.extend_from_slice(&s.forms.envelope);
                 }
             }
         }
@@ -201,12 +197,12 @@ fn write_item(item: &mut Vec<u8>, attr: &FetchAttr, f: &Fetched<'_>) {
             let extended = matches!(attr, FetchAttr::BodyStructure);
             item.extend_from_slice(if extended { b"BODYSTRUCTURE " } else { b"BODY " });
             if let Some(s) = &summary {
-                if utf8 && s.imap.eight_bit {
-                    render::body_structure(item, &s.body, extended, style);
+                if utf8 && s.forms.eight_bit {
+                    render::body_structure(item, &s.message.body, extended, style);
                 } else if extended {
-                    item.extend_from_slice(&s.imap.bodystructure);
+                    item.extend_from_slice(&s.forms.bodystructure);
                 } else {
-                    item.extend_from_slice(&s.imap.body);
+                    item.extend_from_slice(&s.forms.body);
                 }
             }
         }
@@ -216,7 +212,7 @@ fn write_item(item: &mut Vec<u8>, attr: &FetchAttr, f: &Fetched<'_>) {
         }
         FetchAttr::Rfc822Header | FetchAttr::Rfc822Text => {
             let raw = raw.unwrap_or_default();
-            let body_at = summary.as_ref().map(|s| s.body.offset_body as usize).unwrap_or(0).min(raw.len());
+            let body_at = summary.as_ref().map(|s| s.message.body.offset_body as usize).unwrap_or(0).min(raw.len());
             if matches!(attr, FetchAttr::Rfc822Header) {
                 item.extend_from_slice(b"RFC822.HEADER ");
                 encode::text_literal(item, &raw[..body_at]);
@@ -234,7 +230,7 @@ fn write_item(item: &mut Vec<u8>, attr: &FetchAttr, f: &Fetched<'_>) {
             }
             item.push(b' ');
             let data = match (&summary, raw) {
-                (Some(s), Some(raw)) => section::body_section(raw, &s.body, section),
+                (Some(s), Some(raw)) => section::body_section(raw, &s.message.body, section),
                 _ => None,
             };
             match data {

@@ -128,7 +128,7 @@ async fn sort_items(
         let m = &view.messages[i];
         let summary = match server.summaries.get(&server.store, m.blob).await? {
             Some(s) => s,
-            None => Arc::new(tern_mime::summarize(b"")),
+            None => Arc::new(crate::Summary::hot(tern_mime::summarize(b""))),
         };
         items.push(SortItem::new(i as u32 + 1, m.uid, m.size, m.internal_date, summary));
     }

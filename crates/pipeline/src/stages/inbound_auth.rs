@@ -224,12 +224,13 @@ impl InboundAuthentication {
         let Some(forwarding) = ctx.recipients.iter().find(|r| !r.remote.is_empty()) else { return };
         let Some(domain) = forwarding.address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()) else { return };
         let Ok(Some(record)) = directory.domain_get(&domain).await else { return };
-        let Some(key) = record.dkim.iter().find(|k| k.algorithm == tern_store::DkimAlgorithm::Rsa) else { return };
+        let Some(key) = record.dkim.iter().find(|k| k.algorithm == tern_store::KeyAlgorithm::Rsa) else { return };
+        let key = crate::signing_key(key);
         let mut message = ctx.take_final_message();
         let s = &ctx.session;
         let sealed = self
             .verifier
-            .arc_seal(&message, s.client_ip, &s.helo, &s.local_hostname, mail_from, &record.name, key)
+            .arc_seal(&message, s.client_ip, &s.helo, &s.local_hostname, mail_from, &record.name, &key)
             .await;
         if let Some(headers) = sealed {
             message.splice(0..0, headers);

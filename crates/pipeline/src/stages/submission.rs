@@ -158,7 +158,7 @@ impl DkimSign {
                 return Some(Arc::clone(signer));
             }
         }
-        match tern_mailauth::dkim::Signer::new(&record.name, &record.dkim) {
+        match tern_mailauth::dkim::Signer::new(&record.name, &crate::signing_keys(&record.dkim)) {
             Ok(signer) => {
                 let signer = Arc::new(signer);
                 let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,10 +1,10 @@
 //! The differential MIME corpus: every `tests/data/imap/*.eml` summarised and rendered as
 //! IMAP ENVELOPE, BODYSTRUCTURE and BODY, compared with `*.expected` (reviewed against
 //! Dovecot 2.3 and the RFCs; `tests/data/imap/README.md` lists where and why Tern differs).
-//! `TERN_BLESS=1 cargo test -p tern-mime --test corpus` rewrites the expected files after
+//! `TERN_BLESS=1 cargo test -p tern-imap-proto --test render_corpus` rewrites the expected files after
 //! a change that was meant.
 
-use tern_mime::imap::{Style, body_structure, envelope};
+use tern_imap_proto::render::{ImapForms, Style, body_structure, envelope};
 
 /// Messages travel with CRLF line ends (APPEND and SMTP make them so).
 fn crlf(raw: &[u8]) -> Vec<u8> {
@@ -30,8 +30,9 @@ fn render(raw: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b"\nBODY ");
     body_structure(&mut out, &s.body, false, ascii);
     out.push(b'\n');
-    // The pre-rendered forms the store keeps must be the same bytes.
-    assert_eq!(s.imap.envelope, &out[9..9 + s.imap.envelope.len()]);
+    // The forms the IMAP server caches must be the same bytes.
+    let forms = ImapForms::of(&s);
+    assert_eq!(forms.envelope, &out[9..9 + forms.envelope.len()]);
     out
 }
 

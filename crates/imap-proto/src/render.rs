@@ -9,15 +9,49 @@
 //! valid UTF-8 as a quoted string (RFC 9051 §4.3, RFC 6855 §3) and other 8-bit bytes still as
 //! a literal.
 
-use crate::address::{ImapAddress, parse_address_list};
-use crate::{BodyPart, PartKind, RawEnvelope};
-use tern_imap_proto::encode::{nstring, string};
+use crate::encode::{nstring, string};
+use tern_mime::address::{ImapAddress, parse_address_list};
+use tern_mime::{BodyPart, MessageSummary, Param, PartKind, RawEnvelope};
 
 /// Output options that depend on the session.
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
     /// The client accepts UTF-8 in quoted strings (IMAP4rev2 or UTF8=ACCEPT).
     pub utf8: bool,
+}
+
+/// ENVELOPE, BODY and BODYSTRUCTURE rendered for clients without UTF-8, once per message
+/// when its summary is cached (a FETCH of them copies bytes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImapForms {
+    /// Bytes, not text: 8-bit header bytes travel in literals exactly as the message has
+    /// them.
+    pub envelope: Vec<u8>,
+    pub body: Vec<u8>,
+    pub bodystructure: Vec<u8>,
+    /// Some rendered text had 8-bit characters (sent as literals): a UTF-8 client gets them
+    /// rendered again as quoted strings.
+    pub eight_bit: bool,
+}
+
+impl ImapForms {
+    /// The three items of `summary`, whose MIME tree must still be whole.
+    pub fn of(summary: &MessageSummary) -> ImapForms {
+        let ascii = Style { utf8: false };
+        let mut envelope_bytes = Vec::new();
+        envelope(&mut envelope_bytes, &summary.envelope, ascii);
+        let mut body = Vec::new();
+        body_structure(&mut body, &summary.body, false, ascii);
+        let mut bodystructure = Vec::new();
+        body_structure(&mut bodystructure, &summary.body, true, ascii);
+        let eight_bit = [&envelope_bytes, &body, &bodystructure].iter().any(|b| !b.is_ascii());
+        ImapForms { envelope: envelope_bytes, body, bodystructure, eight_bit }
+    }
+
+    /// About how many bytes the forms hold in memory.
+    pub fn heap_size(&self) -> usize {
+        self.envelope.capacity() + self.body.capacity() + self.bodystructure.capacity()
+    }
 }
 
 fn addresses(out: &mut Vec<u8>, raw: Option<&[u8]>, style: Style) -> bool {
@@ -89,7 +123,7 @@ pub fn envelope(out: &mut Vec<u8>, env: &RawEnvelope, style: Style) {
     out.push(b')');
 }
 
-fn params(out: &mut Vec<u8>, params: &[crate::Param], style: Style) {
+fn params(out: &mut Vec<u8>, params: &[Param], style: Style) {
     if params.is_empty() {
         out.extend_from_slice(b"NIL");
         return;
@@ -106,7 +140,7 @@ fn params(out: &mut Vec<u8>, params: &[crate::Param], style: Style) {
     out.push(b')');
 }
 
-fn disposition(out: &mut Vec<u8>, d: &Option<(String, Vec<crate::Param>)>, style: Style) {
+fn disposition(out: &mut Vec<u8>, d: &Option<(String, Vec<Param>)>, style: Style) {
     match d {
         None => out.extend_from_slice(b"NIL"),
         Some((kind, p)) => {
@@ -216,14 +250,14 @@ mod tests {
     const ASCII: Style = Style { utf8: false };
 
     fn env_of(raw: &[u8]) -> String {
-        let s = crate::summarize(raw);
+        let s = tern_mime::summarize(raw);
         let mut out = Vec::new();
         envelope(&mut out, &s.envelope, ASCII);
         String::from_utf8(out).unwrap()
     }
 
     fn bs_of(raw: &[u8], extended: bool) -> String {
-        let s = crate::summarize(raw);
+        let s = tern_mime::summarize(raw);
         let mut out = Vec::new();
         body_structure(&mut out, &s.body, extended, ASCII);
         String::from_utf8(out).unwrap()
