@@ -468,6 +468,20 @@ mod cache_tests {
         }
     }
 
+    /// The cache drops the MIME tree below the top level, but BODYSTRUCTURE still describes
+    /// every part: the forms are rendered before the tree is cut.
+    #[test]
+    fn a_cached_summary_keeps_the_whole_body_structure() {
+        let raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: image/png\r\n\r\nxx\r\n--b--\r\n";
+        let full = Summary::full(tern_mime::summarize(raw));
+        let hot = Summary::hot(tern_mime::summarize(raw));
+        assert!(matches!(hot.message.body.kind, tern_mime::PartKind::Leaf));
+        assert_eq!(hot.forms, full.forms);
+        let bodystructure = String::from_utf8_lossy(&hot.forms.bodystructure);
+        assert!(bodystructure.contains("\"image\" \"png\""), "{bodystructure}");
+        assert!(bodystructure.contains("\"mixed\""), "{bodystructure}");
+    }
+
     #[test]
     fn the_budget_holds_and_cyclic_reads_still_hit() {
         let one = summary(0).1.heap_size() + std::mem::size_of::<Summary>() + CACHE_ENTRY_OVERHEAD;
