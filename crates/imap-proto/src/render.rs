@@ -1,6 +1,6 @@
 //! ENVELOPE, BODY and BODYSTRUCTURE (RFC 9051 §7.5.2) rendered from the message summary.
-//! Rendered once when the summary is made (for clients without UTF-8) and again only for
-//! UTF-8 clients when the message has 8-bit text.
+//! Rendered once when the IMAP server caches a summary ([`ImapForms`], for clients without
+//! UTF-8) and again only for UTF-8 clients when the message has 8-bit text.
 //!
 //! Strings are the message's own bytes: encoded words (RFC 2047) and RFC 2231 parameters
 //! are left for the client to decode, as Dovecot and Cyrus do. A client without UTF-8
@@ -169,6 +169,16 @@ fn language(out: &mut Vec<u8>, langs: &[Vec<u8>], style: Style) {
     out.push(b')');
 }
 
+/// The extension data every part ends with: ` disposition language location`.
+fn extension_tail(out: &mut Vec<u8>, part: &BodyPart, style: Style) {
+    out.push(b' ');
+    disposition(out, &part.disposition, style);
+    out.push(b' ');
+    language(out, &part.language, style);
+    out.push(b' ');
+    nstring(out, part.location.as_deref(), style.utf8);
+}
+
 /// BODYSTRUCTURE (`extended`) or BODY.
 pub fn body_structure(out: &mut Vec<u8>, part: &BodyPart, extended: bool, style: Style) {
     out.push(b'(');
@@ -191,12 +201,7 @@ pub fn body_structure(out: &mut Vec<u8>, part: &BodyPart, extended: bool, style:
             if extended {
                 out.push(b' ');
                 params(out, &part.params, style);
-                out.push(b' ');
-                disposition(out, &part.disposition, style);
-                out.push(b' ');
-                language(out, &part.language, style);
-                out.push(b' ');
-                nstring(out, part.location.as_deref(), style.utf8);
+                extension_tail(out, part, style);
             }
         }
         kind => {
@@ -231,12 +236,7 @@ pub fn body_structure(out: &mut Vec<u8>, part: &BodyPart, extended: bool, style:
             if extended {
                 out.push(b' ');
                 nstring(out, part.md5.as_deref(), style.utf8);
-                out.push(b' ');
-                disposition(out, &part.disposition, style);
-                out.push(b' ');
-                language(out, &part.language, style);
-                out.push(b' ');
-                nstring(out, part.location.as_deref(), style.utf8);
+                extension_tail(out, part, style);
             }
         }
     }

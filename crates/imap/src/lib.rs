@@ -86,7 +86,7 @@ trait HeapSize {
 
 impl HeapSize for Summary {
     fn heap_size(&self) -> usize {
-        self.message.heap_size() + self.forms.heap_size()
+        self.message.heap_size() + self.forms.as_ref().map_or(0, |f| f.heap_size())
     }
 }
 
@@ -96,29 +96,35 @@ impl HeapSize for SearchFields {
     }
 }
 
-/// A summary as the IMAP server holds it: the store's summary and its ENVELOPE, BODY and
-/// BODYSTRUCTURE, rendered once when it is read from the store (the store does not know
-/// IMAP; a FETCH of these items copies bytes).
+/// A summary as the IMAP server holds it: the store's summary and, when cached, its ENVELOPE,
+/// BODY and BODYSTRUCTURE rendered once when it was read from the store (the store does not
+/// know IMAP; a FETCH of these items then copies bytes).
 #[derive(Debug)]
 pub struct Summary {
     pub message: MessageSummary,
-    pub forms: tern_imap_proto::render::ImapForms,
+    /// `None` for a full summary: it is read for one FETCH, which renders what it asks for.
+    forms: Option<tern_imap_proto::render::ImapForms>,
 }
 
 impl Summary {
-    /// The summary with its whole MIME tree (section fetches need it).
+    /// The summary with its whole MIME tree (section fetches need it); nothing pre-rendered.
     pub fn full(message: MessageSummary) -> Summary {
-        let forms = tern_imap_proto::render::ImapForms::of(&message);
-        Summary { message, forms }
+        Summary { message, forms: None }
     }
 
     /// What the cache keeps: the forms, rendered from the whole tree, and everything but the
     /// MIME tree below the top level, which only section fetches need (they read the full
     /// summary from the store). That makes an entry about two thirds of the size.
-    pub fn hot(message: MessageSummary) -> Summary {
-        let mut summary = Summary::full(message);
-        summary.message.body.kind = tern_mime::PartKind::Leaf;
-        summary
+    pub fn hot(mut message: MessageSummary) -> Summary {
+        let forms = tern_imap_proto::render::ImapForms::of(&message);
+        message.body.kind = tern_mime::PartKind::Leaf;
+        Summary { message, forms: Some(forms) }
+    }
+
+    /// The pre-rendered forms when they are what this client gets: not for a full summary, and
+    /// not for a UTF-8 client when the message has 8-bit text (it gets quoted strings).
+    pub fn forms_for(&self, utf8: bool) -> Option<&tern_imap_proto::render::ImapForms> {
+        self.forms.as_ref().filter(|f| !(utf8 && f.eight_bit))
     }
 }
 
@@ -473,11 +479,12 @@ mod cache_tests {
     #[test]
     fn a_cached_summary_keeps_the_whole_body_structure() {
         let raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: image/png\r\n\r\nxx\r\n--b--\r\n";
-        let full = Summary::full(tern_mime::summarize(raw));
+        let whole = tern_imap_proto::render::ImapForms::of(&tern_mime::summarize(raw));
         let hot = Summary::hot(tern_mime::summarize(raw));
         assert!(matches!(hot.message.body.kind, tern_mime::PartKind::Leaf));
-        assert_eq!(hot.forms, full.forms);
-        let bodystructure = String::from_utf8_lossy(&hot.forms.bodystructure);
+        let forms = hot.forms_for(false).expect("a cached summary has its forms");
+        assert_eq!(forms, &whole);
+        let bodystructure = String::from_utf8_lossy(&forms.bodystructure);
         assert!(bodystructure.contains("\"image\" \"png\""), "{bodystructure}");
         assert!(bodystructure.contains("\"mixed\""), "{bodystructure}");
     }

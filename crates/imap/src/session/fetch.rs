@@ -186,10 +186,9 @@ fn write_item(item: &mut Vec<u8>, attr: &FetchAttr, f: &Fetched<'_>) {
         FetchAttr::Envelope => {
             item.extend_from_slice(b"ENVELOPE ");
             if let Some(s) = &summary {
-                if utf8 && s.forms.eight_bit {
-                    render::envelope(item, &s.message.envelope, style);
-                } else {
-                    item.extend_from_slice(&s.forms.envelope);
+                match s.forms_for(utf8) {
+                    Some(forms) => item.extend_from_slice(&forms.envelope),
+                    None => render::envelope(item, &s.message.envelope, style),
                 }
             }
         }
@@ -197,12 +196,12 @@ fn write_item(item: &mut Vec<u8>, attr: &FetchAttr, f: &Fetched<'_>) {
             let extended = matches!(attr, FetchAttr::BodyStructure);
             item.extend_from_slice(if extended { b"BODYSTRUCTURE " } else { b"BODY " });
             if let Some(s) = &summary {
-                if utf8 && s.forms.eight_bit {
-                    render::body_structure(item, &s.message.body, extended, style);
-                } else if extended {
-                    item.extend_from_slice(&s.forms.bodystructure);
-                } else {
-                    item.extend_from_slice(&s.forms.body);
+                // Rendered only from a whole tree: a UTF-8 client's BODY and BODYSTRUCTURE
+                // read the full summary (`want_tree`), whose forms are never pre-rendered.
+                match s.forms_for(utf8) {
+                    Some(forms) if extended => item.extend_from_slice(&forms.bodystructure),
+                    Some(forms) => item.extend_from_slice(&forms.body),
+                    None => render::body_structure(item, &s.message.body, extended, style),
                 }
             }
         }
