@@ -132,3 +132,44 @@ async fn each_state_admits_only_its_commands() {
     expect(done, "b2 OK");
     assert_eq!(untagged, vec!["* BYE Tern logging out"]);
 }
+
+/// 8-bit header text: a classic client gets it in literals (RFC 3501 §4.3), a UTF-8 client as
+/// quoted strings (RFC 6855 §3); the cached, pre-rendered forms and the structure rendered
+/// from the whole tree (with a section in the same FETCH) are the same bytes.
+#[tokio::test]
+async fn eight_bit_headers_reach_each_client_in_its_form() {
+    let w = world().await;
+    let mut c = Peer::start(&w);
+    assert!(c.line().await.starts_with("* OK"));
+    let (_, done) = c.run("a1", "LOGIN alice@example.test secret").await;
+    assert!(done.starts_with("a1 OK"), "{done}");
+    let message = "From: bob@remote.test\r\nSubject: Grüße\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\nContent-Type: image/png; name=\"bild-ü.png\"\r\n\r\nxx\r\n--b--\r\n";
+    c.send(format!("a2 APPEND INBOX {{{}+}}\r\n{message}\r\n", message.len()).as_bytes()).await;
+    assert!(c.line().await.starts_with("a2 OK"));
+    assert!(c.run("a3", "SELECT INBOX").await.1.starts_with("a3 OK"));
+    let (untagged, _) = c.run("a4", "FETCH 1 ENVELOPE").await;
+    let envelope = untagged.join("\n");
+    assert!(envelope.starts_with("* 1 FETCH (ENVELOPE (NIL {7}\nGrüße "), "{envelope}");
+    let (untagged, _) = c.run("a5", "FETCH 1 BODYSTRUCTURE").await;
+    let cached = untagged.join("\n");
+    assert!(cached.contains("\"image\" \"png\" (\"name\" {11}\nbild-ü.png)"), "{cached}");
+    // With a section, the full summary is read and the structure rendered from its tree.
+    let (untagged, _) = c.run("a6", "FETCH 1 (BODYSTRUCTURE BODY.PEEK[1])").await;
+    let rendered = untagged.join("\n");
+    let structure =
+        |s: &str| s[s.find("BODYSTRUCTURE").expect("item")..s.find(" BODY[1]").expect("section")].to_string();
+    assert_eq!(structure(&rendered), cached["* 1 FETCH (".len()..cached.len() - 1].to_string());
+
+    let mut u = Peer::start(&w);
+    assert!(u.line().await.starts_with("* OK"));
+    assert!(u.run("b1", "LOGIN alice@example.test secret").await.1.starts_with("b1 OK"));
+    assert!(u.run("b2", "ENABLE UTF8=ACCEPT").await.1.starts_with("b2 OK"));
+    assert!(u.run("b3", "SELECT INBOX").await.1.starts_with("b3 OK"));
+    let (untagged, _) = u.run("b4", "FETCH 1 (ENVELOPE BODYSTRUCTURE)").await;
+    assert_eq!(untagged.len(), 1, "{untagged:?}");
+    assert!(untagged[0].starts_with("* 1 FETCH (ENVELOPE (NIL \"Grüße\" "), "{untagged:?}");
+    assert!(untagged[0].contains("\"image\" \"png\" (\"name\" \"bild-ü.png\")"), "{untagged:?}");
+    // ENVELOPE alone comes from the cache, whose forms are for classic clients.
+    let (untagged, _) = u.run("b5", "FETCH 1 ENVELOPE").await;
+    assert!(untagged.len() == 1 && untagged[0].starts_with("* 1 FETCH (ENVELOPE (NIL \"Grüße\" "), "{untagged:?}");
+}
