@@ -1,15 +1,22 @@
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The storage engine failed. Shown in words (fjall's own Display is its Debug form), and
-    /// not as a separate cause, so that people read it once.
-    #[error("store: {}", engine_words(.0))]
-    Engine(fjall::Error),
+    /// The storage engine or database failed (an I/O error, a constraint the data broke): in
+    /// words, whatever the backend.
+    #[error("store: {0}")]
+    Backend(String),
+    /// The store cannot be reached for now (database down, connections exhausted): the
+    /// caller answers with a temporary error (SMTP 451, IMAP `NO [UNAVAILABLE]`) and retries.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     #[error("store record {what} is corrupt: {detail}")]
     Corrupt { what: String, detail: String },
     #[error("store format version {found} is not supported by this Tern (supports {supported})")]
     Format { found: u32, supported: u32 },
     #[error("{0} already exists")]
     Exists(String),
+    /// A mailbox cannot be deleted while it has children (RFC 9051 §6.3.4, `HASCHILDREN`).
+    #[error("{0} has children")]
+    HasChildren(String),
     #[error("{0} not found")]
     NotFound(String),
     /// The change would take an account over its storage quota (RFC 9208 OVERQUOTA).
@@ -31,21 +38,5 @@ pub type StoreResult<T> = Result<T, StoreError>;
 impl StoreError {
     pub(crate) fn corrupt(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
         StoreError::Corrupt { what: what.into(), detail: detail.to_string() }
-    }
-}
-
-impl From<fjall::Error> for StoreError {
-    fn from(e: fjall::Error) -> StoreError {
-        StoreError::Engine(e)
-    }
-}
-
-/// A storage engine error in words: an I/O error as the system says it, anything else as
-/// fjall describes it.
-fn engine_words(e: &fjall::Error) -> String {
-    match e {
-        fjall::Error::Io(io) => io.to_string(),
-        fjall::Error::Locked => "the store is in use by another process".to_string(),
-        other => format!("{other:?}"),
     }
 }

@@ -1,10 +1,36 @@
-//! The store: directory records, mailboxes, messages, message contents and (later) the queue.
+//! The store: directory records, mailboxes, messages, message contents, the outbound queue,
+//! the quarantine and the spam models.
 //!
 //! Everything that persists goes through the [`Store`] trait so that the embedded backend
 //! (default, [`embedded::EmbeddedStore`] on fjall) and the PostgreSQL backend of cluster mode
-//! are interchangeable. Every mutating call returns only after its effects are durable (fsync,
-//! shared with concurrent callers: group commit).
+//! are interchangeable. [`Store`] is the sum of the parts a backend implements:
+//! [`DirectoryStore`], [`MailStore`], [`QueueStore`], [`FilterStore`] and [`ChangeFeed`].
+//! `use tern_store::prelude::*` brings them all into scope.
+//!
+//! # The contract every backend keeps
+//! The `conformance` suite (feature `conformance`) checks these on each backend.
+//! - **Durable on return.** A mutating call returns `Ok` only after its effects survive a crash
+//!   of the process and of the machine (fsync; one fsync may serve many concurrent callers:
+//!   group commit). An `Err` means nothing of the call happened, except where a method says
+//!   otherwise.
+//! - **Atomic.** Each call is one transaction: a delivery to many mailboxes, a move (copies and
+//!   expunge), an account with its mailboxes, a quarantine release are all or nothing.
+//! - **UIDs and modseqs.** Within a mailbox, UIDs are handed out in increasing order and never
+//!   again, even after an expunge, a restart or by another node; UIDVALIDITY never changes for
+//!   a mailbox's life. Every change to a mailbox (delivery, flags, expunge) gets a modseq higher
+//!   than any before it in that mailbox.
+//! - **Contents by hash.** A message content is stored once however many mailboxes, copies and
+//!   queue entries use it, and freed with the last of them.
+//! - **Queue leases.** [`QueueStore::queue_claim`] leases entries to one claimer until the lease
+//!   ends or the claimer reports; two claims never return the same entry at once. A lease may
+//!   outlive its claimer (crash): the entry is due again when it ends, so delivery is at least
+//!   once and never lost.
+//! - **Change events.** Every committed change is given to the [`ChangeFeed`] hooks before the
+//!   caller that made it is answered, and to subscribers in commit order per mailbox. A backend
+//!   shared by several processes also reports the changes others make (later, but in order).
 
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod embedded;
 mod error;
 mod model;
@@ -15,20 +41,18 @@ pub use tern_mime::MessageSummary;
 
 use async_trait::async_trait;
 
-/// See [`Store::on_change`].
+/// See [`ChangeFeed::on_change`].
 pub type ChangeHook = std::sync::Arc<dyn Fn(&StoreChange) + Send + Sync>;
 use tokio::sync::broadcast;
 
-/// Persistent state of a Tern server. Methods that change state are durable on return.
+/// Domains, accounts and aliases.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // --- directory ---
+pub trait DirectoryStore: Send + Sync + 'static {
     async fn domain_list(&self) -> StoreResult<Vec<Domain>>;
     async fn domain_get(&self, name: &str) -> StoreResult<Option<Domain>>;
     /// Creates or replaces a domain.
     async fn domain_put(&self, domain: Domain) -> StoreResult<()>;
     async fn domain_remove(&self, name: &str) -> StoreResult<bool>;
-
     async fn account_list(&self) -> StoreResult<Vec<Account>>;
     async fn account_get(&self, id: AccountId) -> StoreResult<Option<Account>>;
     async fn account_by_address(&self, address: &str) -> StoreResult<Option<Account>>;
@@ -38,13 +62,15 @@ pub trait Store: Send + Sync + 'static {
     async fn account_update(&self, account: Account) -> StoreResult<()>;
     /// Removes an account with all its mailboxes and messages.
     async fn account_remove(&self, id: AccountId) -> StoreResult<bool>;
-
     async fn alias_list(&self) -> StoreResult<Vec<Alias>>;
     async fn alias_get(&self, address: &str) -> StoreResult<Option<Alias>>;
     async fn alias_put(&self, alias: Alias) -> StoreResult<()>;
     async fn alias_remove(&self, address: &str) -> StoreResult<bool>;
+}
 
-    // --- mailboxes ---
+/// Mailboxes, messages and their contents, summaries and search.
+#[async_trait]
+pub trait MailStore: Send + Sync + 'static {
     async fn mailbox_list(&self, account: AccountId) -> StoreResult<Vec<Mailbox>>;
     async fn mailbox_get(&self, id: MailboxId) -> StoreResult<Option<Mailbox>>;
     async fn mailbox_by_name(&self, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>>;
@@ -64,8 +90,6 @@ pub trait Store: Send + Sync + 'static {
     /// recent to the caller (from the first unclaimed one up to UIDNEXT) and marks them as no
     /// longer recent to anyone else.
     async fn mailbox_claim_recent(&self, mailbox: MailboxId) -> StoreResult<std::ops::Range<u32>>;
-
-    // --- messages ---
     /// Stores one message for every target (content stored once) and records its envelope.
     async fn deliver(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt>;
     /// Every message of a mailbox in UID order.
@@ -111,12 +135,14 @@ pub trait Store: Send + Sync + 'static {
     /// and body with `with_header`. `None` when the backend cannot look it up (too short a
     /// string, no index); the caller then scans.
     async fn text_search(&self, needle: &str, with_header: bool) -> StoreResult<Option<TextMatches>>;
+}
 
-    // --- outbound queue ---
-    // Entries are made by `deliver` (its `remote` recipients). A worker claims due entries,
-    // which leases them to it (no other claim returns them until the lease ends or the worker
-    // reports), attempts delivery and reports with `queue_update`. Leases are not durable: after
-    // a crash every entry is due again, so delivery is at least once.
+/// The outbound queue. Entries are made by [`MailStore::deliver`] (its `remote` recipients). A
+/// worker claims due entries, which leases them to it (no other claim returns them until the
+/// lease ends or the worker reports), attempts delivery and reports with `queue_update`. After
+/// a crash an entry is due again once its lease ends, so delivery is at least once.
+#[async_trait]
+pub trait QueueStore: Send + Sync + 'static {
     /// Up to `limit` entries with a pending recipient due at `now`, leased for `lease_seconds`.
     async fn queue_claim(&self, now: i64, limit: usize, lease_seconds: i64) -> StoreResult<Vec<QueueEntry>>;
     /// Records the outcome of an attempt for some recipients (by index) and ends the lease.
@@ -137,12 +163,11 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_retry(&self, id: Option<QueueId>, now: i64) -> StoreResult<usize>;
     /// Drops an entry without delivering or bouncing it.
     async fn queue_remove(&self, id: QueueId) -> StoreResult<bool>;
+}
 
-    // --- backup ---
-    /// Writes a consistent copy of everything stored (one point in time) into `dir`, made
-    /// when missing, while the store stays in use. Durable on return.
-    async fn backup(&self, dir: std::path::PathBuf) -> StoreResult<BackupSummary>;
-
+/// What the content filters keep: the quarantine and the spam classifier's models.
+#[async_trait]
+pub trait FilterStore: Send + Sync + 'static {
     /// Holds a message in the quarantine; durable when it returns. The entry's `id` is
     /// assigned here (the one passed is ignored).
     async fn quarantine_put(&self, entry: QuarantineEntry, raw: Vec<u8>) -> StoreResult<u64>;
@@ -154,7 +179,6 @@ pub trait Store: Send + Sync + 'static {
     async fn quarantine_release(&self, id: u64, delivery: Delivery) -> StoreResult<Option<DeliveryReceipt>>;
     /// Removes entries that expired before `now`; returns how many.
     async fn quarantine_expire(&self, now: i64) -> StoreResult<usize>;
-
     /// The spam classifier's model of `owner` (empty if it never learnt).
     async fn spam_model(&self, owner: SpamModelOwner) -> StoreResult<SpamModelData>;
     /// Every model that learnt something, with how many spam and ham messages.
@@ -163,16 +187,31 @@ pub trait Store: Send + Sync + 'static {
     async fn spam_lesson(&self, owner: SpamModelOwner, message: BlobHash) -> StoreResult<Option<SpamClass>>;
     /// Writes a model change; durable when it returns.
     async fn spam_model_update(&self, update: SpamModelUpdate) -> StoreResult<()>;
+}
 
-    // --- operation ---
+/// Committed changes, for IMAP IDLE, the queue's wake-up and the caches.
+pub trait ChangeFeed: Send + Sync + 'static {
     /// Changes as they are committed, for IMAP IDLE and friends.
     fn subscribe(&self) -> broadcast::Receiver<StoreChange>;
     /// Registers a function called with every committed change before the caller that made
     /// it is answered, so a session that sees the answer also sees the change. It must be
     /// quick and must not block.
     fn on_change(&self, hook: ChangeHook);
+}
+
+/// Persistent state of a Tern server: every part, and the operations on the whole.
+#[async_trait]
+pub trait Store: DirectoryStore + MailStore + QueueStore + FilterStore + ChangeFeed {
+    /// Writes a consistent copy of everything stored (one point in time) into `dir`, made
+    /// when missing, while the store stays in use. Durable on return.
+    async fn backup(&self, dir: std::path::PathBuf) -> StoreResult<BackupSummary>;
     /// Whether the store can take writes (false after an I/O failure poisoned it).
     fn is_healthy(&self) -> bool;
     /// Flushes and stops the writer; later writes fail.
     async fn shutdown(&self) -> StoreResult<()>;
+}
+
+/// Every store trait, for callers that use a `dyn Store` (trait methods need their trait in scope).
+pub mod prelude {
+    pub use crate::{ChangeFeed, DirectoryStore, FilterStore, MailStore, QueueStore, Store};
 }

@@ -252,7 +252,9 @@ impl Session {
                 Ok(Done::ok("DELETE completed"))
             }
             Err(StoreError::NotFound(_)) => Ok(Done::no("No such mailbox").code("NONEXISTENT")),
-            Err(StoreError::Exists(_)) => Ok(Done::no("Mailbox has children; delete them first").code("HASCHILDREN")),
+            Err(StoreError::HasChildren(_)) => {
+                Ok(Done::no("Mailbox has children; delete them first").code("HASCHILDREN"))
+            }
             Err(e) => Err(e),
         }
     }

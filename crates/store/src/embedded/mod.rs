@@ -13,7 +13,7 @@ pub use keys::FORMAT_VERSION;
 
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
-use crate::{MessageSummary, Store};
+use crate::{ChangeFeed, DirectoryStore, FilterStore, MailStore, MessageSummary, QueueStore, Store};
 use async_trait::async_trait;
 use codec::*;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
@@ -69,7 +69,8 @@ const FJALL_WORKERS: usize = 1;
 
 impl Engine {
     fn open(path: &Path, cache_mb: u64) -> StoreResult<Engine> {
-        std::fs::create_dir_all(path).map_err(|e| StoreError::Engine(fjall::Error::Io(e)))?;
+        std::fs::create_dir_all(path)
+            .map_err(|e| StoreError::Io { context: format!("cannot create {}", path.display()), error: e })?;
         let db = Database::builder(path)
             .cache_size(cache_mb * 1024 * 1024)
             // Tern decides when the journal is synced (group commit); no background fsyncs.
@@ -78,7 +79,7 @@ impl Engine {
             .open()
             .map_err(|e| match e {
                 fjall::Error::Locked => StoreError::Locked(path.display().to_string()),
-                e => StoreError::Engine(e),
+                e => StoreError::from(e),
             })?;
         let plain = KeyspaceCreateOptions::default;
         let open = |name: &str| db.keyspace(name, plain);
@@ -351,7 +352,7 @@ fn unexpected<T>() -> StoreResult<T> {
 }
 
 #[async_trait]
-impl Store for EmbeddedStore {
+impl DirectoryStore for EmbeddedStore {
     async fn domain_list(&self) -> StoreResult<Vec<Domain>> {
         self.read(|e| e.list_json(&e.domains, "domain")).await
     }
@@ -426,7 +427,10 @@ impl Store for EmbeddedStore {
             _ => unexpected(),
         }
     }
+}
 
+#[async_trait]
+impl MailStore for EmbeddedStore {
     async fn mailbox_list(&self, account: AccountId) -> StoreResult<Vec<Mailbox>> {
         self.read(move |e| e.account_mailboxes(account)).await
     }
@@ -528,7 +532,7 @@ impl Store for EmbeddedStore {
             tokio::task::spawn_blocking(move || blobfile::write(&dir, &hash, &raw))
                 .await
                 .map_err(|e| StoreError::Task(e.to_string()))?
-                .map_err(|e| StoreError::Engine(fjall::Error::Io(e)))?;
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
         }
         match self.write(Op::Deliver(Box::new(delivery))).await? {
             OpResult::Receipt(r) => Ok(r),
@@ -630,7 +634,10 @@ impl Store for EmbeddedStore {
         let needle = needle.to_string();
         self.read(move |e| fts::search(e, &index, &needle, with_header).map_err(StoreError::Task)).await
     }
+}
 
+#[async_trait]
+impl QueueStore for EmbeddedStore {
     async fn queue_claim(&self, now: i64, limit: usize, lease_seconds: i64) -> StoreResult<Vec<QueueEntry>> {
         let leases = Arc::clone(&self.leases);
         self.read(move |e| {
@@ -725,11 +732,10 @@ impl Store for EmbeddedStore {
             _ => unexpected(),
         }
     }
+}
 
-    async fn backup(&self, dir: std::path::PathBuf) -> StoreResult<BackupSummary> {
-        self.read(move |e| e.backup(&dir)).await
-    }
-
+#[async_trait]
+impl FilterStore for EmbeddedStore {
     async fn quarantine_put(&self, entry: QuarantineEntry, raw: Vec<u8>) -> StoreResult<u64> {
         match self.write(Op::QuarantinePut(Box::new(entry), raw)).await? {
             OpResult::Id(id) => Ok(id),
@@ -837,13 +843,22 @@ impl Store for EmbeddedStore {
     async fn spam_model_update(&self, update: SpamModelUpdate) -> StoreResult<()> {
         self.write(Op::SpamModelUpdate(Box::new(update))).await.map(|_| ())
     }
+}
 
+impl ChangeFeed for EmbeddedStore {
     fn subscribe(&self) -> broadcast::Receiver<StoreChange> {
         self.changes.subscribe()
     }
 
     fn on_change(&self, hook: crate::ChangeHook) {
         self.hooks.write().unwrap_or_else(|p| p.into_inner()).push(hook);
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn backup(&self, dir: std::path::PathBuf) -> StoreResult<BackupSummary> {
+        self.read(move |e| e.backup(&dir)).await
     }
 
     fn is_healthy(&self) -> bool {
@@ -868,6 +883,18 @@ impl Store for EmbeddedStore {
                 .map_err(|_| StoreError::Task("store writer panicked".into()))?;
         }
         result
+    }
+}
+
+/// fjall's errors become the backend-neutral [`StoreError::Backend`], in words (fjall's own
+/// Display is its Debug form).
+impl From<fjall::Error> for StoreError {
+    fn from(e: fjall::Error) -> StoreError {
+        StoreError::Backend(match e {
+            fjall::Error::Io(io) => io.to_string(),
+            fjall::Error::Locked => "the store is in use by another process".to_string(),
+            other => format!("{other:?}"),
+        })
     }
 }
 

@@ -715,7 +715,8 @@ impl Writer {
                         // if the last reference of the same content was dropped (and its file
                         // removed) in between.
                         if !blobfile::present(&e.blob_dir, &d.hash, size) {
-                            blobfile::write(&e.blob_dir, &d.hash, &d.raw).map_err(|e| StoreError::Engine(e.into()))?;
+                            blobfile::write(&e.blob_dir, &d.hash, &d.raw)
+                                .map_err(|e| StoreError::Backend(e.to_string()))?;
                         }
                         self.files_to_remove.retain(|h| *h != d.hash);
                     } else {
@@ -1262,7 +1263,7 @@ impl Writer {
         let mut mailbox = self.mailbox_named(account, name)?;
         let child_prefix = format!("{name}/");
         if e.account_mailboxes(account)?.iter().any(|m| m.name.starts_with(&child_prefix)) {
-            return Err(StoreError::Exists(format!("mailbox {name} has children")));
+            return Err(StoreError::HasChildren(format!("mailbox {name}")));
         }
         let mut batch = e.db.batch();
         let mut released = HashMap::new();
