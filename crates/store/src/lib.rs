@@ -29,6 +29,7 @@
 //!   caller that made it is answered, and to subscribers in commit order per mailbox. A backend
 //!   shared by several processes also reports the changes others make (later, but in order).
 
+pub mod codec;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod embedded;
@@ -157,7 +158,9 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn queue_list(&self) -> StoreResult<Vec<QueueEntry>>;
     /// Queued messages and when the oldest was queued (cheap: for metrics).
     async fn queue_stats(&self) -> StoreResult<QueueStats>;
-    /// When the earliest unleased entry is due (`None`: nothing waits).
+    /// When the next claim can return something: the earliest due time of an unleased entry,
+    /// or (for a backend whose leases outlive their holder) the end of a lease. `None`:
+    /// nothing waits.
     async fn queue_next_due(&self) -> StoreResult<Option<i64>>;
     /// Makes the pending recipients of one entry (or of all) due now; returns how many entries.
     async fn queue_retry(&self, id: Option<QueueId>, now: i64) -> StoreResult<usize>;

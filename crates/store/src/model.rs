@@ -192,6 +192,29 @@ pub struct Mailbox {
     pub keywords: Vec<String>,
 }
 
+impl Mailbox {
+    /// Adds new keywords to the mailbox's registry (up to [`MAX_KEYWORDS`]); returns the
+    /// keywords that may be stored (known ones in the registry's spelling, new ones that fitted).
+    pub fn register_keywords(&mut self, wanted: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for k in wanted {
+            let known = self.keywords.iter().find(|x| x.eq_ignore_ascii_case(k)).cloned();
+            let k = match known {
+                Some(k) => k,
+                None if self.keywords.len() < MAX_KEYWORDS => {
+                    self.keywords.push(k.clone());
+                    k.clone()
+                }
+                None => continue,
+            };
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        out
+    }
+}
+
 /// Distinct keywords a mailbox can hold.
 pub const MAX_KEYWORDS: usize = 128;
 

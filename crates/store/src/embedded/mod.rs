@@ -4,18 +4,18 @@
 
 mod backup;
 mod blobfile;
-mod codec;
+
 mod fts;
 mod keys;
 mod writer;
 
 pub use keys::FORMAT_VERSION;
 
+use crate::codec::*;
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
 use crate::{ChangeFeed, DirectoryStore, FilterStore, MailStore, MessageSummary, QueueStore, Store};
 use async_trait::async_trait;
-use codec::*;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
 use keys::ks;
 use std::path::Path;

@@ -7,8 +7,8 @@
 
 use super::Engine;
 use super::blobfile;
-use super::codec::*;
 use super::keys::{self, counter};
+use crate::codec::*;
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
 use fjall::{OwnedWriteBatch, PersistMode};
@@ -632,7 +632,7 @@ impl Writer {
             if target.flags.contains(Flags::DELETED) {
                 mailbox.deleted += 1;
             }
-            let keywords = register_keywords(&mut mailbox, &target.keywords);
+            let keywords = mailbox.register_keywords(&target.keywords);
             mailbox.size += size;
             self.counters.email += 1;
             let email_id = self.counters.email;
@@ -983,7 +983,7 @@ impl Writer {
                 unique.push(k);
             }
         }
-        let keywords = register_keywords(&mut mailbox, &unique);
+        let keywords = mailbox.register_keywords(&unique);
         result.keywords_refused = keywords.len() < unique.len();
         let new_modseq = mailbox.highest_modseq + 1;
         let mut batch = e.db.batch();
@@ -1134,7 +1134,7 @@ impl Writer {
                 target.deleted += 1;
             }
             target.size += old.size;
-            let keywords = register_keywords(target, &old.keywords);
+            let keywords = target.register_keywords(&old.keywords);
             self.counters.email += 1;
             let entry = MessageEntry {
                 mailbox: target.id,
@@ -1313,25 +1313,4 @@ impl Writer {
         changes.push(StoreChange::Directory);
         Ok(true)
     }
-}
-
-/// Adds new keywords to the mailbox's registry (up to [`MAX_KEYWORDS`]); returns the keywords
-/// that may be stored (known ones in the registry's spelling, new ones that fitted).
-fn register_keywords(mailbox: &mut Mailbox, wanted: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for k in wanted {
-        let known = mailbox.keywords.iter().find(|x| x.eq_ignore_ascii_case(k)).cloned();
-        let k = match known {
-            Some(k) => k,
-            None if mailbox.keywords.len() < MAX_KEYWORDS => {
-                mailbox.keywords.push(k.clone());
-                k.clone()
-            }
-            None => continue,
-        };
-        if !out.contains(&k) {
-            out.push(k);
-        }
-    }
-    out
 }

@@ -1,5 +1,5 @@
 //! Record encodings: JSON for small extensible records, postcard behind a version byte for
-//! the hot ones.
+//! the hot ones. Shared by the backends (the PostgreSQL one keeps summaries in this form too).
 
 use crate::error::{StoreError, StoreResult};
 use crate::model::MessageEntry;

@@ -1,0 +1,192 @@
+//! The change feed across nodes: each transaction sends its changes with `pg_notify` (which
+//! PostgreSQL delivers at commit, and only if it commits); every node keeps one connection
+//! that LISTENs and hands the other nodes' changes to its hooks (cache invalidation) and
+//! subscribers (IMAP IDLE, the queue's wake-up).
+
+use crate::error::pg_error;
+use futures::StreamExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{RwLock, Weak};
+use std::time::Duration;
+use tern_store::{ChangeHook, StoreChange, StoreResult};
+use tokio::sync::broadcast;
+use tokio_postgres::AsyncMessage;
+
+pub const CHANNEL: &str = "tern_changes";
+
+/// Changes per notification at most (PostgreSQL limits a payload to 8,000 bytes).
+const CHANGES_PER_NOTIFY: usize = 100;
+
+pub struct Feed {
+    /// Tells this node's notifications from the others'.
+    node: u64,
+    tx: broadcast::Sender<StoreChange>,
+    hooks: RwLock<Vec<ChangeHook>>,
+    /// Whether the listening connection is up (the database is reachable).
+    connected: AtomicBool,
+}
+
+impl Feed {
+    pub fn new() -> Feed {
+        let (tx, _) = broadcast::channel(4096);
+        let node = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ (u64::from(std::process::id()) << 32);
+        Feed { node, tx, hooks: RwLock::new(Vec::new()), connected: AtomicBool::new(false) }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreChange> {
+        self.tx.subscribe()
+    }
+
+    pub fn add_hook(&self, hook: ChangeHook) {
+        self.hooks.write().unwrap_or_else(|p| p.into_inner()).push(hook);
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Hands committed changes to the hooks, then to the subscribers.
+    pub fn publish(&self, changes: &[StoreChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        let hooks = self.hooks.read().unwrap_or_else(|p| p.into_inner());
+        for change in changes {
+            for hook in hooks.iter() {
+                hook(change);
+            }
+            let _ = self.tx.send(change.clone());
+        }
+    }
+
+    /// Queues the changes for the other nodes in `tx` (sent when it commits).
+    pub async fn notify(&self, tx: &tokio_postgres::Transaction<'_>, changes: &[StoreChange]) -> StoreResult<()> {
+        for chunk in changes.chunks(CHANGES_PER_NOTIFY) {
+            let payload = encode(self.node, chunk);
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await.map_err(pg_error)?;
+        }
+        Ok(())
+    }
+}
+
+/// `node change;change;...` with a change as `m account mailbox`, `a account`, `d` or `q`.
+fn encode(node: u64, changes: &[StoreChange]) -> String {
+    let mut out = format!("{node:x}");
+    for (i, c) in changes.iter().enumerate() {
+        out.push(if i == 0 { ' ' } else { ';' });
+        match c {
+            StoreChange::Mailbox { account, mailbox } => out.push_str(&format!("m {account} {mailbox}")),
+            StoreChange::Account { account } => out.push_str(&format!("a {account}")),
+            StoreChange::Directory => out.push('d'),
+            StoreChange::Queue => out.push('q'),
+        }
+    }
+    out
+}
+
+fn decode(payload: &str) -> Option<(u64, Vec<StoreChange>)> {
+    let (node, rest) = payload.split_once(' ')?;
+    let node = u64::from_str_radix(node, 16).ok()?;
+    let mut changes = Vec::new();
+    for part in rest.split(';') {
+        let mut words = part.split(' ');
+        let change = match words.next()? {
+            "m" => StoreChange::Mailbox { account: words.next()?.parse().ok()?, mailbox: words.next()?.parse().ok()? },
+            "a" => StoreChange::Account { account: words.next()?.parse().ok()? },
+            "d" => StoreChange::Directory,
+            "q" => StoreChange::Queue,
+            _ => return None,
+        };
+        changes.push(change);
+    }
+    Some((node, changes))
+}
+
+/// Keeps a LISTEN connection open for as long as the feed lives, reconnecting after a
+/// failure. After a reconnection the caches are told the directory may have changed (what
+/// was sent while the connection was down is lost).
+pub async fn listen<T>(config: tokio_postgres::Config, tls: T, feed: Weak<Feed>)
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone + Send + 'static,
+    T::Stream: Send + 'static,
+{
+    let mut was_connected = false;
+    loop {
+        let Some(this) = feed.upgrade() else { return };
+        match config.connect(tls.clone()).await {
+            Ok((client, mut connection)) => {
+                let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                // The connection is driven by polling its messages; LISTEN runs beside it.
+                let statement = format!("LISTEN {CHANNEL}");
+                let listen = client.batch_execute(&statement);
+                tokio::pin!(listen);
+                let mut listening = false;
+                loop {
+                    tokio::select! {
+                        done = &mut listen, if !listening => {
+                            if let Err(e) = done {
+                                tracing::warn!(error = %crate::error::words(&e), "database change feed: LISTEN failed");
+                                break;
+                            }
+                            listening = true;
+                            this.connected.store(true, Ordering::Relaxed);
+                            if was_connected {
+                                this.publish(&[StoreChange::Directory, StoreChange::Queue]);
+                            }
+                            was_connected = true;
+                            tracing::debug!("database change feed listening");
+                        }
+                        message = messages.next() => match message {
+                            Some(Ok(AsyncMessage::Notification(n))) => {
+                                if let Some((node, changes)) = decode(n.payload()) {
+                                    if node != this.node {
+                                        this.publish(&changes);
+                                    }
+                                } else {
+                                    tracing::warn!(payload = n.payload(), "database change feed: unreadable notification");
+                                }
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(e)) => {
+                                tracing::warn!(error = %crate::error::words(&e), "database change feed: connection lost");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+                this.connected.store(false, Ordering::Relaxed);
+            }
+            Err(e) => {
+                this.connected.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %crate::error::words(&e), "database change feed: cannot connect");
+            }
+        }
+        drop(this);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip() {
+        let changes = vec![
+            StoreChange::Mailbox { account: 7, mailbox: 42 },
+            StoreChange::Account { account: 7 },
+            StoreChange::Directory,
+            StoreChange::Queue,
+        ];
+        let payload = encode(0xdead_beef, &changes);
+        assert_eq!(decode(&payload), Some((0xdead_beef, changes)));
+        assert_eq!(decode("zz m 1 2"), None);
+        assert_eq!(decode("1 m 1"), None);
+        assert_eq!(decode("1 x"), None);
+    }
+}

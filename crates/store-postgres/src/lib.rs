@@ -1,0 +1,185 @@
+//! The PostgreSQL store: cluster mode's backend, where every node of a cluster keeps its
+//! state in one database.
+//!
+//! - **Durable on return**: every mutating call is one transaction, committed with the
+//!   server's `synchronous_commit` (on by default) before it returns. PostgreSQL flushes the
+//!   WAL of concurrent commits together (group commit across sessions and nodes).
+//! - **Concurrency**: a mailbox's row is locked (`SELECT ... FOR UPDATE`) by every transaction
+//!   that hands out its UIDs or modseqs, so writers on different nodes are serialized per
+//!   mailbox and UIDs are never given twice. Rows are always locked in one order (mailboxes by
+//!   id, then contents by hash), so transactions never deadlock one another.
+//! - **Queue**: entries are leased with a durable `lease_until` chosen with `FOR UPDATE SKIP
+//!   LOCKED`; a node that dies holding leases leaves its entries to the others once the leases
+//!   end.
+//! - **Change feed**: each transaction sends its changes with `NOTIFY tern_changes` (delivered
+//!   at commit); every node listens and passes the changes of the others to its hooks and
+//!   subscribers (IDLE, caches), and its own directly, before the caller is answered.
+
+mod error;
+mod feed;
+mod filter;
+mod mail;
+mod queue;
+mod rows;
+pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use error::{pg_error, pool_error};
+use feed::Feed;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tern_store::*;
+use tokio::sync::broadcast;
+
+pub use error::is_unavailable;
+
+/// How to reach the database (`[store]` with `backend = "postgres"`).
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// `postgres://user:pass@host:port/db`, or the key/value form (`host=/run/postgresql
+    /// dbname=tern user=tern`); `sslmode=require` asks for TLS.
+    pub url: String,
+    /// Connections this node keeps open at most.
+    pub pool_size: usize,
+    /// PEM file of the CA that signed the database's certificate, besides the public roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A Tern store in PostgreSQL. Cheap to clone (shared handles).
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    feed: Arc<Feed>,
+    closed: AtomicBool,
+    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl PgStore {
+    /// Connects, creates or migrates the schema, and starts listening for other nodes'
+    /// changes.
+    pub async fn open(options: &PgOptions) -> StoreResult<PgStore> {
+        let config = tokio_postgres::Config::from_str(&options.url)
+            .map_err(|e| StoreError::Backend(format!("database url: {}", error::words(&e))))?;
+        let tls = tls_connector(options.ca_file.as_deref())?;
+        // One connection of our own for the schema, then the pool.
+        let (mut client, connection) = config.connect(tls.clone()).await.map_err(pg_error)?;
+        let driver = tokio::spawn(connection);
+        schema::migrate(&mut client).await?;
+        drop(client);
+        let _ = driver.await;
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(2))
+            .wait_timeout(Some(std::time::Duration::from_secs(10)))
+            .create_timeout(Some(std::time::Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Backend(format!("database pool: {e}")))?;
+        let feed = Arc::new(Feed::new());
+        let listener = tokio::spawn(feed::listen(config, tls, Arc::downgrade(&feed)));
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                pool,
+                feed,
+                closed: AtomicBool::new(false),
+                listener: std::sync::Mutex::new(Some(listener)),
+            }),
+        })
+    }
+
+    pub(crate) async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Closed);
+        }
+        self.inner.pool.get().await.map_err(pool_error)
+    }
+
+    pub(crate) fn feed(&self) -> &Feed {
+        &self.inner.feed
+    }
+
+    /// Runs `work` in one transaction, sends its changes to the other nodes with the commit and
+    /// to this node's hooks and subscribers after it.
+    pub(crate) async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        F: for<'t> FnOnce(
+            &'t deadpool_postgres::Transaction<'t>,
+            &'t mut Vec<StoreChange>,
+        ) -> futures::future::BoxFuture<'t, StoreResult<T>>,
+    {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let mut changes = Vec::new();
+        let value = work(&tx, &mut changes).await?;
+        self.feed().notify(&tx, &changes).await?;
+        tx.commit().await.map_err(pg_error)?;
+        self.feed().publish(&changes);
+        Ok(value)
+    }
+}
+
+/// TLS for database connections: the public roots and the admin's CA. Used only when the
+/// connection asks for it (`sslmode=prefer`, the default, tries it; `require` insists).
+fn tls_connector(ca_file: Option<&std::path::Path>) -> StoreResult<tokio_postgres_rustls::MakeRustlsConnect> {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(path) = ca_file {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| StoreError::Backend(format!("database CA file {}: {e}", path.display())))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| StoreError::Backend(format!("database CA file {}: {e}", path.display())))?;
+            roots.add(cert).map_err(|e| StoreError::Backend(format!("database CA file {}: {e}", path.display())))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+impl ChangeFeed for PgStore {
+    fn subscribe(&self) -> broadcast::Receiver<StoreChange> {
+        self.feed().subscribe()
+    }
+
+    fn on_change(&self, hook: ChangeHook) {
+        self.feed().add_hook(hook);
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn backup(&self, _dir: PathBuf) -> StoreResult<BackupSummary> {
+        Err(StoreError::Backend(
+            "a PostgreSQL store is backed up with PostgreSQL's own tools (pg_dump, or a streaming replica)".into(),
+        ))
+    }
+
+    fn is_healthy(&self) -> bool {
+        !self.inner.closed.load(Ordering::Relaxed) && self.feed().connected()
+    }
+
+    async fn shutdown(&self) -> StoreResult<()> {
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let listener = self.inner.listener.lock().ok().and_then(|mut l| l.take());
+        if let Some(listener) = listener {
+            listener.abort();
+        }
+        self.inner.pool.close();
+        Ok(())
+    }
+}

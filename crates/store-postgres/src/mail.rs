@@ -1,0 +1,1395 @@
+//! Directory, mailboxes and messages.
+//!
+//! Each write follows the embedded writer's rules (same counters, same modseq steps, same
+//! results) on rows: the mailbox rows it changes are locked first, in id order; then the
+//! contents it references, in hash order.
+
+use crate::PgStore;
+use crate::error::{corrupt, is_unique_violation, pg_error};
+use crate::rows::{self, MAILBOX_COLUMNS, MESSAGE_COLUMNS, id};
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use tern_store::codec::{decode_summary, encode_summary};
+use tern_store::*;
+use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
+
+/// References and In-Reply-To ids looked at for threading, at most (as the embedded store).
+const MAX_THREAD_REFS: usize = 64;
+
+type Tx<'a> = Transaction<'a>;
+
+// ---------------------------------------------------------------------------------------
+// Reads and writes inside a transaction, shared by the methods below.
+
+pub(crate) async fn mailbox_by_id(tx: &Tx<'_>, mailbox: MailboxId, lock: bool) -> StoreResult<Option<Mailbox>> {
+    let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = $1{}", if lock { " FOR UPDATE" } else { "" });
+    tx.query_opt(&sql, &[&id(mailbox)]).await.map_err(pg_error)?.as_ref().map(rows::mailbox).transpose()
+}
+
+async fn mailbox_named(tx: &Tx<'_>, account: AccountId, name: &str, lock: bool) -> StoreResult<Option<Mailbox>> {
+    let sql = format!(
+        "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account = $1 AND name = $2{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    tx.query_opt(&sql, &[&id(account), &name]).await.map_err(pg_error)?.as_ref().map(rows::mailbox).transpose()
+}
+
+/// The account's mailboxes, locked, in id order.
+async fn account_mailboxes_locked(tx: &Tx<'_>, account: AccountId) -> StoreResult<Vec<Mailbox>> {
+    let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account = $1 ORDER BY id FOR UPDATE");
+    tx.query(&sql, &[&id(account)]).await.map_err(pg_error)?.iter().map(rows::mailbox).collect()
+}
+
+/// Writes a mailbox's counters, keywords and name back.
+async fn save_mailbox(tx: &Tx<'_>, m: &Mailbox) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE mailboxes SET name = $2, subscribed = $3, uid_next = $4, highest_modseq = $5, total = $6,
+                unseen = $7, size = $8, deleted = $9, recent_uid = $10, keywords = $11
+         WHERE id = $1",
+        &[
+            &id(m.id),
+            &m.name,
+            &m.subscribed,
+            &i64::from(m.uid_next),
+            &id(m.highest_modseq),
+            &i64::from(m.total),
+            &i64::from(m.unseen),
+            &id(m.size),
+            &i64::from(m.deleted),
+            &i64::from(m.recent_uid),
+            &m.keywords,
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
+/// Adds a mailbox (the caller checked the name is free; a race still ends in `Exists`).
+async fn create_mailbox(tx: &Tx<'_>, account: AccountId, new: NewMailbox) -> StoreResult<Mailbox> {
+    let now = now_unix().clamp(1, u32::MAX as i64);
+    // UIDVALIDITY: strictly increasing across all mailboxes ever created, starting from the
+    // clock, so a mailbox re-created under an old name never reuses a value.
+    let validity: i64 = tx
+        .query_one(
+            "UPDATE tern_meta SET value = CASE WHEN greatest(value + 1, $1) > 4294967295 THEN 1
+                                               ELSE greatest(value + 1, $1) END
+             WHERE key = 'uidvalidity' RETURNING value",
+            &[&now],
+        )
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    // A subscription that outlived an earlier mailbox of this name applies again.
+    let had_subscription = tx
+        .execute("DELETE FROM subscriptions WHERE account = $1 AND name = $2", &[&id(account), &new.name])
+        .await
+        .map_err(pg_error)?
+        > 0;
+    let mailbox_id: i64 = tx.query_one("SELECT nextval('mailbox_ids')", &[]).await.map_err(pg_error)?.get(0);
+    let mailbox = Mailbox {
+        id: mailbox_id as u64,
+        account,
+        name: new.name,
+        special_use: new.special_use,
+        subscribed: new.subscribed || had_subscription,
+        uid_validity: validity as u32,
+        uid_next: 1,
+        highest_modseq: 1,
+        total: 0,
+        unseen: 0,
+        size: 0,
+        deleted: 0,
+        recent_uid: 1,
+        keywords: Vec::new(),
+    };
+    let special = mailbox.special_use.map(rows::special_use_name);
+    let inserted = tx
+        .execute(
+            "INSERT INTO mailboxes (id, account, name, special_use, subscribed, uid_validity, uid_next,
+                 highest_modseq, total, unseen, size, deleted, recent_uid, keywords)
+             VALUES ($1, $2, $3, $4, $5, $6, 1, 1, 0, 0, 0, 0, 1, '{}')",
+            &[&mailbox_id, &id(account), &mailbox.name, &special, &mailbox.subscribed, &validity],
+        )
+        .await;
+    match inserted {
+        Ok(_) => Ok(mailbox),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Exists(format!("mailbox {}", mailbox.name))),
+        Err(e) => Err(pg_error(e)),
+    }
+}
+
+/// Creates the missing superiors of a hierarchical name (RFC 9051 §6.3.4).
+async fn create_parents(tx: &Tx<'_>, account: AccountId, name: &str) -> StoreResult<()> {
+    let parts: Vec<&str> = name.split('/').collect();
+    let mut prefix = String::new();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        if mailbox_named(tx, account, &prefix, false).await?.is_none() {
+            create_mailbox(tx, account, NewMailbox::new(&prefix, None)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes messages from a (locked) mailbox, adjusting its counters; returns the UIDs that
+/// were present, in the order asked. Content references go into `released`.
+async fn remove_messages(
+    tx: &Tx<'_>,
+    mailbox: &mut Mailbox,
+    uids: &[u32],
+    released: &mut BTreeMap<BlobHash, i64>,
+    record_vanished: bool,
+) -> StoreResult<Vec<u32>> {
+    if uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
+    let gone = tx
+        .query(
+            "DELETE FROM messages WHERE mailbox = $1 AND uid = ANY($2) RETURNING uid, blob, size, flags",
+            &[&id(mailbox.id), &wanted],
+        )
+        .await
+        .map_err(pg_error)?;
+    if gone.is_empty() {
+        return Ok(Vec::new());
+    }
+    mailbox.highest_modseq += 1;
+    let mut present = HashSet::new();
+    for row in &gone {
+        let uid: i64 = row.get(0);
+        let blob = rows::hash_of(row.get::<_, &[u8]>(1))?;
+        let size: i64 = row.get(2);
+        let flags = Flags(row.get::<_, i16>(3) as u8);
+        mailbox.total = mailbox.total.saturating_sub(1);
+        if !flags.contains(Flags::SEEN) {
+            mailbox.unseen = mailbox.unseen.saturating_sub(1);
+        }
+        if flags.contains(Flags::DELETED) {
+            mailbox.deleted = mailbox.deleted.saturating_sub(1);
+        }
+        mailbox.size = mailbox.size.saturating_sub(size as u64);
+        *released.entry(blob).or_default() += 1;
+        present.insert(uid as u32);
+    }
+    let removed: Vec<u32> = uids.iter().copied().filter(|u| present.remove(u)).collect();
+    if record_vanished {
+        let vanished: Vec<i64> = removed.iter().map(|&u| i64::from(u)).collect();
+        tx.execute(
+            "INSERT INTO expunged (mailbox, modseq, uid) SELECT $1::bigint, $2::bigint, u FROM unnest($3::bigint[]) AS u",
+            &[&id(mailbox.id), &id(mailbox.highest_modseq), &vanished],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    Ok(removed)
+}
+
+/// Drops references to contents (in hash order), freeing those that reach zero.
+pub(crate) async fn release_contents(tx: &Tx<'_>, released: BTreeMap<BlobHash, i64>) -> StoreResult<()> {
+    for (hash, n) in released {
+        let left = tx
+            .query_opt(
+                "UPDATE contents SET refcount = refcount - $2 WHERE hash = $1 RETURNING refcount",
+                &[&&hash.0[..], &n],
+            )
+            .await
+            .map_err(pg_error)?;
+        match left {
+            None => tracing::warn!(blob = %hash, "released a message content with no reference count"),
+            Some(row) if row.get::<_, i64>(0) <= 0 => {
+                tx.execute("DELETE FROM contents WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
+                tx.execute("DELETE FROM blobs WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
+                tx.execute("DELETE FROM content_text WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Adds `n` references to a content that is known to exist (copies).
+async fn reference_content(tx: &Tx<'_>, hash: &BlobHash, n: i64) -> StoreResult<()> {
+    let updated = tx
+        .execute("UPDATE contents SET refcount = refcount + $2 WHERE hash = $1", &[&&hash.0[..], &n])
+        .await
+        .map_err(pg_error)?;
+    if updated == 0 {
+        return Err(corrupt(&format!("content {hash}"), "copied message without reference count"));
+    }
+    Ok(())
+}
+
+async fn insert_message(tx: &Tx<'_>, m: &MessageEntry) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO messages (mailbox, uid, blob, size, internal_date, flags, keywords, modseq, email_id,
+                               thread_id, delivery_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &[
+            &id(m.mailbox),
+            &i64::from(m.uid),
+            &&m.blob.0[..],
+            &id(m.size),
+            &m.internal_date,
+            &i16::from(m.flags.0),
+            &m.keywords,
+            &id(m.modseq),
+            &id(m.email_id),
+            &id(m.thread_id),
+            &id(m.delivery_id),
+        ],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
+async fn next_ids(tx: &Tx<'_>, sequence: &str, n: usize) -> StoreResult<Vec<u64>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT nextval('{sequence}') FROM generate_series(1, $1::bigint)");
+    let rows = tx.query(&sql, &[&(n as i64)]).await.map_err(pg_error)?;
+    Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+}
+
+/// Messages of a mailbox by UID (those that exist).
+async fn messages_by_uid(tx: &Tx<'_>, mailbox: MailboxId, uids: &[u32]) -> StoreResult<HashMap<u32, MessageEntry>> {
+    let wanted: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
+    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = $1 AND uid = ANY($2)");
+    let mut out = HashMap::new();
+    for row in tx.query(&sql, &[&id(mailbox), &wanted]).await.map_err(pg_error)? {
+        let m = rows::message(&row)?;
+        out.insert(m.uid, m);
+    }
+    Ok(out)
+}
+
+/// (limit, bytes used) of an account with a quota.
+async fn quota_of(tx: &Tx<'_>, account: AccountId) -> StoreResult<Option<(u64, u64)>> {
+    let Some(row) =
+        tx.query_opt("SELECT record FROM accounts WHERE id = $1", &[&id(account)]).await.map_err(pg_error)?
+    else {
+        return Ok(None);
+    };
+    let record: Account = rows::json(&row, 0, "account")?;
+    let Some(limit) = record.quota_bytes else { return Ok(None) };
+    let used: i64 = tx
+        .query_one("SELECT COALESCE(sum(size), 0)::bigint FROM mailboxes WHERE account = $1", &[&id(account)])
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    Ok(Some((limit, used as u64)))
+}
+
+/// Copies (or moves) messages between two locked mailbox records; the caller writes the
+/// records. With `same`, `target` is also the source (one record).
+async fn copy_in(
+    tx: &Tx<'_>,
+    source: &mut Mailbox,
+    target: &mut Mailbox,
+    uids: &[u32],
+    remove_source: bool,
+    same: bool,
+) -> StoreResult<Vec<(u32, u32)>> {
+    let found = messages_by_uid(tx, source.id, uids).await?;
+    let originals: Vec<&MessageEntry> = uids.iter().filter_map(|u| found.get(u)).collect();
+    if originals.is_empty() {
+        return Ok(Vec::new());
+    }
+    let new_ids = if remove_source { Vec::new() } else { next_ids(tx, "email_ids", originals.len()).await? };
+    let modseq = target.highest_modseq + 1;
+    let mut pairs = Vec::new();
+    let mut added: BTreeMap<BlobHash, i64> = BTreeMap::new();
+    for (i, old) in originals.iter().enumerate() {
+        let new_uid = target.uid_next;
+        target.uid_next = target.uid_next.checked_add(1).ok_or_else(|| corrupt("mailbox", "UID space exhausted"))?;
+        target.total += 1;
+        if !old.flags.contains(Flags::SEEN) {
+            target.unseen += 1;
+        }
+        if old.flags.contains(Flags::DELETED) {
+            target.deleted += 1;
+        }
+        target.size += old.size;
+        let keywords = target.register_keywords(&old.keywords);
+        let entry = MessageEntry {
+            mailbox: target.id,
+            uid: new_uid,
+            modseq,
+            // A moved message keeps its EMAILID (RFC 8474 §5.1); a copy gets a new one.
+            email_id: if remove_source { old.email_id } else { new_ids[i] },
+            keywords,
+            ..(*old).clone()
+        };
+        insert_message(tx, &entry).await?;
+        *added.entry(old.blob).or_default() += 1;
+        pairs.push((old.uid, new_uid));
+    }
+    target.highest_modseq = modseq;
+    let mut released = BTreeMap::new();
+    if remove_source {
+        let moved: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+        let from = if same { &mut *target } else { source };
+        remove_messages(tx, from, &moved, &mut released, true).await?;
+    }
+    // Net change per content: + copies, - removed originals (a move changes nothing).
+    for (hash, n) in added {
+        let removed = released.remove(&hash).unwrap_or(0);
+        if n != removed {
+            reference_content(tx, &hash, n - removed).await?;
+        }
+    }
+    release_contents(tx, released).await?;
+    Ok(pairs)
+}
+
+async fn resolve_mailbox(
+    tx: &Tx<'_>,
+    account: AccountId,
+    selector: &MailboxSelector,
+) -> StoreResult<Option<MailboxId>> {
+    let found: Option<i64> = match selector {
+        MailboxSelector::Inbox => None,
+        MailboxSelector::Name(name) => tx
+            .query_opt("SELECT id FROM mailboxes WHERE account = $1 AND name = $2", &[&id(account), name])
+            .await
+            .map_err(pg_error)?
+            .map(|r| r.get(0)),
+        MailboxSelector::Id(m) => tx
+            .query_opt("SELECT id FROM mailboxes WHERE id = $1 AND account = $2", &[&id(*m), &id(account)])
+            .await
+            .map_err(pg_error)?
+            .map(|r| r.get(0)),
+        MailboxSelector::SpecialUse(u) => tx
+            .query_opt(
+                "SELECT id FROM mailboxes WHERE account = $1 AND special_use = $2 ORDER BY id LIMIT 1",
+                &[&id(account), &rows::special_use_name(*u)],
+            )
+            .await
+            .map_err(pg_error)?
+            .map(|r| r.get(0)),
+    };
+    match found {
+        Some(m) => Ok(Some(m as u64)),
+        None => Ok(tx
+            .query_opt("SELECT id FROM mailboxes WHERE account = $1 AND name = $2", &[&id(account), &INBOX])
+            .await
+            .map_err(pg_error)?
+            .map(|r| r.get::<_, i64>(0) as u64)),
+    }
+}
+
+/// The thread a message joins: that of the first message it refers to that is known, else
+/// its own; every id it names is recorded for the messages that follow.
+async fn thread_for(
+    tx: &Tx<'_>,
+    account: AccountId,
+    summary: &tern_mime::MessageSummary,
+    email_id: u64,
+) -> StoreResult<u64> {
+    let related: Vec<&String> =
+        summary.references.iter().chain(summary.in_reply_to.iter()).take(MAX_THREAD_REFS).collect();
+    let mut thread = email_id;
+    if !related.is_empty() {
+        let known: HashMap<String, i64> = tx
+            .query(
+                "SELECT message_id, thread FROM threads WHERE account = $1 AND message_id = ANY($2)",
+                &[&id(account), &related],
+            )
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        if let Some(t) = related.iter().find_map(|r| known.get(r.as_str())) {
+            thread = *t as u64;
+        }
+    }
+    let ids: Vec<&String> = summary.message_id.iter().chain(related.iter().copied()).collect();
+    if !ids.is_empty() {
+        tx.execute(
+            "INSERT INTO threads (account, message_id, thread) SELECT $1::bigint, m, $2::bigint FROM unnest($3::text[]) AS m
+             ON CONFLICT DO NOTHING",
+            &[&id(account), &id(thread), &ids],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    Ok(thread)
+}
+
+/// What a delivery's content needs besides its bytes: the summary (for mailbox copies) and
+/// the decoded text for search (`None`: too large, always scanned).
+pub(crate) struct Prepared {
+    summary: Option<Vec<u8>>,
+    text: Option<(String, String)>,
+}
+
+pub(crate) async fn prepare(d: &Delivery) -> StoreResult<Prepared> {
+    if d.targets.is_empty() {
+        return Ok(Prepared { summary: None, text: None });
+    }
+    let summary = Some(encode_summary(&d.summary)?);
+    let raw = std::sync::Arc::clone(&d.raw);
+    let text = tokio::task::spawn_blocking(move || {
+        tern_mime::text::search_texts_within(&raw, tern_fts::MAX_TEXT)
+            // PostgreSQL's text holds no NUL.
+            .map(|(h, b)| (h.replace('\0', " "), b.replace('\0', " ")))
+    })
+    .await
+    .map_err(|e| StoreError::Task(e.to_string()))?;
+    Ok(Prepared { summary, text })
+}
+
+/// Adds `references` to a content, storing its bytes (and summary and text, for mailbox
+/// copies) when it is new or had none yet.
+async fn store_content(
+    tx: &Tx<'_>,
+    d: &Delivery,
+    prepared: &Prepared,
+    references: i64,
+    for_mailbox: bool,
+) -> StoreResult<()> {
+    let hash = &d.hash.0[..];
+    let summary = if for_mailbox { prepared.summary.as_deref() } else { None };
+    let scan_only = for_mailbox && prepared.text.is_none();
+    let inserted = tx
+        .query_opt(
+            "INSERT INTO contents (hash, refcount, size, summary, scan_only) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (hash) DO NOTHING RETURNING 1",
+            &[&hash, &references, &(d.raw.len() as i64), &summary, &scan_only],
+        )
+        .await
+        .map_err(pg_error)?
+        .is_some();
+    let needs_text = if inserted {
+        tx.execute(
+            "INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO UPDATE SET data = excluded.data",
+            &[&hash, &d.raw.as_slice()],
+        )
+        .await
+        .map_err(pg_error)?;
+        for_mailbox
+    } else {
+        // Known: add the references, learning whether it had a summary (a content first
+        // stored for the queue alone has none, and no text either).
+        let row = tx
+            .query_opt(
+                "WITH old AS (SELECT summary IS NOT NULL AS had FROM contents WHERE hash = $1 FOR UPDATE)
+                 UPDATE contents SET refcount = refcount + $2, summary = COALESCE(summary, $3),
+                        scan_only = scan_only OR $4
+                 WHERE hash = $1 RETURNING (SELECT had FROM old)",
+                &[&hash, &references, &summary, &scan_only],
+            )
+            .await
+            .map_err(pg_error)?;
+        match row {
+            Some(row) => for_mailbox && !row.get::<_, bool>(0),
+            // Freed by a concurrent transaction between the two statements: store it anew.
+            None => return Box::pin(store_content(tx, d, prepared, references, for_mailbox)).await,
+        }
+    };
+    if needs_text && let Some((header, body)) = &prepared.text {
+        tx.execute(
+            "INSERT INTO content_text (hash, header, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&hash, header, body],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    Ok(())
+}
+
+/// Stores a delivery inside `tx` (see [`MailStore::deliver`]).
+pub(crate) async fn deliver_in(
+    tx: &Tx<'_>,
+    d: &Delivery,
+    prepared: &Prepared,
+    changes: &mut Vec<StoreChange>,
+) -> StoreResult<DeliveryReceipt> {
+    let delivery_id = next_ids(tx, "delivery_ids", 1).await?[0];
+    let size = d.raw.len() as u64;
+    // Resolve every target, then lock the mailboxes in id order.
+    let mut resolved = Vec::with_capacity(d.targets.len());
+    for target in &d.targets {
+        resolved.push(resolve_mailbox(tx, target.account, &target.mailbox).await?);
+    }
+    let mut wanted: Vec<i64> = resolved.iter().flatten().map(|&m| id(m)).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut mailboxes: BTreeMap<MailboxId, Mailbox> = BTreeMap::new();
+    if !wanted.is_empty() {
+        let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+        for row in tx.query(&sql, &[&wanted]).await.map_err(pg_error)? {
+            let m = rows::mailbox(&row)?;
+            mailboxes.insert(m.id, m);
+        }
+    }
+    let mut used: HashSet<MailboxId> = HashSet::new();
+    let mut quotas: HashMap<AccountId, Option<(u64, u64)>> = HashMap::new();
+    let mut copies = Vec::new();
+    let mut skipped = Vec::new();
+    let mut over_quota = Vec::new();
+    let mut entries = Vec::new();
+    for (target, mailbox_id) in d.targets.iter().zip(resolved) {
+        let Some(mailbox_id) = mailbox_id else {
+            skipped.push(target.account);
+            continue;
+        };
+        if used.contains(&mailbox_id) {
+            continue; // one copy per mailbox, however many recipients lead there
+        }
+        let Some(mailbox) = mailboxes.get_mut(&mailbox_id) else {
+            skipped.push(target.account);
+            continue;
+        };
+        if let std::collections::hash_map::Entry::Vacant(slot) = quotas.entry(target.account) {
+            slot.insert(quota_of(tx, target.account).await?);
+        }
+        if let Some(Some((limit, in_use))) = quotas.get_mut(&target.account) {
+            if *in_use + size > *limit {
+                if !over_quota.contains(&target.account) {
+                    over_quota.push(target.account);
+                }
+                continue;
+            }
+            *in_use += size;
+        }
+        used.insert(mailbox_id);
+        let uid = mailbox.uid_next;
+        mailbox.uid_next = mailbox.uid_next.checked_add(1).ok_or_else(|| corrupt("mailbox", "UID space exhausted"))?;
+        mailbox.highest_modseq += 1;
+        mailbox.total += 1;
+        if !target.flags.contains(Flags::SEEN) {
+            mailbox.unseen += 1;
+        }
+        if target.flags.contains(Flags::DELETED) {
+            mailbox.deleted += 1;
+        }
+        let keywords = mailbox.register_keywords(&target.keywords);
+        mailbox.size += size;
+        entries.push((
+            target.account,
+            MessageEntry {
+                mailbox: mailbox_id,
+                uid,
+                blob: d.hash,
+                size,
+                internal_date: d.envelope.received_at,
+                flags: target.flags,
+                keywords,
+                modseq: mailbox.highest_modseq,
+                email_id: 0,
+                thread_id: 0,
+                delivery_id,
+            },
+        ));
+        copies.push(StoredCopy { account: target.account, mailbox: mailbox_id, uid });
+    }
+    let email_ids = next_ids(tx, "email_ids", entries.len()).await?;
+    for ((account, mut entry), email_id) in entries.into_iter().zip(email_ids) {
+        entry.email_id = email_id;
+        entry.thread_id = thread_for(tx, account, &d.summary, email_id).await?;
+        insert_message(tx, &entry).await?;
+    }
+    let queued = if d.remote.is_empty() {
+        None
+    } else {
+        let queue_id = next_ids(tx, "queue_ids", 1).await?[0];
+        crate::queue::insert_entry(tx, queue_id, d, size).await?;
+        changes.push(StoreChange::Queue);
+        Some(queue_id)
+    };
+    let references = copies.len() as i64 + i64::from(queued.is_some());
+    if references > 0 {
+        store_content(tx, d, prepared, references, !copies.is_empty()).await?;
+    }
+    if !copies.is_empty() {
+        tx.execute(
+            "INSERT INTO envelopes (delivery_id, envelope) VALUES ($1, $2)",
+            &[&id(delivery_id), &rows::to_json(&d.envelope)?],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    for mailbox in mailboxes.values().filter(|m| used.contains(&m.id)) {
+        save_mailbox(tx, mailbox).await?;
+        changes.push(StoreChange::Mailbox { account: mailbox.account, mailbox: mailbox.id });
+    }
+    Ok(DeliveryReceipt { delivery_id, content: d.hash, copies, skipped, over_quota, queued })
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[async_trait]
+impl DirectoryStore for PgStore {
+    async fn domain_list(&self) -> StoreResult<Vec<Domain>> {
+        let client = self.client().await?;
+        let rows = client.query("SELECT record FROM domains ORDER BY name", &[]).await.map_err(pg_error)?;
+        rows.iter().map(|r| rows::json(r, 0, "domain")).collect()
+    }
+
+    async fn domain_get(&self, name: &str) -> StoreResult<Option<Domain>> {
+        let client = self.client().await?;
+        let row = client.query_opt("SELECT record FROM domains WHERE name = $1", &[&name]).await.map_err(pg_error)?;
+        row.map(|r| rows::json(&r, 0, "domain")).transpose()
+    }
+
+    async fn domain_put(&self, domain: Domain) -> StoreResult<()> {
+        let record = rows::to_json(&domain)?;
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                tx.execute(
+                    "INSERT INTO domains (name, record) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET record = excluded.record",
+                    &[&domain.name, &record],
+                )
+                .await
+                .map_err(pg_error)?;
+                changes.push(StoreChange::Directory);
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn domain_remove(&self, name: &str) -> StoreResult<bool> {
+        let name = name.to_string();
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                let n = tx.execute("DELETE FROM domains WHERE name = $1", &[&name]).await.map_err(pg_error)?;
+                if n > 0 {
+                    changes.push(StoreChange::Directory);
+                }
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+
+    async fn account_list(&self) -> StoreResult<Vec<Account>> {
+        let client = self.client().await?;
+        let rows = client.query("SELECT record FROM accounts ORDER BY id", &[]).await.map_err(pg_error)?;
+        rows.iter().map(|r| rows::json(r, 0, "account")).collect()
+    }
+
+    async fn account_get(&self, account: AccountId) -> StoreResult<Option<Account>> {
+        let client = self.client().await?;
+        let row =
+            client.query_opt("SELECT record FROM accounts WHERE id = $1", &[&id(account)]).await.map_err(pg_error)?;
+        row.map(|r| rows::json(&r, 0, "account")).transpose()
+    }
+
+    async fn account_by_address(&self, address: &str) -> StoreResult<Option<Account>> {
+        let client = self.client().await?;
+        let row =
+            client.query_opt("SELECT record FROM accounts WHERE address = $1", &[&address]).await.map_err(pg_error)?;
+        row.map(|r| rows::json(&r, 0, "account")).transpose()
+    }
+
+    async fn account_create(&self, new: NewAccount, mailboxes: Vec<NewMailbox>) -> StoreResult<Account> {
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                let taken = tx
+                    .query_opt("SELECT 1 FROM accounts WHERE address = $1", &[&new.address])
+                    .await
+                    .map_err(pg_error)?;
+                if taken.is_some() {
+                    return Err(StoreError::Exists(format!("account {}", new.address)));
+                }
+                let account = Account {
+                    id: next_ids(tx, "account_ids", 1).await?[0],
+                    address: new.address,
+                    password_hash: new.password_hash,
+                    quota_bytes: new.quota_bytes,
+                    created: now_unix(),
+                    scram: None,
+                };
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO accounts (id, address, record) VALUES ($1, $2, $3)",
+                        &[&id(account.id), &account.address, &rows::to_json(&account)?],
+                    )
+                    .await;
+                match inserted {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(StoreError::Exists(format!("account {}", account.address)));
+                    }
+                    Err(e) => return Err(pg_error(e)),
+                }
+                let mut names = HashSet::new();
+                for m in mailboxes {
+                    if names.insert(m.name.clone()) {
+                        create_mailbox(tx, account.id, m).await?;
+                    }
+                }
+                changes.push(StoreChange::Directory);
+                Ok(account)
+            })
+        })
+        .await
+    }
+
+    async fn account_update(&self, account: Account) -> StoreResult<()> {
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                let stored = tx
+                    .query_opt("SELECT address FROM accounts WHERE id = $1 FOR UPDATE", &[&id(account.id)])
+                    .await
+                    .map_err(pg_error)?
+                    .ok_or_else(|| StoreError::NotFound(format!("account {}", account.id)))?;
+                if stored.get::<_, &str>(0) != account.address {
+                    return Err(corrupt("account update", "the address of an account cannot change"));
+                }
+                tx.execute(
+                    "UPDATE accounts SET record = $2 WHERE id = $1",
+                    &[&id(account.id), &rows::to_json(&account)?],
+                )
+                .await
+                .map_err(pg_error)?;
+                changes.push(StoreChange::Directory);
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn account_remove(&self, account: AccountId) -> StoreResult<bool> {
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                let exists = tx
+                    .query_opt("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&id(account)])
+                    .await
+                    .map_err(pg_error)?;
+                if exists.is_none() {
+                    return Ok(false);
+                }
+                let mut released = BTreeMap::new();
+                for mut mailbox in account_mailboxes_locked(tx, account).await? {
+                    let uids = mailbox_uids(tx, mailbox.id).await?;
+                    remove_messages(tx, &mut mailbox, &uids, &mut released, false).await?;
+                    tx.execute("DELETE FROM expunged WHERE mailbox = $1", &[&id(mailbox.id)])
+                        .await
+                        .map_err(pg_error)?;
+                    tx.execute("DELETE FROM mailboxes WHERE id = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
+                }
+                for table in ["subscriptions", "threads"] {
+                    tx.execute(&format!("DELETE FROM {table} WHERE account = $1"), &[&id(account)])
+                        .await
+                        .map_err(pg_error)?;
+                }
+                release_contents(tx, released).await?;
+                tx.execute("DELETE FROM accounts WHERE id = $1", &[&id(account)]).await.map_err(pg_error)?;
+                changes.push(StoreChange::Account { account });
+                changes.push(StoreChange::Directory);
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn alias_list(&self) -> StoreResult<Vec<Alias>> {
+        let client = self.client().await?;
+        let rows = client.query("SELECT record FROM aliases ORDER BY address", &[]).await.map_err(pg_error)?;
+        rows.iter().map(|r| rows::json(r, 0, "alias")).collect()
+    }
+
+    async fn alias_get(&self, address: &str) -> StoreResult<Option<Alias>> {
+        let client = self.client().await?;
+        let row =
+            client.query_opt("SELECT record FROM aliases WHERE address = $1", &[&address]).await.map_err(pg_error)?;
+        row.map(|r| rows::json(&r, 0, "alias")).transpose()
+    }
+
+    async fn alias_put(&self, alias: Alias) -> StoreResult<()> {
+        let record = rows::to_json(&alias)?;
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                tx.execute(
+                    "INSERT INTO aliases (address, record) VALUES ($1, $2)
+                     ON CONFLICT (address) DO UPDATE SET record = excluded.record",
+                    &[&alias.address, &record],
+                )
+                .await
+                .map_err(pg_error)?;
+                changes.push(StoreChange::Directory);
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn alias_remove(&self, address: &str) -> StoreResult<bool> {
+        let address = address.to_string();
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                let n = tx.execute("DELETE FROM aliases WHERE address = $1", &[&address]).await.map_err(pg_error)?;
+                if n > 0 {
+                    changes.push(StoreChange::Directory);
+                }
+                Ok(n > 0)
+            })
+        })
+        .await
+    }
+}
+
+async fn mailbox_uids(tx: &Tx<'_>, mailbox: MailboxId) -> StoreResult<Vec<u32>> {
+    let rows = tx
+        .query("SELECT uid FROM messages WHERE mailbox = $1 ORDER BY uid", &[&id(mailbox)])
+        .await
+        .map_err(pg_error)?;
+    Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u32).collect())
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern.
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[async_trait]
+impl MailStore for PgStore {
+    async fn mailbox_list(&self, account: AccountId) -> StoreResult<Vec<Mailbox>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account = $1 ORDER BY name");
+        client.query(&sql, &[&id(account)]).await.map_err(pg_error)?.iter().map(rows::mailbox).collect()
+    }
+
+    async fn mailbox_get(&self, mailbox: MailboxId) -> StoreResult<Option<Mailbox>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = $1");
+        client.query_opt(&sql, &[&id(mailbox)]).await.map_err(pg_error)?.as_ref().map(rows::mailbox).transpose()
+    }
+
+    async fn mailbox_by_name(&self, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account = $1 AND name = $2");
+        client.query_opt(&sql, &[&id(account), &name]).await.map_err(pg_error)?.as_ref().map(rows::mailbox).transpose()
+    }
+
+    async fn mailbox_create(&self, account: AccountId, mailbox: NewMailbox) -> StoreResult<Mailbox> {
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                let exists = tx
+                    .query_opt("SELECT 1 FROM accounts WHERE id = $1 FOR SHARE", &[&id(account)])
+                    .await
+                    .map_err(pg_error)?;
+                if exists.is_none() {
+                    return Err(StoreError::NotFound(format!("account {account}")));
+                }
+                if mailbox_named(tx, account, &mailbox.name, false).await?.is_some() {
+                    return Err(StoreError::Exists(format!("mailbox {}", mailbox.name)));
+                }
+                create_parents(tx, account, &mailbox.name).await?;
+                let created = create_mailbox(tx, account, mailbox).await?;
+                changes.push(StoreChange::Account { account });
+                Ok(created)
+            })
+        })
+        .await
+    }
+
+    async fn mailbox_rename(&self, account: AccountId, from: &str, to: &str) -> StoreResult<()> {
+        let (from, to) = (from.to_string(), to.to_string());
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                if mailbox_named(tx, account, &to, false).await?.is_some() {
+                    return Err(StoreError::Exists(format!("mailbox {to}")));
+                }
+                let Some(source) = mailbox_named(tx, account, &from, true).await? else {
+                    return Err(StoreError::NotFound(format!("mailbox {from}")));
+                };
+                create_parents(tx, account, &to).await?;
+                if from == INBOX {
+                    // RFC 9051 §6.3.6: the messages move to a new mailbox; INBOX stays, empty.
+                    let mut inbox = source;
+                    let mut target = create_mailbox(tx, account, NewMailbox::new(&to, None)).await?;
+                    let uids = mailbox_uids(tx, inbox.id).await?;
+                    copy_in(tx, &mut inbox, &mut target, &uids, true, false).await?;
+                    save_mailbox(tx, &inbox).await?;
+                    save_mailbox(tx, &target).await?;
+                    changes.push(StoreChange::Account { account });
+                    changes.push(StoreChange::Mailbox { account, mailbox: inbox.id });
+                    return Ok(());
+                }
+                let renamed = tx
+                    .execute(
+                        "UPDATE mailboxes SET name = $3 || substr(name, char_length($2) + 1)
+                         WHERE account = $1 AND (name = $2 OR starts_with(name, $2 || '/'))",
+                        &[&id(account), &from, &to],
+                    )
+                    .await;
+                match renamed {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(StoreError::Exists(format!("a mailbox below {to}")));
+                    }
+                    Err(e) => return Err(pg_error(e)),
+                }
+                changes.push(StoreChange::Account { account });
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn mailbox_delete(&self, account: AccountId, name: &str) -> StoreResult<()> {
+        let name = name.to_string();
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                if name == INBOX {
+                    return Err(corrupt("mailbox delete", "INBOX cannot be deleted"));
+                }
+                let Some(mut mailbox) = mailbox_named(tx, account, &name, true).await? else {
+                    return Err(StoreError::NotFound(format!("mailbox {name}")));
+                };
+                let children = tx
+                    .query_opt(
+                        "SELECT 1 FROM mailboxes WHERE account = $1 AND starts_with(name, $2 || '/') LIMIT 1",
+                        &[&id(account), &name],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                if children.is_some() {
+                    return Err(StoreError::HasChildren(format!("mailbox {name}")));
+                }
+                let mut released = BTreeMap::new();
+                let uids = mailbox_uids(tx, mailbox.id).await?;
+                remove_messages(tx, &mut mailbox, &uids, &mut released, false).await?;
+                tx.execute("DELETE FROM expunged WHERE mailbox = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
+                release_contents(tx, released).await?;
+                tx.execute("DELETE FROM mailboxes WHERE id = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
+                if mailbox.subscribed {
+                    // The subscription stays (RFC 9051 §6.3.7); LIST shows it \NonExistent.
+                    tx.execute(
+                        "INSERT INTO subscriptions (account, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        &[&id(account), &name],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                }
+                changes.push(StoreChange::Account { account });
+                changes.push(StoreChange::Mailbox { account, mailbox: mailbox.id });
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn mailbox_subscribe(&self, account: AccountId, name: &str, subscribed: bool) -> StoreResult<()> {
+        let name = name.to_string();
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                let updated = tx
+                    .execute(
+                        "UPDATE mailboxes SET subscribed = $3 WHERE account = $1 AND name = $2",
+                        &[&id(account), &name, &subscribed],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                if updated == 0 {
+                    let sql = if subscribed {
+                        "INSERT INTO subscriptions (account, name) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+                    } else {
+                        "DELETE FROM subscriptions WHERE account = $1 AND name = $2"
+                    };
+                    tx.execute(sql, &[&id(account), &name]).await.map_err(pg_error)?;
+                }
+                changes.push(StoreChange::Account { account });
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT name FROM mailboxes WHERE account = $1 AND subscribed
+                 UNION SELECT name FROM subscriptions WHERE account = $1",
+                &[&id(account)],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    async fn mailbox_claim_recent(&self, mailbox: MailboxId) -> StoreResult<std::ops::Range<u32>> {
+        self.write(move |tx, _changes| {
+            Box::pin(async move {
+                let mut m = mailbox_by_id(tx, mailbox, true)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+                let first = m.recent_uid.max(1);
+                if m.recent_uid != m.uid_next {
+                    m.recent_uid = m.uid_next;
+                    tx.execute(
+                        "UPDATE mailboxes SET recent_uid = $2 WHERE id = $1",
+                        &[&id(mailbox), &i64::from(m.recent_uid)],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                }
+                Ok(first..m.uid_next.max(first))
+            })
+        })
+        .await
+    }
+
+    async fn deliver(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt> {
+        let prepared = prepare(&delivery).await?;
+        self.write(move |tx, changes| Box::pin(async move { deliver_in(tx, &delivery, &prepared, changes).await }))
+            .await
+    }
+
+    async fn message_list(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageEntry>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = $1 ORDER BY uid");
+        client.query(&sql, &[&id(mailbox)]).await.map_err(pg_error)?.iter().map(rows::message).collect()
+    }
+
+    async fn message_get(&self, mailbox: MailboxId, uid: u32) -> StoreResult<Option<MessageEntry>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = $1 AND uid = $2");
+        client
+            .query_opt(&sql, &[&id(mailbox), &i64::from(uid)])
+            .await
+            .map_err(pg_error)?
+            .as_ref()
+            .map(rows::message)
+            .transpose()
+    }
+
+    async fn message_count_from(&self, mailbox: MailboxId, uid: u32) -> StoreResult<u32> {
+        let client = self.client().await?;
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM messages WHERE mailbox = $1 AND uid >= $2",
+                &[&id(mailbox), &i64::from(uid)],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        Ok(n as u32)
+    }
+
+    async fn mailbox_changes(&self, mailbox: MailboxId, since_modseq: u64) -> StoreResult<MailboxChanges> {
+        let mut client = self.client().await?;
+        // One snapshot for the three reads.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg_error)?;
+        let since = id(since_modseq);
+        let highest_modseq = mailbox_by_id(&tx, mailbox, false).await?.map(|m| m.highest_modseq).unwrap_or(0);
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = $1 AND modseq > $2 ORDER BY uid");
+        let changed = tx
+            .query(&sql, &[&id(mailbox), &since])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(rows::message)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let expunged = tx
+            .query("SELECT uid FROM expunged WHERE mailbox = $1 AND modseq > $2 ORDER BY uid", &[&id(mailbox), &since])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| r.get::<_, i64>(0) as u32)
+            .collect();
+        tx.commit().await.map_err(pg_error)?;
+        Ok(MailboxChanges { changed, expunged, highest_modseq })
+    }
+
+    async fn expunge(&self, mailbox: MailboxId, uids: Vec<u32>) -> StoreResult<Vec<u32>> {
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                let mut m = mailbox_by_id(tx, mailbox, true)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+                let mut released = BTreeMap::new();
+                let removed = remove_messages(tx, &mut m, &uids, &mut released, true).await?;
+                if removed.is_empty() {
+                    return Ok(removed);
+                }
+                release_contents(tx, released).await?;
+                save_mailbox(tx, &m).await?;
+                changes.push(StoreChange::Mailbox { account: m.account, mailbox });
+                Ok(removed)
+            })
+        })
+        .await
+    }
+
+    async fn set_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: Vec<u32>,
+        mode: FlagMode,
+        flags: Flags,
+        keywords: Vec<String>,
+        unchanged_since: Option<u64>,
+    ) -> StoreResult<FlagUpdate> {
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                let mut m = mailbox_by_id(tx, mailbox, true)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+                let mut result = FlagUpdate::default();
+                let before = m.keywords.len();
+                let mut unique: Vec<String> = Vec::new();
+                for k in keywords {
+                    if !unique.iter().any(|x| x.eq_ignore_ascii_case(&k)) {
+                        unique.push(k);
+                    }
+                }
+                let keywords = m.register_keywords(&unique);
+                result.keywords_refused = keywords.len() < unique.len();
+                let new_modseq = m.highest_modseq + 1;
+                let found = messages_by_uid(tx, mailbox, &uids).await?;
+                // Rows that end with the same flags and keywords are written together.
+                let mut groups: HashMap<(u8, Vec<String>), Vec<i64>> = HashMap::new();
+                for uid in uids {
+                    let Some(mut entry) = found.get(&uid).cloned() else {
+                        result.missing.push(uid);
+                        continue;
+                    };
+                    if let Some(since) = unchanged_since
+                        && entry.modseq > since
+                    {
+                        result.conflicts.push(uid);
+                        continue;
+                    }
+                    let (old_flags, old_keywords) = (entry.flags, entry.keywords.clone());
+                    match mode {
+                        FlagMode::Replace => {
+                            entry.flags = flags;
+                            entry.keywords = keywords.clone();
+                        }
+                        FlagMode::Add => {
+                            entry.flags.insert(flags);
+                            for k in &keywords {
+                                if !entry.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                                    entry.keywords.push(k.clone());
+                                }
+                            }
+                        }
+                        FlagMode::Remove => {
+                            entry.flags.remove(flags);
+                            entry.keywords.retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
+                        }
+                    }
+                    if entry.flags == old_flags && entry.keywords == old_keywords {
+                        continue;
+                    }
+                    for (flag, is_seen) in [(Flags::SEEN, true), (Flags::DELETED, false)] {
+                        let (was, is) = (old_flags.contains(flag), entry.flags.contains(flag));
+                        if was == is {
+                            continue;
+                        }
+                        match (is_seen, is) {
+                            (true, true) => m.unseen = m.unseen.saturating_sub(1),
+                            (true, false) => m.unseen += 1,
+                            (false, true) => m.deleted += 1,
+                            (false, false) => m.deleted = m.deleted.saturating_sub(1),
+                        }
+                    }
+                    entry.modseq = new_modseq;
+                    groups.entry((entry.flags.0, entry.keywords.clone())).or_default().push(i64::from(uid));
+                    result.updated.push(entry);
+                }
+                for ((bits, words), group) in &groups {
+                    tx.execute(
+                        "UPDATE messages SET flags = $3, keywords = $4, modseq = $5
+                         WHERE mailbox = $1 AND uid = ANY($2)",
+                        &[&id(mailbox), group, &i16::from(*bits), words, &id(new_modseq)],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                }
+                if !result.updated.is_empty() || m.keywords.len() != before {
+                    if !result.updated.is_empty() {
+                        m.highest_modseq = new_modseq;
+                    }
+                    save_mailbox(tx, &m).await?;
+                    changes.push(StoreChange::Mailbox { account: m.account, mailbox });
+                }
+                Ok(result)
+            })
+        })
+        .await
+    }
+
+    async fn copy_messages(
+        &self,
+        from: MailboxId,
+        uids: Vec<u32>,
+        to: MailboxId,
+        remove_source: bool,
+    ) -> StoreResult<CopyResult> {
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                // Lock both rows in id order.
+                let (first, second) = (from.min(to), from.max(to));
+                let a = mailbox_by_id(tx, first, true).await?;
+                let b = if first == second { a.clone() } else { mailbox_by_id(tx, second, true).await? };
+                let (source, target) = if first == from { (a, b) } else { (b, a) };
+                let mut source = source.ok_or_else(|| StoreError::NotFound(format!("mailbox {from}")))?;
+                let mut target = target.ok_or_else(|| StoreError::NotFound(format!("mailbox {to}")))?;
+                if source.account != target.account {
+                    return Err(StoreError::NotFound(format!("mailbox {to}")));
+                }
+                // A copy adds to the account's storage; a move within it does not.
+                if !remove_source && let Some((limit, used)) = quota_of(tx, target.account).await? {
+                    let added: u64 = messages_by_uid(tx, from, &uids).await?.values().map(|m| m.size).sum();
+                    if used + added > limit {
+                        return Err(StoreError::OverQuota(format!("account {}", target.account)));
+                    }
+                }
+                let pairs = if from == to {
+                    let mut same = source.clone();
+                    let pairs = copy_in(tx, &mut source, &mut same, &uids, remove_source, true).await?;
+                    target = same;
+                    pairs
+                } else {
+                    copy_in(tx, &mut source, &mut target, &uids, remove_source, false).await?
+                };
+                if pairs.is_empty() {
+                    return Ok(CopyResult { uid_validity: target.uid_validity, pairs });
+                }
+                save_mailbox(tx, &target).await?;
+                if remove_source && from != to {
+                    save_mailbox(tx, &source).await?;
+                    changes.push(StoreChange::Mailbox { account: source.account, mailbox: from });
+                }
+                changes.push(StoreChange::Mailbox { account: target.account, mailbox: to });
+                Ok(CopyResult { uid_validity: target.uid_validity, pairs })
+            })
+        })
+        .await
+    }
+
+    async fn blob_get(&self, hash: BlobHash) -> StoreResult<Option<Vec<u8>>> {
+        let client = self.client().await?;
+        let row =
+            client.query_opt("SELECT data FROM blobs WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn blob_refcount(&self, hash: BlobHash) -> StoreResult<u32> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT refcount FROM contents WHERE hash = $1", &[&&hash.0[..]])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u32).unwrap_or(0))
+    }
+
+    async fn summary_get(&self, hash: BlobHash) -> StoreResult<Option<MessageSummary>> {
+        Ok(self.summary_get_many(vec![hash]).await?.pop().flatten())
+    }
+
+    async fn summary_get_many(&self, hashes: Vec<BlobHash>) -> StoreResult<Vec<Option<MessageSummary>>> {
+        let client = self.client().await?;
+        let keys: Vec<&[u8]> = hashes.iter().map(|h| &h.0[..]).collect();
+        let rows = client
+            .query("SELECT hash, summary FROM contents WHERE hash = ANY($1)", &[&keys])
+            .await
+            .map_err(pg_error)?;
+        let mut stored: HashMap<BlobHash, Option<Vec<u8>>> = HashMap::new();
+        for row in rows {
+            stored.insert(rows::hash_of(row.get::<_, &[u8]>(0))?, row.get(1));
+        }
+        drop(client);
+        let mut out = Vec::with_capacity(hashes.len());
+        for hash in &hashes {
+            let current = match stored.get(hash) {
+                None => {
+                    out.push(None);
+                    continue;
+                }
+                Some(Some(bytes)) => decode_summary(bytes)?,
+                Some(None) => None,
+            };
+            let summary = match current {
+                Some(s) => Some(s),
+                // Missing or of an older version: derived again from the content and stored.
+                None => match self.blob_get(*hash).await? {
+                    None => None,
+                    Some(raw) => {
+                        let summary = tokio::task::spawn_blocking(move || tern_mime::summarize(&raw))
+                            .await
+                            .map_err(|e| StoreError::Task(e.to_string()))?;
+                        let bytes = encode_summary(&summary)?;
+                        if let Ok(client) = self.client().await
+                            && let Err(e) = client
+                                .execute("UPDATE contents SET summary = $2 WHERE hash = $1", &[&&hash.0[..], &bytes])
+                                .await
+                        {
+                            tracing::debug!(error = %crate::error::words(&e), "could not store an upgraded summary");
+                        }
+                        Some(summary)
+                    }
+                },
+            };
+            out.push(summary);
+        }
+        Ok(out)
+    }
+
+    async fn envelope_get(&self, delivery_id: u64) -> StoreResult<Option<DeliveryEnvelope>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT envelope FROM envelopes WHERE delivery_id = $1", &[&id(delivery_id)])
+            .await
+            .map_err(pg_error)?;
+        row.map(|r| rows::json(&r, 0, "envelope")).transpose()
+    }
+
+    async fn text_search(&self, needle: &str, with_header: bool) -> StoreResult<Option<TextMatches>> {
+        let needle = needle.to_lowercase();
+        // Trigram indexes cannot look up fewer than three characters: the caller scans.
+        if needle.chars().count() < 3 {
+            return Ok(None);
+        }
+        let pattern = format!("%{}%", like_escape(&needle));
+        let client = self.client().await?;
+        let sql = if with_header {
+            "SELECT hash FROM content_text WHERE body LIKE $1 OR header LIKE $1"
+        } else {
+            "SELECT hash FROM content_text WHERE body LIKE $1"
+        };
+        let params: [&(dyn ToSql + Sync); 1] = [&pattern];
+        let mut matched = tern_fts::KeySet::default();
+        for row in client.query(sql, &params).await.map_err(pg_error)? {
+            let hash = rows::hash_of(row.get::<_, &[u8]>(0))?;
+            matched.insert(tern_fts::content_key(&hash.0));
+        }
+        let mut unindexed = tern_fts::KeySet::default();
+        for row in client.query("SELECT hash FROM contents WHERE scan_only", &[]).await.map_err(pg_error)? {
+            unindexed.insert(rows::hash_of(row.get::<_, &[u8]>(0))?);
+        }
+        Ok(Some(TextMatches { matched, unindexed: std::sync::Arc::new(unindexed) }))
+    }
+}

@@ -1,0 +1,203 @@
+//! The outbound queue, shared by every node. An entry is claimable when it is due
+//! (`next_attempt <= now`) and its lease has ended (`lease_until <= now`); a claim takes due
+//! entries with `FOR UPDATE SKIP LOCKED`, so concurrent claimers on any node skip each other's
+//! rows instead of waiting, and writes the lease in the same statement. Leases are durable: a
+//! node that dies leaves its entries to the others once the leases end.
+
+use crate::PgStore;
+use crate::error::pg_error;
+use crate::mail::release_contents;
+use crate::rows::{self, id};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use tern_store::*;
+use tokio_postgres::Transaction;
+
+/// Writes a new entry for a delivery's remote recipients.
+pub(crate) async fn insert_entry(tx: &Transaction<'_>, queue_id: QueueId, d: &Delivery, size: u64) -> StoreResult<()> {
+    let recipients = d
+        .remote
+        .iter()
+        .map(|r| QueuedRecipient {
+            address: r.address.clone(),
+            domain: address_domain(&r.address),
+            orcpt: r.orcpt.clone(),
+            notify: r.notify,
+            status: RecipientStatus::Pending,
+            attempts: 0,
+            last_result: None,
+            remote_mta: None,
+            next_attempt: d.envelope.received_at,
+            delay_notified: false,
+        })
+        .collect();
+    let message = QueuedMessage {
+        id: queue_id,
+        blob: d.hash,
+        size,
+        envelope: d.envelope.clone(),
+        created: d.envelope.received_at,
+    };
+    let entry = QueueEntry { message, recipients };
+    tx.execute(
+        "INSERT INTO queue (id, entry, next_attempt, created) VALUES ($1, $2, $3, $4)",
+        &[&id(queue_id), &rows::to_json(&entry)?, &d.envelope.received_at, &d.envelope.received_at],
+    )
+    .await
+    .map_err(pg_error)?;
+    Ok(())
+}
+
+/// Writes `entry` back (ending its lease with `end_lease`: its holder reported), or removes it
+/// and releases its content when every recipient is final. Returns whether it is still queued.
+async fn store_entry(tx: &Transaction<'_>, entry: &QueueEntry, end_lease: bool) -> StoreResult<bool> {
+    let queue_id = id(entry.message.id);
+    match entry.next_attempt() {
+        Some(at) => {
+            tx.execute(
+                "UPDATE queue SET entry = $2, next_attempt = $3,
+                        lease_until = CASE WHEN $4 THEN 0 ELSE lease_until END
+                 WHERE id = $1",
+                &[&queue_id, &rows::to_json(entry)?, &at, &end_lease],
+            )
+            .await
+            .map_err(pg_error)?;
+            Ok(true)
+        }
+        None => {
+            tx.execute("DELETE FROM queue WHERE id = $1", &[&queue_id]).await.map_err(pg_error)?;
+            release_contents(tx, BTreeMap::from([(entry.message.blob, 1)])).await?;
+            Ok(false)
+        }
+    }
+}
+
+async fn entry_locked(tx: &Transaction<'_>, queue_id: QueueId) -> StoreResult<Option<QueueEntry>> {
+    tx.query_opt("SELECT entry FROM queue WHERE id = $1 FOR UPDATE", &[&id(queue_id)])
+        .await
+        .map_err(pg_error)?
+        .map(|r| rows::json(&r, 0, "queue entry"))
+        .transpose()
+}
+
+#[async_trait]
+impl QueueStore for PgStore {
+    async fn queue_claim(&self, now: i64, limit: usize, lease_seconds: i64) -> StoreResult<Vec<QueueEntry>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "UPDATE queue SET lease_until = $2 WHERE id IN (
+                     SELECT id FROM queue WHERE next_attempt <= $1 AND lease_until <= $1
+                     ORDER BY next_attempt, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 RETURNING entry, next_attempt, id",
+                &[&now, &now.saturating_add(lease_seconds), &(limit as i64)],
+            )
+            .await
+            .map_err(pg_error)?;
+        let mut claimed: Vec<(i64, i64, QueueEntry)> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            claimed.push((row.get(1), row.get(2), rows::json(row, 0, "queue entry")?));
+        }
+        claimed.sort_by_key(|(at, queue_id, _)| (*at, *queue_id));
+        Ok(claimed.into_iter().map(|(_, _, e)| e).collect())
+    }
+
+    async fn queue_update(
+        &self,
+        queue_id: QueueId,
+        updates: Vec<(usize, QueuedRecipient)>,
+    ) -> StoreResult<Option<QueueEntry>> {
+        self.write(move |tx, _changes| {
+            Box::pin(async move {
+                let Some(mut entry) = entry_locked(tx, queue_id).await? else { return Ok(None) };
+                for (index, recipient) in updates {
+                    match entry.recipients.get_mut(index) {
+                        Some(slot) => *slot = recipient,
+                        None => {
+                            return Err(StoreError::NotFound(format!("recipient {index} of queue entry {queue_id}")));
+                        }
+                    }
+                }
+                Ok(store_entry(tx, &entry, true).await?.then_some(entry))
+            })
+        })
+        .await
+    }
+
+    async fn queue_get(&self, queue_id: QueueId) -> StoreResult<Option<QueueEntry>> {
+        let client = self.client().await?;
+        client
+            .query_opt("SELECT entry FROM queue WHERE id = $1", &[&id(queue_id)])
+            .await
+            .map_err(pg_error)?
+            .map(|r| rows::json(&r, 0, "queue entry"))
+            .transpose()
+    }
+
+    async fn queue_list(&self) -> StoreResult<Vec<QueueEntry>> {
+        let client = self.client().await?;
+        let rows = client.query("SELECT entry FROM queue ORDER BY id", &[]).await.map_err(pg_error)?;
+        rows.iter().map(|r| rows::json(r, 0, "queue entry")).collect()
+    }
+
+    async fn queue_stats(&self) -> StoreResult<QueueStats> {
+        let client = self.client().await?;
+        let row = client.query_one("SELECT count(*), min(created) FROM queue", &[]).await.map_err(pg_error)?;
+        Ok(QueueStats { messages: row.get::<_, i64>(0) as usize, oldest: row.get(1) })
+    }
+
+    async fn queue_next_due(&self) -> StoreResult<Option<i64>> {
+        // A leased entry becomes claimable when its lease ends (its holder may be gone).
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT min(greatest(next_attempt, lease_until)) FROM queue", &[])
+            .await
+            .map_err(pg_error)?;
+        Ok(row.get(0))
+    }
+
+    async fn queue_retry(&self, queue_id: Option<QueueId>, now: i64) -> StoreResult<usize> {
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                let rows = match queue_id {
+                    Some(q) => tx
+                        .query("SELECT entry FROM queue WHERE id = $1 FOR UPDATE", &[&id(q)])
+                        .await
+                        .map_err(pg_error)?,
+                    None => tx.query("SELECT entry FROM queue ORDER BY id FOR UPDATE", &[]).await.map_err(pg_error)?,
+                };
+                let mut n = 0;
+                for row in &rows {
+                    let old: QueueEntry = rows::json(row, 0, "queue entry")?;
+                    let mut entry = old.clone();
+                    for r in entry.recipients.iter_mut().filter(|r| !r.is_final()) {
+                        r.next_attempt = r.next_attempt.min(now);
+                    }
+                    if entry != old {
+                        store_entry(tx, &entry, false).await?;
+                    }
+                    if entry.next_attempt().is_some() {
+                        n += 1;
+                    }
+                }
+                if n > 0 {
+                    changes.push(StoreChange::Queue);
+                }
+                Ok(n)
+            })
+        })
+        .await
+    }
+
+    async fn queue_remove(&self, queue_id: QueueId) -> StoreResult<bool> {
+        self.write(move |tx, _changes| {
+            Box::pin(async move {
+                let Some(entry) = entry_locked(tx, queue_id).await? else { return Ok(false) };
+                tx.execute("DELETE FROM queue WHERE id = $1", &[&id(queue_id)]).await.map_err(pg_error)?;
+                release_contents(tx, BTreeMap::from([(entry.message.blob, 1)])).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+}

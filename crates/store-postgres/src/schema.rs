@@ -1,0 +1,157 @@
+//! The database schema, created and migrated by Tern itself.
+//!
+//! `MIGRATIONS[i]` takes a database from schema version `i` to `i + 1`; version 0 is an empty
+//! database. Each runs in one transaction under an advisory lock, so nodes starting together
+//! migrate once, and a failed migration leaves the previous version whole. A database of a
+//! newer version than this Tern knows is refused (an older node must not write a format it
+//! does not understand).
+
+use crate::error::pg_error;
+use tern_store::{StoreError, StoreResult};
+
+/// Version this Tern writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Key of the advisory lock held while migrating ("tern" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7465_726e;
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: everything the Store trait keeps.
+    r#"
+    CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    CREATE TABLE tern_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL);
+    -- Identifiers handed out across every node.
+    CREATE SEQUENCE account_ids;
+    CREATE SEQUENCE mailbox_ids;
+    CREATE SEQUENCE email_ids;
+    CREATE SEQUENCE delivery_ids;
+    CREATE SEQUENCE queue_ids;
+    CREATE SEQUENCE quarantine_ids;
+    -- UIDVALIDITY: strictly increasing over all mailboxes ever made, from the clock.
+    INSERT INTO tern_meta VALUES ('uidvalidity', 0);
+
+    CREATE TABLE domains (name TEXT PRIMARY KEY, record JSONB NOT NULL);
+    CREATE TABLE accounts (id BIGINT PRIMARY KEY, address TEXT NOT NULL UNIQUE, record JSONB NOT NULL);
+    CREATE TABLE aliases (address TEXT PRIMARY KEY, record JSONB NOT NULL);
+
+    CREATE TABLE mailboxes (
+        id BIGINT PRIMARY KEY,
+        account BIGINT NOT NULL,
+        name TEXT NOT NULL,
+        special_use TEXT,
+        subscribed BOOLEAN NOT NULL,
+        uid_validity BIGINT NOT NULL,
+        uid_next BIGINT NOT NULL,
+        highest_modseq BIGINT NOT NULL,
+        total BIGINT NOT NULL,
+        unseen BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        deleted BIGINT NOT NULL,
+        recent_uid BIGINT NOT NULL,
+        keywords TEXT[] NOT NULL,
+        UNIQUE (account, name)
+    );
+    -- Subscribed names without a mailbox (RFC 9051 §6.3.7).
+    CREATE TABLE subscriptions (account BIGINT NOT NULL, name TEXT NOT NULL, PRIMARY KEY (account, name));
+
+    -- Message contents, once per content, with how many copies and queue entries use them.
+    CREATE TABLE contents (
+        hash BYTEA PRIMARY KEY,
+        refcount BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        summary BYTEA,
+        -- The text is too large to index: searches scan it.
+        scan_only BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE INDEX contents_scan_only ON contents (hash) WHERE scan_only;
+    CREATE TABLE blobs (hash BYTEA PRIMARY KEY, data BYTEA NOT NULL);
+    -- Decoded, lower-cased text for SEARCH BODY/TEXT (exact substrings through trigrams).
+    CREATE TABLE content_text (hash BYTEA PRIMARY KEY, header TEXT NOT NULL, body TEXT NOT NULL);
+    CREATE INDEX content_text_header ON content_text USING gin (header gin_trgm_ops);
+    CREATE INDEX content_text_body ON content_text USING gin (body gin_trgm_ops);
+
+    CREATE TABLE messages (
+        mailbox BIGINT NOT NULL,
+        uid BIGINT NOT NULL,
+        blob BYTEA NOT NULL,
+        size BIGINT NOT NULL,
+        internal_date BIGINT NOT NULL,
+        flags SMALLINT NOT NULL,
+        keywords TEXT[] NOT NULL,
+        modseq BIGINT NOT NULL,
+        email_id BIGINT NOT NULL,
+        thread_id BIGINT NOT NULL,
+        delivery_id BIGINT NOT NULL,
+        PRIMARY KEY (mailbox, uid)
+    );
+    CREATE INDEX messages_modseq ON messages (mailbox, modseq);
+    CREATE TABLE expunged (mailbox BIGINT NOT NULL, modseq BIGINT NOT NULL, uid BIGINT NOT NULL);
+    CREATE INDEX expunged_mailbox ON expunged (mailbox, modseq);
+    CREATE TABLE threads (account BIGINT NOT NULL, message_id TEXT NOT NULL, thread BIGINT NOT NULL,
+                          PRIMARY KEY (account, message_id));
+    CREATE TABLE envelopes (delivery_id BIGINT PRIMARY KEY, envelope JSONB NOT NULL);
+
+    -- The outbound queue, shared by every node: an entry is due at next_attempt and leased
+    -- to one node until lease_until (durable, so a dead node's leases end by themselves).
+    CREATE TABLE queue (
+        id BIGINT PRIMARY KEY,
+        entry JSONB NOT NULL,
+        next_attempt BIGINT NOT NULL,
+        lease_until BIGINT NOT NULL DEFAULT 0,
+        created BIGINT NOT NULL
+    );
+    CREATE INDEX queue_due ON queue (next_attempt);
+
+    CREATE TABLE quarantine (id BIGINT PRIMARY KEY, entry JSONB NOT NULL, raw BYTEA NOT NULL,
+                             expires_at BIGINT NOT NULL);
+    -- Spam models; owner 0 is the global model, otherwise an account id.
+    CREATE TABLE spam_totals (owner BIGINT PRIMARY KEY, spam BIGINT NOT NULL, ham BIGINT NOT NULL);
+    CREATE TABLE spam_features (owner BIGINT NOT NULL, feature BIGINT NOT NULL, spam BIGINT NOT NULL,
+                                ham BIGINT NOT NULL, PRIMARY KEY (owner, feature));
+    CREATE TABLE spam_lessons (owner BIGINT NOT NULL, message BYTEA NOT NULL, spam BOOLEAN NOT NULL,
+                               PRIMARY KEY (owner, message));
+    "#,
+];
+
+/// Brings the database to [`SCHEMA_VERSION`]; returns the version it found.
+pub async fn migrate(client: &mut tokio_postgres::Client) -> StoreResult<i64> {
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(pg_error)?;
+    let encoding: String = tx.query_one("SHOW server_encoding", &[]).await.map_err(pg_error)?.get(0);
+    if !encoding.eq_ignore_ascii_case("UTF8") {
+        return Err(StoreError::Backend(format!(
+            "the database's encoding is {encoding}; Tern needs UTF8 (CREATE DATABASE ... ENCODING 'UTF8')"
+        )));
+    }
+    let has_meta: bool =
+        tx.query_one("SELECT to_regclass('tern_meta') IS NOT NULL", &[]).await.map_err(pg_error)?.get(0);
+    let found: i64 = if has_meta {
+        tx.query_opt("SELECT value FROM tern_meta WHERE key = 'schema_version'", &[])
+            .await
+            .map_err(pg_error)?
+            .map(|r| r.get(0))
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::Format { found: found as u32, supported: SCHEMA_VERSION as u32 });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(sql).await.map_err(|e| {
+            StoreError::Backend(format!("schema migration to version {}: {}", i + 1, crate::error::words(&e)))
+        })?;
+        tx.execute(
+            "INSERT INTO tern_meta VALUES ('schema_version', $1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            &[&(i as i64 + 1)],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    tx.commit().await.map_err(pg_error)?;
+    if found < SCHEMA_VERSION {
+        tracing::info!(from = found, to = SCHEMA_VERSION, "database schema migrated");
+    }
+    Ok(found)
+}

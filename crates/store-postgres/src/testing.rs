@@ -1,0 +1,171 @@
+//! A private PostgreSQL server for tests: Debian's `initdb` and `pg_ctl` in a temporary
+//! directory, reachable only through a unix socket in that directory, started once per test
+//! process and stopped when the process ends (a watcher waits for it). Each caller gets a
+//! database of its own.
+//!
+//! PostgreSQL refuses to run as root; as root the server runs as the `postgres` user the
+//! Debian package creates.
+
+use crate::PgOptions;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub struct TestServer {
+    /// Directory of the server's socket.
+    pub socket_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub bin_dir: PathBuf,
+    pub port: u16,
+    /// The user the server runs as when the tests run as root.
+    run_as: Option<String>,
+}
+
+static SERVER: OnceLock<Result<TestServer, String>> = OnceLock::new();
+static DATABASES: AtomicUsize = AtomicUsize::new(0);
+
+/// The PostgreSQL binaries: the newest `/usr/lib/postgresql/N/bin`, else whatever `pg_ctl` is
+/// on the PATH.
+pub fn bin_dir() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, p): &(u32, PathBuf)| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, p)| p)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+impl TestServer {
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin_dir.join(program);
+        match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.arg("-u").arg(user).arg("--").arg(path);
+                c
+            }
+            None => Command::new(path),
+        }
+    }
+
+    fn start() -> Result<TestServer, String> {
+        let bin_dir = bin_dir().ok_or("PostgreSQL is not installed (Debian package postgresql)")?;
+        let root = tempfile::Builder::new()
+            .prefix("tern-pg-")
+            .tempdir()
+            .map_err(|e| format!("temporary directory: {e}"))?
+            .keep();
+        let run_as = is_root().then(|| "postgres".to_string());
+        if let Some(user) = &run_as {
+            let status = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{user}:"))
+                .arg(&root)
+                .status()
+                .map_err(|e| format!("chown: {e}"))?;
+            if !status.success() {
+                return Err(format!("chown {user} {}: {status}", root.display()));
+            }
+        }
+        let server = TestServer { socket_dir: root.clone(), data_dir: root.join("data"), bin_dir, port: 5432, run_as };
+        let out = server
+            .command("initdb")
+            .args(["-A", "trust", "-U", "tern", "-E", "UTF8", "--locale=C", "--no-sync", "-D"])
+            .arg(&server.data_dir)
+            .output()
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let options = format!(
+            "-c listen_addresses='' -k {} -p {} -c max_connections=300 -c shared_buffers=32MB -c fsync=on",
+            server.socket_dir.display(),
+            server.port
+        );
+        let out = server
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&server.data_dir)
+            .arg("-o")
+            .arg(options)
+            .arg("-l")
+            .arg(root.join("log"))
+            .args(["-w", "start"])
+            .output()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if !out.status.success() {
+            let log = std::fs::read_to_string(root.join("log")).unwrap_or_default();
+            return Err(format!("pg_ctl start failed: {}{log}", String::from_utf8_lossy(&out.stderr)));
+        }
+        server.watch_parent(&root);
+        Ok(server)
+    }
+
+    /// Stops the server and removes its directory once this process is gone.
+    fn watch_parent(&self, root: &Path) {
+        let stop = match &self.run_as {
+            Some(user) => format!("runuser -u {user} -- {}", self.bin_dir.join("pg_ctl").display()),
+            None => self.bin_dir.join("pg_ctl").display().to_string(),
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop} -D {data} -m immediate stop >/dev/null 2>&1; rm -rf {root}",
+            pid = std::process::id(),
+            data = self.data_dir.display(),
+            root = root.display(),
+        );
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
+
+    /// Connection string of one database on this server.
+    pub fn url(&self, database: &str) -> String {
+        format!("host={} port={} user=tern dbname={database}", self.socket_dir.display(), self.port)
+    }
+
+    /// Stops the server (for tests of an unavailable database); `start_again` brings it back.
+    pub fn stop(&self) -> Result<(), String> {
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .args(["-m", "fast", "-w", "stop"])
+            .output()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+    }
+}
+
+/// The shared test server, started on first use.
+pub fn server() -> Result<&'static TestServer, String> {
+    SERVER.get_or_init(TestServer::start).as_ref().map_err(|e| e.clone())
+}
+
+/// A new, empty database on the test server.
+pub async fn database() -> Result<PgOptions, String> {
+    let server = server()?;
+    let name = format!("t{}_{}", std::process::id(), DATABASES.fetch_add(1, Ordering::SeqCst));
+    let (client, connection) = tokio_postgres::connect(&server.url("postgres"), tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("connect to the test server: {e}"))?;
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(&format!("CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0"))
+        .await
+        .map_err(|e| format!("create database: {e}"))?;
+    drop(client);
+    let _ = driver.await;
+    Ok(PgOptions { url: server.url(&name), pool_size: 8, ca_file: None })
+}
