@@ -284,17 +284,35 @@ impl Default for Directory {
     }
 }
 
-/// Embedded store tuning.
+/// Where Tern keeps its state: the embedded store in the data directory (default), or
+/// PostgreSQL (cluster mode: every node of a cluster on one database).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Store {
-    /// Block cache size in MiB.
+    pub backend: StoreBackend,
+    /// Embedded store: block cache size in MiB.
     pub cache_mb: u64,
+    /// PostgreSQL: `postgres://user:pass@host:port/db` or the key/value form
+    /// (`host=/run/postgresql dbname=tern user=tern`); add `sslmode=require` for TLS.
+    pub url: Option<String>,
+    /// PostgreSQL: connections this node keeps open at most.
+    pub pool_size: usize,
+    /// PostgreSQL: PEM file of the CA that signed the database's certificate (besides the
+    /// public roots).
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    #[default]
+    Embedded,
+    Postgres,
 }
 
 impl Default for Store {
     fn default() -> Self {
-        Store { cache_mb: 64 }
+        Store { backend: StoreBackend::Embedded, cache_mb: 64, url: None, pool_size: 16, ca_file: None }
     }
 }
 
@@ -1055,6 +1073,16 @@ impl Config {
         }
         if self.store.cache_mb == 0 {
             return Err(invalid("store.cache_mb", "must be at least 1"));
+        }
+        if self.store.backend == StoreBackend::Postgres {
+            match &self.store.url {
+                None => return Err(invalid("store.url", "is needed with backend = \"postgres\"")),
+                Some(url) if url.trim().is_empty() => return Err(invalid("store.url", "is empty")),
+                Some(_) => {}
+            }
+            if self.store.pool_size < 2 {
+                return Err(invalid("store.pool_size", "must be at least 2"));
+            }
         }
         for n in &self.dns.nameservers {
             parse_nameserver(n).map_err(|m| invalid("dns.nameservers", format!("{n:?}: {m}")))?;

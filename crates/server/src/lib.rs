@@ -38,11 +38,33 @@ pub fn store_path(data_dir: &Path) -> PathBuf {
     data_dir.join("store")
 }
 
-/// Opens the embedded store of a data directory (blocking); `full_text` runs the indexer.
-pub fn open_store(config: &Config, full_text: bool) -> anyhow::Result<EmbeddedStore> {
-    let path = store_path(&config.data_dir);
-    EmbeddedStore::open_with(&path, config.store.cache_mb, full_text)
-        .with_context(|| format!("cannot open the store in {}", path.display()))
+/// Opens the configured store: the embedded one of the data directory (`full_text` runs its
+/// indexer), or the PostgreSQL database of a cluster.
+pub async fn open_store(config: &Config, full_text: bool) -> anyhow::Result<Arc<dyn Store>> {
+    match config.store.backend {
+        tern_config::StoreBackend::Embedded => {
+            let path = store_path(&config.data_dir);
+            let cache_mb = config.store.cache_mb;
+            let opened = tokio::task::spawn_blocking({
+                let path = path.clone();
+                move || EmbeddedStore::open_with(&path, cache_mb, full_text)
+            })
+            .await?
+            .with_context(|| format!("cannot open the store in {}", path.display()))?;
+            Ok(Arc::new(opened))
+        }
+        tern_config::StoreBackend::Postgres => {
+            let options = tern_store_postgres::PgOptions {
+                url: config.store.url.clone().unwrap_or_default(),
+                pool_size: config.store.pool_size,
+                ca_file: config.store.ca_file.clone(),
+            };
+            let opened = tern_store_postgres::PgStore::open(&options)
+                .await
+                .context("cannot open the PostgreSQL store (config section [store])")?;
+            Ok(Arc::new(opened))
+        }
+    }
 }
 
 fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
@@ -192,8 +214,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         privilege::drop_to(account)?;
     }
 
-    let store_config = config.clone();
-    let store: Arc<dyn Store> = Arc::new(tokio::task::spawn_blocking(move || open_store(&store_config, true)).await??);
+    let store = open_store(&config, true).await?;
     let directory = Directory::with_login_cache(
         Arc::clone(&store),
         config.plus_separator(),

@@ -764,7 +764,10 @@ impl Admin {
         }
         // A command run with the wrong (or no) configuration must not quietly make an empty
         // store the server never sees: only `serve` and `setup` make one.
-        if !create && !tern_server::store_path(&config.data_dir).exists() {
+        if !create
+            && config.store.backend == tern_config::StoreBackend::Embedded
+            && !tern_server::store_path(&config.data_dir).exists()
+        {
             anyhow::bail!(
                 "no server answers at {} and there is no Tern data in {} (from {}). Run `tern setup` \
                  to make it, or name the server's configuration with --config FILE or $TERN_CONFIG \
@@ -774,9 +777,7 @@ impl Admin {
                 DATA_SOURCE.get().map(String::as_str).unwrap_or("the configuration"),
             );
         }
-        let store_config = config.clone();
-        let store = tokio::task::spawn_blocking(move || tern_server::open_store(&store_config, false)).await??;
-        let store: Arc<dyn tern_store::Store> = Arc::new(store);
+        let store = tern_server::open_store(config, false).await?;
         let directory = tern_directory::Directory::new(Arc::clone(&store), config.plus_separator());
         let spam =
             Arc::new(tern_pipeline::spam::SpamFilter::new(Arc::clone(&store), tern_server::spam_settings(config)));

@@ -501,6 +501,11 @@ impl Session {
         let result = Box::pin(self.execute(&tag, command)).await;
         let done = match result {
             Ok(done) => done,
+            // RFC 5530: the store (a database in cluster mode) cannot be reached for now.
+            Err(e @ tern_store::StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %e, "command failed: store unavailable");
+                Done::no("Mail store unavailable, try again").code("UNAVAILABLE")
+            }
             Err(e) => {
                 tracing::error!(error = %e, "command failed");
                 Done::no("Temporary server failure, try again").code("SERVERBUG")
