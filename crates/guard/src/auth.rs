@@ -3,6 +3,7 @@
 //! so guessing over IMAP also locks out POP3 and submission.
 
 use crate::clock::Clock;
+use crate::shared::{GuardEvent, Outbox, Sharing};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,8 @@ pub struct AuthGuard {
     exempt: Vec<Cidr>,
     records: Mutex<HashMap<IpAddr, Record>>,
     clock: Arc<dyn Clock>,
+    /// The other nodes of a cluster, told of every failure and ban.
+    sharing: Sharing,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +47,7 @@ impl AuthGuard {
     }
 
     pub fn with_clock(max_failures: u32, ban: Duration, exempt: Vec<Cidr>, clock: Arc<dyn Clock>) -> AuthGuard {
-        AuthGuard { max_failures, ban, exempt, records: Mutex::new(HashMap::new()), clock }
+        AuthGuard { max_failures, ban, exempt, records: Mutex::new(HashMap::new()), clock, sharing: Sharing::default() }
     }
 
     pub fn from_config(config: &tern_config::Config) -> AuthGuard {
@@ -79,6 +82,12 @@ impl AuthGuard {
     /// Records a failed login; returns how long to wait before answering it.
     pub fn failed(&self, ip: IpAddr, service: &'static str) -> Duration {
         metrics::counter!("tern_auth_failures_total", "service" => service).increment(1);
+        self.sharing.send(|| GuardEvent::LoginFailed { ip });
+        self.count_failure(ip, service)
+    }
+
+    /// Counts a failure (here, or on another node of the cluster), banning at the threshold.
+    fn count_failure(&self, ip: IpAddr, service: &'static str) -> Duration {
         let now = self.clock.now();
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         if records.len() >= MAX_TRACKED {
@@ -107,13 +116,50 @@ impl AuthGuard {
         if self.exempt(ip) {
             return;
         }
+        if self.ban_for(ip, self.ban, reason) {
+            self.sharing.send(|| GuardEvent::Banned { ip, seconds: self.ban.as_secs() });
+        }
+    }
+
+    /// Bans `ip` for `length` unless it is banned already; returns whether it was not.
+    fn ban_for(&self, ip: IpAddr, length: Duration, reason: &'static str) -> bool {
         let now = self.clock.now();
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         let r = records.entry(ip).or_insert(Record { failures: 0, first: now, banned_until: None });
         if r.banned_until.is_none_or(|u| u <= now) {
-            r.banned_until = Some(now + self.ban);
+            r.banned_until = Some(now + length);
             metrics::counter!("tern_auth_bans_total", "service" => reason).increment(1);
-            tracing::warn!(client = %ip, reason, ban_seconds = self.ban.as_secs(), "address banned");
+            tracing::warn!(client = %ip, reason, ban_seconds = length.as_secs(), "address banned");
+            return true;
+        }
+        false
+    }
+
+    /// Tells the other nodes of a cluster of every failure and ban from now on.
+    pub fn share(&self, outbox: Outbox) {
+        self.sharing.set(outbox);
+    }
+
+    /// Takes in what another node counted; returns whether the event was the guard's.
+    pub fn apply(&self, event: &GuardEvent) -> bool {
+        match event {
+            GuardEvent::LoginFailed { ip } => {
+                if !self.exempt(*ip) {
+                    self.count_failure(*ip, "cluster");
+                }
+                true
+            }
+            GuardEvent::Banned { ip, seconds } => {
+                if !self.exempt(*ip) {
+                    self.ban_for(
+                        *ip,
+                        Duration::from_secs(*seconds).min(self.ban.max(Duration::from_secs(1))),
+                        "cluster",
+                    );
+                }
+                true
+            }
+            _ => false,
         }
     }
 

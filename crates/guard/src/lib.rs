@@ -12,6 +12,7 @@ pub mod limits;
 pub mod memory;
 pub mod proxy;
 pub mod rate;
+pub mod shared;
 
 pub use accept::{Admitted, Gate, NoScreen, Protocol, Refusals, Screen, Ticket, accept_until_shutdown, admit};
 pub use auth::{AuthGuard, AuthVerdict};
@@ -21,3 +22,4 @@ pub use deadline::{Deadlines, Expired};
 pub use limits::{ConnectionLimits, ConnectionSlot, LimitExceeded};
 pub use memory::{Incoming, IncomingError, MessageMemory, Reservation};
 pub use rate::{Greylist, RateLimiter, greylist_network};
+pub use shared::{GuardEvent, Outbox};

@@ -1,9 +1,11 @@
 //! Event rates per key (client address, sender domain) in fixed windows, and the greylist.
 
 use crate::clock::Clock;
+use crate::shared::{GuardEvent, Outbox};
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Keys tracked at most; beyond, stale windows are dropped, then everything.
@@ -14,15 +16,17 @@ pub struct RateLimiter<K> {
     window: Duration,
     counts: Mutex<HashMap<K, (Instant, u32)>>,
     clock: Arc<dyn Clock>,
+    /// In a cluster: this limiter's name and where its hits are told to the other nodes.
+    sharing: OnceLock<(String, Outbox)>,
 }
 
-impl<K: Hash + Eq + Clone> RateLimiter<K> {
+impl<K: Hash + Eq + Clone + Display> RateLimiter<K> {
     pub fn new(window: Duration) -> RateLimiter<K> {
         RateLimiter::with_clock(window, crate::clock::system())
     }
 
     pub fn with_clock(window: Duration, clock: Arc<dyn Clock>) -> RateLimiter<K> {
-        RateLimiter { window, counts: Mutex::new(HashMap::new()), clock }
+        RateLimiter { window, counts: Mutex::new(HashMap::new()), clock, sharing: OnceLock::new() }
     }
 
     /// Counts one event for `key`; false when it is over `limit` in the current window
@@ -36,6 +40,23 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 
     /// Counts one event and returns the count in the current window.
     pub fn hit(&self, key: &K) -> u32 {
+        if let Some((limiter, outbox)) = self.sharing.get() {
+            outbox(GuardEvent::Hits { limiter: limiter.clone(), key: key.to_string(), count: 1 });
+        }
+        self.add(key, 1)
+    }
+
+    /// Tells the other nodes of a cluster of every hit, as limiter `name`.
+    pub fn share(&self, name: &str, outbox: Outbox) {
+        let _ = self.sharing.set((name.to_string(), outbox));
+    }
+
+    /// Counts events another node saw.
+    pub fn apply(&self, key: &K, count: u32) {
+        self.add(key, count);
+    }
+
+    fn add(&self, key: &K, n: u32) -> u32 {
         let now = self.clock.now();
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if counts.len() >= MAX_KEYS && !counts.contains_key(key) {
@@ -48,7 +69,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         if now.duration_since(entry.0) >= self.window {
             *entry = (now, 0);
         }
-        entry.1 = entry.1.saturating_add(1);
+        entry.1 = entry.1.saturating_add(n);
         entry.1
     }
 }
@@ -62,6 +83,8 @@ pub struct Greylist {
     keep: Duration,
     triplets: Mutex<HashMap<(String, String, String), Triplet>>,
     clock: Arc<dyn Clock>,
+    /// In a cluster: where new and passed triplets are told to the other nodes.
+    sharing: OnceLock<Outbox>,
 }
 
 struct Triplet {
@@ -82,6 +105,7 @@ impl Greylist {
             keep: Duration::from_secs(35 * 86400),
             triplets: Mutex::new(HashMap::new()),
             clock,
+            sharing: OnceLock::new(),
         }
     }
 
@@ -96,25 +120,61 @@ impl Greylist {
                 None => now.duration_since(t.first) < self.expiry,
             });
         }
-        match triplets.get_mut(&key) {
+        let (pass, news) = match triplets.get_mut(&key) {
             Some(t) if t.allowed_until.is_some_and(|u| u > now) => {
                 t.allowed_until = Some(now + self.keep);
-                true
+                (true, None)
             }
             Some(t) if now.duration_since(t.first) >= self.delay && now.duration_since(t.first) < self.expiry => {
                 t.allowed_until = Some(now + self.keep);
-                true
+                (true, Some(true))
             }
             Some(t) if now.duration_since(t.first) >= self.expiry => {
                 *t = Triplet { first: now, allowed_until: None };
-                false
+                (false, Some(false))
             }
-            Some(_) => false,
+            Some(_) => (false, None),
             None => {
-                triplets.insert(key, Triplet { first: now, allowed_until: None });
-                false
+                triplets.insert(key.clone(), Triplet { first: now, allowed_until: None });
+                (false, Some(false))
             }
+        };
+        drop(triplets);
+        if let (Some(passed), Some(outbox)) = (news, self.sharing.get()) {
+            let (network, sender, recipient) = key;
+            outbox(if passed {
+                GuardEvent::GreylistPassed { network, sender, recipient }
+            } else {
+                GuardEvent::GreylistSeen { network, sender, recipient }
+            });
         }
+        pass
+    }
+
+    /// Tells the other nodes of a cluster of new and passed triplets.
+    pub fn share(&self, outbox: Outbox) {
+        let _ = self.sharing.set(outbox);
+    }
+
+    /// Takes in a triplet another node saw first or let pass; returns whether the event was
+    /// the greylist's.
+    pub fn apply(&self, event: &GuardEvent) -> bool {
+        let now = self.clock.now();
+        let (key, passed) = match event {
+            GuardEvent::GreylistSeen { network, sender, recipient } => {
+                ((network.clone(), sender.clone(), recipient.clone()), false)
+            }
+            GuardEvent::GreylistPassed { network, sender, recipient } => {
+                ((network.clone(), sender.clone(), recipient.clone()), true)
+            }
+            _ => return false,
+        };
+        let mut triplets = self.triplets.lock().unwrap_or_else(|p| p.into_inner());
+        let t = triplets.entry(key).or_insert(Triplet { first: now, allowed_until: None });
+        if passed {
+            t.allowed_until = Some(now + self.keep);
+        }
+        true
     }
 }
 
@@ -173,5 +233,55 @@ mod tests {
         clock.advance(Duration::from_secs(2 * 86400));
         assert!(!g.check("198.51.100.0/24", "c@x", "d@y"), "too late: a new first attempt");
         assert_eq!(greylist_network("192.0.2.77".parse().unwrap()), "192.0.2.0/24");
+    }
+
+    /// Two nodes of a cluster: what one counts, the other applies.
+    #[test]
+    fn a_cluster_shares_rates_and_the_greylist() {
+        let clock = crate::ManualClock::new();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let outbox: Outbox = {
+            let sent = Arc::clone(&sent);
+            Arc::new(move |e| sent.lock().unwrap().push(e))
+        };
+        let take = || std::mem::take(&mut *sent.lock().unwrap());
+
+        let (a, b) = (
+            RateLimiter::with_clock(Duration::from_secs(60), clock.clone()),
+            RateLimiter::<String>::with_clock(Duration::from_secs(60), clock.clone()),
+        );
+        a.share("messages_by_domain", Arc::clone(&outbox));
+        for _ in 0..3 {
+            a.hit(&"example.org".to_string());
+        }
+        for e in take() {
+            let GuardEvent::Hits { limiter, key, count } = e else { panic!("{e:?}") };
+            assert_eq!(limiter, "messages_by_domain");
+            b.apply(&key, count);
+        }
+        assert!(!b.allow(&"example.org".to_string(), 3), "node B counts node A's three");
+
+        // The first attempt on node A; the retry, after the delay, on node B passes.
+        let (ga, gb) = (
+            Greylist::with_clock(Duration::from_secs(300), clock.clone()),
+            Greylist::with_clock(Duration::from_secs(300), clock.clone()),
+        );
+        ga.share(Arc::clone(&outbox));
+        assert!(!ga.check("192.0.2.0/24", "a@x", "b@y"));
+        for e in take() {
+            assert!(gb.apply(&e));
+        }
+        clock.advance(Duration::from_secs(301));
+        assert!(gb.check("192.0.2.0/24", "a@x", "b@y"), "node B knows the first attempt");
+        // A pass on node A lets node B pass at once too (a new triplet there).
+        assert!(!ga.check("192.0.2.0/24", "c@x", "d@y"));
+        clock.advance(Duration::from_secs(301));
+        take();
+        assert!(ga.check("192.0.2.0/24", "c@x", "d@y"));
+        let passed = take();
+        assert!(matches!(passed.as_slice(), [GuardEvent::GreylistPassed { .. }]), "{passed:?}");
+        let fresh = Greylist::with_clock(Duration::from_secs(300), clock.clone());
+        assert!(fresh.apply(&passed[0]));
+        assert!(fresh.check("192.0.2.0/24", "c@x", "d@y"));
     }
 }

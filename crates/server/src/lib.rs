@@ -67,6 +67,51 @@ pub async fn open_store(config: &Config, full_text: bool) -> anyhow::Result<Arc<
     }
 }
 
+/// In a cluster, the guard's counts (failed logins, bans, rates, greylist) are told to the
+/// other nodes and theirs taken in, so an attacker spread over the balancer meets one ban list.
+fn share_guard_state(
+    store: &Arc<dyn Store>,
+    auth_guard: &Arc<tern_guard::AuthGuard>,
+    inbound: &Arc<tern_smtp::inbound::InboundChecks>,
+    shutdown: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use tern_guard::GuardEvent;
+    let mut incoming = store.cluster_messages()?;
+    let outbox: tern_guard::Outbox = {
+        let store = Arc::clone(store);
+        Arc::new(move |event: GuardEvent| {
+            if let Some(line) = event.encode() {
+                store.cluster_send(line);
+            }
+        })
+    };
+    auth_guard.share(Arc::clone(&outbox));
+    inbound.share(outbox);
+    let (auth_guard, inbound) = (Arc::clone(auth_guard), Arc::clone(inbound));
+    Some(tokio::spawn(async move {
+        loop {
+            let line = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                line = incoming.recv() => line,
+            };
+            match line {
+                Ok(line) => match GuardEvent::decode(&line) {
+                    Some(event) => {
+                        if !auth_guard.apply(&event) && !inbound.apply(&event) {
+                            tracing::debug!(?event, "cluster guard event with no taker");
+                        }
+                    }
+                    None => tracing::warn!(line, "unreadable cluster guard event"),
+                },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "cluster guard events dropped (too many at once)");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }))
+}
+
 fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
     use metrics_exporter_prometheus::PrometheusBuilder;
     let handle = PrometheusBuilder::new()
@@ -220,7 +265,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config.plus_separator(),
         Duration::from_secs(config.auth.login_cache_seconds),
     )
-    .with_secret(data_dir::server_secret(&config.data_dir)?);
+    .with_secret(match store.cluster_secret().await.context("the cluster's shared secret")? {
+        Some(shared) => shared,
+        None => data_dir::server_secret(&config.data_dir)?,
+    });
 
     let shutdown = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
@@ -264,6 +312,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (inbound_pipeline, dmarc_reporting) = inbound_pipeline(&config, &dns, &directory, content_scan(true))?;
     let inbound_checks =
         Arc::new(tern_smtp::inbound::InboundChecks::new(&config, Arc::clone(&auth_guard), Some(dns.clone())));
+    let guard_sharing = share_guard_state(&store, &auth_guard, &inbound_checks, shutdown.clone());
 
     // SMTP (port 25).
     let smtp_limits =
@@ -484,6 +533,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let _ = delivery_task.await;
     let _ = quarantine_task.await;
+    if let Some(task) = guard_sharing {
+        let _ = task.await;
+    }
     if let Some(t) = acme_task {
         let _ = t.await;
     }

@@ -43,6 +43,34 @@ impl InboundChecks {
         }
     }
 
+    /// Tells the other nodes of a cluster what the rate limiters and the greylist count.
+    pub fn share(&self, outbox: tern_guard::Outbox) {
+        self.connections.share("connections", Arc::clone(&outbox));
+        self.messages_by_ip.share("messages_by_ip", Arc::clone(&outbox));
+        self.messages_by_domain.share("messages_by_domain", Arc::clone(&outbox));
+        self.unknown_recipients.share("unknown_recipients", Arc::clone(&outbox));
+        if let Some(g) = &self.greylist {
+            g.share(outbox);
+        }
+    }
+
+    /// Takes in what another node's limiters and greylist counted; returns whether the event
+    /// was theirs.
+    pub fn apply(&self, event: &tern_guard::GuardEvent) -> bool {
+        if let tern_guard::GuardEvent::Hits { limiter, key, count } = event {
+            let ip = || key.parse::<IpAddr>().ok();
+            match limiter.as_str() {
+                "connections" => ip().into_iter().for_each(|ip| self.connections.apply(&ip, *count)),
+                "messages_by_ip" => ip().into_iter().for_each(|ip| self.messages_by_ip.apply(&ip, *count)),
+                "messages_by_domain" => self.messages_by_domain.apply(key, *count),
+                "unknown_recipients" => ip().into_iter().for_each(|ip| self.unknown_recipients.apply(&ip, *count)),
+                _ => return false,
+            }
+            return true;
+        }
+        self.greylist.as_ref().is_some_and(|g| g.apply(event))
+    }
+
     /// Whether the checks apply to this client at all.
     pub fn applies(&self, ip: IpAddr) -> bool {
         !self.guard.is_exempt(ip)

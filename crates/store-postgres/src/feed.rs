@@ -13,6 +13,13 @@ use tokio::sync::broadcast;
 use tokio_postgres::AsyncMessage;
 
 pub const CHANNEL: &str = "tern_changes";
+/// Lines of shared, unstored state between nodes (`ChangeFeed::cluster_send`).
+pub const CLUSTER_CHANNEL: &str = "tern_cluster";
+/// Bytes of cluster lines gathered into one notification at most (the limit is 8,000).
+const CLUSTER_PAYLOAD: usize = 7000;
+/// Cluster lines waiting to be sent at most; beyond, new ones are dropped (the database is
+/// slow or down, and these are only counts).
+const CLUSTER_BACKLOG: usize = 10_000;
 
 /// Changes per notification at most (PostgreSQL limits a payload to 8,000 bytes).
 const CHANGES_PER_NOTIFY: usize = 100;
@@ -24,17 +31,44 @@ pub struct Feed {
     hooks: RwLock<Vec<ChangeHook>>,
     /// Whether the listening connection is up (the database is reachable).
     connected: AtomicBool,
+    /// Cluster lines from the other nodes.
+    cluster_in: broadcast::Sender<String>,
+    /// Cluster lines to send, taken by [`send_cluster`].
+    cluster_out: tokio::sync::mpsc::Sender<String>,
 }
 
 impl Feed {
-    pub fn new() -> Feed {
+    /// The feed, and the receiving end of the lines it is to send (for [`send_cluster`]).
+    pub fn new() -> (Feed, tokio::sync::mpsc::Receiver<String>) {
         let (tx, _) = broadcast::channel(4096);
+        let (cluster_in, _) = broadcast::channel(4096);
+        let (cluster_out, outgoing) = tokio::sync::mpsc::channel(CLUSTER_BACKLOG);
         let node = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
             ^ (u64::from(std::process::id()) << 32);
-        Feed { node, tx, hooks: RwLock::new(Vec::new()), connected: AtomicBool::new(false) }
+        let feed = Feed {
+            node,
+            tx,
+            hooks: RwLock::new(Vec::new()),
+            connected: AtomicBool::new(false),
+            cluster_in,
+            cluster_out,
+        };
+        (feed, outgoing)
+    }
+
+    /// Queues a line for the other nodes (dropped when it cannot be carried or too many wait).
+    pub fn cluster_send(&self, line: String) {
+        if line.is_empty() || line.len() > CLUSTER_PAYLOAD / 2 || line.contains('\n') {
+            return;
+        }
+        let _ = self.cluster_out.try_send(line);
+    }
+
+    pub fn cluster_messages(&self) -> broadcast::Receiver<String> {
+        self.cluster_in.subscribe()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<StoreChange> {
@@ -121,7 +155,7 @@ where
             Ok((client, mut connection)) => {
                 let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
                 // The connection is driven by polling its messages; LISTEN runs beside it.
-                let statement = format!("LISTEN {CHANNEL}");
+                let statement = format!("LISTEN {CHANNEL}; LISTEN {CLUSTER_CHANNEL}");
                 let listen = client.batch_execute(&statement);
                 tokio::pin!(listen);
                 let mut listening = false;
@@ -141,6 +175,15 @@ where
                             tracing::debug!("database change feed listening");
                         }
                         message = messages.next() => match message {
+                            Some(Ok(AsyncMessage::Notification(n))) if n.channel() == CLUSTER_CHANNEL => {
+                                let mut lines = n.payload().split('\n');
+                                let node = lines.next().and_then(|n| u64::from_str_radix(n, 16).ok());
+                                if node.is_some_and(|n| n != this.node) {
+                                    for line in lines {
+                                        let _ = this.cluster_in.send(line.to_string());
+                                    }
+                                }
+                            }
                             Some(Ok(AsyncMessage::Notification(n))) => {
                                 if let Some((node, changes)) = decode(n.payload()) {
                                     if node != this.node {
@@ -168,6 +211,39 @@ where
         }
         drop(this);
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Sends the queued cluster lines, as many as fit in one notification at a time.
+pub async fn send_cluster(pool: deadpool_postgres::Pool, node: u64, mut outgoing: tokio::sync::mpsc::Receiver<String>) {
+    while let Some(first) = outgoing.recv().await {
+        let mut payload = format!("{node:x}\n{first}");
+        while payload.len() < CLUSTER_PAYLOAD / 2 {
+            match outgoing.try_recv() {
+                Ok(line) => {
+                    payload.push('\n');
+                    payload.push_str(&line);
+                }
+                Err(_) => break,
+            }
+        }
+        let sent = match pool.get().await {
+            Ok(client) => client
+                .execute("SELECT pg_notify($1, $2)", &[&CLUSTER_CHANNEL, &payload])
+                .await
+                .map(|_| ())
+                .map_err(|e| crate::error::words(&e)),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "cluster lines not sent");
+        }
+    }
+}
+
+impl Feed {
+    pub fn node(&self) -> u64 {
+        self.node
     }
 }
 

@@ -60,7 +60,8 @@ struct Inner {
     pool: Pool,
     feed: Arc<Feed>,
     closed: AtomicBool,
-    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The change feed's listener and the cluster lines' sender.
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl PgStore {
@@ -88,14 +89,16 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Backend(format!("database pool: {e}")))?;
-        let feed = Arc::new(Feed::new());
+        let (feed, outgoing) = Feed::new();
+        let feed = Arc::new(feed);
         let listener = tokio::spawn(feed::listen(config, tls, Arc::downgrade(&feed)));
+        let sender = tokio::spawn(feed::send_cluster(pool.clone(), feed.node(), outgoing));
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
                 feed,
                 closed: AtomicBool::new(false),
-                listener: std::sync::Mutex::new(Some(listener)),
+                tasks: std::sync::Mutex::new(vec![listener, sender]),
             }),
         })
     }
@@ -157,6 +160,14 @@ impl ChangeFeed for PgStore {
     fn on_change(&self, hook: ChangeHook) {
         self.feed().add_hook(hook);
     }
+
+    fn cluster_send(&self, line: String) {
+        self.feed().cluster_send(line);
+    }
+
+    fn cluster_messages(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.feed().cluster_messages())
+    }
 }
 
 #[async_trait]
@@ -167,6 +178,24 @@ impl Store for PgStore {
         ))
     }
 
+    async fn cluster_secret(&self) -> StoreResult<Option<[u8; 32]>> {
+        let mut secret = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut secret[..]);
+        let client = self.client().await?;
+        // The first node to ask makes it; every other gets the same.
+        client
+            .execute(
+                "INSERT INTO tern_secrets (name, value) VALUES ('server', $1) ON CONFLICT DO NOTHING",
+                &[&&secret[..]],
+            )
+            .await
+            .map_err(pg_error)?;
+        let row =
+            client.query_one("SELECT value FROM tern_secrets WHERE name = 'server'", &[]).await.map_err(pg_error)?;
+        let value: &[u8] = row.get(0);
+        value.try_into().map(Some).map_err(|_| error::corrupt("server secret", "not 32 bytes"))
+    }
+
     fn is_healthy(&self) -> bool {
         !self.inner.closed.load(Ordering::Relaxed) && self.feed().connected()
     }
@@ -175,9 +204,9 @@ impl Store for PgStore {
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let listener = self.inner.listener.lock().ok().and_then(|mut l| l.take());
-        if let Some(listener) = listener {
-            listener.abort();
+        let tasks = self.inner.tasks.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        for task in tasks {
+            task.abort();
         }
         self.inner.pool.close();
         Ok(())

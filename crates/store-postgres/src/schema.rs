@@ -111,6 +111,10 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TABLE spam_lessons (owner BIGINT NOT NULL, message BYTEA NOT NULL, spam BOOLEAN NOT NULL,
                                PRIMARY KEY (owner, message));
     "#,
+    // 2: secrets the nodes share (the server secret keying made-up SCRAM salts).
+    r#"
+    CREATE TABLE tern_secrets (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
+    "#,
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`]; returns the version it found.

@@ -200,6 +200,14 @@ pub trait ChangeFeed: Send + Sync + 'static {
     /// it is answered, so a session that sees the answer also sees the change. It must be
     /// quick and must not block.
     fn on_change(&self, hook: ChangeHook);
+    /// Sends one line (no line breaks) to the other nodes of a cluster: state that is shared
+    /// but not stored, such as the guard's counts of failed logins. Not durable; a store of one
+    /// node drops it.
+    fn cluster_send(&self, _line: String) {}
+    /// The lines the other nodes send; `None` for a store of one node.
+    fn cluster_messages(&self) -> Option<broadcast::Receiver<String>> {
+        None
+    }
 }
 
 /// Persistent state of a Tern server: every part, and the operations on the whole.
@@ -210,6 +218,12 @@ pub trait Store: DirectoryStore + MailStore + QueueStore + FilterStore + ChangeF
     async fn backup(&self, dir: std::path::PathBuf) -> StoreResult<BackupSummary>;
     /// Whether the store can take writes (false after an I/O failure poisoned it).
     fn is_healthy(&self) -> bool;
+    /// The secret every node of a cluster shares (made on first use), keying values that must
+    /// be the same whichever node answers, such as the made-up SCRAM salts of unknown users.
+    /// `None` for a store of one node: the server keeps its secret in its data directory.
+    async fn cluster_secret(&self) -> StoreResult<Option<[u8; 32]>> {
+        Ok(None)
+    }
     /// Flushes and stops the writer; later writes fail.
     async fn shutdown(&self) -> StoreResult<()>;
 }

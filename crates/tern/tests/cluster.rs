@@ -68,3 +68,53 @@ fn nodes_share_mail_directory_and_changes() {
     let exists = carol.ok("SELECT INBOX");
     assert!(exists.lines.contains(&"* 1 EXISTS".to_string()), "{exists:?}");
 }
+
+/// The SCRAM salt a node offers for a user (the first server message's `s=`).
+fn scram_salt(node: &TestServer, user: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut c = node.imap();
+    let tag = c.tag();
+    c.send_line(&format!("{tag} AUTHENTICATE SCRAM-SHA-256 {}", b64.encode(format!("n,,n={user},r=nonce"))));
+    let challenge = c.line();
+    let server_first = String::from_utf8(b64.decode(challenge.trim_start_matches("+ ")).unwrap()).unwrap();
+    c.send_line("*");
+    c.finish(&tag);
+    server_first.split(',').find_map(|p| p.strip_prefix("s=")).unwrap().to_string()
+}
+
+#[test]
+fn failed_logins_on_one_node_ban_the_address_on_all() {
+    let store = cluster_store();
+    let limits = "[limits]\nexempt = []\nauth_failures_before_ban = 4\n";
+    let a = TestServer::started(&format!("{store}{limits}"));
+    let b = another_node(&format!("{store}{limits}"));
+
+    // One secret for the cluster: an unknown user's made-up salt is the same on every node
+    // (a per-node salt would tell an attacker which users do not exist). Two cancelled
+    // exchanges: two failures of the four allowed.
+    assert_eq!(scram_salt(&a, "nobody@example.test"), scram_salt(&b, "nobody@example.test"));
+
+    // Two more failures on node A: the fourth bans the address there...
+    for i in 0..2 {
+        let mut c = a.imap();
+        let r = c.run(&format!("LOGIN alice@example.test wrong{i}"));
+        assert!(r.done.contains("AUTHENTICATIONFAILED"), "{r:?}");
+    }
+    let mut c = Imap { c: Client::connect(a.imap), next: 0 };
+    assert!(c.line().starts_with("* BYE [UNAVAILABLE]"));
+    // ...and on node B, which saw none of them (within a second or two of the last).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = Imap { c: Client::connect(b.imap), next: 0 };
+        let greeting = c.line();
+        if greeting.starts_with("* BYE [UNAVAILABLE]") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node B does not refuse the banned address: {greeting}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Every service of node B refuses it (the ban is checked at connect).
+    let greeting = b.smtp().reply();
+    assert_eq!(greeting.code, 421, "{greeting:?}");
+}
