@@ -24,6 +24,10 @@ need rspamd rspamd
 need pebble pebble
 # The IMAP migration tests copy from a private Dovecot.
 need dovecot dovecot-imapd
+# Cluster mode's tests start a private PostgreSQL (initdb + pg_ctl) and put HAProxy in front
+# of the nodes.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+need haproxy haproxy
 # swaks --tls needs Perl's TLS modules (only recommended by the swaks package).
 perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
 # Python modules: the delivery tests' stub DNS, remote MX sink and DKIM verifier.

@@ -20,6 +20,8 @@ pub struct TestServer {
     pub port: u16,
     /// The user the server runs as when the tests run as root.
     run_as: Option<String>,
+    /// `postgres` options given to `pg_ctl start`.
+    server_options: String,
 }
 
 static SERVER: OnceLock<Result<TestServer, String>> = OnceLock::new();
@@ -75,7 +77,18 @@ impl TestServer {
                 return Err(format!("chown {user} {}: {status}", root.display()));
             }
         }
-        let server = TestServer { socket_dir: root.clone(), data_dir: root.join("data"), bin_dir, port: 5432, run_as };
+        let port = 5432;
+        let server = TestServer {
+            server_options: format!(
+                "-c listen_addresses='' -k {} -p {port} -c max_connections=300 -c shared_buffers=32MB -c fsync=on",
+                root.display()
+            ),
+            socket_dir: root.clone(),
+            data_dir: root.join("data"),
+            bin_dir,
+            port,
+            run_as,
+        };
         let out = server
             .command("initdb")
             .args(["-A", "trust", "-U", "tern", "-E", "UTF8", "--locale=C", "--no-sync", "-D"])
@@ -85,26 +98,7 @@ impl TestServer {
         if !out.status.success() {
             return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
         }
-        let options = format!(
-            "-c listen_addresses='' -k {} -p {} -c max_connections=300 -c shared_buffers=32MB -c fsync=on",
-            server.socket_dir.display(),
-            server.port
-        );
-        let out = server
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&server.data_dir)
-            .arg("-o")
-            .arg(options)
-            .arg("-l")
-            .arg(root.join("log"))
-            .args(["-w", "start"])
-            .output()
-            .map_err(|e| format!("pg_ctl: {e}"))?;
-        if !out.status.success() {
-            let log = std::fs::read_to_string(root.join("log")).unwrap_or_default();
-            return Err(format!("pg_ctl start failed: {}{log}", String::from_utf8_lossy(&out.stderr)));
-        }
+        server.start_again()?;
         server.watch_parent(&root);
         Ok(server)
     }
@@ -133,6 +127,27 @@ impl TestServer {
     /// Connection string of one database on this server.
     pub fn url(&self, database: &str) -> String {
         format!("host={} port={} user=tern dbname={database}", self.socket_dir.display(), self.port)
+    }
+
+    /// Starts the (stopped) server.
+    pub fn start_again(&self) -> Result<(), String> {
+        let log = self.socket_dir.join("log");
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-o")
+            .arg(&self.server_options)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "start"])
+            .output()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if !out.status.success() {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(format!("pg_ctl start failed: {}{log}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(())
     }
 
     /// Stops the server (for tests of an unavailable database); `start_again` brings it back.
