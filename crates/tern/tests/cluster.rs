@@ -118,3 +118,170 @@ fn failed_logins_on_one_node_ban_the_address_on_all() {
     let greeting = b.smtp().reply();
     assert_eq!(greeting.code, 421, "{greeting:?}");
 }
+
+/// HAProxy in front of nodes, in TCP mode with PROXY v2 (sent from 127.0.0.2, the only
+/// address the nodes trust for it) and health checks on `/readyz`; stopped when dropped.
+struct Balancer {
+    child: std::process::Child,
+    smtp: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Balancer {
+    fn start(nodes: &[&TestServer]) -> Balancer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut servers = String::new();
+        for (i, n) in nodes.iter().enumerate() {
+            servers.push_str(&format!("    server n{i} {} port {}\n", n.smtp, n.http.port()));
+        }
+        let config = format!(
+            "global\n    maxconn 2000\n\
+             defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n    \
+             retries 3\n    option redispatch\n\
+             frontend smtp\n    bind 127.0.0.1:{port}\n    default_backend nodes\n\
+             backend nodes\n    balance roundrobin\n    option httpchk GET /readyz\n    \
+             default-server send-proxy-v2 source 127.0.0.2 check inter 300ms fall 1 rise 2\n{servers}"
+        );
+        let path = dir.path().join("haproxy.cfg");
+        std::fs::write(&path, config).unwrap();
+        let child = std::process::Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("haproxy (Debian package haproxy)");
+        let smtp: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        // Up once it accepts and a node greets through it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(stream) = std::net::TcpStream::connect(smtp) {
+                stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                if Client::from_stream(stream).try_reply().is_some_and(|r| r.code == 220) {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "HAProxy did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Balancer { child, smtp, _dir: dir }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A connection from a given loopback address (127.0.0.3 stands for a client on the
+/// internet: the nodes must see it, not the balancer's 127.0.0.2).
+fn connect_from(source: &str, to: std::net::SocketAddr) -> std::io::Result<Client<std::net::TcpStream>> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&format!("{source}:0").parse::<std::net::SocketAddr>().unwrap().into())?;
+    socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    let stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    Ok(Client::from_stream(stream))
+}
+
+/// One SMTP attempt through the balancer; true when the message got its 250.
+fn send_once(balancer: &Balancer, message_id: &str) -> bool {
+    let Ok(mut c) = connect_from("127.0.0.3", balancer.smtp) else { return false };
+    let step = |c: &mut Client<std::net::TcpStream>, line: &str, code: u16| -> Option<()> {
+        if !line.is_empty() {
+            c.stream.write_all(format!("{line}\r\n").as_bytes()).ok()?;
+        }
+        (c.try_reply()?.code == code).then_some(())
+    };
+    use std::io::Write;
+    let attempt = (|| {
+        step(&mut c, "", 220)?;
+        step(&mut c, "EHLO client.test", 250)?;
+        step(&mut c, "MAIL FROM:<sender@remote.test>", 250)?;
+        step(&mut c, "RCPT TO:<alice@example.test>", 250)?;
+        step(&mut c, "DATA", 354)?;
+        let body = format!(
+            "From: sender@remote.test\r\nTo: alice@example.test\r\nSubject: load\r\nMessage-ID: <{message_id}>\r\n\r\nbody\r\n.\r\n"
+        );
+        step(&mut c, body.trim_end_matches("\r\n"), 250)?;
+        Some(())
+    })();
+    attempt.is_some()
+}
+
+#[test]
+fn three_nodes_behind_haproxy_lose_no_acknowledged_mail_when_one_is_killed() {
+    if !have("haproxy") {
+        panic!("haproxy is not installed (scripts/test.sh installs it)");
+    }
+    let store = cluster_store();
+    // (The harness's config ends inside [listen].)
+    let extra = format!("proxy_from = [\"127.0.0.2/32\"]\n{store}[limits]\nexempt = []\n");
+    // Rates would refuse one busy client; this test is about losing nothing.
+    let extra =
+        format!("{extra}[inbound]\nmax_connections_per_minute_per_ip = 0\nmax_messages_per_minute_per_ip = 0\n");
+    let first = TestServer::started(&extra);
+    let second = another_node(&extra);
+    let mut third = another_node(&extra);
+    let balancer = Balancer::start(&[&first, &second, &third]);
+
+    // Four clients send through the balancer; a third of the way in, node three dies.
+    let acknowledged = std::sync::Mutex::new(Vec::new());
+    let sent = std::sync::atomic::AtomicUsize::new(0);
+    let failed_attempts = std::sync::atomic::AtomicUsize::new(0);
+    const CLIENTS: usize = 4;
+    const EACH: usize = 30;
+    std::thread::scope(|scope| {
+        for client in 0..CLIENTS {
+            let (balancer, acknowledged, sent, failed_attempts) = (&balancer, &acknowledged, &sent, &failed_attempts);
+            scope.spawn(move || {
+                for m in 0..EACH {
+                    // Like an MTA: an attempt without a 250 is tried again (a new Message-ID
+                    // per attempt tells them apart).
+                    for attempt in 0.. {
+                        let id = format!("c{client}.m{m}.a{attempt}@load.test");
+                        if send_once(balancer, &id) {
+                            acknowledged.lock().unwrap().push(id);
+                            break;
+                        }
+                        failed_attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        assert!(attempt < 20, "no node accepts {id}");
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+        while sent.load(std::sync::atomic::Ordering::SeqCst) < CLIENTS * EACH / 3 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        third.kill9();
+    });
+
+    // Every acknowledged message is in the mailbox exactly once.
+    let acknowledged = acknowledged.into_inner().unwrap();
+    eprintln!("attempts without a 250 (retried): {}", failed_attempts.into_inner());
+    assert_eq!(acknowledged.len(), CLIENTS * EACH);
+    let mut imap = first.imap_login("alice@example.test");
+    imap.ok("SELECT INBOX");
+    let headers = imap.ok("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID RECEIVED)])").all();
+    for id in &acknowledged {
+        let n = headers.matches(&format!("<{id}>")).count();
+        assert_eq!(n, 1, "{id} is stored {n} times");
+    }
+    // Through the balancer, the nodes saw the client's address from the PROXY v2 header.
+    assert!(
+        headers.contains("[127.0.0.3]"),
+        "Received does not name the client: {}",
+        &headers[..500.min(headers.len())]
+    );
+    assert!(!headers.contains("127.0.0.2"), "the balancer's address leaked into Received");
+    // The load was spread: each node accepted some of it.
+    for (name, node) in [("first", &first), ("second", &second), ("third", &third)] {
+        assert!(node.log().contains("message accepted"), "node {name} accepted nothing");
+    }
+}
