@@ -387,12 +387,17 @@ pub struct Delivery {
     pub ca_file: Option<PathBuf>,
     /// Relay everything through this host instead of looking up MX records.
     pub smarthost: Option<Smarthost>,
+    /// How long a queue entry a node works on stays its own without being renewed (renewed
+    /// every third of it while the attempt runs). In a cluster, a node that dies leaves its
+    /// entries to the others after this long.
+    pub lease_seconds: u64,
 }
 
 impl Default for Delivery {
     fn default() -> Self {
         Delivery {
             smtp_port: 25,
+            lease_seconds: 300,
             retry_initial_seconds: 300,
             retry_max_seconds: 4 * 3600,
             lifetime_seconds: 5 * 86400,
@@ -1091,6 +1096,9 @@ impl Config {
             return Err(invalid("dns.timeout_seconds", "must be at least 1"));
         }
         let d = &self.delivery;
+        if d.lease_seconds < 3 {
+            return Err(invalid("delivery.lease_seconds", "must be at least 3"));
+        }
         if d.retry_initial_seconds == 0 {
             return Err(invalid("delivery.retry_initial_seconds", "must be at least 1"));
         }

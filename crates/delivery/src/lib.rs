@@ -47,8 +47,6 @@ pub struct Parcel<'a> {
     pub recipients: &'a [usize],
 }
 
-/// How long a claimed entry stays with this worker at most.
-const LEASE_SECONDS: i64 = 6 * 3600;
 /// Most queue entries claimed and not finished at once, per allowed concurrent transaction.
 const ENTRIES_PER_SLOT: usize = 4;
 /// Longest sleep of the scheduler without anything waking it.
@@ -64,6 +62,8 @@ pub struct DeliverySettings {
     pub smtp_port: u16,
     pub retry_initial: Duration,
     pub retry_max: Duration,
+    /// How long a claimed entry stays this worker's without a renewal.
+    pub lease: Duration,
     pub lifetime: Duration,
     pub delay_notice: Option<Duration>,
     pub max_concurrency: usize,
@@ -86,6 +86,7 @@ impl DeliverySettings {
             ehlo_name: d.ehlo_name.clone().unwrap_or_else(|| config.hostname.clone()),
             smtp_port: d.smtp_port,
             retry_initial: Duration::from_secs(d.retry_initial_seconds),
+            lease: Duration::from_secs(d.lease_seconds),
             retry_max: Duration::from_secs(d.retry_max_seconds),
             lifetime: Duration::from_secs(d.lifetime_seconds),
             delay_notice: (d.delay_notice_seconds > 0).then(|| Duration::from_secs(d.delay_notice_seconds)),
@@ -241,7 +242,7 @@ impl DeliveryService {
             let mut claimed = 0;
             if free > 0 {
                 let limit = free.min(256);
-                match self.store.queue_claim(self.clock.unix(), limit, LEASE_SECONDS).await {
+                match self.store.queue_claim(self.clock.unix(), limit, self.settings.lease.as_secs() as i64).await {
                     Ok(entries) => {
                         claimed = entries.len();
                         for entry in entries {
@@ -287,6 +288,7 @@ impl DeliveryService {
     async fn reap_idle_connections(&self) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut metrics_due = Instant::now();
+        let mut renew_due = Instant::now() + self.settings.lease / 3;
         loop {
             tick.tick().await;
             let expired: Vec<IdleConnection> = {
@@ -308,6 +310,21 @@ impl DeliveryService {
                 metrics_due = Instant::now() + Duration::from_secs(15);
                 self.record_queue_metrics().await;
             }
+            if renew_due <= Instant::now() {
+                renew_due = Instant::now() + self.settings.lease / 3;
+                self.renew_leases().await;
+            }
+        }
+    }
+
+    /// Keeps the entries this worker holds (waiting for a slot or in an attempt) its own.
+    async fn renew_leases(&self) {
+        let held: Vec<QueueId> = self.in_progress.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        if held.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.queue_renew(held, self.clock.unix(), self.settings.lease.as_secs() as i64).await {
+            tracing::warn!(error = %e, "cannot renew queue leases");
         }
     }
 

@@ -110,6 +110,11 @@ impl PgStore {
         self.inner.pool.get().await.map_err(pool_error)
     }
 
+    /// This process's identity among the nodes (lease holder, change feed sender).
+    pub(crate) fn node(&self) -> i64 {
+        self.inner.feed.node() as i64
+    }
+
     pub(crate) fn feed(&self) -> &Feed {
         &self.inner.feed
     }

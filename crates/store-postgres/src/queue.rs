@@ -86,11 +86,11 @@ impl QueueStore for PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "UPDATE queue SET lease_until = $2 WHERE id IN (
+                "UPDATE queue SET lease_until = $2, lease_holder = $4 WHERE id IN (
                      SELECT id FROM queue WHERE next_attempt <= $1 AND lease_until <= $1
                      ORDER BY next_attempt, id LIMIT $3 FOR UPDATE SKIP LOCKED)
                  RETURNING entry, next_attempt, id",
-                &[&now, &now.saturating_add(lease_seconds), &(limit as i64)],
+                &[&now, &now.saturating_add(lease_seconds), &(limit as i64), &self.node()],
             )
             .await
             .map_err(pg_error)?;
@@ -100,6 +100,22 @@ impl QueueStore for PgStore {
         }
         claimed.sort_by_key(|(at, queue_id, _)| (*at, *queue_id));
         Ok(claimed.into_iter().map(|(_, _, e)| e).collect())
+    }
+
+    async fn queue_renew(&self, ids: Vec<QueueId>, now: i64, lease_seconds: i64) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<i64> = ids.into_iter().map(id).collect();
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE queue SET lease_until = $2 WHERE id = ANY($1) AND lease_holder = $4 AND lease_until > $3",
+                &[&ids, &now.saturating_add(lease_seconds), &now, &self.node()],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
     }
 
     async fn queue_update(

@@ -115,6 +115,10 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE tern_secrets (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
     "#,
+    // 3: which node holds a queue entry's lease, so that it alone renews it.
+    r#"
+    ALTER TABLE queue ADD COLUMN lease_holder BIGINT NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`]; returns the version it found.

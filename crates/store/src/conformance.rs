@@ -565,9 +565,11 @@ pub async fn concurrent_claims_are_exclusive(backend: &dyn Backend) {
     assert!(store.queue_claim(now + 9, 10, 600).await.unwrap().is_empty());
     let again = store.queue_claim(now + 10, 10, 600).await.unwrap();
     assert_eq!(again.iter().map(|e| e.message.id).collect::<Vec<_>>(), vec![ids[0]]);
-    // A lease nobody reports on ends by itself.
+    // A renewed lease holds the entry past its first end; the others end by themselves.
+    store.queue_renew(vec![ids[1]], now + 500, 600).await.unwrap();
     let late = store.queue_claim(now + 601, 100, 600).await.unwrap();
-    assert_eq!(late.len(), ids.len() - 1, "every lease but the fresh one has ended");
+    assert!(!late.iter().any(|e| e.message.id == ids[1]), "the renewed lease still holds");
+    assert_eq!(late.len(), ids.len() - 2, "every other lease but the fresh one has ended");
     store.shutdown().await.unwrap();
 }
 

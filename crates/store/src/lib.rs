@@ -146,6 +146,9 @@ pub trait MailStore: Send + Sync + 'static {
 pub trait QueueStore: Send + Sync + 'static {
     /// Up to `limit` entries with a pending recipient due at `now`, leased for `lease_seconds`.
     async fn queue_claim(&self, now: i64, limit: usize, lease_seconds: i64) -> StoreResult<Vec<QueueEntry>>;
+    /// Extends the leases this claimer (this process) holds on `ids` to `now + lease_seconds`,
+    /// while their attempts go on; a lease that ended and was taken by another is left alone.
+    async fn queue_renew(&self, ids: Vec<QueueId>, now: i64, lease_seconds: i64) -> StoreResult<()>;
     /// Records the outcome of an attempt for some recipients (by index) and ends the lease.
     /// An entry whose recipients are all final is removed with its content. Returns the entry
     /// as it now stands (`None` once removed).

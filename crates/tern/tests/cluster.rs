@@ -285,3 +285,75 @@ fn three_nodes_behind_haproxy_lose_no_acknowledged_mail_when_one_is_killed() {
         assert!(node.log().contains("message accepted"), "node {name} accepted nothing");
     }
 }
+
+/// A queue entry whose node dies in the middle of its delivery is delivered by another node
+/// once the lease ends (at least once, never lost).
+#[test]
+fn a_killed_nodes_queue_entry_is_delivered_by_another_after_its_lease() {
+    let sink_port = free_port();
+    let world = World::start(
+        &[("remote.test", "MX", "10 mx.remote.test."), ("mx.remote.test", "A", "127.0.0.1")],
+        Some(sink_port),
+        serde_json::json!({}),
+    );
+    let store = cluster_store();
+    let config = format!(
+        "{store}[dns]\nnameservers = [\"127.0.0.1:{}\"]\ntimeout_seconds = 2\n[delivery]\nsmtp_port = {}\n\
+         retry_initial_seconds = 1\nretry_max_seconds = 2\nconnect_timeout_seconds = 3\ndelay_notice_seconds = 0\n\
+         lease_seconds = 3\n",
+        world.dns_port, world.sink_port
+    );
+    let mut a = TestServer::started(&config);
+    // The sink holds this recipient's DATA for 8 seconds: node A is mid-delivery when killed.
+    let text = "From: alice@example.test\r\nTo: stall@remote.test\r\nSubject: leased\r\n\r\nhello\r\n";
+    let path = a.dir.path().join("msg.eml");
+    std::fs::write(&path, text).unwrap();
+    let port = a.submission.port().to_string();
+    let (ok, out, err) = python_result(
+        "submit.py",
+        &[
+            "--port",
+            &port,
+            "--starttls",
+            "--user",
+            "alice@example.test",
+            "--password",
+            "secret",
+            "--from",
+            "alice@example.test",
+            "--to",
+            "stall@remote.test",
+            "--message",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "submission failed: {out}{err}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a.log().contains("stall@remote.test") && !a.ok(&["queue", "list"]).contains("stall@remote.test") {
+        assert!(Instant::now() < deadline, "nothing queued");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!a.log().contains("\"delivered\"") && !a.log().contains(" delivered "), "delivered before the kill");
+    a.kill9();
+
+    // Node B was not running when the entry was claimed; it takes it once the lease ends.
+    let b = another_node(&config);
+    let got = world.wait_received(1, Duration::from_secs(40));
+    assert!(got.iter().any(|(envelope, _)| envelope["rcpt_tos"][0] == "stall@remote.test"), "{got:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = b.log();
+        if log.contains("delivered") && log.contains("stall@remote.test") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node B did not deliver the entry:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // And the queue is empty from any node.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.ok(&["queue", "list"]).contains("stall@remote.test") {
+        assert!(Instant::now() < deadline, "the entry is still queued");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

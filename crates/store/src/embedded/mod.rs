@@ -669,6 +669,19 @@ impl QueueStore for EmbeddedStore {
         .await
     }
 
+    async fn queue_renew(&self, ids: Vec<QueueId>, now: i64, lease_seconds: i64) -> StoreResult<()> {
+        // Leases live in this process: every one held is this process's.
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            if let Some(until) = leases.get_mut(&id)
+                && *until > now
+            {
+                *until = now.saturating_add(lease_seconds);
+            }
+        }
+        Ok(())
+    }
+
     async fn queue_update(
         &self,
         id: QueueId,

@@ -16,6 +16,7 @@ The sink decides per recipient by its local part:
   tempfail*  -> 451 4.3.0 the first time that exact address is seen, then accepted
   reject*    -> 550 5.1.1 User unknown
   slow*      -> accepted after 2 seconds
+  stall*     -> accepted after 8 seconds (a delivery still in progress when its sender dies)
   anything else -> accepted
 Each accepted message is written to DIR/<n>.eml with DIR/<n>.json (envelope, TLS, params).
 Prints "ready" once everything listens. Stops on SIGTERM or when stdin closes.
@@ -150,7 +151,9 @@ class Sink:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        if any(r.split("@")[0].lower().startswith("slow") for r in envelope.rcpt_tos):
+        if any(r.split("@")[0].lower().startswith("stall") for r in envelope.rcpt_tos):
+            await asyncio.sleep(8)
+        elif any(r.split("@")[0].lower().startswith("slow") for r in envelope.rcpt_tos):
             await asyncio.sleep(2)
         self.count += 1
         n = self.count
