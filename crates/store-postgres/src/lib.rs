@@ -19,6 +19,7 @@ mod error;
 mod feed;
 mod filter;
 mod mail;
+pub mod migrate;
 mod queue;
 mod rows;
 pub mod schema;

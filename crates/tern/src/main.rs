@@ -104,6 +104,10 @@ enum Command {
         /// The backup's directory.
         dir: PathBuf,
     },
+    /// Move the store: `tern store migrate --to postgres://...` copies this data directory's
+    /// store into PostgreSQL for cluster mode.
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// Bring mail in from an mbox file or a Maildir (flags, keywords and dates kept; an
     /// interrupted import goes on where it stopped when run again).
     #[command(subcommand)]
@@ -262,6 +266,20 @@ enum SpamCmd {
         /// Judge with this user's model and the global one (else the global one alone).
         #[arg(long, value_name = "EMAIL")]
         user: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCmd {
+    /// Copy the embedded store (users, mailboxes with their UIDs, UIDVALIDITY, flags and
+    /// modseqs, the queue, the quarantine, DKIM keys, spam models) into a PostgreSQL database,
+    /// so that clients do not resync. Run it with the server stopped; an interrupted copy goes
+    /// on where it stopped when run again. Then set `[store] backend = "postgres"` and `url`.
+    Migrate {
+        /// The database: `postgres://user:password@host:port/database` or the key/value form
+        /// (`host=/run/postgresql dbname=tern user=tern`).
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -651,6 +669,11 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             write_stdout(out.as_bytes())?;
             return Ok(std::process::ExitCode::SUCCESS);
         }
+        Command::Store(StoreCmd::Migrate { to }) => {
+            let out = runtime.block_on(store_migrate(&config, &to))?;
+            write_stdout(out.as_bytes())?;
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
         Command::Migrate(MigrateCmd::Imap { from, user, password_stdin: _, to, ca_file }) => {
             let password = read_password_stdin()?;
             let to = to.unwrap_or_else(|| user.clone());
@@ -730,6 +753,50 @@ async fn administer(config: &Config, request: AdminRequest) -> anyhow::Result<ad
 fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `tern store migrate --to URL`: the embedded store of the data directory into PostgreSQL.
+async fn store_migrate(config: &Config, url: &str) -> anyhow::Result<String> {
+    use tern_store::Store;
+    let path = tern_server::store_path(&config.data_dir);
+    if !path.exists() {
+        anyhow::bail!("there is no store in {} to copy", config.data_dir.display());
+    }
+    let cache_mb = config.store.cache_mb;
+    let source = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || tern_store::embedded::EmbeddedStore::open_with(&path, cache_mb, false)
+    })
+    .await?
+    .with_context(|| format!("cannot open the store in {} (stop `tern serve` first)", path.display()))?;
+    let options = tern_store_postgres::PgOptions {
+        url: url.to_string(),
+        pool_size: config.store.pool_size.max(2),
+        ca_file: config.store.ca_file.clone(),
+    };
+    let target = tern_store_postgres::PgStore::open(&options).await.context("cannot open the PostgreSQL store")?;
+    let secret = std::fs::read(config.data_dir.join("secret")).ok().and_then(|b| b.try_into().ok());
+    let started = std::time::Instant::now();
+    let mut progress = |line: &str| eprintln!("{line}");
+    let copied = tern_store_postgres::migrate::migrate(&source, &target, secret, &mut progress).await;
+    source.shutdown().await?;
+    target.shutdown().await?;
+    let s = copied.context("copy to PostgreSQL")?;
+    Ok(format!(
+        "copied in {:.1} s: {} domains, {} accounts, {} aliases, {} mailboxes, {} messages ({} already there), \
+         {} queued, {} quarantined, {} spam models\n\
+         Now set in the configuration of every node:\n[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n",
+        started.elapsed().as_secs_f64(),
+        s.domains,
+        s.accounts,
+        s.aliases,
+        s.mailboxes,
+        s.messages,
+        s.skipped_messages,
+        s.queued,
+        s.quarantined,
+        s.spam_models,
+    ))
 }
 
 /// `tern --version`: the version, the commit it was built from, the store format it reads.

@@ -357,3 +357,45 @@ fn a_killed_nodes_queue_entry_is_delivered_by_another_after_its_lease() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `tern store migrate`: a single-node server moves onto PostgreSQL and its IMAP clients see
+/// the same mailbox (UIDVALIDITY, UIDs, flags), so they do not resync.
+#[test]
+fn a_single_node_moves_to_postgres_without_clients_resyncing() {
+    let mut node = TestServer::started("");
+    for i in 0..3 {
+        node.deliver("alice@example.test", &simple_message(&format!("before {i}")));
+    }
+    let look = |node: &TestServer| {
+        let mut c = node.imap_login("alice@example.test");
+        let status = c.ok("STATUS INBOX (UIDVALIDITY UIDNEXT MESSAGES HIGHESTMODSEQ)").all();
+        c.ok("SELECT INBOX");
+        c.ok("UID STORE 2 +FLAGS.SILENT (\\Flagged)");
+        let flags = c.ok("UID FETCH 1:* (FLAGS)").all();
+        (status, flags)
+    };
+    let (status_before, _) = look(&node);
+    node.stop();
+
+    let store = cluster_store();
+    let url = store.lines().find_map(|l| l.strip_prefix("url = \"")).unwrap().trim_end_matches('"').to_string();
+    let out = node.ok(&["store", "migrate", "--to", &url]);
+    assert!(out.contains("3 messages"), "{out}");
+    let config = std::fs::read_to_string(&node.config_path).unwrap();
+    std::fs::write(&node.config_path, format!("{config}{store}")).unwrap();
+    // The embedded store is out of the way: whatever the node shows comes from PostgreSQL.
+    std::fs::rename(node.data_dir().join("store"), node.dir.path().join("embedded-store")).unwrap();
+    node.launch();
+    let mut c = node.imap_login("alice@example.test");
+    let status_after = c.ok("STATUS INBOX (UIDVALIDITY UIDNEXT MESSAGES HIGHESTMODSEQ)").all();
+    // The flag set before the move was stored after STATUS: compare UIDVALIDITY/UIDNEXT/MESSAGES.
+    let keep = |s: &str| s.split("HIGHESTMODSEQ").next().unwrap().to_string();
+    assert_eq!(keep(&status_after), keep(&status_before));
+    c.ok("SELECT INBOX");
+    let flags = c.ok("UID FETCH 2 (FLAGS)").all();
+    assert!(flags.contains("\\Flagged"), "{flags}");
+    node.deliver("alice@example.test", &simple_message("after"));
+    c.ok("NOOP");
+    let r = c.ok("UID SEARCH ALL").all();
+    assert!(r.contains("SEARCH 1 2 3 4"), "{r}");
+}
