@@ -39,6 +39,7 @@ imap = ["127.0.0.1:$IMAP_PORT"]
 imaps = []
 pop3 = ["127.0.0.1:$POP3_PORT"]
 pop3s = []
+${BENCH_TERN_LISTEN_EXTRA:-}
 [smtp]
 max_connections = 10000
 [imap]
@@ -50,12 +51,15 @@ max_connections_per_ip = 1000
 level = "warn"
 ${BENCH_TERN_EXTRA:-}
 CONF
-  if [ ! -d "$DIR/data/store" ]; then
+  # (With a PostgreSQL store the data directory holds no store: a marker says the users exist;
+  # BENCH_SKIP_USERS=1 for the second and later nodes of a cluster.)
+  if [ -z "${BENCH_SKIP_USERS:-}" ] && [ ! -d "$DIR/data/store" ] && [ ! -e "$DIR/data/.bench-users" ]; then
     "$TERN" --config "$CONFIG" setup >/dev/null
     "$TERN" --config "$CONFIG" domain add bench.test >/dev/null
     for i in $(seq 1 "$NUSERS"); do
       echo "pass$i" | "$TERN" --config "$CONFIG" user add "user$i@bench.test" --password-stdin >/dev/null
     done
+    touch "$DIR/data/.bench-users"
   fi
   ulimit -n 65536 2>/dev/null || true
   nohup env ${TERN_ENV:-} "$TERN" --config "$CONFIG" serve >>"$DIR/tern.log" 2>&1 &

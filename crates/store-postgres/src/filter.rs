@@ -47,14 +47,16 @@ impl FilterStore for PgStore {
 
     async fn quarantine_release(&self, q: u64, delivery: Delivery) -> StoreResult<Option<DeliveryReceipt>> {
         let prepared = prepare(&delivery).await?;
+        let blobs = self.blobs();
         self.write(move |tx, changes| {
             Box::pin(async move {
+                let blobs = &*blobs;
                 // The entry's row lock makes a second, concurrent release find nothing.
                 let gone = tx.execute("DELETE FROM quarantine WHERE id = $1", &[&id(q)]).await.map_err(pg_error)?;
                 if gone == 0 {
                     return Ok(None);
                 }
-                deliver_in(tx, &delivery, &prepared, changes).await.map(Some)
+                deliver_in(tx, blobs, &delivery, &prepared, changes).await.map(Some)
             })
         })
         .await

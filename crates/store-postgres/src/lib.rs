@@ -15,6 +15,7 @@
 //!   at commit); every node listens and passes the changes of the others to its hooks and
 //!   subscribers (IDLE, caches), and its own directly, before the caller is answered.
 
+mod blob;
 mod error;
 mod feed;
 mod filter;
@@ -37,6 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tern_store::*;
 use tokio::sync::broadcast;
 
+pub use blob::{BlobBackend, TableBlobs};
 pub use error::is_unavailable;
 
 /// How to reach the database (`[store]` with `backend = "postgres"`).
@@ -59,6 +61,8 @@ pub struct PgStore {
 
 struct Inner {
     pool: Pool,
+    /// Where contents' bytes live.
+    blobs: Arc<dyn BlobBackend>,
     feed: Arc<Feed>,
     closed: AtomicBool,
     /// The change feed's listener and the cluster lines' sender.
@@ -97,6 +101,7 @@ impl PgStore {
         Ok(PgStore {
             inner: Arc::new(Inner {
                 pool,
+                blobs: Arc::new(TableBlobs),
                 feed,
                 closed: AtomicBool::new(false),
                 tasks: std::sync::Mutex::new(vec![listener, sender]),
@@ -114,6 +119,10 @@ impl PgStore {
     /// This process's identity among the nodes (lease holder, change feed sender).
     pub(crate) fn node(&self) -> i64 {
         self.inner.feed.node() as i64
+    }
+
+    pub(crate) fn blobs(&self) -> Arc<dyn BlobBackend> {
+        Arc::clone(&self.inner.blobs)
     }
 
     pub(crate) fn feed(&self) -> &Feed {

@@ -5,6 +5,7 @@
 //! contents it references, in hash order.
 
 use crate::PgStore;
+use crate::blob::BlobBackend;
 use crate::error::{corrupt, is_unique_violation, pg_error};
 use crate::rows::{self, MAILBOX_COLUMNS, MESSAGE_COLUMNS, id};
 use async_trait::async_trait;
@@ -191,7 +192,11 @@ async fn remove_messages(
 }
 
 /// Drops references to contents (in hash order), freeing those that reach zero.
-pub(crate) async fn release_contents(tx: &Tx<'_>, released: BTreeMap<BlobHash, i64>) -> StoreResult<()> {
+pub(crate) async fn release_contents(
+    tx: &Tx<'_>,
+    blobs: &dyn BlobBackend,
+    released: BTreeMap<BlobHash, i64>,
+) -> StoreResult<()> {
     for (hash, n) in released {
         let left = tx
             .query_opt(
@@ -204,7 +209,7 @@ pub(crate) async fn release_contents(tx: &Tx<'_>, released: BTreeMap<BlobHash, i
             None => tracing::warn!(blob = %hash, "released a message content with no reference count"),
             Some(row) if row.get::<_, i64>(0) <= 0 => {
                 tx.execute("DELETE FROM contents WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
-                tx.execute("DELETE FROM blobs WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
+                blobs.remove(tx, &hash).await?;
                 tx.execute("DELETE FROM content_text WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
             }
             Some(_) => {}
@@ -291,6 +296,7 @@ async fn quota_of(tx: &Tx<'_>, account: AccountId) -> StoreResult<Option<(u64, u
 /// records. With `same`, `target` is also the source (one record).
 async fn copy_in(
     tx: &Tx<'_>,
+    blobs: &dyn BlobBackend,
     source: &mut Mailbox,
     target: &mut Mailbox,
     uids: &[u32],
@@ -345,7 +351,7 @@ async fn copy_in(
             reference_content(tx, &hash, n - removed).await?;
         }
     }
-    release_contents(tx, released).await?;
+    release_contents(tx, blobs, released).await?;
     Ok(pairs)
 }
 
@@ -451,6 +457,7 @@ pub(crate) async fn prepare(d: &Delivery) -> StoreResult<Prepared> {
 /// copies) when it is new or had none yet.
 async fn store_content(
     tx: &Tx<'_>,
+    blobs: &dyn BlobBackend,
     d: &Delivery,
     prepared: &Prepared,
     references: i64,
@@ -469,12 +476,7 @@ async fn store_content(
         .map_err(pg_error)?
         .is_some();
     let needs_text = if inserted {
-        tx.execute(
-            "INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO UPDATE SET data = excluded.data",
-            &[&hash, &d.raw.as_slice()],
-        )
-        .await
-        .map_err(pg_error)?;
+        blobs.put(tx, &d.hash, &d.raw).await?;
         for_mailbox
     } else {
         // Known: add the references, learning whether it had a summary (a content first
@@ -492,7 +494,7 @@ async fn store_content(
         match row {
             Some(row) => for_mailbox && !row.get::<_, bool>(0),
             // Freed by a concurrent transaction between the two statements: store it anew.
-            None => return Box::pin(store_content(tx, d, prepared, references, for_mailbox)).await,
+            None => return Box::pin(store_content(tx, blobs, d, prepared, references, for_mailbox)).await,
         }
     };
     if needs_text && let Some((header, body)) = &prepared.text {
@@ -509,6 +511,7 @@ async fn store_content(
 /// Stores a delivery inside `tx` (see [`MailStore::deliver`]).
 pub(crate) async fn deliver_in(
     tx: &Tx<'_>,
+    blobs: &dyn BlobBackend,
     d: &Delivery,
     prepared: &Prepared,
     changes: &mut Vec<StoreChange>,
@@ -608,7 +611,7 @@ pub(crate) async fn deliver_in(
     };
     let references = copies.len() as i64 + i64::from(queued.is_some());
     if references > 0 {
-        store_content(tx, d, prepared, references, !copies.is_empty()).await?;
+        store_content(tx, blobs, d, prepared, references, !copies.is_empty()).await?;
     }
     if !copies.is_empty() {
         tx.execute(
@@ -762,8 +765,10 @@ impl DirectoryStore for PgStore {
     }
 
     async fn account_remove(&self, account: AccountId) -> StoreResult<bool> {
+        let blobs = self.blobs();
         self.write(move |tx, changes| {
             Box::pin(async move {
+                let blobs = &*blobs;
                 let exists = tx
                     .query_opt("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&id(account)])
                     .await
@@ -785,7 +790,7 @@ impl DirectoryStore for PgStore {
                         .await
                         .map_err(pg_error)?;
                 }
-                release_contents(tx, released).await?;
+                release_contents(tx, blobs, released).await?;
                 tx.execute("DELETE FROM accounts WHERE id = $1", &[&id(account)]).await.map_err(pg_error)?;
                 changes.push(StoreChange::Account { account });
                 changes.push(StoreChange::Directory);
@@ -905,8 +910,10 @@ impl MailStore for PgStore {
 
     async fn mailbox_rename(&self, account: AccountId, from: &str, to: &str) -> StoreResult<()> {
         let (from, to) = (from.to_string(), to.to_string());
+        let blobs = self.blobs();
         self.write(move |tx, changes| {
             Box::pin(async move {
+                let blobs = &*blobs;
                 if mailbox_named(tx, account, &to, false).await?.is_some() {
                     return Err(StoreError::Exists(format!("mailbox {to}")));
                 }
@@ -919,7 +926,7 @@ impl MailStore for PgStore {
                     let mut inbox = source;
                     let mut target = create_mailbox(tx, account, NewMailbox::new(&to, None)).await?;
                     let uids = mailbox_uids(tx, inbox.id).await?;
-                    copy_in(tx, &mut inbox, &mut target, &uids, true, false).await?;
+                    copy_in(tx, blobs, &mut inbox, &mut target, &uids, true, false).await?;
                     save_mailbox(tx, &inbox).await?;
                     save_mailbox(tx, &target).await?;
                     changes.push(StoreChange::Account { account });
@@ -949,8 +956,10 @@ impl MailStore for PgStore {
 
     async fn mailbox_delete(&self, account: AccountId, name: &str) -> StoreResult<()> {
         let name = name.to_string();
+        let blobs = self.blobs();
         self.write(move |tx, changes| {
             Box::pin(async move {
+                let blobs = &*blobs;
                 if name == INBOX {
                     return Err(corrupt("mailbox delete", "INBOX cannot be deleted"));
                 }
@@ -971,7 +980,7 @@ impl MailStore for PgStore {
                 let uids = mailbox_uids(tx, mailbox.id).await?;
                 remove_messages(tx, &mut mailbox, &uids, &mut released, false).await?;
                 tx.execute("DELETE FROM expunged WHERE mailbox = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
-                release_contents(tx, released).await?;
+                release_contents(tx, blobs, released).await?;
                 tx.execute("DELETE FROM mailboxes WHERE id = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                 if mailbox.subscribed {
                     // The subscription stays (RFC 9051 §6.3.7); LIST shows it \NonExistent.
@@ -1056,8 +1065,11 @@ impl MailStore for PgStore {
 
     async fn deliver(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt> {
         let prepared = prepare(&delivery).await?;
-        self.write(move |tx, changes| Box::pin(async move { deliver_in(tx, &delivery, &prepared, changes).await }))
-            .await
+        let blobs = self.blobs();
+        self.write(move |tx, changes| {
+            Box::pin(async move { deliver_in(tx, &*blobs, &delivery, &prepared, changes).await })
+        })
+        .await
     }
 
     async fn message_list(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageEntry>> {
@@ -1123,8 +1135,10 @@ impl MailStore for PgStore {
     }
 
     async fn expunge(&self, mailbox: MailboxId, uids: Vec<u32>) -> StoreResult<Vec<u32>> {
+        let blobs = self.blobs();
         self.write(move |tx, changes| {
             Box::pin(async move {
+                let blobs = &*blobs;
                 let mut m = mailbox_by_id(tx, mailbox, true)
                     .await?
                     .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
@@ -1133,7 +1147,7 @@ impl MailStore for PgStore {
                 if removed.is_empty() {
                     return Ok(removed);
                 }
-                release_contents(tx, released).await?;
+                release_contents(tx, blobs, released).await?;
                 save_mailbox(tx, &m).await?;
                 changes.push(StoreChange::Mailbox { account: m.account, mailbox });
                 Ok(removed)
@@ -1248,8 +1262,10 @@ impl MailStore for PgStore {
         to: MailboxId,
         remove_source: bool,
     ) -> StoreResult<CopyResult> {
+        let blobs = self.blobs();
         self.write(move |tx, changes| {
             Box::pin(async move {
+                let blobs = &*blobs;
                 // Lock both rows in id order.
                 let (first, second) = (from.min(to), from.max(to));
                 let a = mailbox_by_id(tx, first, true).await?;
@@ -1269,11 +1285,11 @@ impl MailStore for PgStore {
                 }
                 let pairs = if from == to {
                     let mut same = source.clone();
-                    let pairs = copy_in(tx, &mut source, &mut same, &uids, remove_source, true).await?;
+                    let pairs = copy_in(tx, blobs, &mut source, &mut same, &uids, remove_source, true).await?;
                     target = same;
                     pairs
                 } else {
-                    copy_in(tx, &mut source, &mut target, &uids, remove_source, false).await?
+                    copy_in(tx, blobs, &mut source, &mut target, &uids, remove_source, false).await?
                 };
                 if pairs.is_empty() {
                     return Ok(CopyResult { uid_validity: target.uid_validity, pairs });
@@ -1292,9 +1308,7 @@ impl MailStore for PgStore {
 
     async fn blob_get(&self, hash: BlobHash) -> StoreResult<Option<Vec<u8>>> {
         let client = self.client().await?;
-        let row =
-            client.query_opt("SELECT data FROM blobs WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
-        Ok(row.map(|r| r.get(0)))
+        self.blobs().get(&client, &hash).await
     }
 
     async fn blob_refcount(&self, hash: BlobHash) -> StoreResult<u32> {

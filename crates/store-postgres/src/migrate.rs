@@ -230,7 +230,7 @@ async fn import_messages(
             Some(s) => s,
             None => tern_mime::summarize(&raw),
         };
-        add_content(&tx, &m.blob, &raw, Some(&encode_summary(&summary)?), text, 1).await?;
+        add_content(to, &tx, &m.blob, &raw, Some(&encode_summary(&summary)?), text, 1).await?;
         tx.execute(
             "UPDATE mailboxes SET total = total + 1, unseen = unseen + $2, deleted = deleted + $3, size = size + $4
              WHERE id = $1",
@@ -267,6 +267,7 @@ async fn import_messages(
 
 /// Adds references to a content, storing it (with its summary and search text) when new.
 async fn add_content(
+    to: &PgStore,
     tx: &tokio_postgres::Transaction<'_>,
     hash: &BlobHash,
     raw: &[u8],
@@ -284,9 +285,7 @@ async fn add_content(
     )
     .await
     .map_err(pg_error)?;
-    tx.execute("INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&key, &raw])
-        .await
-        .map_err(pg_error)?;
+    to.blobs().put(tx, hash, raw).await?;
     if let Some((header, body)) = text {
         tx.execute(
             "INSERT INTO content_text (hash, header, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -340,7 +339,7 @@ async fn import_queue_entry(from: &dyn Store, to: &PgStore, entry: &QueueEntry) 
         .await
         .map_err(pg_error)?;
     if n > 0 {
-        add_content(&tx, &entry.message.blob, &raw, None, None, 1).await?;
+        add_content(to, &tx, &entry.message.blob, &raw, None, None, 1).await?;
     }
     tx.commit().await.map_err(pg_error)?;
     Ok(n > 0)

@@ -5,6 +5,7 @@
 //! node that dies leaves its entries to the others once the leases end.
 
 use crate::PgStore;
+use crate::blob::BlobBackend;
 use crate::error::pg_error;
 use crate::mail::release_contents;
 use crate::rows::{self, id};
@@ -50,7 +51,12 @@ pub(crate) async fn insert_entry(tx: &Transaction<'_>, queue_id: QueueId, d: &De
 
 /// Writes `entry` back (ending its lease with `end_lease`: its holder reported), or removes it
 /// and releases its content when every recipient is final. Returns whether it is still queued.
-async fn store_entry(tx: &Transaction<'_>, entry: &QueueEntry, end_lease: bool) -> StoreResult<bool> {
+async fn store_entry(
+    tx: &Transaction<'_>,
+    blobs: &dyn BlobBackend,
+    entry: &QueueEntry,
+    end_lease: bool,
+) -> StoreResult<bool> {
     let queue_id = id(entry.message.id);
     match entry.next_attempt() {
         Some(at) => {
@@ -66,7 +72,7 @@ async fn store_entry(tx: &Transaction<'_>, entry: &QueueEntry, end_lease: bool) 
         }
         None => {
             tx.execute("DELETE FROM queue WHERE id = $1", &[&queue_id]).await.map_err(pg_error)?;
-            release_contents(tx, BTreeMap::from([(entry.message.blob, 1)])).await?;
+            release_contents(tx, blobs, BTreeMap::from([(entry.message.blob, 1)])).await?;
             Ok(false)
         }
     }
@@ -123,8 +129,10 @@ impl QueueStore for PgStore {
         queue_id: QueueId,
         updates: Vec<(usize, QueuedRecipient)>,
     ) -> StoreResult<Option<QueueEntry>> {
+        let blobs = self.blobs();
         self.write(move |tx, _changes| {
             Box::pin(async move {
+                let blobs = &*blobs;
                 let Some(mut entry) = entry_locked(tx, queue_id).await? else { return Ok(None) };
                 for (index, recipient) in updates {
                     match entry.recipients.get_mut(index) {
@@ -134,7 +142,7 @@ impl QueueStore for PgStore {
                         }
                     }
                 }
-                Ok(store_entry(tx, &entry, true).await?.then_some(entry))
+                Ok(store_entry(tx, blobs, &entry, true).await?.then_some(entry))
             })
         })
         .await
@@ -173,8 +181,10 @@ impl QueueStore for PgStore {
     }
 
     async fn queue_retry(&self, queue_id: Option<QueueId>, now: i64) -> StoreResult<usize> {
+        let blobs = self.blobs();
         self.write(move |tx, changes| {
             Box::pin(async move {
+                let blobs = &*blobs;
                 let rows = match queue_id {
                     Some(q) => tx
                         .query("SELECT entry FROM queue WHERE id = $1 FOR UPDATE", &[&id(q)])
@@ -190,7 +200,7 @@ impl QueueStore for PgStore {
                         r.next_attempt = r.next_attempt.min(now);
                     }
                     if entry != old {
-                        store_entry(tx, &entry, false).await?;
+                        store_entry(tx, blobs, &entry, false).await?;
                     }
                     if entry.next_attempt().is_some() {
                         n += 1;
@@ -206,11 +216,13 @@ impl QueueStore for PgStore {
     }
 
     async fn queue_remove(&self, queue_id: QueueId) -> StoreResult<bool> {
+        let blobs = self.blobs();
         self.write(move |tx, _changes| {
             Box::pin(async move {
+                let blobs = &*blobs;
                 let Some(entry) = entry_locked(tx, queue_id).await? else { return Ok(false) };
                 tx.execute("DELETE FROM queue WHERE id = $1", &[&id(queue_id)]).await.map_err(pg_error)?;
-                release_contents(tx, BTreeMap::from([(entry.message.blob, 1)])).await?;
+                release_contents(tx, blobs, BTreeMap::from([(entry.message.blob, 1)])).await?;
                 Ok(true)
             })
         })

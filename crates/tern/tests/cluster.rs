@@ -268,7 +268,7 @@ fn three_nodes_behind_haproxy_lose_no_acknowledged_mail_when_one_is_killed() {
     assert_eq!(acknowledged.len(), CLIENTS * EACH);
     let mut imap = first.imap_login("alice@example.test");
     imap.ok("SELECT INBOX");
-    let headers = imap.ok("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID RECEIVED)])").all();
+    let headers = imap.ok("FETCH 1:* (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID RECEIVED AUTHENTICATION-RESULTS)])").all();
     for id in &acknowledged {
         let n = headers.matches(&format!("<{id}>")).count();
         assert_eq!(n, 1, "{id} is stored {n} times");
@@ -279,7 +279,8 @@ fn three_nodes_behind_haproxy_lose_no_acknowledged_mail_when_one_is_killed() {
         "Received does not name the client: {}",
         &headers[..500.min(headers.len())]
     );
-    assert!(!headers.contains("127.0.0.2"), "the balancer's address leaked into Received");
+    assert!(headers.contains("policy.iprev=127.0.0.3"), "Authentication-Results does not name the client");
+    assert!(!headers.contains("127.0.0.2"), "the balancer's address leaked into the trace fields");
     // The load was spread: each node accepted some of it.
     for (name, node) in [("first", &first), ("second", &second), ("third", &third)] {
         assert!(node.log().contains("message accepted"), "node {name} accepted nothing");

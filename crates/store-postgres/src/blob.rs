@@ -1,0 +1,47 @@
+//! Where message contents' bytes live, by hash. Reference counts, summaries and search text
+//! stay in the `contents` tables; a [`BlobBackend`] only keeps bytes. Every call takes the
+//! transaction that references or frees a content: the default, [`TableBlobs`], writes in it
+//! (one commit for both, so bytes and references never disagree). An object store (later)
+//! would put before the transaction commits (contents are addressed by their hash, so a put
+//! is idempotent) and record removals in it, deleting the objects once it committed.
+
+use crate::error::pg_error;
+use async_trait::async_trait;
+use tern_store::{BlobHash, StoreResult};
+use tokio_postgres::{Client, Transaction};
+
+#[async_trait]
+pub trait BlobBackend: Send + Sync + 'static {
+    /// Stores a content that `tx` starts referencing (it may be there already).
+    async fn put(&self, tx: &Transaction<'_>, hash: &BlobHash, raw: &[u8]) -> StoreResult<()>;
+    async fn get(&self, client: &Client, hash: &BlobHash) -> StoreResult<Option<Vec<u8>>>;
+    /// Removes a content whose last reference `tx` drops.
+    async fn remove(&self, tx: &Transaction<'_>, hash: &BlobHash) -> StoreResult<()>;
+}
+
+/// Contents in PostgreSQL's `blobs` table (TOAST compresses and stores them out of line).
+pub struct TableBlobs;
+
+#[async_trait]
+impl BlobBackend for TableBlobs {
+    async fn put(&self, tx: &Transaction<'_>, hash: &BlobHash, raw: &[u8]) -> StoreResult<()> {
+        tx.execute(
+            "INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+            &[&&hash.0[..], &raw],
+        )
+        .await
+        .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn get(&self, client: &Client, hash: &BlobHash) -> StoreResult<Option<Vec<u8>>> {
+        let row =
+            client.query_opt("SELECT data FROM blobs WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn remove(&self, tx: &Transaction<'_>, hash: &BlobHash) -> StoreResult<()> {
+        tx.execute("DELETE FROM blobs WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
+        Ok(())
+    }
+}

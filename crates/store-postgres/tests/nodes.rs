@@ -1,0 +1,56 @@
+//! Two stores on one database stand for two nodes: their writers meet only in PostgreSQL.
+
+use std::sync::Arc;
+use tern_store::*;
+use tern_store_postgres::{PgStore, testing};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_appending_to_one_mailbox_never_share_a_uid() {
+    let options = testing::database().await.unwrap();
+    let (a, b) = (Arc::new(PgStore::open(&options).await.unwrap()), Arc::new(PgStore::open(&options).await.unwrap()));
+    let account = a
+        .account_create(
+            NewAccount { address: "u@example.test".into(), password_hash: "x".into(), quota_bytes: None },
+            default_mailboxes(),
+        )
+        .await
+        .unwrap();
+    let inbox = b.mailbox_by_name(account.id, INBOX).await.unwrap().unwrap();
+    let mut feed = b.subscribe();
+    let mut tasks = Vec::new();
+    for i in 0..120 {
+        let node = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+        tasks.push(tokio::spawn(async move {
+            let raw = format!("Subject: m{i}\r\nMessage-ID: <m{i}@x>\r\n\r\nbody\r\n").into_bytes();
+            let envelope = DeliveryEnvelope { received_at: now_unix(), ..Default::default() };
+            let r =
+                node.deliver(Delivery::prepare(raw, envelope, vec![DeliveryTarget::inbox(account.id)])).await.unwrap();
+            let copy = &r.copies[0];
+            node.message_get(copy.mailbox, copy.uid).await.unwrap().unwrap().modseq
+        }));
+    }
+    let mut modseqs = Vec::new();
+    for t in tasks {
+        modseqs.push(t.await.unwrap());
+    }
+    let uids: Vec<u32> = a.message_list(inbox.id).await.unwrap().iter().map(|m| m.uid).collect();
+    assert_eq!(uids, (1..=120).collect::<Vec<u32>>(), "UIDs 1..120, each once");
+    modseqs.sort_unstable();
+    modseqs.dedup();
+    assert_eq!(modseqs.len(), 120, "every delivery its own modseq");
+    let m = b.mailbox_get(inbox.id).await.unwrap().unwrap();
+    assert_eq!((m.total, m.uid_next), (120, 121));
+    // Node B heard of node A's deliveries through the database.
+    let mut from_a = 0;
+    while let Ok(Ok(change)) = tokio::time::timeout(std::time::Duration::from_secs(2), feed.recv()).await {
+        if change == (StoreChange::Mailbox { account: account.id, mailbox: inbox.id }) {
+            from_a += 1;
+        }
+        if from_a >= 120 {
+            break;
+        }
+    }
+    assert_eq!(from_a, 120, "B's subscribers saw its own 60 changes and A's 60");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
