@@ -44,7 +44,7 @@ haproxy_for() { # haproxy_for PORT NODES...
   local port=$1; shift
   local cfg="$OUT/haproxy-$port.cfg"
   {
-    printf 'global\n    maxconn 20000\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n'
+    printf 'global\n    maxconn 4000\ndefaults\n    mode tcp\n    timeout connect 5s\n    timeout client 60s\n    timeout server 60s\n'
     printf 'frontend smtp\n    bind 127.0.0.1:%s\n    default_backend nodes\nbackend nodes\n    balance roundrobin\n' "$port"
     printf '    default-server send-proxy-v2 source 127.0.0.2\n'
     for i in "$@"; do printf '    server n%s 127.0.0.1:%s\n' "$i" $((12060 + 10 * i)); done

@@ -6,9 +6,10 @@
 //! is idempotent) and record removals in it, deleting the objects once it committed.
 
 use crate::error::pg_error;
+use crate::sql::Cached;
 use async_trait::async_trait;
+use deadpool_postgres::{Client, Transaction};
 use tern_store::{BlobHash, StoreResult};
-use tokio_postgres::{Client, Transaction};
 
 #[async_trait]
 pub trait BlobBackend: Send + Sync + 'static {
@@ -25,23 +26,20 @@ pub struct TableBlobs;
 #[async_trait]
 impl BlobBackend for TableBlobs {
     async fn put(&self, tx: &Transaction<'_>, hash: &BlobHash, raw: &[u8]) -> StoreResult<()> {
-        tx.execute(
-            "INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
-            &[&&hash.0[..], &raw],
-        )
-        .await
-        .map_err(pg_error)?;
+        tx.run("INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING", &[&&hash.0[..], &raw])
+            .await
+            .map_err(pg_error)?;
         Ok(())
     }
 
     async fn get(&self, client: &Client, hash: &BlobHash) -> StoreResult<Option<Vec<u8>>> {
         let row =
-            client.query_opt("SELECT data FROM blobs WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
+            client.maybe_row("SELECT data FROM blobs WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
         Ok(row.map(|r| r.get(0)))
     }
 
     async fn remove(&self, tx: &Transaction<'_>, hash: &BlobHash) -> StoreResult<()> {
-        tx.execute("DELETE FROM blobs WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
+        tx.run("DELETE FROM blobs WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! subscribers (IMAP IDLE, the queue's wake-up).
 
 use crate::error::pg_error;
+use crate::sql::Cached;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, Weak};
@@ -98,10 +99,10 @@ impl Feed {
     }
 
     /// Queues the changes for the other nodes in `tx` (sent when it commits).
-    pub async fn notify(&self, tx: &tokio_postgres::Transaction<'_>, changes: &[StoreChange]) -> StoreResult<()> {
+    pub async fn notify(&self, tx: &deadpool_postgres::Transaction<'_>, changes: &[StoreChange]) -> StoreResult<()> {
         for chunk in changes.chunks(CHANGES_PER_NOTIFY) {
             let payload = encode(self.node, chunk);
-            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await.map_err(pg_error)?;
+            tx.run("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload]).await.map_err(pg_error)?;
         }
         Ok(())
     }
@@ -229,7 +230,7 @@ pub async fn send_cluster(pool: deadpool_postgres::Pool, node: u64, mut outgoing
         }
         let sent = match pool.get().await {
             Ok(client) => client
-                .execute("SELECT pg_notify($1, $2)", &[&CLUSTER_CHANNEL, &payload])
+                .run("SELECT pg_notify($1, $2)", &[&CLUSTER_CHANNEL, &payload])
                 .await
                 .map(|_| ())
                 .map_err(|e| crate::error::words(&e)),

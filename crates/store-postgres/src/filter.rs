@@ -4,6 +4,7 @@ use crate::PgStore;
 use crate::error::pg_error;
 use crate::mail::{deliver_in, prepare};
 use crate::rows::{self, id, owner_key};
+use crate::sql::Cached;
 use async_trait::async_trait;
 use tern_store::*;
 
@@ -12,9 +13,9 @@ impl FilterStore for PgStore {
     async fn quarantine_put(&self, mut entry: QuarantineEntry, raw: Vec<u8>) -> StoreResult<u64> {
         self.write(move |tx, _changes| {
             Box::pin(async move {
-                let q: i64 = tx.query_one("SELECT nextval('quarantine_ids')", &[]).await.map_err(pg_error)?.get(0);
+                let q: i64 = tx.row("SELECT nextval('quarantine_ids')", &[]).await.map_err(pg_error)?.get(0);
                 entry.id = q as u64;
-                tx.execute(
+                tx.run(
                     "INSERT INTO quarantine (id, entry, raw, expires_at) VALUES ($1, $2, $3, $4)",
                     &[&q, &rows::to_json(&entry)?, &raw, &entry.expires_at],
                 )
@@ -28,20 +29,20 @@ impl FilterStore for PgStore {
 
     async fn quarantine_list(&self) -> StoreResult<Vec<QuarantineEntry>> {
         let client = self.client().await?;
-        let rows = client.query("SELECT entry FROM quarantine ORDER BY id", &[]).await.map_err(pg_error)?;
+        let rows = client.rows("SELECT entry FROM quarantine ORDER BY id", &[]).await.map_err(pg_error)?;
         rows.iter().map(|r| rows::json(r, 0, "quarantine entry")).collect()
     }
 
     async fn quarantine_get(&self, q: u64) -> StoreResult<Option<(QuarantineEntry, Vec<u8>)>> {
         let client = self.client().await?;
         let row =
-            client.query_opt("SELECT entry, raw FROM quarantine WHERE id = $1", &[&id(q)]).await.map_err(pg_error)?;
+            client.maybe_row("SELECT entry, raw FROM quarantine WHERE id = $1", &[&id(q)]).await.map_err(pg_error)?;
         row.map(|r| Ok((rows::json(&r, 0, "quarantine entry")?, r.get(1)))).transpose()
     }
 
     async fn quarantine_remove(&self, q: u64) -> StoreResult<bool> {
         let client = self.client().await?;
-        let n = client.execute("DELETE FROM quarantine WHERE id = $1", &[&id(q)]).await.map_err(pg_error)?;
+        let n = client.run("DELETE FROM quarantine WHERE id = $1", &[&id(q)]).await.map_err(pg_error)?;
         Ok(n > 0)
     }
 
@@ -52,7 +53,7 @@ impl FilterStore for PgStore {
             Box::pin(async move {
                 let blobs = &*blobs;
                 // The entry's row lock makes a second, concurrent release find nothing.
-                let gone = tx.execute("DELETE FROM quarantine WHERE id = $1", &[&id(q)]).await.map_err(pg_error)?;
+                let gone = tx.run("DELETE FROM quarantine WHERE id = $1", &[&id(q)]).await.map_err(pg_error)?;
                 if gone == 0 {
                     return Ok(None);
                 }
@@ -64,7 +65,7 @@ impl FilterStore for PgStore {
 
     async fn quarantine_expire(&self, now: i64) -> StoreResult<usize> {
         let client = self.client().await?;
-        let n = client.execute("DELETE FROM quarantine WHERE expires_at < $1", &[&now]).await.map_err(pg_error)?;
+        let n = client.run("DELETE FROM quarantine WHERE expires_at < $1", &[&now]).await.map_err(pg_error)?;
         Ok(n as usize)
     }
 
@@ -73,13 +74,13 @@ impl FilterStore for PgStore {
         let key = owner_key(owner);
         let mut data = SpamModelData::default();
         if let Some(row) =
-            client.query_opt("SELECT spam, ham FROM spam_totals WHERE owner = $1", &[&key]).await.map_err(pg_error)?
+            client.maybe_row("SELECT spam, ham FROM spam_totals WHERE owner = $1", &[&key]).await.map_err(pg_error)?
         {
             data.spam_learned = row.get::<_, i64>(0) as u64;
             data.ham_learned = row.get::<_, i64>(1) as u64;
         }
         for row in client
-            .query("SELECT feature, spam, ham FROM spam_features WHERE owner = $1", &[&key])
+            .rows("SELECT feature, spam, ham FROM spam_features WHERE owner = $1", &[&key])
             .await
             .map_err(pg_error)?
         {
@@ -92,7 +93,7 @@ impl FilterStore for PgStore {
     async fn spam_models(&self) -> StoreResult<Vec<(SpamModelOwner, u64, u64)>> {
         let client = self.client().await?;
         let rows =
-            client.query("SELECT owner, spam, ham FROM spam_totals ORDER BY owner", &[]).await.map_err(pg_error)?;
+            client.rows("SELECT owner, spam, ham FROM spam_totals ORDER BY owner", &[]).await.map_err(pg_error)?;
         Ok(rows
             .iter()
             .map(|r| (rows::owner_of(r.get(0)), r.get::<_, i64>(1) as u64, r.get::<_, i64>(2) as u64))
@@ -102,7 +103,7 @@ impl FilterStore for PgStore {
     async fn spam_lesson(&self, owner: SpamModelOwner, message: BlobHash) -> StoreResult<Option<SpamClass>> {
         let client = self.client().await?;
         let row = client
-            .query_opt(
+            .maybe_row(
                 "SELECT spam FROM spam_lessons WHERE owner = $1 AND message = $2",
                 &[&owner_key(owner), &&message.0[..]],
             )
@@ -115,7 +116,7 @@ impl FilterStore for PgStore {
         self.write(move |tx, _changes| {
             Box::pin(async move {
                 let key = owner_key(update.owner);
-                tx.execute(
+                tx.run(
                     "INSERT INTO spam_totals (owner, spam, ham) VALUES ($1, $2, $3)
                      ON CONFLICT (owner) DO UPDATE SET spam = excluded.spam, ham = excluded.ham",
                     &[&key, &id(update.spam_learned), &id(update.ham_learned)],
@@ -137,12 +138,12 @@ impl FilterStore for PgStore {
                     }
                 }
                 if !gone.is_empty() {
-                    tx.execute("DELETE FROM spam_features WHERE owner = $1 AND feature = ANY($2)", &[&key, &gone])
+                    tx.run("DELETE FROM spam_features WHERE owner = $1 AND feature = ANY($2)", &[&key, &gone])
                         .await
                         .map_err(pg_error)?;
                 }
                 if !kept.0.is_empty() {
-                    tx.execute(
+                    tx.run(
                         "INSERT INTO spam_features (owner, feature, spam, ham)
                          SELECT $1::bigint, f, s, h FROM unnest($2::bigint[], $3::bigint[], $4::bigint[]) AS u(f, s, h)
                          ON CONFLICT (owner, feature) DO UPDATE SET spam = excluded.spam, ham = excluded.ham",
@@ -152,7 +153,7 @@ impl FilterStore for PgStore {
                     .map_err(pg_error)?;
                 }
                 if let Some((message, class)) = update.lesson {
-                    tx.execute(
+                    tx.run(
                         "INSERT INTO spam_lessons (owner, message, spam) VALUES ($1, $2, $3)
                          ON CONFLICT (owner, message) DO UPDATE SET spam = excluded.spam",
                         &[&key, &&message.0[..], &(class == SpamClass::Spam)],

@@ -24,9 +24,11 @@ pub mod migrate;
 mod queue;
 mod rows;
 pub mod schema;
+mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use crate::sql::Cached;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use error::{pg_error, pool_error};
@@ -199,14 +201,10 @@ impl Store for PgStore {
         let client = self.client().await?;
         // The first node to ask makes it; every other gets the same.
         client
-            .execute(
-                "INSERT INTO tern_secrets (name, value) VALUES ('server', $1) ON CONFLICT DO NOTHING",
-                &[&&secret[..]],
-            )
+            .run("INSERT INTO tern_secrets (name, value) VALUES ('server', $1) ON CONFLICT DO NOTHING", &[&&secret[..]])
             .await
             .map_err(pg_error)?;
-        let row =
-            client.query_one("SELECT value FROM tern_secrets WHERE name = 'server'", &[]).await.map_err(pg_error)?;
+        let row = client.row("SELECT value FROM tern_secrets WHERE name = 'server'", &[]).await.map_err(pg_error)?;
         let value: &[u8] = row.get(0);
         value.try_into().map(Some).map_err(|_| error::corrupt("server secret", "not 32 bytes"))
     }

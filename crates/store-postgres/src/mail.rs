@@ -8,11 +8,12 @@ use crate::PgStore;
 use crate::blob::BlobBackend;
 use crate::error::{corrupt, is_unique_violation, pg_error};
 use crate::rows::{self, MAILBOX_COLUMNS, MESSAGE_COLUMNS, id};
+use crate::sql::Cached;
 use async_trait::async_trait;
+use deadpool_postgres::Transaction;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use tern_store::codec::{decode_summary, encode_summary};
 use tern_store::*;
-use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 
 /// References and In-Reply-To ids looked at for threading, at most (as the embedded store).
@@ -25,7 +26,7 @@ type Tx<'a> = Transaction<'a>;
 
 pub(crate) async fn mailbox_by_id(tx: &Tx<'_>, mailbox: MailboxId, lock: bool) -> StoreResult<Option<Mailbox>> {
     let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = $1{}", if lock { " FOR UPDATE" } else { "" });
-    tx.query_opt(&sql, &[&id(mailbox)]).await.map_err(pg_error)?.as_ref().map(rows::mailbox).transpose()
+    tx.maybe_row(&sql, &[&id(mailbox)]).await.map_err(pg_error)?.as_ref().map(rows::mailbox).transpose()
 }
 
 async fn mailbox_named(tx: &Tx<'_>, account: AccountId, name: &str, lock: bool) -> StoreResult<Option<Mailbox>> {
@@ -33,18 +34,18 @@ async fn mailbox_named(tx: &Tx<'_>, account: AccountId, name: &str, lock: bool) 
         "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account = $1 AND name = $2{}",
         if lock { " FOR UPDATE" } else { "" }
     );
-    tx.query_opt(&sql, &[&id(account), &name]).await.map_err(pg_error)?.as_ref().map(rows::mailbox).transpose()
+    tx.maybe_row(&sql, &[&id(account), &name]).await.map_err(pg_error)?.as_ref().map(rows::mailbox).transpose()
 }
 
 /// The account's mailboxes, locked, in id order.
 async fn account_mailboxes_locked(tx: &Tx<'_>, account: AccountId) -> StoreResult<Vec<Mailbox>> {
     let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account = $1 ORDER BY id FOR UPDATE");
-    tx.query(&sql, &[&id(account)]).await.map_err(pg_error)?.iter().map(rows::mailbox).collect()
+    tx.rows(&sql, &[&id(account)]).await.map_err(pg_error)?.iter().map(rows::mailbox).collect()
 }
 
 /// Writes a mailbox's counters, keywords and name back.
 async fn save_mailbox(tx: &Tx<'_>, m: &Mailbox) -> StoreResult<()> {
-    tx.execute(
+    tx.run(
         "UPDATE mailboxes SET name = $2, subscribed = $3, uid_next = $4, highest_modseq = $5, total = $6,
                 unseen = $7, size = $8, deleted = $9, recent_uid = $10, keywords = $11
          WHERE id = $1",
@@ -73,7 +74,7 @@ async fn create_mailbox(tx: &Tx<'_>, account: AccountId, new: NewMailbox) -> Sto
     // UIDVALIDITY: strictly increasing across all mailboxes ever created, starting from the
     // clock, so a mailbox re-created under an old name never reuses a value.
     let validity: i64 = tx
-        .query_one(
+        .row(
             "UPDATE tern_meta SET value = CASE WHEN greatest(value + 1, $1) > 4294967295 THEN 1
                                                ELSE greatest(value + 1, $1) END
              WHERE key = 'uidvalidity' RETURNING value",
@@ -84,11 +85,11 @@ async fn create_mailbox(tx: &Tx<'_>, account: AccountId, new: NewMailbox) -> Sto
         .get(0);
     // A subscription that outlived an earlier mailbox of this name applies again.
     let had_subscription = tx
-        .execute("DELETE FROM subscriptions WHERE account = $1 AND name = $2", &[&id(account), &new.name])
+        .run("DELETE FROM subscriptions WHERE account = $1 AND name = $2", &[&id(account), &new.name])
         .await
         .map_err(pg_error)?
         > 0;
-    let mailbox_id: i64 = tx.query_one("SELECT nextval('mailbox_ids')", &[]).await.map_err(pg_error)?.get(0);
+    let mailbox_id: i64 = tx.row("SELECT nextval('mailbox_ids')", &[]).await.map_err(pg_error)?.get(0);
     let mailbox = Mailbox {
         id: mailbox_id as u64,
         account,
@@ -107,7 +108,7 @@ async fn create_mailbox(tx: &Tx<'_>, account: AccountId, new: NewMailbox) -> Sto
     };
     let special = mailbox.special_use.map(rows::special_use_name);
     let inserted = tx
-        .execute(
+        .run(
             "INSERT INTO mailboxes (id, account, name, special_use, subscribed, uid_validity, uid_next,
                  highest_modseq, total, unseen, size, deleted, recent_uid, keywords)
              VALUES ($1, $2, $3, $4, $5, $6, 1, 1, 0, 0, 0, 0, 1, '{}')",
@@ -151,7 +152,7 @@ async fn remove_messages(
     }
     let wanted: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
     let gone = tx
-        .query(
+        .rows(
             "DELETE FROM messages WHERE mailbox = $1 AND uid = ANY($2) RETURNING uid, blob, size, flags",
             &[&id(mailbox.id), &wanted],
         )
@@ -181,7 +182,7 @@ async fn remove_messages(
     let removed: Vec<u32> = uids.iter().copied().filter(|u| present.remove(u)).collect();
     if record_vanished {
         let vanished: Vec<i64> = removed.iter().map(|&u| i64::from(u)).collect();
-        tx.execute(
+        tx.run(
             "INSERT INTO expunged (mailbox, modseq, uid) SELECT $1::bigint, $2::bigint, u FROM unnest($3::bigint[]) AS u",
             &[&id(mailbox.id), &id(mailbox.highest_modseq), &vanished],
         )
@@ -199,7 +200,7 @@ pub(crate) async fn release_contents(
 ) -> StoreResult<()> {
     for (hash, n) in released {
         let left = tx
-            .query_opt(
+            .maybe_row(
                 "UPDATE contents SET refcount = refcount - $2 WHERE hash = $1 RETURNING refcount",
                 &[&&hash.0[..], &n],
             )
@@ -208,9 +209,9 @@ pub(crate) async fn release_contents(
         match left {
             None => tracing::warn!(blob = %hash, "released a message content with no reference count"),
             Some(row) if row.get::<_, i64>(0) <= 0 => {
-                tx.execute("DELETE FROM contents WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
+                tx.run("DELETE FROM contents WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
                 blobs.remove(tx, &hash).await?;
-                tx.execute("DELETE FROM content_text WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
+                tx.run("DELETE FROM content_text WHERE hash = $1", &[&&hash.0[..]]).await.map_err(pg_error)?;
             }
             Some(_) => {}
         }
@@ -221,7 +222,7 @@ pub(crate) async fn release_contents(
 /// Adds `n` references to a content that is known to exist (copies).
 async fn reference_content(tx: &Tx<'_>, hash: &BlobHash, n: i64) -> StoreResult<()> {
     let updated = tx
-        .execute("UPDATE contents SET refcount = refcount + $2 WHERE hash = $1", &[&&hash.0[..], &n])
+        .run("UPDATE contents SET refcount = refcount + $2 WHERE hash = $1", &[&&hash.0[..], &n])
         .await
         .map_err(pg_error)?;
     if updated == 0 {
@@ -231,7 +232,7 @@ async fn reference_content(tx: &Tx<'_>, hash: &BlobHash, n: i64) -> StoreResult<
 }
 
 async fn insert_message(tx: &Tx<'_>, m: &MessageEntry) -> StoreResult<()> {
-    tx.execute(
+    tx.run(
         "INSERT INTO messages (mailbox, uid, blob, size, internal_date, flags, keywords, modseq, email_id,
                                thread_id, delivery_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -259,7 +260,7 @@ async fn next_ids(tx: &Tx<'_>, sequence: &str, n: usize) -> StoreResult<Vec<u64>
         return Ok(Vec::new());
     }
     let sql = format!("SELECT nextval('{sequence}') FROM generate_series(1, $1::bigint)");
-    let rows = tx.query(&sql, &[&(n as i64)]).await.map_err(pg_error)?;
+    let rows = tx.rows(&sql, &[&(n as i64)]).await.map_err(pg_error)?;
     Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
 }
 
@@ -268,7 +269,7 @@ async fn messages_by_uid(tx: &Tx<'_>, mailbox: MailboxId, uids: &[u32]) -> Store
     let wanted: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
     let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = $1 AND uid = ANY($2)");
     let mut out = HashMap::new();
-    for row in tx.query(&sql, &[&id(mailbox), &wanted]).await.map_err(pg_error)? {
+    for row in tx.rows(&sql, &[&id(mailbox), &wanted]).await.map_err(pg_error)? {
         let m = rows::message(&row)?;
         out.insert(m.uid, m);
     }
@@ -278,14 +279,14 @@ async fn messages_by_uid(tx: &Tx<'_>, mailbox: MailboxId, uids: &[u32]) -> Store
 /// (limit, bytes used) of an account with a quota.
 async fn quota_of(tx: &Tx<'_>, account: AccountId) -> StoreResult<Option<(u64, u64)>> {
     let Some(row) =
-        tx.query_opt("SELECT record FROM accounts WHERE id = $1", &[&id(account)]).await.map_err(pg_error)?
+        tx.maybe_row("SELECT record FROM accounts WHERE id = $1", &[&id(account)]).await.map_err(pg_error)?
     else {
         return Ok(None);
     };
     let record: Account = rows::json(&row, 0, "account")?;
     let Some(limit) = record.quota_bytes else { return Ok(None) };
     let used: i64 = tx
-        .query_one("SELECT COALESCE(sum(size), 0)::bigint FROM mailboxes WHERE account = $1", &[&id(account)])
+        .row("SELECT COALESCE(sum(size), 0)::bigint FROM mailboxes WHERE account = $1", &[&id(account)])
         .await
         .map_err(pg_error)?
         .get(0);
@@ -363,17 +364,17 @@ async fn resolve_mailbox(
     let found: Option<i64> = match selector {
         MailboxSelector::Inbox => None,
         MailboxSelector::Name(name) => tx
-            .query_opt("SELECT id FROM mailboxes WHERE account = $1 AND name = $2", &[&id(account), name])
+            .maybe_row("SELECT id FROM mailboxes WHERE account = $1 AND name = $2", &[&id(account), name])
             .await
             .map_err(pg_error)?
             .map(|r| r.get(0)),
         MailboxSelector::Id(m) => tx
-            .query_opt("SELECT id FROM mailboxes WHERE id = $1 AND account = $2", &[&id(*m), &id(account)])
+            .maybe_row("SELECT id FROM mailboxes WHERE id = $1 AND account = $2", &[&id(*m), &id(account)])
             .await
             .map_err(pg_error)?
             .map(|r| r.get(0)),
         MailboxSelector::SpecialUse(u) => tx
-            .query_opt(
+            .maybe_row(
                 "SELECT id FROM mailboxes WHERE account = $1 AND special_use = $2 ORDER BY id LIMIT 1",
                 &[&id(account), &rows::special_use_name(*u)],
             )
@@ -384,7 +385,7 @@ async fn resolve_mailbox(
     match found {
         Some(m) => Ok(Some(m as u64)),
         None => Ok(tx
-            .query_opt("SELECT id FROM mailboxes WHERE account = $1 AND name = $2", &[&id(account), &INBOX])
+            .maybe_row("SELECT id FROM mailboxes WHERE account = $1 AND name = $2", &[&id(account), &INBOX])
             .await
             .map_err(pg_error)?
             .map(|r| r.get::<_, i64>(0) as u64)),
@@ -404,7 +405,7 @@ async fn thread_for(
     let mut thread = email_id;
     if !related.is_empty() {
         let known: HashMap<String, i64> = tx
-            .query(
+            .rows(
                 "SELECT message_id, thread FROM threads WHERE account = $1 AND message_id = ANY($2)",
                 &[&id(account), &related],
             )
@@ -419,7 +420,7 @@ async fn thread_for(
     }
     let ids: Vec<&String> = summary.message_id.iter().chain(related.iter().copied()).collect();
     if !ids.is_empty() {
-        tx.execute(
+        tx.run(
             "INSERT INTO threads (account, message_id, thread) SELECT $1::bigint, m, $2::bigint FROM unnest($3::text[]) AS m
              ON CONFLICT DO NOTHING",
             &[&id(account), &id(thread), &ids],
@@ -467,7 +468,7 @@ async fn store_content(
     let summary = if for_mailbox { prepared.summary.as_deref() } else { None };
     let scan_only = for_mailbox && prepared.text.is_none();
     let inserted = tx
-        .query_opt(
+        .maybe_row(
             "INSERT INTO contents (hash, refcount, size, summary, scan_only) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (hash) DO NOTHING RETURNING 1",
             &[&hash, &references, &(d.raw.len() as i64), &summary, &scan_only],
@@ -482,7 +483,7 @@ async fn store_content(
         // Known: add the references, learning whether it had a summary (a content first
         // stored for the queue alone has none, and no text either).
         let row = tx
-            .query_opt(
+            .maybe_row(
                 "WITH old AS (SELECT summary IS NOT NULL AS had FROM contents WHERE hash = $1 FOR UPDATE)
                  UPDATE contents SET refcount = refcount + $2, summary = COALESCE(summary, $3),
                         scan_only = scan_only OR $4
@@ -498,7 +499,7 @@ async fn store_content(
         }
     };
     if needs_text && let Some((header, body)) = &prepared.text {
-        tx.execute(
+        tx.run(
             "INSERT INTO content_text (hash, header, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             &[&hash, header, body],
         )
@@ -529,7 +530,7 @@ pub(crate) async fn deliver_in(
     let mut mailboxes: BTreeMap<MailboxId, Mailbox> = BTreeMap::new();
     if !wanted.is_empty() {
         let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE");
-        for row in tx.query(&sql, &[&wanted]).await.map_err(pg_error)? {
+        for row in tx.rows(&sql, &[&wanted]).await.map_err(pg_error)? {
             let m = rows::mailbox(&row)?;
             mailboxes.insert(m.id, m);
         }
@@ -614,7 +615,7 @@ pub(crate) async fn deliver_in(
         store_content(tx, blobs, d, prepared, references, !copies.is_empty()).await?;
     }
     if !copies.is_empty() {
-        tx.execute(
+        tx.run(
             "INSERT INTO envelopes (delivery_id, envelope) VALUES ($1, $2)",
             &[&id(delivery_id), &rows::to_json(&d.envelope)?],
         )
@@ -634,13 +635,13 @@ pub(crate) async fn deliver_in(
 impl DirectoryStore for PgStore {
     async fn domain_list(&self) -> StoreResult<Vec<Domain>> {
         let client = self.client().await?;
-        let rows = client.query("SELECT record FROM domains ORDER BY name", &[]).await.map_err(pg_error)?;
+        let rows = client.rows("SELECT record FROM domains ORDER BY name", &[]).await.map_err(pg_error)?;
         rows.iter().map(|r| rows::json(r, 0, "domain")).collect()
     }
 
     async fn domain_get(&self, name: &str) -> StoreResult<Option<Domain>> {
         let client = self.client().await?;
-        let row = client.query_opt("SELECT record FROM domains WHERE name = $1", &[&name]).await.map_err(pg_error)?;
+        let row = client.maybe_row("SELECT record FROM domains WHERE name = $1", &[&name]).await.map_err(pg_error)?;
         row.map(|r| rows::json(&r, 0, "domain")).transpose()
     }
 
@@ -648,7 +649,7 @@ impl DirectoryStore for PgStore {
         let record = rows::to_json(&domain)?;
         self.write(move |tx, changes| {
             Box::pin(async move {
-                tx.execute(
+                tx.run(
                     "INSERT INTO domains (name, record) VALUES ($1, $2)
                      ON CONFLICT (name) DO UPDATE SET record = excluded.record",
                     &[&domain.name, &record],
@@ -666,7 +667,7 @@ impl DirectoryStore for PgStore {
         let name = name.to_string();
         self.write(move |tx, changes| {
             Box::pin(async move {
-                let n = tx.execute("DELETE FROM domains WHERE name = $1", &[&name]).await.map_err(pg_error)?;
+                let n = tx.run("DELETE FROM domains WHERE name = $1", &[&name]).await.map_err(pg_error)?;
                 if n > 0 {
                     changes.push(StoreChange::Directory);
                 }
@@ -678,21 +679,21 @@ impl DirectoryStore for PgStore {
 
     async fn account_list(&self) -> StoreResult<Vec<Account>> {
         let client = self.client().await?;
-        let rows = client.query("SELECT record FROM accounts ORDER BY id", &[]).await.map_err(pg_error)?;
+        let rows = client.rows("SELECT record FROM accounts ORDER BY id", &[]).await.map_err(pg_error)?;
         rows.iter().map(|r| rows::json(r, 0, "account")).collect()
     }
 
     async fn account_get(&self, account: AccountId) -> StoreResult<Option<Account>> {
         let client = self.client().await?;
         let row =
-            client.query_opt("SELECT record FROM accounts WHERE id = $1", &[&id(account)]).await.map_err(pg_error)?;
+            client.maybe_row("SELECT record FROM accounts WHERE id = $1", &[&id(account)]).await.map_err(pg_error)?;
         row.map(|r| rows::json(&r, 0, "account")).transpose()
     }
 
     async fn account_by_address(&self, address: &str) -> StoreResult<Option<Account>> {
         let client = self.client().await?;
         let row =
-            client.query_opt("SELECT record FROM accounts WHERE address = $1", &[&address]).await.map_err(pg_error)?;
+            client.maybe_row("SELECT record FROM accounts WHERE address = $1", &[&address]).await.map_err(pg_error)?;
         row.map(|r| rows::json(&r, 0, "account")).transpose()
     }
 
@@ -700,7 +701,7 @@ impl DirectoryStore for PgStore {
         self.write(move |tx, changes| {
             Box::pin(async move {
                 let taken = tx
-                    .query_opt("SELECT 1 FROM accounts WHERE address = $1", &[&new.address])
+                    .maybe_row("SELECT 1 FROM accounts WHERE address = $1", &[&new.address])
                     .await
                     .map_err(pg_error)?;
                 if taken.is_some() {
@@ -715,7 +716,7 @@ impl DirectoryStore for PgStore {
                     scram: None,
                 };
                 let inserted = tx
-                    .execute(
+                    .run(
                         "INSERT INTO accounts (id, address, record) VALUES ($1, $2, $3)",
                         &[&id(account.id), &account.address, &rows::to_json(&account)?],
                     )
@@ -744,19 +745,16 @@ impl DirectoryStore for PgStore {
         self.write(move |tx, changes| {
             Box::pin(async move {
                 let stored = tx
-                    .query_opt("SELECT address FROM accounts WHERE id = $1 FOR UPDATE", &[&id(account.id)])
+                    .maybe_row("SELECT address FROM accounts WHERE id = $1 FOR UPDATE", &[&id(account.id)])
                     .await
                     .map_err(pg_error)?
                     .ok_or_else(|| StoreError::NotFound(format!("account {}", account.id)))?;
                 if stored.get::<_, &str>(0) != account.address {
                     return Err(corrupt("account update", "the address of an account cannot change"));
                 }
-                tx.execute(
-                    "UPDATE accounts SET record = $2 WHERE id = $1",
-                    &[&id(account.id), &rows::to_json(&account)?],
-                )
-                .await
-                .map_err(pg_error)?;
+                tx.run("UPDATE accounts SET record = $2 WHERE id = $1", &[&id(account.id), &rows::to_json(&account)?])
+                    .await
+                    .map_err(pg_error)?;
                 changes.push(StoreChange::Directory);
                 Ok(())
             })
@@ -770,7 +768,7 @@ impl DirectoryStore for PgStore {
             Box::pin(async move {
                 let blobs = &*blobs;
                 let exists = tx
-                    .query_opt("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&id(account)])
+                    .maybe_row("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", &[&id(account)])
                     .await
                     .map_err(pg_error)?;
                 if exists.is_none() {
@@ -780,18 +778,16 @@ impl DirectoryStore for PgStore {
                 for mut mailbox in account_mailboxes_locked(tx, account).await? {
                     let uids = mailbox_uids(tx, mailbox.id).await?;
                     remove_messages(tx, &mut mailbox, &uids, &mut released, false).await?;
-                    tx.execute("DELETE FROM expunged WHERE mailbox = $1", &[&id(mailbox.id)])
-                        .await
-                        .map_err(pg_error)?;
-                    tx.execute("DELETE FROM mailboxes WHERE id = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
+                    tx.run("DELETE FROM expunged WHERE mailbox = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
+                    tx.run("DELETE FROM mailboxes WHERE id = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                 }
                 for table in ["subscriptions", "threads"] {
-                    tx.execute(&format!("DELETE FROM {table} WHERE account = $1"), &[&id(account)])
+                    tx.run(&format!("DELETE FROM {table} WHERE account = $1"), &[&id(account)])
                         .await
                         .map_err(pg_error)?;
                 }
                 release_contents(tx, blobs, released).await?;
-                tx.execute("DELETE FROM accounts WHERE id = $1", &[&id(account)]).await.map_err(pg_error)?;
+                tx.run("DELETE FROM accounts WHERE id = $1", &[&id(account)]).await.map_err(pg_error)?;
                 changes.push(StoreChange::Account { account });
                 changes.push(StoreChange::Directory);
                 Ok(true)
@@ -802,14 +798,14 @@ impl DirectoryStore for PgStore {
 
     async fn alias_list(&self) -> StoreResult<Vec<Alias>> {
         let client = self.client().await?;
-        let rows = client.query("SELECT record FROM aliases ORDER BY address", &[]).await.map_err(pg_error)?;
+        let rows = client.rows("SELECT record FROM aliases ORDER BY address", &[]).await.map_err(pg_error)?;
         rows.iter().map(|r| rows::json(r, 0, "alias")).collect()
     }
 
     async fn alias_get(&self, address: &str) -> StoreResult<Option<Alias>> {
         let client = self.client().await?;
         let row =
-            client.query_opt("SELECT record FROM aliases WHERE address = $1", &[&address]).await.map_err(pg_error)?;
+            client.maybe_row("SELECT record FROM aliases WHERE address = $1", &[&address]).await.map_err(pg_error)?;
         row.map(|r| rows::json(&r, 0, "alias")).transpose()
     }
 
@@ -817,7 +813,7 @@ impl DirectoryStore for PgStore {
         let record = rows::to_json(&alias)?;
         self.write(move |tx, changes| {
             Box::pin(async move {
-                tx.execute(
+                tx.run(
                     "INSERT INTO aliases (address, record) VALUES ($1, $2)
                      ON CONFLICT (address) DO UPDATE SET record = excluded.record",
                     &[&alias.address, &record],
@@ -835,7 +831,7 @@ impl DirectoryStore for PgStore {
         let address = address.to_string();
         self.write(move |tx, changes| {
             Box::pin(async move {
-                let n = tx.execute("DELETE FROM aliases WHERE address = $1", &[&address]).await.map_err(pg_error)?;
+                let n = tx.run("DELETE FROM aliases WHERE address = $1", &[&address]).await.map_err(pg_error)?;
                 if n > 0 {
                     changes.push(StoreChange::Directory);
                 }
@@ -847,10 +843,8 @@ impl DirectoryStore for PgStore {
 }
 
 async fn mailbox_uids(tx: &Tx<'_>, mailbox: MailboxId) -> StoreResult<Vec<u32>> {
-    let rows = tx
-        .query("SELECT uid FROM messages WHERE mailbox = $1 ORDER BY uid", &[&id(mailbox)])
-        .await
-        .map_err(pg_error)?;
+    let rows =
+        tx.rows("SELECT uid FROM messages WHERE mailbox = $1 ORDER BY uid", &[&id(mailbox)]).await.map_err(pg_error)?;
     Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u32).collect())
 }
 
@@ -871,26 +865,26 @@ impl MailStore for PgStore {
     async fn mailbox_list(&self, account: AccountId) -> StoreResult<Vec<Mailbox>> {
         let client = self.client().await?;
         let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account = $1 ORDER BY name");
-        client.query(&sql, &[&id(account)]).await.map_err(pg_error)?.iter().map(rows::mailbox).collect()
+        client.rows(&sql, &[&id(account)]).await.map_err(pg_error)?.iter().map(rows::mailbox).collect()
     }
 
     async fn mailbox_get(&self, mailbox: MailboxId) -> StoreResult<Option<Mailbox>> {
         let client = self.client().await?;
         let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = $1");
-        client.query_opt(&sql, &[&id(mailbox)]).await.map_err(pg_error)?.as_ref().map(rows::mailbox).transpose()
+        client.maybe_row(&sql, &[&id(mailbox)]).await.map_err(pg_error)?.as_ref().map(rows::mailbox).transpose()
     }
 
     async fn mailbox_by_name(&self, account: AccountId, name: &str) -> StoreResult<Option<Mailbox>> {
         let client = self.client().await?;
         let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE account = $1 AND name = $2");
-        client.query_opt(&sql, &[&id(account), &name]).await.map_err(pg_error)?.as_ref().map(rows::mailbox).transpose()
+        client.maybe_row(&sql, &[&id(account), &name]).await.map_err(pg_error)?.as_ref().map(rows::mailbox).transpose()
     }
 
     async fn mailbox_create(&self, account: AccountId, mailbox: NewMailbox) -> StoreResult<Mailbox> {
         self.write(move |tx, changes| {
             Box::pin(async move {
                 let exists = tx
-                    .query_opt("SELECT 1 FROM accounts WHERE id = $1 FOR SHARE", &[&id(account)])
+                    .maybe_row("SELECT 1 FROM accounts WHERE id = $1 FOR SHARE", &[&id(account)])
                     .await
                     .map_err(pg_error)?;
                 if exists.is_none() {
@@ -934,7 +928,7 @@ impl MailStore for PgStore {
                     return Ok(());
                 }
                 let renamed = tx
-                    .execute(
+                    .run(
                         "UPDATE mailboxes SET name = $3 || substr(name, char_length($2) + 1)
                          WHERE account = $1 AND (name = $2 OR starts_with(name, $2 || '/'))",
                         &[&id(account), &from, &to],
@@ -967,7 +961,7 @@ impl MailStore for PgStore {
                     return Err(StoreError::NotFound(format!("mailbox {name}")));
                 };
                 let children = tx
-                    .query_opt(
+                    .maybe_row(
                         "SELECT 1 FROM mailboxes WHERE account = $1 AND starts_with(name, $2 || '/') LIMIT 1",
                         &[&id(account), &name],
                     )
@@ -979,12 +973,12 @@ impl MailStore for PgStore {
                 let mut released = BTreeMap::new();
                 let uids = mailbox_uids(tx, mailbox.id).await?;
                 remove_messages(tx, &mut mailbox, &uids, &mut released, false).await?;
-                tx.execute("DELETE FROM expunged WHERE mailbox = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
+                tx.run("DELETE FROM expunged WHERE mailbox = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                 release_contents(tx, blobs, released).await?;
-                tx.execute("DELETE FROM mailboxes WHERE id = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
+                tx.run("DELETE FROM mailboxes WHERE id = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                 if mailbox.subscribed {
                     // The subscription stays (RFC 9051 §6.3.7); LIST shows it \NonExistent.
-                    tx.execute(
+                    tx.run(
                         "INSERT INTO subscriptions (account, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                         &[&id(account), &name],
                     )
@@ -1004,7 +998,7 @@ impl MailStore for PgStore {
         self.write(move |tx, changes| {
             Box::pin(async move {
                 let updated = tx
-                    .execute(
+                    .run(
                         "UPDATE mailboxes SET subscribed = $3 WHERE account = $1 AND name = $2",
                         &[&id(account), &name, &subscribed],
                     )
@@ -1016,7 +1010,7 @@ impl MailStore for PgStore {
                     } else {
                         "DELETE FROM subscriptions WHERE account = $1 AND name = $2"
                     };
-                    tx.execute(sql, &[&id(account), &name]).await.map_err(pg_error)?;
+                    tx.run(sql, &[&id(account), &name]).await.map_err(pg_error)?;
                 }
                 changes.push(StoreChange::Account { account });
                 Ok(())
@@ -1028,7 +1022,7 @@ impl MailStore for PgStore {
     async fn subscriptions(&self, account: AccountId) -> StoreResult<Vec<String>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .rows(
                 "SELECT name FROM mailboxes WHERE account = $1 AND subscribed
                  UNION SELECT name FROM subscriptions WHERE account = $1",
                 &[&id(account)],
@@ -1050,7 +1044,7 @@ impl MailStore for PgStore {
                 let first = m.recent_uid.max(1);
                 if m.recent_uid != m.uid_next {
                     m.recent_uid = m.uid_next;
-                    tx.execute(
+                    tx.run(
                         "UPDATE mailboxes SET recent_uid = $2 WHERE id = $1",
                         &[&id(mailbox), &i64::from(m.recent_uid)],
                     )
@@ -1075,14 +1069,14 @@ impl MailStore for PgStore {
     async fn message_list(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageEntry>> {
         let client = self.client().await?;
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = $1 ORDER BY uid");
-        client.query(&sql, &[&id(mailbox)]).await.map_err(pg_error)?.iter().map(rows::message).collect()
+        client.rows(&sql, &[&id(mailbox)]).await.map_err(pg_error)?.iter().map(rows::message).collect()
     }
 
     async fn message_get(&self, mailbox: MailboxId, uid: u32) -> StoreResult<Option<MessageEntry>> {
         let client = self.client().await?;
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = $1 AND uid = $2");
         client
-            .query_opt(&sql, &[&id(mailbox), &i64::from(uid)])
+            .maybe_row(&sql, &[&id(mailbox), &i64::from(uid)])
             .await
             .map_err(pg_error)?
             .as_ref()
@@ -1093,10 +1087,7 @@ impl MailStore for PgStore {
     async fn message_count_from(&self, mailbox: MailboxId, uid: u32) -> StoreResult<u32> {
         let client = self.client().await?;
         let n: i64 = client
-            .query_one(
-                "SELECT count(*) FROM messages WHERE mailbox = $1 AND uid >= $2",
-                &[&id(mailbox), &i64::from(uid)],
-            )
+            .row("SELECT count(*) FROM messages WHERE mailbox = $1 AND uid >= $2", &[&id(mailbox), &i64::from(uid)])
             .await
             .map_err(pg_error)?
             .get(0);
@@ -1117,14 +1108,14 @@ impl MailStore for PgStore {
         let highest_modseq = mailbox_by_id(&tx, mailbox, false).await?.map(|m| m.highest_modseq).unwrap_or(0);
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = $1 AND modseq > $2 ORDER BY uid");
         let changed = tx
-            .query(&sql, &[&id(mailbox), &since])
+            .rows(&sql, &[&id(mailbox), &since])
             .await
             .map_err(pg_error)?
             .iter()
             .map(rows::message)
             .collect::<StoreResult<Vec<_>>>()?;
         let expunged = tx
-            .query("SELECT uid FROM expunged WHERE mailbox = $1 AND modseq > $2 ORDER BY uid", &[&id(mailbox), &since])
+            .rows("SELECT uid FROM expunged WHERE mailbox = $1 AND modseq > $2 ORDER BY uid", &[&id(mailbox), &since])
             .await
             .map_err(pg_error)?
             .iter()
@@ -1234,7 +1225,7 @@ impl MailStore for PgStore {
                     result.updated.push(entry);
                 }
                 for ((bits, words), group) in &groups {
-                    tx.execute(
+                    tx.run(
                         "UPDATE messages SET flags = $3, keywords = $4, modseq = $5
                          WHERE mailbox = $1 AND uid = ANY($2)",
                         &[&id(mailbox), group, &i16::from(*bits), words, &id(new_modseq)],
@@ -1314,7 +1305,7 @@ impl MailStore for PgStore {
     async fn blob_refcount(&self, hash: BlobHash) -> StoreResult<u32> {
         let client = self.client().await?;
         let row = client
-            .query_opt("SELECT refcount FROM contents WHERE hash = $1", &[&&hash.0[..]])
+            .maybe_row("SELECT refcount FROM contents WHERE hash = $1", &[&&hash.0[..]])
             .await
             .map_err(pg_error)?;
         Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u32).unwrap_or(0))
@@ -1327,10 +1318,8 @@ impl MailStore for PgStore {
     async fn summary_get_many(&self, hashes: Vec<BlobHash>) -> StoreResult<Vec<Option<MessageSummary>>> {
         let client = self.client().await?;
         let keys: Vec<&[u8]> = hashes.iter().map(|h| &h.0[..]).collect();
-        let rows = client
-            .query("SELECT hash, summary FROM contents WHERE hash = ANY($1)", &[&keys])
-            .await
-            .map_err(pg_error)?;
+        let rows =
+            client.rows("SELECT hash, summary FROM contents WHERE hash = ANY($1)", &[&keys]).await.map_err(pg_error)?;
         let mut stored: HashMap<BlobHash, Option<Vec<u8>>> = HashMap::new();
         for row in rows {
             stored.insert(rows::hash_of(row.get::<_, &[u8]>(0))?, row.get(1));
@@ -1358,7 +1347,7 @@ impl MailStore for PgStore {
                         let bytes = encode_summary(&summary)?;
                         if let Ok(client) = self.client().await
                             && let Err(e) = client
-                                .execute("UPDATE contents SET summary = $2 WHERE hash = $1", &[&&hash.0[..], &bytes])
+                                .run("UPDATE contents SET summary = $2 WHERE hash = $1", &[&&hash.0[..], &bytes])
                                 .await
                         {
                             tracing::debug!(error = %crate::error::words(&e), "could not store an upgraded summary");
@@ -1375,7 +1364,7 @@ impl MailStore for PgStore {
     async fn envelope_get(&self, delivery_id: u64) -> StoreResult<Option<DeliveryEnvelope>> {
         let client = self.client().await?;
         let row = client
-            .query_opt("SELECT envelope FROM envelopes WHERE delivery_id = $1", &[&id(delivery_id)])
+            .maybe_row("SELECT envelope FROM envelopes WHERE delivery_id = $1", &[&id(delivery_id)])
             .await
             .map_err(pg_error)?;
         row.map(|r| rows::json(&r, 0, "envelope")).transpose()
@@ -1396,12 +1385,12 @@ impl MailStore for PgStore {
         };
         let params: [&(dyn ToSql + Sync); 1] = [&pattern];
         let mut matched = tern_fts::KeySet::default();
-        for row in client.query(sql, &params).await.map_err(pg_error)? {
+        for row in client.rows(sql, &params).await.map_err(pg_error)? {
             let hash = rows::hash_of(row.get::<_, &[u8]>(0))?;
             matched.insert(tern_fts::content_key(&hash.0));
         }
         let mut unindexed = tern_fts::KeySet::default();
-        for row in client.query("SELECT hash FROM contents WHERE scan_only", &[]).await.map_err(pg_error)? {
+        for row in client.rows("SELECT hash FROM contents WHERE scan_only", &[]).await.map_err(pg_error)? {
             unindexed.insert(rows::hash_of(row.get::<_, &[u8]>(0))?);
         }
         Ok(Some(TextMatches { matched, unindexed: std::sync::Arc::new(unindexed) }))

@@ -10,6 +10,7 @@
 use crate::PgStore;
 use crate::error::pg_error;
 use crate::rows::{self, id};
+use crate::sql::Cached;
 use std::collections::HashSet;
 use tern_store::codec::encode_summary;
 use tern_store::*;
@@ -43,10 +44,7 @@ pub async fn migrate(
         // Unknown users' made-up SCRAM salts stay what they were.
         let client = to.client().await?;
         client
-            .execute(
-                "INSERT INTO tern_secrets (name, value) VALUES ('server', $1) ON CONFLICT DO NOTHING",
-                &[&&secret[..]],
-            )
+            .run("INSERT INTO tern_secrets (name, value) VALUES ('server', $1) ON CONFLICT DO NOTHING", &[&&secret[..]])
             .await
             .map_err(pg_error)?;
     }
@@ -87,7 +85,7 @@ pub async fn migrate(
             if !names.contains(name.as_str()) {
                 let client = to.client().await?;
                 client
-                    .execute(
+                    .run(
                         "INSERT INTO subscriptions (account, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                         &[&id(account.id), &name],
                     )
@@ -131,7 +129,7 @@ pub async fn migrate(
 async fn import_account(to: &PgStore, account: &Account) -> StoreResult<bool> {
     let client = to.client().await?;
     let n = client
-        .execute(
+        .run(
             "INSERT INTO accounts (id, address, record) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             &[&id(account.id), &account.address, &rows::to_json(account)?],
         )
@@ -146,7 +144,7 @@ async fn import_mailbox(to: &PgStore, m: &Mailbox) -> StoreResult<bool> {
     // Counters start empty and grow with the messages copied; UIDNEXT, modseq and the
     // rest are the source's.
     let n = client
-        .execute(
+        .run(
             "INSERT INTO mailboxes (id, account, name, special_use, subscribed, uid_validity, uid_next,
                  highest_modseq, total, unseen, size, deleted, recent_uid, keywords)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, 0, 0, $9, $10) ON CONFLICT DO NOTHING",
@@ -192,7 +190,7 @@ async fn import_messages(
     let (mut copied, mut skipped) = (0, 0);
     for (m, raw, summary, envelope) in loaded {
         let inserted = tx
-            .execute(
+            .run(
                 "INSERT INTO messages (mailbox, uid, blob, size, internal_date, flags, keywords, modseq, email_id,
                                        thread_id, delivery_id)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
@@ -231,7 +229,7 @@ async fn import_messages(
             None => tern_mime::summarize(&raw),
         };
         add_content(to, &tx, &m.blob, &raw, Some(&encode_summary(&summary)?), text, 1).await?;
-        tx.execute(
+        tx.run(
             "UPDATE mailboxes SET total = total + 1, unseen = unseen + $2, deleted = deleted + $3, size = size + $4
              WHERE id = $1",
             &[
@@ -244,7 +242,7 @@ async fn import_messages(
         .await
         .map_err(pg_error)?;
         if let Some(envelope) = envelope {
-            tx.execute(
+            tx.run(
                 "INSERT INTO envelopes (delivery_id, envelope) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&id(m.delivery_id), &rows::to_json(&envelope)?],
             )
@@ -253,7 +251,7 @@ async fn import_messages(
         }
         // New replies join the thread of the message they answer.
         if let Some(message_id) = &summary.message_id {
-            tx.execute(
+            tx.run(
                 "INSERT INTO threads (account, message_id, thread) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 &[&id(account), message_id, &id(m.thread_id)],
             )
@@ -268,7 +266,7 @@ async fn import_messages(
 /// Adds references to a content, storing it (with its summary and search text) when new.
 async fn add_content(
     to: &PgStore,
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &deadpool_postgres::Transaction<'_>,
     hash: &BlobHash,
     raw: &[u8],
     summary: Option<&[u8]>,
@@ -277,7 +275,7 @@ async fn add_content(
 ) -> StoreResult<()> {
     let key = &hash.0[..];
     let scan_only = summary.is_some() && text.is_none();
-    tx.execute(
+    tx.run(
         "INSERT INTO contents (hash, refcount, size, summary, scan_only) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (hash) DO UPDATE SET refcount = contents.refcount + excluded.refcount,
              summary = COALESCE(contents.summary, excluded.summary)",
@@ -287,7 +285,7 @@ async fn add_content(
     .map_err(pg_error)?;
     to.blobs().put(tx, hash, raw).await?;
     if let Some((header, body)) = text {
-        tx.execute(
+        tx.run(
             "INSERT INTO content_text (hash, header, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             &[&key, &header, &body],
         )
@@ -303,7 +301,7 @@ async fn import_vanished(to: &PgStore, mailbox: &Mailbox, uids: &[u32]) -> Store
     }
     let client = to.client().await?;
     let already: i64 = client
-        .query_one("SELECT count(*) FROM expunged WHERE mailbox = $1", &[&id(mailbox.id)])
+        .row("SELECT count(*) FROM expunged WHERE mailbox = $1", &[&id(mailbox.id)])
         .await
         .map_err(pg_error)?
         .get(0);
@@ -312,7 +310,7 @@ async fn import_vanished(to: &PgStore, mailbox: &Mailbox, uids: &[u32]) -> Store
     }
     let uids: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
     client
-        .execute(
+        .run(
             "INSERT INTO expunged (mailbox, modseq, uid) SELECT $1::bigint, $2::bigint, u FROM unnest($3::bigint[]) AS u",
             &[&id(mailbox.id), &id(mailbox.highest_modseq), &uids],
         )
@@ -332,7 +330,7 @@ async fn import_queue_entry(from: &dyn Store, to: &PgStore, entry: &QueueEntry) 
     let tx = client.transaction().await.map_err(pg_error)?;
     let next = entry.next_attempt().unwrap_or(entry.message.created);
     let n = tx
-        .execute(
+        .run(
             "INSERT INTO queue (id, entry, next_attempt, created) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             &[&id(entry.message.id), &rows::to_json(entry)?, &next, &entry.message.created],
         )
@@ -348,7 +346,7 @@ async fn import_queue_entry(from: &dyn Store, to: &PgStore, entry: &QueueEntry) 
 async fn import_quarantined(to: &PgStore, entry: &QuarantineEntry, raw: Vec<u8>) -> StoreResult<bool> {
     let client = to.client().await?;
     let n = client
-        .execute(
+        .run(
             "INSERT INTO quarantine (id, entry, raw, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             &[&id(entry.id), &rows::to_json(entry)?, &raw, &entry.expires_at],
         )
@@ -371,10 +369,10 @@ async fn advance_sequences(to: &PgStore) -> StoreResult<()> {
         ("queue_ids", "SELECT max(id) FROM queue"),
         ("quarantine_ids", "SELECT max(id) FROM quarantine"),
     ] {
-        let max: Option<i64> = client.query_one(query, &[]).await.map_err(pg_error)?.get(0);
+        let max: Option<i64> = client.row(query, &[]).await.map_err(pg_error)?.get(0);
         if let Some(max) = max.filter(|m| *m > 0) {
             client
-                .execute(
+                .run(
                     &format!("SELECT setval('{sequence}', greatest($1, (SELECT last_value FROM {sequence})))"),
                     &[&max],
                 )
@@ -383,7 +381,7 @@ async fn advance_sequences(to: &PgStore) -> StoreResult<()> {
         }
     }
     client
-        .execute(
+        .run(
             "UPDATE tern_meta SET value = greatest(value, (SELECT COALESCE(max(uid_validity), 0) FROM mailboxes))
              WHERE key = 'uidvalidity'",
             &[],

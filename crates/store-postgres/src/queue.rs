@@ -9,10 +9,11 @@ use crate::blob::BlobBackend;
 use crate::error::pg_error;
 use crate::mail::release_contents;
 use crate::rows::{self, id};
+use crate::sql::Cached;
 use async_trait::async_trait;
+use deadpool_postgres::Transaction;
 use std::collections::BTreeMap;
 use tern_store::*;
-use tokio_postgres::Transaction;
 
 /// Writes a new entry for a delivery's remote recipients.
 pub(crate) async fn insert_entry(tx: &Transaction<'_>, queue_id: QueueId, d: &Delivery, size: u64) -> StoreResult<()> {
@@ -40,7 +41,7 @@ pub(crate) async fn insert_entry(tx: &Transaction<'_>, queue_id: QueueId, d: &De
         created: d.envelope.received_at,
     };
     let entry = QueueEntry { message, recipients };
-    tx.execute(
+    tx.run(
         "INSERT INTO queue (id, entry, next_attempt, created) VALUES ($1, $2, $3, $4)",
         &[&id(queue_id), &rows::to_json(&entry)?, &d.envelope.received_at, &d.envelope.received_at],
     )
@@ -60,7 +61,7 @@ async fn store_entry(
     let queue_id = id(entry.message.id);
     match entry.next_attempt() {
         Some(at) => {
-            tx.execute(
+            tx.run(
                 "UPDATE queue SET entry = $2, next_attempt = $3,
                         lease_until = CASE WHEN $4 THEN 0 ELSE lease_until END
                  WHERE id = $1",
@@ -71,7 +72,7 @@ async fn store_entry(
             Ok(true)
         }
         None => {
-            tx.execute("DELETE FROM queue WHERE id = $1", &[&queue_id]).await.map_err(pg_error)?;
+            tx.run("DELETE FROM queue WHERE id = $1", &[&queue_id]).await.map_err(pg_error)?;
             release_contents(tx, blobs, BTreeMap::from([(entry.message.blob, 1)])).await?;
             Ok(false)
         }
@@ -79,7 +80,7 @@ async fn store_entry(
 }
 
 async fn entry_locked(tx: &Transaction<'_>, queue_id: QueueId) -> StoreResult<Option<QueueEntry>> {
-    tx.query_opt("SELECT entry FROM queue WHERE id = $1 FOR UPDATE", &[&id(queue_id)])
+    tx.maybe_row("SELECT entry FROM queue WHERE id = $1 FOR UPDATE", &[&id(queue_id)])
         .await
         .map_err(pg_error)?
         .map(|r| rows::json(&r, 0, "queue entry"))
@@ -91,7 +92,7 @@ impl QueueStore for PgStore {
     async fn queue_claim(&self, now: i64, limit: usize, lease_seconds: i64) -> StoreResult<Vec<QueueEntry>> {
         let client = self.client().await?;
         let rows = client
-            .query(
+            .rows(
                 "UPDATE queue SET lease_until = $2, lease_holder = $4 WHERE id IN (
                      SELECT id FROM queue WHERE next_attempt <= $1 AND lease_until <= $1
                      ORDER BY next_attempt, id LIMIT $3 FOR UPDATE SKIP LOCKED)
@@ -115,7 +116,7 @@ impl QueueStore for PgStore {
         let ids: Vec<i64> = ids.into_iter().map(id).collect();
         let client = self.client().await?;
         client
-            .execute(
+            .run(
                 "UPDATE queue SET lease_until = $2 WHERE id = ANY($1) AND lease_holder = $4 AND lease_until > $3",
                 &[&ids, &now.saturating_add(lease_seconds), &now, &self.node()],
             )
@@ -151,7 +152,7 @@ impl QueueStore for PgStore {
     async fn queue_get(&self, queue_id: QueueId) -> StoreResult<Option<QueueEntry>> {
         let client = self.client().await?;
         client
-            .query_opt("SELECT entry FROM queue WHERE id = $1", &[&id(queue_id)])
+            .maybe_row("SELECT entry FROM queue WHERE id = $1", &[&id(queue_id)])
             .await
             .map_err(pg_error)?
             .map(|r| rows::json(&r, 0, "queue entry"))
@@ -160,23 +161,21 @@ impl QueueStore for PgStore {
 
     async fn queue_list(&self) -> StoreResult<Vec<QueueEntry>> {
         let client = self.client().await?;
-        let rows = client.query("SELECT entry FROM queue ORDER BY id", &[]).await.map_err(pg_error)?;
+        let rows = client.rows("SELECT entry FROM queue ORDER BY id", &[]).await.map_err(pg_error)?;
         rows.iter().map(|r| rows::json(r, 0, "queue entry")).collect()
     }
 
     async fn queue_stats(&self) -> StoreResult<QueueStats> {
         let client = self.client().await?;
-        let row = client.query_one("SELECT count(*), min(created) FROM queue", &[]).await.map_err(pg_error)?;
+        let row = client.row("SELECT count(*), min(created) FROM queue", &[]).await.map_err(pg_error)?;
         Ok(QueueStats { messages: row.get::<_, i64>(0) as usize, oldest: row.get(1) })
     }
 
     async fn queue_next_due(&self) -> StoreResult<Option<i64>> {
         // A leased entry becomes claimable when its lease ends (its holder may be gone).
         let client = self.client().await?;
-        let row = client
-            .query_one("SELECT min(greatest(next_attempt, lease_until)) FROM queue", &[])
-            .await
-            .map_err(pg_error)?;
+        let row =
+            client.row("SELECT min(greatest(next_attempt, lease_until)) FROM queue", &[]).await.map_err(pg_error)?;
         Ok(row.get(0))
     }
 
@@ -187,10 +186,10 @@ impl QueueStore for PgStore {
                 let blobs = &*blobs;
                 let rows = match queue_id {
                     Some(q) => tx
-                        .query("SELECT entry FROM queue WHERE id = $1 FOR UPDATE", &[&id(q)])
+                        .rows("SELECT entry FROM queue WHERE id = $1 FOR UPDATE", &[&id(q)])
                         .await
                         .map_err(pg_error)?,
-                    None => tx.query("SELECT entry FROM queue ORDER BY id FOR UPDATE", &[]).await.map_err(pg_error)?,
+                    None => tx.rows("SELECT entry FROM queue ORDER BY id FOR UPDATE", &[]).await.map_err(pg_error)?,
                 };
                 let mut n = 0;
                 for row in &rows {
@@ -221,7 +220,7 @@ impl QueueStore for PgStore {
             Box::pin(async move {
                 let blobs = &*blobs;
                 let Some(entry) = entry_locked(tx, queue_id).await? else { return Ok(false) };
-                tx.execute("DELETE FROM queue WHERE id = $1", &[&id(queue_id)]).await.map_err(pg_error)?;
+                tx.run("DELETE FROM queue WHERE id = $1", &[&id(queue_id)]).await.map_err(pg_error)?;
                 release_contents(tx, blobs, BTreeMap::from([(entry.message.blob, 1)])).await?;
                 Ok(true)
             })

@@ -18,6 +18,9 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     pub bin_dir: PathBuf,
     pub port: u16,
+    /// The CA (a self-signed certificate for `localhost`) of the server's TLS on
+    /// 127.0.0.1:`port`.
+    pub ca_file: PathBuf,
     /// The user the server runs as when the tests run as root.
     run_as: Option<String>,
     /// `postgres` options given to `pg_ctl start`.
@@ -77,12 +80,47 @@ impl TestServer {
                 return Err(format!("chown {user} {}: {status}", root.display()));
             }
         }
-        let port = 5432;
+        // A port free on loopback: besides the socket, the server takes TLS connections there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("a free port: {e}"))?
+            .port();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .map_err(|e| format!("test certificate: {e}"))?;
+        let (ca_file, key_file) = (root.join("server.crt"), root.join("server.key"));
+        std::fs::write(&ca_file, cert.cert.pem()).map_err(|e| format!("certificate: {e}"))?;
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut key = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&key_file)
+                .map_err(|e| format!("key: {e}"))?;
+            std::io::Write::write_all(&mut key, cert.signing_key.serialize_pem().as_bytes())
+                .map_err(|e| format!("key: {e}"))?;
+        }
+        if let Some(user) = &run_as {
+            let status = Command::new("chown")
+                .arg(format!("{user}:"))
+                .arg(&ca_file)
+                .arg(&key_file)
+                .status()
+                .map_err(|e| format!("chown: {e}"))?;
+            if !status.success() {
+                return Err(format!("chown {user} the test certificate: {status}"));
+            }
+        }
         let server = TestServer {
             server_options: format!(
-                "-c listen_addresses='' -k {} -p {port} -c max_connections=300 -c shared_buffers=32MB -c fsync=on",
-                root.display()
+                "-c listen_addresses=127.0.0.1 -k {} -p {port} -c max_connections=300 -c shared_buffers=32MB \
+                 -c fsync=on -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                root.display(),
+                ca_file.display(),
+                key_file.display()
             ),
+            ca_file,
             socket_dir: root.clone(),
             data_dir: root.join("data"),
             bin_dir,
@@ -122,6 +160,11 @@ impl TestServer {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn();
+    }
+
+    /// Connection string of one database over TCP with TLS required (verify with `ca_file`).
+    pub fn tls_url(&self, database: &str) -> String {
+        format!("host=localhost port={} user=tern dbname={database} sslmode=require", self.port)
     }
 
     /// Connection string of one database on this server.
