@@ -25,7 +25,7 @@ start() {
   if ! as_pg "$BIN/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1; then
     as_pg "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w start -o "-c listen_addresses='' -k $DIR -p $PORT \
       -c max_connections=300 -c shared_buffers=512MB -c fsync=on -c synchronous_commit=on \
-      -c full_page_writes=on -c max_wal_size=4GB -c checkpoint_timeout=30min" >/dev/null
+      -c full_page_writes=on -c max_wal_size=4GB -c checkpoint_timeout=30min ${BENCH_PG_OPTIONS:-}" >/dev/null
   fi
   url postgres
 }

@@ -19,6 +19,7 @@ mod blob;
 mod error;
 mod feed;
 mod filter;
+mod indexer;
 mod mail;
 pub mod migrate;
 mod queue;
@@ -65,6 +66,8 @@ struct Inner {
     pool: Pool,
     /// Where contents' bytes live.
     blobs: Arc<dyn BlobBackend>,
+    /// Wakes this node's search indexer after a delivery.
+    index_wake: Arc<tokio::sync::Notify>,
     feed: Arc<Feed>,
     closed: AtomicBool,
     /// The change feed's listener and the cluster lines' sender.
@@ -100,15 +103,27 @@ impl PgStore {
         let feed = Arc::new(feed);
         let listener = tokio::spawn(feed::listen(config, tls, Arc::downgrade(&feed)));
         let sender = tokio::spawn(feed::send_cluster(pool.clone(), feed.node(), outgoing));
-        Ok(PgStore {
+        let index_wake = Arc::new(tokio::sync::Notify::new());
+        let store = PgStore {
             inner: Arc::new(Inner {
                 pool,
                 blobs: Arc::new(TableBlobs),
+                index_wake: Arc::clone(&index_wake),
                 feed,
                 closed: AtomicBool::new(false),
                 tasks: std::sync::Mutex::new(vec![listener, sender]),
             }),
-        })
+        };
+        let indexer = tokio::spawn(indexer::run(store.clone(), index_wake));
+        if let Ok(mut tasks) = store.inner.tasks.lock() {
+            tasks.push(indexer);
+        }
+        Ok(store)
+    }
+
+    /// Tells this node's indexer that a content may wait for it.
+    pub(crate) fn wake_indexer(&self) {
+        self.inner.index_wake.notify_one();
     }
 
     pub(crate) async fn client(&self) -> StoreResult<deadpool_postgres::Object> {

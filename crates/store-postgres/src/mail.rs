@@ -431,31 +431,22 @@ async fn thread_for(
     Ok(thread)
 }
 
-/// What a delivery's content needs besides its bytes: the summary (for mailbox copies) and
-/// the decoded text for search (`None`: too large, always scanned).
+/// What a delivery's content needs besides its bytes: the summary, for mailbox copies. (Its
+/// search text is extracted and indexed after the commit, by [`crate::indexer`].)
 pub(crate) struct Prepared {
     summary: Option<Vec<u8>>,
-    text: Option<(String, String)>,
 }
 
 pub(crate) async fn prepare(d: &Delivery) -> StoreResult<Prepared> {
     if d.targets.is_empty() {
-        return Ok(Prepared { summary: None, text: None });
+        return Ok(Prepared { summary: None });
     }
-    let summary = Some(encode_summary(&d.summary)?);
-    let raw = std::sync::Arc::clone(&d.raw);
-    let text = tokio::task::spawn_blocking(move || {
-        tern_mime::text::search_texts_within(&raw, tern_fts::MAX_TEXT)
-            // PostgreSQL's text holds no NUL.
-            .map(|(h, b)| (h.replace('\0', " "), b.replace('\0', " ")))
-    })
-    .await
-    .map_err(|e| StoreError::Task(e.to_string()))?;
-    Ok(Prepared { summary, text })
+    Ok(Prepared { summary: Some(encode_summary(&d.summary)?) })
 }
 
-/// Adds `references` to a content, storing its bytes (and summary and text, for mailbox
-/// copies) when it is new or had none yet.
+/// Adds `references` to a content, storing its bytes (and summary, for mailbox copies) when
+/// it is new or had none yet; a content a mailbox holds for the first time waits for the
+/// indexer (`indexed = false`).
 async fn store_content(
     tx: &Tx<'_>,
     blobs: &dyn BlobBackend,
@@ -466,45 +457,32 @@ async fn store_content(
 ) -> StoreResult<()> {
     let hash = &d.hash.0[..];
     let summary = if for_mailbox { prepared.summary.as_deref() } else { None };
-    let scan_only = for_mailbox && prepared.text.is_none();
     let inserted = tx
         .maybe_row(
-            "INSERT INTO contents (hash, refcount, size, summary, scan_only) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO contents (hash, refcount, size, summary, indexed) VALUES ($1, $2, $3, $4, NOT $5)
              ON CONFLICT (hash) DO NOTHING RETURNING 1",
-            &[&hash, &references, &(d.raw.len() as i64), &summary, &scan_only],
+            &[&hash, &references, &(d.raw.len() as i64), &summary, &for_mailbox],
         )
         .await
         .map_err(pg_error)?
         .is_some();
-    let needs_text = if inserted {
-        blobs.put(tx, &d.hash, &d.raw).await?;
-        for_mailbox
-    } else {
-        // Known: add the references, learning whether it had a summary (a content first
-        // stored for the queue alone has none, and no text either).
-        let row = tx
-            .maybe_row(
-                "WITH old AS (SELECT summary IS NOT NULL AS had FROM contents WHERE hash = $1 FOR UPDATE)
-                 UPDATE contents SET refcount = refcount + $2, summary = COALESCE(summary, $3),
-                        scan_only = scan_only OR $4
-                 WHERE hash = $1 RETURNING (SELECT had FROM old)",
-                &[&hash, &references, &summary, &scan_only],
-            )
-            .await
-            .map_err(pg_error)?;
-        match row {
-            Some(row) => for_mailbox && !row.get::<_, bool>(0),
-            // Freed by a concurrent transaction between the two statements: store it anew.
-            None => return Box::pin(store_content(tx, blobs, d, prepared, references, for_mailbox)).await,
-        }
-    };
-    if needs_text && let Some((header, body)) = &prepared.text {
-        tx.run(
-            "INSERT INTO content_text (hash, header, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&hash, header, body],
+    if inserted {
+        return blobs.put(tx, &d.hash, &d.raw).await;
+    }
+    // Known: add the references. A content first stored for the queue alone has no summary
+    // and was never indexed: it gets both now (every SET reads the row as it was).
+    let updated = tx
+        .run(
+            "UPDATE contents SET refcount = refcount + $2, summary = COALESCE(summary, $3),
+                    indexed = CASE WHEN $4 AND summary IS NULL THEN false ELSE indexed END
+             WHERE hash = $1",
+            &[&hash, &references, &summary, &for_mailbox],
         )
         .await
         .map_err(pg_error)?;
+    if updated == 0 {
+        // Freed by a concurrent transaction between the two statements: store it anew.
+        return Box::pin(store_content(tx, blobs, d, prepared, references, for_mailbox)).await;
     }
     Ok(())
 }
@@ -1060,10 +1038,15 @@ impl MailStore for PgStore {
     async fn deliver(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt> {
         let prepared = prepare(&delivery).await?;
         let blobs = self.blobs();
-        self.write(move |tx, changes| {
-            Box::pin(async move { deliver_in(tx, &*blobs, &delivery, &prepared, changes).await })
-        })
-        .await
+        let receipt = self
+            .write(move |tx, changes| {
+                Box::pin(async move { deliver_in(tx, &*blobs, &delivery, &prepared, changes).await })
+            })
+            .await?;
+        if !receipt.copies.is_empty() {
+            self.wake_indexer();
+        }
+        Ok(receipt)
     }
 
     async fn message_list(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageEntry>> {
@@ -1377,7 +1360,16 @@ impl MailStore for PgStore {
             return Ok(None);
         }
         let pattern = format!("%{}%", like_escape(&needle));
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        // One snapshot: a content the indexer finished is either in the text table or still
+        // listed as unindexed, never neither.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg_error)?;
         let sql = if with_header {
             "SELECT hash FROM content_text WHERE body LIKE $1 OR header LIKE $1"
         } else {
@@ -1385,14 +1377,15 @@ impl MailStore for PgStore {
         };
         let params: [&(dyn ToSql + Sync); 1] = [&pattern];
         let mut matched = tern_fts::KeySet::default();
-        for row in client.rows(sql, &params).await.map_err(pg_error)? {
+        for row in tx.rows(sql, &params).await.map_err(pg_error)? {
             let hash = rows::hash_of(row.get::<_, &[u8]>(0))?;
             matched.insert(tern_fts::content_key(&hash.0));
         }
         let mut unindexed = tern_fts::KeySet::default();
-        for row in client.rows("SELECT hash FROM contents WHERE scan_only", &[]).await.map_err(pg_error)? {
+        for row in tx.rows("SELECT hash FROM contents WHERE scan_only OR NOT indexed", &[]).await.map_err(pg_error)? {
             unindexed.insert(rows::hash_of(row.get::<_, &[u8]>(0))?);
         }
+        tx.commit().await.map_err(pg_error)?;
         Ok(Some(TextMatches { matched, unindexed: std::sync::Arc::new(unindexed) }))
     }
 }

@@ -119,6 +119,20 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE queue ADD COLUMN lease_holder BIGINT NOT NULL DEFAULT 0;
     "#,
+    // 4: search text indexed after the commit (by each node's indexer), not inside it: a
+    // content's trigrams cost several milliseconds of the database's CPU. Contents stored so
+    // far were indexed when stored. Contents' bytes and texts compressed with lz4 where the
+    // server has it (cheaper than pglz).
+    r#"
+    ALTER TABLE contents ADD COLUMN indexed BOOLEAN NOT NULL DEFAULT true;
+    CREATE INDEX contents_unindexed ON contents (hash) WHERE NOT indexed;
+    DO $$ BEGIN
+        ALTER TABLE blobs ALTER COLUMN data SET COMPRESSION lz4;
+        ALTER TABLE content_text ALTER COLUMN header SET COMPRESSION lz4;
+        ALTER TABLE content_text ALTER COLUMN body SET COMPRESSION lz4;
+    EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN NULL;
+    END $$;
+    "#,
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`]; returns the version it found.
