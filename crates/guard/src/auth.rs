@@ -90,12 +90,7 @@ impl AuthGuard {
     fn count_failure(&self, ip: IpAddr, service: &'static str) -> Duration {
         let now = self.clock.now();
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        if records.len() >= MAX_TRACKED {
-            records.retain(|_, r| now.duration_since(r.first) < WINDOW || r.banned_until.is_some_and(|u| u > now));
-            if records.len() >= MAX_TRACKED {
-                records.clear();
-            }
-        }
+        make_room(&mut records, now);
         let r = records.entry(ip).or_insert(Record { failures: 0, first: now, banned_until: None });
         if now.duration_since(r.first) > WINDOW {
             *r = Record { failures: 0, first: now, banned_until: None };
@@ -125,6 +120,7 @@ impl AuthGuard {
     fn ban_for(&self, ip: IpAddr, length: Duration, reason: &'static str) -> bool {
         let now = self.clock.now();
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        make_room(&mut records, now);
         let r = records.entry(ip).or_insert(Record { failures: 0, first: now, banned_until: None });
         if r.banned_until.is_none_or(|u| u <= now) {
             r.banned_until = Some(now + length);
@@ -173,6 +169,17 @@ impl AuthGuard {
         let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
         if records.get(&ip).is_some_and(|r| r.banned_until.is_none()) {
             records.remove(&ip);
+        }
+    }
+}
+
+/// Keeps the table under [`MAX_TRACKED`] addresses (those of this node and, in a cluster,
+/// of the others): stale ones go first, then everything.
+fn make_room(records: &mut HashMap<IpAddr, Record>, now: Instant) {
+    if records.len() >= MAX_TRACKED {
+        records.retain(|_, r| now.duration_since(r.first) < WINDOW || r.banned_until.is_some_and(|u| u > now));
+        if records.len() >= MAX_TRACKED {
+            records.clear();
         }
     }
 }

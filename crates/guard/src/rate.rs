@@ -114,12 +114,7 @@ impl Greylist {
         let now = self.clock.now();
         let key = (network.to_string(), sender.to_ascii_lowercase(), recipient.to_ascii_lowercase());
         let mut triplets = self.triplets.lock().unwrap_or_else(|p| p.into_inner());
-        if triplets.len() >= MAX_KEYS && !triplets.contains_key(&key) {
-            triplets.retain(|_, t| match t.allowed_until {
-                Some(until) => until > now,
-                None => now.duration_since(t.first) < self.expiry,
-            });
-        }
+        self.make_room(&mut triplets, &key, now);
         let (pass, news) = match triplets.get_mut(&key) {
             Some(t) if t.allowed_until.is_some_and(|u| u > now) => {
                 t.allowed_until = Some(now + self.keep);
@@ -151,6 +146,27 @@ impl Greylist {
         pass
     }
 
+    /// Keeps the table under [`MAX_KEYS`] triplets before `key` is added: expired ones go
+    /// first, then everything.
+    fn make_room(
+        &self,
+        triplets: &mut HashMap<(String, String, String), Triplet>,
+        key: &(String, String, String),
+        now: Instant,
+    ) {
+        if triplets.len() >= MAX_KEYS && !triplets.contains_key(key) {
+            triplets.retain(|_, t| match t.allowed_until {
+                Some(until) => until > now,
+                None => now.duration_since(t.first) < self.expiry,
+            });
+            // Still full of live triplets (a flood of new senders): start over, as the rate
+            // limiters do, rather than grow without bound.
+            if triplets.len() >= MAX_KEYS {
+                triplets.clear();
+            }
+        }
+    }
+
     /// Tells the other nodes of a cluster of new and passed triplets.
     pub fn share(&self, outbox: Outbox) {
         let _ = self.sharing.set(outbox);
@@ -170,6 +186,8 @@ impl Greylist {
             _ => return false,
         };
         let mut triplets = self.triplets.lock().unwrap_or_else(|p| p.into_inner());
+        // Other nodes' triplets count toward the same bound as this node's.
+        self.make_room(&mut triplets, &key, now);
         let t = triplets.entry(key).or_insert(Triplet { first: now, allowed_until: None });
         if passed {
             t.allowed_until = Some(now + self.keep);
