@@ -168,14 +168,7 @@ async fn remove_messages(
         let blob = rows::hash_of(row.get::<_, &[u8]>(1))?;
         let size: i64 = row.get(2);
         let flags = Flags(row.get::<_, i16>(3) as u8);
-        mailbox.total = mailbox.total.saturating_sub(1);
-        if !flags.contains(Flags::SEEN) {
-            mailbox.unseen = mailbox.unseen.saturating_sub(1);
-        }
-        if flags.contains(Flags::DELETED) {
-            mailbox.deleted = mailbox.deleted.saturating_sub(1);
-        }
-        mailbox.size = mailbox.size.saturating_sub(size as u64);
+        mailbox.count_removed(flags, size as u64);
         *released.entry(blob).or_default() += 1;
         present.insert(uid as u32);
     }
@@ -293,19 +286,22 @@ async fn quota_of(tx: &Tx<'_>, account: AccountId) -> StoreResult<Option<(u64, u
     Ok(Some((limit, used as u64)))
 }
 
-/// Copies (or moves) messages between two locked mailbox records; the caller writes the
-/// records. With `same`, `target` is also the source (one record).
+/// The messages of `uids` that exist, in the order asked.
+fn in_order(found: &HashMap<u32, MessageEntry>, uids: &[u32]) -> Vec<MessageEntry> {
+    uids.iter().filter_map(|u| found.get(u).cloned()).collect()
+}
+
+/// Copies (or moves) messages (`originals`, of `source`) between two locked mailbox records;
+/// the caller writes the records. With `same`, `target` is also the source (one record).
 async fn copy_in(
     tx: &Tx<'_>,
     blobs: &dyn BlobBackend,
     source: &mut Mailbox,
     target: &mut Mailbox,
-    uids: &[u32],
+    originals: &[MessageEntry],
     remove_source: bool,
     same: bool,
 ) -> StoreResult<Vec<(u32, u32)>> {
-    let found = messages_by_uid(tx, source.id, uids).await?;
-    let originals: Vec<&MessageEntry> = uids.iter().filter_map(|u| found.get(u)).collect();
     if originals.is_empty() {
         return Ok(Vec::new());
     }
@@ -316,14 +312,7 @@ async fn copy_in(
     for (i, old) in originals.iter().enumerate() {
         let new_uid = target.uid_next;
         target.uid_next = target.uid_next.checked_add(1).ok_or_else(|| corrupt("mailbox", "UID space exhausted"))?;
-        target.total += 1;
-        if !old.flags.contains(Flags::SEEN) {
-            target.unseen += 1;
-        }
-        if old.flags.contains(Flags::DELETED) {
-            target.deleted += 1;
-        }
-        target.size += old.size;
+        target.count_added(old.flags, old.size);
         let keywords = target.register_keywords(&old.keywords);
         let entry = MessageEntry {
             mailbox: target.id,
@@ -332,7 +321,7 @@ async fn copy_in(
             // A moved message keeps its EMAILID (RFC 8474 §5.1); a copy gets a new one.
             email_id: if remove_source { old.email_id } else { new_ids[i] },
             keywords,
-            ..(*old).clone()
+            ..old.clone()
         };
         insert_message(tx, &entry).await?;
         *added.entry(old.blob).or_default() += 1;
@@ -547,15 +536,8 @@ pub(crate) async fn deliver_in(
         let uid = mailbox.uid_next;
         mailbox.uid_next = mailbox.uid_next.checked_add(1).ok_or_else(|| corrupt("mailbox", "UID space exhausted"))?;
         mailbox.highest_modseq += 1;
-        mailbox.total += 1;
-        if !target.flags.contains(Flags::SEEN) {
-            mailbox.unseen += 1;
-        }
-        if target.flags.contains(Flags::DELETED) {
-            mailbox.deleted += 1;
-        }
+        mailbox.count_added(target.flags, size);
         let keywords = mailbox.register_keywords(&target.keywords);
-        mailbox.size += size;
         entries.push((
             target.account,
             MessageEntry {
@@ -584,7 +566,7 @@ pub(crate) async fn deliver_in(
         None
     } else {
         let queue_id = next_ids(tx, "queue_ids", 1).await?[0];
-        crate::queue::insert_entry(tx, queue_id, d, size).await?;
+        crate::queue::insert_entry(tx, queue_id, d).await?;
         changes.push(StoreChange::Queue);
         Some(queue_id)
     };
@@ -609,43 +591,41 @@ pub(crate) async fn deliver_in(
 
 // ---------------------------------------------------------------------------------------
 
-#[async_trait]
-impl DirectoryStore for PgStore {
-    async fn domain_list(&self) -> StoreResult<Vec<Domain>> {
+impl PgStore {
+    /// Every JSON record of a directory table, in the order `sql` gives.
+    async fn directory_records<T: serde::de::DeserializeOwned>(&self, sql: &str, what: &str) -> StoreResult<Vec<T>> {
         let client = self.client().await?;
-        let rows = client.rows("SELECT record FROM domains ORDER BY name", &[]).await.map_err(pg_error)?;
-        rows.iter().map(|r| rows::json(r, 0, "domain")).collect()
+        let rows = client.rows(sql, &[]).await.map_err(pg_error)?;
+        rows.iter().map(|r| rows::json(r, 0, what)).collect()
     }
 
-    async fn domain_get(&self, name: &str) -> StoreResult<Option<Domain>> {
+    /// The JSON record `sql` finds by `key`.
+    async fn directory_record<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        key: &(dyn ToSql + Sync),
+        what: &str,
+    ) -> StoreResult<Option<T>> {
         let client = self.client().await?;
-        let row = client.maybe_row("SELECT record FROM domains WHERE name = $1", &[&name]).await.map_err(pg_error)?;
-        row.map(|r| rows::json(&r, 0, "domain")).transpose()
+        let row = client.maybe_row(sql, &[key]).await.map_err(pg_error)?;
+        row.map(|r| rows::json(&r, 0, what)).transpose()
     }
 
-    async fn domain_put(&self, domain: Domain) -> StoreResult<()> {
-        let record = rows::to_json(&domain)?;
+    /// Runs `sql` (an upsert or a delete of one record by key) as a directory change; returns
+    /// whether a row was touched.
+    async fn directory_write(
+        &self,
+        sql: &'static str,
+        key: String,
+        record: Option<serde_json::Value>,
+    ) -> StoreResult<bool> {
         self.write(move |tx, changes| {
             Box::pin(async move {
-                tx.run(
-                    "INSERT INTO domains (name, record) VALUES ($1, $2)
-                     ON CONFLICT (name) DO UPDATE SET record = excluded.record",
-                    &[&domain.name, &record],
-                )
-                .await
+                let n = match &record {
+                    Some(record) => tx.run(sql, &[&key, record]).await,
+                    None => tx.run(sql, &[&key]).await,
+                }
                 .map_err(pg_error)?;
-                changes.push(StoreChange::Directory);
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    async fn domain_remove(&self, name: &str) -> StoreResult<bool> {
-        let name = name.to_string();
-        self.write(move |tx, changes| {
-            Box::pin(async move {
-                let n = tx.run("DELETE FROM domains WHERE name = $1", &[&name]).await.map_err(pg_error)?;
                 if n > 0 {
                     changes.push(StoreChange::Directory);
                 }
@@ -654,25 +634,43 @@ impl DirectoryStore for PgStore {
         })
         .await
     }
+}
+
+#[async_trait]
+impl DirectoryStore for PgStore {
+    async fn domain_list(&self) -> StoreResult<Vec<Domain>> {
+        self.directory_records("SELECT record FROM domains ORDER BY name", "domain").await
+    }
+
+    async fn domain_get(&self, name: &str) -> StoreResult<Option<Domain>> {
+        self.directory_record("SELECT record FROM domains WHERE name = $1", &name, "domain").await
+    }
+
+    async fn domain_put(&self, domain: Domain) -> StoreResult<()> {
+        let record = rows::to_json(&domain)?;
+        self.directory_write(
+            "INSERT INTO domains (name, record) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET record = excluded.record",
+            domain.name,
+            Some(record),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn domain_remove(&self, name: &str) -> StoreResult<bool> {
+        self.directory_write("DELETE FROM domains WHERE name = $1", name.to_string(), None).await
+    }
 
     async fn account_list(&self) -> StoreResult<Vec<Account>> {
-        let client = self.client().await?;
-        let rows = client.rows("SELECT record FROM accounts ORDER BY id", &[]).await.map_err(pg_error)?;
-        rows.iter().map(|r| rows::json(r, 0, "account")).collect()
+        self.directory_records("SELECT record FROM accounts ORDER BY id", "account").await
     }
 
     async fn account_get(&self, account: AccountId) -> StoreResult<Option<Account>> {
-        let client = self.client().await?;
-        let row =
-            client.maybe_row("SELECT record FROM accounts WHERE id = $1", &[&id(account)]).await.map_err(pg_error)?;
-        row.map(|r| rows::json(&r, 0, "account")).transpose()
+        self.directory_record("SELECT record FROM accounts WHERE id = $1", &id(account), "account").await
     }
 
     async fn account_by_address(&self, address: &str) -> StoreResult<Option<Account>> {
-        let client = self.client().await?;
-        let row =
-            client.maybe_row("SELECT record FROM accounts WHERE address = $1", &[&address]).await.map_err(pg_error)?;
-        row.map(|r| rows::json(&r, 0, "account")).transpose()
+        self.directory_record("SELECT record FROM accounts WHERE address = $1", &address, "account").await
     }
 
     async fn account_create(&self, new: NewAccount, mailboxes: Vec<NewMailbox>) -> StoreResult<Account> {
@@ -775,48 +773,27 @@ impl DirectoryStore for PgStore {
     }
 
     async fn alias_list(&self) -> StoreResult<Vec<Alias>> {
-        let client = self.client().await?;
-        let rows = client.rows("SELECT record FROM aliases ORDER BY address", &[]).await.map_err(pg_error)?;
-        rows.iter().map(|r| rows::json(r, 0, "alias")).collect()
+        self.directory_records("SELECT record FROM aliases ORDER BY address", "alias").await
     }
 
     async fn alias_get(&self, address: &str) -> StoreResult<Option<Alias>> {
-        let client = self.client().await?;
-        let row =
-            client.maybe_row("SELECT record FROM aliases WHERE address = $1", &[&address]).await.map_err(pg_error)?;
-        row.map(|r| rows::json(&r, 0, "alias")).transpose()
+        self.directory_record("SELECT record FROM aliases WHERE address = $1", &address, "alias").await
     }
 
     async fn alias_put(&self, alias: Alias) -> StoreResult<()> {
         let record = rows::to_json(&alias)?;
-        self.write(move |tx, changes| {
-            Box::pin(async move {
-                tx.run(
-                    "INSERT INTO aliases (address, record) VALUES ($1, $2)
-                     ON CONFLICT (address) DO UPDATE SET record = excluded.record",
-                    &[&alias.address, &record],
-                )
-                .await
-                .map_err(pg_error)?;
-                changes.push(StoreChange::Directory);
-                Ok(())
-            })
-        })
+        self.directory_write(
+            "INSERT INTO aliases (address, record) VALUES ($1, $2)
+             ON CONFLICT (address) DO UPDATE SET record = excluded.record",
+            alias.address,
+            Some(record),
+        )
         .await
+        .map(|_| ())
     }
 
     async fn alias_remove(&self, address: &str) -> StoreResult<bool> {
-        let address = address.to_string();
-        self.write(move |tx, changes| {
-            Box::pin(async move {
-                let n = tx.run("DELETE FROM aliases WHERE address = $1", &[&address]).await.map_err(pg_error)?;
-                if n > 0 {
-                    changes.push(StoreChange::Directory);
-                }
-                Ok(n > 0)
-            })
-        })
-        .await
+        self.directory_write("DELETE FROM aliases WHERE address = $1", address.to_string(), None).await
     }
 }
 
@@ -898,7 +875,8 @@ impl MailStore for PgStore {
                     let mut inbox = source;
                     let mut target = create_mailbox(tx, account, NewMailbox::new(&to, None)).await?;
                     let uids = mailbox_uids(tx, inbox.id).await?;
-                    copy_in(tx, blobs, &mut inbox, &mut target, &uids, true, false).await?;
+                    let originals = in_order(&messages_by_uid(tx, inbox.id, &uids).await?, &uids);
+                    copy_in(tx, blobs, &mut inbox, &mut target, &originals, true, false).await?;
                     save_mailbox(tx, &inbox).await?;
                     save_mailbox(tx, &target).await?;
                     changes.push(StoreChange::Account { account });
@@ -1169,40 +1147,11 @@ impl MailStore for PgStore {
                         result.conflicts.push(uid);
                         continue;
                     }
-                    let (old_flags, old_keywords) = (entry.flags, entry.keywords.clone());
-                    match mode {
-                        FlagMode::Replace => {
-                            entry.flags = flags;
-                            entry.keywords = keywords.clone();
-                        }
-                        FlagMode::Add => {
-                            entry.flags.insert(flags);
-                            for k in &keywords {
-                                if !entry.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                                    entry.keywords.push(k.clone());
-                                }
-                            }
-                        }
-                        FlagMode::Remove => {
-                            entry.flags.remove(flags);
-                            entry.keywords.retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
-                        }
-                    }
-                    if entry.flags == old_flags && entry.keywords == old_keywords {
+                    let old_flags = entry.flags;
+                    if !entry.apply_flags(mode, flags, &keywords) {
                         continue;
                     }
-                    for (flag, is_seen) in [(Flags::SEEN, true), (Flags::DELETED, false)] {
-                        let (was, is) = (old_flags.contains(flag), entry.flags.contains(flag));
-                        if was == is {
-                            continue;
-                        }
-                        match (is_seen, is) {
-                            (true, true) => m.unseen = m.unseen.saturating_sub(1),
-                            (true, false) => m.unseen += 1,
-                            (false, true) => m.deleted += 1,
-                            (false, false) => m.deleted = m.deleted.saturating_sub(1),
-                        }
-                    }
+                    m.count_flag_change(old_flags, entry.flags);
                     entry.modseq = new_modseq;
                     groups.entry((entry.flags.0, entry.keywords.clone())).or_default().push(i64::from(uid));
                     result.updated.push(entry);
@@ -1250,20 +1199,22 @@ impl MailStore for PgStore {
                 if source.account != target.account {
                     return Err(StoreError::NotFound(format!("mailbox {to}")));
                 }
+                let found = messages_by_uid(tx, from, &uids).await?;
                 // A copy adds to the account's storage; a move within it does not.
                 if !remove_source && let Some((limit, used)) = quota_of(tx, target.account).await? {
-                    let added: u64 = messages_by_uid(tx, from, &uids).await?.values().map(|m| m.size).sum();
+                    let added: u64 = found.values().map(|m| m.size).sum();
                     if used + added > limit {
                         return Err(StoreError::OverQuota(format!("account {}", target.account)));
                     }
                 }
+                let originals = in_order(&found, &uids);
                 let pairs = if from == to {
                     let mut same = source.clone();
-                    let pairs = copy_in(tx, blobs, &mut source, &mut same, &uids, remove_source, true).await?;
+                    let pairs = copy_in(tx, blobs, &mut source, &mut same, &originals, remove_source, true).await?;
                     target = same;
                     pairs
                 } else {
-                    copy_in(tx, blobs, &mut source, &mut target, &uids, remove_source, false).await?
+                    copy_in(tx, blobs, &mut source, &mut target, &originals, remove_source, false).await?
                 };
                 if pairs.is_empty() {
                     return Ok(CopyResult { uid_validity: target.uid_validity, pairs });

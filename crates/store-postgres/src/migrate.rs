@@ -81,9 +81,9 @@ pub async fn migrate(
             import_vanished(to, mailbox, &vanished).await?;
         }
         // Subscriptions to names without a mailbox (RFC 9051 §6.3.7).
+        let client = to.client().await?;
         for name in from.subscriptions(account.id).await? {
             if !names.contains(name.as_str()) {
-                let client = to.client().await?;
                 client
                     .run(
                         "INSERT INTO subscriptions (account, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -106,9 +106,9 @@ pub async fn migrate(
             summary.quarantined += usize::from(import_quarantined(to, &entry, raw).await?);
         }
     }
+    let known: Vec<SpamModelOwner> = to.spam_models().await?.into_iter().map(|(o, _, _)| o).collect();
     for (owner, spam, ham) in from.spam_models().await? {
-        let known = to.spam_models().await?.iter().any(|(o, _, _)| *o == owner);
-        if !known {
+        if !known.contains(&owner) {
             let model = from.spam_model(owner).await?;
             to.spam_model_update(SpamModelUpdate {
                 owner,
@@ -173,6 +173,7 @@ async fn import_messages(
     account: AccountId,
     batch: &[MessageEntry],
 ) -> StoreResult<(usize, usize)> {
+    let mut summaries = from.summary_get_many(batch.iter().map(|m| m.blob).collect()).await?.into_iter();
     let mut loaded = Vec::with_capacity(batch.len());
     for entry in batch {
         let Some(raw) = from.blob_get(entry.blob).await? else {
@@ -181,7 +182,7 @@ async fn import_messages(
                 detail: "its content is missing".into(),
             });
         };
-        let summary = from.summary_get(entry.blob).await?;
+        let summary = summaries.next().flatten();
         let envelope = from.envelope_get(entry.delivery_id).await?;
         loaded.push((entry.clone(), raw, summary, envelope));
     }

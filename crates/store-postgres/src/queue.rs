@@ -16,31 +16,8 @@ use std::collections::BTreeMap;
 use tern_store::*;
 
 /// Writes a new entry for a delivery's remote recipients.
-pub(crate) async fn insert_entry(tx: &Transaction<'_>, queue_id: QueueId, d: &Delivery, size: u64) -> StoreResult<()> {
-    let recipients = d
-        .remote
-        .iter()
-        .map(|r| QueuedRecipient {
-            address: r.address.clone(),
-            domain: address_domain(&r.address),
-            orcpt: r.orcpt.clone(),
-            notify: r.notify,
-            status: RecipientStatus::Pending,
-            attempts: 0,
-            last_result: None,
-            remote_mta: None,
-            next_attempt: d.envelope.received_at,
-            delay_notified: false,
-        })
-        .collect();
-    let message = QueuedMessage {
-        id: queue_id,
-        blob: d.hash,
-        size,
-        envelope: d.envelope.clone(),
-        created: d.envelope.received_at,
-    };
-    let entry = QueueEntry { message, recipients };
+pub(crate) async fn insert_entry(tx: &Transaction<'_>, queue_id: QueueId, d: &Delivery) -> StoreResult<()> {
+    let entry = QueueEntry::for_delivery(queue_id, d);
     tx.run(
         "INSERT INTO queue (id, entry, next_attempt, created) VALUES ($1, $2, $3, $4)",
         &[&id(queue_id), &rows::to_json(&entry)?, &d.envelope.received_at, &d.envelope.received_at],

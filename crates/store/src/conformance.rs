@@ -17,17 +17,17 @@ pub trait Backend: Send + Sync {
     async fn open(&self) -> Arc<dyn Store>;
 }
 
-fn msg(subject: &str, extra: &str) -> Vec<u8> {
+pub(crate) fn msg(subject: &str, extra: &str) -> Vec<u8> {
     format!("From: a@example.org\r\nSubject: {subject}\r\n{extra}\r\nbody of {subject}\r\n").into_bytes()
 }
 
-fn delivery(raw: Vec<u8>, targets: Vec<DeliveryTarget>) -> Delivery {
+pub(crate) fn delivery(raw: Vec<u8>, targets: Vec<DeliveryTarget>) -> Delivery {
     let envelope =
         DeliveryEnvelope { mail_from: Some("a@example.org".into()), received_at: now_unix(), ..Default::default() };
     Delivery::prepare(raw, envelope, targets)
 }
 
-async fn account(store: &dyn Store, address: &str) -> Account {
+pub(crate) async fn account(store: &dyn Store, address: &str) -> Account {
     store
         .account_create(
             NewAccount { address: address.into(), password_hash: "x".into(), quota_bytes: None },

@@ -193,6 +193,44 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
+    /// Counts a message added with these flags (a delivery, a copy).
+    pub fn count_added(&mut self, flags: Flags, size: u64) {
+        self.total += 1;
+        if !flags.contains(Flags::SEEN) {
+            self.unseen += 1;
+        }
+        if flags.contains(Flags::DELETED) {
+            self.deleted += 1;
+        }
+        self.size += size;
+    }
+
+    /// Counts a message removed.
+    pub fn count_removed(&mut self, flags: Flags, size: u64) {
+        self.total = self.total.saturating_sub(1);
+        if !flags.contains(Flags::SEEN) {
+            self.unseen = self.unseen.saturating_sub(1);
+        }
+        if flags.contains(Flags::DELETED) {
+            self.deleted = self.deleted.saturating_sub(1);
+        }
+        self.size = self.size.saturating_sub(size);
+    }
+
+    /// Counts a message whose flags went from `old` to `new`.
+    pub fn count_flag_change(&mut self, old: Flags, new: Flags) {
+        match (old.contains(Flags::SEEN), new.contains(Flags::SEEN)) {
+            (false, true) => self.unseen = self.unseen.saturating_sub(1),
+            (true, false) => self.unseen += 1,
+            _ => {}
+        }
+        match (old.contains(Flags::DELETED), new.contains(Flags::DELETED)) {
+            (false, true) => self.deleted += 1,
+            (true, false) => self.deleted = self.deleted.saturating_sub(1),
+            _ => {}
+        }
+    }
+
     /// Adds new keywords to the mailbox's registry (up to [`MAX_KEYWORDS`]); returns the
     /// keywords that may be stored (known ones in the registry's spelling, new ones that fitted).
     pub fn register_keywords(&mut self, wanted: &[String]) -> Vec<String> {
@@ -289,6 +327,33 @@ pub struct MessageEntry {
     pub thread_id: u64,
     /// The delivery (SMTP transaction or APPEND) that created it.
     pub delivery_id: u64,
+}
+
+impl MessageEntry {
+    /// Applies a flag update (`keywords` as the mailbox's registry spells them); returns
+    /// whether the flags or keywords changed.
+    pub fn apply_flags(&mut self, mode: FlagMode, flags: Flags, keywords: &[String]) -> bool {
+        let (old_flags, old_keywords) = (self.flags, self.keywords.clone());
+        match mode {
+            FlagMode::Replace => {
+                self.flags = flags;
+                self.keywords = keywords.to_vec();
+            }
+            FlagMode::Add => {
+                self.flags.insert(flags);
+                for k in keywords {
+                    if !self.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                        self.keywords.push(k.clone());
+                    }
+                }
+            }
+            FlagMode::Remove => {
+                self.flags.remove(flags);
+                self.keywords.retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
+            }
+        }
+        self.flags != old_flags || self.keywords != old_keywords
+    }
 }
 
 /// Where in an account a delivered message goes.
@@ -454,6 +519,35 @@ impl QueuedRecipient {
 }
 
 impl QueueEntry {
+    /// The entry for a delivery's remote recipients, every one due when it was received.
+    pub fn for_delivery(id: QueueId, d: &Delivery) -> QueueEntry {
+        let received = d.envelope.received_at;
+        let recipients = d
+            .remote
+            .iter()
+            .map(|r| QueuedRecipient {
+                address: r.address.clone(),
+                domain: address_domain(&r.address),
+                orcpt: r.orcpt.clone(),
+                notify: r.notify,
+                status: RecipientStatus::Pending,
+                attempts: 0,
+                last_result: None,
+                remote_mta: None,
+                next_attempt: received,
+                delay_notified: false,
+            })
+            .collect();
+        let message = QueuedMessage {
+            id,
+            blob: d.hash,
+            size: d.raw.len() as u64,
+            envelope: d.envelope.clone(),
+            created: received,
+        };
+        QueueEntry { message, recipients }
+    }
+
     /// When the next attempt is due: the earliest of the pending recipients (`None` when
     /// every recipient is final).
     pub fn next_attempt(&self) -> Option<i64> {

@@ -785,7 +785,7 @@ async fn store_migrate(config: &Config, url: &str) -> anyhow::Result<String> {
     Ok(format!(
         "copied in {:.1} s: {} domains, {} accounts, {} aliases, {} mailboxes, {} messages ({} already there), \
          {} queued, {} quarantined, {} spam models\n\
-         Now set in the configuration of every node:\n[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n",
+         Now set in the configuration of every node:\n[store]\nbackend = \"postgres\"\nurl = \"...\"   (the URL given with --to)\n",
         started.elapsed().as_secs_f64(),
         s.domains,
         s.accounts,

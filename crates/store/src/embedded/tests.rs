@@ -1,5 +1,5 @@
 use super::*;
-use crate::conformance::Backend;
+use crate::conformance::{Backend, account, delivery, msg};
 
 /// The embedded store in a temporary directory, for the conformance suite.
 struct Embedded(tempfile::TempDir);
@@ -12,26 +12,6 @@ impl Backend for Embedded {
 }
 
 crate::conformance_tests!(Embedded(tempfile::tempdir().unwrap()));
-
-fn msg(subject: &str, extra: &str) -> Vec<u8> {
-    format!("From: a@example.org\r\nSubject: {subject}\r\n{extra}\r\nbody of {subject}\r\n").into_bytes()
-}
-
-fn delivery(raw: Vec<u8>, targets: Vec<DeliveryTarget>) -> Delivery {
-    let envelope =
-        DeliveryEnvelope { mail_from: Some("a@example.org".into()), received_at: now_unix(), ..Default::default() };
-    Delivery::prepare(raw, envelope, targets)
-}
-
-async fn account(store: &EmbeddedStore, address: &str) -> Account {
-    store
-        .account_create(
-            NewAccount { address: address.into(), password_hash: "x".into(), quota_bytes: None },
-            default_mailboxes(),
-        )
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn large_contents_live_in_files_freed_with_the_last_copy() {
@@ -144,7 +124,7 @@ async fn summaries_of_an_older_version_are_derived_again_and_stored() {
 async fn backup_while_written_and_restore() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("store"), 8).unwrap());
-    let a = account(&store, "a@example.org").await;
+    let a = account(&*store, "a@example.org").await;
     let inbox = store.mailbox_by_name(a.id, INBOX).await.unwrap().unwrap();
     let big = |i: usize| msg(&format!("big {i}"), &format!("X-Fill: {}\r\n", "y".repeat(blobfile::FILE_THRESHOLD + i)));
     for i in 0..20 {

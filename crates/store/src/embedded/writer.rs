@@ -625,15 +625,8 @@ impl Writer {
             mailbox.uid_next =
                 mailbox.uid_next.checked_add(1).ok_or_else(|| StoreError::corrupt("mailbox", "UID space exhausted"))?;
             mailbox.highest_modseq += 1;
-            mailbox.total += 1;
-            if !target.flags.contains(Flags::SEEN) {
-                mailbox.unseen += 1;
-            }
-            if target.flags.contains(Flags::DELETED) {
-                mailbox.deleted += 1;
-            }
+            mailbox.count_added(target.flags, size);
             let keywords = mailbox.register_keywords(&target.keywords);
-            mailbox.size += size;
             self.counters.email += 1;
             let email_id = self.counters.email;
             let thread_id = self.thread_for(&mut batch, &mut threads, target.account, &d.summary, email_id)?;
@@ -660,25 +653,7 @@ impl Writer {
         } else {
             self.counters.queue += 1;
             let id = self.counters.queue;
-            let recipients = d
-                .remote
-                .iter()
-                .map(|r| QueuedRecipient {
-                    address: r.address.clone(),
-                    domain: address_domain(&r.address),
-                    orcpt: r.orcpt.clone(),
-                    notify: r.notify,
-                    status: RecipientStatus::Pending,
-                    attempts: 0,
-                    last_result: None,
-                    remote_mta: None,
-                    next_attempt: d.envelope.received_at,
-                    delay_notified: false,
-                })
-                .collect();
-            let message =
-                QueuedMessage { id, blob: d.hash, size, envelope: d.envelope.clone(), created: d.envelope.received_at };
-            let entry = QueueEntry { message, recipients };
+            let entry = QueueEntry::for_delivery(id, &d);
             batch.insert(&e.queue, keys::u64_key(id).to_vec(), to_json(&entry)?);
             batch.insert(&e.queue_due, keys::due_key(d.envelope.received_at, id).to_vec(), Vec::new());
             self.due_changes.push((true, d.envelope.received_at, id));
@@ -880,14 +855,7 @@ impl Writer {
                     Vec::new(),
                 );
             }
-            mailbox.total = mailbox.total.saturating_sub(1);
-            if !entry.flags.contains(Flags::SEEN) {
-                mailbox.unseen = mailbox.unseen.saturating_sub(1);
-            }
-            if entry.flags.contains(Flags::DELETED) {
-                mailbox.deleted = mailbox.deleted.saturating_sub(1);
-            }
-            mailbox.size = mailbox.size.saturating_sub(entry.size);
+            mailbox.count_removed(entry.flags, entry.size);
             *released.entry(entry.blob).or_default() += 1;
             removed.push(uid);
         }
@@ -1001,40 +969,10 @@ impl Writer {
                 continue;
             }
             let old_flags = entry.flags;
-            let old_keywords = entry.keywords.clone();
-            match mode {
-                FlagMode::Replace => {
-                    entry.flags = flags;
-                    entry.keywords = keywords.clone();
-                }
-                FlagMode::Add => {
-                    entry.flags.insert(flags);
-                    for k in &keywords {
-                        if !entry.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                            entry.keywords.push(k.clone());
-                        }
-                    }
-                }
-                FlagMode::Remove => {
-                    entry.flags.remove(flags);
-                    entry.keywords.retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)));
-                }
-            }
-            if entry.flags == old_flags && entry.keywords == old_keywords {
+            if !entry.apply_flags(mode, flags, &keywords) {
                 continue;
             }
-            for (flag, counter) in [(Flags::SEEN, 0), (Flags::DELETED, 1)] {
-                let (was, is) = (old_flags.contains(flag), entry.flags.contains(flag));
-                if was == is {
-                    continue;
-                }
-                match (counter, is) {
-                    (0, true) => mailbox.unseen = mailbox.unseen.saturating_sub(1),
-                    (0, false) => mailbox.unseen += 1,
-                    (_, true) => mailbox.deleted += 1,
-                    (_, false) => mailbox.deleted = mailbox.deleted.saturating_sub(1),
-                }
-            }
+            mailbox.count_flag_change(old_flags, entry.flags);
             batch.remove(&e.changes, keys::modseq_key(mailbox_id, entry.modseq, uid).to_vec());
             entry.modseq = new_modseq;
             batch.insert(&e.changes, keys::modseq_key(mailbox_id, new_modseq, uid).to_vec(), Vec::new());
@@ -1126,14 +1064,7 @@ impl Writer {
             let new_uid = target.uid_next;
             target.uid_next =
                 target.uid_next.checked_add(1).ok_or_else(|| StoreError::corrupt("mailbox", "UID space exhausted"))?;
-            target.total += 1;
-            if !old.flags.contains(Flags::SEEN) {
-                target.unseen += 1;
-            }
-            if old.flags.contains(Flags::DELETED) {
-                target.deleted += 1;
-            }
-            target.size += old.size;
+            target.count_added(old.flags, old.size);
             let keywords = target.register_keywords(&old.keywords);
             self.counters.email += 1;
             let entry = MessageEntry {
