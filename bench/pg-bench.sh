@@ -7,6 +7,7 @@
 #   bench/pg-bench.sh start     # prints the url for [store] url
 #   bench/pg-bench.sh newdb     # a fresh empty database; prints its url
 #   bench/pg-bench.sh stop
+#   bench/pg-bench.sh reset     # stop and delete everything (a benchmark leaves gigabytes of WAL)
 #   bench/pg-bench.sh cpu       # CPU ticks (1/100 s) of every server process so far
 set -euo pipefail
 DIR="${BENCH_PG_DIR:-${TMPDIR:-/tmp}/bench-pg}"
@@ -40,6 +41,7 @@ case "${1:-}" in
   start) start ;;
   newdb) newdb ;;
   stop) as_pg "$BIN/pg_ctl" -D "$DIR/data" -m fast -w stop >/dev/null 2>&1 || true ;;
+  reset) as_pg "$BIN/pg_ctl" -D "$DIR/data" -m fast -w stop >/dev/null 2>&1 || true; rm -rf "$DIR" ;;
   cpu) ps -u postgres -o times= 2>/dev/null | awk '{s += $1} END {print s * 100}' ;;
-  *) echo "usage: $0 start|newdb|stop|cpu" >&2; exit 2 ;;
+  *) echo "usage: $0 start|newdb|stop|reset|cpu" >&2; exit 2 ;;
 esac

@@ -100,5 +100,7 @@ echo "PostgreSQL's CPU per message (ms):" | tee -a "$OUT/summary.md"
 tee -a "$OUT/summary.md" <"$OUT/postgres-cpu.jsonl"
 
 for f in "$OUT"/haproxy-*.pid; do kill "$(cat "$f")" 2>/dev/null || true; done
-for i in 1 2 3; do node "$i" stop; done
+for i in 1 2 3; do node "$i" reset; done
 "$HERE/tern-bench.sh" stop
+# The database holds every run's mail and gigabytes of WAL: gone with the run.
+"$HERE/pg-bench.sh" reset
