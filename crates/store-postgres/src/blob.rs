@@ -15,6 +15,13 @@ use tern_store::{BlobHash, StoreResult};
 pub trait BlobBackend: Send + Sync + 'static {
     /// Stores a content that `tx` starts referencing (it may be there already).
     async fn put(&self, tx: &Transaction<'_>, hash: &BlobHash, raw: &[u8]) -> StoreResult<()>;
+    /// Stores contents that `tx` starts referencing, in the order given (by hash).
+    async fn put_many(&self, tx: &Transaction<'_>, contents: &[(BlobHash, &[u8])]) -> StoreResult<()> {
+        for (hash, raw) in contents {
+            self.put(tx, hash, raw).await?;
+        }
+        Ok(())
+    }
     async fn get(&self, client: &Client, hash: &BlobHash) -> StoreResult<Option<Vec<u8>>>;
     /// Removes a content whose last reference `tx` drops.
     async fn remove(&self, tx: &Transaction<'_>, hash: &BlobHash) -> StoreResult<()>;
@@ -29,6 +36,21 @@ impl BlobBackend for TableBlobs {
         tx.run("INSERT INTO blobs (hash, data) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING", &[&&hash.0[..], &raw])
             .await
             .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn put_many(&self, tx: &Transaction<'_>, contents: &[(BlobHash, &[u8])]) -> StoreResult<()> {
+        if contents.is_empty() {
+            return Ok(());
+        }
+        let hashes: Vec<&[u8]> = contents.iter().map(|(h, _)| &h.0[..]).collect();
+        let data: Vec<&[u8]> = contents.iter().map(|(_, raw)| *raw).collect();
+        tx.run(
+            "INSERT INTO blobs (hash, data) SELECT * FROM unnest($1::bytea[], $2::bytea[]) ON CONFLICT (hash) DO NOTHING",
+            &[&hashes, &data],
+        )
+        .await
+        .map_err(pg_error)?;
         Ok(())
     }
 

@@ -1,8 +1,8 @@
 //! The quarantine and the spam classifier's models.
 
 use crate::PgStore;
+use crate::deliver::{deliver_in, prepare};
 use crate::error::pg_error;
-use crate::mail::{deliver_in, prepare};
 use crate::rows::{self, id, owner_key};
 use crate::sql::Cached;
 use async_trait::async_trait;
@@ -57,7 +57,8 @@ impl FilterStore for PgStore {
                 if gone == 0 {
                     return Ok(None);
                 }
-                deliver_in(tx, blobs, &delivery, &prepared, changes).await.map(Some)
+                let mut receipts = deliver_in(tx, blobs, &[(&delivery, &prepared)], changes).await?;
+                Ok(receipts.pop())
             })
         })
         .await

@@ -16,6 +16,7 @@
 //!   subscribers (IDLE, caches), and its own directly, before the caller is answered.
 
 mod blob;
+mod deliver;
 mod error;
 mod feed;
 mod filter;
@@ -69,6 +70,8 @@ struct Inner {
     /// Wakes this node's search indexer after a delivery.
     index_wake: Arc<tokio::sync::Notify>,
     feed: Arc<Feed>,
+    /// To this node's delivery writers ([`deliver`]).
+    deliveries: deliver::Deliveries,
     closed: AtomicBool,
     /// The change feed's listener and the cluster lines' sender.
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -104,19 +107,24 @@ impl PgStore {
         let listener = tokio::spawn(feed::listen(config, tls, Arc::downgrade(&feed)));
         let sender = tokio::spawn(feed::send_cluster(pool.clone(), feed.node(), outgoing));
         let index_wake = Arc::new(tokio::sync::Notify::new());
+        let (deliveries, waiting) = deliver::channel();
         let store = PgStore {
             inner: Arc::new(Inner {
                 pool,
                 blobs: Arc::new(TableBlobs),
                 index_wake: Arc::clone(&index_wake),
                 feed,
+                deliveries,
                 closed: AtomicBool::new(false),
                 tasks: std::sync::Mutex::new(vec![listener, sender]),
             }),
         };
-        let indexer = tokio::spawn(indexer::run(store.clone(), index_wake));
+        let mut started = vec![tokio::spawn(indexer::run(store.clone(), index_wake))];
+        for _ in 0..deliver::WRITERS {
+            started.push(tokio::spawn(deliver::run(store.clone(), Arc::clone(&waiting))));
+        }
         if let Ok(mut tasks) = store.inner.tasks.lock() {
-            tasks.push(indexer);
+            tasks.extend(started);
         }
         Ok(store)
     }
@@ -140,6 +148,10 @@ impl PgStore {
 
     pub(crate) fn blobs(&self) -> Arc<dyn BlobBackend> {
         Arc::clone(&self.inner.blobs)
+    }
+
+    pub(crate) fn deliveries(&self) -> &deliver::Deliveries {
+        &self.inner.deliveries
     }
 
     pub(crate) fn feed(&self) -> &Feed {

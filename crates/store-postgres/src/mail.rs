@@ -16,9 +16,6 @@ use tern_store::codec::{decode_summary, encode_summary};
 use tern_store::*;
 use tokio_postgres::types::ToSql;
 
-/// References and In-Reply-To ids looked at for threading, at most (as the embedded store).
-const MAX_THREAD_REFS: usize = 64;
-
 type Tx<'a> = Transaction<'a>;
 
 // ---------------------------------------------------------------------------------------
@@ -44,7 +41,7 @@ async fn account_mailboxes_locked(tx: &Tx<'_>, account: AccountId) -> StoreResul
 }
 
 /// Writes a mailbox's counters, keywords and name back.
-async fn save_mailbox(tx: &Tx<'_>, m: &Mailbox) -> StoreResult<()> {
+pub(crate) async fn save_mailbox(tx: &Tx<'_>, m: &Mailbox) -> StoreResult<()> {
     tx.run(
         "UPDATE mailboxes SET name = $2, subscribed = $3, uid_next = $4, highest_modseq = $5, total = $6,
                 unseen = $7, size = $8, deleted = $9, recent_uid = $10, keywords = $11
@@ -224,7 +221,7 @@ async fn reference_content(tx: &Tx<'_>, hash: &BlobHash, n: i64) -> StoreResult<
     Ok(())
 }
 
-async fn insert_message(tx: &Tx<'_>, m: &MessageEntry) -> StoreResult<()> {
+pub(crate) async fn insert_message(tx: &Tx<'_>, m: &MessageEntry) -> StoreResult<()> {
     tx.run(
         "INSERT INTO messages (mailbox, uid, blob, size, internal_date, flags, keywords, modseq, email_id,
                                thread_id, delivery_id)
@@ -248,7 +245,7 @@ async fn insert_message(tx: &Tx<'_>, m: &MessageEntry) -> StoreResult<()> {
     Ok(())
 }
 
-async fn next_ids(tx: &Tx<'_>, sequence: &str, n: usize) -> StoreResult<Vec<u64>> {
+pub(crate) async fn next_ids(tx: &Tx<'_>, sequence: &str, n: usize) -> StoreResult<Vec<u64>> {
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -343,250 +340,6 @@ async fn copy_in(
     }
     release_contents(tx, blobs, released).await?;
     Ok(pairs)
-}
-
-async fn resolve_mailbox(
-    tx: &Tx<'_>,
-    account: AccountId,
-    selector: &MailboxSelector,
-) -> StoreResult<Option<MailboxId>> {
-    let found: Option<i64> = match selector {
-        MailboxSelector::Inbox => None,
-        MailboxSelector::Name(name) => tx
-            .maybe_row("SELECT id FROM mailboxes WHERE account = $1 AND name = $2", &[&id(account), name])
-            .await
-            .map_err(pg_error)?
-            .map(|r| r.get(0)),
-        MailboxSelector::Id(m) => tx
-            .maybe_row("SELECT id FROM mailboxes WHERE id = $1 AND account = $2", &[&id(*m), &id(account)])
-            .await
-            .map_err(pg_error)?
-            .map(|r| r.get(0)),
-        MailboxSelector::SpecialUse(u) => tx
-            .maybe_row(
-                "SELECT id FROM mailboxes WHERE account = $1 AND special_use = $2 ORDER BY id LIMIT 1",
-                &[&id(account), &rows::special_use_name(*u)],
-            )
-            .await
-            .map_err(pg_error)?
-            .map(|r| r.get(0)),
-    };
-    match found {
-        Some(m) => Ok(Some(m as u64)),
-        None => Ok(tx
-            .maybe_row("SELECT id FROM mailboxes WHERE account = $1 AND name = $2", &[&id(account), &INBOX])
-            .await
-            .map_err(pg_error)?
-            .map(|r| r.get::<_, i64>(0) as u64)),
-    }
-}
-
-/// The thread a message joins: that of the first message it refers to that is known, else
-/// its own; every id it names is recorded for the messages that follow.
-async fn thread_for(
-    tx: &Tx<'_>,
-    account: AccountId,
-    summary: &tern_mime::MessageSummary,
-    email_id: u64,
-) -> StoreResult<u64> {
-    let related: Vec<&String> =
-        summary.references.iter().chain(summary.in_reply_to.iter()).take(MAX_THREAD_REFS).collect();
-    let mut thread = email_id;
-    if !related.is_empty() {
-        let known: HashMap<String, i64> = tx
-            .rows(
-                "SELECT message_id, thread FROM threads WHERE account = $1 AND message_id = ANY($2)",
-                &[&id(account), &related],
-            )
-            .await
-            .map_err(pg_error)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        if let Some(t) = related.iter().find_map(|r| known.get(r.as_str())) {
-            thread = *t as u64;
-        }
-    }
-    let ids: Vec<&String> = summary.message_id.iter().chain(related.iter().copied()).collect();
-    if !ids.is_empty() {
-        tx.run(
-            "INSERT INTO threads (account, message_id, thread) SELECT $1::bigint, m, $2::bigint FROM unnest($3::text[]) AS m
-             ON CONFLICT DO NOTHING",
-            &[&id(account), &id(thread), &ids],
-        )
-        .await
-        .map_err(pg_error)?;
-    }
-    Ok(thread)
-}
-
-/// What a delivery's content needs besides its bytes: the summary, for mailbox copies. (Its
-/// search text is extracted and indexed after the commit, by [`crate::indexer`].)
-pub(crate) struct Prepared {
-    summary: Option<Vec<u8>>,
-}
-
-pub(crate) async fn prepare(d: &Delivery) -> StoreResult<Prepared> {
-    if d.targets.is_empty() {
-        return Ok(Prepared { summary: None });
-    }
-    Ok(Prepared { summary: Some(encode_summary(&d.summary)?) })
-}
-
-/// Adds `references` to a content, storing its bytes (and summary, for mailbox copies) when
-/// it is new or had none yet; a content a mailbox holds for the first time waits for the
-/// indexer (`indexed = false`).
-async fn store_content(
-    tx: &Tx<'_>,
-    blobs: &dyn BlobBackend,
-    d: &Delivery,
-    prepared: &Prepared,
-    references: i64,
-    for_mailbox: bool,
-) -> StoreResult<()> {
-    let hash = &d.hash.0[..];
-    let summary = if for_mailbox { prepared.summary.as_deref() } else { None };
-    let inserted = tx
-        .maybe_row(
-            "INSERT INTO contents (hash, refcount, size, summary, indexed) VALUES ($1, $2, $3, $4, NOT $5)
-             ON CONFLICT (hash) DO NOTHING RETURNING 1",
-            &[&hash, &references, &(d.raw.len() as i64), &summary, &for_mailbox],
-        )
-        .await
-        .map_err(pg_error)?
-        .is_some();
-    if inserted {
-        return blobs.put(tx, &d.hash, &d.raw).await;
-    }
-    // Known: add the references. A content first stored for the queue alone has no summary
-    // and was never indexed: it gets both now (every SET reads the row as it was).
-    let updated = tx
-        .run(
-            "UPDATE contents SET refcount = refcount + $2, summary = COALESCE(summary, $3),
-                    indexed = CASE WHEN $4 AND summary IS NULL THEN false ELSE indexed END
-             WHERE hash = $1",
-            &[&hash, &references, &summary, &for_mailbox],
-        )
-        .await
-        .map_err(pg_error)?;
-    if updated == 0 {
-        // Freed by a concurrent transaction between the two statements: store it anew.
-        return Box::pin(store_content(tx, blobs, d, prepared, references, for_mailbox)).await;
-    }
-    Ok(())
-}
-
-/// Stores a delivery inside `tx` (see [`MailStore::deliver`]).
-pub(crate) async fn deliver_in(
-    tx: &Tx<'_>,
-    blobs: &dyn BlobBackend,
-    d: &Delivery,
-    prepared: &Prepared,
-    changes: &mut Vec<StoreChange>,
-) -> StoreResult<DeliveryReceipt> {
-    let delivery_id = next_ids(tx, "delivery_ids", 1).await?[0];
-    let size = d.raw.len() as u64;
-    // Resolve every target, then lock the mailboxes in id order.
-    let mut resolved = Vec::with_capacity(d.targets.len());
-    for target in &d.targets {
-        resolved.push(resolve_mailbox(tx, target.account, &target.mailbox).await?);
-    }
-    let mut wanted: Vec<i64> = resolved.iter().flatten().map(|&m| id(m)).collect();
-    wanted.sort_unstable();
-    wanted.dedup();
-    let mut mailboxes: BTreeMap<MailboxId, Mailbox> = BTreeMap::new();
-    if !wanted.is_empty() {
-        let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE");
-        for row in tx.rows(&sql, &[&wanted]).await.map_err(pg_error)? {
-            let m = rows::mailbox(&row)?;
-            mailboxes.insert(m.id, m);
-        }
-    }
-    let mut used: HashSet<MailboxId> = HashSet::new();
-    let mut quotas: HashMap<AccountId, Option<(u64, u64)>> = HashMap::new();
-    let mut copies = Vec::new();
-    let mut skipped = Vec::new();
-    let mut over_quota = Vec::new();
-    let mut entries = Vec::new();
-    for (target, mailbox_id) in d.targets.iter().zip(resolved) {
-        let Some(mailbox_id) = mailbox_id else {
-            skipped.push(target.account);
-            continue;
-        };
-        if used.contains(&mailbox_id) {
-            continue; // one copy per mailbox, however many recipients lead there
-        }
-        let Some(mailbox) = mailboxes.get_mut(&mailbox_id) else {
-            skipped.push(target.account);
-            continue;
-        };
-        if let std::collections::hash_map::Entry::Vacant(slot) = quotas.entry(target.account) {
-            slot.insert(quota_of(tx, target.account).await?);
-        }
-        if let Some(Some((limit, in_use))) = quotas.get_mut(&target.account) {
-            if *in_use + size > *limit {
-                if !over_quota.contains(&target.account) {
-                    over_quota.push(target.account);
-                }
-                continue;
-            }
-            *in_use += size;
-        }
-        used.insert(mailbox_id);
-        let uid = mailbox.uid_next;
-        mailbox.uid_next = mailbox.uid_next.checked_add(1).ok_or_else(|| corrupt("mailbox", "UID space exhausted"))?;
-        mailbox.highest_modseq += 1;
-        mailbox.count_added(target.flags, size);
-        let keywords = mailbox.register_keywords(&target.keywords);
-        entries.push((
-            target.account,
-            MessageEntry {
-                mailbox: mailbox_id,
-                uid,
-                blob: d.hash,
-                size,
-                internal_date: d.envelope.received_at,
-                flags: target.flags,
-                keywords,
-                modseq: mailbox.highest_modseq,
-                email_id: 0,
-                thread_id: 0,
-                delivery_id,
-            },
-        ));
-        copies.push(StoredCopy { account: target.account, mailbox: mailbox_id, uid });
-    }
-    let email_ids = next_ids(tx, "email_ids", entries.len()).await?;
-    for ((account, mut entry), email_id) in entries.into_iter().zip(email_ids) {
-        entry.email_id = email_id;
-        entry.thread_id = thread_for(tx, account, &d.summary, email_id).await?;
-        insert_message(tx, &entry).await?;
-    }
-    let queued = if d.remote.is_empty() {
-        None
-    } else {
-        let queue_id = next_ids(tx, "queue_ids", 1).await?[0];
-        crate::queue::insert_entry(tx, queue_id, d).await?;
-        changes.push(StoreChange::Queue);
-        Some(queue_id)
-    };
-    let references = copies.len() as i64 + i64::from(queued.is_some());
-    if references > 0 {
-        store_content(tx, blobs, d, prepared, references, !copies.is_empty()).await?;
-    }
-    if !copies.is_empty() {
-        tx.run(
-            "INSERT INTO envelopes (delivery_id, envelope) VALUES ($1, $2)",
-            &[&id(delivery_id), &rows::to_json(&d.envelope)?],
-        )
-        .await
-        .map_err(pg_error)?;
-    }
-    for mailbox in mailboxes.values().filter(|m| used.contains(&m.id)) {
-        save_mailbox(tx, mailbox).await?;
-        changes.push(StoreChange::Mailbox { account: mailbox.account, mailbox: mailbox.id });
-    }
-    Ok(DeliveryReceipt { delivery_id, content: d.hash, copies, skipped, over_quota, queued })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1014,17 +767,7 @@ impl MailStore for PgStore {
     }
 
     async fn deliver(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt> {
-        let prepared = prepare(&delivery).await?;
-        let blobs = self.blobs();
-        let receipt = self
-            .write(move |tx, changes| {
-                Box::pin(async move { deliver_in(tx, &*blobs, &delivery, &prepared, changes).await })
-            })
-            .await?;
-        if !receipt.copies.is_empty() {
-            self.wake_indexer();
-        }
-        Ok(receipt)
+        self.deliver_batched(delivery).await
     }
 
     async fn message_list(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageEntry>> {

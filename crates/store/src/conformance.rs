@@ -165,6 +165,87 @@ pub async fn concurrent_deliveries_get_distinct_uids(backend: &dyn Backend) {
     store.shutdown().await.unwrap();
 }
 
+/// Deliveries arriving together (which a backend may write as one batch) follow every rule
+/// each follows alone: quotas counted across them, one content stored once with a reference
+/// per copy, threads, flags and keywords per copy, and the mailbox's counters.
+pub async fn concurrent_deliveries_keep_quota_contents_threads_and_flags(backend: &dyn Backend) {
+    let store = backend.open().await;
+    // 40 messages of one size at an account with room for 30.
+    let size = msg("q00", "").len() as u64;
+    let q = store
+        .account_create(
+            NewAccount { address: "q@example.org".into(), password_hash: "x".into(), quota_bytes: Some(30 * size) },
+            default_mailboxes(),
+        )
+        .await
+        .unwrap();
+    let mut tasks = vec![];
+    for i in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.deliver(delivery(msg(&format!("q{i:02}"), ""), vec![DeliveryTarget::inbox(q.id)])).await.unwrap()
+        }));
+    }
+    let (mut stored, mut refused) = (0, 0);
+    for t in tasks {
+        let r = t.await.unwrap();
+        stored += r.copies.len();
+        refused += usize::from(r.over_quota == vec![q.id]);
+    }
+    assert_eq!((stored, refused), (30, 10), "the quota holds across concurrent deliveries");
+    let inbox = store.mailbox_by_name(q.id, INBOX).await.unwrap().unwrap();
+    assert_eq!((inbox.total, inbox.size, inbox.uid_next), (30, 30 * size, 31));
+
+    // At another account: one content 20 times, 10 replies to a stored message, 10 copies
+    // with \Seen and a keyword, all at once.
+    let b = account(&*store, "b@example.org").await;
+    let root =
+        store.deliver(delivery(msg("root", "Message-ID: <root@x>\r\n"), vec![DeliveryTarget::inbox(b.id)])).await;
+    let root = root.unwrap().copies[0].clone();
+    let root_thread = store.message_get(root.mailbox, root.uid).await.unwrap().unwrap().thread_id;
+    let same = msg("same", "Message-ID: <same@x>\r\n");
+    let mut tasks = vec![];
+    for i in 0..40 {
+        let store = store.clone();
+        let (raw, target) = match i % 4 {
+            0 | 1 => (same.clone(), DeliveryTarget::inbox(b.id)),
+            2 => (msg(&format!("re{i}"), "In-Reply-To: <root@x>\r\n"), DeliveryTarget::inbox(b.id)),
+            _ => (
+                msg(&format!("kw{i}"), ""),
+                DeliveryTarget { flags: Flags::SEEN, keywords: vec!["$Label1".into()], ..DeliveryTarget::inbox(b.id) },
+            ),
+        };
+        tasks.push(tokio::spawn(async move {
+            let r = store.deliver(delivery(raw, vec![target])).await.unwrap();
+            (i, r.copies[0].clone())
+        }));
+    }
+    let mut uids = vec![];
+    for t in tasks {
+        let (i, copy) = t.await.unwrap();
+        let m = store.message_get(copy.mailbox, copy.uid).await.unwrap().unwrap();
+        match i % 4 {
+            0 | 1 => assert_eq!(m.blob, BlobHash::of(&same)),
+            2 => assert_eq!(m.thread_id, root_thread, "a reply joins its parent's thread"),
+            _ => assert_eq!((m.flags, m.keywords.clone()), (Flags::SEEN, vec!["$Label1".to_string()])),
+        }
+        uids.push(copy.uid);
+    }
+    uids.sort_unstable();
+    assert_eq!(uids, (2..=41).collect::<Vec<u32>>());
+    assert_eq!(store.blob_refcount(BlobHash::of(&same)).await.unwrap(), 20, "one content, a reference per copy");
+    let inbox = store.mailbox_by_name(b.id, INBOX).await.unwrap().unwrap();
+    assert_eq!((inbox.total, inbox.unseen, inbox.uid_next), (41, 31, 42));
+    assert!(inbox.keywords.contains(&"$Label1".to_string()), "{:?}", inbox.keywords);
+    let changes = store.mailbox_changes(inbox.id, 0).await.unwrap();
+    assert_eq!(changes.highest_modseq, inbox.highest_modseq);
+    let mut modseqs: Vec<u64> = changes.changed.iter().map(|m| m.modseq).collect();
+    modseqs.sort_unstable();
+    modseqs.dedup();
+    assert_eq!(modseqs.len(), 41, "each copy its own modseq");
+    store.shutdown().await.unwrap();
+}
+
 pub async fn replies_join_the_thread_of_their_parent(backend: &dyn Backend) {
     let store = backend.open().await;
     let a = account(&*store, "a@example.org").await;
@@ -605,7 +686,7 @@ pub async fn changes_reach_hooks_before_the_answer_and_subscribers_in_order(back
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, replies_join_the_thread_of_their_parent, account_removal_frees_everything, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
+        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
