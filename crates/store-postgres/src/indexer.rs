@@ -1,7 +1,6 @@
 //! Each node's search indexer: contents a mailbox holds for the first time are stored with
-//! `indexed = false`, and this task extracts their text and writes it to `content_text` (whose
-//! trigram indexes cost the database several milliseconds of CPU per message) after the
-//! delivery's commit, in batches. Nodes share the work (`FOR UPDATE SKIP LOCKED`). Until a
+//! `indexed = false`, and this task extracts their text and trigrams and writes them to
+//! `content_text` ([`crate::text`]) after the delivery's commit, in batches. Nodes share the work (`FOR UPDATE SKIP LOCKED`). Until a
 //! content is indexed, searches list it as unindexed and the caller scans it, so answers stay
 //! exact however far the indexer lags.
 
@@ -9,6 +8,7 @@ use crate::PgStore;
 use crate::error::pg_error;
 use crate::rows;
 use crate::sql::Cached;
+use crate::text::{self, SearchText};
 use std::sync::Arc;
 use std::time::Duration;
 use tern_store::{BlobHash, StoreError, StoreResult};
@@ -52,33 +52,24 @@ async fn index_batch(store: &PgStore) -> StoreResult<usize> {
             contents.push((hash, raw));
         }
     }
-    let texts: Vec<(BlobHash, Option<(String, String)>)> = tokio::task::spawn_blocking(move || {
-        contents
-            .into_iter()
-            .map(|(hash, raw)| {
-                let text = raw.and_then(|raw| tern_mime::text::search_texts_within(&raw, tern_fts::MAX_TEXT));
-                // PostgreSQL's text holds no NUL.
-                (hash, text.map(|(h, b)| (h.replace('\0', " "), b.replace('\0', " "))))
-            })
-            .collect()
+    let texts: Vec<(BlobHash, Option<SearchText>)> = tokio::task::spawn_blocking(move || {
+        contents.into_iter().map(|(hash, raw)| (hash, raw.and_then(|raw| text::extract(&raw)))).collect()
     })
     .await
     .map_err(|e| StoreError::Task(e.to_string()))?;
-    for (hash, text) in &texts {
-        let key = &hash.0[..];
-        if let Some((header, body)) = text {
-            tx.run(
-                "INSERT INTO content_text (hash, header, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&key, header, body],
-            )
-            .await
-            .map_err(pg_error)?;
-        }
-        // Too large to index (or unreadable): always scanned.
-        tx.run("UPDATE contents SET indexed = true, scan_only = $2 WHERE hash = $1", &[&key, &text.is_none()])
-            .await
-            .map_err(pg_error)?;
-    }
+    let stored: Vec<(BlobHash, &SearchText)> =
+        texts.iter().filter_map(|(hash, text)| text.as_ref().map(|t| (*hash, t))).collect();
+    text::insert(&tx, &stored).await?;
+    // Too large to index (or unreadable): always scanned.
+    let hashes: Vec<&[u8]> = texts.iter().map(|(hash, _)| &hash.0[..]).collect();
+    let scan_only: Vec<bool> = texts.iter().map(|(_, text)| text.is_none()).collect();
+    tx.run(
+        "UPDATE contents SET indexed = true, scan_only = c.scan_only
+         FROM unnest($1::bytea[], $2::bool[]) AS c(hash, scan_only) WHERE contents.hash = c.hash",
+        &[&hashes, &scan_only],
+    )
+    .await
+    .map_err(pg_error)?;
     tx.commit().await.map_err(pg_error)?;
     metrics::counter!("tern_fts_indexed_total").increment(texts.len() as u64);
     Ok(texts.len())

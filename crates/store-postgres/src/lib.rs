@@ -29,6 +29,7 @@ pub mod schema;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod text;
 
 use crate::sql::Cached;
 use async_trait::async_trait;

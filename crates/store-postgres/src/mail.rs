@@ -556,18 +556,6 @@ async fn mailbox_uids(tx: &Tx<'_>, mailbox: MailboxId) -> StoreResult<Vec<u32>> 
     Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u32).collect())
 }
 
-/// Escapes `%`, `_` and `\` for a LIKE pattern.
-fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[async_trait]
 impl MailStore for PgStore {
     async fn mailbox_list(&self, account: AccountId) -> StoreResult<Vec<Mailbox>> {
@@ -1049,11 +1037,11 @@ impl MailStore for PgStore {
 
     async fn text_search(&self, needle: &str, with_header: bool) -> StoreResult<Option<TextMatches>> {
         let needle = needle.to_lowercase();
-        // Trigram indexes cannot look up fewer than three characters: the caller scans.
-        if needle.chars().count() < 3 {
+        // Without three alphanumeric characters in a row the index cannot help: the caller scans.
+        let body_grams = crate::text::needle_grams(&needle, false);
+        if body_grams.is_empty() {
             return Ok(None);
         }
-        let pattern = format!("%{}%", like_escape(&needle));
         let mut client = self.client().await?;
         // One snapshot: a content the indexer finished is either in the text table or still
         // listed as unindexed, never neither.
@@ -1064,14 +1052,21 @@ impl MailStore for PgStore {
             .start()
             .await
             .map_err(pg_error)?;
-        let sql = if with_header {
-            "SELECT hash FROM content_text WHERE body LIKE $1 OR header LIKE $1"
+        // Candidates by trigrams, kept when the text holds the needle (see `text.rs`).
+        let rows = if with_header {
+            let header_grams = crate::text::needle_grams(&needle, true);
+            tx.rows(
+                "SELECT hash FROM content_text
+                 WHERE (grams @> $1 AND strpos(body, $3) > 0) OR (grams @> $2 AND strpos(header, $3) > 0)",
+                &[&body_grams, &header_grams, &needle],
+            )
+            .await
         } else {
-            "SELECT hash FROM content_text WHERE body LIKE $1"
+            tx.rows("SELECT hash FROM content_text WHERE grams @> $1 AND strpos(body, $2) > 0", &[&body_grams, &needle])
+                .await
         };
-        let params: [&(dyn ToSql + Sync); 1] = [&pattern];
         let mut matched = tern_fts::KeySet::default();
-        for row in tx.rows(sql, &params).await.map_err(pg_error)? {
+        for row in rows.map_err(pg_error)? {
             let hash = rows::hash_of(row.get::<_, &[u8]>(0))?;
             matched.insert(tern_fts::content_key(&hash.0));
         }

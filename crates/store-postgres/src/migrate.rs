@@ -218,12 +218,9 @@ async fn import_messages(
         copied += 1;
         let text = {
             let raw = raw.clone();
-            tokio::task::spawn_blocking(move || {
-                tern_mime::text::search_texts_within(&raw, tern_fts::MAX_TEXT)
-                    .map(|(h, b)| (h.replace('\0', " "), b.replace('\0', " ")))
-            })
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+            tokio::task::spawn_blocking(move || crate::text::extract(&raw))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?
         };
         let summary = match summary {
             Some(s) => s,
@@ -271,7 +268,7 @@ async fn add_content(
     hash: &BlobHash,
     raw: &[u8],
     summary: Option<&[u8]>,
-    text: Option<(String, String)>,
+    text: Option<crate::text::SearchText>,
     references: i64,
 ) -> StoreResult<()> {
     let key = &hash.0[..];
@@ -285,13 +282,8 @@ async fn add_content(
     .await
     .map_err(pg_error)?;
     to.blobs().put(tx, hash, raw).await?;
-    if let Some((header, body)) = text {
-        tx.run(
-            "INSERT INTO content_text (hash, header, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&key, &header, &body],
-        )
-        .await
-        .map_err(pg_error)?;
+    if let Some(text) = &text {
+        crate::text::insert(tx, &[(*hash, text)]).await?;
     }
     Ok(())
 }

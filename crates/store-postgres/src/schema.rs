@@ -133,6 +133,18 @@ pub const MIGRATIONS: &[&str] = &[
     EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN NULL;
     END $$;
     "#,
+    // 5: search text indexed by trigram codes Tern computes (one GIN index over an integer
+    // array) instead of `pg_trgm`'s two indexes, whose extraction was most of the database's
+    // CPU per delivery (see `text.rs`). Texts stored so far are indexed again by the nodes'
+    // indexers; until then searches scan them.
+    r#"
+    DROP INDEX content_text_header;
+    DROP INDEX content_text_body;
+    DELETE FROM content_text;
+    ALTER TABLE content_text ADD COLUMN grams INT4[] NOT NULL;
+    CREATE INDEX content_text_grams ON content_text USING gin (grams);
+    UPDATE contents SET indexed = false WHERE summary IS NOT NULL AND NOT scan_only;
+    "#,
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`]; returns the version it found.
