@@ -42,6 +42,8 @@ case "${1:-}" in
   newdb) newdb ;;
   stop) as_pg "$BIN/pg_ctl" -D "$DIR/data" -m fast -w stop >/dev/null 2>&1 || true ;;
   reset) as_pg "$BIN/pg_ctl" -D "$DIR/data" -m fast -w stop >/dev/null 2>&1 || true; rm -rf "$DIR" ;;
-  cpu) ps -u postgres -o times= 2>/dev/null | awk '{s += $1} END {print s * 100}' ;;
+  # From /proc in clock ticks (ps's whole seconds per process rounded each backend to 0).
+  cpu) for p in $(pgrep -u postgres); do cat "/proc/$p/stat" 2>/dev/null; done |
+       awk '{s += $14 + $15} END {print s + 0}' ;;
   *) echo "usage: $0 start|newdb|stop|reset|cpu" >&2; exit 2 ;;
 esac

@@ -21,6 +21,7 @@ use crate::sql::Cached;
 use deadpool_postgres::Transaction;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tern_store::codec::encode_summary;
 use tern_store::*;
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -65,10 +66,27 @@ pub(crate) fn channel() -> (Deliveries, Arc<Mutex<mpsc::Receiver<Pending>>>) {
 impl PgStore {
     /// Hands a delivery to this node's writers and waits for its batch's commit.
     pub(crate) async fn deliver_batched(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt> {
+        let _in_flight = InFlight::count(self);
         let prepared = prepare(&delivery).await?;
         let (reply, answer) = oneshot::channel();
         self.deliveries().send(Pending { delivery, prepared, reply }).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Counts a delivery between its hand-over and its answer (however the caller's future ends).
+struct InFlight<'a>(&'a PgStore);
+
+impl<'a> InFlight<'a> {
+    fn count(store: &'a PgStore) -> InFlight<'a> {
+        store.in_flight().fetch_add(1, Ordering::Relaxed);
+        InFlight(store)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight().fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -1,8 +1,9 @@
 //! Each node's search indexer: contents a mailbox holds for the first time are stored with
 //! `indexed = false`, and this task extracts their text and trigrams and writes them to
-//! `content_text` ([`crate::text`]) after the delivery's commit, in batches. Nodes share the work (`FOR UPDATE SKIP LOCKED`). Until a
-//! content is indexed, searches list it as unindexed and the caller scans it, so answers stay
-//! exact however far the indexer lags.
+//! `content_text` ([`crate::text`]) after the delivery's commit, in batches. Nodes share the
+//! work (`FOR UPDATE SKIP LOCKED`). Until a content is indexed, searches list it as unindexed
+//! and the caller scans it, so answers stay exact however far the indexer lags. While deliveries are being written the indexer waits,
+//! for half a minute at most (then it indexes beside them until it has caught up).
 
 use crate::PgStore;
 use crate::error::pg_error;
@@ -10,7 +11,8 @@ use crate::rows;
 use crate::sql::Cached;
 use crate::text::{self, SearchText};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 use tern_store::{BlobHash, StoreError, StoreResult};
 use tokio::sync::Notify;
 
@@ -19,11 +21,28 @@ const BATCH: i64 = 64;
 /// How often the indexer looks without being woken (other nodes' deliveries).
 const POLL: Duration = Duration::from_secs(1);
 
+/// How long the indexer yields to deliveries at most before it indexes beside them (and
+/// then until it has caught up).
+const YIELD_FOR: Duration = Duration::from_secs(30);
+/// How often it looks again while yielding.
+const YIELD_STEP: Duration = Duration::from_millis(100);
+
 pub async fn run(store: PgStore, wake: Arc<Notify>) {
+    // Since when the indexer has had contents waiting while deliveries were written: ingest
+    // comes first (the indexing costs the database about as much CPU as the delivery), but
+    // for YIELD_FOR at most, so the backlog searches scan stays bounded.
+    let mut behind_since: Option<Instant> = None;
     loop {
+        if store.in_flight().load(Ordering::Relaxed) > 0 {
+            let since = *behind_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < YIELD_FOR {
+                tokio::time::sleep(YIELD_STEP).await;
+                continue;
+            }
+        }
         match index_batch(&store).await {
             Ok(n) if n as i64 >= BATCH => continue,
-            Ok(_) => {}
+            Ok(_) => behind_since = None,
             Err(StoreError::Closed) => return,
             Err(e) => tracing::warn!(error = %e, "search indexer"),
         }

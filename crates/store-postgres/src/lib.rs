@@ -17,6 +17,7 @@
 
 mod blob;
 mod deliver;
+mod domains;
 mod error;
 mod feed;
 mod filter;
@@ -39,7 +40,7 @@ use feed::Feed;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tern_store::*;
 use tokio::sync::broadcast;
 
@@ -73,6 +74,10 @@ struct Inner {
     feed: Arc<Feed>,
     /// To this node's delivery writers ([`deliver`]).
     deliveries: deliver::Deliveries,
+    /// Domains as last read, emptied by directory changes.
+    domains: Arc<domains::DomainCache>,
+    /// Deliveries handed to the writers and not answered yet (the indexer yields to them).
+    in_flight: AtomicUsize,
     closed: AtomicBool,
     /// The change feed's listener and the cluster lines' sender.
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -109,6 +114,9 @@ impl PgStore {
         let sender = tokio::spawn(feed::send_cluster(pool.clone(), feed.node(), outgoing));
         let index_wake = Arc::new(tokio::sync::Notify::new());
         let (deliveries, waiting) = deliver::channel();
+        let domains = Arc::new(domains::DomainCache::default());
+        let cache = Arc::clone(&domains);
+        feed.add_hook(Arc::new(move |change: &StoreChange| cache.on_change(change)));
         let store = PgStore {
             inner: Arc::new(Inner {
                 pool,
@@ -116,6 +124,8 @@ impl PgStore {
                 index_wake: Arc::clone(&index_wake),
                 feed,
                 deliveries,
+                domains,
+                in_flight: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
                 tasks: std::sync::Mutex::new(vec![listener, sender]),
             }),
@@ -153,6 +163,14 @@ impl PgStore {
 
     pub(crate) fn deliveries(&self) -> &deliver::Deliveries {
         &self.inner.deliveries
+    }
+
+    pub(crate) fn domains(&self) -> &domains::DomainCache {
+        &self.inner.domains
+    }
+
+    pub(crate) fn in_flight(&self) -> &AtomicUsize {
+        &self.inner.in_flight
     }
 
     pub(crate) fn feed(&self) -> &Feed {

@@ -396,7 +396,14 @@ impl DirectoryStore for PgStore {
     }
 
     async fn domain_get(&self, name: &str) -> StoreResult<Option<Domain>> {
-        self.directory_record("SELECT record FROM domains WHERE name = $1", &name, "domain").await
+        if let Some(known) = self.domains().get(name) {
+            return Ok(known);
+        }
+        let generation = self.domains().generation();
+        let found: Option<Domain> =
+            self.directory_record("SELECT record FROM domains WHERE name = $1", &name, "domain").await?;
+        self.domains().fill(generation, name, found.clone());
+        Ok(found)
     }
 
     async fn domain_put(&self, domain: Domain) -> StoreResult<()> {

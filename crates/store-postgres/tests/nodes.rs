@@ -56,3 +56,30 @@ async fn two_nodes_appending_to_one_mailbox_never_share_a_uid() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// Node B keeps the domains it read; a domain added or removed on node A reaches it through
+/// the change feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_changed_on_one_node_is_seen_by_the_other() {
+    let options = testing::database().await.unwrap();
+    let (a, b) = (PgStore::open(&options).await.unwrap(), PgStore::open(&options).await.unwrap());
+    assert_eq!(b.domain_get("new.test").await.unwrap(), None, "unknown, and remembered as such");
+    let domain: Domain = serde_json::from_value(serde_json::json!({ "name": "new.test" })).unwrap();
+    a.domain_put(domain).await.unwrap();
+    assert!(a.domain_get("new.test").await.unwrap().is_some(), "the writing node sees it at once");
+    let seen = async {
+        while b.domain_get("new.test").await.unwrap().is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), seen).await.expect("B sees the new domain");
+    a.domain_remove("new.test").await.unwrap();
+    let gone = async {
+        while b.domain_get("new.test").await.unwrap().is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(2), gone).await.expect("B sees it removed");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}
