@@ -14,7 +14,7 @@
 
 use crate::PgStore;
 use crate::blob::BlobBackend;
-use crate::error::{corrupt, pg_error};
+use crate::error::pg_error;
 use crate::mail::{next_ids, save_mailbox};
 use crate::rows::{self, MAILBOX_COLUMNS, id};
 use crate::sql::Cached;
@@ -285,29 +285,9 @@ pub(crate) async fn deliver_in(
                 *in_use += size;
             }
             touched.insert(mailbox.id);
-            let uid = mailbox.uid_next;
-            mailbox.uid_next =
-                mailbox.uid_next.checked_add(1).ok_or_else(|| corrupt("mailbox", "UID space exhausted"))?;
-            mailbox.highest_modseq += 1;
-            mailbox.count_added(target.flags, size);
-            let keywords = mailbox.register_keywords(&target.keywords);
-            entries.push((
-                n,
-                target.account,
-                MessageEntry {
-                    mailbox: mailbox.id,
-                    uid,
-                    blob: d.hash,
-                    size,
-                    internal_date: d.envelope.received_at,
-                    flags: target.flags,
-                    keywords,
-                    modseq: mailbox.highest_modseq,
-                    email_id: 0,
-                    thread_id: 0,
-                    delivery_id,
-                },
-            ));
+            let entry = mailbox.add_delivered(d, target, delivery_id)?;
+            let uid = entry.uid;
+            entries.push((n, target.account, entry));
             receipt.copies.push(StoredCopy { account: target.account, mailbox: mailbox.id, uid });
         }
         receipts.push(receipt);

@@ -6,7 +6,7 @@
 use crate::error::pg_error;
 use crate::sql::Cached;
 use futures::StreamExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{RwLock, Weak};
 use std::time::Duration;
 use tern_store::{ChangeHook, StoreChange, StoreResult};
@@ -32,6 +32,9 @@ pub struct Feed {
     hooks: RwLock<Vec<ChangeHook>>,
     /// Whether the listening connection is up (the database is reachable).
     connected: AtomicBool,
+    /// When a mailbox last changed, on any node (process uptime in milliseconds): the search
+    /// indexer yields to the cluster's deliveries, not only to this node's.
+    last_mailbox_change: AtomicU64,
     /// Cluster lines from the other nodes.
     cluster_in: broadcast::Sender<String>,
     /// Cluster lines to send, taken by [`send_cluster`].
@@ -54,6 +57,7 @@ impl Feed {
             tx,
             hooks: RwLock::new(Vec::new()),
             connected: AtomicBool::new(false),
+            last_mailbox_change: AtomicU64::new(0),
             cluster_in,
             cluster_out,
         };
@@ -84,10 +88,21 @@ impl Feed {
         self.connected.load(Ordering::Relaxed)
     }
 
+    /// How long ago a mailbox last changed on any node (`None`: not since this node started).
+    pub fn since_mailbox_change(&self) -> Option<Duration> {
+        match self.last_mailbox_change.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(uptime().saturating_sub(Duration::from_millis(at))),
+        }
+    }
+
     /// Hands committed changes to the hooks, then to the subscribers.
     pub fn publish(&self, changes: &[StoreChange]) {
         if changes.is_empty() {
             return;
+        }
+        if changes.iter().any(|c| matches!(c, StoreChange::Mailbox { .. })) {
+            self.last_mailbox_change.store((uptime().as_millis() as u64).max(1), Ordering::Relaxed);
         }
         let hooks = self.hooks.read().unwrap_or_else(|p| p.into_inner());
         for change in changes {
@@ -106,6 +121,12 @@ impl Feed {
         }
         Ok(())
     }
+}
+
+/// Time since the first call in this process (a monotonic clock in milliseconds).
+fn uptime() -> Duration {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed()
 }
 
 /// `node change;change;...` with a change as `m account mailbox`, `a account`, `d` or `q`.

@@ -2,8 +2,10 @@
 //! `indexed = false`, and this task extracts their text and trigrams and writes them to
 //! `content_text` ([`crate::text`]) after the delivery's commit, in batches. Nodes share the
 //! work (`FOR UPDATE SKIP LOCKED`). Until a content is indexed, searches list it as unindexed
-//! and the caller scans it, so answers stay exact however far the indexer lags. While deliveries are being written the indexer waits,
-//! for half a minute at most (then it indexes beside them until it has caught up).
+//! and the caller scans it, so answers stay exact however far the indexer lags. While
+//! deliveries are being written, by this node or (seen through the change feed) another, the
+//! indexer waits, for half a minute at most (then it indexes beside them until it has caught
+//! up).
 
 use crate::PgStore;
 use crate::error::pg_error;
@@ -26,6 +28,8 @@ const POLL: Duration = Duration::from_secs(1);
 const YIELD_FOR: Duration = Duration::from_secs(30);
 /// How often it looks again while yielding.
 const YIELD_STEP: Duration = Duration::from_millis(100);
+/// A mailbox changed this recently on some node: deliveries are being written there.
+const RECENT: Duration = Duration::from_millis(500);
 
 pub async fn run(store: PgStore, wake: Arc<Notify>) {
     // Since when the indexer has had contents waiting while deliveries were written: ingest
@@ -33,7 +37,9 @@ pub async fn run(store: PgStore, wake: Arc<Notify>) {
     // for YIELD_FOR at most, so the backlog searches scan stays bounded.
     let mut behind_since: Option<Instant> = None;
     loop {
-        if store.in_flight().load(Ordering::Relaxed) > 0 {
+        let delivering = store.in_flight().load(Ordering::Relaxed) > 0
+            || store.feed().since_mailbox_change().is_some_and(|ago| ago < RECENT);
+        if delivering {
             let since = *behind_since.get_or_insert_with(Instant::now);
             if since.elapsed() < YIELD_FOR {
                 tokio::time::sleep(YIELD_STEP).await;

@@ -193,6 +193,36 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
+    /// A delivered copy of `d` for `target` in this mailbox: takes the next UID and modseq and
+    /// counts it. Its EMAILID and THREADID are the caller's to set (each backend numbers them).
+    pub fn add_delivered(
+        &mut self,
+        d: &Delivery,
+        target: &DeliveryTarget,
+        delivery_id: u64,
+    ) -> Result<MessageEntry, crate::StoreError> {
+        let uid = self.uid_next;
+        self.uid_next =
+            self.uid_next.checked_add(1).ok_or_else(|| crate::StoreError::corrupt("mailbox", "UID space exhausted"))?;
+        self.highest_modseq += 1;
+        let size = d.raw.len() as u64;
+        self.count_added(target.flags, size);
+        let keywords = self.register_keywords(&target.keywords);
+        Ok(MessageEntry {
+            mailbox: self.id,
+            uid,
+            blob: d.hash,
+            size,
+            internal_date: d.envelope.received_at,
+            flags: target.flags,
+            keywords,
+            modseq: self.highest_modseq,
+            email_id: 0,
+            thread_id: 0,
+            delivery_id,
+        })
+    }
+
     /// Counts a message added with these flags (a delivery, a copy).
     pub fn count_added(&mut self, flags: Flags, size: u64) {
         self.total += 1;

@@ -621,28 +621,11 @@ impl Writer {
                 }
                 quotas.insert(target.account, (limit.0, limit.1 + size));
             }
-            let uid = mailbox.uid_next;
-            mailbox.uid_next =
-                mailbox.uid_next.checked_add(1).ok_or_else(|| StoreError::corrupt("mailbox", "UID space exhausted"))?;
-            mailbox.highest_modseq += 1;
-            mailbox.count_added(target.flags, size);
-            let keywords = mailbox.register_keywords(&target.keywords);
+            let mut entry = mailbox.add_delivered(&d, target, delivery_id)?;
+            let uid = entry.uid;
             self.counters.email += 1;
-            let email_id = self.counters.email;
-            let thread_id = self.thread_for(&mut batch, &mut threads, target.account, &d.summary, email_id)?;
-            let entry = MessageEntry {
-                mailbox: mailbox_id,
-                uid,
-                blob: d.hash,
-                size,
-                internal_date: d.envelope.received_at,
-                flags: target.flags,
-                keywords,
-                modseq: mailbox.highest_modseq,
-                email_id,
-                thread_id,
-                delivery_id,
-            };
+            entry.email_id = self.counters.email;
+            entry.thread_id = self.thread_for(&mut batch, &mut threads, target.account, &d.summary, entry.email_id)?;
             batch.insert(&e.messages, keys::message_key(mailbox_id, uid).to_vec(), encode_message(&entry)?);
             batch.insert(&e.changes, keys::modseq_key(mailbox_id, entry.modseq, uid).to_vec(), Vec::new());
             copies.push(StoredCopy { account: target.account, mailbox: mailbox_id, uid });
