@@ -52,22 +52,98 @@ pub(crate) struct Locks {
     held: Mutex<HashSet<MailboxId>>,
 }
 
-/// Releases a mailbox lock when the session ends, however it ends.
+/// Releases a mailbox lock when the session ends, however it ends: this process's, and the
+/// store's lock that keeps the sessions of other nodes out (cluster mode).
 pub(crate) struct LockGuard {
     locks: Arc<Locks>,
     mailbox: MailboxId,
+    shared: Option<SharedLock>,
+}
+
+/// The store's lock on a maildrop, renewed while the session lasts.
+pub(crate) struct SharedLock {
+    store: Arc<dyn Store>,
+    holder: u64,
+    seconds: u64,
+    renew_at: std::time::Instant,
+}
+
+impl SharedLock {
+    fn key(mailbox: MailboxId) -> String {
+        format!("pop3:{mailbox}")
+    }
 }
 
 impl Locks {
-    pub(crate) fn try_lock(self: &Arc<Self>, mailbox: MailboxId) -> Option<LockGuard> {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.insert(mailbox).then(|| LockGuard { locks: Arc::clone(self), mailbox })
+    /// Locks the maildrop in this process, then in the store (for the other nodes); `Ok(None)`
+    /// when a session somewhere has it. `seconds`: how long the store's lock lasts unrenewed
+    /// (a node that dies holding it frees the maildrop after that).
+    pub(crate) async fn try_lock(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+        mailbox: MailboxId,
+        seconds: u64,
+    ) -> Result<Option<LockGuard>, tern_store::StoreError> {
+        let mut guard = {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            if !held.insert(mailbox) {
+                return Ok(None);
+            }
+            LockGuard { locks: Arc::clone(self), mailbox, shared: None }
+        };
+        let holder = rand::random::<u64>() >> 1;
+        if !store.lock_take(&SharedLock::key(mailbox), holder, seconds).await? {
+            return Ok(None);
+        }
+        guard.shared = Some(SharedLock {
+            store: Arc::clone(store),
+            holder,
+            seconds,
+            renew_at: std::time::Instant::now() + std::time::Duration::from_secs(seconds / 3),
+        });
+        Ok(Some(guard))
+    }
+}
+
+impl LockGuard {
+    /// Renews the store's lock when a third of its time has passed.
+    pub(crate) async fn keep(&mut self) {
+        let mailbox = self.mailbox;
+        let Some(shared) = self.shared.as_mut() else { return };
+        if std::time::Instant::now() < shared.renew_at {
+            return;
+        }
+        match shared.store.lock_take(&SharedLock::key(mailbox), shared.holder, shared.seconds).await {
+            Ok(true) => {
+                shared.renew_at = std::time::Instant::now() + std::time::Duration::from_secs(shared.seconds / 3)
+            }
+            Ok(false) => tracing::warn!(mailbox, "the maildrop's lock was taken by another session"),
+            Err(e) => tracing::warn!(mailbox, error = %e, "cannot renew the maildrop's lock"),
+        }
+    }
+
+    /// Gives the store's lock up now (the caller answers once the others may have it).
+    pub(crate) async fn release(&mut self) {
+        if let Some(shared) = self.shared.take()
+            && let Err(e) = shared.store.lock_release(&SharedLock::key(self.mailbox), shared.holder).await
+        {
+            tracing::warn!(mailbox = self.mailbox, error = %e, "cannot release the maildrop's lock; it ends by itself");
+        }
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
         self.locks.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.mailbox);
+        // A session that ended without QUIT: the store's lock goes in the background.
+        if let Some(shared) = self.shared.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let key = SharedLock::key(self.mailbox);
+            runtime.spawn(async move {
+                let _ = shared.store.lock_release(&key, shared.holder).await;
+            });
+        }
     }
 }
 

@@ -22,7 +22,7 @@ struct Maildrop {
     messages: Vec<MessageEntry>,
     deleted: Vec<bool>,
     retrieved: Vec<bool>,
-    _lock: LockGuard,
+    lock: LockGuard,
 }
 
 impl Maildrop {
@@ -405,9 +405,20 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
                 return Next::Continue;
             }
         };
-        let Some(lock) = self.server.locks.try_lock(inbox.id) else {
-            self.err("[IN-USE] Another POP3 session has this mailbox open");
-            return Next::Continue;
+        // Held against every node's sessions for twice the inactivity timeout, renewed as
+        // commands come.
+        let seconds = self.server.settings.timeout.as_secs().saturating_mul(2).max(60);
+        let lock = match self.server.locks.try_lock(store, inbox.id, seconds).await {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                self.err("[IN-USE] Another POP3 session has this mailbox open");
+                return Next::Continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot lock INBOX");
+                self.err("[SYS/TEMP] Temporary failure, try later");
+                return Next::Continue;
+            }
         };
         let messages = match store.message_list(inbox.id).await {
             Ok(m) => m,
@@ -427,7 +438,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
             deleted: vec![false; n],
             retrieved: vec![false; n],
             messages,
-            _lock: lock,
+            lock,
         });
         self.ok(&format!("Logged in, {n} messages"));
         Next::Continue
@@ -435,6 +446,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
 
     async fn transaction(&mut self, command: Command) -> Next {
         let Some(drop) = self.maildrop.as_mut() else { return Next::Close };
+        drop.lock.keep().await;
         match command {
             Command::Capa => self.capa(),
             Command::Noop => self.ok(""),
@@ -537,7 +549,13 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
     /// The UPDATE state (RFC 1939 §6): retrieved messages become \Seen, deleted ones are
     /// expunged in one durable operation, then +OK.
     async fn update(&mut self) {
-        let Some(drop) = self.maildrop.take() else { return };
+        let Some(mut drop) = self.maildrop.take() else { return };
+        self.update_maildrop(&drop).await;
+        // Before the answer goes: once the client has it, any node may open the maildrop.
+        drop.lock.release().await;
+    }
+
+    async fn update_maildrop(&mut self, drop: &Maildrop) {
         let store = &self.server.store;
         let seen: Vec<u32> = drop
             .messages

@@ -1042,6 +1042,30 @@ impl MailStore for PgStore {
         row.map(|r| rows::json(&r, 0, "envelope")).transpose()
     }
 
+    async fn lock_take(&self, key: &str, holder: u64, seconds: u64) -> StoreResult<bool> {
+        let now = now_unix();
+        let until = now.saturating_add(i64::try_from(seconds).unwrap_or(i64::MAX / 2));
+        let client = self.client().await?;
+        // Taken when free, expired, or already ours (a renewal).
+        let taken = client
+            .maybe_row(
+                "INSERT INTO locks (key, holder, until) VALUES ($1, $2, $3)
+                 ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                 WHERE locks.until < $4 OR locks.holder = excluded.holder
+                 RETURNING 1",
+                &[&key, &id(holder), &until, &now],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(taken.is_some())
+    }
+
+    async fn lock_release(&self, key: &str, holder: u64) -> StoreResult<()> {
+        let client = self.client().await?;
+        client.run("DELETE FROM locks WHERE key = $1 AND holder = $2", &[&key, &id(holder)]).await.map_err(pg_error)?;
+        Ok(())
+    }
+
     async fn text_search(&self, needle: &str, with_header: bool) -> StoreResult<Option<TextMatches>> {
         let needle = needle.to_lowercase();
         // Without three alphanumeric characters in a row the index cannot help: the caller scans.

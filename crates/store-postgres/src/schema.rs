@@ -145,6 +145,10 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX content_text_grams ON content_text USING gin (grams);
     UPDATE contents SET indexed = false WHERE summary IS NOT NULL AND NOT scan_only;
     "#,
+    // 6: locks one session holds against every node's (POP3 maildrops), with an end.
+    r#"
+    CREATE TABLE locks (key TEXT PRIMARY KEY, holder BIGINT NOT NULL, until BIGINT NOT NULL);
+    "#,
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`]; returns the version it found.

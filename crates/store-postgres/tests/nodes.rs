@@ -83,3 +83,23 @@ async fn a_domain_changed_on_one_node_is_seen_by_the_other() {
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
 }
+
+/// Locks across nodes: one holder at a time, renewed by it, taken over once expired, and a
+/// release only by the holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_has_one_holder_across_nodes_until_it_expires() {
+    let options = testing::database().await.unwrap();
+    let (a, b) = (PgStore::open(&options).await.unwrap(), PgStore::open(&options).await.unwrap());
+    assert!(a.lock_take("pop3:1", 10, 1).await.unwrap());
+    assert!(!b.lock_take("pop3:1", 20, 60).await.unwrap(), "held by A");
+    assert!(b.lock_take("pop3:2", 20, 60).await.unwrap(), "another name is free");
+    assert!(a.lock_take("pop3:1", 10, 1).await.unwrap(), "the holder renews");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(b.lock_take("pop3:1", 20, 60).await.unwrap(), "expired: taken over");
+    a.lock_release("pop3:1", 10).await.unwrap();
+    assert!(!a.lock_take("pop3:1", 10, 60).await.unwrap(), "A's release did not free B's lock");
+    b.lock_release("pop3:1", 20).await.unwrap();
+    assert!(a.lock_take("pop3:1", 10, 60).await.unwrap());
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+}

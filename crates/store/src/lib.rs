@@ -136,6 +136,20 @@ pub trait MailStore: Send + Sync + 'static {
     /// and body with `with_header`. `None` when the backend cannot look it up (too short a
     /// string, no index); the caller then scans.
     async fn text_search(&self, needle: &str, with_header: bool) -> StoreResult<Option<TextMatches>>;
+    /// Takes (or renews) the lock named `key` for `holder` until `seconds` from now, across
+    /// every process sharing this store; whether `holder` has it. A lock whose time ran out
+    /// (its holder died) goes to the next to ask. For what one session holds against the
+    /// sessions of every node (a POP3 maildrop, RFC 1939 §8). The embedded store is opened by
+    /// one process, whose own locks decide: it grants every lock.
+    async fn lock_take(&self, key: &str, holder: u64, seconds: u64) -> StoreResult<bool> {
+        let _ = (key, holder, seconds);
+        Ok(true)
+    }
+    /// Gives the lock up, if `holder` still has it.
+    async fn lock_release(&self, key: &str, holder: u64) -> StoreResult<()> {
+        let _ = (key, holder);
+        Ok(())
+    }
 }
 
 /// The outbound queue. Entries are made by [`MailStore::deliver`] (its `remote` recipients). A

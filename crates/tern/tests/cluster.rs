@@ -400,3 +400,47 @@ fn a_single_node_moves_to_postgres_without_clients_resyncing() {
     let r = c.ok("UID SEARCH ALL").all();
     assert!(r.contains("SEARCH 1 2 3 4"), "{r}");
 }
+
+/// A POP3 maildrop is held against every node's sessions (RFC 1939 §8's exclusive lock), and
+/// freed at QUIT or when the session ends without one.
+#[test]
+fn a_pop3_maildrop_is_locked_across_nodes() {
+    let store = cluster_store();
+    let a = TestServer::started(&store);
+    let b = another_node(&store);
+    a.deliver("alice@example.test", simple_message("held").as_slice());
+    let command = |c: &mut Client<std::net::TcpStream>, line: &str| {
+        c.send(format!("{line}\r\n").as_bytes());
+        c.raw_line().expect("connection closed")
+    };
+    let login = |node: &TestServer| {
+        let mut c = Client::connect(node.pop3);
+        assert!(c.raw_line().expect("greeting").starts_with("+OK"));
+        assert!(command(&mut c, "USER alice@example.test").starts_with("+OK"));
+        let answer = command(&mut c, "PASS secret");
+        (c, answer)
+    };
+    let (mut on_a, answer) = login(&a);
+    assert!(answer.starts_with("+OK"), "{answer}");
+    let (mut refused, answer) = login(&b);
+    assert!(answer.starts_with("-ERR [IN-USE]"), "node B opened a maildrop node A holds: {answer}");
+    command(&mut refused, "QUIT");
+    assert!(command(&mut on_a, "DELE 1").starts_with("+OK"));
+    assert!(command(&mut on_a, "QUIT").starts_with("+OK"));
+    // Free as soon as A answered the QUIT.
+    let (mut on_b, answer) = login(&b);
+    assert!(answer.starts_with("+OK"), "{answer}");
+    assert_eq!(command(&mut on_b, "STAT"), "+OK 0 0", "B sees A's deletion");
+    // A session that just goes away frees it too.
+    drop(on_b);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (mut c, answer) = login(&a);
+        if answer.starts_with("+OK") {
+            command(&mut c, "QUIT");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the maildrop stayed locked after B's session ended: {answer}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
