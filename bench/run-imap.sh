@@ -41,7 +41,7 @@ if [ "$POPULATE" = 1 ]; then
     log "${cmd[*]}"; "${cmd[@]}"
   fi
   # Let Tern's full-text indexer finish before measuring.
-  # (BENCH_NO_INDEXER=1: a PostgreSQL store indexes in the delivering transaction.)
+  # (BENCH_NO_INDEXER=1: do not wait for it.)
   for _ in $(seq 1 600); do
     [ -n "${BENCH_NO_INDEXER:-}" ] && break
     pending=$(curl -s 127.0.0.1:12059/metrics | awk '/^tern_fts_indexed_total/ {print $2}')

@@ -50,7 +50,7 @@ for run in $(seq 1 "$RUNS"); do
     cpu_load=$(tern_cpu_ticks)
     # The full-text indexer works behind the sessions: wait until it has indexed this run's
     # messages (bounded), then count the CPU it took after the load.
-    # (BENCH_NO_INDEXER=1: a PostgreSQL store indexes in the delivering transaction.)
+    # (BENCH_NO_INDEXER=1: do not wait for it.)
     for _ in $(seq 1 120); do
       [ -n "${BENCH_NO_INDEXER:-}" ] && break
       [ "$(( $(tern_indexed) - indexed0 ))" -ge "$N" ] && break
