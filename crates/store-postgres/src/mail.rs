@@ -1068,9 +1068,10 @@ impl MailStore for PgStore {
 
     async fn text_search(&self, needle: &str, with_header: bool) -> StoreResult<Option<TextMatches>> {
         let needle = needle.to_lowercase();
-        // Without three alphanumeric characters in a row the index cannot help: the caller scans.
+        // Without three alphanumeric characters in a row the index cannot help, and PostgreSQL's
+        // text holds no NUL: the caller scans.
         let body_grams = crate::text::needle_grams(&needle, false);
-        if body_grams.is_empty() {
+        if body_grams.is_empty() || needle.contains('\0') {
             return Ok(None);
         }
         let mut client = self.client().await?;

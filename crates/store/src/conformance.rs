@@ -465,6 +465,10 @@ pub async fn full_text_index_catches_up_and_answers_exactly(backend: &dyn Backen
         "BODY does not see the header"
     );
     assert_eq!(store.text_search("ab", false).await.unwrap(), None, "too short for the index");
+    // A needle with a NUL is answered (by the index or by the caller's scan), never an error.
+    if let Some(m) = store.text_search("sword\0fish", false).await.unwrap() {
+        assert_eq!(m.lookup(&h2), Some(false));
+    }
     // Freed contents leave the index.
     let inbox = store.mailbox_by_name(a.id, INBOX).await.unwrap().unwrap();
     store.expunge(inbox.id, vec![2]).await.unwrap();
