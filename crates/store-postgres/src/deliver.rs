@@ -114,7 +114,7 @@ pub(crate) async fn run(store: PgStore, queue: Arc<Mutex<mpsc::Receiver<Pending>
 }
 
 async fn write_batch(store: &PgStore, batch: Vec<Pending>) {
-    metrics::histogram!("tern_store_delivery_batch").record(batch.len() as f64);
+    metrics::histogram!("tern_store_commit_group_size").record(batch.len() as f64);
     let result = write(store, batch.iter().map(|p| (&p.delivery, &p.prepared)).collect()).await;
     match result {
         Ok(receipts) => {
@@ -143,17 +143,14 @@ async fn write_batch(store: &PgStore, batch: Vec<Pending>) {
     }
 }
 
-/// One transaction for `items`; its changes go to the other nodes with the commit and to this
-/// node's hooks and subscribers after it.
+/// One transaction for `items` (committed with its changes by [`PgStore::commit`]).
 async fn write(store: &PgStore, items: Vec<(&Delivery, &Prepared)>) -> StoreResult<Vec<DeliveryReceipt>> {
     let blobs = store.blobs();
     let mut client = store.client().await?;
     let tx = client.transaction().await.map_err(pg_error)?;
     let mut changes = Vec::new();
     let receipts = deliver_in(&tx, &*blobs, &items, &mut changes).await?;
-    store.feed().notify(&tx, &changes).await?;
-    tx.commit().await.map_err(pg_error)?;
-    store.feed().publish(&changes);
+    store.commit(tx, &changes).await?;
     if receipts.iter().any(|r| !r.copies.is_empty()) {
         store.wake_indexer();
     }
@@ -237,13 +234,15 @@ pub(crate) async fn deliver_in(
     if !accounts.is_empty() {
         // (limit, bytes in use) of the accounts with a quota, read once their mailboxes are locked
         // (so that a concurrent batch's deliveries to them are counted).
-        let sql = "SELECT a.id, a.record,
-                          (SELECT COALESCE(sum(m.size), 0) FROM mailboxes m WHERE m.account = a.id)::bigint
+        // The sum only where there is a limit (most accounts have none).
+        let sql = "SELECT a.record,
+                          CASE WHEN jsonb_typeof(a.record->'quota_bytes') = 'number' THEN
+                              (SELECT COALESCE(sum(m.size), 0) FROM mailboxes m WHERE m.account = a.id)::bigint
+                          END
                    FROM accounts a WHERE a.id = ANY($1)";
         for row in tx.rows(sql, &[&accounts]).await.map_err(pg_error)? {
-            let record: Account = rows::json(&row, 1, "account")?;
-            if let Some(limit) = record.quota_bytes {
-                let used: i64 = row.get(2);
+            let record: Account = rows::json(&row, 0, "account")?;
+            if let (Some(limit), Some(used)) = (record.quota_bytes, row.get::<_, Option<i64>>(1)) {
                 quotas.insert(record.id, (limit, used as u64));
             }
         }
@@ -297,36 +296,35 @@ pub(crate) async fn deliver_in(
     // known (stored before, or earlier in this batch), else its own; every id it names is
     // recorded for the messages that follow (the first record of an id stays).
     let email_ids = next_ids(tx, "email_ids", entries.len()).await?;
-    let related_of = |d: &Delivery| -> Vec<String> {
-        d.summary.references.iter().chain(d.summary.in_reply_to.iter()).take(MAX_THREAD_REFS).cloned().collect()
-    };
+    let related: Vec<Vec<&String>> = entries
+        .iter()
+        .map(|(n, _, _)| {
+            let s = &batch[*n].0.summary;
+            s.references.iter().chain(s.in_reply_to.iter()).take(MAX_THREAD_REFS).collect()
+        })
+        .collect();
     let mut known: HashMap<(AccountId, String), u64> = HashMap::new();
-    {
-        let (mut look_accounts, mut look_ids): (Vec<i64>, Vec<String>) = (Vec::new(), Vec::new());
-        for (n, account, _) in &entries {
-            for r in related_of(batch[*n].0) {
-                look_accounts.push(id(*account));
-                look_ids.push(r);
-            }
-        }
-        if !look_ids.is_empty() {
-            let sql = "SELECT t.account, t.message_id, t.thread FROM threads t
-                       JOIN unnest($1::bigint[], $2::text[]) AS k(account, message_id)
-                         ON t.account = k.account AND t.message_id = k.message_id";
-            for row in tx.rows(sql, &[&look_accounts, &look_ids]).await.map_err(pg_error)? {
-                let account: i64 = row.get(0);
-                let thread: i64 = row.get(2);
-                known.insert((account as u64, row.get(1)), thread as u64);
-            }
+    let (look_accounts, look_ids): (Vec<i64>, Vec<&str>) = entries
+        .iter()
+        .zip(&related)
+        .flat_map(|((_, account, _), ids)| ids.iter().map(move |r| (id(*account), r.as_str())))
+        .unzip();
+    if !look_ids.is_empty() {
+        let sql = "SELECT t.account, t.message_id, t.thread FROM threads t
+                   JOIN unnest($1::bigint[], $2::text[]) AS k(account, message_id)
+                     ON t.account = k.account AND t.message_id = k.message_id";
+        for row in tx.rows(sql, &[&look_accounts, &look_ids]).await.map_err(pg_error)? {
+            let account: i64 = row.get(0);
+            let thread: i64 = row.get(2);
+            known.insert((account as u64, row.get(1)), thread as u64);
         }
     }
     let mut new_threads: BTreeMap<(AccountId, String), u64> = BTreeMap::new();
-    for ((n, account, entry), email_id) in entries.iter_mut().zip(&email_ids) {
-        let d = batch[*n].0;
-        let related = related_of(d);
+    for (((n, account, entry), email_id), related) in entries.iter_mut().zip(&email_ids).zip(&related) {
         entry.email_id = *email_id;
-        entry.thread_id = related.iter().find_map(|r| known.get(&(*account, r.clone())).copied()).unwrap_or(*email_id);
-        for m in d.summary.message_id.iter().chain(related.iter()) {
+        entry.thread_id =
+            related.iter().find_map(|r| known.get(&(*account, (*r).clone())).copied()).unwrap_or(*email_id);
+        for m in batch[*n].0.summary.message_id.iter().chain(related.iter().copied()) {
             let key = (*account, m.clone());
             if !known.contains_key(&key) {
                 known.insert(key.clone(), entry.thread_id);

@@ -28,7 +28,8 @@ const POLL: Duration = Duration::from_secs(1);
 const YIELD_FOR: Duration = Duration::from_secs(30);
 /// How often it looks again while yielding.
 const YIELD_STEP: Duration = Duration::from_millis(100);
-/// A mailbox changed this recently on some node: deliveries are being written there.
+/// A mailbox changed this recently on some node: deliveries are being written there (an IMAP
+/// session's writes count too; the wait is bounded either way).
 const RECENT: Duration = Duration::from_millis(500);
 
 pub async fn run(store: PgStore, wake: Arc<Notify>) {

@@ -190,10 +190,34 @@ impl PgStore {
         let tx = client.transaction().await.map_err(pg_error)?;
         let mut changes = Vec::new();
         let value = work(&tx, &mut changes).await?;
-        self.feed().notify(&tx, &changes).await?;
-        tx.commit().await.map_err(pg_error)?;
-        self.feed().publish(&changes);
+        self.commit(tx, &changes).await?;
         Ok(value)
+    }
+
+    /// Commits `tx` with its changes: sent to the other nodes with the commit (NOTIFY), to this
+    /// node's hooks and subscribers after it.
+    pub(crate) async fn commit(
+        &self,
+        tx: deadpool_postgres::Transaction<'_>,
+        changes: &[StoreChange],
+    ) -> StoreResult<()> {
+        self.feed().notify(&tx, changes).await?;
+        tx.commit().await.map_err(pg_error)?;
+        self.feed().publish(changes);
+        Ok(())
+    }
+
+    /// A read-only transaction on one snapshot (several reads that must agree).
+    pub(crate) async fn snapshot(
+        client: &mut deadpool_postgres::Object,
+    ) -> StoreResult<deadpool_postgres::Transaction<'_>> {
+        client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg_error)
     }
 }
 

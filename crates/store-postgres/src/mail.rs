@@ -796,13 +796,7 @@ impl MailStore for PgStore {
     async fn mailbox_changes(&self, mailbox: MailboxId, since_modseq: u64) -> StoreResult<MailboxChanges> {
         let mut client = self.client().await?;
         // One snapshot for the three reads.
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg_error)?;
+        let tx = PgStore::snapshot(&mut client).await?;
         let since = id(since_modseq);
         let highest_modseq = mailbox_by_id(&tx, mailbox, false).await?.map(|m| m.highest_modseq).unwrap_or(0);
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = $1 AND modseq > $2 ORDER BY uid");
@@ -1077,13 +1071,7 @@ impl MailStore for PgStore {
         let mut client = self.client().await?;
         // One snapshot: a content the indexer finished is either in the text table or still
         // listed as unindexed, never neither.
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg_error)?;
+        let tx = PgStore::snapshot(&mut client).await?;
         // Candidates by trigrams, kept when the text holds the needle (see `text.rs`).
         let rows = if with_header {
             let header_grams = crate::text::needle_grams(&needle, true);
