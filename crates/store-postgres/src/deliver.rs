@@ -186,33 +186,97 @@ struct ContentUse<'a> {
     raw: &'a [u8],
 }
 
+/// Statements of [`deliver_in`].
+const MAILBOX_NAMES: &str = "SELECT account, id, name, special_use FROM mailboxes WHERE account = ANY($1) ORDER BY id";
+// (limit, bytes in use) of the accounts with a quota, read once their mailboxes are locked (so
+// that a concurrent batch's deliveries to them are counted); the sum only where there is a
+// limit (most accounts have none).
+const QUOTAS: &str = "SELECT a.record,
+                             CASE WHEN jsonb_typeof(a.record->'quota_bytes') = 'number' THEN
+                                 (SELECT COALESCE(sum(m.size), 0) FROM mailboxes m WHERE m.account = a.id)::bigint
+                             END
+                      FROM accounts a WHERE a.id = ANY($1)";
+const THREADS_KNOWN: &str = "SELECT t.account, t.message_id, t.thread FROM threads t
+                             JOIN unnest($1::bigint[], $2::text[]) AS k(account, message_id)
+                               ON t.account = k.account AND t.message_id = k.message_id";
+const THREADS_INSERT: &str = "INSERT INTO threads (account, message_id, thread)
+                              SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) ORDER BY 1, 2
+                              ON CONFLICT DO NOTHING";
+// Keyword lists differ in length, which PostgreSQL's arrays cannot hold side by side: messages
+// with keywords are inserted one by one.
+const MESSAGES_INSERT: &str = "INSERT INTO messages (mailbox, uid, blob, size, internal_date, flags, keywords, modseq,
+                                                     email_id, thread_id, delivery_id)
+     SELECT mailbox, uid, blob, size, internal_date, flags, '{}', modseq, email_id, thread_id, delivery_id
+     FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bigint[], $5::bigint[], $6::smallint[],
+                 $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
+          AS m(mailbox, uid, blob, size, internal_date, flags, modseq, email_id, thread_id, delivery_id)";
+// New contents stored (waiting for the indexer when a mailbox holds them), known ones
+// referenced again — a content first stored for the queue alone gets its summary now, and
+// waits for the indexer. `xmax = 0`: inserted, not updated.
+const CONTENTS_UPSERT: &str = "INSERT INTO contents (hash, refcount, size, summary, indexed)
+     SELECT h, r, s, m, m IS NULL FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bytea[])
+          AS c(h, r, s, m) ORDER BY h
+     ON CONFLICT (hash) DO UPDATE SET
+         refcount = contents.refcount + excluded.refcount,
+         summary = COALESCE(contents.summary, excluded.summary),
+         indexed = CASE WHEN excluded.summary IS NOT NULL AND contents.summary IS NULL
+                        THEN false ELSE contents.indexed END
+     RETURNING hash, xmax = 0";
+const ENVELOPES_INSERT: &str =
+    "INSERT INTO envelopes (delivery_id, envelope) SELECT * FROM unnest($1::bigint[], $2::jsonb[])";
+const COUNTERS_UPDATE: &str = "UPDATE mailboxes AS m SET uid_next = u.uid_next, highest_modseq = u.modseq,
+            total = u.total, unseen = u.unseen, size = u.size, deleted = u.deleted
+     FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+                 $7::bigint[]) AS u(id, uid_next, modseq, total, unseen, size, deleted)
+     WHERE m.id = u.id";
+
+/// `rows` of `sql`, or none without running it when `skip`.
+async fn rows_unless(
+    tx: &Transaction<'_>,
+    skip: bool,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> StoreResult<Vec<tokio_postgres::Row>> {
+    if skip {
+        return Ok(Vec::new());
+    }
+    tx.rows(sql, params).await.map_err(pg_error)
+}
+
 /// Stores deliveries inside `tx` (see [`MailStore::deliver`]), in order: each sees the
 /// mailboxes, quotas and threads as the ones before it left them.
+///
+/// The statements go in five pipelined groups (see [`crate::sql`]), each one round trip:
+/// ids and mailbox names; the lock of the mailboxes and then the quotas; more ids and the
+/// known threads; every row written; the new contents' bytes.
 pub(crate) async fn deliver_in(
     tx: &Transaction<'_>,
     blobs: &dyn BlobBackend,
     batch: &[(&Delivery, &Prepared)],
     changes: &mut Vec<StoreChange>,
 ) -> StoreResult<Vec<DeliveryReceipt>> {
-    let delivery_ids = next_ids(tx, "delivery_ids", batch.len()).await?;
+    let lock = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+    // Prepared before anything is sent, so that every group runs in the order written.
+    tx.warm(&[MAILBOX_NAMES, &lock, QUOTAS, THREADS_KNOWN, THREADS_INSERT, MESSAGES_INSERT, CONTENTS_UPSERT])
+        .await
+        .map_err(pg_error)?;
 
     // The accounts' mailboxes by name, to resolve the targets; then those chosen, locked.
     let mut accounts: Vec<i64> = batch.iter().flat_map(|(d, _)| d.targets.iter().map(|t| id(t.account))).collect();
     accounts.sort_unstable();
     accounts.dedup();
+    let (delivery_ids, name_rows) = futures::try_join!(next_ids(tx, "delivery_ids", batch.len()), async {
+        rows_unless(tx, accounts.is_empty(), MAILBOX_NAMES, &[&accounts]).await
+    },)?;
     let mut names: HashMap<AccountId, Vec<MailboxName>> = HashMap::new();
-    let mut quotas: HashMap<AccountId, (u64, u64)> = HashMap::new();
-    if !accounts.is_empty() {
-        let sql = "SELECT account, id, name, special_use FROM mailboxes WHERE account = ANY($1) ORDER BY id";
-        for row in tx.rows(sql, &[&accounts]).await.map_err(pg_error)? {
-            let account: i64 = row.get(0);
-            let mailbox: i64 = row.get(1);
-            names.entry(account as u64).or_default().push(MailboxName {
-                id: mailbox as u64,
-                name: row.get(2),
-                special_use: row.get(3),
-            });
-        }
+    for row in name_rows {
+        let account: i64 = row.get(0);
+        let mailbox: i64 = row.get(1);
+        names.entry(account as u64).or_default().push(MailboxName {
+            id: mailbox as u64,
+            name: row.get(2),
+            special_use: row.get(3),
+        });
     }
     let resolved: Vec<Vec<Option<MailboxId>>> = batch
         .iter()
@@ -223,28 +287,20 @@ pub(crate) async fn deliver_in(
     let mut wanted: Vec<i64> = resolved.iter().flatten().flatten().map(|&m| id(m)).collect();
     wanted.sort_unstable();
     wanted.dedup();
+    let (locked, quota_rows) =
+        futures::try_join!(async { rows_unless(tx, wanted.is_empty(), &lock, &[&wanted]).await }, async {
+            rows_unless(tx, accounts.is_empty(), QUOTAS, &[&accounts]).await
+        },)?;
     let mut mailboxes: BTreeMap<MailboxId, Mailbox> = BTreeMap::new();
-    if !wanted.is_empty() {
-        let sql = format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE");
-        for row in tx.rows(&sql, &[&wanted]).await.map_err(pg_error)? {
-            let m = rows::mailbox(&row)?;
-            mailboxes.insert(m.id, m);
-        }
+    for row in &locked {
+        let m = rows::mailbox(row)?;
+        mailboxes.insert(m.id, m);
     }
-    if !accounts.is_empty() {
-        // (limit, bytes in use) of the accounts with a quota, read once their mailboxes are locked
-        // (so that a concurrent batch's deliveries to them are counted).
-        // The sum only where there is a limit (most accounts have none).
-        let sql = "SELECT a.record,
-                          CASE WHEN jsonb_typeof(a.record->'quota_bytes') = 'number' THEN
-                              (SELECT COALESCE(sum(m.size), 0) FROM mailboxes m WHERE m.account = a.id)::bigint
-                          END
-                   FROM accounts a WHERE a.id = ANY($1)";
-        for row in tx.rows(sql, &[&accounts]).await.map_err(pg_error)? {
-            let record: Account = rows::json(&row, 0, "account")?;
-            if let (Some(limit), Some(used)) = (record.quota_bytes, row.get::<_, Option<i64>>(1)) {
-                quotas.insert(record.id, (limit, used as u64));
-            }
+    let mut quotas: HashMap<AccountId, (u64, u64)> = HashMap::new();
+    for row in &quota_rows {
+        let record: Account = rows::json(row, 0, "account")?;
+        if let (Some(limit), Some(used)) = (record.quota_bytes, row.get::<_, Option<i64>>(1)) {
+            quotas.insert(record.id, (limit, used as u64));
         }
     }
     let keywords_before: HashMap<MailboxId, usize> = mailboxes.values().map(|m| (m.id, m.keywords.len())).collect();
@@ -295,7 +351,6 @@ pub(crate) async fn deliver_in(
     // Ids and threads. A message joins the thread of the first message it refers to that is
     // known (stored before, or earlier in this batch), else its own; every id it names is
     // recorded for the messages that follow (the first record of an id stays).
-    let email_ids = next_ids(tx, "email_ids", entries.len()).await?;
     let related: Vec<Vec<&String>> = entries
         .iter()
         .map(|(n, _, _)| {
@@ -303,21 +358,22 @@ pub(crate) async fn deliver_in(
             s.references.iter().chain(s.in_reply_to.iter()).take(MAX_THREAD_REFS).collect()
         })
         .collect();
-    let mut known: HashMap<(AccountId, String), u64> = HashMap::new();
     let (look_accounts, look_ids): (Vec<i64>, Vec<&str>) = entries
         .iter()
         .zip(&related)
         .flat_map(|((_, account, _), ids)| ids.iter().map(move |r| (id(*account), r.as_str())))
         .unzip();
-    if !look_ids.is_empty() {
-        let sql = "SELECT t.account, t.message_id, t.thread FROM threads t
-                   JOIN unnest($1::bigint[], $2::text[]) AS k(account, message_id)
-                     ON t.account = k.account AND t.message_id = k.message_id";
-        for row in tx.rows(sql, &[&look_accounts, &look_ids]).await.map_err(pg_error)? {
-            let account: i64 = row.get(0);
-            let thread: i64 = row.get(2);
-            known.insert((account as u64, row.get(1)), thread as u64);
-        }
+    let outbound: Vec<usize> = (0..batch.len()).filter(|&n| !batch[n].0.remote.is_empty()).collect();
+    let (email_ids, queue_ids, known_rows) = futures::try_join!(
+        next_ids(tx, "email_ids", entries.len()),
+        next_ids(tx, "queue_ids", outbound.len()),
+        async { rows_unless(tx, look_ids.is_empty(), THREADS_KNOWN, &[&look_accounts, &look_ids]).await },
+    )?;
+    let mut known: HashMap<(AccountId, String), u64> = HashMap::new();
+    for row in known_rows {
+        let account: i64 = row.get(0);
+        let thread: i64 = row.get(2);
+        known.insert((account as u64, row.get(1)), thread as u64);
     }
     let mut new_threads: BTreeMap<(AccountId, String), u64> = BTreeMap::new();
     for (((n, account, entry), email_id), related) in entries.iter_mut().zip(&email_ids).zip(&related) {
@@ -332,71 +388,35 @@ pub(crate) async fn deliver_in(
             }
         }
     }
-    if !new_threads.is_empty() {
-        let (mut accounts, mut ids, mut threads) = (Vec::new(), Vec::new(), Vec::new());
-        for ((account, message_id), thread) in &new_threads {
-            accounts.push(id(*account));
-            ids.push(message_id.as_str());
-            threads.push(id(*thread));
-        }
-        tx.run(
-            "INSERT INTO threads (account, message_id, thread)
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[]) ORDER BY 1, 2
-             ON CONFLICT DO NOTHING",
-            &[&accounts, &ids, &threads],
-        )
-        .await
-        .map_err(pg_error)?;
+    for (&n, &queue_id) in outbound.iter().zip(&queue_ids) {
+        receipts[n].queued = Some(queue_id);
     }
 
-    // The messages: those without keywords in one statement (keyword lists differ in length,
-    // which PostgreSQL's arrays cannot hold side by side), the others one by one.
+    // Every row, in one round trip: threads, messages, queue entries, contents (once per hash,
+    // in hash order), envelopes of the deliveries that reached a mailbox, mailbox counters.
+    let (mut thread_accounts, mut thread_message_ids, mut thread_ids) = (Vec::new(), Vec::new(), Vec::new());
+    for ((account, message_id), thread) in &new_threads {
+        thread_accounts.push(id(*account));
+        thread_message_ids.push(message_id.as_str());
+        thread_ids.push(id(*thread));
+    }
+
     let (plain, with_keywords): (Vec<_>, Vec<_>) = entries.iter().partition(|(_, _, e)| e.keywords.is_empty());
-    if !plain.is_empty() {
-        let column = |f: &dyn Fn(&MessageEntry) -> i64| -> Vec<i64> { plain.iter().map(|(_, _, e)| f(e)).collect() };
-        let blobs_of: Vec<&[u8]> = plain.iter().map(|(_, _, e)| &e.blob.0[..]).collect();
-        let flags: Vec<i16> = plain.iter().map(|(_, _, e)| i16::from(e.flags.0)).collect();
-        tx.run(
-            "INSERT INTO messages (mailbox, uid, blob, size, internal_date, flags, keywords, modseq, email_id,
-                                   thread_id, delivery_id)
-             SELECT mailbox, uid, blob, size, internal_date, flags, '{}', modseq, email_id, thread_id, delivery_id
-             FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bigint[], $5::bigint[], $6::smallint[],
-                         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
-                  AS m(mailbox, uid, blob, size, internal_date, flags, modseq, email_id, thread_id, delivery_id)",
-            &[
-                &column(&|e| id(e.mailbox)),
-                &column(&|e| i64::from(e.uid)),
-                &blobs_of,
-                &column(&|e| id(e.size)),
-                &column(&|e| e.internal_date),
-                &flags,
-                &column(&|e| id(e.modseq)),
-                &column(&|e| id(e.email_id)),
-                &column(&|e| id(e.thread_id)),
-                &column(&|e| id(e.delivery_id)),
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
-    }
-    for (_, _, entry) in with_keywords {
-        crate::mail::insert_message(tx, entry).await?;
-    }
+    let message_column =
+        |f: &dyn Fn(&MessageEntry) -> i64| -> Vec<i64> { plain.iter().map(|(_, _, e)| f(e)).collect() };
+    let message_columns = [
+        message_column(&|e| id(e.mailbox)),
+        message_column(&|e| i64::from(e.uid)),
+        message_column(&|e| id(e.size)),
+        message_column(&|e| e.internal_date),
+        message_column(&|e| id(e.modseq)),
+        message_column(&|e| id(e.email_id)),
+        message_column(&|e| id(e.thread_id)),
+        message_column(&|e| id(e.delivery_id)),
+    ];
+    let message_blobs: Vec<&[u8]> = plain.iter().map(|(_, _, e)| &e.blob.0[..]).collect();
+    let message_flags: Vec<i16> = plain.iter().map(|(_, _, e)| i16::from(e.flags.0)).collect();
 
-    // The outbound queue.
-    let outbound: Vec<usize> = (0..batch.len()).filter(|&n| !batch[n].0.remote.is_empty()).collect();
-    if !outbound.is_empty() {
-        let queue_ids = next_ids(tx, "queue_ids", outbound.len()).await?;
-        for (&n, queue_id) in outbound.iter().zip(queue_ids) {
-            crate::queue::insert_entry(tx, queue_id, batch[n].0).await?;
-            receipts[n].queued = Some(queue_id);
-        }
-        changes.push(StoreChange::Queue);
-    }
-
-    // Contents, once per hash, in hash order: new ones stored (and waiting for the indexer
-    // when a mailbox holds them), known ones referenced again — a content first stored for
-    // the queue alone gets its summary now, and waits for the indexer.
     let mut contents: BTreeMap<BlobHash, ContentUse<'_>> = BTreeMap::new();
     for ((d, prepared), receipt) in batch.iter().zip(&receipts) {
         let references = receipt.copies.len() as i64 + i64::from(receipt.queued.is_some());
@@ -414,41 +434,11 @@ pub(crate) async fn deliver_in(
             use_.summary = prepared.summary.as_deref();
         }
     }
-    if !contents.is_empty() {
-        let hashes: Vec<&[u8]> = contents.keys().map(|h| &h.0[..]).collect();
-        let references: Vec<i64> = contents.values().map(|c| c.references).collect();
-        let sizes: Vec<i64> = contents.values().map(|c| c.size).collect();
-        let summaries: Vec<Option<&[u8]>> = contents.values().map(|c| c.summary).collect();
-        let inserted = tx
-            .rows(
-                "INSERT INTO contents (hash, refcount, size, summary, indexed)
-                 SELECT h, r, s, m, m IS NULL FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bytea[])
-                      AS c(h, r, s, m) ORDER BY h
-                 ON CONFLICT (hash) DO UPDATE SET
-                     refcount = contents.refcount + excluded.refcount,
-                     summary = COALESCE(contents.summary, excluded.summary),
-                     indexed = CASE WHEN excluded.summary IS NOT NULL AND contents.summary IS NULL
-                                    THEN false ELSE contents.indexed END
-                 RETURNING hash, xmax = 0",
-                &[&hashes, &references, &sizes, &summaries],
-            )
-            .await
-            .map_err(pg_error)?;
-        // The bytes of the contents this batch stored first (`xmax = 0`: inserted, not updated).
-        let mut new = Vec::new();
-        for row in &inserted {
-            if row.get::<_, bool>(1) {
-                let hash = rows::hash_of(row.get::<_, &[u8]>(0))?;
-                if let Some(c) = contents.get(&hash) {
-                    new.push((hash, c.raw));
-                }
-            }
-        }
-        new.sort_by_key(|(h, _)| *h);
-        blobs.put_many(tx, &new).await?;
-    }
+    let content_hashes: Vec<&[u8]> = contents.keys().map(|h| &h.0[..]).collect();
+    let content_references: Vec<i64> = contents.values().map(|c| c.references).collect();
+    let content_sizes: Vec<i64> = contents.values().map(|c| c.size).collect();
+    let content_summaries: Vec<Option<&[u8]>> = contents.values().map(|c| c.summary).collect();
 
-    // Envelopes of the deliveries that reached a mailbox.
     let (mut envelope_ids, mut envelopes) = (Vec::new(), Vec::new());
     for ((d, _), receipt) in batch.iter().zip(&receipts) {
         if !receipt.copies.is_empty() {
@@ -456,43 +446,97 @@ pub(crate) async fn deliver_in(
             envelopes.push(rows::to_json(&d.envelope)?);
         }
     }
-    if !envelope_ids.is_empty() {
-        tx.run(
-            "INSERT INTO envelopes (delivery_id, envelope) SELECT * FROM unnest($1::bigint[], $2::jsonb[])",
-            &[&envelope_ids, &envelopes],
-        )
-        .await
-        .map_err(pg_error)?;
-    }
 
-    // The mailboxes' counters (with their keywords, one by one, where a delivery added some).
+    // Mailboxes whose keywords a delivery extended are saved whole, one by one.
     let (same_keywords, new_keywords): (Vec<&Mailbox>, Vec<&Mailbox>) = mailboxes
         .values()
         .filter(|m| touched.contains(&m.id))
         .partition(|m| keywords_before.get(&m.id) == Some(&m.keywords.len()));
-    if !same_keywords.is_empty() {
-        let column = |f: &dyn Fn(&Mailbox) -> i64| -> Vec<i64> { same_keywords.iter().map(|m| f(m)).collect() };
-        tx.run(
-            "UPDATE mailboxes AS m SET uid_next = u.uid_next, highest_modseq = u.modseq, total = u.total,
-                    unseen = u.unseen, size = u.size, deleted = u.deleted
-             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-                         $7::bigint[]) AS u(id, uid_next, modseq, total, unseen, size, deleted)
-             WHERE m.id = u.id",
-            &[
-                &column(&|m| id(m.id)),
-                &column(&|m| i64::from(m.uid_next)),
-                &column(&|m| id(m.highest_modseq)),
-                &column(&|m| i64::from(m.total)),
-                &column(&|m| i64::from(m.unseen)),
-                &column(&|m| id(m.size)),
-                &column(&|m| i64::from(m.deleted)),
-            ],
-        )
-        .await
-        .map_err(pg_error)?;
+    let counter_column = |f: &dyn Fn(&Mailbox) -> i64| -> Vec<i64> { same_keywords.iter().map(|m| f(m)).collect() };
+    let counters = [
+        counter_column(&|m| id(m.id)),
+        counter_column(&|m| i64::from(m.uid_next)),
+        counter_column(&|m| id(m.highest_modseq)),
+        counter_column(&|m| i64::from(m.total)),
+        counter_column(&|m| i64::from(m.unseen)),
+        counter_column(&|m| id(m.size)),
+        counter_column(&|m| i64::from(m.deleted)),
+    ];
+
+    let [m_mailbox, m_uid, m_size, m_date, m_modseq, m_email, m_thread, m_delivery] = &message_columns;
+    let [c_id, c_uid_next, c_modseq, c_total, c_unseen, c_size, c_deleted] = &counters;
+    let (_, _, _, _, inserted, _, _, _) = futures::try_join!(
+        async {
+            if !new_threads.is_empty() {
+                tx.run(THREADS_INSERT, &[&thread_accounts, &thread_message_ids, &thread_ids])
+                    .await
+                    .map_err(pg_error)?;
+            }
+            Ok::<_, StoreError>(())
+        },
+        async {
+            if !plain.is_empty() {
+                tx.run(
+                    MESSAGES_INSERT,
+                    &[
+                        m_mailbox,
+                        m_uid,
+                        &message_blobs,
+                        m_size,
+                        m_date,
+                        &message_flags,
+                        m_modseq,
+                        m_email,
+                        m_thread,
+                        m_delivery,
+                    ],
+                )
+                .await
+                .map_err(pg_error)?;
+            }
+            Ok(())
+        },
+        futures::future::try_join_all(with_keywords.iter().map(|(_, _, e)| crate::mail::insert_message(tx, e))),
+        futures::future::try_join_all(
+            outbound.iter().zip(&queue_ids).map(|(&n, &queue_id)| crate::queue::insert_entry(tx, queue_id, batch[n].0))
+        ),
+        async {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&content_hashes, &content_references, &content_sizes, &content_summaries];
+            rows_unless(tx, contents.is_empty(), CONTENTS_UPSERT, &params).await
+        },
+        async {
+            if !envelope_ids.is_empty() {
+                tx.run(ENVELOPES_INSERT, &[&envelope_ids, &envelopes]).await.map_err(pg_error)?;
+            }
+            Ok(())
+        },
+        async {
+            if !same_keywords.is_empty() {
+                tx.run(COUNTERS_UPDATE, &[c_id, c_uid_next, c_modseq, c_total, c_unseen, c_size, c_deleted])
+                    .await
+                    .map_err(pg_error)?;
+            }
+            Ok(())
+        },
+        futures::future::try_join_all(new_keywords.iter().map(|m| save_mailbox(tx, m))),
+    )?;
+
+    // The bytes of the contents this batch stored first.
+    let mut new = Vec::new();
+    for row in &inserted {
+        if row.get::<_, bool>(1) {
+            let hash = rows::hash_of(row.get::<_, &[u8]>(0))?;
+            if let Some(c) = contents.get(&hash) {
+                new.push((hash, c.raw));
+            }
+        }
     }
-    for mailbox in new_keywords {
-        save_mailbox(tx, mailbox).await?;
+    new.sort_by_key(|(h, _)| *h);
+    blobs.put_many(tx, &new).await?;
+
+    if !outbound.is_empty() {
+        changes.push(StoreChange::Queue);
     }
     for mailbox in mailboxes.values().filter(|m| touched.contains(&m.id)) {
         changes.push(StoreChange::Mailbox { account: mailbox.account, mailbox: mailbox.id });
