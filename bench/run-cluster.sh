@@ -8,6 +8,8 @@
 # (../shared/bench/peers-setup.sh; without it Postfix is left out).
 #
 #   RUNS=3 N=10000 CONC="32" OUT=bench/results/cluster bench/run-cluster.sh
+#
+# ONLY="tern-embedded tern-pg-1node postfix" measures those configurations alone.
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=common.sh
@@ -16,6 +18,7 @@ RUNS="${RUNS:-3}"
 N="${N:-10000}"
 SIZE="${SIZE:-10240}"
 CONC="${CONC:-32}"
+ONLY="${ONLY:-tern-embedded tern-pg-1node tern-pg-2nodes tern-pg-3nodes postfix}"
 OUT="${OUT:-$HERE/results/$(date +%Y%m%d-%H%M%S)-cluster}"
 TMPD="${TMPDIR:-/tmp}"
 mkdir -p "$OUT"
@@ -77,6 +80,7 @@ wait_indexed() {
 
 load() { # load LABEL PORT SERVER_PID DRAIN
   local label=$1 port=$2 pid=$3 drain=$4
+  case " $ONLY " in *" $label "*) ;; *) return ;; esac
   mkdir -p "$OUT/$label"
   # Each load starts with no search text waiting from the one before.
   wait_indexed
@@ -102,15 +106,15 @@ for run in $(seq 1 "$RUNS"); do
     load tern-pg-1node 12070 "$NODE1_PID" true
     load tern-pg-2nodes 12100 "$NODE1_PID" true
     load tern-pg-3nodes 12101 "$NODE1_PID" true
-    if [ "$have_postfix" = 1 ]; then
+    if [ "$have_postfix" = 1 ] && [[ " $ONLY " == *" postfix "* ]]; then
       "$PEERS/peers-reset-mail.sh" >/dev/null 2>&1 || true
       load postfix 12025 "@$PF_PID" "$PEERS/peers-drain-wait.sh"
     fi
   done
 done
 
-dirs=("$OUT/tern-embedded" "$OUT/tern-pg-1node" "$OUT/tern-pg-2nodes" "$OUT/tern-pg-3nodes")
-[ "$have_postfix" = 1 ] && dirs+=("$OUT/postfix")
+dirs=()
+for label in $ONLY; do [ -d "$OUT/$label" ] && dirs+=("$OUT/$label"); done
 python3 "$HERE/clients/summarize.py" "${dirs[@]}" | tee "$OUT/summary.md"
 echo "PostgreSQL's CPU per message (ms):" | tee -a "$OUT/summary.md"
 tee -a "$OUT/summary.md" <"$OUT/postgres-cpu.jsonl"
