@@ -28,6 +28,8 @@ need dovecot dovecot-imapd
 # of the nodes.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 need haproxy haproxy
+# ManageSieve clients: Debian's sieve-connect (and sievelib, below).
+need sieve-connect sieve-connect
 # swaks --tls needs Perl's TLS modules (only recommended by the swaks package).
 perl -MNet::SSLeay -MIO::Socket::SSL -e1 >/dev/null 2>&1 || missing+=(libnet-ssleay-perl libio-socket-ssl-perl)
 # Python modules: the delivery tests' stub DNS, remote MX sink and DKIM verifier.
@@ -43,8 +45,9 @@ if command -v "$py" >/dev/null 2>&1; then
   pymod "import dkim; dkim.arc_verify; dkim.arc_sign; dkim.verify" python3-dkim
   pymod "import nacl.signing" python3-nacl
   pymod "import authres" python3-authres
+  pymod "from sievelib.managesieve import Client" python3-sievelib
 else
-  missing+=(python3-dnslib python3-aiosmtpd python3-dkim python3-nacl python3-authres)
+  missing+=(python3-dnslib python3-aiosmtpd python3-dkim python3-nacl python3-authres python3-sievelib)
 fi
 if ((${#missing[@]})); then
   echo "installing test dependencies: ${missing[*]}"

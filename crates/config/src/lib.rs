@@ -77,6 +77,7 @@ pub struct Config {
     pub smtp: Smtp,
     pub imap: Imap,
     pub pop3: Pop3,
+    pub managesieve: ManageSieve,
     pub auth: Auth,
     pub limits: Limits,
     pub directory: Directory,
@@ -107,6 +108,7 @@ impl Default for Config {
             smtp: Smtp::default(),
             imap: Imap::default(),
             pop3: Pop3::default(),
+            managesieve: ManageSieve::default(),
             auth: Auth::default(),
             limits: Limits::default(),
             directory: Directory::default(),
@@ -229,6 +231,40 @@ pub struct Pop3 {
 impl Default for Pop3 {
     fn default() -> Self {
         Pop3 { timeout_seconds: 600, login_timeout_seconds: 180, max_connections: 10_000, max_connections_per_ip: 100 }
+    }
+}
+
+/// The largest `managesieve.max_script_bytes` allowed (16 MiB).
+const fn tern_max_script_bytes() -> usize {
+    16 << 20
+}
+
+/// ManageSieve (RFC 5804): where users put their Sieve scripts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManageSieve {
+    /// Inactivity allowed.
+    pub timeout_seconds: u64,
+    /// Time a connection has to log in, from its start.
+    pub login_timeout_seconds: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Largest script a user may upload, in bytes (Dovecot's default: 1 MiB).
+    pub max_script_bytes: usize,
+    /// Scripts per user at most.
+    pub max_scripts: usize,
+}
+
+impl Default for ManageSieve {
+    fn default() -> Self {
+        ManageSieve {
+            timeout_seconds: 600,
+            login_timeout_seconds: 180,
+            max_connections: 1_000,
+            max_connections_per_ip: 20,
+            max_script_bytes: 1 << 20,
+            max_scripts: 100,
+        }
     }
 }
 
@@ -1058,6 +1094,18 @@ impl Config {
         }
         if self.pop3.max_connections == 0 || self.pop3.max_connections_per_ip == 0 {
             return Err(invalid("pop3.max_connections", "limits must be at least 1"));
+        }
+        if self.managesieve.timeout_seconds < 60 || self.managesieve.login_timeout_seconds == 0 {
+            return Err(invalid(
+                "managesieve.timeout_seconds",
+                "must be at least 60 (and the login timeout at least 1)",
+            ));
+        }
+        if self.managesieve.max_connections == 0 || self.managesieve.max_connections_per_ip == 0 {
+            return Err(invalid("managesieve.max_connections", "limits must be at least 1"));
+        }
+        if self.managesieve.max_script_bytes == 0 || self.managesieve.max_script_bytes > tern_max_script_bytes() {
+            return Err(invalid("managesieve.max_script_bytes", "must be between 1 and 16777216"));
         }
         if i.idle_keepalive_seconds == 0 {
             return Err(invalid("imap.idle_keepalive_seconds", "must be at least 1"));

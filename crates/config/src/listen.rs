@@ -11,6 +11,8 @@ pub enum Service {
     Imaps,
     Pop3,
     Pop3s,
+    /// ManageSieve (RFC 5804): users manage their Sieve scripts.
+    ManageSieve,
     Http,
     /// HTTP over TLS: the MTA-STS policy (RFC 8461 §3.3 requires HTTPS), autoconfiguration,
     /// and the ACME challenges.
@@ -20,7 +22,7 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 10] = [
+    pub const ALL: [Service; 11] = [
         Service::Smtp,
         Service::Submission,
         Service::Submissions,
@@ -28,6 +30,7 @@ impl Service {
         Service::Imaps,
         Service::Pop3,
         Service::Pop3s,
+        Service::ManageSieve,
         Service::Http,
         Service::Https,
         Service::PublicHttp,
@@ -42,13 +45,14 @@ impl Service {
             Service::Imaps => "imaps",
             Service::Pop3 => "pop3",
             Service::Pop3s => "pop3s",
+            Service::ManageSieve => "managesieve",
             Service::Http => "http",
             Service::Https => "https",
             Service::PublicHttp => "public_http",
         }
     }
 
-    /// The standard port (RFC 5321, 6409, 8314, 9051, 1939) and the `--dev` port.
+    /// The standard port (RFC 5321, 6409, 8314, 9051, 1939, 5804) and the `--dev` port.
     pub fn ports(self) -> (u16, u16) {
         match self {
             Service::Smtp => (25, 2525),
@@ -58,6 +62,7 @@ impl Service {
             Service::Imaps => (993, 1993),
             Service::Pop3 => (110, 1110),
             Service::Pop3s => (995, 1995),
+            Service::ManageSieve => (4190, 14190),
             Service::Http => (8080, 8080),
             Service::Https => (443, 8443),
             Service::PublicHttp => (80, 8081),
@@ -76,6 +81,7 @@ pub struct Listen {
     pub imaps: Vec<SocketAddr>,
     pub pop3: Vec<SocketAddr>,
     pub pop3s: Vec<SocketAddr>,
+    pub managesieve: Vec<SocketAddr>,
     pub http: Vec<SocketAddr>,
     pub https: Vec<SocketAddr>,
     pub public_http: Vec<SocketAddr>,
@@ -102,6 +108,9 @@ impl Default for Listen {
         l.http = loopback(Service::Http.ports().0);
         l.https = Vec::new();
         l.public_http = Vec::new();
+        // Off by default until delivery runs the scripts it stores (issue 15); `--dev` and
+        // `managesieve = ["0.0.0.0:4190"]` turn it on.
+        l.managesieve = Vec::new();
         l
     }
 }
@@ -116,6 +125,7 @@ impl Listen {
             imaps: f(Service::Imaps),
             pop3: f(Service::Pop3),
             pop3s: f(Service::Pop3s),
+            managesieve: f(Service::ManageSieve),
             http: f(Service::Http),
             https: f(Service::Https),
             public_http: f(Service::PublicHttp),
@@ -143,6 +153,7 @@ impl Listen {
             Service::Imaps => &self.imaps,
             Service::Pop3 => &self.pop3,
             Service::Pop3s => &self.pop3s,
+            Service::ManageSieve => &self.managesieve,
             Service::Http => &self.http,
             Service::Https => &self.https,
             Service::PublicHttp => &self.public_http,

@@ -98,6 +98,8 @@ fn dev_ports_are_high_and_loopback() {
         }
     }
     assert_eq!(c.listen.smtp[0].port(), 2525);
+    assert_eq!(c.listen.managesieve[0].port(), 14190);
+    assert!(parse("").unwrap().listen.managesieve.is_empty(), "off by default until Sieve runs at delivery");
 }
 
 #[test]

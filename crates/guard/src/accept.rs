@@ -56,6 +56,7 @@ pub enum Protocol {
     Smtp,
     Imap,
     Pop3,
+    ManageSieve,
 }
 
 impl Protocol {
@@ -72,6 +73,11 @@ impl Protocol {
             Protocol::Pop3 => {
                 ("tern_pop3_connections_total", "tern_pop3_connections_refused_total", "tern_pop3_connections_active")
             }
+            Protocol::ManageSieve => (
+                "tern_managesieve_connections_total",
+                "tern_managesieve_connections_refused_total",
+                "tern_managesieve_connections_active",
+            ),
         }
     }
 }

@@ -140,7 +140,10 @@ async fn run(path: &Path) -> Result<(), String> {
 
 #[tokio::test]
 async fn authentication_cases() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/auth");
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("tests/data/auth");
     let only = std::env::var("TERN_AUTH_CASE").ok();
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .expect("tests/data/auth")

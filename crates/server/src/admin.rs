@@ -136,6 +136,29 @@ pub enum AdminRequest {
     QuarantineDelete {
         id: u64,
     },
+    /// A user's Sieve scripts (the one delivery runs is marked active).
+    SieveList {
+        email: String,
+    },
+    SieveGet {
+        email: String,
+        name: String,
+    },
+    /// Stores a script once it compiles (errors name the line and column).
+    SievePut {
+        email: String,
+        name: String,
+        source: String,
+    },
+    /// Makes a script the active one (`name: None`: none is).
+    SieveActivate {
+        email: String,
+        name: Option<String>,
+    },
+    SieveDelete {
+        email: String,
+        name: String,
+    },
     /// Stores messages in a mailbox (made when missing), in order (`tern import`). With
     /// `skip_duplicates`, a message whose content the mailbox already holds is left out (the
     /// first batch of a resumed import). Replies with a JSON [`ImportResult`].
@@ -288,6 +311,11 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
         | AdminRequest::QuarantineShow { .. }
         | AdminRequest::QuarantineRelease { .. }
         | AdminRequest::QuarantineDelete { .. }) => filter_request(ctx, req).await,
+        req @ (AdminRequest::SieveList { .. }
+        | AdminRequest::SieveGet { .. }
+        | AdminRequest::SievePut { .. }
+        | AdminRequest::SieveActivate { .. }
+        | AdminRequest::SieveDelete { .. }) => sieve_request(ctx, req).await,
         req @ (AdminRequest::QueueList
         | AdminRequest::QueueShow { .. }
         | AdminRequest::QueueRetry { .. }
@@ -1112,6 +1140,50 @@ async fn spam_owner(dir: &Directory, email: Option<&str>) -> anyhow::Result<tern
         Some(e) => tern_store::SpamModelOwner::Account(account_of(dir, e).await?.id),
         None => tern_store::SpamModelOwner::Global,
     })
+}
+
+/// The users' Sieve scripts (`tern sieve`), as ManageSieve keeps them.
+async fn sieve_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply> {
+    use std::fmt::Write;
+    let dir = &ctx.directory;
+    let store = dir.store();
+    let mut out = String::new();
+    match req {
+        AdminRequest::SieveList { email } => {
+            let account = account_of(dir, &email).await?;
+            for script in store.sieve_list(account.id).await? {
+                let mark = if script.active { "\tactive" } else { "" };
+                writeln!(out, "{}\t{} bytes{mark}", script.name, script.size)?;
+            }
+        }
+        AdminRequest::SieveGet { email, name } => {
+            let account = account_of(dir, &email).await?;
+            let source =
+                store.sieve_get(account.id, &name).await?.ok_or_else(|| anyhow::anyhow!("no script {name}"))?;
+            out.push_str(&source);
+        }
+        AdminRequest::SievePut { email, name, source } => {
+            let account = account_of(dir, &email).await?;
+            tern_sieve::compile(&source).map_err(|e| anyhow::anyhow!("the script does not compile: {e}"))?;
+            store.sieve_put(account.id, &name, &source).await?;
+            writeln!(out, "stored {name} for {email}")?;
+        }
+        AdminRequest::SieveActivate { email, name } => {
+            let account = account_of(dir, &email).await?;
+            store.sieve_activate(account.id, name.as_deref()).await?;
+            match name {
+                Some(n) => writeln!(out, "{n} is the active script of {email}")?,
+                None => writeln!(out, "{email} has no active script")?,
+            }
+        }
+        AdminRequest::SieveDelete { email, name } => {
+            let account = account_of(dir, &email).await?;
+            store.sieve_delete(account.id, &name).await?;
+            writeln!(out, "deleted {name}")?;
+        }
+        _ => anyhow::bail!("internal: request routed to sieve_request by mistake"),
+    }
+    Ok(AdminReply::ok(out))
 }
 
 async fn account_of(dir: &Directory, email: &str) -> anyhow::Result<tern_store::Account> {

@@ -136,6 +136,8 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
     metrics::describe_gauge!("tern_imap_connections_active", "IMAP sessions in progress");
     metrics::describe_counter!("tern_pop3_connections_total", "POP3 connections accepted");
     metrics::describe_gauge!("tern_pop3_connections_active", "POP3 sessions in progress");
+    metrics::describe_counter!("tern_managesieve_connections_total", "ManageSieve connections accepted");
+    metrics::describe_gauge!("tern_managesieve_connections_active", "ManageSieve sessions in progress");
     metrics::describe_counter!("tern_auth_failures_total", "Failed logins by service");
     metrics::describe_counter!("tern_auth_bans_total", "Addresses banned after failed logins");
     metrics::describe_gauge!("tern_queue_messages", "Messages in the outbound queue");
@@ -441,6 +443,25 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
 
+    // ManageSieve (4190, STARTTLS).
+    let managesieve_limits = ConnectionLimits::new(
+        config.managesieve.max_connections,
+        config.managesieve.max_connections_per_ip,
+        config.limit_exempt(),
+    );
+    let managesieve = tern_managesieve::ManageSieveServer::new(
+        tern_managesieve::ManageSieveSettings::from_config(&config),
+        directory.clone(),
+        Some(tls.clone()),
+        managesieve_limits,
+        Arc::clone(&auth_guard),
+        shutdown.clone(),
+    );
+    for listener in sockets.remove(&Service::ManageSieve).unwrap_or_default() {
+        bound.entry(Service::ManageSieve.name()).or_default().push(listener.local_addr()?.to_string());
+        imap_tasks.push(tokio::spawn(Arc::clone(&managesieve).serve(listener)));
+    }
+
     // HTTP: metrics, health, and mail client autoconfiguration (with the ports bound above).
     let port_of = |service: &str| {
         bound
@@ -543,7 +564,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let _ = t.await;
     }
     if tokio::time::timeout(SHUTDOWN_GRACE, async {
-        tokio::join!(smtp.drain(), submission.drain(), imap.drain(), pop3.drain())
+        tokio::join!(smtp.drain(), submission.drain(), imap.drain(), pop3.drain(), managesieve.drain())
     })
     .await
     .is_err()

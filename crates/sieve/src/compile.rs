@@ -17,6 +17,11 @@ pub fn compile(source: &str) -> Result<Script, CompileError> {
     if source.len() > MAX_SCRIPT_BYTES {
         return Err(CompileError::new(Pos::default(), format!("script larger than {MAX_SCRIPT_BYTES} bytes")));
     }
+    if let Some(at) = source.find('\0') {
+        let line = source[..at].matches('\n').count() as u32 + 1;
+        let column = (at - source[..at].rfind('\n').map_or(0, |n| n + 1)) as u32 + 1;
+        return Err(CompileError::new(Pos { line, column }, "a script may not contain NUL"));
+    }
     let tree = syntax::parse(&tokenize(source)?)?;
     let mut compiler = Compiler { required: BTreeSet::new() };
     let commands = compiler.block(&tree, true)?;

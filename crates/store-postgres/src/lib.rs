@@ -27,6 +27,7 @@ pub mod migrate;
 mod queue;
 mod rows;
 pub mod schema;
+mod scripts;
 mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -30,6 +30,7 @@ pub struct MigrationSummary {
     pub queued: usize,
     pub quarantined: usize,
     pub spam_models: usize,
+    pub sieve_scripts: usize,
 }
 
 /// Copies everything of `from` into `to`; `progress` is told what is being copied.
@@ -79,6 +80,19 @@ pub async fn migrate(
             // §3.2.5.2): reported as vanished to anyone who knew a modseq below today's.
             let vanished = from.mailbox_changes(mailbox.id, 0).await?.expunged;
             import_vanished(to, mailbox, &vanished).await?;
+        }
+        // Sieve scripts, the active one active again (a script already there is kept).
+        for script in from.sieve_list(account.id).await? {
+            if to.sieve_get(account.id, &script.name).await?.is_some() {
+                continue;
+            }
+            if let Some(source) = from.sieve_get(account.id, &script.name).await? {
+                to.sieve_put(account.id, &script.name, &source).await?;
+                if script.active {
+                    to.sieve_activate(account.id, Some(&script.name)).await?;
+                }
+                summary.sieve_scripts += 1;
+            }
         }
         // Subscriptions to names without a mailbox (RFC 9051 §6.3.7).
         let client = to.client().await?;

@@ -149,6 +149,12 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE locks (key TEXT PRIMARY KEY, holder BIGINT NOT NULL, until BIGINT NOT NULL);
     "#,
+    // 7: the accounts' Sieve scripts, at most one active per account.
+    r#"
+    CREATE TABLE sieve_scripts (account BIGINT NOT NULL, name TEXT NOT NULL, source TEXT NOT NULL,
+                                active BOOLEAN NOT NULL DEFAULT false, PRIMARY KEY (account, name));
+    CREATE UNIQUE INDEX sieve_scripts_active ON sieve_scripts (account) WHERE active;
+    "#,
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`]; returns the version it found.

@@ -78,12 +78,16 @@ async fn an_embedded_store_moves_to_postgres_with_every_identifier() {
         .await
         .unwrap();
 
+    source.sieve_put(a.id, "rules", "require \"fileinto\"; fileinto \"x\";").await.unwrap();
+    source.sieve_put(a.id, "spare", "keep;").await.unwrap();
+    source.sieve_activate(a.id, Some("rules")).await.unwrap();
+
     let options = testing::database().await.unwrap();
     let target = PgStore::open(&options).await.unwrap();
     let mut lines = Vec::new();
     let summary = migrate(&*source, &target, Some([7u8; 32]), &mut |l| lines.push(l.to_string())).await.unwrap();
     assert_eq!((summary.accounts, summary.mailboxes, summary.messages), (1, 6, 450 - 2 + 2));
-    assert_eq!((summary.queued, summary.quarantined, summary.spam_models), (1, 1, 1));
+    assert_eq!((summary.queued, summary.quarantined, summary.spam_models, summary.sieve_scripts), (1, 1, 1, 2));
     assert!(lines.iter().any(|l| l.contains("INBOX: 448 messages")), "{lines:?}");
 
     // Everything a client sees is the same.
@@ -98,6 +102,8 @@ async fn an_embedded_store_moves_to_postgres_with_every_identifier() {
     assert_eq!(target.alias_list().await.unwrap(), source.alias_list().await.unwrap());
     assert_eq!(target.domain_list().await.unwrap(), source.domain_list().await.unwrap());
     assert_eq!(target.subscriptions(a.id).await.unwrap(), source.subscriptions(a.id).await.unwrap());
+    assert_eq!(target.sieve_list(a.id).await.unwrap(), source.sieve_list(a.id).await.unwrap());
+    assert_eq!(target.sieve_active(a.id).await.unwrap(), source.sieve_active(a.id).await.unwrap());
     assert_eq!(target.queue_get(queued).await.unwrap(), source.queue_get(queued).await.unwrap());
     assert_eq!(target.quarantine_get(held).await.unwrap(), source.quarantine_get(held).await.unwrap());
     assert_eq!(

@@ -283,6 +283,52 @@ pub async fn account_removal_frees_everything(backend: &dyn Backend) {
     store.shutdown().await.unwrap();
 }
 
+pub async fn sieve_scripts_one_active_survive_restart_and_go_with_the_account(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let a = account(&*store, "a@example.org").await;
+    let b = account(&*store, "b@example.org").await;
+    assert!(matches!(store.sieve_put(999_999, "x", "keep;").await, Err(StoreError::NotFound(_))));
+    store.sieve_put(a.id, "main", "keep;").await.unwrap();
+    store.sieve_put(a.id, "other", "discard;").await.unwrap();
+    store.sieve_put(b.id, "main", "stop;").await.unwrap();
+    assert!(store.sieve_active(a.id).await.unwrap().is_none());
+    assert!(matches!(store.sieve_activate(a.id, Some("nope")).await, Err(StoreError::NotFound(_))));
+    store.sieve_activate(a.id, Some("main")).await.unwrap();
+    store.sieve_activate(a.id, Some("other")).await.unwrap();
+    // One active at a time; replacing a script keeps it active.
+    store.sieve_put(a.id, "other", "discard; # v2").await.unwrap();
+    assert_eq!(store.sieve_active(a.id).await.unwrap(), Some(("other".into(), "discard; # v2".into())));
+    let list = store.sieve_list(a.id).await.unwrap();
+    let active: Vec<&str> = list.iter().filter(|s| s.active).map(|s| s.name.as_str()).collect();
+    assert_eq!(active, ["other"]);
+    assert_eq!(list.len(), 2);
+    assert_eq!(list.iter().find(|s| s.name == "main").map(|s| s.size), Some(5));
+    assert!(matches!(store.sieve_delete(a.id, "other").await, Err(StoreError::Active(_))));
+    assert!(matches!(store.sieve_rename(a.id, "other", "main").await, Err(StoreError::Exists(_))));
+    store.sieve_rename(a.id, "other", "renamed").await.unwrap();
+    assert_eq!(store.sieve_active(a.id).await.unwrap().map(|(n, _)| n).as_deref(), Some("renamed"));
+    store.sieve_delete(a.id, "main").await.unwrap();
+    assert!(matches!(store.sieve_delete(a.id, "main").await, Err(StoreError::NotFound(_))));
+    assert!(store.sieve_get(a.id, "main").await.unwrap().is_none());
+    // b's scripts are its own.
+    assert_eq!(store.sieve_get(b.id, "main").await.unwrap().as_deref(), Some("stop;"));
+    assert!(store.sieve_active(b.id).await.unwrap().is_none());
+    store.shutdown().await.unwrap();
+    drop(store);
+
+    let store = backend.open().await;
+    assert_eq!(store.sieve_active(a.id).await.unwrap().map(|(n, _)| n).as_deref(), Some("renamed"));
+    store.sieve_activate(a.id, None).await.unwrap();
+    assert!(store.sieve_active(a.id).await.unwrap().is_none());
+    store.sieve_delete(a.id, "renamed").await.unwrap();
+    store.sieve_put(b.id, "x", "keep;").await.unwrap();
+    store.sieve_activate(b.id, Some("x")).await.unwrap();
+    assert!(store.account_remove(b.id).await.unwrap());
+    assert!(store.sieve_list(b.id).await.unwrap().is_empty());
+    assert!(store.sieve_active(b.id).await.unwrap().is_none());
+    store.shutdown().await.unwrap();
+}
+
 pub async fn special_use_target_falls_back_to_inbox(backend: &dyn Backend) {
     let store = backend.open().await;
     let a = store
@@ -690,7 +736,7 @@ pub async fn changes_reach_hooks_before_the_answer_and_subscribers_in_order(back
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
+        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

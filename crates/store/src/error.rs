@@ -17,6 +17,9 @@ pub enum StoreError {
     /// A mailbox cannot be deleted while it has children (RFC 9051 §6.3.4, `HASCHILDREN`).
     #[error("{0} has children")]
     HasChildren(String),
+    /// The active Sieve script cannot be deleted (RFC 5804 §2.10, `ACTIVE`).
+    #[error("{0} is active")]
+    Active(String),
     #[error("{0} not found")]
     NotFound(String),
     /// The change would take an account over its storage quota (RFC 9208 OVERQUOTA).

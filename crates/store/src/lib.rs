@@ -4,7 +4,8 @@
 //! Everything that persists goes through the [`Store`] trait so that the embedded backend
 //! (default, [`embedded::EmbeddedStore`] on fjall) and the PostgreSQL backend of cluster mode
 //! are interchangeable. [`Store`] is the sum of the parts a backend implements:
-//! [`DirectoryStore`], [`MailStore`], [`QueueStore`], [`FilterStore`] and [`ChangeFeed`].
+//! [`DirectoryStore`], [`MailStore`], [`QueueStore`], [`FilterStore`], [`ScriptStore`] and
+//! [`ChangeFeed`].
 //! `use tern_store::prelude::*` brings them all into scope.
 //!
 //! # The contract every backend keeps
@@ -209,6 +210,29 @@ pub trait FilterStore: Send + Sync + 'static {
     async fn spam_model_update(&self, update: SpamModelUpdate) -> StoreResult<()>;
 }
 
+/// The accounts' Sieve scripts (RFC 5804's model): named scripts per account, at most one of
+/// them active. Every change is reported as [`StoreChange::Account`] so that nodes drop their
+/// compiled copies. An account's scripts go with the account.
+#[async_trait]
+pub trait ScriptStore: Send + Sync + 'static {
+    /// The account's scripts by name.
+    async fn sieve_list(&self, account: AccountId) -> StoreResult<Vec<SieveScriptInfo>>;
+    async fn sieve_get(&self, account: AccountId, name: &str) -> StoreResult<Option<String>>;
+    /// The active script: its name and source.
+    async fn sieve_active(&self, account: AccountId) -> StoreResult<Option<(String, String)>>;
+    /// Creates or replaces a script (an active one stays active). `NotFound` for an
+    /// unknown account.
+    async fn sieve_put(&self, account: AccountId, name: &str, source: &str) -> StoreResult<()>;
+    /// Makes `name` the active script (`None`: none is). `NotFound` when there is no such
+    /// script.
+    async fn sieve_activate(&self, account: AccountId, name: Option<&str>) -> StoreResult<()>;
+    /// `NotFound` when missing; `Active` when it is the active one (RFC 5804 §2.10: the
+    /// active script cannot be deleted).
+    async fn sieve_delete(&self, account: AccountId, name: &str) -> StoreResult<()>;
+    /// Renames a script, keeping whether it is active. `NotFound`, or `Exists` for the new name.
+    async fn sieve_rename(&self, account: AccountId, from: &str, to: &str) -> StoreResult<()>;
+}
+
 /// Committed changes, for IMAP IDLE, the queue's wake-up and the caches.
 pub trait ChangeFeed: Send + Sync + 'static {
     /// Changes as they are committed, for IMAP IDLE and friends.
@@ -229,7 +253,7 @@ pub trait ChangeFeed: Send + Sync + 'static {
 
 /// Persistent state of a Tern server: every part, and the operations on the whole.
 #[async_trait]
-pub trait Store: DirectoryStore + MailStore + QueueStore + FilterStore + ChangeFeed {
+pub trait Store: DirectoryStore + MailStore + QueueStore + FilterStore + ScriptStore + ChangeFeed {
     /// Writes a consistent copy of everything stored (one point in time) into `dir`, made
     /// when missing, while the store stays in use. Durable on return.
     async fn backup(&self, dir: std::path::PathBuf) -> StoreResult<BackupSummary>;
@@ -247,5 +271,5 @@ pub trait Store: DirectoryStore + MailStore + QueueStore + FilterStore + ChangeF
 
 /// Every store trait, for callers that use a `dyn Store` (trait methods need their trait in scope).
 pub mod prelude {
-    pub use crate::{ChangeFeed, DirectoryStore, FilterStore, MailStore, QueueStore, Store};
+    pub use crate::{ChangeFeed, DirectoryStore, FilterStore, MailStore, QueueStore, ScriptStore, Store};
 }

@@ -107,6 +107,16 @@ pub struct Alias {
     pub targets: Vec<String>,
 }
 
+/// A user's Sieve script as listed (RFC 5804 LISTSCRIPTS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SieveScriptInfo {
+    pub name: String,
+    /// The one script that runs on delivery (at most one per account).
+    pub active: bool,
+    /// Bytes of its source.
+    pub size: u64,
+}
+
 /// RFC 6154 special-use attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SpecialUse {

@@ -86,6 +86,9 @@ enum Command {
     /// Manage aliases.
     #[command(subcommand)]
     Alias(AliasCmd),
+    /// Users' Sieve scripts (what ManageSieve clients upload).
+    #[command(subcommand)]
+    Sieve(SieveCmd),
     /// Look at stored mail.
     #[command(subcommand)]
     Mail(MailCmd),
@@ -432,6 +435,36 @@ enum AliasCmd {
 }
 
 #[derive(Subcommand)]
+enum SieveCmd {
+    /// A user's scripts; the one delivery runs is marked active.
+    List { email: String },
+    /// Print a script.
+    Get { email: String, name: String },
+    /// Store a script (from FILE, or standard input), checked first.
+    Put {
+        email: String,
+        name: String,
+        /// The script's file (`-` or none: standard input).
+        file: Option<PathBuf>,
+    },
+    /// Make a script the active one; `--none` leaves the user without one.
+    Activate {
+        email: String,
+        #[arg(required_unless_present = "none")]
+        name: Option<String>,
+        #[arg(long, conflicts_with = "name")]
+        none: bool,
+    },
+    /// Delete a script (not the active one).
+    Delete { email: String, name: String },
+    /// Check a script without storing it: prints `ok`, or the error with its line and column.
+    Check {
+        /// The script's file (`-` or none: standard input).
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum MailCmd {
     /// One line per message: UID, date, size, from, subject (tab-separated).
     List {
@@ -619,6 +652,29 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             AliasCmd::List => AdminRequest::AliasList,
             AliasCmd::Remove { address, target } => AdminRequest::AliasRemove { address, target },
         },
+        Command::Sieve(cmd) => match cmd {
+            SieveCmd::List { email } => AdminRequest::SieveList { email },
+            SieveCmd::Get { email, name } => AdminRequest::SieveGet { email, name },
+            SieveCmd::Put { email, name, file } => {
+                AdminRequest::SievePut { email, name, source: read_text_input(file.as_deref())? }
+            }
+            SieveCmd::Activate { email, name, none: _ } => AdminRequest::SieveActivate { email, name },
+            SieveCmd::Delete { email, name } => AdminRequest::SieveDelete { email, name },
+            // Checked here: no server needed.
+            SieveCmd::Check { file } => {
+                let source = read_text_input(file.as_deref())?;
+                return match tern_sieve::compile(&source) {
+                    Ok(_) => {
+                        write_stdout(b"ok\n")?;
+                        Ok(std::process::ExitCode::SUCCESS)
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        Ok(std::process::ExitCode::FAILURE)
+                    }
+                };
+            }
+        },
         Command::Mail(cmd) => match cmd {
             MailCmd::List { email, mailbox } => AdminRequest::MailList { email, mailbox },
             MailCmd::Show { email, mailbox, uid } => AdminRequest::MailShow { email, mailbox, uid },
@@ -784,7 +840,7 @@ async fn store_migrate(config: &Config, url: &str) -> anyhow::Result<String> {
     let s = copied.context("copy to PostgreSQL")?;
     Ok(format!(
         "copied in {:.1} s: {} domains, {} accounts, {} aliases, {} mailboxes, {} messages ({} already there), \
-         {} queued, {} quarantined, {} spam models\n\
+         {} queued, {} quarantined, {} spam models, {} Sieve scripts\n\
          Now set in the configuration of every node:\n[store]\nbackend = \"postgres\"\nurl = \"...\"   (the URL given with --to)\n",
         started.elapsed().as_secs_f64(),
         s.domains,
@@ -796,6 +852,7 @@ async fn store_migrate(config: &Config, url: &str) -> anyhow::Result<String> {
         s.queued,
         s.quarantined,
         s.spam_models,
+        s.sieve_scripts,
     ))
 }
 
@@ -874,5 +931,20 @@ impl Admin {
             store.shutdown().await?;
         }
         Ok(())
+    }
+}
+
+/// A text file's content, or standard input for `-` or none.
+fn read_text_input(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    use std::io::Read;
+    match file {
+        Some(path) if path != std::path::Path::new("-") => {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+        }
+        _ => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
+            Ok(text)
+        }
     }
 }

@@ -66,6 +66,12 @@ fn encoded_characters_decode() {
 }
 
 #[test]
+fn nul_is_refused_with_its_place() {
+    let e = error("keep;\n# a\0b\n");
+    assert_eq!((e.pos.line, e.pos.column), (2, 4));
+}
+
+#[test]
 fn oversized_script_is_refused() {
     let big = format!("# {}\nkeep;", "x".repeat(MAX_SCRIPT_BYTES));
     assert!(error(&big).message.contains("larger"));

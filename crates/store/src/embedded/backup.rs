@@ -38,7 +38,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
 
 impl Engine {
     /// The keyspaces a backup holds (not the full-text queues: the index is rebuilt).
-    fn backed_up(&self) -> [(&'static str, &fjall::Keyspace); 20] {
+    fn backed_up(&self) -> [(&'static str, &fjall::Keyspace); 21] {
         use keys::ks;
         [
             (ks::META, &self.meta),
@@ -61,6 +61,7 @@ impl Engine {
             (ks::SUBSCRIPTIONS, &self.subscriptions),
             (ks::SPAM, &self.spam),
             (ks::QUARANTINE, &self.quarantine),
+            (ks::SIEVE, &self.sieve),
         ]
     }
 

@@ -65,6 +65,24 @@ pub mod ks {
     /// Quarantined messages: `e` ++ id → QuarantineEntry (JSON); `m` ++ id → the message. The
     /// entries come first under their own prefix, so listing them never reads a message.
     pub const QUARANTINE: &str = "quarantine";
+    /// Sieve scripts: `s` ++ account id ++ name → source; `a` ++ account id → the active
+    /// script's name. Added without a format change: an older store simply has none.
+    pub const SIEVE: &str = "sieve";
+}
+
+/// `s` ++ account (++ name): a Sieve script's key, or with an empty name the account's prefix.
+pub fn sieve_script_key(account: AccountId, name: &str) -> Vec<u8> {
+    let mut k = vec![b's'];
+    k.extend_from_slice(&account.to_be_bytes());
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// `a` ++ account: where the name of the account's active Sieve script is.
+pub fn sieve_active_key(account: AccountId) -> Vec<u8> {
+    let mut k = vec![b'a'];
+    k.extend_from_slice(&account.to_be_bytes());
+    k
 }
 
 /// The prefix of a spam model's keys: `g` for the global model, `a` ++ account id.

@@ -14,7 +14,7 @@ pub use keys::FORMAT_VERSION;
 use crate::codec::*;
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
-use crate::{ChangeFeed, DirectoryStore, FilterStore, MailStore, MessageSummary, QueueStore, Store};
+use crate::{ChangeFeed, DirectoryStore, FilterStore, MailStore, MessageSummary, QueueStore, ScriptStore, Store};
 use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
 use keys::ks;
@@ -22,7 +22,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use writer::{Op, OpResult, Request, Writer};
+use writer::{Op, OpResult, Request, SieveOp, Writer};
 
 /// Open database handles, shared by the writer and the readers.
 pub(crate) struct Engine {
@@ -49,6 +49,7 @@ pub(crate) struct Engine {
     subscriptions: Keyspace,
     spam: Keyspace,
     quarantine: Keyspace,
+    sieve: Keyspace,
     /// Where contents of [`blobfile::FILE_THRESHOLD`] bytes or more live.
     blob_dir: std::path::PathBuf,
     /// The queue's due index (`queue_due`) in memory: claims would otherwise scan the
@@ -111,6 +112,7 @@ impl Engine {
             quarantine: db.keyspace(ks::QUARANTINE, || {
                 KeyspaceCreateOptions::default().with_kv_separation(Some(KvSeparationOptions::default()))
             })?,
+            sieve: open(ks::SIEVE)?,
             blob_dir: blobfile::directory(path),
             due: Mutex::new(std::collections::BTreeSet::new()),
             fts_queue: Mutex::default(),
@@ -744,6 +746,57 @@ impl QueueStore for EmbeddedStore {
             OpResult::Bool(b) => Ok(b),
             _ => unexpected(),
         }
+    }
+}
+
+#[async_trait]
+impl ScriptStore for EmbeddedStore {
+    async fn sieve_list(&self, account: AccountId) -> StoreResult<Vec<SieveScriptInfo>> {
+        self.read(move |e| {
+            let active = e.sieve.get(keys::sieve_active_key(account))?;
+            let prefix = keys::sieve_script_key(account, "");
+            let mut out = Vec::new();
+            for item in e.sieve.prefix(&prefix) {
+                let (key, value) = item.into_inner()?;
+                let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                let is_active = active.as_deref() == Some(name.as_bytes());
+                out.push(SieveScriptInfo { name, active: is_active, size: value.len() as u64 });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn sieve_get(&self, account: AccountId, name: &str) -> StoreResult<Option<String>> {
+        let key = keys::sieve_script_key(account, name);
+        self.read(move |e| Ok(e.sieve.get(&key)?.map(|v| String::from_utf8_lossy(&v).into_owned()))).await
+    }
+
+    async fn sieve_active(&self, account: AccountId) -> StoreResult<Option<(String, String)>> {
+        self.read(move |e| {
+            let Some(name) = e.sieve.get(keys::sieve_active_key(account))? else { return Ok(None) };
+            let name = String::from_utf8_lossy(&name).into_owned();
+            let source = e.sieve.get(keys::sieve_script_key(account, &name))?;
+            Ok(source.map(|s| (name, String::from_utf8_lossy(&s).into_owned())))
+        })
+        .await
+    }
+
+    async fn sieve_put(&self, account: AccountId, name: &str, source: &str) -> StoreResult<()> {
+        let op = Op::Sieve(account, SieveOp::Put(name.to_string(), source.to_string()));
+        self.write(op).await.map(|_| ())
+    }
+
+    async fn sieve_activate(&self, account: AccountId, name: Option<&str>) -> StoreResult<()> {
+        self.write(Op::Sieve(account, SieveOp::Activate(name.map(str::to_string)))).await.map(|_| ())
+    }
+
+    async fn sieve_delete(&self, account: AccountId, name: &str) -> StoreResult<()> {
+        self.write(Op::Sieve(account, SieveOp::Delete(name.to_string()))).await.map(|_| ())
+    }
+
+    async fn sieve_rename(&self, account: AccountId, from: &str, to: &str) -> StoreResult<()> {
+        self.write(Op::Sieve(account, SieveOp::Rename(from.to_string(), to.to_string()))).await.map(|_| ())
     }
 }
 

@@ -81,7 +81,16 @@ pub(crate) enum Op {
     QuarantineRemove(u64),
     /// Deliver and remove from the quarantine in one batch.
     QuarantineRelease(u64, Box<Delivery>),
+    Sieve(AccountId, SieveOp),
     Shutdown,
+}
+
+/// A change to an account's Sieve scripts (see [`crate::ScriptStore`]).
+pub(crate) enum SieveOp {
+    Put(String, String),
+    Activate(Option<String>),
+    Delete(String),
+    Rename(String, String),
 }
 
 pub(crate) enum OpResult {
@@ -312,6 +321,11 @@ impl Writer {
                 self.save_counters(&mut batch);
                 batch.commit()?;
                 Ok(OpResult::Id(entry.id))
+            }
+            Op::Sieve(account, op) => {
+                self.sieve(account, op)?;
+                changes.push(StoreChange::Account { account });
+                Ok(OpResult::Unit)
             }
             Op::QuarantineRemove(id) => {
                 let existed = self.engine.quarantine.get(keys::quarantine_key(id, b'e'))?.is_some();
@@ -1199,6 +1213,54 @@ impl Writer {
         Ok(())
     }
 
+    fn sieve(&mut self, account: AccountId, op: SieveOp) -> StoreResult<()> {
+        let e = Arc::clone(&self.engine);
+        if e.account(account)?.is_none() {
+            return Err(StoreError::NotFound(format!("account {account}")));
+        }
+        let active_key = keys::sieve_active_key(account);
+        let active = e.sieve.get(&active_key)?.map(|v| String::from_utf8_lossy(&v).into_owned());
+        let exists =
+            |name: &str| -> StoreResult<bool> { Ok(e.sieve.contains_key(keys::sieve_script_key(account, name))?) };
+        let mut batch = e.db.batch();
+        match op {
+            SieveOp::Put(name, source) => {
+                batch.insert(&e.sieve, keys::sieve_script_key(account, &name), source.into_bytes())
+            }
+            SieveOp::Activate(None) => batch.remove(&e.sieve, active_key),
+            SieveOp::Activate(Some(name)) => {
+                if !exists(&name)? {
+                    return Err(StoreError::NotFound(format!("script {name}")));
+                }
+                batch.insert(&e.sieve, active_key, name.into_bytes());
+            }
+            SieveOp::Delete(name) => {
+                if !exists(&name)? {
+                    return Err(StoreError::NotFound(format!("script {name}")));
+                }
+                if active.as_deref() == Some(name.as_str()) {
+                    return Err(StoreError::Active(format!("script {name}")));
+                }
+                batch.remove(&e.sieve, keys::sieve_script_key(account, &name));
+            }
+            SieveOp::Rename(from, to) => {
+                let Some(source) = e.sieve.get(keys::sieve_script_key(account, &from))? else {
+                    return Err(StoreError::NotFound(format!("script {from}")));
+                };
+                if exists(&to)? {
+                    return Err(StoreError::Exists(format!("script {to}")));
+                }
+                batch.remove(&e.sieve, keys::sieve_script_key(account, &from));
+                batch.insert(&e.sieve, keys::sieve_script_key(account, &to), source.to_vec());
+                if active.as_deref() == Some(from.as_str()) {
+                    batch.insert(&e.sieve, active_key, to.into_bytes());
+                }
+            }
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
     fn account_remove(&mut self, id: AccountId, changes: &mut Vec<StoreChange>) -> StoreResult<bool> {
         let e = Arc::clone(&self.engine);
         let Some(account) = e.account(id)? else { return Ok(false) };
@@ -1219,6 +1281,10 @@ impl Writer {
         for item in e.threads.prefix(keys::u64_key(id)) {
             batch.remove(&e.threads, item.key()?);
         }
+        for item in e.sieve.prefix(keys::sieve_script_key(id, "")) {
+            batch.remove(&e.sieve, item.key()?);
+        }
+        batch.remove(&e.sieve, keys::sieve_active_key(id));
         self.release_blobs(&mut batch, released)?;
         batch.remove(&e.accounts, keys::u64_key(id).to_vec());
         batch.remove(&e.account_names, account.address.as_bytes().to_vec());

@@ -21,6 +21,7 @@ pub struct TestServer {
     pub imaps: SocketAddr,
     pub pop3: SocketAddr,
     pub pop3s: SocketAddr,
+    pub managesieve: SocketAddr,
     pub submission: SocketAddr,
     pub submissions: SocketAddr,
     pub https: SocketAddr,
@@ -45,7 +46,7 @@ impl TestServer {
         let data = dir.path().join("data");
         let config_path = dir.path().join("tern.toml");
         let config = format!(
-            "hostname = \"{HOSTNAME}\"\ndata_dir = \"{}\"\n[listen]\nsmtp = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\npop3 = [\"127.0.0.1:0\"]\npop3s = [\"127.0.0.1:0\"]\nsubmission = [\"127.0.0.1:0\"]\nsubmissions = [\"127.0.0.1:0\"]\n{https}{extra}\n",
+            "hostname = \"{HOSTNAME}\"\ndata_dir = \"{}\"\n[listen]\nsmtp = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\npop3 = [\"127.0.0.1:0\"]\npop3s = [\"127.0.0.1:0\"]\nmanagesieve = [\"127.0.0.1:0\"]\nsubmission = [\"127.0.0.1:0\"]\nsubmissions = [\"127.0.0.1:0\"]\n{https}{extra}\n",
             data.display()
         );
         std::fs::write(&config_path, config).expect("write config");
@@ -61,6 +62,7 @@ impl TestServer {
             imaps: unset,
             pop3: unset,
             pop3s: unset,
+            managesieve: unset,
             submission: unset,
             submissions: unset,
             https: unset,
@@ -145,6 +147,7 @@ impl TestServer {
                 self.imaps = addr("imaps").unwrap_or(self.imaps);
                 self.pop3 = addr("pop3").unwrap_or(self.pop3);
                 self.pop3s = addr("pop3s").unwrap_or(self.pop3s);
+                self.managesieve = addr("managesieve").unwrap_or(self.managesieve);
                 self.submission = addr("submission").unwrap_or(self.submission);
                 self.submissions = addr("submissions").unwrap_or(self.submissions);
                 self.https = addr("https").unwrap_or(self.https);
