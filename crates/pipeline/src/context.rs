@@ -45,6 +45,9 @@ pub struct Recipient {
     pub mailbox: MailboxSelector,
     pub flags: Flags,
     pub keywords: Vec<String>,
+    /// Accounts whose copies a Sieve script decided, with where they go (an empty list:
+    /// discarded). The other accounts get the copy `mailbox`, `flags` and `keywords` say.
+    pub filed: Vec<(AccountId, Vec<tern_store::DeliveryTarget>)>,
 }
 
 /// Everything the stages see and may change.

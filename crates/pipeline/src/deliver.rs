@@ -18,6 +18,10 @@ pub async fn commit_message(store: &Arc<dyn Store>, ctx: &mut MessageContext) ->
     let mut remote: Vec<NewQueueRecipient> = Vec::new();
     for r in &ctx.recipients {
         for account in &r.accounts {
+            if let Some((_, filed)) = r.filed.iter().find(|(a, _)| a == account) {
+                targets.extend(filed.iter().cloned());
+                continue;
+            }
             targets.push(DeliveryTarget {
                 account: *account,
                 mailbox: r.mailbox.clone(),

@@ -138,23 +138,35 @@ impl Pipeline {
 }
 
 /// The stages of the inbound path without authentication checks: spam scanning when given,
-/// trace headers.
-pub fn inbound(spam: Option<stages::ContentScan>) -> Pipeline {
+/// trace headers, then the recipients' Sieve scripts when given.
+pub fn inbound(spam: Option<stages::ContentScan>, sieve: Option<stages::SieveFilter>) -> Pipeline {
     let mut p = Pipeline::new();
     if let Some(spam) = spam {
         p = p.with(spam);
     }
-    p.with(stages::ReceivedHeader).with(stages::ReturnPath)
+    p = p.with(stages::ReceivedHeader).with(stages::ReturnPath);
+    if let Some(sieve) = sieve {
+        p = p.with(sieve);
+    }
+    p
 }
 
 /// The inbound path: SPF/DKIM/ARC/DMARC (results header, policy), spam scanning when given,
-/// then trace headers.
-pub fn inbound_verified(stage: stages::InboundAuthentication, spam: Option<stages::ContentScan>) -> Pipeline {
+/// trace headers, then the recipients' Sieve scripts (which see all of them) when given.
+pub fn inbound_verified(
+    stage: stages::InboundAuthentication,
+    spam: Option<stages::ContentScan>,
+    sieve: Option<stages::SieveFilter>,
+) -> Pipeline {
     let mut p = Pipeline::new().with(stage);
     if let Some(spam) = spam {
         p = p.with(spam);
     }
-    p.with(stages::ReceivedHeader).with(stages::ReturnPath)
+    p = p.with(stages::ReceivedHeader).with(stages::ReturnPath);
+    if let Some(sieve) = sieve {
+        p = p.with(sieve);
+    }
+    p
 }
 
 /// The stages of the submission path: sender check, virus scanning when given, RFC 6409

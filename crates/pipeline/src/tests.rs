@@ -25,6 +25,7 @@ fn ctx(recipients: usize, tls: bool) -> MessageContext {
             mailbox: MailboxSelector::Inbox,
             flags: Flags::default(),
             keywords: vec![],
+            filed: Vec::new(),
         })
         .collect();
     MessageContext::new(
@@ -40,7 +41,7 @@ fn ctx(recipients: usize, tls: bool) -> MessageContext {
 #[tokio::test]
 async fn trace_headers_are_prepended_in_order() {
     let mut c = ctx(1, true);
-    assert_eq!(inbound(None).run(&mut c).await, Outcome::Deliver);
+    assert_eq!(inbound(None, None).run(&mut c).await, Outcome::Deliver);
     let text = String::from_utf8(c.final_message()).unwrap();
     assert!(text.starts_with("Return-Path: <s@client.example>\r\nReceived: from client.example ([192.0.2.7])\r\n\tby mx.example.org (Tern) with ESMTPS id Q1\r\n\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)\r\n\tfor <u0@example.org>;\r\n\t"), "{text}");
     assert!(text.ends_with("+0000\r\nSubject: t\r\n\r\nhi\r\n"), "{text}");
@@ -51,7 +52,7 @@ async fn trace_headers_are_prepended_in_order() {
 #[tokio::test]
 async fn no_for_clause_with_several_recipients_and_plain_esmtp() {
     let mut c = ctx(2, false);
-    inbound(None).run(&mut c).await;
+    inbound(None, None).run(&mut c).await;
     let text = String::from_utf8(c.final_message()).unwrap();
     assert!(text.contains("with ESMTP id Q1;"), "{text}");
     assert!(!text.contains("for <"), "{text}");

@@ -106,6 +106,7 @@ async fn run(path: &Path) -> Result<(), String> {
         mailbox: MailboxSelector::Inbox,
         flags: Flags::default(),
         keywords: vec![],
+        filed: Vec::new(),
     };
     let mail_from = (!case.mail_from.is_empty()).then(|| case.mail_from.clone());
     let mut ctx = MessageContext::new(session(&case), "Q1".into(), mail_from, vec![recipient], message, 1_790_000_000);

@@ -190,7 +190,8 @@ fn certificate(config: &Config) -> anyhow::Result<Certificate> {
 type DmarcReporting = (Arc<tern_mailauth::verify::Verifier>, Arc<tern_mailauth::report::Aggregator>);
 
 /// The pipeline of mail arriving on port 25: SPF/DKIM/ARC/DMARC and iprev when
-/// `[inbound] verify` (with DMARC reporting when asked for), then the content scan.
+/// `[inbound] verify` (with DMARC reporting when asked for), then the content scan, trace
+/// headers and the recipients' Sieve scripts.
 fn inbound_pipeline(
     config: &Config,
     dns: &tern_dns::Dns,
@@ -198,6 +199,8 @@ fn inbound_pipeline(
     content_scan: Option<tern_pipeline::stages::ContentScan>,
 ) -> anyhow::Result<(tern_pipeline::Pipeline, Option<DmarcReporting>)> {
     let mut dmarc_reporting = None;
+    // Every inbound message meets its recipients' active Sieve scripts, last.
+    let sieve = Some(tern_pipeline::stages::SieveFilter::new(Arc::clone(directory.store())));
     let pipeline = match config.inbound.verify {
         true => {
             let psl = match &config.inbound.public_suffix_list {
@@ -231,9 +234,10 @@ fn inbound_pipeline(
                     },
                 },
                 content_scan,
+                sieve,
             )
         }
-        _ => tern_pipeline::inbound(content_scan),
+        _ => tern_pipeline::inbound(content_scan, sieve),
     };
     Ok((pipeline, dmarc_reporting))
 }

@@ -540,6 +540,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 mailbox: MailboxSelector::Inbox,
                 flags: Flags::default(),
                 keywords: vec![],
+                filed: Vec::new(),
             });
         }
         self.send(reply(250, (2, 1, 5), "Ok"));

@@ -29,7 +29,7 @@ async fn world(service: &'static str) -> World {
     let limits = tern_guard::ConnectionLimits::new(100, 10, vec![]);
     let auth = Arc::new(tern_guard::AuthGuard::from_config(&config));
     let memory = tern_guard::MessageMemory::new(64 << 20, dir.path().join("spool"));
-    let pipeline = tern_pipeline::inbound(None);
+    let pipeline = tern_pipeline::inbound(None, None);
     let server =
         SmtpServer::new(settings, directory, pipeline, None, limits, auth, None, memory, CancellationToken::new());
     World { _dir: dir, store, server }

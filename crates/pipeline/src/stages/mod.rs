@@ -12,3 +12,6 @@ pub use trace::{ReceivedHeader, ReturnPath, rfc5322_date};
 
 mod scan;
 pub use scan::{ContentScan, HEADER as SPAM_HEADER, arrival_facts, features_of};
+
+mod sieve;
+pub use sieve::SieveFilter;
