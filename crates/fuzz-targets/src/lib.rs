@@ -19,7 +19,54 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("address_list", address_list),
     ("auth_records", auth_records),
     ("proxy_header", proxy_header),
+    ("managesieve_command", managesieve_command),
+    ("sieve_script", sieve_script),
 ];
+
+/// ManageSieve commands as a session reads them: the input split in two arrivals, each
+/// command parsed from the front of what arrived, consumed, the rest parsed again.
+pub fn managesieve_command(data: &[u8]) {
+    use tern_managesieve::{Parse, parse, parse_sasl_line};
+    const MAX_LITERAL: usize = 4096;
+    let split = usize::from(data.first().copied().unwrap_or(0)) % (data.len() + 1);
+    let mut buffer: Vec<u8> = Vec::new();
+    for chunk in [&data[..split], &data[split..]] {
+        buffer.extend_from_slice(chunk);
+        loop {
+            match parse(&buffer, MAX_LITERAL) {
+                Parse::Done(_, n) | Parse::Bad(_, n) => {
+                    assert!(n > 0 && n <= buffer.len(), "consumed {n} of {}", buffer.len());
+                    buffer.drain(..n);
+                }
+                Parse::TooLarge(skip) => {
+                    assert!(skip > MAX_LITERAL, "refused a literal within the limit");
+                    buffer.drain(..skip.min(buffer.len()));
+                }
+                Parse::Incomplete => break,
+            }
+        }
+    }
+    let _ = parse_sasl_line(data, MAX_LITERAL);
+}
+
+/// A Sieve script as ManageSieve receives it: compiled (errors must name a place inside the
+/// script), and when it compiles, run against a small message within the default limits.
+pub fn sieve_script(data: &[u8]) {
+    let Ok(source) = std::str::from_utf8(data) else { return };
+    match tern_sieve::compile(source) {
+        Err(e) => assert!(e.pos.line as usize <= source.lines().count() + 1, "error outside the script: {e}"),
+        Ok(script) => {
+            let message = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: x\r\n\r\nbody\r\n";
+            let envelope =
+                tern_sieve::Envelope { from: Some("a@example.org".into()), to: "b@example.org".into(), auth: None };
+            let outcome =
+                tern_sieve::run(&script, message, &envelope, &tern_sieve::NoHost, &tern_sieve::Limits::default());
+            // A run ends with at least the implicit keep or what the script chose; never more
+            // actions than allowed (+1 for the implicit keep).
+            assert!(outcome.actions.len() <= tern_sieve::Limits::default().actions + 1);
+        }
+    }
+}
 
 /// SMTP command lines as a session reads them: line framing with the line limit, then each
 /// line parsed; the path parsers on the text after `MAIL FROM:` / `RCPT TO:` as well.

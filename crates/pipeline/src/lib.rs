@@ -170,12 +170,14 @@ pub fn inbound_verified(
 }
 
 /// The stages of the submission path: sender check, virus scanning when given, RFC 6409
-/// fix-ups, trace headers, 7-bit bodies, DKIM.
+/// fix-ups, trace headers, 7-bit bodies, DKIM, then the local recipients' Sieve scripts when
+/// given (a user's script sorts mail from colleagues as it sorts mail from outside).
 pub fn submission(
     directory: tern_directory::Directory,
     hostname: &str,
     dkim: bool,
     scan: Option<stages::ContentScan>,
+    sieve: Option<stages::SieveFilter>,
 ) -> Pipeline {
     let mut p = Pipeline::new().with(stages::SenderOwnership { directory: directory.clone() });
     if let Some(scan) = scan {
@@ -190,7 +192,11 @@ pub fn submission(
     }
     // Last, so that it sits on top where delivery removes it from copies that leave (RFC 5321
     // §4.4: Return-Path is added at final delivery only).
-    p.with(stages::ReturnPath)
+    p = p.with(stages::ReturnPath);
+    if let Some(sieve) = sieve {
+        p = p.with(sieve);
+    }
+    p
 }
 
 #[cfg(test)]

@@ -350,7 +350,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let submission = SmtpServer::new(
         SmtpSettings::from_config(&config, "submission"),
         directory.clone(),
-        tern_pipeline::submission(directory.clone(), &config.hostname, config.dkim.sign, content_scan(false)),
+        tern_pipeline::submission(
+            directory.clone(),
+            &config.hostname,
+            config.dkim.sign,
+            content_scan(false),
+            Some(tern_pipeline::stages::SieveFilter::new(Arc::clone(directory.store()))),
+        ),
         Some(tls.clone()),
         smtp_limits,
         Arc::clone(&auth_guard),

@@ -84,6 +84,23 @@ fn scripts_file_flag_reject_and_discard_at_delivery() {
 }
 
 #[test]
+fn mail_submitted_by_a_colleague_meets_the_script_too() {
+    let s = TestServer::started("");
+    s.ok_stdin(&["sieve", "put", "alice@example.test", "rules"], SCRIPT);
+    s.ok(&["sieve", "activate", "alice@example.test", "rules"]);
+    let mut c = Client::connect(s.submission);
+    c.greeting();
+    c.expect("EHLO client.test", 250);
+    // bob@example.test / secret (loopback: plaintext allowed in the test config).
+    c.expect("AUTH PLAIN AGJvYkBleGFtcGxlLnRlc3QAc2VjcmV0", 235);
+    let data = b"From: bob@example.test\r\nTo: alice@example.test\r\nSubject: project hermes\r\n\r\nhi\r\n.\r\n";
+    let r = c.transaction("bob@example.test", &["alice@example.test"], data);
+    assert_eq!(r.code, 250, "{r:?}");
+    c.expect("QUIT", 221);
+    assert_eq!(flags_in(&s, "alice@example.test", "Projects/hermes").len(), 1);
+}
+
+#[test]
 fn a_script_over_its_budget_keeps_the_mail() {
     let s = TestServer::started("");
     // Each `set` doubles the value up to its cap; thousands of `:matches` steps follow.
