@@ -437,26 +437,44 @@ enum AliasCmd {
 #[derive(Subcommand)]
 enum SieveCmd {
     /// A user's scripts; the one delivery runs is marked active.
-    List { email: String },
+    List {
+        /// The user's address.
+        email: String,
+    },
     /// Print a script.
-    Get { email: String, name: String },
+    Get {
+        /// The user's address.
+        email: String,
+        /// The script's name.
+        name: String,
+    },
     /// Store a script (from FILE, or standard input), checked first.
     Put {
+        /// The user's address.
         email: String,
+        /// The script's name (a script of that name is replaced).
         name: String,
         /// The script's file (`-` or none: standard input).
         file: Option<PathBuf>,
     },
     /// Make a script the active one; `--none` leaves the user without one.
     Activate {
+        /// The user's address.
         email: String,
+        /// The script to run at delivery.
         #[arg(required_unless_present = "none")]
         name: Option<String>,
+        /// No script runs for this user.
         #[arg(long, conflicts_with = "name")]
         none: bool,
     },
     /// Delete a script (not the active one).
-    Delete { email: String, name: String },
+    Delete {
+        /// The user's address.
+        email: String,
+        /// The script's name.
+        name: String,
+    },
     /// Check a script without storing it: prints `ok`, or the error with its line and column.
     Check {
         /// The script's file (`-` or none: standard input).
