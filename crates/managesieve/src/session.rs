@@ -219,7 +219,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
                 Parse::Bad(why, n) => {
                     let n = n.min(self.inbuf.len());
                     self.inbuf.drain(..n);
-                    tracing::debug!(why = %why, "bad command");
+                    tracing::debug!(why = ?why, "bad command");
                     self.no(None, &why);
                     continue;
                 }
@@ -434,7 +434,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
                     }
                 }
                 if let Err(why) = Self::check(&script) {
-                    tracing::info!(script = %name, error = %why, "script refused");
+                    tracing::info!(script = ?name, error = ?why, "script refused");
                     self.no(None, &why);
                     return Next::Continue;
                 }

@@ -55,7 +55,7 @@ impl SieveFilter {
                 Ok(script) => Some(Arc::new(script)),
                 Err(e) => {
                     // Stored scripts were checked on upload; a newer Tern may refuse an old one.
-                    tracing::warn!(account, script = %name, error = %e, "the active Sieve script does not compile; keeping mail");
+                    tracing::warn!(account, script = ?name, error = ?e.to_string(), "the active Sieve script does not compile; keeping mail");
                     None
                 }
             },
@@ -215,7 +215,7 @@ impl Stage for SieveFilter {
             metrics::counter!("tern_sieve_runs_total").increment(1);
             if let Some(e) = &outcome.error {
                 metrics::counter!("tern_sieve_errors_total").increment(1);
-                tracing::warn!(account, error = %e, steps = outcome.steps, "Sieve script ended early; implicit keep");
+                tracing::warn!(account, error = ?e.to_string(), steps = outcome.steps, "Sieve script ended early; implicit keep");
             }
             let recipient = &mut ctx.recipients[i];
             let mut targets = Vec::new();
@@ -238,7 +238,7 @@ impl Stage for SieveFilter {
                             && let Err(e) =
                                 self.store.mailbox_create(account, tern_store::NewMailbox::new(&mailbox, None)).await
                         {
-                            tracing::warn!(account, mailbox = %mailbox, error = %e, "fileinto :create failed");
+                            tracing::warn!(account, mailbox = ?mailbox, error = %e, "fileinto :create failed");
                         }
                         let (f, keywords) = flags_of(&flags);
                         targets.push(DeliveryTarget {
@@ -257,7 +257,7 @@ impl Stage for SieveFilter {
                     Action::Discard => {}
                     // Not sent yet (issue 15): logged so the admin sees the script asked.
                     Action::Vacation(reply) => {
-                        tracing::info!(account, to = %reply.to, "Sieve vacation reply not sent (not implemented yet)")
+                        tracing::info!(account, to = ?reply.to, "Sieve vacation reply not sent (not implemented yet)")
                     }
                 }
             }
