@@ -517,7 +517,7 @@ impl DirectoryStore for PgStore {
                     tx.run("DELETE FROM expunged WHERE mailbox = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                     tx.run("DELETE FROM mailboxes WHERE id = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                 }
-                for table in ["subscriptions", "threads", "sieve_scripts"] {
+                for table in ["subscriptions", "threads", "sieve_scripts", "sieve_seen"] {
                     tx.run(&format!("DELETE FROM {table} WHERE account = $1"), &[&id(account)])
                         .await
                         .map_err(pg_error)?;

@@ -155,6 +155,12 @@ pub const MIGRATIONS: &[&str] = &[
                                 active BOOLEAN NOT NULL DEFAULT false, PRIMARY KEY (account, name));
     CREATE UNIQUE INDEX sieve_scripts_active ON sieve_scripts (account) WHERE active;
     "#,
+    // 8: ids a Sieve script asked to remember (RFC 7352 duplicates, RFC 5230 vacation
+    // replies), by SHA-256, until they expire.
+    r#"
+    CREATE TABLE sieve_seen (account BIGINT NOT NULL, id BYTEA NOT NULL, expires_at BIGINT NOT NULL,
+                             PRIMARY KEY (account, id));
+    "#,
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`]; returns the version it found.

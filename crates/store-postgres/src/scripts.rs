@@ -153,4 +153,47 @@ impl ScriptStore for PgStore {
         })
         .await
     }
+
+    async fn sieve_seen(&self, account: AccountId, seen_id: &str, now: i64) -> StoreResult<bool> {
+        let client = self.client().await?;
+        let row = client
+            .maybe_row(
+                "SELECT 1 FROM sieve_seen WHERE account = $1 AND id = sha256(convert_to($2, 'UTF8')) AND expires_at >= $3",
+                &[&id(account), &seen_id, &now],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.is_some())
+    }
+
+    async fn sieve_remember(&self, account: AccountId, ids: Vec<(String, i64)>) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (texts, expiries): (Vec<String>, Vec<i64>) = ids.into_iter().unzip();
+        // Now and then (about one write in 64), the account's expired records go.
+        let prune = texts.first().is_some_and(|t| t.bytes().fold(0u8, |h, b| h.wrapping_mul(31).wrapping_add(b)) < 4);
+        self.write(move |tx, _changes| {
+            Box::pin(async move {
+                tx.run(
+                    "INSERT INTO sieve_seen (account, id, expires_at)
+                     SELECT $1, sha256(convert_to(t, 'UTF8')), e FROM unnest($2::text[], $3::bigint[]) AS u(t, e)
+                     ON CONFLICT (account, id) DO UPDATE SET expires_at = excluded.expires_at",
+                    &[&id(account), &texts, &expiries],
+                )
+                .await
+                .map_err(pg_error)?;
+                if prune {
+                    tx.run(
+                        "DELETE FROM sieve_seen WHERE account = $1 AND expires_at < $2",
+                        &[&id(account), &tern_store::now_unix()],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
 }

@@ -329,6 +329,40 @@ pub async fn sieve_scripts_one_active_survive_restart_and_go_with_the_account(ba
     store.shutdown().await.unwrap();
 }
 
+pub async fn sieve_ids_are_remembered_until_they_expire(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let a = account(&*store, "a@example.org").await;
+    let b = account(&*store, "b@example.org").await;
+    let now = crate::now_unix();
+    assert!(!store.sieve_seen(a.id, "dup\u{1}<m1@x>", now).await.unwrap());
+    let long = "v".repeat(10_000);
+    store
+        .sieve_remember(
+            a.id,
+            vec![("dup\u{1}<m1@x>".into(), now + 60), ("old".into(), now - 1), (long.clone(), now + 5)],
+        )
+        .await
+        .unwrap();
+    assert!(store.sieve_seen(a.id, "dup\u{1}<m1@x>", now).await.unwrap());
+    assert!(store.sieve_seen(a.id, &long, now).await.unwrap(), "long ids are kept by their hash");
+    assert!(!store.sieve_seen(a.id, "old", now).await.unwrap(), "expired");
+    assert!(!store.sieve_seen(a.id, "dup\u{1}<m1@x>", now + 61).await.unwrap(), "expired later");
+    assert!(!store.sieve_seen(b.id, "dup\u{1}<m1@x>", now).await.unwrap(), "per account");
+    // A new expiry replaces the old one.
+    store.sieve_remember(a.id, vec![("old".into(), now + 100)]).await.unwrap();
+    assert!(store.sieve_seen(a.id, "old", now + 99).await.unwrap());
+    store.shutdown().await.unwrap();
+    drop(store);
+
+    let store = backend.open().await;
+    assert!(store.sieve_seen(a.id, "dup\u{1}<m1@x>", now).await.unwrap(), "survives a restart");
+    assert!(store.account_remove(a.id).await.unwrap());
+    let again = account(&*store, "a@example.org").await;
+    assert!(!store.sieve_seen(again.id, "dup\u{1}<m1@x>", now).await.unwrap());
+    assert!(!store.sieve_seen(a.id, "dup\u{1}<m1@x>", now).await.unwrap(), "gone with the account");
+    store.shutdown().await.unwrap();
+}
+
 pub async fn special_use_target_falls_back_to_inbox(backend: &dyn Backend) {
     let store = backend.open().await;
     let a = store
@@ -736,7 +770,7 @@ pub async fn changes_reach_hooks_before_the_answer_and_subscribers_in_order(back
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
+        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, sieve_ids_are_remembered_until_they_expire, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

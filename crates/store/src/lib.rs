@@ -231,6 +231,12 @@ pub trait ScriptStore: Send + Sync + 'static {
     async fn sieve_delete(&self, account: AccountId, name: &str) -> StoreResult<()>;
     /// Renames a script, keeping whether it is active. `NotFound`, or `Exists` for the new name.
     async fn sieve_rename(&self, account: AccountId, from: &str, to: &str) -> StoreResult<()>;
+    /// Whether `id` (a duplicate id of RFC 7352, a vacation reply's sender and handle of
+    /// RFC 5230) was remembered for the account and has not expired at `now`.
+    async fn sieve_seen(&self, account: AccountId, id: &str, now: i64) -> StoreResult<bool>;
+    /// Remembers ids until their expiry (unix seconds), replacing an earlier expiry. Expired
+    /// records are dropped by the backend in its own time.
+    async fn sieve_remember(&self, account: AccountId, ids: Vec<(String, i64)>) -> StoreResult<()>;
 }
 
 /// Committed changes, for IMAP IDLE, the queue's wake-up and the caches.

@@ -66,7 +66,7 @@ pub mod ks {
     /// entries come first under their own prefix, so listing them never reads a message.
     pub const QUARANTINE: &str = "quarantine";
     /// Sieve scripts: `s` ++ account id ++ name → source; `a` ++ account id → the active
-    /// script's name. Added without a format change: an older store simply has none.
+    /// script's name; `t` ++ account id ++ hash → a remembered id's expiry. Added without a format change: an older store simply has none.
     pub const SIEVE: &str = "sieve";
 }
 
@@ -75,6 +75,17 @@ pub fn sieve_script_key(account: AccountId, name: &str) -> Vec<u8> {
     let mut k = vec![b's'];
     k.extend_from_slice(&account.to_be_bytes());
     k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// `t` ++ account ++ BLAKE3 of the id: a remembered Sieve id (duplicate, vacation reply)
+/// → its expiry (unix seconds, big-endian); with `None` the account's prefix.
+pub fn sieve_seen_key(account: AccountId, id: Option<&str>) -> Vec<u8> {
+    let mut k = vec![b't'];
+    k.extend_from_slice(&account.to_be_bytes());
+    if let Some(id) = id {
+        k.extend_from_slice(blake3::hash(id.as_bytes()).as_bytes());
+    }
     k
 }
 

@@ -798,6 +798,18 @@ impl ScriptStore for EmbeddedStore {
     async fn sieve_rename(&self, account: AccountId, from: &str, to: &str) -> StoreResult<()> {
         self.write(Op::Sieve(account, SieveOp::Rename(from.to_string(), to.to_string()))).await.map(|_| ())
     }
+
+    async fn sieve_seen(&self, account: AccountId, id: &str, now: i64) -> StoreResult<bool> {
+        let key = keys::sieve_seen_key(account, Some(id));
+        self.read(move |e| Ok(e.sieve.get(&key)?.is_some_and(|v| writer::read_expiry(&v) >= now))).await
+    }
+
+    async fn sieve_remember(&self, account: AccountId, ids: Vec<(String, i64)>) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.write(Op::Sieve(account, SieveOp::Remember(ids))).await.map(|_| ())
+    }
 }
 
 #[async_trait]

@@ -85,12 +85,19 @@ pub(crate) enum Op {
     Shutdown,
 }
 
+/// A remembered Sieve id's expiry (unix seconds; a damaged value counts as expired).
+pub(crate) fn read_expiry(value: &[u8]) -> i64 {
+    value.try_into().map(i64::from_be_bytes).unwrap_or(i64::MIN)
+}
+
 /// A change to an account's Sieve scripts (see [`crate::ScriptStore`]).
 pub(crate) enum SieveOp {
     Put(String, String),
     Activate(Option<String>),
     Delete(String),
     Rename(String, String),
+    /// Ids to remember with their expiry (not a change of the scripts).
+    Remember(Vec<(String, i64)>),
 }
 
 pub(crate) enum OpResult {
@@ -323,8 +330,11 @@ impl Writer {
                 Ok(OpResult::Id(entry.id))
             }
             Op::Sieve(account, op) => {
+                let remember = matches!(op, SieveOp::Remember(_));
                 self.sieve(account, op)?;
-                changes.push(StoreChange::Account { account });
+                if !remember {
+                    changes.push(StoreChange::Account { account });
+                }
                 Ok(OpResult::Unit)
             }
             Op::QuarantineRemove(id) => {
@@ -1256,6 +1266,21 @@ impl Writer {
                     batch.insert(&e.sieve, active_key, to.into_bytes());
                 }
             }
+            SieveOp::Remember(ids) => {
+                let now = crate::now_unix();
+                for (id, expires) in &ids {
+                    batch.insert(&e.sieve, keys::sieve_seen_key(account, Some(id)), expires.to_be_bytes().to_vec());
+                }
+                // Now and then (about one write in 64), the account's expired records go.
+                if ids.first().is_some_and(|(id, _)| blake3::hash(id.as_bytes()).as_bytes()[0] < 4) {
+                    for item in e.sieve.prefix(keys::sieve_seen_key(account, None)) {
+                        let (key, value) = item.into_inner()?;
+                        if read_expiry(&value) < now {
+                            batch.remove(&e.sieve, key);
+                        }
+                    }
+                }
+            }
         }
         batch.commit()?;
         Ok(())
@@ -1285,6 +1310,9 @@ impl Writer {
             batch.remove(&e.sieve, item.key()?);
         }
         batch.remove(&e.sieve, keys::sieve_active_key(id));
+        for item in e.sieve.prefix(keys::sieve_seen_key(id, None)) {
+            batch.remove(&e.sieve, item.key()?);
+        }
         self.release_blobs(&mut batch, released)?;
         batch.remove(&e.accounts, keys::u64_key(id).to_vec());
         batch.remove(&e.account_names, account.address.as_bytes().to_vec());
