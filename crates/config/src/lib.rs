@@ -78,6 +78,7 @@ pub struct Config {
     pub imap: Imap,
     pub pop3: Pop3,
     pub managesieve: ManageSieve,
+    pub sieve: Sieve,
     pub auth: Auth,
     pub limits: Limits,
     pub directory: Directory,
@@ -109,6 +110,7 @@ impl Default for Config {
             imap: Imap::default(),
             pop3: Pop3::default(),
             managesieve: ManageSieve::default(),
+            sieve: Sieve::default(),
             auth: Auth::default(),
             limits: Limits::default(),
             directory: Directory::default(),
@@ -266,6 +268,16 @@ impl Default for ManageSieve {
             max_scripts: 100,
         }
     }
+}
+
+/// Sieve at delivery.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sieve {
+    /// The admin's script, run for every local recipient before the user's own (as
+    /// Dovecot's `sieve_before`); the user's script does not run when it ends with `stop`.
+    /// Checked at startup: a script that does not compile stops the server with its line.
+    pub before: Option<PathBuf>,
 }
 
 /// Client authentication (IMAP, POP3, submission).

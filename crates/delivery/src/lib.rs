@@ -411,10 +411,12 @@ impl DeliveryService {
     async fn attempt_entry(&self, entry: &QueueEntry) -> anyhow::Result<()> {
         let now = self.clock.unix();
         let id = entry.message.id;
-        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        // One transaction per destination domain and reverse path (forwarded copies carry
+        // their own, rewritten one).
+        let mut groups: BTreeMap<(String, Option<String>), Vec<usize>> = BTreeMap::new();
         for (i, r) in entry.recipients.iter().enumerate() {
             if !r.is_final() && r.next_attempt <= now {
-                groups.entry(r.domain.clone()).or_default().push(i);
+                groups.entry((r.domain.clone(), r.sender.clone())).or_default().push(i);
             }
         }
         if groups.is_empty() {
@@ -424,9 +426,21 @@ impl DeliveryService {
         // The content is read once, by the first domain group that gets a connection slot:
         // entries waiting for a slot hold no message in memory.
         let raw: tokio::sync::OnceCell<Option<Arc<Vec<u8>>>> = tokio::sync::OnceCell::new();
-        let attempts = groups.into_iter().map(|(domain, indices)| {
+        let groups: Vec<(String, Vec<usize>, Option<QueueEntry>)> = groups
+            .into_iter()
+            .map(|((domain, sender), indices)| {
+                let own = sender.map(|sender| {
+                    let mut copy = entry.clone();
+                    copy.message.envelope.mail_from = Some(sender);
+                    copy
+                });
+                (domain, indices, own)
+            })
+            .collect();
+        let attempts = groups.iter().map(|(domain, indices, own)| {
             let raw = &raw;
-            async move { self.deliver_domain(entry, raw, &domain, &indices).await }
+            let entry = own.as_ref().unwrap_or(entry);
+            async move { self.deliver_domain(entry, raw, domain, indices).await }
         });
         let outcomes: Vec<(usize, Outcome)> =
             futures::future::try_join_all(attempts).await?.into_iter().flatten().collect();

@@ -17,10 +17,15 @@ const HOUR: u64 = 3600;
 /// What the remote side answers for a domain.
 type Answer = fn(&str) -> Outcome;
 
+/// The reverse path of each courier call, with its recipients.
+type Senders = Arc<Mutex<Vec<(Option<String>, Vec<String>)>>>;
+
 /// Answers each call with the next scripted outcome and reports the call.
 struct Script {
     answers: Mutex<VecDeque<Answer>>,
     calls: mpsc::UnboundedSender<(String, usize)>,
+    /// The reverse path of each call, with its recipients.
+    senders: Senders,
 }
 
 #[async_trait::async_trait]
@@ -32,6 +37,8 @@ impl Courier for Script {
             .expect("script")
             .pop_front()
             .unwrap_or(|_| Outcome::temporary("451 4.3.0 unscripted", None));
+        let rcpts = parcel.recipients.iter().map(|&i| parcel.entry.recipients[i].address.clone()).collect();
+        self.senders.lock().expect("senders").push((parcel.entry.message.envelope.mail_from.clone(), rcpts));
         let _ = self.calls.send((parcel.domain.to_string(), parcel.recipients.len()));
         parcel.recipients.iter().map(|&i| (i, answer(parcel.domain))).collect()
     }
@@ -43,6 +50,7 @@ struct World {
     clock: Arc<ManualClock>,
     service: Arc<DeliveryService>,
     calls: mpsc::UnboundedReceiver<(String, usize)>,
+    senders: Senders,
     shutdown: CancellationToken,
 }
 
@@ -59,7 +67,8 @@ async fn world(answers: Vec<Answer>, lifetime_hours: u64) -> World {
     config.delivery.lifetime_seconds = lifetime_hours * HOUR;
     config.delivery.delay_notice_seconds = 0;
     let (tx, calls) = mpsc::unbounded_channel();
-    let courier = Arc::new(Script { answers: Mutex::new(answers.into()), calls: tx });
+    let senders = Arc::new(Mutex::new(Vec::new()));
+    let courier = Arc::new(Script { answers: Mutex::new(answers.into()), calls: tx, senders: Arc::clone(&senders) });
     let clock = ManualClock::new();
     let dns = tern_dns::Dns::memory(Arc::new(tern_dns::MemoryResolver::new()));
     let shutdown = CancellationToken::new();
@@ -67,26 +76,40 @@ async fn world(answers: Vec<Answer>, lifetime_hours: u64) -> World {
         DeliveryService::with_courier(&config, directory, dns, shutdown.clone(), courier, Arc::clone(&clock) as _)
             .expect("service");
     tokio::spawn(Arc::clone(&service).run());
-    World { _dir: dir, store, clock, service, calls, shutdown }
+    World { _dir: dir, store, clock, service, calls, senders, shutdown }
 }
 
 impl World {
     /// Queues a message from alice to `to` (remote addresses), as submission would.
     async fn queue(&self, to: &[&str]) -> u64 {
+        let to: Vec<(&str, Option<&str>)> = to.iter().map(|a| (*a, None)).collect();
+        self.queue_with(&to).await
+    }
+
+    /// Queues a message from alice to `to`, each with its own reverse path when given (a
+    /// forwarded copy's SRS sender).
+    async fn queue_with(&self, to: &[(&str, Option<&str>)]) -> u64 {
         let raw = b"From: alice@example.test\r\nTo: bob@remote.test\r\nSubject: queued\r\n\r\nhello\r\n".to_vec();
         let envelope = DeliveryEnvelope {
             mail_from: Some("alice@example.test".into()),
             recipients: to
                 .iter()
-                .map(|a| EnvelopeRecipient { address: a.to_string(), orcpt: None, notify: None })
+                .map(|(a, _)| EnvelopeRecipient { address: a.to_string(), orcpt: None, notify: None })
                 .collect(),
             source: "test".into(),
             received_at: tern_guard::Clock::unix(&*self.clock),
             ..Default::default()
         };
         let mut delivery = Delivery::prepare(raw, envelope, vec![]);
-        delivery.remote =
-            to.iter().map(|a| NewQueueRecipient { address: a.to_string(), orcpt: None, notify: None }).collect();
+        delivery.remote = to
+            .iter()
+            .map(|(a, sender)| NewQueueRecipient {
+                address: a.to_string(),
+                orcpt: None,
+                notify: None,
+                sender: sender.map(str::to_string),
+            })
+            .collect();
         let receipt = self.store.deliver(delivery).await.expect("deliver");
         receipt.queued.expect("queued")
     }
@@ -167,6 +190,27 @@ async fn a_deferred_recipient_waits_its_backoff_then_is_delivered() {
     w.next_call().await;
     w.until(id, |e| e.is_none_or(|e| e.recipients.iter().all(|r| r.status == RecipientStatus::Delivered))).await;
     assert!(w.alice_inbox().await.is_empty(), "no report for a delivery nobody asked about");
+    w.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn forwarded_copies_travel_with_their_own_reverse_path() {
+    let mut w = world(vec![accepted, accepted], 120).await;
+    let srs = "SRS0=HHHHHH=AB=origin.test=dave@example.test";
+    let id = w.queue_with(&[("bob@remote.test", None), ("fwd@remote.test", Some(srs))]).await;
+    // Same domain, two reverse paths: two transactions.
+    let calls = [w.next_call().await, w.next_call().await];
+    assert_eq!(calls, [("remote.test".to_string(), 1), ("remote.test".to_string(), 1)]);
+    w.until(id, |e| e.is_none()).await;
+    let mut senders = w.senders.lock().expect("senders").clone();
+    senders.sort();
+    assert_eq!(
+        senders,
+        [
+            (Some(srs.to_string()), vec!["fwd@remote.test".to_string()]),
+            (Some("alice@example.test".to_string()), vec!["bob@remote.test".to_string()]),
+        ]
+    );
     w.shutdown.cancel();
 }
 

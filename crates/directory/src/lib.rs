@@ -8,6 +8,7 @@
 mod address;
 mod cache;
 mod password;
+pub mod srs;
 
 pub use address::{AddressError, canonical_address, canonical_domain};
 pub use password::{generate_password, hash_password, verify_password};
@@ -75,6 +76,8 @@ pub struct Directory {
     logins: Arc<cache::LoginCache>,
     /// Keys the made-up SCRAM salts of unknown users (see [`Directory::scram_lookup`]).
     secret: Arc<[u8; 32]>,
+    /// Sender rewriting for forwarded mail, keyed by the same secret.
+    srs: Arc<srs::Srs>,
 }
 
 /// What SASL SCRAM runs on for a user name: the account's keys, or for an unknown name (or
@@ -120,14 +123,26 @@ impl Directory {
     ) -> Directory {
         let mut secret = [0u8; 32];
         rand::Rng::fill(&mut rand::rng(), &mut secret[..]);
-        Directory { store, plus_separator, logins: Arc::new(cache::LoginCache::new(ttl)), secret: Arc::new(secret) }
+        Directory {
+            store,
+            plus_separator,
+            logins: Arc::new(cache::LoginCache::new(ttl)),
+            srs: Arc::new(srs::Srs::new(&secret)),
+            secret: Arc::new(secret),
+        }
     }
 
     /// Sets the server secret that made-up SCRAM salts derive from; it must survive restarts
     /// (the server keeps it in its data directory), or an unknown user's salt would change.
     pub fn with_secret(mut self, secret: [u8; 32]) -> Directory {
+        self.srs = Arc::new(srs::Srs::new(&secret));
         self.secret = Arc::new(secret);
         self
+    }
+
+    /// The sender rewriting of forwarded mail (its addresses are decoded by [`Directory::resolve`]).
+    pub fn srs(&self) -> &srs::Srs {
+        &self.srs
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -463,12 +478,26 @@ impl Directory {
 
     /// Where mail for `address` goes. `address` may be in any case, with a U-label domain.
     pub async fn resolve(&self, address: &str) -> Result<Resolution> {
+        let as_given = address.trim();
         let Ok(address) = canonical_address(address) else {
             return Ok(Resolution::Unknown);
         };
-        let domain = address.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
+        let (local, domain) = address.rsplit_once('@').map(|(l, d)| (l.to_string(), d.to_string())).unwrap_or_default();
         if self.store.domain_get(&domain).await?.is_none() {
             return Ok(Resolution::NotLocal);
+        }
+        if srs::Srs::is_srs_local(&local) {
+            // A bounce (or reply) to a forwarded message's rewritten sender: back to the
+            // original sender, which is elsewhere (forwarded mail from our own domains is
+            // not rewritten). A forged or expired address is nobody.
+            // The address as given: the original sender's local part keeps its case.
+            return Ok(match self.srs.reverse(as_given, tern_store::now_unix()) {
+                Ok(original) => Resolution::Deliver { accounts: Vec::new(), external: vec![original] },
+                Err(e) => {
+                    tracing::info!(address = ?address, error = %e, "SRS address refused");
+                    Resolution::Unknown
+                }
+            });
         }
         let mut accounts = Vec::new();
         let mut external = Vec::new();

@@ -48,6 +48,9 @@ pub struct Recipient {
     /// Accounts whose copies a Sieve script decided, with where they go (an empty list:
     /// discarded). The other accounts get the copy `mailbox`, `flags` and `keywords` say.
     pub filed: Vec<(AccountId, Vec<tern_store::DeliveryTarget>)>,
+    /// The reverse path of the copies forwarded to `remote` addresses other than this
+    /// recipient itself (SRS, set by [`crate::stages::SenderRewriting`]); `None`: unchanged.
+    pub forward_sender: Option<String>,
 }
 
 /// Everything the stages see and may change.
@@ -78,6 +81,22 @@ pub struct MessageContext {
     pub tags: Vec<(String, String)>,
     /// The scan verdict (`tern_scan::Verdict` as JSON), stored with the delivery.
     pub scan_verdict: Option<String>,
+    /// What stages asked to happen once the message is accepted, and only then
+    /// ([`crate::follow_up`]).
+    pub follow_ups: Vec<FollowUp>,
+}
+
+/// Work that waits for the message's commit: a message refused or lost to a crash before
+/// its `250` must leave no trace (no auto-reply sent, no id remembered as seen, or the
+/// retry would be taken for a duplicate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowUp {
+    /// Ids a Sieve script asked to remember for the account, with their expiry (RFC 7352
+    /// duplicates, RFC 5230 vacation replies).
+    Remember { account: AccountId, ids: Vec<(String, i64)> },
+    /// A message the server sends with a null reverse path (RFC 5230 §5.1 vacation reply,
+    /// RFC 5429 §2.1 refusal report).
+    Send { to: String, message: Vec<u8> },
 }
 
 impl MessageContext {
@@ -106,6 +125,7 @@ impl MessageContext {
             added_headers: Vec::new(),
             tags: Vec::new(),
             scan_verdict: None,
+            follow_ups: Vec::new(),
         }
     }
 

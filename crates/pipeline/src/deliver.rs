@@ -35,7 +35,10 @@ pub async fn commit_message(store: &Arc<dyn Store>, ctx: &mut MessageContext) ->
             }
             // RFC 3461 §4.2: the original recipient travels with a forwarded copy.
             let orcpt = r.orcpt.clone().or_else(|| Some(("rfc822".to_string(), r.address.clone())));
-            remote.push(NewQueueRecipient { address: address.clone(), orcpt, notify: r.notify });
+            // A forwarded copy (alias target, Sieve redirect) leaves with the rewritten sender.
+            let forwarded = !address.eq_ignore_ascii_case(&r.address);
+            let sender = if forwarded { r.forward_sender.clone() } else { None };
+            remote.push(NewQueueRecipient { address: address.clone(), orcpt, notify: r.notify, sender });
         }
     }
     let mut delivery = prepare(raw, envelope, targets).await?;
@@ -120,7 +123,7 @@ pub async fn release_quarantined(store: &Arc<dyn Store>, id: u64) -> Result<Opti
                 continue;
             }
             let orcpt = r.orcpt.clone().or_else(|| Some(("rfc822".to_string(), r.address.clone())));
-            remote.push(NewQueueRecipient { address: address.clone(), orcpt, notify: r.notify });
+            remote.push(NewQueueRecipient { address: address.clone(), orcpt, notify: r.notify, sender: None });
         }
     }
     let mut envelope = entry.envelope;
@@ -175,12 +178,14 @@ pub async fn deliver_report(
                 address,
                 orcpt: None,
                 notify: Some(tern_smtp_proto::Notify { never: true, ..Default::default() }),
+                sender: None,
             }));
         }
         Resolution::NotLocal => remote.push(NewQueueRecipient {
             address: to.to_string(),
             orcpt: None,
             notify: Some(tern_smtp_proto::Notify { never: true, ..Default::default() }),
+            sender: None,
         }),
         Resolution::Unknown => {
             tracing::warn!(to, "report dropped: the sender is a local address that does not exist");
@@ -206,6 +211,37 @@ pub async fn deliver_report(
     }
     metrics::counter!("tern_delivery_reports_total").increment(1);
     Ok(())
+}
+
+/// After a committed message: the failure report for recipients over their quota, then what
+/// the stages left for after the commit ([`crate::FollowUp`]). Failures are logged; the
+/// message is accepted either way.
+pub async fn follow_up(
+    store: &Arc<dyn Store>,
+    directory: &Directory,
+    hostname: &str,
+    ctx: &mut MessageContext,
+    receipt: &DeliveryReceipt,
+) {
+    if !receipt.over_quota.is_empty()
+        && let Err(e) = report_over_quota(store, directory, hostname, ctx, receipt).await
+    {
+        tracing::error!(queue_id = %ctx.queue_id, error = %e, "cannot send the over-quota report");
+    }
+    for work in std::mem::take(&mut ctx.follow_ups) {
+        match work {
+            crate::FollowUp::Remember { account, ids } => {
+                if let Err(e) = store.sieve_remember(account, ids).await {
+                    tracing::warn!(queue_id = %ctx.queue_id, account, error = %e, "cannot remember Sieve ids");
+                }
+            }
+            crate::FollowUp::Send { to, message } => {
+                if let Err(e) = deliver_report(store, directory, &to, message).await {
+                    tracing::error!(queue_id = %ctx.queue_id, to = ?to, error = %e, "cannot send an automatic message");
+                }
+            }
+        }
+    }
 }
 
 /// After a commit that stored the message for some recipients, the recipients that got
@@ -238,6 +274,7 @@ pub async fn report_over_quota(
             domain: r.address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default(),
             orcpt: r.orcpt.clone(),
             notify: r.notify,
+            sender: None,
             status: tern_store::RecipientStatus::Failed,
             attempts: 1,
             last_result: Some("552 5.2.2 Mailbox full".into()),

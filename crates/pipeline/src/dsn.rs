@@ -171,6 +171,7 @@ mod tests {
             domain: "remote.example".into(),
             orcpt: Some(("rfc822".into(), address.into())),
             notify: None,
+            sender: None,
             status: RecipientStatus::Failed,
             attempts: 1,
             last_result: None,

@@ -15,9 +15,9 @@ mod signing_keys;
 pub mod spam;
 pub mod stages;
 
-pub use context::{MessageContext, Recipient, SessionInfo, TlsInfo};
+pub use context::{FollowUp, MessageContext, Recipient, SessionInfo, TlsInfo};
 pub use deliver::{
-    ReportError, commit_message, deliver_report, quarantine_message, release_quarantined, report_over_quota,
+    ReportError, commit_message, deliver_report, follow_up, quarantine_message, release_quarantined, report_over_quota,
 };
 pub use signing_keys::{signing_key, signing_keys, stored_key};
 
@@ -137,6 +137,18 @@ impl Pipeline {
     }
 }
 
+/// The recipients' Sieve scripts, then the sender rewriting of what they and the aliases
+/// forward (last: it covers every redirect).
+fn with_sieve(p: Pipeline, sieve: Option<stages::SieveFilter>) -> Pipeline {
+    match sieve {
+        Some(sieve) => {
+            let rewriting = sieve.sender_rewriting();
+            p.with(sieve).with(rewriting)
+        }
+        None => p,
+    }
+}
+
 /// The stages of the inbound path without authentication checks: spam scanning when given,
 /// trace headers, then the recipients' Sieve scripts when given.
 pub fn inbound(spam: Option<stages::ContentScan>, sieve: Option<stages::SieveFilter>) -> Pipeline {
@@ -145,10 +157,7 @@ pub fn inbound(spam: Option<stages::ContentScan>, sieve: Option<stages::SieveFil
         p = p.with(spam);
     }
     p = p.with(stages::ReceivedHeader).with(stages::ReturnPath);
-    if let Some(sieve) = sieve {
-        p = p.with(sieve);
-    }
-    p
+    with_sieve(p, sieve)
 }
 
 /// The inbound path: SPF/DKIM/ARC/DMARC (results header, policy), spam scanning when given,
@@ -163,10 +172,7 @@ pub fn inbound_verified(
         p = p.with(spam);
     }
     p = p.with(stages::ReceivedHeader).with(stages::ReturnPath);
-    if let Some(sieve) = sieve {
-        p = p.with(sieve);
-    }
-    p
+    with_sieve(p, sieve)
 }
 
 /// The stages of the submission path: sender check, virus scanning when given, RFC 6409
@@ -193,10 +199,7 @@ pub fn submission(
     // Last, so that it sits on top where delivery removes it from copies that leave (RFC 5321
     // §4.4: Return-Path is added at final delivery only).
     p = p.with(stages::ReturnPath);
-    if let Some(sieve) = sieve {
-        p = p.with(sieve);
-    }
-    p
+    with_sieve(p, sieve)
 }
 
 #[cfg(test)]

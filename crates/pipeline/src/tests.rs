@@ -26,6 +26,7 @@ fn ctx(recipients: usize, tls: bool) -> MessageContext {
             flags: Flags::default(),
             keywords: vec![],
             filed: Vec::new(),
+            forward_sender: None,
         })
         .collect();
     MessageContext::new(

@@ -107,6 +107,7 @@ async fn run(path: &Path) -> Result<(), String> {
         flags: Flags::default(),
         keywords: vec![],
         filed: Vec::new(),
+        forward_sender: None,
     };
     let mail_from = (!case.mail_from.is_empty()).then(|| case.mail_from.clone());
     let mut ctx = MessageContext::new(session(&case), "Q1".into(), mail_from, vec![recipient], message, 1_790_000_000);

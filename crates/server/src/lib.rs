@@ -185,6 +185,15 @@ fn certificate(config: &Config) -> anyhow::Result<Certificate> {
     Ok(Certificate { paths: cert, current: certificate, mail, https })
 }
 
+/// The Sieve stage, with the admin's global script when `[sieve] before` names one.
+fn sieve_filter(config: &Config, directory: &Directory) -> anyhow::Result<tern_pipeline::stages::SieveFilter> {
+    let filter = tern_pipeline::stages::SieveFilter::new(directory.clone(), &config.hostname);
+    let Some(path) = &config.sieve.before else { return Ok(filter) };
+    let source = std::fs::read_to_string(path).with_context(|| format!("sieve.before {}", path.display()))?;
+    let script = tern_sieve::compile(&source).map_err(|e| anyhow::anyhow!("sieve.before {}: {e}", path.display()))?;
+    Ok(filter.with_before(Arc::new(script)))
+}
+
 /// What DMARC aggregate reporting needs: the verifier whose results it reports, and the
 /// aggregator that collects them.
 type DmarcReporting = (Arc<tern_mailauth::verify::Verifier>, Arc<tern_mailauth::report::Aggregator>);
@@ -200,7 +209,7 @@ fn inbound_pipeline(
 ) -> anyhow::Result<(tern_pipeline::Pipeline, Option<DmarcReporting>)> {
     let mut dmarc_reporting = None;
     // Every inbound message meets its recipients' active Sieve scripts, last.
-    let sieve = Some(tern_pipeline::stages::SieveFilter::new(Arc::clone(directory.store())));
+    let sieve = Some(sieve_filter(config, directory)?);
     let pipeline = match config.inbound.verify {
         true => {
             let psl = match &config.inbound.public_suffix_list {
@@ -355,7 +364,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             &config.hostname,
             config.dkim.sign,
             content_scan(false),
-            Some(tern_pipeline::stages::SieveFilter::new(Arc::clone(directory.store()))),
+            Some(sieve_filter(&config, &directory)?),
         ),
         Some(tls.clone()),
         smtp_limits,

@@ -132,6 +132,10 @@ pub struct Outcome {
     /// Duplicate ids to record with their period in seconds (RFC 7352).
     pub duplicates: Vec<(String, u64)>,
     pub steps: u64,
+    /// The last action is the implicit keep (no action cancelled it).
+    pub implicit_keep: bool,
+    /// The script ended with `stop` (a script run after it in a sequence does not run).
+    pub stopped: bool,
 }
 
 /// The message as the tests see it.
@@ -245,10 +249,12 @@ pub fn run(script: &Script, raw: &[u8], envelope: &Envelope, host: &dyn Host, li
     let result = run.block(&script.commands, &mut message);
     let mut outcome = Outcome { steps: run.steps, ..Outcome::default() };
     match result {
-        Ok(_) => {
+        Ok(flow) => {
+            outcome.stopped = matches!(flow, Flow::Stop);
             let mut actions = run.actions;
             if !run.cancel_keep && !actions.iter().any(|a| matches!(a, Action::Keep { .. })) {
                 actions.push(Action::Keep { flags: run.flags.clone() });
+                outcome.implicit_keep = true;
             }
             outcome.actions = actions;
             outcome.duplicates = run.duplicates;
@@ -258,10 +264,43 @@ pub fn run(script: &Script, raw: &[u8], envelope: &Envelope, host: &dyn Host, li
         }
         Err(error) => {
             outcome.actions = vec![Action::Keep { flags: Vec::new() }];
+            outcome.implicit_keep = true;
             outcome.error = Some(error);
         }
     }
     outcome
+}
+
+/// Two runs in sequence (RFC 5228 has one script; this is how Dovecot's `sieve_before`
+/// composes with a user's script): `second` runs only when `first` did not `stop`; the
+/// explicit actions of both are taken, and the implicit keep only when neither cancelled it.
+pub fn sequence(first: Outcome, second: impl FnOnce() -> Outcome) -> Outcome {
+    if first.stopped {
+        return first;
+    }
+    let second = second();
+    let explicit = |o: &Outcome| {
+        let n = o.actions.len() - usize::from(o.implicit_keep);
+        o.actions[..n].to_vec()
+    };
+    let mut actions = explicit(&first);
+    actions.extend(explicit(&second));
+    let implicit_keep = first.implicit_keep && second.implicit_keep;
+    if implicit_keep {
+        // The keep carries the flags the last script set.
+        actions.extend(second.actions.last().cloned());
+    }
+    let mut duplicates = first.duplicates;
+    duplicates.extend(second.duplicates);
+    Outcome {
+        actions,
+        error: second.error.or(first.error),
+        header: second.header.or(first.header),
+        duplicates,
+        steps: first.steps + second.steps,
+        implicit_keep,
+        stopped: second.stopped,
+    }
 }
 
 /// How a block ended.

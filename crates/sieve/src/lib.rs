@@ -16,5 +16,5 @@ pub mod variables;
 
 pub use compile::compile;
 pub use error::{CompileError, Pos, RuntimeError};
-pub use interp::{Action, Envelope, Host, Limits, Message, NoHost, Outcome, VacationReply, run};
+pub use interp::{Action, Envelope, Host, Limits, Message, NoHost, Outcome, VacationReply, run, sequence};
 pub use program::{EXTENSIONS, Script};

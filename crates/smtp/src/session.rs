@@ -541,6 +541,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 flags: Flags::default(),
                 keywords: vec![],
                 filed: Vec::new(),
+                forward_sender: None,
             });
         }
         self.send(reply(250, (2, 1, 5), "Ok"));
@@ -800,20 +801,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 reply(552, (5, 2, 2), "Mailbox full: the message exceeds the recipient's storage quota")
             }
             Ok(receipt) => {
-                if !receipt.over_quota.is_empty() {
-                    let host = &self.server.settings.hostname;
-                    if let Err(e) = tern_pipeline::report_over_quota(
-                        &self.server.store,
-                        &self.server.directory,
-                        host,
-                        &ctx,
-                        &receipt,
-                    )
-                    .await
-                    {
-                        tracing::error!(queue_id, error = %e, "cannot send the over-quota report");
-                    }
-                }
+                let host = &self.server.settings.hostname;
+                tern_pipeline::follow_up(&self.server.store, &self.server.directory, host, &mut ctx, &receipt).await;
                 let rcpts: Vec<&str> = ctx.recipients.iter().map(|r| r.address.as_str()).collect();
                 tracing::info!(
                     queue_id,

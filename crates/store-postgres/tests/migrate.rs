@@ -50,7 +50,8 @@ async fn an_embedded_store_moves_to_postgres_with_every_identifier() {
     let before_expunge_modseq = inbox.highest_modseq;
     source.mailbox_subscribe(a.id, "Gone/Folder", true).await.unwrap();
     let mut outgoing = delivery(message("out"), vec![]);
-    outgoing.remote = vec![NewQueueRecipient { address: "x@remote.test".into(), orcpt: None, notify: None }];
+    outgoing.remote =
+        vec![NewQueueRecipient { address: "x@remote.test".into(), orcpt: None, notify: None, sender: None }];
     let queued = source.deliver(outgoing).await.unwrap().queued.unwrap();
     let held = source
         .quarantine_put(

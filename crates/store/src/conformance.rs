@@ -47,7 +47,7 @@ async fn inbox_with(store: &dyn Store, n: usize) -> (Account, Mailbox) {
 }
 
 fn remote(address: &str) -> NewQueueRecipient {
-    NewQueueRecipient { address: address.into(), orcpt: None, notify: None }
+    NewQueueRecipient { address: address.into(), orcpt: None, notify: None, sender: None }
 }
 
 pub async fn accounts_get_default_mailboxes_and_names_are_unique(backend: &dyn Backend) {

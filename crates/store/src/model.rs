@@ -508,6 +508,9 @@ pub struct NewQueueRecipient {
     pub address: String,
     pub orcpt: Option<(String, String)>,
     pub notify: Option<Notify>,
+    /// The reverse path for this recipient when it is not the message's: the rewritten
+    /// (SRS) sender of a forwarded copy.
+    pub sender: Option<String>,
 }
 
 /// A message in the outbound queue.
@@ -539,6 +542,10 @@ pub struct QueuedRecipient {
     pub orcpt: Option<(String, String)>,
     #[serde(default)]
     pub notify: Option<Notify>,
+    /// The reverse path for this recipient when it is not the message's (a forwarded copy's
+    /// SRS sender); recipients travel together only with the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
     pub status: RecipientStatus,
     pub attempts: u32,
     /// Last reply or error, for `tern queue show` and DSNs.
@@ -570,6 +577,7 @@ impl QueueEntry {
                 domain: address_domain(&r.address),
                 orcpt: r.orcpt.clone(),
                 notify: r.notify,
+                sender: r.sender.clone(),
                 status: RecipientStatus::Pending,
                 attempts: 0,
                 last_result: None,

@@ -15,3 +15,6 @@ pub use scan::{ContentScan, HEADER as SPAM_HEADER, arrival_facts, features_of};
 
 mod sieve;
 pub use sieve::SieveFilter;
+
+mod forward;
+pub use forward::SenderRewriting;

@@ -4,14 +4,18 @@
 //! `spamtest` and `virustest` (RFC 5235) read their verdict.
 //!
 //! A script that fails (over its budget, a runtime conflict) ends with the implicit keep:
-//! the mail is never lost to a script. Not yet done at delivery (issue 15): vacation replies,
-//! duplicate tracking, editheader changes to the stored copy, SRS on redirects.
+//! the mail is never lost to a script. An admin's global script (`[sieve] before`) runs
+//! before each user's own, as Dovecot's `sieve_before` does. Vacation replies (RFC 5230,
+//! with RFC 3834's rules) and the ids `duplicate` remembers wait for the commit
+//! ([`crate::FollowUp`]). Not done: `editheader` changes reach the script's later tests but
+//! not the stored copy.
 
-use crate::{MessageContext, Refusal, Stage, Verdict};
+use crate::{FollowUp, MessageContext, Refusal, Stage, Verdict};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tern_sieve::{Action, Envelope, Host, Limits, Script};
+use tern_directory::Directory;
+use tern_sieve::{Action, Envelope, Host, Limits, Outcome, Script, VacationReply};
 use tern_store::{AccountId, DeliveryTarget, Flags, MailboxSelector, Store, StoreChange};
 
 /// Compiled active scripts by account (`None`: the account has none), dropped when the
@@ -23,12 +27,19 @@ struct Scripts {
 
 pub struct SieveFilter {
     store: Arc<dyn Store>,
+    directory: Directory,
     scripts: Arc<Scripts>,
     limits: Limits,
+    hostname: String,
+    /// The admin's script run before every user's own.
+    before: Option<Arc<Script>>,
+    /// Signs vacation replies like submitted mail.
+    signer: super::DkimSign,
 }
 
 impl SieveFilter {
-    pub fn new(store: Arc<dyn Store>) -> SieveFilter {
+    pub fn new(directory: Directory, hostname: &str) -> SieveFilter {
+        let store = Arc::clone(directory.store());
         let scripts = Arc::new(Scripts::default());
         let weak = Arc::downgrade(&scripts);
         store.on_change(Arc::new(move |change: &StoreChange| {
@@ -42,7 +53,27 @@ impl SieveFilter {
                 _ => {}
             }
         }));
-        SieveFilter { store, scripts, limits: Limits::default() }
+        SieveFilter {
+            store,
+            signer: super::DkimSign::new(directory.clone()),
+            directory,
+            scripts,
+            limits: Limits::default(),
+            hostname: hostname.to_string(),
+            before: None,
+        }
+    }
+
+    /// With the admin's global script, run before each user's own.
+    pub fn with_before(mut self, script: Arc<Script>) -> SieveFilter {
+        self.before = Some(script);
+        self
+    }
+
+    /// The stage that gives forwarded copies a rewritten sender; it runs after this one
+    /// (whose redirects it covers).
+    pub fn sender_rewriting(&self) -> super::SenderRewriting {
+        super::SenderRewriting { directory: self.directory.clone() }
     }
 
     /// The account's active script, compiled (once per change of it).
@@ -70,16 +101,35 @@ impl SieveFilter {
     }
 }
 
-/// What a script may look up, gathered before it runs (the interpreter does no I/O).
+/// What a script may look up, gathered before it runs (the interpreter does no I/O), and
+/// the store for the one question that cannot be (the ids `duplicate` asks about): the run
+/// is on the blocking pool, where waiting for the store is allowed.
 struct Facts {
     mailboxes: Vec<(String, Option<String>)>,
     includes: HashMap<String, Arc<Script>>,
     spam: Option<(u8, u8)>,
     virus: Option<u8>,
     now: i64,
+    account: AccountId,
+    store: Arc<dyn Store>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// The key under which a duplicate id of RFC 7352 is remembered.
+fn duplicate_key(id: &str) -> String {
+    format!("duplicate\u{1}{id}")
 }
 
 impl Host for Facts {
+    fn seen(&self, id: &str) -> bool {
+        match self.runtime.block_on(self.store.sieve_seen(self.account, &duplicate_key(id), self.now)) {
+            Ok(seen) => seen,
+            Err(e) => {
+                tracing::warn!(account = self.account, error = %e, "cannot read Sieve duplicate ids; taking the message as new");
+                false
+            }
+        }
+    }
     fn mailbox_exists(&self, name: &str) -> bool {
         self.mailboxes.iter().any(|(n, _)| n == name)
     }
@@ -153,6 +203,307 @@ fn flags_of(list: &[String]) -> (Flags, Vec<String>) {
     (flags, keywords)
 }
 
+/// The fields of a header section, unfolded: `(name, value)`.
+fn header_fields(block: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(block);
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for line in text.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = fields.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            fields.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    fields
+}
+
+/// The addresses in an address-list field value (lower-cased), read loosely: every word
+/// with an `@` between angle brackets, commas, quotes or spaces.
+fn addresses_in(value: &str) -> Vec<String> {
+    value
+        .split(|c: char| c.is_whitespace() || "<>,;\"()".contains(c))
+        .filter(|w| w.contains('@') && !w.starts_with('@') && !w.ends_with('@'))
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// `local+detail@domain` as `local@domain`.
+fn without_detail(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => format!("{}@{domain}", local.split('+').next().unwrap_or(local)),
+        None => address.to_string(),
+    }
+}
+
+/// Why RFC 3834 §2 and RFC 5230 §4.5 forbid an automatic reply to this message, if they do.
+fn vacation_refusal(fields: &[(String, String)], sender: &str, own: &[String]) -> Option<&'static str> {
+    fn field<'a>(fields: &'a [(String, String)], name: &'static str) -> impl Iterator<Item = &'a str> {
+        fields.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+    let field = |name: &'static str| field(fields, name);
+    if field("auto-submitted").any(|v| !v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("no")) {
+        return Some("the message is Auto-Submitted");
+    }
+    if field("precedence").any(|v| ["bulk", "list", "junk"].iter().any(|p| v.eq_ignore_ascii_case(p))) {
+        return Some("the message has Precedence bulk, list or junk");
+    }
+    const LIST: [&str; 7] =
+        ["list-id", "list-help", "list-unsubscribe", "list-subscribe", "list-post", "list-owner", "list-archive"];
+    if fields.iter().any(|(n, _)| LIST.contains(&n.as_str())) {
+        return Some("the message comes from a mailing list");
+    }
+    // Microsoft's equivalent of Auto-Submitted for out-of-office replies.
+    if field("x-auto-response-suppress")
+        .any(|v| v.split(',').any(|t| ["all", "oof", "autoreply"].contains(&t.trim().to_ascii_lowercase().as_str())))
+    {
+        return Some("the message asks for no automatic reply");
+    }
+    let sender = sender.to_ascii_lowercase();
+    let local = sender.rsplit_once('@').map(|(l, _)| l).unwrap_or(&sender);
+    if ["mailer-daemon", "listserv", "majordomo", "postmaster"].contains(&local)
+        || local.starts_with("owner-")
+        || local.ends_with("-request")
+        || local.ends_with("-owner")
+        || local.ends_with("-bounces")
+    {
+        return Some("the sender is a list or a mail system");
+    }
+    if own.contains(&sender) || own.contains(&without_detail(&sender)) {
+        return Some("the sender is the user");
+    }
+    const RECIPIENT_FIELDS: [&str; 6] = ["to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"];
+    let named = fields
+        .iter()
+        .filter(|(n, _)| RECIPIENT_FIELDS.contains(&n.as_str()))
+        .flat_map(|(_, v)| addresses_in(v))
+        .any(|a| own.contains(&a) || own.contains(&without_detail(&a)));
+    if !named {
+        return Some("none of the user's addresses is in To or Cc");
+    }
+    None
+}
+
+/// The reply of RFC 5230 §5: to the sender, from the user, marked auto-replied (RFC 3834 §5),
+/// threaded under the original.
+fn vacation_message(
+    hostname: &str,
+    fields: &[(String, String)],
+    reply: &VacationReply,
+    from: &str,
+    now: i64,
+) -> Vec<u8> {
+    use mail_builder::MessageBuilder;
+    use mail_builder::headers::raw::Raw;
+    let field = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let clean = |s: &str| s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>();
+    let subject = match &reply.subject {
+        Some(s) => clean(s),
+        // RFC 5230 §4.6: "Auto: " and the original subject.
+        None => {
+            let original = field("subject").map(|s| tern_mime::decode::encoded_words(&s)).unwrap_or_default();
+            clean(&format!("Auto: {original}"))
+        }
+    };
+    let mut builder = MessageBuilder::new()
+        .from(from)
+        .to(reply.to.as_str())
+        .subject(subject)
+        .date(now)
+        .message_id(format!("vacation.{now}.{}@{hostname}", rand::random::<u64>()))
+        .header("Auto-Submitted", Raw::new("auto-replied (vacation)"));
+    if let Some(id) = field("message-id").map(|v| v.trim().to_string()).filter(|v| v.starts_with('<')) {
+        let mut references = field("references").unwrap_or_default();
+        references.push(' ');
+        references.push_str(&id);
+        builder = builder
+            .header("In-Reply-To", Raw::new(clean(&id)))
+            .header("References", Raw::new(clean(references.trim())));
+    }
+    if !reply.mime {
+        return builder.text_body(reply.reason.clone()).write_to_vec().unwrap_or_default();
+    }
+    // `:mime`: the reason is a MIME entity, its own header fields and body (RFC 5230 §4.7).
+    let whole = builder.text_body(String::new()).write_to_vec().unwrap_or_default();
+    let end = whole.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2).unwrap_or(whole.len());
+    let mut out: Vec<u8> = String::from_utf8_lossy(&whole[..end])
+        .split_inclusive("\r\n")
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            !l.starts_with("content-type:") && !l.starts_with("content-transfer-encoding:")
+        })
+        .collect::<String>()
+        .into_bytes();
+    let entity = reply.reason.replace("\r\n", "\n").replace('\n', "\r\n");
+    let entity = entity.trim_start_matches("\r\n");
+    if !entity.contains("\r\n\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(entity.as_bytes());
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+impl SieveFilter {
+    /// The script outcome for one account: the admin's script then the user's own.
+    async fn run_scripts(
+        &self,
+        ctx: &MessageContext,
+        raw: &Arc<Vec<u8>>,
+        index: usize,
+        account: AccountId,
+        own: Option<Arc<Script>>,
+    ) -> Option<Outcome> {
+        let mut scripts: Vec<Arc<Script>> = self.before.iter().cloned().collect();
+        scripts.extend(own.clone());
+        let needs = |ext: &str| scripts.iter().any(|s| s.extensions.contains(ext));
+        let mailboxes = if needs("mailbox") || needs("special-use") {
+            match self.store.mailbox_list(account).await {
+                Ok(list) => list.into_iter().map(|m| (m.name, m.special_use.map(|u| format!("{u:?}")))).collect(),
+                Err(_) => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        let mut includes = HashMap::new();
+        if own.as_ref().is_some_and(|s| s.extensions.contains("include")) {
+            for info in self.store.sieve_list(account).await.unwrap_or_default() {
+                if let Ok(Some(source)) = self.store.sieve_get(account, &info.name).await
+                    && let Ok(s) = tern_sieve::compile(&source)
+                {
+                    includes.insert(info.name, Arc::new(s));
+                }
+            }
+        }
+        let (spam, virus) = scan_levels(ctx.scan_verdict.as_deref());
+        let facts = Facts {
+            mailboxes,
+            includes,
+            spam,
+            virus,
+            now: tern_store::now_unix(),
+            account,
+            store: Arc::clone(&self.store),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let envelope = Envelope {
+            from: ctx.mail_from.clone(),
+            to: ctx.recipients[index].address.clone(),
+            auth: ctx.session.authenticated_as.clone(),
+        };
+        let (raw, limits, before) = (Arc::clone(raw), self.limits.clone(), self.before.clone());
+        let run = tokio::task::spawn_blocking(move || {
+            let own_run = |s: &Script| tern_sieve::run(s, &raw, &envelope, &facts, &limits);
+            match (before, own) {
+                (Some(b), Some(o)) => tern_sieve::sequence(own_run(&b), || own_run(&o)),
+                (Some(b), None) => own_run(&b),
+                (None, Some(o)) => own_run(&o),
+                (None, None) => Outcome::default(),
+            }
+        });
+        match run.await {
+            Ok(outcome) => Some(outcome),
+            Err(e) => {
+                tracing::error!(account, error = %e, "the Sieve run failed; keeping mail");
+                None
+            }
+        }
+    }
+
+    /// A vacation reply, if RFC 3834 and the script's period allow one now: the message
+    /// and the id to remember until the period ends.
+    async fn vacation(
+        &self,
+        fields: &[(String, String)],
+        account: AccountId,
+        recipient: &str,
+        reply: &VacationReply,
+    ) -> Option<(Vec<u8>, Option<(String, i64)>)> {
+        let account_address = match self.store.account_get(account).await {
+            Ok(Some(a)) => a.address.to_ascii_lowercase(),
+            _ => return None,
+        };
+        let mut own: Vec<String> = vec![account_address.clone(), recipient.to_ascii_lowercase()];
+        own.extend(reply.addresses.iter().flat_map(|a| addresses_in(&format!(" {a} "))));
+        if let Some(why) = vacation_refusal(fields, &reply.to, &own) {
+            tracing::info!(account, to = ?reply.to, why, "no vacation reply");
+            return None;
+        }
+        let now = tern_store::now_unix();
+        let key = format!("vacation\u{1}{}\u{1}{}", reply.handle, reply.to.to_ascii_lowercase());
+        if reply.period > 0 {
+            match self.store.sieve_seen(account, &key, now).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!(account, to = ?reply.to, "no vacation reply: answered within the period");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(account, error = %e, "cannot read vacation replies sent; not replying");
+                    return None;
+                }
+            }
+        }
+        // `:from` must be the user's (or of the recipient's domain): a script cannot send as
+        // someone else.
+        let recipient_domain = recipient.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default();
+        let from = reply
+            .from
+            .as_deref()
+            .and_then(|f| addresses_in(&format!(" {f} ")).into_iter().next())
+            .filter(|a| own.contains(a) || a.rsplit_once('@').is_some_and(|(_, d)| d == recipient_domain))
+            .unwrap_or_else(|| recipient.to_string());
+        let message = vacation_message(&self.hostname, fields, reply, &from, now);
+        let message = self.signer.sign_message(message).await;
+        let period = i64::try_from(reply.period).unwrap_or(i64::MAX);
+        Some((message, (reply.period > 0).then(|| (key, now.saturating_add(period)))))
+    }
+
+    /// The report to the sender for a recipient whose script refused the message after
+    /// others took it (RFC 5429 §2.1: a DSN when it cannot be refused at SMTP time).
+    fn refusal_report(&self, ctx: &MessageContext, raw: &[u8], recipient: &str, reason: &str) -> Vec<u8> {
+        let message = tern_store::QueuedMessage {
+            id: 0,
+            blob: tern_store::BlobHash([0; 32]),
+            size: raw.len() as u64,
+            envelope: tern_store::DeliveryEnvelope {
+                mail_from: ctx.mail_from.clone(),
+                ret: ctx.ret,
+                envid: ctx.envid.clone(),
+                received_at: ctx.received_at,
+                ..Default::default()
+            },
+            created: ctx.received_at,
+        };
+        let queued = tern_store::QueuedRecipient {
+            address: recipient.to_string(),
+            domain: recipient.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default(),
+            orcpt: None,
+            notify: None,
+            sender: None,
+            status: tern_store::RecipientStatus::Failed,
+            attempts: 1,
+            last_result: None,
+            remote_mta: None,
+            next_attempt: ctx.received_at,
+            delay_notified: false,
+        };
+        let first_line: String =
+            reason.lines().next().unwrap_or("rejected").chars().filter(|c| !c.is_control()).collect();
+        let lines = [crate::dsn::ReportedRecipient {
+            recipient: &queued,
+            action: crate::dsn::Action::Failed,
+            status: "5.7.1".into(),
+            diagnostic: Some(format!("550 5.7.1 {first_line}")),
+        }];
+        crate::dsn::build(&self.hostname, &message, raw, &lines, tern_store::now_unix(), None)
+    }
+}
+
 #[async_trait]
 impl Stage for SieveFilter {
     fn name(&self) -> &'static str {
@@ -161,11 +512,12 @@ impl Stage for SieveFilter {
 
     async fn process(&self, ctx: &mut MessageContext) -> Verdict {
         // The scripts of the local accounts this message reaches.
-        let mut runs: Vec<(usize, AccountId, Arc<Script>)> = Vec::new();
+        let mut runs: Vec<(usize, AccountId, Option<Arc<Script>>)> = Vec::new();
         for (i, r) in ctx.recipients.iter().enumerate() {
             for account in &r.accounts {
-                if let Some(script) = self.script(*account).await {
-                    runs.push((i, *account, script));
+                let own = self.script(*account).await;
+                if own.is_some() || self.before.is_some() {
+                    runs.push((i, *account, own));
                 }
             }
         }
@@ -173,53 +525,28 @@ impl Stage for SieveFilter {
             return Verdict::Continue;
         }
         let raw = Arc::new(ctx.final_message());
-        let (spam, virus) = scan_levels(ctx.scan_verdict.as_deref());
-        let mut rejected: Vec<String> = Vec::new();
+        let fields = header_fields(ctx.header_block());
+        let mut rejected: Vec<(usize, String)> = Vec::new();
         let mut runs_done = 0usize;
-        for (i, account, script) in runs {
-            let needs = |ext: &str| script.extensions.contains(ext);
-            let mailboxes = if needs("mailbox") || needs("special-use") {
-                match self.store.mailbox_list(account).await {
-                    Ok(list) => list.into_iter().map(|m| (m.name, m.special_use.map(|u| format!("{u:?}")))).collect(),
-                    Err(_) => Vec::new(),
-                }
-            } else {
-                Vec::new()
-            };
-            let mut includes = HashMap::new();
-            if needs("include") {
-                for info in self.store.sieve_list(account).await.unwrap_or_default() {
-                    if let Ok(Some(source)) = self.store.sieve_get(account, &info.name).await
-                        && let Ok(s) = tern_sieve::compile(&source)
-                    {
-                        includes.insert(info.name, Arc::new(s));
-                    }
-                }
-            }
-            let facts = Facts { mailboxes, includes, spam, virus, now: tern_store::now_unix() };
-            let r = &ctx.recipients[i];
-            let envelope = Envelope {
-                from: ctx.mail_from.clone(),
-                to: r.address.clone(),
-                auth: ctx.session.authenticated_as.clone(),
-            };
-            let (raw_for_run, limits) = (Arc::clone(&raw), self.limits.clone());
-            let outcome =
-                tokio::task::spawn_blocking(move || tern_sieve::run(&script, &raw_for_run, &envelope, &facts, &limits))
-                    .await;
-            let Ok(outcome) = outcome else {
-                tracing::error!(account, "the Sieve run failed; keeping mail");
-                continue;
-            };
+        for (i, account, own) in runs {
+            let Some(outcome) = self.run_scripts(ctx, &raw, i, account, own).await else { continue };
             runs_done += 1;
             metrics::counter!("tern_sieve_runs_total").increment(1);
             if let Some(e) = &outcome.error {
                 metrics::counter!("tern_sieve_errors_total").increment(1);
                 tracing::warn!(account, error = ?e.to_string(), steps = outcome.steps, "Sieve script ended early; implicit keep");
             }
-            let recipient = &mut ctx.recipients[i];
+            let now = tern_store::now_unix();
+            let mut remember: Vec<(String, i64)> = outcome
+                .duplicates
+                .iter()
+                .map(|(id, seconds)| {
+                    (duplicate_key(id), now.saturating_add(i64::try_from(*seconds).unwrap_or(i64::MAX)))
+                })
+                .collect();
             let mut targets = Vec::new();
             for action in outcome.actions {
+                let recipient = &mut ctx.recipients[i];
                 match action {
                     Action::Keep { flags } => {
                         let (f, k) = flags_of(&flags);
@@ -253,26 +580,41 @@ impl Stage for SieveFilter {
                             recipient.remote.push(address);
                         }
                     }
-                    Action::Reject { reason, .. } => rejected.push(reason),
+                    Action::Reject { reason, .. } => rejected.push((i, reason)),
                     Action::Discard => {}
-                    // Not sent yet (issue 15): logged so the admin sees the script asked.
                     Action::Vacation(reply) => {
-                        tracing::info!(account, to = ?reply.to, "Sieve vacation reply not sent (not implemented yet)")
+                        let to = recipient.address.clone();
+                        if let Some((message, record)) = self.vacation(&fields, account, &to, &reply).await {
+                            tracing::info!(account, to = ?reply.to, "Sieve vacation reply");
+                            metrics::counter!("tern_sieve_vacation_replies_total").increment(1);
+                            ctx.follow_ups.push(FollowUp::Send { to: reply.to.clone(), message });
+                            remember.extend(record);
+                        }
                     }
                 }
             }
+            if !remember.is_empty() {
+                ctx.follow_ups.push(FollowUp::Remember { account, ids: remember });
+            }
             tracing::info!(account, copies = targets.len(), "Sieve filed the message");
-            recipient.filed.push((account, targets));
+            ctx.recipients[i].filed.push((account, targets));
         }
-        // RFC 5429 §2.1: a refusal at SMTP time where it is everyone's.
+        // RFC 5429 §2.1: a refusal at SMTP time where it is everyone's; otherwise the
+        // others get the message and the sender a report for the refusing ones.
         let total: usize = ctx.recipients.iter().map(|r| r.accounts.len() + r.remote.len()).sum();
         if !rejected.is_empty() && rejected.len() == runs_done && rejected.len() == total {
-            let reason = rejected.swap_remove(0);
+            let reason = rejected.swap_remove(0).1;
             return Verdict::Reject(Refusal::new(
                 550,
                 (5, 7, 1),
                 reason.lines().next().unwrap_or("rejected").to_string(),
             ));
+        }
+        if let Some(sender) = ctx.mail_from.clone() {
+            for (i, reason) in rejected {
+                let report = self.refusal_report(ctx, &raw, &ctx.recipients[i].address, &reason);
+                ctx.follow_ups.push(FollowUp::Send { to: sender.clone(), message: report });
+            }
         }
         Verdict::Continue
     }
@@ -281,6 +623,73 @@ impl Stage for SieveFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fields(text: &str) -> Vec<(String, String)> {
+        header_fields(text.as_bytes())
+    }
+
+    #[test]
+    fn vacation_follows_rfc_3834() {
+        let own = vec!["alice@example.test".to_string()];
+        let plain = "From: Dave <dave@origin.test>\r\nTo: Alice <Alice@Example.test>\r\nSubject: hi\r\n\r\n";
+        assert_eq!(vacation_refusal(&fields(plain), "dave@origin.test", &own), None);
+        // Named in Cc, folded, or with a detail.
+        let cc = "From: d@origin.test\r\nTo: x@y.test\r\nCc: someone@y.test,\r\n alice+work@example.test\r\n\r\n";
+        assert_eq!(vacation_refusal(&fields(cc), "d@origin.test", &own), None);
+        for (header, sender) in [
+            ("Auto-Submitted: auto-replied\r\nTo: alice@example.test\r\n", "d@origin.test"),
+            ("Precedence: bulk\r\nTo: alice@example.test\r\n", "d@origin.test"),
+            ("List-Id: <x.lists.test>\r\nTo: alice@example.test\r\n", "d@origin.test"),
+            ("X-Auto-Response-Suppress: OOF, AutoReply\r\nTo: alice@example.test\r\n", "d@origin.test"),
+            ("To: alice@example.test\r\n", "MAILER-DAEMON@origin.test"),
+            ("To: alice@example.test\r\n", "owner-list@origin.test"),
+            ("To: alice@example.test\r\n", "list-request@origin.test"),
+            ("To: alice@example.test\r\n", "alice@example.test"),
+            ("To: undisclosed-recipients:;\r\n", "d@origin.test"),
+        ] {
+            let text = format!("{header}Subject: x\r\n\r\n");
+            assert!(vacation_refusal(&fields(&text), sender, &own).is_some(), "{header} from {sender}");
+        }
+        let fine = "Auto-Submitted: no\r\nTo: alice@example.test\r\n\r\n";
+        assert_eq!(vacation_refusal(&fields(fine), "d@origin.test", &own), None);
+    }
+
+    #[test]
+    fn vacation_reply_is_marked_and_threaded() {
+        let original = fields("Message-ID: <m1@origin.test>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\n");
+        let reply = VacationReply {
+            to: "dave@origin.test".into(),
+            from: None,
+            subject: None,
+            reason: "Away until Monday.".into(),
+            mime: false,
+            handle: String::new(),
+            period: 86_400,
+            addresses: vec![],
+        };
+        let text =
+            String::from_utf8(vacation_message("mx.example.test", &original, &reply, "alice@example.test", 0)).unwrap();
+        assert!(text.contains("Auto-Submitted: auto-replied (vacation)\r\n"), "{text}");
+        assert!(text.contains("In-Reply-To: <m1@origin.test>\r\n"), "{text}");
+        assert!(text.contains("References: <m1@origin.test>\r\n"), "{text}");
+        assert!(text.contains("To: <dave@origin.test>") || text.contains("To: dave@origin.test"), "{text}");
+        assert!(text.contains("Away until Monday."), "{text}");
+        let parsed = mail_parser::MessageParser::new().parse(text.as_bytes()).unwrap();
+        assert_eq!(parsed.subject(), Some("Auto: Grüße"));
+        // :mime: the reason is the entity.
+        let mime = VacationReply {
+            mime: true,
+            reason: "Content-Type: text/html; charset=utf-8\n\n<p>Away</p>\n".into(),
+            subject: Some("Out".into()),
+            ..reply
+        };
+        let text =
+            String::from_utf8(vacation_message("mx.example.test", &original, &mime, "alice@example.test", 0)).unwrap();
+        let parsed = mail_parser::MessageParser::new().parse(text.as_bytes()).unwrap();
+        assert_eq!(parsed.html_body_count(), 1, "{text}");
+        assert_eq!(text.matches("Content-Type:").count(), 1, "{text}");
+        assert!(text.contains("<p>Away</p>\r\n"), "{text}");
+    }
 
     #[test]
     fn flags_and_keywords() {

@@ -173,6 +173,30 @@ impl DkimSign {
     }
 }
 
+/// The `From:` domain of a header section, lower-cased.
+fn from_domain(header: &[u8]) -> Option<String> {
+    mail_parser::MessageParser::new()
+        .parse_headers(header)
+        .as_ref()
+        .and_then(|m| m.from())
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .and_then(|a| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()))
+}
+
+impl DkimSign {
+    /// Signs a message the server writes itself (a vacation reply) when its `From:` domain
+    /// has keys; unsigned otherwise or on failure.
+    pub async fn sign_message(&self, mut message: Vec<u8>) -> Vec<u8> {
+        let Some(domain) = from_domain(&message) else { return message };
+        let Some(signer) = self.signer(&domain).await else { return message };
+        if let Err(e) = signer.sign(&mut message) {
+            tracing::error!(domain, error = %e, "DKIM signing failed; sending unsigned");
+        }
+        message
+    }
+}
+
 #[async_trait]
 impl Stage for DkimSign {
     fn name(&self) -> &'static str {
@@ -180,15 +204,7 @@ impl Stage for DkimSign {
     }
 
     async fn process(&self, ctx: &mut MessageContext) -> Verdict {
-        let header = ctx.header_block().to_vec();
-        let from_domain = mail_parser::MessageParser::new()
-            .parse_headers(&header)
-            .as_ref()
-            .and_then(|m| m.from())
-            .and_then(|a| a.first())
-            .and_then(|a| a.address())
-            .and_then(|a| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()));
-        let Some(domain) = from_domain else { return Verdict::Continue };
+        let Some(domain) = from_domain(ctx.header_block()) else { return Verdict::Continue };
         let Some(signer) = self.signer(&domain).await else { return Verdict::Continue };
         let mut message = ctx.take_final_message();
         let signing = tokio::task::spawn_blocking(move || {
