@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 
 const SCRIPT: &str = r#"require ["fileinto", "imap4flags", "reject", "mailbox", "variables", "envelope"];
 if header :contains "subject" "[list]" { fileinto :flags ["\\Seen", "$List"] "Lists"; stop; }
@@ -118,4 +119,211 @@ fn a_script_over_its_budget_keeps_the_mail() {
     assert_eq!(send(&s, "sender@remote.test", &["alice@example.test"], "budget").code, 250);
     assert_eq!(flags_in(&s, "alice@example.test", "INBOX").len(), 1, "implicit keep after the budget ran out");
     assert!(s.log().contains("Sieve script ended early"), "{}", s.log());
+}
+
+/// Sends `headers` + a short body from `from` to `to` over port 25; returns the final reply.
+fn send_raw(s: &TestServer, from: &str, to: &[&str], headers: &str) -> Reply {
+    let mut c = s.smtp();
+    c.hello();
+    let data = format!("{headers}\r\nbody\r\n.\r\n");
+    let r = c.transaction(from, to, data.as_bytes());
+    c.expect("QUIT", 221);
+    r
+}
+
+const VACATION: &str = r#"require ["vacation"];
+vacation :days 1 :subject "Away" "I am away until Monday.";
+"#;
+
+#[test]
+fn vacation_replies_once_per_sender_and_never_to_lists_or_robots() {
+    let s = TestServer::started("");
+    s.ok_stdin(&["user", "add", "carol@example.test", "--password-stdin"], "secret\n");
+    s.ok_stdin(&["sieve", "put", "alice@example.test", "away"], VACATION);
+    s.ok(&["sieve", "activate", "alice@example.test", "away"]);
+    let to_alice = |from: &str, extra: &str| {
+        format!("From: {from}\r\nTo: Alice <alice@example.test>\r\nMessage-ID: <{}@x.test>\r\nSubject: hello\r\n{extra}", rand_id())
+    };
+
+    // The reply is in Bob's INBOX once the 250 came: sent with the null sender, marked,
+    // threaded, from Alice.
+    assert_eq!(send_raw(&s, "bob@example.test", &["alice@example.test"], &to_alice("bob@example.test", "")).code, 250);
+    assert_eq!(s.mail_list("bob@example.test", "INBOX").len(), 1, "{}", s.log());
+    let reply = String::from_utf8(s.mail_show("bob@example.test", "INBOX", 1)).unwrap();
+    assert!(reply.starts_with("Return-Path: <>\r\n"), "{reply}");
+    assert!(reply.contains("Auto-Submitted: auto-replied"), "{reply}");
+    assert!(reply.contains("Subject: Away") && reply.contains("I am away until Monday."), "{reply}");
+    assert!(reply.contains("In-Reply-To: <"), "{reply}");
+    assert!(reply.contains("From: <alice@example.test>") || reply.contains("From: alice@example.test"), "{reply}");
+    // Alice still gets the mail (vacation keeps).
+    assert_eq!(s.mail_list("alice@example.test", "INBOX").len(), 1);
+
+    // Within :days, Bob gets no second reply.
+    assert_eq!(send_raw(&s, "bob@example.test", &["alice@example.test"], &to_alice("bob@example.test", "")).code, 250);
+    assert_eq!(s.mail_list("bob@example.test", "INBOX").len(), 1);
+
+    // Lists, robots and mail not addressed to Alice get none (RFC 3834 §2, RFC 5230 §4.5).
+    for extra in ["Precedence: list\r\n", "List-Id: <team.lists.test>\r\n", "Auto-Submitted: auto-generated\r\n"] {
+        assert_eq!(send_raw(&s, "carol@example.test", &["alice@example.test"], &to_alice("carol@example.test", extra)).code, 250);
+    }
+    let bcc = format!("From: carol@example.test\r\nTo: team@lists.test\r\nMessage-ID: <{}@x.test>\r\nSubject: hi\r\n", rand_id());
+    assert_eq!(send_raw(&s, "carol@example.test", &["alice@example.test"], &bcc).code, 250);
+    assert!(s.mail_list("carol@example.test", "INBOX").is_empty(), "no replies to lists or robots");
+    // A null sender is never answered.
+    assert_eq!(send_raw(&s, "", &["alice@example.test"], &to_alice("mailer-daemon@x.test", "")).code, 250);
+    // Carol, writing to Alice herself: a reply.
+    assert_eq!(send_raw(&s, "carol@example.test", &["alice@example.test"], &to_alice("carol@example.test", "")).code, 250);
+    assert_eq!(s.mail_list("carol@example.test", "INBOX").len(), 1);
+    assert_eq!(s.mail_list("alice@example.test", "INBOX").len(), 8, "every message kept");
+}
+
+fn rand_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+#[test]
+fn duplicates_are_dropped_and_partial_rejects_are_reported() {
+    let s = TestServer::started("");
+    s.ok_stdin(&["user", "add", "carol@example.test", "--password-stdin"], "secret\n");
+    s.ok_stdin(
+        &["sieve", "put", "alice@example.test", "dups"],
+        "require [\"duplicate\", \"fileinto\"];\nif duplicate { fileinto \"Trash\"; stop; }\n",
+    );
+    s.ok(&["sieve", "activate", "alice@example.test", "dups"]);
+    let headers = "From: carol@example.test\r\nTo: alice@example.test\r\nMessage-ID: <same@x.test>\r\nSubject: twice\r\n";
+    assert_eq!(send_raw(&s, "carol@example.test", &["alice@example.test"], headers).code, 250);
+    assert_eq!(send_raw(&s, "carol@example.test", &["alice@example.test"], headers).code, 250);
+    assert_eq!(s.mail_list("alice@example.test", "INBOX").len(), 1, "the second copy is a duplicate");
+    assert_eq!(s.mail_list("alice@example.test", "Trash").len(), 1);
+
+    // Bob refuses, Alice takes it: accepted, and Carol gets a failure report for Bob.
+    s.ok_stdin(&["sieve", "put", "bob@example.test", "no"], "require \"reject\";\nreject \"Not from you.\";\n");
+    s.ok(&["sieve", "activate", "bob@example.test", "no"]);
+    let headers = "From: carol@example.test\r\nTo: alice@example.test, bob@example.test\r\nMessage-ID: <other@x.test>\r\nSubject: both\r\n";
+    let r = send_raw(&s, "carol@example.test", &["alice@example.test", "bob@example.test"], headers);
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(s.mail_list("alice@example.test", "INBOX").len(), 2);
+    assert!(s.mail_list("bob@example.test", "INBOX").is_empty());
+    assert_eq!(s.mail_list("carol@example.test", "INBOX").len(), 1, "{}", s.log());
+    let report = String::from_utf8(s.mail_show("carol@example.test", "INBOX", 1)).unwrap();
+    assert!(report.contains("Status: 5.7.1") && report.contains("Not from you."), "{report}");
+    assert!(report.contains("bob@example.test"), "{report}");
+}
+
+#[test]
+fn the_admins_script_runs_before_the_users_own() {
+    let mut s = TestServer::new("");
+    let before = s.dir.path().join("before.sieve");
+    std::fs::write(&before, "require \"fileinto\";\nif header :contains \"subject\" \"[bulk]\" { fileinto \"Junk\"; stop; }\n").unwrap();
+    let config = std::fs::read_to_string(&s.config_path).unwrap();
+    std::fs::write(&s.config_path, format!("{config}[sieve]\nbefore = \"{}\"\n", before.display())).unwrap();
+    s.ok(&["domain", "add", "example.test"]);
+    s.ok_stdin(&["user", "add", "alice@example.test", "--password-stdin"], "secret\n");
+    s.ok_stdin(&["user", "add", "bob@example.test", "--password-stdin"], "secret\n");
+    s.launch();
+    s.ok_stdin(&["sieve", "put", "alice@example.test", "rules"], SCRIPT);
+    s.ok(&["sieve", "activate", "alice@example.test", "rules"]);
+    assert!(s.imap_login("alice@example.test").run("CREATE Lists").ok());
+    // The admin's script files it and stops: Alice's script (which files "[list]") does not run.
+    assert_eq!(send(&s, "sender@remote.test", &["alice@example.test", "bob@example.test"], "[bulk] [list] x").code, 250);
+    assert_eq!(s.mail_list("alice@example.test", "Junk").len(), 1, "{}", s.log());
+    assert!(flags_in(&s, "alice@example.test", "Lists").is_empty());
+    assert_eq!(s.mail_list("bob@example.test", "Junk").len(), 1, "Bob, without a script, meets it too");
+    // Otherwise Alice's own script decides.
+    assert_eq!(send(&s, "sender@remote.test", &["alice@example.test"], "[list] y").code, 250);
+    assert_eq!(flags_in(&s, "alice@example.test", "Lists").len(), 1);
+
+    // A global script that does not compile is refused by `tern config` (and at startup),
+    // naming the line.
+    std::fs::write(&before, "require \"fileinto\";\nfileinto;\n").unwrap();
+    let out = s.cli(&["config"]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("sieve.before") && text.contains("line 2"), "{text}");
+}
+
+/// The Authentication-Results field of a stored message (unfolded).
+fn auth_results(raw: &str) -> String {
+    let start = raw.find("Authentication-Results:").unwrap_or(0);
+    let rest = &raw[start..];
+    let mut end = rest.find("\r\n").unwrap_or(rest.len());
+    while rest[end..].starts_with("\r\n ") || rest[end..].starts_with("\r\n\t") {
+        end += 2 + rest[end + 2..].find("\r\n").unwrap_or(rest.len() - end - 2);
+    }
+    rest[..end].replace("\r\n", "")
+}
+
+#[test]
+fn redirects_and_aliases_forward_with_srs_and_bounces_find_their_way_back() {
+    // The world: remote.test and origin.test are at a second Tern; SPF allows this server
+    // (127.0.0.1) for example.test and forbids it for origin.test.
+    let records = [
+        ("remote.test", "MX", "10 mx.remote.test."),
+        ("origin.test", "MX", "10 mx.remote.test."),
+        ("mx.remote.test", "A", "127.0.0.1"),
+        ("example.test", "TXT", "v=spf1 ip4:127.0.0.1 -all"),
+        ("origin.test", "TXT", "v=spf1 ip4:192.0.2.1 -all"),
+    ];
+    let world = World::start(&records, None, serde_json::json!({}));
+    let dns = format!("[dns]\nnameservers = [\"127.0.0.1:{}\"]\ntimeout_seconds = 2\n", world.dns_port);
+    // The far side checks SPF on loopback too (not exempt as a trusted network).
+    let mut far = TestServer::new(&format!("{dns}[limits]\nexempt = []\n"));
+    far.ok(&["domain", "add", "remote.test"]);
+    far.ok(&["domain", "add", "origin.test"]);
+    far.ok_stdin(&["user", "add", "carol@remote.test", "--password-stdin"], "secret\n");
+    far.ok_stdin(&["user", "add", "dave@origin.test", "--password-stdin"], "secret\n");
+    far.launch();
+    let mut near = TestServer::new(&format!(
+        "{dns}[delivery]\nsmtp_port = {}\nretry_initial_seconds = 1\nretry_max_seconds = 2\nconnect_timeout_seconds = 3\n",
+        far.smtp.port()
+    ));
+    near.ok(&["domain", "add", "example.test"]);
+    near.ok_stdin(&["user", "add", "alice@example.test", "--password-stdin"], "secret\n");
+    near.ok(&["alias", "add", "fwd@example.test", "carol@remote.test"]);
+    near.launch();
+    near.ok_stdin(&["sieve", "put", "alice@example.test", "on"], "redirect \"carol@remote.test\";\n");
+    near.ok(&["sieve", "activate", "alice@example.test", "on"]);
+
+    // Dave writes to Alice (redirected) and to the alias (forwarded).
+    for (to, subject) in [("alice@example.test", "via sieve"), ("fwd@example.test", "via alias")] {
+        let headers = format!("From: dave@origin.test\r\nTo: {to}\r\nSubject: {subject}\r\n");
+        assert_eq!(send_raw(&near, "Dave@origin.test", &[to], &headers).code, 250);
+    }
+    eventually(Duration::from_secs(40), "both forwarded copies at the far Tern", || {
+        (far.mail_list("carol@remote.test", "INBOX").len() == 2).then_some(())
+    });
+    let mut srs_address = String::new();
+    for uid in [1, 2] {
+        let raw = String::from_utf8(far.mail_show("carol@remote.test", "INBOX", uid)).unwrap();
+        let return_path = raw.lines().find(|l| l.starts_with("Return-Path:")).unwrap_or_default().to_string();
+        assert!(return_path.contains("<SRS0=") && return_path.contains("=origin.test=Dave@example.test>"), "{raw}");
+        // The far side's SPF check passes for the rewritten sender.
+        let results = auth_results(&raw);
+        assert!(results.contains("spf=pass"), "{results}");
+        srs_address = return_path.trim_start_matches("Return-Path:").trim().trim_matches(['<', '>']).to_string();
+    }
+
+    // A bounce to the rewritten address goes back to Dave.
+    let bounce = "From: MAILER-DAEMON@remote.test\r\nTo: Dave@origin.test\r\nSubject: Undelivered Mail\r\n";
+    assert_eq!(send_raw(&near, "", &[&srs_address], bounce).code, 250);
+    eventually(Duration::from_secs(40), "the bounce at Dave's", || {
+        (far.mail_list("dave@origin.test", "INBOX").len() == 1).then_some(())
+    });
+    // A forged or tampered SRS address is nobody.
+    let mut c = near.smtp();
+    c.hello();
+    c.expect("MAIL FROM:<>", 250);
+    let forged = srs_address.replacen("SRS0=", "SRS0=A", 1).replace("Dave", "Mallory");
+    let r = c.cmd(&format!("RCPT TO:<{forged}>"));
+    assert_eq!(r.code, 550, "{r:?}");
+    c.expect("QUIT", 221);
+    // Mail from our own domain is forwarded with its own sender (its SPF covers us).
+    let headers = "From: alice@example.test\r\nTo: fwd@example.test\r\nSubject: own\r\n";
+    assert_eq!(send_raw(&near, "alice@example.test", &["fwd@example.test"], headers).code, 250);
+    eventually(Duration::from_secs(40), "the third copy", || {
+        (far.mail_list("carol@remote.test", "INBOX").len() == 3).then_some(())
+    });
+    let raw = String::from_utf8(far.mail_show("carol@remote.test", "INBOX", 3)).unwrap();
+    assert!(raw.contains("Return-Path: <alice@example.test>"), "{raw}");
 }
