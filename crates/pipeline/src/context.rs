@@ -84,6 +84,9 @@ pub struct MessageContext {
     /// What stages asked to happen once the message is accepted, and only then
     /// ([`crate::follow_up`]).
     pub follow_ups: Vec<FollowUp>,
+    /// Accounts whose copies differ from the message (a Sieve script's `editheader`), with
+    /// their whole content.
+    pub edited: Vec<(AccountId, Vec<u8>)>,
 }
 
 /// Work that waits for the message's commit: a message refused or lost to a crash before
@@ -126,6 +129,7 @@ impl MessageContext {
             tags: Vec::new(),
             scan_verdict: None,
             follow_ups: Vec::new(),
+            edited: Vec::new(),
         }
     }
 

@@ -15,11 +15,15 @@ pub async fn commit_message(store: &Arc<dyn Store>, ctx: &mut MessageContext) ->
     let raw = ctx.take_final_message();
     let envelope = envelope_of(ctx);
     let mut targets = Vec::new();
+    let mut edited: Vec<(Vec<u8>, Vec<DeliveryTarget>)> = Vec::new();
     let mut remote: Vec<NewQueueRecipient> = Vec::new();
     for r in &ctx.recipients {
         for account in &r.accounts {
             if let Some((_, filed)) = r.filed.iter().find(|(a, _)| a == account) {
-                targets.extend(filed.iter().cloned());
+                match ctx.edited.iter().find(|(a, _)| a == account) {
+                    Some((_, content)) if !filed.is_empty() => edited.push((content.clone(), filed.clone())),
+                    _ => targets.extend(filed.iter().cloned()),
+                }
                 continue;
             }
             targets.push(DeliveryTarget {
@@ -41,9 +45,25 @@ pub async fn commit_message(store: &Arc<dyn Store>, ctx: &mut MessageContext) ->
             remote.push(NewQueueRecipient { address: address.clone(), orcpt, notify: r.notify, sender });
         }
     }
-    let mut delivery = prepare(raw, envelope, targets).await?;
-    delivery.remote = remote;
-    store.deliver(delivery).await
+    // Copies a script edited are contents of their own, stored first: a failure after them
+    // answers 451 and the retry may store them twice, but nothing accepted is lost.
+    let mut edited_receipts = Vec::new();
+    for (content, targets) in edited {
+        edited_receipts.push(store.deliver(prepare(content, envelope.clone(), targets).await?).await?);
+    }
+    let mut receipt = if targets.is_empty() && remote.is_empty() && !edited_receipts.is_empty() {
+        edited_receipts.remove(0)
+    } else {
+        let mut delivery = prepare(raw, envelope, targets).await?;
+        delivery.remote = remote;
+        store.deliver(delivery).await?
+    };
+    for other in edited_receipts {
+        receipt.copies.extend(other.copies);
+        receipt.skipped.extend(other.skipped);
+        receipt.over_quota.extend(other.over_quota);
+    }
+    Ok(receipt)
 }
 
 /// The envelope a message is stored with.

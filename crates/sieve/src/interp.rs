@@ -221,6 +221,34 @@ fn decode_value(raw: &str) -> String {
     tern_mime::decode::encoded_words(unfolded.trim())
 }
 
+/// A header value as RFC 5293 §4 wants it stored: ASCII as is, anything else as RFC 2047
+/// encoded words (Q encoding, UTF-8), each at most 75 characters, folded between words.
+fn encode_value(value: &str) -> String {
+    if value.is_ascii() {
+        return value.to_string();
+    }
+    let mut words: Vec<String> = Vec::new();
+    let mut word = String::new();
+    for c in value.chars() {
+        let mut piece = String::new();
+        let mut buf = [0u8; 4];
+        for b in c.encode_utf8(&mut buf).bytes() {
+            match b {
+                b' ' => piece.push('_'),
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'!' | b'*' | b'+' | b'-' | b'/' => piece.push(b as char),
+                _ => piece.push_str(&format!("={b:02X}")),
+            }
+        }
+        // "=?UTF-8?Q?" + text + "?=" stays within 75 characters.
+        if word.len() + piece.len() > 75 - 12 {
+            words.push(std::mem::take(&mut word));
+        }
+        word.push_str(&piece);
+    }
+    words.push(word);
+    words.iter().map(|w| format!("=?UTF-8?Q?{w}?=")).collect::<Vec<_>>().join("\r\n ")
+}
+
 /// Header fields a script may neither add nor delete (RFC 5293 §6: trace and loop control).
 fn protected(name: &str) -> bool {
     name.eq_ignore_ascii_case("received") || name.eq_ignore_ascii_case("auto-submitted")
@@ -515,7 +543,7 @@ impl Run<'_> {
                 let name = self.expand(name);
                 let value = self.expand(value);
                 if matching::is_field_name(&name) && !protected(&name) {
-                    let value = format!(" {}", value.replace(['\r', '\n'], " "));
+                    let value = format!(" {}", encode_value(&value.replace(['\r', '\n'], " ")));
                     if *last {
                         message.fields.push((name, value));
                     } else {
@@ -875,5 +903,21 @@ fn body_parts(body: &[u8], raw: &[u8], transform: &BodyTransform, variables: &Va
             }
             out
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_value;
+
+    #[test]
+    fn added_values_are_encoded_words_when_not_ascii() {
+        assert_eq!(encode_value("plain text"), "plain text");
+        assert_eq!(encode_value("Grüße"), "=?UTF-8?Q?Gr=C3=BC=C3=9Fe?=");
+        let long = encode_value(&"ü".repeat(40));
+        for word in long.split("\r\n ") {
+            assert!(word.len() <= 75 && word.starts_with("=?UTF-8?Q?") && word.ends_with("?="), "{word}");
+        }
+        assert_eq!(tern_mime::decode::encoded_words(&long.replace("\r\n ", " ")), "ü".repeat(40));
     }
 }

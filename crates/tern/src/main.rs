@@ -638,7 +638,8 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Config => {
             config.check_files()?;
             if let Some(path) = &config.sieve.before {
-                let source = std::fs::read_to_string(path).with_context(|| format!("sieve.before {}", path.display()))?;
+                let source =
+                    std::fs::read_to_string(path).with_context(|| format!("sieve.before {}", path.display()))?;
                 tern_sieve::compile(&source).map_err(|e| anyhow::anyhow!("sieve.before {}: {e}", path.display()))?;
             }
             write_stdout(config.to_toml()?.as_bytes())?;

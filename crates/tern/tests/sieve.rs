@@ -142,7 +142,10 @@ fn vacation_replies_once_per_sender_and_never_to_lists_or_robots() {
     s.ok_stdin(&["sieve", "put", "alice@example.test", "away"], VACATION);
     s.ok(&["sieve", "activate", "alice@example.test", "away"]);
     let to_alice = |from: &str, extra: &str| {
-        format!("From: {from}\r\nTo: Alice <alice@example.test>\r\nMessage-ID: <{}@x.test>\r\nSubject: hello\r\n{extra}", rand_id())
+        format!(
+            "From: {from}\r\nTo: Alice <alice@example.test>\r\nMessage-ID: <{}@x.test>\r\nSubject: hello\r\n{extra}",
+            rand_id()
+        )
     };
 
     // The reply is in Bob's INBOX once the 250 came: sent with the null sender, marked,
@@ -164,15 +167,24 @@ fn vacation_replies_once_per_sender_and_never_to_lists_or_robots() {
 
     // Lists, robots and mail not addressed to Alice get none (RFC 3834 §2, RFC 5230 §4.5).
     for extra in ["Precedence: list\r\n", "List-Id: <team.lists.test>\r\n", "Auto-Submitted: auto-generated\r\n"] {
-        assert_eq!(send_raw(&s, "carol@example.test", &["alice@example.test"], &to_alice("carol@example.test", extra)).code, 250);
+        assert_eq!(
+            send_raw(&s, "carol@example.test", &["alice@example.test"], &to_alice("carol@example.test", extra)).code,
+            250
+        );
     }
-    let bcc = format!("From: carol@example.test\r\nTo: team@lists.test\r\nMessage-ID: <{}@x.test>\r\nSubject: hi\r\n", rand_id());
+    let bcc = format!(
+        "From: carol@example.test\r\nTo: team@lists.test\r\nMessage-ID: <{}@x.test>\r\nSubject: hi\r\n",
+        rand_id()
+    );
     assert_eq!(send_raw(&s, "carol@example.test", &["alice@example.test"], &bcc).code, 250);
     assert!(s.mail_list("carol@example.test", "INBOX").is_empty(), "no replies to lists or robots");
     // A null sender is never answered.
     assert_eq!(send_raw(&s, "", &["alice@example.test"], &to_alice("mailer-daemon@x.test", "")).code, 250);
     // Carol, writing to Alice herself: a reply.
-    assert_eq!(send_raw(&s, "carol@example.test", &["alice@example.test"], &to_alice("carol@example.test", "")).code, 250);
+    assert_eq!(
+        send_raw(&s, "carol@example.test", &["alice@example.test"], &to_alice("carol@example.test", "")).code,
+        250
+    );
     assert_eq!(s.mail_list("carol@example.test", "INBOX").len(), 1);
     assert_eq!(s.mail_list("alice@example.test", "INBOX").len(), 8, "every message kept");
 }
@@ -192,7 +204,8 @@ fn duplicates_are_dropped_and_partial_rejects_are_reported() {
         "require [\"duplicate\", \"fileinto\"];\nif duplicate { fileinto \"Trash\"; stop; }\n",
     );
     s.ok(&["sieve", "activate", "alice@example.test", "dups"]);
-    let headers = "From: carol@example.test\r\nTo: alice@example.test\r\nMessage-ID: <same@x.test>\r\nSubject: twice\r\n";
+    let headers =
+        "From: carol@example.test\r\nTo: alice@example.test\r\nMessage-ID: <same@x.test>\r\nSubject: twice\r\n";
     assert_eq!(send_raw(&s, "carol@example.test", &["alice@example.test"], headers).code, 250);
     assert_eq!(send_raw(&s, "carol@example.test", &["alice@example.test"], headers).code, 250);
     assert_eq!(s.mail_list("alice@example.test", "INBOX").len(), 1, "the second copy is a duplicate");
@@ -216,7 +229,11 @@ fn duplicates_are_dropped_and_partial_rejects_are_reported() {
 fn the_admins_script_runs_before_the_users_own() {
     let mut s = TestServer::new("");
     let before = s.dir.path().join("before.sieve");
-    std::fs::write(&before, "require \"fileinto\";\nif header :contains \"subject\" \"[bulk]\" { fileinto \"Junk\"; stop; }\n").unwrap();
+    std::fs::write(
+        &before,
+        "require \"fileinto\";\nif header :contains \"subject\" \"[bulk]\" { fileinto \"Junk\"; stop; }\n",
+    )
+    .unwrap();
     let config = std::fs::read_to_string(&s.config_path).unwrap();
     std::fs::write(&s.config_path, format!("{config}[sieve]\nbefore = \"{}\"\n", before.display())).unwrap();
     s.ok(&["domain", "add", "example.test"]);
@@ -227,7 +244,10 @@ fn the_admins_script_runs_before_the_users_own() {
     s.ok(&["sieve", "activate", "alice@example.test", "rules"]);
     assert!(s.imap_login("alice@example.test").run("CREATE Lists").ok());
     // The admin's script files it and stops: Alice's script (which files "[list]") does not run.
-    assert_eq!(send(&s, "sender@remote.test", &["alice@example.test", "bob@example.test"], "[bulk] [list] x").code, 250);
+    assert_eq!(
+        send(&s, "sender@remote.test", &["alice@example.test", "bob@example.test"], "[bulk] [list] x").code,
+        250
+    );
     assert_eq!(s.mail_list("alice@example.test", "Junk").len(), 1, "{}", s.log());
     assert!(flags_in(&s, "alice@example.test", "Lists").is_empty());
     assert_eq!(s.mail_list("bob@example.test", "Junk").len(), 1, "Bob, without a script, meets it too");
@@ -326,4 +346,29 @@ fn redirects_and_aliases_forward_with_srs_and_bounces_find_their_way_back() {
     });
     let raw = String::from_utf8(far.mail_show("carol@remote.test", "INBOX", 3)).unwrap();
     assert!(raw.contains("Return-Path: <alice@example.test>"), "{raw}");
+}
+
+#[test]
+fn editheader_changes_the_users_stored_copy_only() {
+    let s = TestServer::started("");
+    s.ok_stdin(
+        &["sieve", "put", "alice@example.test", "edit"],
+        "require [\"editheader\", \"fileinto\"];\naddheader \"X-Sorted\" \"by Sieve, für Alice\";\ndeleteheader \"X-Junk\";\nif header :contains \"x-sorted\" \"Sieve\" { fileinto \"Archive\"; }\n",
+    );
+    s.ok(&["sieve", "activate", "alice@example.test", "edit"]);
+    let headers =
+        "From: carol@remote.test\r\nTo: alice@example.test, bob@example.test\r\nX-Junk: drop me\r\nSubject: edited\r\n";
+    assert_eq!(send_raw(&s, "carol@remote.test", &["alice@example.test", "bob@example.test"], headers).code, 250);
+    // Alice's copy: as her script left it, filed by a test that saw its own edit.
+    let alice = String::from_utf8(s.mail_show("alice@example.test", "Archive", 1)).unwrap();
+    assert!(alice.starts_with("X-Sorted: =?UTF-8?Q?by_Sieve=2C_f=C3=BCr_Alice?=\r\n"), "{alice}");
+    assert!(!alice.contains("X-Junk") && alice.contains("Subject: edited\r\n\r\nbody\r\n"), "{alice}");
+    // Bob's copy is the message as it came.
+    let bob = String::from_utf8(s.mail_show("bob@example.test", "INBOX", 1)).unwrap();
+    assert!(bob.contains("X-Junk: drop me") && !bob.contains("X-Sorted"), "{bob}");
+    // Alice's copy is searchable over IMAP like any other.
+    let mut imap = s.imap_login("alice@example.test");
+    assert!(imap.run("SELECT Archive").ok());
+    let r = imap.run("SEARCH HEADER X-Sorted \"Alice\"");
+    assert!(r.untagged("SEARCH").iter().any(|l| l.trim().ends_with('1')), "{r:?}");
 }

@@ -7,8 +7,8 @@
 //! the mail is never lost to a script. An admin's global script (`[sieve] before`) runs
 //! before each user's own, as Dovecot's `sieve_before` does. Vacation replies (RFC 5230,
 //! with RFC 3834's rules) and the ids `duplicate` remembers wait for the commit
-//! ([`crate::FollowUp`]). Not done: `editheader` changes reach the script's later tests but
-//! not the stored copy.
+//! ([`crate::FollowUp`]). A copy whose header a script edited (`editheader`) is stored as
+//! edited, as a content of its own.
 
 use crate::{FollowUp, MessageContext, Refusal, Stage, Verdict};
 use async_trait::async_trait;
@@ -545,6 +545,7 @@ impl Stage for SieveFilter {
                 })
                 .collect();
             let mut targets = Vec::new();
+            let outcome_header = outcome.header;
             for action in outcome.actions {
                 let recipient = &mut ctx.recipients[i];
                 match action {
@@ -595,6 +596,17 @@ impl Stage for SieveFilter {
             }
             if !remember.is_empty() {
                 ctx.follow_ups.push(FollowUp::Remember { account, ids: remember });
+            }
+            if let Some(fields) = &outcome_header {
+                // RFC 5293: the stored copy carries the header as the script left it.
+                let body = &raw[tern_mime::text::header_len(&raw).min(raw.len())..];
+                let mut content = Vec::with_capacity(raw.len());
+                for (name, value) in fields {
+                    content.extend_from_slice(format!("{name}:{value}\r\n").as_bytes());
+                }
+                content.extend_from_slice(b"\r\n");
+                content.extend_from_slice(body);
+                ctx.edited.push((account, content));
             }
             tracing::info!(account, copies = targets.len(), "Sieve filed the message");
             ctx.recipients[i].filed.push((account, targets));
