@@ -372,3 +372,33 @@ fn editheader_changes_the_users_stored_copy_only() {
     let r = imap.run("SEARCH HEADER X-Sorted \"Alice\"");
     assert!(r.untagged("SEARCH").iter().any(|l| l.trim().ends_with('1')), "{r:?}");
 }
+
+#[test]
+fn spamtest_reads_the_verdict_of_the_scan() {
+    // Rules alone mark mail without Date and Message-ID (1 point each) as junk here.
+    let s = TestServer::started("[spam]\njunk_score = 1.5\nreject_score = 50.0\n");
+    s.ok_stdin(
+        &["sieve", "put", "alice@example.test", "spam"],
+        "require [\"spamtest\", \"relational\", \"comparator-i;ascii-numeric\", \"fileinto\"];\n\
+         if spamtest :value \"ge\" :comparator \"i;ascii-numeric\" \"6\" { fileinto \"Suspect\"; stop; }\n\
+         if spamtest :value \"eq\" :comparator \"i;ascii-numeric\" \"0\" { fileinto \"Untested\"; }\n",
+    );
+    s.ok(&["sieve", "activate", "alice@example.test", "spam"]);
+    let mut imap = s.imap_login("alice@example.test");
+    assert!(imap.run("CREATE Suspect").ok() && imap.run("CREATE Untested").ok());
+    let marked = "From: carol@remote.test\r\nTo: alice@example.test\r\nSubject: no date\r\n";
+    assert_eq!(send_raw(&s, "carol@remote.test", &["alice@example.test"], marked).code, 250);
+    let clean = format!(
+        "From: carol@remote.test\r\nTo: alice@example.test\r\nSubject: fine\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <{}@remote.test>\r\n",
+        rand_id()
+    );
+    assert_eq!(send_raw(&s, "carol@remote.test", &["alice@example.test"], &clean).code, 250);
+    let suspect = s.mail_list("alice@example.test", "Suspect");
+    assert_eq!(suspect.len(), 1, "{}", s.log());
+    assert!(suspect[0].contains("no date"), "{suspect:?}");
+    let inbox = s.mail_list("alice@example.test", "INBOX");
+    assert_eq!(inbox.len(), 1, "the clean one is kept where the scan put it: {inbox:?}");
+    assert!(inbox[0].contains("fine"));
+    assert!(s.mail_list("alice@example.test", "Junk").is_empty(), "the script's fileinto wins over the scan's Junk");
+    assert!(s.mail_list("alice@example.test", "Untested").is_empty(), "a scanned message is never level 0");
+}
