@@ -366,6 +366,14 @@ fn editheader_changes_the_users_stored_copy_only() {
     // Bob's copy is the message as it came.
     let bob = String::from_utf8(s.mail_show("bob@example.test", "INBOX", 1)).unwrap();
     assert!(bob.contains("X-Junk: drop me") && !bob.contains("X-Sorted"), "{bob}");
+    // RFC 8579: into the mailbox with that special use, whatever its name.
+    s.ok_stdin(
+        &["sieve", "put", "alice@example.test", "edit"],
+        "require [\"fileinto\", \"special-use\"];\nfileinto :specialuse \"\\\\Archive\" \"Elsewhere\";\n",
+    );
+    let headers = "From: carol@remote.test\r\nTo: alice@example.test\r\nSubject: by use\r\n";
+    assert_eq!(send_raw(&s, "carol@remote.test", &["alice@example.test"], headers).code, 250);
+    assert_eq!(s.mail_list("alice@example.test", "Archive").len(), 2, "{}", s.log());
     // Alice's copy is searchable over IMAP like any other.
     let mut imap = s.imap_login("alice@example.test");
     assert!(imap.run("SELECT Archive").ok());

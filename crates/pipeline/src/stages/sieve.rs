@@ -105,7 +105,8 @@ impl SieveFilter {
 /// the store for the one question that cannot be (the ids `duplicate` asks about): the run
 /// is on the blocking pool, where waiting for the store is allowed.
 struct Facts {
-    mailboxes: Vec<(String, Option<String>)>,
+    /// Name, special use and id (RFC 9042 `mailboxid`, the store's id in decimal).
+    mailboxes: Vec<(String, Option<String>, u64)>,
     includes: HashMap<String, Arc<Script>>,
     spam: Option<(u8, u8)>,
     virus: Option<u8>,
@@ -121,6 +122,9 @@ fn duplicate_key(id: &str) -> String {
 }
 
 impl Host for Facts {
+    fn mailbox_id_exists(&self, id: &str) -> bool {
+        id.parse::<u64>().is_ok_and(|id| self.mailboxes.iter().any(|m| m.2 == id))
+    }
     fn seen(&self, id: &str) -> bool {
         match self.runtime.block_on(self.store.sieve_seen(self.account, &duplicate_key(id), self.now)) {
             Ok(seen) => seen,
@@ -131,10 +135,10 @@ impl Host for Facts {
         }
     }
     fn mailbox_exists(&self, name: &str) -> bool {
-        self.mailboxes.iter().any(|(n, _)| n == name)
+        self.mailboxes.iter().any(|(n, _, _)| n == name)
     }
     fn special_use_exists(&self, mailbox: Option<&str>, uses: &[String]) -> bool {
-        let carries = |m: &(String, Option<String>), u: &str| {
+        let carries = |m: &(String, Option<String>, u64), u: &str| {
             m.1.as_deref().is_some_and(|s| u.trim_start_matches('\\').eq_ignore_ascii_case(s))
         };
         match mailbox {
@@ -361,9 +365,9 @@ impl SieveFilter {
         let mut scripts: Vec<Arc<Script>> = self.before.iter().cloned().collect();
         scripts.extend(own.clone());
         let needs = |ext: &str| scripts.iter().any(|s| s.extensions.contains(ext));
-        let mailboxes = if needs("mailbox") || needs("special-use") {
+        let mailboxes = if needs("mailbox") || needs("special-use") || needs("mailboxid") {
             match self.store.mailbox_list(account).await {
-                Ok(list) => list.into_iter().map(|m| (m.name, m.special_use.map(|u| format!("{u:?}")))).collect(),
+                Ok(list) => list.into_iter().map(|m| (m.name, m.special_use.map(|u| format!("{u:?}")), m.id)).collect(),
                 Err(_) => Vec::new(),
             }
         } else {
@@ -560,7 +564,26 @@ impl Stage for SieveFilter {
                             keywords,
                         });
                     }
-                    Action::FileInto { mailbox, flags, create, .. } => {
+                    Action::FileInto { mailbox, flags, create, special_use, mailbox_id } => {
+                        // RFC 9042 §4.1 `:mailboxid`, RFC 8579 §4 `:specialuse`: that mailbox
+                        // when it exists, else the one named.
+                        let mailbox = match (mailbox_id, special_use) {
+                            (None, None) => mailbox,
+                            (id, usage) => {
+                                let list = self.store.mailbox_list(account).await.unwrap_or_default();
+                                let by_id = id
+                                    .and_then(|i| i.parse::<u64>().ok())
+                                    .and_then(|i| list.iter().find(|m| m.id == i));
+                                let by_use = usage.and_then(|u| {
+                                    list.iter().find(|m| {
+                                        m.special_use.is_some_and(|s| {
+                                            format!("{s:?}").eq_ignore_ascii_case(u.trim_start_matches('\\'))
+                                        })
+                                    })
+                                });
+                                by_id.or(by_use).map(|m| m.name.clone()).unwrap_or(mailbox)
+                            }
+                        };
                         if create
                             && let Ok(None) = self.store.mailbox_by_name(account, &mailbox).await
                             && let Err(e) =
