@@ -3,7 +3,7 @@
 #
 #   docker build --build-arg TERN_COMMIT=$(git rev-parse --short=12 HEAD) -t tern .
 #   docker run -d --name tern --hostname mail.example.org -p 25:25 -p 465:465 -p 587:587 -p 993:993 -p 143:143 \
-#       -p 995:995 -p 110:110 -p 443:443 -v tern-data:/var/lib/tern -v tern-config:/etc/tern tern
+#       -p 995:995 -p 110:110 -p 4190:4190 -p 443:443 -v tern-data:/var/lib/tern -v tern-config:/etc/tern tern
 #   docker exec -it tern tern setup example.org
 #
 # deploy/docker/docker-compose.yml does the same with compose.
@@ -34,7 +34,7 @@ RUN chown tern:tern /etc/tern/tern.toml
 USER tern
 # Docker lets unprivileged processes bind ports below 1024 inside the container
 # (net.ipv4.ip_unprivileged_port_start=0 since Docker 20.10), so no capability is needed.
-EXPOSE 25 465 587 143 993 110 995 443 80
+EXPOSE 25 465 587 143 993 110 995 4190 443 80
 VOLUME ["/var/lib/tern", "/etc/tern"]
 ENV TERN_CONFIG=/etc/tern/tern.toml
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s \

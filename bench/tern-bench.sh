@@ -39,7 +39,7 @@ imap = ["127.0.0.1:$IMAP_PORT"]
 imaps = []
 pop3 = ["127.0.0.1:$POP3_PORT"]
 pop3s = []
-managesieve = []
+managesieve = []   # not measured
 ${BENCH_TERN_LISTEN_EXTRA:-}
 [smtp]
 max_connections = 10000

@@ -278,6 +278,9 @@ pub struct Sieve {
     /// Dovecot's `sieve_before`); the user's script does not run when it ends with `stop`.
     /// Checked at startup: a script that does not compile stops the server with its line.
     pub before: Option<PathBuf>,
+    /// A directory of admin scripts (`NAME.sieve`) that users' scripts may `include :global
+    /// "NAME"` (RFC 6609 §3.2); read and checked at startup.
+    pub global_dir: Option<PathBuf>,
 }
 
 /// Client authentication (IMAP, POP3, submission).

@@ -108,9 +108,6 @@ impl Default for Listen {
         l.http = loopback(Service::Http.ports().0);
         l.https = Vec::new();
         l.public_http = Vec::new();
-        // Off by default until delivery runs the scripts it stores (issue 15); `--dev` and
-        // `managesieve = ["0.0.0.0:4190"]` turn it on.
-        l.managesieve = Vec::new();
         l
     }
 }

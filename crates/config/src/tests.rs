@@ -99,7 +99,7 @@ fn dev_ports_are_high_and_loopback() {
     }
     assert_eq!(c.listen.smtp[0].port(), 2525);
     assert_eq!(c.listen.managesieve[0].port(), 14190);
-    assert!(parse("").unwrap().listen.managesieve.is_empty(), "off by default until Sieve runs at delivery");
+    assert_eq!(parse("").unwrap().listen.managesieve[0].port(), 4190, "on by default at the standard port");
 }
 
 #[test]

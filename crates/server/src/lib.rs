@@ -13,7 +13,7 @@ pub mod mta_sts;
 pub mod privilege;
 
 use anyhow::Context;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -187,11 +187,33 @@ fn certificate(config: &Config) -> anyhow::Result<Certificate> {
 
 /// The Sieve stage, with the admin's global script when `[sieve] before` names one.
 fn sieve_filter(config: &Config, directory: &Directory) -> anyhow::Result<tern_pipeline::stages::SieveFilter> {
-    let filter = tern_pipeline::stages::SieveFilter::new(directory.clone(), &config.hostname);
+    let mut filter = tern_pipeline::stages::SieveFilter::new(directory.clone(), &config.hostname);
+    if let Some(path) = &config.sieve.global_dir {
+        filter = filter.with_globals(global_sieve_scripts(path)?);
+    }
     let Some(path) = &config.sieve.before else { return Ok(filter) };
     let source = std::fs::read_to_string(path).with_context(|| format!("sieve.before {}", path.display()))?;
     let script = tern_sieve::compile(&source).map_err(|e| anyhow::anyhow!("sieve.before {}: {e}", path.display()))?;
     Ok(filter.with_before(Arc::new(script)))
+}
+
+/// The admin's scripts in `[sieve] global_dir` (`NAME.sieve`), compiled, by name.
+pub fn global_sieve_scripts(dir: &std::path::Path) -> anyhow::Result<HashMap<String, Arc<tern_sieve::Script>>> {
+    let mut scripts = HashMap::new();
+    let entries = std::fs::read_dir(dir).with_context(|| format!("sieve.global_dir {}", dir.display()))?;
+    for entry in entries {
+        let path = entry.with_context(|| format!("sieve.global_dir {}", dir.display()))?.path();
+        let (Some(name), Some("sieve")) =
+            (path.file_stem().and_then(|s| s.to_str()), path.extension().and_then(|s| s.to_str()))
+        else {
+            continue;
+        };
+        let source = std::fs::read_to_string(&path).with_context(|| format!("sieve.global_dir {}", path.display()))?;
+        let script =
+            tern_sieve::compile(&source).map_err(|e| anyhow::anyhow!("sieve.global_dir {}: {e}", path.display()))?;
+        scripts.insert(name.to_string(), Arc::new(script));
+    }
+    Ok(scripts)
 }
 
 /// What DMARC aggregate reporting needs: the verifier whose results it reports, and the

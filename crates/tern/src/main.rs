@@ -642,6 +642,9 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
                     std::fs::read_to_string(path).with_context(|| format!("sieve.before {}", path.display()))?;
                 tern_sieve::compile(&source).map_err(|e| anyhow::anyhow!("sieve.before {}: {e}", path.display()))?;
             }
+            if let Some(dir) = &config.sieve.global_dir {
+                tern_server::global_sieve_scripts(dir)?;
+            }
             write_stdout(config.to_toml()?.as_bytes())?;
             return Ok(std::process::ExitCode::SUCCESS);
         }

@@ -235,7 +235,18 @@ fn the_admins_script_runs_before_the_users_own() {
     )
     .unwrap();
     let config = std::fs::read_to_string(&s.config_path).unwrap();
-    std::fs::write(&s.config_path, format!("{config}[sieve]\nbefore = \"{}\"\n", before.display())).unwrap();
+    let globals = s.dir.path().join("global");
+    std::fs::create_dir(&globals).unwrap();
+    std::fs::write(
+        globals.join("common.sieve"),
+        "require \"fileinto\";\nif header :contains \"subject\" \"[archive]\" { fileinto \"Archive\"; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &s.config_path,
+        format!("{config}[sieve]\nbefore = \"{}\"\nglobal_dir = \"{}\"\n", before.display(), globals.display()),
+    )
+    .unwrap();
     s.ok(&["domain", "add", "example.test"]);
     s.ok_stdin(&["user", "add", "alice@example.test", "--password-stdin"], "secret\n");
     s.ok_stdin(&["user", "add", "bob@example.test", "--password-stdin"], "secret\n");
@@ -254,6 +265,12 @@ fn the_admins_script_runs_before_the_users_own() {
     // Otherwise Alice's own script decides.
     assert_eq!(send(&s, "sender@remote.test", &["alice@example.test"], "[list] y").code, 250);
     assert_eq!(flags_in(&s, "alice@example.test", "Lists").len(), 1);
+
+    // A user's script includes one of the admin's (RFC 6609 :global).
+    s.ok_stdin(&["sieve", "put", "alice@example.test", "inc"], "require \"include\";\ninclude :global \"common\";\n");
+    s.ok(&["sieve", "activate", "alice@example.test", "inc"]);
+    assert_eq!(send(&s, "sender@remote.test", &["alice@example.test"], "[archive] z").code, 250);
+    assert_eq!(s.mail_list("alice@example.test", "Archive").len(), 1, "{}", s.log());
 
     // A global script that does not compile is refused by `tern config` (and at startup),
     // naming the line.

@@ -33,6 +33,8 @@ pub struct SieveFilter {
     hostname: String,
     /// The admin's script run before every user's own.
     before: Option<Arc<Script>>,
+    /// The admin's scripts for `include :global`.
+    globals: Arc<HashMap<String, Arc<Script>>>,
     /// Signs vacation replies like submitted mail.
     signer: super::DkimSign,
 }
@@ -61,7 +63,14 @@ impl SieveFilter {
             limits: Limits::default(),
             hostname: hostname.to_string(),
             before: None,
+            globals: Arc::default(),
         }
+    }
+
+    /// With the admin's scripts that `include :global` finds (RFC 6609 §3.2).
+    pub fn with_globals(mut self, scripts: HashMap<String, Arc<Script>>) -> SieveFilter {
+        self.globals = Arc::new(scripts);
+        self
     }
 
     /// With the admin's global script, run before each user's own.
@@ -108,6 +117,7 @@ struct Facts {
     /// Name, special use and id (RFC 9042 `mailboxid`, the store's id in decimal).
     mailboxes: Vec<(String, Option<String>, u64)>,
     includes: HashMap<String, Arc<Script>>,
+    globals: Arc<HashMap<String, Arc<Script>>>,
     spam: Option<(u8, u8)>,
     virus: Option<u8>,
     now: i64,
@@ -148,7 +158,7 @@ impl Host for Facts {
     }
     fn include(&self, name: &str, global: bool) -> Result<Option<Arc<Script>>, String> {
         if global {
-            return Ok(None);
+            return Ok(self.globals.get(name).cloned());
         }
         Ok(self.includes.get(name).cloned())
     }
@@ -387,6 +397,7 @@ impl SieveFilter {
         let facts = Facts {
             mailboxes,
             includes,
+            globals: Arc::clone(&self.globals),
             spam,
             virus,
             now: tern_store::now_unix(),
