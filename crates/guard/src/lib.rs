@@ -12,6 +12,7 @@ pub mod limits;
 pub mod memory;
 pub mod proxy;
 pub mod rate;
+pub mod session_io;
 pub mod shared;
 
 pub use accept::{Admitted, Gate, NoScreen, Protocol, Refusals, Screen, Ticket, accept_until_shutdown, admit};
@@ -22,4 +23,5 @@ pub use deadline::{Deadlines, Expired};
 pub use limits::{ConnectionLimits, ConnectionSlot, LimitExceeded};
 pub use memory::{Incoming, IncomingError, MessageMemory, Reservation};
 pub use rate::{Greylist, RateLimiter, greylist_network};
+pub use session_io::{InputEnd, LineTooLong, SessionIo};
 pub use shared::{GuardEvent, Outbox};

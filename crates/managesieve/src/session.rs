@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tern_store::{Account, StoreError};
+use tern_guard::{InputEnd, SessionIo};
 use tern_tls::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -24,29 +25,18 @@ enum Next {
 
 pub(crate) struct Session<S> {
     server: Arc<ManageSieveServer>,
-    conn: Stream<S>,
+    io: SessionIo<Stream<S>>,
     peer: SocketAddr,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
     state: State,
     errors: u32,
-    deadlines: tern_guard::Deadlines,
 }
 
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
     pub(crate) fn new(server: Arc<ManageSieveServer>, conn: Stream<S>, peer: SocketAddr) -> Session<S> {
         let login = server.settings.login_timeout;
         let deadlines = tern_guard::Deadlines::new(login.min(server.settings.timeout), Some(login));
-        Session {
-            server,
-            conn,
-            peer,
-            inbuf: Vec::new(),
-            out: Vec::new(),
-            state: State::NotAuthenticated,
-            errors: 0,
-            deadlines,
-        }
+        let io = SessionIo::new(conn, deadlines, server.settings.timeout, server.shutdown.clone());
+        Session { server, io, peer, state: State::NotAuthenticated, errors: 0 }
     }
 
     /// `OK`/`NO`/`BYE` with an optional response code and text (RFC 5804 §1.3).
@@ -54,19 +44,19 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
         if kind != "OK" {
             self.errors += 1;
         }
-        self.out.extend_from_slice(kind.as_bytes());
+        self.io.out.extend_from_slice(kind.as_bytes());
         if let Some(code) = code {
-            self.out.extend_from_slice(format!(" ({code})").as_bytes());
+            self.io.out.extend_from_slice(format!(" ({code})").as_bytes());
         }
         if !text.is_empty() {
-            self.out.push(b' ');
+            self.io.out.push(b' ');
             if text.contains(['\r', '\n']) || text.len() > 1024 {
-                self.out.extend_from_slice(&proto::literal(text.as_bytes()));
+                self.io.out.extend_from_slice(&proto::literal(text.as_bytes()));
             } else {
-                self.out.extend_from_slice(proto::quoted(text).as_bytes());
+                self.io.out.extend_from_slice(proto::quoted(text).as_bytes());
             }
         }
-        self.out.extend_from_slice(b"\r\n");
+        self.io.out.extend_from_slice(b"\r\n");
     }
 
     fn ok(&mut self, text: &str) {
@@ -78,67 +68,39 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
+        self.io.flush().await
+    }
+
+    /// What the client is told when its input ends on our side.
+    async fn farewell(&mut self, end: InputEnd) {
+        match end {
+            InputEnd::Shutdown => self.reply("BYE", Some("TRYLATER"), "Server shutting down"),
+            InputEnd::TimedOut => self.reply("BYE", None, "Idle for too long"),
+            InputEnd::Closed => return,
         }
-        let result = tokio::time::timeout(self.server.settings.timeout, async {
-            self.conn.write_all(&self.out).await?;
-            self.conn.flush().await
-        })
-        .await;
-        self.out.clear();
-        result.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timeout"))?
+        let _ = self.flush().await;
     }
 
     /// More bytes into the input buffer; `None` when the session must end.
     async fn fill(&mut self) -> Option<()> {
-        if self.flush().await.is_err() {
-            return None;
-        }
-        let mut chunk = [0u8; 16 * 1024];
-        let shutdown = self.server.shutdown.clone();
-        let read = self.deadlines.read(self.conn.read(&mut chunk));
-        let r = tokio::select! {
-            r = read => r,
-            _ = shutdown.cancelled() => {
-                self.reply("BYE", Some("TRYLATER"), "Server shutting down");
-                let _ = self.flush().await;
-                return None;
-            }
-        };
-        match r {
-            Ok(Ok(n)) if n > 0 => {
-                self.deadlines.received(n);
-                self.inbuf.extend_from_slice(&chunk[..n]);
-                Some(())
-            }
-            Err(_) => {
-                self.reply("BYE", None, "Idle for too long");
-                let _ = self.flush().await;
+        match self.io.fill().await {
+            Ok(_) => Some(()),
+            Err(end) => {
+                self.farewell(end).await;
                 None
             }
-            _ => None,
         }
     }
 
-    /// Drops `n` bytes of input (a refused literal), reading what has not arrived.
-    async fn discard(&mut self, mut n: usize) -> Option<()> {
-        loop {
-            let here = n.min(self.inbuf.len());
-            self.inbuf.drain(..here);
-            n -= here;
-            if n == 0 {
-                // And the rest of that command's line.
-                loop {
-                    if let Some(lf) = self.inbuf.iter().position(|&b| b == b'\n') {
-                        self.inbuf.drain(..=lf);
-                        return Some(());
-                    }
-                    self.inbuf.clear();
-                    self.fill().await?;
-                }
+    /// Drops a refused literal of `n` bytes and the rest of its line; `None` when the
+    /// session must end.
+    async fn discard(&mut self, n: usize) -> Option<()> {
+        match self.io.discard(n).await {
+            Ok(()) => Some(()),
+            Err(end) => {
+                self.farewell(end).await;
+                None
             }
-            self.fill().await?;
         }
     }
 
@@ -151,7 +113,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
     }
 
     fn may_login(&self) -> bool {
-        self.conn.is_tls() || (self.server.settings.plaintext_on_loopback && tern_config::is_loopback(&self.peer))
+        self.io.conn.is_tls() || (self.server.settings.plaintext_on_loopback && tern_config::is_loopback(&self.peer))
     }
 
     /// The capability response (RFC 5804 §1.7), without the final OK.
@@ -170,7 +132,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
         ];
         // Mechanisms only where a login may happen (RFC 5804 §2.1: none before TLS).
         let sasl = if self.may_login() {
-            tern_sasl::offered(self.conn.tls_exporter().is_some())
+            tern_sasl::offered(self.io.conn.tls_exporter().is_some())
                 .iter()
                 .map(|m| m.name())
                 .collect::<Vec<_>>()
@@ -179,19 +141,19 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
             String::new()
         };
         lines.push(("SASL".into(), sasl));
-        if self.server.tls.is_some() && !self.conn.is_tls() {
+        if self.server.tls.is_some() && !self.io.conn.is_tls() {
             lines.push(("STARTTLS".into(), String::new()));
         }
         lines.push(("MAXREDIRECTS".into(), tern_sieve::Limits::default().redirects.to_string()));
         lines.push(("VERSION".into(), "1.0".into()));
         lines.push(("UNAUTHENTICATE".into(), String::new()));
         for (name, value) in lines {
-            self.out.extend_from_slice(proto::quoted(&name).as_bytes());
+            self.io.out.extend_from_slice(proto::quoted(&name).as_bytes());
             if !value.is_empty() || name == "SASL" {
-                self.out.push(b' ');
-                self.out.extend_from_slice(proto::quoted(&value).as_bytes());
+                self.io.out.push(b' ');
+                self.io.out.extend_from_slice(proto::quoted(&value).as_bytes());
             }
-            self.out.extend_from_slice(b"\r\n");
+            self.io.out.extend_from_slice(b"\r\n");
         }
     }
 
@@ -204,10 +166,10 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
                 self.reply("BYE", None, "Too many errors");
                 break;
             }
-            let parsed = proto::parse(&self.inbuf, self.max_literal());
+            let parsed = proto::parse(&self.io.inbuf, self.max_literal());
             let command = match parsed {
                 Parse::Done(command, n) => {
-                    self.inbuf.drain(..n);
+                    self.io.inbuf.drain(..n);
                     command
                 }
                 Parse::Incomplete => {
@@ -217,8 +179,8 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
                     continue;
                 }
                 Parse::Bad(why, n) => {
-                    let n = n.min(self.inbuf.len());
-                    self.inbuf.drain(..n);
+                    let n = n.min(self.io.inbuf.len());
+                    self.io.inbuf.drain(..n);
                     tracing::debug!(why = ?why, "bad command");
                     self.no(None, &why);
                     continue;
@@ -262,10 +224,10 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
             if let Next::Close = next {
                 break;
             }
-            self.deadlines.command_done();
+            self.io.deadlines.command_done();
         }
         let _ = self.flush().await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.shutdown()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.io.conn.shutdown()).await;
     }
 
     async fn not_authenticated(&mut self, command: Command) -> Next {
@@ -284,7 +246,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
             self.no(None, "STARTTLS is not available");
             return Next::Continue;
         };
-        if self.conn.is_tls() {
+        if self.io.conn.is_tls() {
             self.no(None, "Already using TLS");
             return Next::Continue;
         }
@@ -292,14 +254,14 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
         if self.flush().await.is_err() {
             return Next::Close;
         }
-        if !self.inbuf.is_empty() {
-            tracing::warn!(bytes = self.inbuf.len(), "discarding plaintext pipelined after STARTTLS");
-            self.inbuf.clear();
+        if !self.io.inbuf.is_empty() {
+            tracing::warn!(bytes = self.io.inbuf.len(), "discarding plaintext pipelined after STARTTLS");
+            self.io.inbuf.clear();
         }
-        let Stream::Plain(plain) = std::mem::replace(&mut self.conn, Stream::Upgrading) else { return Next::Close };
+        let Stream::Plain(plain) = std::mem::replace(&mut self.io.conn, Stream::Upgrading) else { return Next::Close };
         match tern_tls::handshake(&acceptor, plain, self.peer).await {
             Some(tls) => {
-                self.conn = Stream::Tls(Box::new(tls));
+                self.io.conn = Stream::Tls(Box::new(tls));
                 // RFC 5804 §2.2: the capabilities again, over TLS.
                 self.capabilities();
                 self.ok("TLS negotiation successful");
@@ -310,7 +272,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
     }
 
     async fn authenticate(&mut self, mechanism: &str, initial: Option<Vec<u8>>) -> Next {
-        let binding = self.conn.tls_exporter();
+        let binding = self.io.conn.tls_exporter();
         let Some(mech) = tern_sasl::Mechanism::parse(mechanism) else {
             self.no(None, "Unsupported mechanism");
             return Next::Continue;
@@ -451,11 +413,11 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
             Command::ListScripts => match store.sieve_list(account.id).await {
                 Ok(list) => {
                     for s in list {
-                        self.out.extend_from_slice(proto::quoted(&s.name).as_bytes());
+                        self.io.out.extend_from_slice(proto::quoted(&s.name).as_bytes());
                         if s.active {
-                            self.out.extend_from_slice(b" ACTIVE");
+                            self.io.out.extend_from_slice(b" ACTIVE");
                         }
-                        self.out.extend_from_slice(b"\r\n");
+                        self.io.out.extend_from_slice(b"\r\n");
                     }
                     self.ok("Listscripts completed");
                 }
@@ -470,8 +432,8 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
             }
             Command::GetScript { name } => match store.sieve_get(account.id, &name).await {
                 Ok(Some(source)) => {
-                    self.out.extend_from_slice(&proto::literal(source.as_bytes()));
-                    self.out.extend_from_slice(b"\r\n");
+                    self.io.out.extend_from_slice(&proto::literal(source.as_bytes()));
+                    self.io.out.extend_from_slice(b"\r\n");
                     self.ok("Getscript completed");
                 }
                 Ok(None) => self.no(Some("NONEXISTENT"), "There is no such script"),
@@ -505,12 +467,12 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
 {
     async fn challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, tern_sasl::Interrupted> {
         let session = &mut *self.0;
-        session.out.extend_from_slice(proto::quoted(&tern_sasl::encode(data)).as_bytes());
-        session.out.extend_from_slice(b"\r\n");
+        session.io.out.extend_from_slice(proto::quoted(&tern_sasl::encode(data)).as_bytes());
+        session.io.out.extend_from_slice(b"\r\n");
         loop {
-            match proto::parse_sasl_line(&session.inbuf, 16 * 1024) {
+            match proto::parse_sasl_line(&session.io.inbuf, 16 * 1024) {
                 Parse::Done(response, n) => {
-                    session.inbuf.drain(..n);
+                    session.io.inbuf.drain(..n);
                     let Some(response) = response else { return Err(tern_sasl::Interrupted::Cancelled) };
                     let text = String::from_utf8_lossy(&response).trim().to_string();
                     if text == "*" {
@@ -525,8 +487,8 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
                     }
                 }
                 Parse::Bad(why, n) => {
-                    let n = n.min(session.inbuf.len());
-                    session.inbuf.drain(..n);
+                    let n = n.min(session.io.inbuf.len());
+                    session.io.inbuf.drain(..n);
                     return Err(tern_sasl::Interrupted::Malformed(why));
                 }
                 Parse::TooLarge(_) => return Err(tern_sasl::Interrupted::Malformed("Response too long".into())),

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tern_store::{FlagMode, Flags, INBOX, MessageEntry};
+use tern_guard::{InputEnd, SessionIo};
 use tern_tls::Stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -47,123 +48,61 @@ enum Next {
 
 pub(crate) struct Session<S> {
     server: Arc<Pop3Server>,
-    conn: Stream<S>,
+    /// Before login the whole session has `login_timeout`; after it, the inactivity time
+    /// between commands, and a command must keep arriving (see [`tern_guard::Deadlines`]).
+    io: SessionIo<Stream<S>>,
     peer: SocketAddr,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
     user: Option<String>,
     maildrop: Option<Maildrop>,
     errors: u32,
-    /// Before login the whole session has `login_timeout`; after it, the inactivity time
-    /// between commands, and a command must keep arriving (see [`tern_guard::Deadlines`]).
-    deadlines: tern_guard::Deadlines,
 }
 
 impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
     pub(crate) fn new(server: Arc<Pop3Server>, conn: Stream<S>, peer: SocketAddr) -> Session<S> {
         let login = server.settings.login_timeout;
         let deadlines = tern_guard::Deadlines::new(login.min(server.settings.timeout), Some(login));
-        Session {
-            server,
-            conn,
-            peer,
-            inbuf: Vec::new(),
-            out: Vec::new(),
-            user: None,
-            maildrop: None,
-            errors: 0,
-            deadlines,
-        }
+        let io = SessionIo::new(conn, deadlines, server.settings.timeout, server.shutdown.clone());
+        Session { server, io, peer, user: None, maildrop: None, errors: 0 }
     }
 
     fn ok(&mut self, text: &str) {
-        self.out.extend_from_slice(b"+OK ");
-        self.out.extend_from_slice(text.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
+        self.io.out.extend_from_slice(b"+OK ");
+        self.io.out.extend_from_slice(text.as_bytes());
+        self.io.out.extend_from_slice(b"\r\n");
     }
 
     fn err(&mut self, text: &str) {
         self.errors += 1;
-        self.out.extend_from_slice(b"-ERR ");
-        self.out.extend_from_slice(text.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
+        self.io.out.extend_from_slice(b"-ERR ");
+        self.io.out.extend_from_slice(text.as_bytes());
+        self.io.out.extend_from_slice(b"\r\n");
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let result = tokio::time::timeout(self.server.settings.timeout, async {
-            self.conn.write_all(&self.out).await?;
-            self.conn.flush().await
-        })
-        .await;
-        self.out.clear();
-        if self.out.capacity() > 1024 * 1024 {
-            self.out.shrink_to(64 * 1024);
-        }
-        result.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timeout"))?
+        self.io.flush().await
     }
 
     fn may_login(&self) -> bool {
-        self.conn.is_tls() || (self.server.settings.plaintext_on_loopback && tern_config::is_loopback(&self.peer))
+        self.io.conn.is_tls() || (self.server.settings.plaintext_on_loopback && tern_config::is_loopback(&self.peer))
     }
 
-    /// The next line without its line ending; `None` when the session must end.
+    /// The next line without its line ending; `None` when the session must end (said to
+    /// the client when time ran out or the server stops).
     async fn next_line(&mut self) -> Option<Result<Vec<u8>, ()>> {
-        loop {
-            if let Some(lf) = memchr::memchr(b'\n', &self.inbuf) {
-                let mut line: Vec<u8> = self.inbuf.drain(..=lf).collect();
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                return Some(if line.len() > MAX_LINE { Err(()) } else { Ok(line) });
-            }
-            if self.inbuf.len() > MAX_LINE {
-                // Drop the over-long line up to its end.
-                self.inbuf.clear();
-                loop {
-                    let mut chunk = [0u8; 4096];
-                    let n = self.read(&mut chunk).await?;
-                    if let Some(lf) = memchr::memchr(b'\n', &chunk[..n]) {
-                        self.inbuf.extend_from_slice(&chunk[lf + 1..n]);
-                        return Some(Err(()));
+        match self.io.next_line(MAX_LINE).await {
+            Ok(line) => Some(line.map_err(|_| ())),
+            Err(end) => {
+                match end {
+                    InputEnd::Shutdown => self.err("[SYS/TEMP] Server shutting down"),
+                    InputEnd::TimedOut => {
+                        tracing::info!(logged_in = self.maildrop.is_some(), "timeout");
+                        self.err("Autologout; idle for too long");
                     }
+                    InputEnd::Closed => return None,
                 }
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.read(&mut chunk).await?;
-            self.inbuf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    async fn read(&mut self, buf: &mut [u8]) -> Option<usize> {
-        if self.flush().await.is_err() {
-            return None;
-        }
-        let shutdown = self.server.shutdown.clone();
-        let read = self.deadlines.read(self.conn.read(buf));
-        let r = tokio::select! {
-            r = read => r,
-            _ = shutdown.cancelled() => {
-                self.err("[SYS/TEMP] Server shutting down");
-                let _ = self.flush().await;
-                return None;
-            }
-        };
-        match r {
-            Ok(Ok(n)) if n > 0 => {
-                self.deadlines.received(n);
-                Some(n)
-            }
-            Err(_) => {
-                tracing::info!(logged_in = self.maildrop.is_some(), "timeout");
-                self.err("Autologout; idle for too long");
                 let _ = self.flush().await;
                 None
             }
-            _ => None,
         }
     }
 
@@ -199,10 +138,10 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
             if let Next::Close = next {
                 break;
             }
-            self.deadlines.command_done();
+            self.io.deadlines.command_done();
         }
         let _ = self.flush().await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.conn.shutdown()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.io.conn.shutdown()).await;
     }
 
     fn capa(&mut self) {
@@ -213,19 +152,19 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
             if self.may_login() {
                 caps.push("USER");
             }
-            if self.server.tls.is_some() && !self.conn.is_tls() {
+            if self.server.tls.is_some() && !self.io.conn.is_tls() {
                 caps.push("STLS");
             }
         }
         let sasl = (self.maildrop.is_none() && self.may_login()).then(|| {
-            let offered = tern_sasl::offered(self.conn.tls_exporter().is_some());
+            let offered = tern_sasl::offered(self.io.conn.tls_exporter().is_some());
             format!("SASL {}", offered.iter().map(|m| m.name()).collect::<Vec<_>>().join(" "))
         });
         for c in caps.into_iter().chain(sasl.as_deref()) {
-            self.out.extend_from_slice(c.as_bytes());
-            self.out.extend_from_slice(b"\r\n");
+            self.io.out.extend_from_slice(c.as_bytes());
+            self.io.out.extend_from_slice(b"\r\n");
         }
-        self.out.extend_from_slice(b".\r\n");
+        self.io.out.extend_from_slice(b".\r\n");
     }
 
     async fn authorization(&mut self, command: Command) -> Next {
@@ -260,7 +199,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
             self.err("STLS is not available");
             return Next::Continue;
         };
-        if self.conn.is_tls() {
+        if self.io.conn.is_tls() {
             self.err("Already using TLS");
             return Next::Continue;
         }
@@ -269,14 +208,14 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
             return Next::Close;
         }
         // Plaintext pipelined behind STLS must not be read as commands inside TLS.
-        if !self.inbuf.is_empty() {
-            tracing::warn!(bytes = self.inbuf.len(), "discarding plaintext pipelined after STLS");
-            self.inbuf.clear();
+        if !self.io.inbuf.is_empty() {
+            tracing::warn!(bytes = self.io.inbuf.len(), "discarding plaintext pipelined after STLS");
+            self.io.inbuf.clear();
         }
-        let Stream::Plain(plain) = std::mem::replace(&mut self.conn, Stream::Upgrading) else { return Next::Close };
+        let Stream::Plain(plain) = std::mem::replace(&mut self.io.conn, Stream::Upgrading) else { return Next::Close };
         match tern_tls::handshake(&acceptor, plain, self.peer).await {
             Some(tls) => {
-                self.conn = Stream::Tls(Box::new(tls));
+                self.io.conn = Stream::Tls(Box::new(tls));
                 self.user = None;
                 Next::Continue
             }
@@ -286,15 +225,15 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
 
     /// AUTH (RFC 5034) with the mechanisms IMAP and submission offer.
     async fn auth(&mut self, mechanism: Option<String>, initial: Option<String>) -> Next {
-        let binding = self.conn.tls_exporter();
+        let binding = self.io.conn.tls_exporter();
         let Some(mechanism) = mechanism else {
             // The list of mechanisms (common practice, as in RFC 1734).
             self.ok("Mechanisms follow");
             for m in tern_sasl::offered(binding.is_some()) {
-                self.out.extend_from_slice(m.name().as_bytes());
-                self.out.extend_from_slice(b"\r\n");
+                self.io.out.extend_from_slice(m.name().as_bytes());
+                self.io.out.extend_from_slice(b"\r\n");
             }
-            self.out.extend_from_slice(b".\r\n");
+            self.io.out.extend_from_slice(b".\r\n");
             return Next::Continue;
         };
         let Some(mech) = tern_sasl::Mechanism::parse(&mechanism) else {
@@ -429,9 +368,9 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
             }
         };
         let n = messages.len();
-        tracing::info!(user = %account.address, messages = n, tls = self.conn.is_tls(), "POP3 login");
-        self.deadlines.set_session_limit(None);
-        self.deadlines.set_idle(self.server.settings.timeout);
+        tracing::info!(user = %account.address, messages = n, tls = self.io.conn.is_tls(), "POP3 login");
+        self.io.deadlines.set_session_limit(None);
+        self.io.deadlines.set_idle(self.server.settings.timeout);
         self.maildrop = Some(Maildrop {
             mailbox: inbox.id,
             uid_validity: inbox.uid_validity,
@@ -473,8 +412,8 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
                     }
                 }
                 self.ok(&format!("{count} messages"));
-                self.out.extend_from_slice(body.as_bytes());
-                self.out.extend_from_slice(b".\r\n");
+                self.io.out.extend_from_slice(body.as_bytes());
+                self.io.out.extend_from_slice(b".\r\n");
             }
             Command::Uidl(Some(n)) => match drop.get(n).map(|(_, m)| drop.uidl(m)) {
                 Some(uidl) => self.ok(&format!("{n} {uidl}")),
@@ -488,8 +427,8 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
                     }
                 }
                 self.ok("Unique-ID listing follows");
-                self.out.extend_from_slice(body.as_bytes());
-                self.out.extend_from_slice(b".\r\n");
+                self.io.out.extend_from_slice(body.as_bytes());
+                self.io.out.extend_from_slice(b".\r\n");
             }
             Command::Dele(n) => match drop.get(n).map(|(i, _)| i) {
                 Some(i) => {
@@ -516,15 +455,15 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
                                     d.retrieved[i] = true;
                                 }
                                 self.ok(&format!("{} octets", raw.len()));
-                                proto::dot_stuff(&mut self.out, &raw);
+                                proto::dot_stuff(&mut self.io.out, &raw);
                             }
                             Some(lines) => {
                                 self.ok("Top of message follows");
-                                proto::dot_stuff(&mut self.out, proto::top(&raw, lines));
+                                proto::dot_stuff(&mut self.io.out, proto::top(&raw, lines));
                             }
                         }
                         metrics::counter!("tern_pop3_retrieved_total").increment(1);
-                        if self.out.len() > FLUSH_AT && self.flush().await.is_err() {
+                        if self.io.out.len() > FLUSH_AT && self.flush().await.is_err() {
                             return Next::Close;
                         }
                     }
@@ -596,9 +535,9 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync + 'st
 {
     async fn challenge(&mut self, data: &[u8]) -> Result<Vec<u8>, tern_sasl::Interrupted> {
         let session = &mut *self.0;
-        session.out.extend_from_slice(b"+ ");
-        session.out.extend_from_slice(tern_sasl::encode(data).as_bytes());
-        session.out.extend_from_slice(b"\r\n");
+        session.io.out.extend_from_slice(b"+ ");
+        session.io.out.extend_from_slice(tern_sasl::encode(data).as_bytes());
+        session.io.out.extend_from_slice(b"\r\n");
         let line = match session.next_line().await {
             Some(Ok(line)) => line,
             Some(Err(())) => return Err(tern_sasl::Interrupted::Malformed("Line too long".into())),

@@ -36,6 +36,9 @@ impl Case {
 
 struct CaseHost {
     mailboxes: Vec<String>,
+    /// `(name, special use, id)` from the `special-use` and `mailbox-ids` sections.
+    special_use: Vec<(String, String)>,
+    mailbox_ids: Vec<String>,
     scripts: HashMap<String, Arc<Script>>,
     seen: Vec<String>,
     spam: Option<(u8, u8)>,
@@ -45,6 +48,16 @@ struct CaseHost {
 impl Host for CaseHost {
     fn mailbox_exists(&self, name: &str) -> bool {
         self.mailboxes.iter().any(|m| m == name)
+    }
+    fn mailbox_id_exists(&self, id: &str) -> bool {
+        self.mailbox_ids.iter().any(|m| m == id)
+    }
+    fn special_use_exists(&self, mailbox: Option<&str>, uses: &[String]) -> bool {
+        let has = |name: &str, u: &str| self.special_use.iter().any(|(n, s)| n == name && s.eq_ignore_ascii_case(u));
+        match mailbox {
+            Some(name) => uses.iter().all(|u| has(name, u)),
+            None => uses.iter().all(|u| self.special_use.iter().any(|(_, s)| s.eq_ignore_ascii_case(u))),
+        }
     }
     fn include(&self, name: &str, _global: bool) -> Result<Option<Arc<Script>>, String> {
         Ok(self.scripts.get(name).cloned())
@@ -68,10 +81,16 @@ fn describe(action: &Action) -> String {
     match action {
         Action::Keep { flags } if flags.is_empty() => "keep".into(),
         Action::Keep { flags } => format!("keep flags {}", flags.join(" ")),
-        Action::FileInto { mailbox, flags, create, .. } => {
+        Action::FileInto { mailbox, flags, create, special_use, mailbox_id } => {
             let mut s = format!("fileinto {mailbox}");
             if *create {
                 s.push_str(" create");
+            }
+            if let Some(u) = special_use {
+                s.push_str(&format!(" specialuse {u}"));
+            }
+            if let Some(id) = mailbox_id {
+                s.push_str(&format!(" mailboxid {id}"));
             }
             if !flags.is_empty() {
                 s.push_str(&format!(" flags {}", flags.join(" ")));
@@ -131,6 +150,13 @@ fn run_case(path: &std::path::Path) -> Result<(), String> {
     }
     let host = CaseHost {
         mailboxes: case.get("mailboxes").unwrap_or("").split_whitespace().map(str::to_string).collect(),
+        special_use: case
+            .get("special-use")
+            .unwrap_or("")
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(n, u)| (n.to_string(), u.trim().to_string())))
+            .collect(),
+        mailbox_ids: case.get("mailbox-ids").unwrap_or("").split_whitespace().map(str::to_string).collect(),
         scripts,
         seen: case.get("seen").unwrap_or("").lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect(),
         spam: case.get("spam").and_then(|s| {

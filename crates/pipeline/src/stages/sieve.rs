@@ -412,13 +412,16 @@ impl SieveFilter {
         };
         let (raw, limits, before) = (Arc::clone(raw), self.limits.clone(), self.before.clone());
         let run = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let own_run = |s: &Script| tern_sieve::run(s, &raw, &envelope, &facts, &limits);
-            match (before, own) {
+            let outcome = match (before, own) {
                 (Some(b), Some(o)) => tern_sieve::sequence(own_run(&b), || own_run(&o)),
                 (Some(b), None) => own_run(&b),
                 (None, Some(o)) => own_run(&o),
                 (None, None) => Outcome::default(),
-            }
+            };
+            metrics::histogram!("tern_sieve_run_seconds").record(started.elapsed().as_secs_f64());
+            outcome
         });
         match run.await {
             Ok(outcome) => Some(outcome),

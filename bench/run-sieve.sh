@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# SMTP ingest with Sieve at delivery, Tern's variants and Postfix side by side: N messages of
+# SIZE bytes at C sessions, RUNS times each, on a fresh bench instance per variant:
+#   none     no user has a script
+#   rules50  each of the 50 users has an active script of 50 rules (header, address, envelope,
+#            size, exists tests; fileinto, flags), the kind a mail client's filter editor
+#            writes; the bench messages match none, so every rule is evaluated and the message
+#            is kept (the usual case, and the most work per message)
+# and Postfix (the shared harness's peer, no filtering). The Sieve CPU per message is read from
+# Tern's own histogram (tern_sieve_run_seconds) after the rules50 runs.
+#
+#   RUNS=3 N=10000 C=32 bench/run-sieve.sh
+#   (VARIANTS="rules50" to run some of them; SKIP_POSTFIX=1 to leave Postfix out)
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+. "$HERE/common.sh"
+RUNS="${RUNS:-3}"; N="${N:-10000}"; C="${C:-32}"; SIZE="${SIZE:-10240}"
+VARIANTS="${VARIANTS:-none rules50}"
+OUT="${OUT:-$HERE/results/$(date +%Y%m%d-%H%M%S)-sieve}"
+mkdir -p "$OUT"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tern-target}"
+TERN="${TERN_BIN:-$CARGO_TARGET_DIR/release/tern}"
+{
+  echo "date: $(date -Is)"
+  echo "tern: $(git -C "$HERE/.." rev-parse --short HEAD) release build"
+  echo "cpus: $(nproc)  kernel: $(uname -r)"
+} >"$OUT/env.txt"
+
+# The 50-rule script.
+rules50() {
+  echo 'require ["fileinto", "envelope", "imap4flags", "mailbox", "relational", "comparator-i;ascii-numeric"];'
+  for i in $(seq 1 20); do
+    echo "if header :contains \"subject\" \"project-$i\" { fileinto :create \"Projects/p$i\"; stop; }"
+  done
+  for i in $(seq 1 10); do
+    echo "if address :domain :is \"from\" \"vendor$i.example\" { fileinto :create \"Vendors/v$i\"; stop; }"
+  done
+  for i in $(seq 1 10); do
+    echo "if header :matches \"list-id\" \"*<team$i.lists.example>*\" { addflag \"\\\\Seen\"; fileinto :create \"Lists/t$i\"; stop; }"
+  done
+  for i in $(seq 1 5); do
+    echo "if envelope :localpart :is \"to\" \"alias$i\" { fileinto :create \"Alias/a$i\"; }"
+  done
+  for i in $(seq 1 4); do
+    echo "if exists \"x-tracker-$i\" { addflag \"\$Tracked\"; }"
+  done
+  echo 'if size :over 20M { fileinto :create "Huge"; }'
+}
+rules50 >"$OUT/rules50.sieve"
+
+for variant in $VARIANTS; do
+  "$HERE/tern-bench.sh" reset >/dev/null 2>&1
+  BENCH_TERN_EXTRA=$'[spam]\nenabled = false' TERN_BIN="$TERN" "$HERE/tern-bench.sh" start >/dev/null
+  TERN_PID="$("$HERE/tern-bench.sh" pid)"
+  CONFIG="${BENCH_TERN_DIR:-$TMP/bench-tern}/tern.toml"
+  if [ "$variant" = rules50 ]; then
+    for i in $(seq 1 50); do
+      "$TERN" --config "$CONFIG" sieve put "user$i@bench.test" rules <"$OUT/rules50.sieve" >/dev/null
+      "$TERN" --config "$CONFIG" sieve activate "user$i@bench.test" rules >/dev/null
+    done
+  fi
+  mkdir -p "$OUT/$variant"
+  for run in $(seq 1 "$RUNS"); do
+    quiet
+    cmd=(python3 "$HERE/clients/smtp_load.py" --host 127.0.0.1 --port 12050 -n "$N" -c "$C" --size "$SIZE"
+         --rcpt 'user{i}@bench.test' --users 1:50 --server-pid "$TERN_PID" --label "tern-$variant"
+         --drain-cmd true --json "$OUT/$variant/smtp.jsonl")
+    log "${cmd[*]}"
+    "${cmd[@]}" --quiet
+  done
+  if [ "$variant" = rules50 ]; then
+    # Sieve CPU per message: the histogram's sum over its count.
+    curl -s "http://127.0.0.1:${BENCH_TERN_HTTP_PORT:-12059}/metrics" | grep '^tern_sieve_run_seconds_\(sum\|count\)' \
+      | tee "$OUT/rules50/sieve_metrics.txt" \
+      | awk '/_sum/ {s=$2} /_count/ {c=$2} END { if (c > 0) printf "sieve runs: %d, mean %.1f us per run\n", c, s / c * 1e6 }' \
+      | tee -a "$OUT/rules50/sieve_metrics.txt"
+  fi
+  "$HERE/tern-bench.sh" stop >/dev/null
+done
+if [ -z "${SKIP_POSTFIX:-}" ] && running "$PF_PID"; then
+  mkdir -p "$OUT/postfix"
+  for run in $(seq 1 "$RUNS"); do
+    "$PEERS/peers-reset-mail.sh" >/dev/null 2>&1 || true
+    quiet
+    cmd=(python3 "$HERE/clients/smtp_load.py" --host 127.0.0.1 --port 12025 -n "$N" -c "$C" --size "$SIZE"
+         --rcpt 'user{i}@bench.test' --users 1:50 --server-pid "@$PF_PID" --label postfix
+         --drain-cmd "$PEERS/peers-drain-wait.sh" --json "$OUT/postfix/smtp.jsonl")
+    log "${cmd[*]}"
+    "${cmd[@]}" --quiet
+  done
+fi
+dirs=()
+for v in $VARIANTS postfix; do [ -s "$OUT/$v/smtp.jsonl" ] && dirs+=("$OUT/$v"); done
+python3 "$HERE/clients/summarize.py" "${dirs[@]}" | tee "$OUT/summary.md"
