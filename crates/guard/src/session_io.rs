@@ -143,7 +143,7 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
-    fn io(conn: tokio::io::DuplexStream) -> SessionIo<tokio::io::DuplexStream> {
+    fn session(conn: tokio::io::DuplexStream) -> SessionIo<tokio::io::DuplexStream> {
         let deadlines = Deadlines::new(Duration::from_secs(60), None);
         SessionIo::new(conn, deadlines, Duration::from_secs(5), CancellationToken::new())
     }
@@ -151,9 +151,12 @@ mod tests {
     #[tokio::test]
     async fn lines_long_lines_and_literals() {
         let (mut client, server) = tokio::io::duplex(1 << 20);
-        let mut io = io(server);
+        let mut io = session(server);
         let long = "x".repeat(100_000);
-        client.write_all(format!("USER a\r\nbare lf\n{long}\r\nafter\r\n12345rest of line\r\nlast\r\n").as_bytes()).await.unwrap();
+        client
+            .write_all(format!("USER a\r\nbare lf\n{long}\r\nafter\r\n12345rest of line\r\nlast\r\n").as_bytes())
+            .await
+            .unwrap();
         assert_eq!(io.next_line(1000).await, Ok(Ok(b"USER a".to_vec())));
         assert_eq!(io.next_line(1000).await, Ok(Ok(b"bare lf".to_vec())));
         assert_eq!(io.next_line(1000).await, Ok(Err(LineTooLong)));
@@ -169,10 +172,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_clients_time_out_and_shutdown_ends_the_wait() {
         let (_client, server) = tokio::io::duplex(1024);
-        let mut io = io(server);
+        let mut io = session(server);
         assert_eq!(io.fill().await, Err(InputEnd::TimedOut));
         let (_client, server) = tokio::io::duplex(1024);
-        let mut io = io(server);
+        let mut io = session(server);
         io.shutdown.cancel();
         assert_eq!(io.fill().await, Err(InputEnd::Shutdown));
     }

@@ -5,10 +5,10 @@ use crate::proto::{self, Command, Parse};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tern_store::{Account, StoreError};
 use tern_guard::{InputEnd, SessionIo};
+use tern_store::{Account, StoreError};
 use tern_tls::Stream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 const MAX_ERRORS: u32 = 30;
 

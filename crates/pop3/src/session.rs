@@ -5,10 +5,10 @@ use crate::{LockGuard, Pop3Server};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tern_store::{FlagMode, Flags, INBOX, MessageEntry};
 use tern_guard::{InputEnd, SessionIo};
+use tern_store::{FlagMode, Flags, INBOX, MessageEntry};
 use tern_tls::Stream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Longest command line (RFC 2449 §4 allows 255 octets; AUTH initial responses can be
 /// longer).

@@ -136,8 +136,14 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
     metrics::describe_gauge!("tern_imap_connections_active", "IMAP sessions in progress");
     metrics::describe_counter!("tern_pop3_connections_total", "POP3 connections accepted");
     metrics::describe_gauge!("tern_pop3_connections_active", "POP3 sessions in progress");
-    metrics::describe_counter!("tern_sieve_runs_total", "Sieve runs at delivery (one per local account a message reaches)");
-    metrics::describe_counter!("tern_sieve_errors_total", "Sieve runs that ended early (budget, runtime error) with the implicit keep");
+    metrics::describe_counter!(
+        "tern_sieve_runs_total",
+        "Sieve runs at delivery (one per local account a message reaches)"
+    );
+    metrics::describe_counter!(
+        "tern_sieve_errors_total",
+        "Sieve runs that ended early (budget, runtime error) with the implicit keep"
+    );
     metrics::describe_counter!("tern_sieve_vacation_replies_total", "Sieve vacation replies sent");
     metrics::describe_histogram!(
         "tern_sieve_run_seconds",
