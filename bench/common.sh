@@ -17,3 +17,42 @@ start_tern() {
 log() { echo "$*" >>"$OUT/commands.log"; }
 # Waits (bounded) until the machine is idle before a run.
 quiet() { [ -x "$PEERS/wait_quiet.py" ] && python3 "$PEERS/wait_quiet.py" >>"$OUT/commands.log" 2>&1 || true; }
+
+# SMTP ingest at Tern's bench instance (port 12050, pid TERN_PID), RUNS times: N messages of
+# SIZE bytes at C sessions to user1..50, results in $OUT/$1/smtp.jsonl with label tern-$1.
+tern_smtp_runs() {
+  mkdir -p "$OUT/$1"
+  local run cmd
+  for run in $(seq 1 "$RUNS"); do
+    quiet
+    cmd=(python3 "$HERE/clients/smtp_load.py" --host 127.0.0.1 --port 12050 -n "$N" -c "$C" --size "$SIZE"
+         --rcpt 'user{i}@bench.test' --users 1:50 --server-pid "$TERN_PID" --label "tern-$1"
+         --drain-cmd true --json "$OUT/$1/smtp.jsonl")
+    log "${cmd[*]}"
+    "${cmd[@]}" --quiet
+  done
+}
+
+# The same load at the shared harness's Postfix (port 12025), unless SKIP_POSTFIX is set or it
+# does not run; results in $OUT/postfix.
+postfix_smtp_runs() {
+  [ -z "${SKIP_POSTFIX:-}" ] && running "$PF_PID" || return 0
+  mkdir -p "$OUT/postfix"
+  local run cmd
+  for run in $(seq 1 "$RUNS"); do
+    "$PEERS/peers-reset-mail.sh" >/dev/null 2>&1 || true
+    quiet
+    cmd=(python3 "$HERE/clients/smtp_load.py" --host 127.0.0.1 --port 12025 -n "$N" -c "$C" --size "$SIZE"
+         --rcpt 'user{i}@bench.test' --users 1:50 --server-pid "@$PF_PID" --label postfix
+         --drain-cmd "$PEERS/peers-drain-wait.sh" --json "$OUT/postfix/smtp.jsonl")
+    log "${cmd[*]}"
+    "${cmd[@]}" --quiet
+  done
+}
+
+# The summary table of the variants given (and Postfix), into $OUT/summary.md.
+summarize_smtp() {
+  local dirs=() v
+  for v in "$@" postfix; do [ -s "$OUT/$v/smtp.jsonl" ] && dirs+=("$OUT/$v"); done
+  python3 "$HERE/clients/summarize.py" "${dirs[@]}" | tee "$OUT/summary.md"
+}

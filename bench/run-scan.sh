@@ -52,30 +52,9 @@ for variant in $VARIANTS; do
     "$TERN" --config "${BENCH_TERN_DIR:-$TMP/bench-tern}/tern.toml" spam train \
       --spam "$MODEL_CORPUS/spam" --ham "$MODEL_CORPUS/ham" | tail -1 | tee -a "$OUT/commands.log"
   fi
-  mkdir -p "$OUT/$variant"
-  for run in $(seq 1 "$RUNS"); do
-    quiet
-    cmd=(python3 "$HERE/clients/smtp_load.py" --host 127.0.0.1 --port 12050 -n "$N" -c "$C" --size "$SIZE"
-         --rcpt 'user{i}@bench.test' --users 1:50 --server-pid "$TERN_PID" --label "tern-$variant"
-         --drain-cmd true --json "$OUT/$variant/smtp.jsonl")
-    log "${cmd[*]}"
-    "${cmd[@]}" --quiet
-  done
+  tern_smtp_runs "$variant"
   "$HERE/tern-bench.sh" stop >/dev/null
   [ "$variant" = clamd ] && clamd_stop
 done
-if [ -z "${SKIP_POSTFIX:-}" ] && running "$PF_PID"; then
-  mkdir -p "$OUT/postfix"
-  for run in $(seq 1 "$RUNS"); do
-    "$PEERS/peers-reset-mail.sh" >/dev/null 2>&1 || true
-    quiet
-    cmd=(python3 "$HERE/clients/smtp_load.py" --host 127.0.0.1 --port 12025 -n "$N" -c "$C" --size "$SIZE"
-         --rcpt 'user{i}@bench.test' --users 1:50 --server-pid "@$PF_PID" --label postfix
-         --drain-cmd "$PEERS/peers-drain-wait.sh" --json "$OUT/postfix/smtp.jsonl")
-    log "${cmd[*]}"
-    "${cmd[@]}" --quiet
-  done
-fi
-dirs=()
-for v in $VARIANTS postfix; do [ -s "$OUT/$v/smtp.jsonl" ] && dirs+=("$OUT/$v"); done
-python3 "$HERE/clients/summarize.py" "${dirs[@]}" | tee "$OUT/summary.md"
+postfix_smtp_runs
+summarize_smtp $VARIANTS

@@ -59,15 +59,7 @@ for variant in $VARIANTS; do
       "$TERN" --config "$CONFIG" sieve activate "user$i@bench.test" rules >/dev/null
     done
   fi
-  mkdir -p "$OUT/$variant"
-  for run in $(seq 1 "$RUNS"); do
-    quiet
-    cmd=(python3 "$HERE/clients/smtp_load.py" --host 127.0.0.1 --port 12050 -n "$N" -c "$C" --size "$SIZE"
-         --rcpt 'user{i}@bench.test' --users 1:50 --server-pid "$TERN_PID" --label "tern-$variant"
-         --drain-cmd true --json "$OUT/$variant/smtp.jsonl")
-    log "${cmd[*]}"
-    "${cmd[@]}" --quiet
-  done
+  tern_smtp_runs "$variant"
   if [ "$variant" = rules50 ]; then
     # Sieve CPU per message: the histogram's sum over its count.
     curl -s "http://127.0.0.1:${BENCH_TERN_HTTP_PORT:-12059}/metrics" | grep '^tern_sieve_run_seconds_\(sum\|count\)' \
@@ -77,18 +69,5 @@ for variant in $VARIANTS; do
   fi
   "$HERE/tern-bench.sh" stop >/dev/null
 done
-if [ -z "${SKIP_POSTFIX:-}" ] && running "$PF_PID"; then
-  mkdir -p "$OUT/postfix"
-  for run in $(seq 1 "$RUNS"); do
-    "$PEERS/peers-reset-mail.sh" >/dev/null 2>&1 || true
-    quiet
-    cmd=(python3 "$HERE/clients/smtp_load.py" --host 127.0.0.1 --port 12025 -n "$N" -c "$C" --size "$SIZE"
-         --rcpt 'user{i}@bench.test' --users 1:50 --server-pid "@$PF_PID" --label postfix
-         --drain-cmd "$PEERS/peers-drain-wait.sh" --json "$OUT/postfix/smtp.jsonl")
-    log "${cmd[*]}"
-    "${cmd[@]}" --quiet
-  done
-fi
-dirs=()
-for v in $VARIANTS postfix; do [ -s "$OUT/$v/smtp.jsonl" ] && dirs+=("$OUT/$v"); done
-python3 "$HERE/clients/summarize.py" "${dirs[@]}" | tee "$OUT/summary.md"
+postfix_smtp_runs
+summarize_smtp $VARIANTS
