@@ -7,7 +7,7 @@ use crate::matching::{self, address_part};
 use crate::program::*;
 use crate::variables::{Variables, modify};
 use mail_parser::MimeHeaders;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Bounds of one run (the CVE-2020-28200 class: no script may run away).
@@ -145,6 +145,9 @@ pub struct Message<'a> {
     /// Header fields as (name, raw value), in order (editable).
     fields: Vec<(String, String)>,
     edited: bool,
+    /// Decoded values and parsed addresses by field position (cleared by an edit).
+    decoded: std::cell::RefCell<HashMap<usize, String>>,
+    parsed: std::cell::RefCell<HashMap<usize, Vec<String>>>,
 }
 
 impl<'a> Message<'a> {
@@ -157,50 +160,50 @@ impl<'a> Message<'a> {
                 (String::from_utf8_lossy(f.name).into_owned(), value.trim_end_matches(['\r', '\n']).to_string())
             })
             .collect();
-        Message { raw, body_offset, fields, edited: false }
+        Message { raw, body_offset, fields, edited: false, decoded: Default::default(), parsed: Default::default() }
     }
 
-    /// Decoded values of the fields named `name` (unfolded, encoded words decoded).
-    fn values(&self, name: &str, index: Option<Index>) -> Vec<String> {
-        let mut all: Vec<&str> =
-            self.fields.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect();
-        if let Some(i) = index {
-            let n = i.n as usize;
-            let picked = if i.last { all.len().checked_sub(n).and_then(|k| all.get(k)) } else { all.get(n - 1) };
-            all = picked.into_iter().copied().collect();
-        }
-        all.into_iter().map(decode_value).collect()
-    }
-
-    /// Addresses of the fields named `name` (`local@domain`; groups flattened).
-    fn addresses(&self, name: &str, index: Option<Index>) -> Vec<String> {
-        let mut out = Vec::new();
-        let raw: Vec<&str> =
-            self.fields.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect();
-        let picked: Vec<&str> = match index {
+    /// Positions of the fields named `name`, narrowed by `:index` (RFC 5260 §4).
+    fn positions(&self, name: &str, index: Option<Index>) -> Vec<usize> {
+        let all: Vec<usize> =
+            self.fields.iter().enumerate().filter(|(_, (n, _))| n.eq_ignore_ascii_case(name)).map(|(i, _)| i).collect();
+        match index {
             Some(i) => {
                 let n = i.n as usize;
-                let one = if i.last { raw.len().checked_sub(n).and_then(|k| raw.get(k)) } else { raw.get(n - 1) };
+                let one = if i.last { all.len().checked_sub(n).and_then(|k| all.get(k)) } else { all.get(n - 1) };
                 one.into_iter().copied().collect()
             }
-            None => raw,
-        };
-        for value in picked {
-            let wrapped = format!("To:{value}\r\n\r\n");
-            let parsed = mail_parser::MessageParser::default().parse_headers(wrapped.as_bytes());
-            let list = parsed.as_ref().and_then(|m| m.to());
-            match list {
-                Some(address) => {
-                    for a in address.iter() {
-                        if let Some(addr) = &a.address {
-                            out.push(addr.to_string());
-                        }
-                    }
-                }
-                None => out.push(value.trim().to_string()),
-            }
+            None => all,
+        }
+    }
+
+    /// Decoded values of the fields named `name` (unfolded, encoded words decoded); each
+    /// field is decoded once per run (scripts test the same fields rule after rule).
+    fn values(&self, name: &str, index: Option<Index>) -> Vec<String> {
+        let mut cache = self.decoded.borrow_mut();
+        self.positions(name, index)
+            .into_iter()
+            .map(|at| cache.entry(at).or_insert_with(|| decode_value(&self.fields[at].1)).clone())
+            .collect()
+    }
+
+    /// Addresses of the fields named `name` (`local@domain`; groups flattened), each field
+    /// parsed once per run.
+    fn addresses(&self, name: &str, index: Option<Index>) -> Vec<String> {
+        let mut cache = self.parsed.borrow_mut();
+        let mut out = Vec::new();
+        for at in self.positions(name, index) {
+            let list = cache.entry(at).or_insert_with(|| parse_addresses(&self.fields[at].1));
+            out.extend(list.iter().cloned());
         }
         out
+    }
+
+    /// After an edit: positions have moved.
+    fn forget_parsed(&mut self) {
+        self.decoded.get_mut().clear();
+        self.parsed.get_mut().clear();
+        self.edited = true;
     }
 
     fn header_bytes(&self) -> usize {
@@ -213,6 +216,17 @@ impl<'a> Message<'a> {
 
     fn body(&self) -> &[u8] {
         &self.raw[self.body_offset.min(self.raw.len())..]
+    }
+}
+
+/// The addresses of an address-list value (`local@domain`; groups flattened); the value
+/// itself when it does not parse.
+fn parse_addresses(value: &str) -> Vec<String> {
+    let wrapped = format!("To:{value}\r\n\r\n");
+    let parsed = mail_parser::MessageParser::default().parse_headers(wrapped.as_bytes());
+    match parsed.as_ref().and_then(|m| m.to()) {
+        Some(list) => list.iter().filter_map(|a| a.address.as_ref().map(|x| x.to_string())).collect(),
+        None => vec![value.trim().to_string()],
     }
 }
 
@@ -549,7 +563,7 @@ impl Run<'_> {
                     } else {
                         message.fields.insert(0, (name, value));
                     }
-                    message.edited = true;
+                    message.forget_parsed();
                 }
             }
             Command::DeleteHeader { index, matcher, name, patterns } => {
@@ -591,7 +605,7 @@ impl Run<'_> {
                 }
                 for at in remove.into_iter().rev() {
                     message.fields.remove(at);
-                    message.edited = true;
+                    message.forget_parsed();
                 }
             }
             Command::Include { name, global, once, optional } => {

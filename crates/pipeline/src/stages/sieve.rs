@@ -114,8 +114,9 @@ impl SieveFilter {
 /// the store for the one question that cannot be (the ids `duplicate` asks about): the run
 /// is on the blocking pool, where waiting for the store is allowed.
 struct Facts {
-    /// Name, special use and id (RFC 9042 `mailboxid`, the store's id in decimal).
-    mailboxes: Vec<(String, Option<String>, u64)>,
+    /// Name, special use and id (RFC 9042 `mailboxid`, the store's id in decimal), read on
+    /// the first test that needs them.
+    mailboxes: std::sync::OnceLock<Vec<(String, Option<String>, u64)>>,
     includes: HashMap<String, Arc<Script>>,
     globals: Arc<HashMap<String, Arc<Script>>>,
     spam: Option<(u8, u8)>,
@@ -131,9 +132,21 @@ fn duplicate_key(id: &str) -> String {
     format!("duplicate\u{1}{id}")
 }
 
+impl Facts {
+    fn mailboxes(&self) -> &[(String, Option<String>, u64)] {
+        self.mailboxes.get_or_init(|| match self.runtime.block_on(self.store.mailbox_list(self.account)) {
+            Ok(list) => list.into_iter().map(|m| (m.name, m.special_use.map(|u| format!("{u:?}")), m.id)).collect(),
+            Err(e) => {
+                tracing::warn!(account = self.account, error = %e, "cannot list mailboxes for a Sieve test");
+                Vec::new()
+            }
+        })
+    }
+}
+
 impl Host for Facts {
     fn mailbox_id_exists(&self, id: &str) -> bool {
-        id.parse::<u64>().is_ok_and(|id| self.mailboxes.iter().any(|m| m.2 == id))
+        id.parse::<u64>().is_ok_and(|id| self.mailboxes().iter().any(|m| m.2 == id))
     }
     fn seen(&self, id: &str) -> bool {
         match self.runtime.block_on(self.store.sieve_seen(self.account, &duplicate_key(id), self.now)) {
@@ -145,15 +158,15 @@ impl Host for Facts {
         }
     }
     fn mailbox_exists(&self, name: &str) -> bool {
-        self.mailboxes.iter().any(|(n, _, _)| n == name)
+        self.mailboxes().iter().any(|(n, _, _)| n == name)
     }
     fn special_use_exists(&self, mailbox: Option<&str>, uses: &[String]) -> bool {
         let carries = |m: &(String, Option<String>, u64), u: &str| {
             m.1.as_deref().is_some_and(|s| u.trim_start_matches('\\').eq_ignore_ascii_case(s))
         };
         match mailbox {
-            Some(name) => self.mailboxes.iter().filter(|m| m.0 == name).any(|m| uses.iter().all(|u| carries(m, u))),
-            None => uses.iter().all(|u| self.mailboxes.iter().any(|m| carries(m, u))),
+            Some(name) => self.mailboxes().iter().filter(|m| m.0 == name).any(|m| uses.iter().all(|u| carries(m, u))),
+            None => uses.iter().all(|u| self.mailboxes().iter().any(|m| carries(m, u))),
         }
     }
     fn include(&self, name: &str, global: bool) -> Result<Option<Arc<Script>>, String> {
@@ -372,17 +385,6 @@ impl SieveFilter {
         account: AccountId,
         own: Option<Arc<Script>>,
     ) -> Option<Outcome> {
-        let mut scripts: Vec<Arc<Script>> = self.before.iter().cloned().collect();
-        scripts.extend(own.clone());
-        let needs = |ext: &str| scripts.iter().any(|s| s.extensions.contains(ext));
-        let mailboxes = if needs("mailbox") || needs("special-use") || needs("mailboxid") {
-            match self.store.mailbox_list(account).await {
-                Ok(list) => list.into_iter().map(|m| (m.name, m.special_use.map(|u| format!("{u:?}")), m.id)).collect(),
-                Err(_) => Vec::new(),
-            }
-        } else {
-            Vec::new()
-        };
         let mut includes = HashMap::new();
         if own.as_ref().is_some_and(|s| s.extensions.contains("include")) {
             for info in self.store.sieve_list(account).await.unwrap_or_default() {
@@ -395,7 +397,7 @@ impl SieveFilter {
         }
         let (spam, virus) = scan_levels(ctx.scan_verdict.as_deref());
         let facts = Facts {
-            mailboxes,
+            mailboxes: std::sync::OnceLock::new(),
             includes,
             globals: Arc::clone(&self.globals),
             spam,
@@ -543,7 +545,7 @@ impl Stage for SieveFilter {
             return Verdict::Continue;
         }
         let raw = Arc::new(ctx.final_message());
-        let fields = header_fields(ctx.header_block());
+        let mut fields: Option<Vec<(String, String)>> = None;
         let mut rejected: Vec<(usize, String)> = Vec::new();
         let mut runs_done = 0usize;
         for (i, account, own) in runs {
@@ -622,7 +624,8 @@ impl Stage for SieveFilter {
                     Action::Discard => {}
                     Action::Vacation(reply) => {
                         let to = recipient.address.clone();
-                        if let Some((message, record)) = self.vacation(&fields, account, &to, &reply).await {
+                        let fields = fields.get_or_insert_with(|| header_fields(ctx.header_block()));
+                        if let Some((message, record)) = self.vacation(fields, account, &to, &reply).await {
                             tracing::info!(account, to = ?reply.to, "Sieve vacation reply");
                             metrics::counter!("tern_sieve_vacation_replies_total").increment(1);
                             ctx.follow_ups.push(FollowUp::Send { to: reply.to.clone(), message });
