@@ -18,19 +18,22 @@ log() { echo "$*" >>"$OUT/commands.log"; }
 # Waits (bounded) until the machine is idle before a run.
 quiet() { [ -x "$PEERS/wait_quiet.py" ] && python3 "$PEERS/wait_quiet.py" >>"$OUT/commands.log" 2>&1 || true; }
 
-# SMTP ingest at Tern's bench instance (port 12050, pid TERN_PID), RUNS times: N messages of
-# SIZE bytes at C sessions to user1..50, results in $OUT/$1/smtp.jsonl with label tern-$1.
-tern_smtp_runs() {
+# One SMTP ingest run at a Tern bench instance: N messages of SIZE bytes at C sessions to
+# user1..50, appended to $OUT/$1/smtp.jsonl with label tern-$1. $2: port (12050), $3: pid.
+tern_smtp_run() {
   mkdir -p "$OUT/$1"
-  local run cmd
-  for run in $(seq 1 "$RUNS"); do
-    quiet
-    cmd=(python3 "$HERE/clients/smtp_load.py" --host 127.0.0.1 --port 12050 -n "$N" -c "$C" --size "$SIZE"
-         --rcpt 'user{i}@bench.test' --users 1:50 --server-pid "$TERN_PID" --label "tern-$1"
-         --drain-cmd true --json "$OUT/$1/smtp.jsonl")
-    log "${cmd[*]}"
-    "${cmd[@]}" --quiet
-  done
+  quiet
+  local cmd=(python3 "$HERE/clients/smtp_load.py" --host 127.0.0.1 --port "${2:-12050}" -n "$N" -c "$C"
+             --size "$SIZE" --rcpt 'user{i}@bench.test' --users 1:50 --server-pid "${3:-$TERN_PID}"
+             --label "tern-$1" --drain-cmd true --json "$OUT/$1/smtp.jsonl")
+  log "${cmd[*]}"
+  "${cmd[@]}" --quiet
+}
+
+# RUNS of them at the bench instance on 12050 (pid TERN_PID).
+tern_smtp_runs() {
+  local run
+  for run in $(seq 1 "$RUNS"); do tern_smtp_run "$1"; done
 }
 
 # The same load at the shared harness's Postfix (port 12025), unless SKIP_POSTFIX is set or it

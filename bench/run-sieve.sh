@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SMTP ingest with Sieve at delivery, Tern's variants and Postfix side by side: N messages of
-# SIZE bytes at C sessions, RUNS times each, on a fresh bench instance per variant:
+# SIZE bytes at C sessions, RUNS times each, alternating, a fresh bench instance per variant:
 #   none     no user has a script
 #   rules50  each of the 50 users has an active script of 50 rules (header, address, envelope,
 #            size, exists tests; fileinto, flags), the kind a mail client's filter editor
@@ -48,26 +48,41 @@ rules50() {
 }
 rules50 >"$OUT/rules50.sieve"
 
+# Every variant runs at once, each its own instance on its own ports, idle while another is
+# loaded; the loads alternate (none, rules50, none, ...) so that the machine's drift during
+# the benchmark falls on both alike.
+port=12050
+declare -A PORTS PIDS DIRS
 for variant in $VARIANTS; do
-  "$HERE/tern-bench.sh" reset >/dev/null 2>&1
-  BENCH_TERN_EXTRA=$'[spam]\nenabled = false' TERN_BIN="$TERN" "$HERE/tern-bench.sh" start >/dev/null
-  TERN_PID="$("$HERE/tern-bench.sh" pid)"
-  CONFIG="${BENCH_TERN_DIR:-$TMP/bench-tern}/tern.toml"
+  DIRS[$variant]="$TMP/bench-tern-sieve-$variant"
+  PORTS[$variant]=$port
+  env BENCH_TERN_DIR="${DIRS[$variant]}" "$HERE/tern-bench.sh" reset >/dev/null 2>&1
+  env BENCH_TERN_DIR="${DIRS[$variant]}" BENCH_TERN_SMTP_PORT=$port BENCH_TERN_IMAP_PORT=$((port + 1)) \
+    BENCH_TERN_POP3_PORT=$((port + 2)) BENCH_TERN_HTTP_PORT=$((port + 9)) \
+    BENCH_TERN_EXTRA=$'[spam]\nenabled = false' TERN_BIN="$TERN" "$HERE/tern-bench.sh" start >/dev/null
+  PIDS[$variant]="$(BENCH_TERN_DIR="${DIRS[$variant]}" "$HERE/tern-bench.sh" pid)"
   if [ "$variant" = rules50 ]; then
     for i in $(seq 1 50); do
-      "$TERN" --config "$CONFIG" sieve put "user$i@bench.test" rules <"$OUT/rules50.sieve" >/dev/null
-      "$TERN" --config "$CONFIG" sieve activate "user$i@bench.test" rules >/dev/null
+      "$TERN" --config "${DIRS[$variant]}/tern.toml" sieve put "user$i@bench.test" rules <"$OUT/rules50.sieve" >/dev/null
+      "$TERN" --config "${DIRS[$variant]}/tern.toml" sieve activate "user$i@bench.test" rules >/dev/null
     done
   fi
-  tern_smtp_runs "$variant"
+  port=$((port + 10))
+done
+for run in $(seq 1 "$RUNS"); do
+  for variant in $VARIANTS; do
+    tern_smtp_run "$variant" "${PORTS[$variant]}" "${PIDS[$variant]}"
+  done
+done
+for variant in $VARIANTS; do
   if [ "$variant" = rules50 ]; then
-    # Sieve CPU per message: the histogram's sum over its count.
-    curl -s "http://127.0.0.1:${BENCH_TERN_HTTP_PORT:-12059}/metrics" | grep '^tern_sieve_run_seconds_\(sum\|count\)' \
+    # Sieve time per message: the histogram's sum over its count.
+    curl -s "http://127.0.0.1:$((PORTS[$variant] + 9))/metrics" | grep '^tern_sieve_run_seconds_\(sum\|count\)' \
       | tee "$OUT/rules50/sieve_metrics.txt" \
       | awk '/_sum/ {s=$2} /_count/ {c=$2} END { if (c > 0) printf "sieve runs: %d, mean %.1f us per run\n", c, s / c * 1e6 }' \
       | tee -a "$OUT/rules50/sieve_metrics.txt"
   fi
-  "$HERE/tern-bench.sh" stop >/dev/null
+  BENCH_TERN_DIR="${DIRS[$variant]}" "$HERE/tern-bench.sh" stop >/dev/null
 done
 postfix_smtp_runs
 summarize_smtp $VARIANTS

@@ -163,6 +163,54 @@ mod tests {
     }
 
     #[test]
+    fn any_input_is_refused_or_decoded_never_a_panic() {
+        let srs = Srs::new(&[7; 32]);
+        let fixed = [
+            "",
+            "@",
+            "SRS0",
+            "SRS0=",
+            "SRS0==",
+            "SRS0====@x",
+            "SRS1=",
+            "SRS1==",
+            "SRS1=a=b",
+            "SRS1=a==@x",
+            "SRS0=ü=ü=ü=ü@x",
+            "SRSü=a",
+            "srs0+abc",
+            "SRS0=AAAAAA=ÿÿ=d=u@x",
+            "SRS0=AAAAAA=A=d=u@x",
+        ];
+        for input in fixed {
+            let _ = srs.reverse(input, NOW);
+            let _ = srs.forward(input, "example.test", NOW);
+        }
+        // Random strings over an alphabet rich in separators and multi-byte characters.
+        let alphabet: Vec<char> = "SRS01=+-@.aZ9üé€😀".chars().collect();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            let len = (state % 40) as usize;
+            let text: String = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    alphabet[(state % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            if let Ok(original) = srs.reverse(&text, NOW) {
+                assert!(!original.is_empty());
+            }
+            let forwarded = srs.forward(&text, "example.test", NOW);
+            let plain = text.rsplit_once('@').is_some_and(|(l, d)| !l.is_empty() && !d.is_empty());
+            if plain && !text.starts_with("SRS") {
+                assert!(srs.reverse(&forwarded, NOW).is_ok(), "{text} -> {forwarded}");
+            }
+        }
+    }
+
+    #[test]
     fn expires_after_max_age() {
         let srs = Srs::new(&[7; 32]);
         let a = srs.forward("dave@origin.test", "example.test", NOW);

@@ -117,7 +117,7 @@ struct Facts {
     /// Name, special use and id (RFC 9042 `mailboxid`, the store's id in decimal), read on
     /// the first test that needs them.
     mailboxes: std::sync::OnceLock<Vec<(String, Option<String>, u64)>>,
-    includes: HashMap<String, Arc<Script>>,
+    includes: Arc<HashMap<String, Arc<Script>>>,
     globals: Arc<HashMap<String, Arc<Script>>>,
     spam: Option<(u8, u8)>,
     virus: Option<u8>,
@@ -125,6 +125,31 @@ struct Facts {
     account: AccountId,
     store: Arc<dyn Store>,
     runtime: tokio::runtime::Handle,
+    /// On the session's task, where the store cannot be waited for: a question for it sets
+    /// `needs_store` (the run is then done again on the blocking pool).
+    inline: bool,
+    needs_store: std::cell::Cell<bool>,
+}
+
+/// Steps a script may take on the session's own task (about a millisecond at most: a step is
+/// a command or test, or 1,000 bytes scanned); more, and it runs on the blocking pool.
+const INLINE_STEPS: u64 = 2_000;
+
+/// The admin's script then the user's, as far as there are.
+fn run_sequence(
+    scripts: &(Option<Arc<Script>>, Option<Arc<Script>>),
+    raw: &[u8],
+    envelope: &Envelope,
+    facts: &Facts,
+    limits: &Limits,
+) -> Outcome {
+    let one = |s: &Script| tern_sieve::run(s, raw, envelope, facts, limits);
+    match scripts {
+        (Some(b), Some(o)) => tern_sieve::sequence(one(b), || one(o)),
+        (Some(b), None) => one(b),
+        (None, Some(o)) => one(o),
+        (None, None) => Outcome::default(),
+    }
 }
 
 /// The key under which a duplicate id of RFC 7352 is remembered.
@@ -134,6 +159,10 @@ fn duplicate_key(id: &str) -> String {
 
 impl Facts {
     fn mailboxes(&self) -> &[(String, Option<String>, u64)] {
+        if self.inline {
+            self.needs_store.set(true);
+            return &[];
+        }
         self.mailboxes.get_or_init(|| match self.runtime.block_on(self.store.mailbox_list(self.account)) {
             Ok(list) => list.into_iter().map(|m| (m.name, m.special_use.map(|u| format!("{u:?}")), m.id)).collect(),
             Err(e) => {
@@ -149,6 +178,10 @@ impl Host for Facts {
         id.parse::<u64>().is_ok_and(|id| self.mailboxes().iter().any(|m| m.2 == id))
     }
     fn seen(&self, id: &str) -> bool {
+        if self.inline {
+            self.needs_store.set(true);
+            return false;
+        }
         match self.runtime.block_on(self.store.sieve_seen(self.account, &duplicate_key(id), self.now)) {
             Ok(seen) => seen,
             Err(e) => {
@@ -396,9 +429,10 @@ impl SieveFilter {
             }
         }
         let (spam, virus) = scan_levels(ctx.scan_verdict.as_deref());
-        let facts = Facts {
+        let includes = Arc::new(includes);
+        let facts = |inline: bool| Facts {
             mailboxes: std::sync::OnceLock::new(),
-            includes,
+            includes: Arc::clone(&includes),
             globals: Arc::clone(&self.globals),
             spam,
             virus,
@@ -406,22 +440,35 @@ impl SieveFilter {
             account,
             store: Arc::clone(&self.store),
             runtime: tokio::runtime::Handle::current(),
+            inline,
+            needs_store: std::cell::Cell::new(false),
         };
         let envelope = Envelope {
             from: ctx.mail_from.clone(),
             to: ctx.recipients[index].address.clone(),
             auth: ctx.session.authenticated_as.clone(),
         };
-        let (raw, limits, before) = (Arc::clone(raw), self.limits.clone(), self.before.clone());
+        let scripts = (self.before.clone(), own);
+        // Most scripts are a few dozen header tests: run here, on a small budget, rather than
+        // pay the hand-over to the blocking pool and back (more than the run itself). A script
+        // that wants the store, uses regular expressions (whose compilation the steps do not
+        // count) or outgrows the budget runs again on the blocking pool in full.
+        let uses_regex = [&scripts.0, &scripts.1].into_iter().flatten().any(|s| s.extensions.contains("regex"));
+        if !uses_regex {
+            let inline = facts(true);
+            let limits = Limits { steps: INLINE_STEPS, ..self.limits.clone() };
+            let started = std::time::Instant::now();
+            let outcome = run_sequence(&scripts, raw, &envelope, &inline, &limits);
+            let over = matches!(outcome.error, Some(tern_sieve::RuntimeError::Budget(_)));
+            if !over && !inline.needs_store.get() {
+                metrics::histogram!("tern_sieve_run_seconds").record(started.elapsed().as_secs_f64());
+                return Some(outcome);
+            }
+        }
+        let (raw, limits, facts) = (Arc::clone(raw), self.limits.clone(), facts(false));
         let run = tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let own_run = |s: &Script| tern_sieve::run(s, &raw, &envelope, &facts, &limits);
-            let outcome = match (before, own) {
-                (Some(b), Some(o)) => tern_sieve::sequence(own_run(&b), || own_run(&o)),
-                (Some(b), None) => own_run(&b),
-                (None, Some(o)) => own_run(&o),
-                (None, None) => Outcome::default(),
-            };
+            let outcome = run_sequence(&scripts, &raw, &envelope, &facts, &limits);
             metrics::histogram!("tern_sieve_run_seconds").record(started.elapsed().as_secs_f64());
             outcome
         });
