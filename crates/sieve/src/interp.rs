@@ -683,7 +683,7 @@ impl Run<'_> {
         for value in values {
             for key in keys {
                 self.step(1 + (value.len() as u64) / 1000)?;
-                let text = self.expand(&key.text);
+                let text = self.variables.expand_cow(&key.text);
                 if let Some(captures) = matching::matches(matcher, value, &text, key.regex.as_ref()) {
                     if matches!(matcher.kind, MatchKind::Matches | MatchKind::Regex) {
                         self.variables.set_matches(captures);
@@ -720,7 +720,7 @@ impl Run<'_> {
             Test::Address { part, matcher, index, headers, keys } => {
                 let mut values = Vec::new();
                 for h in headers {
-                    for a in message.addresses(&self.expand(h), *index) {
+                    for a in message.addresses(&self.variables.expand_cow(h), *index) {
                         if let Some(p) = address_part(&a, *part) {
                             values.push(p);
                         }
@@ -750,12 +750,12 @@ impl Run<'_> {
             Test::Header { matcher, index, headers, keys } => {
                 let mut values = Vec::new();
                 for h in headers {
-                    values.extend(message.values(&self.expand(h), *index));
+                    values.extend(message.values(&self.variables.expand_cow(h), *index));
                 }
                 self.any_key(matcher, &values, keys)?
             }
             Test::Exists(headers) => headers.iter().all(|h| {
-                let name = self.variables.expand(h);
+                let name = self.variables.expand_cow(h);
                 message.fields.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name))
             }),
             Test::Size { over, limit } => {

@@ -83,6 +83,14 @@ impl Variables {
         self.matches = matches.into_iter().take(10).map(truncate).collect();
     }
 
+    /// [`Variables::expand`] without a copy of a literal (most keys and header names).
+    pub fn expand_cow<'a>(&'a self, s: &'a Str) -> std::borrow::Cow<'a, str> {
+        match s {
+            Str::Literal(text) => std::borrow::Cow::Borrowed(text.as_str()),
+            template => std::borrow::Cow::Owned(self.expand(template)),
+        }
+    }
+
     pub fn expand(&self, s: &Str) -> String {
         match s {
             Str::Literal(text) => text.clone(),
