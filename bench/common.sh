@@ -15,6 +15,14 @@ start_tern() {
 }
 
 log() { echo "$*" >>"$OUT/commands.log"; }
+# What the results were measured on, into $OUT/env.txt.
+record_env() {
+  {
+    echo "date: $(date -Is)"
+    echo "tern: $(git -C "$HERE/.." rev-parse --short HEAD) release build"
+    echo "cpus: $(nproc)  kernel: $(uname -r)"
+  } >"$OUT/env.txt"
+}
 # Waits (bounded) until the machine is idle before a run.
 quiet() { [ -x "$PEERS/wait_quiet.py" ] && python3 "$PEERS/wait_quiet.py" >>"$OUT/commands.log" 2>&1 || true; }
 

@@ -19,11 +19,7 @@ MODEL_CORPUS="${MODEL_CORPUS:-}"
 mkdir -p "$OUT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tern-target}"
 TERN="${TERN_BIN:-$CARGO_TARGET_DIR/release/tern}"
-{
-  echo "date: $(date -Is)"
-  echo "tern: $(git -C "$HERE/.." rev-parse --short HEAD) release build"
-  echo "cpus: $(nproc)  kernel: $(uname -r)"
-} >"$OUT/env.txt"
+record_env
 
 CLAMD_DIR="$OUT/clamd"
 clamd_start() {

@@ -20,11 +20,7 @@ OUT="${OUT:-$HERE/results/$(date +%Y%m%d-%H%M%S)-sieve}"
 mkdir -p "$OUT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tern-target}"
 TERN="${TERN_BIN:-$CARGO_TARGET_DIR/release/tern}"
-{
-  echo "date: $(date -Is)"
-  echo "tern: $(git -C "$HERE/.." rev-parse --short HEAD) release build"
-  echo "cpus: $(nproc)  kernel: $(uname -r)"
-} >"$OUT/env.txt"
+record_env
 
 # The 50-rule script.
 rules50() {
