@@ -22,7 +22,14 @@ use tern_store::{AccountId, DeliveryTarget, Flags, MailboxSelector, Store, Store
 /// account's data changes (on any node: the change feed reports it).
 #[derive(Default)]
 struct Scripts {
-    by_account: Mutex<HashMap<AccountId, Option<Arc<Script>>>>,
+    by_account: Mutex<HashMap<AccountId, Option<Arc<Compiled>>>>,
+}
+
+/// An account's active script, compiled, with the account's other scripts compiled when it
+/// may `include` them (RFC 6609), so that no message reads or compiles them again.
+struct Compiled {
+    script: Arc<Script>,
+    includes: Arc<HashMap<String, Arc<Script>>>,
 }
 
 pub struct SieveFilter {
@@ -85,12 +92,12 @@ impl SieveFilter {
         super::SenderRewriting { directory: self.directory.clone() }
     }
 
-    /// The account's active script, compiled (once per change of it).
-    async fn script(&self, account: AccountId) -> Option<Arc<Script>> {
+    /// The account's active script, compiled (once per change of it), with what it includes.
+    async fn script(&self, account: AccountId) -> Option<Arc<Compiled>> {
         if let Some(cached) = self.scripts.by_account.lock().unwrap_or_else(|p| p.into_inner()).get(&account) {
             return cached.clone();
         }
-        let compiled = match self.store.sieve_active(account).await {
+        let script = match self.store.sieve_active(account).await {
             Ok(Some((name, source))) => match tern_sieve::compile(&source) {
                 Ok(script) => Some(Arc::new(script)),
                 Err(e) => {
@@ -104,6 +111,22 @@ impl SieveFilter {
                 tracing::warn!(account, error = %e, "cannot read the active Sieve script; keeping mail");
                 return None;
             }
+        };
+        let compiled = match script {
+            Some(script) => {
+                let mut includes = HashMap::new();
+                if script.extensions.contains("include") {
+                    for info in self.store.sieve_list(account).await.unwrap_or_default() {
+                        if let Ok(Some(source)) = self.store.sieve_get(account, &info.name).await
+                            && let Ok(s) = tern_sieve::compile(&source)
+                        {
+                            includes.insert(info.name, Arc::new(s));
+                        }
+                    }
+                }
+                Some(Arc::new(Compiled { script, includes: Arc::new(includes) }))
+            }
+            None => None,
         };
         self.scripts.by_account.lock().unwrap_or_else(|p| p.into_inner()).insert(account, compiled.clone());
         compiled
@@ -265,19 +288,13 @@ fn flags_of(list: &[String]) -> (Flags, Vec<String>) {
 
 /// The fields of a header section, unfolded: `(name, value)`.
 fn header_fields(block: &[u8]) -> Vec<(String, String)> {
-    let text = String::from_utf8_lossy(block);
-    let mut fields: Vec<(String, String)> = Vec::new();
-    for line in text.split("\r\n") {
-        if line.starts_with([' ', '\t']) {
-            if let Some(last) = fields.last_mut() {
-                last.1.push(' ');
-                last.1.push_str(line.trim());
-            }
-        } else if let Some((name, value)) = line.split_once(':') {
-            fields.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-        }
-    }
-    fields
+    tern_mime::structure::header_fields(block)
+        .into_iter()
+        .map(|f| {
+            let name = String::from_utf8_lossy(f.name).trim().to_ascii_lowercase();
+            (name, String::from_utf8_lossy(&tern_mime::structure::unfold(f.value)).into_owned())
+        })
+        .collect()
 }
 
 /// The addresses in an address-list field value (lower-cased), read loosely: every word
@@ -416,20 +433,10 @@ impl SieveFilter {
         raw: &Arc<Vec<u8>>,
         index: usize,
         account: AccountId,
-        own: Option<Arc<Script>>,
+        own: Option<Arc<Compiled>>,
     ) -> Option<Outcome> {
-        let mut includes = HashMap::new();
-        if own.as_ref().is_some_and(|s| s.extensions.contains("include")) {
-            for info in self.store.sieve_list(account).await.unwrap_or_default() {
-                if let Ok(Some(source)) = self.store.sieve_get(account, &info.name).await
-                    && let Ok(s) = tern_sieve::compile(&source)
-                {
-                    includes.insert(info.name, Arc::new(s));
-                }
-            }
-        }
         let (spam, virus) = scan_levels(ctx.scan_verdict.as_deref());
-        let includes = Arc::new(includes);
+        let includes = own.as_ref().map(|c| Arc::clone(&c.includes)).unwrap_or_default();
         let facts = |inline: bool| Facts {
             mailboxes: std::sync::OnceLock::new(),
             includes: Arc::clone(&includes),
@@ -448,13 +455,17 @@ impl SieveFilter {
             to: ctx.recipients[index].address.clone(),
             auth: ctx.session.authenticated_as.clone(),
         };
-        let scripts = (self.before.clone(), own);
+        let scripts = (self.before.clone(), own.map(|c| Arc::clone(&c.script)));
         // Most scripts are a few dozen header tests: run here, on a small budget, rather than
         // pay the hand-over to the blocking pool and back (more than the run itself). A script
-        // that wants the store, uses regular expressions (whose compilation the steps do not
-        // count) or outgrows the budget runs again on the blocking pool in full.
-        let uses_regex = [&scripts.0, &scripts.1].into_iter().flatten().any(|s| s.extensions.contains("regex"));
-        if !uses_regex {
+        // that wants the store, uses regular expressions or body tests (regex compilation and
+        // body decoding happen before the steps count them) or outgrows the budget runs again
+        // on the blocking pool in full.
+        let heavy = [&scripts.0, &scripts.1]
+            .into_iter()
+            .flatten()
+            .any(|s| s.extensions.contains("regex") || s.extensions.contains("body"));
+        if !heavy {
             let inline = facts(true);
             let limits = Limits { steps: INLINE_STEPS, ..self.limits.clone() };
             let started = std::time::Instant::now();
@@ -579,7 +590,7 @@ impl Stage for SieveFilter {
 
     async fn process(&self, ctx: &mut MessageContext) -> Verdict {
         // The scripts of the local accounts this message reaches.
-        let mut runs: Vec<(usize, AccountId, Option<Arc<Script>>)> = Vec::new();
+        let mut runs: Vec<(usize, AccountId, Option<Arc<Compiled>>)> = Vec::new();
         for (i, r) in ctx.recipients.iter().enumerate() {
             for account in &r.accounts {
                 let own = self.script(*account).await;

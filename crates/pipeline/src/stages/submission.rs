@@ -191,7 +191,7 @@ impl DkimSign {
         let Some(domain) = from_domain(&message) else { return message };
         let Some(signer) = self.signer(&domain).await else { return message };
         if let Err(e) = signer.sign(&mut message) {
-            tracing::error!(domain, error = %e, "DKIM signing failed; sending unsigned");
+            tracing::error!(domain = ?domain, error = %e, "DKIM signing failed; sending unsigned");
         }
         message
     }
