@@ -187,6 +187,16 @@ impl Writer {
             K::SentBefore(d) => dated(self, "SENTBEFORE", *d),
             K::SentOn(d) => dated(self, "SENTON", *d),
             K::SentSince(d) => dated(self, "SENTSINCE", *d),
+            K::SavedBefore(d) => dated(self, "SAVEDBEFORE", *d),
+            K::SavedOn(d) => dated(self, "SAVEDON", *d),
+            K::SavedSince(d) => dated(self, "SAVEDSINCE", *d),
+            K::SaveDateSupported => self.raw("SAVEDATESUPPORTED"),
+            K::Older(n) => {
+                let _ = write!(self, "OLDER {n}");
+            }
+            K::Younger(n) => {
+                let _ = write!(self, "YOUNGER {n}");
+            }
             K::Larger(n) => {
                 self.raw("LARGER ");
                 self.number(n);
@@ -272,6 +282,9 @@ impl Writer {
             FetchAttr::ModSeq => self.raw("MODSEQ"),
             FetchAttr::EmailId => self.raw("EMAILID"),
             FetchAttr::ThreadId => self.raw("THREADID"),
+            FetchAttr::SaveDate => self.raw("SAVEDATE"),
+            FetchAttr::Preview { lazy: false } => self.raw("PREVIEW"),
+            FetchAttr::Preview { lazy: true } => self.raw("PREVIEW (LAZY)"),
             FetchAttr::BodySection { peek, section, partial } => {
                 self.raw(if *peek { "BODY.PEEK" } else { "BODY" });
                 self.section(section);
@@ -334,6 +347,55 @@ impl Writer {
             self.raw(")");
         }
         self.raw(")");
+    }
+
+    /// ` RETURN (...)` when given (the space before the next argument is the caller's).
+    fn search_returns(&mut self, returns: &Option<Vec<SearchReturn>>) {
+        if let Some(returns) = returns {
+            self.raw(" RETURN ");
+            self.list(returns, |w, r| match r {
+                SearchReturn::Min => w.raw("MIN"),
+                SearchReturn::Max => w.raw("MAX"),
+                SearchReturn::All => w.raw("ALL"),
+                SearchReturn::Count => w.raw("COUNT"),
+                SearchReturn::Save => w.raw("SAVE"),
+                SearchReturn::Partial(p) => {
+                    let _ = write!(w, "PARTIAL {}", partial_range(p));
+                }
+            });
+        }
+    }
+
+    fn append_message(&mut self, message: &AppendMessage) {
+        if !message.flags.is_empty() {
+            self.list(&message.flags, |w, f| w.flag(&f.0));
+            self.raw(" ");
+        }
+        if let Some(date) = message.date {
+            self.date_time(date);
+            self.raw(" ");
+        }
+        match &message.content {
+            AppendContent::Literal { message, binary } => {
+                if *binary {
+                    self.raw("~");
+                }
+                literal(&mut self.0, message);
+            }
+            AppendContent::Catenate(parts) => {
+                self.raw("CATENATE ");
+                self.list(parts, |w, p| match p {
+                    CatenatePart::Text(text) => {
+                        w.raw("TEXT ");
+                        literal(&mut w.0, text);
+                    }
+                    CatenatePart::Url(url) => {
+                        w.raw("URL ");
+                        w.astring(url);
+                    }
+                });
+            }
+        }
     }
 
     fn command(&mut self, command: &Command) {
@@ -439,22 +501,19 @@ impl Writer {
                 self.raw(" ");
                 self.list(items, |w, i| w.status_item(i));
             }
-            C::Append { mailbox, flags, date, message, binary } => {
+            C::Append { mailbox, messages } => {
                 self.raw(" ");
                 self.astring(mailbox);
+                for message in messages {
+                    self.raw(" ");
+                    self.append_message(message);
+                }
+            }
+            C::Replace { target, mailbox, message, .. } => {
+                let _ = write!(self, " {target} ");
+                self.astring(mailbox);
                 self.raw(" ");
-                if !flags.is_empty() {
-                    self.list(flags, |w, f| w.flag(&f.0));
-                    self.raw(" ");
-                }
-                if let Some(date) = date {
-                    self.date_time(*date);
-                    self.raw(" ");
-                }
-                if *binary {
-                    self.raw("~");
-                }
-                literal(&mut self.0, message);
+                self.append_message(message);
             }
             C::Expunge { uids } => {
                 if let Some(uids) = uids {
@@ -463,18 +522,7 @@ impl Writer {
                 }
             }
             C::Search { charset, key, returns, .. } => {
-                if let Some(returns) = returns {
-                    self.raw(" RETURN ");
-                    self.list(returns, |w, r| {
-                        w.raw(match r {
-                            SearchReturn::Min => "MIN",
-                            SearchReturn::Max => "MAX",
-                            SearchReturn::All => "ALL",
-                            SearchReturn::Count => "COUNT",
-                            SearchReturn::Save => "SAVE",
-                        })
-                    });
-                }
+                self.search_returns(returns);
                 if let Some(charset) = charset {
                     self.raw(" CHARSET ");
                     self.astring(charset);
@@ -482,20 +530,23 @@ impl Writer {
                 self.raw(" ");
                 self.search_key(key);
             }
-            C::Fetch { set, attrs, changed_since, vanished, .. } => {
+            C::Fetch { set, attrs, changed_since, vanished, partial, .. } => {
                 self.raw(" ");
                 self.sequence_set(set);
                 self.raw(" ");
                 self.list(attrs, |w, a| w.fetch_attr(a));
-                match (changed_since, vanished) {
-                    (Some(m), true) => {
-                        let _ = write!(self, " (CHANGEDSINCE {m} VANISHED)");
-                    }
-                    (Some(m), false) => {
-                        let _ = write!(self, " (CHANGEDSINCE {m})");
-                    }
-                    (None, true) => self.raw(" (VANISHED)"),
-                    (None, false) => {}
+                let mut modifiers = Vec::new();
+                if let Some(m) = changed_since {
+                    modifiers.push(format!("CHANGEDSINCE {m}"));
+                }
+                if *vanished {
+                    modifiers.push("VANISHED".to_string());
+                }
+                if let Some(p) = partial {
+                    modifiers.push(format!("PARTIAL {}", partial_range(p)));
+                }
+                if !modifiers.is_empty() {
+                    let _ = write!(self, " ({})", modifiers.join(" "));
                 }
             }
             C::Store { set, mode, silent, flags, unchanged_since, .. } => {
@@ -533,7 +584,8 @@ impl Writer {
                     });
                 }
             }
-            C::Sort { criteria, charset, key, .. } => {
+            C::Sort { criteria, charset, key, returns, .. } => {
+                self.search_returns(returns);
                 self.raw(" ");
                 self.list(criteria, |w, c| {
                     if c.reverse {
@@ -586,6 +638,7 @@ impl Command {
                 | Command::Move { uid: true, .. }
                 | Command::Sort { uid: true, .. }
                 | Command::Thread { uid: true, .. }
+                | Command::Replace { uid: true, .. }
                 | Command::Expunge { uids: Some(_) }
         );
         if !uid {
@@ -599,9 +652,14 @@ impl Command {
             Command::Move { .. } => "UID MOVE",
             Command::Sort { .. } => "UID SORT",
             Command::Thread { .. } => "UID THREAD",
+            Command::Replace { .. } => "UID REPLACE",
             _ => "UID EXPUNGE",
         }
     }
+}
+
+fn partial_range(p: &PartialRange) -> String {
+    if p.from_end { format!("-{}:-{}", p.low, p.high) } else { format!("{}:{}", p.low, p.high) }
 }
 
 #[cfg(test)]

@@ -126,11 +126,16 @@ pub fn literal_marker(line: &[u8]) -> Option<(u64, bool)> {
     std::str::from_utf8(digits).ok()?.parse().ok().map(|n| (n, sync))
 }
 
-/// Whether the command being assembled is an APPEND (whose literal is the message).
+/// Whether the command being assembled is an APPEND or a REPLACE (RFC 8508), whose
+/// literals are messages.
 fn is_append(cmd: &[u8]) -> bool {
     let mut words = cmd.split(|&b| b == b' ');
     words.next();
-    words.next().is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND"))
+    let mut name = words.next();
+    if name.is_some_and(|w| w.eq_ignore_ascii_case(b"UID")) {
+        name = words.next();
+    }
+    name.is_some_and(|w| w.eq_ignore_ascii_case(b"APPEND") || w.eq_ignore_ascii_case(b"REPLACE"))
 }
 
 impl CommandFramer {

@@ -482,6 +482,24 @@ impl<'a> Cursor<'a> {
                 }
                 SearchKey::ModSeq(self.number()?)
             }
+            "OLDER" => {
+                self.sp()?;
+                SearchKey::Older(self.nz_number()?)
+            }
+            "YOUNGER" => {
+                self.sp()?;
+                SearchKey::Younger(self.nz_number()?)
+            }
+            "SAVEDBEFORE" | "SAVEDON" | "SAVEDSINCE" => {
+                self.sp()?;
+                let d = self.date()?;
+                match word.as_str() {
+                    "SAVEDBEFORE" => SearchKey::SavedBefore(d),
+                    "SAVEDON" => SearchKey::SavedOn(d),
+                    _ => SearchKey::SavedSince(d),
+                }
+            }
+            "SAVEDATESUPPORTED" => SearchKey::SaveDateSupported,
             "EMAILID" => SearchKey::EmailId(string_arg(self)?),
             "THREADID" => SearchKey::ThreadId(string_arg(self)?),
             other => return Err(format!("unknown search key {other}")),
@@ -564,6 +582,21 @@ impl<'a> Cursor<'a> {
         Ok(Some((start, len)))
     }
 
+    /// RFC 9394 `partial-range`: `a:b` or `-a:-b`, either way round.
+    fn partial_range(&mut self) -> R<PartialRange> {
+        let from_end = self.peek() == Some(b'-');
+        if from_end {
+            self.pos += 1;
+        }
+        let a = self.nz_number()?;
+        self.expect(b':')?;
+        if from_end {
+            self.expect(b'-')?;
+        }
+        let b = self.nz_number()?;
+        Ok(PartialRange { from_end, low: a.min(b), high: a.max(b) })
+    }
+
     fn fetch_att(&mut self) -> R<Vec<FetchAttr>> {
         let start = self.pos;
         let word = self.take_while(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
@@ -591,6 +624,21 @@ impl<'a> Cursor<'a> {
             "MODSEQ" => one(FetchAttr::ModSeq),
             "EMAILID" => one(FetchAttr::EmailId),
             "THREADID" => one(FetchAttr::ThreadId),
+            "SAVEDATE" => one(FetchAttr::SaveDate),
+            "PREVIEW" => {
+                // RFC 8970 §3: PREVIEW [SP "(" "LAZY" ")"].
+                let mut lazy = false;
+                if self.b.get(self.pos..self.pos + 2) == Some(b" (") {
+                    self.pos += 1;
+                    for m in self.paren_list(|c| c.atom())? {
+                        if !m.eq_ignore_ascii_case("LAZY") {
+                            return Err(format!("unknown PREVIEW modifier {m}"));
+                        }
+                        lazy = true;
+                    }
+                }
+                one(FetchAttr::Preview { lazy })
+            }
             "BODY" | "BODY.PEEK" => {
                 if self.peek() != Some(b'[') {
                     if word == "BODY" {
@@ -664,7 +712,7 @@ fn parse_body(c: &mut Cursor<'_>) -> R<Command> {
     let name = if uid {
         c.sp()?;
         let n = c.atom()?.to_ascii_uppercase();
-        if !["COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD"].contains(&n.as_str()) {
+        if !["COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD", "REPLACE"].contains(&n.as_str()) {
             return Err(format!("UID {n} is not a command"));
         }
         n
@@ -693,6 +741,7 @@ fn parse_body(c: &mut Cursor<'_>) -> R<Command> {
         "LIST" | "LSUB" => list(c, &name),
         "STATUS" => status(c),
         "APPEND" => append(c),
+        "REPLACE" => replace(c, uid),
         "EXPUNGE" => expunge(c, uid),
         "SEARCH" => search(c, uid),
         "FETCH" => fetch(c, uid),
@@ -929,11 +978,31 @@ fn status(c: &mut Cursor<'_>) -> R<Command> {
     Ok(Command::Status { mailbox, items })
 }
 
-/// `APPEND mailbox [(flags)] [date-time] literal` (a literal8 with RFC 3516).
+/// Most messages one MULTIAPPEND carries, and most parts of one CATENATE.
+pub const MAX_APPEND_MESSAGES: usize = 1000;
+pub const MAX_CATENATE_PARTS: usize = 100;
+
+/// `APPEND mailbox 1*(SP append-message)` (RFC 3502 MULTIAPPEND, RFC 4466 §2.3).
 fn append(c: &mut Cursor<'_>) -> R<Command> {
     c.sp()?;
     let mailbox = c.astring()?;
-    c.sp()?;
+    let mut messages = Vec::new();
+    while c.peek() == Some(b' ') {
+        c.pos += 1;
+        messages.push(append_message(c)?);
+        if messages.len() > MAX_APPEND_MESSAGES {
+            return Err(format!("at most {MAX_APPEND_MESSAGES} messages in one APPEND"));
+        }
+    }
+    if messages.is_empty() {
+        return Err("APPEND needs a message".into());
+    }
+    c.end()?;
+    Ok(Command::Append { mailbox, messages })
+}
+
+/// `[(flags) SP] [date-time SP] (literal | literal8 | CATENATE (parts))` (RFC 4469 §5).
+fn append_message(c: &mut Cursor<'_>) -> R<AppendMessage> {
     let mut flags = Vec::new();
     let mut date = None;
     if c.peek() == Some(b'(') {
@@ -944,13 +1013,46 @@ fn append(c: &mut Cursor<'_>) -> R<Command> {
         date = Some(c.date_time()?);
         c.sp()?;
     }
-    if !c.at_literal() {
-        return Err("APPEND needs the message as a literal".into());
+    if c.at_literal() {
+        let binary = c.peek() == Some(b'~');
+        let message = c.literal()?;
+        return Ok(AppendMessage { flags, date, content: AppendContent::Literal { message, binary } });
     }
-    let binary = c.peek() == Some(b'~');
-    let message = c.literal()?;
+    if !c.keyword("CATENATE") {
+        return Err("APPEND needs the message as a literal or CATENATE".into());
+    }
+    c.sp()?;
+    let parts = c.paren_list(|c| {
+        let kind = c.atom()?.to_ascii_uppercase();
+        c.sp()?;
+        match kind.as_str() {
+            "TEXT" => {
+                if !c.at_literal() {
+                    return Err("CATENATE TEXT needs a literal".into());
+                }
+                // RFC 4469 §5: the text is a literal (a literal8 only with BINARY, kept as is).
+                Ok(CatenatePart::Text(c.literal()?))
+            }
+            "URL" => Ok(CatenatePart::Url(String::from_utf8_lossy(&c.astring_bytes()?).into_owned())),
+            other => Err(format!("unknown CATENATE part {other}")),
+        }
+    })?;
+    if parts.is_empty() || parts.len() > MAX_CATENATE_PARTS {
+        return Err(format!("CATENATE needs 1 to {MAX_CATENATE_PARTS} parts"));
+    }
+    Ok(AppendMessage { flags, date, content: AppendContent::Catenate(parts) })
+}
+
+/// `[UID] REPLACE number mailbox append-message` (RFC 8508 §3).
+fn replace(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
+    c.sp()?;
+    let target = c.nz_number()?;
+    c.sp()?;
+    let mailbox = c.astring()?;
+    c.sp()?;
+    let message = append_message(c)?;
     c.end()?;
-    Ok(Command::Append { mailbox, flags, date, message, binary })
+    Ok(Command::Replace { uid, target, mailbox, message })
 }
 
 /// `EXPUNGE`, or `UID EXPUNGE set` (RFC 4315).
@@ -965,25 +1067,41 @@ fn expunge(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
     }
 }
 
+/// `RETURN (...)` of SEARCH (RFC 4731, RFC 5182, RFC 9394) and SORT (RFC 5267), and the
+/// space after it.
+fn search_returns(c: &mut Cursor<'_>) -> R<Option<Vec<SearchReturn>>> {
+    if !c.keyword("RETURN") {
+        return Ok(None);
+    }
+    c.sp()?;
+    let returns = c.paren_list(|c| {
+        let o = c.atom()?.to_ascii_uppercase();
+        Ok(match o.as_str() {
+            "MIN" => SearchReturn::Min,
+            "MAX" => SearchReturn::Max,
+            "ALL" => SearchReturn::All,
+            "COUNT" => SearchReturn::Count,
+            "SAVE" => SearchReturn::Save,
+            "PARTIAL" => {
+                c.sp()?;
+                SearchReturn::Partial(c.partial_range()?)
+            }
+            other => return Err(format!("unknown return option {other}")),
+        })
+    })?;
+    c.sp()?;
+    // RFC 9394 §3.1: PARTIAL and ALL cannot be asked together.
+    let partial = returns.iter().filter(|r| matches!(r, SearchReturn::Partial(_))).count();
+    if partial > 1 || (partial == 1 && returns.contains(&SearchReturn::All)) {
+        return Err("PARTIAL cannot be combined with ALL or repeated".into());
+    }
+    Ok(Some(returns))
+}
+
 /// `SEARCH [RETURN (...)] [CHARSET c] keys` (RFC 4731, RFC 5182).
 fn search(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
     c.sp()?;
-    let mut returns = None;
-    if c.keyword("RETURN") {
-        c.sp()?;
-        returns = Some(c.paren_list(|c| {
-            let o = c.atom()?.to_ascii_uppercase();
-            Ok(match o.as_str() {
-                "MIN" => SearchReturn::Min,
-                "MAX" => SearchReturn::Max,
-                "ALL" => SearchReturn::All,
-                "COUNT" => SearchReturn::Count,
-                "SAVE" => SearchReturn::Save,
-                other => return Err(format!("unknown SEARCH return option {other}")),
-            })
-        })?);
-        c.sp()?;
-    }
+    let returns = search_returns(c)?;
     let mut charset = None;
     if c.keyword("CHARSET") {
         c.sp()?;
@@ -994,7 +1112,7 @@ fn search(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
     Ok(Command::Search { uid, charset, key, returns })
 }
 
-/// `FETCH set items [(CHANGEDSINCE n [VANISHED])]` (RFC 7162).
+/// `FETCH set items [(CHANGEDSINCE n [VANISHED] | PARTIAL range)]` (RFC 7162, RFC 9394).
 fn fetch(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
     c.sp()?;
     let set = c.sequence_set()?;
@@ -1009,6 +1127,7 @@ fn fetch(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
     }
     let mut changed_since = None;
     let mut vanished = false;
+    let mut partial = None;
     if c.peek() == Some(b' ') {
         c.pos += 1;
         c.paren_list(|c| {
@@ -1019,6 +1138,10 @@ fn fetch(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
                     changed_since = Some(c.number()?);
                 }
                 "VANISHED" => vanished = true,
+                "PARTIAL" => {
+                    c.sp()?;
+                    partial = Some(c.partial_range()?);
+                }
                 other => return Err(format!("unknown FETCH modifier {other}")),
             }
             Ok(())
@@ -1029,7 +1152,7 @@ fn fetch(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
         // RFC 7162 §3.2.6
         return Err("VANISHED needs UID FETCH with CHANGEDSINCE".into());
     }
-    Ok(Command::Fetch { uid, set, attrs, changed_since, vanished })
+    Ok(Command::Fetch { uid, set, attrs, changed_since, vanished, partial })
 }
 
 /// `STORE set [(UNCHANGEDSINCE n)] [+|-]FLAGS[.SILENT] flags` (RFC 7162 §3.1.3).
@@ -1119,9 +1242,13 @@ fn id(c: &mut Cursor<'_>) -> R<Command> {
     Ok(Command::Id(params))
 }
 
-/// `SORT (criteria) charset keys` (RFC 5256).
+/// `SORT [RETURN (...)] (criteria) charset keys` (RFC 5256, RFC 5267 ESORT).
 fn sort(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
     c.sp()?;
+    let returns = search_returns(c)?;
+    if returns.as_ref().is_some_and(|r| r.contains(&SearchReturn::Save)) {
+        return Err("SORT cannot SAVE its result".into());
+    }
     let criteria = c.paren_list(|c| {
         let mut reverse = false;
         let mut word = c.atom()?.to_ascii_uppercase();
@@ -1151,7 +1278,7 @@ fn sort(c: &mut Cursor<'_>, uid: bool) -> R<Command> {
     let charset = c.astring()?;
     c.sp()?;
     let key = c.search_program()?;
-    Ok(Command::Sort { uid, criteria, charset, key })
+    Ok(Command::Sort { uid, criteria, charset, key, returns })
 }
 
 /// `THREAD algorithm charset keys` (RFC 5256).

@@ -91,6 +91,12 @@ pub enum FetchAttr {
     /// RFC 8474.
     EmailId,
     ThreadId,
+    /// RFC 8514.
+    SaveDate,
+    /// RFC 8970 PREVIEW, `(LAZY)` when the client accepts NIL for a preview not at hand.
+    Preview {
+        lazy: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +144,16 @@ pub enum SearchKey {
     /// RFC 8474.
     EmailId(String),
     ThreadId(String),
+    /// RFC 5032 WITHIN: internal date more than this many seconds ago.
+    Older(u32),
+    /// RFC 5032 WITHIN: internal date at most this many seconds ago.
+    Younger(u32),
+    /// RFC 8514: the date the message was saved in this mailbox.
+    SavedBefore(Date),
+    SavedOn(Date),
+    SavedSince(Date),
+    /// RFC 8514: whether the mailbox keeps save dates (Tern's always do).
+    SaveDateSupported,
 }
 
 /// A calendar date (IMAP `date`): year, month 1-12, day.
@@ -163,6 +179,53 @@ pub enum SearchReturn {
     All,
     Count,
     Save,
+    /// RFC 9394 PARTIAL: a window of the results.
+    Partial(PartialRange),
+}
+
+/// RFC 9394 `partial-range`: positions `low..=high` (1-based) of the results, counted from
+/// the first one or, with `from_end`, from the last one (`-1:-10` is the last ten).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialRange {
+    pub from_end: bool,
+    pub low: u32,
+    pub high: u32,
+}
+
+impl PartialRange {
+    /// The index range (0-based, end exclusive) this window covers in `len` results.
+    pub fn window(&self, len: usize) -> std::ops::Range<usize> {
+        let (low, high) = (self.low as usize, self.high as usize);
+        if self.from_end {
+            len.saturating_sub(high)..len.saturating_sub(low - 1)
+        } else {
+            (low - 1).min(len)..high.min(len)
+        }
+    }
+}
+
+/// One message of an APPEND (RFC 3502 MULTIAPPEND sends several) or a REPLACE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendMessage {
+    pub flags: Vec<Flag>,
+    pub date: Option<DateTime>,
+    pub content: AppendContent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendContent {
+    /// The message as one literal; `binary` when sent as a `literal8` (RFC 3516 §4.4).
+    Literal { message: Vec<u8>, binary: bool },
+    /// RFC 4469 CATENATE: the message put together from texts and parts of stored messages.
+    Catenate(Vec<CatenatePart>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatenatePart {
+    /// `TEXT literal`.
+    Text(Vec<u8>),
+    /// `URL "imap-url"`: a message or part the user can read (RFC 5092 form).
+    Url(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,13 +344,18 @@ pub enum Command {
         mailbox: String,
         items: Vec<StatusItem>,
     },
+    /// One message, or several (RFC 3502 MULTIAPPEND), stored together or not at all.
     Append {
         mailbox: String,
-        flags: Vec<Flag>,
-        date: Option<DateTime>,
-        message: Vec<u8>,
-        /// Sent as a `literal8` (RFC 3516 §4.4): binary content, stored byte for byte.
-        binary: bool,
+        messages: Vec<AppendMessage>,
+    },
+    /// RFC 8508: the message replaces `target` (a sequence number or UID) in the selected
+    /// mailbox, stored in `mailbox`.
+    Replace {
+        uid: bool,
+        target: u32,
+        mailbox: String,
+        message: AppendMessage,
     },
     Idle,
     Check,
@@ -308,6 +376,8 @@ pub enum Command {
         attrs: Vec<FetchAttr>,
         changed_since: Option<u64>,
         vanished: bool,
+        /// RFC 9394 PARTIAL modifier: only this window of the set's messages.
+        partial: Option<PartialRange>,
     },
     Store {
         uid: bool,
@@ -336,6 +406,8 @@ pub enum Command {
         criteria: Vec<SortCriterion>,
         charset: String,
         key: SearchKey,
+        /// RFC 5267 ESORT: `RETURN (...)` asks for an ESEARCH answer.
+        returns: Option<Vec<SearchReturn>>,
     },
     Thread {
         uid: bool,
@@ -369,6 +441,7 @@ impl Command {
             Command::Namespace => "NAMESPACE",
             Command::Status { .. } => "STATUS",
             Command::Append { .. } => "APPEND",
+            Command::Replace { .. } => "REPLACE",
             Command::Idle => "IDLE",
             Command::Check => "CHECK",
             Command::Close => "CLOSE",

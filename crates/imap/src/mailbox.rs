@@ -248,6 +248,7 @@ mod tests {
             email_id: uid as u64,
             thread_id: 1,
             delivery_id: 1,
+            saved: 0,
         }
     }
 

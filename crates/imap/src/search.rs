@@ -137,6 +137,8 @@ pub struct Candidate<'a> {
 
 /// Facts about the mailbox the keys refer to.
 pub struct Scope<'a> {
+    /// The time of the search, Unix seconds (RFC 5032 OLDER/YOUNGER).
+    pub now: i64,
     pub last_seq: u32,
     pub last_uid: u32,
     pub recent: &'a crate::mailbox::Recent,
@@ -238,6 +240,13 @@ fn matches_key(key: &SearchKey, c: &Candidate<'_>, scope: &Scope<'_>) -> bool {
         SearchKey::Uid(set) => in_set(set, e.uid, scope.last_uid, scope.saved, true, e.uid),
         SearchKey::SequenceSet(set) => in_set(set, c.seq, scope.last_seq, scope.saved, true, e.uid),
         SearchKey::ModSeq(m) => e.modseq >= *m,
+        // RFC 5032 §3: YOUNGER n and OLDER n split the messages at now - n.
+        SearchKey::Younger(n) => e.internal_date >= scope.now - i64::from(*n),
+        SearchKey::Older(n) => e.internal_date < scope.now - i64::from(*n),
+        SearchKey::SavedBefore(d) => day_of(e.saved) < date_days(d),
+        SearchKey::SavedOn(d) => day_of(e.saved) == date_days(d),
+        SearchKey::SavedSince(d) => day_of(e.saved) >= date_days(d),
+        SearchKey::SaveDateSupported => true,
         SearchKey::EmailId(id) => object_id("M", e.email_id) == *id,
         SearchKey::ThreadId(id) => object_id("T", e.thread_id) == *id,
         // `compile` turns these into the other variants of Program; never a Program::Key.

@@ -7,6 +7,7 @@
 
 pub mod address;
 pub mod decode;
+pub mod preview;
 pub mod seven_bit;
 pub mod structure;
 pub mod text;
@@ -17,7 +18,8 @@ use serde::{Deserialize, Serialize};
 /// Bump when [`MessageSummary`] changes.
 /// 5: the pre-rendered IMAP items left the summary (the IMAP server renders them when it
 /// caches a summary).
-pub const SUMMARY_VERSION: u16 = 5;
+/// 6: the RFC 8970 preview.
+pub const SUMMARY_VERSION: u16 = 6;
 
 /// MIME nesting deeper than this is summarised as an opaque leaf, so hostile messages cannot
 /// make the summary (or an IMAP BODYSTRUCTURE built from it) unbounded.
@@ -53,6 +55,8 @@ pub struct MessageSummary {
     pub sent_day: Option<i64>,
     /// Lower-cased header texts SEARCH compares with.
     pub search: SearchForms,
+    /// The start of the first text part (RFC 8970 PREVIEW), see [`preview::preview`].
+    pub preview: String,
 }
 
 /// Decoded and raw header values, lower-cased, for SEARCH FROM/TO/CC/BCC/SUBJECT.
@@ -170,6 +174,7 @@ impl MessageSummary {
             bcc_addrs: vec![],
             sent_day: None,
             search: SearchForms::default(),
+            preview: String::new(),
         }
     }
 
@@ -224,6 +229,7 @@ impl MessageSummary {
             + self.search.to.capacity()
             + self.search.cc.capacity()
             + self.search.bcc.capacity()
+            + self.preview.capacity()
     }
 }
 
@@ -237,7 +243,8 @@ pub fn summarize(raw: &[u8]) -> MessageSummary {
     // header alone.
     let parsed = MessageParser::default().parse_headers(header);
     let Some(message) = parsed else {
-        return finish(MessageSummary { size: raw.len() as u64, envelope, body, ..MessageSummary::empty() });
+        let preview = preview::preview(raw, &body);
+        return finish(MessageSummary { size: raw.len() as u64, envelope, body, preview, ..MessageSummary::empty() });
     };
     let from = message
         .from()
@@ -247,6 +254,7 @@ pub fn summarize(raw: &[u8]) -> MessageSummary {
             _ => addr,
         })
         .unwrap_or_default();
+    let preview = preview::preview(raw, &body);
     finish(MessageSummary {
         version: SUMMARY_VERSION,
         size: raw.len() as u64,
@@ -264,6 +272,7 @@ pub fn summarize(raw: &[u8]) -> MessageSummary {
         bcc_addrs: addr_list(message.bcc()),
         sent_day: message.date().map(|d| days_from_civil(i64::from(d.year), i64::from(d.month), i64::from(d.day))),
         search: SearchForms::default(),
+        preview,
     })
 }
 

@@ -205,11 +205,11 @@ const THREADS_INSERT: &str = "INSERT INTO threads (account, message_id, thread)
 // Keyword lists differ in length, which PostgreSQL's arrays cannot hold side by side: messages
 // with keywords are inserted one by one.
 const MESSAGES_INSERT: &str = "INSERT INTO messages (mailbox, uid, blob, size, internal_date, flags, keywords, modseq,
-                                                     email_id, thread_id, delivery_id)
-     SELECT mailbox, uid, blob, size, internal_date, flags, '{}', modseq, email_id, thread_id, delivery_id
+                                                     email_id, thread_id, delivery_id, saved)
+     SELECT mailbox, uid, blob, size, internal_date, flags, '{}', modseq, email_id, thread_id, delivery_id, saved
      FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bigint[], $5::bigint[], $6::smallint[],
-                 $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
-          AS m(mailbox, uid, blob, size, internal_date, flags, modseq, email_id, thread_id, delivery_id)";
+                 $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
+          AS m(mailbox, uid, blob, size, internal_date, flags, modseq, email_id, thread_id, delivery_id, saved)";
 // New contents stored (waiting for the indexer when a mailbox holds them), known ones
 // referenced again — a content first stored for the queue alone gets its summary now, and
 // waits for the indexer. `xmax = 0`: inserted, not updated.
@@ -413,6 +413,7 @@ pub(crate) async fn deliver_in(
         message_column(&|e| id(e.email_id)),
         message_column(&|e| id(e.thread_id)),
         message_column(&|e| id(e.delivery_id)),
+        message_column(&|e| e.saved),
     ];
     let message_blobs: Vec<&[u8]> = plain.iter().map(|(_, _, e)| &e.blob.0[..]).collect();
     let message_flags: Vec<i16> = plain.iter().map(|(_, _, e)| i16::from(e.flags.0)).collect();
@@ -463,7 +464,7 @@ pub(crate) async fn deliver_in(
         counter_column(&|m| i64::from(m.deleted)),
     ];
 
-    let [m_mailbox, m_uid, m_size, m_date, m_modseq, m_email, m_thread, m_delivery] = &message_columns;
+    let [m_mailbox, m_uid, m_size, m_date, m_modseq, m_email, m_thread, m_delivery, m_saved] = &message_columns;
     let [c_id, c_uid_next, c_modseq, c_total, c_unseen, c_size, c_deleted] = &counters;
     let (_, _, _, _, inserted, _, _, _) = futures::try_join!(
         async {
@@ -489,6 +490,7 @@ pub(crate) async fn deliver_in(
                         m_email,
                         m_thread,
                         m_delivery,
+                        m_saved,
                     ],
                 )
                 .await

@@ -224,8 +224,8 @@ async fn reference_content(tx: &Tx<'_>, hash: &BlobHash, n: i64) -> StoreResult<
 pub(crate) async fn insert_message(tx: &Tx<'_>, m: &MessageEntry) -> StoreResult<()> {
     tx.run(
         "INSERT INTO messages (mailbox, uid, blob, size, internal_date, flags, keywords, modseq, email_id,
-                               thread_id, delivery_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                               thread_id, delivery_id, saved)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         &[
             &id(m.mailbox),
             &i64::from(m.uid),
@@ -238,6 +238,7 @@ pub(crate) async fn insert_message(tx: &Tx<'_>, m: &MessageEntry) -> StoreResult
             &id(m.email_id),
             &id(m.thread_id),
             &id(m.delivery_id),
+            &m.saved,
         ],
     )
     .await
@@ -318,6 +319,7 @@ async fn copy_in(
             // A moved message keeps its EMAILID (RFC 8474 §5.1); a copy gets a new one.
             email_id: if remove_source { old.email_id } else { new_ids[i] },
             keywords,
+            saved: tern_store::now_unix(),
             ..old.clone()
         };
         insert_message(tx, &entry).await?;

@@ -207,8 +207,8 @@ async fn import_messages(
         let inserted = tx
             .run(
                 "INSERT INTO messages (mailbox, uid, blob, size, internal_date, flags, keywords, modseq, email_id,
-                                       thread_id, delivery_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                                       thread_id, delivery_id, saved)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
                 &[
                     &id(m.mailbox),
                     &i64::from(m.uid),
@@ -221,6 +221,7 @@ async fn import_messages(
                     &id(m.email_id),
                     &id(m.thread_id),
                     &id(m.delivery_id),
+                    &m.saved,
                 ],
             )
             .await

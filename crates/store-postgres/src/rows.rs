@@ -8,8 +8,8 @@ use tokio_postgres::Row;
 pub const MAILBOX_COLUMNS: &str = "id, account, name, special_use, subscribed, uid_validity, uid_next, \
      highest_modseq, total, unseen, size, deleted, recent_uid, keywords";
 
-pub const MESSAGE_COLUMNS: &str =
-    "mailbox, uid, blob, size, internal_date, flags, keywords, modseq, email_id, thread_id, delivery_id";
+pub const MESSAGE_COLUMNS: &str = "mailbox, uid, blob, size, internal_date, flags, keywords, modseq, email_id, thread_id, delivery_id, \
+     COALESCE(saved, internal_date)";
 
 pub fn special_use_name(u: SpecialUse) -> &'static str {
     match u {
@@ -85,6 +85,7 @@ pub fn message(row: &Row) -> StoreResult<MessageEntry> {
         email_id: u64_of(row, 8, "email id")?,
         thread_id: u64_of(row, 9, "thread id")?,
         delivery_id: u64_of(row, 10, "delivery id")?,
+        saved: row.try_get(11).map_err(|e| corrupt("message", e))?,
     })
 }
 

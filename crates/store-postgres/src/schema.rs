@@ -161,6 +161,11 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TABLE sieve_seen (account BIGINT NOT NULL, id BYTEA NOT NULL, expires_at BIGINT NOT NULL,
                              PRIMARY KEY (account, id));
     "#,
+    // 9: when each message was saved in its mailbox (RFC 8514 SAVEDATE); older rows read
+    // their arrival instead (no table rewrite).
+    r#"
+    ALTER TABLE messages ADD COLUMN saved BIGINT;
+    "#,
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`]; returns the version it found.

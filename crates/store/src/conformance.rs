@@ -475,6 +475,19 @@ pub async fn copy_and_move_keep_flags_and_references(backend: &dyn Backend) {
     let same = store.copy_messages(archive.id, vec![1], archive.id, false).await.unwrap();
     assert_eq!(same.pairs, vec![(1, 5)]);
     assert_eq!(store.mailbox_get(archive.id).await.unwrap().unwrap().total, 5);
+    // RFC 8514: saved when it reaches a mailbox (delivered, copied), whatever its internal date.
+    let before = now_unix();
+    let mut old = delivery(msg("old", ""), vec![DeliveryTarget::inbox(a.id)]);
+    old.envelope.received_at = 1_577_836_800;
+    let uid = store.deliver(old).await.unwrap().copies[0].uid;
+    let delivered = store.message_get(inbox.id, uid).await.unwrap().unwrap();
+    let copied = store.copy_messages(inbox.id, vec![uid], archive.id, false).await.unwrap();
+    let copy = store.message_get(archive.id, copied.pairs[0].1).await.unwrap().unwrap();
+    let after = now_unix();
+    for e in [&delivered, &copy] {
+        assert_eq!(e.internal_date, 1_577_836_800);
+        assert!((before..=after).contains(&e.saved), "saved {} not in {before}..={after}", e.saved);
+    }
     store.shutdown().await.unwrap();
 }
 

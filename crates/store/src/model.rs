@@ -230,6 +230,7 @@ impl Mailbox {
             email_id: 0,
             thread_id: 0,
             delivery_id,
+            saved: crate::now_unix(),
         })
     }
 
@@ -367,6 +368,9 @@ pub struct MessageEntry {
     pub thread_id: u64,
     /// The delivery (SMTP transaction or APPEND) that created it.
     pub delivery_id: u64,
+    /// When it was saved in this mailbox (delivered, appended, copied or moved here), Unix
+    /// seconds: RFC 8514 SAVEDATE.
+    pub saved: i64,
 }
 
 impl MessageEntry {

@@ -101,7 +101,8 @@ fn fetch_attributes() {
             set: SequenceSet::Ranges(vec![range(1, 1)]),
             attrs: vec![FetchAttr::Flags, FetchAttr::InternalDate, FetchAttr::Rfc822Size, FetchAttr::Envelope],
             changed_since: None,
-            vanished: false
+            vanished: false,
+            partial: None,
         }
     );
     let Command::Fetch { attrs, .. } = ok("a FETCH 1 BODY[]") else { panic!() };
@@ -243,8 +244,12 @@ fn list_variants() {
 
 #[test]
 fn append_create_status_id_sort_thread_misc() {
-    let Command::Append { mailbox, flags, date, message, binary: false } =
+    let Command::Append { mailbox, mut messages } =
         ok("a APPEND Drafts (\\Draft) \"17-Jul-1996 02:44:25 -0700\" {6}\r\nhello!")
+    else {
+        panic!()
+    };
+    let AppendMessage { flags, date, content: AppendContent::Literal { message, binary: false } } = messages.remove(0)
     else {
         panic!()
     };
@@ -255,7 +260,14 @@ fn append_create_status_id_sort_thread_misc() {
     assert!(parse_command(b"a APPEND INBOX \"x\"").is_err(), "APPEND without a literal");
     assert_eq!(
         ok("a APPEND INBOX ~{2}\r\nhi"),
-        Command::Append { mailbox: "INBOX".into(), flags: vec![], date: None, message: b"hi".to_vec(), binary: true }
+        Command::Append {
+            mailbox: "INBOX".into(),
+            messages: vec![AppendMessage {
+                flags: vec![],
+                date: None,
+                content: AppendContent::Literal { message: b"hi".to_vec(), binary: true }
+            }]
+        }
     );
     assert_eq!(
         ok("a CREATE Lists (USE (\\Archive))"),
@@ -320,4 +332,88 @@ proptest::proptest! {
     fn never_panics_on_plausible_commands(s in "a (UID )?(FETCH|SEARCH|STORE|LIST|SELECT|APPEND|STATUS|SORT|THREAD|ID) [ -~]{0,80}") {
         let _ = parse_command(s.as_bytes());
     }
+}
+
+/// RFC 3502 MULTIAPPEND, RFC 4469 CATENATE, RFC 8508 REPLACE.
+#[test]
+fn multiappend_catenate_and_replace() {
+    let Command::Append { mailbox, messages } =
+        ok("a APPEND saved-messages (\\Seen) {5}\r\nhello {5+}\r\nworld (\\Draft) ~{1}\r\nx")
+    else {
+        panic!()
+    };
+    assert_eq!(mailbox, "saved-messages");
+    assert_eq!(messages.len(), 3);
+    assert_eq!(messages[1].flags, vec![]);
+    assert_eq!(messages[2].content, AppendContent::Literal { message: b"x".to_vec(), binary: true });
+    let Command::Append { messages, .. } = ok(
+        "a APPEND Drafts (\\Draft) CATENATE (URL \"/Drafts;UIDVALIDITY=385759045/;UID=20/;section=HEADER\" TEXT {4}\r\n\r\nhi URL /INBOX/;UID=1)",
+    ) else {
+        panic!()
+    };
+    assert_eq!(
+        messages[0].content,
+        AppendContent::Catenate(vec![
+            CatenatePart::Url("/Drafts;UIDVALIDITY=385759045/;UID=20/;section=HEADER".into()),
+            CatenatePart::Text(b"\r\nhi".to_vec()),
+            CatenatePart::Url("/INBOX/;UID=1".into()),
+        ])
+    );
+    assert!(bad("a APPEND INBOX CATENATE ()").message.contains("CATENATE"));
+    assert!(bad("a APPEND INBOX").message.contains("message"));
+    let Command::Replace { uid: true, target: 7, mailbox, message } = ok("a UID REPLACE 7 Drafts (\\Draft) {2}\r\nhi")
+    else {
+        panic!()
+    };
+    assert_eq!((mailbox.as_str(), message.flags.len()), ("Drafts", 1));
+    assert!(matches!(ok("a REPLACE 1 INBOX {1}\r\nx"), Command::Replace { uid: false, target: 1, .. }));
+    assert!(parse_command(b"a REPLACE 0 INBOX {1}\r\nx").is_err(), "message number zero");
+}
+
+/// RFC 9394 PARTIAL, RFC 5267 ESORT, RFC 5032 WITHIN, RFC 8514 SAVEDATE, RFC 8970 PREVIEW.
+#[test]
+fn partial_esort_within_savedate_preview() {
+    let Command::Search { returns, key, .. } = ok("a UID SEARCH RETURN (PARTIAL -1:-100 COUNT) UNDELETED YOUNGER 3600")
+    else {
+        panic!()
+    };
+    assert_eq!(
+        returns,
+        Some(vec![SearchReturn::Partial(PartialRange { from_end: true, low: 1, high: 100 }), SearchReturn::Count])
+    );
+    assert_eq!(key, SearchKey::And(vec![SearchKey::Undeleted, SearchKey::Younger(3600)]));
+    // Either way round.
+    let Command::Search { returns, .. } = ok("a SEARCH RETURN (PARTIAL 500:101) ALL") else { panic!() };
+    assert_eq!(returns, Some(vec![SearchReturn::Partial(PartialRange { from_end: false, low: 101, high: 500 })]));
+    assert!(bad("a SEARCH RETURN (PARTIAL 1:10 ALL) ALL").message.contains("PARTIAL"));
+    assert!(parse_command(b"a SEARCH RETURN (PARTIAL 0:10) ALL").is_err());
+    assert!(parse_command(b"a SEARCH RETURN (PARTIAL -1:10) ALL").is_err());
+    assert!(parse_command(b"a SEARCH OLDER 0").is_err());
+    let Command::Sort { returns, criteria, .. } =
+        ok("a UID SORT RETURN (MIN COUNT) (DATE) UTF-8 SAVEDSINCE 1-Jan-2024")
+    else {
+        panic!()
+    };
+    assert_eq!((returns, criteria.len()), (Some(vec![SearchReturn::Min, SearchReturn::Count]), 1));
+    assert!(bad("a SORT RETURN (SAVE) (DATE) UTF-8 ALL").message.contains("SAVE"));
+    let Command::Fetch { attrs, partial, .. } = ok("a UID FETCH 1:* (PREVIEW (LAZY) SAVEDATE FLAGS) (PARTIAL -1:-30)")
+    else {
+        panic!()
+    };
+    assert_eq!(attrs, vec![FetchAttr::Preview { lazy: true }, FetchAttr::SaveDate, FetchAttr::Flags]);
+    assert_eq!(partial, Some(PartialRange { from_end: true, low: 1, high: 30 }));
+    let Command::Fetch { attrs, .. } = ok("a FETCH 1 PREVIEW") else { panic!() };
+    assert_eq!(attrs, vec![FetchAttr::Preview { lazy: false }]);
+    assert!(parse_command(b"a FETCH 1 (PREVIEW (EAGER))").is_err());
+}
+
+#[test]
+fn partial_windows_count_from_either_end() {
+    let w = |from_end, low, high, len| PartialRange { from_end, low, high }.window(len);
+    assert_eq!(w(false, 1, 10, 25), 0..10);
+    assert_eq!(w(false, 21, 30, 25), 20..25);
+    assert_eq!(w(false, 30, 40, 25), 25..25);
+    assert_eq!(w(true, 1, 10, 25), 15..25);
+    assert_eq!(w(true, 20, 30, 25), 0..6);
+    assert_eq!(w(true, 30, 40, 25), 0..0);
 }

@@ -15,6 +15,7 @@ fn entry(uid: u32, flags: Flags, size: u64, date: i64) -> MessageEntry {
         email_id: uid as u64,
         thread_id: 1,
         delivery_id: 1,
+        saved: date + 3600,
     }
 }
 
@@ -67,6 +68,7 @@ fn flag_size_date_set_and_header_keys() {
         let mut recent = crate::mailbox::Recent::none();
         recent.add(8..100);
         let scope = Scope {
+            now: 1_700_000_000 + 600,
             last_seq: 5,
             last_uid: 9,
             recent: &recent,
@@ -87,6 +89,12 @@ fn flag_size_date_set_and_header_keys() {
         m(SearchKey::Since(Date { year: 2023, month: 11, day: 14 }))
             && !m(SearchKey::Before(Date { year: 2023, month: 11, day: 14 }))
     );
+    // RFC 5032 WITHIN: the message arrived 600 s before the search.
+    assert!(m(SearchKey::Younger(600)) && !m(SearchKey::Younger(599)));
+    assert!(m(SearchKey::Older(599)) && !m(SearchKey::Older(600)));
+    // RFC 8514: saved an hour after it arrived, the same day.
+    assert!(m(SearchKey::SavedOn(Date { year: 2023, month: 11, day: 14 })) && m(SearchKey::SaveDateSupported));
+    assert!(!m(SearchKey::SavedBefore(Date { year: 2023, month: 11, day: 14 })));
     // The Date header's own calendar day, zone disregarded: 13 Nov.
     assert!(m(SearchKey::SentOn(Date { year: 2023, month: 11, day: 13 })));
     assert!(

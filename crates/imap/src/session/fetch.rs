@@ -21,6 +21,7 @@ fn needs_summary(a: &FetchAttr) -> bool {
             | FetchAttr::ModSeq
             | FetchAttr::EmailId
             | FetchAttr::ThreadId
+            | FetchAttr::SaveDate
             | FetchAttr::Rfc822
     )
 }
@@ -183,6 +184,17 @@ fn write_item(item: &mut Vec<u8>, attr: &FetchAttr, f: &Fetched<'_>) {
         FetchAttr::ModSeq => item.extend_from_slice(format!("MODSEQ ({})", m.modseq).as_bytes()),
         FetchAttr::EmailId => item.extend_from_slice(format!("EMAILID ({})", object_id("M", m.email_id)).as_bytes()),
         FetchAttr::ThreadId => item.extend_from_slice(format!("THREADID ({})", object_id("T", m.thread_id)).as_bytes()),
+        FetchAttr::SaveDate => {
+            item.extend_from_slice(format!("SAVEDATE \"{}\"", encode::date_time(m.saved, 0)).as_bytes())
+        }
+        // RFC 8970 §3: computed with the summary, so LAZY never has to wait for it.
+        FetchAttr::Preview { .. } => {
+            item.extend_from_slice(b"PREVIEW ");
+            match summary.as_ref().map(|s| s.message.preview.as_str()) {
+                Some(p) => encode::string(item, p.as_bytes(), utf8),
+                None => item.extend_from_slice(b"NIL"),
+            }
+        }
         FetchAttr::Envelope => {
             item.extend_from_slice(b"ENVELOPE ");
             if let Some(s) = &summary {
@@ -267,12 +279,18 @@ impl Session {
         attrs: Vec<FetchAttr>,
         changed_since: Option<u64>,
         vanished: bool,
+        partial: Option<tern_imap_proto::PartialRange>,
     ) -> Result<Done, StoreError> {
         let Some(view) = self.state.view() else { return Ok(Done::bad("No mailbox selected")) };
-        let indices = match view.resolve(&set, uid, &self.saved) {
+        let mut indices = match view.resolve(&set, uid, &self.saved) {
             Ok(i) => i,
             Err(_) => return Ok(Done::bad("Message sequence number out of range")),
         };
+        // RFC 9394 §3.2: only the messages at these positions among the set's.
+        if let Some(range) = partial {
+            let window = range.window(indices.len());
+            indices = indices[window].to_vec();
+        }
         if changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
             self.enable_condstore();
         }

@@ -3,7 +3,7 @@
 
 use super::{Done, Session};
 use crate::mailbox::{SetError, View};
-use tern_imap_proto::{DateTime, Flag, SequenceSet, StoreMode};
+use tern_imap_proto::{AppendContent, AppendMessage, Flag, SequenceSet, StoreMode};
 use tern_store::{
     Delivery, DeliveryEnvelope, DeliveryTarget, FlagMode, Flags, MailboxSelector, MessageEntry, StoreError,
 };
@@ -364,14 +364,14 @@ impl Session {
         Ok(Done::ok("COPY completed").code(copyuid))
     }
 
-    pub(super) async fn append(
-        &mut self,
-        wire: &str,
-        flags: Vec<Flag>,
-        date: Option<DateTime>,
-        message: Vec<u8>,
-        binary: bool,
-    ) -> Result<Done, StoreError> {
+    pub(super) async fn append(&mut self, wire: &str, mut messages: Vec<AppendMessage>) -> Result<Done, StoreError> {
+        // MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469) are not advertised yet: their atomic
+        // store operation is still to come.
+        let (1, Some(AppendMessage { flags, date, content: AppendContent::Literal { message, binary } })) =
+            (messages.len(), messages.pop())
+        else {
+            return Ok(Done::bad("One message per APPEND, as a literal"));
+        };
         let name = match self.mailbox_name(wire) {
             Ok(n) => n,
             Err(done) => return Ok(done),

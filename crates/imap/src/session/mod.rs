@@ -306,6 +306,11 @@ impl Session {
             "QUOTA=RES-STORAGE",
             "BINARY",
             "UTF8=ACCEPT",
+            "WITHIN",
+            "SAVEDATE",
+            "PREVIEW",
+            "ESORT",
+            "PARTIAL",
         ]);
         let mut s = caps.join(" ");
         s.push_str(&format!(" APPENDLIMIT={}", self.server.settings.append_limit));
@@ -577,9 +582,7 @@ impl Session {
                 Ok(Done::ok("NAMESPACE completed"))
             }
             (_, Command::Status { mailbox, items }) => self.status(&mailbox, &items).await,
-            (_, Command::Append { mailbox, flags, date, message, binary }) => {
-                self.append(&mailbox, flags, date, message, binary).await
-            }
+            (_, Command::Append { mailbox, messages }) => self.append(&mailbox, messages).await,
             (_, Command::Idle) => self.idle(tag).await,
             (_, Command::GetQuotaRoot(mailbox)) => self.quota_root(&mailbox).await,
             (_, Command::GetQuota(root)) => self.quota(&root).await,
@@ -598,15 +601,19 @@ impl Session {
             Command::Unselect => self.close(false).await,
             Command::Expunge { uids } => self.expunge(uids).await,
             Command::Search { uid, charset, key, returns } => self.search(tag, uid, charset, key, returns).await,
-            Command::Fetch { uid, set, attrs, changed_since, vanished } => {
-                self.fetch(uid, set, attrs, changed_since, vanished).await
+            Command::Fetch { uid, set, attrs, changed_since, vanished, partial } => {
+                self.fetch(uid, set, attrs, changed_since, vanished, partial).await
             }
             Command::Store { uid, set, mode, silent, flags, unchanged_since } => {
                 self.store_flags(uid, set, mode, silent, flags, unchanged_since).await
             }
             Command::Copy { uid, set, mailbox } => self.copy(uid, set, &mailbox, false).await,
             Command::Move { uid, set, mailbox } => self.copy(uid, set, &mailbox, true).await,
-            Command::Sort { uid, criteria, charset, key } => self.sort(uid, criteria, &charset, key).await,
+            Command::Sort { uid, criteria, charset, key, returns } => {
+                self.sort(tag, uid, criteria, &charset, key, returns).await
+            }
+            // Not advertised yet: its atomic store operation is still to come.
+            Command::Replace { .. } => Ok(Done::bad("REPLACE is not supported")),
             Command::Thread { uid, algorithm, charset, key } => self.thread(uid, algorithm, &charset, key).await,
             // The commands of every state were answered by `execute`.
             _ => Ok(Done::bad("Command not valid in this state")),

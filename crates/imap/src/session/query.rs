@@ -68,6 +68,7 @@ async fn evaluate(
         text_index.push(server.store.text_search(needle, *with_header).await?);
     }
     let scope = Scope {
+        now: tern_store::now_unix(),
         last_seq: view.messages.len() as u32,
         last_uid: view.max_uid(),
         recent: &view.recent,
@@ -162,6 +163,52 @@ async fn run(
             }))
         }
     }
+}
+
+/// The window a PARTIAL return option asks for, over `len` results.
+fn partial_window(opts: &[SearchReturn], len: usize) -> Option<std::ops::Range<usize>> {
+    opts.iter().find_map(|o| match o {
+        SearchReturn::Partial(range) => Some(range.window(len)),
+        _ => None,
+    })
+}
+
+/// The ESEARCH response (RFC 4731 §3.1, RFC 9394 §3.1) for results `nums` in the order
+/// given: ascending for SEARCH, sort order for SORT (RFC 5267 §3.2, where MIN and MAX are the
+/// first and last sorted). SAVE is the caller's.
+fn esearch(tag: &str, uid: bool, nums: &[u32], opts: &[SearchReturn]) -> String {
+    let mut line = format!("ESEARCH (TAG \"{tag}\")");
+    if uid {
+        line.push_str(" UID");
+    }
+    for o in opts {
+        match o {
+            SearchReturn::Min => {
+                if let Some(n) = nums.first() {
+                    line.push_str(&format!(" MIN {n}"));
+                }
+            }
+            SearchReturn::Max => {
+                if let Some(n) = nums.last() {
+                    line.push_str(&format!(" MAX {n}"));
+                }
+            }
+            SearchReturn::Count => line.push_str(&format!(" COUNT {}", nums.len())),
+            SearchReturn::All if !nums.is_empty() => line.push_str(&format!(" ALL {}", uid_set_text(nums))),
+            SearchReturn::Partial(range) => {
+                let shown = &nums[range.window(nums.len())];
+                let set = if shown.is_empty() { "NIL".to_string() } else { uid_set_text(shown) };
+                let range = if range.from_end {
+                    format!("-{}:-{}", range.low, range.high)
+                } else {
+                    format!("{}:{}", range.low, range.high)
+                };
+                line.push_str(&format!(" PARTIAL ({range} {set})"));
+            }
+            SearchReturn::All | SearchReturn::Save => {}
+        }
+    }
+    line
 }
 
 impl Session {
@@ -264,12 +311,14 @@ impl Session {
         if opts.is_empty() {
             opts.push(SearchReturn::All);
         }
-        let save = opts.contains(&SearchReturn::Save);
         let has = |o: SearchReturn| opts.contains(&o);
-        let only_min_max =
-            (has(SearchReturn::Min) || has(SearchReturn::Max)) && !has(SearchReturn::All) && !has(SearchReturn::Count);
-        if save {
-            // RFC 5182 §2.4: with MIN/MAX (and no ALL/COUNT) only those are saved.
+        let only_min_max = (has(SearchReturn::Min) || has(SearchReturn::Max))
+            && !has(SearchReturn::All)
+            && !has(SearchReturn::Count)
+            && !opts.iter().any(|o| matches!(o, SearchReturn::Partial(_)));
+        if has(SearchReturn::Save) {
+            // RFC 5182 §2.4: with MIN/MAX (and no ALL/COUNT) only those are saved; RFC 9394
+            // §3.1: with PARTIAL, the messages of the window.
             self.saved = if only_min_max {
                 let mut s = Vec::new();
                 if has(SearchReturn::Min) {
@@ -278,38 +327,19 @@ impl Session {
                 if has(SearchReturn::Max) {
                     s.extend(uids.last());
                 }
-                s.sort_unstable();
-                s.dedup();
                 s
+            } else if let Some(window) = partial_window(&opts, uids.len()) {
+                uids[window].to_vec()
             } else {
-                let mut s = uids.clone();
-                s.sort_unstable();
-                s
+                uids.clone()
             };
+            self.saved.sort_unstable();
+            self.saved.dedup();
             if opts.len() == 1 {
                 return Ok(Done::ok("SEARCH completed, result saved"));
             }
         }
-        let mut line = format!("ESEARCH (TAG \"{tag}\")");
-        if uid {
-            line.push_str(" UID");
-        }
-        if has(SearchReturn::Min)
-            && let Some(n) = nums.first()
-        {
-            line.push_str(&format!(" MIN {n}"));
-        }
-        if has(SearchReturn::Max)
-            && let Some(n) = nums.last()
-        {
-            line.push_str(&format!(" MAX {n}"));
-        }
-        if has(SearchReturn::Count) {
-            line.push_str(&format!(" COUNT {}", nums.len()));
-        }
-        if has(SearchReturn::All) && !nums.is_empty() {
-            line.push_str(&format!(" ALL {}", uid_set_text(&nums)));
-        }
+        let mut line = esearch(tag, uid, &nums, &opts);
         // RFC 4731 §3.2: with MIN and/or MAX alone, the modseq of the message(s) returned;
         // otherwise the highest of all the matches.
         let modseq = if only_min_max {
@@ -333,10 +363,12 @@ impl Session {
 
     pub(super) async fn sort(
         &mut self,
+        tag: &str,
         uid: bool,
         criteria: Vec<SortCriterion>,
         charset: &str,
         key: SearchKey,
+        returns: Option<Vec<SearchReturn>>,
     ) -> Result<Done, StoreError> {
         if !charset_ok(charset) {
             return Ok(Done::no("Unsupported charset").code("BADCHARSET (UTF-8 US-ASCII)"));
@@ -347,10 +379,20 @@ impl Session {
             Err(done) => return Ok(done),
         };
         let Some(view) = self.state.view() else { return Ok(Done::bad("No mailbox selected")) };
+        let nums: Vec<u32> = ordered.iter().map(|&i| if uid { view.messages[i].uid } else { i as u32 + 1 }).collect();
+        // RFC 5267 §3.2 ESORT: the ESEARCH answer, in sort order (MIN is the first sorted).
+        if let Some(mut opts) = returns {
+            if opts.is_empty() {
+                opts.push(SearchReturn::All);
+            }
+            let line = esearch(tag, uid, &nums, &opts);
+            self.untagged(&line);
+            return Ok(Done::ok("SORT completed"));
+        }
         let mut line = String::from("SORT");
-        for &i in &ordered {
+        for n in &nums {
             line.push(' ');
-            line.push_str(&(if uid { view.messages[i].uid } else { i as u32 + 1 }).to_string());
+            line.push_str(&n.to_string());
         }
         self.untagged(&line);
         Ok(Done::ok("SORT completed"))

@@ -1081,6 +1081,7 @@ impl Writer {
                 // A moved message keeps its EMAILID (RFC 8474 §5.1); a copy gets a new one.
                 email_id: if remove_source { old.email_id } else { self.counters.email },
                 keywords,
+                saved: crate::now_unix(),
                 ..old.clone()
             };
             batch.insert(&e.messages, keys::message_key(target.id, new_uid).to_vec(), encode_message(&entry)?);

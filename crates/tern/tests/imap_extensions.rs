@@ -1,0 +1,163 @@
+//! The newer IMAP search and fetch extensions through the wire against the real binary:
+//! WITHIN (RFC 5032), PARTIAL (RFC 9394), ESORT (RFC 5267), SAVEDATE (RFC 8514) and PREVIEW
+//! (RFC 8970), each as advertised.
+
+mod common;
+
+use common::*;
+
+fn message(subject: &str, body: &str) -> String {
+    format!("From: a@remote.test\r\nTo: alice@example.test\r\nSubject: {subject}\r\n\r\n{body}\r\n")
+}
+
+/// APPENDs `raw` to `mailbox` with an optional internal date; the new UID.
+fn append(c: &mut Imap<std::net::TcpStream>, mailbox: &str, date: Option<&str>, raw: &str) -> u32 {
+    let date = date.map(|d| format!("\"{d}\" ")).unwrap_or_default();
+    let r = c.run(&format!("APPEND {mailbox} {date}{{{}+}}\r\n{raw}", raw.len()));
+    assert!(r.done.starts_with("OK [APPENDUID "), "{r:?}");
+    r.done.split(' ').nth(3).and_then(|u| u.trim_end_matches(']').parse().ok()).expect("APPENDUID")
+}
+
+/// Today (UTC) in `format` (see date(1)).
+fn today(format: &str) -> String {
+    let out = std::process::Command::new("date").args(["-u", format]).output().expect("date");
+    String::from_utf8_lossy(&out.stdout).trim_end_matches('\n').to_string()
+}
+
+/// The one ESEARCH response of a command, without its `(TAG "...") ` correlator.
+fn esearch(r: &ImapReply) -> String {
+    let lines = r.untagged("ESEARCH");
+    assert_eq!(lines.len(), 1, "{r:?}");
+    let rest = lines[0].strip_prefix("ESEARCH (TAG \"").expect("tagged ESEARCH");
+    rest.split_once(')').map(|(_, tail)| tail.trim_start().to_string()).unwrap_or_default()
+}
+
+#[test]
+fn capabilities_name_each_extension() {
+    let s = TestServer::started("");
+    let mut c = s.imap_login("alice@example.test");
+    let caps = c.ok("CAPABILITY").untagged("CAPABILITY")[0].to_string();
+    for cap in ["WITHIN", "SAVEDATE", "PREVIEW", "ESORT", "PARTIAL"] {
+        assert!(caps.split(' ').any(|c| c == cap), "{cap} missing: {caps}");
+    }
+    // Not offered until they are whole.
+    for cap in ["MULTIAPPEND", "CATENATE", "REPLACE"] {
+        assert!(!caps.split(' ').any(|c| c == cap), "{cap} advertised: {caps}");
+    }
+}
+
+#[test]
+fn within_partial_and_esort() {
+    let s = TestServer::started("");
+    let mut c = s.imap_login("alice@example.test");
+    // Ten old messages (2020), twenty new ones; subjects s01..s30.
+    for i in 1..=30 {
+        let date = (i <= 10).then_some("01-Feb-2020 10:00:00 +0000");
+        let uid = append(&mut c, "INBOX", date, &message(&format!("s{i:02}"), &format!("body {i}")));
+        assert_eq!(uid, i);
+    }
+    c.ok("SELECT INBOX");
+    // RFC 5032.
+    assert_eq!(c.ok("UID SEARCH OLDER 3600").untagged("SEARCH"), vec!["SEARCH 1 2 3 4 5 6 7 8 9 10"]);
+    let young = c.ok("SEARCH YOUNGER 3600").untagged("SEARCH")[0].to_string();
+    assert!(young.starts_with("SEARCH 11 12 ") && young.ends_with(" 30"), "{young}");
+    assert_eq!(esearch(&c.ok("SEARCH RETURN (COUNT) NOT YOUNGER 3600")), "COUNT 10");
+    assert!(c.run("SEARCH OLDER 0").done.starts_with("BAD"), "the interval is a non-zero number");
+    // RFC 9394: the first five, the last three (with the total), a window past the end.
+    let r = c.ok("UID SEARCH RETURN (PARTIAL 1:5) ALL");
+    assert_eq!(esearch(&r), "UID PARTIAL (1:5 1:5)");
+    let r = c.ok("UID SEARCH RETURN (PARTIAL -1:-3 COUNT) YOUNGER 3600");
+    assert_eq!(esearch(&r), "UID PARTIAL (-1:-3 28:30) COUNT 20");
+    let r = c.ok("SEARCH RETURN (PARTIAL 41:50) ALL");
+    assert_eq!(esearch(&r), "PARTIAL (41:50 NIL)");
+    // Either way round; the window is of the matches (old ones: UIDs 1-10).
+    let r = c.ok("UID SEARCH RETURN (PARTIAL 4:2) OLDER 3600");
+    assert_eq!(esearch(&r), "UID PARTIAL (2:4 2:4)");
+    assert!(c.run("SEARCH RETURN (PARTIAL 1:5 ALL) ALL").done.starts_with("BAD"), "PARTIAL with ALL");
+    assert!(c.run("SEARCH RETURN (PARTIAL 0:5) ALL").done.starts_with("BAD"), "position zero");
+    // PARTIAL with SAVE saves the window.
+    c.ok("UID SEARCH RETURN (SAVE PARTIAL -1:-2) ALL");
+    let r = c.ok("UID FETCH $ (FLAGS)");
+    let uids: Vec<_> = r.untagged("").iter().map(|l| l.split(' ').next().unwrap_or_default().to_string()).collect();
+    assert_eq!(uids, vec!["29", "30"], "{r:?}");
+    // The FETCH modifier: the last two of the set, then the 3rd-4th of 11:20.
+    let r = c.ok("UID FETCH 1:* (FLAGS) (PARTIAL -1:-2)");
+    assert_eq!(r.lines.len(), 2, "{r:?}");
+    assert!(r.lines[0].starts_with("* 29 FETCH (UID 29 ") && r.lines[1].starts_with("* 30 FETCH (UID 30 "), "{r:?}");
+    let r = c.ok("UID FETCH 11:20 (UID) (PARTIAL 3:4)");
+    assert_eq!(r.lines, vec!["* 13 FETCH (UID 13)", "* 14 FETCH (UID 14)"]);
+    // RFC 5267 ESORT: the answer in sort order; MIN and MAX are the first and last sorted.
+    let r = c.ok("UID SORT RETURN (MIN MAX COUNT) (REVERSE SUBJECT) UTF-8 OLDER 3600");
+    assert_eq!(esearch(&r), "UID MIN 10 MAX 1 COUNT 10");
+    let r = c.ok("SORT RETURN (ALL) (REVERSE ARRIVAL) UTF-8 UID 1:4,20");
+    // 1-4 arrived together: RFC 5256 §3 breaks ties by sequence number, not reversed.
+    assert_eq!(esearch(&r), "ALL 20,1:4");
+    let r = c.ok("UID SORT RETURN (PARTIAL 1:3) (REVERSE SUBJECT) UTF-8 ALL");
+    assert_eq!(esearch(&r), "UID PARTIAL (1:3 30,29,28)");
+    let r = c.ok("SORT RETURN () (SUBJECT) UTF-8 UID 5:7");
+    assert_eq!(esearch(&r), "ALL 5:7");
+    assert!(c.run("SORT RETURN (SAVE) (SUBJECT) UTF-8 ALL").done.starts_with("BAD"));
+    // A plain SORT still answers SORT.
+    assert_eq!(c.ok("SORT (SUBJECT) UTF-8 UID 1:3").untagged("SORT"), vec!["SORT 1 2 3"]);
+}
+
+#[test]
+fn savedate_is_when_the_message_reached_the_mailbox() {
+    let mut s = TestServer::started("");
+    let mut c = s.imap_login("alice@example.test");
+    append(&mut c, "INBOX", Some("01-Feb-2020 10:00:00 +0000"), &message("old", "from 2020"));
+    c.ok("SELECT INBOX");
+    let r = c.ok("FETCH 1 (INTERNALDATE SAVEDATE)");
+    let line = r.untagged("1 FETCH")[0].to_string();
+    assert!(line.contains("INTERNALDATE \"01-Feb-2020 10:00:00 +0000\""), "{line}");
+    // A date-time's day is two digits (RFC 9051 `date-day-fixed`).
+    let shown = format!("SAVEDATE \"{}", today("+%d-%b-%Y"));
+    assert!(line.contains(&shown), "{line}, wanted {shown}");
+    let today = today("+%-d-%b-%Y");
+    assert_eq!(c.ok(&format!("SEARCH SAVEDON {today}")).untagged("SEARCH"), vec!["SEARCH 1"]);
+    assert_eq!(c.ok(&format!("SEARCH SAVEDSINCE {today}")).untagged("SEARCH"), vec!["SEARCH 1"]);
+    assert_eq!(c.ok("SEARCH SAVEDBEFORE 1-Jan-2021").untagged("SEARCH"), vec!["SEARCH"]);
+    assert_eq!(c.ok("SEARCH ON 1-Feb-2020").untagged("SEARCH"), vec!["SEARCH 1"]);
+    assert_eq!(c.ok("SEARCH SAVEDATESUPPORTED").untagged("SEARCH"), vec!["SEARCH 1"]);
+    // A copy is saved when it is made; its internal date stays.
+    c.ok("COPY 1 Archive");
+    c.ok("SELECT Archive");
+    let line = c.ok("FETCH 1 (INTERNALDATE SAVEDATE)").untagged("1 FETCH")[0].to_string();
+    assert!(line.contains("INTERNALDATE \"01-Feb-2020"), "{line}");
+    assert_eq!(c.ok(&format!("SEARCH SAVEDON {today}")).untagged("SEARCH"), vec!["SEARCH 1"]);
+    // And after a restart.
+    drop(c);
+    s.stop();
+    s.launch();
+    let mut c = s.imap_login("alice@example.test");
+    c.ok("SELECT Archive");
+    assert_eq!(c.ok(&format!("SEARCH SAVEDON {today}")).untagged("SEARCH"), vec!["SEARCH 1"]);
+}
+
+#[test]
+fn preview_comes_from_the_first_text_part() {
+    let s = TestServer::started("");
+    let multipart = "From: a@remote.test\r\nTo: alice@example.test\r\nSubject: photo\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=FC=DFe,\r\n\r\n  anbei das Foto.\r\n--b\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n--b--\r\n";
+    s.deliver("alice@example.test", multipart.as_bytes());
+    let html = "From: a@remote.test\r\nTo: alice@example.test\r\nSubject: news\r\nContent-Type: text/html\r\n\r\n<html><style>p{color:red}</style><p>Big &amp; bold</p> news</html>\r\n";
+    s.deliver("alice@example.test", html.as_bytes());
+    let image = "From: a@remote.test\r\nTo: alice@example.test\r\nSubject: only an image\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n";
+    s.deliver("alice@example.test", image.as_bytes());
+    let mut c = s.imap_login("alice@example.test");
+    c.ok("SELECT INBOX");
+    let r = c.ok("FETCH 1:3 (PREVIEW)");
+    // Not UTF-8 enabled: the non-ASCII preview is a literal.
+    assert_eq!(r.lines[0], "* 1 FETCH (PREVIEW {24}\r\nGrüße, anbei das Foto.)", "{r:?}");
+    assert_eq!(r.lines[1], "* 2 FETCH (PREVIEW \"Big & bold news\")");
+    // No text: an empty preview (RFC 8970 §3.1), not NIL.
+    assert_eq!(r.lines[2], "* 3 FETCH (PREVIEW \"\")");
+    let r = c.ok("UID FETCH 2 (PREVIEW (LAZY) FLAGS)");
+    assert_eq!(r.lines, vec!["* 2 FETCH (UID 2 PREVIEW \"Big & bold news\" FLAGS (\\Recent))"]);
+    // Reading the preview does not set \Seen.
+    assert_eq!(c.ok("SEARCH UNSEEN").untagged("SEARCH"), vec!["SEARCH 1 2 3"]);
+    c.ok("UNSELECT");
+    c.ok("ENABLE UTF8=ACCEPT");
+    c.ok("SELECT INBOX");
+    assert_eq!(c.ok("FETCH 1 PREVIEW").lines, vec!["* 1 FETCH (PREVIEW \"Grüße, anbei das Foto.\")"]);
+    assert!(c.run("FETCH 1 (PREVIEW (EAGER))").done.starts_with("BAD"));
+}
