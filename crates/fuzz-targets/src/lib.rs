@@ -153,6 +153,10 @@ pub fn imap_command(data: &[u8]) {
         let encoded = tern_imap_proto::encode::utf7_encode(text);
         assert_eq!(tern_imap_proto::encode::utf7_decode(&encoded).as_deref(), Some(text));
         let _ = tern_imap_proto::encode::utf7_decode(text);
+        // CATENATE URLs (RFC 5092 subset): never a panic; what parses names a message.
+        if let Ok(url) = tern_imap_proto::url::parse_message_url(text) {
+            assert!(url.uid > 0 && !url.mailbox.is_empty());
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod frame;
 mod parse;
 pub mod render;
 mod types;
+pub mod url;
 
 pub use command_encode::encode_command;
 pub use frame::{CommandFramer, Frame, Limits, literal_marker};

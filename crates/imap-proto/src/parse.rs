@@ -692,6 +692,16 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146097 + doe - 719468
 }
 
+/// A section spec as in `BODY[spec]` (`1.2.HEADER.FIELDS (From)`), without the brackets:
+/// what an IMAP URL's `;SECTION=` holds (RFC 5092 §5).
+pub fn parse_section_spec(spec: &str) -> Result<Section, String> {
+    let wrapped = format!("[{spec}]");
+    let mut c = Cursor { b: wrapped.as_bytes(), pos: 0, depth: 0 };
+    let section = c.section()?;
+    c.end()?;
+    Ok(section)
+}
+
 /// Parses a framed command.
 pub fn parse_command(bytes: &[u8]) -> Result<Tagged, ParseError> {
     let mut c = Cursor { b: bytes, pos: 0, depth: 0 };

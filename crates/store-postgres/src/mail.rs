@@ -767,6 +767,54 @@ impl MailStore for PgStore {
         self.deliver_batched(delivery).await
     }
 
+    async fn append_batch(&self, batch: AppendBatch) -> StoreResult<AppendReceipt> {
+        let mut prepared = Vec::with_capacity(batch.messages.len());
+        for d in &batch.messages {
+            prepared.push(crate::deliver::prepare(d).await?);
+        }
+        let blobs = self.blobs();
+        let receipt = self
+            .write(move |tx, changes| {
+                Box::pin(async move {
+                    let blobs = &*blobs;
+                    let target = mailbox_by_id(tx, batch.mailbox, false)
+                        .await?
+                        .ok_or_else(|| StoreError::NotFound(format!("mailbox {}", batch.mailbox)))?;
+                    let items: Vec<_> = batch.messages.iter().zip(&prepared).collect();
+                    // The deliveries of one transaction see each other: the quota counts them all.
+                    let receipts = crate::deliver::deliver_in(tx, blobs, &items, changes).await?;
+                    if receipts.iter().any(|r| !r.over_quota.is_empty()) {
+                        return Err(StoreError::OverQuota(format!("account {}", target.account)));
+                    }
+                    let mut uids = Vec::with_capacity(receipts.len());
+                    for r in &receipts {
+                        match r.copies.first() {
+                            Some(copy) if copy.mailbox == batch.mailbox => uids.push(copy.uid),
+                            _ => return Err(StoreError::NotFound(format!("mailbox {}", batch.mailbox))),
+                        }
+                    }
+                    let mut replaced = false;
+                    if let Some((from, uid)) = batch.replaces {
+                        let mut m = mailbox_by_id(tx, from, true)
+                            .await?
+                            .ok_or_else(|| StoreError::NotFound(format!("mailbox {from}")))?;
+                        if m.account != target.account {
+                            return Err(StoreError::NotFound(format!("mailbox {from}")));
+                        }
+                        let mut released = BTreeMap::new();
+                        replaced = !remove_messages(tx, &mut m, &[uid], &mut released, true).await?.is_empty();
+                        release_contents(tx, blobs, released).await?;
+                        save_mailbox(tx, &m).await?;
+                        changes.push(StoreChange::Mailbox { account: m.account, mailbox: from });
+                    }
+                    Ok(AppendReceipt { uid_validity: target.uid_validity, uids, replaced })
+                })
+            })
+            .await?;
+        self.wake_indexer();
+        Ok(receipt)
+    }
+
     async fn message_list(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageEntry>> {
         let client = self.client().await?;
         let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = $1 ORDER BY uid");

@@ -491,6 +491,88 @@ pub async fn copy_and_move_keep_flags_and_references(backend: &dyn Backend) {
     store.shutdown().await.unwrap();
 }
 
+/// RFC 3502 MULTIAPPEND and RFC 8508 REPLACE: several messages in one commit, all or none.
+pub async fn append_batches_are_all_or_nothing(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let a = account(&*store, "a@example.org").await;
+    let inbox = store.mailbox_by_name(a.id, INBOX).await.unwrap().unwrap();
+    let archive = store.mailbox_by_name(a.id, "Archive").await.unwrap().unwrap();
+    let to = |m: &Mailbox, raw: Vec<u8>, flags: Flags| {
+        let target = DeliveryTarget { account: a.id, mailbox: MailboxSelector::Id(m.id), flags, keywords: vec![] };
+        delivery(raw, vec![target])
+    };
+    let same = msg("same", "");
+    let batch = AppendBatch {
+        mailbox: inbox.id,
+        messages: vec![
+            to(&inbox, same.clone(), Flags::SEEN),
+            to(&inbox, msg("other", ""), Flags::default()),
+            to(&inbox, same.clone(), Flags::default()),
+        ],
+        replaces: None,
+    };
+    let hash = batch.messages[0].hash;
+    let r = store.append_batch(batch).await.unwrap();
+    assert_eq!((r.uids, r.uid_validity, r.replaced), (vec![1, 2, 3], inbox.uid_validity, false));
+    let m = store.mailbox_get(inbox.id).await.unwrap().unwrap();
+    assert_eq!((m.total, m.unseen, m.uid_next), (3, 2, 4));
+    assert_eq!(store.blob_refcount(hash).await.unwrap(), 2, "one content, two messages");
+    assert_eq!(store.message_get(inbox.id, 1).await.unwrap().unwrap().flags, Flags::SEEN);
+    // REPLACE into another mailbox, with the same content: the reference moves.
+    let batch = AppendBatch {
+        mailbox: archive.id,
+        messages: vec![to(&archive, same.clone(), Flags::DRAFT)],
+        replaces: Some((inbox.id, 3)),
+    };
+    let r = store.append_batch(batch).await.unwrap();
+    assert_eq!((r.uids, r.replaced), (vec![1], true));
+    assert_eq!(store.blob_refcount(hash).await.unwrap(), 2);
+    assert_eq!(store.mailbox_get(inbox.id).await.unwrap().unwrap().total, 2);
+    assert_eq!(store.mailbox_changes(inbox.id, m.highest_modseq).await.unwrap().expunged, vec![3]);
+    // REPLACE within one mailbox, of a message already gone: appended, nothing expunged.
+    let batch = AppendBatch {
+        mailbox: inbox.id,
+        messages: vec![to(&inbox, msg("new", ""), Flags::default())],
+        replaces: Some((inbox.id, 3)),
+    };
+    let r = store.append_batch(batch).await.unwrap();
+    assert_eq!((r.uids, r.replaced), (vec![4], false));
+    let batch = AppendBatch {
+        mailbox: inbox.id,
+        messages: vec![to(&inbox, msg("newer", ""), Flags::default())],
+        replaces: Some((inbox.id, 4)),
+    };
+    assert_eq!(store.append_batch(batch).await.unwrap().uids, vec![5]);
+    let uids: Vec<u32> = store.message_list(inbox.id).await.unwrap().iter().map(|m| m.uid).collect();
+    assert_eq!(uids, vec![1, 2, 5]);
+    // Over the quota with the last message: none of them is stored.
+    let mut limited = store.account_get(a.id).await.unwrap().unwrap();
+    let used: u64 = store.mailbox_list(a.id).await.unwrap().iter().map(|m| m.size).sum();
+    limited.quota_bytes = Some(used + 150);
+    store.account_update(limited).await.unwrap();
+    let before = store.mailbox_get(inbox.id).await.unwrap().unwrap();
+    let batch = AppendBatch {
+        mailbox: inbox.id,
+        messages: vec![
+            to(&inbox, msg("fits", ""), Flags::default()),
+            to(&inbox, msg("does not", &"x".repeat(200)), Flags::default()),
+        ],
+        replaces: Some((inbox.id, 1)),
+    };
+    assert!(matches!(store.append_batch(batch).await, Err(StoreError::OverQuota(_))));
+    let after = store.mailbox_get(inbox.id).await.unwrap().unwrap();
+    assert_eq!(
+        (after.total, after.uid_next, after.highest_modseq),
+        (before.total, before.uid_next, before.highest_modseq)
+    );
+    assert!(store.message_get(inbox.id, 1).await.unwrap().is_some(), "the replaced message stays");
+    // A mailbox that does not exist.
+    let batch =
+        AppendBatch { mailbox: 999_999, messages: vec![to(&inbox, msg("x", ""), Flags::default())], replaces: None };
+    assert!(matches!(store.append_batch(batch).await, Err(StoreError::NotFound(_))));
+    store.shutdown().await.unwrap();
+}
+
 pub async fn rename_delete_subscribe_recent(backend: &dyn Backend) {
     let store = backend.open().await;
     let (a, inbox) = inbox_with(&*store, 2).await;
@@ -783,7 +865,7 @@ pub async fn changes_reach_hooks_before_the_answer_and_subscribers_in_order(back
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, sieve_ids_are_remembered_until_they_expire, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
+        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, sieve_ids_are_remembered_until_they_expire, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, append_batches_are_all_or_nothing, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -94,6 +94,9 @@ pub trait MailStore: Send + Sync + 'static {
     async fn mailbox_claim_recent(&self, mailbox: MailboxId) -> StoreResult<std::ops::Range<u32>>;
     /// Stores one message for every target (content stored once) and records its envelope.
     async fn deliver(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt>;
+    /// Stores every message of `batch` in its mailbox and expunges the one it replaces, in
+    /// one commit: `OverQuota` or `NotFound` (mailbox) store nothing.
+    async fn append_batch(&self, batch: AppendBatch) -> StoreResult<AppendReceipt>;
     /// Every message of a mailbox in UID order.
     async fn message_list(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageEntry>>;
     async fn message_get(&self, mailbox: MailboxId, uid: u32) -> StoreResult<Option<MessageEntry>>;

@@ -343,6 +343,27 @@ pub struct FlagUpdate {
     pub keywords_refused: bool,
 }
 
+/// Messages stored into one mailbox in one commit, all of them or none (RFC 3502
+/// MULTIAPPEND), optionally in place of a message (RFC 8508 REPLACE).
+#[derive(Debug, Clone)]
+pub struct AppendBatch {
+    pub mailbox: MailboxId,
+    /// Each with its one target in `mailbox` (flags, keywords) and its own envelope.
+    pub messages: Vec<Delivery>,
+    /// A message (mailbox, UID) of the same account expunged in the same commit.
+    pub replaces: Option<(MailboxId, u32)>,
+}
+
+/// What [`AppendBatch`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendReceipt {
+    pub uid_validity: u32,
+    /// The new messages' UIDs, in the order given.
+    pub uids: Vec<u32>,
+    /// Whether the replaced message was there to expunge.
+    pub replaced: bool,
+}
+
 /// Result of a copy or move: (source UID, new UID) pairs and the target's UIDVALIDITY.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CopyResult {

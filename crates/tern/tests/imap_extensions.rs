@@ -1,6 +1,6 @@
-//! The newer IMAP search and fetch extensions through the wire against the real binary:
-//! WITHIN (RFC 5032), PARTIAL (RFC 9394), ESORT (RFC 5267), SAVEDATE (RFC 8514) and PREVIEW
-//! (RFC 8970), each as advertised.
+//! The newer IMAP extensions through the wire against the real binary: WITHIN (RFC 5032),
+//! PARTIAL (RFC 9394), ESORT (RFC 5267), SAVEDATE (RFC 8514), PREVIEW (RFC 8970),
+//! MULTIAPPEND (RFC 3502), CATENATE (RFC 4469) and REPLACE (RFC 8508), each as advertised.
 
 mod common;
 
@@ -37,12 +37,8 @@ fn capabilities_name_each_extension() {
     let s = TestServer::started("");
     let mut c = s.imap_login("alice@example.test");
     let caps = c.ok("CAPABILITY").untagged("CAPABILITY")[0].to_string();
-    for cap in ["WITHIN", "SAVEDATE", "PREVIEW", "ESORT", "PARTIAL"] {
+    for cap in ["WITHIN", "SAVEDATE", "PREVIEW", "ESORT", "PARTIAL", "MULTIAPPEND", "CATENATE", "REPLACE"] {
         assert!(caps.split(' ').any(|c| c == cap), "{cap} missing: {caps}");
-    }
-    // Not offered until they are whole.
-    for cap in ["MULTIAPPEND", "CATENATE", "REPLACE"] {
-        assert!(!caps.split(' ').any(|c| c == cap), "{cap} advertised: {caps}");
     }
 }
 
@@ -160,4 +156,166 @@ fn preview_comes_from_the_first_text_part() {
     c.ok("SELECT INBOX");
     assert_eq!(c.ok("FETCH 1 PREVIEW").lines, vec!["* 1 FETCH (PREVIEW \"Grüße, anbei das Foto.\")"]);
     assert!(c.run("FETCH 1 (PREVIEW (EAGER))").done.starts_with("BAD"));
+}
+
+/// The UIDs and flags of a mailbox, and its message count.
+fn listing(c: &mut Imap<std::net::TcpStream>, mailbox: &str) -> Vec<String> {
+    c.ok(&format!("EXAMINE {mailbox}"));
+    let r = c.ok("FETCH 1:* (UID FLAGS)");
+    c.ok("UNSELECT");
+    r.untagged("").iter().map(|l| l.to_string()).collect()
+}
+
+#[test]
+fn multiappend_stores_all_messages_or_none() {
+    let mut s = TestServer::started("");
+    let mut c = s.imap_login("alice@example.test");
+    // RFC 3502 §6, with synchronising literals: one continuation per message.
+    let (m1, m2) = (message("first", "one"), message("second", "two"));
+    let tag = c.tag();
+    c.send_line(&format!("{tag} APPEND Drafts (\\Seen) {{{}}}", m1.len()));
+    assert!(c.line().starts_with("+ "));
+    c.send(m1.as_bytes());
+    c.send_line(&format!(" (\\Draft $Todo) \" 7-Feb-1994 22:43:04 -0800\" {{{}}}", m2.len()));
+    assert!(c.line().starts_with("+ "));
+    c.send(m2.as_bytes());
+    c.send_line("");
+    let r = c.finish(&tag);
+    let uid_validity = r.done.split(' ').nth(2).unwrap_or_default().to_string();
+    assert_eq!(r.done, format!("OK [APPENDUID {uid_validity} 1:2] APPEND completed"));
+    // And with LITERAL+: three more.
+    let m3 = message("third", "three");
+    let r = c.run(&format!("APPEND Drafts {{{l}+}}\r\n{m3} {{{l}+}}\r\n{m3} () {{{l}+}}\r\n{m3}", l = m3.len()));
+    assert_eq!(r.done, format!("OK [APPENDUID {uid_validity} 3:5] APPEND completed"));
+    c.ok("SELECT Drafts");
+    let f = c.ok("FETCH 1:2 (FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (SUBJECT)])").all();
+    assert!(f.contains("FLAGS (\\Seen \\Recent)") && f.contains("Subject: first"), "{f}");
+    assert!(
+        f.contains("FLAGS (\\Draft $Todo \\Recent)") && f.contains("INTERNALDATE \"08-Feb-1994 06:43:04 +0000\""),
+        "{f}"
+    );
+    c.ok("UNSELECT");
+    // A bad flag on the last message, a missing mailbox: nothing stored.
+    let r = c.run(&format!("APPEND Drafts {{{l}+}}\r\n{m3} (\\Bogus) {{{l}+}}\r\n{m3}", l = m3.len()));
+    assert!(r.done.starts_with("BAD"), "{r:?}");
+    let r = c.run(&format!("APPEND Nowhere {{{l}+}}\r\n{m3} {{{l}+}}\r\n{m3}", l = m3.len()));
+    assert!(r.done.starts_with("NO [TRYCREATE]"), "{r:?}");
+    assert_eq!(listing(&mut c, "Drafts").len(), 5);
+    // Over the quota with the third message of three: none of them is stored.
+    s.ok(&["user", "quota", "alice@example.test", "100000"]);
+    let big = format!("Subject: big\r\n\r\n{}\r\n", "y".repeat(40_000));
+    let r = c.run(&format!("APPEND INBOX {{{l}+}}\r\n{big} {{{l}+}}\r\n{big} {{{l}+}}\r\n{big}", l = big.len()));
+    assert!(r.done.starts_with("NO [OVERQUOTA]"), "{r:?}");
+    assert_eq!(listing(&mut c, "INBOX").len(), 0);
+    let r = c.run(&format!("APPEND INBOX {{{l}+}}\r\n{big} {{{l}+}}\r\n{big}", l = big.len()));
+    assert!(r.ok(), "two fit: {r:?}");
+    // Durable: after kill -9 the five drafts and two big ones are there.
+    drop(c);
+    s.kill9();
+    s.launch();
+    let mut c = s.imap_login("alice@example.test");
+    assert_eq!((listing(&mut c, "Drafts").len(), listing(&mut c, "INBOX").len()), (5, 2));
+}
+
+#[test]
+fn catenate_builds_a_message_from_stored_parts() {
+    let s = TestServer::started("");
+    let mut c = s.imap_login("alice@example.test");
+    let b = "--------------030308070208000400050907";
+    let draft = format!(
+        "From: alice@example.test\r\nSubject: draft with attachment\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"{b}\"\r\n\r\n--{b}\r\nContent-Type: text/plain\r\n\r\nThe text.\r\n--{b}\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nQUJD\r\n--{b}--\r\n"
+    );
+    let uid = append(&mut c, "Drafts", None, &draft);
+    let forwarded = message("forwarded", "old message");
+    let fwd = append(&mut c, "INBOX", None, &forwarded);
+    c.ok("EXAMINE Drafts");
+    let v = c.ok("STATUS Drafts (UIDVALIDITY)").untagged("STATUS")[0].to_string();
+    let v: String = v.rsplit(' ').next().unwrap_or_default().trim_end_matches(')').to_string();
+    c.ok("UNSELECT");
+    // RFC 4469 §6's shape: the draft's header, a new text part, its attachment, a message.
+    let text1 = format!("\r\n--{b}\r\nContent-Type: text/plain\r\n\r\nNew text.\r\n--{b}\r\n");
+    let text2 = format!("\r\n--{b}\r\nContent-Type: message/rfc822\r\n\r\n");
+    let text3 = format!("\r\n--{b}--\r\n");
+    let r = c.run(&format!(
+        "APPEND Drafts (\\Seen \\Draft $MDNSent) CATENATE (URL \"/Drafts;UIDVALIDITY={v}/;UID={uid}/;section=HEADER\" TEXT {{{}+}}\r\n{text1} URL \"/Drafts;UIDVALIDITY={v}/;UID={uid}/;section=2.MIME\" URL \"/Drafts;UIDVALIDITY={v}/;UID={uid}/;section=2\" TEXT {{{}+}}\r\n{text2} URL \"/inbox/;UID={fwd}\" TEXT {{{}+}}\r\n{text3})",
+        text1.len(),
+        text2.len(),
+        text3.len()
+    ));
+    assert!(r.done.starts_with("OK [APPENDUID "), "{r:?}");
+    let header_end = draft.find("\r\n\r\n").unwrap() + 4;
+    let expected = format!(
+        "{}{text1}Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nQUJD{text2}{forwarded}{text3}",
+        &draft[..header_end]
+    );
+    c.ok("SELECT Drafts");
+    let (literals, done) = c.literals("UID FETCH 2 BODY.PEEK[]");
+    assert!(done.starts_with("OK"), "{done}");
+    assert_eq!(String::from_utf8_lossy(&literals[0].1), expected);
+    let structure = c.ok("UID FETCH 2 BODYSTRUCTURE").all();
+    assert!(structure.to_ascii_lowercase().contains("(\"message\" \"rfc822\""), "{structure}");
+    // URLs that name nothing: nothing is stored.
+    for url in [
+        "/Drafts/;UID=99".to_string(),
+        format!("/Drafts;UIDVALIDITY=1/;UID={uid}"),
+        "/Nowhere/;UID=1".into(),
+        "/Drafts/;UID=1/;section=7".into(),
+        "/Drafts/;UID=1/;URLAUTH=x".into(),
+    ] {
+        let r = c.run(&format!("APPEND Drafts CATENATE (TEXT {{2+}}\r\nhi URL \"{url}\")"));
+        assert!(r.done.starts_with(&format!("NO [BADURL {url}]")), "{url}: {r:?}");
+    }
+    assert!(c.run("APPEND Drafts CATENATE ()").done.starts_with("BAD"));
+    assert_eq!(c.ok("UID SEARCH ALL").untagged("SEARCH"), vec!["SEARCH 1 2"]);
+    // With MULTIAPPEND: a plain message and a catenated one together.
+    let r = c.run(&format!(
+        "APPEND Drafts {{{l}+}}\r\n{forwarded} CATENATE (URL \"/INBOX/;UID={fwd}\")",
+        l = forwarded.len()
+    ));
+    assert!(r.done.contains(" 3:4] "), "{r:?}");
+    let (literals, _) = c.literals("UID FETCH 4 BODY.PEEK[]");
+    assert_eq!(String::from_utf8_lossy(&literals[0].1), forwarded);
+}
+
+#[test]
+fn replace_stores_the_new_message_and_expunges_the_old_one() {
+    let s = TestServer::started("");
+    let mut c = s.imap_login("alice@example.test");
+    for i in 1..=3 {
+        append(&mut c, "Drafts", None, &message(&format!("draft {i}"), "v1"));
+    }
+    c.ok("SELECT Drafts");
+    // RFC 8508 §3.3: APPENDUID untagged, then the old message's expunge.
+    let v2 = message("draft 2", "v2");
+    let r = c.run(&format!("REPLACE 2 Drafts (\\Seen \\Draft) {{{}+}}\r\n{v2}", v2.len()));
+    assert!(r.ok(), "{r:?}");
+    let appenduid = r.lines.iter().position(|l| l.starts_with("* OK [APPENDUID ") && l.contains(" 4] "));
+    let expunge = r.lines.iter().position(|l| l == "* 2 EXPUNGE");
+    assert!(appenduid.is_some() && expunge.is_some() && appenduid < expunge, "{r:?}");
+    assert!(r.lines.contains(&"* 3 EXISTS".to_string()), "{r:?}");
+    let f = c.ok("UID FETCH 1:* (FLAGS BODY.PEEK[TEXT])").all();
+    assert!(f.contains("* 3 FETCH (UID 4 FLAGS (\\Seen \\Draft \\Recent) BODY[TEXT] {4}\r\nv2\r\n)"), "{f}");
+    assert_eq!(c.ok("UID SEARCH ALL").untagged("SEARCH"), vec!["SEARCH 1 3 4"]);
+    // UID REPLACE into another mailbox, seen with QRESYNC: VANISHED.
+    c.ok("UNSELECT");
+    c.ok("ENABLE QRESYNC");
+    c.ok("SELECT Drafts");
+    let r = c.run(&format!("UID REPLACE 3 Archive {{{}+}}\r\n{v2}", v2.len()));
+    assert!(r.ok() && r.lines.contains(&"* VANISHED 3".to_string()), "{r:?}");
+    assert!(r.lines[0].starts_with("* OK [APPENDUID ") && r.lines[0].contains(" 1] "), "{r:?}");
+    assert_eq!(c.ok("UID SEARCH ALL").untagged("SEARCH"), vec!["SEARCH 1 4"]);
+    // What cannot be replaced.
+    let r = c.run(&format!("UID REPLACE 99 Drafts {{{}+}}\r\n{v2}", v2.len()));
+    assert!(r.done.starts_with("NO"), "{r:?}");
+    let r = c.run(&format!("REPLACE 9 Drafts {{{}+}}\r\n{v2}", v2.len()));
+    assert!(r.done.starts_with("BAD"), "{r:?}");
+    let r = c.run(&format!("REPLACE 1 Nowhere {{{}+}}\r\n{v2}", v2.len()));
+    assert!(r.done.starts_with("NO [TRYCREATE]"), "{r:?}");
+    c.ok("EXAMINE Drafts");
+    let r = c.run(&format!("REPLACE 1 Drafts {{{}+}}\r\n{v2}", v2.len()));
+    assert!(r.done.starts_with("NO [READ-ONLY]"), "{r:?}");
+    c.ok("UNSELECT");
+    assert!(c.run(&format!("REPLACE 1 Drafts {{{}+}}\r\n{v2}", v2.len())).done.starts_with("BAD"), "not selected");
+    assert_eq!(listing(&mut c, "Drafts").len(), 2);
+    assert_eq!(listing(&mut c, "Archive").len(), 1);
 }

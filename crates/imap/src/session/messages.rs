@@ -3,10 +3,8 @@
 
 use super::{Done, Session};
 use crate::mailbox::{SetError, View};
-use tern_imap_proto::{AppendContent, AppendMessage, Flag, SequenceSet, StoreMode};
-use tern_store::{
-    Delivery, DeliveryEnvelope, DeliveryTarget, FlagMode, Flags, MailboxSelector, MessageEntry, StoreError,
-};
+use tern_imap_proto::{Flag, SequenceSet, StoreMode};
+use tern_store::{FlagMode, Flags, MessageEntry, StoreError};
 
 /// `1:3,5,7:8` from ascending UIDs.
 pub(crate) fn uid_set_text(uids: &[u32]) -> String {
@@ -182,7 +180,7 @@ impl Session {
         Ok(Done::ok("EXPUNGE completed"))
     }
 
-    fn report_own_expunges(&mut self, removed: &[u32]) {
+    pub(super) fn report_own_expunges(&mut self, removed: &[u32]) {
         let Some(view) = self.state.view_mut() else { return };
         let seqs = view.remove_uids(removed);
         if self.qresync {
@@ -363,81 +361,6 @@ impl Session {
         }
         Ok(Done::ok("COPY completed").code(copyuid))
     }
-
-    pub(super) async fn append(&mut self, wire: &str, mut messages: Vec<AppendMessage>) -> Result<Done, StoreError> {
-        // MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469) are not advertised yet: their atomic
-        // store operation is still to come.
-        let (1, Some(AppendMessage { flags, date, content: AppendContent::Literal { message, binary } })) =
-            (messages.len(), messages.pop())
-        else {
-            return Ok(Done::bad("One message per APPEND, as a literal"));
-        };
-        let name = match self.mailbox_name(wire) {
-            Ok(n) => n,
-            Err(done) => return Ok(done),
-        };
-        let Some(mailbox) = self.find_mailbox(&name).await? else {
-            return Ok(Done::no("No such mailbox").code("TRYCREATE"));
-        };
-        if message.is_empty() {
-            return Ok(Done::no("Empty message"));
-        }
-        if message.len() as u64 > self.server.settings.append_limit {
-            return Ok(Done::no("Message too large").code("TOOBIG"));
-        }
-        let (bits, keywords) = match split_flags(&flags) {
-            Ok(f) => f,
-            Err(unknown) => return Ok(Done::bad(format!("Unknown system flag {unknown}"))),
-        };
-        let Some(account) = self.state.account().cloned() else { return Ok(Done::bad("Log in first")) };
-        let received_at = date.map(|d| d.unix).unwrap_or_else(tern_store::now_unix);
-        let envelope = DeliveryEnvelope {
-            authenticated_as: Some(account.address.clone()),
-            source: "imap-append".into(),
-            received_at,
-            ..Default::default()
-        };
-        let target =
-            DeliveryTarget { account: account.id, mailbox: MailboxSelector::Id(mailbox.id), flags: bits, keywords };
-        let delivery = tokio::task::spawn_blocking(move || {
-            Delivery::prepare(normalize_line_endings(message, binary), envelope, vec![target])
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?;
-        // The store enforces the quota in the same step as the write (RFC 9208 §5.1).
-        let receipt = self.server.store.deliver(delivery).await?;
-        if !receipt.over_quota.is_empty() {
-            return Ok(Done::no("The message would exceed your storage quota").code("OVERQUOTA"));
-        }
-        let Some(copy) = receipt.copies.first() else {
-            return Ok(Done::no("The mailbox no longer exists").code("TRYCREATE"));
-        };
-        Ok(Done::ok("APPEND completed").code(format!("APPENDUID {} {}", mailbox.uid_validity, copy.uid)))
-    }
-}
-
-/// Messages are stored with CRLF line endings (RFC 5322 §2.1); clients that APPEND with bare
-/// LF get them converted, so POP3 and IMAP return CRLF-exact text. A message sent as a
-/// `literal8` (RFC 3516) may carry binary parts, in which a LF is data: only its header is
-/// converted, and the body is stored byte for byte.
-fn normalize_line_endings(raw: Vec<u8>, binary: bool) -> Vec<u8> {
-    let end = if binary { tern_mime::text::header_len(&raw) } else { raw.len() };
-    let head = &raw[..end];
-    let bare_lf = head.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') || head.first() == Some(&b'\n');
-    if !bare_lf {
-        return raw;
-    }
-    let mut out = Vec::with_capacity(raw.len() + end / 40);
-    let mut prev = 0u8;
-    for &b in head {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out.extend_from_slice(&raw[end..]);
-    out
 }
 
 #[cfg(test)]
@@ -445,15 +368,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uid_sets_and_line_endings() {
+    fn uid_sets_and_flags() {
         assert_eq!(uid_set_text(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
         assert_eq!(uid_set_text(&[4]), "4");
         assert_eq!(uid_set_text(&[]), "");
-        assert_eq!(normalize_line_endings(b"a\nb\r\nc\n".to_vec(), false), b"a\r\nb\r\nc\r\n");
-        assert_eq!(normalize_line_endings(b"a\r\nb\r\n".to_vec(), false), b"a\r\nb\r\n");
-        // A literal8 message: the header is converted, binary body bytes are kept.
-        assert_eq!(normalize_line_endings(b"A: b\n\n\x00\n\r".to_vec(), true), b"A: b\r\n\r\n\x00\n\r");
-        assert_eq!(normalize_line_endings(b"A: b\r\n\r\n\x00\n".to_vec(), true), b"A: b\r\n\r\n\x00\n");
         let (bits, kw) = split_flags(&[Flag("\\Seen".into()), Flag("$Label1".into())]).unwrap();
         assert_eq!((bits, kw), (Flags::SEEN, vec!["$Label1".to_string()]));
         assert!(split_flags(&[Flag("\\Bogus".into())]).is_err());

@@ -5,6 +5,7 @@
 //! other sessions are reported at the points the RFC allows (never EXPUNGE during FETCH,
 //! STORE or SEARCH by sequence number).
 
+mod append;
 mod auth;
 mod fetch;
 mod idle;
@@ -311,6 +312,9 @@ impl Session {
             "PREVIEW",
             "ESORT",
             "PARTIAL",
+            "MULTIAPPEND",
+            "CATENATE",
+            "REPLACE",
         ]);
         let mut s = caps.join(" ");
         s.push_str(&format!(" APPENDLIMIT={}", self.server.settings.append_limit));
@@ -612,8 +616,7 @@ impl Session {
             Command::Sort { uid, criteria, charset, key, returns } => {
                 self.sort(tag, uid, criteria, &charset, key, returns).await
             }
-            // Not advertised yet: its atomic store operation is still to come.
-            Command::Replace { .. } => Ok(Done::bad("REPLACE is not supported")),
+            Command::Replace { uid, target, mailbox, message } => self.replace(uid, target, &mailbox, message).await,
             Command::Thread { uid, algorithm, charset, key } => self.thread(uid, algorithm, &charset, key).await,
             // The commands of every state were answered by `execute`.
             _ => Ok(Done::bad("Command not valid in this state")),

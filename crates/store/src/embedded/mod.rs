@@ -542,6 +542,20 @@ impl MailStore for EmbeddedStore {
         }
     }
 
+    async fn append_batch(&self, batch: AppendBatch) -> StoreResult<AppendReceipt> {
+        for d in batch.messages.iter().filter(|d| d.raw.len() >= blobfile::FILE_THRESHOLD) {
+            let (dir, raw, hash) = (self.engine.blob_dir.clone(), Arc::clone(&d.raw), d.hash);
+            tokio::task::spawn_blocking(move || blobfile::write(&dir, &hash, &raw))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+        }
+        match self.write(Op::AppendBatch(Box::new(batch))).await? {
+            OpResult::Appended(r) => Ok(r),
+            _ => unexpected(),
+        }
+    }
+
     async fn message_list(&self, mailbox: MailboxId) -> StoreResult<Vec<MessageEntry>> {
         self.read(move |e| {
             let mut out = Vec::new();

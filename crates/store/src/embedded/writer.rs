@@ -33,6 +33,7 @@ pub(crate) enum Op {
     AliasRemove(String),
     MailboxCreate(AccountId, NewMailbox),
     Deliver(Box<Delivery>),
+    AppendBatch(Box<AppendBatch>),
     Expunge(MailboxId, Vec<u32>),
     SetFlags {
         mailbox: MailboxId,
@@ -106,6 +107,7 @@ pub(crate) enum OpResult {
     Account(Account),
     Mailbox(Mailbox),
     Receipt(DeliveryReceipt),
+    Appended(AppendReceipt),
     Uids(Vec<u32>),
     Flags(FlagUpdate),
     Copied(CopyResult),
@@ -318,6 +320,7 @@ impl Writer {
                 Ok(OpResult::Mailbox(mailbox))
             }
             Op::Deliver(d) => self.deliver(*d, None, changes).map(OpResult::Receipt),
+            Op::AppendBatch(b) => self.append_batch(*b, changes).map(OpResult::Appended),
             Op::QuarantinePut(entry, raw) => {
                 let mut entry = *entry;
                 self.counters.quarantine += 1;
@@ -674,48 +677,7 @@ impl Writer {
             self.files_to_remove.push(d.hash);
         }
         if references > 0 {
-            match e.blob_refs.get(d.hash.0)?.as_deref().and_then(keys::read_blob_ref) {
-                Some(stored) if stored.count > 0 => {
-                    batch.insert(
-                        &e.blob_refs,
-                        d.hash.0.to_vec(),
-                        stored.with_count(stored.count + references).encode(),
-                    );
-                    // Contents first stored for the queue alone have no summary and are not
-                    // in the full-text index yet.
-                    if !copies.is_empty() && !e.summaries.contains_key(d.hash.0)? {
-                        batch.insert(&e.summaries, d.hash.0.to_vec(), encode_summary(&d.summary)?);
-                        batch.insert(&e.fts_pending, d.hash.0.to_vec(), Vec::new());
-                        batch.remove(&e.fts_removed, d.hash.0.to_vec());
-                        e.fts_queue().add(d.hash);
-                    }
-                }
-                _ => {
-                    let in_file = d.raw.len() >= blobfile::FILE_THRESHOLD;
-                    if in_file {
-                        // Written by the caller before it queued the delivery; again here only
-                        // if the last reference of the same content was dropped (and its file
-                        // removed) in between.
-                        if !blobfile::present(&e.blob_dir, &d.hash, size) {
-                            blobfile::write(&e.blob_dir, &d.hash, &d.raw)
-                                .map_err(|e| StoreError::Backend(e.to_string()))?;
-                        }
-                        self.files_to_remove.retain(|h| *h != d.hash);
-                    } else {
-                        for (i, chunk) in d.raw.chunks(keys::CHUNK_SIZE).enumerate() {
-                            batch.insert(&e.blobs, keys::chunk_key(&d.hash, i as u32).to_vec(), chunk.to_vec());
-                        }
-                    }
-                    let r = keys::BlobRef { count: references, size, in_file };
-                    batch.insert(&e.blob_refs, d.hash.0.to_vec(), r.encode());
-                    if !copies.is_empty() {
-                        batch.insert(&e.summaries, d.hash.0.to_vec(), encode_summary(&d.summary)?);
-                        batch.insert(&e.fts_pending, d.hash.0.to_vec(), Vec::new());
-                        batch.remove(&e.fts_removed, d.hash.0.to_vec());
-                        e.fts_queue().add(d.hash);
-                    }
-                }
-            }
+            self.add_content_refs(&mut batch, &d, references, !copies.is_empty())?;
         }
         if !copies.is_empty() {
             batch.insert(&e.envelopes, keys::u64_key(delivery_id).to_vec(), to_json(&d.envelope)?);
@@ -727,6 +689,141 @@ impl Writer {
         self.save_counters(&mut batch);
         batch.commit()?;
         Ok(DeliveryReceipt { delivery_id, content: d.hash, copies, skipped, over_quota, queued })
+    }
+
+    /// Stores the messages of `b` into one mailbox and expunges the one they replace, in one
+    /// batch (see [`crate::MailStore::append_batch`]). Everything that can refuse is checked
+    /// before anything is written.
+    fn append_batch(&mut self, b: AppendBatch, changes: &mut Vec<StoreChange>) -> StoreResult<AppendReceipt> {
+        let e = Arc::clone(&self.engine);
+        let big: Vec<BlobHash> =
+            b.messages.iter().filter(|d| d.raw.len() >= blobfile::FILE_THRESHOLD).map(|d| d.hash).collect();
+        let checked = || -> StoreResult<(Mailbox, Option<Mailbox>)> {
+            let mailbox =
+                e.mailbox(b.mailbox)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {}", b.mailbox)))?;
+            let source = match b.replaces {
+                Some((m, _)) if m != b.mailbox => {
+                    let source = e.mailbox(m)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {m}")))?;
+                    if source.account != mailbox.account {
+                        return Err(StoreError::NotFound(format!("mailbox {m}")));
+                    }
+                    Some(source)
+                }
+                _ => None,
+            };
+            let total: u64 = b.messages.iter().map(|d| d.raw.len() as u64).sum();
+            if let Some((limit, used)) = self.quota_of(mailbox.account, &mut HashMap::new())?
+                && used + total > limit
+            {
+                return Err(StoreError::OverQuota(format!("account {}", mailbox.account)));
+            }
+            Ok((mailbox, source))
+        };
+        let (mut mailbox, mut source) = match checked() {
+            Ok(m) => m,
+            Err(refused) => {
+                // Content files written for it go again unless something else holds them.
+                self.files_to_remove.extend(big);
+                return Err(refused);
+            }
+        };
+        let account = mailbox.account;
+        let mut batch = e.db.batch();
+        let mut threads = HashMap::new();
+        // Per content: references added, and one message that has it.
+        let mut added: HashMap<BlobHash, (u32, usize)> = HashMap::new();
+        let mut uids = Vec::with_capacity(b.messages.len());
+        for (i, d) in b.messages.iter().enumerate() {
+            let target = d.targets.first().ok_or_else(|| StoreError::corrupt("append", "a message without target"))?;
+            self.counters.delivery += 1;
+            let delivery_id = self.counters.delivery;
+            let mut entry = mailbox.add_delivered(d, target, delivery_id)?;
+            self.counters.email += 1;
+            entry.email_id = self.counters.email;
+            entry.thread_id = self.thread_for(&mut batch, &mut threads, account, &d.summary, entry.email_id)?;
+            batch.insert(&e.messages, keys::message_key(mailbox.id, entry.uid).to_vec(), encode_message(&entry)?);
+            batch.insert(&e.changes, keys::modseq_key(mailbox.id, entry.modseq, entry.uid).to_vec(), Vec::new());
+            batch.insert(&e.envelopes, keys::u64_key(delivery_id).to_vec(), to_json(&d.envelope)?);
+            added.entry(d.hash).or_insert((0, i)).0 += 1;
+            uids.push(entry.uid);
+        }
+        let mut released = HashMap::new();
+        let mut replaced = false;
+        if let Some((_, uid)) = b.replaces {
+            let from = source.as_mut().unwrap_or(&mut mailbox);
+            replaced = !self.remove_messages(&mut batch, from, &[uid], &mut released, true)?.is_empty();
+        }
+        // Net reference change per content (a replacement may have the same content).
+        for (hash, (count, i)) in added {
+            let removed = released.remove(&hash).unwrap_or(0);
+            if count > removed {
+                self.add_content_refs(&mut batch, &b.messages[i], count - removed, true)?;
+            } else if removed > count {
+                released.insert(hash, removed - count);
+            }
+        }
+        self.release_blobs(&mut batch, released)?;
+        for m in std::iter::once(&mailbox).chain(source.as_ref()) {
+            batch.insert(&e.mailboxes, keys::u64_key(m.id).to_vec(), to_json(m)?);
+        }
+        self.save_counters(&mut batch);
+        batch.commit()?;
+        for m in std::iter::once(&mailbox).chain(source.as_ref()) {
+            changes.push(StoreChange::Mailbox { account: m.account, mailbox: m.id });
+        }
+        Ok(AppendReceipt { uid_validity: mailbox.uid_validity, uids, replaced })
+    }
+
+    /// Adds `references` to the content of `d`, storing it first when it is new; `in_mailbox`
+    /// when a mailbox holds it (its summary is kept and it waits for the full-text index).
+    fn add_content_refs(
+        &mut self,
+        batch: &mut OwnedWriteBatch,
+        d: &Delivery,
+        references: u32,
+        in_mailbox: bool,
+    ) -> StoreResult<()> {
+        let e = Arc::clone(&self.engine);
+        let size = d.raw.len() as u64;
+        match e.blob_refs.get(d.hash.0)?.as_deref().and_then(keys::read_blob_ref) {
+            Some(stored) if stored.count > 0 => {
+                batch.insert(&e.blob_refs, d.hash.0.to_vec(), stored.with_count(stored.count + references).encode());
+                // Contents first stored for the queue alone have no summary and are not
+                // in the full-text index yet.
+                if in_mailbox && !e.summaries.contains_key(d.hash.0)? {
+                    batch.insert(&e.summaries, d.hash.0.to_vec(), encode_summary(&d.summary)?);
+                    batch.insert(&e.fts_pending, d.hash.0.to_vec(), Vec::new());
+                    batch.remove(&e.fts_removed, d.hash.0.to_vec());
+                    e.fts_queue().add(d.hash);
+                }
+            }
+            _ => {
+                let in_file = d.raw.len() >= blobfile::FILE_THRESHOLD;
+                if in_file {
+                    // Written by the caller before it queued the delivery; again here only
+                    // if the last reference of the same content was dropped (and its file
+                    // removed) in between.
+                    if !blobfile::present(&e.blob_dir, &d.hash, size) {
+                        blobfile::write(&e.blob_dir, &d.hash, &d.raw)
+                            .map_err(|e| StoreError::Backend(e.to_string()))?;
+                    }
+                    self.files_to_remove.retain(|h| *h != d.hash);
+                } else {
+                    for (i, chunk) in d.raw.chunks(keys::CHUNK_SIZE).enumerate() {
+                        batch.insert(&e.blobs, keys::chunk_key(&d.hash, i as u32).to_vec(), chunk.to_vec());
+                    }
+                }
+                let r = keys::BlobRef { count: references, size, in_file };
+                batch.insert(&e.blob_refs, d.hash.0.to_vec(), r.encode());
+                if in_mailbox {
+                    batch.insert(&e.summaries, d.hash.0.to_vec(), encode_summary(&d.summary)?);
+                    batch.insert(&e.fts_pending, d.hash.0.to_vec(), Vec::new());
+                    batch.remove(&e.fts_removed, d.hash.0.to_vec());
+                    e.fts_queue().add(d.hash);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// (limit, bytes used) of an account with a quota, from `known` or the store (RFC 9208
