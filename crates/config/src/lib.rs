@@ -202,6 +202,9 @@ pub struct Imap {
     pub command_time_limit_seconds: u64,
     /// Time a connection has to log in, from its start.
     pub login_timeout_seconds: u64,
+    /// How often a long SEARCH, SORT, THREAD or FETCH reports how far it got (RFC 9585
+    /// INPROGRESS), in milliseconds; 0: never.
+    pub progress_interval_ms: u64,
 }
 
 impl Default for Imap {
@@ -214,6 +217,7 @@ impl Default for Imap {
             summary_cache_mb: 384,
             command_time_limit_seconds: 20,
             login_timeout_seconds: 180,
+            progress_interval_ms: 2000,
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct ImapSettings {
     pub command_time_limit: Duration,
     /// Load balancers that send PROXY headers (`listen.proxy_from`).
     pub proxy_from: Vec<tern_config::Cidr>,
+    /// How often long commands report progress (RFC 9585); `None`: never.
+    pub progress_every: Option<Duration>,
 }
 
 impl ImapSettings {
@@ -55,6 +57,8 @@ impl ImapSettings {
             plaintext_on_loopback: config.auth.plaintext_on_loopback,
             summary_cache_bytes: (config.imap.summary_cache_mb as usize).saturating_mul(1024 * 1024),
             command_time_limit: Duration::from_secs(config.imap.command_time_limit_seconds),
+            progress_every: (config.imap.progress_interval_ms > 0)
+                .then(|| Duration::from_millis(config.imap.progress_interval_ms)),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The newer IMAP extensions through the wire against the real binary: WITHIN (RFC 5032),
 //! PARTIAL (RFC 9394), ESORT (RFC 5267), SAVEDATE (RFC 8514), PREVIEW (RFC 8970),
-//! MULTIAPPEND (RFC 3502), CATENATE (RFC 4469) and REPLACE (RFC 8508), each as advertised.
+//! MULTIAPPEND (RFC 3502), CATENATE (RFC 4469), REPLACE (RFC 8508), UIDONLY (RFC 9586) and
+//! INPROGRESS (RFC 9585), each as advertised.
 
 mod common;
 
@@ -37,7 +38,18 @@ fn capabilities_name_each_extension() {
     let s = TestServer::started("");
     let mut c = s.imap_login("alice@example.test");
     let caps = c.ok("CAPABILITY").untagged("CAPABILITY")[0].to_string();
-    for cap in ["WITHIN", "SAVEDATE", "PREVIEW", "ESORT", "PARTIAL", "MULTIAPPEND", "CATENATE", "REPLACE"] {
+    for cap in [
+        "WITHIN",
+        "SAVEDATE",
+        "PREVIEW",
+        "ESORT",
+        "PARTIAL",
+        "MULTIAPPEND",
+        "CATENATE",
+        "REPLACE",
+        "UIDONLY",
+        "INPROGRESS",
+    ] {
         assert!(caps.split(' ').any(|c| c == cap), "{cap} missing: {caps}");
     }
 }
@@ -318,4 +330,102 @@ fn replace_stores_the_new_message_and_expunges_the_old_one() {
     assert!(c.run(&format!("REPLACE 1 Drafts {{{}+}}\r\n{v2}", v2.len())).done.starts_with("BAD"), "not selected");
     assert_eq!(listing(&mut c, "Drafts").len(), 2);
     assert_eq!(listing(&mut c, "Archive").len(), 1);
+}
+
+#[test]
+fn uidonly_names_messages_by_uid_alone() {
+    let s = TestServer::started("");
+    let mut c = s.imap_login("alice@example.test");
+    for i in 1..=3 {
+        append(&mut c, "INBOX", None, &message(&format!("m{i}"), "x"));
+    }
+    assert_eq!(c.ok("ENABLE UIDONLY").untagged("ENABLED"), vec!["ENABLED UIDONLY"]);
+    c.ok("SELECT INBOX");
+    // RFC 9586 §3: every use of a message number is refused.
+    for command in [
+        "FETCH 1 FLAGS",
+        "STORE 1 +FLAGS (\\Seen)",
+        "SEARCH ALL",
+        "COPY 1 Archive",
+        "MOVE 1 Archive",
+        "SORT (SUBJECT) UTF-8 ALL",
+        "THREAD REFERENCES UTF-8 ALL",
+        "UID SEARCH 1:2",
+        "UID SEARCH OR SEEN NOT 3",
+    ] {
+        let r = c.run(command);
+        assert!(r.done.starts_with("BAD [UIDREQUIRED]"), "{command}: {r:?}");
+    }
+    assert_eq!(c.ok("UID SEARCH UID 2:3").untagged("SEARCH"), vec!["SEARCH 2 3"]);
+    // FETCH responses become UIDFETCH, numbered by UID.
+    let r = c.ok("UID FETCH 1:* (FLAGS)");
+    assert_eq!(
+        r.lines,
+        vec![
+            "* 1 UIDFETCH (UID 1 FLAGS (\\Recent))",
+            "* 2 UIDFETCH (UID 2 FLAGS (\\Recent))",
+            "* 3 UIDFETCH (UID 3 FLAGS (\\Recent))"
+        ]
+    );
+    let r = c.ok("UID STORE 2 +FLAGS (\\Flagged)");
+    assert_eq!(r.lines, vec!["* 2 UIDFETCH (FLAGS (\\Flagged \\Recent) UID 2)"]);
+    // Another session's expunge and flag change: VANISHED and UIDFETCH, never EXPUNGE.
+    let mut other = s.imap_login("alice@example.test");
+    other.ok("SELECT INBOX");
+    other.ok("UID STORE 1 +FLAGS.SILENT (\\Deleted)");
+    other.ok("UID STORE 3 +FLAGS.SILENT (\\Seen)");
+    other.ok("UID EXPUNGE 1");
+    let r = c.ok("NOOP");
+    assert!(r.lines.contains(&"* VANISHED 1".to_string()), "{r:?}");
+    assert!(r.lines.iter().any(|l| l.starts_with("* 3 UIDFETCH (UID 3 FLAGS (\\Seen")), "{r:?}");
+    assert!(!r.lines.iter().any(|l| l.ends_with(" EXPUNGE") || l.contains(" FETCH ")), "{r:?}");
+    c.ok("UID STORE 3 +FLAGS.SILENT (\\Deleted)");
+    let r = c.ok("UID EXPUNGE 3");
+    assert_eq!(r.lines, vec!["* VANISHED 3"]);
+    assert_eq!(c.ok("UID SEARCH ALL").untagged("SEARCH"), vec!["SEARCH 2"]);
+    // The other session, without UIDONLY, still gets numbers.
+    let r = other.ok("NOOP");
+    assert!(r.lines.contains(&"* 2 EXPUNGE".to_string()), "{r:?}");
+}
+
+#[test]
+fn long_commands_report_progress() {
+    let s = TestServer::started("[imap]\nprogress_interval_ms = 1\n");
+    let mut c = s.imap_login("alice@example.test");
+    let m = message("many", "the same text");
+    for _ in 0..3 {
+        let mut command = String::from("APPEND INBOX");
+        for _ in 0..1000 {
+            command.push_str(&format!(" {{{}+}}\r\n{m}", m.len()));
+        }
+        let r = c.run(&command);
+        assert!(r.ok(), "{r:?}");
+    }
+    c.ok("SELECT INBOX");
+    // RFC 9585: untagged OK [INPROGRESS ("tag" done goal)] while it runs, the answer after.
+    let tag = c.tag();
+    c.send_line(&format!("{tag} UID SEARCH HEADER X-Absent nothing"));
+    let r = c.finish(&tag);
+    assert!(r.ok(), "{r:?}");
+    let progress: Vec<(usize, usize)> = r
+        .untagged(&format!("OK [INPROGRESS (\"{tag}\" "))
+        .iter()
+        .filter_map(|l| {
+            let numbers = l.split(&format!("\"{tag}\" ")).nth(1)?.split(')').next()?;
+            let (done, goal) = numbers.split_once(' ')?;
+            Some((done.parse().ok()?, goal.parse().ok()?))
+        })
+        .collect();
+    assert!(!progress.is_empty(), "{:?}", &r.lines[..r.lines.len().min(5)]);
+    assert!(progress.iter().all(|&(done, goal)| goal == 3000 && done <= goal), "{progress:?}");
+    assert!(progress.windows(2).all(|w| w[0].0 <= w[1].0), "progress goes forward: {progress:?}");
+    assert_eq!(r.lines.last().map(String::as_str), Some("* SEARCH"));
+    // FETCH: progress between the responses, counted in messages of the set.
+    let tag = c.tag();
+    c.send_line(&format!("{tag} FETCH 1:* (BODY.PEEK[])"));
+    let r = c.finish(&tag);
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.untagged("").iter().filter(|l| l.contains(" FETCH (BODY[]")).count(), 3000);
+    assert!(r.untagged(&format!("OK [INPROGRESS (\"{tag}\" ")).iter().all(|l| l.contains(" 3000)] ")), "{r:?}");
+    assert!(!r.untagged(&format!("OK [INPROGRESS (\"{tag}\" ")).is_empty());
 }

@@ -272,8 +272,10 @@ fn write_item(item: &mut Vec<u8>, attr: &FetchAttr, f: &Fetched<'_>) {
 }
 
 impl Session {
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn fetch(
         &mut self,
+        tag: &str,
         uid: bool,
         set: SequenceSet,
         attrs: Vec<FetchAttr>,
@@ -346,7 +348,14 @@ impl Session {
         let want_raw = attrs.iter().any(needs_raw);
         let mut missing = false;
         let mut ran_since_yield = std::time::Instant::now();
+        let mut last_progress = std::time::Instant::now();
         for (n, &i) in indices.iter().enumerate() {
+            if let Some(every) = self.server.settings.progress_every
+                && last_progress.elapsed() >= every
+            {
+                self.progress(tag, n, indices.len());
+                last_progress = std::time::Instant::now();
+            }
             // Summaries are loaded a chunk at a time, in one store call each.
             if want_summary && !want_tree && n % 512 == 0 {
                 let end = (n + 512).min(indices.len());
@@ -384,10 +393,12 @@ impl Session {
             let Some(view) = self.state.view() else { break };
             let flags = self.flags_text(&m, view);
             let (utf8, style) = (self.utf8, self.style());
+            let head = self.fetch_head(i, m.uid);
             // Items are written straight into the output buffer: a large literal is not
             // copied once more into a response of its own.
             let out = &mut self.out;
-            out.extend_from_slice(format!("* {} FETCH (", i + 1).as_bytes());
+            out.extend_from_slice(b"* ");
+            out.extend_from_slice(head.as_bytes());
             let mut first = true;
             let mut next_item = |out: &mut Vec<u8>| {
                 if !std::mem::take(&mut first) {

@@ -183,12 +183,8 @@ impl Session {
                 && known(entry.uid)
             {
                 let flags = self.flags_text(entry, view);
-                self.untagged(&format!(
-                    "{} FETCH (UID {} FLAGS ({flags}) MODSEQ ({}))",
-                    i + 1,
-                    entry.uid,
-                    entry.modseq
-                ));
+                let head = self.fetch_head(i, entry.uid);
+                self.untagged(&format!("{head}UID {} FLAGS ({flags}) MODSEQ ({}))", entry.uid, entry.modseq));
             }
         }
         Ok(())

@@ -89,7 +89,7 @@ impl Session {
         }
         let changes = self.server.store.mailbox_changes(id, since).await?;
         let Some(view) = self.state.view_mut() else { return Ok(()) };
-        let report = view.apply(changes, allow_expunge, self.qresync);
+        let report = view.apply(changes, allow_expunge, self.qresync || self.uidonly);
         if !report.vanished.is_empty() {
             self.untagged(&format!("VANISHED {}", uid_set_text(&report.vanished)));
         }
@@ -119,7 +119,8 @@ impl Session {
             let m = &view.messages[i];
             let flags = self.flags_text(m, &view);
             let modseq = if self.condstore { format!(" MODSEQ ({})", m.modseq) } else { String::new() };
-            self.untagged(&format!("{} FETCH (UID {} FLAGS ({flags}){modseq})", i + 1, m.uid));
+            let head = self.fetch_head(i, m.uid);
+            self.untagged(&format!("{head}UID {} FLAGS ({flags}){modseq})", m.uid));
         }
         self.state.set_view(view);
         Ok(())
@@ -183,7 +184,7 @@ impl Session {
     pub(super) fn report_own_expunges(&mut self, removed: &[u32]) {
         let Some(view) = self.state.view_mut() else { return };
         let seqs = view.remove_uids(removed);
-        if self.qresync {
+        if self.qresync || self.uidonly {
             if !removed.is_empty() {
                 self.untagged(&format!("VANISHED {}", uid_set_text(removed)));
             }
@@ -269,7 +270,8 @@ impl Session {
             let flags = self.flags_text(m, &view);
             let uid_part = if uid { format!(" UID {}", m.uid) } else { String::new() };
             let modseq = if self.condstore { format!(" MODSEQ ({})", m.modseq) } else { String::new() };
-            self.untagged(&format!("{} FETCH (FLAGS ({flags}){uid_part}{modseq})", i + 1));
+            let head = self.fetch_head(i, m.uid);
+            self.untagged(&format!("{head}FLAGS ({flags}){uid_part}{modseq})"));
         }
         let conflicts: Vec<u32> = if uid {
             update.conflicts.clone()

@@ -132,6 +132,8 @@ pub(crate) struct Session {
     pub(crate) qresync: bool,
     pub(crate) rev2: bool,
     pub(crate) utf8: bool,
+    /// RFC 9586 UIDONLY: no message sequence numbers either way.
+    pub(crate) uidonly: bool,
     pub(crate) compressed: bool,
     /// RFC 5182 saved search result (UIDs, ascending).
     pub(crate) saved: Vec<u32>,
@@ -170,6 +172,7 @@ impl Session {
             qresync: false,
             rev2: false,
             utf8: false,
+            uidonly: false,
             compressed: false,
             saved: Vec::new(),
             closing: false,
@@ -200,6 +203,18 @@ impl Session {
         self.deadlines.set_session_limit(None);
         self.deadlines.set_idle(self.server.settings.timeout);
         self.state = State::Authenticated(account);
+    }
+
+    /// The start of a FETCH response for the message at `index` with `uid`: `* 3 FETCH (`,
+    /// or `* 1042 UIDFETCH (` after ENABLE UIDONLY (RFC 9586 §3.3).
+    pub(crate) fn fetch_head(&self, index: usize, uid: u32) -> String {
+        if self.uidonly { format!("{uid} UIDFETCH (") } else { format!("{} FETCH (", index + 1) }
+    }
+
+    /// RFC 9585: a long command tells how far it got.
+    pub(crate) fn progress(&mut self, tag: &str, done: usize, goal: usize) {
+        let tag = tag.replace(['"', '\\'], "");
+        self.untagged(&format!("OK [INPROGRESS (\"{tag}\" {done} {goal})] Still working"));
     }
 
     pub(crate) fn style(&self) -> Style {
@@ -315,6 +330,8 @@ impl Session {
             "MULTIAPPEND",
             "CATENATE",
             "REPLACE",
+            "UIDONLY",
+            "INPROGRESS",
         ]);
         let mut s = caps.join(" ");
         s.push_str(&format!(" APPENDLIMIT={}", self.server.settings.append_limit));
@@ -507,6 +524,14 @@ impl Session {
                 | Command::Thread { uid: false, .. }
         );
         let logout = matches!(command, Command::Logout);
+        if self.uidonly && uses_sequence_numbers(&command) {
+            // RFC 9586 §3: after ENABLE UIDONLY, message numbers are refused.
+            self.tagged(
+                &tag,
+                Done::bad("Message sequence numbers are not used after ENABLE UIDONLY").code("UIDREQUIRED"),
+            );
+            return Flow::Continue;
+        }
         let result = Box::pin(self.execute(&tag, command)).await;
         let done = match result {
             Ok(done) => done,
@@ -606,7 +631,7 @@ impl Session {
             Command::Expunge { uids } => self.expunge(uids).await,
             Command::Search { uid, charset, key, returns } => self.search(tag, uid, charset, key, returns).await,
             Command::Fetch { uid, set, attrs, changed_since, vanished, partial } => {
-                self.fetch(uid, set, attrs, changed_since, vanished, partial).await
+                self.fetch(tag, uid, set, attrs, changed_since, vanished, partial).await
             }
             Command::Store { uid, set, mode, silent, flags, unchanged_since } => {
                 self.store_flags(uid, set, mode, silent, flags, unchanged_since).await
@@ -617,7 +642,7 @@ impl Session {
                 self.sort(tag, uid, criteria, &charset, key, returns).await
             }
             Command::Replace { uid, target, mailbox, message } => self.replace(uid, target, &mailbox, message).await,
-            Command::Thread { uid, algorithm, charset, key } => self.thread(uid, algorithm, &charset, key).await,
+            Command::Thread { uid, algorithm, charset, key } => self.thread(tag, uid, algorithm, &charset, key).await,
             // The commands of every state were answered by `execute`.
             _ => Ok(Done::bad("Command not valid in this state")),
         }
@@ -643,6 +668,10 @@ impl Session {
                 }
                 "UTF8=ACCEPT" => {
                     self.utf8 = true;
+                    true
+                }
+                "UIDONLY" => {
+                    self.uidonly = true;
                     true
                 }
                 _ => false,
@@ -680,5 +709,33 @@ impl Session {
         self.compressed = true;
         self.tagged_sent = true;
         Done::ok("DEFLATE active")
+    }
+}
+
+/// Whether a command names messages by sequence number (RFC 9586 §3): the non-UID forms, a
+/// sequence set among SEARCH keys, QRESYNC's sequence match data.
+fn uses_sequence_numbers(command: &Command) -> bool {
+    fn in_key(key: &tern_imap_proto::SearchKey) -> bool {
+        use tern_imap_proto::{SearchKey, SequenceSet};
+        match key {
+            SearchKey::SequenceSet(set) => *set != SequenceSet::Saved,
+            SearchKey::Not(k) => in_key(k),
+            SearchKey::Or(a, b) => in_key(a) || in_key(b),
+            SearchKey::And(keys) => keys.iter().any(in_key),
+            _ => false,
+        }
+    }
+    match command {
+        Command::Fetch { uid: false, .. }
+        | Command::Store { uid: false, .. }
+        | Command::Copy { uid: false, .. }
+        | Command::Move { uid: false, .. }
+        | Command::Replace { uid: false, .. }
+        | Command::Search { uid: false, .. }
+        | Command::Sort { uid: false, .. }
+        | Command::Thread { uid: false, .. } => true,
+        Command::Search { key, .. } | Command::Sort { key, .. } | Command::Thread { key, .. } => in_key(key),
+        Command::Select { qresync: Some(q), .. } => q.seq_match.is_some(),
+        _ => false,
     }
 }

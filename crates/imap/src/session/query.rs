@@ -11,6 +11,7 @@ use crate::ImapServer;
 use crate::mailbox::View;
 use crate::search::{self, Candidate, Compiled, Scope, SortItem, ThreadNode};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tern_guard::{Budget, OverBudget};
 use tern_imap_proto::{SearchKey, SearchReturn, SortCriterion, ThreadAlgorithm};
 use tern_store::StoreError;
@@ -59,6 +60,7 @@ async fn evaluate(
     saved: &[u32],
     compiled: &Compiled,
     budget: Budget,
+    progress: &AtomicUsize,
 ) -> Result<Vec<usize>, Failed> {
     // BODY/TEXT: one index lookup per string; only contents the index cannot answer for are
     // scanned below.
@@ -83,6 +85,7 @@ async fn evaluate(
         if i % CHECK_EVERY == 0 {
             budget.check()?;
         }
+        progress.store(i, Ordering::Relaxed);
         if needs.summary && i % 1024 == 0 {
             let hashes: Vec<_> = view.messages[i..(i + 1024).min(view.messages.len())].iter().map(|m| m.blob).collect();
             fields = server.summaries.search_fields(&server.store, &hashes).await?;
@@ -143,8 +146,10 @@ async fn run(
     compiled: &Compiled,
     work: Work,
     budget: Budget,
+    progress: &AtomicUsize,
 ) -> Result<Outcome, Failed> {
-    let matched = evaluate(server, view, saved, compiled, budget).await?;
+    let matched = evaluate(server, view, saved, compiled, budget, progress).await?;
+    progress.store(view.messages.len(), Ordering::Relaxed);
     match work {
         Work::Search => Ok(Outcome::Matched(matched)),
         Work::Sort(criteria) => {
@@ -214,7 +219,7 @@ fn esearch(tag: &str, uid: bool, nums: &[u32], opts: &[SearchReturn]) -> String 
 impl Session {
     /// Runs `work` over the messages matching `key` on the compute pool. `Err(done)` is the
     /// answer when it could not (too many keys, over budget).
-    async fn compute(&mut self, key: &SearchKey, work: Work) -> Result<Result<Outcome, Done>, StoreError> {
+    async fn compute(&mut self, tag: &str, key: &SearchKey, work: Work) -> Result<Result<Outcome, Done>, StoreError> {
         let compiled = search::compile(key);
         if compiled.keys > search::MAX_KEYS || compiled.needles.len() > search::MAX_TEXT_KEYS {
             tracing::info!(keys = compiled.keys, texts = compiled.needles.len(), "search refused: too many keys");
@@ -234,12 +239,41 @@ impl Session {
         let handle = tokio::runtime::Handle::current();
         let pool = Arc::clone(&self.server.compute);
         let started = std::time::Instant::now();
-        let result = pool
-            .run(&owner, move |budget| {
-                let outcome = handle.block_on(run(&server, &view, &saved, &compiled, work, budget));
-                (view, outcome)
-            })
-            .await;
+        let goal = view.messages.len();
+        let progress = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&progress);
+        let job = pool.run(&owner, move |budget| {
+            let outcome = handle.block_on(run(&server, &view, &saved, &compiled, work, budget, &counted));
+            (view, outcome)
+        });
+        tokio::pin!(job);
+        // RFC 9585: while it runs, how far it got (the messages examined).
+        let every = self.server.settings.progress_every.unwrap_or(std::time::Duration::MAX);
+        let first = tokio::time::Instant::now().checked_add(every);
+        let mut ticks = first.map(|at| {
+            let mut t = tokio::time::interval_at(at, every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        let result = loop {
+            let tick = async {
+                match ticks.as_mut() {
+                    Some(t) => {
+                        t.tick().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = &mut job => break r,
+                _ = tick => {
+                    self.progress(tag, progress.load(Ordering::Relaxed), goal);
+                    if self.flush().await.is_err() {
+                        ticks = None;
+                    }
+                }
+            }
+        };
         metrics::histogram!("tern_imap_compute_seconds").record(started.elapsed().as_secs_f64());
         let (view, outcome) = match result {
             Ok(r) => r,
@@ -280,7 +314,7 @@ impl Session {
         if modseq_key {
             self.enable_condstore();
         }
-        let matched = match self.compute(&key, Work::Search).await? {
+        let matched = match self.compute(tag, &key, Work::Search).await? {
             Ok(Outcome::Matched(m)) => m,
             Ok(Outcome::Threads(_)) => return Ok(Done::no("Internal error").code("SERVERBUG")),
             Err(done) => return Ok(done),
@@ -373,7 +407,7 @@ impl Session {
         if !charset_ok(charset) {
             return Ok(Done::no("Unsupported charset").code("BADCHARSET (UTF-8 US-ASCII)"));
         }
-        let ordered = match self.compute(&key, Work::Sort(criteria)).await? {
+        let ordered = match self.compute(tag, &key, Work::Sort(criteria)).await? {
             Ok(Outcome::Matched(m)) => m,
             Ok(Outcome::Threads(_)) => return Ok(Done::no("Internal error").code("SERVERBUG")),
             Err(done) => return Ok(done),
@@ -400,6 +434,7 @@ impl Session {
 
     pub(super) async fn thread(
         &mut self,
+        tag: &str,
         uid: bool,
         algorithm: ThreadAlgorithm,
         charset: &str,
@@ -408,7 +443,7 @@ impl Session {
         if !charset_ok(charset) {
             return Ok(Done::no("Unsupported charset").code("BADCHARSET (UTF-8 US-ASCII)"));
         }
-        let threads = match self.compute(&key, Work::Thread(algorithm, uid)).await? {
+        let threads = match self.compute(tag, &key, Work::Thread(algorithm, uid)).await? {
             Ok(Outcome::Threads(t)) => t,
             Ok(Outcome::Matched(_)) => return Ok(Done::no("Internal error").code("SERVERBUG")),
             Err(done) => return Ok(done),
