@@ -102,6 +102,7 @@ async fn create_mailbox(tx: &Tx<'_>, account: AccountId, new: NewMailbox) -> Sto
         deleted: 0,
         recent_uid: 1,
         keywords: Vec::new(),
+        acl: Vec::new(),
     };
     let special = mailbox.special_use.map(rows::special_use_name);
     let inserted = tx
@@ -525,6 +526,25 @@ impl DirectoryStore for PgStore {
                         .map_err(pg_error)?;
                 }
                 release_contents(tx, blobs, released).await?;
+                // Entries that name the removed user go too: a later account of the same
+                // address must not inherit what was shared with this one.
+                let address: Option<String> = tx
+                    .maybe_row("SELECT address FROM accounts WHERE id = $1", &[&id(account)])
+                    .await
+                    .map_err(pg_error)?
+                    .map(|r| r.get(0));
+                if let Some(address) = address {
+                    let gone = Identifier::User(address).to_string();
+                    tx.run(
+                        "UPDATE mailboxes SET acl = COALESCE((SELECT jsonb_agg(e) FROM jsonb_array_elements(acl) AS e
+                                                              WHERE e->>'identifier' <> $1), '[]')
+                         WHERE id IN (SELECT mailbox FROM mailbox_acl WHERE identifier = $1)",
+                        &[&gone],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                    tx.run("DELETE FROM mailbox_acl WHERE identifier = $1", &[&gone]).await.map_err(pg_error)?;
+                }
                 tx.run("DELETE FROM accounts WHERE id = $1", &[&id(account)]).await.map_err(pg_error)?;
                 changes.push(StoreChange::Account { account });
                 changes.push(StoreChange::Directory);
@@ -765,6 +785,53 @@ impl MailStore for PgStore {
 
     async fn deliver(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt> {
         self.deliver_batched(delivery).await
+    }
+
+    async fn mailbox_set_acl(
+        &self,
+        mailbox: MailboxId,
+        identifier: Identifier,
+        rights: Option<Rights>,
+    ) -> StoreResult<Mailbox> {
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                let mut m = mailbox_by_id(tx, mailbox, true)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+                if !tern_store::acl::set_entry(&mut m.acl, identifier.clone(), rights) {
+                    return Err(StoreError::Limit(format!("at most {} ACL entries", tern_store::acl::MAX_ACL_ENTRIES)));
+                }
+                tx.run("UPDATE mailboxes SET acl = $2 WHERE id = $1", &[&id(mailbox), &rows::to_json(&m.acl)?])
+                    .await
+                    .map_err(pg_error)?;
+                let name = identifier.to_string();
+                if rights.is_some() {
+                    tx.run(
+                        "INSERT INTO mailbox_acl (identifier, mailbox) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        &[&name, &id(mailbox)],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                } else {
+                    tx.run("DELETE FROM mailbox_acl WHERE identifier = $1 AND mailbox = $2", &[&name, &id(mailbox)])
+                        .await
+                        .map_err(pg_error)?;
+                }
+                changes.push(StoreChange::Account { account: m.account });
+                Ok(m)
+            })
+        })
+        .await
+    }
+
+    async fn mailboxes_shared_with(&self, identifiers: Vec<Identifier>) -> StoreResult<Vec<Mailbox>> {
+        let client = self.client().await?;
+        let names: Vec<String> = identifiers.iter().map(ToString::to_string).collect();
+        let sql = format!(
+            "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id IN
+                 (SELECT mailbox FROM mailbox_acl WHERE identifier = ANY($1)) ORDER BY account, name"
+        );
+        client.rows(&sql, &[&names]).await.map_err(pg_error)?.iter().map(rows::mailbox).collect()
     }
 
     async fn append_batch(&self, batch: AppendBatch) -> StoreResult<AppendReceipt> {

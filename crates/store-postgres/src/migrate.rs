@@ -160,8 +160,8 @@ async fn import_mailbox(to: &PgStore, m: &Mailbox) -> StoreResult<bool> {
     let n = client
         .run(
             "INSERT INTO mailboxes (id, account, name, special_use, subscribed, uid_validity, uid_next,
-                 highest_modseq, total, unseen, size, deleted, recent_uid, keywords)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, 0, 0, $9, $10) ON CONFLICT DO NOTHING",
+                 highest_modseq, total, unseen, size, deleted, recent_uid, keywords, acl)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, 0, 0, $9, $10, $11) ON CONFLICT DO NOTHING",
             &[
                 &id(m.id),
                 &id(m.account),
@@ -173,10 +173,20 @@ async fn import_mailbox(to: &PgStore, m: &Mailbox) -> StoreResult<bool> {
                 &id(m.highest_modseq),
                 &i64::from(m.recent_uid),
                 &m.keywords,
+                &rows::to_json(&m.acl)?,
             ],
         )
         .await
         .map_err(pg_error)?;
+    for entry in &m.acl {
+        client
+            .run(
+                "INSERT INTO mailbox_acl (identifier, mailbox) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&entry.identifier.to_string(), &id(m.id)],
+            )
+            .await
+            .map_err(pg_error)?;
+    }
     Ok(n > 0)
 }
 

@@ -6,7 +6,7 @@ use tern_store::*;
 use tokio_postgres::Row;
 
 pub const MAILBOX_COLUMNS: &str = "id, account, name, special_use, subscribed, uid_validity, uid_next, \
-     highest_modseq, total, unseen, size, deleted, recent_uid, keywords";
+     highest_modseq, total, unseen, size, deleted, recent_uid, keywords, acl";
 
 pub const MESSAGE_COLUMNS: &str = "mailbox, uid, blob, size, internal_date, flags, keywords, modseq, email_id, thread_id, delivery_id, \
      COALESCE(saved, internal_date)";
@@ -67,6 +67,7 @@ pub fn mailbox(row: &Row) -> StoreResult<Mailbox> {
         deleted: u32_of(row, 11, "mailbox deleted")?,
         recent_uid: u32_of(row, 12, "recent uid")?,
         keywords: row.try_get(13).map_err(|e| corrupt("mailbox", e))?,
+        acl: json(row, 14, "mailbox acl")?,
     })
 }
 

@@ -166,6 +166,14 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE messages ADD COLUMN saved BIGINT;
     "#,
+    // 10: mailbox ACLs (RFC 4314), with the mailboxes each identifier is named in.
+    r#"
+    ALTER TABLE mailboxes ADD COLUMN acl JSONB NOT NULL DEFAULT '[]';
+    CREATE TABLE mailbox_acl (identifier TEXT NOT NULL,
+                              mailbox BIGINT NOT NULL REFERENCES mailboxes (id) ON DELETE CASCADE,
+                              PRIMARY KEY (identifier, mailbox));
+    CREATE INDEX mailbox_acl_mailbox ON mailbox_acl (mailbox);
+    "#,
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`]; returns the version it found.

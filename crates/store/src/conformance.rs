@@ -573,6 +573,72 @@ pub async fn append_batches_are_all_or_nothing(backend: &dyn Backend) {
     store.shutdown().await.unwrap();
 }
 
+/// RFC 4314 ACLs: entries per identifier, found by whom they name, gone with the mailbox or
+/// the user they name.
+pub async fn acls_name_users_and_go_with_mailboxes_and_users(backend: &dyn Backend) {
+    use crate::acl::rights_of;
+    let store = backend.open().await;
+    let a = account(&*store, "a@example.org").await;
+    let b = account(&*store, "b@example.org").await;
+    let archive = store.mailbox_by_name(a.id, "Archive").await.unwrap().unwrap();
+    let inbox = store.mailbox_by_name(a.id, INBOX).await.unwrap().unwrap();
+    let lr = Rights::parse("lr").unwrap();
+    let m = store.mailbox_set_acl(archive.id, Identifier::User(b.address.clone()), Some(lr)).await.unwrap();
+    assert_eq!(m.acl, vec![AclEntry { identifier: Identifier::User(b.address.clone()), rights: lr }]);
+    assert_eq!((rights_of(&b, &m), rights_of(&a, &m)), (lr, Rights::ALL));
+    store
+        .mailbox_set_acl(inbox.id, Identifier::Domain("example.org".into()), Some(Rights::parse("lrs").unwrap()))
+        .await
+        .unwrap();
+    store
+        .mailbox_set_acl(inbox.id, Identifier::Domain("other.org".into()), Some(Rights::parse("l").unwrap()))
+        .await
+        .unwrap();
+    let shared = |store: Arc<dyn Store>, who: Account| async move {
+        let found = store.mailboxes_shared_with(Identifier::naming(&who.address)).await.unwrap();
+        found.into_iter().map(|m| m.name).collect::<Vec<_>>()
+    };
+    assert_eq!(shared(store.clone(), b.clone()).await, vec!["Archive".to_string(), INBOX.to_string()]);
+    // Changed in place, kept across a restart.
+    store.mailbox_set_acl(archive.id, Identifier::User(b.address.clone()), Some(Rights::ALL)).await.unwrap();
+    store.shutdown().await.unwrap();
+    drop(store);
+    let store = backend.open().await;
+    let archive = store.mailbox_get(archive.id).await.unwrap().unwrap();
+    assert_eq!(rights_of(&b, &archive), Rights::ALL);
+    assert_eq!(archive.acl.len(), 1);
+    // Removed: no longer found.
+    store.mailbox_set_acl(archive.id, Identifier::User(b.address.clone()), None).await.unwrap();
+    assert_eq!(shared(store.clone(), b.clone()).await, vec![INBOX.to_string()]);
+    assert!(matches!(store.mailbox_set_acl(999_999, Identifier::Anyone, Some(lr)).await, Err(StoreError::NotFound(_))));
+    // Bounded.
+    for i in 0..crate::acl::MAX_ACL_ENTRIES - 2 {
+        store.mailbox_set_acl(inbox.id, Identifier::User(format!("u{i}@x.org")), Some(lr)).await.unwrap();
+    }
+    assert!(matches!(store.mailbox_set_acl(inbox.id, Identifier::Anyone, Some(lr)).await, Err(StoreError::Limit(_))));
+    // A deleted mailbox is no longer found.
+    let team = store
+        .mailbox_create(a.id, NewMailbox { name: "Team".into(), special_use: None, subscribed: false })
+        .await
+        .unwrap();
+    store.mailbox_set_acl(team.id, Identifier::Anyone, Some(lr)).await.unwrap();
+    assert_eq!(shared(store.clone(), b.clone()).await, vec![INBOX.to_string(), "Team".to_string()]);
+    store.mailbox_delete(a.id, "Team").await.unwrap();
+    assert_eq!(shared(store.clone(), b.clone()).await, vec![INBOX.to_string()]);
+    // A removed user's entries go: an account later made with the address gets nothing.
+    let team = store
+        .mailbox_create(a.id, NewMailbox { name: "Team".into(), special_use: None, subscribed: false })
+        .await
+        .unwrap();
+    store.mailbox_set_acl(team.id, Identifier::User(b.address.clone()), Some(lr)).await.unwrap();
+    assert!(store.account_remove(b.id).await.unwrap());
+    let b2 = account(&*store, "b@example.org").await;
+    let found = store.mailboxes_shared_with(vec![Identifier::User(b2.address.clone())]).await.unwrap();
+    assert!(found.is_empty(), "{found:?}");
+    assert!(store.mailbox_get(team.id).await.unwrap().unwrap().acl.is_empty());
+    store.shutdown().await.unwrap();
+}
+
 pub async fn rename_delete_subscribe_recent(backend: &dyn Backend) {
     let store = backend.open().await;
     let (a, inbox) = inbox_with(&*store, 2).await;
@@ -865,7 +931,7 @@ pub async fn changes_reach_hooks_before_the_answer_and_subscribers_in_order(back
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, sieve_ids_are_remembered_until_they_expire, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, append_batches_are_all_or_nothing, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
+        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, sieve_ids_are_remembered_until_they_expire, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, append_batches_are_all_or_nothing, acls_name_users_and_go_with_mailboxes_and_users, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -25,6 +25,9 @@ pub enum StoreError {
     /// The change would take an account over its storage quota (RFC 9208 OVERQUOTA).
     #[error("quota of {0} exceeded")]
     OverQuota(String),
+    /// A record would grow past a fixed bound (ACL entries).
+    #[error("limit reached: {0}")]
+    Limit(String),
     #[error("store is shut down")]
     Closed,
     #[error("store is locked by another process (is `tern serve` running on this data directory?): {0}")]

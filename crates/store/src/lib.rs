@@ -30,6 +30,7 @@
 //!   caller that made it is answered, and to subscribers in commit order per mailbox. A backend
 //!   shared by several processes also reports the changes others make (later, but in order).
 
+pub mod acl;
 pub mod codec;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -37,6 +38,7 @@ pub mod embedded;
 mod error;
 mod model;
 
+pub use acl::{AclEntry, Identifier, Rights};
 pub use error::{StoreError, StoreResult};
 pub use model::*;
 pub use tern_mime::MessageSummary;
@@ -92,6 +94,17 @@ pub trait MailStore: Send + Sync + 'static {
     /// recent to the caller (from the first unclaimed one up to UIDNEXT) and marks them as no
     /// longer recent to anyone else.
     async fn mailbox_claim_recent(&self, mailbox: MailboxId) -> StoreResult<std::ops::Range<u32>>;
+    /// Sets (`Some`) or removes (`None`) the rights `identifier` has on a mailbox (RFC 4314);
+    /// the mailbox as it is now. `Limit` past [`acl::MAX_ACL_ENTRIES`].
+    async fn mailbox_set_acl(
+        &self,
+        mailbox: MailboxId,
+        identifier: Identifier,
+        rights: Option<Rights>,
+    ) -> StoreResult<Mailbox>;
+    /// Every mailbox whose ACL has an entry for one of `identifiers` (see
+    /// [`Identifier::naming`]), whoever owns it: what another user may find shared.
+    async fn mailboxes_shared_with(&self, identifiers: Vec<Identifier>) -> StoreResult<Vec<Mailbox>>;
     /// Stores one message for every target (content stored once) and records its envelope.
     async fn deliver(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt>;
     /// Stores every message of `batch` in its mailbox and expunges the one it replaces, in

@@ -200,6 +200,9 @@ pub struct Mailbox {
     /// Keywords in use in this mailbox (for the FLAGS response), at most [`MAX_KEYWORDS`].
     #[serde(default)]
     pub keywords: Vec<String>,
+    /// Who else may do what with it (RFC 4314); its owner may do everything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<crate::AclEntry>,
 }
 
 impl Mailbox {

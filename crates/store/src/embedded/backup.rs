@@ -38,7 +38,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
 
 impl Engine {
     /// The keyspaces a backup holds (not the full-text queues: the index is rebuilt).
-    fn backed_up(&self) -> [(&'static str, &fjall::Keyspace); 21] {
+    fn backed_up(&self) -> [(&'static str, &fjall::Keyspace); 22] {
         use keys::ks;
         [
             (ks::META, &self.meta),
@@ -62,6 +62,7 @@ impl Engine {
             (ks::SPAM, &self.spam),
             (ks::QUARANTINE, &self.quarantine),
             (ks::SIEVE, &self.sieve),
+            (ks::ACL, &self.acl),
         ]
     }
 

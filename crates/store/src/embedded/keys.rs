@@ -68,6 +68,18 @@ pub mod ks {
     /// Sieve scripts: `s` ++ account id ++ name → source; `a` ++ account id → the active
     /// script's name; `t` ++ account id ++ hash → a remembered id's expiry. Added without a format change: an older store simply has none.
     pub const SIEVE: &str = "sieve";
+    /// identifier ++ 0 ++ mailbox id → (empty): the mailboxes whose ACL names an identifier
+    /// (RFC 4314), so a user's shared mailboxes are found without reading every mailbox.
+    /// Added without a format change: an older store simply has no ACLs.
+    pub const ACL: &str = "acl";
+}
+
+/// An ACL index key: the identifier, a zero byte, the mailbox id.
+pub fn acl_key(identifier: &str, mailbox: MailboxId) -> Vec<u8> {
+    let mut k = identifier.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&mailbox.to_be_bytes());
+    k
 }
 
 /// `s` ++ account (++ name): a Sieve script's key, or with an empty name the account's prefix.

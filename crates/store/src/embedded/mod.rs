@@ -9,6 +9,7 @@ mod fts;
 mod keys;
 mod writer;
 
+use crate::{Identifier, Rights};
 pub use keys::FORMAT_VERSION;
 
 use crate::codec::*;
@@ -50,6 +51,7 @@ pub(crate) struct Engine {
     spam: Keyspace,
     quarantine: Keyspace,
     sieve: Keyspace,
+    acl: Keyspace,
     /// Where contents of [`blobfile::FILE_THRESHOLD`] bytes or more live.
     blob_dir: std::path::PathBuf,
     /// The queue's due index (`queue_due`) in memory: claims would otherwise scan the
@@ -113,6 +115,7 @@ impl Engine {
                 KeyspaceCreateOptions::default().with_kv_separation(Some(KvSeparationOptions::default()))
             })?,
             sieve: open(ks::SIEVE)?,
+            acl: open(ks::ACL)?,
             blob_dir: blobfile::directory(path),
             due: Mutex::new(std::collections::BTreeSet::new()),
             fts_queue: Mutex::default(),
@@ -540,6 +543,46 @@ impl MailStore for EmbeddedStore {
             OpResult::Receipt(r) => Ok(r),
             _ => unexpected(),
         }
+    }
+
+    async fn mailbox_set_acl(
+        &self,
+        mailbox: MailboxId,
+        identifier: Identifier,
+        rights: Option<Rights>,
+    ) -> StoreResult<Mailbox> {
+        match self.write(Op::SetAcl(mailbox, identifier, rights)).await? {
+            OpResult::Mailbox(m) => Ok(m),
+            _ => unexpected(),
+        }
+    }
+
+    async fn mailboxes_shared_with(&self, identifiers: Vec<Identifier>) -> StoreResult<Vec<Mailbox>> {
+        self.read(move |e| {
+            let mut ids = std::collections::BTreeSet::new();
+            for identifier in &identifiers {
+                let mut prefix = identifier.to_string().into_bytes();
+                prefix.push(0);
+                for item in e.acl.prefix(&prefix) {
+                    let key = item.key()?;
+                    if let Some(id) = key.get(prefix.len()..).and_then(keys::read_u64) {
+                        ids.insert(id);
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            for id in ids {
+                // An entry whose mailbox went (or no longer names the identifier) is skipped.
+                if let Some(m) = e.mailbox(id)?
+                    && m.acl.iter().any(|a| identifiers.contains(&a.identifier))
+                {
+                    out.push(m);
+                }
+            }
+            out.sort_by(|a, b| (a.account, &a.name).cmp(&(b.account, &b.name)));
+            Ok(out)
+        })
+        .await
     }
 
     async fn append_batch(&self, batch: AppendBatch) -> StoreResult<AppendReceipt> {

@@ -11,6 +11,7 @@ use super::keys::{self, counter};
 use crate::codec::*;
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
+use crate::{Identifier, Rights};
 use fjall::{OwnedWriteBatch, PersistMode};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub(crate) enum Op {
     MailboxCreate(AccountId, NewMailbox),
     Deliver(Box<Delivery>),
     AppendBatch(Box<AppendBatch>),
+    SetAcl(MailboxId, Identifier, Option<Rights>),
     Expunge(MailboxId, Vec<u32>),
     SetFlags {
         mailbox: MailboxId,
@@ -321,6 +323,24 @@ impl Writer {
             }
             Op::Deliver(d) => self.deliver(*d, None, changes).map(OpResult::Receipt),
             Op::AppendBatch(b) => self.append_batch(*b, changes).map(OpResult::Appended),
+            Op::SetAcl(id, identifier, rights) => {
+                let e = Arc::clone(&self.engine);
+                let mut mailbox = e.mailbox(id)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {id}")))?;
+                if !crate::acl::set_entry(&mut mailbox.acl, identifier.clone(), rights) {
+                    return Err(StoreError::Limit(format!("at most {} ACL entries", crate::acl::MAX_ACL_ENTRIES)));
+                }
+                let mut batch = e.db.batch();
+                batch.insert(&e.mailboxes, keys::u64_key(id).to_vec(), to_json(&mailbox)?);
+                let key = keys::acl_key(&identifier.to_string(), id);
+                if mailbox.acl.iter().any(|a| a.identifier == identifier) {
+                    batch.insert(&e.acl, key, Vec::new());
+                } else {
+                    batch.remove(&e.acl, key);
+                }
+                batch.commit()?;
+                changes.push(StoreChange::Account { account: mailbox.account });
+                Ok(OpResult::Mailbox(mailbox))
+            }
             Op::QuarantinePut(entry, raw) => {
                 let mut entry = *entry;
                 self.counters.quarantine += 1;
@@ -546,6 +566,7 @@ impl Writer {
             deleted: 0,
             recent_uid: 1,
             keywords: Vec::new(),
+            acl: Vec::new(),
         };
         batch.insert(&e.mailboxes, keys::u64_key(mailbox.id).to_vec(), to_json(&mailbox)?);
         batch.insert(&e.mailbox_names, name_key, keys::u64_key(mailbox.id).to_vec());
@@ -1309,6 +1330,9 @@ impl Writer {
             batch.remove(&e.expunged, item.key()?);
         }
         self.release_blobs(&mut batch, released)?;
+        for entry in &mailbox.acl {
+            batch.remove(&e.acl, keys::acl_key(&entry.identifier.to_string(), mailbox.id));
+        }
         batch.remove(&e.mailboxes, keys::u64_key(mailbox.id).to_vec());
         batch.remove(&e.mailbox_names, keys::mailbox_name_key(account, name));
         if mailbox.subscribed {
@@ -1395,8 +1419,27 @@ impl Writer {
             for item in e.expunged.prefix(keys::u64_key(mailbox.id)) {
                 batch.remove(&e.expunged, item.key()?);
             }
+            for entry in &mailbox.acl {
+                batch.remove(&e.acl, keys::acl_key(&entry.identifier.to_string(), mailbox.id));
+            }
             batch.remove(&e.mailboxes, keys::u64_key(mailbox.id).to_vec());
             batch.remove(&e.mailbox_names, keys::mailbox_name_key(id, &mailbox.name));
+        }
+        // Entries that name the removed user go too: a later account of the same address
+        // must not inherit what was shared with this one.
+        let gone = Identifier::User(account.address.clone());
+        let mut prefix = gone.to_string().into_bytes();
+        prefix.push(0);
+        for item in e.acl.prefix(&prefix) {
+            let key = item.key()?;
+            batch.remove(&e.acl, key.to_vec());
+            let Some(mailbox_id) = key.get(prefix.len()..).and_then(keys::read_u64) else { continue };
+            if let Some(mut other) = e.mailbox(mailbox_id)?
+                && other.account != id
+            {
+                other.acl.retain(|entry| entry.identifier != gone);
+                batch.insert(&e.mailboxes, keys::u64_key(mailbox_id).to_vec(), to_json(&other)?);
+            }
         }
         for item in e.subscriptions.prefix(keys::u64_key(id)) {
             batch.remove(&e.subscriptions, item.key()?);
