@@ -621,6 +621,29 @@ impl Writer {
                 self.raw(" ");
                 self.raw(algorithm);
             }
+            C::SetAcl { mailbox, identifier, mode, rights } => {
+                self.raw(" ");
+                self.astring(mailbox);
+                self.raw(" ");
+                self.astring(identifier);
+                self.raw(" ");
+                let sign = match mode {
+                    StoreMode::Replace => "",
+                    StoreMode::Add => "+",
+                    StoreMode::Remove => "-",
+                };
+                self.astring(&format!("{sign}{rights}"));
+            }
+            C::DeleteAcl { mailbox, identifier } | C::ListRights { mailbox, identifier } => {
+                self.raw(" ");
+                self.astring(mailbox);
+                self.raw(" ");
+                self.astring(identifier);
+            }
+            C::GetAcl(mailbox) | C::MyRights(mailbox) => {
+                self.raw(" ");
+                self.astring(mailbox);
+            }
         }
     }
 }

@@ -761,6 +761,14 @@ fn parse_body(c: &mut Cursor<'_>) -> R<Command> {
         "SORT" => sort(c, uid),
         "THREAD" => thread(c, uid),
         "COMPRESS" => compress(c),
+        "SETACL" => set_acl(c),
+        "DELETEACL" | "LISTRIGHTS" => mailbox_and_identifier(c, &name),
+        "GETACL" | "MYRIGHTS" => {
+            c.sp()?;
+            let mailbox = c.astring()?;
+            c.end()?;
+            Ok(if name == "GETACL" { Command::GetAcl(mailbox) } else { Command::MyRights(mailbox) })
+        }
         other => Err(format!("unknown command {other}")),
     }
 }
@@ -1051,6 +1059,40 @@ fn append_message(c: &mut Cursor<'_>) -> R<AppendMessage> {
         return Err(format!("CATENATE needs 1 to {MAX_CATENATE_PARTS} parts"));
     }
     Ok(AppendMessage { flags, date, content: AppendContent::Catenate(parts) })
+}
+
+/// `SETACL mailbox identifier [+|-]rights` (RFC 4314 §3.1).
+fn set_acl(c: &mut Cursor<'_>) -> R<Command> {
+    c.sp()?;
+    let mailbox = c.astring()?;
+    c.sp()?;
+    let identifier = c.astring()?;
+    c.sp()?;
+    let rights = c.astring()?;
+    c.end()?;
+    let (mode, letters) = match rights.as_bytes().first() {
+        Some(b'+') => (StoreMode::Add, &rights[1..]),
+        Some(b'-') => (StoreMode::Remove, &rights[1..]),
+        _ => (StoreMode::Replace, rights.as_str()),
+    };
+    if !letters.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err("rights are letters and digits".into());
+    }
+    Ok(Command::SetAcl { mailbox, identifier, mode, rights: letters.to_string() })
+}
+
+/// `DELETEACL` or `LISTRIGHTS mailbox identifier` (RFC 4314 §3.2, §3.4).
+fn mailbox_and_identifier(c: &mut Cursor<'_>, name: &str) -> R<Command> {
+    c.sp()?;
+    let mailbox = c.astring()?;
+    c.sp()?;
+    let identifier = c.astring()?;
+    c.end()?;
+    Ok(if name == "DELETEACL" {
+        Command::DeleteAcl { mailbox, identifier }
+    } else {
+        Command::ListRights { mailbox, identifier }
+    })
 }
 
 /// `[UID] REPLACE number mailbox append-message` (RFC 8508 §3).

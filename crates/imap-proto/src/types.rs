@@ -416,6 +416,23 @@ pub enum Command {
         key: SearchKey,
     },
     Compress(String),
+    /// RFC 4314 §3.1: `mode` is Add for `+rights`, Remove for `-rights`, Replace otherwise.
+    SetAcl {
+        mailbox: String,
+        identifier: String,
+        mode: StoreMode,
+        rights: String,
+    },
+    DeleteAcl {
+        mailbox: String,
+        identifier: String,
+    },
+    GetAcl(String),
+    ListRights {
+        mailbox: String,
+        identifier: String,
+    },
+    MyRights(String),
 }
 
 impl Command {
@@ -459,6 +476,11 @@ impl Command {
             Command::Sort { .. } => "SORT",
             Command::Thread { .. } => "THREAD",
             Command::Compress(_) => "COMPRESS",
+            Command::SetAcl { .. } => "SETACL",
+            Command::DeleteAcl { .. } => "DELETEACL",
+            Command::GetAcl(_) => "GETACL",
+            Command::ListRights { .. } => "LISTRIGHTS",
+            Command::MyRights(_) => "MYRIGHTS",
         }
     }
 }

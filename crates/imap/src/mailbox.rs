@@ -33,8 +33,11 @@ impl Recent {
 
 pub struct View {
     pub id: MailboxId,
+    /// The name this user knows it by (`Other Users/...` for another's).
     pub name: String,
     pub read_only: bool,
+    /// What this user may do with it (RFC 4314); all of it for the owner.
+    pub rights: tern_store::Rights,
     pub uid_validity: u32,
     /// In sequence order (ascending UID). Includes messages expunged by others until that is
     /// reported.
@@ -254,6 +257,7 @@ mod tests {
 
     fn view(uids: &[u32]) -> View {
         View {
+            rights: tern_store::Rights::ALL,
             id: 1,
             name: "INBOX".into(),
             read_only: false,

@@ -159,6 +159,21 @@ pub enum AdminRequest {
         email: String,
         name: String,
     },
+    /// Gives `identifier` (an address, `@domain`, `anyone`) `rights` (RFC 4314 letters, e.g.
+    /// `lrs`) on a user's mailbox; empty rights take the entry away.
+    ShareSet {
+        email: String,
+        mailbox: String,
+        identifier: String,
+        rights: String,
+    },
+    /// The ACLs of a user's mailboxes (all of them, or one), and what others share with
+    /// the user.
+    ShareList {
+        email: String,
+        #[serde(default)]
+        mailbox: Option<String>,
+    },
     /// Stores messages in a mailbox (made when missing), in order (`tern import`). With
     /// `skip_duplicates`, a message whose content the mailbox already holds is left out (the
     /// first batch of a resumed import). Replies with a JSON [`ImportResult`].
@@ -316,6 +331,7 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
         | AdminRequest::SievePut { .. }
         | AdminRequest::SieveActivate { .. }
         | AdminRequest::SieveDelete { .. }) => sieve_request(ctx, req).await,
+        req @ (AdminRequest::ShareSet { .. } | AdminRequest::ShareList { .. }) => share_request(ctx, req).await,
         req @ (AdminRequest::QueueList
         | AdminRequest::QueueShow { .. }
         | AdminRequest::QueueRetry { .. }
@@ -1182,6 +1198,59 @@ async fn sieve_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<
             writeln!(out, "deleted {name}")?;
         }
         _ => anyhow::bail!("internal: request routed to sieve_request by mistake"),
+    }
+    Ok(AdminReply::ok(out))
+}
+
+/// Shared mailboxes (`tern share`): the ACLs IMAP clients change with SETACL.
+async fn share_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply> {
+    use std::fmt::Write;
+    use tern_store::{Identifier, Rights};
+    let dir = &ctx.directory;
+    let store = dir.store();
+    let mut out = String::new();
+    match req {
+        AdminRequest::ShareSet { email, mailbox, identifier, rights } => {
+            let account = account_of(dir, &email).await?;
+            let m = store
+                .mailbox_by_name(account.id, &mailbox)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("{email} has no mailbox {mailbox}"))?;
+            let who = Identifier::parse(&identifier)
+                .ok_or_else(|| anyhow::anyhow!("{identifier} is not an address, @domain, anyone or authenticated"))?;
+            if who == Identifier::User(account.address.clone()) {
+                anyhow::bail!("the owner always has every right");
+            }
+            let rights = Rights::parse(&rights).map_err(|c| anyhow::anyhow!("{c} is not a right (lrswipkxtea)"))?;
+            let given = (!rights.is_empty()).then_some(rights);
+            store.mailbox_set_acl(m.id, who.clone(), given).await?;
+            match given {
+                Some(r) => writeln!(out, "{who} has {} on {email} {mailbox}", r.letters())?,
+                None => writeln!(out, "{who} has no rights on {email} {mailbox}")?,
+            }
+        }
+        AdminRequest::ShareList { email, mailbox } => {
+            let account = account_of(dir, &email).await?;
+            for m in store.mailbox_list(account.id).await? {
+                if mailbox.as_ref().is_some_and(|want| *want != m.name) || m.acl.is_empty() && mailbox.is_none() {
+                    continue;
+                }
+                for entry in &m.acl {
+                    writeln!(out, "{}\t{}\t{}", m.name, entry.identifier, entry.rights.letters())?;
+                }
+            }
+            if mailbox.is_none() {
+                for m in store.mailboxes_shared_with(Identifier::naming(&account.address)).await? {
+                    if m.account == account.id {
+                        continue;
+                    }
+                    let owner = store.account_get(m.account).await?.map(|a| a.address).unwrap_or_default();
+                    let rights = tern_store::acl::rights_of(&account, &m);
+                    writeln!(out, "shared with {email}: {owner} {}\t{}", m.name, rights.letters())?;
+                }
+            }
+        }
+        _ => anyhow::bail!("internal: request routed to share_request by mistake"),
     }
     Ok(AdminReply::ok(out))
 }

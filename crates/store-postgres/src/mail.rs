@@ -817,7 +817,9 @@ impl MailStore for PgStore {
                         .await
                         .map_err(pg_error)?;
                 }
+                // Sessions that have it selected look at their rights again.
                 changes.push(StoreChange::Account { account: m.account });
+                changes.push(StoreChange::Mailbox { account: m.account, mailbox });
                 Ok(m)
             })
         })
@@ -1045,12 +1047,12 @@ impl MailStore for PgStore {
                 let (source, target) = if first == from { (a, b) } else { (b, a) };
                 let mut source = source.ok_or_else(|| StoreError::NotFound(format!("mailbox {from}")))?;
                 let mut target = target.ok_or_else(|| StoreError::NotFound(format!("mailbox {to}")))?;
-                if source.account != target.account {
-                    return Err(StoreError::NotFound(format!("mailbox {to}")));
-                }
                 let found = messages_by_uid(tx, from, &uids).await?;
-                // A copy adds to the account's storage; a move within it does not.
-                if !remove_source && let Some((limit, used)) = quota_of(tx, target.account).await? {
+                // A copy adds to the target account's storage; a move within one account does
+                // not. (Between accounts — a shared mailbox, RFC 4314 — the caller checked the
+                // rights.)
+                let adds = !remove_source || source.account != target.account;
+                if adds && let Some((limit, used)) = quota_of(tx, target.account).await? {
                     let added: u64 = found.values().map(|m| m.size).sum();
                     if used + added > limit {
                         return Err(StoreError::OverQuota(format!("account {}", target.account)));

@@ -625,6 +625,22 @@ pub async fn acls_name_users_and_go_with_mailboxes_and_users(backend: &dyn Backe
     assert_eq!(shared(store.clone(), b.clone()).await, vec![INBOX.to_string(), "Team".to_string()]);
     store.mailbox_delete(a.id, "Team").await.unwrap();
     assert_eq!(shared(store.clone(), b.clone()).await, vec![INBOX.to_string()]);
+    // Copies and moves between accounts (into and out of a shared mailbox): counted against
+    // the target account, contents referenced once more per copy.
+    let b_inbox = store.mailbox_by_name(b.id, INBOX).await.unwrap().unwrap();
+    let uid =
+        store.deliver(delivery(msg("shared", ""), vec![DeliveryTarget::inbox(a.id)])).await.unwrap().copies[0].uid;
+    let blob = store.message_get(inbox.id, uid).await.unwrap().unwrap().blob;
+    let copied = store.copy_messages(inbox.id, vec![uid], b_inbox.id, false).await.unwrap();
+    assert_eq!(copied.pairs.len(), 1);
+    assert_eq!(store.blob_refcount(blob).await.unwrap(), 2);
+    let moved = store.copy_messages(b_inbox.id, vec![copied.pairs[0].1], archive.id, true).await.unwrap();
+    assert_eq!(moved.pairs.len(), 1);
+    assert_eq!(store.mailbox_get(b_inbox.id).await.unwrap().unwrap().total, 0);
+    let mut limited = store.account_get(b.id).await.unwrap().unwrap();
+    limited.quota_bytes = Some(10);
+    store.account_update(limited).await.unwrap();
+    assert!(matches!(store.copy_messages(inbox.id, vec![uid], b_inbox.id, true).await, Err(StoreError::OverQuota(_))));
     // A removed user's entries go: an account later made with the address gets nothing.
     let team = store
         .mailbox_create(a.id, NewMailbox { name: "Team".into(), special_use: None, subscribed: false })

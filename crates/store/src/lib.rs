@@ -132,8 +132,10 @@ pub trait MailStore: Send + Sync + 'static {
         keywords: Vec<String>,
         unchanged_since: Option<u64>,
     ) -> StoreResult<FlagUpdate>;
-    /// Copies messages (flags and keywords kept) to another mailbox of the same account;
-    /// with `remove_source` it is a move: the copies and the expunge commit together.
+    /// Copies messages (flags and keywords kept) to another mailbox (of the same account, or
+    /// of another one the caller's rights allow: shared mailboxes); with `remove_source` it
+    /// is a move: the copies and the expunge commit together. The target account's quota is
+    /// checked for what it gains.
     async fn copy_messages(
         &self,
         from: MailboxId,

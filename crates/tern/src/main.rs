@@ -89,6 +89,10 @@ enum Command {
     /// Users' Sieve scripts (what ManageSieve clients upload).
     #[command(subcommand)]
     Sieve(SieveCmd),
+    /// Share a user's mailboxes with other users (the ACLs of RFC 4314, as IMAP clients set
+    /// them with SETACL).
+    #[command(subcommand)]
+    Share(ShareCmd),
     /// Look at stored mail.
     #[command(subcommand)]
     Mail(MailCmd),
@@ -435,6 +439,31 @@ enum AliasCmd {
 }
 
 #[derive(Subcommand)]
+enum ShareCmd {
+    /// Give IDENTIFIER rights on a user's mailbox: `tern share set bob@example.org Team
+    /// @example.org lrs` lets everyone of example.org read Team; rights `""` take them away.
+    Set {
+        /// The owner's address.
+        email: String,
+        /// The owner's mailbox (e.g. INBOX, Team/2024).
+        mailbox: String,
+        /// Who: an address, `@domain` (its users), `anyone` or `authenticated`.
+        identifier: String,
+        /// RFC 4314 rights: l (see) r (read) s (keep \Seen) w (flags) i (insert) p (post to
+        /// user+mailbox@) k (create below) x (delete) t (delete messages) e (expunge) a (admin).
+        rights: String,
+    },
+    /// Take IDENTIFIER's rights on a user's mailbox away.
+    Remove { email: String, mailbox: String, identifier: String },
+    /// A user's shared mailboxes with who may do what, and what others share with the user.
+    List {
+        email: String,
+        /// Only this mailbox's ACL.
+        mailbox: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum SieveCmd {
     /// A user's scripts; the one delivery runs is marked active.
     List {
@@ -677,6 +706,15 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             AliasCmd::Add { address, targets } => AdminRequest::AliasAdd { address, targets },
             AliasCmd::List => AdminRequest::AliasList,
             AliasCmd::Remove { address, target } => AdminRequest::AliasRemove { address, target },
+        },
+        Command::Share(cmd) => match cmd {
+            ShareCmd::Set { email, mailbox, identifier, rights } => {
+                AdminRequest::ShareSet { email, mailbox, identifier, rights }
+            }
+            ShareCmd::Remove { email, mailbox, identifier } => {
+                AdminRequest::ShareSet { email, mailbox, identifier, rights: String::new() }
+            }
+            ShareCmd::List { email, mailbox } => AdminRequest::ShareList { email, mailbox },
         },
         Command::Sieve(cmd) => match cmd {
             SieveCmd::List { email } => AdminRequest::SieveList { email },

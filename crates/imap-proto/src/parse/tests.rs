@@ -417,3 +417,32 @@ fn partial_windows_count_from_either_end() {
     assert_eq!(w(true, 20, 30, 25), 0..6);
     assert_eq!(w(true, 30, 40, 25), 0..0);
 }
+
+/// RFC 4314 §3 commands.
+#[test]
+fn acl_commands() {
+    assert_eq!(
+        ok("a SETACL INBOX/Drafts Chris +cda"),
+        Command::SetAcl {
+            mailbox: "INBOX/Drafts".into(),
+            identifier: "Chris".into(),
+            mode: StoreMode::Add,
+            rights: "cda".into()
+        }
+    );
+    assert!(matches!(ok("a SETACL x \"@example.org\" lr"), Command::SetAcl { mode: StoreMode::Replace, .. }));
+    assert!(matches!(ok("a SETACL x y -w"), Command::SetAcl { mode: StoreMode::Remove, .. }));
+    assert!(matches!(ok("a SETACL x y \"\""), Command::SetAcl { mode: StoreMode::Replace, .. }));
+    assert!(parse_command(b"a SETACL x y l(r").is_err());
+    assert!(parse_command(b"a SETACL x y").is_err());
+    assert_eq!(
+        ok("a DELETEACL INBOX Chris"),
+        Command::DeleteAcl { mailbox: "INBOX".into(), identifier: "Chris".into() }
+    );
+    assert_eq!(ok("a GETACL INBOX"), Command::GetAcl("INBOX".into()));
+    assert_eq!(ok("a MYRIGHTS INBOX"), Command::MyRights("INBOX".into()));
+    assert_eq!(
+        ok("a LISTRIGHTS ~/Mail/saved smith"),
+        Command::ListRights { mailbox: "~/Mail/saved".into(), identifier: "smith".into() }
+    );
+}

@@ -2,12 +2,13 @@
 //! messages of one command are stored in one commit ([`tern_store::MailStore::append_batch`]):
 //! all of them or none, and a replaced message goes in the same commit.
 
+use super::acl::{Located, not_permitted, permitted_flags};
 use super::messages::{split_flags, uid_set_text};
 use super::{Done, Session};
 use tern_imap_proto::url::parse_message_url;
 use tern_imap_proto::{AppendContent, AppendMessage, CatenatePart};
 use tern_store::{
-    AppendBatch, AppendReceipt, Delivery, DeliveryEnvelope, DeliveryTarget, Mailbox, MailboxSelector, StoreError,
+    AppendBatch, AppendReceipt, Delivery, DeliveryEnvelope, DeliveryTarget, MailboxSelector, Rights, StoreError,
 };
 
 impl Session {
@@ -20,7 +21,7 @@ impl Session {
             Ok(d) => d,
             Err(done) => return Ok(done),
         };
-        let batch = AppendBatch { mailbox: mailbox.id, messages: deliveries, replaces: None };
+        let batch = AppendBatch { mailbox: mailbox.mailbox.id, messages: deliveries, replaces: None };
         Ok(match self.store_batch(batch).await? {
             Ok(r) => {
                 Done::ok("APPEND completed").code(format!("APPENDUID {} {}", r.uid_validity, uid_set_text(&r.uids)))
@@ -42,6 +43,10 @@ impl Session {
         if view.read_only {
             return Ok(Done::no("Mailbox is read-only").code("READ-ONLY"));
         }
+        // The replaced message is deleted and expunged (RFC 8508 §3.3, RFC 4314 `t` and `e`).
+        if !view.rights.contains(Rights::DELETE_MESSAGES.union(Rights::EXPUNGE)) {
+            return Ok(not_permitted("replace messages"));
+        }
         let old = if uid {
             match view.index_of(target) {
                 Some(_) if !view.is_expunged(target) => target,
@@ -62,7 +67,7 @@ impl Session {
             Ok(d) => d,
             Err(done) => return Ok(done),
         };
-        let batch = AppendBatch { mailbox: mailbox.id, messages: deliveries, replaces: Some((selected, old)) };
+        let batch = AppendBatch { mailbox: mailbox.mailbox.id, messages: deliveries, replaces: Some((selected, old)) };
         let receipt = match self.store_batch(batch).await? {
             Ok(r) => r,
             Err(done) => return Ok(done),
@@ -76,14 +81,16 @@ impl Session {
         Ok(Done::ok("REPLACE completed"))
     }
 
-    /// The mailbox an APPEND or REPLACE stores into, or the answer when there is none.
-    async fn append_target(&mut self, wire: &str) -> Result<Result<Mailbox, Done>, StoreError> {
+    /// The mailbox an APPEND or REPLACE stores into (the user's own, or one shared with `i`),
+    /// or the answer when there is none.
+    async fn append_target(&mut self, wire: &str) -> Result<Result<Located, Done>, StoreError> {
         let name = match self.mailbox_name(wire) {
             Ok(n) => n,
             Err(done) => return Ok(Err(done)),
         };
-        Ok(match self.find_mailbox(&name).await? {
-            Some(m) => Ok(m),
+        Ok(match self.locate(&name).await? {
+            Some(m) if m.rights.contains(Rights::INSERT) => Ok(m),
+            Some(_) => Err(not_permitted("insert messages")),
             None => Err(Done::no("No such mailbox").code("TRYCREATE")),
         })
     }
@@ -104,7 +111,7 @@ impl Session {
     /// that refuses the command: nothing is stored unless every message can be.
     async fn prepare_messages(
         &mut self,
-        mailbox: &Mailbox,
+        target: &Located,
         messages: Vec<AppendMessage>,
     ) -> Result<Result<Vec<Delivery>, Done>, StoreError> {
         let Some(account) = self.state.account().cloned() else { return Ok(Err(Done::bad("Log in first"))) };
@@ -112,7 +119,8 @@ impl Session {
         let mut prepared = Vec::with_capacity(messages.len());
         for message in messages {
             let (bits, keywords) = match split_flags(&message.flags) {
-                Ok(f) => f,
+                // Flags the user may not set are left out (RFC 4314 §4).
+                Ok((bits, keywords)) => permitted_flags(target.rights, bits, keywords),
                 Err(unknown) => return Ok(Err(Done::bad(format!("Unknown system flag {unknown}")))),
             };
             let raw = match message.content {
@@ -134,9 +142,15 @@ impl Session {
                 received_at: message.date.map(|d| d.unix).unwrap_or_else(tern_store::now_unix),
                 ..Default::default()
             };
-            let target =
-                DeliveryTarget { account: account.id, mailbox: MailboxSelector::Id(mailbox.id), flags: bits, keywords };
-            prepared.push((raw, envelope, target));
+            // Into the owner's account (another user's, for a shared mailbox).
+            let mailbox = &target.mailbox;
+            let into = DeliveryTarget {
+                account: mailbox.account,
+                mailbox: MailboxSelector::Id(mailbox.id),
+                flags: bits,
+                keywords,
+            };
+            prepared.push((raw, envelope, into));
         }
         // Hashing and summarising is CPU work: off the async workers.
         let deliveries = tokio::task::spawn_blocking(move || {

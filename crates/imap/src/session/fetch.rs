@@ -303,6 +303,8 @@ impl Session {
         let id = view.id;
         let max = view.max_uid();
         let read_only = view.read_only;
+        // Without `s` (RFC 4314), reading does not set \Seen.
+        let may_set_seen = view.rights.contains(tern_store::Rights::SEEN);
         let unseen: Vec<u32> = indices
             .iter()
             .map(|&i| &view.messages[i])
@@ -319,7 +321,7 @@ impl Session {
         }
         // Set \Seen first, so the responses carry the new flags.
         let mut seen_now: HashSet<u32> = HashSet::new();
-        if !read_only && attrs.iter().any(sets_seen) && !unseen.is_empty() {
+        if !read_only && may_set_seen && attrs.iter().any(sets_seen) && !unseen.is_empty() {
             let update = self.server.store.set_flags(id, unseen, FlagMode::Add, Flags::SEEN, vec![], None).await?;
             if let Some(view) = self.state.view_mut() {
                 for entry in update.updated {

@@ -1,13 +1,14 @@
 //! Mailbox commands: SELECT/EXAMINE, CREATE, DELETE, RENAME, SUBSCRIBE, LIST, LSUB, STATUS,
 //! CLOSE/UNSELECT, GETQUOTA/GETQUOTAROOT.
 
+use super::acl::{self, Located, no_such_mailbox, not_permitted};
 use super::{Done, Session};
 use crate::mailbox::View;
 use crate::search::object_id;
 use std::collections::{BTreeMap, BTreeSet};
 use tern_imap_proto::encode;
 use tern_imap_proto::{ListReturn, ListSelect, QresyncParams, StatusItem};
-use tern_store::{Flags, INBOX, Mailbox, NewMailbox, SpecialUse, StoreError};
+use tern_store::{Flags, INBOX, Mailbox, NewMailbox, Rights, SpecialUse, StoreError};
 
 /// Characters not allowed in mailbox names (wildcards, controls).
 fn valid_name(name: &str) -> bool {
@@ -107,9 +108,15 @@ impl Session {
             Ok(n) => n,
             Err(done) => return Ok(done),
         };
-        let Some(mailbox) = self.find_mailbox(&name).await? else {
-            return Ok(Done::no("No such mailbox").code("NONEXISTENT"));
+        let Some(Located { mailbox, rights, shown }) = self.locate(&name).await? else {
+            return Ok(no_such_mailbox());
         };
+        if !rights.contains(Rights::READ) {
+            return Ok(not_permitted("read"));
+        }
+        // RFC 4314 §4: without a right to change anything, the mailbox is read-only.
+        let changes = Rights::SEEN.union(Rights::WRITE).union(Rights::DELETE_MESSAGES).union(Rights::EXPUNGE);
+        let read_only = read_only || !rights.intersects(changes);
         let signal = self.server.notifier.signal(mailbox.id);
         let seen_version = signal.version();
         let mut recent = crate::mailbox::Recent::none();
@@ -120,8 +127,9 @@ impl Session {
         let messages = self.server.store.message_list(mailbox.id).await?;
         let mut view = View {
             id: mailbox.id,
-            name: mailbox.name.clone(),
+            name: shown,
             read_only,
+            rights,
             uid_validity: mailbox.uid_validity,
             messages,
             highest_modseq: mailbox.highest_modseq,
@@ -141,8 +149,19 @@ impl Session {
         if read_only {
             self.untagged("OK [PERMANENTFLAGS ()] Read-only mailbox");
         } else {
-            let more = if mailbox.keywords.len() < tern_store::MAX_KEYWORDS { " \\*" } else { "" };
-            self.untagged(&format!("OK [PERMANENTFLAGS ({}{more})] Flags permitted", flags.join(" ")));
+            // Only the flags this user may change (RFC 4314 §4).
+            let may = |flag: &str| match flag {
+                "\\Seen" => rights.contains(Rights::SEEN),
+                "\\Deleted" => rights.contains(Rights::DELETE_MESSAGES),
+                _ => rights.contains(Rights::WRITE),
+            };
+            let permanent: Vec<&str> = flags.iter().map(String::as_str).filter(|f| may(f)).collect();
+            let more = if mailbox.keywords.len() < tern_store::MAX_KEYWORDS && rights.contains(Rights::WRITE) {
+                if permanent.is_empty() { "\\*" } else { " \\*" }
+            } else {
+                ""
+            };
+            self.untagged(&format!("OK [PERMANENTFLAGS ({}{more})] Flags permitted", permanent.join(" ")));
         }
         self.untagged(&format!("{} EXISTS", view.messages.len()));
         if !self.rev2 {
@@ -192,7 +211,8 @@ impl Session {
 
     pub(super) async fn close(&mut self, expunge: bool) -> Result<Done, StoreError> {
         let Some(view) = self.state.take_view() else { return Ok(Done::bad("No mailbox selected")) };
-        if expunge && !view.read_only {
+        // Without `e` (RFC 4314), CLOSE closes without expunging.
+        if expunge && !view.read_only && view.rights.contains(Rights::EXPUNGE) {
             let deleted: Vec<u32> = view
                 .messages
                 .iter()
@@ -216,6 +236,25 @@ impl Session {
         if name == INBOX {
             return Ok(Done::no("INBOX always exists").code("ALREADYEXISTS"));
         }
+        // Below another user's mailbox: with `k` on the parent, in the owner's account, and
+        // shared as the parent is (so its creator can use it).
+        let mut owner = self.account_id();
+        let mut name = name;
+        let mut inherited = Vec::new();
+        if acl::other_user_name(&name).is_some() {
+            let Some((parent, leaf)) = name.rsplit_once('/') else {
+                return Ok(Done::no("Invalid mailbox name").code("CANNOT"));
+            };
+            let Some(parent) = self.locate(parent).await? else {
+                return Ok(Done::no("You may not create mailboxes there").code("NOPERM"));
+            };
+            if !parent.rights.contains(Rights::CREATE) {
+                return Ok(not_permitted("create mailboxes"));
+            }
+            owner = parent.mailbox.account;
+            name = format!("{}/{leaf}", parent.mailbox.name);
+            inherited = parent.mailbox.acl;
+        }
         let use_ = match special_use {
             [] => None,
             [one] => match special_use_of(one) {
@@ -224,8 +263,13 @@ impl Session {
             },
             _ => return Ok(Done::no("One special use per mailbox").code("USEATTR")),
         };
-        match self.server.store.mailbox_create(self.account_id(), NewMailbox::new(&name, use_)).await {
-            Ok(_) => Ok(Done::ok("CREATE completed")),
+        match self.server.store.mailbox_create(owner, NewMailbox::new(&name, use_)).await {
+            Ok(created) => {
+                for entry in inherited {
+                    self.server.store.mailbox_set_acl(created.id, entry.identifier, Some(entry.rights)).await?;
+                }
+                Ok(Done::ok("CREATE completed"))
+            }
             Err(StoreError::Exists(_)) => Ok(Done::no("Mailbox already exists").code("ALREADYEXISTS")),
             Err(e) => Err(e),
         }
@@ -239,7 +283,19 @@ impl Session {
         if name == INBOX {
             return Ok(Done::no("INBOX cannot be deleted").code("CANNOT"));
         }
-        match self.server.store.mailbox_delete(self.account_id(), &name).await {
+        let (owner, stored) = if acl::other_user_name(&name).is_some() {
+            let Some(located) = self.locate(&name).await? else { return Ok(no_such_mailbox()) };
+            if !located.rights.contains(Rights::DELETE_MAILBOX) {
+                return Ok(not_permitted("delete the mailbox"));
+            }
+            if located.mailbox.name == INBOX {
+                return Ok(Done::no("INBOX cannot be deleted").code("CANNOT"));
+            }
+            (located.mailbox.account, located.mailbox.name)
+        } else {
+            (self.account_id(), name.clone())
+        };
+        match self.server.store.mailbox_delete(owner, &stored).await {
             Ok(()) => {
                 if self.state.view().is_some_and(|v| v.name == name) {
                     self.state.take_view();
@@ -265,6 +321,11 @@ impl Session {
         }
         if to.starts_with(&format!("{from}/")) {
             return Ok(Done::no("Cannot move a mailbox below itself").code("CANNOT"));
+        }
+        if acl::other_user_name(&from).is_some() || acl::other_user_name(&to).is_some() {
+            // Renaming across or inside another user's tree is not offered (CREATE and
+            // DELETE there are, with `k` and `x`).
+            return Ok(Done::no("Mailboxes of other users cannot be renamed").code("CANNOT"));
         }
         match self.server.store.mailbox_rename(self.account_id(), &from, &to).await {
             Ok(()) => {
@@ -344,8 +405,26 @@ impl Session {
             ListReturn::Status(items) => Some(items.clone()),
             _ => None,
         });
-        let all = self.server.store.mailbox_list(self.account_id()).await?;
+        let mut all = self.server.store.mailbox_list(self.account_id()).await?;
+        // Other users' mailboxes this user may see (RFC 4314 `l`), under `Other Users/<owner>/`;
+        // the namespace and each owner are listed as \Noselect parents.
+        let mut parents: BTreeSet<String> = BTreeSet::new();
+        let mut unreadable: BTreeSet<String> = BTreeSet::new();
+        for shared in self.shared_mailboxes().await? {
+            if !shared.rights.contains(Rights::READ) {
+                unreadable.insert(shared.shown.clone());
+            }
+            let mut m = shared.mailbox;
+            m.name = shared.shown;
+            let mut at = m.name.as_str();
+            while let Some((parent, _)) = at.rsplit_once('/') {
+                parents.insert(parent.to_string());
+                at = parent;
+            }
+            all.push(m);
+        }
         let existing: BTreeMap<&str, &Mailbox> = all.iter().map(|m| (m.name.as_str(), m)).collect();
+        parents.retain(|p| !existing.contains_key(p.as_str()));
         let subscribed: BTreeSet<String> = if want_subscribed || recursive {
             self.server.store.subscriptions(self.account_id()).await?.into_iter().collect()
         } else {
@@ -355,12 +434,13 @@ impl Session {
         let selected = |name: &str| {
             (!subscribed_only || subscribed.contains(name))
                 && (!special_only || existing.get(name).is_some_and(|m| m.special_use.is_some()))
-                && (subscribed_only || special_only || existing.contains_key(name))
+                && (subscribed_only || special_only || existing.contains_key(name) || parents.contains(name))
         };
         let matches = |name: &str| full_patterns.iter().any(|p| pattern_match(p, name));
         // Candidates: every mailbox, every subscribed name (with the SUBSCRIBED selection),
         // and the ancestors of selected names (LSUB's \Noselect parents, RECURSIVEMATCH).
         let mut names: BTreeSet<String> = all.iter().map(|m| m.name.clone()).collect();
+        names.extend(parents.iter().cloned());
         if subscribed_only {
             names.extend(subscribed.iter().cloned());
         }
@@ -406,11 +486,13 @@ impl Session {
                     attrs.push("\\Noselect");
                 }
             } else {
-                if !exists {
+                if parents.contains(name.as_str()) {
+                    attrs.push("\\Noselect");
+                } else if !exists {
                     attrs.push("\\NonExistent");
                 }
                 let has_children = all.iter().any(|c| c.name.starts_with(&prefix));
-                if exists || has_children {
+                if exists || has_children || parents.contains(name.as_str()) {
                     attrs.push(if has_children { "\\HasChildren" } else { "\\HasNoChildren" });
                 }
                 if let Some(u) = existing.get(name.as_str()).and_then(|m| m.special_use) {
@@ -430,6 +512,7 @@ impl Session {
             self.out.extend_from_slice(b"\r\n");
             if let (Some(items), Some(m)) = (&status_items, existing.get(name.as_str()))
                 && is_selected
+                && !unreadable.contains(name.as_str())
             {
                 let m = (*m).clone();
                 self.write_status(&m, items).await?;
@@ -471,10 +554,14 @@ impl Session {
             Ok(n) => n,
             Err(done) => return Ok(done),
         };
-        let Some(m) = self.find_mailbox(&name).await? else {
-            return Ok(Done::no("No such mailbox").code("NONEXISTENT"));
+        let Some(Located { mut mailbox, rights, shown }) = self.locate(&name).await? else {
+            return Ok(no_such_mailbox());
         };
-        self.write_status(&m, items).await?;
+        if !rights.contains(Rights::READ) {
+            return Ok(not_permitted("read"));
+        }
+        mailbox.name = shown;
+        self.write_status(&mailbox, items).await?;
         Ok(Done::ok("STATUS completed"))
     }
 
@@ -487,10 +574,9 @@ impl Session {
             Ok(n) => n,
             Err(done) => return Ok(done),
         };
-        if self.find_mailbox(&name).await?.is_none() {
-            return Ok(Done::no("No such mailbox").code("NONEXISTENT"));
-        }
-        let quota = self.quota_now().await?;
+        let Some(located) = self.locate(&name).await? else { return Ok(no_such_mailbox()) };
+        // Another user's mailbox counts against that user's quota, not shown here.
+        let quota = if located.own() { self.quota_now().await? } else { None };
         self.out.extend_from_slice(b"* QUOTAROOT ");
         self.write_mailbox(&name);
         if quota.is_some() {

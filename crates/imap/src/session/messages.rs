@@ -1,10 +1,11 @@
 //! Message commands: STORE, COPY, MOVE, EXPUNGE, APPEND, and reporting what other sessions
 //! changed.
 
+use super::acl::{not_permitted, permitted_flags};
 use super::{Done, Session};
 use crate::mailbox::{SetError, View};
 use tern_imap_proto::{Flag, SequenceSet, StoreMode};
-use tern_store::{FlagMode, Flags, MessageEntry, StoreError};
+use tern_store::{FlagMode, Flags, MessageEntry, Rights, StoreError};
 
 /// `1:3,5,7:8` from ascending UIDs.
 pub(crate) fn uid_set_text(uids: &[u32]) -> String {
@@ -82,10 +83,24 @@ impl Session {
         }
         view.seen_version = version;
         let (id, since) = (view.id, view.highest_modseq);
-        if self.server.store.mailbox_get(id).await?.is_none() {
+        let Some(current) = self.server.store.mailbox_get(id).await? else {
             self.untagged("BYE The selected mailbox was deleted");
             self.closing = true;
             return Ok(());
+        };
+        // Another user's mailbox: its ACL may have changed (RFC 4314).
+        if let Some(me) = self.state.account()
+            && current.account != me.id
+        {
+            let rights = tern_store::acl::rights_of(me, &current);
+            if !rights.contains(Rights::READ) {
+                self.untagged("BYE [NOPERM] The selected mailbox is no longer shared with you");
+                self.closing = true;
+                return Ok(());
+            }
+            if let Some(view) = self.state.view_mut() {
+                view.rights = rights;
+            }
         }
         let changes = self.server.store.mailbox_changes(id, since).await?;
         let Some(view) = self.state.view_mut() else { return Ok(()) };
@@ -155,6 +170,9 @@ impl Session {
         if view.read_only {
             return Ok(Done::no("Mailbox is read-only").code("READ-ONLY"));
         }
+        if !view.rights.contains(Rights::EXPUNGE) {
+            return Ok(not_permitted("expunge"));
+        }
         let within = match &uids {
             Some(set) => match view.resolve(set, true, &self.saved) {
                 Ok(i) => Some(i),
@@ -216,6 +234,18 @@ impl Session {
             Ok(f) => f,
             Err(unknown) => return Ok(Done::bad(format!("Unknown system flag {unknown}"))),
         };
+        // RFC 4314 §4: `s` for \Seen, `t` for \Deleted, `w` for the rest; a replacement
+        // would clear flags the user may not touch, so it needs all three.
+        let rights = view.rights;
+        let flag_rights = Rights::SEEN.union(Rights::DELETE_MESSAGES).union(Rights::WRITE);
+        if mode == StoreMode::Replace && !rights.contains(flag_rights) {
+            return Ok(not_permitted("replace all flags"));
+        }
+        let asked = (bits, keywords.len());
+        let (bits, keywords) = permitted_flags(rights, bits, keywords);
+        if (bits, keywords.len()) != asked && bits == Flags::default() && keywords.is_empty() {
+            return Ok(not_permitted("change these flags"));
+        }
         if unchanged_since.is_some() {
             self.enable_condstore();
         }
@@ -328,12 +358,20 @@ impl Session {
             Ok(n) => n,
             Err(done) => return Ok(done),
         };
-        let Some(target) = self.find_mailbox(&name).await? else {
+        let Some(located) = self.locate(&name).await? else {
             return Ok(Done::no("No such mailbox").code("TRYCREATE"));
         };
+        if !located.rights.contains(Rights::INSERT) {
+            return Ok(not_permitted("insert messages"));
+        }
+        let target = located.mailbox;
         let Some(view) = self.state.view() else { return Ok(Done::bad("No mailbox selected")) };
         if move_ && view.read_only {
             return Ok(Done::no("Mailbox is read-only").code("READ-ONLY"));
+        }
+        // RFC 6851 §3.3 with RFC 4314: a MOVE deletes and expunges in the source.
+        if move_ && !view.rights.contains(Rights::DELETE_MESSAGES.union(Rights::EXPUNGE)) {
+            return Ok(not_permitted("move messages out"));
         }
         let uids: Vec<u32> = indices.iter().map(|&i| view.messages[i].uid).filter(|u| !view.is_expunged(*u)).collect();
         let id = view.id;

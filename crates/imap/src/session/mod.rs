@@ -5,6 +5,7 @@
 //! other sessions are reported at the points the RFC allows (never EXPUNGE during FETCH,
 //! STORE or SEARCH by sequence number).
 
+mod acl;
 mod append;
 mod auth;
 mod fetch;
@@ -332,6 +333,8 @@ impl Session {
             "REPLACE",
             "UIDONLY",
             "INPROGRESS",
+            "ACL",
+            "RIGHTS=texk",
         ]);
         let mut s = caps.join(" ");
         s.push_str(&format!(" APPENDLIMIT={}", self.server.settings.append_limit));
@@ -607,9 +610,19 @@ impl Session {
                 self.list(&selection, &reference, &patterns, &returns, lsub, extended).await
             }
             (_, Command::Namespace) => {
-                self.untagged("NAMESPACE ((\"\" \"/\")) NIL NIL");
+                // RFC 2342: the user's own mailboxes, and those other users share.
+                self.untagged(&format!("NAMESPACE ((\"\" \"/\")) ((\"{}/\" \"/\")) NIL", acl::OTHER_USERS));
                 Ok(Done::ok("NAMESPACE completed"))
             }
+            (_, Command::SetAcl { mailbox, identifier, mode, rights }) => {
+                self.set_acl(&mailbox, &identifier, mode, &rights, false).await
+            }
+            (_, Command::DeleteAcl { mailbox, identifier }) => {
+                self.set_acl(&mailbox, &identifier, tern_imap_proto::StoreMode::Replace, "", true).await
+            }
+            (_, Command::GetAcl(mailbox)) => self.get_acl(&mailbox).await,
+            (_, Command::ListRights { mailbox, identifier }) => self.list_rights(&mailbox, &identifier).await,
+            (_, Command::MyRights(mailbox)) => self.my_rights(&mailbox).await,
             (_, Command::Status { mailbox, items }) => self.status(&mailbox, &items).await,
             (_, Command::Append { mailbox, messages }) => self.append(&mailbox, messages).await,
             (_, Command::Idle) => self.idle(tag).await,
@@ -624,6 +637,7 @@ impl Session {
 
     /// The commands of the selected state (RFC 9051 §6.4).
     async fn execute_selected(&mut self, tag: &str, command: Command) -> Result<Done, tern_store::StoreError> {
+        self.refresh_rights().await?;
         match command {
             Command::Check => Ok(Done::ok("CHECK completed")),
             Command::Close => self.close(true).await,
@@ -646,6 +660,30 @@ impl Session {
             // The commands of every state were answered by `execute`.
             _ => Ok(Done::bad("Command not valid in this state")),
         }
+    }
+
+    /// Another user's selected mailbox changed since this session last looked (its ACL among
+    /// what may have): its rights are read again before a command uses them. Nothing is
+    /// read for the user's own mailboxes, nor when nothing changed.
+    async fn refresh_rights(&mut self) -> Result<(), tern_store::StoreError> {
+        let Some(view) = self.state.view() else { return Ok(()) };
+        if view.rights == tern_store::Rights::ALL || view.signal.version() == view.seen_version {
+            return Ok(());
+        }
+        let id = view.id;
+        let current = self.server.store.mailbox_get(id).await?;
+        let rights = match (current, self.state.account()) {
+            (Some(m), Some(me)) => tern_store::acl::rights_of(me, &m),
+            _ => tern_store::Rights::NONE,
+        };
+        if let Some(view) = self.state.view_mut() {
+            view.rights = rights;
+            if !rights.contains(tern_store::Rights::READ) {
+                // Everything is refused; the report after the command ends the session.
+                view.read_only = true;
+            }
+        }
+        Ok(())
     }
 
     fn enable(&mut self, caps: Vec<String>) -> Done {

@@ -338,7 +338,9 @@ impl Writer {
                     batch.remove(&e.acl, key);
                 }
                 batch.commit()?;
+                // Sessions that have it selected look at their rights again.
                 changes.push(StoreChange::Account { account: mailbox.account });
+                changes.push(StoreChange::Mailbox { account: mailbox.account, mailbox: id });
                 Ok(OpResult::Mailbox(mailbox))
             }
             Op::QuarantinePut(entry, raw) => {
@@ -1126,11 +1128,10 @@ impl Writer {
         let e = Arc::clone(&self.engine);
         let mut source = e.mailbox(from)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {from}")))?;
         let mut target = e.mailbox(to)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {to}")))?;
-        if source.account != target.account {
-            return Err(StoreError::NotFound(format!("mailbox {to}")));
-        }
-        // A copy adds to the account's storage; a move within it does not.
-        if !remove_source && let Some((limit, used)) = self.quota_of(target.account, &mut HashMap::new())? {
+        // A copy adds to the target account's storage; a move within one account does not.
+        // (Between accounts — a shared mailbox, RFC 4314 — the caller checked the rights.)
+        let adds = !remove_source || source.account != target.account;
+        if adds && let Some((limit, used)) = self.quota_of(target.account, &mut HashMap::new())? {
             let mut added = 0u64;
             for &uid in &uids {
                 if let Some(bytes) = e.messages.get(keys::message_key(from, uid))? {
