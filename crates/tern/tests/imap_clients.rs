@@ -36,6 +36,13 @@ fn mbsync_two_way_sync_of_several_folders() {
     c.ok("COPY 2 Work");
     c.ok("STORE 1 +FLAGS (\\Flagged)");
     c.ok("LOGOUT");
+    // Bob shares a folder with Alice: it syncs as Other Users/bob@example.test/Plans.
+    let mut bob = s.imap_login("bob@example.test");
+    bob.ok("CREATE Plans");
+    let plan = message("bobs-plan");
+    bob.ok(&format!("APPEND Plans {{{}+}}\r\n{plan}", plan.len()));
+    bob.ok("SETACL Plans alice@example.test lrswite");
+    bob.ok("LOGOUT");
 
     let local = s.dir.path().join("maildir");
     std::fs::create_dir_all(&local).unwrap();
@@ -66,6 +73,7 @@ fn mbsync_two_way_sync_of_several_folders() {
     assert_eq!(inbox.len(), 2, "{inbox:?}");
     assert!(inbox.iter().any(|p| p.to_string_lossy().ends_with(":2,F")), "the \\Flagged flag is synced: {inbox:?}");
     assert_eq!(files_in(&local.join("Work")).len(), 1);
+    assert_eq!(files_in(&local.join("Other Users/bob@example.test/Plans")).len(), 1, "the shared folder is synced");
     for folder in ["Sent", "Drafts", "Trash", "Junk", "Archive"] {
         assert!(local.join(folder).join("cur").exists(), "{folder} created locally");
     }
@@ -121,6 +129,11 @@ fn offlineimap_sync() {
     let list_mail = "Subject: list mail\r\n\r\nfrom a mailing list\r\n";
     c.ok(&format!("APPEND Lists/Rust {{{}+}}\r\n{list_mail}", list_mail.len()));
     c.ok("LOGOUT");
+    // A folder Bob shares with everyone in the domain, read-only.
+    let mut bob = s.imap_login("bob@example.test");
+    bob.ok(&format!("APPEND INBOX {{{}+}}\r\n{list_mail}", list_mail.len()));
+    bob.ok("SETACL INBOX @example.test lr");
+    bob.ok("LOGOUT");
     let local = s.dir.path().join("oi-mail");
     let meta = s.dir.path().join("oi-meta");
     let rc = s.dir.path().join("offlineimaprc");
@@ -128,7 +141,7 @@ fn offlineimap_sync() {
         &rc,
         format!(
             "[general]\naccounts = tern\nmetadata = {meta}\n\n[Account tern]\nlocalrepository = local\nremoterepository = remote\n\n\
-             [Repository local]\ntype = Maildir\nlocalfolders = {local}\n\n\
+             [Repository local]\ntype = Maildir\nlocalfolders = {local}\nsep = /\n\n\
              [Repository remote]\ntype = IMAP\nremotehost = 127.0.0.1\nremoteport = {port}\nremoteuser = alice@example.test\nremotepass = secret\nssl = no\nstarttls = no\n",
             meta = meta.display(),
             local = local.display(),
@@ -143,13 +156,11 @@ fn offlineimap_sync() {
     };
     run();
     assert_eq!(files_in(&local.join("INBOX")).len(), 1);
-    let lists = std::fs::read_dir(&local)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect::<Vec<_>>();
-    let rust = lists.iter().find(|n| n.contains("Rust")).unwrap_or_else(|| panic!("no Lists/Rust folder in {lists:?}"));
-    assert_eq!(files_in(&local.join(rust)).len(), 1);
+    // With `sep = /` folders nest as on the server; offlineimap's default `.` would make the
+    // shared folder's name (an address has dots) ambiguous, and offlineimap skips it.
+    assert_eq!(files_in(&local.join("Lists/Rust")).len(), 1);
+    let shared = local.join("Other Users/bob@example.test/INBOX");
+    assert_eq!(files_in(&shared).len(), 1, "the shared folder is synced");
     // A local message goes up.
     std::fs::write(local.join("INBOX/new/local-1"), message("from-offlineimap")).unwrap();
     run();
