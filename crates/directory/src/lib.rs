@@ -442,6 +442,15 @@ impl Directory {
         Ok(self.store.domain_get(&name).await?)
     }
 
+    /// The sub-address tag of `user+tag@domain` (with this server's separator), which names the
+    /// mailbox mail to it is filed into when the mailbox lets anyone post (RFC 4314 `p`).
+    pub fn detail_of(&self, address: &str) -> Option<String> {
+        let sep = self.plus_separator?;
+        let (local, _) = address.rsplit_once('@')?;
+        let (base, tag) = local.split_once(sep)?;
+        (!base.is_empty() && !tag.is_empty()).then(|| tag.to_string())
+    }
+
     /// Whether `account` may use `address` as envelope sender or in From: its own address,
     /// a sub-address of it (`user+tag@`), or an alias that leads to it. A catch-all does not
     /// count: owning a domain's leftovers is not owning every name in it.

@@ -530,6 +530,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 return self.send(r);
             }
         }
+        // `user+name@`: into mailbox `name` if its owner lets anyone post there (RFC 4314 `p`).
+        let mailbox = match self.server.directory.detail_of(&address) {
+            Some(tag) if !accounts.is_empty() => MailboxSelector::Posted(tag),
+            _ => MailboxSelector::Inbox,
+        };
         if let State::Transaction(_, tx) = &mut self.state {
             tx.recipients.push(Recipient {
                 address,
@@ -537,7 +542,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 notify: rcpt.notify,
                 accounts,
                 remote,
-                mailbox: MailboxSelector::Inbox,
+                mailbox,
                 flags: Flags::default(),
                 keywords: vec![],
                 filed: Vec::new(),

@@ -158,10 +158,13 @@ async fn write(store: &PgStore, items: Vec<(&Delivery, &Prepared)>) -> StoreResu
 }
 
 /// A mailbox as delivery resolves targets to it.
+#[derive(Clone)]
 struct MailboxName {
     id: MailboxId,
     name: String,
     special_use: Option<String>,
+    /// Anyone may post to it (RFC 4314 `p`): `user+name@` delivers into it.
+    posting: bool,
 }
 
 /// The mailbox a target leads to among its account's (INBOX when the one named is missing).
@@ -169,6 +172,7 @@ fn resolve(mailboxes: &[MailboxName], selector: &MailboxSelector) -> Option<Mail
     let found = match selector {
         MailboxSelector::Inbox => None,
         MailboxSelector::Name(name) => mailboxes.iter().find(|m| &m.name == name),
+        MailboxSelector::Posted(name) => mailboxes.iter().find(|m| &m.name == name && m.posting),
         MailboxSelector::Id(wanted) => mailboxes.iter().find(|m| m.id == *wanted),
         // The lowest id carrying it (the list is in id order).
         MailboxSelector::SpecialUse(u) => {
@@ -187,7 +191,10 @@ struct ContentUse<'a> {
 }
 
 /// Statements of [`deliver_in`].
-const MAILBOX_NAMES: &str = "SELECT account, id, name, special_use FROM mailboxes WHERE account = ANY($1) ORDER BY id";
+const MAILBOX_NAMES: &str = "SELECT account, id, name, special_use,
+            acl <> '[]' AND EXISTS (SELECT 1 FROM jsonb_array_elements(acl) AS e
+                                    WHERE e->>'identifier' = 'anyone' AND strpos(e->>'rights', 'p') > 0)
+     FROM mailboxes WHERE account = ANY($1) ORDER BY id";
 // (limit, bytes in use) of the accounts with a quota, read once their mailboxes are locked (so
 // that a concurrent batch's deliveries to them are counted); the sum only where there is a
 // limit (most accounts have none).
@@ -276,6 +283,7 @@ pub(crate) async fn deliver_in(
             id: mailbox as u64,
             name: row.get(2),
             special_use: row.get(3),
+            posting: row.get(4),
         });
     }
     let resolved: Vec<Vec<Option<MailboxId>>> = batch
@@ -551,7 +559,7 @@ mod tests {
     use super::*;
 
     fn named(id: MailboxId, name: &str, special_use: Option<&str>) -> MailboxName {
-        MailboxName { id, name: name.into(), special_use: special_use.map(String::from) }
+        MailboxName { id, name: name.into(), special_use: special_use.map(String::from), posting: name == "Posted" }
     }
 
     #[test]
@@ -571,5 +579,9 @@ mod tests {
         assert_eq!(resolve(&list, &MailboxSelector::SpecialUse(SpecialUse::Junk)), Some(2), "lowest id");
         assert_eq!(resolve(&list, &MailboxSelector::SpecialUse(SpecialUse::Trash)), Some(1));
         assert_eq!(resolve(&[named(4, "Lists", None)], &MailboxSelector::Inbox), None);
+        let mut with_posting = list.clone();
+        with_posting.push(named(5, "Posted", None));
+        assert_eq!(resolve(&with_posting, &MailboxSelector::Posted("Posted".into())), Some(5));
+        assert_eq!(resolve(&with_posting, &MailboxSelector::Posted("Lists".into())), Some(1), "no p: INBOX");
     }
 }

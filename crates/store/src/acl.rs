@@ -209,6 +209,11 @@ pub fn rights_of(user: &Account, mailbox: &Mailbox) -> Rights {
     mailbox.acl.iter().filter(|e| e.identifier.names(&user.address)).fold(Rights::NONE, |r, e| r.union(e.rights))
 }
 
+/// Whether mail to `user+name@` may be filed into `mailbox` (RFC 4314 `p` for anyone).
+pub fn anyone_may_post(mailbox: &Mailbox) -> bool {
+    mailbox.acl.iter().any(|e| e.identifier == Identifier::Anyone && e.rights.contains(Rights::POST))
+}
+
 /// Longest ACL one mailbox keeps.
 pub const MAX_ACL_ENTRIES: usize = 100;
 

@@ -625,6 +625,27 @@ pub async fn acls_name_users_and_go_with_mailboxes_and_users(backend: &dyn Backe
     assert_eq!(shared(store.clone(), b.clone()).await, vec![INBOX.to_string(), "Team".to_string()]);
     store.mailbox_delete(a.id, "Team").await.unwrap();
     assert_eq!(shared(store.clone(), b.clone()).await, vec![INBOX.to_string()]);
+    // RFC 4314 `p`: `user+Team@` files into Team only when anyone may post there.
+    let posted = |store: Arc<dyn Store>, team: MailboxId| async move {
+        let target = DeliveryTarget {
+            account: a.id,
+            mailbox: MailboxSelector::Posted("Team".into()),
+            flags: Flags::default(),
+            keywords: vec![],
+        };
+        let r = store.deliver(delivery(msg("posted", ""), vec![target])).await.unwrap();
+        r.copies[0].mailbox == team
+    };
+    let team = store
+        .mailbox_create(a.id, NewMailbox { name: "Team".into(), special_use: None, subscribed: false })
+        .await
+        .unwrap();
+    assert!(!posted(store.clone(), team.id).await, "no ACL: INBOX");
+    store.mailbox_set_acl(team.id, Identifier::Anyone, Some(Rights::parse("lr").unwrap())).await.unwrap();
+    assert!(!posted(store.clone(), team.id).await, "no p: INBOX");
+    store.mailbox_set_acl(team.id, Identifier::Anyone, Some(Rights::parse("p").unwrap())).await.unwrap();
+    assert!(posted(store.clone(), team.id).await, "p for anyone: Team");
+    store.mailbox_delete(a.id, "Team").await.unwrap();
     // Copies and moves between accounts (into and out of a shared mailbox): counted against
     // the target account, contents referenced once more per copy.
     let b_inbox = store.mailbox_by_name(b.id, INBOX).await.unwrap().unwrap();

@@ -433,6 +433,9 @@ pub enum MailboxSelector {
     Id(MailboxId),
     /// By name (INBOX if it does not exist).
     Name(String),
+    /// Mail to `user+name@`: the mailbox of that name when its ACL lets anyone post to it
+    /// (RFC 4314 `p`), INBOX otherwise, so strangers cannot file mail into any folder.
+    Posted(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -181,3 +181,28 @@ fn a_domain_shares_a_mailbox_and_tern_share_sets_the_same_acls() {
     let mut bob = s.imap_login("bob@example.test");
     assert!(!bob.ok("LIST \"\" \"*\"").all().contains("Other Users"));
 }
+
+/// RFC 4314 `p`: mail to `alice+Team@` is filed into Team only when Alice lets anyone post
+/// there; otherwise it reaches her INBOX.
+#[test]
+fn the_post_right_opens_a_mailbox_to_plus_addressed_mail() {
+    let s = TestServer::started("");
+    let mut alice = s.imap_login("alice@example.test");
+    alice.ok("CREATE Team");
+    s.deliver("alice+Team@example.test", message("before").as_bytes());
+    let count = |c: &mut Imap<std::net::TcpStream>, mailbox: &str| {
+        let line = c.ok(&format!("STATUS {mailbox} (MESSAGES)")).lines[0].clone();
+        line.rsplit(' ').next().unwrap_or_default().trim_end_matches(')').parse::<u32>().unwrap_or(99)
+    };
+    assert_eq!((count(&mut alice, "INBOX"), count(&mut alice, "Team")), (1, 0));
+    alice.ok("SETACL Team anyone p");
+    s.deliver("alice+Team@example.test", message("after").as_bytes());
+    s.deliver("alice+Nowhere@example.test", message("no such folder").as_bytes());
+    assert_eq!((count(&mut alice, "INBOX"), count(&mut alice, "Team")), (2, 1));
+    // Posting gives no other right: Bob still cannot see Team.
+    let mut bob = s.imap_login("bob@example.test");
+    // MYRIGHTS shows the one right anyone has; not `l`, so Team is not listed.
+    assert_eq!(bob.ok(&format!("MYRIGHTS {TEAM}")).lines, vec![format!("* MYRIGHTS {TEAM} p")]);
+    assert!(!bob.ok("LIST \"\" \"*\"").all().contains("Team"));
+    assert!(bob.run(&format!("SELECT {TEAM}")).done.starts_with("NO"));
+}

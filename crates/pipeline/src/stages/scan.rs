@@ -354,7 +354,7 @@ impl Stage for ContentScan {
         }
         for r in &mut ctx.recipients {
             let junk = r.accounts.iter().any(|a| per_account.iter().any(|(b, v)| a == b && v.action >= Action::Junk));
-            if junk && r.mailbox == MailboxSelector::Inbox {
+            if junk && matches!(r.mailbox, MailboxSelector::Inbox | MailboxSelector::Posted(_)) {
                 r.mailbox = MailboxSelector::SpecialUse(SpecialUse::Junk);
             }
         }

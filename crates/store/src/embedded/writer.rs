@@ -583,6 +583,10 @@ impl Writer {
         let found = match selector {
             MailboxSelector::Inbox => None,
             MailboxSelector::Name(name) => by_name(name)?,
+            MailboxSelector::Posted(name) => match by_name(name)? {
+                Some(id) => e.mailbox(id)?.filter(crate::acl::anyone_may_post).map(|m| m.id),
+                None => None,
+            },
             MailboxSelector::Id(id) => e.mailbox(*id)?.filter(|m| m.account == account).map(|m| m.id),
             MailboxSelector::SpecialUse(use_) => {
                 e.account_mailboxes(account)?.into_iter().find(|m| m.special_use == Some(*use_)).map(|m| m.id)
