@@ -640,6 +640,37 @@ impl Writer {
                 self.raw(" ");
                 self.astring(identifier);
             }
+            C::GetMetadata { mailbox, entries, max_size, depth } => {
+                let mut options = Vec::new();
+                if let Some(n) = max_size {
+                    options.push(format!("MAXSIZE {n}"));
+                }
+                match depth {
+                    MetadataDepth::Zero => {}
+                    MetadataDepth::One => options.push("DEPTH 1".into()),
+                    MetadataDepth::Infinity => options.push("DEPTH infinity".into()),
+                }
+                if !options.is_empty() {
+                    let _ = write!(self, " ({})", options.join(" "));
+                }
+                self.raw(" ");
+                self.astring(mailbox);
+                self.raw(" ");
+                self.list(entries, |w, e| w.astring(e));
+            }
+            C::SetMetadata { mailbox, entries } => {
+                self.raw(" ");
+                self.astring(mailbox);
+                self.raw(" ");
+                self.list(entries, |w, (entry, value)| {
+                    w.astring(entry);
+                    w.raw(" ");
+                    match value {
+                        None => w.raw("NIL"),
+                        Some(v) => literal(&mut w.0, v),
+                    }
+                });
+            }
             C::GetAcl(mailbox) | C::MyRights(mailbox) => {
                 self.raw(" ");
                 self.astring(mailbox);

@@ -762,6 +762,8 @@ fn parse_body(c: &mut Cursor<'_>) -> R<Command> {
         "THREAD" => thread(c, uid),
         "COMPRESS" => compress(c),
         "SETACL" => set_acl(c),
+        "GETMETADATA" => get_metadata(c),
+        "SETMETADATA" => set_metadata(c),
         "DELETEACL" | "LISTRIGHTS" => mailbox_and_identifier(c, &name),
         "GETACL" | "MYRIGHTS" => {
             c.sp()?;
@@ -1059,6 +1061,81 @@ fn append_message(c: &mut Cursor<'_>) -> R<AppendMessage> {
         return Err(format!("CATENATE needs 1 to {MAX_CATENATE_PARTS} parts"));
     }
     Ok(AppendMessage { flags, date, content: AppendContent::Catenate(parts) })
+}
+
+/// An RFC 5464 §3.2 entry name: `/private/...` or `/shared/...`, no wildcards, no empty
+/// component, printable ASCII.
+fn metadata_entry(c: &mut Cursor<'_>) -> R<String> {
+    let entry = c.astring()?;
+    let lower = entry.to_ascii_lowercase();
+    let valid = (lower.starts_with("/private/") || lower.starts_with("/shared/"))
+        && !entry.ends_with('/')
+        && !entry.contains("//")
+        && entry.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'*' && b != b'%')
+        && entry.len() <= 1024;
+    if !valid {
+        return Err(format!("bad metadata entry name {entry}"));
+    }
+    Ok(lower)
+}
+
+/// `GETMETADATA [(MAXSIZE n DEPTH d)] mailbox (entries) | entry` (RFC 5464 §4.2).
+fn get_metadata(c: &mut Cursor<'_>) -> R<Command> {
+    c.sp()?;
+    let mut max_size = None;
+    let mut depth = MetadataDepth::Zero;
+    if c.peek() == Some(b'(') {
+        c.paren_list(|c| {
+            let option = c.atom()?.to_ascii_uppercase();
+            c.sp()?;
+            match option.as_str() {
+                "MAXSIZE" => max_size = Some(c.number32()?),
+                "DEPTH" => {
+                    depth = match c.atom()?.to_ascii_lowercase().as_str() {
+                        "0" => MetadataDepth::Zero,
+                        "1" => MetadataDepth::One,
+                        "infinity" => MetadataDepth::Infinity,
+                        other => return Err(format!("bad DEPTH {other}")),
+                    }
+                }
+                other => return Err(format!("unknown GETMETADATA option {other}")),
+            }
+            Ok(())
+        })?;
+        c.sp()?;
+    }
+    let mailbox = c.astring()?;
+    c.sp()?;
+    let entries = if c.peek() == Some(b'(') { c.paren_list(metadata_entry)? } else { vec![metadata_entry(c)?] };
+    if entries.is_empty() {
+        return Err("GETMETADATA needs an entry".into());
+    }
+    c.end()?;
+    Ok(Command::GetMetadata { mailbox, entries, max_size, depth })
+}
+
+/// `SETMETADATA mailbox (entry value ...)`, a value NIL, a string or a literal8 (RFC 5464 §4.3).
+fn set_metadata(c: &mut Cursor<'_>) -> R<Command> {
+    c.sp()?;
+    let mailbox = c.astring()?;
+    c.sp()?;
+    let entries = c.paren_list(|c| {
+        let entry = metadata_entry(c)?;
+        c.sp()?;
+        let value = if c.keyword("NIL") {
+            None
+        } else if c.at_literal() {
+            Some(c.literal()?)
+        } else {
+            Some(c.quoted()?)
+        };
+        Ok((entry, value))
+    })?;
+    if entries.is_empty() {
+        return Err("SETMETADATA needs an entry".into());
+    }
+    c.end()?;
+    Ok(Command::SetMetadata { mailbox, entries })
 }
 
 /// `SETACL mailbox identifier [+|-]rights` (RFC 4314 §3.1).

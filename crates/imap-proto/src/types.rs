@@ -433,6 +433,30 @@ pub enum Command {
         identifier: String,
     },
     MyRights(String),
+    /// RFC 5464 §4.2: annotations of a mailbox (`""`: the server's).
+    GetMetadata {
+        mailbox: String,
+        entries: Vec<String>,
+        max_size: Option<u32>,
+        depth: MetadataDepth,
+    },
+    /// RFC 5464 §4.3: `None` removes an entry.
+    SetMetadata {
+        mailbox: String,
+        entries: Vec<(String, Option<Vec<u8>>)>,
+    },
+}
+
+/// RFC 5464 §4.2.2 DEPTH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetadataDepth {
+    /// The entries named.
+    #[default]
+    Zero,
+    /// And their children.
+    One,
+    /// And all their descendants.
+    Infinity,
 }
 
 impl Command {
@@ -481,6 +505,8 @@ impl Command {
             Command::GetAcl(_) => "GETACL",
             Command::ListRights { .. } => "LISTRIGHTS",
             Command::MyRights(_) => "MYRIGHTS",
+            Command::GetMetadata { .. } => "GETMETADATA",
+            Command::SetMetadata { .. } => "SETMETADATA",
         }
     }
 }

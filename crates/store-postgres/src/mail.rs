@@ -518,9 +518,10 @@ impl DirectoryStore for PgStore {
                     let uids = mailbox_uids(tx, mailbox.id).await?;
                     remove_messages(tx, &mut mailbox, &uids, &mut released, false).await?;
                     tx.run("DELETE FROM expunged WHERE mailbox = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
+                    tx.run("DELETE FROM metadata WHERE mailbox = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                     tx.run("DELETE FROM mailboxes WHERE id = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                 }
-                for table in ["subscriptions", "threads", "sieve_scripts", "sieve_seen"] {
+                for table in ["subscriptions", "threads", "sieve_scripts", "sieve_seen", "metadata"] {
                     tx.run(&format!("DELETE FROM {table} WHERE account = $1"), &[&id(account)])
                         .await
                         .map_err(pg_error)?;
@@ -701,6 +702,8 @@ impl MailStore for PgStore {
                 remove_messages(tx, &mut mailbox, &uids, &mut released, false).await?;
                 tx.run("DELETE FROM expunged WHERE mailbox = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                 release_contents(tx, blobs, released).await?;
+                // Every annotation on it, shared and private (RFC 5464).
+                tx.run("DELETE FROM metadata WHERE mailbox = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                 tx.run("DELETE FROM mailboxes WHERE id = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                 if mailbox.subscribed {
                     // The subscription stays (RFC 9051 §6.3.7); LIST shows it \NonExistent.
@@ -834,6 +837,69 @@ impl MailStore for PgStore {
                  (SELECT mailbox FROM mailbox_acl WHERE identifier = ANY($1)) ORDER BY account, name"
         );
         client.rows(&sql, &[&names]).await.map_err(pg_error)?.iter().map(rows::mailbox).collect()
+    }
+
+    async fn metadata_get(&self, scope: MetadataScope) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        let client = self.client().await?;
+        let rows = client
+            .rows(
+                "SELECT name, value FROM metadata WHERE account = $1 AND mailbox = $2 ORDER BY name",
+                &[&id(scope.user.unwrap_or(0)), &id(scope.mailbox.unwrap_or(0))],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn metadata_set(&self, scope: MetadataScope, entries: Vec<(String, Option<Vec<u8>>)>) -> StoreResult<()> {
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                let (user, mailbox) = (id(scope.user.unwrap_or(0)), id(scope.mailbox.unwrap_or(0)));
+                let locked = match scope.mailbox {
+                    Some(m) => Some(
+                        mailbox_by_id(tx, m, true)
+                            .await?
+                            .ok_or_else(|| StoreError::NotFound(format!("mailbox {m}")))?,
+                    ),
+                    None => None,
+                };
+                for (name, value) in &entries {
+                    match value {
+                        Some(v) => tx
+                            .run(
+                                "INSERT INTO metadata (account, mailbox, name, value) VALUES ($1, $2, $3, $4)
+                                 ON CONFLICT (account, mailbox, name) DO UPDATE SET value = excluded.value",
+                                &[&user, &mailbox, name, v],
+                            )
+                            .await
+                            .map_err(pg_error)?,
+                        None => tx
+                            .run(
+                                "DELETE FROM metadata WHERE account = $1 AND mailbox = $2 AND name = $3",
+                                &[&user, &mailbox, name],
+                            )
+                            .await
+                            .map_err(pg_error)?,
+                    };
+                }
+                let n: i64 = tx
+                    .row("SELECT count(*) FROM metadata WHERE account = $1 AND mailbox = $2", &[&user, &mailbox])
+                    .await
+                    .map_err(pg_error)?
+                    .get(0);
+                if n as usize > METADATA_MAX_ENTRIES {
+                    return Err(StoreError::Limit(format!("at most {METADATA_MAX_ENTRIES} annotations")));
+                }
+                if let Some(mut m) = locked {
+                    // RFC 7162 §3.2: an annotation change is a change of the mailbox.
+                    m.highest_modseq += 1;
+                    save_mailbox(tx, &m).await?;
+                    changes.push(StoreChange::Mailbox { account: m.account, mailbox: m.id });
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn append_batch(&self, batch: AppendBatch) -> StoreResult<AppendReceipt> {

@@ -174,6 +174,12 @@ pub const MIGRATIONS: &[&str] = &[
                               PRIMARY KEY (identifier, mailbox));
     CREATE INDEX mailbox_acl_mailbox ON mailbox_acl (mailbox);
     "#,
+    // 11: RFC 5464 annotations: user 0 for /shared, mailbox 0 for the server's.
+    r#"
+    CREATE TABLE metadata (account BIGINT NOT NULL, mailbox BIGINT NOT NULL, name TEXT NOT NULL,
+                           value BYTEA NOT NULL, PRIMARY KEY (account, mailbox, name));
+    CREATE INDEX metadata_mailbox ON metadata (mailbox);
+    "#,
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`]; returns the version it found.

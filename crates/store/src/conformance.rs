@@ -676,6 +676,54 @@ pub async fn acls_name_users_and_go_with_mailboxes_and_users(backend: &dyn Backe
     store.shutdown().await.unwrap();
 }
 
+/// RFC 5464 annotations: per scope, replaced and removed, bounded, bumping the mailbox's
+/// modseq, surviving a restart, gone with their mailbox.
+pub async fn annotations_keep_their_scope(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let a = account(&*store, "a@example.org").await;
+    let b = account(&*store, "b@example.org").await;
+    let team = store
+        .mailbox_create(a.id, NewMailbox { name: "Team".into(), special_use: None, subscribed: false })
+        .await
+        .unwrap();
+    let shared = MetadataScope { mailbox: Some(team.id), user: None };
+    let a_private = MetadataScope { mailbox: Some(team.id), user: Some(a.id) };
+    let b_private = MetadataScope { mailbox: Some(team.id), user: Some(b.id) };
+    let server = MetadataScope { mailbox: None, user: Some(a.id) };
+    store.metadata_set(shared, vec![("/shared/comment".into(), Some(b"team box".to_vec()))]).await.unwrap();
+    store.metadata_set(a_private, vec![("/private/comment".into(), Some(b"mine".to_vec()))]).await.unwrap();
+    store.metadata_set(server, vec![("/private/vendor/x/y".into(), Some(vec![0, 1, 2]))]).await.unwrap();
+    assert_eq!(store.metadata_get(shared).await.unwrap(), vec![("/shared/comment".to_string(), b"team box".to_vec())]);
+    assert_eq!(store.metadata_get(b_private).await.unwrap(), vec![]);
+    assert_eq!(store.metadata_get(server).await.unwrap()[0].1, vec![0, 1, 2]);
+    let modseq = store.mailbox_get(team.id).await.unwrap().unwrap().highest_modseq;
+    assert_eq!(modseq, team.highest_modseq + 2, "each change of a mailbox's annotations is a modseq");
+    store
+        .metadata_set(
+            shared,
+            vec![("/shared/comment".into(), None), ("/shared/vendor/tern/a".into(), Some(b"1".to_vec()))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.metadata_get(shared).await.unwrap(), vec![("/shared/vendor/tern/a".to_string(), b"1".to_vec())]);
+    // Bounded: a change that would pass the limit changes nothing.
+    let many: Vec<(String, Option<Vec<u8>>)> =
+        (0..=METADATA_MAX_ENTRIES).map(|i| (format!("/private/n{i:03}"), Some(b"v".to_vec()))).collect();
+    assert!(matches!(store.metadata_set(b_private, many).await, Err(StoreError::Limit(_))));
+    assert!(store.metadata_get(b_private).await.unwrap().is_empty());
+    store.shutdown().await.unwrap();
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(store.metadata_get(a_private).await.unwrap(), vec![("/private/comment".to_string(), b"mine".to_vec())]);
+    store.mailbox_delete(a.id, "Team").await.unwrap();
+    assert!(store.metadata_get(shared).await.unwrap().is_empty());
+    assert!(store.metadata_get(a_private).await.unwrap().is_empty());
+    assert!(matches!(store.metadata_set(shared, vec![("/shared/x".into(), None)]).await, Err(StoreError::NotFound(_))));
+    assert!(store.account_remove(a.id).await.unwrap());
+    assert!(store.metadata_get(server).await.unwrap().is_empty());
+    store.shutdown().await.unwrap();
+}
+
 pub async fn rename_delete_subscribe_recent(backend: &dyn Backend) {
     let store = backend.open().await;
     let (a, inbox) = inbox_with(&*store, 2).await;
@@ -968,7 +1016,7 @@ pub async fn changes_reach_hooks_before_the_answer_and_subscribers_in_order(back
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, sieve_ids_are_remembered_until_they_expire, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, append_batches_are_all_or_nothing, acls_name_users_and_go_with_mailboxes_and_users, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
+        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, sieve_ids_are_remembered_until_they_expire, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, append_batches_are_all_or_nothing, acls_name_users_and_go_with_mailboxes_and_users, annotations_keep_their_scope, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -105,6 +105,12 @@ pub trait MailStore: Send + Sync + 'static {
     /// Every mailbox whose ACL has an entry for one of `identifiers` (see
     /// [`Identifier::naming`]), whoever owns it: what another user may find shared.
     async fn mailboxes_shared_with(&self, identifiers: Vec<Identifier>) -> StoreResult<Vec<Mailbox>>;
+    /// The annotations of a scope (RFC 5464), names lower-cased, in name order.
+    async fn metadata_get(&self, scope: MetadataScope) -> StoreResult<Vec<(String, Vec<u8>)>>;
+    /// Sets (`Some`) or removes (`None`) annotations of a scope in one commit; a mailbox's
+    /// modseq goes up when one of its annotations changed (RFC 7162 §3.2). `Limit` when the
+    /// scope would hold more than [`METADATA_MAX_ENTRIES`]; nothing is changed then.
+    async fn metadata_set(&self, scope: MetadataScope, entries: Vec<(String, Option<Vec<u8>>)>) -> StoreResult<()>;
     /// Stores one message for every target (content stored once) and records its envelope.
     async fn deliver(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt>;
     /// Stores every message of `batch` in its mailbox and expunges the one it replaces, in

@@ -346,6 +346,22 @@ pub struct FlagUpdate {
     pub keywords_refused: bool,
 }
 
+/// Where an RFC 5464 annotation lives: on a mailbox or on the server, private to one user
+/// (`/private/...`) or shared by all who see the mailbox (`/shared/...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MetadataScope {
+    /// `None`: the server's annotations.
+    pub mailbox: Option<MailboxId>,
+    /// The user a `/private` entry belongs to; `None` for `/shared` entries.
+    pub user: Option<AccountId>,
+}
+
+/// Most bytes one annotation value holds, and most entries one scope holds (RFC 5464 §4.3
+/// `MAXSIZE` and `TOOMANY`). The value limit is below the IMAP literal limit (64 KiB), so a
+/// value too large is answered `NO [METADATA MAXSIZE]`, not refused while it is read.
+pub const METADATA_MAX_VALUE: usize = 32 * 1024;
+pub const METADATA_MAX_ENTRIES: usize = 100;
+
 /// Messages stored into one mailbox in one commit, all of them or none (RFC 3502
 /// MULTIAPPEND), optionally in place of a message (RFC 8508 REPLACE).
 #[derive(Debug, Clone)]

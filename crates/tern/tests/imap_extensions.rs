@@ -429,3 +429,79 @@ fn long_commands_report_progress() {
     assert!(r.untagged(&format!("OK [INPROGRESS (\"{tag}\" ")).iter().all(|l| l.contains(" 3000)] ")), "{r:?}");
     assert!(!r.untagged(&format!("OK [INPROGRESS (\"{tag}\" ")).is_empty());
 }
+
+/// RFC 5464 with its own examples: mailbox and server annotations, DEPTH, MAXSIZE, limits,
+/// private entries per user on a shared mailbox, modseq changes.
+#[test]
+fn metadata_on_mailboxes_and_the_server() {
+    let s = TestServer::started("");
+    let mut c = s.imap_login("alice@example.test");
+    let caps = c.ok("CAPABILITY").untagged("CAPABILITY")[0].to_string();
+    assert!(caps.contains(" METADATA ") && caps.contains(" METADATA-SERVER"), "{caps}");
+    // RFC 5464 §4.3's example, and §4.2's.
+    c.ok("SETMETADATA INBOX (/private/comment {10}\r\nMy comment)");
+    let r = c.ok("GETMETADATA INBOX /private/comment");
+    assert_eq!(r.lines, vec!["* METADATA INBOX (\"/private/comment\" \"My comment\")"]);
+    let r = c.ok("GETMETADATA \"\" /shared/admin");
+    assert!(r.lines[0].starts_with("* METADATA \"\" (\"/shared/admin\" \"mailto:postmaster@"), "{r:?}");
+    assert!(c.run("SETMETADATA \"\" (/shared/comment \"x\")").done.starts_with("NO [NOPERM]"));
+    c.ok("SETMETADATA \"\" (/private/vendor/tern/theme \"dark\")");
+    assert_eq!(
+        c.ok("GETMETADATA \"\" /private/vendor/tern/theme").lines,
+        vec!["* METADATA \"\" (\"/private/vendor/tern/theme\" \"dark\")"]
+    );
+    // A missing entry is NIL; NIL removes one.
+    assert_eq!(
+        c.ok("GETMETADATA INBOX (/shared/comment /private/comment)").lines,
+        vec!["* METADATA INBOX (\"/shared/comment\" NIL \"/private/comment\" \"My comment\")"]
+    );
+    // DEPTH.
+    c.ok("SETMETADATA INBOX (/private/vendor/a \"1\" /private/vendor/a/b \"2\" /private/vendor/c \"3\")");
+    let r = c.ok("GETMETADATA (DEPTH 1) INBOX /private/vendor");
+    assert_eq!(r.lines, vec!["* METADATA INBOX (\"/private/vendor/a\" \"1\" \"/private/vendor/c\" \"3\")"]);
+    let r = c.ok("GETMETADATA (DEPTH infinity) INBOX /private/vendor");
+    assert!(r.lines[0].contains("\"/private/vendor/a/b\" \"2\""), "{r:?}");
+    // MAXSIZE: what is longer is left out and the longest size said.
+    let r = c.ok("GETMETADATA (MAXSIZE 5) INBOX (/private/comment /private/vendor/a)");
+    assert_eq!(r.lines, vec!["* METADATA INBOX (\"/private/vendor/a\" \"1\")"]);
+    assert_eq!(r.done, "OK [METADATA LONGENTRIES 10] GETMETADATA completed");
+    // Binary values round-trip as literal8.
+    c.ok("SETMETADATA INBOX (/private/vendor/bin ~{3}\r\na\0b)");
+    let (literals, _) = c.literals("GETMETADATA INBOX /private/vendor/bin");
+    assert_eq!(literals[0].1, b"a\0b");
+    c.ok("SETMETADATA INBOX (/private/comment NIL)");
+    assert_eq!(c.ok("GETMETADATA INBOX /private/comment").lines, vec!["* METADATA INBOX (\"/private/comment\" NIL)"]);
+    // Limits.
+    let big = "x".repeat(40_000);
+    let r = c.run(&format!("SETMETADATA INBOX (/private/big {{{}+}}\r\n{big})", big.len()));
+    assert_eq!(r.done, "NO [METADATA MAXSIZE 32768] Annotation too large");
+    let many: Vec<String> = (0..101).map(|i| format!("/private/n{i} \"v\"")).collect();
+    let r = c.run(&format!("SETMETADATA Archive ({})", many.join(" ")));
+    assert!(r.done.starts_with("NO [METADATA TOOMANY]"), "{r:?}");
+    assert_eq!(c.ok("GETMETADATA Archive /private/n1").lines, vec!["* METADATA Archive (\"/private/n1\" NIL)"]);
+    assert!(c.run("GETMETADATA Nowhere /private/comment").done.starts_with("NO [NONEXISTENT]"));
+    assert!(c.run("GETMETADATA INBOX /other/x").done.starts_with("BAD"));
+    // A change of a mailbox's annotations is a change of the mailbox (RFC 7162 §3.2).
+    let modseq = |c: &mut Imap<std::net::TcpStream>| {
+        let line = c.ok("STATUS Archive (HIGHESTMODSEQ)").lines[0].clone();
+        line.rsplit(' ').next().unwrap_or_default().trim_end_matches(')').parse::<u64>().unwrap_or(0)
+    };
+    let before = modseq(&mut c);
+    c.ok("SETMETADATA Archive (/shared/comment \"archive\")");
+    assert_eq!(modseq(&mut c), before + 1);
+    // Shared: Bob with lr reads /shared, keeps his own /private, cannot write /shared.
+    c.ok("SETACL Archive bob@example.test lr");
+    let mut bob = s.imap_login("bob@example.test");
+    let archive = "\"Other Users/alice@example.test/Archive\"";
+    assert_eq!(
+        bob.ok(&format!("GETMETADATA {archive} /shared/comment")).lines,
+        vec![format!("* METADATA {archive} (\"/shared/comment\" \"archive\")")]
+    );
+    assert!(bob.run(&format!("SETMETADATA {archive} (/shared/comment \"mine\")")).done.starts_with("NO [NOPERM]"));
+    bob.ok(&format!("SETMETADATA {archive} (/private/comment \"bob's note\")"));
+    assert_eq!(
+        c.ok("GETMETADATA Archive /private/comment").lines,
+        vec!["* METADATA Archive (\"/private/comment\" NIL)"],
+        "Bob's private annotation is his"
+    );
+}

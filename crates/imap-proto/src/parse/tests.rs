@@ -446,3 +446,46 @@ fn acl_commands() {
         Command::ListRights { mailbox: "~/Mail/saved".into(), identifier: "smith".into() }
     );
 }
+
+/// RFC 5464 §4.2 and §4.3, with the RFC's examples.
+#[test]
+fn metadata_commands() {
+    assert_eq!(
+        ok("a GETMETADATA \"\" /shared/comment"),
+        Command::GetMetadata {
+            mailbox: "".into(),
+            entries: vec!["/shared/comment".into()],
+            max_size: None,
+            depth: MetadataDepth::Zero
+        }
+    );
+    let Command::GetMetadata { entries, max_size, depth, .. } =
+        ok("a GETMETADATA (MAXSIZE 1024 DEPTH infinity) INBOX (/shared/comment /private/Comment)")
+    else {
+        panic!()
+    };
+    assert_eq!((entries.len(), max_size, depth), (2, Some(1024), MetadataDepth::Infinity));
+    assert_eq!(entries[1], "/private/comment", "names are case-insensitive");
+    assert_eq!(
+        ok("a SETMETADATA INBOX (/private/comment {10}\r\nMy comment /shared/comment NIL /shared/x \"y\")"),
+        Command::SetMetadata {
+            mailbox: "INBOX".into(),
+            entries: vec![
+                ("/private/comment".into(), Some(b"My comment".to_vec())),
+                ("/shared/comment".into(), None),
+                ("/shared/x".into(), Some(b"y".to_vec())),
+            ]
+        }
+    );
+    for bad in [
+        "a GETMETADATA INBOX /other/comment",
+        "a GETMETADATA INBOX /shared/*",
+        "a GETMETADATA INBOX /shared//x",
+        "a GETMETADATA INBOX /shared/x/",
+        "a GETMETADATA (DEPTH 2) INBOX /shared/x",
+        "a SETMETADATA INBOX ()",
+        "a SETMETADATA INBOX (/shared/x)",
+    ] {
+        assert!(parse_command(bad.as_bytes()).is_err(), "{bad}");
+    }
+}

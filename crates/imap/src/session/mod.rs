@@ -12,6 +12,7 @@ mod fetch;
 mod idle;
 mod mailboxes;
 mod messages;
+mod metadata;
 mod query;
 
 use crate::ImapServer;
@@ -335,6 +336,8 @@ impl Session {
             "INPROGRESS",
             "ACL",
             "RIGHTS=texk",
+            "METADATA",
+            "METADATA-SERVER",
         ]);
         let mut s = caps.join(" ");
         s.push_str(&format!(" APPENDLIMIT={}", self.server.settings.append_limit));
@@ -623,6 +626,10 @@ impl Session {
             (_, Command::GetAcl(mailbox)) => self.get_acl(&mailbox).await,
             (_, Command::ListRights { mailbox, identifier }) => self.list_rights(&mailbox, &identifier).await,
             (_, Command::MyRights(mailbox)) => self.my_rights(&mailbox).await,
+            (_, Command::GetMetadata { mailbox, entries, max_size, depth }) => {
+                self.get_metadata(&mailbox, &entries, max_size, depth).await
+            }
+            (_, Command::SetMetadata { mailbox, entries }) => self.set_metadata(&mailbox, entries).await,
             (_, Command::Status { mailbox, items }) => self.status(&mailbox, &items).await,
             (_, Command::Append { mailbox, messages }) => self.append(&mailbox, messages).await,
             (_, Command::Idle) => self.idle(tag).await,

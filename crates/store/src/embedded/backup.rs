@@ -38,7 +38,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
 
 impl Engine {
     /// The keyspaces a backup holds (not the full-text queues: the index is rebuilt).
-    fn backed_up(&self) -> [(&'static str, &fjall::Keyspace); 22] {
+    fn backed_up(&self) -> [(&'static str, &fjall::Keyspace); 23] {
         use keys::ks;
         [
             (ks::META, &self.meta),
@@ -63,6 +63,7 @@ impl Engine {
             (ks::QUARANTINE, &self.quarantine),
             (ks::SIEVE, &self.sieve),
             (ks::ACL, &self.acl),
+            (ks::METADATA, &self.metadata),
         ]
     }
 

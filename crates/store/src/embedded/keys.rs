@@ -72,6 +72,17 @@ pub mod ks {
     /// (RFC 4314), so a user's shared mailboxes are found without reading every mailbox.
     /// Added without a format change: an older store simply has no ACLs.
     pub const ACL: &str = "acl";
+    /// user (0: `/shared`) ++ mailbox (0: the server) ++ entry name → value: RFC 5464
+    /// annotations. Added without a format change.
+    pub const METADATA: &str = "metadata";
+}
+
+/// A metadata key (RFC 5464): user (0 for `/shared`) ++ mailbox (0 for the server) ++ name.
+pub fn metadata_key(user: Option<AccountId>, mailbox: Option<MailboxId>, name: &str) -> Vec<u8> {
+    let mut k = user.unwrap_or(0).to_be_bytes().to_vec();
+    k.extend_from_slice(&mailbox.unwrap_or(0).to_be_bytes());
+    k.extend_from_slice(name.as_bytes());
+    k
 }
 
 /// An ACL index key: the identifier, a zero byte, the mailbox id.

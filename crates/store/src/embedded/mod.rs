@@ -52,6 +52,7 @@ pub(crate) struct Engine {
     quarantine: Keyspace,
     sieve: Keyspace,
     acl: Keyspace,
+    metadata: Keyspace,
     /// Where contents of [`blobfile::FILE_THRESHOLD`] bytes or more live.
     blob_dir: std::path::PathBuf,
     /// The queue's due index (`queue_due`) in memory: claims would otherwise scan the
@@ -116,6 +117,7 @@ impl Engine {
             })?,
             sieve: open(ks::SIEVE)?,
             acl: open(ks::ACL)?,
+            metadata: open(ks::METADATA)?,
             blob_dir: blobfile::directory(path),
             due: Mutex::new(std::collections::BTreeSet::new()),
             fts_queue: Mutex::default(),
@@ -583,6 +585,27 @@ impl MailStore for EmbeddedStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn metadata_get(&self, scope: MetadataScope) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.read(move |e| {
+            let prefix = keys::metadata_key(scope.user, scope.mailbox, "");
+            let mut out = Vec::new();
+            for item in e.metadata.prefix(&prefix) {
+                let (key, value) = item.into_inner()?;
+                let name = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                out.push((name, value.to_vec()));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn metadata_set(&self, scope: MetadataScope, entries: Vec<(String, Option<Vec<u8>>)>) -> StoreResult<()> {
+        match self.write(Op::MetadataSet(scope, entries)).await? {
+            OpResult::Unit => Ok(()),
+            _ => unexpected(),
+        }
     }
 
     async fn append_batch(&self, batch: AppendBatch) -> StoreResult<AppendReceipt> {

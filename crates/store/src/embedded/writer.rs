@@ -36,6 +36,7 @@ pub(crate) enum Op {
     Deliver(Box<Delivery>),
     AppendBatch(Box<AppendBatch>),
     SetAcl(MailboxId, Identifier, Option<Rights>),
+    MetadataSet(MetadataScope, Vec<(String, Option<Vec<u8>>)>),
     Expunge(MailboxId, Vec<u32>),
     SetFlags {
         mailbox: MailboxId,
@@ -323,6 +324,7 @@ impl Writer {
             }
             Op::Deliver(d) => self.deliver(*d, None, changes).map(OpResult::Receipt),
             Op::AppendBatch(b) => self.append_batch(*b, changes).map(OpResult::Appended),
+            Op::MetadataSet(scope, entries) => self.metadata_set(scope, entries, changes).map(|_| OpResult::Unit),
             Op::SetAcl(id, identifier, rights) => {
                 let e = Arc::clone(&self.engine);
                 let mut mailbox = e.mailbox(id)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {id}")))?;
@@ -799,6 +801,52 @@ impl Writer {
             changes.push(StoreChange::Mailbox { account: m.account, mailbox: m.id });
         }
         Ok(AppendReceipt { uid_validity: mailbox.uid_validity, uids, replaced })
+    }
+
+    /// RFC 5464 annotations of one scope, checked against the entry limit first.
+    fn metadata_set(
+        &mut self,
+        scope: MetadataScope,
+        entries: Vec<(String, Option<Vec<u8>>)>,
+        changes: &mut Vec<StoreChange>,
+    ) -> StoreResult<()> {
+        let e = Arc::clone(&self.engine);
+        let prefix = keys::metadata_key(scope.user, scope.mailbox, "");
+        let mut names = std::collections::BTreeSet::new();
+        for item in e.metadata.prefix(&prefix) {
+            names.insert(item.key()?[prefix.len()..].to_vec());
+        }
+        let mut mailbox = match scope.mailbox {
+            Some(id) => Some(e.mailbox(id)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {id}")))?),
+            None => None,
+        };
+        let mut batch = e.db.batch();
+        for (name, value) in &entries {
+            let key = keys::metadata_key(scope.user, scope.mailbox, name);
+            match value {
+                Some(v) => {
+                    names.insert(name.as_bytes().to_vec());
+                    batch.insert(&e.metadata, key, v.clone());
+                }
+                None => {
+                    names.remove(name.as_bytes());
+                    batch.remove(&e.metadata, key);
+                }
+            }
+        }
+        if names.len() > METADATA_MAX_ENTRIES {
+            return Err(StoreError::Limit(format!("at most {METADATA_MAX_ENTRIES} annotations")));
+        }
+        if let Some(m) = mailbox.as_mut() {
+            // RFC 7162 §3.2: an annotation change is a change of the mailbox.
+            m.highest_modseq += 1;
+            batch.insert(&e.mailboxes, keys::u64_key(m.id).to_vec(), to_json(&*m)?);
+        }
+        batch.commit()?;
+        if let Some(m) = mailbox {
+            changes.push(StoreChange::Mailbox { account: m.account, mailbox: m.id });
+        }
+        Ok(())
     }
 
     /// Adds `references` to the content of `d`, storing it first when it is new; `in_mailbox`
@@ -1338,6 +1386,15 @@ impl Writer {
         for entry in &mailbox.acl {
             batch.remove(&e.acl, keys::acl_key(&entry.identifier.to_string(), mailbox.id));
         }
+        // Its shared annotations and the owner's private ones (other users' private ones on
+        // it are left; nothing can reach them once the mailbox id is gone).
+        for prefix in
+            [keys::metadata_key(None, Some(mailbox.id), ""), keys::metadata_key(Some(account), Some(mailbox.id), "")]
+        {
+            for item in e.metadata.prefix(&prefix) {
+                batch.remove(&e.metadata, item.key()?.to_vec());
+            }
+        }
         batch.remove(&e.mailboxes, keys::u64_key(mailbox.id).to_vec());
         batch.remove(&e.mailbox_names, keys::mailbox_name_key(account, name));
         if mailbox.subscribed {
@@ -1427,8 +1484,15 @@ impl Writer {
             for entry in &mailbox.acl {
                 batch.remove(&e.acl, keys::acl_key(&entry.identifier.to_string(), mailbox.id));
             }
+            for item in e.metadata.prefix(keys::metadata_key(None, Some(mailbox.id), "")) {
+                batch.remove(&e.metadata, item.key()?.to_vec());
+            }
             batch.remove(&e.mailboxes, keys::u64_key(mailbox.id).to_vec());
             batch.remove(&e.mailbox_names, keys::mailbox_name_key(id, &mailbox.name));
+        }
+        // Every private annotation of the user, on any mailbox or the server.
+        for item in e.metadata.prefix(id.to_be_bytes()) {
+            batch.remove(&e.metadata, item.key()?.to_vec());
         }
         // Entries that name the removed user go too: a later account of the same address
         // must not inherit what was shared with this one.
