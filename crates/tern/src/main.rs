@@ -454,9 +454,17 @@ enum ShareCmd {
         rights: String,
     },
     /// Take IDENTIFIER's rights on a user's mailbox away.
-    Remove { email: String, mailbox: String, identifier: String },
+    Remove {
+        /// The owner's address.
+        email: String,
+        /// The owner's mailbox.
+        mailbox: String,
+        /// Whose rights go: an address, `@domain`, `anyone` or `authenticated`.
+        identifier: String,
+    },
     /// A user's shared mailboxes with who may do what, and what others share with the user.
     List {
+        /// The user's address.
         email: String,
         /// Only this mailbox's ACL.
         mailbox: Option<String>,
