@@ -360,7 +360,7 @@ impl Writer {
                 SearchReturn::Count => w.raw("COUNT"),
                 SearchReturn::Save => w.raw("SAVE"),
                 SearchReturn::Partial(p) => {
-                    let _ = write!(w, "PARTIAL {}", partial_range(p));
+                    let _ = write!(w, "PARTIAL {p}");
                 }
             });
         }
@@ -543,7 +543,7 @@ impl Writer {
                     modifiers.push("VANISHED".to_string());
                 }
                 if let Some(p) = partial {
-                    modifiers.push(format!("PARTIAL {}", partial_range(p)));
+                    modifiers.push(format!("PARTIAL {p}"));
                 }
                 if !modifiers.is_empty() {
                     let _ = write!(self, " ({})", modifiers.join(" "));
@@ -710,10 +710,6 @@ impl Command {
             _ => "UID EXPUNGE",
         }
     }
-}
-
-fn partial_range(p: &PartialRange) -> String {
-    if p.from_end { format!("-{}:-{}", p.low, p.high) } else { format!("{}:{}", p.low, p.high) }
 }
 
 #[cfg(test)]

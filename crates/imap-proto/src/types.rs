@@ -192,6 +192,13 @@ pub struct PartialRange {
     pub high: u32,
 }
 
+/// As written on the wire: `a:b`, or `-a:-b` from the end.
+impl std::fmt::Display for PartialRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.from_end { write!(f, "-{}:-{}", self.low, self.high) } else { write!(f, "{}:{}", self.low, self.high) }
+    }
+}
+
 impl PartialRange {
     /// The index range (0-based, end exclusive) this window covers in `len` results.
     pub fn window(&self, len: usize) -> std::ops::Range<usize> {

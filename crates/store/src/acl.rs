@@ -142,6 +142,9 @@ impl Identifier {
     /// Parses an identifier as clients and `tern share` write it (addresses lower-cased).
     pub fn parse(text: &str) -> Option<Identifier> {
         let lower = text.trim().to_lowercase();
+        if lower.chars().any(|c| c.is_control() || c.is_whitespace()) || lower.len() > 320 {
+            return None;
+        }
         match lower.as_str() {
             "anyone" => Some(Identifier::Anyone),
             "authenticated" => Some(Identifier::Authenticated),
@@ -265,7 +268,7 @@ mod tests {
         assert_eq!(Identifier::parse("Bob@Example.org"), Some(Identifier::User("bob@example.org".into())));
         assert_eq!(Identifier::parse("@example.org"), Some(Identifier::Domain("example.org".into())));
         assert_eq!(Identifier::parse("ANYONE"), Some(Identifier::Anyone));
-        for bad in ["", "bob", "@", "a@b@c"] {
+        for bad in ["", "bob", "@", "a@b@c", "bob\r\n@x.org", "a b@x.org"] {
             assert!(Identifier::parse(bad).is_none(), "{bad}");
         }
         assert!(Identifier::Domain("example.org".into()).names("carol@EXAMPLE.org"));

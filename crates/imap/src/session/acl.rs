@@ -20,11 +20,13 @@ pub(crate) struct Located {
     /// The name the user sees: the store's for their own, `Other Users/<owner>/<name>` for
     /// another's.
     pub shown: String,
+    /// The owner's address when it is another user's mailbox.
+    pub other_owner: Option<String>,
 }
 
 impl Located {
     pub(crate) fn own(&self) -> bool {
-        self.rights == Rights::ALL && !self.shown.starts_with(&format!("{OTHER_USERS}/"))
+        self.other_owner.is_none()
     }
 }
 
@@ -59,6 +61,7 @@ impl Session {
                 mailbox,
                 rights: Rights::ALL,
                 shown: name.to_string(),
+                other_owner: None,
             }));
         };
         if rest.is_empty() {
@@ -74,14 +77,19 @@ impl Session {
         if rights.is_empty() {
             return Ok(None);
         }
-        Ok(Some(Located { shown: shown_name(&owner.address, &mailbox.name), mailbox, rights }))
+        Ok(Some(Located {
+            shown: shown_name(&owner.address, &mailbox.name),
+            mailbox,
+            rights,
+            other_owner: Some(owner.address),
+        }))
     }
 
     /// The mailboxes others share with this user that it may see (`l`), named as it sees them.
     pub(crate) async fn shared_mailboxes(&self) -> Result<Vec<Located>, StoreError> {
         let Some(me) = self.state.account().cloned() else { return Ok(Vec::new()) };
         let found = self.server.store.mailboxes_shared_with(Identifier::naming(&me.address)).await?;
-        let mut owners = std::collections::HashMap::new();
+        let mut owners: std::collections::HashMap<tern_store::AccountId, String> = std::collections::HashMap::new();
         let mut out = Vec::new();
         for mailbox in found {
             if mailbox.account == me.id {
@@ -91,15 +99,14 @@ impl Session {
             if !rights.contains(Rights::LOOKUP) {
                 continue;
             }
-            let owner = match owners.get(&mailbox.account) {
-                Some(o) => Some(o),
-                None => match self.server.store.account_get(mailbox.account).await? {
-                    Some(a) => Some(&*owners.entry(mailbox.account).or_insert(a.address)),
-                    None => None,
-                },
-            };
-            let Some(owner) = owner else { continue };
-            out.push(Located { shown: shown_name(owner, &mailbox.name), mailbox, rights });
+            if !owners.contains_key(&mailbox.account)
+                && let Some(a) = self.server.store.account_get(mailbox.account).await?
+            {
+                owners.insert(mailbox.account, a.address);
+            }
+            let Some(owner) = owners.get(&mailbox.account) else { continue };
+            let shown = shown_name(owner, &mailbox.name);
+            out.push(Located { shown, mailbox, rights, other_owner: Some(owner.clone()) });
         }
         Ok(out)
     }
@@ -119,10 +126,7 @@ impl Session {
     }
 
     fn owner_address(&self, located: &Located) -> Option<String> {
-        match other_user_name(&located.shown) {
-            Some((owner, _)) => Some(owner.to_string()),
-            None => self.state.account().map(|a| a.address.clone()),
-        }
+        located.other_owner.clone().or_else(|| self.state.account().map(|a| a.address.clone()))
     }
 
     pub(super) async fn set_acl(
@@ -164,7 +168,12 @@ impl Session {
         };
         match self.server.store.mailbox_set_acl(located.mailbox.id, identifier.clone(), rights).await {
             Ok(_) => {
-                tracing::info!(mailbox = %located.shown.escape_debug(), identifier = %identifier, rights = ?rights.map(Rights::letters), "ACL changed");
+                tracing::info!(
+                    mailbox = %located.shown.escape_debug(),
+                    identifier = %identifier.to_string().escape_debug(),
+                    rights = ?rights.map(Rights::letters),
+                    "ACL changed"
+                );
                 Ok(Done::ok(if delete { "DELETEACL completed" } else { "SETACL completed" }))
             }
             Err(StoreError::Limit(_)) => Ok(Done::no("Too many entries in this ACL").code("LIMIT")),

@@ -108,7 +108,7 @@ impl Session {
             Ok(n) => n,
             Err(done) => return Ok(done),
         };
-        let Some(Located { mailbox, rights, shown }) = self.locate(&name).await? else {
+        let Some(Located { mailbox, rights, shown, .. }) = self.locate(&name).await? else {
             return Ok(no_such_mailbox());
         };
         if !rights.contains(Rights::READ) {
@@ -554,7 +554,7 @@ impl Session {
             Ok(n) => n,
             Err(done) => return Ok(done),
         };
-        let Some(Located { mut mailbox, rights, shown }) = self.locate(&name).await? else {
+        let Some(Located { mut mailbox, rights, shown, .. }) = self.locate(&name).await? else {
             return Ok(no_such_mailbox());
         };
         if !rights.contains(Rights::READ) {

@@ -215,7 +215,7 @@ impl Session {
 
     /// RFC 9585: a long command tells how far it got.
     pub(crate) fn progress(&mut self, tag: &str, done: usize, goal: usize) {
-        let tag = tag.replace(['"', '\\'], "");
+        // Tags hold no `"` or backslash (ASTRING-CHAR): quoted as they are.
         self.untagged(&format!("OK [INPROGRESS (\"{tag}\" {done} {goal})] Still working"));
     }
 

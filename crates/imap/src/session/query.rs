@@ -203,11 +203,6 @@ fn esearch(tag: &str, uid: bool, nums: &[u32], opts: &[SearchReturn]) -> String 
             SearchReturn::Partial(range) => {
                 let shown = &nums[range.window(nums.len())];
                 let set = if shown.is_empty() { "NIL".to_string() } else { uid_set_text(shown) };
-                let range = if range.from_end {
-                    format!("-{}:-{}", range.low, range.high)
-                } else {
-                    format!("{}:{}", range.low, range.high)
-                };
                 line.push_str(&format!(" PARTIAL ({range} {set})"));
             }
             SearchReturn::All | SearchReturn::Save => {}
@@ -248,12 +243,11 @@ impl Session {
         });
         tokio::pin!(job);
         // RFC 9585: while it runs, how far it got (the messages examined).
-        let every = self.server.settings.progress_every.unwrap_or(std::time::Duration::MAX);
-        let first = tokio::time::Instant::now().checked_add(every);
-        let mut ticks = first.map(|at| {
-            let mut t = tokio::time::interval_at(at, every);
+        let mut ticks = self.server.settings.progress_every.and_then(|every| {
+            let first = tokio::time::Instant::now().checked_add(every)?;
+            let mut t = tokio::time::interval_at(first, every);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            t
+            Some(t)
         });
         let result = loop {
             let tick = async {
