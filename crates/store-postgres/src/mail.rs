@@ -180,6 +180,13 @@ async fn remove_messages(
         .await
         .map_err(pg_error)?;
     }
+    if !mailbox.acl.is_empty() {
+        // The readers' own \Seen on what went (only a shared mailbox has readers).
+        let gone: Vec<i64> = removed.iter().map(|&u| i64::from(u)).collect();
+        tx.run("DELETE FROM private_seen WHERE mailbox = $1 AND uid = ANY($2)", &[&id(mailbox.id), &gone])
+            .await
+            .map_err(pg_error)?;
+    }
     Ok(removed)
 }
 
@@ -453,6 +460,7 @@ impl DirectoryStore for PgStore {
                     quota_bytes: new.quota_bytes,
                     created: now_unix(),
                     scram: None,
+                    shared: false,
                 };
                 let inserted = tx
                     .run(
@@ -519,9 +527,12 @@ impl DirectoryStore for PgStore {
                     remove_messages(tx, &mut mailbox, &uids, &mut released, false).await?;
                     tx.run("DELETE FROM expunged WHERE mailbox = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                     tx.run("DELETE FROM metadata WHERE mailbox = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
+                    tx.run("DELETE FROM private_seen WHERE mailbox = $1", &[&id(mailbox.id)])
+                        .await
+                        .map_err(pg_error)?;
                     tx.run("DELETE FROM mailboxes WHERE id = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                 }
-                for table in ["subscriptions", "threads", "sieve_scripts", "sieve_seen", "metadata"] {
+                for table in ["subscriptions", "threads", "sieve_scripts", "sieve_seen", "metadata", "private_seen"] {
                     tx.run(&format!("DELETE FROM {table} WHERE account = $1"), &[&id(account)])
                         .await
                         .map_err(pg_error)?;
@@ -704,6 +715,7 @@ impl MailStore for PgStore {
                 release_contents(tx, blobs, released).await?;
                 // Every annotation on it, shared and private (RFC 5464).
                 tx.run("DELETE FROM metadata WHERE mailbox = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
+                tx.run("DELETE FROM private_seen WHERE mailbox = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                 tx.run("DELETE FROM mailboxes WHERE id = $1", &[&id(mailbox.id)]).await.map_err(pg_error)?;
                 if mailbox.subscribed {
                     // The subscription stays (RFC 9051 §6.3.7); LIST shows it \NonExistent.
@@ -897,6 +909,94 @@ impl MailStore for PgStore {
                     changes.push(StoreChange::Mailbox { account: m.account, mailbox: m.id });
                 }
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn seen_private_get(
+        &self,
+        mailbox: MailboxId,
+        user: AccountId,
+        since_modseq: u64,
+    ) -> StoreResult<Vec<PrivateSeen>> {
+        let client = self.client().await?;
+        let rows = client
+            .rows(
+                "SELECT uid, seen, modseq FROM private_seen WHERE mailbox = $1 AND account = $2 AND modseq > $3
+                 ORDER BY uid",
+                &[&id(mailbox), &id(user), &id(since_modseq)],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| PrivateSeen { uid: r.get::<_, i64>(0) as u32, seen: r.get(1), modseq: r.get::<_, i64>(2) as u64 })
+            .collect())
+    }
+
+    async fn seen_private_set(
+        &self,
+        mailbox: MailboxId,
+        user: AccountId,
+        uids: Vec<u32>,
+        seen: bool,
+        unchanged_since: Option<u64>,
+    ) -> StoreResult<PrivateSeenUpdate> {
+        self.write(move |tx, changes| {
+            Box::pin(async move {
+                let mut m = mailbox_by_id(tx, mailbox, true)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+                let mut result = PrivateSeenUpdate::default();
+                let new_modseq = m.highest_modseq + 1;
+                let found = messages_by_uid(tx, mailbox, &uids).await?;
+                let wanted: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
+                let mut records: HashMap<u32, (bool, u64)> = HashMap::new();
+                for row in tx
+                    .rows(
+                        "SELECT uid, seen, modseq FROM private_seen WHERE mailbox = $1 AND account = $2
+                         AND uid = ANY($3)",
+                        &[&id(mailbox), &id(user), &wanted],
+                    )
+                    .await
+                    .map_err(pg_error)?
+                {
+                    records.insert(row.get::<_, i64>(0) as u32, (row.get(1), row.get::<_, i64>(2) as u64));
+                }
+                let mut changed: Vec<i64> = Vec::new();
+                for uid in uids {
+                    let Some(entry) = found.get(&uid) else {
+                        result.missing.push(uid);
+                        continue;
+                    };
+                    let (current, modseq) = records.get(&uid).copied().unwrap_or((false, 0));
+                    if let Some(since) = unchanged_since
+                        && entry.modseq.max(modseq) > since
+                    {
+                        result.conflicts.push(uid);
+                        continue;
+                    }
+                    if current == seen {
+                        continue;
+                    }
+                    changed.push(i64::from(uid));
+                    result.updated.push(PrivateSeen { uid, seen, modseq: new_modseq });
+                }
+                if !changed.is_empty() {
+                    tx.run(
+                        "INSERT INTO private_seen (mailbox, account, uid, seen, modseq)
+                         SELECT $1::bigint, $2::bigint, u, $4, $5::bigint FROM unnest($3::bigint[]) AS u
+                         ON CONFLICT (mailbox, account, uid) DO UPDATE SET seen = excluded.seen, modseq = excluded.modseq",
+                        &[&id(mailbox), &id(user), &changed, &seen, &id(new_modseq)],
+                    )
+                    .await
+                    .map_err(pg_error)?;
+                    m.highest_modseq = new_modseq;
+                    save_mailbox(tx, &m).await?;
+                    changes.push(StoreChange::Mailbox { account: m.account, mailbox });
+                }
+                Ok(result)
             })
         })
         .await

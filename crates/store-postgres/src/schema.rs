@@ -180,6 +180,12 @@ pub const MIGRATIONS: &[&str] = &[
                            value BYTEA NOT NULL, PRIMARY KEY (account, mailbox, name));
     CREATE INDEX metadata_mailbox ON metadata (mailbox);
     "#,
+    // 12: each reader's own \Seen on another account's mailbox.
+    r#"
+    CREATE TABLE private_seen (mailbox BIGINT NOT NULL, account BIGINT NOT NULL, uid BIGINT NOT NULL,
+                               seen BOOLEAN NOT NULL, modseq BIGINT NOT NULL,
+                               PRIMARY KEY (mailbox, account, uid));
+    "#,
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`]; returns the version it found.

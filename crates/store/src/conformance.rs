@@ -724,6 +724,52 @@ pub async fn annotations_keep_their_scope(backend: &dyn Backend) {
     store.shutdown().await.unwrap();
 }
 
+/// Each reader's own `\Seen` on a shared mailbox: separate per user, a modseq of the
+/// mailbox for every change, UNCHANGEDSINCE, a restart, gone with expunged messages, the
+/// reader and the mailbox.
+pub async fn private_seen_is_per_reader(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let (a, inbox) = inbox_with(&*store, 3).await;
+    let b = account(&*store, "b@example.org").await;
+    let c = account(&*store, "c@example.org").await;
+    let inbox =
+        store.mailbox_set_acl(inbox.id, Identifier::User("b@example.org".into()), Some(Rights::ALL)).await.unwrap();
+    let before = inbox.highest_modseq;
+    let up = store.seen_private_set(inbox.id, b.id, vec![1, 2, 99], true, None).await.unwrap();
+    assert_eq!(up.missing, vec![99]);
+    assert_eq!(up.updated.iter().map(|r| r.uid).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(up.updated.iter().all(|r| r.seen && r.modseq == before + 1));
+    let m = store.mailbox_get(inbox.id).await.unwrap().unwrap();
+    assert_eq!(m.highest_modseq, before + 1, "a private change is a change of the mailbox");
+    assert_eq!(m.unseen, 3, "the mailbox's own \\Seen is untouched");
+    assert!(store.seen_private_get(inbox.id, c.id, 0).await.unwrap().is_empty(), "c has its own");
+    assert!(store.seen_private_set(inbox.id, b.id, vec![1], true, None).await.unwrap().updated.is_empty());
+    // UNCHANGEDSINCE: the record's modseq counts as well as the message's.
+    let up = store.seen_private_set(inbox.id, b.id, vec![1, 3], false, Some(before)).await.unwrap();
+    assert_eq!(up.conflicts, vec![1]);
+    assert!(up.updated.is_empty(), "3 was not seen: nothing to clear");
+    let up = store.seen_private_set(inbox.id, b.id, vec![2], false, Some(before + 1)).await.unwrap();
+    assert_eq!(up.updated, vec![PrivateSeen { uid: 2, seen: false, modseq: before + 2 }]);
+    assert_eq!(store.seen_private_get(inbox.id, b.id, before + 1).await.unwrap(), up.updated, "since a modseq");
+    store.shutdown().await.unwrap();
+    drop(store);
+    let store = backend.open().await;
+    let all = store.seen_private_get(inbox.id, b.id, 0).await.unwrap();
+    assert_eq!(all.iter().map(|r| (r.uid, r.seen)).collect::<Vec<_>>(), vec![(1, true), (2, false)]);
+    store.expunge(inbox.id, vec![1]).await.unwrap();
+    assert_eq!(store.seen_private_get(inbox.id, b.id, 0).await.unwrap().len(), 1, "expunged: its records go");
+    store
+        .mailbox_set_acl(inbox.id, Identifier::Domain("example.org".into()), Some(Rights::parse("lrs").unwrap()))
+        .await
+        .unwrap();
+    store.seen_private_set(inbox.id, c.id, vec![3], true, None).await.unwrap();
+    assert!(store.account_remove(c.id).await.unwrap());
+    assert!(store.seen_private_get(inbox.id, c.id, 0).await.unwrap().is_empty(), "gone with the reader");
+    assert!(store.account_remove(a.id).await.unwrap());
+    assert!(store.seen_private_get(inbox.id, b.id, 0).await.unwrap().is_empty(), "gone with the mailbox");
+    store.shutdown().await.unwrap();
+}
+
 pub async fn rename_delete_subscribe_recent(backend: &dyn Backend) {
     let store = backend.open().await;
     let (a, inbox) = inbox_with(&*store, 2).await;
@@ -1016,7 +1062,7 @@ pub async fn changes_reach_hooks_before_the_answer_and_subscribers_in_order(back
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, sieve_ids_are_remembered_until_they_expire, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, append_batches_are_all_or_nothing, acls_name_users_and_go_with_mailboxes_and_users, annotations_keep_their_scope, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
+        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, sieve_ids_are_remembered_until_they_expire, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, append_batches_are_all_or_nothing, acls_name_users_and_go_with_mailboxes_and_users, annotations_keep_their_scope, private_seen_is_per_reader, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -111,6 +111,25 @@ pub trait MailStore: Send + Sync + 'static {
     /// modseq goes up when one of its annotations changed (RFC 7162 §3.2). `Limit` when the
     /// scope would hold more than [`METADATA_MAX_ENTRIES`]; nothing is changed then.
     async fn metadata_set(&self, scope: MetadataScope, entries: Vec<(String, Option<Vec<u8>>)>) -> StoreResult<()>;
+    /// `user`'s private `\Seen` records on a mailbox (see [`PrivateSeen`]) changed after
+    /// `since_modseq` (0: all), in UID order. A message without a record is not seen.
+    async fn seen_private_get(
+        &self,
+        mailbox: MailboxId,
+        user: AccountId,
+        since_modseq: u64,
+    ) -> StoreResult<Vec<PrivateSeen>>;
+    /// Sets or clears `user`'s private `\Seen` on messages of a mailbox; each change gets a
+    /// new modseq of the mailbox (its HIGHESTMODSEQ goes up). With `unchanged_since`, a
+    /// message whose own modseq or whose record's is higher is left alone (a conflict).
+    async fn seen_private_set(
+        &self,
+        mailbox: MailboxId,
+        user: AccountId,
+        uids: Vec<u32>,
+        seen: bool,
+        unchanged_since: Option<u64>,
+    ) -> StoreResult<PrivateSeenUpdate>;
     /// Stores one message for every target (content stored once) and records its envelope.
     async fn deliver(&self, delivery: Delivery) -> StoreResult<DeliveryReceipt>;
     /// Stores every message of `batch` in its mailbox and expunges the one it replaces, in

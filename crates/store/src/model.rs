@@ -91,6 +91,10 @@ pub struct Account {
     /// SCRAM-SHA-256 keys derived from the password (RFC 5802 §3), for SASL SCRAM.
     #[serde(default)]
     pub scram: Option<String>,
+    /// A shared mailbox account (`support@`): it receives mail but nobody logs in as it; its
+    /// mailboxes are read by the users its ACLs name, in the shared namespace (RFC 2342 §5).
+    #[serde(default)]
+    pub shared: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -344,6 +348,28 @@ pub struct FlagUpdate {
     pub missing: Vec<u32>,
     /// New keywords were refused because the mailbox holds too many.
     pub keywords_refused: bool,
+}
+
+/// One user's own `\Seen` on a message of a mailbox another account owns (as Cyrus and
+/// Dovecot's private flags): each reader of a shared mailbox has their own. `modseq` comes
+/// from the mailbox's modseq sequence, so a change is found by the same CHANGEDSINCE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrivateSeen {
+    pub uid: u32,
+    pub seen: bool,
+    pub modseq: u64,
+}
+
+/// Answer to [`crate::MailStore::seen_private_set`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrivateSeenUpdate {
+    /// The records that changed, with their new modseq.
+    pub updated: Vec<PrivateSeen>,
+    /// UIDs left alone because the message or the user's record changed after
+    /// UNCHANGEDSINCE (RFC 7162 §3.1.3).
+    pub conflicts: Vec<u32>,
+    /// UIDs that no longer exist.
+    pub missing: Vec<u32>,
 }
 
 /// Where an RFC 5464 annotation lives: on a mailbox or on the server, private to one user

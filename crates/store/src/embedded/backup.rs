@@ -38,7 +38,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
 
 impl Engine {
     /// The keyspaces a backup holds (not the full-text queues: the index is rebuilt).
-    fn backed_up(&self) -> [(&'static str, &fjall::Keyspace); 23] {
+    fn backed_up(&self) -> [(&'static str, &fjall::Keyspace); 24] {
         use keys::ks;
         [
             (ks::META, &self.meta),
@@ -64,6 +64,7 @@ impl Engine {
             (ks::SIEVE, &self.sieve),
             (ks::ACL, &self.acl),
             (ks::METADATA, &self.metadata),
+            (ks::PRIVATE_SEEN, &self.private_seen),
         ]
     }
 

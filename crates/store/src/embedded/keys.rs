@@ -75,6 +75,34 @@ pub mod ks {
     /// user (0: `/shared`) ++ mailbox (0: the server) ++ entry name → value: RFC 5464
     /// annotations. Added without a format change.
     pub const METADATA: &str = "metadata";
+    /// mailbox ++ user ++ uid → seen (1 byte) ++ modseq u64: each reader's own `\Seen` on
+    /// another account's mailbox ([`crate::PrivateSeen`]). Added without a format change.
+    pub const PRIVATE_SEEN: &str = "private_seen";
+}
+
+/// A private `\Seen` key: mailbox ++ user ++ uid; without the uid, the user's prefix.
+pub fn private_seen_key(mailbox: MailboxId, user: AccountId, uid: Option<u32>) -> Vec<u8> {
+    let mut k = mailbox.to_be_bytes().to_vec();
+    k.extend_from_slice(&user.to_be_bytes());
+    if let Some(uid) = uid {
+        k.extend_from_slice(&uid.to_be_bytes());
+    }
+    k
+}
+
+/// A private `\Seen` record from its key and value; `None` when malformed.
+pub fn read_private_seen(key: &[u8], value: &[u8]) -> Option<crate::PrivateSeen> {
+    let uid = u32::from_be_bytes(key.get(16..20)?.try_into().ok()?);
+    let seen = *value.first()? == 1;
+    let modseq = u64::from_be_bytes(value.get(1..9)?.try_into().ok()?);
+    Some(crate::PrivateSeen { uid, seen, modseq })
+}
+
+/// The value of a private `\Seen` record.
+pub fn private_seen_value(seen: bool, modseq: u64) -> Vec<u8> {
+    let mut v = vec![u8::from(seen)];
+    v.extend_from_slice(&modseq.to_be_bytes());
+    v
 }
 
 /// A metadata key (RFC 5464): user (0 for `/shared`) ++ mailbox (0 for the server) ++ name.

@@ -53,6 +53,7 @@ pub(crate) struct Engine {
     sieve: Keyspace,
     acl: Keyspace,
     metadata: Keyspace,
+    private_seen: Keyspace,
     /// Where contents of [`blobfile::FILE_THRESHOLD`] bytes or more live.
     blob_dir: std::path::PathBuf,
     /// The queue's due index (`queue_due`) in memory: claims would otherwise scan the
@@ -118,6 +119,7 @@ impl Engine {
             sieve: open(ks::SIEVE)?,
             acl: open(ks::ACL)?,
             metadata: open(ks::METADATA)?,
+            private_seen: open(ks::PRIVATE_SEEN)?,
             blob_dir: blobfile::directory(path),
             due: Mutex::new(std::collections::BTreeSet::new()),
             fts_queue: Mutex::default(),
@@ -604,6 +606,41 @@ impl MailStore for EmbeddedStore {
     async fn metadata_set(&self, scope: MetadataScope, entries: Vec<(String, Option<Vec<u8>>)>) -> StoreResult<()> {
         match self.write(Op::MetadataSet(scope, entries)).await? {
             OpResult::Unit => Ok(()),
+            _ => unexpected(),
+        }
+    }
+
+    async fn seen_private_get(
+        &self,
+        mailbox: MailboxId,
+        user: AccountId,
+        since_modseq: u64,
+    ) -> StoreResult<Vec<PrivateSeen>> {
+        self.read(move |e| {
+            let mut out = Vec::new();
+            for item in e.private_seen.prefix(keys::private_seen_key(mailbox, user, None)) {
+                let (key, value) = item.into_inner()?;
+                let record = keys::read_private_seen(&key, &value)
+                    .ok_or_else(|| StoreError::corrupt("private seen", "malformed record"))?;
+                if record.modseq > since_modseq {
+                    out.push(record);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn seen_private_set(
+        &self,
+        mailbox: MailboxId,
+        user: AccountId,
+        uids: Vec<u32>,
+        seen: bool,
+        unchanged_since: Option<u64>,
+    ) -> StoreResult<PrivateSeenUpdate> {
+        match self.write(Op::SeenPrivate { mailbox, user, uids, seen, unchanged_since }).await? {
+            OpResult::PrivateSeen(u) => Ok(u),
             _ => unexpected(),
         }
     }

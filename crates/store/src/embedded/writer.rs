@@ -37,6 +37,13 @@ pub(crate) enum Op {
     AppendBatch(Box<AppendBatch>),
     SetAcl(MailboxId, Identifier, Option<Rights>),
     MetadataSet(MetadataScope, Vec<(String, Option<Vec<u8>>)>),
+    SeenPrivate {
+        mailbox: MailboxId,
+        user: AccountId,
+        uids: Vec<u32>,
+        seen: bool,
+        unchanged_since: Option<u64>,
+    },
     Expunge(MailboxId, Vec<u32>),
     SetFlags {
         mailbox: MailboxId,
@@ -113,6 +120,7 @@ pub(crate) enum OpResult {
     Appended(AppendReceipt),
     Uids(Vec<u32>),
     Flags(FlagUpdate),
+    PrivateSeen(PrivateSeenUpdate),
     Copied(CopyResult),
     Recent(std::ops::Range<u32>),
     Queue(Option<Box<QueueEntry>>),
@@ -325,6 +333,9 @@ impl Writer {
             Op::Deliver(d) => self.deliver(*d, None, changes).map(OpResult::Receipt),
             Op::AppendBatch(b) => self.append_batch(*b, changes).map(OpResult::Appended),
             Op::MetadataSet(scope, entries) => self.metadata_set(scope, entries, changes).map(|_| OpResult::Unit),
+            Op::SeenPrivate { mailbox, user, uids, seen, unchanged_since } => {
+                self.seen_private_set(mailbox, user, uids, seen, unchanged_since, changes).map(OpResult::PrivateSeen)
+            }
             Op::SetAcl(id, identifier, rights) => {
                 let e = Arc::clone(&self.engine);
                 let mut mailbox = e.mailbox(id)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {id}")))?;
@@ -517,6 +528,7 @@ impl Writer {
             quota_bytes: new.quota_bytes,
             created: now_unix(),
             scram: None,
+            shared: false,
         };
         let mut batch = e.db.batch();
         batch.insert(&e.accounts, keys::u64_key(account.id).to_vec(), to_json(&account)?);
@@ -803,6 +815,78 @@ impl Writer {
         Ok(AppendReceipt { uid_validity: mailbox.uid_validity, uids, replaced })
     }
 
+    /// One user's private `\Seen` on messages of a mailbox: one new modseq for every record
+    /// that changes.
+    fn seen_private_set(
+        &mut self,
+        mailbox_id: MailboxId,
+        user: AccountId,
+        uids: Vec<u32>,
+        seen: bool,
+        unchanged_since: Option<u64>,
+        changes: &mut Vec<StoreChange>,
+    ) -> StoreResult<PrivateSeenUpdate> {
+        let e = Arc::clone(&self.engine);
+        let mut mailbox =
+            e.mailbox(mailbox_id)?.ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox_id}")))?;
+        let mut result = PrivateSeenUpdate::default();
+        let new_modseq = mailbox.highest_modseq + 1;
+        let mut batch = e.db.batch();
+        for uid in uids {
+            let Some(bytes) = e.messages.get(keys::message_key(mailbox_id, uid))? else {
+                result.missing.push(uid);
+                continue;
+            };
+            let key = keys::private_seen_key(mailbox_id, user, Some(uid));
+            let current = match e.private_seen.get(&key)? {
+                Some(v) => keys::read_private_seen(&key, &v)
+                    .ok_or_else(|| StoreError::corrupt("private seen", "malformed record"))?,
+                None => PrivateSeen { uid, seen: false, modseq: 0 },
+            };
+            if let Some(since) = unchanged_since
+                && decode_message(&bytes)?.modseq.max(current.modseq) > since
+            {
+                result.conflicts.push(uid);
+                continue;
+            }
+            if current.seen == seen {
+                continue;
+            }
+            batch.insert(&e.private_seen, key, keys::private_seen_value(seen, new_modseq));
+            result.updated.push(PrivateSeen { uid, seen, modseq: new_modseq });
+        }
+        if !result.updated.is_empty() {
+            mailbox.highest_modseq = new_modseq;
+            batch.insert(&e.mailboxes, keys::u64_key(mailbox_id).to_vec(), to_json(&mailbox)?);
+            batch.commit()?;
+            changes.push(StoreChange::Mailbox { account: mailbox.account, mailbox: mailbox_id });
+        }
+        Ok(result)
+    }
+
+    /// Drops the private `\Seen` records of every reader of a mailbox: all of them, or those
+    /// of `uids` (expunged). Only a shared mailbox (one with an ACL) has readers to look at.
+    fn drop_private_seen(
+        &self,
+        batch: &mut OwnedWriteBatch,
+        mailbox: &Mailbox,
+        uids: Option<&[u32]>,
+    ) -> StoreResult<()> {
+        let e = &self.engine;
+        if uids.is_some() && mailbox.acl.is_empty() {
+            return Ok(());
+        }
+        let uids: Option<HashSet<u32>> = uids.map(|list| list.iter().copied().collect());
+        for item in e.private_seen.prefix(mailbox.id.to_be_bytes()) {
+            let key = item.key()?;
+            let uid = key.get(16..20).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
+            if uids.as_ref().is_none_or(|set| uid.is_some_and(|u| set.contains(&u))) {
+                batch.remove(&e.private_seen, key.to_vec());
+            }
+        }
+        Ok(())
+    }
+
     /// RFC 5464 annotations of one scope, checked against the entry limit first.
     fn metadata_set(
         &mut self,
@@ -1038,6 +1122,7 @@ impl Writer {
             *released.entry(entry.blob).or_default() += 1;
             removed.push(uid);
         }
+        self.drop_private_seen(batch, mailbox, Some(&removed))?;
         Ok(removed)
     }
 
@@ -1386,6 +1471,7 @@ impl Writer {
         for entry in &mailbox.acl {
             batch.remove(&e.acl, keys::acl_key(&entry.identifier.to_string(), mailbox.id));
         }
+        self.drop_private_seen(&mut batch, &mailbox, None)?;
         // Its shared annotations and the owner's private ones (other users' private ones on
         // it are left; nothing can reach them once the mailbox id is gone).
         for prefix in
@@ -1484,6 +1570,7 @@ impl Writer {
             for entry in &mailbox.acl {
                 batch.remove(&e.acl, keys::acl_key(&entry.identifier.to_string(), mailbox.id));
             }
+            self.drop_private_seen(&mut batch, &mailbox, None)?;
             for item in e.metadata.prefix(keys::metadata_key(None, Some(mailbox.id), "")) {
                 batch.remove(&e.metadata, item.key()?.to_vec());
             }
@@ -1493,6 +1580,19 @@ impl Writer {
         // Every private annotation of the user, on any mailbox or the server.
         for item in e.metadata.prefix(id.to_be_bytes()) {
             batch.remove(&e.metadata, item.key()?.to_vec());
+        }
+        // The user's own \Seen on the mailboxes shared with it (one revoked earlier keeps its
+        // records until that mailbox goes: nothing reads them).
+        for identifier in Identifier::naming(&account.address) {
+            let mut prefix = identifier.to_string().into_bytes();
+            prefix.push(0);
+            for item in e.acl.prefix(&prefix) {
+                let key = item.key()?;
+                let Some(mailbox_id) = key.get(prefix.len()..).and_then(keys::read_u64) else { continue };
+                for record in e.private_seen.prefix(keys::private_seen_key(mailbox_id, id, None)) {
+                    batch.remove(&e.private_seen, record.key()?.to_vec());
+                }
+            }
         }
         // Entries that name the removed user go too: a later account of the same address
         // must not inherit what was shared with this one.
