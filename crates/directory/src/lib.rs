@@ -245,6 +245,32 @@ impl Directory {
         Ok((account, generated))
     }
 
+    /// Creates a shared mailbox account (`support@`) with INBOX and the special-use
+    /// mailboxes: it receives mail like a user, but nobody logs in as it (its password is
+    /// random and never shown, and logins are refused); users read it through its ACLs.
+    pub async fn shared_account_add(&self, email: &str) -> Result<Account> {
+        let address = canonical_address(email)?;
+        self.require_domain(&address).await?;
+        if self.store.alias_get(&address).await?.is_some() {
+            return Err(DirectoryError::Exists(format!("alias {address}")));
+        }
+        let password_hash = hash_password_blocking(generate_password()).await?;
+        let mut account = self
+            .store
+            .account_create(
+                NewAccount { address: address.clone(), password_hash, quota_bytes: None },
+                tern_store::default_mailboxes(),
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Exists(_) => DirectoryError::Exists(format!("user {address}")),
+                e => e.into(),
+            })?;
+        account.shared = true;
+        self.store.account_update(account.clone()).await?;
+        Ok(account)
+    }
+
     /// The account of `email`, or `NotFound`.
     async fn existing_user(&self, email: &str) -> Result<Account> {
         let address = canonical_address(email)?;
@@ -256,6 +282,12 @@ impl Directory {
 
     pub async fn user_set_password(&self, email: &str, password: Option<&str>) -> Result<Option<String>> {
         let mut account = self.existing_user(email).await?;
+        if account.shared {
+            return Err(DirectoryError::Invalid(format!(
+                "{} is a shared account: nobody logs in as it",
+                account.address
+            )));
+        }
         let generated = match password {
             Some(_) => None,
             None => Some(generate_password()),
@@ -321,7 +353,8 @@ impl Directory {
         if self.logins.verified(&account.address, &account.password_hash, password) {
             return Ok(Some(account));
         }
-        let hash = account.password_hash.clone();
+        // Nobody logs in as a shared account: the same work as a wrong password.
+        let hash = if account.shared { dummy_hash().to_string() } else { account.password_hash.clone() };
         let pw = password.to_string();
         let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
             .await
@@ -343,6 +376,7 @@ impl Directory {
     /// The SCRAM-SHA-256 keys a SASL exchange for `email` runs on (see [`ScramLookup`]).
     pub async fn scram_lookup(&self, email: &str) -> Result<ScramLookup> {
         if let Some(account) = self.user_get(email).await?
+            && !account.shared
             && let Some(credentials) = account.scram.as_deref().and_then(tern_sasl::ScramCredentials::parse)
         {
             return Ok(ScramLookup { account: Some(account), credentials });

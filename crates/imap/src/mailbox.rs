@@ -2,9 +2,10 @@
 //! reported, and changes made by others that it has not reported yet.
 
 use crate::notify::MailboxSignal;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tern_imap_proto::{SeqNumber, SeqRange, SequenceSet};
-use tern_store::{MailboxChanges, MailboxId, MessageEntry};
+use tern_store::{AccountId, Flags, MailboxChanges, MailboxId, MessageEntry, PrivateSeen};
 
 /// UID ranges `[start, end)` that are `\Recent` to a session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +32,50 @@ impl Recent {
     }
 }
 
+/// This user's own `\Seen` on a mailbox another account owns (see
+/// [`tern_store::PrivateSeen`]): what the store holds, laid over the mailbox's flags.
+#[derive(Debug, Default)]
+pub struct PrivateSeenState {
+    pub reader: AccountId,
+    /// UID → (seen, modseq) of every record the session has read.
+    records: HashMap<u32, (bool, u64)>,
+    /// The highest record modseq read: the next read asks for what came after.
+    pub since: u64,
+}
+
+impl PrivateSeenState {
+    pub fn new(reader: AccountId) -> PrivateSeenState {
+        PrivateSeenState { reader, ..Default::default() }
+    }
+
+    /// Takes in records read from the store.
+    pub fn take(&mut self, records: &[PrivateSeen]) {
+        for r in records {
+            self.records.insert(r.uid, (r.seen, r.modseq));
+            self.since = self.since.max(r.modseq);
+        }
+    }
+
+    /// The entry as this user sees it: its own `\Seen` (none without a record), and the
+    /// later of the two modseqs.
+    pub fn overlay(&self, entry: &mut MessageEntry) {
+        let (seen, modseq) = self.records.get(&entry.uid).copied().unwrap_or((false, 0));
+        if seen {
+            entry.flags.insert(Flags::SEEN);
+        } else {
+            entry.flags.remove(Flags::SEEN);
+        }
+        entry.modseq = entry.modseq.max(modseq);
+    }
+
+    /// Records changed after `since`, for QRESYNC's resynchronisation.
+    pub fn changed_since(&self, since: u64) -> Vec<u32> {
+        let mut uids: Vec<u32> = self.records.iter().filter(|(_, (_, m))| *m > since).map(|(u, _)| *u).collect();
+        uids.sort_unstable();
+        uids
+    }
+}
+
 pub struct View {
     pub id: MailboxId,
     /// The name this user knows it by (`Other Users/...` for another's).
@@ -53,6 +98,8 @@ pub struct View {
     pub pending_expunged: Vec<u32>,
     pub signal: Arc<MailboxSignal>,
     pub seen_version: u64,
+    /// Set when another account owns the mailbox: `\Seen` is this user's own.
+    pub private_seen: Option<Box<PrivateSeenState>>,
 }
 
 /// What changed since the client last heard, to be reported as untagged responses.
@@ -75,6 +122,38 @@ pub enum SetError {
 }
 
 impl View {
+    /// Lays this user's own `\Seen` over entries read from the store (a no-op on the
+    /// user's own mailboxes).
+    pub fn overlay(&self, entries: &mut [MessageEntry]) {
+        if let Some(p) = &self.private_seen {
+            entries.iter_mut().for_each(|e| p.overlay(e));
+        }
+    }
+
+    /// Takes in private `\Seen` records read or written, and adds the messages they change
+    /// (and that `changes` does not already carry) to `changes`, as this user sees them.
+    pub fn merge_private(&mut self, records: &[PrivateSeen], changes: &mut MailboxChanges) {
+        let Some(p) = self.private_seen.as_mut() else { return };
+        p.take(records);
+        let Some(p) = self.private_seen.as_ref() else { return };
+        changes.changed.iter_mut().for_each(|e| p.overlay(e));
+        let mut added = false;
+        for r in records {
+            if changes.changed.iter().any(|e| e.uid == r.uid) {
+                continue;
+            }
+            let Ok(i) = self.messages.binary_search_by_key(&r.uid, |m| m.uid) else { continue };
+            let mut entry = self.messages[i].clone();
+            p.overlay(&mut entry);
+            changes.changed.push(entry);
+            added = true;
+        }
+        if added {
+            changes.changed.sort_by_key(|e| e.uid);
+        }
+        changes.highest_modseq = changes.highest_modseq.max(p.since);
+    }
+
     pub fn max_uid(&self) -> u32 {
         self.messages.last().map(|m| m.uid).unwrap_or(0)
     }
@@ -273,6 +352,7 @@ mod tests {
             pending_expunged: vec![],
             signal: Arc::new(MailboxSignal::default()),
             seen_version: 0,
+            private_seen: None,
         }
     }
 

@@ -42,6 +42,9 @@ pub enum AdminRequest {
     UserAdd {
         email: String,
         password: Option<String>,
+        /// A shared mailbox account (`support@`): no login, read through its ACLs.
+        #[serde(default)]
+        shared: bool,
     },
     UserPasswd {
         email: String,
@@ -375,7 +378,19 @@ async fn directory_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Res
             dir.domain_remove(&name).await?;
             writeln!(out, "removed domain {name}")?;
         }
-        AdminRequest::UserAdd { email, password } => {
+        AdminRequest::UserAdd { email, password, shared: true } => {
+            if password.is_some() {
+                return Err(anyhow::anyhow!("a shared account has no password: nobody logs in as it"));
+            }
+            let account = dir.shared_account_add(&email).await?;
+            writeln!(out, "added shared account {}", account.address)?;
+            writeln!(
+                out,
+                "share its mailboxes with: tern share set {} INBOX <user or @domain> lrswite",
+                account.address
+            )?;
+        }
+        AdminRequest::UserAdd { email, password, shared: false } => {
             let (account, generated) = dir.user_add(&email, password.as_deref()).await?;
             writeln!(out, "added user {}", account.address)?;
             if let Some(p) = generated {
@@ -398,7 +413,8 @@ async fn directory_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Res
                     bytes += m.size;
                 }
                 let quota = a.quota_bytes.map(|q| format!("\tquota={q}")).unwrap_or_default();
-                writeln!(out, "{}\tmessages={count}\tbytes={bytes}{quota}", a.address)?;
+                let shared = if a.shared { "\tshared" } else { "" };
+                writeln!(out, "{}\tmessages={count}\tbytes={bytes}{quota}{shared}", a.address)?;
             }
         }
         AdminRequest::UserQuota { email, bytes } => {
@@ -1039,9 +1055,11 @@ async fn handle(stream: tokio::net::UnixStream, ctx: AdminContext) -> anyhow::Re
 /// The request without passwords, for logs.
 fn redact(req: &AdminRequest) -> AdminRequest {
     match req {
-        AdminRequest::UserAdd { email, password } => {
-            AdminRequest::UserAdd { email: email.clone(), password: password.as_ref().map(|_| "***".into()) }
-        }
+        AdminRequest::UserAdd { email, password, shared } => AdminRequest::UserAdd {
+            email: email.clone(),
+            password: password.as_ref().map(|_| "***".into()),
+            shared: *shared,
+        },
         AdminRequest::UserPasswd { email, password } => {
             AdminRequest::UserPasswd { email: email.clone(), password: password.as_ref().map(|_| "***".into()) }
         }

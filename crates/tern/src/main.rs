@@ -392,8 +392,13 @@ enum UserCmd {
         /// The new user's address, in a local domain.
         email: String,
         /// Read the password from the first line of standard input (else one is generated and printed).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "shared")]
         password_stdin: bool,
+        /// A shared mailbox account such as support@: it receives mail, nobody logs in as it,
+        /// and the users its ACLs name (`tern share set`) read it under Public/, each with
+        /// their own \Seen.
+        #[arg(long)]
+        shared: bool,
     },
     /// Change a password (generated unless --password-stdin).
     Passwd {
@@ -692,9 +697,9 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             DomainCmd::Remove { domain } => AdminRequest::DomainRemove { name: domain },
         },
         Command::User(cmd) => match cmd {
-            UserCmd::Add { email, password_stdin } => {
+            UserCmd::Add { email, password_stdin, shared } => {
                 let password = if password_stdin { Some(read_password_stdin()?) } else { None };
-                AdminRequest::UserAdd { email, password }
+                AdminRequest::UserAdd { email, password, shared }
             }
             UserCmd::Passwd { email, password_stdin } => {
                 let password = if password_stdin { Some(read_password_stdin()?) } else { None };

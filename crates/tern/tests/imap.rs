@@ -438,7 +438,9 @@ fn mailbox_management_list_extended_status_and_names() {
     let mut u = s.imap_login("alice@example.test");
     u.ok("ENABLE UTF8=ACCEPT");
     assert!(u.ok("LIST \"\" Entw*").all().contains("\"/\" \"Entwürfe\""));
-    assert!(c.ok("NAMESPACE").lines[0] == "* NAMESPACE ((\"\" \"/\")) ((\"Other Users/\" \"/\")) NIL");
+    assert!(
+        c.ok("NAMESPACE").lines[0] == "* NAMESPACE ((\"\" \"/\")) ((\"Other Users/\" \"/\")) ((\"Public/\" \"/\"))"
+    );
 }
 
 #[test]

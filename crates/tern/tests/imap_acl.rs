@@ -27,7 +27,10 @@ fn every_right_is_checked_by_a_command_that_needs_it() {
     let mut alice = s.imap_login("alice@example.test");
     let caps = alice.ok("CAPABILITY").untagged("CAPABILITY")[0].to_string();
     assert!(caps.contains(" ACL ") && caps.contains(" RIGHTS=texk"), "{caps}");
-    assert_eq!(alice.ok("NAMESPACE").lines, vec!["* NAMESPACE ((\"\" \"/\")) ((\"Other Users/\" \"/\")) NIL"]);
+    assert_eq!(
+        alice.ok("NAMESPACE").lines,
+        vec!["* NAMESPACE ((\"\" \"/\")) ((\"Other Users/\" \"/\")) ((\"Public/\" \"/\"))"]
+    );
     alice.ok("CREATE Team");
     for i in 1..=3 {
         assert!(append(&mut alice, "Team", &message(&format!("team {i}"))).ok());
@@ -205,4 +208,105 @@ fn the_post_right_opens_a_mailbox_to_plus_addressed_mail() {
     assert_eq!(bob.ok(&format!("MYRIGHTS {TEAM}")).lines, vec![format!("* MYRIGHTS {TEAM} p")]);
     assert!(!bob.ok("LIST \"\" \"*\"").all().contains("Team"));
     assert!(bob.run(&format!("SELECT {TEAM}")).done.starts_with("NO"));
+}
+
+/// A shared account (`support@`) that several users read under `Public/`, each with their own
+/// `\Seen` (as Dovecot's private flags), the other flags shared; nobody logs in as it.
+#[test]
+fn a_shared_account_is_read_by_several_users_each_with_their_own_seen() {
+    let mut s = TestServer::started("");
+    let out = s.ok(&["user", "add", "support@example.test", "--shared"]);
+    assert!(out.contains("added shared account support@example.test"), "{out}");
+    assert!(s.ok(&["user", "list"]).contains("support@example.test\tmessages=0\tbytes=0\tshared"));
+    assert!(!s.cli(&["user", "passwd", "support@example.test"]).status.success(), "no password to set");
+    s.ok(&["share", "set", "support@example.test", "INBOX", "@example.test", "lrswite"]);
+    let mut nobody = s.imap();
+    assert!(nobody.run("LOGIN support@example.test secret").done.starts_with("NO"));
+    for i in 1..=3 {
+        s.deliver("support@example.test", message(&format!("ticket {i}")).as_bytes());
+    }
+    const SUPPORT: &str = "\"Public/support@example.test/INBOX\"";
+    let mut alice = s.imap_login("alice@example.test");
+    let mut bob = s.imap_login("bob@example.test");
+    assert_eq!(
+        alice.ok("NAMESPACE").lines,
+        vec!["* NAMESPACE ((\"\" \"/\")) ((\"Other Users/\" \"/\")) ((\"Public/\" \"/\"))"]
+    );
+    let listed = alice.ok("LIST \"\" \"*\"").all();
+    assert!(listed.contains("* LIST (\\Noselect \\HasChildren) \"/\" Public/support@example.test\n"), "{listed}");
+    assert!(listed.contains("* LIST (\\HasNoChildren) \"/\" Public/support@example.test/INBOX"), "{listed}");
+    assert!(!listed.contains("Other Users"), "a shared account is not another user: {listed}");
+    assert!(alice.run("STATUS \"Other Users/support@example.test/INBOX\" (MESSAGES)").done.starts_with("NO"));
+    let status = format!("STATUS {SUPPORT} (MESSAGES UNSEEN)");
+    assert!(alice.ok(&status).lines[0].ends_with("(MESSAGES 3 UNSEEN 3)"));
+
+    // Alice reads 1 and marks 2 read and flagged: her \Seen, everyone's \Flagged.
+    alice.ok(&format!("SELECT {SUPPORT}"));
+    let r = alice.ok("FETCH 1 BODY[]");
+    assert!(r.all().contains("FLAGS (\\Seen"), "{r:?}");
+    alice.ok("STORE 2 +FLAGS.SILENT (\\Seen \\Flagged)");
+    assert_eq!(alice.ok("SEARCH UNSEEN").untagged("SEARCH"), vec!["SEARCH 3"]);
+    let r = bob.ok(&format!("SELECT {SUPPORT}"));
+    assert!(r.lines.contains(&"* OK [UNSEEN 1] First unseen".to_string()), "{r:?}");
+    assert_eq!(bob.ok("SEARCH UNSEEN").untagged("SEARCH"), vec!["SEARCH 1 2 3"]);
+    assert_eq!(bob.ok("SEARCH FLAGGED").untagged("SEARCH"), vec!["SEARCH 2"]);
+    let r = bob.ok("FETCH 2 FLAGS").all();
+    assert!(r.starts_with("* 2 FETCH (FLAGS (\\Flagged") && !r.contains("\\Seen"), "Alice's \\Seen is hers: {r}");
+    assert!(bob.ok(&status).lines[0].ends_with("(MESSAGES 3 UNSEEN 3)"));
+
+    // Bob's \Seen is not Alice's news; her own from another session is (with its modseq).
+    let modseq = |c: &mut Imap<std::net::TcpStream>| -> u64 {
+        let line = c.ok(&format!("STATUS {SUPPORT} (HIGHESTMODSEQ)")).lines[0].clone();
+        line.rsplit(' ').next().unwrap_or_default().trim_end_matches(')').parse().unwrap_or(0)
+    };
+    bob.ok("STORE 3 +FLAGS (\\Seen)");
+    let r = alice.ok("NOOP");
+    assert!(!r.all().contains("FETCH"), "{r:?}");
+    let mut alice2 = s.imap_login("alice@example.test");
+    alice2.ok(&format!("SELECT {SUPPORT}"));
+    let before = modseq(&mut alice2);
+    alice.ok("STORE 3 +FLAGS.SILENT (\\Seen)");
+    let r = alice2.ok("NOOP");
+    assert!(r.lines.iter().any(|l| l.starts_with("* 3 FETCH (") && l.contains("FLAGS (\\Seen)")), "{r:?}");
+    let r = alice2.ok(&format!("UID FETCH 1:* (FLAGS) (CHANGEDSINCE {before})"));
+    assert_eq!(r.lines.len(), 1, "only 3 changed since: {r:?}");
+    assert!(r.lines[0].contains("UID 3") && r.lines[0].contains("\\Seen"), "{r:?}");
+    assert!(modseq(&mut alice2) > before);
+    // UNCHANGEDSINCE counts the user's own \Seen change.
+    let r = alice2.ok(&format!("STORE 3 (UNCHANGEDSINCE {before}) -FLAGS (\\Seen)"));
+    assert!(r.done.starts_with("OK [MODIFIED 3]"), "{r:?}");
+
+    // A replacing STORE: the shared flags replaced, \Seen only Bob's.
+    bob.ok("STORE 1 FLAGS (\\Seen \\Answered)");
+    alice.ok("NOOP");
+    let r = alice.ok("FETCH 1 FLAGS");
+    assert_eq!(r.lines, vec!["* 1 FETCH (FLAGS (\\Seen \\Answered \\Recent))"], "her \\Seen, the shared \\Answered");
+    assert!(bob.ok("FETCH 1 FLAGS").all().contains("FLAGS (\\Seen \\Answered"), "bob's own \\Seen");
+    alice2.ok("UNSELECT");
+
+    // COPY out keeps this user's \Seen; APPEND into it sets only the appender's.
+    bob.ok("COPY 1:3 INBOX");
+    let r = bob.ok("STATUS INBOX (MESSAGES UNSEEN)");
+    assert!(r.lines[0].ends_with("(MESSAGES 3 UNSEEN 1)"), "1 and 3 were seen by Bob: {r:?}");
+    assert!(append(&mut bob, SUPPORT, &message("reply draft")).ok());
+    let raw = message("seen by bob");
+    assert!(bob.run(&format!("APPEND {SUPPORT} (\\Seen) {{{}+}}\r\n{raw}", raw.len())).ok());
+    assert!(alice.ok(&status).lines[0].ends_with("(MESSAGES 5 UNSEEN 2)"), "4 and 5 new to Alice");
+    assert!(bob.ok(&status).lines[0].ends_with("(MESSAGES 5 UNSEEN 2)"), "2 and 4 unseen by Bob");
+
+    // After a restart each has their own still.
+    drop((alice, alice2, bob));
+    s.stop();
+    s.launch();
+    let mut alice = s.imap_login("alice@example.test");
+    let mut bob = s.imap_login("bob@example.test");
+    alice.ok(&format!("SELECT {SUPPORT}"));
+    bob.ok(&format!("SELECT {SUPPORT}"));
+    assert_eq!(alice.ok("SEARCH UNSEEN").untagged("SEARCH"), vec!["SEARCH 4 5"]);
+    assert_eq!(bob.ok("SEARCH UNSEEN").untagged("SEARCH"), vec!["SEARCH 2 4"]);
+    // An expunge by one reader reaches the other.
+    alice.ok("STORE 2 +FLAGS.SILENT (\\Deleted)");
+    alice.ok("EXPUNGE");
+    assert!(bob.ok("NOOP").lines.contains(&"* 2 EXPUNGE".to_string()));
+    assert_eq!(bob.ok("SEARCH UNSEEN").untagged("SEARCH"), vec!["SEARCH 3"]);
 }

@@ -7,6 +7,7 @@ use super::messages::{split_flags, uid_set_text};
 use super::{Done, Session};
 use tern_imap_proto::url::parse_message_url;
 use tern_imap_proto::{AppendContent, AppendMessage, CatenatePart};
+use tern_store::Flags;
 use tern_store::{
     AppendBatch, AppendReceipt, Delivery, DeliveryEnvelope, DeliveryTarget, MailboxSelector, Rights, StoreError,
 };
@@ -17,13 +18,14 @@ impl Session {
             Ok(m) => m,
             Err(done) => return Ok(done),
         };
-        let deliveries = match self.prepare_messages(&mailbox, messages).await? {
+        let (deliveries, seen) = match self.prepare_messages(&mailbox, messages).await? {
             Ok(d) => d,
             Err(done) => return Ok(done),
         };
         let batch = AppendBatch { mailbox: mailbox.mailbox.id, messages: deliveries, replaces: None };
         Ok(match self.store_batch(batch).await? {
             Ok(r) => {
+                self.own_seen_after_append(&mailbox, &r, &seen).await?;
                 Done::ok("APPEND completed").code(format!("APPENDUID {} {}", r.uid_validity, uid_set_text(&r.uids)))
             }
             Err(done) => done,
@@ -63,7 +65,7 @@ impl Session {
             Ok(m) => m,
             Err(done) => return Ok(done),
         };
-        let deliveries = match self.prepare_messages(&mailbox, vec![message]).await? {
+        let (deliveries, seen) = match self.prepare_messages(&mailbox, vec![message]).await? {
             Ok(d) => d,
             Err(done) => return Ok(done),
         };
@@ -72,6 +74,7 @@ impl Session {
             Ok(r) => r,
             Err(done) => return Ok(done),
         };
+        self.own_seen_after_append(&mailbox, &receipt, &seen).await?;
         // RFC 8508 §3.3: APPENDUID in an untagged OK, before the expunge of the old message.
         let new = uid_set_text(&receipt.uids);
         self.untagged(&format!("OK [APPENDUID {} {new}] Replacement message stored", receipt.uid_validity));
@@ -113,16 +116,22 @@ impl Session {
         &mut self,
         target: &Located,
         messages: Vec<AppendMessage>,
-    ) -> Result<Result<Vec<Delivery>, Done>, StoreError> {
+    ) -> Result<Result<(Vec<Delivery>, Vec<bool>), Done>, StoreError> {
         let Some(account) = self.state.account().cloned() else { return Ok(Err(Done::bad("Log in first"))) };
         let limit = self.server.settings.append_limit;
         let mut prepared = Vec::with_capacity(messages.len());
+        let mut seen = Vec::with_capacity(messages.len());
         for message in messages {
-            let (bits, keywords) = match split_flags(&message.flags) {
+            let (mut bits, keywords) = match split_flags(&message.flags) {
                 // Flags the user may not set are left out (RFC 4314 §4).
                 Ok((bits, keywords)) => permitted_flags(target.rights, bits, keywords),
                 Err(unknown) => return Ok(Err(Done::bad(format!("Unknown system flag {unknown}")))),
             };
+            seen.push(bits.contains(Flags::SEEN));
+            if !target.own() {
+                // On another account's mailbox \Seen is the user's own, set once stored.
+                bits.remove(Flags::SEEN);
+            }
             let raw = match message.content {
                 AppendContent::Literal { message, binary } => normalize_line_endings(message, binary),
                 AppendContent::Catenate(parts) => match self.catenate(parts, limit).await? {
@@ -158,7 +167,25 @@ impl Session {
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?;
-        Ok(Ok(deliveries))
+        Ok(Ok((deliveries, seen)))
+    }
+
+    /// After storing into another account's mailbox: this user's own `\Seen` on the new
+    /// messages that asked for it.
+    async fn own_seen_after_append(
+        &mut self,
+        target: &Located,
+        receipt: &AppendReceipt,
+        seen: &[bool],
+    ) -> Result<(), StoreError> {
+        if target.own() {
+            return Ok(());
+        }
+        let uids: Vec<u32> = receipt.uids.iter().zip(seen).filter(|(_, s)| **s).map(|(u, _)| *u).collect();
+        if !uids.is_empty() {
+            self.server.store.seen_private_set(target.mailbox.id, self.account_id(), uids, true, None).await?;
+        }
+        Ok(())
     }
 
     /// RFC 4469 §3: the message made of texts and parts of stored messages; `NO [BADURL]` for a

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tern_imap_proto::encode;
 use tern_imap_proto::render;
 use tern_imap_proto::{FetchAttr, Section, SectionText, SequenceSet};
-use tern_store::{FlagMode, Flags, StoreError};
+use tern_store::{Flags, StoreError};
 
 fn needs_summary(a: &FetchAttr) -> bool {
     !matches!(
@@ -322,7 +322,7 @@ impl Session {
         // Set \Seen first, so the responses carry the new flags.
         let mut seen_now: HashSet<u32> = HashSet::new();
         if !read_only && may_set_seen && attrs.iter().any(sets_seen) && !unseen.is_empty() {
-            let update = self.server.store.set_flags(id, unseen, FlagMode::Add, Flags::SEEN, vec![], None).await?;
+            let update = self.set_seen(unseen, true, None).await?;
             if let Some(view) = self.state.view_mut() {
                 for entry in update.updated {
                     if let Some(i) = view.index_of(entry.uid) {

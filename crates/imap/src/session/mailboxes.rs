@@ -79,7 +79,7 @@ impl Session {
         encode::mailbox(&mut self.out, name, utf8);
     }
 
-    fn account_id(&self) -> u64 {
+    pub(crate) fn account_id(&self) -> u64 {
         self.state.account().map(|a| a.id).unwrap_or(0)
     }
 
@@ -108,9 +108,11 @@ impl Session {
             Ok(n) => n,
             Err(done) => return Ok(done),
         };
-        let Some(Located { mailbox, rights, shown, .. }) = self.locate(&name).await? else {
+        let Some(located) = self.locate(&name).await? else {
             return Ok(no_such_mailbox());
         };
+        let own = located.own();
+        let Located { mailbox, rights, shown, .. } = located;
         if !rights.contains(Rights::READ) {
             return Ok(not_permitted("read"));
         }
@@ -138,7 +140,19 @@ impl Session {
             pending_expunged: Vec::new(),
             signal,
             seen_version,
+            private_seen: None,
         };
+        if !own {
+            // \Seen on another account's mailbox is this user's own.
+            let reader = self.account_id();
+            let records = self.server.store.seen_private_get(mailbox.id, reader, 0).await?;
+            let mut private = crate::mailbox::PrivateSeenState::new(reader);
+            private.take(&records);
+            view.private_seen = Some(Box::new(private));
+            let mut messages = std::mem::take(&mut view.messages);
+            view.overlay(&mut messages);
+            view.messages = messages;
+        }
         view.highest_modseq = view.highest_modseq.max(view.messages.iter().map(|m| m.modseq).max().unwrap_or(0));
         let mut flags = vec!["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
             .into_iter()
@@ -188,7 +202,19 @@ impl Session {
     /// RFC 7162 §3.2.5: what changed since the client's modseq, as VANISHED (EARLIER) and
     /// FETCH responses.
     async fn qresync_resync(&mut self, view: &View, q: &QresyncParams) -> Result<(), StoreError> {
-        let changes = self.server.store.mailbox_changes(view.id, q.mod_seq).await?;
+        let mut changes = self.server.store.mailbox_changes(view.id, q.mod_seq).await?;
+        if let Some(p) = &view.private_seen {
+            // This user's own \Seen changes since then too (their modseqs are the mailbox's).
+            for uid in p.changed_since(q.mod_seq) {
+                if !changes.changed.iter().any(|e| e.uid == uid)
+                    && let Some(i) = view.index_of(uid)
+                {
+                    changes.changed.push(view.messages[i].clone());
+                }
+            }
+            changes.changed.sort_by_key(|e| e.uid);
+        }
+        view.overlay(&mut changes.changed);
         let known = |uid: u32| match &q.known_uids {
             Some(set) => set.contains(uid, u32::MAX),
             None => true,
@@ -521,6 +547,26 @@ impl Session {
         Ok(done())
     }
 
+    /// How many messages of a mailbox this user has not seen: the mailbox's count on its own,
+    /// from its own `\Seen` records on another account's.
+    async fn unseen_count(&self, m: &Mailbox) -> Result<u32, StoreError> {
+        let reader = self.account_id();
+        if m.account == reader {
+            return Ok(m.unseen);
+        }
+        let seen: std::collections::HashSet<u32> = self
+            .server
+            .store
+            .seen_private_get(m.id, reader, 0)
+            .await?
+            .into_iter()
+            .filter(|r| r.seen)
+            .map(|r| r.uid)
+            .collect();
+        let messages = self.server.store.message_list(m.id).await?;
+        Ok(messages.iter().filter(|e| !seen.contains(&e.uid)).count() as u32)
+    }
+
     async fn write_status(&mut self, m: &Mailbox, items: &[StatusItem]) -> Result<(), StoreError> {
         let mut parts = Vec::new();
         for item in items {
@@ -531,7 +577,7 @@ impl Session {
                 }
                 StatusItem::UidNext => format!("UIDNEXT {}", m.uid_next),
                 StatusItem::UidValidity => format!("UIDVALIDITY {}", m.uid_validity),
-                StatusItem::Unseen => format!("UNSEEN {}", m.unseen),
+                StatusItem::Unseen => format!("UNSEEN {}", self.unseen_count(m).await?),
                 StatusItem::Deleted => format!("DELETED {}", m.deleted),
                 StatusItem::Size => format!("SIZE {}", m.size),
                 StatusItem::HighestModSeq => {

@@ -102,7 +102,8 @@ impl Session {
                 view.rights = rights;
             }
         }
-        let changes = self.server.store.mailbox_changes(id, since).await?;
+        let mut changes = self.server.store.mailbox_changes(id, since).await?;
+        self.read_private_seen(&mut changes).await?;
         let Some(view) = self.state.view_mut() else { return Ok(()) };
         let report = view.apply(changes, allow_expunge, self.qresync || self.uidonly);
         if !report.vanished.is_empty() {
@@ -256,7 +257,6 @@ impl Session {
             StoreMode::Add => FlagMode::Add,
             StoreMode::Remove => FlagMode::Remove,
         };
-        let id = view.id;
         let filed_as = match mode {
             FlagMode::Add | FlagMode::Replace => {
                 let has = |k: &str| keywords.iter().any(|x| x.eq_ignore_ascii_case(k));
@@ -270,7 +270,7 @@ impl Session {
             }
             FlagMode::Remove => None,
         };
-        let update = self.server.store.set_flags(id, uids.clone(), mode, bits, keywords, unchanged_since).await?;
+        let update = self.set_flags_seen_apart(uids.clone(), mode, bits, keywords, unchanged_since).await?;
         if let (Some(spam), Some(feedback), Some(account)) =
             (filed_as, self.server.junk_feedback.get(), self.state.account())
             && !update.updated.is_empty()
@@ -364,6 +364,7 @@ impl Session {
         if !located.rights.contains(Rights::INSERT) {
             return Ok(not_permitted("insert messages"));
         }
+        let target_own = located.own();
         let target = located.mailbox;
         let Some(view) = self.state.view() else { return Ok(Done::bad("No mailbox selected")) };
         if move_ && view.read_only {
@@ -375,6 +376,18 @@ impl Session {
         }
         let uids: Vec<u32> = indices.iter().map(|&i| view.messages[i].uid).filter(|u| !view.is_expunged(*u)).collect();
         let id = view.id;
+        // \Seen as this user sees it, carried over when one side's is the user's own.
+        let carry_seen = view.private_seen.is_some() || !target_own;
+        let seen_before: std::collections::HashSet<u32> = if carry_seen {
+            uids.iter()
+                .filter_map(|u| view.index_of(*u))
+                .map(|i| &view.messages[i])
+                .filter(|m| m.flags.contains(Flags::SEEN))
+                .map(|m| m.uid)
+                .collect()
+        } else {
+            Default::default()
+        };
         let verb = if move_ { "MOVE" } else { "COPY" };
         if uids.is_empty() {
             return Ok(Done::ok(format!("{verb} completed")));
@@ -391,6 +404,21 @@ impl Session {
         }
         let src: Vec<u32> = result.pairs.iter().map(|p| p.0).collect();
         let dst: Vec<u32> = result.pairs.iter().map(|p| p.1).collect();
+        if carry_seen {
+            let (mut seen, mut unseen) = (Vec::new(), Vec::new());
+            for &(from, to) in &result.pairs {
+                if seen_before.contains(&from) { seen.push(to) } else { unseen.push(to) }
+            }
+            if target_own {
+                for (uids, mode) in [(seen, FlagMode::Add), (unseen, FlagMode::Remove)] {
+                    if !uids.is_empty() {
+                        self.server.store.set_flags(target.id, uids, mode, Flags::SEEN, vec![], None).await?;
+                    }
+                }
+            } else if !seen.is_empty() {
+                self.server.store.seen_private_set(target.id, self.account_id(), seen, true, None).await?;
+            }
+        }
         self.junk_feedback_for_copy(id, &target, &src).await;
         let copyuid = format!("COPYUID {} {} {}", result.uid_validity, uid_set_text(&src), uid_set_text(&dst));
         if move_ {

@@ -614,7 +614,11 @@ impl Session {
             }
             (_, Command::Namespace) => {
                 // RFC 2342: the user's own mailboxes, and those other users share.
-                self.untagged(&format!("NAMESPACE ((\"\" \"/\")) ((\"{}/\" \"/\")) NIL", acl::OTHER_USERS));
+                self.untagged(&format!(
+                    "NAMESPACE ((\"\" \"/\")) ((\"{}/\" \"/\")) ((\"{}/\" \"/\"))",
+                    acl::OTHER_USERS,
+                    acl::PUBLIC
+                ));
                 Ok(Done::ok("NAMESPACE completed"))
             }
             (_, Command::SetAcl { mailbox, identifier, mode, rights }) => {
