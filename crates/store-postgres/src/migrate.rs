@@ -108,6 +108,25 @@ pub async fn migrate(
             }
         }
     }
+    // Annotations (RFC 5464) and the readers' own \Seen on shared mailboxes: the server's and
+    // each mailbox's, per user where they are private.
+    progress("annotations and private \\Seen");
+    let mut readers: Vec<Option<AccountId>> = vec![None];
+    readers.extend(accounts.iter().map(|a| Some(a.id)));
+    for account in &accounts {
+        import_annotations(from, to, MetadataScope { mailbox: None, user: Some(account.id) }).await?;
+        for mailbox in from.mailbox_list(account.id).await? {
+            // Only a shared mailbox has readers other than its owner.
+            let users: Vec<Option<AccountId>> =
+                if mailbox.acl.is_empty() { vec![None, Some(account.id)] } else { readers.clone() };
+            for user in users {
+                import_annotations(from, to, MetadataScope { mailbox: Some(mailbox.id), user }).await?;
+                if let Some(user) = user.filter(|u| *u != account.id) {
+                    import_private_seen(from, to, mailbox.id, user).await?;
+                }
+            }
+        }
+    }
     let queue = from.queue_list().await?;
     progress(&format!("queue: {} messages", queue.len()));
     for entry in &queue {
@@ -138,6 +157,46 @@ pub async fn migrate(
     advance_sequences(to).await?;
     progress("done");
     Ok(summary)
+}
+
+async fn import_annotations(from: &dyn Store, to: &PgStore, scope: MetadataScope) -> StoreResult<()> {
+    let entries = from.metadata_get(scope).await?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let client = to.client().await?;
+    for (name, value) in entries {
+        client
+            .run(
+                "INSERT INTO metadata (account, mailbox, name, value) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[&id(scope.user.unwrap_or(0)), &id(scope.mailbox.unwrap_or(0)), &name, &value],
+            )
+            .await
+            .map_err(pg_error)?;
+    }
+    Ok(())
+}
+
+/// A reader's own `\Seen` records with their modseqs (already below the mailbox's).
+async fn import_private_seen(from: &dyn Store, to: &PgStore, mailbox: MailboxId, user: AccountId) -> StoreResult<()> {
+    let records = from.seen_private_get(mailbox, user, 0).await?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    let uids: Vec<i64> = records.iter().map(|r| i64::from(r.uid)).collect();
+    let seen: Vec<bool> = records.iter().map(|r| r.seen).collect();
+    let modseqs: Vec<i64> = records.iter().map(|r| id(r.modseq)).collect();
+    to.client()
+        .await?
+        .run(
+            "INSERT INTO private_seen (mailbox, account, uid, seen, modseq)
+             SELECT $1::bigint, $2::bigint, u, s, m FROM unnest($3::bigint[], $4::boolean[], $5::bigint[]) AS t(u, s, m)
+             ON CONFLICT DO NOTHING",
+            &[&id(mailbox), &id(user), &uids, &seen, &modseqs],
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(())
 }
 
 async fn import_account(to: &PgStore, account: &Account) -> StoreResult<bool> {

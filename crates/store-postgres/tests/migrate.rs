@@ -79,6 +79,25 @@ async fn an_embedded_store_moves_to_postgres_with_every_identifier() {
         .await
         .unwrap();
 
+    // A reader of the shared INBOX with their own \Seen, and annotations of every scope.
+    let reader = source
+        .account_create(
+            NewAccount { address: "r@example.test".into(), password_hash: "x".into(), quota_bytes: None },
+            default_mailboxes(),
+        )
+        .await
+        .unwrap();
+    source.mailbox_set_acl(inbox.id, Identifier::Anyone, Some(Rights::parse("lrs").unwrap())).await.unwrap();
+    source.seen_private_set(inbox.id, reader.id, vec![4, 7], true, None).await.unwrap();
+    let scopes = [
+        MetadataScope { mailbox: Some(inbox.id), user: None },
+        MetadataScope { mailbox: Some(inbox.id), user: Some(reader.id) },
+        MetadataScope { mailbox: None, user: Some(a.id) },
+    ];
+    for scope in scopes {
+        source.metadata_set(scope, vec![("/x/comment".into(), Some(b"kept".to_vec()))]).await.unwrap();
+    }
+
     source.sieve_put(a.id, "rules", "require \"fileinto\"; fileinto \"x\";").await.unwrap();
     source.sieve_put(a.id, "spare", "keep;").await.unwrap();
     source.sieve_activate(a.id, Some("rules")).await.unwrap();
@@ -87,7 +106,13 @@ async fn an_embedded_store_moves_to_postgres_with_every_identifier() {
     let target = PgStore::open(&options).await.unwrap();
     let mut lines = Vec::new();
     let summary = migrate(&*source, &target, Some([7u8; 32]), &mut |l| lines.push(l.to_string())).await.unwrap();
-    assert_eq!((summary.accounts, summary.mailboxes, summary.messages), (1, 6, 450 - 2 + 2));
+    assert_eq!((summary.accounts, summary.mailboxes, summary.messages), (2, 12, 450 - 2 + 2));
+    for scope in scopes {
+        assert_eq!(target.metadata_get(scope).await.unwrap(), vec![("/x/comment".to_string(), b"kept".to_vec())]);
+    }
+    let private = source.seen_private_get(inbox.id, reader.id, 0).await.unwrap();
+    assert_eq!(private.len(), 2);
+    assert_eq!(target.seen_private_get(inbox.id, reader.id, 0).await.unwrap(), private);
     assert_eq!((summary.queued, summary.quarantined, summary.spam_models, summary.sieve_scripts), (1, 1, 1, 2));
     assert!(lines.iter().any(|l| l.contains("INBOX: 448 messages")), "{lines:?}");
 
@@ -123,6 +148,7 @@ async fn an_embedded_store_moves_to_postgres_with_every_identifier() {
     // Run again (an interrupted copy resumed): nothing twice.
     let again = migrate(&*source, &target, Some([7u8; 32]), &mut |_| {}).await.unwrap();
     assert_eq!((again.accounts, again.messages, again.queued), (0, 0, 0));
+    assert_eq!(target.seen_private_get(inbox.id, reader.id, 0).await.unwrap(), private);
     assert_eq!(again.skipped_messages, 450);
     assert_eq!(target.blob_refcount(first.blob).await.unwrap(), 2);
 
