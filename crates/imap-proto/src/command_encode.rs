@@ -675,6 +675,43 @@ impl Writer {
                 self.raw(" ");
                 self.astring(mailbox);
             }
+            C::Notify(None) => self.raw(" NONE"),
+            C::Notify(Some(set)) => {
+                self.raw(if set.status { " SET STATUS" } else { " SET" });
+                for group in &set.groups {
+                    self.raw(" (");
+                    match &group.filter {
+                        NotifyFilter::Selected => self.raw("SELECTED"),
+                        NotifyFilter::SelectedDelayed => self.raw("SELECTED-DELAYED"),
+                        NotifyFilter::Inboxes => self.raw("INBOXES"),
+                        NotifyFilter::Personal => self.raw("PERSONAL"),
+                        NotifyFilter::Subscribed => self.raw("SUBSCRIBED"),
+                        NotifyFilter::Subtree(names) | NotifyFilter::Mailboxes(names) => {
+                            self.raw(if matches!(group.filter, NotifyFilter::Subtree(_)) {
+                                "SUBTREE "
+                            } else {
+                                "MAILBOXES "
+                            });
+                            self.list(names, |w, n| w.astring(n));
+                        }
+                    }
+                    self.raw(" ");
+                    if group.events.is_empty() {
+                        self.raw("NONE");
+                    } else {
+                        self.list(&group.events, |w, e| {
+                            w.raw(e.name());
+                            if let NotifyEvent::MessageNew(attrs) = e
+                                && !attrs.is_empty()
+                            {
+                                w.raw(" ");
+                                w.list(attrs, |w, a| w.fetch_attr(a));
+                            }
+                        });
+                    }
+                    self.raw(")");
+                }
+            }
         }
     }
 }

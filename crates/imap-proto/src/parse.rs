@@ -764,6 +764,7 @@ fn parse_body(c: &mut Cursor<'_>) -> R<Command> {
         "SETACL" => set_acl(c),
         "GETMETADATA" => get_metadata(c),
         "SETMETADATA" => set_metadata(c),
+        "NOTIFY" => notify(c),
         "DELETEACL" | "LISTRIGHTS" => mailbox_and_identifier(c, &name),
         "GETACL" | "MYRIGHTS" => {
             c.sp()?;
@@ -1136,6 +1137,88 @@ fn set_metadata(c: &mut Cursor<'_>) -> R<Command> {
     }
     c.end()?;
     Ok(Command::SetMetadata { mailbox, entries })
+}
+
+/// `NOTIFY NONE` or `NOTIFY SET [STATUS] (filter events)...` (RFC 5465 §6).
+fn notify(c: &mut Cursor<'_>) -> R<Command> {
+    c.sp()?;
+    if c.keyword("NONE") {
+        c.end()?;
+        return Ok(Command::Notify(None));
+    }
+    if !c.keyword("SET") {
+        return Err("NOTIFY SET or NOTIFY NONE".into());
+    }
+    let mut status = false;
+    c.sp()?;
+    if c.keyword("STATUS") {
+        status = true;
+        c.sp()?;
+    }
+    let mut groups = Vec::new();
+    loop {
+        groups.push(notify_group(c)?);
+        if groups.len() > MAX_ITEMS {
+            return Err("too many event groups".into());
+        }
+        if c.eof() {
+            break;
+        }
+        c.sp()?;
+    }
+    Ok(Command::Notify(Some(NotifySet { status, groups })))
+}
+
+fn notify_group(c: &mut Cursor<'_>) -> R<NotifyGroup> {
+    c.expect(b'(')?;
+    let filter = match c.atom()?.to_ascii_uppercase().as_str() {
+        "SELECTED" => NotifyFilter::Selected,
+        "SELECTED-DELAYED" => NotifyFilter::SelectedDelayed,
+        "INBOXES" => NotifyFilter::Inboxes,
+        "PERSONAL" => NotifyFilter::Personal,
+        "SUBSCRIBED" => NotifyFilter::Subscribed,
+        word @ ("SUBTREE" | "MAILBOXES") => {
+            c.sp()?;
+            let names = if c.peek() == Some(b'(') { c.paren_list(|c| c.astring())? } else { vec![c.astring()?] };
+            if names.is_empty() {
+                return Err("a mailbox list needs a mailbox".into());
+            }
+            if word == "SUBTREE" { NotifyFilter::Subtree(names) } else { NotifyFilter::Mailboxes(names) }
+        }
+        other => return Err(format!("unknown mailbox filter {other}")),
+    };
+    c.sp()?;
+    let events = if c.keyword("NONE") {
+        Vec::new()
+    } else {
+        let events = c.paren_list(|c| {
+            let name = c.atom()?;
+            Ok(match name.to_ascii_lowercase().as_str() {
+                "messagenew" => {
+                    let mut attrs = Vec::new();
+                    if c.b.get(c.pos..c.pos + 2) == Some(b" (") {
+                        c.pos += 1;
+                        attrs = c.paren_list(|c| c.fetch_att())?.into_iter().flatten().collect();
+                    }
+                    NotifyEvent::MessageNew(attrs)
+                }
+                "messageexpunge" => NotifyEvent::MessageExpunge,
+                "flagchange" => NotifyEvent::FlagChange,
+                "annotationchange" => NotifyEvent::AnnotationChange,
+                "mailboxname" => NotifyEvent::MailboxName,
+                "subscriptionchange" => NotifyEvent::SubscriptionChange,
+                "mailboxmetadatachange" => NotifyEvent::MailboxMetadataChange,
+                "servermetadatachange" => NotifyEvent::ServerMetadataChange,
+                _ => NotifyEvent::Other(name),
+            })
+        })?;
+        if events.is_empty() {
+            return Err("an event list needs an event".into());
+        }
+        events
+    };
+    c.expect(b')')?;
+    Ok(NotifyGroup { filter, events })
 }
 
 /// `SETACL mailbox identifier [+|-]rights` (RFC 4314 §3.1).

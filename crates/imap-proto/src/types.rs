@@ -452,6 +452,67 @@ pub enum Command {
         mailbox: String,
         entries: Vec<(String, Option<Vec<u8>>)>,
     },
+    /// RFC 5465: `NOTIFY SET ...` (`Some`) or `NOTIFY NONE`.
+    Notify(Option<NotifySet>),
+}
+
+/// RFC 5465 §3.1 `NOTIFY SET [STATUS] event-group...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifySet {
+    /// STATUS: report the watched mailboxes' state at once.
+    pub status: bool,
+    pub groups: Vec<NotifyGroup>,
+}
+
+/// One `(filter-mailboxes events)`; no events is `NONE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyGroup {
+    pub filter: NotifyFilter,
+    pub events: Vec<NotifyEvent>,
+}
+
+/// RFC 5465 §6 `filter-mailboxes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyFilter {
+    Selected,
+    SelectedDelayed,
+    Inboxes,
+    Personal,
+    Subscribed,
+    Subtree(Vec<String>),
+    Mailboxes(Vec<String>),
+}
+
+/// RFC 5465 §5 events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyEvent {
+    /// With the attributes to FETCH for each new message of the selected mailbox.
+    MessageNew(Vec<FetchAttr>),
+    MessageExpunge,
+    FlagChange,
+    AnnotationChange,
+    MailboxName,
+    SubscriptionChange,
+    MailboxMetadataChange,
+    ServerMetadataChange,
+    /// An event this server does not know (answered `NO [BADEVENT]`).
+    Other(String),
+}
+
+impl NotifyEvent {
+    pub fn name(&self) -> &str {
+        match self {
+            NotifyEvent::MessageNew(_) => "MessageNew",
+            NotifyEvent::MessageExpunge => "MessageExpunge",
+            NotifyEvent::FlagChange => "FlagChange",
+            NotifyEvent::AnnotationChange => "AnnotationChange",
+            NotifyEvent::MailboxName => "MailboxName",
+            NotifyEvent::SubscriptionChange => "SubscriptionChange",
+            NotifyEvent::MailboxMetadataChange => "MailboxMetadataChange",
+            NotifyEvent::ServerMetadataChange => "ServerMetadataChange",
+            NotifyEvent::Other(name) => name,
+        }
+    }
 }
 
 /// RFC 5464 §4.2.2 DEPTH.
@@ -513,6 +574,7 @@ impl Command {
             Command::ListRights { .. } => "LISTRIGHTS",
             Command::MyRights(_) => "MYRIGHTS",
             Command::GetMetadata { .. } => "GETMETADATA",
+            Command::Notify(_) => "NOTIFY",
             Command::SetMetadata { .. } => "SETMETADATA",
         }
     }

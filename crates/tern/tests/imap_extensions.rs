@@ -1,7 +1,7 @@
 //! The newer IMAP extensions through the wire against the real binary: WITHIN (RFC 5032),
 //! PARTIAL (RFC 9394), ESORT (RFC 5267), SAVEDATE (RFC 8514), PREVIEW (RFC 8970),
 //! MULTIAPPEND (RFC 3502), CATENATE (RFC 4469), REPLACE (RFC 8508), UIDONLY (RFC 9586) and
-//! INPROGRESS (RFC 9585), each as advertised.
+//! INPROGRESS (RFC 9585), NOTIFY (RFC 5465), each as advertised.
 
 mod common;
 
@@ -49,6 +49,7 @@ fn capabilities_name_each_extension() {
         "REPLACE",
         "UIDONLY",
         "INPROGRESS",
+        "NOTIFY",
     ] {
         assert!(caps.split(' ').any(|c| c == cap), "{cap} missing: {caps}");
     }
@@ -504,4 +505,89 @@ fn metadata_on_mailboxes_and_the_server() {
         vec!["* METADATA Archive (\"/private/comment\" NIL)"],
         "Bob's private annotation is his"
     );
+}
+
+/// Reads lines pushed without a command until each of `wanted` (prefixes) was seen; the lines.
+fn pushed(c: &mut Imap<std::net::TcpStream>, wanted: &[&str]) -> Vec<String> {
+    let mut lines = Vec::new();
+    while !wanted.iter().all(|w| lines.iter().any(|l: &String| l.starts_with(w))) {
+        assert!(lines.len() < 12, "still waiting for {wanted:?}: {lines:?}");
+        lines.push(c.line());
+    }
+    lines
+}
+
+/// RFC 5465: a session with another mailbox selected hears of mail delivered by SMTP, flag
+/// changes, mailboxes created, renamed and deleted, and subscriptions, as they happen and
+/// without sending a command; the selected mailbox's arrivals come with their FETCH at once.
+#[test]
+fn notify_pushes_other_mailboxes_changes_to_a_waiting_session() {
+    let s = TestServer::started("");
+    let mut a = s.imap_login("alice@example.test");
+    a.ok("CREATE Lists");
+    a.ok("SELECT Archive");
+    let r = a.run("NOTIFY SET (personal (MessageNew MessageExpunge AnnotationChange))");
+    assert!(
+        r.done.starts_with("NO [BADEVENT (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange)]"),
+        "{r:?}"
+    );
+    assert!(a.run("NOTIFY SET (personal (MessageNew))").done.starts_with("BAD"), "MessageNew needs MessageExpunge");
+    assert!(a.run("NOTIFY SET (selected (MailboxName))").done.starts_with("BAD"));
+    let r = a.ok("NOTIFY SET STATUS (selected (MessageNew (UID FLAGS) MessageExpunge)) \
+         (personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange))");
+    // STATUS: every personal mailbox but the selected one, as it stands.
+    assert!(r.lines.iter().any(|l| l.starts_with("* STATUS INBOX (MESSAGES 0 UIDNEXT 1 UIDVALIDITY ")), "{r:?}");
+    assert!(r.lines.iter().any(|l| l.starts_with("* STATUS Lists (MESSAGES 0 ")), "{r:?}");
+    assert!(!r.all().contains("STATUS Archive"), "{r:?}");
+
+    // Mail delivered by SMTP to INBOX reaches the session that has Archive selected.
+    s.deliver("alice@example.test", message("news", "pushed").as_bytes());
+    let line = a.line();
+    assert!(line.starts_with("* STATUS INBOX (MESSAGES 1 UIDNEXT 2 UIDVALIDITY "), "{line}");
+
+    // What another session of Alice's does.
+    let mut b = s.imap_login("alice@example.test");
+    b.ok("SELECT INBOX");
+    b.ok("STORE 1 +FLAGS (\\Seen)");
+    assert_eq!(a.line(), "* STATUS INBOX (UNSEEN 0)");
+    // (Tern subscribes a mailbox it creates, and a subscription follows a rename.)
+    b.ok("CREATE Projects");
+    pushed(&mut a, &["* LIST () \"/\" Projects", "* LIST (\\Subscribed) \"/\" Projects"]);
+    b.ok("RENAME Projects Work");
+    pushed(&mut a, &["* LIST () \"/\" Work (\"OLDNAME\" (Projects))", "* LIST (\\Subscribed) \"/\" Work"]);
+    b.ok("DELETE Work");
+    pushed(&mut a, &["* LIST (\\NonExistent) \"/\" Work"]);
+    b.ok("UNSUBSCRIBE Lists");
+    pushed(&mut a, &["* LIST () \"/\" Lists"]);
+    b.ok("SUBSCRIBE Lists");
+    pushed(&mut a, &["* LIST (\\Subscribed) \"/\" Lists"]);
+
+    // Into the selected mailbox: EXISTS and the FETCH asked for, at once; the move out of
+    // INBOX as its STATUS.
+    b.ok("MOVE 1 Archive");
+    let lines =
+        pushed(&mut a, &["* 1 EXISTS", "* 1 FETCH (UID 1 FLAGS (\\Seen", "* STATUS INBOX (MESSAGES 0 UIDNEXT 2 "]);
+    assert!(!lines.iter().any(|l| l.contains("BODY")), "{lines:?}");
+    // SELECTED: an expunge in the selected mailbox is pushed too.
+    b.ok("SELECT Archive");
+    b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)");
+    b.ok("EXPUNGE");
+    pushed(&mut a, &["* 1 EXPUNGE"]);
+    // Still in step with commands.
+    assert!(a.ok("NOOP").done.starts_with("OK"));
+
+    // While idling too; and after NOTIFY NONE, nothing.
+    a.ok("NOTIFY SET (inboxes (MessageNew MessageExpunge))");
+    let tag = a.tag();
+    a.send_line(&format!("{tag} IDLE"));
+    assert_eq!(a.line(), "+ idling");
+    s.deliver("alice@example.test", message("more", "pushed").as_bytes());
+    assert!(a.line().starts_with("* STATUS INBOX (MESSAGES 1 UIDNEXT 3 "));
+    a.send_line("DONE");
+    assert!(a.finish(&tag).ok());
+    a.ok("NOTIFY NONE");
+    s.deliver("alice@example.test", message("quiet", "not pushed").as_bytes());
+    b.ok("SELECT INBOX");
+    let r = a.ok("NOOP");
+    assert!(!r.all().contains("STATUS"), "{r:?}");
 }

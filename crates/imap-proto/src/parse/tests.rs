@@ -466,6 +466,19 @@ fn metadata_commands() {
     };
     assert_eq!((entries.len(), max_size, depth), (2, Some(1024), MetadataDepth::Infinity));
     assert_eq!(entries[1], "/private/comment", "names are case-insensitive");
+    // RFC 5465 §3.1's example (errata 2318's form).
+    let Command::Notify(Some(set)) = ok(
+        "e notify set (selected (MessageNew (uid body.peek[header.fields (from to subject)]) MessageExpunge)) (subtree Lists (MessageNew MessageExpunge)) (mailboxes misc (MessageNew MessageExpunge))",
+    ) else {
+        panic!()
+    };
+    assert!(!set.status);
+    assert_eq!(set.groups.len(), 3);
+    assert_eq!(set.groups[0].filter, NotifyFilter::Selected);
+    assert!(matches!(&set.groups[0].events[0], NotifyEvent::MessageNew(a) if a.len() == 2));
+    assert_eq!(set.groups[1].filter, NotifyFilter::Subtree(vec!["Lists".into()]));
+    assert_eq!(set.groups[2].events, vec![NotifyEvent::MessageNew(vec![]), NotifyEvent::MessageExpunge]);
+    assert_eq!(ok("a NOTIFY NONE"), Command::Notify(None));
     assert_eq!(
         ok("a SETMETADATA INBOX (/private/comment {10}\r\nMy comment /shared/comment NIL /shared/x \"y\")"),
         Command::SetMetadata {
@@ -485,6 +498,13 @@ fn metadata_commands() {
         "a GETMETADATA (DEPTH 2) INBOX /shared/x",
         "a SETMETADATA INBOX ()",
         "a SETMETADATA INBOX (/shared/x)",
+        "a NOTIFY",
+        "a NOTIFY SET",
+        "a NOTIFY SET (bogus (MessageNew))",
+        "a NOTIFY SET (selected ())",
+        "a NOTIFY SET (subtree () (MessageNew))",
+        "a NOTIFY SET (personal MessageNew)",
+        "a NOTIFY NONE extra",
     ] {
         assert!(parse_command(bad.as_bytes()).is_err(), "{bad}");
     }

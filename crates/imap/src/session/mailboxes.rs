@@ -549,7 +549,7 @@ impl Session {
 
     /// How many messages of a mailbox this user has not seen: the mailbox's count on its own,
     /// from its own `\Seen` records on another account's.
-    async fn unseen_count(&self, m: &Mailbox) -> Result<u32, StoreError> {
+    pub(crate) async fn unseen_count(&self, m: &Mailbox) -> Result<u32, StoreError> {
         let reader = self.account_id();
         if m.account == reader {
             return Ok(m.unseen);

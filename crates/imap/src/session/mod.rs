@@ -13,6 +13,7 @@ mod idle;
 mod mailboxes;
 mod messages;
 mod metadata;
+mod notifications;
 mod query;
 
 use crate::ImapServer;
@@ -152,6 +153,8 @@ pub(crate) struct Session {
     pub(crate) bad_in_a_row: u32,
     /// The memory of the APPEND being received (its announced literals).
     append_memory: tern_guard::Reservation,
+    /// What the client asked NOTIFY (RFC 5465) to tell it.
+    pub(crate) notifications: Option<Box<notifications::Notifications>>,
 }
 
 /// How long an APPEND may wait for memory before its literal is refused (`NO [LIMIT]`).
@@ -182,6 +185,7 @@ impl Session {
             deadlines: tern_guard::Deadlines::new(login, Some(login)),
             bad_in_a_row: 0,
             append_memory: tern_guard::Reservation::new(&server.memory),
+            notifications: None,
             server,
         }
     }
@@ -338,6 +342,7 @@ impl Session {
             "RIGHTS=texk",
             "METADATA",
             "METADATA-SERVER",
+            "NOTIFY",
         ]);
         let mut s = caps.join(" ");
         s.push_str(&format!(" APPENDLIMIT={}", self.server.settings.append_limit));
@@ -464,10 +469,29 @@ impl Session {
         }
         let shutdown = self.server.shutdown.clone();
         let in_command = self.framer.in_command();
+        // NOTIFY (RFC 5465): between commands, changes are pushed as they happen.
+        let mut notifications = if in_command { None } else { self.notifications.take() };
+        let selected = self.state.view().map(|v| v.id);
         let read = self.deadlines.read(self.conn.read_buf(&mut self.inbuf));
+        let notified = async {
+            match notifications.as_mut() {
+                Some(n) => n.changed(selected).await,
+                None => std::future::pending().await,
+            }
+        };
         let result = tokio::select! {
-            r = read => r,
+            r = read => Some(r),
             _ = shutdown.cancelled(), if !in_command => return Err(Some("BYE [UNAVAILABLE] Server shutting down".into())),
+            _ = notified => None,
+        };
+        if notifications.is_some() {
+            self.notifications = notifications;
+        }
+        let Some(result) = result else {
+            if let Err(e) = self.push_notifications().await {
+                tracing::warn!(error = %e, "NOTIFY could not read the watched mailboxes");
+            }
+            return Ok(());
         };
         match result {
             Err(tern_guard::Expired::Idle) if self.state.account().is_some() => {
@@ -637,6 +661,7 @@ impl Session {
             (_, Command::Status { mailbox, items }) => self.status(&mailbox, &items).await,
             (_, Command::Append { mailbox, messages }) => self.append(&mailbox, messages).await,
             (_, Command::Idle) => self.idle(tag).await,
+            (_, Command::Notify(set)) => self.notify(set).await,
             (_, Command::GetQuotaRoot(mailbox)) => self.quota_root(&mailbox).await,
             (_, Command::GetQuota(root)) => self.quota(&root).await,
             (_, Command::SetQuota(_)) => Ok(Done::no("Quotas are set by the administrator").code("NOPERM")),
