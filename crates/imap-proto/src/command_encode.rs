@@ -359,6 +359,8 @@ impl Writer {
                 SearchReturn::All => w.raw("ALL"),
                 SearchReturn::Count => w.raw("COUNT"),
                 SearchReturn::Save => w.raw("SAVE"),
+                SearchReturn::Update => w.raw("UPDATE"),
+                SearchReturn::Context => w.raw("CONTEXT"),
                 SearchReturn::Partial(p) => {
                     let _ = write!(w, "PARTIAL {p}");
                 }
@@ -674,6 +676,12 @@ impl Writer {
             C::GetAcl(mailbox) | C::MyRights(mailbox) => {
                 self.raw(" ");
                 self.astring(mailbox);
+            }
+            C::CancelUpdate(tags) => {
+                for tag in tags {
+                    self.raw(" ");
+                    self.string(tag.as_bytes());
+                }
             }
             C::Notify(None) => self.raw(" NONE"),
             C::Notify(Some(set)) => {

@@ -765,6 +765,21 @@ fn parse_body(c: &mut Cursor<'_>) -> R<Command> {
         "GETMETADATA" => get_metadata(c),
         "SETMETADATA" => set_metadata(c),
         "NOTIFY" => notify(c),
+        "CANCELUPDATE" => {
+            // RFC 5267 §4.5: one or more quoted tags.
+            let mut tags = Vec::new();
+            while !c.eof() {
+                c.sp()?;
+                tags.push(String::from_utf8(c.string()?).map_err(|_| "a tag is ASCII".to_string())?);
+                if tags.len() > MAX_ITEMS {
+                    return Err("too many tags".into());
+                }
+            }
+            if tags.is_empty() {
+                return Err("CANCELUPDATE needs a tag".into());
+            }
+            Ok(Command::CancelUpdate(tags))
+        }
         "DELETEACL" | "LISTRIGHTS" => mailbox_and_identifier(c, &name),
         "GETACL" | "MYRIGHTS" => {
             c.sp()?;
@@ -1294,6 +1309,8 @@ fn search_returns(c: &mut Cursor<'_>) -> R<Option<Vec<SearchReturn>>> {
             "ALL" => SearchReturn::All,
             "COUNT" => SearchReturn::Count,
             "SAVE" => SearchReturn::Save,
+            "UPDATE" => SearchReturn::Update,
+            "CONTEXT" => SearchReturn::Context,
             "PARTIAL" => {
                 c.sp()?;
                 SearchReturn::Partial(c.partial_range()?)

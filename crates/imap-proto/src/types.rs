@@ -181,6 +181,10 @@ pub enum SearchReturn {
     Save,
     /// RFC 9394 PARTIAL: a window of the results.
     Partial(PartialRange),
+    /// RFC 5267 §4.2 UPDATE: tell the client as messages join or leave the results.
+    Update,
+    /// RFC 5267 §4.2 CONTEXT: a hint that the client will ask more of this search.
+    Context,
 }
 
 /// RFC 9394 `partial-range`: positions `low..=high` (1-based) of the results, counted from
@@ -454,6 +458,8 @@ pub enum Command {
     },
     /// RFC 5465: `NOTIFY SET ...` (`Some`) or `NOTIFY NONE`.
     Notify(Option<NotifySet>),
+    /// RFC 5267 §4.5: stop the updates of the searches with these tags.
+    CancelUpdate(Vec<String>),
 }
 
 /// RFC 5465 §3.1 `NOTIFY SET [STATUS] event-group...`.
@@ -575,6 +581,7 @@ impl Command {
             Command::MyRights(_) => "MYRIGHTS",
             Command::GetMetadata { .. } => "GETMETADATA",
             Command::Notify(_) => "NOTIFY",
+            Command::CancelUpdate(_) => "CANCELUPDATE",
             Command::SetMetadata { .. } => "SETMETADATA",
         }
     }

@@ -1,7 +1,7 @@
 //! The newer IMAP extensions through the wire against the real binary: WITHIN (RFC 5032),
 //! PARTIAL (RFC 9394), ESORT (RFC 5267), SAVEDATE (RFC 8514), PREVIEW (RFC 8970),
 //! MULTIAPPEND (RFC 3502), CATENATE (RFC 4469), REPLACE (RFC 8508), UIDONLY (RFC 9586) and
-//! INPROGRESS (RFC 9585), NOTIFY (RFC 5465), each as advertised.
+//! INPROGRESS (RFC 9585), NOTIFY (RFC 5465) and CONTEXT (RFC 5267), each as advertised.
 
 mod common;
 
@@ -50,6 +50,8 @@ fn capabilities_name_each_extension() {
         "UIDONLY",
         "INPROGRESS",
         "NOTIFY",
+        "CONTEXT=SEARCH",
+        "CONTEXT=SORT",
     ] {
         assert!(caps.split(' ').any(|c| c == cap), "{cap} missing: {caps}");
     }
@@ -590,4 +592,83 @@ fn notify_pushes_other_mailboxes_changes_to_a_waiting_session() {
     b.ok("SELECT INBOX");
     let r = a.ok("NOOP");
     assert!(!r.all().contains("STATUS"), "{r:?}");
+}
+
+/// Sends `command` with a tag of its own; the tag and the reply.
+fn tagged(c: &mut Imap<std::net::TcpStream>, command: &str) -> (String, ImapReply) {
+    let tag = c.tag();
+    c.send_line(&format!("{tag} {command}"));
+    let r = c.finish(&tag);
+    assert!(r.ok(), "{command}: {r:?}");
+    (tag, r)
+}
+
+/// RFC 5267 CONTEXT=SEARCH and CONTEXT=SORT: a search with RETURN (UPDATE) is told as
+/// messages join and leave its results — by another session's STORE and APPEND, and by this
+/// session's own — until CANCELUPDATE or the mailbox is closed.
+#[test]
+fn updating_searches_follow_the_mailbox() {
+    let s = TestServer::started("");
+    let mut a = s.imap_login("alice@example.test");
+    let mut b = s.imap_login("alice@example.test");
+    for i in 1..=4 {
+        append(&mut b, "INBOX", None, &message(&format!("m{i}"), "x"));
+    }
+    b.ok("SELECT INBOX");
+    b.ok("UID STORE 2 +FLAGS (\\Flagged)");
+    a.ok("SELECT INBOX");
+    let (search, r) = tagged(&mut a, "UID SEARCH RETURN (ALL UPDATE CONTEXT) FLAGGED");
+    assert_eq!(r.lines, vec![format!("* ESEARCH (TAG \"{search}\") UID ALL 2")]);
+    let (sort, r) = tagged(&mut a, "UID SORT RETURN (ALL UPDATE) (REVERSE SUBJECT) UTF-8 FLAGGED");
+    assert_eq!(r.lines, vec![format!("* ESEARCH (TAG \"{sort}\") UID ALL 2")]);
+
+    // Another session flags 3 and unflags 2.
+    b.ok("UID STORE 3 +FLAGS (\\Flagged)");
+    let r = a.ok("NOOP");
+    assert!(r.lines.contains(&format!("* ESEARCH (TAG \"{search}\") UID ADDTO (0 3)")), "{r:?}");
+    // Sorted by subject, last first: m3 goes before m2.
+    assert!(r.lines.contains(&format!("* ESEARCH (TAG \"{sort}\") UID ADDTO (1 3)")), "{r:?}");
+    b.ok("UID STORE 2 -FLAGS (\\Flagged)");
+    let r = a.ok("NOOP");
+    assert!(r.lines.contains(&format!("* ESEARCH (TAG \"{search}\") UID REMOVEFROM (0 2)")), "{r:?}");
+    assert!(r.lines.contains(&format!("* ESEARCH (TAG \"{sort}\") UID REMOVEFROM (2 2)")), "{r:?}");
+    // A flagged message arrives: EXISTS first, then the additions.
+    let raw = message("m5", "flagged");
+    assert!(b.run(&format!("APPEND INBOX (\\Flagged) {{{}+}}\r\n{raw}", raw.len())).ok());
+    let r = a.ok("NOOP");
+    let exists = r.lines.iter().position(|l| l == "* 5 EXISTS").expect("EXISTS");
+    let added = r.lines.iter().position(|l| l == &format!("* ESEARCH (TAG \"{search}\") UID ADDTO (0 5)"));
+    assert!(added.is_some_and(|i| i > exists), "{r:?}");
+    assert!(r.lines.contains(&format!("* ESEARCH (TAG \"{sort}\") UID ADDTO (1 5)")), "{r:?}");
+    // This session's own STORE counts too.
+    let r = a.ok("UID STORE 1 +FLAGS.SILENT (\\Flagged)");
+    assert!(r.lines.contains(&format!("* ESEARCH (TAG \"{search}\") UID ADDTO (0 1)")), "{r:?}");
+    assert!(r.lines.contains(&format!("* ESEARCH (TAG \"{sort}\") UID ADDTO (3 1)")), "{r:?}");
+    // An expunge speaks for itself: no REMOVEFROM for a message that is gone.
+    b.ok("UID STORE 3 +FLAGS.SILENT (\\Deleted)");
+    b.ok("EXPUNGE");
+    let r = a.ok("NOOP");
+    assert!(r.lines.contains(&"* 3 EXPUNGE".to_string()), "{r:?}");
+    assert!(!r.all().contains("REMOVEFROM"), "{r:?}");
+    let (_, r) = tagged(&mut a, "UID SEARCH RETURN (ALL) FLAGGED");
+    assert!(r.lines[0].ends_with("UID ALL 1,5"), "{r:?}");
+
+    // CANCELUPDATE stops one; the other goes on.
+    a.ok(&format!("CANCELUPDATE \"{search}\""));
+    b.ok("UID STORE 4 +FLAGS (\\Flagged)");
+    let r = a.ok("NOOP");
+    assert!(!r.all().contains(&format!("\"{search}\"")), "{r:?}");
+    assert!(r.lines.contains(&format!("* ESEARCH (TAG \"{sort}\") UID ADDTO (2 4)")), "{r:?}");
+    // At most five kept updated.
+    for _ in 0..4 {
+        tagged(&mut a, "UID SEARCH RETURN (UPDATE) SEEN");
+    }
+    let (sixth, r) = tagged(&mut a, "UID SEARCH RETURN (UPDATE) SEEN");
+    assert!(r.lines.contains(&format!("* NO [NOUPDATE \"{sixth}\"] At most 5 searches are kept updated")), "{r:?}");
+    // Closing the mailbox ends them all.
+    a.ok("UNSELECT");
+    a.ok("SELECT INBOX");
+    b.ok("UID STORE 4 -FLAGS (\\Flagged)");
+    let r = a.ok("NOOP");
+    assert!(!r.all().contains("ESEARCH"), "{r:?}");
 }

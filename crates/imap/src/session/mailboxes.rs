@@ -100,7 +100,9 @@ impl Session {
         if condstore {
             self.condstore = true;
         }
-        // Selecting deselects, even when the new SELECT fails (RFC 9051 §6.3.2).
+        // Selecting deselects, even when the new SELECT fails (RFC 9051 §6.3.2); searches
+        // kept updated end with their mailbox (RFC 5267 §4.2).
+        self.updating.clear();
         if self.state.take_view().is_some() && (self.qresync || self.rev2) {
             self.untagged("OK [CLOSED] Previous mailbox closed");
         }
@@ -237,6 +239,7 @@ impl Session {
 
     pub(super) async fn close(&mut self, expunge: bool) -> Result<Done, StoreError> {
         let Some(view) = self.state.take_view() else { return Ok(Done::bad("No mailbox selected")) };
+        self.updating.clear();
         // Without `e` (RFC 4314), CLOSE closes without expunging.
         if expunge && !view.read_only && view.rights.contains(Rights::EXPUNGE) {
             let deleted: Vec<u32> = view

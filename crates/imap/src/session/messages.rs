@@ -75,6 +75,12 @@ impl Session {
     /// Reports changes by other sessions: EXPUNGE/VANISHED (when allowed), EXISTS, RECENT,
     /// and FETCH of changed flags (with UID, and MODSEQ once CONDSTORE is on).
     pub(crate) async fn report_changes(&mut self, allow_expunge: bool, force: bool) -> Result<(), StoreError> {
+        self.report_mailbox_changes(allow_expunge, force).await?;
+        // RFC 5267: searches kept updated follow what was just reported.
+        self.update_searches().await
+    }
+
+    async fn report_mailbox_changes(&mut self, allow_expunge: bool, force: bool) -> Result<(), StoreError> {
         let Some(view) = self.state.view_mut() else { return Ok(()) };
         let version = view.signal.version();
         let pending = allow_expunge && !view.pending_expunged.is_empty();

@@ -14,7 +14,7 @@ mod mailboxes;
 mod messages;
 mod metadata;
 mod notifications;
-mod query;
+pub(crate) mod query;
 
 use crate::ImapServer;
 use crate::mailbox::View;
@@ -155,6 +155,9 @@ pub(crate) struct Session {
     append_memory: tern_guard::Reservation,
     /// What the client asked NOTIFY (RFC 5465) to tell it.
     pub(crate) notifications: Option<Box<notifications::Notifications>>,
+    /// Searches kept updated (RFC 5267 CONTEXT), and the mailbox as they last saw it.
+    pub(crate) updating: Vec<query::UpdatingSearch>,
+    pub(crate) updating_stamp: (usize, u32, u64),
 }
 
 /// How long an APPEND may wait for memory before its literal is refused (`NO [LIMIT]`).
@@ -186,6 +189,8 @@ impl Session {
             bad_in_a_row: 0,
             append_memory: tern_guard::Reservation::new(&server.memory),
             notifications: None,
+            updating: Vec::new(),
+            updating_stamp: (0, 0, 0),
             server,
         }
     }
@@ -343,6 +348,8 @@ impl Session {
             "METADATA",
             "METADATA-SERVER",
             "NOTIFY",
+            "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
         ]);
         let mut s = caps.join(" ");
         s.push_str(&format!(" APPENDLIMIT={}", self.server.settings.append_limit));
@@ -676,6 +683,7 @@ impl Session {
         self.refresh_rights().await?;
         match command {
             Command::Check => Ok(Done::ok("CHECK completed")),
+            Command::CancelUpdate(tags) => Ok(self.cancel_update(&tags)),
             Command::Close => self.close(true).await,
             Command::Unselect => self.close(false).await,
             Command::Expunge { uids } => self.expunge(uids).await,

@@ -205,13 +205,137 @@ fn esearch(tag: &str, uid: bool, nums: &[u32], opts: &[SearchReturn]) -> String 
                 let set = if shown.is_empty() { "NIL".to_string() } else { uid_set_text(shown) };
                 line.push_str(&format!(" PARTIAL ({range} {set})"));
             }
-            SearchReturn::All | SearchReturn::Save => {}
+            SearchReturn::All | SearchReturn::Save | SearchReturn::Update | SearchReturn::Context => {}
         }
     }
     line
 }
 
+/// A SEARCH or SORT with RETURN (UPDATE) (RFC 5267 §4): run again when the selected mailbox
+/// changed, and its difference reported as ADDTO and REMOVEFROM.
+pub(crate) struct UpdatingSearch {
+    tag: String,
+    uid: bool,
+    key: SearchKey,
+    /// The sort criteria of a SORT; `None` for a SEARCH.
+    sort: Option<Vec<SortCriterion>>,
+    /// UIDs of the results as last reported, in result order.
+    results: Vec<u32>,
+}
+
+/// Most searches one session keeps updated; more are answered `NO [NOUPDATE]`.
+const MAX_UPDATING: usize = 5;
+
+/// What the mailbox looks like to an updating search: when it changes, searches run again.
+pub(crate) fn view_stamp(view: &View) -> (usize, u32, u64) {
+    (view.messages.len(), view.max_uid(), view.messages.iter().map(|m| m.modseq).max().unwrap_or(0))
+}
+
+/// The `ESEARCH` update for an updating search whose results went from `old` to `new` (UIDs
+/// in result order). Messages no longer in the mailbox are left out: their EXPUNGE (or
+/// VANISHED), sent before, removed them. A SEARCH's positions are 0 (its results are in
+/// mailbox order); a SORT's are where the message was (REMOVEFROM, last first) and is
+/// (ADDTO, first first) in the sorted results (RFC 5267 §4.3, §4.4).
+fn update_line(search: &UpdatingSearch, new: &[u32], view: &View) -> Option<String> {
+    let number = |uid: u32| {
+        if search.uid { Some(uid) } else { view.index_of(uid).map(|i| i as u32 + 1) }
+    };
+    let base: Vec<u32> = search.results.iter().copied().filter(|u| view.index_of(*u).is_some()).collect();
+    let new_set: std::collections::HashSet<u32> = new.iter().copied().collect();
+    let base_set: std::collections::HashSet<u32> = base.iter().copied().collect();
+    let mut parts = Vec::new();
+    if search.sort.is_none() {
+        let removed: Vec<u32> = base.iter().copied().filter(|u| !new_set.contains(u)).filter_map(number).collect();
+        let added: Vec<u32> = new.iter().copied().filter(|u| !base_set.contains(u)).filter_map(number).collect();
+        if !removed.is_empty() {
+            parts.push(format!("REMOVEFROM (0 {})", uid_set_text(&removed)));
+        }
+        if !added.is_empty() {
+            parts.push(format!("ADDTO (0 {})", uid_set_text(&added)));
+        }
+    } else {
+        for (position, uid) in base.iter().enumerate().rev() {
+            if !new_set.contains(uid)
+                && let Some(n) = number(*uid)
+            {
+                parts.push(format!("REMOVEFROM ({} {n})", position + 1));
+            }
+        }
+        for (position, uid) in new.iter().enumerate() {
+            if !base_set.contains(uid)
+                && let Some(n) = number(*uid)
+            {
+                parts.push(format!("ADDTO ({} {n})", position + 1));
+            }
+        }
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let uid = if search.uid { " UID" } else { "" };
+    Some(format!("ESEARCH (TAG \"{}\"){uid} {}", search.tag, parts.join(" ")))
+}
+
 impl Session {
+    /// Keeps a search updated (RFC 5267 UPDATE), or says it will not (`NOUPDATE`).
+    fn register_update(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        key: SearchKey,
+        sort: Option<Vec<SortCriterion>>,
+        results: Vec<u32>,
+    ) {
+        if self.updating.len() >= MAX_UPDATING {
+            self.untagged(&format!("NO [NOUPDATE \"{tag}\"] At most {MAX_UPDATING} searches are kept updated"));
+            return;
+        }
+        if let Some(view) = self.state.view() {
+            self.updating_stamp = view_stamp(view);
+        }
+        self.updating.retain(|s| s.tag != tag);
+        self.updating.push(UpdatingSearch { tag: tag.to_string(), uid, key, sort, results });
+    }
+
+    /// Runs the updating searches again when the selected mailbox changed, and reports how
+    /// their results changed.
+    pub(crate) async fn update_searches(&mut self) -> Result<(), StoreError> {
+        let Some(stamp) = self.state.view().map(view_stamp) else { return Ok(()) };
+        if self.updating.is_empty() || stamp == self.updating_stamp {
+            return Ok(());
+        }
+        self.updating_stamp = stamp;
+        let mut kept = Vec::new();
+        for mut search in std::mem::take(&mut self.updating) {
+            let work = match &search.sort {
+                Some(criteria) => Work::Sort(criteria.clone()),
+                None => Work::Search,
+            };
+            let matched = match self.compute(&search.tag, &search.key, work).await? {
+                Ok(Outcome::Matched(m)) => m,
+                _ => {
+                    self.untagged(&format!("NO [NOUPDATE \"{}\"] The search can no longer be updated", search.tag));
+                    continue;
+                }
+            };
+            let Some(view) = self.state.view() else { return Ok(()) };
+            let new: Vec<u32> = matched.iter().map(|&i| view.messages[i].uid).collect();
+            if let Some(line) = update_line(&search, &new, view) {
+                self.untagged(&line);
+            }
+            search.results = new;
+            kept.push(search);
+        }
+        self.updating = kept;
+        Ok(())
+    }
+
+    /// CANCELUPDATE (RFC 5267 §4.5).
+    pub(super) fn cancel_update(&mut self, tags: &[String]) -> Done {
+        self.updating.retain(|s| !tags.contains(&s.tag));
+        Done::ok("CANCELUPDATE completed")
+    }
+
     /// Runs `work` over the messages matching `key` on the compute pool. `Err(done)` is the
     /// answer when it could not (too many keys, over budget).
     async fn compute(&mut self, tag: &str, key: &SearchKey, work: Work) -> Result<Result<Outcome, Done>, StoreError> {
@@ -339,6 +463,9 @@ impl Session {
         if opts.is_empty() {
             opts.push(SearchReturn::All);
         }
+        if opts.contains(&SearchReturn::Update) {
+            self.register_update(tag, uid, key.clone(), None, uids.clone());
+        }
         let has = |o: SearchReturn| opts.contains(&o);
         let only_min_max = (has(SearchReturn::Min) || has(SearchReturn::Max))
             && !has(SearchReturn::All)
@@ -401,17 +528,21 @@ impl Session {
         if !charset_ok(charset) {
             return Ok(Done::no("Unsupported charset").code("BADCHARSET (UTF-8 US-ASCII)"));
         }
-        let ordered = match self.compute(tag, &key, Work::Sort(criteria)).await? {
+        let ordered = match self.compute(tag, &key, Work::Sort(criteria.clone())).await? {
             Ok(Outcome::Matched(m)) => m,
             Ok(Outcome::Threads(_)) => return Ok(Done::no("Internal error").code("SERVERBUG")),
             Err(done) => return Ok(done),
         };
         let Some(view) = self.state.view() else { return Ok(Done::bad("No mailbox selected")) };
         let nums: Vec<u32> = ordered.iter().map(|&i| if uid { view.messages[i].uid } else { i as u32 + 1 }).collect();
+        let sorted_uids: Vec<u32> = ordered.iter().map(|&i| view.messages[i].uid).collect();
         // RFC 5267 §3.2 ESORT: the ESEARCH answer, in sort order (MIN is the first sorted).
         if let Some(mut opts) = returns {
             if opts.is_empty() {
                 opts.push(SearchReturn::All);
+            }
+            if opts.contains(&SearchReturn::Update) {
+                self.register_update(tag, uid, key, Some(criteria), sorted_uids);
             }
             let line = esearch(tag, uid, &nums, &opts);
             self.untagged(&line);
