@@ -74,7 +74,10 @@ fn compile_key(key: &SearchKey, c: &mut Compiled) -> Program {
         let needle = (s.to_lowercase(), with_header);
         c.needs.text = true;
         c.needs.header |= with_header;
-        let slot = match c.needles.iter().position(|n| *n == needle) {
+        // Past the limit the search is refused anyway: no lookup (it would cost quadratic
+        // time on the runtime's thread for a long program).
+        let known = if c.needles.len() <= MAX_TEXT_KEYS { c.needles.iter().position(|n| *n == needle) } else { None };
+        let slot = match known {
             Some(slot) => slot,
             None => {
                 c.needles.push(needle);
