@@ -214,11 +214,7 @@ impl Directory {
     /// Creates a user with INBOX and the special-use mailboxes. Without a password one is
     /// generated and returned.
     pub async fn user_add(&self, email: &str, password: Option<&str>) -> Result<(Account, Option<String>)> {
-        let address = canonical_address(email)?;
-        self.require_domain(&address).await?;
-        if self.store.alias_get(&address).await?.is_some() {
-            return Err(DirectoryError::Exists(format!("alias {address}")));
-        }
+        let address = self.free_address(email).await?;
         let generated = match password {
             Some(_) => None,
             None => Some(generate_password()),
@@ -228,18 +224,7 @@ impl Directory {
             return Err(DirectoryError::Invalid("the password must not be empty".into()));
         }
         let password_hash = hash_password_blocking(password.to_string()).await?;
-        let account = self
-            .store
-            .account_create(
-                NewAccount { address: address.clone(), password_hash, quota_bytes: None },
-                tern_store::default_mailboxes(),
-            )
-            .await
-            .map_err(|e| match e {
-                StoreError::Exists(_) => DirectoryError::Exists(format!("user {address}")),
-                e => e.into(),
-            })?;
-        let mut account = account;
+        let mut account = self.account_create(&address, password_hash).await?;
         account.scram = Some(scram_blocking(password.to_string()).await?);
         self.store.account_update(account.clone()).await?;
         Ok((account, generated))
@@ -249,26 +234,37 @@ impl Directory {
     /// mailboxes: it receives mail like a user, but nobody logs in as it (its password is
     /// random and never shown, and logins are refused); users read it through its ACLs.
     pub async fn shared_account_add(&self, email: &str) -> Result<Account> {
+        let address = self.free_address(email).await?;
+        let password_hash = hash_password_blocking(generate_password()).await?;
+        let mut account = self.account_create(&address, password_hash).await?;
+        account.shared = true;
+        self.store.account_update(account.clone()).await?;
+        Ok(account)
+    }
+
+    /// The canonical form of an address a new account may take: in a local domain, not an
+    /// alias.
+    async fn free_address(&self, email: &str) -> Result<String> {
         let address = canonical_address(email)?;
         self.require_domain(&address).await?;
         if self.store.alias_get(&address).await?.is_some() {
             return Err(DirectoryError::Exists(format!("alias {address}")));
         }
-        let password_hash = hash_password_blocking(generate_password()).await?;
-        let mut account = self
-            .store
+        Ok(address)
+    }
+
+    /// A new account with the default mailboxes; `Exists` when the address is taken.
+    async fn account_create(&self, address: &str, password_hash: String) -> Result<Account> {
+        self.store
             .account_create(
-                NewAccount { address: address.clone(), password_hash, quota_bytes: None },
+                NewAccount { address: address.to_string(), password_hash, quota_bytes: None },
                 tern_store::default_mailboxes(),
             )
             .await
             .map_err(|e| match e {
                 StoreError::Exists(_) => DirectoryError::Exists(format!("user {address}")),
                 e => e.into(),
-            })?;
-        account.shared = true;
-        self.store.account_update(account.clone()).await?;
-        Ok(account)
+            })
     }
 
     /// The account of `email`, or `NotFound`.
