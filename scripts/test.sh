@@ -28,6 +28,8 @@ need dovecot dovecot-imapd
 # of the nodes.
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 need haproxy haproxy
+# The alert rules are checked and unit-tested with promtool (Debian ships it in prometheus).
+need promtool prometheus
 # ManageSieve clients: Debian's sieve-connect (and sievelib, below).
 need sieve-connect sieve-connect
 # swaks --tls needs Perl's TLS modules (only recommended by the swaks package).

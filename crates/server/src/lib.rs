@@ -9,6 +9,7 @@ pub mod backup;
 pub mod data_dir;
 mod http;
 mod listen;
+pub mod metrics_catalog;
 pub mod mta_sts;
 pub mod privilege;
 
@@ -112,6 +113,46 @@ fn share_guard_state(
     }))
 }
 
+/// Every 30 s: `tern_store_healthy`, `tern_disk_free_bytes`/`tern_disk_size_bytes` of the data
+/// directory, and `tern_domain_dkim_keys` per local domain.
+async fn health_gauges(store: Arc<dyn Store>, data_dir: PathBuf, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        metrics::gauge!("tern_store_healthy").set(if store.is_healthy() { 1.0 } else { 0.0 });
+        let dir = data_dir.clone();
+        if let Ok(Ok((free, size))) = tokio::task::spawn_blocking(move || disk_space(&dir)).await {
+            metrics::gauge!("tern_disk_free_bytes").set(free as f64);
+            metrics::gauge!("tern_disk_size_bytes").set(size as f64);
+        }
+        match store.domain_list().await {
+            Ok(domains) => {
+                for d in domains {
+                    metrics::gauge!("tern_domain_dkim_keys", "domain" => d.name.clone()).set(d.dkim.len() as f64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list domains for the DKIM gauge"),
+        }
+    }
+}
+
+/// Bytes available to an unprivileged user and the size of the file system holding `path`.
+fn disk_space(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let block = st.f_frsize as u64;
+    Ok((st.f_bavail as u64 * block, st.f_blocks as u64 * block))
+}
+
 fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
     use metrics_exporter_prometheus::PrometheusBuilder;
     let handle = PrometheusBuilder::new()
@@ -119,52 +160,7 @@ fn install_metrics() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHa
         .context("metrics buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    metrics::describe_counter!("tern_smtp_connections_total", "SMTP connections accepted by the listener");
-    metrics::describe_gauge!("tern_smtp_connections_active", "SMTP sessions in progress");
-    metrics::describe_counter!("tern_smtp_connections_refused_total", "SMTP connections refused by connection limits");
-    metrics::describe_counter!("tern_smtp_messages_accepted_total", "Messages accepted (committed) by SMTP");
-    metrics::describe_counter!("tern_smtp_messages_refused_total", "Messages refused after data, by reason");
-    metrics::describe_counter!("tern_smtp_recipients_refused_total", "RCPT TO refused, by reason");
-    metrics::describe_counter!("tern_smtp_bytes_received_total", "Bytes read from SMTP clients");
-    metrics::describe_counter!("tern_smtp_message_bytes_total", "Bytes of accepted messages");
-    metrics::describe_histogram!("tern_store_commit_seconds", "Time to apply and fsync one group commit");
-    metrics::describe_histogram!("tern_store_fsync_seconds", "Time of the fsync that ends one group commit");
-    metrics::describe_histogram!("tern_store_commit_group_size", "Store operations per group commit");
-    metrics::describe_counter!("tern_fts_indexed_total", "Message contents added to the full-text index");
-    metrics::describe_counter!("tern_imap_commands_total", "IMAP commands by name");
-    metrics::describe_counter!("tern_imap_connections_total", "IMAP connections accepted");
-    metrics::describe_gauge!("tern_imap_connections_active", "IMAP sessions in progress");
-    metrics::describe_counter!("tern_pop3_connections_total", "POP3 connections accepted");
-    metrics::describe_gauge!("tern_pop3_connections_active", "POP3 sessions in progress");
-    metrics::describe_counter!(
-        "tern_sieve_runs_total",
-        "Sieve runs at delivery (one per local account a message reaches)"
-    );
-    metrics::describe_counter!(
-        "tern_sieve_errors_total",
-        "Sieve runs that ended early (budget, runtime error) with the implicit keep"
-    );
-    metrics::describe_counter!("tern_sieve_vacation_replies_total", "Sieve vacation replies sent");
-    metrics::describe_histogram!(
-        "tern_sieve_run_seconds",
-        metrics::Unit::Seconds,
-        "Time of one Sieve run at delivery (the admin's and the user's scripts)"
-    );
-    metrics::describe_counter!("tern_managesieve_connections_total", "ManageSieve connections accepted");
-    metrics::describe_gauge!("tern_managesieve_connections_active", "ManageSieve sessions in progress");
-    metrics::describe_counter!("tern_auth_failures_total", "Failed logins by service");
-    metrics::describe_counter!("tern_auth_bans_total", "Addresses banned after failed logins");
-    metrics::describe_gauge!("tern_queue_messages", "Messages in the outbound queue");
-    metrics::describe_gauge!("tern_queue_oldest_age_seconds", "Age of the oldest queued message");
-    metrics::describe_counter!(
-        "tern_delivery_recipients_total",
-        "Outbound delivery attempts by result (delivered, deferred, bounced, expired)"
-    );
-    metrics::describe_histogram!("tern_delivery_latency_seconds", "Time from acceptance to delivery of a recipient");
-    metrics::describe_histogram!("tern_delivery_attempt_seconds", "Duration of one delivery attempt to one domain");
-    metrics::describe_counter!("tern_delivery_reports_total", "Delivery status notifications generated");
-    metrics::describe_counter!("tern_smtp_auth_total", "SMTP AUTH attempts by result");
-    metrics::describe_counter!("tern_auth_results_total", "Inbound SPF/DKIM/ARC/DMARC results by method and result");
+    metrics_catalog::describe_all();
     Ok(handle)
 }
 
@@ -430,6 +426,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         ))
     });
 
+    // What the alert rules watch that nothing else counts: the store's health, the data
+    // directory's disk, and each domain's DKIM keys.
+    let health_task = tokio::spawn(health_gauges(Arc::clone(&store), config.data_dir.clone(), shutdown.clone()));
+
     // The quarantine's retention: expired entries go once an hour (and at start).
     let quarantine_task = {
         let store = Arc::clone(&store);
@@ -609,6 +609,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let _ = delivery_task.await;
     let _ = quarantine_task.await;
+    let _ = health_task.await;
     if let Some(task) = guard_sharing {
         let _ = task.await;
     }
