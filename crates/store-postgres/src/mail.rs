@@ -589,6 +589,26 @@ impl DirectoryStore for PgStore {
     async fn alias_remove(&self, address: &str) -> StoreResult<bool> {
         self.directory_write("DELETE FROM aliases WHERE address = $1", address.to_string(), None).await
     }
+
+    async fn api_token_list(&self) -> StoreResult<Vec<ApiToken>> {
+        self.directory_records("SELECT record FROM api_tokens ORDER BY name", "api token").await
+    }
+
+    async fn api_token_put(&self, token: ApiToken) -> StoreResult<()> {
+        let record = rows::to_json(&token)?;
+        self.directory_write(
+            "INSERT INTO api_tokens (name, record) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET record = excluded.record",
+            token.name,
+            Some(record),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn api_token_remove(&self, name: &str) -> StoreResult<bool> {
+        self.directory_write("DELETE FROM api_tokens WHERE name = $1", name.to_string(), None).await
+    }
 }
 
 async fn mailbox_uids(tx: &Tx<'_>, mailbox: MailboxId) -> StoreResult<Vec<u32>> {

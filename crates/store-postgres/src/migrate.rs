@@ -55,6 +55,9 @@ pub async fn migrate(
             summary.domains += 1;
         }
     }
+    for token in from.api_token_list().await? {
+        to.api_token_put(token).await?;
+    }
     for alias in from.alias_list().await? {
         if to.alias_get(&alias.address).await?.is_none() {
             to.alias_put(alias).await?;

@@ -186,6 +186,10 @@ pub const MIGRATIONS: &[&str] = &[
                                seen BOOLEAN NOT NULL, modseq BIGINT NOT NULL,
                                PRIMARY KEY (mailbox, account, uid));
     "#,
+    // 13: the REST API's tokens (hashes only).
+    r#"
+    CREATE TABLE api_tokens (name TEXT PRIMARY KEY, record JSONB NOT NULL);
+    "#,
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`]; returns the version it found.

@@ -770,6 +770,24 @@ pub async fn private_seen_is_per_reader(backend: &dyn Backend) {
     store.shutdown().await.unwrap();
 }
 
+/// The REST API's tokens: put, replaced, listed by name, removed, kept across a restart.
+pub async fn api_tokens_are_kept_by_name(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let token = |name: &str, scope| ApiToken { name: name.into(), scope, hash: format!("h-{name}"), created: 1 };
+    store.api_token_put(token("ci", ApiScope::Read)).await.unwrap();
+    store.api_token_put(token("admin", ApiScope::Read)).await.unwrap();
+    store.api_token_put(token("admin", ApiScope::Admin)).await.unwrap();
+    store.shutdown().await.unwrap();
+    drop(store);
+    let store = backend.open().await;
+    let list = store.api_token_list().await.unwrap();
+    assert_eq!(list, vec![token("admin", ApiScope::Admin), token("ci", ApiScope::Read)]);
+    assert!(store.api_token_remove("ci").await.unwrap());
+    assert!(!store.api_token_remove("ci").await.unwrap());
+    assert_eq!(store.api_token_list().await.unwrap().len(), 1);
+    store.shutdown().await.unwrap();
+}
+
 pub async fn rename_delete_subscribe_recent(backend: &dyn Backend) {
     let store = backend.open().await;
     let (a, inbox) = inbox_with(&*store, 2).await;
@@ -1062,7 +1080,7 @@ pub async fn changes_reach_hooks_before_the_answer_and_subscribers_in_order(back
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, sieve_ids_are_remembered_until_they_expire, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, append_batches_are_all_or_nothing, acls_name_users_and_go_with_mailboxes_and_users, annotations_keep_their_scope, private_seen_is_per_reader, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
+        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, sieve_ids_are_remembered_until_they_expire, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, append_batches_are_all_or_nothing, acls_name_users_and_go_with_mailboxes_and_users, annotations_keep_their_scope, private_seen_is_per_reader, api_tokens_are_kept_by_name, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -70,6 +70,11 @@ pub trait DirectoryStore: Send + Sync + 'static {
     async fn alias_get(&self, address: &str) -> StoreResult<Option<Alias>>;
     async fn alias_put(&self, alias: Alias) -> StoreResult<()>;
     async fn alias_remove(&self, address: &str) -> StoreResult<bool>;
+    /// The REST API's tokens, by name.
+    async fn api_token_list(&self) -> StoreResult<Vec<ApiToken>>;
+    /// Creates or replaces a token.
+    async fn api_token_put(&self, token: ApiToken) -> StoreResult<()>;
+    async fn api_token_remove(&self, name: &str) -> StoreResult<bool>;
 }
 
 /// Mailboxes, messages and their contents, summaries and search.

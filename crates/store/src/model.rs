@@ -104,6 +104,27 @@ pub struct NewAccount {
     pub quota_bytes: Option<u64>,
 }
 
+/// A token for the REST API (issue 17): its name, what it may do, and the hash of its secret
+/// (the secret itself is shown once, when it is made).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub name: String,
+    pub scope: ApiScope,
+    /// BLAKE3 of the secret, hex. The secret is 32 random bytes: a fast hash is enough.
+    pub hash: String,
+    pub created: i64,
+}
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiScope {
+    /// Read everything, change nothing.
+    Read,
+    /// Everything.
+    Admin,
+}
+
 /// One address that forwards to one or more targets (local or external addresses).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alias {

@@ -38,7 +38,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
 
 impl Engine {
     /// The keyspaces a backup holds (not the full-text queues: the index is rebuilt).
-    fn backed_up(&self) -> [(&'static str, &fjall::Keyspace); 24] {
+    fn backed_up(&self) -> [(&'static str, &fjall::Keyspace); 25] {
         use keys::ks;
         [
             (ks::META, &self.meta),
@@ -65,6 +65,7 @@ impl Engine {
             (ks::ACL, &self.acl),
             (ks::METADATA, &self.metadata),
             (ks::PRIVATE_SEEN, &self.private_seen),
+            (ks::API_TOKENS, &self.api_tokens),
         ]
     }
 

@@ -78,6 +78,8 @@ pub mod ks {
     /// mailbox ++ user ++ uid → seen (1 byte) ++ modseq u64: each reader's own `\Seen` on
     /// another account's mailbox ([`crate::PrivateSeen`]). Added without a format change.
     pub const PRIVATE_SEEN: &str = "private_seen";
+    /// name → ApiToken (JSON): the REST API's tokens. Added without a format change.
+    pub const API_TOKENS: &str = "api_tokens";
 }
 
 /// A private `\Seen` key: mailbox ++ user ++ uid; without the uid, the user's prefix.

@@ -54,6 +54,7 @@ pub(crate) struct Engine {
     acl: Keyspace,
     metadata: Keyspace,
     private_seen: Keyspace,
+    api_tokens: Keyspace,
     /// Where contents of [`blobfile::FILE_THRESHOLD`] bytes or more live.
     blob_dir: std::path::PathBuf,
     /// The queue's due index (`queue_due`) in memory: claims would otherwise scan the
@@ -120,6 +121,7 @@ impl Engine {
             acl: open(ks::ACL)?,
             metadata: open(ks::METADATA)?,
             private_seen: open(ks::PRIVATE_SEEN)?,
+            api_tokens: open(ks::API_TOKENS)?,
             blob_dir: blobfile::directory(path),
             due: Mutex::new(std::collections::BTreeSet::new()),
             fts_queue: Mutex::default(),
@@ -428,6 +430,21 @@ impl DirectoryStore for EmbeddedStore {
 
     async fn alias_put(&self, alias: Alias) -> StoreResult<()> {
         self.write(Op::AliasPut(alias)).await.map(|_| ())
+    }
+
+    async fn api_token_list(&self) -> StoreResult<Vec<ApiToken>> {
+        self.read(|e| e.list_json(&e.api_tokens, "api token")).await
+    }
+
+    async fn api_token_put(&self, token: ApiToken) -> StoreResult<()> {
+        self.write(Op::ApiTokenPut(token)).await.map(|_| ())
+    }
+
+    async fn api_token_remove(&self, name: &str) -> StoreResult<bool> {
+        match self.write(Op::ApiTokenRemove(name.to_string())).await? {
+            OpResult::Bool(b) => Ok(b),
+            _ => unexpected(),
+        }
     }
 
     async fn alias_remove(&self, address: &str) -> StoreResult<bool> {

@@ -32,6 +32,8 @@ pub(crate) enum Op {
     AccountRemove(AccountId),
     AliasPut(Alias),
     AliasRemove(String),
+    ApiTokenPut(ApiToken),
+    ApiTokenRemove(String),
     MailboxCreate(AccountId, NewMailbox),
     Deliver(Box<Delivery>),
     AppendBatch(Box<AppendBatch>),
@@ -308,6 +310,19 @@ impl Writer {
                 self.engine.aliases.insert(alias.address.as_bytes(), to_json(&alias)?)?;
                 changes.push(StoreChange::Directory);
                 Ok(OpResult::Unit)
+            }
+            Op::ApiTokenPut(token) => {
+                self.engine.api_tokens.insert(token.name.as_bytes(), to_json(&token)?)?;
+                changes.push(StoreChange::Directory);
+                Ok(OpResult::Unit)
+            }
+            Op::ApiTokenRemove(name) => {
+                let existed = self.engine.api_tokens.contains_key(name.as_bytes())?;
+                if existed {
+                    self.engine.api_tokens.remove(name.as_bytes())?;
+                    changes.push(StoreChange::Directory);
+                }
+                Ok(OpResult::Bool(existed))
             }
             Op::AliasRemove(address) => {
                 let existed = self.engine.aliases.contains_key(address.as_bytes())?;
