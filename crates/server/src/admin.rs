@@ -162,6 +162,15 @@ pub enum AdminRequest {
         email: String,
         name: String,
     },
+    /// Makes a REST API token; the reply carries its secret, shown this once.
+    TokenCreate {
+        name: String,
+        scope: tern_store::ApiScope,
+    },
+    TokenList,
+    TokenRemove {
+        name: String,
+    },
     /// Gives `identifier` (an address, `@domain`, `anyone`) `rights` (RFC 4314 letters, e.g.
     /// `lrs`) on a user's mailbox; empty rights take the entry away.
     ShareSet {
@@ -335,6 +344,9 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
         | AdminRequest::SieveActivate { .. }
         | AdminRequest::SieveDelete { .. }) => sieve_request(ctx, req).await,
         req @ (AdminRequest::ShareSet { .. } | AdminRequest::ShareList { .. }) => share_request(ctx, req).await,
+        req @ (AdminRequest::TokenCreate { .. } | AdminRequest::TokenList | AdminRequest::TokenRemove { .. }) => {
+            token_request(ctx, req).await
+        }
         req @ (AdminRequest::QueueList
         | AdminRequest::QueueShow { .. }
         | AdminRequest::QueueRetry { .. }
@@ -1216,6 +1228,41 @@ async fn sieve_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<
             writeln!(out, "deleted {name}")?;
         }
         _ => anyhow::bail!("internal: request routed to sieve_request by mistake"),
+    }
+    Ok(AdminReply::ok(out))
+}
+
+/// REST API tokens (`tern token`).
+async fn token_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply> {
+    use std::fmt::Write;
+    let store = ctx.directory.store();
+    let mut out = String::new();
+    let scope_name = |s: tern_store::ApiScope| match s {
+        tern_store::ApiScope::Read => "read",
+        tern_store::ApiScope::Admin => "admin",
+    };
+    match req {
+        AdminRequest::TokenCreate { name, scope } => {
+            let (record, secret) = crate::api::make_token(&name, scope).map_err(|e| anyhow::anyhow!(e))?;
+            if store.api_token_list().await?.iter().any(|t| t.name == name) {
+                anyhow::bail!("a token named {name} exists (tern token remove {name} first)");
+            }
+            store.api_token_put(record).await?;
+            writeln!(out, "token {name} (scope {}); send it as Authorization: Bearer <token>", scope_name(scope))?;
+            writeln!(out, "{secret}")?;
+        }
+        AdminRequest::TokenList => {
+            for t in store.api_token_list().await? {
+                writeln!(out, "{}	{}	created={}", t.name, scope_name(t.scope), t.created)?;
+            }
+        }
+        AdminRequest::TokenRemove { name } => {
+            if !store.api_token_remove(&name).await? {
+                anyhow::bail!("no token named {name}");
+            }
+            writeln!(out, "token {name} removed")?;
+        }
+        _ => anyhow::bail!("internal: request routed to token_request by mistake"),
     }
     Ok(AdminReply::ok(out))
 }

@@ -1,6 +1,6 @@
 //! The HTTP listener: `/metrics` (Prometheus text format), `/healthz` (the process answers),
 //! `/readyz` (listeners up, store writable, not shutting down), and mail client
-//! autoconfiguration (`crate::autoconfig`).
+//! autoconfiguration (`crate::autoconfig`), and the REST API (`crate::api`, `/api/v1`).
 
 use axum::Router;
 use axum::extract::State;
@@ -13,6 +13,8 @@ use tern_store::Store;
 
 #[derive(Clone)]
 pub struct HttpState {
+    /// What the REST API acts on (`crate::api`).
+    pub api: Arc<crate::admin::AdminContext>,
     pub metrics: PrometheusHandle,
     pub store: Arc<dyn Store>,
     pub ready: Arc<AtomicBool>,
@@ -122,12 +124,14 @@ pub fn public_router(state: &HttpState) -> Router {
 /// The `http` listener: metrics, health, and everything [`public_router`] serves.
 pub fn router(state: HttpState) -> Router {
     let public = public_router(&state);
+    let api = crate::api::router(Arc::clone(&state.api));
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state)
         .merge(public)
+        .merge(api)
 }
 
 async fn metrics(State(s): State<HttpState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {

@@ -4,6 +4,7 @@
 
 pub mod acme;
 pub mod admin;
+pub mod api;
 pub mod autoconfig;
 pub mod backup;
 pub mod data_dir;
@@ -534,7 +535,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         submissions: port_of("submissions"),
         submission: port_of("submission"),
     };
+    let admin_context = admin::AdminContext {
+        directory: directory.clone(),
+        hostname: config.hostname.clone(),
+        mta_sts: config.mta_sts.clone(),
+        data_dir: config.data_dir.clone(),
+        delivery: Some(Arc::clone(&delivery)),
+        spam: Arc::clone(&spam_filter),
+        spam_thresholds: spam_thresholds(&config),
+    };
     let http_state = http::HttpState {
+        api: Arc::new(admin_context.clone()),
         metrics,
         store: Arc::clone(&store),
         ready: Arc::clone(&ready),
@@ -571,15 +582,6 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(http::serve(listener, router, None, shutdown.clone()));
     }
 
-    let admin_context = admin::AdminContext {
-        directory: directory.clone(),
-        hostname: config.hostname.clone(),
-        mta_sts: config.mta_sts.clone(),
-        data_dir: config.data_dir.clone(),
-        delivery: Some(Arc::clone(&delivery)),
-        spam: Arc::clone(&spam_filter),
-        spam_thresholds: spam_thresholds(&config),
-    };
     admin::serve_socket(admin::socket_path(&config.data_dir), admin_context, shutdown.clone()).await?;
 
     let run_file = config.data_dir.join(RUN_FILE);

@@ -93,6 +93,9 @@ enum Command {
     /// them with SETACL).
     #[command(subcommand)]
     Share(ShareCmd),
+    /// Tokens for the REST API (/api/v1 on the http listener).
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Look at stored mail.
     #[command(subcommand)]
     Mail(MailCmd),
@@ -444,6 +447,29 @@ enum AliasCmd {
 }
 
 #[derive(Subcommand)]
+enum TokenCmd {
+    /// Make a token; its secret is printed once (only its hash is kept).
+    Create {
+        /// A name for it (letters, digits, '-', '_', '.').
+        name: String,
+        /// read: look at everything, change nothing; admin: everything.
+        #[arg(long, value_enum, default_value = "read")]
+        scope: TokenScope,
+    },
+    List,
+    /// Revoke a token.
+    Remove {
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TokenScope {
+    Read,
+    Admin,
+}
+
+#[derive(Subcommand)]
 enum ShareCmd {
     /// Give IDENTIFIER rights on a user's mailbox: `tern share set bob@example.org Team
     /// @example.org lrs` lets everyone of example.org read Team; rights `""` take them away.
@@ -719,6 +745,17 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             AliasCmd::Add { address, targets } => AdminRequest::AliasAdd { address, targets },
             AliasCmd::List => AdminRequest::AliasList,
             AliasCmd::Remove { address, target } => AdminRequest::AliasRemove { address, target },
+        },
+        Command::Token(cmd) => match cmd {
+            TokenCmd::Create { name, scope } => AdminRequest::TokenCreate {
+                name,
+                scope: match scope {
+                    TokenScope::Read => tern_store::ApiScope::Read,
+                    TokenScope::Admin => tern_store::ApiScope::Admin,
+                },
+            },
+            TokenCmd::List => AdminRequest::TokenList,
+            TokenCmd::Remove { name } => AdminRequest::TokenRemove { name },
         },
         Command::Share(cmd) => match cmd {
             ShareCmd::Set { email, mailbox, identifier, rights } => {
