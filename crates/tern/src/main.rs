@@ -456,9 +456,11 @@ enum TokenCmd {
         #[arg(long, value_enum, default_value = "read")]
         scope: TokenScope,
     },
+    /// The tokens with their scopes (never their secrets).
     List,
     /// Revoke a token.
     Remove {
+        /// The token's name.
         name: String,
     },
 }
