@@ -278,6 +278,9 @@ pub struct AdminContext {
     pub spam: std::sync::Arc<tern_pipeline::spam::SpamFilter>,
     /// Its score thresholds.
     pub spam_thresholds: tern_scan::Thresholds,
+    /// The running server's failed-login guard: REST API token failures are slowed and
+    /// banned like mail logins. `None` when the CLI works on the store directly.
+    pub auth_guard: Option<std::sync::Arc<tern_guard::AuthGuard>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

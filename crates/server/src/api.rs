@@ -132,6 +132,17 @@ impl FromRequestParts<Arc<AdminContext>> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, ctx: &Arc<AdminContext>) -> Result<Caller, ApiError> {
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        // Failed tokens are slowed and banned per address, as mail logins are.
+        let client = parts.extensions.get::<crate::http::ClientAddr>().map(|c| c.0.ip());
+        if let (Some(guard), Some(ip)) = (&ctx.auth_guard, client)
+            && let tern_guard::AuthVerdict::Banned(left) = guard.check(ip)
+        {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "banned",
+                format!("too many failed attempts from this address; try again in {} s", left.as_secs().max(1)),
+            ));
+        }
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
             return Err(unauthorized("send Authorization: Bearer <token> (tern token create)"));
         };
@@ -147,8 +158,11 @@ impl FromRequestParts<Arc<AdminContext>> for Caller {
         match tokens.into_iter().find(|t| constant_time_eq(t.hash.as_bytes(), hash.as_bytes())) {
             Some(t) => Ok(Caller { token: t.name, scope: t.scope }),
             None => {
-                tracing::info!("API: unknown token refused");
-                metrics::counter!("tern_auth_failures_total", "service" => "api").increment(1);
+                tracing::info!(client = ?client, "API: unknown token refused");
+                match (&ctx.auth_guard, client) {
+                    (Some(guard), Some(ip)) => tokio::time::sleep(guard.failed(ip, "api")).await,
+                    _ => metrics::counter!("tern_auth_failures_total", "service" => "api").increment(1),
+                }
                 Err(unauthorized("unknown token"))
             }
         }

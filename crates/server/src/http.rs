@@ -11,6 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tern_store::Store;
 
+/// The address of the client of an HTTP request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
 #[derive(Clone)]
 pub struct HttpState {
     /// What the REST API acts on (`crate::api`).
@@ -78,7 +82,8 @@ async fn serve_connection<S>(
 {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
-    let service = TowerToHyperService::new(router);
+    // Handlers that guard logins (the REST API's tokens) need the client's address.
+    let service = TowerToHyperService::new(router.layer(axum::Extension(ClientAddr(peer))));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)

@@ -543,6 +543,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         delivery: Some(Arc::clone(&delivery)),
         spam: Arc::clone(&spam_filter),
         spam_thresholds: spam_thresholds(&config),
+        auth_guard: Some(Arc::clone(&auth_guard)),
     };
     let http_state = http::HttpState {
         api: Arc::new(admin_context.clone()),

@@ -1029,6 +1029,7 @@ impl Admin {
             delivery: None,
             spam,
             spam_thresholds: tern_server::spam_thresholds(config),
+            auth_guard: None,
         };
         Ok(Admin::Direct { context, store })
     }

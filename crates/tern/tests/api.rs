@@ -180,3 +180,25 @@ fn tokens_scopes_and_every_resource() {
     assert_eq!(call(&s, "GET", "/api/v1/status", Some(&read), None).0, 401);
     assert_eq!(call(&s, "GET", "/api/v1/status", Some(&admin), None).0, 200);
 }
+
+/// Wrong tokens are slowed and, past the threshold, the address is banned like a mail login
+/// guesser: even a good token is refused (429) until the ban ends, and IMAP refuses it too.
+#[test]
+fn token_guessing_is_banned_like_a_password_guesser() {
+    let s = TestServer::started("[limits]\nexempt = []\nauth_failures_before_ban = 3\nban_seconds = 60\n");
+    let admin = token(&s, "ops", "admin");
+    assert_eq!(call(&s, "GET", "/api/v1/status", Some(&admin), None).0, 200);
+    let started = std::time::Instant::now();
+    for i in 0..3 {
+        let (code, _, _) = call(&s, "GET", "/api/v1/status", Some(&format!("tern_guess{i}")), None);
+        assert_eq!(code, 401);
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(2500), "failures are slowed (0.5 + 1 + 1.5 s)");
+    let (code, _, body) = call(&s, "GET", "/api/v1/status", Some(&admin), None);
+    assert_eq!((code, error_code(&body)), (429, "banned"), "{body}");
+    let mut imap = Client::connect(s.imap);
+    let greeting = imap.read_line().unwrap_or_default();
+    assert!(greeting.starts_with("* BYE [UNAVAILABLE]"), "one ban list for every way in: {greeting}");
+    let (_, metrics) = s.http_get("/metrics");
+    assert!(metrics.contains("tern_auth_failures_total{service=\"api\"} 3"), "{metrics}");
+}
