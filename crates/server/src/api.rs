@@ -193,7 +193,7 @@ fn json<T: Serialize>(status: StatusCode, value: T) -> Response {
 
 // --- resources ---
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct StatusView {
     version: &'static str,
     hostname: String,
@@ -204,6 +204,7 @@ struct StatusView {
     users: usize,
 }
 
+#[utoipa::path(get, path = "/api/v1/status", summary = "Version, store health, queue and counts", responses((status = 200, body = StatusView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn status(State(ctx): State<Arc<AdminContext>>, _caller: Caller) -> ApiResult<Response> {
     let store = ctx.directory.store();
     let stats = store.queue_stats().await?;
@@ -222,7 +223,7 @@ async fn status(State(ctx): State<Arc<AdminContext>>, _caller: Caller) -> ApiRes
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DomainView {
     name: String,
     catch_all: Option<String>,
@@ -239,7 +240,7 @@ fn domain_view(d: tern_store::Domain) -> DomainView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewDomain {
     name: String,
@@ -247,11 +248,13 @@ struct NewDomain {
     catch_all: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/domains", summary = "Every local domain", responses((status = 200, body = [DomainView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn domains(State(ctx): State<Arc<AdminContext>>, _caller: Caller) -> ApiResult<Response> {
     let list: Vec<DomainView> = ctx.directory.domain_list().await?.into_iter().map(domain_view).collect();
     Ok(json(StatusCode::OK, list))
 }
 
+#[utoipa::path(post, path = "/api/v1/domains", summary = "Add a domain (admin)", request_body = NewDomain, responses((status = 201, body = DomainView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn domain_create(State(ctx): State<Arc<AdminContext>>, caller: Caller, bytes: Bytes) -> ApiResult<Response> {
     caller.admin()?;
     let new: NewDomain = body(&bytes)?;
@@ -260,6 +263,7 @@ async fn domain_create(State(ctx): State<Arc<AdminContext>>, caller: Caller, byt
     Ok(json(StatusCode::CREATED, domain_view(d)))
 }
 
+#[utoipa::path(get, path = "/api/v1/domains/{name}", summary = "One domain", params(("name" = String, Path)), responses((status = 200, body = DomainView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn domain_get(
     State(ctx): State<Arc<AdminContext>>,
     _caller: Caller,
@@ -269,6 +273,7 @@ async fn domain_get(
     Ok(json(StatusCode::OK, domain_view(d)))
 }
 
+#[utoipa::path(delete, path = "/api/v1/domains/{name}", summary = "Remove a domain without users or aliases (admin)", params(("name" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn domain_delete(
     State(ctx): State<Arc<AdminContext>>,
     caller: Caller,
@@ -280,7 +285,7 @@ async fn domain_delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct UserView {
     email: String,
     shared: bool,
@@ -306,7 +311,7 @@ async fn user_view(ctx: &AdminContext, a: tern_store::Account) -> ApiResult<User
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
     email: String,
@@ -317,13 +322,14 @@ struct NewUser {
     quota_bytes: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UserChange {
     #[serde(default)]
     password: Option<String>,
     /// `null` removes the quota; absent leaves it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u64>)]
     quota_bytes: Option<Option<u64>>,
 }
 
@@ -332,6 +338,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>
     Option::<u64>::deserialize(d).map(Some)
 }
 
+#[utoipa::path(get, path = "/api/v1/users", summary = "Every user", responses((status = 200, body = [UserView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn users(State(ctx): State<Arc<AdminContext>>, _caller: Caller) -> ApiResult<Response> {
     let mut out = Vec::new();
     for a in ctx.directory.user_list().await? {
@@ -340,6 +347,7 @@ async fn users(State(ctx): State<Arc<AdminContext>>, _caller: Caller) -> ApiResu
     Ok(json(StatusCode::OK, out))
 }
 
+#[utoipa::path(post, path = "/api/v1/users", summary = "Add a user; a generated password is returned once as `password` (admin)", request_body = NewUser, responses((status = 201, body = UserView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn user_create(State(ctx): State<Arc<AdminContext>>, caller: Caller, bytes: Bytes) -> ApiResult<Response> {
     caller.admin()?;
     let new: NewUser = body(&bytes)?;
@@ -361,6 +369,7 @@ async fn user_create(State(ctx): State<Arc<AdminContext>>, caller: Caller, bytes
     Ok(json(StatusCode::CREATED, view))
 }
 
+#[utoipa::path(get, path = "/api/v1/users/{email}", summary = "One user", params(("email" = String, Path)), responses((status = 200, body = UserView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn user_get(
     State(ctx): State<Arc<AdminContext>>,
     _caller: Caller,
@@ -370,6 +379,7 @@ async fn user_get(
     Ok(json(StatusCode::OK, user_view(&ctx, a).await?))
 }
 
+#[utoipa::path(patch, path = "/api/v1/users/{email}", summary = "Change a password or quota (admin)", params(("email" = String, Path)), request_body = UserChange, responses((status = 200, body = UserView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn user_update(
     State(ctx): State<Arc<AdminContext>>,
     caller: Caller,
@@ -393,6 +403,7 @@ async fn user_update(
     Ok(json(StatusCode::OK, user_view(&ctx, a).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/users/{email}", summary = "Remove a user with all its mail (admin)", params(("email" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn user_delete(
     State(ctx): State<Arc<AdminContext>>,
     caller: Caller,
@@ -404,17 +415,19 @@ async fn user_delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAlias {
     address: String,
     targets: Vec<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/aliases", summary = "Every alias", responses((status = 200, body = [AliasDoc]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn aliases(State(ctx): State<Arc<AdminContext>>, _caller: Caller) -> ApiResult<Response> {
     Ok(json(StatusCode::OK, ctx.directory.alias_list().await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/aliases", summary = "Add an alias or targets to one (admin)", request_body = NewAlias, responses((status = 201, body = AliasDoc), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn alias_create(State(ctx): State<Arc<AdminContext>>, caller: Caller, bytes: Bytes) -> ApiResult<Response> {
     caller.admin()?;
     let new: NewAlias = body(&bytes)?;
@@ -426,6 +439,7 @@ async fn alias_create(State(ctx): State<Arc<AdminContext>>, caller: Caller, byte
     Ok(json(StatusCode::CREATED, alias))
 }
 
+#[utoipa::path(delete, path = "/api/v1/aliases/{address}", summary = "Remove an alias (admin)", params(("address" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn alias_delete(
     State(ctx): State<Arc<AdminContext>>,
     caller: Caller,
@@ -441,10 +455,12 @@ fn queue_id(raw: &str) -> ApiResult<tern_store::QueueId> {
     raw.parse().map_err(|_| ApiError::bad_request(format!("id: {raw:?} is not a queue id (a number)")))
 }
 
+#[utoipa::path(get, path = "/api/v1/queue", summary = "The outbound queue", responses((status = 200, body = [QueueEntryDoc]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn queue(State(ctx): State<Arc<AdminContext>>, _caller: Caller) -> ApiResult<Response> {
     Ok(json(StatusCode::OK, ctx.directory.store().queue_list().await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/queue/{id}", summary = "One queued message", params(("id" = String, Path)), responses((status = 200, body = QueueEntryDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn queue_get(
     State(ctx): State<Arc<AdminContext>>,
     _caller: Caller,
@@ -456,6 +472,7 @@ async fn queue_get(
     Ok(json(StatusCode::OK, entry))
 }
 
+#[utoipa::path(post, path = "/api/v1/queue/{id}/retry", summary = "Make a queued message due now (admin)", params(("id" = String, Path)), responses((status = 202), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn queue_retry(
     State(ctx): State<Arc<AdminContext>>,
     caller: Caller,
@@ -474,6 +491,7 @@ async fn queue_retry(
     Ok(json(StatusCode::ACCEPTED, json!({ "retried": n })))
 }
 
+#[utoipa::path(delete, path = "/api/v1/queue/{id}", summary = "Drop a queued message without a bounce (admin)", params(("id" = String, Path)), responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn queue_delete(
     State(ctx): State<Arc<AdminContext>>,
     caller: Caller,
@@ -488,6 +506,73 @@ async fn queue_delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The error body every failure has (documentation of [`ApiError`]'s JSON).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorDetail {
+    /// Stable: unauthorized, forbidden, banned, bad_request, invalid, exists, in_use,
+    /// not_found, unavailable, internal.
+    code: String,
+    message: String,
+}
+
+/// An alias as the API returns it (`tern_store::Alias`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct AliasDoc {
+    address: String,
+    targets: Vec<String>,
+}
+
+/// A queued message as the API returns it (`tern_store::QueueEntry`): the message (id,
+/// envelope, content hash, when queued) and each recipient with its state and attempts.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct QueueEntryDoc {
+    #[schema(value_type = Object)]
+    message: (),
+    #[schema(value_type = Vec<Object>)]
+    recipients: (),
+}
+
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("tern token create")).build(),
+            ),
+        );
+    }
+}
+
+/// The API's OpenAPI 3 description, made from the handlers' annotations.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Tern REST API", description = "Administration of a Tern mail server"),
+    paths(status, domains, domain_create, domain_get, domain_delete, users, user_create, user_get, user_update,
+          user_delete, aliases, alias_create, alias_delete, queue, queue_get, queue_retry, queue_delete),
+    modifiers(&BearerToken)
+)]
+pub struct ApiDoc;
+
+async fn openapi() -> Response {
+    use utoipa::OpenApi;
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    axum::Json(doc).into_response()
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such API resource")
 }
@@ -495,6 +580,7 @@ async fn not_found() -> ApiError {
 /// `/api/v1/...`.
 pub fn router(ctx: Arc<AdminContext>) -> Router {
     let v1 = Router::new()
+        .route("/openapi.json", get(openapi))
         .route("/status", get(status))
         .route("/domains", get(domains).post(domain_create))
         .route("/domains/{name}", get(domain_get).delete(domain_delete))

@@ -202,3 +202,51 @@ fn token_guessing_is_banned_like_a_password_guesser() {
     let (_, metrics) = s.http_get("/metrics");
     assert!(metrics.contains("tern_auth_failures_total{service=\"api\"} 3"), "{metrics}");
 }
+
+/// The OpenAPI 3 description at `/api/v1/openapi.json` is made from the handlers: every
+/// operation it lists is served (none falls to the "no such resource" fallback or a 405), and
+/// every resource this test suite calls is in it.
+#[test]
+fn the_openapi_description_matches_what_is_served() {
+    let s = TestServer::started("");
+    let admin = token(&s, "ops", "admin");
+    let (code, _, doc) = call(&s, "GET", "/api/v1/openapi.json", None, None);
+    assert_eq!(code, 200, "{doc}");
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
+    assert_eq!(doc["components"]["securitySchemes"]["token"]["scheme"], "bearer", "{doc}");
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut operations = Vec::new();
+    for (path, item) in paths {
+        for method in ["get", "post", "patch", "delete", "put"] {
+            if item.get(method).is_some() {
+                operations.push((method.to_uppercase(), path.clone()));
+            }
+        }
+    }
+    for wanted in [
+        ("GET", "/api/v1/status"),
+        ("POST", "/api/v1/domains"),
+        ("DELETE", "/api/v1/domains/{name}"),
+        ("PATCH", "/api/v1/users/{email}"),
+        ("DELETE", "/api/v1/aliases/{address}"),
+        ("POST", "/api/v1/queue/{id}/retry"),
+    ] {
+        assert!(operations.iter().any(|(m, p)| m == wanted.0 && p == wanted.1), "{wanted:?} not described");
+    }
+    assert_eq!(operations.len(), 17, "{operations:?}");
+    for (method, path) in &operations {
+        let concrete = path
+            .replace("{name}", "nowhere.test")
+            .replace("{email}", "nobody@example.test")
+            .replace("{address}", "nothing@example.test")
+            .replace("{id}", "987654");
+        let body = matches!(method.as_str(), "POST" | "PATCH").then_some("{}");
+        let (code, _, reply) = call(&s, method, &concrete, Some(&admin), body);
+        let message = reply["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            code != 405 && message != "no such API resource",
+            "{method} {path} is described but not served: {code} {reply}"
+        );
+        assert!(code < 500, "{method} {concrete}: {code} {reply}");
+    }
+}
