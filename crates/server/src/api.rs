@@ -281,7 +281,7 @@ async fn domain_delete(
 ) -> ApiResult<Response> {
     caller.admin()?;
     ctx.directory.domain_remove(&name).await?;
-    tracing::info!(token = %caller.token, domain = %name, "API: domain removed");
+    tracing::info!(token = %caller.token, domain = %name.escape_debug(), "API: domain removed");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -411,7 +411,7 @@ async fn user_delete(
 ) -> ApiResult<Response> {
     caller.admin()?;
     ctx.directory.user_remove(&email).await?;
-    tracing::info!(token = %caller.token, user = %email, "API: user removed");
+    tracing::info!(token = %caller.token, user = %email.escape_debug(), "API: user removed");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -447,7 +447,7 @@ async fn alias_delete(
 ) -> ApiResult<Response> {
     caller.admin()?;
     ctx.directory.alias_remove(&address, None).await?;
-    tracing::info!(token = %caller.token, alias = %address, "API: alias removed");
+    tracing::info!(token = %caller.token, alias = %address.escape_debug(), "API: alias removed");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
