@@ -300,8 +300,12 @@ impl Session {
     /// Runs the updating searches again when the selected mailbox changed, and reports how
     /// their results changed.
     pub(crate) async fn update_searches(&mut self) -> Result<(), StoreError> {
+        // Nothing kept updated (nearly every session): no pass over the messages.
+        if self.updating.is_empty() {
+            return Ok(());
+        }
         let Some(stamp) = self.state.view().map(view_stamp) else { return Ok(()) };
-        if self.updating.is_empty() || stamp == self.updating_stamp {
+        if stamp == self.updating_stamp {
             return Ok(());
         }
         self.updating_stamp = stamp;
