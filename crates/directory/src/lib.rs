@@ -15,7 +15,7 @@ pub use password::{generate_password, hash_password, verify_password};
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use tern_store::{Account, AccountId, Alias, Domain, NewAccount, Store, StoreError};
+use tern_store::{Account, AccountId, Alias, AppPassword, Domain, NewAccount, Store, StoreError};
 
 /// How deep alias chains may go.
 const MAX_ALIAS_DEPTH: usize = 8;
@@ -43,6 +43,36 @@ pub enum DirectoryError {
 }
 
 pub type Result<T> = std::result::Result<T, DirectoryError>;
+
+/// App passwords a user may have at once.
+pub const MAX_APP_PASSWORDS: usize = 20;
+
+/// A new app password: 24 characters from a 32-letter alphabet without look-alikes (120
+/// bits), in groups of four so it can be typed on a phone.
+fn generate_app_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut bytes = [0u8; 24];
+    rand::Rng::fill(&mut rand::rng(), &mut bytes[..]);
+    let letters: Vec<char> = bytes.iter().map(|b| char::from(ALPHABET[usize::from(b % 32)])).collect();
+    letters.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+}
+
+fn app_password_hash(secret: &str) -> String {
+    // Typed with or without the dashes, in any case.
+    let normal: String = secret.chars().filter(|c| *c != '-' && !c.is_whitespace()).collect::<String>().to_lowercase();
+    blake3::hash(normal.as_bytes()).to_hex().to_string()
+}
+
+/// The app password of `account` that `password` is, if any (compared in constant time).
+fn app_password_matches<'a>(account: &'a Account, password: &str) -> Option<&'a AppPassword> {
+    if account.app_passwords.is_empty() {
+        return None;
+    }
+    let hash = app_password_hash(password);
+    account.app_passwords.iter().find(|p| {
+        p.hash.len() == hash.len() && p.hash.bytes().zip(hash.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    })
+}
 
 /// Where an address leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,6 +347,66 @@ impl Directory {
         Ok(())
     }
 
+    /// Refuses (or allows again) every login of a user; mail is still received.
+    pub async fn user_set_disabled(&self, email: &str, disabled: bool) -> Result<Account> {
+        let mut account = self.existing_user(email).await?;
+        account.disabled = disabled;
+        self.store.account_update(account.clone()).await?;
+        Ok(account)
+    }
+
+    /// Makes a user an administrator of the web admin (or no longer one).
+    pub async fn user_set_admin(&self, email: &str, admin: bool) -> Result<Account> {
+        let mut account = self.existing_user(email).await?;
+        if account.shared && admin {
+            return Err(DirectoryError::Invalid(format!(
+                "{} is a shared account: nobody logs in as it",
+                account.address
+            )));
+        }
+        account.admin = admin;
+        self.store.account_update(account.clone()).await?;
+        Ok(account)
+    }
+
+    /// Makes an app password named `name` for a user: the record and the secret, which is
+    /// shown this once.
+    pub async fn app_password_add(&self, email: &str, name: &str) -> Result<(AppPassword, String)> {
+        let mut account = self.existing_user(email).await?;
+        if account.shared {
+            return Err(DirectoryError::Invalid(format!(
+                "{} is a shared account: nobody logs in as it",
+                account.address
+            )));
+        }
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            return Err(DirectoryError::Invalid("an app password's name is 1-64 printable characters".into()));
+        }
+        if account.app_passwords.iter().any(|p| p.name == name) {
+            return Err(DirectoryError::Exists(format!("app password {name}")));
+        }
+        if account.app_passwords.len() >= MAX_APP_PASSWORDS {
+            return Err(DirectoryError::Invalid(format!("at most {MAX_APP_PASSWORDS} app passwords per user")));
+        }
+        let secret = generate_app_password();
+        let record =
+            AppPassword { name: name.to_string(), hash: app_password_hash(&secret), created: tern_store::now_unix() };
+        account.app_passwords.push(record.clone());
+        self.store.account_update(account).await?;
+        Ok((record, secret))
+    }
+
+    pub async fn app_password_remove(&self, email: &str, name: &str) -> Result<()> {
+        let mut account = self.existing_user(email).await?;
+        let before = account.app_passwords.len();
+        account.app_passwords.retain(|p| p.name != name);
+        if account.app_passwords.len() == before {
+            return Err(DirectoryError::NotFound(format!("app password {name}")));
+        }
+        self.store.account_update(account).await?;
+        Ok(())
+    }
+
     pub async fn user_remove(&self, email: &str) -> Result<()> {
         let account = self.existing_user(email).await?;
         self.store.account_remove(account.id).await?;
@@ -346,16 +436,20 @@ impl Directory {
                 .map_err(|e| DirectoryError::Password(e.to_string()))?;
             return Ok(None);
         };
-        if self.logins.verified(&account.address, &account.password_hash, password) {
+        // Nobody logs in as a shared or disabled account: the same work as a wrong password.
+        let refused = account.shared || account.disabled;
+        if !refused && self.logins.verified(&account.address, &account.password_hash, password) {
             return Ok(Some(account));
         }
-        // Nobody logs in as a shared account: the same work as a wrong password.
-        let hash = if account.shared { dummy_hash().to_string() } else { account.password_hash.clone() };
+        let hash = if refused { dummy_hash().to_string() } else { account.password_hash.clone() };
         let pw = password.to_string();
         let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
             .await
             .map_err(|e| DirectoryError::Password(e.to_string()))?;
-        if ok {
+        if !ok && !refused && app_password_matches(&account, password).is_some() {
+            return Ok(Some(account));
+        }
+        if ok && !refused {
             self.logins.remember(&account.address, &account.password_hash, password);
             if account.scram.is_none() {
                 // Accounts made before SCRAM existed get their keys at the next login.
@@ -366,13 +460,14 @@ impl Directory {
                 }
             }
         }
-        Ok(ok.then_some(account))
+        Ok((ok && !refused).then_some(account))
     }
 
     /// The SCRAM-SHA-256 keys a SASL exchange for `email` runs on (see [`ScramLookup`]).
     pub async fn scram_lookup(&self, email: &str) -> Result<ScramLookup> {
         if let Some(account) = self.user_get(email).await?
             && !account.shared
+            && !account.disabled
             && let Some(credentials) = account.scram.as_deref().and_then(tern_sasl::ScramCredentials::parse)
         {
             return Ok(ScramLookup { account: Some(account), credentials });

@@ -100,3 +100,36 @@ async fn password_change() {
     assert!(d.authenticate("alice@example.org", "old").await.unwrap().is_none());
     assert!(d.authenticate("alice@example.org", "new").await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn app_passwords_log_in_until_removed_and_disabled_users_not_at_all() {
+    let (_dir, d) = setup().await;
+    let (alice, _) = d.user_add("alice@example.org", Some("main pw")).await.unwrap();
+    let (record, secret) = d.app_password_add("alice@example.org", "phone").await.unwrap();
+    assert_eq!(record.name, "phone");
+    assert_eq!(secret.len(), 29, "{secret}");
+    assert_ne!(record.hash, secret);
+    assert!(matches!(d.app_password_add("alice@example.org", "phone").await, Err(DirectoryError::Exists(_))));
+    assert!(matches!(d.app_password_add("alice@example.org", "").await, Err(DirectoryError::Invalid(_))));
+    // Both passwords log in; the app password typed without dashes and in capitals too.
+    assert_eq!(d.authenticate("alice@example.org", "main pw").await.unwrap().map(|a| a.id), Some(alice.id));
+    assert!(d.authenticate("alice@example.org", &secret).await.unwrap().is_some());
+    assert!(d.authenticate("alice@example.org", &secret.replace('-', "").to_uppercase()).await.unwrap().is_some());
+    assert!(d.authenticate("alice@example.org", "phone").await.unwrap().is_none());
+    // Another user's app password is not a password of this one.
+    d.user_add("bob@example.org", Some("bob pw")).await.unwrap();
+    assert!(d.authenticate("bob@example.org", &secret).await.unwrap().is_none());
+
+    d.user_set_disabled("alice@example.org", true).await.unwrap();
+    assert!(d.authenticate("alice@example.org", "main pw").await.unwrap().is_none());
+    assert!(d.authenticate("alice@example.org", &secret).await.unwrap().is_none());
+    assert!(d.scram_lookup("alice@example.org").await.unwrap().account.is_none());
+    // Mail still arrives.
+    assert_eq!(accounts(&d.resolve("alice@example.org").await.unwrap()), vec![alice.id]);
+    d.user_set_disabled("alice@example.org", false).await.unwrap();
+    assert!(d.authenticate("alice@example.org", "main pw").await.unwrap().is_some());
+
+    d.app_password_remove("alice@example.org", "phone").await.unwrap();
+    assert!(d.authenticate("alice@example.org", &secret).await.unwrap().is_none());
+    assert!(matches!(d.app_password_remove("alice@example.org", "phone").await, Err(DirectoryError::NotFound(_))));
+}

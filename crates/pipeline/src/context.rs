@@ -196,6 +196,28 @@ impl MessageContext {
         })
     }
 
+    /// The Message-ID of the message as received, without its angle brackets (for the log),
+    /// at most 200 bytes of it.
+    pub fn message_id(&self) -> Option<String> {
+        let block = self.header_block();
+        let mut lines = block.split(|&b| b == b'\n').peekable();
+        while let Some(line) = lines.next() {
+            let Some(rest) = line.get(11..).filter(|_| line[..11].eq_ignore_ascii_case(b"message-id:")) else {
+                continue;
+            };
+            let mut value = rest.to_vec();
+            // Folded onto the next line(s) (RFC 5322 §2.2.3).
+            while let Some(next) = lines.peek().filter(|l| l.first().is_some_and(|b| *b == b' ' || *b == b'\t')) {
+                value.extend_from_slice(next);
+                lines.next();
+            }
+            let text = String::from_utf8_lossy(&value);
+            let id = text.trim().trim_start_matches('<').trim_end_matches('>').trim();
+            return (!id.is_empty()).then(|| id.chars().filter(|c| !c.is_control()).take(200).collect());
+        }
+        None
+    }
+
     /// Replaces the message with a final form computed by a stage (which then includes every
     /// header added so far).
     pub fn replace_message(&mut self, message: Vec<u8>) {

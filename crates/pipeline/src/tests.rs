@@ -122,3 +122,13 @@ fn remove_header_fields_removes_every_field_of_that_name_with_its_continuations(
     assert_eq!(b"Subject: hi\r\n\r\nX-Tern-Spam: in the body\r\n".to_vec(), c.message);
     assert_eq!(0, c.remove_header_fields("X-Tern-Spam"));
 }
+
+#[test]
+fn the_message_id_is_read_from_the_header_for_the_log() {
+    let mut c = ctx(1, true);
+    assert_eq!(c.message_id(), None);
+    c.message = b"Subject: t\r\nMESSAGE-ID:\r\n  <abc@example.org>\r\n\r\nMessage-ID: <body@x>\r\n".to_vec();
+    assert_eq!(c.message_id().as_deref(), Some("abc@example.org"));
+    c.message = b"Message-Id: <a\x07b@x>\r\n\r\n".to_vec();
+    assert_eq!(c.message_id().as_deref(), Some("ab@x"));
+}

@@ -3,11 +3,13 @@
 //! exits.
 
 pub mod acme;
+pub mod activity;
 pub mod admin;
 pub mod api;
 pub mod autoconfig;
 pub mod backup;
 pub mod data_dir;
+pub mod dns_check;
 mod http;
 mod listen;
 pub mod metrics_catalog;

@@ -811,6 +811,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 let rcpts: Vec<&str> = ctx.recipients.iter().map(|r| r.address.as_str()).collect();
                 tracing::info!(
                     queue_id,
+                    message_id = ctx.message_id().as_deref().unwrap_or("-"),
                     from = ctx.mail_from.as_deref().unwrap_or("<>"),
                     rcpts = ?rcpts,
                     size,

@@ -461,6 +461,9 @@ impl DirectoryStore for PgStore {
                     created: now_unix(),
                     scram: None,
                     shared: false,
+                    disabled: false,
+                    admin: false,
+                    app_passwords: Vec::new(),
                 };
                 let inserted = tx
                     .run(

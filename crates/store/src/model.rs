@@ -76,7 +76,7 @@ pub enum KeyAlgorithm {
     Rsa,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     pub id: AccountId,
     /// Canonical address: lower-case local part, A-label domain.
@@ -95,6 +95,26 @@ pub struct Account {
     /// mailboxes are read by the users its ACLs name, in the shared namespace (RFC 2342 §5).
     #[serde(default)]
     pub shared: bool,
+    /// Logins refused (IMAP, POP3, submission, ManageSieve, the web admin); mail is still
+    /// received.
+    #[serde(default)]
+    pub disabled: bool,
+    /// May sign in to the web admin and manage everything (else only the user's own settings).
+    #[serde(default)]
+    pub admin: bool,
+    /// Extra passwords for one device or program each, removable one by one.
+    #[serde(default)]
+    pub app_passwords: Vec<AppPassword>,
+}
+
+/// An app password: a random secret made by Tern, of which only a hash is kept. It logs in
+/// like the account's password (not with SCRAM, whose keys come from the main password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppPassword {
+    pub name: String,
+    /// BLAKE3 of the secret, hex: the secret is random and long, so a fast hash is enough.
+    pub hash: String,
+    pub created: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,13 +6,7 @@ use tern_config::Config;
 use tern_mailauth::verify::{Outcome, Verifier};
 
 pub(crate) fn verifier(config: &Config) -> anyhow::Result<Verifier> {
-    let dns = tern_dns::Dns::from_config(&config.dns).map_err(|e| anyhow::anyhow!(e))?;
-    let psl = match &config.inbound.public_suffix_list {
-        Some(path) => tern_mailauth::dmarc::PublicSuffixList::parse(&std::fs::read_to_string(path)?)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-        None => tern_mailauth::dmarc::PublicSuffixList::bundled(),
-    };
-    Ok(Verifier::new(dns, &config.hostname, psl).with_dmarc(tern_server::dmarc_specification(config)))
+    tern_server::dns_check::verifier(config)
 }
 
 pub async fn spf(config: &Config, ip: IpAddr, helo: &str, sender: Option<&str>) -> anyhow::Result<String> {

@@ -634,11 +634,16 @@ fn init_logging(config: &Config) {
         .unwrap_or_else(|_| EnvFilter::new(format!("fjall=warn,lsm_tree=warn,{}", config.log.level)));
     // Colour only on a terminal: log files and journald get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
-    match config.log.format {
-        tern_config::LogFormat::Json => builder.json().init(),
-        tern_config::LogFormat::Text => builder.init(),
-    }
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let fmt = tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr);
+    let fmt = match config.log.format {
+        tern_config::LogFormat::Json => fmt.json().with_filter(filter).boxed(),
+        tern_config::LogFormat::Text => fmt.with_filter(filter).boxed(),
+    };
+    // The web admin's log page keeps the mail path's INFO events whatever the log level.
+    tracing_subscriber::registry().with(fmt).with(tern_server::activity::layer()).init();
 }
 
 fn main() -> std::process::ExitCode {

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn deploy(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy").join(path)
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
+        .join("../../deploy")
+        .join(path)
 }
 
 /// Runs promtool (installed by the test command, Debian's `prometheus` package).

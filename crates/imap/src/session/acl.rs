@@ -414,7 +414,7 @@ mod tests {
             quota_bytes: None,
             created: 0,
             scram: None,
-            shared: false,
+            ..Default::default()
         };
         assert_eq!(shown_name(&bob, "INBOX"), "Other Users/bob@x.org/INBOX");
         bob.shared = true;

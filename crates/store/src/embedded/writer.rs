@@ -544,6 +544,9 @@ impl Writer {
             created: now_unix(),
             scram: None,
             shared: false,
+            disabled: false,
+            admin: false,
+            app_passwords: Vec::new(),
         };
         let mut batch = e.db.batch();
         batch.insert(&e.accounts, keys::u64_key(account.id).to_vec(), to_json(&account)?);
