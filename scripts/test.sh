@@ -30,6 +30,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 need haproxy haproxy
 # The alert rules are checked and unit-tested with promtool (Debian ships it in prometheus).
 need promtool prometheus
+# The web admin's browser test drives Debian's Chromium (with Playwright, below).
+need chromium chromium
 # ManageSieve clients: Debian's sieve-connect (and sievelib, below).
 need sieve-connect sieve-connect
 # swaks --tls needs Perl's TLS modules (only recommended by the swaks package).
@@ -51,12 +53,23 @@ if command -v "$py" >/dev/null 2>&1; then
 else
   missing+=(python3-dnslib python3-aiosmtpd python3-dkim python3-nacl python3-authres python3-sievelib)
 fi
+pymod "import venv, ensurepip" python3-venv
 if ((${#missing[@]})); then
   echo "installing test dependencies: ${missing[*]}"
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# What Debian does not package: Playwright (the web admin's browser test) and schemathesis
+# (the REST API checked against its OpenAPI description), from PyPI into a virtual
+# environment outside the clone, shared between runs. The tests find it at $TERN_TEST_VENV.
+export TERN_TEST_VENV="${TERN_TEST_VENV:-$HOME/.cache/tern-venv}"
+if ! "$TERN_TEST_VENV/bin/python" -c "import playwright.sync_api, schemathesis" >/dev/null 2>&1; then
+  echo "installing Playwright and schemathesis into $TERN_TEST_VENV"
+  "$py" -m venv "$TERN_TEST_VENV"
+  "$TERN_TEST_VENV/bin/pip" install -q "playwright==1.65.*" "schemathesis==4.32.*"
 fi
 
 # Builds are shared between runs and clones.

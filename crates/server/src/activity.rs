@@ -234,13 +234,22 @@ fn by_label(text: &str, name: &str, label: &str, out: &mut Vec<(String, f64)>, p
 impl MetricHistory {
     /// Takes a sample from the rendered metrics.
     pub fn sample(&self, prometheus_text: &str) {
+        let sample = Self::take(prometheus_text);
+        let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        if samples.len() == SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back(sample);
+    }
+
+    fn take(prometheus_text: &str) -> Sample {
         let t = prometheus_text;
         let mut refused = Vec::new();
         by_label(t, "tern_smtp_messages_refused_total", "reason", &mut refused, "message: ");
         by_label(t, "tern_smtp_recipients_refused_total", "reason", &mut refused, "recipient: ");
         by_label(t, "tern_smtp_connections_refused_total", "reason", &mut refused, "connection: ");
         by_label(t, "tern_auth_failures_total", "service", &mut refused, "failed login: ");
-        let sample = Sample {
+        Sample {
             time: tern_store::now_unix(),
             received: sum(t, "tern_smtp_messages_accepted_total", ""),
             delivered: sum(t, "tern_delivery_recipients_total", "result=\"delivered\""),
@@ -248,12 +257,7 @@ impl MetricHistory {
                 + sum(t, "tern_delivery_recipients_total", "result=\"expired\""),
             deferred: sum(t, "tern_delivery_recipients_total", "result=\"deferred\""),
             refused,
-        };
-        let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
-        if samples.len() == SAMPLES {
-            samples.pop_front();
         }
-        samples.push_back(sample);
     }
 
     /// The samples, oldest first.
@@ -262,15 +266,20 @@ impl MetricHistory {
     }
 
     /// Per-minute rates over the last `minutes` minutes: for each minute that ended in the
-    /// window, what the counters grew by (a restart's reset counts from zero).
-    pub fn per_minute(&self, minutes: usize) -> Vec<MinuteRates> {
-        let samples = self.samples();
+    /// window, what the counters grew by (a restart's reset counts from zero). With `live`
+    /// (the counters now) the last minute ends now; the first minute after a start counts
+    /// from the first sample.
+    pub fn per_minute(&self, minutes: usize, live: Option<&str>) -> Vec<MinuteRates> {
+        let mut samples = self.samples();
+        if let Some(text) = live {
+            samples.push(Self::take(text));
+        }
         let Some(last) = samples.last() else { return Vec::new() };
         let per_minute = (60 / SAMPLE_EVERY.as_secs()) as usize;
         let mut out = Vec::new();
         for m in (0..minutes).rev() {
             let end = samples.len().checked_sub(1 + m * per_minute);
-            let start = end.and_then(|e| e.checked_sub(per_minute));
+            let start = end.map(|e| e.saturating_sub(per_minute));
             let (Some(start), Some(end)) = (start, end) else {
                 out.push(MinuteRates { ends: last.time - (m as i64) * 60, ..MinuteRates::default() });
                 continue;
@@ -345,10 +354,17 @@ mod tests {
         for _ in 0..5 {
             h.sample(TEXT);
         }
-        let minutes = h.per_minute(2);
+        let minutes = h.per_minute(2, None);
         assert_eq!(minutes.len(), 2);
         assert_eq!(minutes[1].received, 7.0);
         assert_eq!(minutes[0].received, 0.0);
+        // The counters now end the last minute.
+        let live = TEXT.replace("} 5\n", "} 8\n");
+        assert_eq!(h.per_minute(2, Some(&live))[1].received, 3.0);
+        // Right after a start: counted from the first sample.
+        let fresh = MetricHistory::default();
+        fresh.sample("");
+        assert_eq!(fresh.per_minute(1, Some(TEXT))[0].received, 7.0);
     }
 
     #[test]

@@ -58,6 +58,25 @@ pub enum AdminRequest {
         email: String,
         bytes: Option<u64>,
     },
+    /// Refuses (or allows again) a user's logins; mail is still received.
+    UserDisabled {
+        email: String,
+        disabled: bool,
+    },
+    /// Makes a user an administrator of the web admin, or no longer one.
+    UserAdmin {
+        email: String,
+        admin: bool,
+    },
+    /// Makes an app password; the reply carries its secret, shown this once.
+    AppPasswordAdd {
+        email: String,
+        name: String,
+    },
+    AppPasswordRemove {
+        email: String,
+        name: String,
+    },
     AliasAdd {
         address: String,
         targets: Vec<String>,
@@ -323,6 +342,10 @@ async fn run(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<AdminReply
         | AdminRequest::UserPasswd { .. }
         | AdminRequest::UserList
         | AdminRequest::UserQuota { .. }
+        | AdminRequest::UserDisabled { .. }
+        | AdminRequest::UserAdmin { .. }
+        | AdminRequest::AppPasswordAdd { .. }
+        | AdminRequest::AppPasswordRemove { .. }
         | AdminRequest::UserRemove { .. }
         | AdminRequest::AliasAdd { .. }
         | AdminRequest::AliasList
@@ -429,7 +452,15 @@ async fn directory_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Res
                 }
                 let quota = a.quota_bytes.map(|q| format!("\tquota={q}")).unwrap_or_default();
                 let shared = if a.shared { "\tshared" } else { "" };
-                writeln!(out, "{}\tmessages={count}\tbytes={bytes}{quota}{shared}", a.address)?;
+                let admin = if a.admin { "\tadmin" } else { "" };
+                let disabled = if a.disabled { "\tdisabled" } else { "" };
+                let apps = if a.app_passwords.is_empty() {
+                    String::new()
+                } else {
+                    let names: Vec<&str> = a.app_passwords.iter().map(|p| p.name.as_str()).collect();
+                    format!("\tapp_passwords={}", one_line(&names.join(",")))
+                };
+                writeln!(out, "{}\tmessages={count}\tbytes={bytes}{quota}{shared}{admin}{disabled}{apps}", a.address)?;
             }
         }
         AdminRequest::UserQuota { email, bytes } => {
@@ -438,6 +469,31 @@ async fn directory_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Res
                 Some(b) => writeln!(out, "quota of {email} is {b} bytes")?,
                 None => writeln!(out, "{email} has no quota")?,
             }
+        }
+        AdminRequest::UserDisabled { email, disabled } => {
+            let a = dir.user_set_disabled(&email, disabled).await?;
+            if disabled {
+                writeln!(out, "{}: logins refused (mail is still received)", a.address)?;
+            } else {
+                writeln!(out, "{}: logins allowed", a.address)?;
+            }
+        }
+        AdminRequest::UserAdmin { email, admin } => {
+            let a = dir.user_set_admin(&email, admin).await?;
+            if admin {
+                writeln!(out, "{} is an administrator (web admin: /admin on the http listener)", a.address)?;
+            } else {
+                writeln!(out, "{} is no longer an administrator", a.address)?;
+            }
+        }
+        AdminRequest::AppPasswordAdd { email, name } => {
+            let (record, secret) = dir.app_password_add(&email, &name).await?;
+            writeln!(out, "app password {:?} for {email}: {secret}", record.name)?;
+            writeln!(out, "(shown only now; it logs in like the password, except with SCRAM)")?;
+        }
+        AdminRequest::AppPasswordRemove { email, name } => {
+            dir.app_password_remove(&email, &name).await?;
+            writeln!(out, "removed app password {name:?} of {email}")?;
         }
         AdminRequest::UserRemove { email } => {
             dir.user_remove(&email).await?;
@@ -839,6 +895,13 @@ async fn dns_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<Ad
                     a
                 }
             };
+            let account = if account.admin {
+                account
+            } else {
+                let a = dir.user_set_admin(&account.address, true).await?;
+                writeln!(out, "admin {}: may sign in to the web admin (/admin on the http listener)", a.address)?;
+                a
+            };
             // RFC 5321 §4.5.1 (postmaster) and RFC 2142 (abuse): the admin reads them.
             for role in ["postmaster", "abuse"] {
                 let address = format!("{role}@{}", d.name);
@@ -878,7 +941,7 @@ async fn dns_request(ctx: &AdminContext, req: AdminRequest) -> anyhow::Result<Ad
 
 /// A fresh Ed25519 and RSA key pair for DKIM (RFC 8463 and RFC 6376: receivers that know
 /// only RSA check the second signature).
-async fn new_dkim_keys() -> anyhow::Result<Vec<tern_store::DomainKey>> {
+pub(crate) async fn new_dkim_keys() -> anyhow::Result<Vec<tern_store::DomainKey>> {
     use tern_mailauth::dkim::{DkimAlgorithm, generate, selector_for};
     let now = tern_store::now_unix();
     let mut keys = Vec::new();

@@ -6,6 +6,7 @@
 //!
 //! The handlers call the same directory and store operations as the CLI's admin socket.
 
+use crate::activity::{ActivityEntry, MetricHistory, MinuteRates};
 use crate::admin::AdminContext;
 use axum::Router;
 use axum::body::Bytes;
@@ -44,21 +45,21 @@ pub fn valid_token_name(name: &str) -> bool {
 /// An API error: status, a stable code and a message.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into() }
     }
 
-    fn bad_request(message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    fn not_found(message: impl Into<String>) -> ApiError {
+    pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 }
@@ -106,7 +107,30 @@ impl From<StoreError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+/// What the REST API and the web admin work on: the admin socket's context (directory, store,
+/// delivery) and what only a running server has.
+pub struct ApiContext {
+    pub admin: AdminContext,
+    pub config: Arc<tern_config::Config>,
+    /// The counters' last hour (the dashboard's rates).
+    pub history: Arc<MetricHistory>,
+    /// The counters themselves (the dashboard's last minute ends now).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub started: std::time::Instant,
+    /// Every listener's addresses, set once all are bound.
+    pub listeners: Arc<std::sync::OnceLock<std::collections::BTreeMap<String, Vec<String>>>>,
+    /// The web admin's signed-in sessions.
+    pub sessions: crate::web::Sessions,
+}
+
+impl std::ops::Deref for ApiContext {
+    type Target = AdminContext;
+    fn deref(&self) -> &AdminContext {
+        &self.admin
+    }
+}
 
 /// The caller, as its token says.
 pub struct Caller {
@@ -127,10 +151,10 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<Arc<AdminContext>> for Caller {
+impl FromRequestParts<Arc<ApiContext>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, ctx: &Arc<AdminContext>) -> Result<Caller, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, ctx: &Arc<ApiContext>) -> Result<Caller, ApiError> {
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
         // Failed tokens are slowed and banned per address, as mail logins are.
         let client = parts.extensions.get::<crate::http::ClientAddr>().map(|c| c.0.ip());
@@ -194,44 +218,73 @@ fn json<T: Serialize>(status: StatusCode, value: T) -> Response {
 // --- resources ---
 
 #[derive(Serialize, utoipa::ToSchema)]
-struct StatusView {
-    version: &'static str,
-    hostname: String,
-    store_healthy: bool,
-    queue_messages: u64,
-    queue_oldest_seconds: Option<i64>,
-    domains: usize,
-    users: usize,
+pub(crate) struct StatusView {
+    pub version: &'static str,
+    pub hostname: String,
+    pub uptime_seconds: u64,
+    /// Each service's bound addresses.
+    pub listeners: std::collections::BTreeMap<String, Vec<String>>,
+    pub store_healthy: bool,
+    pub queue_messages: u64,
+    pub queue_oldest_seconds: Option<i64>,
+    pub domains: usize,
+    pub users: usize,
+    /// Messages and recipients per minute over the last hour (oldest first; a minute before
+    /// the server started is zeros).
+    pub per_minute: Vec<MinuteRates>,
+    /// Refusals in the last hour by reason (`message: spam`, `recipient: unknown`,
+    /// `connection: banned`, `failed login: imap`, ...).
+    pub refused_last_hour: Vec<(String, f64)>,
+    /// Bytes of mail in all mailboxes.
+    pub mail_bytes: u64,
+    /// The data directory's file system.
+    pub disk_free_bytes: Option<u64>,
+    pub disk_size_bytes: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/status", summary = "Version, store health, queue and counts", responses((status = 200, body = StatusView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
-async fn status(State(ctx): State<Arc<AdminContext>>, _caller: Caller) -> ApiResult<Response> {
+pub(crate) async fn status_view(ctx: &ApiContext) -> ApiResult<StatusView> {
     let store = ctx.directory.store();
     let stats = store.queue_stats().await?;
     let now = tern_store::now_unix();
-    Ok(json(
-        StatusCode::OK,
-        StatusView {
-            version: env!("CARGO_PKG_VERSION"),
-            hostname: ctx.hostname.clone(),
-            store_healthy: store.is_healthy(),
-            queue_messages: stats.messages as u64,
-            queue_oldest_seconds: stats.oldest.map(|t| (now - t).max(0)),
-            domains: ctx.directory.domain_list().await?.len(),
-            users: ctx.directory.user_list().await?.len(),
-        },
-    ))
+    let users = ctx.directory.user_list().await?;
+    let mut mail_bytes = 0;
+    for a in &users {
+        mail_bytes += store.mailbox_list(a.id).await?.iter().map(|m| m.size).sum::<u64>();
+    }
+    let dir = ctx.data_dir.clone();
+    let disk = tokio::task::spawn_blocking(move || crate::disk_space(&dir)).await.ok().and_then(Result::ok);
+    Ok(StatusView {
+        version: env!("CARGO_PKG_VERSION"),
+        hostname: ctx.hostname.clone(),
+        uptime_seconds: ctx.started.elapsed().as_secs(),
+        listeners: ctx.listeners.get().cloned().unwrap_or_default(),
+        store_healthy: store.is_healthy(),
+        queue_messages: stats.messages as u64,
+        queue_oldest_seconds: stats.oldest.map(|t| (now - t).max(0)),
+        domains: ctx.directory.domain_list().await?.len(),
+        users: users.len(),
+        per_minute: ctx.history.per_minute(60, ctx.metrics.as_ref().map(|m| m.render()).as_deref()),
+        refused_last_hour: ctx.history.refused_last_hour(),
+        mail_bytes,
+        disk_free_bytes: disk.map(|d| d.0),
+        disk_size_bytes: disk.map(|d| d.1),
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/status", summary = "Version, uptime, listeners, store health, queue, message rates", responses((status = 200, body = StatusView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
+async fn status(State(ctx): State<Arc<ApiContext>>, _caller: Caller) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, status_view(&ctx).await?))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-struct DomainView {
+pub(crate) struct DomainView {
     name: String,
     catch_all: Option<String>,
     created: i64,
     dkim_selectors: Vec<String>,
 }
 
-fn domain_view(d: tern_store::Domain) -> DomainView {
+pub(crate) fn domain_view(d: tern_store::Domain) -> DomainView {
     DomainView {
         dkim_selectors: d.dkim.iter().map(|k| k.selector.clone()).collect(),
         name: d.name,
@@ -249,13 +302,13 @@ struct NewDomain {
 }
 
 #[utoipa::path(get, path = "/api/v1/domains", summary = "Every local domain", responses((status = 200, body = [DomainView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
-async fn domains(State(ctx): State<Arc<AdminContext>>, _caller: Caller) -> ApiResult<Response> {
+async fn domains(State(ctx): State<Arc<ApiContext>>, _caller: Caller) -> ApiResult<Response> {
     let list: Vec<DomainView> = ctx.directory.domain_list().await?.into_iter().map(domain_view).collect();
     Ok(json(StatusCode::OK, list))
 }
 
 #[utoipa::path(post, path = "/api/v1/domains", summary = "Add a domain (admin)", request_body = NewDomain, responses((status = 201, body = DomainView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
-async fn domain_create(State(ctx): State<Arc<AdminContext>>, caller: Caller, bytes: Bytes) -> ApiResult<Response> {
+async fn domain_create(State(ctx): State<Arc<ApiContext>>, caller: Caller, bytes: Bytes) -> ApiResult<Response> {
     caller.admin()?;
     let new: NewDomain = body(&bytes)?;
     let d = ctx.directory.domain_add(&new.name, new.catch_all.as_deref()).await?;
@@ -265,7 +318,7 @@ async fn domain_create(State(ctx): State<Arc<AdminContext>>, caller: Caller, byt
 
 #[utoipa::path(get, path = "/api/v1/domains/{name}", summary = "One domain", params(("name" = String, Path)), responses((status = 200, body = DomainView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn domain_get(
-    State(ctx): State<Arc<AdminContext>>,
+    State(ctx): State<Arc<ApiContext>>,
     _caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
@@ -275,7 +328,7 @@ async fn domain_get(
 
 #[utoipa::path(delete, path = "/api/v1/domains/{name}", summary = "Remove a domain without users or aliases (admin)", params(("name" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn domain_delete(
-    State(ctx): State<Arc<AdminContext>>,
+    State(ctx): State<Arc<ApiContext>>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
@@ -286,16 +339,28 @@ async fn domain_delete(
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-struct UserView {
-    email: String,
-    shared: bool,
-    quota_bytes: Option<u64>,
-    used_bytes: u64,
-    messages: u64,
-    created: i64,
+pub(crate) struct UserView {
+    pub email: String,
+    pub shared: bool,
+    /// Logins refused; mail still received.
+    pub disabled: bool,
+    /// May sign in to the web admin as an administrator.
+    pub admin: bool,
+    pub quota_bytes: Option<u64>,
+    pub used_bytes: u64,
+    pub messages: u64,
+    pub created: i64,
+    pub app_passwords: Vec<AppPasswordView>,
 }
 
-async fn user_view(ctx: &AdminContext, a: tern_store::Account) -> ApiResult<UserView> {
+/// An app password as listed (its secret is shown once, when made).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct AppPasswordView {
+    pub name: String,
+    pub created: i64,
+}
+
+pub(crate) async fn user_view(ctx: &AdminContext, a: tern_store::Account) -> ApiResult<UserView> {
     let (mut messages, mut used) = (0u64, 0u64);
     for m in ctx.directory.store().mailbox_list(a.id).await? {
         messages += u64::from(m.total);
@@ -304,10 +369,17 @@ async fn user_view(ctx: &AdminContext, a: tern_store::Account) -> ApiResult<User
     Ok(UserView {
         email: a.address,
         shared: a.shared,
+        disabled: a.disabled,
+        admin: a.admin,
         quota_bytes: a.quota_bytes,
         used_bytes: used,
         messages,
         created: a.created,
+        app_passwords: a
+            .app_passwords
+            .into_iter()
+            .map(|p| AppPasswordView { name: p.name, created: p.created })
+            .collect(),
     })
 }
 
@@ -331,6 +403,12 @@ struct UserChange {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<u64>)]
     quota_bytes: Option<Option<u64>>,
+    /// `true` refuses every login (mail is still received).
+    #[serde(default)]
+    disabled: Option<bool>,
+    /// `true` makes the user an administrator of the web admin.
+    #[serde(default)]
+    admin: Option<bool>,
 }
 
 /// A field that was sent: `null` is `Some(None)` (absent stays `None` by `default`).
@@ -339,7 +417,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>
 }
 
 #[utoipa::path(get, path = "/api/v1/users", summary = "Every user", responses((status = 200, body = [UserView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
-async fn users(State(ctx): State<Arc<AdminContext>>, _caller: Caller) -> ApiResult<Response> {
+async fn users(State(ctx): State<Arc<ApiContext>>, _caller: Caller) -> ApiResult<Response> {
     let mut out = Vec::new();
     for a in ctx.directory.user_list().await? {
         out.push(user_view(&ctx, a).await?);
@@ -348,7 +426,7 @@ async fn users(State(ctx): State<Arc<AdminContext>>, _caller: Caller) -> ApiResu
 }
 
 #[utoipa::path(post, path = "/api/v1/users", summary = "Add a user; a generated password is returned once as `password` (admin)", request_body = NewUser, responses((status = 201, body = UserView), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
-async fn user_create(State(ctx): State<Arc<AdminContext>>, caller: Caller, bytes: Bytes) -> ApiResult<Response> {
+async fn user_create(State(ctx): State<Arc<ApiContext>>, caller: Caller, bytes: Bytes) -> ApiResult<Response> {
     caller.admin()?;
     let new: NewUser = body(&bytes)?;
     if new.password.as_deref() == Some("") {
@@ -371,7 +449,7 @@ async fn user_create(State(ctx): State<Arc<AdminContext>>, caller: Caller, bytes
 
 #[utoipa::path(get, path = "/api/v1/users/{email}", summary = "One user", params(("email" = String, Path)), responses((status = 200, body = UserView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn user_get(
-    State(ctx): State<Arc<AdminContext>>,
+    State(ctx): State<Arc<ApiContext>>,
     _caller: Caller,
     Path(email): Path<String>,
 ) -> ApiResult<Response> {
@@ -379,9 +457,9 @@ async fn user_get(
     Ok(json(StatusCode::OK, user_view(&ctx, a).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{email}", summary = "Change a password or quota (admin)", params(("email" = String, Path)), request_body = UserChange, responses((status = 200, body = UserView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(patch, path = "/api/v1/users/{email}", summary = "Change a password, quota, disabled or admin (admin)", params(("email" = String, Path)), request_body = UserChange, responses((status = 200, body = UserView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn user_update(
-    State(ctx): State<Arc<AdminContext>>,
+    State(ctx): State<Arc<ApiContext>>,
     caller: Caller,
     Path(email): Path<String>,
     bytes: Bytes,
@@ -398,6 +476,12 @@ async fn user_update(
     if let Some(q) = change.quota_bytes {
         ctx.directory.user_set_quota(&a.address, q).await?;
     }
+    if let Some(d) = change.disabled {
+        ctx.directory.user_set_disabled(&a.address, d).await?;
+    }
+    if let Some(admin) = change.admin {
+        ctx.directory.user_set_admin(&a.address, admin).await?;
+    }
     tracing::info!(token = %caller.token, user = %a.address, "API: user changed");
     let a = ctx.directory.user_get(&a.address).await?.ok_or_else(|| ApiError::not_found(format!("user {email}")))?;
     Ok(json(StatusCode::OK, user_view(&ctx, a).await?))
@@ -405,7 +489,7 @@ async fn user_update(
 
 #[utoipa::path(delete, path = "/api/v1/users/{email}", summary = "Remove a user with all its mail (admin)", params(("email" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn user_delete(
-    State(ctx): State<Arc<AdminContext>>,
+    State(ctx): State<Arc<ApiContext>>,
     caller: Caller,
     Path(email): Path<String>,
 ) -> ApiResult<Response> {
@@ -423,12 +507,12 @@ struct NewAlias {
 }
 
 #[utoipa::path(get, path = "/api/v1/aliases", summary = "Every alias", responses((status = 200, body = [AliasDoc]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
-async fn aliases(State(ctx): State<Arc<AdminContext>>, _caller: Caller) -> ApiResult<Response> {
+async fn aliases(State(ctx): State<Arc<ApiContext>>, _caller: Caller) -> ApiResult<Response> {
     Ok(json(StatusCode::OK, ctx.directory.alias_list().await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/aliases", summary = "Add an alias or targets to one (admin)", request_body = NewAlias, responses((status = 201, body = AliasDoc), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
-async fn alias_create(State(ctx): State<Arc<AdminContext>>, caller: Caller, bytes: Bytes) -> ApiResult<Response> {
+async fn alias_create(State(ctx): State<Arc<ApiContext>>, caller: Caller, bytes: Bytes) -> ApiResult<Response> {
     caller.admin()?;
     let new: NewAlias = body(&bytes)?;
     if new.targets.is_empty() {
@@ -441,7 +525,7 @@ async fn alias_create(State(ctx): State<Arc<AdminContext>>, caller: Caller, byte
 
 #[utoipa::path(delete, path = "/api/v1/aliases/{address}", summary = "Remove an alias (admin)", params(("address" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn alias_delete(
-    State(ctx): State<Arc<AdminContext>>,
+    State(ctx): State<Arc<ApiContext>>,
     caller: Caller,
     Path(address): Path<String>,
 ) -> ApiResult<Response> {
@@ -456,16 +540,12 @@ fn queue_id(raw: &str) -> ApiResult<tern_store::QueueId> {
 }
 
 #[utoipa::path(get, path = "/api/v1/queue", summary = "The outbound queue", responses((status = 200, body = [QueueEntryDoc]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
-async fn queue(State(ctx): State<Arc<AdminContext>>, _caller: Caller) -> ApiResult<Response> {
+async fn queue(State(ctx): State<Arc<ApiContext>>, _caller: Caller) -> ApiResult<Response> {
     Ok(json(StatusCode::OK, ctx.directory.store().queue_list().await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/queue/{id}", summary = "One queued message", params(("id" = String, Path)), responses((status = 200, body = QueueEntryDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
-async fn queue_get(
-    State(ctx): State<Arc<AdminContext>>,
-    _caller: Caller,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
+async fn queue_get(State(ctx): State<Arc<ApiContext>>, _caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
     let id = queue_id(&id)?;
     let entry =
         ctx.directory.store().queue_get(id).await?.ok_or_else(|| ApiError::not_found(format!("queue entry {id}")))?;
@@ -474,7 +554,7 @@ async fn queue_get(
 
 #[utoipa::path(post, path = "/api/v1/queue/{id}/retry", summary = "Make a queued message due now (admin)", params(("id" = String, Path)), responses((status = 202), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn queue_retry(
-    State(ctx): State<Arc<AdminContext>>,
+    State(ctx): State<Arc<ApiContext>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
@@ -493,7 +573,7 @@ async fn queue_retry(
 
 #[utoipa::path(delete, path = "/api/v1/queue/{id}", summary = "Drop a queued message without a bounce (admin)", params(("id" = String, Path)), responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
 async fn queue_delete(
-    State(ctx): State<Arc<AdminContext>>,
+    State(ctx): State<Arc<ApiContext>>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
@@ -504,6 +584,231 @@ async fn queue_delete(
     }
     tracing::info!(token = %caller.token, id, "API: queue entry removed");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewAppPassword {
+    /// What it is for (`phone`, `laptop`): 1-64 printable characters.
+    name: String,
+}
+
+/// A new app password: its secret, shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+struct NewAppPasswordView {
+    name: String,
+    password: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/users/{email}/app-passwords", summary = "Make an app password; its secret is returned once (admin)", params(("email" = String, Path)), request_body = NewAppPassword, responses((status = 201, body = NewAppPasswordView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
+async fn app_password_create(
+    State(ctx): State<Arc<ApiContext>>,
+    caller: Caller,
+    Path(email): Path<String>,
+    bytes: Bytes,
+) -> ApiResult<Response> {
+    caller.admin()?;
+    let new: NewAppPassword = body(&bytes)?;
+    let (record, secret) = ctx.directory.app_password_add(&email, &new.name).await?;
+    tracing::info!(token = %caller.token, user = %email.escape_debug(), name = %record.name.escape_debug(), "API: app password made");
+    Ok(json(StatusCode::CREATED, NewAppPasswordView { name: record.name, password: secret }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{email}/app-passwords/{name}", summary = "Remove an app password (admin)", params(("email" = String, Path), ("name" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
+async fn app_password_delete(
+    State(ctx): State<Arc<ApiContext>>,
+    caller: Caller,
+    Path((email, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    caller.admin()?;
+    ctx.directory.app_password_remove(&email, &name).await?;
+    tracing::info!(token = %caller.token, user = %email.escape_debug(), name = %name.escape_debug(), "API: app password removed");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// What a domain should publish and what is published.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct DomainDnsView {
+    /// The records to publish, required ones first.
+    #[schema(value_type = Vec<Object>)]
+    pub records: Vec<crate::admin::DnsRecord>,
+    /// What the configured resolver sees, item by item, with the fix.
+    pub checks: crate::dns_check::Report,
+}
+
+pub(crate) async fn domain_dns_view(ctx: &ApiContext, name: &str) -> ApiResult<DomainDnsView> {
+    let d = ctx.directory.domain_get(name).await?.ok_or_else(|| ApiError::not_found(format!("domain {name}")))?;
+    let expected = crate::admin::expected_dns(&d, &ctx.hostname, &ctx.mta_sts);
+    let checks = match tern_dns::Dns::from_config(&ctx.config.dns) {
+        Err(e) => {
+            let mut r = crate::dns_check::Report::default();
+            r.add(crate::dns_check::Status::Warn, "resolver", format!("no DNS resolver: {e}"), None);
+            r
+        }
+        Ok(dns) => {
+            // A resolver that does not answer must not hold the page for long.
+            match tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                crate::dns_check::check_domain(&ctx.config, &dns, &expected),
+            )
+            .await
+            {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    let mut r = crate::dns_check::Report::default();
+                    r.add(crate::dns_check::Status::Warn, "checks", format!("could not check: {e:#}"), None);
+                    r
+                }
+                Err(_) => {
+                    let mut r = crate::dns_check::Report::default();
+                    r.add(crate::dns_check::Status::Warn, "checks", "the checks took over 20 s (resolver?)", None);
+                    r
+                }
+            }
+        }
+    };
+    Ok(DomainDnsView { records: expected.records, checks })
+}
+
+#[utoipa::path(get, path = "/api/v1/domains/{name}/dns", summary = "The DNS records a domain needs and whether each is published", params(("name" = String, Path)), responses((status = 200, body = DomainDnsView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
+async fn domain_dns(
+    State(ctx): State<Arc<ApiContext>>,
+    _caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, domain_dns_view(&ctx, &name).await?))
+}
+
+/// Makes new DKIM keys (Ed25519 and RSA) for a domain, replacing the ones in use (their
+/// selectors are dated, so the old DNS records do not clash with the new).
+pub(crate) async fn dkim_rotate(ctx: &ApiContext, name: &str) -> ApiResult<tern_store::Domain> {
+    let d = ctx.directory.domain_get(name).await?.ok_or_else(|| ApiError::not_found(format!("domain {name}")))?;
+    let keys = crate::admin::new_dkim_keys().await.map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("key generation failed: {e}"))
+    })?;
+    Ok(ctx.directory.domain_set_dkim(&d.name, keys).await?)
+}
+
+#[utoipa::path(post, path = "/api/v1/domains/{name}/dkim", summary = "Generate (or rotate) the domain's DKIM keys; publish the new records (admin)", params(("name" = String, Path)), responses((status = 200, body = DomainView), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
+async fn domain_dkim(
+    State(ctx): State<Arc<ApiContext>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    caller.admin()?;
+    let d = dkim_rotate(&ctx, &name).await?;
+    tracing::info!(token = %caller.token, domain = %d.name, "API: DKIM keys made");
+    Ok(json(StatusCode::OK, domain_view(d)))
+}
+
+fn quarantine_id(raw: &str) -> ApiResult<u64> {
+    raw.parse().map_err(|_| ApiError::bad_request(format!("id: {raw:?} is not a quarantine id (a number)")))
+}
+
+#[utoipa::path(get, path = "/api/v1/quarantine", summary = "Messages held in the quarantine, with the verdict that held each", responses((status = 200, body = [QuarantineDoc]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
+async fn quarantine(State(ctx): State<Arc<ApiContext>>, _caller: Caller) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, ctx.directory.store().quarantine_list().await?))
+}
+
+/// A held message and its header section.
+#[derive(Serialize)]
+struct QuarantinedView {
+    #[serde(flatten)]
+    entry: tern_store::QuarantineEntry,
+    headers: String,
+}
+
+/// The header section of a raw message (lossy UTF-8, at most 64 KiB).
+pub(crate) fn header_section(raw: &[u8]) -> String {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2).unwrap_or(raw.len()).min(64 * 1024);
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+#[utoipa::path(get, path = "/api/v1/quarantine/{id}", summary = "One held message: why, envelope, verdict and header", params(("id" = String, Path)), responses((status = 200, body = QuarantineDoc), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
+async fn quarantine_get(
+    State(ctx): State<Arc<ApiContext>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id = quarantine_id(&id)?;
+    let (entry, raw) = ctx
+        .directory
+        .store()
+        .quarantine_get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("quarantine entry {id}")))?;
+    Ok(json(StatusCode::OK, QuarantinedView { entry, headers: header_section(&raw) }))
+}
+
+/// Delivers a held message to its recipients (once).
+pub(crate) async fn quarantine_release_id(ctx: &ApiContext, id: u64) -> ApiResult<tern_store::DeliveryReceipt> {
+    let receipt = tern_pipeline::release_quarantined(ctx.directory.store(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("quarantine entry {id}")))?;
+    if receipt.queued.is_some()
+        && let Some(delivery) = &ctx.delivery
+    {
+        delivery.wake();
+    }
+    Ok(receipt)
+}
+
+#[utoipa::path(post, path = "/api/v1/quarantine/{id}/release", summary = "Deliver a held message to its recipients (admin)", params(("id" = String, Path)), responses((status = 200), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
+async fn quarantine_release(
+    State(ctx): State<Arc<ApiContext>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.admin()?;
+    let id = quarantine_id(&id)?;
+    let receipt = quarantine_release_id(&ctx, id).await?;
+    tracing::info!(token = %caller.token, id, "API: quarantined message released");
+    Ok(json(
+        StatusCode::OK,
+        json!({ "local_copies": receipt.copies.len(), "queued": receipt.queued.map(|q| q.to_string()) }),
+    ))
+}
+
+#[utoipa::path(delete, path = "/api/v1/quarantine/{id}", summary = "Delete a held message (admin)", params(("id" = String, Path)), responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
+async fn quarantine_delete(
+    State(ctx): State<Arc<ApiContext>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    caller.admin()?;
+    let id = quarantine_id(&id)?;
+    if !ctx.directory.store().quarantine_remove(id).await? {
+        return Err(ApiError::not_found(format!("quarantine entry {id}")));
+    }
+    tracing::info!(token = %caller.token, id, "API: quarantined message deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct LogQuery {
+    /// Only events containing this (an address, a queue id, a message id), ignoring case.
+    #[serde(default)]
+    #[param(nullable = false)]
+    q: Option<String>,
+    /// At most this many (default 100).
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 1000, nullable = false)]
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/api/v1/logs", summary = "Recent deliveries and refusals, newest first", params(LogQuery), responses((status = 200, body = [ActivityEntry]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("token" = [])))]
+async fn logs(
+    _caller: Caller,
+    query: Result<axum::extract::Query<LogQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let axum::extract::Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(format!("limit: {limit} is not between 1 and 1000")));
+    }
+    Ok(json(StatusCode::OK, crate::activity::Activity::global().search(query.q.as_deref(), limit)))
 }
 
 /// The error body every failure has (documentation of [`ApiError`]'s JSON).
@@ -530,6 +835,19 @@ struct AliasDoc {
     targets: Vec<String>,
 }
 
+/// A held message as the API returns it (`tern_store::QuarantineEntry`): id, reason,
+/// envelope with its verdict, recipients, size, when it expires; one message adds `headers`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct QuarantineDoc {
+    id: u64,
+    reason: String,
+    #[schema(value_type = Object)]
+    envelope: (),
+    #[schema(value_type = Vec<Object>)]
+    recipients: (),
+}
+
 /// A queued message as the API returns it (`tern_store::QueueEntry`): the message (id,
 /// envelope, content hash, when queued) and each recipient with its state and attempts.
 #[derive(utoipa::ToSchema)]
@@ -539,6 +857,41 @@ struct QueueEntryDoc {
     message: (),
     #[schema(value_type = Vec<Object>)]
     recipients: (),
+}
+
+/// Adds the error answers any operation may give to every operation that does not list them:
+/// bad JSON or parameters (400), no or a wrong token (401), a read token changing something
+/// (403), a thing that does not exist (404), a value the server refuses (422), a banned address
+/// (429), the store out of reach (503).
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let answers = [
+            ("400", "The request is malformed (JSON, a parameter); the message names the field"),
+            ("401", "No token, or one that is not known"),
+            ("403", "The token's scope does not allow this"),
+            ("404", "No such resource"),
+            ("422", "A value the server refuses (an address in no local domain, ...)"),
+            ("429", "Too many failed attempts from this address"),
+            ("503", "The store cannot be reached; try again"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            for op in
+                [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete, &mut item.put].into_iter().flatten()
+            {
+                for (code, description) in answers {
+                    if op.responses.responses.contains_key(code) {
+                        continue;
+                    }
+                    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+                    let response = ResponseBuilder::new().description(description).content("application/json", content);
+                    op.responses.responses.insert(code.to_string(), response.build().into());
+                }
+            }
+        }
+    }
 }
 
 struct BearerToken;
@@ -560,9 +913,11 @@ impl utoipa::Modify for BearerToken {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Tern REST API", description = "Administration of a Tern mail server"),
-    paths(status, domains, domain_create, domain_get, domain_delete, users, user_create, user_get, user_update,
-          user_delete, aliases, alias_create, alias_delete, queue, queue_get, queue_retry, queue_delete),
-    modifiers(&BearerToken)
+    paths(status, domains, domain_create, domain_get, domain_delete, domain_dns, domain_dkim, users, user_create,
+          user_get, user_update, user_delete, app_password_create, app_password_delete, aliases, alias_create,
+          alias_delete, queue, queue_get, queue_retry, queue_delete, quarantine, quarantine_get,
+          quarantine_release, quarantine_delete, logs),
+    modifiers(&BearerToken, &CommonErrors)
 )]
 pub struct ApiDoc;
 
@@ -578,19 +933,27 @@ async fn not_found() -> ApiError {
 }
 
 /// `/api/v1/...`.
-pub fn router(ctx: Arc<AdminContext>) -> Router {
+pub fn router(ctx: Arc<ApiContext>) -> Router {
     let v1 = Router::new()
         .route("/openapi.json", get(openapi))
         .route("/status", get(status))
         .route("/domains", get(domains).post(domain_create))
         .route("/domains/{name}", get(domain_get).delete(domain_delete))
+        .route("/domains/{name}/dns", get(domain_dns))
+        .route("/domains/{name}/dkim", post(domain_dkim))
         .route("/users", get(users).post(user_create))
         .route("/users/{email}", get(user_get).patch(user_update).delete(user_delete))
+        .route("/users/{email}/app-passwords", post(app_password_create))
+        .route("/users/{email}/app-passwords/{name}", axum::routing::delete(app_password_delete))
         .route("/aliases", get(aliases).post(alias_create))
         .route("/aliases/{address}", axum::routing::delete(alias_delete))
         .route("/queue", get(queue))
         .route("/queue/{id}", get(queue_get).delete(queue_delete))
         .route("/queue/{id}/retry", post(queue_retry))
+        .route("/quarantine", get(quarantine))
+        .route("/quarantine/{id}", get(quarantine_get).delete(quarantine_delete))
+        .route("/quarantine/{id}/release", post(quarantine_release))
+        .route("/logs", get(logs))
         .fallback(not_found)
         .with_state(ctx);
     Router::new().nest("/api/v1", v1)

@@ -1,6 +1,7 @@
 //! The HTTP listener: `/metrics` (Prometheus text format), `/healthz` (the process answers),
 //! `/readyz` (listeners up, store writable, not shutting down), and mail client
-//! autoconfiguration (`crate::autoconfig`), and the REST API (`crate::api`, `/api/v1`).
+//! autoconfiguration (`crate::autoconfig`), the REST API (`crate::api`, `/api/v1`) and the web
+//! admin (`crate::web`, `/admin`).
 
 use axum::Router;
 use axum::extract::State;
@@ -17,8 +18,8 @@ pub struct ClientAddr(pub std::net::SocketAddr);
 
 #[derive(Clone)]
 pub struct HttpState {
-    /// What the REST API acts on (`crate::api`).
-    pub api: Arc<crate::admin::AdminContext>,
+    /// What the REST API and the web admin act on (`crate::api`, `crate::web`).
+    pub api: Arc<crate::api::ApiContext>,
     pub metrics: PrometheusHandle,
     pub store: Arc<dyn Store>,
     pub ready: Arc<AtomicBool>,
@@ -130,6 +131,7 @@ pub fn public_router(state: &HttpState) -> Router {
 pub fn router(state: HttpState) -> Router {
     let public = public_router(&state);
     let api = crate::api::router(Arc::clone(&state.api));
+    let web = crate::web::router(Arc::clone(&state.api));
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -137,6 +139,7 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
         .merge(public)
         .merge(api)
+        .merge(web)
 }
 
 async fn metrics(State(s): State<HttpState>) -> ([(axum::http::HeaderName, &'static str); 1], String) {

@@ -15,6 +15,7 @@ mod listen;
 pub mod metrics_catalog;
 pub mod mta_sts;
 pub mod privilege;
+pub mod web;
 
 use anyhow::Context;
 use std::collections::{BTreeMap, HashMap};
@@ -143,7 +144,7 @@ async fn health_gauges(store: Arc<dyn Store>, data_dir: PathBuf, shutdown: Cance
 }
 
 /// Bytes available to an unprivileged user and the size of the file system holding `path`.
-fn disk_space(path: &Path) -> std::io::Result<(u64, u64)> {
+pub(crate) fn disk_space(path: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -547,9 +548,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         spam_thresholds: spam_thresholds(&config),
         auth_guard: Some(Arc::clone(&auth_guard)),
     };
+    let history = Arc::new(activity::MetricHistory::default());
+    let listeners = Arc::new(std::sync::OnceLock::new());
     let http_state = http::HttpState {
-        api: Arc::new(admin_context.clone()),
-        metrics,
+        api: Arc::new(api::ApiContext {
+            admin: admin_context.clone(),
+            config: Arc::new(config.clone()),
+            history: Arc::clone(&history),
+            metrics: Some(metrics.clone()),
+            started: std::time::Instant::now(),
+            listeners: Arc::clone(&listeners),
+            sessions: web::Sessions::default(),
+        }),
+        metrics: metrics.clone(),
         store: Arc::clone(&store),
         ready: Arc::clone(&ready),
         autoconfig: autoconfig::AutoconfigState { settings: client_settings, directory: directory.clone() },
@@ -587,6 +598,20 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
     admin::serve_socket(admin::socket_path(&config.data_dir), admin_context, shutdown.clone()).await?;
 
+    let _ = listeners.set(bound.iter().map(|(k, v)| (k.to_string(), v.clone())).collect());
+    // The dashboard's rates: the counters sampled every 10 s.
+    let history_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let mut tick = tokio::time::interval(activity::SAMPLE_EVERY);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => history.sample(&metrics.render()),
+                }
+            }
+        }
+    });
     let run_file = config.data_dir.join(RUN_FILE);
     let state = serde_json::json!({ "pid": std::process::id(), "listeners": bound });
     write_atomically(&run_file, serde_json::to_vec_pretty(&state)?.as_slice())?;
@@ -615,6 +640,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = delivery_task.await;
     let _ = quarantine_task.await;
     let _ = health_task.await;
+    let _ = history_task.await;
     if let Some(task) = guard_sharing {
         let _ = task.await;
     }

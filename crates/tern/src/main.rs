@@ -424,6 +424,44 @@ enum UserCmd {
         /// The limit in bytes, or `none`.
         bytes: String,
     },
+    /// Make a user an administrator of the web admin (`on`), or no longer one (`off`).
+    Admin {
+        /// The user's address.
+        email: String,
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Refuse every login of a user (IMAP, POP3, submission, ManageSieve, web); mail is still received.
+    Disable {
+        /// The user's address.
+        email: String,
+    },
+    /// Allow a disabled user's logins again.
+    Enable {
+        /// The user's address.
+        email: String,
+    },
+    /// App passwords: one random password per device or program, removable one by one.
+    #[command(subcommand, name = "app-password")]
+    AppPassword(AppPasswordCmd),
+}
+
+#[derive(Subcommand)]
+enum AppPasswordCmd {
+    /// Make one; it is printed once.
+    Add {
+        /// The user's address.
+        email: String,
+        /// What it is for (`phone`, `laptop`).
+        name: String,
+    },
+    /// Remove one (`tern user list` shows their names).
+    Remove {
+        /// The user's address.
+        email: String,
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -746,6 +784,13 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
                     n => Some(n.parse::<u64>().with_context(|| format!("{n:?} is not a number of bytes or `none`"))?),
                 };
                 AdminRequest::UserQuota { email, bytes }
+            }
+            UserCmd::Admin { email, state } => AdminRequest::UserAdmin { email, admin: state == "on" },
+            UserCmd::Disable { email } => AdminRequest::UserDisabled { email, disabled: true },
+            UserCmd::Enable { email } => AdminRequest::UserDisabled { email, disabled: false },
+            UserCmd::AppPassword(AppPasswordCmd::Add { email, name }) => AdminRequest::AppPasswordAdd { email, name },
+            UserCmd::AppPassword(AppPasswordCmd::Remove { email, name }) => {
+                AdminRequest::AppPasswordRemove { email, name }
             }
         },
         Command::Alias(cmd) => match cmd {
