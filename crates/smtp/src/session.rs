@@ -798,6 +798,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
             }
         }
         let started = std::time::Instant::now();
+        // Read before the commit takes the message (for the log line).
+        let message_id = ctx.message_id();
         match tern_pipeline::commit_message(&self.server.store, &mut ctx).await {
             Ok(receipt) if receipt.copies.is_empty() && receipt.queued.is_none() && !receipt.over_quota.is_empty() => {
                 // Nothing was stored: every recipient's mailbox is over its quota.
@@ -811,7 +813,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 let rcpts: Vec<&str> = ctx.recipients.iter().map(|r| r.address.as_str()).collect();
                 tracing::info!(
                     queue_id,
-                    message_id = ctx.message_id().as_deref().unwrap_or("-"),
+                    message_id = message_id.as_deref().unwrap_or("-"),
                     from = ctx.mail_from.as_deref().unwrap_or("<>"),
                     rcpts = ?rcpts,
                     size,

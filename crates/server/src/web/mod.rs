@@ -17,7 +17,8 @@
 //!   SMTP AUTH (service `web`).
 //! - Every page is sent with a Content-Security-Policy without `unsafe-inline`
 //!   (`default-src 'none'`; scripts, styles and fetches from this origin only), no framing,
-//!   `no-store` caching and no referrer.
+//!   `no-store` caching and no referrer to other sites (`same-origin`: with `no-referrer`
+//!   browsers send `Origin: null` even on this site's own forms).
 
 mod pages;
 
@@ -415,7 +416,7 @@ async fn security_headers(mut response: Response) -> Response {
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

@@ -1,0 +1,296 @@
+//! The web admin (issue 17) against the real binary: over plain HTTP (headers, sign-in and its
+//! CSRF cookie, sessions, administrators and users, bans), and in a real browser — Debian's
+//! Chromium driven by Playwright (`tests/clients/webadmin.py`), with screenshots kept under
+//! the cargo target directory (`tmp/web-admin/`).
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+
+/// The Python with Playwright and schemathesis (`scripts/test.sh` makes it).
+fn test_venv() -> PathBuf {
+    std::env::var_os("TERN_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tern-venv"))
+}
+
+#[derive(Debug)]
+struct Reply {
+    code: u16,
+    head: String,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Vec<String> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.head
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with(&prefix))
+            .map(|l| l[prefix.len()..].trim().to_string())
+            .collect()
+    }
+
+    /// The value a `Set-Cookie` gives `name`.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.header("set-cookie")
+            .iter()
+            .find_map(|c| c.split(';').next()?.strip_prefix(&format!("{name}=")).map(str::to_string))
+    }
+}
+
+fn http(s: &TestServer, method: &str, path: &str, cookie: &str, form: Option<&str>, origin: Option<&str>) -> Reply {
+    let mut stream = TcpStream::connect(s.http).unwrap();
+    let body = form.unwrap_or("");
+    let cookie = if cookie.is_empty() { String::new() } else { format!("Cookie: {cookie}\r\n") };
+    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{cookie}{origin}\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        s.http,
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Reply { code, head: head.to_string(), body: body.to_string() }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Signs in; the session cookie (`tern_session=...`) and the page's CSRF token.
+fn sign_in(s: &TestServer, email: &str, password: &str) -> Result<(String, String), Reply> {
+    let form = http(s, "GET", "/admin/login", "", None, None);
+    assert_eq!(form.code, 200);
+    let token = form.cookie("tern_login").expect("the sign-in form's cookie");
+    let posted = http(
+        s,
+        "POST",
+        "/admin/login",
+        &format!("tern_login={token}"),
+        Some(&format!("email={}&password={}&csrf={token}", enc(email), enc(password))),
+        None,
+    );
+    if posted.code != 303 {
+        return Err(posted);
+    }
+    let session = posted.cookie("tern_session").expect("a session cookie");
+    let cookie = format!("tern_session={session}");
+    let page = http(s, "GET", "/admin/account", &cookie, None, None);
+    let csrf = page.body.split("name=\"csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default();
+    Ok((cookie, csrf.to_string()))
+}
+
+#[test]
+fn sessions_csrf_roles_and_headers_over_http() {
+    let s = TestServer::started("[limits]\nexempt = []\nauth_failures_before_ban = 6\nban_seconds = 60\n");
+    s.ok(&["user", "admin", "alice@example.test", "on"]);
+    assert!(s.ok(&["user", "list"]).contains("alice@example.test\tmessages=0\tbytes=0\tadmin"));
+
+    // Every page: the CSP without unsafe-inline, no framing, no caching.
+    let login = http(&s, "GET", "/admin/login", "", None, None);
+    let csp = login.header("content-security-policy").join(" ");
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+    assert_eq!(login.header("x-frame-options"), ["DENY"]);
+    assert_eq!(login.header("cache-control"), ["no-store"]);
+    let set = login.header("set-cookie").join(" ");
+    assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("SameSite=Strict"), "{set}");
+    assert!(!login.body.contains("style="), "no inline styles");
+    assert_eq!(http(&s, "GET", "/admin/users", "", None, None).code, 303, "signed out: to the sign-in page");
+    assert_eq!(http(&s, "GET", "/admin/assets/tern.js", "", None, None).code, 200);
+
+    // The sign-in form's CSRF token must match its cookie.
+    let token = login.cookie("tern_login").unwrap();
+    let forged = http(
+        &s,
+        "POST",
+        "/admin/login",
+        "tern_login=other",
+        Some(&format!("email=alice%40example.test&password=secret&csrf={token}")),
+        None,
+    );
+    assert_eq!(forged.code, 403, "{}", forged.body);
+    let wrong = sign_in(&s, "alice@example.test", "wrong").unwrap_err();
+    assert_eq!(wrong.code, 401);
+    assert!(wrong.body.contains("Wrong address or password"));
+
+    // An administrator: every page; a change needs the CSRF token and this origin.
+    let (admin, csrf) = sign_in(&s, "alice@example.test", "secret").unwrap();
+    for page in [
+        "/admin/dashboard",
+        "/admin/domains",
+        "/admin/users",
+        "/admin/aliases",
+        "/admin/queue",
+        "/admin/quarantine",
+        "/admin/logs",
+        "/admin/account",
+        "/admin/domains/example.test",
+        "/admin/users/bob@example.test",
+    ] {
+        let r = http(&s, "GET", page, &admin, None, None);
+        assert_eq!(r.code, 200, "{page}: {}", r.body);
+    }
+    let json = http(&s, "GET", "/admin/dashboard.json", &admin, None, None);
+    assert!(json.body.contains("\"per_minute\""), "{}", json.body);
+    let add = |csrf: &str, origin: Option<&str>, email: &str| {
+        http(
+            &s,
+            "POST",
+            "/admin/users",
+            &admin,
+            Some(&format!("csrf={csrf}&email={}&password=pw12345678", enc(email))),
+            origin,
+        )
+    };
+    assert_eq!(add("", None, "x1@example.test").code, 403);
+    assert_eq!(add("not-the-token", None, "x2@example.test").code, 403);
+    assert_eq!(add(&csrf, Some("http://evil.example"), "x3@example.test").code, 403);
+    let done = add(&csrf, Some(&format!("http://{}", s.http)), "carol@example.test");
+    assert_eq!(done.code, 303, "{}", done.body);
+    let users = s.ok(&["user", "list"]);
+    assert!(users.contains("carol@example.test") && !users.contains("x1@") && !users.contains("x3@"), "{users}");
+
+    // A user who is not an administrator: their own account only.
+    let (carol, carol_csrf) = sign_in(&s, "carol@example.test", "pw12345678").unwrap();
+    assert_eq!(http(&s, "GET", "/admin/users", &carol, None, None).code, 403);
+    assert_eq!(http(&s, "GET", "/admin/dashboard.json", &carol, None, None).code, 403);
+    let r = http(&s, "POST", "/admin/users/bob@example.test/delete", &carol, Some(&format!("csrf={carol_csrf}")), None);
+    assert_eq!(r.code, 403);
+    assert!(s.ok(&["user", "list"]).contains("bob@example.test"));
+    // Own password: the current one is needed; other sessions end.
+    let (carol2, _) = sign_in(&s, "carol@example.test", "pw12345678").unwrap();
+    let r = http(
+        &s,
+        "POST",
+        "/admin/account/password",
+        &carol,
+        Some(&format!("csrf={carol_csrf}&current=wrong&new=newpass123&again=newpass123")),
+        None,
+    );
+    assert_eq!(r.code, 303);
+    assert!(sign_in(&s, "carol@example.test", "newpass123").is_err(), "unchanged with a wrong current password");
+    http(
+        &s,
+        "POST",
+        "/admin/account/password",
+        &carol,
+        Some(&format!("csrf={carol_csrf}&current=pw12345678&new=newpass123&again=newpass123")),
+        None,
+    );
+    assert!(sign_in(&s, "carol@example.test", "newpass123").is_ok());
+    assert_eq!(http(&s, "GET", "/admin/account", &carol2, None, None).code, 303, "the other session ended");
+    assert_eq!(http(&s, "GET", "/admin/account", &carol, None, None).code, 200, "this one stays");
+
+    // Disabled by the admin: the session ends at once and sign-in is refused (so is IMAP).
+    let r =
+        http(&s, "POST", "/admin/users/carol@example.test", &admin, Some(&format!("csrf={csrf}&action=disable")), None);
+    assert_eq!(r.code, 303);
+    assert_eq!(http(&s, "GET", "/admin/account", &carol, None, None).code, 303);
+    assert!(sign_in(&s, "carol@example.test", "newpass123").is_err());
+    assert!(!s.imap().run("LOGIN carol@example.test newpass123").ok());
+    s.ok(&["user", "enable", "carol@example.test"]);
+    assert!(s.imap().run("LOGIN carol@example.test newpass123").ok());
+
+    // Sign-out ends the session: the cookie replayed is refused.
+    assert_eq!(http(&s, "POST", "/admin/logout", &admin, Some(&format!("csrf={csrf}")), None).code, 303);
+    assert_eq!(http(&s, "GET", "/admin/users", &admin, None, None).code, 303);
+    let r = http(&s, "POST", "/admin/users", &admin, Some(&format!("csrf={csrf}&email=y%40example.test")), None);
+    assert_eq!(r.code, 403);
+
+    // Guessing passwords in the sign-in form is banned like IMAP guessing.
+    let mut banned = false;
+    for _ in 0..12 {
+        match sign_in(&s, "bob@example.test", "guess") {
+            Err(r) if r.code == 429 => {
+                banned = true;
+                break;
+            }
+            Err(r) => assert_eq!(r.code, 401),
+            Ok(_) => panic!("a wrong password signed in"),
+        }
+    }
+    assert!(banned, "the guesser was never banned");
+    assert!(sign_in(&s, "bob@example.test", "secret").is_err(), "banned: even the right password");
+    let mut imap = Client::connect(s.imap);
+    let greeting = imap.read_line().unwrap_or_default();
+    assert!(greeting.starts_with("* BYE [UNAVAILABLE]"), "one ban list for every way in: {greeting}");
+}
+
+#[test]
+fn a_real_browser_administers_the_server() {
+    let python = test_venv().join("bin/python");
+    assert!(python.exists(), "{} missing: scripts/test.sh installs Playwright there", python.display());
+    let refused_port = free_port();
+    let world = World::start(
+        &[
+            ("shop.test", "MX", &format!("10 {HOSTNAME}.")),
+            ("remote.test", "MX", "10 mx.remote.test."),
+            ("mx.remote.test", "A", "127.0.0.1"),
+        ],
+        None,
+        serde_json::json!({}),
+    );
+    let s = TestServer::started(&format!(
+        "[dns]\nnameservers = [\"127.0.0.1:{}\"]\ntimeout_seconds = 2\n[delivery]\nsmtp_port = {refused_port}\nretry_initial_seconds = 600\n",
+        world.dns_port
+    ));
+    s.ok(&["user", "admin", "alice@example.test", "on"]);
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-admin");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let conf = s.dir.path().join("webadmin.json");
+    std::fs::write(
+        &conf,
+        serde_json::json!({
+            "base": format!("http://{}", s.http),
+            "admin": "alice@example.test",
+            "password": "secret",
+            "user_password": "carol-pw-123",
+            "smtp_port": s.smtp.port(),
+            "submission_port": s.submission.port(),
+            "shots": shots,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = std::process::Command::new(&python)
+        .arg(clients_dir().join("webadmin.py"))
+        .arg(&conf)
+        .output()
+        .expect("run webadmin.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "webadmin.py failed (screenshots in {}):\n{stdout}\n{}",
+        shots.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in
+        ["01-sign-in", "02-dashboard", "03-domain-dns", "05-dashboard-after-mail", "08-csrf-refused", "09-my-account"]
+    {
+        assert!(shots.join(format!("{name}.png")).exists(), "{name}.png");
+    }
+    // The app password made in the browser logs in over IMAP; the vacation script is active.
+    let app = stdout.lines().find_map(|l| l.strip_prefix("app-password ")).expect("the app password").trim();
+    assert!(s.imap().run(&format!("LOGIN carol@shop.test {app}")).ok());
+    let sieve = s.ok(&["sieve", "list", "carol@shop.test"]);
+    assert!(sieve.contains("tern-vacation") && sieve.contains("active"), "{sieve}");
+    drop(world);
+}
