@@ -535,6 +535,34 @@ async fn alias_delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// Makes a queued message due now and wakes delivery; how many recipients became due.
+pub(crate) async fn queue_retry_id(ctx: &ApiContext, id: tern_store::QueueId) -> ApiResult<usize> {
+    let n = ctx.directory.store().queue_retry(Some(id), tern_store::now_unix()).await?;
+    if n == 0 {
+        return Err(ApiError::not_found(format!("queue entry {id}")));
+    }
+    if let Some(delivery) = &ctx.delivery {
+        delivery.wake();
+    }
+    Ok(n)
+}
+
+/// Drops a queued message (no bounce).
+pub(crate) async fn queue_delete_id(ctx: &ApiContext, id: tern_store::QueueId) -> ApiResult<()> {
+    if !ctx.directory.store().queue_remove(id).await? {
+        return Err(ApiError::not_found(format!("queue entry {id}")));
+    }
+    Ok(())
+}
+
+/// Deletes a held message.
+pub(crate) async fn quarantine_delete_id(ctx: &ApiContext, id: u64) -> ApiResult<()> {
+    if !ctx.directory.store().quarantine_remove(id).await? {
+        return Err(ApiError::not_found(format!("quarantine entry {id}")));
+    }
+    Ok(())
+}
+
 fn queue_id(raw: &str) -> ApiResult<tern_store::QueueId> {
     raw.parse().map_err(|_| ApiError::bad_request(format!("id: {raw:?} is not a queue id (a number)")))
 }
@@ -560,13 +588,7 @@ async fn queue_retry(
 ) -> ApiResult<Response> {
     caller.admin()?;
     let id = queue_id(&id)?;
-    let n = ctx.directory.store().queue_retry(Some(id), tern_store::now_unix()).await?;
-    if n == 0 {
-        return Err(ApiError::not_found(format!("queue entry {id}")));
-    }
-    if let Some(delivery) = &ctx.delivery {
-        delivery.wake();
-    }
+    let n = queue_retry_id(&ctx, id).await?;
     tracing::info!(token = %caller.token, id, "API: queue entry retried");
     Ok(json(StatusCode::ACCEPTED, json!({ "retried": n })))
 }
@@ -579,9 +601,7 @@ async fn queue_delete(
 ) -> ApiResult<Response> {
     caller.admin()?;
     let id = queue_id(&id)?;
-    if !ctx.directory.store().queue_remove(id).await? {
-        return Err(ApiError::not_found(format!("queue entry {id}")));
-    }
+    queue_delete_id(&ctx, id).await?;
     tracing::info!(token = %caller.token, id, "API: queue entry removed");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -777,9 +797,7 @@ async fn quarantine_delete(
 ) -> ApiResult<Response> {
     caller.admin()?;
     let id = quarantine_id(&id)?;
-    if !ctx.directory.store().quarantine_remove(id).await? {
-        return Err(ApiError::not_found(format!("quarantine entry {id}")));
-    }
+    quarantine_delete_id(&ctx, id).await?;
     tracing::info!(token = %caller.token, id, "API: quarantined message deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

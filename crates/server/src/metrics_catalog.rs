@@ -201,7 +201,6 @@ pub fn find(name: &str) -> Option<&'static MetricInfo> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use std::path::Path;
 
     /// `(name, kind)` of every metric the sources count: the literal first argument of the
     /// `counter!`, `gauge!` and `histogram!` macros, and the listeners' names (which the guard

@@ -159,9 +159,9 @@ pub(crate) fn login(hostname: &str, token: &str, error: Option<&str>) -> Markup 
     layout("Sign in", None, body)
 }
 
-/// Refused unless an administrator.
-fn must_admin(user: &SignedIn) -> Result<(), Response> {
-    if user.admin() { Ok(()) } else { Err(error_page(StatusCode::FORBIDDEN, "This is for administrators.")) }
+/// The refusal for a user who is not an administrator (`None` for one who is).
+fn not_admin(user: &SignedIn) -> Option<Response> {
+    (!user.admin()).then(|| error_page(StatusCode::FORBIDDEN, "This is for administrators."))
 }
 
 // --- dashboard ---
@@ -260,7 +260,7 @@ pub(crate) struct DomainForm {
 }
 
 pub(crate) async fn domain_add(State(ctx): Ctx, p: Posted<DomainForm>) -> Response {
-    if let Err(r) = must_admin(&p.user) {
+    if let Some(r) = not_admin(&p.user) {
         return r;
     }
     let catch_all = Some(p.form.catch_all.trim()).filter(|c| !c.is_empty());
@@ -318,7 +318,7 @@ pub(crate) async fn domain_page(State(ctx): Ctx, AdminUser(user): AdminUser, Pat
 }
 
 pub(crate) async fn domain_dkim(State(ctx): Ctx, Path(name): Path<String>, p: Posted<Empty>) -> Response {
-    if let Err(r) = must_admin(&p.user) {
+    if let Some(r) = not_admin(&p.user) {
         return r;
     }
     let to = format!("/admin/domains/{}", seg(&name));
@@ -334,7 +334,7 @@ pub(crate) async fn domain_dkim(State(ctx): Ctx, Path(name): Path<String>, p: Po
 }
 
 pub(crate) async fn domain_delete(State(ctx): Ctx, Path(name): Path<String>, p: Posted<Empty>) -> Response {
-    if let Err(r) = must_admin(&p.user) {
+    if let Some(r) = not_admin(&p.user) {
         return r;
     }
     match ctx.directory.domain_remove(&name).await {
@@ -423,7 +423,7 @@ fn quota(raw: &str) -> Result<Option<u64>, ApiError> {
 }
 
 pub(crate) async fn user_add(State(ctx): Ctx, p: Posted<NewUserForm>) -> Response {
-    if let Err(r) = must_admin(&p.user) {
+    if let Some(r) = not_admin(&p.user) {
         return r;
     }
     let f = &p.form;
@@ -536,7 +536,7 @@ pub(crate) struct UserForm {
 }
 
 pub(crate) async fn user_update(State(ctx): Ctx, Path(email): Path<String>, p: Posted<UserForm>) -> Response {
-    if let Err(r) = must_admin(&p.user) {
+    if let Some(r) = not_admin(&p.user) {
         return r;
     }
     let to = format!("/admin/users/{}", seg(&email));
@@ -575,7 +575,7 @@ pub(crate) async fn user_update(State(ctx): Ctx, Path(email): Path<String>, p: P
 }
 
 pub(crate) async fn user_delete(State(ctx): Ctx, Path(email): Path<String>, p: Posted<Empty>) -> Response {
-    if let Err(r) = must_admin(&p.user) {
+    if let Some(r) = not_admin(&p.user) {
         return r;
     }
     if email.eq_ignore_ascii_case(&p.user.account.address) {
@@ -617,7 +617,7 @@ pub(crate) async fn user_app_password_add(
     Path(email): Path<String>,
     p: Posted<AppPasswordForm>,
 ) -> Response {
-    if let Err(r) = must_admin(&p.user) {
+    if let Some(r) = not_admin(&p.user) {
         return r;
     }
     let result = make_app_password(&ctx, &email, &p.form.name).await;
@@ -629,7 +629,7 @@ pub(crate) async fn user_app_password_delete(
     Path((email, name)): Path<(String, String)>,
     p: Posted<Empty>,
 ) -> Response {
-    if let Err(r) = must_admin(&p.user) {
+    if let Some(r) = not_admin(&p.user) {
         return r;
     }
     let result = remove_app_password(&ctx, &email, &name).await;
@@ -677,7 +677,7 @@ pub(crate) struct AliasForm {
 }
 
 pub(crate) async fn alias_add(State(ctx): Ctx, p: Posted<AliasForm>) -> Response {
-    if let Err(r) = must_admin(&p.user) {
+    if let Some(r) = not_admin(&p.user) {
         return r;
     }
     let targets: Vec<String> =
@@ -694,7 +694,7 @@ pub(crate) async fn alias_add(State(ctx): Ctx, p: Posted<AliasForm>) -> Response
 }
 
 pub(crate) async fn alias_delete(State(ctx): Ctx, Path(address): Path<String>, p: Posted<Empty>) -> Response {
-    if let Err(r) = must_admin(&p.user) {
+    if let Some(r) = not_admin(&p.user) {
         return r;
     }
     let result = ctx.directory.alias_remove(&address, None).await.map_err(ApiError::from).map(|()| {
@@ -771,35 +771,24 @@ pub(crate) async fn queue(State(ctx): Ctx, AdminUser(user): AdminUser, Query(sea
 }
 
 pub(crate) async fn queue_retry(State(ctx): Ctx, Path(id): Path<u64>, p: Posted<Empty>) -> Response {
-    if let Err(r) = must_admin(&p.user) {
+    if let Some(r) = not_admin(&p.user) {
         return r;
     }
-    let result = match ctx.directory.store().queue_retry(Some(id), tern_store::now_unix()).await {
-        Ok(0) => Err(ApiError::not_found(format!("queue entry {id} (delivered or removed already?)"))),
-        Ok(_) => {
-            if let Some(delivery) = &ctx.delivery {
-                delivery.wake();
-            }
-            tracing::info!(user = %p.user.account.address, id, "web admin: queue entry retried");
-            Ok(Flash::Done(format!("Queue entry {id} is due now.")))
-        }
-        Err(e) => Err(e.into()),
-    };
+    let result = crate::api::queue_retry_id(&ctx, id).await.map(|_| {
+        tracing::info!(user = %p.user.account.address, id, "web admin: queue entry retried");
+        Flash::Done(format!("Queue entry {id} is due now."))
+    });
     after(&ctx, &p.user, "/admin/queue", result)
 }
 
 pub(crate) async fn queue_delete(State(ctx): Ctx, Path(id): Path<u64>, p: Posted<Empty>) -> Response {
-    if let Err(r) = must_admin(&p.user) {
+    if let Some(r) = not_admin(&p.user) {
         return r;
     }
-    let result = match ctx.directory.store().queue_remove(id).await {
-        Ok(true) => {
-            tracing::info!(user = %p.user.account.address, id, "web admin: queue entry removed");
-            Ok(Flash::Done(format!("Queue entry {id} deleted (no bounce sent).")))
-        }
-        Ok(false) => Err(ApiError::not_found(format!("queue entry {id}"))),
-        Err(e) => Err(e.into()),
-    };
+    let result = crate::api::queue_delete_id(&ctx, id).await.map(|()| {
+        tracing::info!(user = %p.user.account.address, id, "web admin: queue entry removed");
+        Flash::Done(format!("Queue entry {id} deleted (no bounce sent)."))
+    });
     after(&ctx, &p.user, "/admin/queue", result)
 }
 
@@ -857,7 +846,7 @@ pub(crate) async fn quarantine_item(State(ctx): Ctx, AdminUser(user): AdminUser,
 }
 
 pub(crate) async fn quarantine_release(State(ctx): Ctx, Path(id): Path<u64>, p: Posted<Empty>) -> Response {
-    if let Err(r) = must_admin(&p.user) {
+    if let Some(r) = not_admin(&p.user) {
         return r;
     }
     let result = crate::api::quarantine_release_id(&ctx, id).await.map(|receipt| {
@@ -872,17 +861,13 @@ pub(crate) async fn quarantine_release(State(ctx): Ctx, Path(id): Path<u64>, p: 
 }
 
 pub(crate) async fn quarantine_delete(State(ctx): Ctx, Path(id): Path<u64>, p: Posted<Empty>) -> Response {
-    if let Err(r) = must_admin(&p.user) {
+    if let Some(r) = not_admin(&p.user) {
         return r;
     }
-    let result = match ctx.directory.store().quarantine_remove(id).await {
-        Ok(true) => {
-            tracing::info!(user = %p.user.account.address, id, "web admin: quarantined message deleted");
-            Ok(Flash::Done(format!("Deleted {id}.")))
-        }
-        Ok(false) => Err(ApiError::not_found(format!("quarantine entry {id}"))),
-        Err(e) => Err(e.into()),
-    };
+    let result = crate::api::quarantine_delete_id(&ctx, id).await.map(|()| {
+        tracing::info!(user = %p.user.account.address, id, "web admin: quarantined message deleted");
+        Flash::Done(format!("Deleted {id}."))
+    });
     after(&ctx, &p.user, "/admin/quarantine", result)
 }
 
