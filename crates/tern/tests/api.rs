@@ -210,6 +210,7 @@ fn token_guessing_is_banned_like_a_password_guesser() {
 fn the_openapi_description_matches_what_is_served() {
     let s = TestServer::started("");
     let admin = token(&s, "ops", "admin");
+    let read = token(&s, "look", "read");
     let (code, _, doc) = call(&s, "GET", "/api/v1/openapi.json", None, None);
     assert_eq!(code, 200, "{doc}");
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{doc}");
@@ -248,6 +249,13 @@ fn the_openapi_description_matches_what_is_served() {
             .replace("{address}", "nothing@example.test")
             .replace("{id}", "987654");
         let body = matches!(method.as_str(), "POST" | "PATCH").then_some("{}");
+        // Every operation: 401 without a token; a read token may not change anything.
+        let (code, _, reply) = call(&s, method, &concrete, None, body);
+        assert_eq!((code, error_code(&reply)), (401, "unauthorized"), "{method} {path} without a token");
+        if method != "GET" {
+            let (code, _, reply) = call(&s, method, &concrete, Some(&read), body);
+            assert_eq!((code, error_code(&reply)), (403, "forbidden"), "{method} {path} with a read token");
+        }
         let (code, _, reply) = call(&s, method, &concrete, Some(&admin), body);
         let message = reply["error"]["message"].as_str().unwrap_or_default();
         assert!(
