@@ -68,10 +68,9 @@ fn app_password_matches<'a>(account: &'a Account, password: &str) -> Option<&'a 
     if account.app_passwords.is_empty() {
         return None;
     }
-    let hash = app_password_hash(password);
-    account.app_passwords.iter().find(|p| {
-        p.hash.len() == hash.len() && p.hash.bytes().zip(hash.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    })
+    let hash = blake3::Hash::from_hex(app_password_hash(password)).ok()?;
+    // blake3::Hash's equality takes the same time wherever the hashes differ.
+    account.app_passwords.iter().find(|p| blake3::Hash::from_hex(&p.hash).is_ok_and(|stored| stored == hash))
 }
 
 /// Where an address leads.

@@ -111,7 +111,7 @@ impl Visit for FieldWriter<'_> {
         if !self.out.is_empty() {
             self.out.push(' ');
         }
-        if value.contains(' ') || value.is_empty() {
+        if value.is_empty() || value.chars().any(|c| c == ' ' || c.is_control()) {
             let _ = write!(self.out, "{}={value:?}", field.name());
         } else {
             let _ = write!(self.out, "{}={value}", field.name());
@@ -133,7 +133,10 @@ impl Visit for FieldWriter<'_> {
 }
 
 fn source_of(target: &str) -> Option<&'static str> {
-    TARGETS.iter().find(|t| target == **t || target.starts_with(&format!("{t}::"))).map(|t| &t[5..])
+    TARGETS
+        .iter()
+        .find(|t| target.strip_prefix(**t).is_some_and(|rest| rest.is_empty() || rest.starts_with("::")))
+        .map(|t| &t[5..])
 }
 
 impl<S> tracing_subscriber::Layer<S> for ActivityLayer

@@ -24,12 +24,17 @@ use tern_store::{ApiScope, ApiToken, StoreError};
 /// Prefix of every token, so that one pasted in the wrong place is recognisable.
 const TOKEN_PREFIX: &str = "tern_";
 
-/// A new token's secret: the prefix and 32 random bytes (base64url).
-pub fn new_token_secret() -> String {
+/// 32 random bytes, base64url: API token secrets, web session cookies and CSRF tokens.
+pub(crate) fn random_secret() -> String {
     use base64::Engine;
     let mut bytes = [0u8; 32];
     rand::Rng::fill(&mut rand::rng(), &mut bytes[..]);
-    format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A new token's secret: the prefix and 32 random bytes (base64url).
+pub fn new_token_secret() -> String {
+    format!("{TOKEN_PREFIX}{}", random_secret())
 }
 
 /// What is stored of a secret.
@@ -193,7 +198,9 @@ impl FromRequestParts<Arc<ApiContext>> for Caller {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether two secrets (or their hashes) are equal, in a time that does not depend on where
+/// they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -740,7 +747,7 @@ struct QuarantinedView {
 
 /// The header section of a raw message (lossy UTF-8, at most 64 KiB).
 pub(crate) fn header_section(raw: &[u8]) -> String {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 2).unwrap_or(raw.len()).min(64 * 1024);
+    let end = tern_mime::text::header_len(raw).min(64 * 1024);
     String::from_utf8_lossy(&raw[..end]).into_owned()
 }
 

@@ -10,13 +10,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 
-/// The Python with Playwright and schemathesis (`scripts/test.sh` makes it).
-fn test_venv() -> PathBuf {
-    std::env::var_os("TERN_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tern-venv"))
-}
-
 #[derive(Debug)]
 struct Reply {
     code: u16,

@@ -22,7 +22,7 @@
 
 mod pages;
 
-use crate::api::{ApiContext, ApiError};
+use crate::api::{ApiContext, ApiError, random_secret as random_token, token_hash as hash};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -75,19 +75,9 @@ pub struct Sessions {
     map: Mutex<HashMap<String, WebSession>>,
 }
 
-fn random_token() -> String {
-    use base64::Engine;
-    let mut bytes = [0u8; 32];
-    rand::Rng::fill(&mut rand::rng(), &mut bytes[..]);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn hash(secret: &str) -> String {
-    blake3::hash(secret.as_bytes()).to_hex().to_string()
-}
-
+/// Whether a form's token is the one expected (constant time).
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    crate::api::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
 impl Sessions {
@@ -399,12 +389,16 @@ async fn start(user: SignedIn) -> Redirect {
 const CSS: &str = include_str!("assets/tern.css");
 const JS: &str = include_str!("assets/tern.js");
 
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
 async fn css() -> Response {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
+    asset("text/css; charset=utf-8", CSS)
 }
 
 async fn js() -> Response {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS).into_response()
+    asset("text/javascript; charset=utf-8", JS)
 }
 
 /// The policy every page is sent with: nothing inline, nothing from elsewhere.

@@ -15,24 +15,14 @@ type Ctx = State<Arc<ApiContext>>;
 
 /// A path segment with everything but unreserved characters and `@` percent-encoded.
 fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    const SEGMENT: &percent_encoding::AsciiSet =
+        &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'@');
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 fn date(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC")).ok()
-        })
-        .unwrap_or_else(|| t.to_string())
+    crate::admin::format_date(t)
 }
 
 fn bytes(n: u64) -> String {

@@ -840,6 +840,14 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Optio
 
 /// The Python that has the Debian packages the tests install (`/usr/bin/python3`; a
 /// `python3` earlier in PATH, from pyenv for instance, may not see them).
+/// The Python environment with Playwright and schemathesis (`scripts/test.sh` makes it at
+/// `$TERN_TEST_VENV`, by default `~/.cache/tern-venv`).
+pub fn test_venv() -> PathBuf {
+    std::env::var_os("TERN_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tern-venv"))
+}
+
 pub fn python_bin() -> &'static str {
     if Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
 }
