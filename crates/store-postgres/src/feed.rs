@@ -84,8 +84,10 @@ impl Feed {
         self.hooks.write().unwrap_or_else(|p| p.into_inner()).push(hook);
     }
 
+    /// Whether LISTEN is in effect: only then may a node keep what it read (other nodes'
+    /// changes reach it).
     pub fn connected(&self) -> bool {
-        self.connected.load(Ordering::Relaxed)
+        self.connected.load(Ordering::SeqCst)
     }
 
     /// How long ago a mailbox last changed on any node (`None`: not since this node started).
@@ -163,14 +165,14 @@ fn decode(payload: &str) -> Option<(u64, Vec<StoreChange>)> {
 }
 
 /// Keeps a LISTEN connection open for as long as the feed lives, reconnecting after a
-/// failure. After a reconnection the caches are told the directory may have changed (what
-/// was sent while the connection was down is lost).
+/// failure. Whenever LISTEN takes effect — the first time too, as a node may have read and
+/// cached before it did — and whenever the connection is lost, the caches are told the
+/// directory may have changed: what was sent while nobody listened is lost.
 pub async fn listen<T>(config: tokio_postgres::Config, tls: T, feed: Weak<Feed>)
 where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Clone + Send + 'static,
     T::Stream: Send + 'static,
 {
-    let mut was_connected = false;
     loop {
         let Some(this) = feed.upgrade() else { return };
         match config.connect(tls.clone()).await {
@@ -189,11 +191,8 @@ where
                                 break;
                             }
                             listening = true;
-                            this.connected.store(true, Ordering::Relaxed);
-                            if was_connected {
-                                this.publish(&[StoreChange::Directory, StoreChange::Queue]);
-                            }
-                            was_connected = true;
+                            this.connected.store(true, Ordering::SeqCst);
+                            this.publish(&[StoreChange::Directory, StoreChange::Queue]);
                             tracing::debug!("database change feed listening");
                         }
                         message = messages.next() => match message {
@@ -224,10 +223,11 @@ where
                         }
                     }
                 }
-                this.connected.store(false, Ordering::Relaxed);
+                this.connected.store(false, Ordering::SeqCst);
+                this.publish(&[StoreChange::Directory]);
             }
             Err(e) => {
-                this.connected.store(false, Ordering::Relaxed);
+                this.connected.store(false, Ordering::SeqCst);
                 tracing::warn!(error = %crate::error::words(&e), "database change feed: cannot connect");
             }
         }

@@ -406,13 +406,18 @@ impl DirectoryStore for PgStore {
     }
 
     async fn domain_get(&self, name: &str) -> StoreResult<Option<Domain>> {
-        if let Some(known) = self.domains().get(name) {
+        // Kept only while the change feed listens: without it another node's change would
+        // not empty the cache (the feed empties it again once it listens).
+        let cacheable = self.feed().connected();
+        if cacheable && let Some(known) = self.domains().get(name) {
             return Ok(known);
         }
         let generation = self.domains().generation();
         let found: Option<Domain> =
             self.directory_record("SELECT record FROM domains WHERE name = $1", &name, "domain").await?;
-        self.domains().fill(generation, name, found.clone());
+        if cacheable {
+            self.domains().fill(generation, name, found.clone());
+        }
         Ok(found)
     }
 
