@@ -128,6 +128,31 @@ pub struct ApiContext {
     pub listeners: Arc<std::sync::OnceLock<std::collections::BTreeMap<String, Vec<String>>>>,
     /// The web admin's signed-in sessions.
     pub sessions: crate::web::Sessions,
+    /// The bytes of mail in all mailboxes when last added up (see [`MAIL_BYTES_FOR`]).
+    pub mail_bytes: tokio::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+/// How long a sum of every mailbox's size is shown before it is made again: it reads every
+/// user's mailbox list, and each open dashboard asks every 10 s.
+pub const MAIL_BYTES_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl ApiContext {
+    /// Bytes of mail in all mailboxes, at most [`MAIL_BYTES_FOR`] old (one sum at a time).
+    async fn mail_bytes(&self, users: &[tern_store::Account]) -> ApiResult<u64> {
+        let mut last = self.mail_bytes.lock().await;
+        if let Some((at, bytes)) = *last
+            && at.elapsed() < MAIL_BYTES_FOR
+        {
+            return Ok(bytes);
+        }
+        let store = self.directory.store();
+        let mut bytes = 0;
+        for a in users {
+            bytes += store.mailbox_list(a.id).await?.iter().map(|m| m.size).sum::<u64>();
+        }
+        *last = Some((std::time::Instant::now(), bytes));
+        Ok(bytes)
+    }
 }
 
 impl std::ops::Deref for ApiContext {
@@ -242,7 +267,7 @@ pub(crate) struct StatusView {
     /// Refusals in the last hour by reason (`message: spam`, `recipient: unknown`,
     /// `connection: banned`, `failed login: imap`, ...).
     pub refused_last_hour: Vec<(String, f64)>,
-    /// Bytes of mail in all mailboxes.
+    /// Bytes of mail in all mailboxes (added up at most a minute ago).
     pub mail_bytes: u64,
     /// The data directory's file system.
     pub disk_free_bytes: Option<u64>,
@@ -254,10 +279,7 @@ pub(crate) async fn status_view(ctx: &ApiContext) -> ApiResult<StatusView> {
     let stats = store.queue_stats().await?;
     let now = tern_store::now_unix();
     let users = ctx.directory.user_list().await?;
-    let mut mail_bytes = 0;
-    for a in &users {
-        mail_bytes += store.mailbox_list(a.id).await?.iter().map(|m| m.size).sum::<u64>();
-    }
+    let mail_bytes = ctx.mail_bytes(&users).await?;
     let dir = ctx.data_dir.clone();
     let disk = tokio::task::spawn_blocking(move || crate::disk_space(&dir)).await.ok().and_then(Result::ok);
     Ok(StatusView {

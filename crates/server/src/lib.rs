@@ -559,6 +559,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             started: std::time::Instant::now(),
             listeners: Arc::clone(&listeners),
             sessions: web::Sessions::default(),
+            mail_bytes: tokio::sync::Mutex::new(None),
         }),
         metrics: metrics.clone(),
         store: Arc::clone(&store),

@@ -107,6 +107,8 @@ fn sessions_csrf_roles_and_headers_over_http() {
     assert!(!login.body.contains("style="), "no inline styles");
     assert_eq!(http(&s, "GET", "/admin/users", "", None, None).code, 303, "signed out: to the sign-in page");
     assert_eq!(http(&s, "GET", "/admin/assets/tern.js", "", None, None).code, 200);
+    let slash = http(&s, "GET", "/admin/", "", None, None);
+    assert_eq!((slash.code, slash.header("location")), (308, vec!["/admin".to_string()]), "/admin/ as typed");
 
     // The sign-in form's CSRF token must match its cookie.
     let token = login.cookie("tern_login").unwrap();
@@ -190,16 +192,23 @@ fn sessions_csrf_roles_and_headers_over_http() {
     assert!(sign_in(&s, "carol@example.test", "newpass123").is_ok());
     assert_eq!(http(&s, "GET", "/admin/account", &carol2, None, None).code, 303, "the other session ended");
     assert_eq!(http(&s, "GET", "/admin/account", &carol, None, None).code, 200, "this one stays");
+    // A password changed elsewhere (here the CLI) ends every session signed in with the old one.
+    let (carol3, _) = sign_in(&s, "carol@example.test", "newpass123").unwrap();
+    s.ok_stdin(&["user", "passwd", "carol@example.test", "--password-stdin"], "cli-pass-123\n");
+    assert_eq!(http(&s, "GET", "/admin/account", &carol3, None, None).code, 303, "changed by the CLI: signed out");
+    assert_eq!(http(&s, "GET", "/admin/account", &carol, None, None).code, 303);
+    let (carol, _) = sign_in(&s, "carol@example.test", "cli-pass-123").unwrap();
+    assert_eq!(http(&s, "GET", "/admin/account", &carol, None, None).code, 200);
 
     // Disabled by the admin: the session ends at once and sign-in is refused (so is IMAP).
     let r =
         http(&s, "POST", "/admin/users/carol@example.test", &admin, Some(&format!("csrf={csrf}&action=disable")), None);
     assert_eq!(r.code, 303);
     assert_eq!(http(&s, "GET", "/admin/account", &carol, None, None).code, 303);
-    assert!(sign_in(&s, "carol@example.test", "newpass123").is_err());
-    assert!(!s.imap().run("LOGIN carol@example.test newpass123").ok());
+    assert!(sign_in(&s, "carol@example.test", "cli-pass-123").is_err());
+    assert!(!s.imap().run("LOGIN carol@example.test cli-pass-123").ok());
     s.ok(&["user", "enable", "carol@example.test"]);
-    assert!(s.imap().run("LOGIN carol@example.test newpass123").ok());
+    assert!(s.imap().run("LOGIN carol@example.test cli-pass-123").ok());
 
     // Sign-out ends the session: the cookie replayed is refused.
     assert_eq!(http(&s, "POST", "/admin/logout", &admin, Some(&format!("csrf={csrf}")), None).code, 303);

@@ -9,7 +9,9 @@
 //!   `HttpOnly; Secure; SameSite=Strict`, holds 32 random bytes, and only its hash is kept.
 //!   Sign-out forgets the session, so a copied cookie is worthless afterwards. Idle for 30
 //!   minutes or older than 12 hours, a session ends. The account is read again on every
-//!   request: a disabled user, or an admin who is one no longer, is out at once.
+//!   request: a disabled user, an admin who is one no longer, or a user whose password
+//!   changed since the sign-in (by the web admin, the API, the CLI or another node) is out
+//!   at once.
 //! - **CSRF**: every form carries the session's token (a second random value), checked before
 //!   anything changes; the sign-in form carries one bound to a cookie of its own. A request
 //!   whose `Origin` names another site is refused as well.
@@ -63,6 +65,9 @@ pub(crate) enum Flash {
 
 struct WebSession {
     account: tern_store::AccountId,
+    /// The hash of the account's password hash at the sign-in: when the password changes,
+    /// wherever it is changed, the session ends.
+    password: String,
     csrf: String,
     created: Instant,
     seen: Instant,
@@ -82,7 +87,7 @@ fn same(a: &str, b: &str) -> bool {
 
 impl Sessions {
     /// Starts a session for `account`; the cookie's value.
-    fn start(&self, account: tern_store::AccountId) -> String {
+    fn start(&self, account: &Account) -> String {
         let secret = random_token();
         let now = Instant::now();
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
@@ -92,12 +97,20 @@ impl Sessions {
         {
             map.remove(&oldest);
         }
-        map.insert(hash(&secret), WebSession { account, csrf: random_token(), created: now, seen: now, flash: None });
+        let session = WebSession {
+            account: account.id,
+            password: hash(&account.password_hash),
+            csrf: random_token(),
+            created: now,
+            seen: now,
+            flash: None,
+        };
+        map.insert(hash(&secret), session);
         secret
     }
 
-    /// The live session of a cookie: its account, CSRF token and pending message.
-    fn touch(&self, secret: &str) -> Option<(tern_store::AccountId, String, Option<Flash>)> {
+    /// The live session of a cookie.
+    fn touch(&self, secret: &str) -> Option<Touched> {
         let now = Instant::now();
         let key = hash(secret);
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
@@ -110,7 +123,7 @@ impl Sessions {
         }
         let s = map.get_mut(&key)?;
         s.seen = now;
-        Some((s.account, s.csrf.clone(), s.flash.take()))
+        Some(Touched { account: s.account, password: s.password.clone(), csrf: s.csrf.clone(), flash: s.flash.take() })
     }
 
     fn flash(&self, secret: &str, flash: Flash) {
@@ -123,11 +136,24 @@ impl Sessions {
         self.map.lock().unwrap_or_else(PoisonError::into_inner).remove(&hash(secret));
     }
 
-    /// Ends every session of an account (its password changed).
-    fn end_all_of(&self, account: tern_store::AccountId, except: &str) {
+    /// Ends every session of an account but `except`, which now holds the account's new
+    /// password (its user changed it).
+    fn end_all_of(&self, account: &Account, except: &str) {
         let keep = hash(except);
-        self.map.lock().unwrap_or_else(PoisonError::into_inner).retain(|k, s| s.account != account || *k == keep);
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|k, s| s.account != account.id || *k == keep);
+        if let Some(s) = map.get_mut(&keep) {
+            s.password = hash(&account.password_hash);
+        }
     }
+}
+
+/// What a live session holds.
+struct Touched {
+    account: tern_store::AccountId,
+    password: String,
+    csrf: String,
+    flash: Option<Flash>,
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -189,9 +215,9 @@ impl FromRequestParts<Arc<ApiContext>> for SignedIn {
     async fn from_request_parts(parts: &mut Parts, ctx: &Arc<ApiContext>) -> Result<SignedIn, SignInFirst> {
         let refuse = || SignInFirst(parts.method.clone());
         let secret = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(refuse)?;
-        let (account, csrf, flash) = ctx.sessions.touch(&secret).ok_or_else(refuse)?;
+        let Touched { account, password, csrf, flash } = ctx.sessions.touch(&secret).ok_or_else(refuse)?;
         let account = match ctx.directory.store().account_get(account).await {
-            Ok(Some(a)) if !a.disabled && !a.shared => a,
+            Ok(Some(a)) if !a.disabled && !a.shared && same(&hash(&a.password_hash), &password) => a,
             Ok(_) => {
                 ctx.sessions.end(&secret);
                 return Err(refuse());
@@ -360,7 +386,7 @@ async fn login_submit(
         guard.succeeded(ip);
     }
     tracing::info!(client = ?ip, user = %account.address, admin = account.admin, "web admin: signed in");
-    let secret = ctx.sessions.start(account.id);
+    let secret = ctx.sessions.start(&account);
     let mut response = Redirect::to("/admin").into_response();
     let h = response.headers_mut();
     h.append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &secret, "/admin", None));
@@ -457,8 +483,8 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
         .fallback(not_found)
         .with_state(ctx)
         .layer(axum::middleware::map_response(security_headers));
-    // `/admin` itself is the nested `/`.
-    Router::new().nest("/admin", admin)
+    // `/admin` itself is the nested `/`; `/admin/`, as people type it, leads there.
+    Router::new().route("/admin/", get(|| async { Redirect::permanent("/admin") })).nest("/admin", admin)
 }
 
 #[cfg(test)]
@@ -468,22 +494,24 @@ mod tests {
     #[test]
     fn sessions_end_on_sign_out_and_keep_only_their_hash() {
         let sessions = Sessions::default();
-        let secret = sessions.start(7);
+        let user = |id, password: &str| Account { id, password_hash: password.into(), ..Default::default() };
+        let secret = sessions.start(&user(7, "h7"));
         assert!(!sessions.map.lock().unwrap().contains_key(&secret), "the cookie itself is not kept");
-        let (account, csrf, flash) = sessions.touch(&secret).unwrap();
-        assert_eq!(account, 7);
+        let Touched { account, password, csrf, flash } = sessions.touch(&secret).unwrap();
+        assert_eq!((account, password), (7, hash("h7")), "the password hash is kept hashed");
         assert!(flash.is_none() && csrf.len() >= 40 && csrf != secret);
         sessions.flash(&secret, Flash::Done("x".into()));
-        assert!(matches!(sessions.touch(&secret).unwrap().2, Some(Flash::Done(_))));
-        assert!(sessions.touch(&secret).unwrap().2.is_none(), "a message is shown once");
+        assert!(matches!(sessions.touch(&secret).unwrap().flash, Some(Flash::Done(_))));
+        assert!(sessions.touch(&secret).unwrap().flash.is_none(), "a message is shown once");
         sessions.end(&secret);
         assert!(sessions.touch(&secret).is_none());
         assert!(sessions.touch("made-up").is_none());
-        let a = sessions.start(1);
-        let b = sessions.start(1);
-        let c = sessions.start(2);
-        sessions.end_all_of(1, &b);
-        assert!(sessions.touch(&a).is_none() && sessions.touch(&b).is_some() && sessions.touch(&c).is_some());
+        let a = sessions.start(&user(1, "old"));
+        let b = sessions.start(&user(1, "old"));
+        let c = sessions.start(&user(2, "h2"));
+        sessions.end_all_of(&user(1, "new"), &b);
+        assert!(sessions.touch(&a).is_none() && sessions.touch(&c).is_some());
+        assert_eq!(sessions.touch(&b).map(|t| t.password), Some(hash("new")), "the changer's session goes on");
     }
 
     #[test]

@@ -987,8 +987,10 @@ pub(crate) async fn account_password(State(ctx): Ctx, p: Posted<PasswordForm>) -
             return Err(ApiError::bad_request("the current password is wrong"));
         }
         ctx.directory.user_set_password(&me, Some(&p.form.new)).await?;
-        // Other browsers signed in with the old password are signed out.
-        ctx.sessions.end_all_of(p.user.account.id, &p.user.secret);
+        // Other browsers signed in with the old password are signed out; this one goes on.
+        if let Some(changed) = ctx.directory.store().account_get(p.user.account.id).await? {
+            ctx.sessions.end_all_of(&changed, &p.user.secret);
+        }
         tracing::info!(user = %me, "web admin: own password changed");
         Ok(Flash::Done("Your password is changed; other sessions are signed out.".into()))
     }
