@@ -423,9 +423,22 @@ impl Directory {
         Ok(self.store.account_by_address(&address).await?)
     }
 
-    /// Checks a login. argon2 runs off the async runtime; a login verified in the last few
-    /// minutes with the same password and stored hash is not verified again.
+    /// Checks a mail client's login (IMAP, POP3, SMTP AUTH, ManageSieve): the account's
+    /// password or one of its app passwords. argon2 runs off the async runtime; a login
+    /// verified in the last few minutes with the same password and stored hash is not
+    /// verified again.
     pub async fn authenticate(&self, email: &str, password: &str) -> Result<Option<Account>> {
+        self.check_login(email, password, true).await
+    }
+
+    /// Checks the account's own password alone, not its app passwords: for signing in to
+    /// manage the account (the web admin), so that an app password taken from one device
+    /// cannot change the password or make more app passwords.
+    pub async fn authenticate_account_password(&self, email: &str, password: &str) -> Result<Option<Account>> {
+        self.check_login(email, password, false).await
+    }
+
+    async fn check_login(&self, email: &str, password: &str, app_passwords: bool) -> Result<Option<Account>> {
         let Some(account) = self.user_get(email).await? else {
             // The same argon2 work as for a wrong password: an unknown user must not answer
             // faster (that tells which addresses exist).
@@ -445,7 +458,7 @@ impl Directory {
         let ok = tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
             .await
             .map_err(|e| DirectoryError::Password(e.to_string()))?;
-        if !ok && !refused && app_password_matches(&account, password).is_some() {
+        if !ok && !refused && app_passwords && app_password_matches(&account, password).is_some() {
             return Ok(Some(account));
         }
         if ok && !refused {

@@ -116,6 +116,9 @@ async fn app_passwords_log_in_until_removed_and_disabled_users_not_at_all() {
     assert!(d.authenticate("alice@example.org", &secret).await.unwrap().is_some());
     assert!(d.authenticate("alice@example.org", &secret.replace('-', "").to_uppercase()).await.unwrap().is_some());
     assert!(d.authenticate("alice@example.org", "phone").await.unwrap().is_none());
+    // Managing the account takes the account's own password, never an app password.
+    assert!(d.authenticate_account_password("alice@example.org", "main pw").await.unwrap().is_some());
+    assert!(d.authenticate_account_password("alice@example.org", &secret).await.unwrap().is_none());
     // Another user's app password is not a password of this one.
     d.user_add("bob@example.org", Some("bob pw")).await.unwrap();
     assert!(d.authenticate("bob@example.org", &secret).await.unwrap().is_none());

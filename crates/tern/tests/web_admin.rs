@@ -199,6 +199,11 @@ fn sessions_csrf_roles_and_headers_over_http() {
     assert_eq!(http(&s, "GET", "/admin/account", &carol, None, None).code, 303);
     let (carol, _) = sign_in(&s, "carol@example.test", "cli-pass-123").unwrap();
     assert_eq!(http(&s, "GET", "/admin/account", &carol, None, None).code, 200);
+    // An app password logs in mail clients, not the web admin (where it could change the password).
+    let app = s.ok(&["user", "app-password", "add", "carol@example.test", "laptop"]);
+    let app = app.split_whitespace().find(|w| w.len() == 29 && w.matches('-').count() == 5).expect("the secret");
+    assert!(s.imap().run(&format!("LOGIN carol@example.test {app}")).ok());
+    assert_eq!(sign_in(&s, "carol@example.test", app).map(|_| ()).map_err(|r| r.code), Err(401));
 
     // Disabled by the admin: the session ends at once and sign-in is refused (so is IMAP).
     let r =

@@ -2,7 +2,8 @@
 //! here (forms that work without JavaScript; one small script draws the dashboard's charts),
 //! with its stylesheet and script embedded in the binary.
 //!
-//! - **Sign-in** with a user's address and password (or an app password). Administrators
+//! - **Sign-in** with a user's address and password — not an app password: those are for
+//!   mail clients, and one taken from a device must not change the password. Administrators
 //!   (`tern user admin EMAIL on`, or the account `tern setup` made) see every page; other users
 //!   see their own account: password, app passwords, vacation reply, quota.
 //! - **Sessions** live in this process's memory (a restart signs everyone out): the cookie is
@@ -367,7 +368,7 @@ async fn login_submit(
         tracing::warn!(client = ?ip, "web admin: sign-in without its CSRF token refused");
         return login_form(&ctx, Some("The sign-in form expired; try again."), StatusCode::FORBIDDEN);
     }
-    let account = match ctx.directory.authenticate(form.email.trim(), &form.password).await {
+    let account = match ctx.directory.authenticate_account_password(form.email.trim(), &form.password).await {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(error = %e, "web admin: sign-in could not be checked");

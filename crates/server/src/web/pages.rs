@@ -983,7 +983,7 @@ pub(crate) async fn account_password(State(ctx): Ctx, p: Posted<PasswordForm>) -
         if p.form.new.chars().count() < 8 {
             return Err(ApiError::bad_request("the new password must have at least 8 characters"));
         }
-        if ctx.directory.authenticate(&me, &p.form.current).await?.is_none() {
+        if ctx.directory.authenticate_account_password(&me, &p.form.current).await?.is_none() {
             return Err(ApiError::bad_request("the current password is wrong"));
         }
         ctx.directory.user_set_password(&me, Some(&p.form.new)).await?;
