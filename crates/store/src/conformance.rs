@@ -715,12 +715,26 @@ pub async fn annotations_keep_their_scope(backend: &dyn Backend) {
     drop(store);
     let store = backend.open().await;
     assert_eq!(store.metadata_get(a_private).await.unwrap(), vec![("/private/comment".to_string(), b"mine".to_vec())]);
+    // Another user's private annotation on the mailbox (a reader of a shared one) goes with it.
+    store.metadata_set(b_private, vec![("/private/comment".into(), Some(b"b's".to_vec()))]).await.unwrap();
+    let b_server = MetadataScope { mailbox: None, user: Some(b.id) };
+    store.metadata_set(b_server, vec![("/private/comment".into(), Some(b"b".to_vec()))]).await.unwrap();
     store.mailbox_delete(a.id, "Team").await.unwrap();
     assert!(store.metadata_get(shared).await.unwrap().is_empty());
     assert!(store.metadata_get(a_private).await.unwrap().is_empty());
+    assert!(store.metadata_get(b_private).await.unwrap().is_empty(), "other users' private ones go too");
     assert!(matches!(store.metadata_set(shared, vec![("/shared/x".into(), None)]).await, Err(StoreError::NotFound(_))));
+    // So do they when the owner of the mailbox is removed; B's own annotations stay.
+    let box2 = store
+        .mailbox_create(a.id, NewMailbox { name: "Box2".into(), special_use: None, subscribed: false })
+        .await
+        .unwrap();
+    let b_on_box2 = MetadataScope { mailbox: Some(box2.id), user: Some(b.id) };
+    store.metadata_set(b_on_box2, vec![("/private/comment".into(), Some(b"x".to_vec()))]).await.unwrap();
     assert!(store.account_remove(a.id).await.unwrap());
     assert!(store.metadata_get(server).await.unwrap().is_empty());
+    assert!(store.metadata_get(b_on_box2).await.unwrap().is_empty());
+    assert_eq!(store.metadata_get(b_server).await.unwrap(), vec![("/private/comment".to_string(), b"b".to_vec())]);
     store.shutdown().await.unwrap();
 }
 

@@ -884,6 +884,23 @@ impl Writer {
 
     /// Drops the private `\Seen` records of every reader of a mailbox: all of them, or those
     /// of `uids` (expunged). Only a shared mailbox (one with an ACL) has readers to look at.
+    /// Every annotation on these mailboxes: the shared ones and every user's private ones
+    /// (RFC 5464 §3.2: they go with the mailbox). Private ones are keyed by their user first,
+    /// so this is one pass over the annotations, which are few.
+    fn drop_mailbox_metadata(&self, batch: &mut OwnedWriteBatch, mailboxes: &HashSet<MailboxId>) -> StoreResult<()> {
+        if mailboxes.is_empty() {
+            return Ok(());
+        }
+        let e = &self.engine;
+        for item in e.metadata.iter() {
+            let key = item.key()?;
+            if key.get(8..).and_then(keys::read_u64).is_some_and(|mailbox| mailboxes.contains(&mailbox)) {
+                batch.remove(&e.metadata, key.to_vec());
+            }
+        }
+        Ok(())
+    }
+
     fn drop_private_seen(
         &self,
         batch: &mut OwnedWriteBatch,
@@ -1490,15 +1507,7 @@ impl Writer {
             batch.remove(&e.acl, keys::acl_key(&entry.identifier.to_string(), mailbox.id));
         }
         self.drop_private_seen(&mut batch, &mailbox, None)?;
-        // Its shared annotations and the owner's private ones (other users' private ones on
-        // it are left; nothing can reach them once the mailbox id is gone).
-        for prefix in
-            [keys::metadata_key(None, Some(mailbox.id), ""), keys::metadata_key(Some(account), Some(mailbox.id), "")]
-        {
-            for item in e.metadata.prefix(&prefix) {
-                batch.remove(&e.metadata, item.key()?.to_vec());
-            }
-        }
+        self.drop_mailbox_metadata(&mut batch, &HashSet::from([mailbox.id]))?;
         batch.remove(&e.mailboxes, keys::u64_key(mailbox.id).to_vec());
         batch.remove(&e.mailbox_names, keys::mailbox_name_key(account, name));
         if mailbox.subscribed {
@@ -1579,6 +1588,7 @@ impl Writer {
         let Some(account) = e.account(id)? else { return Ok(false) };
         let mut batch = e.db.batch();
         let mut released = HashMap::new();
+        let mut removed_mailboxes = HashSet::new();
         for mut mailbox in e.account_mailboxes(id)? {
             let uids: Vec<u32> = e.message_uids(mailbox.id)?;
             self.remove_messages(&mut batch, &mut mailbox, &uids, &mut released, false)?;
@@ -1589,12 +1599,11 @@ impl Writer {
                 batch.remove(&e.acl, keys::acl_key(&entry.identifier.to_string(), mailbox.id));
             }
             self.drop_private_seen(&mut batch, &mailbox, None)?;
-            for item in e.metadata.prefix(keys::metadata_key(None, Some(mailbox.id), "")) {
-                batch.remove(&e.metadata, item.key()?.to_vec());
-            }
+            removed_mailboxes.insert(mailbox.id);
             batch.remove(&e.mailboxes, keys::u64_key(mailbox.id).to_vec());
             batch.remove(&e.mailbox_names, keys::mailbox_name_key(id, &mailbox.name));
         }
+        self.drop_mailbox_metadata(&mut batch, &removed_mailboxes)?;
         // Every private annotation of the user, on any mailbox or the server.
         for item in e.metadata.prefix(id.to_be_bytes()) {
             batch.remove(&e.metadata, item.key()?.to_vec());
