@@ -118,9 +118,18 @@ fn every_right_is_checked_by_a_command_that_needs_it() {
     bob.ok(&format!("CREATE {sub}"));
     assert!(alice.ok("LIST \"\" \"Team/*\"").all().contains("Team/Sub"));
     assert!(bob.run(&format!("DELETE {sub}")).done.starts_with("NO [NOPERM]"));
+    // RENAME inside the owner's tree: `x` on the mailbox and `k` on the new parent (RFC 4314 §4).
+    let renamed = "\"Other Users/alice@example.test/Team/Renamed\"";
+    assert!(bob.run(&format!("RENAME {sub} {renamed}")).done.starts_with("NO [NOPERM]"), "no x yet");
     alice.ok("SETACL Team/Sub bob@example.test lx");
-    bob.ok(&format!("DELETE {sub}"));
-    assert!(!alice.ok("LIST \"\" \"Team/*\"").all().contains("Team/Sub"));
+    assert!(bob.run(&format!("RENAME {sub} Mine")).done.starts_with("NO [CANNOT]"), "not into bob's own tree");
+    let top = "\"Other Users/alice@example.test/Top\"";
+    assert!(bob.run(&format!("RENAME {sub} {top}")).done.starts_with("NO [NOPERM]"), "no k on alice's root");
+    bob.ok(&format!("RENAME {sub} {renamed}"));
+    let list = alice.ok("LIST \"\" \"Team/*\"").all();
+    assert!(list.contains("Team/Renamed") && !list.contains("Team/Sub"), "{list}");
+    bob.ok(&format!("DELETE {renamed}"));
+    assert!(!alice.ok("LIST \"\" \"Team/*\"").all().contains("Team/Renamed"));
 
     // a: the ACL commands.
     assert!(bob.run(&format!("SETACL {TEAM} carol@example.test lr")).done.starts_with("NO [NOPERM]"));

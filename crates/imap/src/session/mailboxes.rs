@@ -351,12 +351,15 @@ impl Session {
         if to.starts_with(&format!("{from}/")) {
             return Ok(Done::no("Cannot move a mailbox below itself").code("CANNOT"));
         }
-        if acl::other_user_name(&from).is_some() || acl::other_user_name(&to).is_some() {
-            // Renaming across or inside another user's tree is not offered (CREATE and
-            // DELETE there are, with `k` and `x`).
-            return Ok(Done::no("Mailboxes of other users cannot be renamed").code("CANNOT"));
-        }
-        match self.server.store.mailbox_rename(self.account_id(), &from, &to).await {
+        let (owner, stored_from, stored_to) = match (acl::other_user_name(&from), acl::other_user_name(&to)) {
+            (None, None) => (self.account_id(), from.clone(), to.clone()),
+            (Some(_), Some(_)) => match self.rename_in_other_tree(&from, &to).await? {
+                Ok(names) => names,
+                Err(done) => return Ok(done),
+            },
+            _ => return Ok(Done::no("Mailboxes cannot move between users").code("CANNOT")),
+        };
+        match self.server.store.mailbox_rename(owner, &stored_from, &stored_to).await {
             Ok(()) => {
                 if let Some(v) = self.state.view_mut()
                     && from != INBOX
@@ -370,6 +373,37 @@ impl Session {
             Err(StoreError::Exists(_)) => Ok(Done::no("Target mailbox exists").code("ALREADYEXISTS")),
             Err(e) => Err(e),
         }
+    }
+
+    /// RENAME inside one other user's tree (RFC 4314 §4): `x` on the mailbox and `k` on the
+    /// new name's parent, both of the same owner. The owner's account and the two names as
+    /// stored, or the answer.
+    async fn rename_in_other_tree(
+        &mut self,
+        from: &str,
+        to: &str,
+    ) -> Result<Result<(tern_store::AccountId, String, String), Done>, StoreError> {
+        let Some(source) = self.locate(from).await? else { return Ok(Err(no_such_mailbox())) };
+        if !source.rights.contains(Rights::DELETE_MAILBOX) {
+            return Ok(Err(not_permitted("rename the mailbox")));
+        }
+        if source.mailbox.name == INBOX {
+            return Ok(Err(Done::no("Another user's INBOX cannot be renamed").code("CANNOT")));
+        }
+        let Some((parent, leaf)) = to.rsplit_once('/') else {
+            return Ok(Err(Done::no("Invalid mailbox name").code("CANNOT")));
+        };
+        let Some(parent) = self.locate(parent).await? else {
+            return Ok(Err(Done::no("You may not create mailboxes there").code("NOPERM")));
+        };
+        if parent.mailbox.account != source.mailbox.account {
+            return Ok(Err(Done::no("Mailboxes cannot move between users").code("CANNOT")));
+        }
+        if !parent.rights.contains(Rights::CREATE) {
+            return Ok(Err(Done::no("You may not create mailboxes there").code("NOPERM")));
+        }
+        let stored_to = format!("{}/{leaf}", parent.mailbox.name);
+        Ok(Ok((source.mailbox.account, source.mailbox.name, stored_to)))
     }
 
     pub(super) async fn subscribe(&mut self, wire: &str, on: bool) -> Result<Done, StoreError> {
