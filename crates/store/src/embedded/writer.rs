@@ -882,8 +882,6 @@ impl Writer {
         Ok(result)
     }
 
-    /// Drops the private `\Seen` records of every reader of a mailbox: all of them, or those
-    /// of `uids` (expunged). Only a shared mailbox (one with an ACL) has readers to look at.
     /// Every annotation on these mailboxes: the shared ones and every user's private ones
     /// (RFC 5464 §3.2: they go with the mailbox). Private ones are keyed by their user first,
     /// so this is one pass over the annotations, which are few.
@@ -901,6 +899,8 @@ impl Writer {
         Ok(())
     }
 
+    /// Drops the private `\Seen` records of every reader of a mailbox: all of them, or those
+    /// of `uids` (expunged). Only a shared mailbox (one with an ACL) has readers to look at.
     fn drop_private_seen(
         &self,
         batch: &mut OwnedWriteBatch,
