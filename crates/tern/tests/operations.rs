@@ -205,14 +205,27 @@ fn embedded_defaults_generate_a_certificate_and_default_data_dir() {
     // to the working directory.
     let dir = tempfile::tempdir().unwrap();
     let cwd = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(BIN)
+    let mut command = std::process::Command::new(BIN);
+    command
         .args(["serve", "--dev"])
         .current_dir(cwd.path())
         .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
         .env_remove("TERN_CONFIG")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(std::process::Stdio::piped());
+    // On a machine where Tern is installed, root's /etc/tern/tern.toml is read instead of the
+    // defaults (as it should be). An empty file is the embedded defaults, so name one then.
+    let system_config = std::path::Path::new("/etc/tern/tern.toml");
+    let is_root = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    };
+    if system_config.exists() && is_root {
+        let empty = dir.path().join("empty.toml");
+        std::fs::write(&empty, b"").unwrap();
+        command.env("TERN_CONFIG", &empty);
+    }
+    let mut child = command.spawn().unwrap();
     let run_file = dir.path().join("tern/run.json");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !run_file.exists() {
