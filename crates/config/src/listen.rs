@@ -87,7 +87,9 @@ pub struct Listen {
     pub public_http: Vec<SocketAddr>,
     /// Load balancers (addresses or CIDR networks) whose connections start with a PROXY
     /// header (HAProxy's PROXY protocol, version 1 or 2) naming the client; on every mail
-    /// listener. Connections from anywhere else are taken as they are.
+    /// listener. On the HTTP listeners the header is optional, and without one the
+    /// requests' `X-Forwarded-For` names the client. Connections from anywhere else are taken
+    /// as they are.
     pub proxy_from: Vec<String>,
 }
 

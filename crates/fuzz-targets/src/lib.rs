@@ -269,8 +269,13 @@ fn balanced(out: &[u8]) {
 /// claims more bytes than it was given nor more than the limit, and more input never turns
 /// a complete header into another.
 pub fn proxy_header(data: &[u8]) {
-    use tern_guard::proxy::{MAX_HEADER, Parsed, parse};
-    match parse(data) {
+    use tern_guard::proxy::{MAX_HEADER, Parsed, parse, starts_with_header};
+    // Where the header is optional (HTTP), a header is never taken for the protocol's own bytes.
+    let parsed = parse(data);
+    if matches!(parsed, Parsed::Header { .. }) {
+        assert_eq!(starts_with_header(data), Some(true), "{:?}", String::from_utf8_lossy(data));
+    }
+    match parsed {
         Parsed::Header { len, source } => {
             assert!(len <= data.len() && len <= MAX_HEADER, "header of {len} bytes from {}", data.len());
             assert!(len >= 15, "shorter than the shortest header: {len}");

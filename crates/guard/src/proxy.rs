@@ -75,6 +75,28 @@ pub fn parse(input: &[u8]) -> Parsed {
     }
 }
 
+/// The signature a version 2 header starts with (the PROXY protocol specification, 2.2).
+const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+/// How a version 1 line starts (2.1).
+const V1_START: &[u8; 6] = b"PROXY ";
+
+/// Whether the first bytes of a connection are the start of a PROXY header (pure): `None`
+/// while too few bytes have come to tell. For protocols whose own first bytes cannot be
+/// taken for one (HTTP requests, TLS records), where a trusted balancer's header is optional.
+pub fn starts_with_header(input: &[u8]) -> Option<bool> {
+    let mut undecided = false;
+    for signature in [&V1_START[..], &V2_SIGNATURE[..]] {
+        let n = input.len().min(signature.len());
+        if input[..n] == signature[..n] {
+            if n == signature.len() {
+                return Some(true);
+            }
+            undecided = true;
+        }
+    }
+    if undecided { None } else { Some(false) }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("no PROXY header within {0:?}")]
@@ -117,6 +139,36 @@ pub async fn read_header(stream: &mut TcpStream, wait: Duration) -> Result<Optio
         }
     };
     tokio::time::timeout(wait, read).await.map_err(|_| ProxyError::Timeout(wait))?
+}
+
+/// As [`read_header`] where the header is optional: `Ok(None)` also when the connection
+/// starts with anything else (nothing of it is consumed).
+pub async fn read_optional_header(stream: &mut TcpStream, wait: Duration) -> Result<Option<SocketAddr>, ProxyError> {
+    let look = async {
+        let mut buf = [0u8; V2_SIGNATURE.len()];
+        let mut seen = 0;
+        loop {
+            let n = stream.peek(&mut buf).await?;
+            if n == 0 {
+                return Err(ProxyError::Closed);
+            }
+            match starts_with_header(&buf[..n]) {
+                Some(header) => return Ok(header),
+                None => {
+                    if n == seen {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    seen = n;
+                }
+            }
+        }
+    };
+    let started = tokio::time::Instant::now();
+    let header = tokio::time::timeout(wait, look).await.map_err(|_| ProxyError::Timeout(wait))??;
+    if !header {
+        return Ok(None);
+    }
+    read_header(stream, wait.saturating_sub(started.elapsed())).await
 }
 
 #[cfg(test)]
@@ -187,6 +239,48 @@ mod tests {
         let mut long = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\xff\xff".to_vec();
         long.resize(MAX_HEADER, 0);
         assert!(matches!(parse(&long), Parsed::Invalid(_)));
+    }
+
+    #[test]
+    fn what_may_start_a_header() {
+        assert_eq!(starts_with_header(b"PROXY TCP4 "), Some(true));
+        assert_eq!(starts_with_header(b"PROX"), None);
+        assert_eq!(starts_with_header(b"\r\n\r\n"), None);
+        assert_eq!(starts_with_header(&v2(0, 0, &[], &[])), Some(true));
+        assert_eq!(starts_with_header(b"GET / HTTP/1.1\r\n"), Some(false));
+        assert_eq!(starts_with_header(b"POST"), Some(false));
+        assert_eq!(starts_with_header(b"PROXYZ"), Some(false));
+        assert_eq!(starts_with_header(b"\x16\x03\x01"), Some(false));
+        assert_eq!(starts_with_header(b"\r\n\r\n\0\r\nQUIT\r"), Some(false));
+    }
+
+    #[tokio::test]
+    async fn an_optional_header_is_read_when_sent_and_nothing_is_taken_when_not() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        for (first, rest, expected) in [
+            (&b"PRO"[..], &b"XY TCP4 192.0.2.7 198.51.100.1 40000 80\r\nGET"[..], Some("192.0.2.7:40000")),
+            (&b"GE"[..], &b"T / HTTP/1.1\r\n"[..], None),
+            (&b"\r\n"[..], &b"GET / HTTP/1.1\r\n"[..], None),
+        ] {
+            let client = tokio::spawn(async move {
+                let mut c = TcpStream::connect(addr).await.unwrap();
+                c.write_all(first).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                c.write_all(rest).await.unwrap();
+                c
+            });
+            let (mut server, _) = listener.accept().await.unwrap();
+            let source = read_optional_header(&mut server, Duration::from_secs(5)).await.unwrap();
+            assert_eq!(source, expected.map(|a| a.parse().unwrap()));
+            let mut next = [0u8; 3];
+            server.read_exact(&mut next).await.unwrap();
+            let whole = [first, rest].concat();
+            let after = if expected.is_some() { &b"GET"[..] } else { &whole[..3] };
+            assert_eq!(&next, after);
+            let _client = client.await.unwrap();
+        }
     }
 
     #[tokio::test]

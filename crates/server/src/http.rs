@@ -8,13 +8,57 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tern_config::Cidr;
 use tern_store::Store;
 
-/// The address of the client of an HTTP request.
+/// The address of the client of an HTTP request: the connection's peer, or the client a
+/// trusted balancer or proxy (`[listen] proxy_from`) names (see [`Arrival`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::SocketAddr);
+
+/// How a connection reached an HTTP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// From the client itself, or from a balancer that named the client in a PROXY header.
+    Client(SocketAddr),
+    /// From a trusted address without a PROXY header: an HTTP proxy, whose `X-Forwarded-For`
+    /// names the client (or the balancer's own health check, which has none).
+    Proxy(SocketAddr),
+}
+
+/// The client of one request. Behind a trusted HTTP proxy: the last address in
+/// `X-Forwarded-For` that is not itself one of `proxy_from` (each proxy appends the address
+/// it was reached from, so the entries before those are whatever the client claimed). The
+/// proxy's own address when the header is missing or an entry does not parse.
+fn client_of(arrival: Arrival, headers: &axum::http::HeaderMap, proxy_from: &[Cidr]) -> SocketAddr {
+    let proxy = match arrival {
+        Arrival::Client(client) => return client,
+        Arrival::Proxy(proxy) => proxy,
+    };
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .collect();
+    for entry in entries.iter().rev() {
+        let ip = match entry.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            // Some proxies add the port (`192.0.2.7:4711`, `[2001:db8::7]:4711`).
+            Err(_) => match entry.parse::<SocketAddr>() {
+                Ok(addr) => addr.ip(),
+                Err(_) => return proxy,
+            },
+        };
+        if !proxy_from.iter().any(|net| net.contains(ip)) {
+            return SocketAddr::new(ip, 0);
+        }
+    }
+    proxy
+}
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -37,11 +81,13 @@ const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(
 
 /// Serves `router` on `listener` until `shutdown`, over TLS when `tls` is given, each
 /// connection bounded by [`HEADER_TIMEOUT`] (the TLS handshake included) and
-/// [`CONNECTION_LIFETIME`].
+/// [`CONNECTION_LIFETIME`]. Connections from `proxy_from` may start with a PROXY header (v1
+/// or v2) naming the client; without one, their requests' `X-Forwarded-For` does.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     tls: Option<tern_tls::TlsAcceptor>,
+    proxy_from: Arc<[Cidr]>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     loop {
@@ -59,11 +105,27 @@ pub async fn serve(
         let router = router.clone();
         let shutdown = shutdown.clone();
         let tls = tls.clone();
+        let proxy_from = Arc::clone(&proxy_from);
         tokio::spawn(async move {
+            let mut stream = stream;
+            let arrival = if proxy_from.iter().any(|net| net.contains(peer.ip())) {
+                // Optional here: an HTTP request or a TLS record never starts like a header, and
+                // the balancer's health checks and HTTP proxies send none.
+                match tern_guard::proxy::read_optional_header(&mut stream, HEADER_TIMEOUT).await {
+                    Ok(Some(client)) => Arrival::Client(client),
+                    Ok(None) => Arrival::Proxy(peer),
+                    Err(e) => {
+                        tracing::warn!(proxy = %peer, error = %e, "HTTP connection refused: bad PROXY header");
+                        return;
+                    }
+                }
+            } else {
+                Arrival::Client(peer)
+            };
             match tls {
-                None => serve_connection(stream, peer, router, shutdown).await,
+                None => serve_connection(stream, arrival, proxy_from, router, shutdown).await,
                 Some(tls) => match tokio::time::timeout(HEADER_TIMEOUT, tls.accept(stream)).await {
-                    Ok(Ok(stream)) => serve_connection(stream, peer, router, shutdown).await,
+                    Ok(Ok(stream)) => serve_connection(stream, arrival, proxy_from, router, shutdown).await,
                     Ok(Err(e)) => tracing::debug!(client = %peer, error = %e, "HTTPS: TLS handshake failed"),
                     Err(_) => tracing::debug!(client = %peer, "HTTPS: TLS handshake timed out"),
                 },
@@ -75,7 +137,8 @@ pub async fn serve(
 /// One HTTP/1.1 connection, until it ends, its lifetime is reached, or shutdown.
 async fn serve_connection<S>(
     stream: S,
-    peer: std::net::SocketAddr,
+    arrival: Arrival,
+    proxy_from: Arc<[Cidr]>,
     router: Router,
     shutdown: tokio_util::sync::CancellationToken,
 ) where
@@ -83,8 +146,19 @@ async fn serve_connection<S>(
 {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
-    // Handlers that guard logins (the REST API's tokens) need the client's address.
-    let service = TowerToHyperService::new(router.layer(axum::Extension(ClientAddr(peer))));
+    let peer = match arrival {
+        Arrival::Client(a) | Arrival::Proxy(a) => a,
+    };
+    // Handlers that guard logins (the REST API's tokens, the web admin's sign-in) need the
+    // client's address: each request's, as a proxy's connection carries many clients.
+    let router = router.layer(axum::middleware::from_fn(
+        move |mut request: axum::extract::Request, next: axum::middleware::Next| {
+            let client = client_of(arrival, request.headers(), &proxy_from);
+            request.extensions_mut().insert(ClientAddr(client));
+            next.run(request)
+        },
+    ));
+    let service = TowerToHyperService::new(router);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
@@ -153,5 +227,43 @@ async fn readyz(State(s): State<HttpState>) -> (StatusCode, &'static str) {
         (StatusCode::SERVICE_UNAVAILABLE, "store not writable\n")
     } else {
         (StatusCode::OK, "ready\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_client_behind_trusted_proxies() {
+        let trusted = [Cidr::parse("10.0.0.0/8").unwrap(), Cidr::parse("2001:db8:ff::/48").unwrap()];
+        let proxy: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+        let ip = |h: &[&str]| client_of(Arrival::Proxy(proxy), &headers(h), &trusted).ip().to_string();
+        // The address the proxy appended, not what the client put before it.
+        assert_eq!(ip(&["198.51.100.1, 192.0.2.7"]), "192.0.2.7");
+        assert_eq!(ip(&["198.51.100.1", "192.0.2.7"]), "192.0.2.7");
+        // A chain of trusted proxies is walked back to the first address that is not one.
+        assert_eq!(ip(&["198.51.100.1, 192.0.2.7, 10.1.1.1"]), "192.0.2.7");
+        assert_eq!(ip(&["2001:db8::7, 2001:db8:ff::1"]), "2001:db8::7");
+        assert_eq!(ip(&["192.0.2.7:4711"]), "192.0.2.7");
+        assert_eq!(ip(&["[2001:db8::7]:4711"]), "2001:db8::7");
+        // Nothing usable: the proxy itself.
+        assert_eq!(ip(&[]), "10.0.0.2");
+        assert_eq!(ip(&["10.1.1.1"]), "10.0.0.2");
+        assert_eq!(ip(&["192.0.2.7, unknown"]), "10.0.0.2");
+        assert_eq!(ip(&[""]), "10.0.0.2");
+        // A connection from the client itself, or named by a PROXY header: the header is the
+        // client's own claim and counts for nothing.
+        let client: SocketAddr = "192.0.2.9:4000".parse().unwrap();
+        assert_eq!(client_of(Arrival::Client(client), &headers(&["203.0.113.1"]), &trusted), client);
     }
 }

@@ -582,19 +582,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         );
         tokio::spawn(service.run(shutdown.clone()))
     });
+    let proxy_from: Arc<[tern_config::Cidr]> = config.proxy_from().into();
     for listener in sockets.remove(&Service::Http).unwrap_or_default() {
         bound.entry("http").or_default().push(listener.local_addr()?.to_string());
-        tokio::spawn(http::serve(listener, http::router(http_state.clone()), None, shutdown.clone()));
+        tokio::spawn(http::serve(
+            listener,
+            http::router(http_state.clone()),
+            None,
+            Arc::clone(&proxy_from),
+            shutdown.clone(),
+        ));
     }
     for listener in sockets.remove(&Service::Https).unwrap_or_default() {
         bound.entry("https").or_default().push(listener.local_addr()?.to_string());
         let router = http::public_router(&http_state);
-        tokio::spawn(http::serve(listener, router, Some(https_tls.clone()), shutdown.clone()));
+        tokio::spawn(http::serve(listener, router, Some(https_tls.clone()), Arc::clone(&proxy_from), shutdown.clone()));
     }
     for listener in sockets.remove(&Service::PublicHttp).unwrap_or_default() {
         bound.entry("public_http").or_default().push(listener.local_addr()?.to_string());
         let router = http::public_router(&http_state);
-        tokio::spawn(http::serve(listener, router, None, shutdown.clone()));
+        tokio::spawn(http::serve(listener, router, None, Arc::clone(&proxy_from), shutdown.clone()));
     }
 
     admin::serve_socket(admin::socket_path(&config.data_dir), admin_context, shutdown.clone()).await?;

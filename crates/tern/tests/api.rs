@@ -42,6 +42,18 @@ fn call(
     (code, www, json)
 }
 
+/// A GET written after `prelude` (a PROXY header, say) with `headers` added: the status, 0
+/// when the connection closes without an answer.
+fn status_via(s: &TestServer, prelude: &[u8], headers: &str, path: &str, token: Option<&str>) -> u16 {
+    let mut stream = TcpStream::connect(s.http).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    stream.write_all(prelude).unwrap();
+    let _ = write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}{headers}\r\n");
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
 /// The secret `tern token create` prints (its last line).
 fn token(s: &TestServer, name: &str, scope: &str) -> String {
     let out = s.ok(&["token", "create", name, "--scope", scope]);
@@ -190,8 +202,9 @@ fn token_guessing_is_banned_like_a_password_guesser() {
     assert_eq!(call(&s, "GET", "/api/v1/status", Some(&admin), None).0, 200);
     let started = std::time::Instant::now();
     for i in 0..3 {
-        let (code, _, _) = call(&s, "GET", "/api/v1/status", Some(&format!("tern_guess{i}")), None);
-        assert_eq!(code, 401);
+        // Naming another client in X-Forwarded-For changes nothing: no proxy is trusted here.
+        let xff = format!("X-Forwarded-For: 192.0.2.{i}\r\n");
+        assert_eq!(status_via(&s, b"", &xff, "/api/v1/status", Some(&format!("tern_guess{i}"))), 401);
     }
     assert!(started.elapsed() >= std::time::Duration::from_millis(2500), "failures are slowed (0.5 + 1 + 1.5 s)");
     let (code, _, body) = call(&s, "GET", "/api/v1/status", Some(&admin), None);
@@ -201,6 +214,45 @@ fn token_guessing_is_banned_like_a_password_guesser() {
     assert!(greeting.starts_with("* BYE [UNAVAILABLE]"), "one ban list for every way in: {greeting}");
     let (_, metrics) = s.http_get("/metrics");
     assert!(metrics.contains("tern_auth_failures_total{service=\"api\"} 3"), "{metrics}");
+}
+
+/// Behind a balancer (`proxy_from`) the HTTP listener takes the client's address from a
+/// PROXY header (optional there: health checks send none) or, from an HTTP proxy, from the
+/// last `X-Forwarded-For` entry the proxy added: a guesser is banned, not the balancer and
+/// every client behind it.
+#[test]
+fn balancers_and_proxies_name_the_http_client() {
+    let s = TestServer::started(
+        "proxy_from = [\"127.0.0.1\"]\n[limits]\nexempt = []\nauth_failures_before_ban = 3\nban_seconds = 60\n",
+    );
+    let admin = token(&s, "ops", "admin");
+    let v1 = |ip: &str| format!("PROXY TCP4 {ip} 127.0.0.1 40000 8080\r\n").into_bytes();
+    let v2_local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+    // The balancer's health checks, with no header or a LOCAL one.
+    assert_eq!(status_via(&s, b"", "", "/readyz", None), 200);
+    assert_eq!(status_via(&s, v2_local, "", "/readyz", None), 200);
+    for i in 0..3 {
+        assert_eq!(status_via(&s, &v1("192.0.2.50"), "", "/api/v1/status", Some(&format!("tern_guess{i}"))), 401);
+    }
+    let status = |prelude: &[u8], headers: &str| status_via(&s, prelude, headers, "/api/v1/status", Some(&admin));
+    assert_eq!(status(&v1("192.0.2.50"), ""), 429, "the guesser is banned");
+    // The same client through an HTTP proxy; what it claims before the proxy's entry is ignored.
+    assert_eq!(status(b"", "X-Forwarded-For: 192.0.2.50\r\n"), 429);
+    assert_eq!(status(b"", "X-Forwarded-For: 203.0.113.9, 192.0.2.50\r\n"), 429);
+    // After a PROXY header, X-Forwarded-For is the client's own claim.
+    assert_eq!(status(&v1("192.0.2.50"), "X-Forwarded-For: 203.0.113.9\r\n"), 429);
+    // Other clients, and the balancer itself, are not banned.
+    assert_eq!(status(&v1("192.0.2.51"), ""), 200);
+    assert_eq!(status(b"", "X-Forwarded-For: 192.0.2.50, 203.0.113.9\r\n"), 200);
+    assert_eq!(status(b"", ""), 200);
+    // One ban list: the guesser reaching IMAP through the balancer is refused.
+    let mut imap = Client::connect(s.imap);
+    imap.send(b"PROXY TCP4 192.0.2.50 127.0.0.1 40000 143\r\n");
+    let greeting = imap.read_line().unwrap_or_default();
+    assert!(greeting.starts_with("* BYE [UNAVAILABLE]"), "{greeting}");
+    // A broken header from the balancer: closed without an answer.
+    assert_eq!(status(b"PROXY TCP4 999.0.2.50 127.0.0.1 40000 8080\r\n", ""), 0);
+    assert!(s.log().contains("HTTP connection refused: bad PROXY header"), "{}", s.log());
 }
 
 /// The OpenAPI 3 description at `/api/v1/openapi.json` is made from the handlers: every
