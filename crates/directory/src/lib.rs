@@ -81,7 +81,16 @@ pub enum Resolution {
     /// Our domain, but nobody by that name.
     Unknown,
     /// Local accounts (deduplicated) and external addresses to forward to.
-    Deliver { accounts: Vec<AccountId>, external: Vec<String> },
+    Deliver { accounts: Vec<LocalAccount>, external: Vec<String> },
+}
+
+/// An account mail resolves to, with what the message path needs of its record (read once,
+/// with the address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalAccount {
+    pub id: AccountId,
+    /// Its storage limit in bytes, if it has one.
+    pub quota_bytes: Option<u64>,
 }
 
 /// Storage an account uses and may use, in bytes.
@@ -331,10 +340,17 @@ impl Directory {
     /// all its mailboxes); `None` when it has no quota or no longer exists. Read fresh: an
     /// administrator's change applies at once.
     pub async fn quota(&self, account: AccountId) -> Result<Option<Quota>> {
-        let Some(limit) = self.store.account_get(account).await?.and_then(|a| a.quota_bytes) else {
+        let limit = self.store.account_get(account).await?.and_then(|a| a.quota_bytes);
+        self.quota_of(LocalAccount { id: account, quota_bytes: limit }).await
+    }
+
+    /// As [`Directory::quota`] for an account whose limit is known (a resolved recipient):
+    /// no read at all when it has none.
+    pub async fn quota_of(&self, account: LocalAccount) -> Result<Option<Quota>> {
+        let Some(limit) = account.quota_bytes else {
             return Ok(None);
         };
-        let used = self.store.mailbox_list(account).await?.iter().map(|m| m.size).sum();
+        let used = self.store.mailbox_list(account.id).await?.iter().map(|m| m.size).sum();
         Ok(Some(Quota { used, limit }))
     }
 
@@ -612,7 +628,7 @@ impl Directory {
                 for t in &alias.targets {
                     self.expand(t, 1, &mut visited, &mut accounts, &mut external).await?;
                 }
-                if accounts.contains(&account.id) {
+                if accounts.iter().any(|a| a.id == account.id) {
                     return Ok(true);
                 }
             }
@@ -661,7 +677,7 @@ impl Directory {
         start: &str,
         depth: usize,
         visited: &mut HashSet<String>,
-        accounts: &mut Vec<AccountId>,
+        accounts: &mut Vec<LocalAccount>,
         external: &mut Vec<String>,
     ) -> Result<()> {
         let mut work = vec![(start.to_string(), depth)];
@@ -692,8 +708,8 @@ impl Directory {
             let mut found = false;
             for candidate in &candidates {
                 if let Some(account) = self.store.account_by_address(candidate).await? {
-                    if !accounts.contains(&account.id) {
-                        accounts.push(account.id);
+                    if !accounts.iter().any(|a| a.id == account.id) {
+                        accounts.push(LocalAccount { id: account.id, quota_bytes: account.quota_bytes });
                     }
                     found = true;
                     break;

@@ -11,7 +11,7 @@ async fn setup() -> (tempfile::TempDir, Directory) {
 
 fn accounts(r: &Resolution) -> Vec<AccountId> {
     match r {
-        Resolution::Deliver { accounts, .. } => accounts.clone(),
+        Resolution::Deliver { accounts, .. } => accounts.iter().map(|a| a.id).collect(),
         other => panic!("expected delivery, got {other:?}"),
     }
 }
@@ -45,7 +45,8 @@ async fn aliases_expand_recursively_to_local_and_external_targets() {
     .await
     .unwrap();
     match d.resolve("Team@example.org").await.unwrap() {
-        Resolution::Deliver { mut accounts, external } => {
+        Resolution::Deliver { accounts, external } => {
+            let mut accounts: Vec<AccountId> = accounts.iter().map(|a| a.id).collect();
             accounts.sort();
             assert_eq!(accounts, vec![alice.id, bob.id]);
             assert_eq!(external, vec!["carol@external.test".to_string()]);

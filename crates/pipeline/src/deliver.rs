@@ -193,7 +193,7 @@ pub async fn deliver_report(
     let mut remote = Vec::new();
     match directory.resolve(to).await? {
         Resolution::Deliver { accounts, external } => {
-            targets.extend(accounts.into_iter().map(DeliveryTarget::inbox));
+            targets.extend(accounts.into_iter().map(|a| DeliveryTarget::inbox(a.id)));
             remote.extend(external.into_iter().map(|address| NewQueueRecipient {
                 address,
                 orcpt: None,

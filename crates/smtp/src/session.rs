@@ -502,7 +502,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
         if remote.is_empty() && !accounts.is_empty() {
             let mut full = 0;
             for &account in &accounts {
-                match self.server.directory.quota(account).await {
+                match self.server.directory.quota_of(account).await {
                     Ok(Some(q)) if q.used >= q.limit || !q.fits(declared) => full += 1,
                     Ok(_) => {}
                     Err(e) => {
@@ -540,7 +540,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static> Session<S> {
                 address,
                 orcpt: rcpt.orcpt,
                 notify: rcpt.notify,
-                accounts,
+                accounts: accounts.iter().map(|a| a.id).collect(),
                 remote,
                 mailbox,
                 flags: Flags::default(),
