@@ -124,6 +124,9 @@ fn failed_logins_on_one_node_ban_the_address_on_all() {
 struct Balancer {
     child: std::process::Child,
     smtp: std::net::SocketAddr,
+    /// The nodes' HTTP listeners (API and web admin) behind HAProxy in HTTP mode, which
+    /// names the client in `X-Forwarded-For`.
+    admin: std::net::SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -131,9 +134,12 @@ impl Balancer {
     fn start(nodes: &[&TestServer]) -> Balancer {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        let admin_port = free_port();
         let mut servers = String::new();
+        let mut admins = String::new();
         for (i, n) in nodes.iter().enumerate() {
             servers.push_str(&format!("    server n{i} {} port {}\n", n.smtp, n.http.port()));
+            admins.push_str(&format!("    server a{i} {}\n", n.http));
         }
         let config = format!(
             "global\n    maxconn 2000\n\
@@ -141,7 +147,11 @@ impl Balancer {
              retries 3\n    option redispatch\n\
              frontend smtp\n    bind 127.0.0.1:{port}\n    default_backend nodes\n\
              backend nodes\n    balance roundrobin\n    option httpchk GET /readyz\n    \
-             default-server send-proxy-v2 source 127.0.0.2 check inter 300ms fall 1 rise 2\n{servers}"
+             default-server send-proxy-v2 source 127.0.0.2 check inter 300ms fall 1 rise 2\n{servers}\
+             frontend admin\n    mode http\n    bind 127.0.0.1:{admin_port}\n    default_backend admins\n\
+             backend admins\n    mode http\n    balance roundrobin\n    option forwardfor\n    \
+             option httpchk GET /readyz\n    \
+             default-server source 127.0.0.2 check inter 300ms fall 1 rise 2\n{admins}"
         );
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, config).unwrap();
@@ -166,7 +176,8 @@ impl Balancer {
             assert!(Instant::now() < deadline, "HAProxy did not come up");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Balancer { child, smtp, _dir: dir }
+        let admin = format!("127.0.0.1:{admin_port}").parse().unwrap();
+        Balancer { child, smtp, admin, _dir: dir }
     }
 }
 
@@ -186,6 +197,63 @@ fn connect_from(source: &str, to: std::net::SocketAddr) -> std::io::Result<Clien
     let stream: std::net::TcpStream = socket.into();
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     Ok(Client::from_stream(stream))
+}
+
+/// One API request from `source` through the balancer's HTTP frontend: the status (0 when
+/// there is no answer).
+fn api_status(source: &str, balancer: &Balancer, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let Ok(mut c) = connect_from(source, balancer.admin) else { return 0 };
+    let request = format!(
+        "GET /api/v1/status HTTP/1.1\r\nHost: admin.test\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    if c.stream.write_all(request.as_bytes()).is_err() {
+        return 0;
+    }
+    let mut text = String::new();
+    let _ = c.stream.read_to_string(&mut text);
+    text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
+}
+
+/// HAProxy in HTTP mode before two nodes (`option forwardfor`): a token guesser is banned by
+/// its own address on every node, not the proxy, and the clients beside it go on.
+#[test]
+fn the_api_behind_an_http_proxy_bans_the_guesser_not_the_proxy() {
+    if !have("haproxy") {
+        panic!("haproxy is not installed (scripts/test.sh installs it)");
+    }
+    let store = cluster_store();
+    let extra =
+        format!("proxy_from = [\"127.0.0.2/32\"]\n{store}[limits]\nexempt = []\nauth_failures_before_ban = 3\n");
+    let first = TestServer::started(&extra);
+    let second = another_node(&extra);
+    let balancer = Balancer::start(&[&first, &second]);
+    let token =
+        first.ok(&["token", "create", "ops", "--scope", "admin"]).lines().last().unwrap_or_default().to_string();
+    // Through the proxy, the token works on both nodes (round robin).
+    for _ in 0..2 {
+        assert_eq!(api_status("127.0.0.4", &balancer, &token), 200);
+    }
+    for i in 0..3 {
+        assert_eq!(api_status("127.0.0.3", &balancer, &format!("tern_guess{i}")), 401);
+    }
+    // Banned on both nodes (each answers one of two requests; the ban reaches the node that
+    // saw fewer failures through the database within a second or two).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answers = [api_status("127.0.0.3", &balancer, &token), api_status("127.0.0.3", &balancer, &token)];
+        if answers == [429, 429] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the guesser is not banned on every node: {answers:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The client beside it, and the proxy's own connections (health checks), are not.
+    for _ in 0..2 {
+        assert_eq!(api_status("127.0.0.4", &balancer, &token), 200);
+    }
+    let (code, _) = first.http_get("/readyz");
+    assert_eq!(code, 200);
 }
 
 /// One SMTP attempt through the balancer; true when the message got its 250.
