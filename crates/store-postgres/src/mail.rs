@@ -617,6 +617,55 @@ impl DirectoryStore for PgStore {
     async fn api_token_remove(&self, name: &str) -> StoreResult<bool> {
         self.directory_write("DELETE FROM api_tokens WHERE name = $1", name.to_string(), None).await
     }
+
+    async fn web_session_get(&self, key: &str) -> StoreResult<Option<WebSession>> {
+        self.directory_record("SELECT record FROM web_sessions WHERE key = $1", &key, "web session").await
+    }
+
+    async fn web_sessions_of(&self, account: AccountId) -> StoreResult<Vec<WebSession>> {
+        let client = self.client().await?;
+        let rows = client
+            .rows("SELECT record FROM web_sessions WHERE account = $1 ORDER BY (record->>'created')::BIGINT", &[&id(account)])
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(|r| rows::json(r, 0, "web session")).collect()
+    }
+
+    // Sessions are no directory change: single statements (each its own durable commit),
+    // no NOTIFY, no cache emptied.
+    async fn web_session_put(&self, session: WebSession) -> StoreResult<()> {
+        let record = rows::to_json(&session)?;
+        let client = self.client().await?;
+        client
+            .run(
+                "INSERT INTO web_sessions (key, account, expires, record) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (key) DO UPDATE SET expires = excluded.expires, record = excluded.record",
+                &[&session.key, &id(session.account), &session.expires, &record],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
+    async fn web_session_remove(&self, which: WebSessionsToRemove) -> StoreResult<usize> {
+        let client = self.client().await?;
+        let n = match which {
+            WebSessionsToRemove::One(key) => client.run("DELETE FROM web_sessions WHERE key = $1", &[&key]).await,
+            WebSessionsToRemove::OfAccount { account, except } => {
+                client
+                    .run(
+                        "DELETE FROM web_sessions WHERE account = $1 AND key IS DISTINCT FROM $2",
+                        &[&id(account), &except],
+                    )
+                    .await
+            }
+            WebSessionsToRemove::ExpiredAt(now) => {
+                client.run("DELETE FROM web_sessions WHERE expires <= $1", &[&now]).await
+            }
+        }
+        .map_err(pg_error)?;
+        Ok(n as usize)
+    }
 }
 
 async fn mailbox_uids(tx: &Tx<'_>, mailbox: MailboxId) -> StoreResult<Vec<u32>> {

@@ -190,6 +190,13 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE api_tokens (name TEXT PRIMARY KEY, record JSONB NOT NULL);
     "#,
+    // 14: the web admin's sign-in sessions, shared by the nodes (cookie hashes only).
+    r#"
+    CREATE TABLE web_sessions (key TEXT PRIMARY KEY, account BIGINT NOT NULL, expires BIGINT NOT NULL,
+                               record JSONB NOT NULL);
+    CREATE INDEX web_sessions_account ON web_sessions (account);
+    CREATE INDEX web_sessions_expires ON web_sessions (expires);
+    "#,
 ];
 
 /// Brings the database to [`SCHEMA_VERSION`]; returns the version it found.

@@ -802,6 +802,48 @@ pub async fn api_tokens_are_kept_by_name(backend: &dyn Backend) {
     store.shutdown().await.unwrap();
 }
 
+/// The web admin's sessions: found by key, replaced, kept across a restart, removed one by
+/// one, by account (all but one) and by expiry.
+pub async fn web_sessions_are_kept_and_removed(backend: &dyn Backend) {
+    let store = backend.open().await;
+    let session = |key: &str, account: AccountId, created: i64, expires: i64| WebSession {
+        key: key.into(),
+        account,
+        password: "p".into(),
+        csrf: format!("c-{key}"),
+        created,
+        seen: created,
+        expires,
+        notice: None,
+    };
+    store.web_session_put(session("a1", 1, 10, 100)).await.unwrap();
+    store.web_session_put(session("a2", 1, 5, 200)).await.unwrap();
+    store.web_session_put(session("a3", 1, 20, 300)).await.unwrap();
+    store.web_session_put(session("b1", 2, 10, 100)).await.unwrap();
+    let mut noticed = session("b1", 2, 10, 150);
+    noticed.notice = Some(WebNotice::Done("Saved.".into()));
+    store.web_session_put(noticed.clone()).await.unwrap();
+    store.shutdown().await.unwrap();
+    drop(store);
+    let store = backend.open().await;
+    assert_eq!(store.web_session_get("b1").await.unwrap(), Some(noticed));
+    assert_eq!(store.web_session_get("nope").await.unwrap(), None);
+    let keys = |list: Vec<WebSession>| list.into_iter().map(|s| s.key).collect::<Vec<_>>();
+    assert_eq!(keys(store.web_sessions_of(1).await.unwrap()), ["a2", "a1", "a3"], "oldest first");
+    assert_eq!(store.web_session_remove(WebSessionsToRemove::One("a1".into())).await.unwrap(), 1);
+    assert_eq!(store.web_session_remove(WebSessionsToRemove::One("a1".into())).await.unwrap(), 0);
+    let all_but = WebSessionsToRemove::OfAccount { account: 1, except: Some("a3".into()) };
+    assert_eq!(store.web_session_remove(all_but).await.unwrap(), 1);
+    assert_eq!(keys(store.web_sessions_of(1).await.unwrap()), ["a3"]);
+    assert_eq!(store.web_session_remove(WebSessionsToRemove::ExpiredAt(150)).await.unwrap(), 1, "b1 ended at 150");
+    assert_eq!(store.web_session_get("b1").await.unwrap(), None);
+    assert!(store.web_session_get("a3").await.unwrap().is_some());
+    let all = WebSessionsToRemove::OfAccount { account: 1, except: None };
+    assert_eq!(store.web_session_remove(all).await.unwrap(), 1);
+    assert!(store.web_sessions_of(1).await.unwrap().is_empty());
+    store.shutdown().await.unwrap();
+}
+
 pub async fn rename_delete_subscribe_recent(backend: &dyn Backend) {
     let store = backend.open().await;
     let (a, inbox) = inbox_with(&*store, 2).await;
@@ -1094,7 +1136,7 @@ pub async fn changes_reach_hooks_before_the_answer_and_subscribers_in_order(back
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, sieve_ids_are_remembered_until_they_expire, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, append_batches_are_all_or_nothing, acls_name_users_and_go_with_mailboxes_and_users, annotations_keep_their_scope, private_seen_is_per_reader, api_tokens_are_kept_by_name, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
+        $crate::conformance_tests!(@each $make; accounts_get_default_mailboxes_and_names_are_unique, content_is_stored_once_and_freed_with_the_last_copy, uids_increase_are_never_reused_and_survive_reopen, large_message_round_trips_through_chunks, concurrent_deliveries_get_distinct_uids, concurrent_deliveries_keep_quota_contents_threads_and_flags, replies_join_the_thread_of_their_parent, account_removal_frees_everything, sieve_scripts_one_active_survive_restart_and_go_with_the_account, sieve_ids_are_remembered_until_they_expire, special_use_target_falls_back_to_inbox, changes_since_a_modseq, flags_change_counters_and_modseq, copy_and_move_keep_flags_and_references, append_batches_are_all_or_nothing, acls_name_users_and_go_with_mailboxes_and_users, annotations_keep_their_scope, private_seen_is_per_reader, api_tokens_are_kept_by_name, web_sessions_are_kept_and_removed, rename_delete_subscribe_recent, full_text_index_catches_up_and_answers_exactly, queue_entries_are_claimed_once_updated_and_freed_when_final, queue_survives_a_restart_and_leases_end, quarantine_holds_releases_once_and_expires, concurrent_claims_are_exclusive, changes_reach_hooks_before_the_answer_and_subscribers_in_order);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -75,6 +75,15 @@ pub trait DirectoryStore: Send + Sync + 'static {
     /// Creates or replaces a token.
     async fn api_token_put(&self, token: ApiToken) -> StoreResult<()>;
     async fn api_token_remove(&self, name: &str) -> StoreResult<bool>;
+    /// The web admin's session with this key. Sessions are not directory changes: their
+    /// writes send no [`StoreChange`].
+    async fn web_session_get(&self, key: &str) -> StoreResult<Option<WebSession>>;
+    /// An account's sessions.
+    async fn web_sessions_of(&self, account: AccountId) -> StoreResult<Vec<WebSession>>;
+    /// Creates or replaces a session; durable on return.
+    async fn web_session_put(&self, session: WebSession) -> StoreResult<()>;
+    /// Removes sessions; how many.
+    async fn web_session_remove(&self, which: WebSessionsToRemove) -> StoreResult<usize>;
 }
 
 /// Mailboxes, messages and their contents, summaries and search.

@@ -135,6 +135,46 @@ pub struct ApiToken {
     pub created: i64,
 }
 
+/// A web admin sign-in session (issue 17), shared by every node of a cluster and kept across
+/// restarts. Found by `key`, the hash of the cookie's secret (the secret itself is never
+/// stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebSession {
+    pub key: String,
+    pub account: AccountId,
+    /// A hash of the account's password hash at the sign-in: when the password changes, the
+    /// session ends.
+    pub password: String,
+    /// The token every form of the session carries.
+    pub csrf: String,
+    pub created: i64,
+    /// When it was last used (updated at most once a minute).
+    pub seen: i64,
+    /// When it ends unless used again: the earlier of idle and lifetime limits.
+    pub expires: i64,
+    /// A message for the next page it sees.
+    pub notice: Option<WebNotice>,
+}
+
+/// A message a web admin page shows once, after a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "text", rename_all = "lowercase")]
+pub enum WebNotice {
+    Done(String),
+    Failed(String),
+}
+
+/// Which web sessions to remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebSessionsToRemove {
+    /// The one with this key (a sign-out).
+    One(String),
+    /// Every one of an account but `except` (its password changed there).
+    OfAccount { account: AccountId, except: Option<String> },
+    /// Every one that ended before this time.
+    ExpiredAt(i64),
+}
+
 /// What an API token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

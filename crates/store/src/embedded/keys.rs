@@ -80,6 +80,9 @@ pub mod ks {
     pub const PRIVATE_SEEN: &str = "private_seen";
     /// name → ApiToken (JSON): the REST API's tokens. Added without a format change.
     pub const API_TOKENS: &str = "api_tokens";
+    /// key → WebSession (JSON): the web admin's sign-in sessions. Added without a format
+    /// change; not in backups (a restored server asks for a new sign-in).
+    pub const WEB_SESSIONS: &str = "web_sessions";
 }
 
 /// A private `\Seen` key: mailbox ++ user ++ uid; without the uid, the user's prefix.

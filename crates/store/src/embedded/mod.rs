@@ -55,6 +55,7 @@ pub(crate) struct Engine {
     metadata: Keyspace,
     private_seen: Keyspace,
     api_tokens: Keyspace,
+    web_sessions: Keyspace,
     /// Where contents of [`blobfile::FILE_THRESHOLD`] bytes or more live.
     blob_dir: std::path::PathBuf,
     /// The queue's due index (`queue_due`) in memory: claims would otherwise scan the
@@ -122,6 +123,7 @@ impl Engine {
             metadata: open(ks::METADATA)?,
             private_seen: open(ks::PRIVATE_SEEN)?,
             api_tokens: open(ks::API_TOKENS)?,
+            web_sessions: open(ks::WEB_SESSIONS)?,
             blob_dir: blobfile::directory(path),
             due: Mutex::new(std::collections::BTreeSet::new()),
             fts_queue: Mutex::default(),
@@ -443,6 +445,31 @@ impl DirectoryStore for EmbeddedStore {
     async fn api_token_remove(&self, name: &str) -> StoreResult<bool> {
         match self.write(Op::ApiTokenRemove(name.to_string())).await? {
             OpResult::Bool(b) => Ok(b),
+            _ => unexpected(),
+        }
+    }
+
+    async fn web_session_get(&self, key: &str) -> StoreResult<Option<WebSession>> {
+        let key = key.to_string();
+        self.read(move |e| e.web_sessions.get(key.as_bytes())?.map(|v| from_json("web session", &v)).transpose())
+            .await
+    }
+
+    async fn web_sessions_of(&self, account: AccountId) -> StoreResult<Vec<WebSession>> {
+        // Few: a scan is cheap.
+        let all: Vec<WebSession> = self.read(|e| e.list_json(&e.web_sessions, "web session")).await?;
+        let mut mine: Vec<WebSession> = all.into_iter().filter(|s| s.account == account).collect();
+        mine.sort_by_key(|s| s.created);
+        Ok(mine)
+    }
+
+    async fn web_session_put(&self, session: WebSession) -> StoreResult<()> {
+        self.write(Op::WebSessionPut(Box::new(session))).await.map(|_| ())
+    }
+
+    async fn web_session_remove(&self, which: WebSessionsToRemove) -> StoreResult<usize> {
+        match self.write(Op::WebSessionRemove(which)).await? {
+            OpResult::Count(n) => Ok(n),
             _ => unexpected(),
         }
     }

@@ -34,6 +34,8 @@ pub(crate) enum Op {
     AliasRemove(String),
     ApiTokenPut(ApiToken),
     ApiTokenRemove(String),
+    WebSessionPut(Box<WebSession>),
+    WebSessionRemove(WebSessionsToRemove),
     MailboxCreate(AccountId, NewMailbox),
     Deliver(Box<Delivery>),
     AppendBatch(Box<AppendBatch>),
@@ -323,6 +325,43 @@ impl Writer {
                     changes.push(StoreChange::Directory);
                 }
                 Ok(OpResult::Bool(existed))
+            }
+            // Sessions are no directory change: no event, no cache emptied.
+            Op::WebSessionPut(session) => {
+                self.engine.web_sessions.insert(session.key.as_bytes(), to_json(&*session)?)?;
+                Ok(OpResult::Unit)
+            }
+            Op::WebSessionRemove(which) => {
+                let mut keys = Vec::new();
+                match which {
+                    WebSessionsToRemove::One(key) => {
+                        if self.engine.web_sessions.contains_key(key.as_bytes())? {
+                            keys.push(key.into_bytes());
+                        }
+                    }
+                    WebSessionsToRemove::OfAccount { account, except } => {
+                        for item in self.engine.web_sessions.iter() {
+                            let (key, value) = item.into_inner()?;
+                            let session: WebSession = from_json("web session", &value)?;
+                            if session.account == account && except.as_deref() != Some(session.key.as_str()) {
+                                keys.push(key.to_vec());
+                            }
+                        }
+                    }
+                    WebSessionsToRemove::ExpiredAt(now) => {
+                        for item in self.engine.web_sessions.iter() {
+                            let (key, value) = item.into_inner()?;
+                            let session: WebSession = from_json("web session", &value)?;
+                            if session.expires <= now {
+                                keys.push(key.to_vec());
+                            }
+                        }
+                    }
+                }
+                for key in &keys {
+                    self.engine.web_sessions.remove(key.as_slice())?;
+                }
+                Ok(OpResult::Count(keys.len()))
             }
             Op::AliasRemove(address) => {
                 let existed = self.engine.aliases.contains_key(address.as_bytes())?;
