@@ -558,7 +558,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             metrics: Some(metrics.clone()),
             started: std::time::Instant::now(),
             listeners: Arc::clone(&listeners),
-            sessions: web::Sessions::default(),
+            sessions: web::Sessions::new(Arc::clone(&store)),
             mail_bytes: tokio::sync::Mutex::new(None),
         }),
         metrics: metrics.clone(),

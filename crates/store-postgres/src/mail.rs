@@ -625,7 +625,10 @@ impl DirectoryStore for PgStore {
     async fn web_sessions_of(&self, account: AccountId) -> StoreResult<Vec<WebSession>> {
         let client = self.client().await?;
         let rows = client
-            .rows("SELECT record FROM web_sessions WHERE account = $1 ORDER BY (record->>'created')::BIGINT", &[&id(account)])
+            .rows(
+                "SELECT record FROM web_sessions WHERE account = $1 ORDER BY (record->>'created')::BIGINT",
+                &[&id(account)],
+            )
             .await
             .map_err(pg_error)?;
         rows.iter().map(|r| rows::json(r, 0, "web session")).collect()

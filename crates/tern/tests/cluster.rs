@@ -256,6 +256,28 @@ fn the_api_behind_an_http_proxy_bans_the_guesser_not_the_proxy() {
     assert_eq!(code, 200);
 }
 
+/// A web admin session made on one node works on the other (the sessions are in the
+/// database), a message left by one node is shown by the other, and a sign-out on either
+/// ends it on both at once.
+#[test]
+fn a_web_session_is_known_to_every_node() {
+    use common::web::{http, sign_in};
+    let store = cluster_store();
+    let first = TestServer::started(&store);
+    let second = another_node(&store);
+    let (cookie, csrf) = sign_in(&first, "alice@example.test", "secret").unwrap();
+    assert_eq!(http(&second, "GET", "/admin/account", &cookie, None, None).code, 200);
+    let form = format!("csrf={csrf}&name=tablet");
+    assert_eq!(http(&first, "POST", "/admin/account/app-passwords", &cookie, Some(&form), None).code, 200);
+    let delete = format!("csrf={csrf}");
+    let r = http(&second, "POST", "/admin/account/app-passwords/tablet/delete", &cookie, Some(&delete), None);
+    assert_eq!(r.code, 303, "a form made on one node is accepted by the other");
+    let page = http(&first, "GET", "/admin/account", &cookie, None, None);
+    assert!(page.body.contains("role=\"status\""), "the other node's message: {}", page.body);
+    assert_eq!(http(&second, "POST", "/admin/logout", &cookie, Some(&format!("csrf={csrf}")), None).code, 303);
+    assert_eq!(http(&first, "GET", "/admin/account", &cookie, None, None).code, 303, "signed out everywhere");
+}
+
 /// One SMTP attempt through the balancer; true when the message got its 250.
 fn send_once(balancer: &Balancer, message_id: &str) -> bool {
     let Ok(mut c) = connect_from("127.0.0.3", balancer.smtp) else { return false };

@@ -5,89 +5,43 @@
 
 mod common;
 
+use common::web::*;
 use common::*;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 
-#[derive(Debug)]
-struct Reply {
-    code: u16,
-    head: String,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Vec<String> {
-        let prefix = format!("{}:", name.to_ascii_lowercase());
-        self.head
-            .lines()
-            .filter(|l| l.to_ascii_lowercase().starts_with(&prefix))
-            .map(|l| l[prefix.len()..].trim().to_string())
-            .collect()
-    }
-
-    /// The value a `Set-Cookie` gives `name`.
-    fn cookie(&self, name: &str) -> Option<String> {
-        self.header("set-cookie")
-            .iter()
-            .find_map(|c| c.split(';').next()?.strip_prefix(&format!("{name}=")).map(str::to_string))
-    }
-}
-
-fn http(s: &TestServer, method: &str, path: &str, cookie: &str, form: Option<&str>, origin: Option<&str>) -> Reply {
-    let mut stream = TcpStream::connect(s.http).unwrap();
-    let body = form.unwrap_or("");
-    let cookie = if cookie.is_empty() { String::new() } else { format!("Cookie: {cookie}\r\n") };
-    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{cookie}{origin}\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        s.http,
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Reply { code, head: head.to_string(), body: body.to_string() }
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// Signs in; the session cookie (`tern_session=...`) and the page's CSRF token.
-fn sign_in(s: &TestServer, email: &str, password: &str) -> Result<(String, String), Reply> {
-    let form = http(s, "GET", "/admin/login", "", None, None);
-    assert_eq!(form.code, 200);
-    let token = form.cookie("tern_login").expect("the sign-in form's cookie");
-    let posted = http(
-        s,
-        "POST",
-        "/admin/login",
-        &format!("tern_login={token}"),
-        Some(&format!("email={}&password={}&csrf={token}", enc(email), enc(password))),
-        None,
-    );
-    if posted.code != 303 {
-        return Err(posted);
-    }
-    let session = posted.cookie("tern_session").expect("a session cookie");
-    let cookie = format!("tern_session={session}");
-    let page = http(s, "GET", "/admin/account", &cookie, None, None);
-    let csrf = page.body.split("name=\"csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default();
-    Ok((cookie, csrf.to_string()))
+/// Sessions are kept in the store: a restart signs nobody out, and a message after a change
+/// waits there for the next page; a generated secret is on the answer to the form itself.
+#[test]
+fn a_session_outlives_a_restart_and_secrets_are_shown_at_once() {
+    let mut s = TestServer::started("");
+    let (bob, csrf) = sign_in(&s, "bob@example.test", "secret").unwrap();
+    s.stop();
+    s.launch();
+    let page = http(&s, "GET", "/admin/account", &bob, None, None);
+    assert_eq!(page.code, 200, "still signed in after a restart: {}", page.head);
+    // The answer to "make an app password" is the account page with the secret on it.
+    let made = http(&s, "POST", "/admin/account/app-passwords", &bob, Some(&format!("csrf={csrf}&name=phone")), None);
+    assert_eq!(made.code, 200, "{}", made.head);
+    assert!(made.body.contains("id=\"secret\"") && made.body.contains("My account"), "{}", made.body);
+    let secret = made.body.split("id=\"secret\">").nth(1).and_then(|r| r.split('<').next()).unwrap_or_default();
+    assert_eq!(secret.len(), 29, "{secret}");
+    assert!(s.imap().run(&format!("LOGIN bob@example.test {secret}")).ok());
+    // Not kept for the next page.
+    let next = http(&s, "GET", "/admin/account", &bob, None, None);
+    assert!(!next.body.contains(secret) && !next.body.contains("id=\"secret\""));
+    // A plain message is kept for the next page, once.
+    let removed =
+        http(&s, "POST", "/admin/account/app-passwords/phone/delete", &bob, Some(&format!("csrf={csrf}")), None);
+    assert_eq!(removed.code, 303);
+    let next = http(&s, "GET", "/admin/account", &bob, None, None);
+    assert!(next.body.contains("role=\"status\""), "{}", next.body);
+    let again = http(&s, "GET", "/admin/account", &bob, None, None);
+    assert!(!again.body.contains("role=\"status\""), "shown once");
+    // Signed out: the cookie is worthless, after a restart too.
+    assert_eq!(http(&s, "POST", "/admin/logout", &bob, Some(&format!("csrf={csrf}")), None).code, 303);
+    s.stop();
+    s.launch();
+    assert_eq!(http(&s, "GET", "/admin/account", &bob, None, None).code, 303);
 }
 
 #[test]

@@ -6,10 +6,12 @@
 //!   mail clients, and one taken from a device must not change the password. Administrators
 //!   (`tern user admin EMAIL on`, or the account `tern setup` made) see every page; other users
 //!   see their own account: password, app passwords, vacation reply, quota.
-//! - **Sessions** live in this process's memory (a restart signs everyone out): the cookie is
-//!   `HttpOnly; Secure; SameSite=Strict`, holds 32 random bytes, and only its hash is kept.
-//!   Sign-out forgets the session, so a copied cookie is worthless afterwards. Idle for 30
-//!   minutes or older than 12 hours, a session ends. The account is read again on every
+//! - **Sessions** live in the store, so every node of a cluster knows them and a restart signs
+//!   nobody out: the cookie is `HttpOnly; Secure; SameSite=Strict`, holds 32 random bytes,
+//!   and only its hash is kept. Sign-out forgets the session, so a copied cookie is worthless
+//!   afterwards. Idle for 30 minutes or older than 12 hours, a session ends; an account has
+//!   at most 16. A message after a change waits in the session for the next page; a
+//!   generated password is shown in the answer to the form itself and never stored. The account is read again on every
 //!   request: a disabled user, an admin who is one no longer, or a user whose password
 //!   changed since the sign-in (by the web admin, the API, the CLI or another node) is out
 //!   at once.
@@ -34,21 +36,21 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
-use tern_store::Account;
+use std::sync::Arc;
+use tern_store::{Account, StoreResult, WebNotice, WebSession, WebSessionsToRemove};
 
 /// The session cookie.
 const SESSION_COOKIE: &str = "tern_session";
 /// The sign-in form's CSRF cookie.
 const LOGIN_COOKIE: &str = "tern_login";
 /// A session unused this long ends.
-const IDLE: Duration = Duration::from_secs(30 * 60);
+const IDLE: i64 = 30 * 60;
 /// And any session this old.
-const LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// Sessions kept at once (the oldest goes first).
-const MAX_SESSIONS: usize = 4096;
+const LIFETIME: i64 = 12 * 3600;
+/// A session's last use is written at most this often (each write is a durable commit).
+const SEEN_EVERY: i64 = 60;
+/// Sessions one account may have at once (the oldest goes first).
+const MAX_SESSIONS_PER_ACCOUNT: usize = 16;
 /// Largest form accepted.
 const MAX_FORM: usize = 256 * 1024;
 
@@ -57,28 +59,18 @@ const MAX_FORM: usize = 256 * 1024;
 pub(crate) enum Flash {
     Done(String),
     Failed(String),
-    /// A secret shown once (a generated password), with what it is.
+    /// A secret shown once (a generated password), with what it is: shown in the answer to
+    /// the form that made it, never stored.
     Secret {
         what: String,
         secret: String,
     },
 }
 
-struct WebSession {
-    account: tern_store::AccountId,
-    /// The hash of the account's password hash at the sign-in: when the password changes,
-    /// wherever it is changed, the session ends.
-    password: String,
-    csrf: String,
-    created: Instant,
-    seen: Instant,
-    flash: Option<Flash>,
-}
-
-/// The signed-in sessions, by the hash of their cookie.
-#[derive(Default)]
+/// The signed-in sessions, in the store by the hash of their cookie: every node of a cluster
+/// knows them (no need to keep a browser on one node), and a restart signs nobody out.
 pub struct Sessions {
-    map: Mutex<HashMap<String, WebSession>>,
+    store: Arc<dyn tern_store::Store>,
 }
 
 /// Whether a form's token is the one expected (constant time).
@@ -87,66 +79,87 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl Sessions {
+    pub fn new(store: Arc<dyn tern_store::Store>) -> Sessions {
+        Sessions { store }
+    }
+
     /// Starts a session for `account`; the cookie's value.
-    fn start(&self, account: &Account) -> String {
-        let secret = random_token();
-        let now = Instant::now();
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|_, s| now.duration_since(s.seen) < IDLE && now.duration_since(s.created) < LIFETIME);
-        if map.len() >= MAX_SESSIONS
-            && let Some(oldest) = map.iter().min_by_key(|(_, s)| s.seen).map(|(k, _)| k.clone())
-        {
-            map.remove(&oldest);
+    async fn start(&self, account: &Account) -> StoreResult<String> {
+        let now = tern_store::now_unix();
+        self.store.web_session_remove(WebSessionsToRemove::ExpiredAt(now)).await?;
+        let theirs = self.store.web_sessions_of(account.id).await?;
+        // Oldest first: make room for this one.
+        for old in theirs.iter().take((theirs.len() + 1).saturating_sub(MAX_SESSIONS_PER_ACCOUNT)) {
+            self.store.web_session_remove(WebSessionsToRemove::One(old.key.clone())).await?;
         }
+        let secret = random_token();
         let session = WebSession {
+            key: hash(&secret),
             account: account.id,
             password: hash(&account.password_hash),
             csrf: random_token(),
             created: now,
             seen: now,
-            flash: None,
+            expires: expiry(now, now),
+            notice: None,
         };
-        map.insert(hash(&secret), session);
-        secret
+        self.store.web_session_put(session).await?;
+        Ok(secret)
     }
 
-    /// The live session of a cookie.
-    fn touch(&self, secret: &str) -> Option<Touched> {
-        let now = Instant::now();
-        let key = hash(secret);
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        let live = map
-            .get(&key)
-            .is_some_and(|s| now.duration_since(s.seen) < IDLE && now.duration_since(s.created) < LIFETIME);
-        if !live {
-            map.remove(&key);
-            return None;
+    /// The live session of a cookie, its message taken.
+    async fn touch(&self, secret: &str) -> StoreResult<Option<Touched>> {
+        let now = tern_store::now_unix();
+        let Some(mut session) = self.store.web_session_get(&hash(secret)).await? else {
+            return Ok(None);
+        };
+        if session.expires <= now {
+            self.store.web_session_remove(WebSessionsToRemove::One(session.key)).await?;
+            return Ok(None);
         }
-        let s = map.get_mut(&key)?;
-        s.seen = now;
-        Some(Touched { account: s.account, password: s.password.clone(), csrf: s.csrf.clone(), flash: s.flash.take() })
-    }
-
-    fn flash(&self, secret: &str, flash: Flash) {
-        if let Some(s) = self.map.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&hash(secret)) {
-            s.flash = Some(flash);
+        let notice = session.notice.take();
+        if notice.is_some() || now - session.seen >= SEEN_EVERY {
+            session.seen = now;
+            session.expires = expiry(session.created, now);
+            self.store.web_session_put(session.clone()).await?;
         }
+        let flash = notice.map(|n| match n {
+            WebNotice::Done(m) => Flash::Done(m),
+            WebNotice::Failed(m) => Flash::Failed(m),
+        });
+        Ok(Some(Touched { account: session.account, password: session.password, csrf: session.csrf, flash }))
     }
 
-    fn end(&self, secret: &str) {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner).remove(&hash(secret));
+    /// Leaves a message for the session's next page.
+    async fn notify(&self, secret: &str, notice: WebNotice) -> StoreResult<()> {
+        if let Some(mut session) = self.store.web_session_get(&hash(secret)).await? {
+            session.notice = Some(notice);
+            self.store.web_session_put(session).await?;
+        }
+        Ok(())
+    }
+
+    async fn end(&self, secret: &str) -> StoreResult<()> {
+        self.store.web_session_remove(WebSessionsToRemove::One(hash(secret))).await.map(|_| ())
     }
 
     /// Ends every session of an account but `except`, which now holds the account's new
     /// password (its user changed it).
-    fn end_all_of(&self, account: &Account, except: &str) {
+    async fn end_all_of(&self, account: &Account, except: &str) -> StoreResult<()> {
         let keep = hash(except);
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|k, s| s.account != account.id || *k == keep);
-        if let Some(s) = map.get_mut(&keep) {
-            s.password = hash(&account.password_hash);
+        let which = WebSessionsToRemove::OfAccount { account: account.id, except: Some(keep.clone()) };
+        self.store.web_session_remove(which).await?;
+        if let Some(mut session) = self.store.web_session_get(&keep).await? {
+            session.password = hash(&account.password_hash);
+            self.store.web_session_put(session).await?;
         }
+        Ok(())
     }
+}
+
+/// When a session created at `created` and used at `seen` ends.
+fn expiry(created: i64, seen: i64) -> i64 {
+    (seen + IDLE).min(created + LIFETIME)
 }
 
 /// What a live session holds.
@@ -184,6 +197,7 @@ fn same_origin(parts: &Parts) -> bool {
 }
 
 /// A signed-in user, as the request's session cookie says.
+#[derive(Clone)]
 pub(crate) struct SignedIn {
     pub account: Account,
     pub csrf: String,
@@ -216,11 +230,17 @@ impl FromRequestParts<Arc<ApiContext>> for SignedIn {
     async fn from_request_parts(parts: &mut Parts, ctx: &Arc<ApiContext>) -> Result<SignedIn, SignInFirst> {
         let refuse = || SignInFirst(parts.method.clone());
         let secret = cookie(&parts.headers, SESSION_COOKIE).ok_or_else(refuse)?;
-        let Touched { account, password, csrf, flash } = ctx.sessions.touch(&secret).ok_or_else(refuse)?;
+        let touched = ctx.sessions.touch(&secret).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "web admin: cannot read the session");
+            None
+        });
+        let Touched { account, password, csrf, flash } = touched.ok_or_else(refuse)?;
         let account = match ctx.directory.store().account_get(account).await {
             Ok(Some(a)) if !a.disabled && !a.shared && same(&hash(&a.password_hash), &password) => a,
             Ok(_) => {
-                ctx.sessions.end(&secret);
+                if let Err(e) = ctx.sessions.end(&secret).await {
+                    tracing::warn!(error = %e, "web admin: cannot end a session");
+                }
                 return Err(refuse());
             }
             Err(e) => {
@@ -304,13 +324,27 @@ where
     }
 }
 
-/// Back to `to` with a message: done, or what went wrong.
-pub(crate) fn after(ctx: &ApiContext, user: &SignedIn, to: &str, result: Result<Flash, ApiError>) -> Response {
-    let flash = match result {
-        Ok(f) => f,
-        Err(e) => Flash::Failed(e.message),
+/// Back to `to` with a message: done, or what went wrong. A secret is not stored for the
+/// next page: the page `to` is the answer itself, with the secret on it.
+pub(crate) async fn after(
+    ctx: &Arc<ApiContext>,
+    user: &SignedIn,
+    to: &str,
+    result: Result<Flash, ApiError>,
+) -> Response {
+    let notice = match result {
+        Ok(Flash::Done(m)) => WebNotice::Done(m),
+        Ok(Flash::Failed(m)) => WebNotice::Failed(m),
+        Err(e) => WebNotice::Failed(e.message),
+        Ok(secret @ Flash::Secret { .. }) => {
+            let mut user = user.clone();
+            user.flash = Some(secret);
+            return pages::page_at(ctx, user, to).await;
+        }
     };
-    ctx.sessions.flash(&user.secret, flash);
+    if let Err(e) = ctx.sessions.notify(&user.secret, notice).await {
+        tracing::warn!(error = %e, "web admin: cannot keep the message for the next page");
+    }
     Redirect::to(to).into_response()
 }
 
@@ -319,7 +353,7 @@ pub(crate) fn after(ctx: &ApiContext, user: &SignedIn, to: &str, result: Result<
 async fn login_page(axum::extract::State(ctx): axum::extract::State<Arc<ApiContext>>, headers: HeaderMap) -> Response {
     // Already signed in: on to the start page.
     if let Some(secret) = cookie(&headers, SESSION_COOKIE)
-        && ctx.sessions.touch(&secret).is_some()
+        && let Ok(Some(_)) = ctx.sessions.touch(&secret).await
     {
         return Redirect::to("/admin").into_response();
     }
@@ -387,7 +421,13 @@ async fn login_submit(
         guard.succeeded(ip);
     }
     tracing::info!(client = ?ip, user = %account.address, admin = account.admin, "web admin: signed in");
-    let secret = ctx.sessions.start(&account);
+    let secret = match ctx.sessions.start(&account).await {
+        Ok(secret) => secret,
+        Err(e) => {
+            tracing::warn!(error = %e, "web admin: cannot start a session");
+            return login_form(&ctx, Some("Sign-in is unavailable; try again."), StatusCode::SERVICE_UNAVAILABLE);
+        }
+    };
     let mut response = Redirect::to("/admin").into_response();
     let h = response.headers_mut();
     h.append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &secret, "/admin", None));
@@ -396,7 +436,11 @@ async fn login_submit(
 }
 
 async fn logout(axum::extract::State(ctx): axum::extract::State<Arc<ApiContext>>, posted: Posted<Empty>) -> Response {
-    ctx.sessions.end(&posted.user.secret);
+    if let Err(e) = ctx.sessions.end(&posted.user.secret).await {
+        // The cookie is cleared below, but a copy of it would still work: say so.
+        tracing::error!(error = %e, user = %posted.user.account.address, "web admin: cannot end a session");
+        return pages::error_page(StatusCode::SERVICE_UNAVAILABLE, "Signing out failed; try again.");
+    }
     tracing::info!(user = %posted.user.account.address, "web admin: signed out");
     let mut response = Redirect::to("/admin/login").into_response();
     response.headers_mut().append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", "/admin", Some(0)));
@@ -492,27 +536,53 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
 mod tests {
     use super::*;
 
-    #[test]
-    fn sessions_end_on_sign_out_and_keep_only_their_hash() {
-        let sessions = Sessions::default();
+    #[tokio::test]
+    async fn sessions_end_on_sign_out_and_keep_only_their_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn tern_store::Store> =
+            Arc::new(tern_store::embedded::EmbeddedStore::open(dir.path(), 8).unwrap());
+        let sessions = Sessions::new(Arc::clone(&store));
         let user = |id, password: &str| Account { id, password_hash: password.into(), ..Default::default() };
-        let secret = sessions.start(&user(7, "h7"));
-        assert!(!sessions.map.lock().unwrap().contains_key(&secret), "the cookie itself is not kept");
-        let Touched { account, password, csrf, flash } = sessions.touch(&secret).unwrap();
+        let secret = sessions.start(&user(7, "h7")).await.unwrap();
+        assert!(store.web_session_get(&secret).await.unwrap().is_none(), "the cookie itself is not kept");
+        let kept = store.web_session_get(&hash(&secret)).await.unwrap().unwrap();
+        assert!(!kept.password.contains("h7") && kept.expires > kept.created);
+        let Touched { account, password, csrf, flash } = sessions.touch(&secret).await.unwrap().unwrap();
         assert_eq!((account, password), (7, hash("h7")), "the password hash is kept hashed");
         assert!(flash.is_none() && csrf.len() >= 40 && csrf != secret);
-        sessions.flash(&secret, Flash::Done("x".into()));
-        assert!(matches!(sessions.touch(&secret).unwrap().flash, Some(Flash::Done(_))));
-        assert!(sessions.touch(&secret).unwrap().flash.is_none(), "a message is shown once");
-        sessions.end(&secret);
-        assert!(sessions.touch(&secret).is_none());
-        assert!(sessions.touch("made-up").is_none());
-        let a = sessions.start(&user(1, "old"));
-        let b = sessions.start(&user(1, "old"));
-        let c = sessions.start(&user(2, "h2"));
-        sessions.end_all_of(&user(1, "new"), &b);
-        assert!(sessions.touch(&a).is_none() && sessions.touch(&c).is_some());
-        assert_eq!(sessions.touch(&b).map(|t| t.password), Some(hash("new")), "the changer's session goes on");
+        sessions.notify(&secret, WebNotice::Done("x".into())).await.unwrap();
+        assert!(matches!(sessions.touch(&secret).await.unwrap().unwrap().flash, Some(Flash::Done(_))));
+        assert!(sessions.touch(&secret).await.unwrap().unwrap().flash.is_none(), "a message is shown once");
+        sessions.end(&secret).await.unwrap();
+        assert!(sessions.touch(&secret).await.unwrap().is_none());
+        assert!(sessions.touch("made-up").await.unwrap().is_none());
+        let a = sessions.start(&user(1, "old")).await.unwrap();
+        let b = sessions.start(&user(1, "old")).await.unwrap();
+        let c = sessions.start(&user(2, "h2")).await.unwrap();
+        sessions.end_all_of(&user(1, "new"), &b).await.unwrap();
+        assert!(sessions.touch(&a).await.unwrap().is_none() && sessions.touch(&c).await.unwrap().is_some());
+        let b_now = sessions.touch(&b).await.unwrap().map(|t| t.password);
+        assert_eq!(b_now, Some(hash("new")), "the changer's session goes on");
+        // An ended session (here: idle too long) is refused and removed.
+        let mut idle = store.web_session_get(&hash(&c)).await.unwrap().unwrap();
+        idle.expires = tern_store::now_unix() - 1;
+        store.web_session_put(idle).await.unwrap();
+        assert!(sessions.touch(&c).await.unwrap().is_none());
+        assert!(store.web_session_get(&hash(&c)).await.unwrap().is_none());
+        // An account has a bounded number of sessions: the oldest go (within one second, any
+        // of those), never the new one.
+        for _ in 0..MAX_SESSIONS_PER_ACCOUNT + 3 {
+            let newest = sessions.start(&user(3, "h3")).await.unwrap();
+            assert!(sessions.touch(&newest).await.unwrap().is_some());
+        }
+        assert_eq!(store.web_sessions_of(3).await.unwrap().len(), MAX_SESSIONS_PER_ACCOUNT);
+        store.shutdown().await.unwrap();
+    }
+
+    #[test]
+    fn expiry_is_the_earlier_of_idle_and_lifetime() {
+        assert_eq!(expiry(0, 0), IDLE);
+        assert_eq!(expiry(0, LIFETIME - 60), LIFETIME);
     }
 
     #[test]

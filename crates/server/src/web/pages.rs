@@ -149,6 +149,27 @@ pub(crate) fn login(hostname: &str, token: &str, error: Option<&str>) -> Markup 
     layout("Sign in", None, body)
 }
 
+/// The page at `to` for `user` (with the message it carries), as the answer to the form
+/// that made a secret: the pages a secret goes back to, else a page with the secret alone.
+pub(crate) async fn page_at(ctx: &Arc<ApiContext>, user: SignedIn, to: &str) -> Response {
+    let state = State(Arc::clone(ctx));
+    if to == "/admin/account" {
+        return account(state, user).await;
+    }
+    if user.admin() {
+        if to == "/admin/users" {
+            return users(state, AdminUser(user)).await;
+        }
+        if let Some(email) = to.strip_prefix("/admin/users/")
+            && let Ok(email) = percent_encoding::percent_decode_str(email).decode_utf8()
+        {
+            return user_page(state, AdminUser(user), Path(email.into_owned())).await;
+        }
+    }
+    let body = html! { p { a href=(to) { "Continue" } } };
+    page("Done", &user, body)
+}
+
 /// The refusal for a user who is not an administrator (`None` for one who is).
 fn not_admin(user: &SignedIn) -> Option<Response> {
     (!user.admin()).then(|| error_page(StatusCode::FORBIDDEN, "This is for administrators."))
@@ -259,8 +280,9 @@ pub(crate) async fn domain_add(State(ctx): Ctx, p: Posted<DomainForm>) -> Respon
             tracing::info!(user = %p.user.account.address, domain = %d.name, "web admin: domain added");
             let to = format!("/admin/domains/{}", seg(&d.name));
             after(&ctx, &p.user, &to, Ok(Flash::Done(format!("Added {}. Publish its DNS records below.", d.name))))
+                .await
         }
-        Err(e) => after(&ctx, &p.user, "/admin/domains", Err(e.into())),
+        Err(e) => after(&ctx, &p.user, "/admin/domains", Err(e.into())).await,
     }
 }
 
@@ -320,7 +342,7 @@ pub(crate) async fn domain_dkim(State(ctx): Ctx, Path(name): Path<String>, p: Po
             d.dkim.iter().map(|k| k.selector.as_str()).collect::<Vec<_>>().join(", ")
         ))
     });
-    after(&ctx, &p.user, &to, result)
+    after(&ctx, &p.user, &to, result).await
 }
 
 pub(crate) async fn domain_delete(State(ctx): Ctx, Path(name): Path<String>, p: Posted<Empty>) -> Response {
@@ -330,9 +352,9 @@ pub(crate) async fn domain_delete(State(ctx): Ctx, Path(name): Path<String>, p: 
     match ctx.directory.domain_remove(&name).await {
         Ok(()) => {
             tracing::info!(user = %p.user.account.address, domain = %name.escape_debug(), "web admin: domain removed");
-            after(&ctx, &p.user, "/admin/domains", Ok(Flash::Done(format!("Removed {name}."))))
+            after(&ctx, &p.user, "/admin/domains", Ok(Flash::Done(format!("Removed {name}.")))).await
         }
-        Err(e) => after(&ctx, &p.user, &format!("/admin/domains/{}", seg(&name)), Err(e.into())),
+        Err(e) => after(&ctx, &p.user, &format!("/admin/domains/{}", seg(&name)), Err(e.into())).await,
     }
 }
 
@@ -434,7 +456,7 @@ pub(crate) async fn user_add(State(ctx): Ctx, p: Posted<NewUserForm>) -> Respons
         })
     }
     .await;
-    after(&ctx, &p.user, "/admin/users", result)
+    after(&ctx, &p.user, "/admin/users", result).await
 }
 
 pub(crate) async fn user_page(State(ctx): Ctx, AdminUser(user): AdminUser, Path(email): Path<String>) -> Response {
@@ -561,7 +583,7 @@ pub(crate) async fn user_update(State(ctx): Ctx, Path(email): Path<String>, p: P
         Ok(flash)
     }
     .await;
-    after(&ctx, &p.user, &to, result)
+    after(&ctx, &p.user, &to, result).await
 }
 
 pub(crate) async fn user_delete(State(ctx): Ctx, Path(email): Path<String>, p: Posted<Empty>) -> Response {
@@ -574,14 +596,15 @@ pub(crate) async fn user_delete(State(ctx): Ctx, Path(email): Path<String>, p: P
             &p.user,
             &format!("/admin/users/{}", seg(&email)),
             Err(ApiError::bad_request("you cannot remove yourself")),
-        );
+        )
+        .await;
     }
     match ctx.directory.user_remove(&email).await {
         Ok(()) => {
             tracing::info!(user = %p.user.account.address, removed = %email.escape_debug(), "web admin: user removed");
-            after(&ctx, &p.user, "/admin/users", Ok(Flash::Done(format!("Removed {email}."))))
+            after(&ctx, &p.user, "/admin/users", Ok(Flash::Done(format!("Removed {email}.")))).await
         }
-        Err(e) => after(&ctx, &p.user, "/admin/users", Err(e.into())),
+        Err(e) => after(&ctx, &p.user, "/admin/users", Err(e.into())).await,
     }
 }
 
@@ -611,7 +634,7 @@ pub(crate) async fn user_app_password_add(
         return r;
     }
     let result = make_app_password(&ctx, &email, &p.form.name).await;
-    after(&ctx, &p.user, &format!("/admin/users/{}", seg(&email)), result)
+    after(&ctx, &p.user, &format!("/admin/users/{}", seg(&email)), result).await
 }
 
 pub(crate) async fn user_app_password_delete(
@@ -623,7 +646,7 @@ pub(crate) async fn user_app_password_delete(
         return r;
     }
     let result = remove_app_password(&ctx, &email, &name).await;
-    after(&ctx, &p.user, &format!("/admin/users/{}", seg(&email)), result)
+    after(&ctx, &p.user, &format!("/admin/users/{}", seg(&email)), result).await
 }
 
 // --- aliases ---
@@ -680,7 +703,7 @@ pub(crate) async fn alias_add(State(ctx): Ctx, p: Posted<AliasForm>) -> Response
             Flash::Done(format!("{} delivers to {}.", a.address, a.targets.join(", ")))
         })
     };
-    after(&ctx, &p.user, "/admin/aliases", result)
+    after(&ctx, &p.user, "/admin/aliases", result).await
 }
 
 pub(crate) async fn alias_delete(State(ctx): Ctx, Path(address): Path<String>, p: Posted<Empty>) -> Response {
@@ -691,7 +714,7 @@ pub(crate) async fn alias_delete(State(ctx): Ctx, Path(address): Path<String>, p
         tracing::info!(user = %p.user.account.address, alias = %address.escape_debug(), "web admin: alias removed");
         Flash::Done(format!("Removed {address}."))
     });
-    after(&ctx, &p.user, "/admin/aliases", result)
+    after(&ctx, &p.user, "/admin/aliases", result).await
 }
 
 // --- queue ---
@@ -768,7 +791,7 @@ pub(crate) async fn queue_retry(State(ctx): Ctx, Path(id): Path<u64>, p: Posted<
         tracing::info!(user = %p.user.account.address, id, "web admin: queue entry retried");
         Flash::Done(format!("Queue entry {id} is due now."))
     });
-    after(&ctx, &p.user, "/admin/queue", result)
+    after(&ctx, &p.user, "/admin/queue", result).await
 }
 
 pub(crate) async fn queue_delete(State(ctx): Ctx, Path(id): Path<u64>, p: Posted<Empty>) -> Response {
@@ -779,7 +802,7 @@ pub(crate) async fn queue_delete(State(ctx): Ctx, Path(id): Path<u64>, p: Posted
         tracing::info!(user = %p.user.account.address, id, "web admin: queue entry removed");
         Flash::Done(format!("Queue entry {id} deleted (no bounce sent)."))
     });
-    after(&ctx, &p.user, "/admin/queue", result)
+    after(&ctx, &p.user, "/admin/queue", result).await
 }
 
 // --- quarantine ---
@@ -847,7 +870,7 @@ pub(crate) async fn quarantine_release(State(ctx): Ctx, Path(id): Path<u64>, p: 
             receipt.queued.map(|q| format!(", queued as {q}")).unwrap_or_default()
         ))
     });
-    after(&ctx, &p.user, "/admin/quarantine", result)
+    after(&ctx, &p.user, "/admin/quarantine", result).await
 }
 
 pub(crate) async fn quarantine_delete(State(ctx): Ctx, Path(id): Path<u64>, p: Posted<Empty>) -> Response {
@@ -858,7 +881,7 @@ pub(crate) async fn quarantine_delete(State(ctx): Ctx, Path(id): Path<u64>, p: P
         tracing::info!(user = %p.user.account.address, id, "web admin: quarantined message deleted");
         Flash::Done(format!("Deleted {id}."))
     });
-    after(&ctx, &p.user, "/admin/quarantine", result)
+    after(&ctx, &p.user, "/admin/quarantine", result).await
 }
 
 // --- logs ---
@@ -989,18 +1012,18 @@ pub(crate) async fn account_password(State(ctx): Ctx, p: Posted<PasswordForm>) -
         ctx.directory.user_set_password(&me, Some(&p.form.new)).await?;
         // Other browsers signed in with the old password are signed out; this one goes on.
         if let Some(changed) = ctx.directory.store().account_get(p.user.account.id).await? {
-            ctx.sessions.end_all_of(&changed, &p.user.secret);
+            ctx.sessions.end_all_of(&changed, &p.user.secret).await?;
         }
         tracing::info!(user = %me, "web admin: own password changed");
         Ok(Flash::Done("Your password is changed; other sessions are signed out.".into()))
     }
     .await;
-    after(&ctx, &p.user, "/admin/account", result)
+    after(&ctx, &p.user, "/admin/account", result).await
 }
 
 pub(crate) async fn account_app_password_add(State(ctx): Ctx, p: Posted<AppPasswordForm>) -> Response {
     let result = make_app_password(&ctx, &p.user.account.address, &p.form.name).await;
-    after(&ctx, &p.user, "/admin/account", result)
+    after(&ctx, &p.user, "/admin/account", result).await
 }
 
 pub(crate) async fn account_app_password_delete(
@@ -1009,7 +1032,7 @@ pub(crate) async fn account_app_password_delete(
     p: Posted<Empty>,
 ) -> Response {
     let result = remove_app_password(&ctx, &p.user.account.address, &name).await;
-    after(&ctx, &p.user, "/admin/account", result)
+    after(&ctx, &p.user, "/admin/account", result).await
 }
 
 #[derive(Deserialize)]
@@ -1046,7 +1069,7 @@ pub(crate) async fn account_vacation(State(ctx): Ctx, p: Posted<VacationForm>) -
         Ok(Flash::Done(if on { "Vacation reply on." } else { "Vacation reply off." }.into()))
     }
     .await;
-    after(&ctx, &p.user, "/admin/account", result)
+    after(&ctx, &p.user, "/admin/account", result).await
 }
 
 #[cfg(test)]

@@ -451,8 +451,7 @@ impl DirectoryStore for EmbeddedStore {
 
     async fn web_session_get(&self, key: &str) -> StoreResult<Option<WebSession>> {
         let key = key.to_string();
-        self.read(move |e| e.web_sessions.get(key.as_bytes())?.map(|v| from_json("web session", &v)).transpose())
-            .await
+        self.read(move |e| e.web_sessions.get(key.as_bytes())?.map(|v| from_json("web session", &v)).transpose()).await
     }
 
     async fn web_sessions_of(&self, account: AccountId) -> StoreResult<Vec<WebSession>> {

@@ -1,6 +1,8 @@
 //! Test harness: runs the real `tern` binary on loopback ports and talks to it over the wire.
 #![allow(dead_code)]
 
+pub mod web;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
