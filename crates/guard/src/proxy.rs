@@ -109,34 +109,45 @@ pub enum ProxyError {
     Io(#[from] std::io::Error),
 }
 
+/// Peeks at the start of `stream`, consuming nothing, until `decide` can tell from the bytes
+/// that have come (at most `len` of them).
+async fn peek_until<T>(
+    stream: &TcpStream,
+    len: usize,
+    mut decide: impl FnMut(&[u8]) -> Option<Result<T, ProxyError>>,
+) -> Result<T, ProxyError> {
+    let mut buf = vec![0u8; len];
+    let mut seen = 0;
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(ProxyError::Closed);
+        }
+        if let Some(decided) = decide(&buf[..n]) {
+            return decided;
+        }
+        // peek returns at once while the same bytes wait: pause until more come.
+        if n == seen {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        seen = n;
+    }
+}
+
 /// Reads the header at the start of `stream` and consumes exactly its bytes (what follows,
 /// a TLS ClientHello for instance, stays for the session). `Ok(None)`: the balancer's own
 /// connection, keep the peer address.
 pub async fn read_header(stream: &mut TcpStream, wait: Duration) -> Result<Option<SocketAddr>, ProxyError> {
     let read = async {
-        let mut buf = vec![0u8; MAX_HEADER];
-        let mut seen = 0;
-        loop {
-            let n = stream.peek(&mut buf).await?;
-            if n == 0 {
-                return Err(ProxyError::Closed);
-            }
-            match parse(&buf[..n]) {
-                Parsed::Incomplete => {
-                    // peek returns at once while the same bytes wait: pause until more come.
-                    if n == seen {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    seen = n;
-                }
-                Parsed::Invalid(why) => return Err(ProxyError::Invalid(why)),
-                Parsed::Header { len, source } => {
-                    let mut header = vec![0u8; len];
-                    stream.read_exact(&mut header).await?;
-                    return Ok(source);
-                }
-            }
-        }
+        let (len, source) = peek_until(stream, MAX_HEADER, |bytes| match parse(bytes) {
+            Parsed::Incomplete => None,
+            Parsed::Invalid(why) => Some(Err(ProxyError::Invalid(why))),
+            Parsed::Header { len, source } => Some(Ok((len, source))),
+        })
+        .await?;
+        let mut header = vec![0u8; len];
+        stream.read_exact(&mut header).await?;
+        Ok(source)
     };
     tokio::time::timeout(wait, read).await.map_err(|_| ProxyError::Timeout(wait))?
 }
@@ -144,26 +155,8 @@ pub async fn read_header(stream: &mut TcpStream, wait: Duration) -> Result<Optio
 /// As [`read_header`] where the header is optional: `Ok(None)` also when the connection
 /// starts with anything else (nothing of it is consumed).
 pub async fn read_optional_header(stream: &mut TcpStream, wait: Duration) -> Result<Option<SocketAddr>, ProxyError> {
-    let look = async {
-        let mut buf = [0u8; V2_SIGNATURE.len()];
-        let mut seen = 0;
-        loop {
-            let n = stream.peek(&mut buf).await?;
-            if n == 0 {
-                return Err(ProxyError::Closed);
-            }
-            match starts_with_header(&buf[..n]) {
-                Some(header) => return Ok(header),
-                None => {
-                    if n == seen {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    seen = n;
-                }
-            }
-        }
-    };
     let started = tokio::time::Instant::now();
+    let look = peek_until(stream, V2_SIGNATURE.len(), |bytes| starts_with_header(bytes).map(Ok));
     let header = tokio::time::timeout(wait, look).await.map_err(|_| ProxyError::Timeout(wait))??;
     if !header {
         return Ok(None);
