@@ -114,6 +114,8 @@ pub async fn serve(
                 match tern_guard::proxy::read_optional_header(&mut stream, HEADER_TIMEOUT).await {
                     Ok(Some(client)) => Arrival::Client(client),
                     Ok(None) => Arrival::Proxy(peer),
+                    // A TCP health check connects and closes: nothing to report.
+                    Err(tern_guard::proxy::ProxyError::Closed) => return,
                     Err(e) => {
                         tracing::warn!(proxy = %peer, error = %e, "HTTP connection refused: bad PROXY header");
                         return;
