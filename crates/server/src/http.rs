@@ -38,13 +38,8 @@ fn client_of(arrival: Arrival, headers: &axum::http::HeaderMap, proxy_from: &[Ci
         Arrival::Client(client) => return client,
         Arrival::Proxy(proxy) => proxy,
     };
-    let entries: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
-        .map(str::trim)
-        .collect();
-    for entry in entries.iter().rev() {
+    let entries = headers.get_all("x-forwarded-for").iter().flat_map(|v| v.to_str().unwrap_or("?").split(','));
+    for entry in entries.rev().map(str::trim) {
         let ip = match entry.parse::<IpAddr>() {
             Ok(ip) => ip,
             // Some proxies add the port (`192.0.2.7:4711`, `[2001:db8::7]:4711`).

@@ -355,10 +355,15 @@ async fn copy_in(
 // ---------------------------------------------------------------------------------------
 
 impl PgStore {
-    /// Every JSON record of a directory table, in the order `sql` gives.
-    async fn directory_records<T: serde::de::DeserializeOwned>(&self, sql: &str, what: &str) -> StoreResult<Vec<T>> {
+    /// The JSON records `sql` finds with `params`, in the order it gives.
+    async fn directory_records<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        what: &str,
+    ) -> StoreResult<Vec<T>> {
         let client = self.client().await?;
-        let rows = client.rows(sql, &[]).await.map_err(pg_error)?;
+        let rows = client.rows(sql, params).await.map_err(pg_error)?;
         rows.iter().map(|r| rows::json(r, 0, what)).collect()
     }
 
@@ -402,7 +407,7 @@ impl PgStore {
 #[async_trait]
 impl DirectoryStore for PgStore {
     async fn domain_list(&self) -> StoreResult<Vec<Domain>> {
-        self.directory_records("SELECT record FROM domains ORDER BY name", "domain").await
+        self.directory_records("SELECT record FROM domains ORDER BY name", &[], "domain").await
     }
 
     async fn domain_get(&self, name: &str) -> StoreResult<Option<Domain>> {
@@ -437,7 +442,7 @@ impl DirectoryStore for PgStore {
     }
 
     async fn account_list(&self) -> StoreResult<Vec<Account>> {
-        self.directory_records("SELECT record FROM accounts ORDER BY id", "account").await
+        self.directory_records("SELECT record FROM accounts ORDER BY id", &[], "account").await
     }
 
     async fn account_get(&self, account: AccountId) -> StoreResult<Option<Account>> {
@@ -575,7 +580,7 @@ impl DirectoryStore for PgStore {
     }
 
     async fn alias_list(&self) -> StoreResult<Vec<Alias>> {
-        self.directory_records("SELECT record FROM aliases ORDER BY address", "alias").await
+        self.directory_records("SELECT record FROM aliases ORDER BY address", &[], "alias").await
     }
 
     async fn alias_get(&self, address: &str) -> StoreResult<Option<Alias>> {
@@ -599,7 +604,7 @@ impl DirectoryStore for PgStore {
     }
 
     async fn api_token_list(&self) -> StoreResult<Vec<ApiToken>> {
-        self.directory_records("SELECT record FROM api_tokens ORDER BY name", "api token").await
+        self.directory_records("SELECT record FROM api_tokens ORDER BY name", &[], "api token").await
     }
 
     async fn api_token_put(&self, token: ApiToken) -> StoreResult<()> {
@@ -623,15 +628,8 @@ impl DirectoryStore for PgStore {
     }
 
     async fn web_sessions_of(&self, account: AccountId) -> StoreResult<Vec<WebSession>> {
-        let client = self.client().await?;
-        let rows = client
-            .rows(
-                "SELECT record FROM web_sessions WHERE account = $1 ORDER BY (record->>'created')::BIGINT",
-                &[&id(account)],
-            )
-            .await
-            .map_err(pg_error)?;
-        rows.iter().map(|r| rows::json(r, 0, "web session")).collect()
+        let sql = "SELECT record FROM web_sessions WHERE account = $1 ORDER BY (record->>'created')::BIGINT";
+        self.directory_records(sql, &[&id(account)], "web session").await
     }
 
     // Sessions are no directory change: single statements (each its own durable commit),

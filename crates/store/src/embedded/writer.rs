@@ -332,29 +332,26 @@ impl Writer {
                 Ok(OpResult::Unit)
             }
             Op::WebSessionRemove(which) => {
+                let sessions = &self.engine.web_sessions;
                 let mut keys = Vec::new();
-                match which {
-                    WebSessionsToRemove::One(key) => {
-                        if self.engine.web_sessions.contains_key(key.as_bytes())? {
-                            keys.push(key.into_bytes());
-                        }
+                if let WebSessionsToRemove::One(key) = &which {
+                    if sessions.contains_key(key.as_bytes())? {
+                        keys.push(key.as_bytes().to_vec());
                     }
-                    WebSessionsToRemove::OfAccount { account, except } => {
-                        for item in self.engine.web_sessions.iter() {
-                            let (key, value) = item.into_inner()?;
-                            let session: WebSession = from_json("web session", &value)?;
-                            if session.account == account && except.as_deref() != Some(session.key.as_str()) {
-                                keys.push(key.to_vec());
+                } else {
+                    // Few: one pass over all of them.
+                    for item in sessions.iter() {
+                        let (key, value) = item.into_inner()?;
+                        let session: WebSession = from_json("web session", &value)?;
+                        let goes = match &which {
+                            WebSessionsToRemove::OfAccount { account, except } => {
+                                session.account == *account && except.as_deref() != Some(session.key.as_str())
                             }
-                        }
-                    }
-                    WebSessionsToRemove::ExpiredAt(now) => {
-                        for item in self.engine.web_sessions.iter() {
-                            let (key, value) = item.into_inner()?;
-                            let session: WebSession = from_json("web session", &value)?;
-                            if session.expires <= now {
-                                keys.push(key.to_vec());
-                            }
+                            WebSessionsToRemove::ExpiredAt(now) => session.expires <= *now,
+                            WebSessionsToRemove::One(_) => false,
+                        };
+                        if goes {
+                            keys.push(key.to_vec());
                         }
                     }
                 }
